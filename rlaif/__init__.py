@@ -1,0 +1,36 @@
+"""rlaif: reinforcement learning from AI feedback.
+
+A judge LLM, guided by a constitution, labels which of two responses is better; the labels carry soft,
+order-debiased probabilities and full provenance. Importing this package never imports torch or vllm.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .constitution import Constitution, Principle, load_constitution
+from .records import LabelRecord, Pair, Query, Verdict
+
+__all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "Verdict",
+           "load_judge", "label", "read_pairs", "__version__"]
+
+
+def load_judge(config):
+    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config)."""
+    from .judges.base import load_judge as _load
+
+    return _load(config)
+
+
+def label(*args, **kwargs):
+    """Run a labelling job; see rlaif.labeling.label."""
+    from .labeling import label as _label
+
+    return _label(*args, **kwargs)
+
+
+def read_pairs(*args, **kwargs):
+    """Read pairs from any supported input; see rlaif.data.read_pairs."""
+    from .data import read_pairs as _read
+
+    return _read(*args, **kwargs)

@@ -1,0 +1,110 @@
+"""Constitutions: a YAML file of principles the judge compares responses by, checked and content-hashed.
+
+The hash is taken over the validated, canonical form, so whitespace, comments, key order and spelling out a
+default never change it; any change to what the judge is told does.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .records import Pair, Prompt, sha256_json
+from .yamlfile import load_model
+
+SAMPLING_MODES = ("one_per_pair", "all")
+
+
+class Principle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Short stable id, recorded on labels.")
+    text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less "
+                      "harmful?'.")
+    weight: float = Field(1.0, gt=0, description="Weight in the mean under `sampling: all`, and the relative "
+                          "chance of being drawn under `one_per_pair`.")
+    invert: bool = Field(False, description="True when the text asks for the worse response ('choose the more "
+                         "harmful'): the judge's pick is then the rejected one.")
+    critique: Optional[str] = Field(None, description="Critique request (Constitutional AI critique-revision).")
+    revision: Optional[str] = Field(None, description="Revision request paired with the critique.")
+
+
+class FewShotExample(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: Prompt = Field(description="The conversation (text or a list of chat messages).")
+    response_a: str = Field(min_length=1)
+    response_b: str = Field(min_length=1)
+    preferred: Literal["a", "b"] = Field(description="Which response the principle prefers.")
+    principle: Optional[str] = Field(None, description="Principle id the example is judged by (default: the "
+                                     "first principle).")
+
+
+class Constitution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, description="Constitution name.")
+    version: str = Field(min_length=1, description="Version string; bump it when the principles change.")
+    description: str = Field("", description="What this constitution is for.")
+    principles: list[Principle] = Field(min_length=1, description="The principles, each a comparison instruction.")
+    sampling: Union[Literal["one_per_pair", "all"], str] = Field(
+        "one_per_pair", description="one_per_pair: one principle drawn per pair with a seeded RNG (Constitutional "
+        "AI); all: every principle judged, p_a their weighted mean; or a principle id to always use that one.")
+    few_shot: list[FewShotExample] = Field(default_factory=list, description="Worked examples shown to the judge "
+                                           "before the pair.")
+    tie_margin: Optional[float] = Field(None, ge=0, le=0.5, description="Override the judge's tie margin for "
+                                        "this constitution.")
+    instructions: Optional[str] = Field(None, description="Standing instructions for the judge (replaces the "
+                                        "built-in preamble; a judge config's `instructions` wins over this).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        ids = [p.id for p in self.principles]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"duplicate principle ids: {', '.join(dup)}")
+        if self.sampling not in SAMPLING_MODES and self.sampling not in ids:
+            raise ValueError(f"sampling must be one_per_pair, all, or a principle id; '{self.sampling}' is none "
+                             f"of these (ids: {', '.join(ids)})")
+        for i, ex in enumerate(self.few_shot):
+            if ex.principle is not None and ex.principle not in ids:
+                raise ValueError(f"few_shot[{i}].principle '{ex.principle}' is not a principle id")
+        return self
+
+    @property
+    def sha256(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+    def principle(self, pid: str) -> Principle:
+        for p in self.principles:
+            if p.id == pid:
+                return p
+        raise KeyError(f"constitution '{self.name}' has no principle '{pid}'")
+
+    def principles_for(self, pair: Pair, seed: int) -> list[Principle]:
+        """The principles this pair is judged by: a row's own `principle`, the fixed one, all, or one drawn.
+
+        The draw is seeded by (seed, pair id), so it does not depend on input order, sharding or resume.
+        """
+        if pair.principle:
+            return [self.principle(pair.principle)]
+        if self.sampling == "all":
+            return list(self.principles)
+        if self.sampling != "one_per_pair":
+            return [self.principle(self.sampling)]
+        rng = random.Random(f"{seed}:{pair.id}")
+        return rng.choices(self.principles, weights=[p.weight for p in self.principles], k=1)
+
+    def summary(self) -> str:
+        return f"{self.name} v{self.version}: {len(self.principles)} principles, sampling={self.sampling}, " \
+               f"sha256={self.sha256[:12]}"
+
+
+def load_constitution(path: str | Path) -> Constitution:
+    """Load and check a constitution file; raises ConfigFileError with `FILE:LINE: field: message` lines."""
+    return load_model(path, Constitution)
+
+
+def constitution_schema() -> str:
+    return json.dumps(Constitution.model_json_schema(), indent=2)

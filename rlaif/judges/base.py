@@ -1,0 +1,90 @@
+"""The judge interface: a batch of queries in, one verdict per query out.
+
+A query asks which of two responses, shown in a given order, better satisfies one principle; its verdict is
+P(first preferred) read from the model. Debiasing over both orders and combining principles happen above the
+backends (rlaif/preference.py), so every backend gets them for free; backends are free to group queries that
+share a prompt prefix. Backends live one per file and import their heavy packages lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..config import JUDGE_CONFIGS, JudgeBase
+from ..records import JudgeInfo, Query, Verdict
+from ..yamlfile import ConfigFileError, load_model, read_yaml
+
+
+class BudgetExhausted(RuntimeError):
+    """Raised by a backend when its spending cap is reached. `verdicts` holds what was answered before the cap
+    (None where a query was not answered); the job keeps those and stops cleanly."""
+
+    def __init__(self, message: str, verdicts: list[Optional[Verdict]]):
+        super().__init__(message)
+        self.verdicts = verdicts
+
+
+class Judge(ABC):
+    """A preference judge. Subclasses implement `judge`; `score` adds both orders and principles on top."""
+
+    config: JudgeBase
+
+    def __init__(self, config: JudgeBase):
+        self.config = config
+
+    @abstractmethod
+    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        """Return P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict
+        with p_first=None and an error; it never gets a made-up probability."""
+
+    @property
+    def info(self) -> JudgeInfo:
+        return JudgeInfo(backend=self.config.backend, model=self.config.model,
+                         settings_sha256=self.config.settings_sha256())
+
+    def score(self, pairs, constitution=None, seed: int = 0):
+        """Judge pairs in-process under a constitution (default: one generic principle); returns label records."""
+        from ..labeling import score_pairs
+
+        return score_pairs(self, list(pairs), constitution, seed=seed)
+
+    def close(self) -> None:
+        """Free the model or connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# One small registry: backend name -> "module:class", imported only when that backend is used.
+BACKENDS = {
+    "transformers": "rlaif.judges.hf:TransformersJudge",
+    "vllm": "rlaif.judges.vllm:VLLMJudge",
+    "openai": "rlaif.judges.openai:OpenAIJudge",
+    "python": "rlaif.judges.python:PythonJudge",
+}
+
+
+def load_judge_config(path: str | Path) -> JudgeBase:
+    data, _ = read_yaml(path)
+    backend = data.get("backend", "transformers") if isinstance(data, dict) else None
+    if backend not in JUDGE_CONFIGS:
+        raise ConfigFileError([f"{path}:1: backend: must be one of {', '.join(JUDGE_CONFIGS)}, got {backend!r}"])
+    return load_model(path, JUDGE_CONFIGS[backend])
+
+
+def build_judge(config: JudgeBase) -> Judge:
+    module, _, name = BACKENDS[config.backend].partition(":")
+    return getattr(importlib.import_module(module), name)(config)
+
+
+def load_judge(config: str | Path | JudgeBase) -> Judge:
+    """Load a judge from a `judges/*.yaml` file (or a config object)."""
+    if not isinstance(config, JudgeBase):
+        config = load_judge_config(config)
+    return build_judge(config)

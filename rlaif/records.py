@@ -1,0 +1,104 @@
+"""The data that flows through a labelling job: pairs in, judge queries and verdicts inside, label records out.
+
+No heavy imports here: these types are shared by the readers, the judges, the store and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict
+
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]
+
+
+def sha256_json(obj: Any) -> str:
+    """sha256 of an object's canonical JSON form (sorted keys, no whitespace): key order never changes it."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Pair:
+    """Two responses to one prompt. `human_label` is the known human choice ("a"/"b"), in this pair's own order."""
+
+    prompt: Prompt
+    response_a: str
+    response_b: str
+    id: str = ""
+    human_label: Optional[Literal["a", "b", "tie"]] = None
+    conversational: bool = False
+    principle: Optional[str] = None  # a principle id named by the input row, overriding the constitution's sampling
+    source_line: Optional[int] = None  # 1-based line/row in the input file, for error messages
+    invalid: Optional[str] = None  # why this row could not be read (kept only with --skip-invalid)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = sha256_json([self.prompt, self.response_a, self.response_b])[:16]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One judge call: which of `first` and `second` better satisfies `principle_text`, shown in that order."""
+
+    prompt: Prompt
+    first: str
+    second: str
+    principle_id: str
+    principle_text: str
+    prefix_user: str = ""  # rendered instructions + few-shot + conversation (see judges/prompting.py)
+
+
+@dataclass
+class Verdict:
+    """A judge's answer to one Query. `p_first` is None when the verdict could not be read; `error` then says why."""
+
+    p_first: Optional[float]
+    error: Optional[str] = None
+    raw: Optional[str] = None  # generated text, when the backend generated any
+    rationale: Optional[str] = None  # chain-of-thought text, when asked for
+    label_mass: Optional[float] = None  # probability the model put on any label token at all
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class JudgeInfo(BaseModel):
+    """What produced a label: backend, model and a hash of every setting that can change a verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: str
+    model: str
+    settings_sha256: str
+
+
+class LabelRecord(BaseModel):
+    """One line of `labels.jsonl`: the debiased preference for one pair, and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    key: str  # content hash of (pair, principle, constitution, judge settings): the resume key
+    prompt: Prompt
+    response_a: str
+    response_b: str
+    p_a: Optional[float]
+    label: Optional[Literal["a", "b", "tie"]]
+    status: Literal["ok", "failed"]
+    position_consistent: Optional[bool] = None
+    p_a_orders: Optional[list[Optional[float]]] = None  # [P(a | a shown first), P(a | a shown second)]
+    principle_id: Optional[str] = None
+    per_principle: Optional[dict[str, Optional[float]]] = None
+    constitution_sha256: str
+    judge: JudgeInfo
+    source: Literal["ai", "human"] = "ai"
+    rationale: Optional[list[Optional[str]]] = None  # CoT text for the two orders
+    error: Optional[str] = None
+    human_label: Optional[Literal["a", "b", "tie"]] = None
+    conversational: bool = False
+    label_mass: Optional[float] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
