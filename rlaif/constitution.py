@@ -14,7 +14,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .records import Pair, Prompt, sha256_json
-from .yamlfile import load_model
+from .yamlfile import FieldErrors, load_model
 
 SAMPLING_MODES = ("one_per_pair", "all")
 
@@ -61,15 +61,19 @@ class Constitution(BaseModel):
     @model_validator(mode="after")
     def _check(self):
         ids = [p.id for p in self.principles]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"duplicate principle ids: {', '.join(dup)}")
+        problems: list[tuple[tuple, str]] = []
+        for i, pid in enumerate(ids):
+            if pid in ids[:i]:
+                problems.append((("principles", i, "id"),
+                                 f"duplicate principle id '{pid}' (already used by principles[{ids.index(pid)}])"))
         if self.sampling not in SAMPLING_MODES and self.sampling not in ids:
-            raise ValueError(f"sampling must be one_per_pair, all, or a principle id; '{self.sampling}' is none "
-                             f"of these (ids: {', '.join(ids)})")
+            problems.append((("sampling",), f"must be one_per_pair, all, or a principle id; '{self.sampling}' is "
+                             f"none of these (ids: {', '.join(ids)})"))
         for i, ex in enumerate(self.few_shot):
             if ex.principle is not None and ex.principle not in ids:
-                raise ValueError(f"few_shot[{i}].principle '{ex.principle}' is not a principle id")
+                problems.append((("few_shot", i, "principle"), f"'{ex.principle}' is not a principle id"))
+        if problems:
+            raise FieldErrors(problems)
         return self
 
     @property

@@ -38,6 +38,6 @@ def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
 
 def label_for(p_a: float, tie_margin: float) -> str:
     """'tie' means the judge cannot tell: |p_a - 0.5| within the margin."""
-    if abs(p_a - 0.5) <= tie_margin:
+    if abs(p_a - 0.5) <= tie_margin + 1e-12:  # 0.55 - 0.5 is 0.05000000000000004 in floats
         return "tie"
     return "a" if p_a > 0.5 else "b"

@@ -102,3 +102,7 @@ class LabelRecord(BaseModel):
     label_mass: Optional[float] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def to_json(self) -> dict:
+        """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure)."""
+        return {**self.model_dump(mode="json", exclude_none=True), "p_a": self.p_a, "label": self.label}

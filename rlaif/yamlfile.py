@@ -23,6 +23,15 @@ class ConfigFileError(ValueError):
         super().__init__("\n".join(errors))
 
 
+class FieldErrors(ValueError):
+    """Raised by a model validator to report cross-field problems at their own fields, so each gets its own
+    `FILE:LINE: field: message` line; `items` holds (loc relative to the model, message) pairs."""
+
+    def __init__(self, items: list[tuple[tuple, str]]):
+        self.items = items
+        super().__init__("; ".join(f"{format_loc(loc)}: {msg}" for loc, msg in items))
+
+
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Map each path (tuple of keys/indices) in the document to its 1-based line."""
     out = {} if out is None else out
@@ -92,6 +101,12 @@ def validation_messages(path: str | Path, error: ValidationError, lines: dict[tu
     for err in error.errors():
         loc = tuple(err["loc"])
         msg = err["msg"]
+        located = (err.get("ctx") or {}).get("error")
+        if isinstance(located, FieldErrors):
+            for sub, sub_msg in located.items:
+                full = loc + tuple(sub)
+                out.append(f"{path}:{_line_for(full, lines)}: {format_loc(_clean(full))}: {sub_msg}")
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see `rlaif constitution schema`)"
         out.append(f"{path}:{_line_for(loc, lines)}: {format_loc(_clean(loc))}: {msg}")

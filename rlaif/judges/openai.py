@@ -1,0 +1,354 @@
+"""A judge behind any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API).
+
+P(first preferred) is read from the logprobs of the label token when the server returns them, else parsed from
+the reply text; requests run concurrently over one or more base URLs with retries and hard spending caps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import re
+import string
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+import httpx
+import tenacity
+
+from ..config import OpenAIJudgeConfig
+from ..records import Query, Verdict
+from .base import BudgetExhausted, Judge
+from .prompting import LABELS, chat_messages
+
+logger = logging.getLogger(__name__)
+
+# Statuses worth another try: rate limits, server trouble, and the two "try again" client codes.
+_RETRY_STATUSES = {408, 409, 429}
+_EXCERPT = 200
+
+# "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
+_FINAL = re.compile(r"final\s+answer\s*:?[\s*_]*(?:response\s*)?\(?(?-i:([AB]))\b", re.IGNORECASE)
+_CUE = re.compile(r"final\s+answer\s*:\s*response", re.IGNORECASE)
+_MENTION = re.compile(r"\b(?:response|answer|option|choice)\s*:?[\s*_]*\(?(?-i:([AB]))\b", re.IGNORECASE)
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    """A reply that another try will not fix (400, 401, 404 …)."""
+
+
+class _Exhausted(Exception):
+    """The spending cap was reached before this request could be sent."""
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:  # the HTTP-date form
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _label_probs(position: Any) -> Optional[tuple[float, float]]:
+    """(P(A), P(B)) at one generated-token position: every alternative that reads as the label once whitespace
+    is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone."""
+    try:
+        alts = position.get("top_logprobs") or [position]
+        pa = pb = 0.0
+        for alt in alts:
+            token, p = alt["token"].strip(), math.exp(float(alt["logprob"]))
+            pa += p if token == LABELS[0] else 0.0
+            pb += p if token == LABELS[1] else 0.0
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return (pa, pb) if pa + pb > 0 else None
+
+
+def _cue_position(content: list) -> Optional[dict]:
+    """The logprobs entry of the token right after the last 'Final answer: Response' in the generated tokens."""
+    try:
+        tokens = [c.get("token") or "" for c in content]
+    except AttributeError:
+        return None
+    matches = list(_CUE.finditer("".join(tokens)))
+    if not matches:
+        return None
+    end, start = matches[-1].end(), 0
+    for entry, token in zip(content, tokens):
+        if start >= end:
+            return entry
+        if start < end < start + len(token):
+            return None  # the label is fused with the cue in one token: no clean position to read
+        start += len(token)
+    return None
+
+
+def _parse_text(text: str) -> Optional[str]:
+    """The label a reply names: a bare 'A'/'B', 'Final answer: Response B', or mentions of one response only."""
+    finals = _FINAL.findall(text)
+    if finals:
+        return finals[-1]
+    bare = text.strip(string.whitespace + string.punctuation)
+    if bare in LABELS:
+        return bare
+    named = set(_MENTION.findall(text))
+    return named.pop() if len(named) == 1 else None
+
+
+def _split_rationale(text: str) -> tuple[str, str]:
+    """(rationale, final-answer part) of a CoT reply; without a final-answer line the last line is the answer."""
+    matches = list(_FINAL.finditer(text))
+    if matches:
+        before = text[:matches[-1].start()]
+        line_start = before.rfind("\n") + 1
+        if not before[line_start:].strip(" \t*#_>-"):  # the answer has its own line, perhaps in markdown
+            before = before[:line_start]
+        return before.strip(), text[matches[-1].start():]
+    lines = text.rstrip().rsplit("\n", 1)
+    return (lines[0].strip(), lines[1]) if len(lines) == 2 else ("", text)
+
+
+class OpenAIJudge(Judge):
+    config: OpenAIJudgeConfig
+
+    def __init__(self, config: OpenAIJudgeConfig):
+        super().__init__(config)
+        self._key: Optional[str] = None
+        if config.api_key_env:
+            self._key = os.environ.get(config.api_key_env) or None
+            if self._key is None:
+                raise ValueError(f"the judge config names api_key_env={config.api_key_env!r}, but that "
+                                 "environment variable is not set (or empty)")
+        if config.max_cost is not None and not (config.price_per_1k_prompt_tokens or
+                                                config.price_per_1k_completion_tokens):
+            raise ValueError("max_cost is set but both token prices are 0, so the cost cap could never be "
+                             "reached: set price_per_1k_prompt_tokens / price_per_1k_completion_tokens")
+        self._urls = [u.rstrip("/") + "/chat/completions" for u in config.base_urls]
+        self._next_url = 0
+        # Running totals across judge() calls: the caps apply to the whole job, not to one batch.
+        self.requests_sent = 0
+        self.cost = 0.0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._warned_no_usage = False
+        # One event loop in a worker thread, kept for the judge's life: it lets judge() be called from code
+        # that already runs a loop, and keeps the client's connections alive between batches.
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._client: Optional[httpx.AsyncClient] = None
+        self._sem: Optional[asyncio.Semaphore] = None
+        self._stop: Optional[asyncio.Event] = None
+
+    # ---- public -------------------------------------------------------------------------------------------
+
+    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        queries = list(queries)
+        if not queries:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._judge_all(queries), self._ensure_loop())
+        try:
+            verdicts = future.result()
+        except BaseException:  # e.g. KeyboardInterrupt: stop the requests rather than leave them running
+            future.cancel()
+            raise
+        if any(v is None for v in verdicts):
+            raise BudgetExhausted(self._budget_reason() or "spending cap reached", verdicts)
+        return verdicts
+
+    def close(self) -> None:
+        loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result()
+        self._client = self._sem = self._stop = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    # ---- plumbing -----------------------------------------------------------------------------------------
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="rlaif-openai-judge", daemon=True)
+            self._thread.start()
+        return self._loop
+
+    def _scrub(self, text: Optional[str]) -> Optional[str]:
+        if text and self._key:
+            return text.replace(self._key, "[api key]")
+        return text
+
+    def _budget_reason(self) -> Optional[str]:
+        c = self.config
+        if c.max_requests is not None and self.requests_sent >= c.max_requests:
+            return f"request cap reached: {self.requests_sent} requests sent (max_requests={c.max_requests})"
+        if c.max_cost is not None and self.cost >= c.max_cost:
+            return f"cost cap reached: estimated cost {self.cost:.4f} (max_cost={c.max_cost})"
+        return None
+
+    async def _judge_all(self, queries: list[Query]) -> list[Optional[Verdict]]:
+        if self._client is None:  # created here so that they belong to the worker loop
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s),
+                                             limits=httpx.Limits(max_connections=None,
+                                                                 max_keepalive_connections=self.config.concurrency))
+            self._sem = asyncio.Semaphore(self.config.concurrency)
+            self._stop = asyncio.Event()
+        if self._budget_reason():
+            self._stop.set()
+        starts = range(self._next_url, self._next_url + len(queries))
+        self._next_url += len(queries)
+        return list(await asyncio.gather(*(self._one(q, s) for q, s in zip(queries, starts))))
+
+    async def _sleep(self, seconds: float) -> None:
+        # A retry waiting out its backoff wakes early once the cap is hit, so a stopped job does not linger.
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        c = self.config
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, c.max_backoff_s)
+        return min(c.backoff_s * 2 ** (state.attempt_number - 1), c.max_backoff_s)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        logger.warning("openai judge: %s; retry %d in %.2fs", self._scrub(str(state.outcome.exception())),
+                       state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
+
+    async def _one(self, q: Query, start: int) -> Optional[Verdict]:
+        c = self.config
+        body: dict[str, Any] = {
+            "model": c.model,
+            "messages": chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=c.cot.enabled),
+            "temperature": c.temperature,
+            "max_tokens": c.cot.max_new_tokens if c.cot.enabled else c.max_tokens,
+        }
+        if c.logprobs:
+            body.update(logprobs=True, top_logprobs=c.top_logprobs)
+        attempts = 0
+
+        async def attempt() -> dict:
+            nonlocal attempts
+            async with self._sem:
+                if self._budget_reason():
+                    raise _Exhausted()
+                # Each query starts on its own URL (round-robin) and moves to the next one on every retry.
+                url = self._urls[(start + attempts) % len(self._urls)]
+                attempts += 1
+                self.requests_sent += 1
+                if self._budget_reason():
+                    self._stop.set()
+                return await self._post(url, body)
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(c.max_retries + 1), wait=self._wait, sleep=self._sleep,
+            retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._log_retry, reraise=True)
+        try:
+            data = await retrying(attempt)
+        except _Exhausted:
+            return None  # unanswered: left for a resumed run, never a placeholder
+        except _Fatal as e:
+            return Verdict(None, error=self._scrub(str(e)), extra={"attempts": attempts})
+        except _Retryable as e:
+            return Verdict(None, error=self._scrub(f"gave up after {attempts} attempts: {e}"),
+                           extra={"attempts": attempts})
+        verdict = self._read(data)
+        verdict.extra["attempts"] = attempts
+        return verdict
+
+    async def _post(self, url: str, body: dict) -> dict:
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        try:
+            # wait_for bounds the whole request; httpx's own timeout only bounds each phase of it.
+            resp = await asyncio.wait_for(self._client.post(url, json=body, headers=headers), self.config.timeout_s)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise _Retryable(f"request to {url} timed out after {self.config.timeout_s}s") from None
+        except httpx.TransportError as e:  # refused or dropped connections
+            raise _Retryable(f"{type(e).__name__} from {url}: {e}") from None
+        status = resp.status_code
+        if status in _RETRY_STATUSES or status >= 500:
+            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text)}",
+                             retry_after=_retry_after(resp.headers.get("retry-after")))
+        if not 200 <= status < 300:
+            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text)}")
+        try:
+            data = resp.json()
+            if not isinstance(data["choices"][0]["message"], dict):
+                raise TypeError("message is not an object")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
+                             f"{_excerpt(resp.text)}") from None
+        self._account(data.get("usage"))
+        return data
+
+    def _account(self, usage: Any) -> None:
+        c = self.config
+        if not isinstance(usage, dict):
+            if c.max_cost is not None and not self._warned_no_usage:
+                self._warned_no_usage = True
+                logger.warning("openai judge: the server reports no token usage, so max_cost cannot be enforced")
+            return
+        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        self.prompt_tokens += pt
+        self.completion_tokens += ct
+        self.cost += pt / 1000 * c.price_per_1k_prompt_tokens + ct / 1000 * c.price_per_1k_completion_tokens
+        if self._budget_reason():
+            self._stop.set()
+
+    def _read(self, data: dict) -> Verdict:
+        """Turn one chat-completions response into a verdict: logprobs first, the reply text otherwise."""
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        content = (choice.get("logprobs") or {}).get("content") or []
+        rationale = None
+        answer = text
+        if self.config.cot.enabled:
+            rationale, answer = _split_rationale(text)
+            position = _cue_position(content) if content else None
+        else:
+            position = content[0] if content else None
+        verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0))
+        probs = _label_probs(position) if position is not None else None
+        if probs is not None:
+            verdict.p_first = probs[0] / (probs[0] + probs[1])
+            verdict.label_mass = probs[0] + probs[1]
+            verdict.extra["verdict_source"] = "logprobs"
+            return verdict
+        cut = choice.get("finish_reason") == "length"
+        # A CoT reply cut before its final answer ends mid-reasoning: its last line is no verdict.
+        label = None if self.config.cot.enabled and cut and not _FINAL.search(text) else _parse_text(answer)
+        if label is not None:
+            verdict.p_first = 1.0 if label == LABELS[0] else 0.0
+            verdict.extra["verdict_source"] = "text"
+        elif cut and self.config.cot.enabled:
+            verdict.error = "could not read a verdict: the reply was cut at max_new_tokens before its final answer"
+        else:
+            verdict.error = "could not read a verdict: the reply names neither A nor B, or both"
+        return verdict

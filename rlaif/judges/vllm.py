@@ -1,0 +1,242 @@
+"""The vLLM backend: the offline engine (`vllm.LLM`) reads P(first) from the log-probabilities of the label token.
+
+The prompt is the one the transformers backend builds, token for token: the chat-template text of
+`ChatLayout.segments()`, tokenised segment by segment (prefix, body, tail; no special tokens added) and handed to
+the engine as token ids, so both backends score identical inputs. Every query of a pair shares the prefix, and
+vLLM's automatic prefix caching reuses its KV cache across the two orders and the principles.
+
+P(first) = m_A / (m_A + m_B), where m_X sums exp(logprob) over the tokens that read as the label X ("A", " A", …)
+among the `top_logprobs` alternatives of the first generated position; label tokens outside them count as zero.
+When no label token is among them the verdict fails; it never gets a made-up probability.
+
+vllm is imported only when a VLLMJudge is built. Its engine starts worker processes: build the judge under an
+`if __name__ == "__main__":` guard (or in a function called from one) in scripts.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any, Optional, Sequence
+
+from ..config import VLLMJudgeConfig
+from ..records import Query, Verdict
+from .base import Judge
+from .models import resolve_model_dir
+from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
+
+
+def encode_segments(tokenizer: Any, prefix: str, body: str, tail: str) -> list[int]:
+    """Token ids of a judge prompt: each segment tokenised on its own without special tokens, concatenated
+    (what the transformers backend feeds its model)."""
+    ids: list[int] = []
+    for part in (prefix, body, tail):
+        ids.extend(tokenizer.encode(part, add_special_tokens=False))
+    return ids
+
+
+def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]]) -> tuple[float, float]:
+    """Probability mass on the 'A' and on the 'B' label tokens among one position's top log-probabilities
+    (vLLM's {token_id: Logprob} dict; entries may also be plain floats)."""
+    masses = []
+    for ids in label_ids:
+        m = 0.0
+        for tid in ids:
+            lp = top.get(tid) if top else None
+            if lp is None:
+                continue
+            lp = getattr(lp, "logprob", lp)
+            if lp is not None and not math.isnan(lp) and lp > -math.inf:
+                m += math.exp(lp)
+        masses.append(m)
+    return masses[0], masses[1]
+
+
+def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]], raw: str,
+                          top_k: int, prompt_tokens: int, completion_tokens: int,
+                          rationale: Optional[str] = None) -> Verdict:
+    """A Verdict from the top log-probabilities of the verdict position: P(first) = m_A / (m_A + m_B)."""
+    m_a, m_b = label_masses(top, label_ids)
+    mass = m_a + m_b
+    if mass <= 0.0:
+        return Verdict(p_first=None, raw=raw, rationale=rationale, label_mass=0.0, prompt_tokens=prompt_tokens,
+                       completion_tokens=completion_tokens,
+                       error=f"no label token ({LABELS[0]!r} or {LABELS[1]!r}) among the top {top_k} "
+                             f"log-probabilities of the verdict position; the model generated {raw!r}")
+    return Verdict(p_first=m_a / mass, raw=raw, rationale=rationale, label_mass=mass,
+                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def _default_dtype() -> str:
+    """auto: float32 on CPU, bfloat16 on an accelerator."""
+    try:
+        from vllm.platforms import current_platform
+
+        return "float32" if current_platform.is_cpu() else "bfloat16"
+    except Exception:  # pragma: no cover - platform detection is vLLM-version dependent
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
+class VLLMJudge(Judge):
+    """Judge with the offline vLLM engine; see the module docstring.
+
+    `engine_kwargs` are passed on to `vllm.LLM` as they are (e.g. enforce_eager=True, seed); they are not
+    part of the config, so they must never change a verdict.
+    """
+
+    config: VLLMJudgeConfig
+
+    def __init__(self, config: VLLMJudgeConfig, **engine_kwargs: Any):
+        super().__init__(config)
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.model_dir = resolve_model_dir(config.model, config.model_package, config.gguf_file)
+        tokenizer_source = config.tokenizer or self.model_dir
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        self.layout = ChatLayout(self.tokenizer)
+        self.label_ids = label_token_ids(self.tokenizer)
+        self.cue_ids: list[int] = self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False)
+        self._prefix_cache: dict[str, list[int]] = {}
+
+        kwargs: dict[str, Any] = dict(
+            model=self.model_dir,
+            tokenizer=tokenizer_source,
+            dtype=_default_dtype() if config.dtype == "auto" else config.dtype,
+            tensor_parallel_size=config.tensor_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            enable_prefix_caching=config.enable_prefix_caching,
+            max_logprobs=max(config.top_logprobs, 20),
+        )
+        if config.max_model_len is not None:
+            kwargs["max_model_len"] = config.max_model_len
+        kwargs.update(engine_kwargs)
+        self.dtype = kwargs["dtype"]
+        self._llm = LLM(**kwargs)
+        self.max_model_len: int = int(self._llm.llm_engine.model_config.max_model_len)
+
+    # -- prompts -------------------------------------------------------------------------------------------
+
+    def encode(self, q: Query) -> list[int]:
+        """The judge prompt of one query as token ids (identical to the transformers backend's)."""
+        seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text,
+                                   cot=self.config.cot.enabled)
+        prefix = self._prefix_cache.get(seg.prefix)
+        if prefix is None:
+            if len(self._prefix_cache) > 4096:
+                self._prefix_cache.clear()
+            prefix = self._prefix_cache[seg.prefix] = self.tokenizer.encode(seg.prefix, add_special_tokens=False)
+        return (prefix + self.tokenizer.encode(seg.body, add_special_tokens=False)
+                + self.tokenizer.encode(seg.tail, add_special_tokens=False))
+
+    # -- judging -------------------------------------------------------------------------------------------
+
+    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        if self._llm is None:
+            raise RuntimeError("this VLLMJudge is closed")
+        verdicts: list[Verdict] = []
+        bs = self.config.batch_size
+        for start in range(0, len(queries), bs):
+            verdicts.extend(self._judge_chunk(queries[start:start + bs]))
+        return verdicts
+
+    def _judge_chunk(self, queries: Sequence[Query]) -> list[Verdict]:
+        cot = self.config.cot.enabled
+        # Room the verdict itself needs after the prompt: the label token (and, with CoT, the answer cue and at
+        # least one rationale token).
+        reserve = 1 + (len(self.cue_ids) + 1 if cot else 0)
+        out: list[Optional[Verdict]] = [None] * len(queries)
+        todo: list[tuple[int, list[int]]] = []
+        for i, q in enumerate(queries):
+            try:
+                ids = self.encode(q)
+            except Exception as e:  # a query that cannot be rendered fails alone
+                out[i] = Verdict(p_first=None, error=f"could not build the judge prompt: {type(e).__name__}: {e}")
+                continue
+            if len(ids) + reserve > self.max_model_len:
+                out[i] = Verdict(p_first=None,
+                                 error=f"judge prompt is {len(ids)} tokens; with the {reserve} token(s) the "
+                                       f"verdict needs it exceeds max_model_len={self.max_model_len}")
+                continue
+            todo.append((i, ids))
+        if todo:
+            results = self._run_cot(todo) if cot else self._run_plain(todo)
+            for (i, _), v in zip(todo, results):
+                out[i] = v
+        return out  # type: ignore[return-value]
+
+    def _verdict_params(self):
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.config.top_logprobs,
+                              skip_special_tokens=False)
+
+    def _generate(self, prompts: list[list[int]], params) -> list:
+        from vllm.inputs import TokensPrompt
+
+        return self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
+                                  use_tqdm=False)
+
+    def _read(self, result, prompt_tokens: int, completion_tokens: int,
+              rationale: Optional[str] = None) -> Verdict:
+        gen = result.outputs[0]
+        top = gen.logprobs[0] if gen.logprobs else None
+        return verdict_from_logprobs(top, self.label_ids, gen.text, self.config.top_logprobs,
+                                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                     rationale=rationale)
+
+    def _run_plain(self, todo: list[tuple[int, list[int]]]) -> list[Verdict]:
+        results = self._generate([ids for _, ids in todo], self._verdict_params())
+        return [self._read(r, prompt_tokens=len(ids), completion_tokens=len(r.outputs[0].token_ids))
+                for (_, ids), r in zip(todo, results)]
+
+    def _run_cot(self, todo: list[tuple[int, list[int]]]) -> list[Verdict]:
+        from vllm import SamplingParams
+
+        # 1. The rationale: greedy, at most cot.max_new_tokens and never past the room left for the verdict.
+        room = [self.max_model_len - len(ids) - len(self.cue_ids) - 1 for _, ids in todo]
+        params = [SamplingParams(max_tokens=max(1, min(self.config.cot.max_new_tokens, r)), temperature=0.0)
+                  for r in room]
+        firsts = self._generate([ids for _, ids in todo], params)
+        special = set(self.tokenizer.all_special_ids)
+        second_prompts, rationales, generated = [], [], []
+        for (_, ids), r in zip(todo, firsts):
+            gen_ids = list(r.outputs[0].token_ids)
+            generated.append(len(gen_ids))
+            # The end-of-turn token that stopped the rationale is not part of it: the answer cue follows the text.
+            kept = list(gen_ids)
+            while kept and kept[-1] in special:
+                kept.pop()
+            rationales.append(self.tokenizer.decode(kept, skip_special_tokens=True))
+            second_prompts.append(ids + kept + self.cue_ids)
+        # 2. The verdict: the label token right after prompt + rationale + COT_ANSWER_CUE.
+        seconds = self._generate(second_prompts, self._verdict_params())
+        return [self._read(r, prompt_tokens=len(ids), completion_tokens=n + len(r.outputs[0].token_ids),
+                           rationale=rat)
+                for (_, ids), r, rat, n in zip(todo, seconds, rationales, generated)]
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is None:
+            return
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        for obj in (core, engine):
+            shutdown = getattr(obj, "shutdown", None)
+            if callable(shutdown):
+                try:
+                    shutdown()
+                except Exception:
+                    pass
+                break
+        del llm, engine, core
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
