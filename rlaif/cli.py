@@ -23,12 +23,15 @@ app.add_typer(constitution_app, name="constitution")
 app.add_typer(label_app, name="label")
 
 out = Console()
-err = Console(stderr=True)
+
+
+def _eprint(line: str) -> None:
+    print(line, file=sys.stderr)  # plain print: FILE:LINE messages must never be re-wrapped
 
 
 def _fail(lines, code: int = 2) -> None:
     for line in ([lines] if isinstance(lines, str) else lines):
-        err.print(line, markup=False, highlight=False)
+        _eprint(line)
     raise typer.Exit(code)
 
 
@@ -55,11 +58,11 @@ def constitution_check(files: List[Path] = typer.Argument(..., help="Constitutio
     for f in files:
         try:
             c = load_constitution(f)
-            out.print(f"{f}: ok: {c.summary()}", markup=False, highlight=False)
+            print(f"{f}: ok: {c.summary()}")
         except ConfigFileError as e:
             bad = True
             for line in e.errors:
-                err.print(line, markup=False, highlight=False)
+                _eprint(line)
     if bad:
         raise typer.Exit(1)
 
@@ -87,8 +90,8 @@ def constitution_show(file: Path = typer.Argument(..., help="Constitution YAML f
         seg = ChatLayout(tokenizer).segments(prefix, "Call a licensed locksmith, or your landlord if you rent.",
                                              "Break a window; it is the quickest way in.", p.text,
                                              cot=bool(judge and cfg.cot.enabled))
-        out.print(f"# principle: {p.id}{' (inverted)' if p.invert else ''}", markup=False)
-        out.print(seg.text, markup=False, highlight=False)
+        print(f"# principle: {p.id}{' (inverted)' if p.invert else ''}")
+        print(seg.text)
     _guard(run)
 
 
@@ -152,8 +155,8 @@ def label_cmd(ctx: typer.Context,
     result = _guard(run)
     _summary(result.stats, f"labels in {out_dir}")
     if result.stopped:
-        err.print(f"stopped early ({result.stopped}); everything labelled so far is kept. Run the same command "
-                  f"again (after raising the cap) to resume.", markup=False)
+        _eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. Run the same command "
+                f"again (after raising the cap) to resume.")
         raise typer.Exit(3)
 
 

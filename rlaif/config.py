@@ -122,6 +122,12 @@ class OpenAIJudgeConfig(JudgeBase):
     max_cost: Optional[float] = Field(None, gt=0, description="Stop the job cleanly once the estimated cost "
                                       "reaches this (needs the prices).")
 
+    @model_validator(mode="after")
+    def _check_cost_cap(self):
+        if self.max_cost is not None and not (self.price_per_1k_prompt_tokens or self.price_per_1k_completion_tokens):
+            raise ValueError("max_cost needs price_per_1k_prompt_tokens or price_per_1k_completion_tokens")
+        return self
+
     _plumbing: ClassVar[frozenset[str]] = frozenset(
         {"base_urls", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
          "max_requests", "max_cost"})

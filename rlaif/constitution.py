@@ -63,7 +63,9 @@ class Constitution(BaseModel):
         ids = [p.id for p in self.principles]
         problems: list[tuple[tuple, str]] = []
         for i, pid in enumerate(ids):
-            if pid in ids[:i]:
+            if pid in SAMPLING_MODES:
+                problems.append((("principles", i, "id"), f"'{pid}' is reserved (a sampling mode); pick another id"))
+            elif pid in ids[:i]:
                 problems.append((("principles", i, "id"),
                                  f"duplicate principle id '{pid}' (already used by principles[{ids.index(pid)}])"))
         if self.sampling not in SAMPLING_MODES and self.sampling not in ids:

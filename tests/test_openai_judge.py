@@ -267,6 +267,11 @@ def test_missing_api_key_env_raises(monkeypatch, server):
         make([server.url], api_key_env="RLAIF_MISSING_KEY")
 
 
+def test_max_cost_needs_prices(server):
+    with pytest.raises(ValueError, match="price"):
+        make([server.url], max_cost=1.0)
+
+
 def _by_content(body: dict) -> Reply:
     """Answer A when the first response is an 'alpha', so a verdict can be matched to its query."""
     text = body["messages"][0]["content"]

@@ -69,6 +69,13 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def _tokens(usage: Any, key: str) -> int:
+    try:
+        return max(0, int(usage.get(key) or 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
 def _label_probs(position: Any) -> Optional[tuple[float, float]]:
     """(P(A), P(B)) at one generated-token position: every alternative that reads as the label once whitespace
     is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone."""
@@ -95,7 +102,7 @@ def _cue_position(content: list) -> Optional[dict]:
         return None
     end, start = matches[-1].end(), 0
     for entry, token in zip(content, tokens):
-        if start >= end:
+        if start >= end and token.strip():
             return entry
         if start < end < start + len(token):
             return None  # the label is fused with the cue in one token: no clean position to read
@@ -297,8 +304,9 @@ class OpenAIJudge(Judge):
             raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text)}")
         try:
             data = resp.json()
-            if not isinstance(data["choices"][0]["message"], dict):
-                raise TypeError("message is not an object")
+            message = data["choices"][0]["message"]
+            if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+                raise TypeError("no text message in the first choice")
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
                              f"{_excerpt(resp.text)}") from None
@@ -312,7 +320,7 @@ class OpenAIJudge(Judge):
                 self._warned_no_usage = True
                 logger.warning("openai judge: the server reports no token usage, so max_cost cannot be enforced")
             return
-        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        pt, ct = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
         self.prompt_tokens += pt
         self.completion_tokens += ct
         self.cost += pt / 1000 * c.price_per_1k_prompt_tokens + ct / 1000 * c.price_per_1k_completion_tokens
@@ -323,8 +331,10 @@ class OpenAIJudge(Judge):
         """Turn one chat-completions response into a verdict: logprobs first, the reply text otherwise."""
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        content = (choice.get("logprobs") or {}).get("content") or []
+        usage = data.get("usage") or {}
+        logprobs = choice.get("logprobs")
+        content = logprobs.get("content") if isinstance(logprobs, dict) else None
+        content = content if isinstance(content, list) else []
         rationale = None
         answer = text
         if self.config.cot.enabled:
@@ -333,8 +343,8 @@ class OpenAIJudge(Judge):
         else:
             position = content[0] if content else None
         verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
-                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0))
+                          prompt_tokens=_tokens(usage, "prompt_tokens"),
+                          completion_tokens=_tokens(usage, "completion_tokens"))
         probs = _label_probs(position) if position is not None else None
         if probs is not None:
             verdict.p_first = probs[0] / (probs[0] + probs[1])
