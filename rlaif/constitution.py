@@ -35,8 +35,8 @@ class Principle(BaseModel):
 class FewShotExample(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompt: Prompt = Field(description="The conversation (text or a list of chat messages).")
-    response_a: str = Field(min_length=1)
-    response_b: str = Field(min_length=1)
+    response_a: str = Field(min_length=1, description="The response shown as A.")
+    response_b: str = Field(min_length=1, description="The response shown as B.")
     preferred: Literal["a", "b"] = Field(description="Which response the principle prefers.")
     principle: Optional[str] = Field(None, description="Principle id the example is judged by (default: the "
                                      "first principle).")

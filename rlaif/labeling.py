@@ -18,6 +18,7 @@ from . import __version__
 from .constitution import Constitution, Principle, load_constitution
 from .judges.prompting import render_prefix_user
 from .preference import label_for, order_probabilities, position_consistent, weighted_mean
+from .progress import progress as make_progress
 from .records import LabelRecord, Pair, Query, Verdict, sha256_json
 from .stats import compute_stats
 from .store import LabelStore, write_json_atomic
@@ -239,8 +240,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     total = min(total, limit) if limit is not None else total
     started, labelled, skipped, seen, stopped = time.time(), 0, 0, 0, None
     prompt_tokens = completion_tokens = 0
-    bar = _progress(progress)
-    task = bar.add_task("labelling", total=total) if bar else None
+    bar = make_progress("labelling", total if shard[1] == 1 else None, progress)
     pending: list[_Planned] = []
 
     def flush() -> None:
@@ -256,7 +256,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         prompt_tokens += sum(r.prompt_tokens for r in records)
         completion_tokens += sum(r.completion_tokens for r in records)
         if bar:
-            bar.advance(task, len(records))
+            bar.advance(len(records))
         if on_batch:
             on_batch(labelled)
         pending.clear()
@@ -268,14 +268,12 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
                 break
             seen += 1
             if not in_shard(pair.id, shard):
-                if bar:
-                    bar.update(task, total=max(0, bar.tasks[0].total - 1))
                 continue
             planned = _plan(pair, constitution, judge_obj, seed)
             if planned.key in done:
                 skipped += 1
                 if bar:
-                    bar.advance(task, 1)
+                    bar.advance(1)
                 continue
             done.add(planned.key)
             pending.append(planned)
@@ -312,20 +310,3 @@ def _judge_config(judge):
     from .judges.base import load_judge_config
 
     return judge if isinstance(judge, JudgeBase) else load_judge_config(judge)
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    class _Rate(TextColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            return super().render(task) if speed is None else f"{speed:.2f} pairs/s"
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    bar.start()
-    return bar

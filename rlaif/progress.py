@@ -1,0 +1,68 @@
+"""Progress for long jobs: a rich bar (pairs/s, ETA) on a terminal, periodic plain lines in logs and CI."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+
+class _Lines:
+    """Non-terminal fallback: one line every `every` seconds and at the end, so logs show a job is alive."""
+
+    def __init__(self, description: str, total: Optional[int], every: float = 30.0):
+        self.description, self.total, self.every = description, total, every
+        self.done = 0
+        self.start = self.last = time.time()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if time.time() - self.last >= self.every:
+            self._line()
+
+    def set_total(self, total: Optional[int]) -> None:
+        self.total = total
+
+    def _line(self) -> None:
+        self.last = time.time()
+        rate = self.done / max(self.last - self.start, 1e-9)
+        eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
+        print(f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
+              f"({rate:.2f} pairs/s{eta})", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._line()
+
+
+class _Bar:
+    def __init__(self, description: str, total: Optional[int]):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        class Rate(TextColumn):
+            def render(self, task):
+                speed = task.finished_speed or task.speed
+                return super().render(task) if speed is None else f"{speed:.2f} pairs/s"
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                            console=Console(stderr=True))
+        self.task = self.bar.add_task(description, total=total)
+        self.bar.start()
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.advance(self.task, n)
+
+    def set_total(self, total: Optional[int]) -> None:
+        self.bar.update(self.task, total=total)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def progress(description: str, total: Optional[int], enabled: bool = True):
+    """A progress reporter with advance(n), set_total(n) and stop(); None when disabled."""
+    if not enabled:
+        return None
+    return _Bar(description, total) if sys.stderr.isatty() else _Lines(description, total)
