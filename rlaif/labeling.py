@@ -193,8 +193,10 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
     import json
 
     old = json.loads(path.read_text())
+    # A changed input file is allowed: keys are content hashes, so pairs already labelled are skipped and new
+    # ones are added. What would mix incompatible labels in one file is refused.
     for field_name, what in (("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
-                             ("seed", "seed"), ("shard", "shard"), ("input_sha256", "input file")):
+                             ("seed", "seed"), ("shard", "shard")):
         if old.get(field_name) != manifest.get(field_name):
             raise LabelJobError(
                 f"{out_dir} holds labels made with a different {what} ({field_name}: {old.get(field_name)!s:.16} "
@@ -207,8 +209,8 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
           max_chars: int = 100_000, progress: bool = True,
           on_batch: Optional[Callable[[int], None]] = None) -> JobResult:
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path."""
-    from .data import count_pairs, read_pairs
-    from .judges.base import Judge, load_judge
+    from .data import DataError, count_pairs, read_pairs
+    from .judges.base import TOO_LONG, Judge, load_judge
 
     pairs_path, out_dir = Path(pairs), Path(out)
     if not isinstance(constitution, Constitution):
@@ -245,12 +247,17 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
 
     def flush() -> None:
         nonlocal labelled, prompt_tokens, completion_tokens, stopped
-        if not pending:
+        batch = list(pending)
+        pending.clear()
+        if not batch:
             return
         try:
-            records = _score_planned(judge_obj, pending, constitution)
+            records = _score_planned(judge_obj, batch, constitution)
         except StoppedEarly as e:
             records, stopped = e.records, f"budget: {e}"
+        # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.
+        too_long = [] if skip_invalid else [r for r in records if (r.error or "").startswith(TOO_LONG)]
+        records = [r for r in records if r not in too_long]
         store.append(r.to_json() for r in records)
         labelled += len(records)
         prompt_tokens += sum(r.prompt_tokens for r in records)
@@ -259,7 +266,10 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
             bar.advance(len(records))
         if on_batch:
             on_batch(labelled)
-        pending.clear()
+        if too_long:
+            line = next(p.pair.source_line for p in batch if p.key == too_long[0].key)
+            raise DataError(str(pairs_path), line, f"pair '{too_long[0].id}': {too_long[0].error} "
+                            f"(--skip-invalid records such pairs as failed and goes on)")
 
     try:
         for pair in read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid,
@@ -283,8 +293,8 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
                     break
         if not stopped:
             flush()
-    except Exception:
-        if not stopped:
+    except DataError:
+        if not stopped and pending:
             flush()  # bad input further on: keep the work already judged before reporting it
         raise
     finally:

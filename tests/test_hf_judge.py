@@ -82,7 +82,7 @@ def test_overlong_prompt_fails_cleanly(judge):
         verdicts = judge.judge(qs)
     finally:
         judge.config = judge.config.model_copy(update={"max_length": 2048})
-    assert verdicts[0].p_first is None and "max_length" in verdicts[0].error
+    assert verdicts[0].p_first is None and "max_length" in verdicts[0].error and "too long" in verdicts[0].error
     assert verdicts[2].p_first is not None  # a short query in the same batch is still answered
 
 

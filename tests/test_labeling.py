@@ -207,3 +207,24 @@ def test_budget_stop_keeps_whole_pairs_only_and_resumes(tmp_path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["status"] == "stopped"
     result = label(pairs, const, _CappedJudge(cap=100), tmp_path / "out", batch_size=4, progress=False)
     assert result.stopped is None and len(read_labels(tmp_path / "out")) == 10
+
+
+def test_pair_too_long_for_the_judge_is_bad_input(tmp_path, tiny_model_dir):
+    from rlaif.config import TransformersJudgeConfig
+    from rlaif.data import DataError
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"id": "short", "prompt": "q", "response_a": "please", "response_b": "no"},
+            {"id": "long", "prompt": "q " * 400, "response_a": "please", "response_b": "no"},
+            {"id": "after", "prompt": "q", "response_a": "ok", "response_b": "no"}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TransformersJudgeConfig(model=str(tiny_model_dir), max_length=300, batch_size=2)
+    const = CONST.model_copy(update={"sampling": "polite"})
+    with pytest.raises(DataError) as e:
+        label(pairs, const, cfg, tmp_path / "out", progress=False)
+    assert "pairs.jsonl:2" in str(e.value) and "too long" in str(e.value)
+    assert [r["id"] for r in read_labels(tmp_path / "out")] == ["short"]
+    label(pairs, const, cfg, tmp_path / "out2", skip_invalid=True, progress=False)
+    recs = {r["id"]: r for r in read_labels(tmp_path / "out2")}
+    assert recs["long"]["status"] == "failed" and "too long" in recs["long"]["error"]
+    assert recs["after"]["status"] == "ok"

@@ -18,6 +18,15 @@ from ..records import JudgeInfo, Query, Verdict
 from ..yamlfile import ConfigFileError, load_model, read_yaml
 
 
+TOO_LONG = "pair too long for the judge"
+
+
+def too_long(n_tokens: int, limit: int, setting: str = "max_length") -> Verdict:
+    """The verdict for a prompt over the model's limit: a failure the job reports as bad input."""
+    return Verdict(None, error=f"{TOO_LONG}: the judge prompt is {n_tokens} tokens, over {setting}={limit}",
+                   prompt_tokens=n_tokens)
+
+
 class BudgetExhausted(RuntimeError):
     """Raised by a backend when its spending cap is reached. `verdicts` holds what was answered before the cap
     (None where a query was not answered); the job keeps those and stops cleanly."""

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from ..config import TransformersJudgeConfig
 from ..records import Query, Verdict
-from .base import Judge
+from .base import Judge, too_long
 from .models import resolve_model_dir
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
 
@@ -85,8 +85,7 @@ class TransformersJudge(Judge):
             prefix, body, tail = self._tokens(seg.prefix), self._tokens(seg.body), self._tokens(seg.tail)
             n = len(prefix) + len(body) + len(tail)
             if n > self.config.max_length:
-                verdicts[i] = Verdict(None, error=f"judge prompt is {n} tokens, over max_length "
-                                      f"{self.config.max_length}", prompt_tokens=n)
+                verdicts[i] = too_long(n, self.config.max_length)
                 continue
             if not self.config.share_prefix:  # every query on its own: the unshared reference path
                 prefix, body, tail = prefix + body + tail, [], []
@@ -191,8 +190,7 @@ class TransformersJudge(Judge):
             prompt = self._tokens(seg.prefix) + self._tokens(seg.body) + self._tokens(seg.tail)
             budget = self.config.max_length - len(prompt) - 8
             if budget <= 0:
-                verdicts.append(Verdict(None, error=f"judge prompt is {len(prompt)} tokens, over max_length "
-                                        f"{self.config.max_length}", prompt_tokens=len(prompt)))
+                verdicts.append(too_long(len(prompt), self.config.max_length))
                 continue
             with torch.inference_mode():
                 gen = self.model.generate(torch.tensor([prompt], device=self.device),
