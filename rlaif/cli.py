@@ -22,6 +22,16 @@ label_app = typer.Typer(help="Label pairs with a judge under a constitution (and
 app.add_typer(constitution_app, name="constitution")
 app.add_typer(label_app, name="label")
 
+
+def _register_subcommands() -> None:
+    # Each area keeps its commands in its own module (light imports only); they are attached here.
+    from .cli_human import annotate_app, human_app
+    from .cli_train import train_app
+
+    app.add_typer(annotate_app, name="annotate")
+    app.add_typer(human_app, name="human")
+    app.add_typer(train_app, name="train")
+
 out = Console()
 
 
@@ -206,6 +216,9 @@ def export_cmd(labels: Path = typer.Option(..., help="A label directory or label
 
 def main() -> None:
     app()
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":

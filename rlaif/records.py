@@ -92,8 +92,8 @@ class LabelRecord(BaseModel):
     p_a_orders: Optional[list[Optional[float]]] = None  # [P(a | a shown first), P(a | a shown second)]
     principle_id: Optional[str] = None
     per_principle: Optional[dict[str, Optional[float]]] = None
-    constitution_sha256: str
-    judge: JudgeInfo
+    constitution_sha256: Optional[str] = None  # always set on AI labels; on human labels when a constitution was shown
+    judge: Optional[JudgeInfo] = None  # always set on AI labels
     source: Literal["ai", "human"] = "ai"
     rationale: Optional[list[Optional[str]]] = None  # CoT text for the two orders
     error: Optional[str] = None
@@ -102,6 +102,13 @@ class LabelRecord(BaseModel):
     label_mass: Optional[float] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # human labels (source "human")
+    annotator: Optional[str] = None
+    shown_order: Optional[Literal["ab", "ba"]] = None  # the order the annotator saw: "ba" = response_b on the left
+    created_at: Optional[str] = None  # ISO 8601, UTC
+    # calibrated labels keep what the judge said
+    p_a_raw: Optional[float] = None
+    calibration_sha256: Optional[str] = None
 
     def to_json(self) -> dict:
         """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure)."""

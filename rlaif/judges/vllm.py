@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import VLLMJudgeConfig
 from ..records import Query, Verdict
-from .base import Judge
+from .base import Judge, too_long
 from .models import resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
 
@@ -52,17 +52,19 @@ def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[i
     return masses[0], masses[1]
 
 
-def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]], raw: str,
-                          top_k: int, prompt_tokens: int, completion_tokens: int,
+def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]], generated: str,
+                          top_k: int, prompt_tokens: int, completion_tokens: int, raw: Optional[str] = None,
                           rationale: Optional[str] = None) -> Verdict:
-    """A Verdict from the top log-probabilities of the verdict position: P(first) = m_A / (m_A + m_B)."""
+    """A Verdict from the top log-probabilities of the verdict position: P(first) = m_A / (m_A + m_B).
+    `generated` is the token the engine generated there; `raw` defaults to it."""
+    raw = generated if raw is None else raw
     m_a, m_b = label_masses(top, label_ids)
     mass = m_a + m_b
     if mass <= 0.0:
         return Verdict(p_first=None, raw=raw, rationale=rationale, label_mass=0.0, prompt_tokens=prompt_tokens,
                        completion_tokens=completion_tokens,
                        error=f"no label token ({LABELS[0]!r} or {LABELS[1]!r}) among the top {top_k} "
-                             f"log-probabilities of the verdict position; the model generated {raw!r}")
+                             f"log-probabilities of the verdict position; the model generated {generated!r}")
     return Verdict(p_first=m_a / mass, raw=raw, rationale=rationale, label_mass=mass,
                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
@@ -144,9 +146,9 @@ class VLLMJudge(Judge):
 
     def _judge_chunk(self, queries: Sequence[Query]) -> list[Verdict]:
         cot = self.config.cot.enabled
-        # Room the verdict itself needs after the prompt: the label token (and, with CoT, the answer cue and at
-        # least one rationale token).
-        reserve = 1 + (len(self.cue_ids) + 1 if cot else 0)
+        # Room the verdict needs after the prompt: the label token; with CoT also the answer cue and a rationale
+        # (the same 8-token margin as the transformers backend, at least cue + 2).
+        reserve = max(8, len(self.cue_ids) + 2) if cot else 1
         out: list[Optional[Verdict]] = [None] * len(queries)
         todo: list[tuple[int, list[int]]] = []
         for i, q in enumerate(queries):
@@ -156,16 +158,19 @@ class VLLMJudge(Judge):
                 out[i] = Verdict(p_first=None, error=f"could not build the judge prompt: {type(e).__name__}: {e}")
                 continue
             if len(ids) + reserve > self.max_model_len:
-                out[i] = Verdict(p_first=None,
-                                 error=f"judge prompt is {len(ids)} tokens; with the {reserve} token(s) the "
-                                       f"verdict needs it exceeds max_model_len={self.max_model_len}")
+                out[i] = self._too_long(len(ids), reserve)
                 continue
             todo.append((i, ids))
         if todo:
-            results = self._run_cot(todo) if cot else self._run_plain(todo)
+            results = self._run_cot(todo, reserve) if cot else self._run_plain(todo)
             for (i, _), v in zip(todo, results):
                 out[i] = v
         return out  # type: ignore[return-value]
+
+    def _too_long(self, n_tokens: int, reserve: int) -> Verdict:
+        v = too_long(n_tokens, self.max_model_len, "max_model_len")
+        v.error += f" (less the {reserve} token(s) the verdict needs)"
+        return v
 
     def _verdict_params(self):
         from vllm import SamplingParams
@@ -179,43 +184,50 @@ class VLLMJudge(Judge):
         return self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
                                   use_tqdm=False)
 
-    def _read(self, result, prompt_tokens: int, completion_tokens: int,
+    def _read(self, result, prompt_tokens: int, completion_tokens: int, raw: Optional[str] = None,
               rationale: Optional[str] = None) -> Verdict:
         gen = result.outputs[0]
         top = gen.logprobs[0] if gen.logprobs else None
         return verdict_from_logprobs(top, self.label_ids, gen.text, self.config.top_logprobs,
                                      prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                     rationale=rationale)
+                                     raw=raw, rationale=rationale)
 
     def _run_plain(self, todo: list[tuple[int, list[int]]]) -> list[Verdict]:
         results = self._generate([ids for _, ids in todo], self._verdict_params())
         return [self._read(r, prompt_tokens=len(ids), completion_tokens=len(r.outputs[0].token_ids))
                 for (_, ids), r in zip(todo, results)]
 
-    def _run_cot(self, todo: list[tuple[int, list[int]]]) -> list[Verdict]:
+    def _run_cot(self, todo: list[tuple[int, list[int]]], reserve: int) -> list[Verdict]:
+        """Rationale first (greedy), then the label token after prompt + rationale + COT_ANSWER_CUE — built the
+        way the transformers backend builds it (rationale cut before any 'Final answer' it wrote itself,
+        re-tokenised on its own), so both backends score the same ids."""
         from vllm import SamplingParams
 
-        # 1. The rationale: greedy, at most cot.max_new_tokens and never past the room left for the verdict.
-        room = [self.max_model_len - len(ids) - len(self.cue_ids) - 1 for _, ids in todo]
-        params = [SamplingParams(max_tokens=max(1, min(self.config.cot.max_new_tokens, r)), temperature=0.0)
-                  for r in room]
+        params = [SamplingParams(max_tokens=min(self.config.cot.max_new_tokens, self.max_model_len - len(ids)
+                                                - reserve), temperature=0.0)
+                  for _, ids in todo]
         firsts = self._generate([ids for _, ids in todo], params)
-        special = set(self.tokenizer.all_special_ids)
-        second_prompts, rationales, generated = [], [], []
-        for (_, ids), r in zip(todo, firsts):
-            gen_ids = list(r.outputs[0].token_ids)
-            generated.append(len(gen_ids))
-            # The end-of-turn token that stopped the rationale is not part of it: the answer cue follows the text.
-            kept = list(gen_ids)
-            while kept and kept[-1] in special:
-                kept.pop()
-            rationales.append(self.tokenizer.decode(kept, skip_special_tokens=True))
-            second_prompts.append(ids + kept + self.cue_ids)
-        # 2. The verdict: the label token right after prompt + rationale + COT_ANSWER_CUE.
-        seconds = self._generate(second_prompts, self._verdict_params())
-        return [self._read(r, prompt_tokens=len(ids), completion_tokens=n + len(r.outputs[0].token_ids),
-                           rationale=rat)
-                for (_, ids), r, rat, n in zip(todo, seconds, rationales, generated)]
+        out: list[Optional[Verdict]] = [None] * len(todo)
+        second: list[tuple[int, list[int], str, str, int]] = []  # (row, ids to score, text, rationale, n_gen)
+        for row, ((_, ids), r) in enumerate(zip(todo, firsts)):
+            new = list(r.outputs[0].token_ids)
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            rationale = text.split("Final answer")[0].rstrip()
+            scored = (ids + self.tokenizer.encode(rationale, add_special_tokens=False)
+                      + self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False))
+            if len(scored) + 1 > self.max_model_len:  # a rationale that re-tokenises longer than generated
+                v = self._too_long(len(scored), 1)
+                v.raw, v.rationale, v.completion_tokens = text, rationale, len(new)
+                out[row] = v
+                continue
+            second.append((row, scored, text, rationale, len(new)))
+        if second:
+            results = self._generate([s[1] for s in second], self._verdict_params())
+            for (row, _, text, rationale, n_gen), r in zip(second, results):
+                out[row] = self._read(r, prompt_tokens=len(todo[row][1]),
+                                      completion_tokens=n_gen + len(r.outputs[0].token_ids),
+                                      raw=text, rationale=rationale)
+        return out  # type: ignore[return-value]
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
