@@ -25,11 +25,14 @@ app.add_typer(label_app, name="label")
 
 def _register_subcommands() -> None:
     # Each area keeps its commands in its own module (light imports only); they are attached here.
+    from .cli_feedback import calibrate_app, select_cmd
     from .cli_human import annotate_app, human_app
     from .cli_train import train_app
 
+    annotate_app.command("select")(select_cmd)
     app.add_typer(annotate_app, name="annotate")
     app.add_typer(human_app, name="human")
+    app.add_typer(calibrate_app, name="calibrate")
     app.add_typer(train_app, name="train")
 
 out = Console()
@@ -201,14 +204,24 @@ def label_merge(dirs: List[Path] = typer.Argument(..., help="Shard output direct
 
 # -- export ----------------------------------------------------------------------------------------------------
 @app.command("export")
-def export_cmd(labels: Path = typer.Option(..., help="A label directory or labels.jsonl."),
+def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directory or labels.jsonl."),
+               feedback: Optional[Path] = typer.Option(None, help="A feedback YAML (source: ai | human | mixed, "
+                                                       "or a training config's `feedback:` section) instead of "
+                                                       "--labels."),
                fmt: str = typer.Option("trl", "--format", help="trl: prompt/chosen/rejected + p_chosen."),
                out_file: Path = typer.Option(..., "--out", help="Output JSONL file.")) -> None:
     """Export labels as preference data for training (ties and failures are left out and counted)."""
+    if (labels is None) == (feedback is None):
+        _fail("error: pass one of --labels or --feedback")
+
     def run():
-        from .export import export_trl
         if fmt != "trl":
             raise ValueError(f"unknown export format '{fmt}' (known: trl)")
+        if feedback is not None:
+            from .feedback import export_feedback
+            from .feedback_config import load_feedback_config
+            return export_feedback(load_feedback_config(feedback), out_file)
+        from .export import export_trl
         return export_trl(labels, out_file)
     counts = _guard(run)
     out.print(json.dumps(counts), markup=False)

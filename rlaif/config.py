@@ -85,7 +85,8 @@ class VLLMJudgeConfig(JudgeBase):
 
     backend: Literal["vllm"] = Field("vllm", description="Which backend runs the judge.")
     model_package: Optional[str] = Field(None, description="As for transformers.")
-    gguf_file: Optional[str] = Field(None, description="As for transformers (vLLM loads GGUF directly).")
+    gguf_file: Optional[str] = Field(None, description="As for transformers: converted once to a "
+                                     "cached checkpoint, which the engine loads.")
     tokenizer: Optional[str] = Field(None, description="Tokenizer to use when it differs from `model`.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Model dtype.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")

@@ -42,8 +42,7 @@ def resolve_model_dir(model: str, model_package: Optional[str] = None, gguf_file
         return source
     gguf_path = Path(source) / gguf_file
     if gguf_path.exists():
-        st = gguf_path.stat()
-        ident = f"{gguf_path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+        ident = _content_id(gguf_path)
     else:  # a hub repo holding a GGUF: key by name and revision
         ident = f"{source}:{gguf_file}:{revision}"
     target = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -52,6 +51,17 @@ def resolve_model_dir(model: str, model_package: Optional[str] = None, gguf_file
         return str(target)
     _convert_gguf(source, gguf_file, target, revision)
     return str(target)
+
+
+def _content_id(path: Path) -> str:
+    """Size plus a hash of the file's head and tail: stable across reinstalls (which change mtimes), cheap for
+    multi-GB files, and different for any other model file."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(4 << 20))
+        f.seek(max(0, path.stat().st_size - (1 << 20)))
+        h.update(f.read())
+    return h.hexdigest()
 
 
 def _convert_gguf(source: str, gguf_file: str, target: Path, revision: Optional[str]) -> None:

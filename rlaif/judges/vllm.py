@@ -26,15 +26,6 @@ from .models import resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
 
 
-def encode_segments(tokenizer: Any, prefix: str, body: str, tail: str) -> list[int]:
-    """Token ids of a judge prompt: each segment tokenised on its own without special tokens, concatenated
-    (what the transformers backend feeds its model)."""
-    ids: list[int] = []
-    for part in (prefix, body, tail):
-        ids.extend(tokenizer.encode(part, add_special_tokens=False))
-    return ids
-
-
 def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]]) -> tuple[float, float]:
     """Probability mass on the 'A' and on the 'B' label tokens among one position's top log-probabilities
     (vLLM's {token_id: Logprob} dict; entries may also be plain floats)."""

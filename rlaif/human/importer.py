@@ -1,0 +1,182 @@
+"""`rlaif human import`: labels people already gave, as LabelRecords with `source: "human"`.
+
+Two kinds of input: label files (JSONL, JSON or CSV rows with `prompt`, `response_a`, `response_b`, `label` and
+optionally `id`, `annotator`, `p_a`), and data that carries a human choice (TRL chosen/rejected, Anthropic HH
+transcripts, rows with `human_label`), read by `rlaif.data.read_pairs` so pair ids and orders match `rlaif label`
+run with the same seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..data import DataError, read_pairs
+from ..records import LabelRecord, Pair, Prompt
+from . import DEFAULT_ANNOTATOR, HumanLabel, human_record, utc_now
+
+PathLike = Union[str, Path]
+
+
+class HumanLabelRow(BaseModel):
+    """One row of a label file; other fields (e.g. those of an exported label record) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: Optional[Union[str, int]] = Field(None, description="Pair id (default: the content hash `rlaif label` "
+                                          "uses).")
+    prompt: Prompt
+    response_a: str = Field(min_length=1)
+    response_b: str = Field(min_length=1)
+    label: HumanLabel = Field(description="The preferred response in this row's order, or tie.")
+    annotator: Optional[str] = Field(None, min_length=1)
+    p_a: Optional[float] = Field(None, ge=0.0, le=1.0, description="The annotator's probability that a is better.")
+    shown_order: Optional[str] = Field(None, pattern="^(ab|ba)$")
+    created_at: Optional[str] = None
+    principle_id: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _p_a_agrees(self):
+        if self.p_a is not None and ((self.label == "a" and self.p_a <= 0.5) or (self.label == "b" and self.p_a >= 0.5)):
+            raise ValueError(f"p_a = {self.p_a} contradicts label '{self.label}'")
+        return self
+
+
+def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optional[str] = None) -> dict:
+    """Write the human labels in `path` to `out` (JSONL, through a temp file). Returns counts per label."""
+    counts = {"labels": 0, "a": 0, "b": 0, "tie": 0}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in iter_human_labels(path, seed=seed, annotator=annotator):
+                f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+                counts["labels"] += 1
+                counts[record.label] += 1
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    return counts
+
+
+def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = None) -> Iterator[LabelRecord]:
+    """The labels in `path`, one LabelRecord per row; a row that cannot be used is a DataError naming its line."""
+    path = Path(path)
+    rows = _label_file_rows(path)
+    now = utc_now()  # one import, one time: the rows carry no time of their own
+    seen: dict[tuple[str, str], int] = {}
+    records = _from_label_rows(path, rows, annotator, now) if rows is not None \
+        else _from_choice_data(path, seed, annotator, now)
+    for line, record in records:
+        key = (record.id, record.annotator)
+        if key in seen:
+            raise DataError(path, line, f"a second label for pair '{record.id}' by '{record.annotator}' (first on "
+                            f"line {seen[key]}); give each annotator their own name")
+        seen[key] = line
+        yield record
+
+
+def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
+    for line, row in rows:
+        if not isinstance(row, dict):
+            raise DataError(path, line, "row must be an object")
+        try:
+            r = HumanLabelRow.model_validate(row)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'row'}: {err['msg']}" for err in e.errors())
+            raise DataError(path, line, problems) from None
+        prompt = [{"role": m["role"], "content": m["content"]} for m in r.prompt] if isinstance(r.prompt, list) \
+            else r.prompt
+        # without an id, the pair gets the content hash `rlaif label` gives the same row
+        pair_id = str(r.id) if r.id not in (None, "") else Pair(prompt, r.response_a, r.response_b).id
+        yield line, human_record(pair_id=pair_id, prompt=prompt, response_a=r.response_a, response_b=r.response_b,
+                                 label=r.label, annotator=r.annotator or annotator or DEFAULT_ANNOTATOR,
+                                 created_at=r.created_at or now, p_a=r.p_a, shown_order=r.shown_order,
+                                 principle_id=r.principle_id, conversational=isinstance(prompt, list))
+
+
+def _from_choice_data(path: Path, seed: int, annotator: Optional[str], now: str):
+    for pair in read_pairs(path, seed=seed):
+        if pair.human_label is None:
+            raise DataError(path, pair.source_line, "row carries no human choice (a `label` field, chosen/rejected, "
+                            "or human_label)")
+        yield pair.source_line, human_record(
+            pair_id=pair.id, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
+            label=pair.human_label, annotator=annotator or DEFAULT_ANNOTATOR, created_at=now,
+            principle_id=pair.principle, conversational=pair.conversational)
+
+
+# ---------------------------------------------------------------------------------------------- label files
+
+
+def _label_file_rows(path: Path) -> Optional[Iterator[tuple[int, Any]]]:
+    """(line, row) for a label file: CSV, or JSONL/JSON whose first row has a `label` field; None for anything
+    else, which is read as data carrying a human choice."""
+    if not path.is_file():
+        return None  # a datasets directory or a missing file: read_pairs says what is wrong
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".csv", ".tsv")):
+        return _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
+    if name.endswith((".parquet", ".pq")):
+        return None
+    first = next(iter(_json_rows(path)), None)
+    if first is None or not isinstance(first[1], dict) or "label" not in first[1]:
+        return None
+    return _json_rows(path)
+
+
+def _text(path: Path) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    text = _text(path)
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(path, e.lineno, f"malformed JSON: {e.msg}") from None
+        yield from enumerate(rows, 1)
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, n, f"malformed JSON: {e.msg} (column {e.colno})") from None
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
+    missing = {"prompt", "response_a", "response_b", "label"} - set(reader.fieldnames or [])
+    if missing:
+        raise DataError(path, 1, f"CSV header lacks {', '.join(sorted(missing))} (needs prompt, response_a, "
+                        f"response_b, label; optional id, annotator, p_a)")
+    for row in reader:
+        # empty cells are absent values; a prompt cell holding a JSON list is a chat conversation
+        values = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+        prompt = values.get("prompt", "")
+        if prompt.startswith("[") and prompt.rstrip().endswith("]"):
+            try:
+                values["prompt"] = json.loads(prompt)
+            except json.JSONDecodeError:
+                pass  # text that merely looks like a list
+        yield reader.line_num, values
+

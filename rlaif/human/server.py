@@ -1,0 +1,371 @@
+"""The annotation app behind `rlaif annotate serve`: a FastAPI app over the SQLite store, and the static page.
+Imported only by that command (fastapi and uvicorn are the `human` extra).
+
+Annotators sign in with a bearer token, fetch one pair at a time with the two responses in their own seeded
+left/right order, and post which one answers the principle shown; the label is committed before the 201 goes
+back. A pair is leased while someone works on it, so no pair is handed to more people at once than it needs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import random
+import re
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Literal, Optional, Union
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..constitution import Constitution, load_constitution
+from ..data import DataError, read_pairs
+from .db import AnnotationDB, ServedPair, UnknownPair, error_kind
+
+STATIC = Path(__file__).with_name("static")
+MAX_BODY_BYTES = 64 * 1024  # a label is ~100 bytes; anything near this is a mistake or an attack
+_ANNOTATOR_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+_MIN_TOKEN_CHARS = 8
+_FLIP = {"a": "b", "b": "a", "tie": "tie", "skip": "skip"}
+# The page and its scripts come from this server only; nothing inline runs, so even a rendering mistake cannot
+# execute a model output.
+_SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                                 b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+class TokensFileError(ValueError):
+    """A tokens file that cannot be used; the message names FILE:LINE."""
+
+
+def load_tokens(path: Union[str, Path]) -> dict[str, str]:
+    """`annotator_name:token` per line (blank lines and `#` comments allowed) as {token: annotator}."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokensFileError(f"{path}: cannot read the tokens file: {e}") from e
+    tokens: dict[str, str] = {}
+    names: dict[str, int] = {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, token = (part.strip() for part in line.partition(":"))
+        where = f"{path}:{n}"
+        if not sep:
+            raise TokensFileError(f"{where}: expected annotator_name:token, found no ':'")
+        if not _ANNOTATOR_NAME.match(name):
+            raise TokensFileError(f"{where}: annotator name {name!r} must be 1-64 letters, digits or . _ @ + -")
+        if len(token) < _MIN_TOKEN_CHARS or any(ch.isspace() for ch in token):
+            raise TokensFileError(f"{where}: the token for '{name}' must be at least {_MIN_TOKEN_CHARS} characters "
+                                  f"with no spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+        if name in names:
+            raise TokensFileError(f"{where}: annotator '{name}' is already on line {names[name]}")
+        if token in tokens:
+            raise TokensFileError(f"{where}: '{name}' has the same token as '{tokens[token]}'; each annotator "
+                                  f"needs their own")
+        names[name] = n
+        tokens[token] = name
+    if not tokens:
+        raise TokensFileError(f"{path}: no annotator_name:token lines")
+    return tokens
+
+
+def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int) -> Iterator[ServedPair]:
+    """The pairs of an input file with the principle each is judged by: drawn from the constitution as in
+    labelling (same seed, same draw), or a row's own `principle`."""
+    for pair in read_pairs(path, seed=seed):
+        pid = text = None
+        invert = False
+        if constitution is not None:
+            try:
+                principles = constitution.principles_for(pair, seed)
+            except KeyError:
+                raise DataError(path, pair.source_line, f"principle '{pair.principle}' is not in constitution "
+                                f"'{constitution.name}'") from None
+            if len(principles) == 1:
+                pid, text, invert = principles[0].id, principles[0].text, principles[0].invert
+            else:  # sampling: all; people judge overall, by the whole list
+                pid = "all"
+                text = "Which response is better overall, by all of these?\n" + "\n".join(
+                    f"- {p.text}" for p in principles)
+        elif pair.principle:
+            pid = text = pair.principle
+        yield ServedPair(pair.id, pair.prompt, pair.response_a, pair.response_b, pair.conversational, pid, text,
+                         invert)
+
+
+# ---------------------------------------------------------------------------------------------- assignment
+
+
+def shown_order(seed: int, annotator: str, pair_id: str) -> Literal["ab", "ba"]:
+    """Left/right order for this annotator and pair: seeded, so a reload shows the same, and recomputable."""
+    return "ba" if random.Random(f"{seed}:{annotator}:{pair_id}").random() < 0.5 else "ab"
+
+
+def pair_order_label(choice: str, order: str, invert: bool) -> str:
+    """The answer in the shown order → the preferred response in the pair's own order."""
+    label = choice if order == "ab" else _FLIP[choice]
+    # an inverted principle asks for the worse response, so the one picked is the rejected one
+    return _FLIP[label] if invert else label
+
+
+class Leases:
+    """Who is working on which pair, until when. One lease per annotator: their current pair. Kept in memory:
+    after a restart the unanswered pairs are simply handed out again."""
+
+    def __init__(self, timeout_s: float, clock=time.monotonic):
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}  # annotator -> (pair id, expiry)
+
+    def _live(self) -> dict[str, tuple[str, float]]:
+        now = self._clock()
+        self._held = {a: held for a, held in self._held.items() if held[1] > now}
+        return self._held
+
+    def held_by(self, annotator: str) -> Optional[str]:
+        held = self._live().get(annotator)
+        return held[0] if held else None
+
+    def holders(self, pair_id: str, other_than: str) -> int:
+        return sum(1 for a, (pid, _) in self._live().items() if pid == pair_id and a != other_than)
+
+    def count(self) -> int:
+        return len(self._live())
+
+    def take(self, pair_id: str, annotator: str) -> None:
+        self._held[annotator] = (pair_id, self._clock() + self.timeout_s)
+
+    def release(self, pair_id: str, annotator: str) -> None:
+        if self._held.get(annotator, ("",))[0] == pair_id:
+            del self._held[annotator]
+
+
+class Annotation:
+    """The app's logic, free of HTTP: which pair an annotator gets next, and recording their answer."""
+
+    def __init__(self, db: AnnotationDB, overlap: int = 1, seed: int = 0, lease_s: float = 600.0):
+        if overlap < 1:
+            raise ValueError("overlap must be at least 1")
+        self.db, self.overlap, self.seed = db, overlap, seed
+        self.leases = Leases(lease_s)
+        self._lock = threading.Lock()  # choosing a pair and leasing it is one step
+
+    def next_pair(self, annotator: str) -> Optional[dict]:
+        with self._lock:
+            pair_id = self.leases.held_by(annotator)  # a reload shows the same pair rather than using up another
+            if pair_id is None:
+                # only pairs leased to others can be passed over, so this many candidates always suffice
+                for pid, n_labels in self.db.open_pairs(annotator, self.overlap, limit=self.leases.count() + 1):
+                    if n_labels + self.leases.holders(pid, annotator) < self.overlap:
+                        pair_id = pid
+                        break
+                else:
+                    return None
+            self.leases.take(pair_id, annotator)
+        pair = self.db.pair(pair_id)
+        left, right = (pair.response_a, pair.response_b) if shown_order(self.seed, annotator, pair.id) == "ab" \
+            else (pair.response_b, pair.response_a)
+        return {"pair_id": pair.id, "prompt": pair.prompt, "response_a": left, "response_b": right,
+                "principle": pair.principle_text}
+
+    def answer(self, annotator: str, pair_id: str, choice: str) -> dict:
+        pair = self.db.pair(pair_id)
+        if pair is None:
+            raise UnknownPair(pair_id)
+        order = shown_order(self.seed, annotator, pair_id)
+        done = self.db.record(pair_id, annotator, pair_order_label(choice, order, pair.principle_invert), choice,
+                              order)
+        with self._lock:
+            self.leases.release(pair_id, annotator)
+        return {"pair_id": pair_id, "choice": choice, "label": done.label, "shown_order": order,
+                "status": done.status, "revision": done.revision}
+
+    def progress(self, annotator: str) -> dict:
+        return self.db.progress(annotator, self.overlap)
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pair_id: str = Field(min_length=1, max_length=1024, description="The pair's id, as GET /api/pairs/next gave it.")
+    choice: Literal["a", "b", "tie", "skip"] = Field(description="The response that answers the principle, in the "
+                                                     "order shown (a = left), or tie, or skip.")
+
+
+class _Guard:
+    """ASGI middleware in front of every route: security headers on every response, the bearer token on /api
+    (checked before the body is even read), and the body size cap (413)."""
+
+    def __init__(self, app, tokens: dict[str, str]):
+        self.app = app
+        self._tokens = [(t.encode(), name) for t, name in tokens.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + _SECURITY_HEADERS}
+            await send(message)
+
+        headers = dict(scope["headers"])
+        if scope["path"].startswith("/api/"):
+            annotator = self._annotator(headers.get(b"authorization", b""))
+            if annotator is None:
+                return await _json(send_with_headers, 401, "missing or unknown bearer token",
+                                   [(b"www-authenticate", b"Bearer")])
+            scope.setdefault("state", {})["annotator"] = annotator
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await _read_body(receive, headers.get(b"content-length"))
+            if body is None:
+                return await _json(send_with_headers, 413, f"request body over {MAX_BODY_BYTES} bytes")
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send_with_headers)
+
+    def _annotator(self, header: bytes) -> Optional[str]:
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return None
+        token = token.strip()
+        for known, name in self._tokens:
+            if hmac.compare_digest(token, known):  # constant time: the comparison gives no prefix away
+                return name
+        return None
+
+
+async def _read_body(receive, content_length: Optional[bytes]) -> Optional[bytes]:
+    """The whole body, or None once it is over the cap (a declared length is believed without reading)."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replayed
+
+
+async def _json(send, status: int, detail: str, headers: list = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(annotation: Annotation, tokens: dict[str, str]):
+    """The ASGI app: the page at /, its files under /static, the JSON API under /api (bearer token)."""
+    app = FastAPI(title="rlaif annotate", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(UnknownPair)
+    async def unknown_pair(request: Request, e: UnknownPair):
+        return JSONResponse({"detail": f"no pair with id {e.args[0]!r}"}, status_code=404)
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(request: Request, e: sqlite3.Error):
+        # Whatever failed was rolled back; every label acknowledged before stays committed in the file.
+        kind = error_kind(e)
+        if kind == "locked":
+            return JSONResponse({"detail": "the database is locked by another process; nothing was saved, retry "
+                                 "shortly"}, status_code=503, headers={"Retry-After": "1"})
+        what = "the database file is damaged" if kind == "damaged" else "database error"
+        print(f"rlaif annotate: {what}: {e}", file=sys.stderr, flush=True)
+        return JSONResponse({"detail": f"{what} ({e}); nothing was saved. Labels acknowledged before are in the "
+                             f"file: stop the server and check it"}, status_code=500)
+
+    @app.get("/api/pairs/next")
+    def next_pair(request: Request):
+        pair = annotation.next_pair(request.state.annotator)
+        return Response(status_code=204) if pair is None else pair
+
+    @app.post("/api/labels", status_code=201)
+    def post_label(body: LabelIn, request: Request, response: Response):
+        result = annotation.answer(request.state.annotator, body.pair_id, body.choice)
+        if result["status"] != "created":
+            response.status_code = 200  # nothing new was created: a repeat, or a revision of an earlier label
+        return result
+
+    @app.get("/api/progress")
+    def progress(request: Request):
+        return annotation.progress(request.state.annotator)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return _Guard(app, tokens)
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Optional[Union[str, Path]] = None,
+          seed: int = 0, host: str = "127.0.0.1", port: int = 8000, tokens_file: Optional[Union[str, Path]] = None,
+          overlap: int = 1, lease_s: float = 600.0) -> None:
+    """Load the pairs into the database (idempotent) and serve the app until stopped."""
+    import uvicorn
+
+    if overlap < 1:
+        raise ValueError("--overlap must be at least 1")
+    tokens = load_tokens(tokens_file) if tokens_file else None
+    const = load_constitution(constitution) if constitution else None
+    db = AnnotationDB(db_path)
+    try:
+        total, added = db.load_pairs(served_pairs(pairs, const, seed),
+                                     {"seed": str(seed), "constitution_sha256": const.sha256 if const else None})
+        if tokens is None:
+            token = secrets.token_urlsafe(16)
+            tokens = {token: "annotator"}
+            _log(f"no --tokens file: sign in as 'annotator' with the token {token}")
+        app = create_app(Annotation(db, overlap=overlap, seed=seed, lease_s=lease_s), tokens)
+        _log(f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
+             f"open http://{host}:{port}/")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            _log(f"warning: listening on {host}: tokens and labels travel unencrypted; put TLS in front")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        db.close()
+
+
+def _log(line: str) -> None:
+    print(f"rlaif annotate: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,110 @@
+"""Training recipes, one file per method (`reward.py`, `dpo.py`; PPO and the loop join later), each a readable
+setup → loop → save over the components in `rlaif.train`. This module holds the setup every recipe shares: the
+accelerator and precision, the run directory and resume point, the optimiser and schedule.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+# Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
+RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
+                     "project", "eval_batch_size"}
+
+
+def make_accelerator(config):
+    """An `accelerate.Accelerator`: bf16 autocast on a GPU that supports it and fp32 on CPU for `precision: auto`
+    (unless `accelerate launch` set mixed precision); gradient accumulation is done by the recipes."""
+    import torch
+    from accelerate import Accelerator
+
+    precision = config.precision
+    if precision == "auto":
+        if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+            return Accelerator()
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+
+
+def prepare_run_dir(config, accelerator) -> Optional[Path]:
+    """Create OUT, write OUT/config.yaml, and return the checkpoint to resume from (None for a fresh run).
+
+    A run directory holds one run: restarting it with a config that would change what is learned is refused.
+    """
+    import yaml
+
+    from ..train.checkpoint import latest_checkpoint, remove_partial
+
+    out = Path(config.output_dir)
+    resolved = config.model_dump(mode="json")
+    saved = out / "config.yaml"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partial(out)
+        if saved.exists() and latest_checkpoint(out) is not None:
+            old = yaml.safe_load(saved.read_text()) or {}
+            changed = sorted(k for k in set(old) | set(resolved)
+                             if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k))
+            if changed:
+                raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)} changed); "
+                                 "use a new output_dir, or the same config to resume it")
+        tmp = saved.with_name("config.yaml.tmp")
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        tmp.replace(saved)
+    accelerator.wait_for_everyone()
+    return latest_checkpoint(out)
+
+
+def total_steps(config, n_train: int, world: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_epoch = n_train // global_batch(config, world)
+    return max(1, int(per_epoch * config.num_epochs))
+
+
+def global_batch(config, world: int) -> int:
+    return config.batch_size * config.grad_accum * world
+
+
+def make_optimizer(model, optim, steps: int):
+    """AdamW over the trainable parameters, with linear warm-up then the configured decay."""
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
+                                  weight_decay=optim.weight_decay)
+    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[optim.scheduler]
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=steps)
+    return optimizer, scheduler
+
+
+def prepare_for_training(model, config) -> None:
+    """Gradient checkpointing (non-reentrant, so frozen inputs under LoRA still get gradients) and no KV cache."""
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
+
+
+def reduce_sums(accelerator, sums: dict) -> dict:
+    """Sum a dict of float tensors over processes (one collective)."""
+    import torch
+
+    keys = sorted(sums)
+    total = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    total = accelerator.reduce(total, reduction="sum") if accelerator.num_processes > 1 else total
+    return dict(zip(keys, total.tolist()))
+
+
+def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
+    """The trained model in Hugging Face format at OUT/model (peft adapters under LoRA)."""
+    path = Path(out_dir) / "model"
+    weights = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(path, state_dict=weights, safe_serialization=True)
+        tokenizer.save_pretrained(path)
+    accelerator.wait_for_everyone()
+    return path

@@ -1,0 +1,193 @@
+"""Preference data for training: label records → `Preference`s (the feedback source seam) → token ids → padded
+batches, keeping the soft preference p_a of every pair. Batches are laid out [all a responses; all b responses].
+
+Prompts and responses go through the tokenizer's chat template when it has one (a text prompt becomes one user
+turn), otherwise through plain text with EOS appended; the response starts where the prompt's tokens end.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..export import iter_labels
+
+HUMAN_CODE = {"a": 1, "b": 0}
+
+
+@dataclass
+class Preference:
+    """One pair and how strongly response a is preferred (p_a in [0, 1])."""
+
+    id: str
+    prompt: object  # str or list of chat messages
+    response_a: str
+    response_b: str
+    p_a: float
+    human_label: Optional[str] = None  # "a" / "b" when a human choice is known
+
+
+@dataclass
+class FeedbackData:
+    train: list[Preference]
+    eval: list[Preference]
+    counts: dict = field(default_factory=dict)  # pairs left out, by reason
+
+
+def _usable(record: dict, soft: bool, margin: Optional[float]) -> tuple[Optional[Preference], str]:
+    if record.get("status") != "ok":
+        return None, "failed"
+    p = record.get("p_a")
+    if p is None:  # the source gave a hard choice only
+        p = {"a": 1.0, "b": 0.0}.get(record.get("label"), 0.5)
+    too_close = abs(p - 0.5) <= margin if margin is not None else record.get("label") == "tie"
+    if too_close:
+        return None, "tie"
+    if not soft:
+        p = 1.0 if p > 0.5 else 0.0
+    human = record.get("human_label")
+    if record.get("source") == "human" and record.get("label") in HUMAN_CODE:
+        human = record["label"]
+    return Preference(record["id"], record["prompt"], record["response_a"], record["response_b"], float(p),
+                      human if human in HUMAN_CODE else None), "ok"
+
+
+def _read(paths: list[str], source: Optional[str], soft: bool, margin: Optional[float],
+          counts: dict) -> list[Preference]:
+    out = []
+    for path in paths:
+        for record in iter_labels(path):
+            if source is not None and record.get("source", "ai") != source:
+                counts["other_source"] = counts.get("other_source", 0) + 1
+                continue
+            pref, why = _usable(record, soft, margin)
+            if pref is None:
+                counts[why] = counts.get(why, 0) + 1
+            else:
+                out.append(pref)
+    return out
+
+
+def read_feedback(config, seed: int = 0) -> FeedbackData:
+    """The training and evaluation preferences named by a FeedbackConfig.
+
+    `ai` and `human` read label files whose records have that `source`; `mixed` is combined by rlaif.feedback
+    (`read_feedback(config, seed) -> FeedbackData`) once that module exists.
+    """
+    if config.source == "mixed":
+        try:
+            from .. import feedback
+        except ImportError:
+            raise NotImplementedError("feedback.source 'mixed' is not available yet (it needs rlaif.feedback); "
+                                      "use source: ai or source: human") from None
+        return feedback.read_feedback(config, seed)
+    counts: dict = {}
+    train = _read(config.paths, config.source, config.soft, config.margin, counts)
+    if config.eval_paths:
+        held_out = _read(config.eval_paths, None, config.soft, config.margin, {})
+    else:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        n_eval = int(round(len(train) * config.eval_fraction))
+        chosen = set(order[:n_eval])
+        held_out = [p for i, p in enumerate(train) if i in chosen]
+        train = [p for i, p in enumerate(train) if i not in chosen]
+    if not train:
+        raise ValueError(f"no usable {config.source} preferences in {', '.join(config.paths)} (left out: {counts})")
+    return FeedbackData(train, held_out, counts)
+
+
+# -- tokenisation ------------------------------------------------------------------------------------------------
+def _common_prefix(x: list[int], y: list[int]) -> int:
+    n = 0
+    for a, b in zip(x, y):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def encode(tokenizer, prompt, response: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) for one response. The response starts where the tokenisations of the prompt
+    alone and of prompt+response stop agreeing (templates and merges can change the prompt's last tokens)."""
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}],
+                                             tokenize=True, return_dict=True)["input_ids"]
+    else:
+        if not isinstance(prompt, str):
+            raise ValueError("a conversational prompt needs a tokenizer with a chat template")
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full = tokenizer(prompt + response + (tokenizer.eos_token or ""))["input_ids"]
+    n = _common_prefix(prompt_ids, full)
+    return list(full[:n]), list(full[n:])
+
+
+@dataclass
+class EncodedPair:
+    prompt_ids: list[int]
+    a_ids: list[int]
+    b_ids: list[int]
+    p_a: float
+    human: int  # 1: a, 0: b, -1: unknown
+
+
+def encode_pairs(tokenizer, prefs: list[Preference], max_length: int, whole: bool) -> tuple[list[EncodedPair], int]:
+    """Encode pairs; returns them and how many were left out for length. `whole`: a pair must fit entirely
+    (reward models read the last token); otherwise only the prompt must fit and responses are cut."""
+    out, dropped = [], 0
+    for p in prefs:
+        prompt_ids, a_ids = encode(tokenizer, p.prompt, p.response_a)
+        prompt_b, b_ids = encode(tokenizer, p.prompt, p.response_b)
+        n = _common_prefix(prompt_ids, prompt_b)
+        a_ids, b_ids, prompt_ids = prompt_ids[n:] + a_ids, prompt_b[n:] + b_ids, prompt_ids[:n]
+        longest = len(prompt_ids) + max(len(a_ids), len(b_ids))
+        if (whole and longest > max_length) or len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        out.append(EncodedPair(prompt_ids, a_ids, b_ids, p.p_a, HUMAN_CODE.get(p.human_label, -1)))
+    return out, dropped
+
+
+def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded [2B, L] batch: rows 0..B-1 are prompt+a, rows B..2B-1 prompt+b; `completion_mask` marks
+    response tokens. Sequences longer than max_length keep their start."""
+    rows = [(p.prompt_ids, p.a_ids) for p in pairs] + [(p.prompt_ids, p.b_ids) for p in pairs]
+    seqs = [(prompt + response)[:max_length] for prompt, response in rows]
+    masks = [([0] * len(prompt) + [1] * len(response))[:max_length] for prompt, response in rows]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    completion = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        input_ids[i, :len(s)] = torch.tensor(s)
+        attention[i, :len(s)] = 1
+        completion[i, :len(m)] = torch.tensor(m)
+    return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion,
+            "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
+            "human": torch.tensor([p.human for p in pairs], dtype=torch.long)}
+
+
+# -- order -------------------------------------------------------------------------------------------------------
+def step_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
+    """The pairs of optimizer step `step` (0-based): epochs are seeded permutations cut into whole global
+    batches, so any step's batch is known without replaying the ones before it (exact resume)."""
+    per_epoch = n // global_batch
+    if per_epoch == 0:
+        raise ValueError(f"{n} training pairs are fewer than one global batch of {global_batch}")
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    return order[k * global_batch:(k + 1) * global_batch]
+
+
+def micro_batches(indices: list[int], rank: int, world: int, grad_accum: int) -> list[list[int]]:
+    """This process's micro-batches of one global batch: `grad_accum` equal slices, strided over processes."""
+    mine = indices[rank::world]
+    size = len(mine) // grad_accum
+    return [mine[j * size:(j + 1) * size] for j in range(grad_accum)]

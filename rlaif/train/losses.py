@@ -1,0 +1,75 @@
+"""Preference losses as small functions over per-example tensors: the reward model's Bradley-Terry loss and the
+DPO family. Each takes the soft preference p_a (probability that response a is preferred) and returns one loss
+per pair; recipes average them. Hand-checked in tests/test_losses.py.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def bradley_terry_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: float = 0.0,
+                       center_coef: float = 0.0) -> torch.Tensor:
+    """Bradley-Terry with soft targets (Lee et al. 2023, sec. 2.2; Ouyang et al. 2022, eq. 1 for p ∈ {0, 1}):
+
+        loss = -[p · log σ(z) + (1 - p) · log σ(-z)],   z = r_a - r_b - m · sign(p - 1/2)
+
+    i.e. cross-entropy between σ(z) and p. The margin m (Touvron et al. 2023, eq. 2) asks the preferred response
+    to win by m; a pair with p = 1/2 gets none. `center_coef` adds c · (r_a + r_b)^2 (Eisenstein et al. 2023).
+    """
+    z = r_a - r_b
+    if margin:
+        z = z - margin * torch.sign(p_a - 0.5)
+    loss = F.binary_cross_entropy_with_logits(z, p_a.to(z.dtype), reduction="none")
+    if center_coef:
+        loss = loss + center_coef * (r_a + r_b) ** 2
+    return loss
+
+
+def sigmoid_dpo_loss(delta: torch.Tensor, p_a: torch.Tensor, beta: float,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7) on soft labels, with cDPO label smoothing ε (Mitchell 2023):
+
+        loss = -[q · log σ(βΔ) + (1 - q) · log σ(-βΔ)],   q = (1 - 2ε) · p + ε
+
+    where Δ = (log π(y_a) - log π_ref(y_a)) - (log π(y_b) - log π_ref(y_b)). At p = 1, ε = 0 this is DPO's
+    -log σ(βΔ); at p = 1 and ε > 0 it is cDPO's -(1 - ε) log σ(βΔ) - ε log σ(-βΔ).
+    """
+    q = (1.0 - 2.0 * label_smoothing) * p_a.to(delta.dtype) + label_smoothing
+    return -(q * F.logsigmoid(beta * delta) + (1.0 - q) * F.logsigmoid(-beta * delta))
+
+
+def ipo_loss(delta: torch.Tensor, p_a: torch.Tensor, beta: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17 with its population target h* = (p - 1/2) / τ, τ = beta):
+
+        loss = (Δ - (p - 1/2) / β)^2
+
+    which is the paper's (Δ - 1/(2τ))^2 for a hard label p = 1 and its mirror image for p = 0.
+    """
+    return (delta - (p_a.to(delta.dtype) - 0.5) / beta) ** 2
+
+
+def dpo_loss_fn(config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss named by a DPO config's `loss.type`, as `fn(delta, p_a) -> per-pair loss`."""
+    registry = {
+        "sigmoid": lambda c: lambda d, p: sigmoid_dpo_loss(d, p, c.beta, c.label_smoothing),
+        "ipo": lambda c: lambda d, p: ipo_loss(d, p, c.beta),
+    }
+    return registry[config.type](config)
+
+
+def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over masked positions of log softmax(logits)[target]: log π(response | prompt) per sequence.
+
+    `logits[:, t]` must already be aligned with `targets[:, t]`. Computed as logit[target] - logsumexp(logits)
+    row by row, so the full log-softmax over the vocabulary is never materialised for the whole batch at once.
+    """
+    out = []
+    for row_logits, row_targets, row_mask in zip(logits, targets, mask):
+        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1).float()
+        token_logps = picked - torch.logsumexp(row_logits.float(), dim=-1)
+        out.append((token_logps * row_mask).sum())
+    return torch.stack(out)

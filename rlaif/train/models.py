@@ -1,0 +1,110 @@
+"""Models for training: a tiny random Llama and its tokenizer built from a config (tests and CPU examples, no
+download), or a hub id / local directory loaded with transformers; as a causal LM (policy, reference) or with a
+one-output score head (reward model); optionally wrapped in LoRA adapters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+Head = Literal["lm", "score"]
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIALS = ["<pad>", "<|im_start|>", "<|im_end|>", "<unk>"]
+
+
+def build_tokenizer(config):
+    """A deterministic tokenizer for a TinyModelConfig: whole words from `vocab`, or bytes; ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if config.vocab:
+        words = list(dict.fromkeys(["user", "assistant", "system", *config.vocab]))
+        vocab = {tok: i for i, tok in enumerate(SPECIALS + [w for w in words if w not in SPECIALS])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    else:
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(alphabet))}
+        tok = Tokenizer(models.BPE(vocab, [], unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIALS)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
+                                   bos_token="<|im_start|>", unk_token="<unk>")
+    fast.chat_template = CHATML
+    return fast
+
+
+def build_tiny(config, tokenizer, head: Head):
+    """A random Llama of the configured size, seeded by `config.seed` so the same config gives the same model."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=config.hidden_size,
+                      intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
+                      num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
+                      max_position_embeddings=config.max_positions, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                      tie_word_embeddings=False, num_labels=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = LlamaForCausalLM(cfg) if head == "lm" else LlamaForSequenceClassification(cfg)
+    if head == "lm":
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_tokenizer(source, path: Optional[Path] = None):
+    """The tokenizer of a model source (or of a saved checkpoint `path`), with a pad token set."""
+    from transformers import AutoTokenizer
+
+    if path is None and source.type == "tiny":
+        return build_tokenizer(source)
+    tok = AutoTokenizer.from_pretrained(str(path or source.path),
+                                        **({} if path else {"revision": source.revision,
+                                                            "trust_remote_code": source.trust_remote_code}))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(source, tokenizer, head: Head, path: Optional[Path] = None, dtype: torch.dtype = torch.float32):
+    """The model of a source, or the one saved in checkpoint `path` (HF format) when resuming."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if path is None and source.type == "tiny":
+        return build_tiny(source, tokenizer, head).to(dtype)
+    auto = AutoModelForCausalLM if head == "lm" else AutoModelForSequenceClassification
+    kwargs = {"dtype": dtype}
+    if head == "score":
+        kwargs["num_labels"] = 1
+    if source.type == "pretrained":
+        kwargs["trust_remote_code"] = source.trust_remote_code
+        if source.attn_implementation:
+            kwargs["attn_implementation"] = source.attn_implementation
+        if path is None and source.revision:
+            kwargs["revision"] = source.revision
+    model = auto.from_pretrained(str(path or source.path), **kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def add_lora(model, lora, head: Head, path: Optional[Path] = None):
+    """Wrap `model` in peft LoRA adapters (fresh, or the ones saved at `path` when resuming)."""
+    try:
+        import peft
+    except ImportError as e:
+        raise RuntimeError("lora: needs peft (pip install 'rlaif[train]')") from e
+    if path is not None:
+        return peft.PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    cfg = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules,
+                          task_type="CAUSAL_LM" if head == "lm" else "SEQ_CLS")
+    return peft.get_peft_model(model, cfg)
+
+
+def is_saved_lora(path: Path) -> bool:
+    return (path / "adapter_config.json").exists()
