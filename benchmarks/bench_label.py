@@ -414,7 +414,7 @@ def print_report(report: dict) -> None:
     for mem in report.get("memory", []):
         name = "peak_rss_ratio"
         print(f"  {verdict(mem['ratio'], name)}  peak RSS {mem['n_big']}/{mem['n_small']} rows, "
-              f"{mem['judge_label']:<32} {mem['ratio']:>9.3f}   (target < 1.5)")
+              f"{mem['judge_label']:<44}{mem['ratio']:>7.3f}   (target < 1.5)")
         for run in (mem["small"], mem["big"]):
             print(f"          {run['rows']:>5} rows: {run['labelled']} labelled in {run['wall_s']} s, RSS before "
                   f"job {run['rss_before_job_kb'] / 1024:.0f} MiB, job peak {run['peak_kb'] / 1024:.0f} MiB, "

@@ -23,7 +23,9 @@ from .preference import label_for
 from .records import LabelRecord, sha256_json
 
 HUMAN_P = {"a": 1.0, "b": 0.0, "tie": 0.5}
-DATASET_ANNOTATOR = "dataset"  # the annotator of a human choice that came with the data (`human_label`)
+# The annotator of a human choice that came with the data (`human_label`): the name `rlaif human import` gives
+# such choices, so the same choice read either way counts once.
+DATASET_ANNOTATOR = "imported"
 METHODS = ("isotonic", "platt", "temperature")
 MAP_FORMAT = "rlaif-calibration-map"
 _EPS = 1e-6
@@ -40,25 +42,26 @@ def labels_path(path: str | Path) -> Path:
 
 def read_labels(path: str | Path) -> Iterator[dict]:
     """Label records from a file or label directory, read-only: a job may still be appending, so a last line
-    without its newline (a write in flight) is left out rather than cut off."""
+    that is cut short (no newline, not JSON: a write in flight) is left out, and the file is never touched."""
     f = labels_path(path)
     if not f.exists():
         raise FileNotFoundError(f"no labels at {f}")
     with open(f, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
-            if not line.endswith("\n") or not line.strip():
+            if not line.strip():
                 continue
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{f}:{n}: corrupt label record: {e}") from e
+                if line.endswith("\n"):
+                    raise ValueError(f"{f}:{n}: corrupt label record: {e}") from e
 
 
 def human_record_from(r: dict) -> dict:
     """The human choice a record carries in `human_label` (data such as HH-RLHF) as a human label record."""
     label = r["human_label"]
     return LabelRecord(
-        id=r["id"], key=sha256_json(["human", r["id"], DATASET_ANNOTATOR])[:32], prompt=r["prompt"],
+        id=r["id"], key=sha256_json(["human", r["id"], DATASET_ANNOTATOR]), prompt=r["prompt"],
         response_a=r["response_a"], response_b=r["response_b"], p_a=HUMAN_P[label], label=label, status="ok",
         principle_id=r.get("principle_id"), source="human", annotator=DATASET_ANNOTATOR, shown_order=None,
         conversational=r.get("conversational", False)).to_json()
@@ -68,7 +71,7 @@ def human_labels(records: Iterable[dict]) -> dict[str, list[dict]]:
     """Human labels by pair id, one per annotator (a later label by the same annotator replaces the earlier).
 
     Records with `source: "human"` are used as they are; any other record that carries a `human_label` (AI labels
-    of data with a known human choice) gives a human record from annotator "dataset"."""
+    of data with a known human choice) gives a human record from annotator "imported"."""
     by_id: dict[str, dict[str, dict]] = {}
     for r in records:
         if r.get("source") == "human":
@@ -115,15 +118,32 @@ class Matched:
 
     def subset(self, mask: np.ndarray) -> "Matched":
         idx = np.flatnonzero(mask)
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+
+        def pick(xs: list) -> list:
+            return [xs[i] for i in idx]
         return Matched(pick(self.ids), self.p_a[idx], None if self.p_a_raw is None else self.p_a_raw[idx],
                        self.ai_label[idx], self.human_label[idx], self.human_p[idx], pick(self.human_votes),
                        self.consistent[idx], self.len_a[idx], self.len_b[idx], pick(self.principle),
                        pick(self.per_principle), {**self.counts, "matched": len(idx)})
 
 
+_SWAP = {"a": "b", "b": "a", "tie": "tie"}
+
+
+def aligned_label(human: dict, ai: dict) -> str:
+    """A human label in the AI label's response order. The same pair id can come in the other order (chosen/
+    rejected data read with another seed); then a and b trade places. Different responses are an error."""
+    ha, hb = human.get("response_a"), human.get("response_b")
+    if ha is None or (ha, hb) == (ai["response_a"], ai["response_b"]):
+        return human["label"]
+    if (ha, hb) == (ai["response_b"], ai["response_a"]):
+        return _SWAP[human["label"]]
+    raise ValueError(f"pair {ai['id']}: the human label (annotator {human.get('annotator')}) is for different "
+                     f"responses than the AI label; are they labels of the same data?")
+
+
 def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
-    """Pair each usable AI label with the human labels of the same pair id."""
+    """Pair each usable AI label with the human labels of the same pair id, in the AI label's order."""
     rows = []
     counts = {"ai_records": 0, "ai_failed": 0, "ai_without_human": 0, "human_pairs": len(humans)}
     seen = set()
@@ -142,7 +162,7 @@ def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
         seen.add(r["id"])
         rows.append((r, humans[r["id"]]))
     counts["matched"] = len(rows)
-    votes = [[h["label"] for h in hs] for _, hs in rows]
+    votes = [[aligned_label(h, r) for h in hs] for r, hs in rows]
     raw = [r.get("p_a_raw") for r, _ in rows]
     return Matched(
         ids=[r["id"] for r, _ in rows],
@@ -150,7 +170,7 @@ def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
         p_a_raw=np.array(raw, dtype=float) if rows and all(x is not None for x in raw) else None,
         ai_label=np.array([r["label"] for r, _ in rows], dtype=object),
         human_label=np.array([majority(v) for v in votes], dtype=object),
-        human_p=np.array([human_target(hs) for _, hs in rows], dtype=float),
+        human_p=np.array([np.mean([HUMAN_P[v] for v in vs]) for vs in votes], dtype=float),
         human_votes=votes,
         consistent=np.array([bool(r.get("position_consistent")) for r, _ in rows], dtype=bool),
         len_a=np.array([len(r["response_a"]) for r, _ in rows], dtype=float),
@@ -316,13 +336,15 @@ def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_m
     ai, hu = m.ai_label, m.human_label
     decided = int(_decided(ai, hu).sum())
     hh = pairwise_agreement(m.human_votes)
-    j_long, h_long = longer_choice_rates(ai, hu, m.len_a, m.len_b)
-    n_len = int((_decided(ai, hu) & (m.len_a != m.len_b)).sum())
+    # length bias reads the judge's preference as the side p_a leans to, so a judge whose p_a stays within the
+    # tie margin still shows its bias
+    leans = lean(m.p_a)
+    j_long, h_long = longer_choice_rates(leans, hu, m.len_a, m.len_b)
+    n_len = int((_decided(leans, hu) & (m.len_a != m.len_b)).sum())
     details = {
         "agreement": _figure(agreement(ai, hu), decided, ci(agreement, ai, hu),
                              definition="AI label = human majority, over pairs both decided"),
-        "agreement_lean": _figure(agreement(lean(m.p_a), hu), int(_decided(lean(m.p_a), hu).sum()),
-                                  ci(lambda p, h: agreement(lean(p), h), m.p_a, hu),
+        "agreement_lean": _figure(agreement(leans, hu), int(_decided(leans, hu).sum()), ci(agreement, leans, hu),
                                   definition="the side p_a leans to (no tie margin) = human majority"),
         "cohen_kappa": _figure(cohen_kappa(ai, hu), decided, ci(cohen_kappa, ai, hu)),
         "ai_tie_rate": _figure(tie_rate(ai, hu), int(np.isin(hu, ("a", "b")).sum()), ci(tie_rate, ai, hu),
@@ -335,8 +357,10 @@ def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_m
         "ece": _figure(ece(m.p_a, m.human_p, bins), len(m), ci(lambda p, y: ece(p, y, bins), m.p_a, m.human_p),
                        bins=bins),
         "brier": _figure(brier(m.p_a, m.human_p), len(m), ci(brier, m.p_a, m.human_p)),
-        "length_bias": _figure(j_long - h_long, n_len, ci(length_bias, ai, hu, m.len_a, m.len_b),
-                               judge_prefers_longer=_num(j_long), humans_prefer_longer=_num(h_long)),
+        "length_bias": _figure(j_long - h_long, n_len, ci(length_bias, leans, hu, m.len_a, m.len_b),
+                               judge_prefers_longer=_num(j_long), humans_prefer_longer=_num(h_long),
+                               definition="rate the judge (side p_a leans to) minus rate people prefer the "
+                                          "longer response, over pairs both decided whose lengths differ"),
     }
     per = {}
     for pid, (a, h) in principle_labels(m, tie_margin).items():

@@ -44,12 +44,14 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
                    overlap: int = typer.Option(1, min=1, help="Labels wanted per pair, each from a different "
                                                "annotator (2+ measures human-human agreement)."),
                    lease_s: float = typer.Option(600.0, "--lease-s", min=1.0, help="Seconds a pair stays reserved "
-                                                 "for the annotator it was handed to.")) -> None:
+                                                 "for the annotator it was handed to."),
+                   skip_invalid: bool = typer.Option(False, help="Leave out rows that cannot be read (each is "
+                                                     "reported on stderr) instead of refusing the file.")) -> None:
     """Serve the annotation page and its JSON API until stopped (Ctrl-C)."""
     def run():
         from .human.server import serve
         serve(pairs, db, constitution=constitution, seed=seed, host=host, port=port, tokens_file=tokens,
-              overlap=overlap, lease_s=lease_s)
+              overlap=overlap, lease_s=lease_s, skip_invalid=skip_invalid)
     _guard(run)
 
 
@@ -71,9 +73,14 @@ def human_import(file: Path = typer.Argument(..., help="Labels (JSONL/JSON/CSV w
                  seed: int = typer.Option(0, help="Seed for the order of chosen/rejected pairs: use the one given "
                                           "to `rlaif label` so pair ids and orders match."),
                  annotator: Optional[str] = typer.Option(None, help="Annotator for rows that name none "
-                                                         "(default: imported).")) -> None:
+                                                         "(default: imported)."),
+                 skip_invalid: bool = typer.Option(False, help="Leave out rows that cannot be used (each is "
+                                                   "reported on stderr) instead of stopping at the first.")) -> None:
     """Import human labels as label records, matched to AI labels by pair id."""
     def run():
         from .human.importer import import_labels
-        return import_labels(file, out, seed=seed, annotator=annotator)
-    print(json.dumps(_guard(run)))
+        return import_labels(file, out, seed=seed, annotator=annotator, skip_invalid=skip_invalid)
+    counts = _guard(run)
+    for line in counts.pop("invalid", []):
+        print(f"skipped {line}", file=sys.stderr)
+    print(json.dumps(counts))

@@ -31,6 +31,9 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(2)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
     if method == "reward":
         from .recipes.reward import train
     else:
@@ -43,7 +46,7 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     print(f"model saved to {final}")
 
 
-@train_app.command("reward", context_settings={"allow_extra_args": False})
+@train_app.command("reward")
 def train_reward(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a reward model (Bradley-Terry on soft preferences) from label files."""
     _run("reward", config, overrides)

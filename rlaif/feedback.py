@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .calibration import HUMAN_P, calibrate_records, human_labels, load_map, read_labels
+from .calibration import calibrate_records, human_labels, human_target, load_map, read_labels
 from .feedback_config import FeedbackConfig
 from .records import sha256_json
 
@@ -21,7 +21,7 @@ def combine_human(labels: list[dict]) -> dict:
     label follows it (tie at exactly 0.5), `annotator` lists them all."""
     if len(labels) == 1:
         return labels[0]
-    p = sum(HUMAN_P[r["label"]] for r in labels) / len(labels)
+    p = human_target(labels)
     names = sorted(r.get("annotator") or "anonymous" for r in labels)
     times = [r["created_at"] for r in labels if r.get("created_at")]
     out = {**labels[0], "p_a": p, "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie",

@@ -9,6 +9,7 @@ gets the maximum, 3; a pair whose input could not be read is never picked. The t
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 from typing import Optional
 
@@ -40,25 +41,27 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
     if budget < 1:
         raise ValueError("--budget must be at least 1")
     have_human = set(human_labels(read_labels(human))) if human else set()
-    scored, skipped, invalid = [], 0, 0
-    for r in read_labels(labels):
-        if r.get("source", "ai") != "ai":
-            continue
-        if invalid_input(r):
-            invalid += 1
-            continue
-        if r["id"] in have_human:
-            skipped += 1
-            continue
-        scored.append((priority(r), r))
-    if not scored and not skipped and not invalid:
+    seen = {"candidates": 0, "skipped_human_labelled": 0, "skipped_invalid_input": 0}
+
+    def candidates():
+        for r in read_labels(labels):
+            if r.get("source", "ai") != "ai":
+                continue
+            if invalid_input(r):
+                seen["skipped_invalid_input"] += 1
+            elif r["id"] in have_human:
+                seen["skipped_human_labelled"] += 1
+            else:
+                seen["candidates"] += 1
+                yield priority(r), r
+    # only the best `budget` are kept in memory; scores rounded so that 0.55 and 0.45 count as equally close
+    picked = heapq.nsmallest(budget, candidates(), key=lambda x: (-round(x[0]["score"], 9), x[1]["id"]))
+    if not any(seen.values()):
         raise ValueError(f"no AI labels in {labels_path(labels)}")
-    scored.sort(key=lambda x: (-round(x[0]["score"], 9), x[1]["id"]))  # rounded: 0.55 and 0.45 are equally close
-    picked = scored[:budget]
     write_jsonl((queue_row(r) for _, r in picked), out)
     reasons = {"failed": 0, "order_disagreement": 0, "principle_disagreement": 0, "low_confidence_only": 0}
     for parts, r in picked:
-        if parts["score"] == MAX_PRIORITY and r.get("status") != "ok":
+        if r.get("status") != "ok":
             reasons["failed"] += 1
         elif parts["order_disagreement"] > 0:
             reasons["order_disagreement"] += 1
@@ -66,7 +69,6 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
             reasons["principle_disagreement"] += 1
         else:
             reasons["low_confidence_only"] += 1
-    return {"selected": len(picked), "candidates": len(scored), "skipped_human_labelled": skipped,
-            "skipped_invalid_input": invalid,
+    return {"selected": len(picked), **seen,
             "score_range": [round(picked[-1][0]["score"], 4), round(picked[0][0]["score"], 4)] if picked else None,
             **reasons, "out": str(out)}

@@ -139,14 +139,25 @@ def test_read_labels_skips_a_line_in_flight(tmp_path):
     f.write_text(json.dumps(ai_record("x", 0.9)) + "\n" + '{"id": "half', encoding="utf-8")
     assert [r["id"] for r in cal.read_labels(tmp_path)] == ["x"]
     assert f.read_text(encoding="utf-8").endswith('"half')  # read-only: the writer's line is not cut
+    f.write_text(json.dumps(ai_record("x", 0.9)) + "\n" + json.dumps(ai_record("y", 0.1)), encoding="utf-8")
+    assert [r["id"] for r in cal.read_labels(f)] == ["x", "y"]  # a whole record with no final newline counts
     f.write_text('{"id": 1\n' + json.dumps(ai_record("x", 0.9)) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"labels.jsonl:1: corrupt"):
         list(cal.read_labels(f))
 
 
+def test_human_labels_in_the_other_order_are_swapped_to_match():
+    ai = [ai_record("x", 0.9, a="first", b="second")]
+    swapped = human_record("x", "b", "ann", response_a="second", response_b="first")  # prefers "first"
+    m = cal.match(ai, {"x": [swapped, human_record("x", "tie", "ann2", response_a="second", response_b="first")]})
+    assert m.human_votes == [["a", "tie"]] and m.human_p.tolist() == [0.75]
+    with pytest.raises(ValueError, match="different responses"):
+        cal.match(ai, {"x": [human_record("x", "a", "ann", response_a="other", response_b="first")]})
+
+
 def test_compare_report_figures_on_crafted_pairs():
     ai = [ai_record("1", 0.9, human="a"), ai_record("2", 0.8, human="b"), ai_record("3", 0.1, human="b"),
-          ai_record("4", 0.5, orders=[0.7, 0.3], human="a"),
+          ai_record("4", 0.52, orders=[0.74, 0.3], human="a"),  # a tie that leans to a
           ai_record("5", 0.7, principle="all", per_principle={"p1": 0.9, "p2": 0.2}, human="a"),
           ai_record("6", None, status="failed", human="a")]
     humans = cal.human_labels(ai)
@@ -156,6 +167,8 @@ def test_compare_report_figures_on_crafted_pairs():
     r = cal.compare(m, bins=10, n_boot=50)
     # decided by both: 2 (a vs b), 3 (b, b), 5 (a, a) -> 2/3; pair 4 the judge tied
     assert r["agreement"] == pytest.approx(0.6667) and r["details"]["agreement"]["n"] == 3
+    assert r["agreement_lean"] == 0.75 and r["details"]["agreement_lean"]["n"] == 4
+    assert r["ai_tie_rate"] == pytest.approx(0.25)
     assert r["position_consistency"] == pytest.approx(0.8)
     assert r["human_human_agreement"] == 0.0 and r["details"]["human_human_agreement"]["n"] == 1
     # per principle: p1 from pairs 1-4 (2: miss, 3: hit) and pair 5's p1 (0.9 -> a: hit); p2 from pair 5 (miss)
@@ -279,8 +292,12 @@ def rlaif(*args, check=True):
 def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     ai_dir, f = _matched_files(tmp_path, n=120)
     # human labels from a separate file, two annotators on some pairs
-    humans = [human_record(f"id{i}", "a" if i % 3 else "b", "ann1") for i in range(0, 120, 2)]
-    humans += [human_record(f"id{i}", "a", "ann2") for i in range(0, 40, 2)]
+    ai = {r["id"]: r for r in cal.read_labels(f)}
+
+    def same(i: int) -> dict:  # human labels of the same responses, in the same order
+        return {"response_a": ai[f"id{i}"]["response_a"], "response_b": ai[f"id{i}"]["response_b"]}
+    humans = [human_record(f"id{i}", "a" if i % 3 else "b", "ann1", **same(i)) for i in range(0, 120, 2)]
+    humans += [human_record(f"id{i}", "a", "ann2", **same(i)) for i in range(0, 40, 2)]
     human_file = write_jsonl(tmp_path / "human.jsonl", humans)
 
     out = tmp_path / "report"

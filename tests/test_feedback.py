@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.calibration import fit_map, load_matched, read_labels
+from rlaif.calibration import fit_map, load_matched
 from rlaif.data import read_pairs
 from rlaif.feedback import combine_human, load_feedback, route
 from rlaif.feedback_config import FeedbackConfig, load_feedback_config
@@ -111,7 +111,7 @@ def test_ai_and_human_sources(tmp_path):
     # AI labels that carry a known human choice serve as human labels
     write_jsonl(tmp_path / "hh.jsonl", [ai_record("x", 0.9, human="b")])
     (r,) = load_feedback(FeedbackConfig(source="human", human=str(tmp_path / "hh.jsonl")))
-    assert (r["source"], r["label"], r["p_a"], r["annotator"]) == ("human", "b", 0.0, "dataset")
+    assert (r["source"], r["label"], r["p_a"], r["annotator"]) == ("human", "b", 0.0, "imported")
     with pytest.raises(FileNotFoundError):
         list(load_feedback(FeedbackConfig(source="human", human=str(tmp_path / "missing"))))
 

@@ -171,13 +171,14 @@ def test_every_api_route_needs_a_known_bearer_token(tmp_path, pairs_file):
                   ("GET", "/api/progress", None)]
         bad_headers = [{}, {"Authorization": "Bearer wrong-token-000"}, {"Authorization": "Bearer"},
                        {"Authorization": f"Basic {TOKENS['alice']}"}, {"Authorization": TOKENS["alice"]}]
-        for method, path, body in routes:
-            for headers in bad_headers:
-                r = httpx.request(method, server.url + path, headers=headers, json=body)
-                assert r.status_code == 401, (method, path, headers)
-                assert r.headers["www-authenticate"] == "Bearer"
-        # the page itself is public (it asks for the token) and forbids inline scripts
-        page = httpx.get(server.url + "/")
+        with httpx.Client(base_url=server.url) as anonymous:
+            for method, path, body in routes:
+                for headers in bad_headers:
+                    r = anonymous.request(method, path, headers=headers, json=body)
+                    assert r.status_code == 401, (method, path, headers)
+                    assert r.headers["www-authenticate"] == "Bearer"
+            # the page itself is public (it asks for the token) and forbids inline scripts
+            page = anonymous.get("/")
         assert page.status_code == 200 and "<title>rlaif annotate</title>" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
         with server.client("alice") as alice:
@@ -386,3 +387,14 @@ def test_restart_on_the_same_database_resumes_and_refuses_other_settings(tmp_pat
     pairs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     p = cli("annotate", "serve", "--pairs", pairs_file, "--db", server.db, "--port", free_port())
     assert p.returncode == 2 and "pair 'p0' differs" in p.stderr
+
+
+def test_a_bad_pairs_row_is_named_and_can_be_skipped(tmp_path, pairs_file):
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    rows[2]["response_b"] = ""
+    pairs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = cli("annotate", "serve", "--pairs", pairs_file, "--db", tmp_path / "x.sqlite", "--port", free_port())
+    assert p.returncode == 2 and p.stderr.strip() == f"error: {pairs_file}:3: response_b is empty"
+    with AnnotateServer(tmp_path, pairs_file, "--skip-invalid") as server, server.client("alice") as alice:
+        assert [pair["pair_id"] for pair in label_all(alice)] == [f"p{i}" for i in range(8) if i != 2]
+    assert f"skipped {pairs_file}:3: response_b is empty" in server.log.read_text()

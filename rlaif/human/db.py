@@ -97,6 +97,7 @@ class AnnotationDB:
 
     def __init__(self, path: Union[str, Path], create: bool = True, busy_timeout_s: float = 2.0):
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._conn = _open(self.path, create, busy_timeout_s)
 
@@ -127,6 +128,12 @@ class AnnotationDB:
         `settings` (seed, constitution hash) decide which principle and order each pair gets, so a database
         only ever serves one set of them; a pair whose content changed under the same id is refused.
         """
+        try:
+            return self._load_pairs(pairs, settings)
+        except sqlite3.Error as e:
+            raise _file_error(self.path, e, self.busy_timeout_s) from e
+
+    def _load_pairs(self, pairs, settings: dict[str, Optional[str]]) -> tuple[int, int]:
         with self._transaction() as c:
             stored = dict(c.execute("SELECT key, value FROM meta"))
             for key, value in settings.items():
@@ -252,18 +259,22 @@ def _open(path: Path, create: bool, busy_timeout_s: float) -> sqlite3.Connection
         _prepare(conn, path, create)
     except sqlite3.Error as e:
         conn.close()
-        kind = error_kind(e)
-        if kind == "locked":
-            raise AnnotationDBError(f"{path} is locked by another process (waited {busy_timeout_s:g} s); nothing "
-                                    f"was changed") from e
-        if kind == "damaged":
-            raise AnnotationDBError(f"{path} is damaged ({e}); it was left untouched: copy it and try "
-                                    f"`sqlite3 {path} .recover`") from e
-        raise AnnotationDBError(f"{path}: {e}") from e
+        raise _file_error(path, e, busy_timeout_s) from e
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _file_error(path: Path, e: sqlite3.Error, busy_timeout_s: float) -> AnnotationDBError:
+    kind = error_kind(e)
+    if kind == "locked":
+        return AnnotationDBError(f"{path} is locked by another process (waited {busy_timeout_s:g} s); nothing was "
+                                 f"changed")
+    if kind == "damaged":
+        return AnnotationDBError(f"{path} is damaged ({e}); it was left untouched: copy it and try "
+                                 f"`sqlite3 {path} .recover`")
+    return AnnotationDBError(f"{path}: {e}")
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, create: bool) -> None:

@@ -42,21 +42,29 @@ class HumanLabelRow(BaseModel):
     principle_id: Optional[str] = None
 
     @model_validator(mode="after")
-    def _p_a_agrees(self):
-        if self.p_a is not None and ((self.label == "a" and self.p_a <= 0.5) or (self.label == "b" and self.p_a >= 0.5)):
+    def _check(self):
+        if isinstance(self.prompt, list):
+            for i, m in enumerate(self.prompt):
+                if not (isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                    raise ValueError(f"prompt[{i}] must be a message with string 'role' and 'content'")
+        p = self.p_a
+        if p is not None and ((self.label == "a" and p <= 0.5) or (self.label == "b" and p >= 0.5)):
             raise ValueError(f"p_a = {self.p_a} contradicts label '{self.label}'")
         return self
 
 
-def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optional[str] = None) -> dict:
-    """Write the human labels in `path` to `out` (JSONL, through a temp file). Returns counts per label."""
-    counts = {"labels": 0, "a": 0, "b": 0, "tie": 0}
+def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optional[str] = None,
+                  skip_invalid: bool = False) -> dict:
+    """Write the human labels in `path` to `out` (JSONL, through a temp file). Returns counts per label, and with
+    `skip_invalid` the rows left out (`invalid`: their FILE:LINE: reason)."""
+    counts: dict = {"labels": 0, "a": 0, "b": 0, "tie": 0}
+    invalid: Optional[list[DataError]] = [] if skip_invalid else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            for record in iter_human_labels(path, seed=seed, annotator=annotator):
+            for record in iter_human_labels(path, seed=seed, annotator=annotator, invalid=invalid):
                 f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
                 counts["labels"] += 1
                 counts[record.label] += 1
@@ -66,11 +74,16 @@ def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optio
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(out)
+    if invalid is not None:
+        counts["skipped_invalid"] = len(invalid)
+        counts["invalid"] = [str(e) for e in invalid]
     return counts
 
 
-def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = None) -> Iterator[LabelRecord]:
-    """The labels in `path`, one LabelRecord per row; a row that cannot be used is a DataError naming its line."""
+def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = None,
+                      invalid: Optional[list[DataError]] = None) -> Iterator[LabelRecord]:
+    """The labels in `path`, one LabelRecord per row. A row that cannot be used is a DataError naming its line;
+    when an `invalid` list is given, such rows are put there instead and left out."""
     path = Path(path)
     rows = _label_file_rows(path)
     now = utc_now()  # one import, one time: the rows carry no time of their own
@@ -78,23 +91,29 @@ def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = 
     records = _from_label_rows(path, rows, annotator, now) if rows is not None \
         else _from_choice_data(path, seed, annotator, now)
     for line, record in records:
-        key = (record.id, record.annotator)
-        if key in seen:
-            raise DataError(path, line, f"a second label for pair '{record.id}' by '{record.annotator}' (first on "
-                            f"line {seen[key]}); give each annotator their own name")
-        seen[key] = line
+        if isinstance(record, DataError) or (record.id, record.annotator) in seen:
+            error = record if isinstance(record, DataError) else DataError(
+                path, line, f"a second label for pair '{record.id}' by '{record.annotator}' (first on line "
+                f"{seen[(record.id, record.annotator)]}); give each annotator their own name")
+            if invalid is None:
+                raise error
+            invalid.append(error)
+            continue
+        seen[(record.id, record.annotator)] = line
         yield record
 
 
 def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
     for line, row in rows:
         if not isinstance(row, dict):
-            raise DataError(path, line, "row must be an object")
+            yield line, DataError(path, line, "row must be an object")
+            continue
         try:
             r = HumanLabelRow.model_validate(row)
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'row'}: {err['msg']}" for err in e.errors())
-            raise DataError(path, line, problems) from None
+            yield line, DataError(path, line, problems)
+            continue
         prompt = [{"role": m["role"], "content": m["content"]} for m in r.prompt] if isinstance(r.prompt, list) \
             else r.prompt
         # without an id, the pair gets the content hash `rlaif label` gives the same row
@@ -106,10 +125,11 @@ def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
 
 
 def _from_choice_data(path: Path, seed: int, annotator: Optional[str], now: str):
-    for pair in read_pairs(path, seed=seed):
-        if pair.human_label is None:
-            raise DataError(path, pair.source_line, "row carries no human choice (a `label` field, chosen/rejected, "
-                            "or human_label)")
+    for pair in read_pairs(path, seed=seed, skip_invalid=True):
+        if pair.invalid or pair.human_label is None:
+            yield pair.source_line, DataError(path, pair.source_line, pair.invalid or "row carries no human choice "
+                                              "(a `label` field, chosen/rejected, or human_label)")
+            continue
         yield pair.source_line, human_record(
             pair_id=pair.id, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
             label=pair.human_label, annotator=annotator or DEFAULT_ANNOTATOR, created_at=now,

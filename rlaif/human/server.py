@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import threading
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
@@ -86,10 +87,15 @@ def load_tokens(path: Union[str, Path]) -> dict[str, str]:
     return tokens
 
 
-def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int) -> Iterator[ServedPair]:
+def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int,
+                 invalid: Optional[list[str]] = None) -> Iterator[ServedPair]:
     """The pairs of an input file with the principle each is judged by: drawn from the constitution as in
-    labelling (same seed, same draw), or a row's own `principle`."""
-    for pair in read_pairs(path, seed=seed):
+    labelling (same seed, same draw), or a row's own `principle`. With an `invalid` list, rows that cannot be
+    read go there (as FILE:LINE: reason) and are left out; without one, the first stops the load."""
+    for pair in read_pairs(path, seed=seed, skip_invalid=invalid is not None):
+        if pair.invalid:
+            invalid.append(str(DataError(path, pair.source_line, pair.invalid)))
+            continue
         pid = text = None
         invert = False
         if constitution is not None:
@@ -294,7 +300,13 @@ async def _json(send, status: int, detail: str, headers: list = ()) -> None:
 
 def create_app(annotation: Annotation, tokens: dict[str, str]):
     """The ASGI app: the page at /, its files under /static, the JSON API under /api (bearer token)."""
-    app = FastAPI(title="rlaif annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        # on a clean stop (uvicorn waits for requests in flight first) the WAL is folded into the main file
+        annotation.db.close()
+
+    app = FastAPI(title="rlaif annotate", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(UnknownPair)
     async def unknown_pair(request: Request, e: UnknownPair):
@@ -341,7 +353,7 @@ def create_app(annotation: Annotation, tokens: dict[str, str]):
 
 def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Optional[Union[str, Path]] = None,
           seed: int = 0, host: str = "127.0.0.1", port: int = 8000, tokens_file: Optional[Union[str, Path]] = None,
-          overlap: int = 1, lease_s: float = 600.0) -> None:
+          overlap: int = 1, lease_s: float = 600.0, skip_invalid: bool = False) -> None:
     """Load the pairs into the database (idempotent) and serve the app until stopped."""
     import uvicorn
 
@@ -351,8 +363,11 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
     const = load_constitution(constitution) if constitution else None
     db = AnnotationDB(db_path)
     try:
-        total, added = db.load_pairs(served_pairs(pairs, const, seed),
+        invalid: Optional[list[str]] = [] if skip_invalid else None
+        total, added = db.load_pairs(served_pairs(pairs, const, seed, invalid),
                                      {"seed": str(seed), "constitution_sha256": const.sha256 if const else None})
+        for line in invalid or []:
+            _log(f"skipped {line}")
         if tokens is None:
             token = secrets.token_urlsafe(16)
             tokens = {token: "annotator"}

@@ -1,8 +1,10 @@
 """The default backend: a causal LM run in-process with transformers, verdict read from one forward pass.
 
 The queries of a pair form a tree — one prefix (instructions + conversation), two bodies (the two orders),
-one tail per principle — and each level is encoded once on top of its parent's KV cache. The vocabulary
-projection is computed only where a label token is read. P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens).
+one tail per principle. The prefix is encoded once; the rest of the tree follows in one more forward pass on
+its KV cache, flattened into a single row with a tree attention mask, so every token is encoded exactly once.
+The vocabulary projection is computed only where a label token is read.
+P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens).
 """
 
 from __future__ import annotations
@@ -88,11 +90,9 @@ class TransformersJudge(Judge):
                 verdicts[i] = too_long(n, self.config.max_length)
                 continue
             if not self.config.share_prefix:  # every query on its own: the unshared reference path
-                prefix, body, tail = prefix + body + tail, [], []
-                key = f"{i}"
-            else:
-                key = seg.prefix
-            root = roots.setdefault(key, _Node(prefix))
+                roots[f"{i}"] = _Node(prefix + body + tail, reads=[i])
+                continue
+            root = roots.setdefault(seg.prefix, _Node(prefix))
             node = root.children.setdefault(tuple(body), _Node(body, root))
             leaf = node.children.setdefault(tuple(tail), _Node(tail, node))
             leaf.reads.append(i)
@@ -105,40 +105,55 @@ class TransformersJudge(Judge):
 
     # -- the tree forward --------------------------------------------------------------------------------------
     def _run_trees(self, roots: list[_Node]) -> dict[int, tuple[float, float, int]]:
-        """Encode the trees level by level on the parents' KV caches; read label logits at the leaves."""
+        """Encode each tree in two forward passes: the prefixes (one row per tree, ordinary causal attention,
+        kept as a KV cache), then everything below each prefix flattened into one row per tree, where a tree
+        attention mask lets each token see only its own branch. No KV cache is copied, nothing is encoded twice.
+        Label logits are read at the last token of every node that answers a query."""
         import torch
 
-        out: dict[int, tuple[float, float, int]] = {}
+        readers: list[_Node] = []
+        states = []
         with torch.inference_mode():
-            level = [(r, None) for r in roots]  # (node, index of its parent's row in the previous level)
-            state = None
-            while level:
-                # Collapse chains: a node with a single child and no reads is merged with it, saving a call.
-                level = [(self._collapse(n), p) for n, p in level]
-                hidden, state = self._extend(state, [n.ids for n, _ in level], [p for _, p in level])
-                reading = [(row, n) for row, (n, _) in enumerate(level) if n.reads]
-                if reading:
-                    probs, mass = self._read(hidden[[r for r, _ in reading]])
-                    for k, (row, n) in enumerate(reading):
-                        for qi in n.reads:
-                            out[qi] = (probs[k], mass[k], n.depth_tokens)
-                level = [(c, row) for row, (n, _) in enumerate(level) for c in n.children.values()]
-        return out
+            hidden, (cache, prefix_mask, prefix_len) = self._extend_prefixes([r.ids for r in roots])
+            for row, root in enumerate(roots):
+                if root.reads:
+                    readers.append(root)
+                    states.append(hidden[row])
+            flat = [self._flatten(r) for r in roots]
+            if any(f[0] for f in flat):
+                hidden = self._extend_trees(cache, prefix_mask, prefix_len, flat)
+                for row, (_, _, spans) in enumerate(flat):
+                    for node, _, end, _ in spans:
+                        if node.reads:
+                            readers.append(node)
+                            states.append(hidden[row, end - 1])
+            probs, mass = self._read(torch.stack(states)) if states else ([], [])
+        return {qi: (probs[k], mass[k], node.depth_tokens) for k, node in enumerate(readers) for qi in node.reads}
 
     @staticmethod
-    def _collapse(node: _Node) -> _Node:
-        while not node.reads and len(node.children) == 1:
-            child = next(iter(node.children.values()))
-            node = _Node(node.ids + child.ids, node.parent, child.children, child.reads)
-            for c in node.children.values():
-                c.parent = node
-        return node
+    def _flatten(root: _Node):
+        """The descendants of `root` in depth-first order: token ids, each token's position after the prefix,
+        and (node, begin, end, ancestor span indices) per node."""
+        ids: list[int] = []
+        positions: list[int] = []
+        spans: list[tuple[_Node, int, int, list[int]]] = []
 
-    def _extend(self, state, seqs: list[list[int]], parents: list[Optional[int]]):
-        """Run `seqs` (right-padded) as continuations of their parent rows. Returns the hidden state at each
-        row's last real token and the new state (cache, attention mask, next positions)."""
+        def visit(node: _Node, offset: int, ancestors: list[int]) -> None:
+            begin = len(ids)
+            ids.extend(node.ids)
+            positions.extend(range(offset, offset + len(node.ids)))
+            spans.append((node, begin, len(ids), ancestors))
+            me = len(spans) - 1
+            for child in node.children.values():
+                visit(child, offset + len(node.ids), ancestors + [me])
+
+        for child in root.children.values():
+            visit(child, 0, [])
+        return ids, positions, spans
+
+    def _extend_prefixes(self, seqs: list[list[int]]):
+        """Right-padded causal forward over the prefixes; returns last hidden states, cache, mask and lengths."""
         import torch
-        from transformers import DynamicCache
 
         dev = self.device
         lengths = torch.tensor([len(s) for s in seqs], device=dev)
@@ -146,22 +161,43 @@ class TransformersJudge(Judge):
         ids = torch.full((len(seqs), width), self._pad, dtype=torch.long, device=dev)
         for r, s in enumerate(seqs):
             ids[r, :len(s)] = torch.tensor(s, dtype=torch.long, device=dev)
-        new_mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
-        if state is None:
-            cache, mask, start = None, new_mask, torch.zeros(len(seqs), dtype=torch.long, device=dev)
-        else:
-            old_cache, old_mask, old_next = state
-            idx = torch.tensor(parents, device=dev)
-            cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in old_cache.layers])
-            mask = torch.cat([old_mask[idx], new_mask], dim=1)
-            start = old_next[idx]
-        positions = start[:, None] + torch.arange(width, device=dev)[None, :]
-        base = self.model.get_decoder()
-        result = base(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                      use_cache=True)
+        mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
+        result = self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=True)
         self.tokens_processed += int(lengths.sum())
         last = result.last_hidden_state[torch.arange(len(seqs), device=dev), lengths - 1]
-        return last, (result.past_key_values, mask, start + lengths)
+        return last, (result.past_key_values, mask.bool(), lengths)
+
+    def _extend_trees(self, cache, prefix_mask, prefix_len, flat):
+        """One forward over the flattened trees on top of the prefix cache, with a 4-D tree attention mask."""
+        import torch
+
+        dev, dtype = self.device, self.model.dtype
+        width = max(len(f[0]) for f in flat)
+        n, p_width = len(flat), prefix_mask.shape[1]
+        ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
+        pos = torch.zeros((n, width), dtype=torch.long, device=dev)
+        allowed = torch.zeros((n, width, p_width + width), dtype=torch.bool, device=dev)
+        allowed[:, :, :p_width] = prefix_mask[:, None, :]  # every token sees its tree's whole prefix
+        causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
+        for row, (tokens, offsets, spans) in enumerate(flat):
+            if not tokens:
+                allowed[row, :, p_width] = True  # an empty row still needs one visible key
+                continue
+            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
+            pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
+            for node, begin, end, ancestors in spans:
+                rows = slice(begin, end)
+                for a in ancestors:  # whole ancestor segments
+                    _, a_begin, a_end, _ = spans[a]
+                    allowed[row, rows, p_width + a_begin:p_width + a_end] = True
+                allowed[row, rows, p_width + begin:p_width + end] = causal[:end - begin, :end - begin]
+            pad = slice(len(tokens), width)
+            allowed[row, pad, p_width:] = causal[pad]  # padding: harmless causal rows, never read
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill_(~allowed, torch.finfo(dtype).min)
+        result = self.model.get_decoder()(input_ids=ids, attention_mask=mask[:, None], position_ids=pos,
+                                          past_key_values=cache, use_cache=False)
+        self.tokens_processed += sum(len(f[0]) for f in flat)
+        return result.last_hidden_state
 
     def _read(self, hidden):
         """Label probabilities from final hidden states: the vocabulary projection is done only here."""

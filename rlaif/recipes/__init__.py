@@ -74,8 +74,12 @@ def make_optimizer(model, optim, steps: int):
     from transformers import get_scheduler
 
     params = [p for p in model.parameters() if p.requires_grad]
+    # the fused kernel (one pass over each tensor) is several times faster than the per-op one, on CPU as well
+    # (left to the per-op kernel under FSDP / DeepSpeed, whose sharded parameters it may not support)
+    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+    fused = not sharded and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
-                                  weight_decay=optim.weight_decay)
+                                  weight_decay=optim.weight_decay, fused=fused or None)
     name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[optim.scheduler]
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=steps)
     return optimizer, scheduler

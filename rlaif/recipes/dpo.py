@@ -25,7 +25,7 @@ from ..train.metrics import MetricsLog
 from ..train.models import add_lora, load_model, load_tokenizer
 
 STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl", "responses", "human_correct",
-         "human_pairs")
+         "human_pairs", "logps_chosen", "logps_rejected")
 
 
 def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +63,7 @@ def pair_terms(policy, reference, batch: dict, ref_logps, config: DPOTrainConfig
     if config.loss.length_normalize:
         logps, ref_logps = logps / n_tokens.clamp(min=1), ref_logps / n_tokens.clamp(min=1)
     ratio_a, ratio_b = (logps - ref_logps).chunk(2)
+    logps_a, logps_b = logps.detach().chunk(2)
     p_a = batch["p_a"]
     losses = loss_fn(ratio_a - ratio_b, p_a)
     with torch.no_grad():
@@ -76,6 +77,8 @@ def pair_terms(policy, reference, batch: dict, ref_logps, config: DPOTrainConfig
             "pairs": torch.tensor(float(len(p_a))), "decided": decided.sum().float(),
             "correct": ((chosen > rejected) & decided).sum().float(),
             "chosen": chosen.sum(), "rejected": rejected.sum(),
+            "logps_chosen": torch.where(a_wins, logps_a, logps_b).sum(),
+            "logps_rejected": torch.where(a_wins, logps_b, logps_a).sum(),
             # mean log π/π_ref over the labelled responses: a KL estimate on the data, not on policy samples
             "kl": (ratio_a.sum() + ratio_b.sum()), "responses": torch.tensor(2.0 * len(p_a)),
             "human_pairs": (human >= 0).sum().float(),
@@ -92,6 +95,8 @@ def summarise(sums: dict, prefix: str = "") -> dict:
         "rewards_chosen": sums["chosen"] / max(sums["pairs"], 1),
         "rewards_rejected": sums["rejected"] / max(sums["pairs"], 1),
         "kl": sums["kl"] / max(sums["responses"], 1),
+        "logps_chosen": sums["logps_chosen"] / max(sums["pairs"], 1),
+        "logps_rejected": sums["logps_rejected"] / max(sums["pairs"], 1),
     }
     out["rewards_margin"] = out["rewards_chosen"] - out["rewards_rejected"]
     if sums.get("human_pairs"):
@@ -165,7 +170,7 @@ def train(config: DPOTrainConfig) -> Path:
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    feedback = read_feedback(config.feedback, config.seed)
+    feedback = read_feedback(config.feedback, config.pairs, config.seed)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=False)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=False)
     pad_id = tokenizer.pad_token_id
@@ -200,8 +205,8 @@ def train(config: DPOTrainConfig) -> Path:
     loss_fn = dpo_loss_fn(config.loss)
     gb = global_batch(config, acc.num_processes)
     if acc.is_main_process:
-        print(f"dpo: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, left out {feedback.counts} "
-              f"and {too_long} too long; {steps} steps of {gb} pairs"
+        print(f"dpo: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {too_long} too long "
+              f"(feedback: {feedback.counts}); {steps} steps of {gb} pairs"
               + (f"; resuming at step {start}" if start else ""), flush=True)
 
     # -- loop -----------------------------------------------------------------------------------------------

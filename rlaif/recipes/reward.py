@@ -90,7 +90,7 @@ def train(config: RewardTrainConfig) -> Path:
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    feedback = read_feedback(config.feedback, config.seed)
+    feedback = read_feedback(config.feedback, config.pairs, config.seed)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=True)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=True)
     pad_id = tokenizer.pad_token_id
@@ -109,8 +109,8 @@ def train(config: RewardTrainConfig) -> Path:
                          resume_step=start, enabled=acc.is_main_process)
     gb = global_batch(config, acc.num_processes)
     if acc.is_main_process:
-        print(f"reward: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, left out {feedback.counts} "
-              f"and {too_long} too long; {steps} steps of {gb} pairs"
+        print(f"reward: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {too_long} too long "
+              f"(feedback: {feedback.counts}); {steps} steps of {gb} pairs"
               + (f"; resuming at step {start}" if start else ""), flush=True)
 
     # -- loop -----------------------------------------------------------------------------------------------

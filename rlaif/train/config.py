@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..feedback_config import FeedbackConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -64,22 +66,18 @@ class LoraConfig(_Strict):
         "all-linear", description="Module names that get adapters, or all-linear.")
 
 
-# -- feedback ----------------------------------------------------------------------------------------------------
-class FeedbackConfig(_Strict):
-    """Where the preferences come from: label files written by `rlaif label` (AI) or by the human tools."""
+# -- preferences -------------------------------------------------------------------------------------------------
+class PairsConfig(_Strict):
+    """How the feedback's label records become training pairs, and which pairs are held out for evaluation."""
 
-    source: Literal["ai", "human", "mixed"] = Field(
-        "ai", description="ai: judge labels; human: human labels (same record format, source: human); "
-        "mixed: both, combined by rlaif.feedback (not available yet).")
-    paths: list[str] = Field(min_length=1, description="Label files (labels.jsonl) or label directories.")
+    soft: bool = Field(True, description="Train on the preference probability p_a (Lee et al. 2023); false: on "
+                       "the hard label (p_a rounded to 0 or 1).")
+    min_margin: Optional[float] = Field(None, ge=0, lt=0.5, description="Leave out pairs with |p_a - 0.5| <= "
+                                        "min_margin. None: leave out the pairs their label file marks as ties.")
     eval_paths: list[str] = Field(default_factory=list, description="Held-out label files for evaluation, of "
-                                  "any source; human labels there give the human-agreement accuracy.")
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the training labels held out for "
+                                  "any source; known human choices there give the human-agreement accuracy.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the training pairs held out for "
                                  "evaluation when eval_paths is empty.")
-    soft: bool = Field(True, description="Train on the preference probability p_a (Lee et al. 2023); false: "
-                       "on the hard label (p_a rounded to 0 or 1).")
-    margin: Optional[float] = Field(None, ge=0, lt=0.5, description="Leave out pairs with |p_a - 0.5| <= margin. "
-                                    "None: leave out the pairs the label file marks as ties.")
 
 
 # -- optimisation and the run -------------------------------------------------------------------------------------
@@ -135,7 +133,8 @@ class RewardTrainConfig(RunConfig):
 
     method: Literal["reward"] = Field("reward", description="Training method.")
     model: ModelSource = Field(description="The base model; a one-output score head is put on top.")
-    feedback: FeedbackConfig = Field(description="The preference labels to train on.")
+    feedback: FeedbackConfig = Field(description="Where the preference labels come from (AI, human or mixed).")
+    pairs: PairsConfig = Field(default_factory=PairsConfig, description="Labels → training and held-out pairs.")
     loss: RewardLossConfig = Field(default_factory=RewardLossConfig, description="Reward-model loss.")
     lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters (and the head) only.")
 
@@ -166,7 +165,8 @@ class DPOTrainConfig(RunConfig):
 
     method: Literal["dpo"] = Field("dpo", description="Training method.")
     model: ModelSource = Field(description="The starting policy; also the reference.")
-    feedback: FeedbackConfig = Field(description="The preference labels to train on.")
+    feedback: FeedbackConfig = Field(description="Where the preference labels come from (AI, human or mixed).")
+    pairs: PairsConfig = Field(default_factory=PairsConfig, description="Labels → training and held-out pairs.")
     loss: DPOLoss = Field(default_factory=SigmoidDPOLoss, description="DPO loss and its settings.")
     precompute_reference: bool = Field(True, description="Compute the reference log-probs once before training "
                                        "(and drop the reference model); false: on the fly each step.")
@@ -198,7 +198,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _deep_merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base) if isinstance(base, dict) else {}
+    """`extra` merged into `base`; a section whose `type:` changes is replaced, not merged (its fields differ)."""
+    if not isinstance(base, dict) or ("type" in extra and extra["type"] != base.get("type")):
+        base = {}
+    merged = dict(base)
     for k, v in extra.items():
         merged[k] = _deep_merge(merged.get(k), v) if isinstance(v, dict) else v
     return merged

@@ -37,13 +37,13 @@ class FeedbackData:
     counts: dict = field(default_factory=dict)  # pairs left out, by reason
 
 
-def _usable(record: dict, soft: bool, margin: Optional[float]) -> tuple[Optional[Preference], str]:
+def _usable(record: dict, soft: bool, min_margin: Optional[float]) -> tuple[Optional[Preference], str]:
     if record.get("status") != "ok":
         return None, "failed"
     p = record.get("p_a")
     if p is None:  # the source gave a hard choice only
         p = {"a": 1.0, "b": 0.0}.get(record.get("label"), 0.5)
-    too_close = abs(p - 0.5) <= margin if margin is not None else record.get("label") == "tie"
+    too_close = abs(p - 0.5) <= min_margin if min_margin is not None else record.get("label") == "tie"
     if too_close:
         return None, "tie"
     if not soft:
@@ -55,49 +55,36 @@ def _usable(record: dict, soft: bool, margin: Optional[float]) -> tuple[Optional
                       human if human in HUMAN_CODE else None), "ok"
 
 
-def _read(paths: list[str], source: Optional[str], soft: bool, margin: Optional[float],
-          counts: dict) -> list[Preference]:
+def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
     out = []
-    for path in paths:
-        for record in iter_labels(path):
-            if source is not None and record.get("source", "ai") != source:
-                counts["other_source"] = counts.get("other_source", 0) + 1
-                continue
-            pref, why = _usable(record, soft, margin)
-            if pref is None:
-                counts[why] = counts.get(why, 0) + 1
-            else:
-                out.append(pref)
+    for record in records:
+        pref, why = _usable(record, pairs_config.soft, pairs_config.min_margin)
+        if pref is None:
+            counts[why] = counts.get(why, 0) + 1
+        else:
+            out.append(pref)
     return out
 
 
-def read_feedback(config, seed: int = 0) -> FeedbackData:
-    """The training and evaluation preferences named by a FeedbackConfig.
+def read_feedback(feedback, pairs_config, seed: int = 0) -> FeedbackData:
+    """Training and held-out preferences: label records from the feedback source (`rlaif.feedback`: AI, human
+    or mixed), failed pairs and ties left out, split by `pairs_config`."""
+    from ..feedback import load_feedback
 
-    `ai` and `human` read label files whose records have that `source`; `mixed` is combined by rlaif.feedback
-    (`read_feedback(config, seed) -> FeedbackData`) once that module exists.
-    """
-    if config.source == "mixed":
-        try:
-            from .. import feedback
-        except ImportError:
-            raise NotImplementedError("feedback.source 'mixed' is not available yet (it needs rlaif.feedback); "
-                                      "use source: ai or source: human") from None
-        return feedback.read_feedback(config, seed)
+    stats: dict = {}
     counts: dict = {}
-    train = _read(config.paths, config.source, config.soft, config.margin, counts)
-    if config.eval_paths:
-        held_out = _read(config.eval_paths, None, config.soft, config.margin, {})
+    train = _pairs(load_feedback(feedback, stats), pairs_config, counts)
+    if pairs_config.eval_paths:
+        held_out = _pairs((r for path in pairs_config.eval_paths for r in iter_labels(path)), pairs_config, {})
     else:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
-        n_eval = int(round(len(train) * config.eval_fraction))
-        chosen = set(order[:n_eval])
+        chosen = set(order[:int(round(len(train) * pairs_config.eval_fraction))])
         held_out = [p for i, p in enumerate(train) if i in chosen]
         train = [p for i, p in enumerate(train) if i not in chosen]
     if not train:
-        raise ValueError(f"no usable {config.source} preferences in {', '.join(config.paths)} (left out: {counts})")
-    return FeedbackData(train, held_out, counts)
+        raise ValueError(f"no usable {feedback.source} preferences (read {stats}, left out {counts})")
+    return FeedbackData(train, held_out, {**stats, "left_out": counts})
 
 
 # -- tokenisation ------------------------------------------------------------------------------------------------

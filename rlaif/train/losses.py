@@ -64,12 +64,9 @@ def dpo_loss_fn(config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over masked positions of log softmax(logits)[target]: log π(response | prompt) per sequence.
 
-    `logits[:, t]` must already be aligned with `targets[:, t]`. Computed as logit[target] - logsumexp(logits)
-    row by row, so the full log-softmax over the vocabulary is never materialised for the whole batch at once.
+    `logits[:, t]` must already be aligned with `targets[:, t]`. Computed as logit[target] - logsumexp(logits),
+    in fp32, without materialising the full log-softmax over the vocabulary.
     """
-    out = []
-    for row_logits, row_targets, row_mask in zip(logits, targets, mask):
-        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1).float()
-        token_logps = picked - torch.logsumexp(row_logits.float(), dim=-1)
-        out.append((token_logps * row_mask).sum())
-    return torch.stack(out)
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
+    token_logps = picked - torch.logsumexp(logits.float(), dim=-1)
+    return (token_logps * mask).sum(dim=-1)

@@ -138,9 +138,15 @@ $("login-form").addEventListener("submit", (event) => {
 });
 $("sign-out").addEventListener("click", () => showLogin(""));
 $("again").addEventListener("click", () => guarded(loadNext));
-$("back").addEventListener("click", changePrevious);
+$("back").addEventListener("click", () => {
+  $("back").blur();
+  changePrevious();
+});
 for (const button of document.querySelectorAll(".choices button[data-choice]")) {
-  button.addEventListener("click", () => submit(button.dataset.choice));
+  button.addEventListener("click", () => {
+    button.blur();  // a focused button would be pressed again by the next space or Enter
+    submit(button.dataset.choice);
+  });
 }
 document.addEventListener("keydown", (event) => {
   if ($("work").hidden || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
