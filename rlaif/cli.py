@@ -6,11 +6,12 @@ Heavy packages are imported inside the commands, so `rlaif --help` stays fast an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from .cli_common import eprint, fail, guard
 from rich.console import Console
 from rich.table import Table
 
@@ -38,26 +39,8 @@ def _register_subcommands() -> None:
 out = Console()
 
 
-def _eprint(line: str) -> None:
-    print(line, file=sys.stderr)  # plain print: FILE:LINE messages must never be re-wrapped
 
 
-def _fail(lines, code: int = 2) -> None:
-    for line in ([lines] if isinstance(lines, str) else lines):
-        _eprint(line)
-    raise typer.Exit(code)
-
-
-def _guard(fn):
-    """Turn the library's user-facing errors into clean messages and exit codes (no tracebacks)."""
-    from .yamlfile import ConfigFileError
-
-    try:
-        return fn()
-    except ConfigFileError as e:
-        _fail(e.errors)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _fail(f"error: {e}")
 
 
 # -- constitution ----------------------------------------------------------------------------------------------
@@ -75,7 +58,7 @@ def constitution_check(files: List[Path] = typer.Argument(..., help="Constitutio
         except ConfigFileError as e:
             bad = True
             for line in e.errors:
-                _eprint(line)
+                eprint(line)
     if bad:
         raise typer.Exit(1)
 
@@ -105,7 +88,7 @@ def constitution_show(file: Path = typer.Argument(..., help="Constitution YAML f
                                              cot=bool(judge and cfg.cot.enabled))
         print(f"# principle: {p.id}{' (inverted)' if p.invert else ''}")
         print(seg.text)
-    _guard(run)
+    guard(run)
 
 
 def _tokenizer_for(cfg):
@@ -158,17 +141,17 @@ def label_cmd(ctx: typer.Context,
     missing = [n for n, v in (("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                               ("--out", out_dir)) if v is None]
     if missing:
-        _fail(f"error: missing {', '.join(missing)} (see rlaif label --help)")
+        fail(f"error: missing {', '.join(missing)} (see rlaif label --help)")
 
     def run():
         from .labeling import label
         return label(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, skip_invalid=skip_invalid,
                      max_chars=max_chars, progress=not quiet)
-    result = _guard(run)
+    result = guard(run)
     _summary(result.stats, f"labels in {out_dir}")
     if result.stopped:
-        _eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. Run the same command "
+        eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. Run the same command "
                 f"again (after raising the cap) to resume.")
         raise typer.Exit(3)
 
@@ -198,7 +181,7 @@ def label_merge(dirs: List[Path] = typer.Argument(..., help="Shard output direct
     def run():
         from .shards import merge
         return merge(dirs, out_dir)
-    stats = _guard(run)
+    stats = guard(run)
     _summary(stats, f"merged labels in {out_dir}")
 
 
@@ -212,7 +195,7 @@ def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directo
                out_file: Path = typer.Option(..., "--out", help="Output JSONL file.")) -> None:
     """Export labels as preference data for training (ties and failures are left out and counted)."""
     if (labels is None) == (feedback is None):
-        _fail("error: pass one of --labels or --feedback")
+        fail("error: pass one of --labels or --feedback")
 
     def run():
         if fmt != "trl":
@@ -223,7 +206,7 @@ def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directo
             return export_feedback(load_feedback_config(feedback), out_file)
         from .export import export_trl
         return export_trl(labels, out_file)
-    counts = _guard(run)
+    counts = guard(run)
     out.print(json.dumps(counts), markup=False)
 
 

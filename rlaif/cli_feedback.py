@@ -15,6 +15,8 @@ from typing import Optional
 
 import typer
 
+from .cli_common import guard
+
 calibrate_app = typer.Typer(help="Compare the AI judge with human labels; fit and apply a calibration map.",
                             invoke_without_command=True)
 
@@ -23,18 +25,6 @@ _HUMAN_HELP = ("Human labels (source \"human\"), or AI labels carrying a known h
                "HH-RLHF data): a labels JSONL file or a label directory.")
 
 
-def _guard(fn):
-    """The library's user-facing errors as one clean line and exit code 2 (no traceback)."""
-    from .yamlfile import ConfigFileError
-
-    try:
-        return fn()
-    except ConfigFileError as e:
-        for line in e.errors:
-            print(line, file=sys.stderr)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _table(title: str, rows, header=("figure", "value", "95% interval", "n")) -> None:
@@ -72,7 +62,7 @@ def calibrate_cmd(ctx: typer.Context,
     def run():
         from .calibration_report import run_report
         return run_report(ai, human, out_dir, bins=bins, n_boot=resamples, seed=seed, tie_margin=tie_margin)
-    report = _guard(run)
+    report = guard(run)
     from .calibration_report import summary_rows
     _table(f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})", summary_rows(report))
 
@@ -101,7 +91,7 @@ def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
         out_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_file, cmap)
         return cmap
-    cmap = _guard(run)
+    cmap = guard(run)
     rows = []
     for part, ev in cmap["evaluation"].items():
         for figure in ("ece", "brier", "agreement", "ai_tie_rate"):
@@ -120,7 +110,7 @@ def calibrate_apply(map_file: Path = typer.Option(..., "--map", help="A map from
     def run():
         from .calibration import apply_map
         return apply_map(map_file, labels, out_dir)
-    print(json.dumps(_guard(run)))
+    print(json.dumps(guard(run)))
 
 
 def select_cmd(labels: Path = typer.Option(..., help="AI labels: a labels JSONL file or a label directory."),
@@ -133,4 +123,4 @@ def select_cmd(labels: Path = typer.Option(..., help="AI labels: a labels JSONL 
     def run():
         from .select import select_pairs
         return select_pairs(labels, budget, out_file, human=human)
-    print(json.dumps(_guard(run)))
+    print(json.dumps(guard(run)))

@@ -9,23 +9,13 @@ from typing import Optional
 
 import typer
 
+from .cli_common import guard
+
 annotate_app = typer.Typer(help="Human annotation: serve the labelling app, export its labels, pick pairs.",
                            no_args_is_help=True)
 human_app = typer.Typer(help="Human labels: import them from files.", no_args_is_help=True)
 
 
-def _guard(fn):
-    """Turn the library's user-facing errors into one clean line and exit code 2 (no traceback)."""
-    from .yamlfile import ConfigFileError
-
-    try:
-        return fn()
-    except ConfigFileError as e:
-        for line in e.errors:
-            print(line, file=sys.stderr)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)  # plain print: FILE:LINE messages must never be re-wrapped
-    raise typer.Exit(2)
 
 
 # -- annotate ----------------------------------------------------------------------------------------------------
@@ -52,7 +42,7 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
         from .human.server import serve
         serve(pairs, db, constitution=constitution, seed=seed, host=host, port=port, tokens_file=tokens,
               overlap=overlap, lease_s=lease_s, skip_invalid=skip_invalid)
-    _guard(run)
+    guard(run)
 
 
 @annotate_app.command("export")
@@ -62,7 +52,7 @@ def annotate_export(db: Path = typer.Option(..., help="The annotation SQLite fil
     def run():
         from .human.db import export_labels
         return export_labels(db, out)
-    print(json.dumps(_guard(run)))
+    print(json.dumps(guard(run)))
 
 
 # -- human -------------------------------------------------------------------------------------------------------
@@ -80,7 +70,7 @@ def human_import(file: Path = typer.Argument(..., help="Labels (JSONL/JSON/CSV w
     def run():
         from .human.importer import import_labels
         return import_labels(file, out, seed=seed, annotator=annotator, skip_invalid=skip_invalid)
-    counts = _guard(run)
+    counts = guard(run)
     for line in counts.pop("invalid", []):
         print(f"skipped {line}", file=sys.stderr)
     print(json.dumps(counts))
