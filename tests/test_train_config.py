@@ -54,7 +54,8 @@ def test_dotted_overrides_deep_merge_and_are_typed():
 
 def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
     bad = tmp_path / "dpo.yaml"
-    bad.write_text("method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n  source: ai\n  ai: x\npairs:\n  sauce: 1\n")
+    bad.write_text("method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n  source: ai\n  ai: x\n"
+                   "pairs:\n  sauce: 1\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
     assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; "

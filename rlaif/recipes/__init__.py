@@ -5,6 +5,7 @@ accelerator and precision, the run directory and resume point, the optimiser and
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Optional
@@ -14,18 +15,39 @@ RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit"
                      "project", "eval_batch_size"}
 
 
+def with_cpu_threads(train):
+    """Run a recipe's `train(config)` with `config.cpu_threads` torch threads, restoring the count afterwards."""
+
+    @functools.wraps(train)
+    def run(config):
+        import torch
+
+        if config.cpu_threads is None:
+            return train(config)
+        before = torch.get_num_threads()
+        torch.set_num_threads(config.cpu_threads)
+        try:
+            return train(config)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
 def make_accelerator(config):
     """An `accelerate.Accelerator`: bf16 autocast on a GPU that supports it and fp32 on CPU for `precision: auto`
     (unless `accelerate launch` set mixed precision); gradient accumulation is done by the recipes."""
     import torch
     from accelerate import Accelerator
 
+    # Our schedules count optimizer steps; accelerate would otherwise step a prepared scheduler once per process.
+    kwargs = {"step_scheduler_with_optimizer": False}
     precision = config.precision
     if precision == "auto":
         if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-            return Accelerator()
+            return Accelerator(**kwargs)
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", **kwargs)
 
 
 def prepare_run_dir(config, accelerator) -> Optional[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import (global_batch, make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums,
-               save_final, total_steps)
+               save_final, total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
 from ..train.config import DPOTrainConfig
 from ..train.data import collate, encode_pairs, micro_batches, read_feedback, step_indices
@@ -24,7 +24,7 @@ from ..train.losses import dpo_loss_fn, sequence_logps
 from ..train.metrics import MetricsLog
 from ..train.models import add_lora, load_model, load_tokenizer
 
-STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl", "responses", "human_correct",
+STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl_data", "responses", "human_correct",
          "human_pairs", "logps_chosen", "logps_rejected")
 
 
@@ -79,8 +79,9 @@ def pair_terms(policy, reference, batch: dict, ref_logps, config: DPOTrainConfig
             "chosen": chosen.sum(), "rejected": rejected.sum(),
             "logps_chosen": torch.where(a_wins, logps_a, logps_b).sum(),
             "logps_rejected": torch.where(a_wins, logps_b, logps_a).sum(),
-            # mean log π/π_ref over the labelled responses: a KL estimate on the data, not on policy samples
-            "kl": (ratio_a.sum() + ratio_b.sum()), "responses": torch.tensor(2.0 * len(p_a)),
+            # mean log π/π_ref over the labelled responses: the KL to the reference estimated on the data. It is
+            # KL(π‖π_ref) only on the policy's own samples; on offline pairs it can go below zero
+            "kl_data": (ratio_a.sum() + ratio_b.sum()), "responses": torch.tensor(2.0 * len(p_a)),
             "human_pairs": (human >= 0).sum().float(),
             "human_correct": (((ratio_a > ratio_b).long() == human) & (human >= 0)).sum().float(),
         }
@@ -94,7 +95,7 @@ def summarise(sums: dict, prefix: str = "") -> dict:
         "reward_accuracy": sums["correct"] / sums["decided"] if sums["decided"] else None,
         "rewards_chosen": sums["chosen"] / max(sums["pairs"], 1),
         "rewards_rejected": sums["rejected"] / max(sums["pairs"], 1),
-        "kl": sums["kl"] / max(sums["responses"], 1),
+        "kl_data": sums["kl_data"] / max(sums["responses"], 1),
         "logps_chosen": sums["logps_chosen"] / max(sums["pairs"], 1),
         "logps_rejected": sums["logps_rejected"] / max(sums["pairs"], 1),
     }
@@ -160,6 +161,7 @@ def evaluate(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id) 
     return summarise(reduce_sums(acc, sums), prefix="eval_")
 
 
+@with_cpu_threads
 def train(config: DPOTrainConfig) -> Path:
     """Run (or resume) a DPO training run; returns the directory of the final model."""
     from accelerate.utils import set_seed
@@ -170,7 +172,8 @@ def train(config: DPOTrainConfig) -> Path:
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    feedback = read_feedback(config.feedback, config.pairs, config.seed)
+    with acc.main_process_first():  # the mixed source writes its queue of pairs for people as it reads
+        feedback = read_feedback(config.feedback, config.pairs, config.seed)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=False)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=False)
     pad_id = tokenizer.pad_token_id

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import (global_batch, make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums,
-               save_final, total_steps)
+               save_final, total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
 from ..train.config import RewardTrainConfig
 from ..train.data import collate, encode_pairs, micro_batches, read_feedback, step_indices
@@ -80,6 +80,7 @@ def evaluate(acc, model, pairs, config: RewardTrainConfig, pad_id: int) -> dict:
     return summarise(reduce_sums(acc, sums), prefix="eval_")
 
 
+@with_cpu_threads
 def train(config: RewardTrainConfig) -> Path:
     """Run (or resume) a reward-model training run; returns the directory of the final model."""
     from accelerate.utils import set_seed
@@ -90,7 +91,8 @@ def train(config: RewardTrainConfig) -> Path:
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    feedback = read_feedback(config.feedback, config.pairs, config.seed)
+    with acc.main_process_first():  # the mixed source writes its queue of pairs for people as it reads
+        feedback = read_feedback(config.feedback, config.pairs, config.seed)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=True)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=True)
     pad_id = tokenizer.pad_token_id
