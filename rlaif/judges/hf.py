@@ -106,10 +106,11 @@ class TransformersJudge(Judge):
     # -- the tree forward --------------------------------------------------------------------------------------
     def _run_trees(self, roots: list[_Node]) -> dict[int, tuple[float, float, int]]:
         """Encode each tree in two forward passes: the prefixes (one row per tree, ordinary causal attention,
-        kept as a KV cache), then everything below each prefix flattened into one row per tree, where a tree
-        attention mask lets each token see only its own branch. No KV cache is copied, nothing is encoded twice.
-        Label logits are read at the last token of every node that answers a query."""
+        kept as a KV cache), then each branch below a prefix (one order with all its principle tails) flattened
+        into one row, where a tree attention mask lets each token see only its own path. Nothing is encoded
+        twice. Label logits are read at the last token of every node that answers a query."""
         import torch
+        from transformers import DynamicCache
 
         readers: list[_Node] = []
         states = []
@@ -119,9 +120,16 @@ class TransformersJudge(Judge):
                 if root.reads:
                     readers.append(root)
                     states.append(hidden[row])
-            flat = [self._flatten(r) for r in roots]
-            if any(f[0] for f in flat):
-                hidden = self._extend_trees(cache, prefix_mask, prefix_len, flat)
+            # One row per child of a prefix (per order): its principle tails share the row under a tree mask,
+            # so masked tail-against-tail attention stays within one order.
+            groups = [(row, child) for row, root in enumerate(roots) for child in root.children.values()]
+            if groups:
+                idx = torch.tensor([row for row, _ in groups], device=self.device)
+                flat = [self._flatten(_Node([], children={0: child})) for _, child in groups]
+                if len(groups) != len(roots):  # rows no longer match the prefixes: gather their caches
+                    cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx])
+                                                         for layer in cache.layers])
+                hidden = self._extend_trees(cache, prefix_mask[idx], prefix_len[idx], flat)
                 for row, (_, _, spans) in enumerate(flat):
                     for node, _, end, _ in spans:
                         if node.reads:
