@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PAIRS = "/work/shared/data/hh-rlhf-harmless-test.jsonl.gz"

@@ -7,9 +7,10 @@ as a resumable job over a file, writing DIR/labels.jsonl, DIR/manifest.json and 
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -155,7 +156,6 @@ class JobResult:
     stopped: Optional[str] = None  # why the job stopped early ("budget: …"), None when complete
     labelled_now: int = 0
     skipped_done: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def in_shard(pair_id: str, shard: tuple[int, int]) -> bool:
@@ -190,8 +190,6 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
     path = out_dir / "manifest.json"
     if not path.exists():
         return
-    import json
-
     old = json.loads(path.read_text())
     # A changed input file is allowed: keys are content hashes, so pairs already labelled are skipped and new
     # ones are added. What would mix incompatible labels in one file is refused.

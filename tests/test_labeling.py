@@ -10,7 +10,7 @@ import pytest
 from rlaif.config import PythonJudgeConfig
 from rlaif.constitution import Constitution, Principle
 from rlaif.judges.base import BudgetExhausted, Judge, load_judge
-from rlaif.labeling import LabelJobError, label, score_pairs
+from rlaif.labeling import LabelJobError, label
 from rlaif.records import Pair, Verdict
 
 POLITE = PythonJudgeConfig(function="tests.judge_fns:prefers_polite", tie_margin=0.05)

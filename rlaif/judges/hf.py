@@ -125,7 +125,7 @@ class TransformersJudge(Judge):
             groups = [(row, child) for row, root in enumerate(roots) for child in root.children.values()]
             if groups:
                 idx = torch.tensor([row for row, _ in groups], device=self.device)
-                flat = [self._flatten(_Node([], children={0: child})) for _, child in groups]
+                flat = [self._flatten(child) for _, child in groups]
                 if len(groups) != len(roots):  # rows no longer match the prefixes: gather their caches
                     cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx])
                                                          for layer in cache.layers])
@@ -139,9 +139,9 @@ class TransformersJudge(Judge):
         return {qi: (probs[k], mass[k], node.depth_tokens) for k, node in enumerate(readers) for qi in node.reads}
 
     @staticmethod
-    def _flatten(root: _Node):
-        """The descendants of `root` in depth-first order: token ids, each token's position after the prefix,
-        and (node, begin, end, ancestor span indices) per node."""
+    def _flatten(branch: _Node):
+        """`branch` and its descendants in depth-first order: token ids, each token's position after the
+        prefix, and (node, begin, end, ancestor span indices) per node."""
         ids: list[int] = []
         positions: list[int] = []
         spans: list[tuple[_Node, int, int, list[int]]] = []
@@ -155,8 +155,7 @@ class TransformersJudge(Judge):
             for child in node.children.values():
                 visit(child, offset + len(node.ids), ancestors + [me])
 
-        for child in root.children.values():
-            visit(child, 0, [])
+        visit(branch, 0, [])
         return ids, positions, spans
 
     def _extend_prefixes(self, seqs: list[list[int]]):
