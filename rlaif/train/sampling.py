@@ -1,0 +1,144 @@
+"""Sampling responses from a policy: the one place PPO rollouts, the self-feedback loop, `rlaif generate` and
+`rlaif eval winrate` draw policy samples. transformers' `generate` on an in-memory model (what the recipes
+hold); vLLM's offline engine for a saved model directory when vllm is installed and `backend` allows it.
+
+A sample keeps its token ids (PPO scores exactly the tokens it sampled) and its decoded text (judges read text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SamplingConfig(BaseModel):
+    """How responses are sampled from a policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(1.0, ge=0, description="Softmax temperature; 0: greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens whose "
+                         "probability reaches top_p.")
+    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0: no limit.")
+    max_new_tokens: int = Field(64, ge=1, description="Longest response in tokens.")
+    batch_size: int = Field(16, ge=1, description="Prompts per generate() call (transformers).")
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="auto: vLLM when installed and the policy is a saved directory on a GPU, "
+                            "transformers otherwise.")
+
+
+@dataclass
+class Sample:
+    prompt: object            # the prompt as given: text or a list of chat messages
+    prompt_ids: list[int]
+    response_ids: list[int]   # sampled tokens, up to and including EOS when the response ended
+    text: str                 # the response decoded without special tokens
+    finished: bool            # ended with EOS (False: cut at max_new_tokens)
+
+
+def prompt_ids(tokenizer, prompt) -> list[int]:
+    """Token ids of a prompt ready for the assistant's turn (chat template when the tokenizer has one)."""
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"])
+    if not isinstance(prompt, str):
+        raise ValueError("a conversational prompt needs a tokenizer with a chat template")
+    return list(tokenizer(prompt)["input_ids"])
+
+
+def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
+    out: list[int] = []
+    finished = False
+    for t in row:  # what follows EOS is padding (generate pads rows that ended early in their batch)
+        out.append(t)
+        if t == tokenizer.eos_token_id:
+            finished = True
+            break
+    return Sample(prompt, ids, out, tokenizer.decode(out, skip_special_tokens=True).strip(), finished)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
+           seed: Optional[int] = None) -> list[list[Sample]]:
+    """`n` responses per prompt from an in-memory causal LM (transformers generate, left-padded batches).
+    Returns one list of n samples per prompt. `seed` makes the draw repeatable."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
+    out: list[list[Optional[Sample]]] = [[None] * n for _ in prompts]
+    gen = dict(max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+               eos_token_id=tokenizer.eos_token_id)
+    if config.temperature > 0:
+        gen.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
+    else:
+        gen.update(do_sample=False)
+    cm = torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if seed is not None else None
+    if cm is not None:
+        cm.__enter__()
+        torch.manual_seed(seed)
+    try:
+        for start in range(0, len(jobs), config.batch_size):
+            chunk = jobs[start:start + config.batch_size]
+            width = max(len(encoded[i]) for i, _ in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, (i, _) in enumerate(chunk):
+                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[r, width - len(encoded[i]):] = 1
+            rows = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
+            for r, (i, j) in enumerate(chunk):
+                out[i][j] = _finish(tokenizer, prompts[i], encoded[i], rows[r, width:].tolist())
+    finally:
+        if cm is not None:
+            cm.__exit__(None, None, None)
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def sample_vllm(path: str, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None,
+                engine_kwargs: Optional[dict] = None) -> list[list[Sample]]:
+    """`n` responses per prompt from a saved model directory (or hub id) with vLLM's offline engine.
+    Start it under `if __name__ == "__main__":` (vLLM spawns worker processes)."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    llm = LLM(model=path, seed=seed or 0, **(engine_kwargs or {}))
+    params = SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
+                            top_k=config.top_k if config.top_k > 0 else -1, max_tokens=config.max_new_tokens,
+                            seed=seed)
+    results = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
+    out = []
+    for prompt, ids, res in zip(prompts, encoded, results):
+        row = []
+        for c in res.outputs:
+            s = _finish(tokenizer, prompt, ids, list(c.token_ids))
+            s.finished = s.finished or c.finish_reason == "stop"
+            row.append(s)
+        out.append(row)
+    return out
+
+
+def use_vllm(config: SamplingConfig, model_is_path: bool) -> bool:
+    """Whether to sample with vLLM: asked for explicitly, or auto with vllm installed, a saved model and a GPU."""
+    if config.backend == "vllm":
+        if not vllm_available():
+            raise RuntimeError("sampling backend vllm: vllm is not installed (pip install 'rlaif[vllm]')")
+        return True
+    return (config.backend == "auto" and model_is_path and vllm_available() and torch.cuda.is_available())
