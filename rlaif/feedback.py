@@ -89,14 +89,15 @@ def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
     return None
 
 
-def _mixed(config: FeedbackConfig, stats: dict) -> Iterator[dict]:
+def _mixed(config: FeedbackConfig, stats: dict, write_queue: bool = True) -> Iterator[dict]:
     humans = _humans(config.human, config.human_combine, required=False)
     queue = config.queue_path()
     tmp = queue.with_name(queue.name + ".tmp")
-    queue.parent.mkdir(parents=True, exist_ok=True)
+    if write_queue:
+        queue.parent.mkdir(parents=True, exist_ok=True)
     done = False
     try:
-        with open(tmp, "w", encoding="utf-8") as q:
+        with open(tmp if write_queue else os.devnull, "w", encoding="utf-8") as q:
             for r in _ai(config):
                 if r.get("source", "ai") != "ai":
                     continue
@@ -119,16 +120,19 @@ def _mixed(config: FeedbackConfig, stats: dict) -> Iterator[dict]:
                     yield r
                 else:
                     stats["pending_dropped"] += 1
-        os.replace(tmp, queue)
+        if write_queue:
+            os.replace(tmp, queue)
         done = True
     finally:
-        if not done and tmp.exists():
+        if write_queue and not done and tmp.exists():
             tmp.unlink()
 
 
-def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None) -> Iterator[dict]:
+def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None,
+                  write_queue: bool = True) -> Iterator[dict]:
     """Label records (dicts in the labels.jsonl form) from the configured source. `stats`, when given, is filled
-    with counts as the records are read. The mixed source writes its human queue once it has been read through."""
+    with counts as the records are read. The mixed source writes its human queue once it has been read through
+    (unless `write_queue` is false: the other processes of a multi-process run leave it to the main one)."""
     stats = stats if stats is not None else {}
     if config.source == "ai":
         return _counted(_ai(config), stats, "ai_pairs")
@@ -139,7 +143,7 @@ def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None) -> Itera
               "pending_ai", "pending_dropped", "invalid_input"):
         stats.setdefault(k, 0)
     stats["queue"] = str(config.queue_path())
-    return _mixed(config, stats)
+    return _mixed(config, stats, write_queue)
 
 
 def _counted(records: Iterable[dict], stats: dict, key: str) -> Iterator[dict]:

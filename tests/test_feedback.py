@@ -75,6 +75,18 @@ def test_mixed_routes_doubtful_pairs_to_people(tmp_path):
     assert [(p.id, p.response_a, p.principle) for p in pairs][0] == ("close", "short", "p1")
 
 
+def test_mixed_without_write_queue_reads_the_same_and_writes_nothing(tmp_path):
+    """The other processes of a multi-process run read the same records but leave the queue to the main one."""
+    ai_dir, human = crafted(tmp_path)
+    cfg = FeedbackConfig(source="mixed", ai=str(ai_dir), human=str(human), margin=0.1)
+    main_stats: dict = {}
+    other_stats: dict = {}
+    other = [r["id"] for r in load_feedback(cfg, other_stats, write_queue=False)]
+    assert not (ai_dir / "human_queue.jsonl").exists() and not (ai_dir / "human_queue.jsonl.tmp").exists()
+    assert other == [r["id"] for r in load_feedback(cfg, main_stats)] and other_stats == main_stats
+    assert (ai_dir / "human_queue.jsonl").exists()
+
+
 def test_mixed_pending_ai_and_each_annotator(tmp_path):
     ai_dir, human = crafted(tmp_path)
     queue = tmp_path / "q" / "queue.jsonl"

@@ -172,8 +172,8 @@ def train(config: DPOTrainConfig) -> Path:
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    with acc.main_process_first():  # the mixed source writes its queue of pairs for people as it reads
-        feedback = read_feedback(config.feedback, config.pairs, config.seed)
+    # the mixed source writes its queue of pairs for people as it reads: the main process only
+    feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=False)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=False)
     pad_id = tokenizer.pad_token_id

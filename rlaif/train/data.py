@@ -66,14 +66,14 @@ def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
     return out
 
 
-def read_feedback(feedback, pairs_config, seed: int = 0) -> FeedbackData:
+def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = True) -> FeedbackData:
     """Training and held-out preferences: label records from the feedback source (`rlaif.feedback`: AI, human
     or mixed), failed pairs and ties left out, split by `pairs_config`."""
     from ..feedback import load_feedback
 
     stats: dict = {}
     counts: dict = {}
-    train = _pairs(load_feedback(feedback, stats), pairs_config, counts)
+    train = _pairs(load_feedback(feedback, stats, write_queue), pairs_config, counts)
     if pairs_config.eval_paths:
         held_out = _pairs((r for path in pairs_config.eval_paths for r in iter_labels(path)), pairs_config, {})
     else:
