@@ -18,7 +18,15 @@ printed too). Memory, in separate short runs with glibc's mmap threshold pinned 
 resident memory follows the live tensors: the peak resident memory during the steps above the resident memory
 just before them (the kernel's high-water mark is reset first), and the absolute peak; with CUDA, the peak
 allocated.
-Ratios are ours / TRL like for like (target ≤ 1.0). PPO rollout+update tokens/s will join when PPO lands.
+Ratios are ours / TRL like for like (target ≤ 1.0).
+
+  ours ppo (rollout + update)  one PPO iteration of our recipe (rlaif/recipes/ppo.py: `collect` then `update`):
+                               8 prompts x 4 samples of 32 new tokens, the rule judge in group mode, 4 epochs x 2
+                               mini-batches; besides its time per iteration it reports the tokens/s of the rollout
+                               (response tokens sampled / rollout time: generation, scoring, log-probs, values and
+                               advantages) and of the update (prompt + response tokens through forward and backward,
+                               over all epochs / update time), each the best of the timed iterations. No TRL
+                               counterpart is timed (its PPO trainer is experimental in TRL 1.x).
 
     python benchmarks/bench_train.py [--steps 10] [--warmup 3] [--rounds 2] [--threads 1] [--skip-defaults]
                                      [--json FILE]
@@ -218,6 +226,53 @@ def run_trl(method: str, tmp: Path, steps: int, warmup: int, defaults: bool = Fa
     return clock.result()
 
 
+PPO_SAMPLES, PPO_NEW_TOKENS = 4, 32
+
+
+def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
+    """Our PPO iterations, run exactly as the recipe runs them (same model as the other variants)."""
+    import torch
+
+    from rlaif.recipes import make_accelerator, make_optimizer
+    from rlaif.recipes.ppo import collect, update
+    from rlaif.train.config import PPOTrainConfig
+    from rlaif.train.models import load_model, load_tokenizer
+    from rlaif.train.ppo import PolicyWithValueHead, make_reward_source, read_prompts
+
+    cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,
+                         "lm"))}, reward={"type": "judge", "judge": str(ROOT / "judges/rule-keyword.yaml"),
+                                          "mode": "group"},
+                         prompts={"path": str(LABELS)}, samples_per_prompt=PPO_SAMPLES, batch_size=BATCH,
+                         sampling={"max_new_tokens": PPO_NEW_TOKENS, "batch_size": 64}, ppo_epochs=4,
+                         num_mini_batches=2, max_length=1024, precision="fp32", optim={"lr": 1e-5, "warmup_steps": 0})
+    acc = make_accelerator(cfg)
+    tok = load_tokenizer(cfg.model)
+    prompts = read_prompts(LABELS)
+    lm = load_model(cfg.model, tok, "lm")
+    lm.config.use_cache = False
+    reference = load_model(cfg.model, tok, "lm").to(acc.device).eval().requires_grad_(False)
+    model = PolicyWithValueHead(lm, lm.config.hidden_size).to(acc.device)
+    optimizer, scheduler = make_optimizer(model, cfg.optim, steps * cfg.ppo_epochs * cfg.num_mini_batches)
+    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    scorer = make_reward_source(cfg.reward, acc.device, torch.float32, cfg.seed)
+    model.train()
+    clock = StepClock(warmup)
+    rollout_tps, update_tps = [], []
+    for step in range(steps):
+        batch = [prompts[(step * BATCH + i) % len(prompts)] for i in range(BATCH)]
+        clock.begin()
+        t0 = time.perf_counter()
+        rollout, sums = collect(acc, model, reference, scorer, tok, batch, cfg, 0.05, step)
+        t1 = time.perf_counter()
+        done = update(acc, model, optimizer, scheduler, rollout, cfg, step)
+        t2 = time.perf_counter()
+        clock.end()
+        if step >= warmup:
+            rollout_tps.append(float(sums["response_tokens"]) / (t1 - t0))
+            update_tps.append(float(done["seen_tokens"]) / (t2 - t1))
+    return {**clock.result(), "rollout_tokens_per_s": max(rollout_tps), "update_tokens_per_s": max(update_tps)}
+
+
 VARIANTS = {
     "ours dpo (precomputed ref)": lambda t, s, w: run_ours("dpo", t, s, w, precompute=True),
     "trl dpo (precomputed ref)": lambda t, s, w: run_trl("dpo", t, s, w, precompute=True),
@@ -227,6 +282,7 @@ VARIANTS = {
     "trl reward": lambda t, s, w: run_trl("reward", t, s, w),
     "trl dpo (TRL defaults: bf16, grad ckpt)": lambda t, s, w: run_trl("dpo", t, s, w, defaults=True),
     "trl reward (TRL defaults: bf16, grad ckpt)": lambda t, s, w: run_trl("reward", t, s, w, defaults=True),
+    "ours ppo (rollout + update)": lambda t, s, w: run_ours_ppo(t, s, w),
 }
 PAIRS = [("dpo, precomputed reference", "ours dpo (precomputed ref)", "trl dpo (precomputed ref)"),
          ("dpo, reference on the fly", "ours dpo (ref on the fly)", "trl dpo (ref on the fly)"),
@@ -317,6 +373,11 @@ def main() -> None:
         print(f"{name:44s} {r['step_s'] * 1000:8.1f} ms/step (median {r['median_step_s'] * 1000:8.1f})  "
               f"peak +{r['peak_step_mib']:6.1f} MiB "
               f"(RSS peak {r['peak_rss_mib']:7.1f} MiB)  [best of {a.rounds} x {r['steps']} steps]", flush=True)
+    ppo = results.get("ours ppo (rollout + update)")
+    if ppo:
+        print(f"ppo ({BATCH} prompts x {PPO_SAMPLES} samples x {PPO_NEW_TOKENS} new tokens): rollout "
+              f"{ppo['rollout_tokens_per_s']:.0f} response tokens/s, update {ppo['update_tokens_per_s']:.0f} "
+              "tokens/s", flush=True)
     print("\nratios ours / TRL (target ≤ 1.0):")
     ratios = {}
     for label, ours, theirs in PAIRS:

@@ -27,14 +27,21 @@ app.add_typer(label_app, name="label")
 def _register_subcommands() -> None:
     # Each area keeps its commands in its own module (light imports only); they are attached here.
     from .cli_feedback import calibrate_app, select_cmd
+    from .cli_generate import eval_app, generate_cmd
     from .cli_human import annotate_app, human_app
-    from .cli_train import train_app
+    from .cli_reward import reward_app, serve_app
+    from .cli_train import loop_cmd, train_app
 
     annotate_app.command("select")(select_cmd)
     app.add_typer(annotate_app, name="annotate")
     app.add_typer(human_app, name="human")
     app.add_typer(calibrate_app, name="calibrate")
     app.add_typer(train_app, name="train")
+    app.command("loop")(loop_cmd)
+    app.add_typer(serve_app, name="serve")
+    app.add_typer(reward_app, name="reward")
+    app.command("generate")(generate_cmd)
+    app.add_typer(eval_app, name="eval")
 
 out = Console()
 

@@ -36,6 +36,10 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
     if method == "reward":
         from .recipes.reward import train
+    elif method == "ppo":
+        from .recipes.ppo import train
+    elif method == "loop":
+        from .recipes.loop import train
     else:
         from .recipes.dpo import train
     try:
@@ -56,3 +60,15 @@ def train_reward(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERR
 def train_dpo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with DPO / IPO on soft preferences from label files."""
     _run("dpo", config, overrides)
+
+
+@train_app.command("ppo")
+def train_ppo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
+    """Train a policy with PPO against a reward model or the judge itself (d-RLAIF)."""
+    _run("ppo", config, overrides)
+
+
+def loop_cmd(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
+    """Iterative DPO with self-feedback: each iteration the policy samples pairs, the judge labels them, DPO
+    trains on the labels; logs win rate, KL and label statistics per iteration."""
+    _run("loop", config, overrides)

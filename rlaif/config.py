@@ -151,8 +151,24 @@ class PythonJudgeConfig(JudgeBase):
         return self
 
 
+class PolicyJudgeConfig(JudgeBase):
+    """The policy being trained as its own judge (Self-Rewarding Language Models, Yuan et al. 2024): `rlaif loop`
+    hands it the current weights each iteration; verdicts are read exactly as by the transformers backend."""
+
+    backend: Literal["policy"] = Field("policy", description="Which backend runs the judge.")
+    model: str = Field("policy", description="Name recorded on labels; 'policy' means the policy being trained, "
+                       "whose weights `rlaif loop` hands over each iteration.")
+    batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
+    max_length: int = Field(2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail "
+                            "with a clear error.")
+    share_prefix: bool = Field(True, description="Encode the instructions and conversation once per pair and "
+                               "branch the two orders and every principle off that cache.")
+
+    _plumbing: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_prefix"})
+
+
 JudgeConfig = Annotated[
-    Union[TransformersJudgeConfig, VLLMJudgeConfig, OpenAIJudgeConfig, PythonJudgeConfig],
+    Union[TransformersJudgeConfig, VLLMJudgeConfig, OpenAIJudgeConfig, PythonJudgeConfig, PolicyJudgeConfig],
     Field(discriminator="backend"),
 ]
 
@@ -161,4 +177,5 @@ JUDGE_CONFIGS: dict[str, type[JudgeBase]] = {
     "vllm": VLLMJudgeConfig,
     "openai": OpenAIJudgeConfig,
     "python": PythonJudgeConfig,
+    "policy": PolicyJudgeConfig,
 }

@@ -162,5 +162,7 @@ def test_cli_reports_config_errors_with_file_and_line(tmp_path):
     assert result.exit_code == 2 and f"{bad}:5: lr: unknown field" in result.output
     result = CliRunner().invoke(app, ["train", "dpo", "--config", str(bad)])
     assert result.exit_code == 2 and "use `rlaif train reward`" in result.output
+    result = CliRunner().invoke(app, ["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")])
+    assert result.exit_code == 2 and "this is a 'loop' config; use `rlaif loop`" in result.output
     result = CliRunner().invoke(app, ["train", "reward", "--config", str(bad), "oops"])
     assert result.exit_code == 2 and "not key=value" in result.output

@@ -76,6 +76,7 @@ BACKENDS = {
     "vllm": "rlaif.judges.vllm:VLLMJudge",
     "openai": "rlaif.judges.openai:OpenAIJudge",
     "python": "rlaif.judges.python:PythonJudge",
+    "policy": "rlaif.judges.policy:PolicyJudge",
 }
 
 

@@ -52,16 +52,27 @@ class TransformersJudge(Judge):
         else:
             dtype = getattr(torch, config.dtype)
         revision = None if config.gguf_file else config.revision
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
-        self.model.eval()
-        self.layout = ChatLayout(self.tokenizer)
-        ids_a, ids_b = label_token_ids(self.tokenizer)
-        self._label_ids = torch.tensor(ids_a + ids_b, device=self.device)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
+        model.eval()
+        self._setup(model, tokenizer, self.device)
+
+    def _setup(self, model, tokenizer, device) -> None:
+        """Judge with `model` and `tokenizer` (already on `device`). The policy judge calls this with the policy
+        being trained; the vocabulary scan for label tokens is redone only when the tokenizer changes."""
+        import torch
+
+        self.model, self.device = model, device
+        if tokenizer is not getattr(self, "tokenizer", None):
+            self.tokenizer = tokenizer
+            self.layout = ChatLayout(tokenizer)
+            self._label_lists = label_token_ids(tokenizer)
+            self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            self._tok_cache: OrderedDict[str, list[int]] = OrderedDict()
+        ids_a, ids_b = self._label_lists
+        self._label_ids = torch.tensor(ids_a + ids_b, device=device)
         self._n_a = len(ids_a)
-        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._tok_cache: OrderedDict[str, list[int]] = OrderedDict()
-        self.tokens_processed = 0  # tokens actually run through the model (benchmarks read this)
+        self.tokens_processed = getattr(self, "tokens_processed", 0)  # tokens run through the model (benchmarks)
 
     # -- tokenisation ------------------------------------------------------------------------------------------
     def _tokens(self, text: str) -> list[int]:

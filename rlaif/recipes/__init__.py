@@ -12,7 +12,7 @@ from typing import Optional
 
 # Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
 RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
-                     "project", "eval_batch_size"}
+                     "project", "eval_batch_size", "iterations"}
 
 
 def with_cpu_threads(train):

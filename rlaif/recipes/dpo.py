@@ -161,6 +161,33 @@ def evaluate(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id) 
     return summarise(reduce_sums(acc, sums), prefix="eval_")
 
 
+def dpo_step(acc, policy, reference, optimizer, scheduler, pairs, ref_table, micro, config, loss_fn,
+             pad_id: int) -> dict:
+    """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`): gradients
+    accumulated, clipped and applied; returns the step's statistics (over all processes), lr and grad_norm.
+    `ref_table` holds precomputed reference log-probs [N, 2], or None to run the reference on the fly."""
+    sums = {k: torch.zeros(()) for k in STATS}
+    for j, idx in enumerate(micro):
+        batch = {k: v.to(acc.device) for k, v in collate([pairs[i] for i in idx], pad_id,
+                                                        config.max_length).items()}
+        ref = None if ref_table is None else torch.cat([ref_table[idx, 0], ref_table[idx, 1]])
+        sync = j == len(micro) - 1  # all-reduce gradients on the last micro-batch only
+        with contextlib.nullcontext() if sync else acc.no_sync(policy):
+            terms = pair_terms(policy, reference, batch, ref, config, loss_fn)
+            acc.backward(terms["loss"] / len(idx) / config.grad_accum)
+        for k, v in terms.items():
+            sums[k] = sums[k] + v.detach().float().cpu()
+    grad_norm = (acc.clip_grad_norm_(policy.parameters(), config.optim.max_grad_norm)
+                 if config.optim.max_grad_norm else None)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    row = summarise(reduce_sums(acc, sums))
+    row.update(lr=lr, grad_norm=float(grad_norm) if grad_norm is not None else None)
+    return row
+
+
 @with_cpu_threads
 def train(config: DPOTrainConfig) -> Path:
     """Run (or resume) a DPO training run; returns the directory of the final model."""
@@ -216,30 +243,12 @@ def train(config: DPOTrainConfig) -> Path:
     policy.train()
     for step in range(start, steps):
         t0 = time.perf_counter()
-        sums = {k: torch.zeros(()) for k in STATS}
         micro = micro_batches(step_indices(step, len(train_pairs), gb, config.seed), acc.process_index,
                               acc.num_processes, config.grad_accum)
-        for j, idx in enumerate(micro):
-            batch = {k: v.to(acc.device) for k, v in collate([train_pairs[i] for i in idx], pad_id,
-                                                            config.max_length).items()}
-            ref = None if ref_train is None else torch.cat([ref_train[idx, 0], ref_train[idx, 1]])
-            sync = j == len(micro) - 1  # all-reduce gradients on the last micro-batch only
-            with contextlib.nullcontext() if sync else acc.no_sync(policy):
-                terms = pair_terms(policy, reference, batch, ref, config, loss_fn)
-                acc.backward(terms["loss"] / len(idx) / config.grad_accum)
-            for k, v in terms.items():
-                sums[k] = sums[k] + v.detach().float().cpu()
-        grad_norm = (acc.clip_grad_norm_(policy.parameters(), config.optim.max_grad_norm)
-                     if config.optim.max_grad_norm else None)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
+        row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_train, micro, config, loss_fn,
+                       pad_id)
         done = step + 1
-        row = summarise(reduce_sums(acc, sums))
-        row.update(lr=lr, grad_norm=float(grad_norm) if grad_norm is not None else None,
-                   epoch=done * gb / len(train_pairs), step_time_s=time.perf_counter() - t0)
+        row.update(epoch=done * gb / len(train_pairs), step_time_s=time.perf_counter() - t0)
         if done == steps or (config.eval_steps and done % config.eval_steps == 0):
             row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id))
         metrics.log(done, row)

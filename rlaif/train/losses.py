@@ -70,3 +70,33 @@ def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
     token_logps = picked - torch.logsumexp(logits.float(), dim=-1)
     return (token_logps * mask).sum(dim=-1)
+
+
+# -- PPO ---------------------------------------------------------------------------------------------------------
+def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+                    clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate objective (Schulman et al. 2017, eq. 7), negated, per token:
+
+        loss = max(−A · ρ, −A · clip(ρ, 1 − ε, 1 + ε)),   ρ = π(a|s) / π_old(a|s) = exp(log π − log π_old)
+
+    Returns the loss and whether the clipped term was the one taken (for the clip fraction).
+    """
+    ratio = torch.exp(logps - old_logps)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(unclipped, clipped), clipped > unclipped
+
+
+def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                   clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipped value loss of Ziegler et al. 2019 (OpenAI lm-human-preferences), per token:
+
+        loss = ½ · max((V − R)², (V_clip − R)²),   V_clip = V_old + clip(V − V_old, −ε_v, ε_v)
+
+    so a value estimate gains nothing from moving further than ε_v from the rollout's estimate V_old. Returns
+    the loss and whether the clipped term was the larger one.
+    """
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    unclipped = (values - returns) ** 2
+    clipped = (clipped_values - returns) ** 2
+    return 0.5 * torch.maximum(unclipped, clipped), clipped > unclipped

@@ -8,26 +8,11 @@ A sample keeps its token ids (PPO scores exactly the tokens it sampled) and its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class SamplingConfig(BaseModel):
-    """How responses are sampled from a policy."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float = Field(1.0, ge=0, description="Softmax temperature; 0: greedy.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens whose "
-                         "probability reaches top_p.")
-    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0: no limit.")
-    max_new_tokens: int = Field(64, ge=1, description="Longest response in tokens.")
-    batch_size: int = Field(16, ge=1, description="Prompts per generate() call (transformers).")
-    backend: Literal["auto", "transformers", "vllm"] = Field(
-        "auto", description="auto: vLLM when installed and the policy is a saved directory on a GPU, "
-                            "transformers otherwise.")
+from .config import SamplingConfig  # defined with the other configs, which import no torch
 
 
 @dataclass

@@ -1,0 +1,190 @@
+"""Policy samples as pairs to label, the first step of an RLAIF round (generate → label → train): N responses per
+prompt from a policy, written as rows `rlaif label` reads — {id, prompt, response_a, response_b} plus provenance.
+
+Prompts come from any file `rlaif label` reads whose rows carry a prompt: rows of {prompt} (text or chat messages),
+pair or preference files, label files (a label directory too). Repeated prompts are read once, first one kept.
+For n > 2 every one of the n·(n−1)/2 pairs of a prompt's samples is written (`sample_a`, `sample_b` name the two
+samples), so a pairwise judge can rank all n samples, e.g. best against worst as in Yuan et al. 2024.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .data import _READERS, DataError, _parse_row, _prompt, _resolve_format, _RowError
+from .records import Prompt, sha256_json
+from .train.config import SamplingConfig
+from .train.sampling import Sample, sample, sample_vllm, use_vllm
+
+
+def read_prompts(path: str | Path, format: Optional[str] = None) -> list[Prompt]:
+    """The distinct prompts of a file, in file order. A row gives its `prompt` field, or (rows without one:
+    HH transcripts, chat-message pairs) the conversation its chosen/rejected share."""
+    p = Path(path)
+    if p.is_dir() and (p / "labels.jsonl").exists():
+        p = p / "labels.jsonl"
+    rows = _READERS[_resolve_format(p, format)](p)
+    seen: set[str] = set()
+    out: list[Prompt] = []
+    for line, row in rows:
+        try:
+            if isinstance(row, _RowError):
+                raise row
+            if not isinstance(row, dict):
+                raise _RowError("row must be a JSON object with a prompt")
+            if row.get("prompt") is not None:
+                prompt = _prompt(row["prompt"])
+            elif row.get("chosen") is not None and row.get("rejected") is not None:
+                prompt = _parse_row(row).prompt  # HH transcripts, chat-message pairs: the shared conversation
+            else:
+                raise _RowError(f"row has no prompt; it has: {', '.join(sorted(row)) or 'nothing'}")
+        except _RowError as e:
+            raise DataError(p, line, str(e)) from None
+        if not (prompt.strip() if isinstance(prompt, str) else prompt):
+            raise DataError(p, line, "prompt is empty")
+        key = sha256_json(prompt)
+        if key not in seen:
+            seen.add(key)
+            out.append(prompt)
+    if not out:
+        raise DataError(p, None, "holds no prompts")
+    return out
+
+
+def load_policy(policy: str):
+    """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _chunk_seed(seed: Optional[int], chunk: int) -> Optional[int]:
+    """Independent seeds per batch (seed + chunk would make seed s, batch 1 replay seed s+1, batch 0)."""
+    if seed is None:
+        return None
+    return int(hashlib.sha256(f"{seed}:{chunk}".encode()).hexdigest()[:8], 16)
+
+
+def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,
+                  seed: Optional[int] = None,
+                  on_batch: Optional[Callable[[int], None]] = None) -> list[list[Sample]]:
+    """`n` samples per prompt from a saved policy (directory or hub id): vLLM when `use_vllm` says so, transformers
+    otherwise, one batch of prompts at a time (`on_batch` gets the prompts done so far). The model is freed after."""
+    import torch
+
+    path = Path(policy)
+    out: list[list[Sample]] = []
+    try:
+        if use_vllm(config, path.is_dir() and not (path / "adapter_config.json").exists()):
+            out = sample_vllm(policy, prompts, n, config, seed=seed)
+            if on_batch:
+                on_batch(len(prompts))
+            return out
+        model, tokenizer = load_policy(policy)
+        step = max(1, config.batch_size // n)  # one generate() call per chunk
+        for k, start in enumerate(range(0, len(prompts), step)):
+            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=_chunk_seed(seed, k)))
+            if on_batch:
+                on_batch(len(out))
+        del model
+        return out
+    finally:
+        # `rlaif eval winrate` loads a second model (and the judge) next: give this one's GPU memory back
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def pair_rows(prompts: Sequence[Prompt], samples: Sequence[Sequence[Sample]],
+              provenance: Optional[dict] = None) -> tuple[list[dict], int]:
+    """Rows for `rlaif label`: every pair (i < j) of one prompt's samples. Pairs with an empty response are left
+    out (a label needs two responses) and counted; returns (rows, pairs left out)."""
+    rows, empty = [], 0
+    for prompt, group in zip(prompts, samples):
+        prompt_id = sha256_json(prompt)[:16]
+        for i, j in combinations(range(len(group)), 2):
+            a, b = group[i].text, group[j].text
+            if not a.strip() or not b.strip():
+                empty += 1
+                continue
+            rows.append({"id": sha256_json([prompt, a, b, i, j])[:16], "prompt": prompt, "response_a": a,
+                         "response_b": b, "prompt_id": prompt_id, "sample_a": i, "sample_b": j,
+                         **(provenance or {})})
+    return rows, empty
+
+
+def write_jsonl(rows: Sequence[dict], out: str | Path) -> None:
+    """Write rows as JSON Lines atomically (a temporary file renamed into place)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    prompts: int
+    samples: int
+    pairs: int
+    empty_pairs: int      # pairs left out because a response was empty
+    unfinished: int       # samples cut at max_new_tokens
+    wall_s: float
+
+    def summary(self) -> str:
+        return (f"{self.pairs} pairs from {self.prompts} prompts ({self.samples} samples, {self.unfinished} cut at "
+                f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s "
+                f"-> {self.out}")
+
+
+def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
+             config: Optional[SamplingConfig] = None, seed: int = 0, format: Optional[str] = None,
+             progress: bool = True) -> GenerateResult:
+    """Sample `n` responses per prompt of the file `prompts` from `policy` and write pairs to `out` (JSONL)."""
+    from .progress import progress as make_progress
+
+    if n < 2:
+        raise ValueError(f"n must be at least 2 to make pairs, got {n}")
+    config = config or SamplingConfig()
+    started = time.time()
+    texts = read_prompts(prompts, format)
+    bar = make_progress("sampling prompts", len(texts), progress)
+    done = 0
+
+    def advance(total: int) -> None:
+        nonlocal done
+        if bar:
+            bar.advance(total - done)
+        done = total
+
+    try:
+        samples = sample_policy(policy, texts, n, config, seed=seed, on_batch=advance)
+    finally:
+        if bar:
+            bar.stop()
+    provenance = {"policy": str(policy), "sampling": {**config.model_dump(mode="json"), "n": n, "seed": seed}}
+    rows, empty = pair_rows(texts, samples, provenance)
+    write_jsonl(rows, out)
+    return GenerateResult(Path(out), len(texts), sum(len(g) for g in samples), len(rows), empty,
+                          sum(not s.finished for g in samples for s in g), time.time() - started)

@@ -1,0 +1,58 @@
+"""The `policy` backend: the policy being trained judges pairs of its own samples (Self-Rewarding Language Models,
+Yuan et al. 2024). It loads no model: `rlaif loop` calls `attach(model, tokenizer)` each iteration with the
+policy's current weights, and verdicts are then read exactly as by the transformers backend (same prompt layout,
+same shared-prefix tree, same label tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..config import PolicyJudgeConfig
+from ..records import JudgeInfo, Query, Verdict
+from .base import Judge
+from .hf import TransformersJudge
+
+NOT_ATTACHED = ("the policy judge (backend: policy) judges with the policy being trained and has no model of its "
+                "own: it works inside `rlaif loop`, which attaches the policy each iteration "
+                "(judge.attach(model, tokenizer)). To judge with a saved model, use backend: transformers with "
+                "model: DIR.")
+
+
+class PolicyJudge(TransformersJudge):
+    def __init__(self, config: PolicyJudgeConfig):
+        Judge.__init__(self, config)  # no model to load: it is attached later
+        self.model = None
+        self.name: Optional[str] = None
+
+    def attach(self, model, tokenizer, name: Optional[str] = None) -> "PolicyJudge":
+        """Judge with `model` (the policy's current weights, in memory, unwrapped from DDP/accelerate) and its
+        tokenizer from now on. `name` (e.g. "policy@iter-2" or a checkpoint path) is recorded on labels as the
+        judge's model; by default the config's `model` ("policy")."""
+        import torch
+
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        self._setup(model, tokenizer, next(model.parameters()).device)
+        self.name = name
+        return self
+
+    @property
+    def info(self) -> JudgeInfo:
+        info = super().info
+        return info if self.name is None else info.model_copy(update={"model": self.name})
+
+    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        if self.model is None:
+            raise RuntimeError(NOT_ATTACHED)
+        # The policy may be mid-training: eval mode for the verdict (no dropout, no gradient checkpointing,
+        # which would drop the prefix cache), then back to the mode the loop left it in.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return super().judge(queries)
+        finally:
+            self.model.train(was_training)
+
+    def close(self) -> None:
+        self.model = None  # let go of the policy; it belongs to the loop
