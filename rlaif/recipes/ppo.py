@@ -7,6 +7,12 @@ iteration — a rollout (sample, score, log-probs, values, advantages) and then 
 `num_mini_batches` mini-batches, one optimizer step each; one metrics row per iteration, periodic evaluation on
 held-out prompts and checkpoints between iterations → save: OUT/model. Rollouts are seeded by (seed, step), so a
 run resumed from a checkpoint samples what the uninterrupted run sampled.
+
+Metrics per step: `score` (mean raw score, before shaping), `reward` (mean Σ_t r_t per response: shaped score
+minus β·KL), `kl` (mean Σ_t log π_old/π_ref per response), `kl_coef` (β of this rollout), `entropy` (of π_old per
+response token), `loss` / `policy_loss` / `value_loss`, `clipfrac` and `approx_kl` (½·mean (log π − log π_old)²)
+over all update tokens, `response_length`, `rollout_tokens_per_s` (response tokens sampled / rollout time) and
+`update_tokens_per_s` (prompt + response tokens through forward and backward over all epochs / update time).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def _by_chunks(fn, batch: RolloutBatch, size: int) -> list[torch.Tensor]:
     n, length = batch.response_mask.shape
     out: list[torch.Tensor] = []
     for start in range(0, n, size):
-        rows = torch.arange(start, min(start + size, n))
+        rows = torch.arange(start, min(start + size, n), device=batch.input_ids.device)
         parts = fn(batch.rows(rows))
         if not out:
             out = [torch.zeros((n, length), dtype=torch.float32, device=batch.input_ids.device) for _ in parts]
@@ -166,12 +172,12 @@ def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainC
     sums = {k: torch.zeros(()) for k in ("loss", "policy_loss", "value_loss", "clipped", "value_clipped",
                                           "approx_kl", "tokens", "seen_tokens", "grad_norm", "updates")}
     for _ in range(config.ppo_epochs):
-        perm = torch.randperm(n, generator=order)
+        perm = torch.randperm(n, generator=order).to(rollout.batch.input_ids.device)
         for m in range(config.num_mini_batches):
             mini = perm[m * per_mini:(m + 1) * per_mini]
             tokens = rollout.batch.response_mask[mini].sum().clamp(min=1)
             for j in range(config.grad_accum):
-                rows = mini[j * per_micro:(j + 1) * per_micro].to(rollout.batch.input_ids.device)
+                rows = mini[j * per_micro:(j + 1) * per_micro]
                 b = rollout.batch.rows(rows)
                 width = b.response_mask.shape[1]
                 old_logps, old_values = rollout.logps[rows, :width], rollout.values[rows, :width]

@@ -92,32 +92,68 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+class VLLMSampler:
+    """vLLM's offline engine kept alive across rollouts: started once from a saved model directory, then
+    `load(dir)` swaps in newer weights (the worker's in-place `reload_weights`, prefix cache reset) so a policy
+    that trains between rollouts is sampled without restarting the engine. Build it under
+    `if __name__ == "__main__":` (vLLM spawns worker processes)."""
+
+    def __init__(self, path: str, seed: int = 0, engine_kwargs: Optional[dict] = None):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.llm = LLM(model=str(path), seed=seed, **(engine_kwargs or {}))
+        self.path = str(path)
+
+    def load(self, path: str) -> None:
+        """Replace the engine's weights with those saved (Hugging Face format) in `path`."""
+        if str(path) == self.path:
+            return
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
+        self.llm.reset_prefix_cache()
+        self.path = str(path)
+
+    def sample(self, prompts: Sequence, n: int, config: SamplingConfig,
+               seed: Optional[int] = None) -> list[list[Sample]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
+        params = SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
+                                top_k=config.top_k if config.top_k > 0 else -1, max_tokens=config.max_new_tokens,
+                                seed=seed)
+        results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params,
+                                    use_tqdm=False)
+        out = []
+        for prompt, ids, res in zip(prompts, encoded, results):
+            row = []
+            for c in res.outputs:
+                s = _finish(self.tokenizer, prompt, ids, list(c.token_ids))
+                s.finished = s.finished or c.finish_reason == "stop"
+                row.append(s)
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        import gc
+
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def sample_vllm(path: str, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None,
                 engine_kwargs: Optional[dict] = None) -> list[list[Sample]]:
-    """`n` responses per prompt from a saved model directory (or hub id) with vLLM's offline engine.
-    Start it under `if __name__ == "__main__":` (vLLM spawns worker processes)."""
-    from transformers import AutoTokenizer
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    encoded = [prompt_ids(tokenizer, p) for p in prompts]
-    llm = LLM(model=path, seed=seed or 0, **(engine_kwargs or {}))
-    params = SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
-                            top_k=config.top_k if config.top_k > 0 else -1, max_tokens=config.max_new_tokens,
-                            seed=seed)
-    results = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
-    out = []
-    for prompt, ids, res in zip(prompts, encoded, results):
-        row = []
-        for c in res.outputs:
-            s = _finish(tokenizer, prompt, ids, list(c.token_ids))
-            s.finished = s.finished or c.finish_reason == "stop"
-            row.append(s)
-        out.append(row)
-    return out
+    """`n` responses per prompt from a saved model directory (or hub id), with an engine started for the call."""
+    sampler = VLLMSampler(path, seed or 0, engine_kwargs)
+    try:
+        return sampler.sample(prompts, n, config, seed)
+    finally:
+        sampler.close()
 
 
 def use_vllm(config: SamplingConfig, model_is_path: bool) -> bool:
