@@ -62,3 +62,50 @@ def test_engine_samples_the_policy_and_follows_reloaded_weights(tmp_path):
         assert all(s.prompt_ids and s.text is not None for row in drawn for s in row)
     finally:
         sampler.close()
+
+
+def test_policy_sampler_pushes_weights_when_the_version_changes(tmp_path):
+    from rlaif.train.sampling import PolicySampler
+
+    model_a, tok = save_tiny(tmp_path / "a", seed=0)
+    model_b, _ = save_tiny(tmp_path / "b", seed=1)
+    hf_a, hf_b = greedy_hf(model_a, tok), greedy_hf(model_b, tok)
+    config = GREEDY.model_copy(update={"backend": "vllm", "vllm_engine": dict(
+        dtype="float32", max_model_len=256, enforce_eager=True)})
+    sampler = PolicySampler(config, tmp_path / "weights")
+    policy = model_a  # the "policy in training": its weights change in place between rollouts
+    try:
+        def greedy(version):
+            return [row[0].response_ids for row in sampler(policy, tok, PROMPTS, 1, seed=0, version=version)]
+
+        assert greedy(0) == hf_a
+        policy.load_state_dict(model_b.state_dict())  # an "update"
+        assert greedy(0) == hf_a  # same version: the engine keeps the weights it has
+        assert greedy(1) == hf_b  # new version: pushed
+    finally:
+        sampler.close()
+
+
+@pytest.mark.parametrize("method", ["loop", "ppo"])
+def test_recipes_sample_with_vllm(tmp_path, method):
+    """The loop and PPO run end to end with vLLM sampling (a tiny model with vLLM-friendly head size)."""
+    from rlaif.train.config import load_train_config
+    from rlaif.train.metrics import read_metrics
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    shape = ["model.hidden_size=128", "model.num_heads=2", "model.num_kv_heads=1", "sampling.backend=vllm",
+             "sampling.vllm_engine={dtype: float32, max_model_len: 256, enforce_eager: true}"]
+    if method == "loop":
+        from rlaif.recipes.loop import train
+
+        cfg = load_train_config(root / "examples/tiny/loop.yaml", "loop", [
+            f"output_dir={tmp_path / 'run'}", "iterations=2", "steps_per_iteration=3", *shape])
+    else:
+        from rlaif.recipes.ppo import train
+
+        cfg = load_train_config(root / "examples/tiny/ppo.yaml", "ppo", [
+            f"output_dir={tmp_path / 'run'}", "max_steps=2", "save_steps=2", *shape])
+    train(cfg)
+    rows = read_metrics(tmp_path / "run")
+    assert rows and rows[-1]["step"] == (6 if method == "loop" else 2)
+    assert (tmp_path / "run/model/model.safetensors").exists()

@@ -37,7 +37,7 @@ from ..train.data import encode_pairs, micro_batches, read_feedback, step_indice
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import MetricsLog, read_metrics, truncate_after
 from ..train.models import add_lora, load_model, load_tokenizer
-from ..train.sampling import sample
+from ..train.sampling import PolicySampler
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
@@ -144,14 +144,14 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int):
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
 def evaluate(config: LoopConfig, acc, model, reference, tokenizer, judges, constitution, prompts: list,
-             baseline: list[str], seed: int) -> dict:
+             baseline: list[str], seed: int, sampler: PolicySampler, version: int) -> dict:
     """On the held-out prompts: the win rate against the starting policy's samples under the training judge and
     the eval judge, the KL to the reference on the policy's samples, and the keyword share."""
     from ..winrate import judge_winrate
 
     judge, eval_judge = judges
     with acc.autocast():
-        drawn = sample(model, tokenizer, prompts, 1, config.sampling, seed=seed)
+        drawn = sampler(model, tokenizer, prompts, 1, seed=seed, version=version)
         texts = [g[0].text for g in drawn]
         win = judge_winrate(judge, constitution, prompts, texts, baseline, seed=config.seed)
         eval_win = (judge_winrate(eval_judge, constitution, prompts, texts, baseline, seed=config.seed)
@@ -250,13 +250,15 @@ def train(config: LoopConfig) -> Path:
     eval_seed = derived_seed(config.seed, "eval")
 
     # the starting policy's samples on the held-out prompts: the baseline of every win rate
+    # transformers generate, or one vLLM engine that gets the policy's weights when they changed
+    sampler = PolicySampler(config.sampling, out / ".vllm-weights", config.seed)
     if (out / BASELINE).exists():
         baseline = [json.loads(line)["text"] for line in (out / BASELINE).read_text().splitlines()]
     else:
         starting = model if start == 0 else (initial if initial is not None else
                                              _starting_model(config, acc, tokenizer))
         with acc.autocast():
-            drawn = sample(starting, tokenizer, eval_prompts, 1, config.sampling, seed=eval_seed)
+            drawn = sampler(starting, tokenizer, eval_prompts, 1, seed=eval_seed, version=0)  # step-0 weights
         baseline = [g[0].text for g in drawn]
         write_jsonl([{"prompt": p, "text": t} for p, t in zip(eval_prompts, baseline)], out / BASELINE)
     print(f"loop: {len(train_prompts)} training prompts, {len(eval_prompts)} held out; {config.iterations} "
@@ -276,8 +278,8 @@ def train(config: LoopConfig) -> Path:
                 raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
             prompts = iteration_prompts(train_prompts, config.prompts_per_iteration, config.seed, k)
             with acc.autocast():
-                drawn = sample(model, tokenizer, prompts, 2, config.sampling,
-                               seed=derived_seed(config.seed, "sample", k))
+                drawn = sampler(model, tokenizer, prompts, 2, seed=derived_seed(config.seed, "sample", k),
+                                version=first)
             rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
             write_jsonl(rows, pairs_path)
         rows = [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -327,7 +329,7 @@ def train(config: LoopConfig) -> Path:
             "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
             "reference": "initial" if config.lora else config.reference,
             **evaluate(config, acc, model, reference, tokenizer, (judge, eval_judge), constitution, eval_prompts,
-                       baseline, eval_seed),
+                       baseline, eval_seed, sampler, last),
         }
         if config.track_keyword:
             summary["keyword_share_samples"] = keyword_share(
@@ -342,6 +344,7 @@ def train(config: LoopConfig) -> Path:
 
     # -- save -----------------------------------------------------------------------------------------------
     metrics.close()
+    sampler.close()
     judge.close()
     if eval_judge is not None:
         eval_judge.close()

@@ -35,7 +35,7 @@ from ..train.models import add_lora, load_model, load_tokenizer
 from ..train.ppo import (PolicyWithValueHead, RolloutBatch, as_reference, build_batch, entropy, gae,
                          kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
                          policy_outputs, read_prompts, reference_logps, split_prompts)
-from ..train.sampling import prompt_ids, sample
+from ..train.sampling import PolicySampler, prompt_ids, sample
 
 POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step
 
@@ -99,14 +99,16 @@ def shape_scores(acc, scores: torch.Tensor, finished: torch.Tensor, config) -> t
     return scores
 
 
-def draw(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig, seeds: tuple[int, int]):
+def draw(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig, seeds: tuple[int, int],
+         sampler: PolicySampler, version: int):
     """Sample `samples_per_prompt` responses per prompt from the policy (and, for a judge in reference mode, one
-    per prompt from the reference policy) and score them: (samples, raw scores)."""
+    per prompt from the reference policy) and score them: (samples, raw scores). `version` (the step) tells the
+    sampler when the policy's weights changed."""
     lm = acc.unwrap_model(model).policy
     sampling = config.sampling
     k = config.samples_per_prompt
     with acc.autocast():
-        groups = sample(lm, tokenizer, prompts, k, sampling, seed=seeds[0])
+        groups = sampler(lm, tokenizer, prompts, k, seed=seeds[0], version=version)
         references = None
         if scorer.needs_reference:
             with as_reference(lm, reference) as ref:
@@ -138,11 +140,11 @@ def forward_old(acc, model, reference, batch: RolloutBatch, size: int):
 
 
 def collect(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig, kl_coef: float,
-            step: int) -> tuple[Rollout, dict]:
+            step: int, sampler: PolicySampler) -> tuple[Rollout, dict]:
     """One rollout: samples, scores, per-token KL-penalised rewards, GAE advantages and returns."""
     rank = acc.process_index
     seeds = (stream_seed(config.seed, step, rank, POLICY), stream_seed(config.seed, step, rank, REFERENCE))
-    samples, raw = draw(acc, model, reference, scorer, tokenizer, prompts, config, seeds)
+    samples, raw = draw(acc, model, reference, scorer, tokenizer, prompts, config, seeds, sampler, step)
     batch = build_batch(samples, tokenizer.pad_token_id).to(acc.device)
     n = len(samples)
     micro = n // (config.num_mini_batches * config.grad_accum)
@@ -222,7 +224,8 @@ def summarise(r: dict, u: dict, clipped: bool) -> dict:
             "grad_norm": u["grad_norm"] / max(u["updates"], 1) if clipped else None}
 
 
-def evaluate(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig) -> dict:
+def evaluate(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig,
+             sampler: PolicySampler, step: int) -> dict:
     """Mean raw score, KL to the reference and length of fresh samples on the held-out prompts (the same random
     draw at every evaluation, so rows compare)."""
     if not prompts:
@@ -233,7 +236,7 @@ def evaluate(acc, model, reference, scorer, tokenizer, prompts: list, config: PP
     for i in range(0, len(mine), config.eval_batch_size):
         chunk = mine[i:i + config.eval_batch_size]
         seeds = (stream_seed(config.seed, i, rank, EVAL_POLICY), stream_seed(config.seed, i, rank, EVAL_REFERENCE))
-        samples, raw = draw(acc, model, reference, scorer, tokenizer, chunk, config, seeds)
+        samples, raw = draw(acc, model, reference, scorer, tokenizer, chunk, config, seeds, sampler, step)
         batch = build_batch(samples, tokenizer.pad_token_id).to(acc.device)
         logps, _, _, ref_logps = forward_old(acc, model, reference, batch, config.eval_batch_size)
         mask = batch.response_mask
@@ -285,6 +288,8 @@ def train(config: PPOTrainConfig) -> Path:
     kl_ctl = make_kl_controller(config.kl)
     kl_ctl.value = state.get("kl_coef", kl_ctl.value)
     scorer = make_reward_source(config.reward, acc.device, ref_dtype, config.seed)
+    # transformers generate, or one vLLM engine that gets the policy's weights before each rollout
+    sampler = PolicySampler(config.sampling, out / f".vllm-weights-{acc.process_index}", config.seed)
     metrics = MetricsLog(out, config.report_to, config.project, config.model_dump(mode="json"),
                          resume_step=start, enabled=acc.is_main_process)
     if acc.is_main_process:
@@ -301,7 +306,7 @@ def train(config: PPOTrainConfig) -> Path:
         failed_before = scorer.failed
         kl_coef = kl_ctl.value
         rollout, r_sums = collect(acc, model, reference, scorer, tokenizer, prompts[acc.process_index::world],
-                                  config, kl_coef, step)
+                                  config, kl_coef, step, sampler)
         r_sums["judge_failed"] = torch.tensor(float(scorer.failed - failed_before))
         t1 = time.perf_counter()
         lr = scheduler.get_last_lr()[0]
@@ -317,7 +322,7 @@ def train(config: PPOTrainConfig) -> Path:
                    update_tokens_per_s=u["seen_tokens"] / (t2 - t1),
                    rollout_time_s=t1 - t0, update_time_s=t2 - t1, epoch=done * per_step / len(train_prompts))
         if done == steps or (config.eval_steps and done % config.eval_steps == 0):
-            row.update(evaluate(acc, model, reference, scorer, tokenizer, eval_prompts, config))
+            row.update(evaluate(acc, model, reference, scorer, tokenizer, eval_prompts, config, sampler, done))
         metrics.log(done, row)
         if acc.is_main_process and (done == steps or done % max(1, steps // 20) == 0):
             print(f"step {done}/{steps} score {row['score']:.4f} kl {row['kl']:.4f} loss {row['loss']:.4f} "
@@ -327,4 +332,5 @@ def train(config: PPOTrainConfig) -> Path:
 
     # -- save -----------------------------------------------------------------------------------------------
     metrics.close()
+    sampler.close()
     return save_final(acc, model, tokenizer, out)

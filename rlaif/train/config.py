@@ -132,8 +132,11 @@ class SamplingConfig(_Strict):
     max_new_tokens: int = Field(64, ge=1, description="Longest response in tokens.")
     batch_size: int = Field(16, ge=1, description="Prompts per generate() call (transformers).")
     backend: Literal["auto", "transformers", "vllm"] = Field(
-        "auto", description="auto: vLLM when installed and the policy is a saved directory on a GPU, "
-                            "transformers otherwise.")
+        "auto", description="auto: vLLM when it is installed and a GPU is present, transformers otherwise. "
+                            "Recipes push the policy's new weights to one vLLM engine before each rollout.")
+    vllm_engine: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for vllm.LLM when vLLM samples, e.g. "
+        "gpu_memory_utilization: 0.3 (leave room for training on the same GPU), enforce_eager: true, max_model_len.")
 
 
 # -- methods -----------------------------------------------------------------------------------------------------
@@ -264,16 +267,14 @@ class PPOLossConfig(_Strict):
 
 
 class RolloutSamplingConfig(SamplingConfig):
-    """How rollouts are sampled: transformers generate on the policy in memory (`rlaif.train.sampling.sample`)."""
+    """How rollouts are sampled (`rlaif.train.sampling.PolicySampler`): transformers generate on the policy in
+    memory, or vLLM with the updated weights pushed to its engine before each rollout (reference-policy samples
+    for the judge's reference mode are drawn with transformers)."""
 
     temperature: float = Field(1.0, gt=0, description="Softmax temperature (PPO needs samples from π itself: keep "
                                "1 unless you know why).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling; below 1 the samples are no longer from π.")
     batch_size: int = Field(16, ge=1, description="Sequences per generate() call.")
-    backend: Literal["transformers"] = Field(
-        "transformers", description="transformers only: PPO samples the policy it has just updated, in memory. "
-        "vLLM (`rlaif.train.sampling.use_vllm` / `sample_vllm`) samples a saved model directory and would need the "
-        "weights pushed to its engine after every update, which this recipe does not do.")
 
 
 class PromptsConfig(_Strict):

@@ -110,8 +110,6 @@ class VLLMSampler:
 
     def load(self, path: str) -> None:
         """Replace the engine's weights with those saved (Hugging Face format) in `path`."""
-        if str(path) == self.path:
-            return
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
         self.llm.reset_prefix_cache()
         self.path = str(path)
@@ -154,6 +152,49 @@ def sample_vllm(path: str, prompts: Sequence, n: int, config: SamplingConfig, se
         return sampler.sample(prompts, n, config, seed)
     finally:
         sampler.close()
+
+
+class PolicySampler:
+    """Samples the policy a recipe is training. transformers: `generate` on the model in memory. vLLM: one engine
+    for the whole run; before a rollout whose weights changed (a new `version`, e.g. the optimizer step), the
+    policy is saved in Hugging Face format to `weights_dir` and the engine reloads it in place. Log-probabilities
+    for training are always recomputed by the trainer's own model, so the engine only has to sample."""
+
+    def __init__(self, config: SamplingConfig, weights_dir, seed: int = 0):
+        from pathlib import Path
+
+        self.config, self.dir, self.seed = config, Path(weights_dir), seed
+        self.vllm = use_vllm(config, model_is_path=True)
+        self.engine: Optional[VLLMSampler] = None
+        self.version: object = None
+
+    def __call__(self, model, tokenizer, prompts: Sequence, n: int, seed: Optional[int] = None,
+                 version: object = None) -> list[list[Sample]]:
+        if not self.vllm:
+            return sample(model, tokenizer, prompts, n, self.config, seed)
+        if self.engine is None or version is None or version != self.version:
+            self._push(model, tokenizer)
+            self.version = version
+        return self.engine.sample(prompts, n, self.config, seed)
+
+    def _push(self, model, tokenizer) -> None:
+        if getattr(model, "peft_config", None):
+            raise NotImplementedError("sampling a LoRA policy with vLLM is not supported: set sampling.backend: "
+                                      "transformers")
+        model.save_pretrained(self.dir, safe_serialization=True)
+        tokenizer.save_pretrained(self.dir)
+        if self.engine is None:
+            kwargs = dict(self.config.vllm_engine)
+            if torch.cuda.is_available():
+                kwargs.setdefault("dtype", "bfloat16")
+            self.engine = VLLMSampler(str(self.dir), self.seed, kwargs)
+        else:
+            self.engine.load(str(self.dir))
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
 
 def use_vllm(config: SamplingConfig, model_is_path: bool) -> bool:
