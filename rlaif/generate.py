@@ -19,44 +19,10 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .data import _READERS, DataError, _parse_row, _prompt, _resolve_format, _RowError
+from .data import read_prompts  # noqa: F401  (part of this module's API: prompts → samples → pairs)
 from .records import Prompt, sha256_json
 from .train.config import SamplingConfig
 from .train.sampling import Sample, sample, sample_vllm, use_vllm
-
-
-def read_prompts(path: str | Path, format: Optional[str] = None) -> list[Prompt]:
-    """The distinct prompts of a file, in file order. A row gives its `prompt` field, or (rows without one:
-    HH transcripts, chat-message pairs) the conversation its chosen/rejected share."""
-    p = Path(path)
-    if p.is_dir() and (p / "labels.jsonl").exists():
-        p = p / "labels.jsonl"
-    rows = _READERS[_resolve_format(p, format)](p)
-    seen: set[str] = set()
-    out: list[Prompt] = []
-    for line, row in rows:
-        try:
-            if isinstance(row, _RowError):
-                raise row
-            if not isinstance(row, dict):
-                raise _RowError("row must be a JSON object with a prompt")
-            if row.get("prompt") is not None:
-                prompt = _prompt(row["prompt"])
-            elif row.get("chosen") is not None and row.get("rejected") is not None:
-                prompt = _parse_row(row).prompt  # HH transcripts, chat-message pairs: the shared conversation
-            else:
-                raise _RowError(f"row has no prompt; it has: {', '.join(sorted(row)) or 'nothing'}")
-        except _RowError as e:
-            raise DataError(p, line, str(e)) from None
-        if not (prompt.strip() if isinstance(prompt, str) else prompt):
-            raise DataError(p, line, "prompt is empty")
-        key = sha256_json(prompt)
-        if key not in seen:
-            seen.add(key)
-            out.append(prompt)
-    if not out:
-        raise DataError(p, None, "holds no prompts")
-    return out
 
 
 def load_policy(policy: str):

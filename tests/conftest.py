@@ -71,3 +71,14 @@ def _quiet_env(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RLAIF_CACHE", str(Path.home() / ".cache" / "rlaif"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train and sample fastest on one thread (the tiny examples use cpu_threads: 1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +17,8 @@ from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.config import load_train_config
 from rlaif.train.metrics import read_metrics
 
+from .runs import kill_when, rlaif_command, run_to_end
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples/tiny/loop.yaml"
 PROMPTS = ROOT / "examples/tiny/data/labels.jsonl"
@@ -30,12 +28,7 @@ SHORT = ["iterations=2", "steps_per_iteration=3", "prompts_per_iteration=24", "e
          "batch_size=8", "save_total_limit=null"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def loop_config(out: Path, *overrides: str):
@@ -208,12 +201,6 @@ def test_the_policy_can_be_its_own_judge_with_an_external_eval_judge(tmp_path):
     assert row["eval_win_rate"] is not None and row["train_pairs"] == row["pairs"]
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
 
 @pytest.mark.slow
 def test_sigkill_then_same_command_continues_the_loop(tmp_path):
@@ -223,24 +210,14 @@ def test_sigkill_then_same_command_continues_the_loop(tmp_path):
     overrides = ["iterations=3", "steps_per_iteration=8", "save_steps=5", "save_total_limit=1",
                  "prompts_per_iteration=32", "eval_prompts=16", "batch_size=8",
                  f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}"]
-    cmd = [sys.executable, "-m", "rlaif.cli", "loop", "--config", str(EXAMPLE), f"output_dir={out}", *overrides]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    metrics = out / "metrics.jsonl"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while _lines(metrics) < 11 and proc.poll() is None and time.time() < deadline:  # past checkpoint-10
-        time.sleep(0.002)
-    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = rlaif_command("loop", "--config", EXAMPLE, f"output_dir={out}", *overrides)
+    kill_when(cmd, out / "metrics.jsonl", 11)  # past checkpoint-10
     killed_at = [r["step"] for r in read_metrics(out)]
     saved = [step for step, _ in list_checkpoints(out)]
     assert saved == [8, 10] and killed_at[-1] > 10, (saved, killed_at)
     assert [r["iteration"] for r in read_rows(out / "iterations.jsonl")] == [1]
 
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resuming at step 10" in done.stdout
+    assert "resuming at step 10" in run_to_end(cmd)
     resumed, rows = read_metrics(out), read_rows(out / "iterations.jsonl")
     assert [r["step"] for r in resumed] == list(range(1, 25))  # no gap, no repeat
     assert [r["iteration"] for r in rows] == [1, 2, 3]

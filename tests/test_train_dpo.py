@@ -18,13 +18,7 @@ TINY = ROOT / "examples/tiny/dpo.yaml"
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sampling from a model this small is fastest on one thread (the recipe's own runs use cpu_threads: 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config(out: Path, *overrides: str):

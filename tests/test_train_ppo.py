@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.config import load_train_config
 from rlaif.train.metrics import read_metrics
 
+from .runs import kill_when, rlaif_command, run_to_end
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples/tiny/ppo.yaml"
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
@@ -27,13 +27,7 @@ JUDGE = ROOT / "judges/rule-keyword.yaml"
 PATHS = [f"prompts.path={LABELS}", f"reward.judge={JUDGE}"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sampling from a model this small is fastest on one thread (the recipe's own runs use cpu_threads: 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config(out: Path, *overrides: str):
@@ -224,33 +218,17 @@ RESUME = [*PATHS, f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "b
           "kl={type: adaptive, coef: 0.05, target: 1.0, horizon: 200}"]
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
 
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_at_the_checkpoint_step(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "rlaif.cli", "train", "ppo", "--config", str(TINY), f"output_dir={out}", *RESUME]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    metrics = out / "metrics.jsonl"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while _lines(metrics) < 12 and proc.poll() is None and time.time() < deadline:  # past checkpoint-10
-        time.sleep(0.002)
-    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = rlaif_command("train", "ppo", "--config", TINY, f"output_dir={out}", *RESUME)
+    kill_when(cmd, out / "metrics.jsonl", 12)  # past checkpoint-10
     killed_at = [r["step"] for r in read_metrics(out)]
     saved = [step for step, _ in list_checkpoints(out)]
     assert saved and max(saved) < STEPS and killed_at[-1] > max(saved)  # some logged steps are past the checkpoint
 
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"resuming at step {max(saved)}" in done.stdout
+    assert f"resuming at step {max(saved)}" in run_to_end(cmd)
     resumed = read_metrics(out)
     assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))  # no gap, no repeat
     assert [s for s, _ in list_checkpoints(out)] == [20, 24]  # save_total_limit keeps the newest two

@@ -26,6 +26,7 @@ import torch
 
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums, save_final, \
     with_cpu_threads
+from ..data import read_prompts
 from ..train.checkpoint import Checkpointer
 from ..train.config import PPOTrainConfig
 from ..train.data import step_indices
@@ -34,7 +35,7 @@ from ..train.metrics import MetricsLog
 from ..train.models import add_lora, load_model, load_tokenizer
 from ..train.ppo import (PolicyWithValueHead, RolloutBatch, as_reference, build_batch, entropy, gae,
                          kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
-                         policy_outputs, read_prompts, reference_logps, split_prompts)
+                         policy_outputs, reference_logps, split_prompts)
 from ..train.sampling import PolicySampler, prompt_ids, sample
 
 POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step

@@ -9,7 +9,6 @@ The per-token losses themselves live with the other losses (`rlaif.train.losses.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,32 +21,6 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 # -- prompts -----------------------------------------------------------------------------------------------------
-def read_prompts(path: str | Path) -> list:
-    """The distinct prompts of a JSONL file whose records carry a `prompt` field (text or a list of chat
-    messages): prompt files, pair files and label files alike. Errors name FILE:LINE."""
-    out, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-            prompt = record.get("prompt") if isinstance(record, dict) else None
-            ok_chat = isinstance(prompt, list) and prompt and all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and "role" in m for m in prompt)
-            if not (isinstance(prompt, str) and prompt.strip()) and not ok_chat:
-                raise ValueError(f"{path}:{n}: prompt: expected text or a list of chat messages")
-            key = json.dumps(prompt, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                out.append(prompt)
-    if not out:
-        raise ValueError(f"{path}: no prompts")
-    return out
-
-
 def split_prompts(prompts: list, eval_fraction: float, seed: int) -> tuple[list, list]:
     """(training, held-out) prompts: a seeded share `eval_fraction` held out."""
     order = list(range(len(prompts)))
