@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -77,6 +78,45 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
         tmp.replace(saved)
     accelerator.wait_for_everyone()
     return latest_checkpoint(out)
+
+
+@dataclass
+class PreferenceRun:
+    """What the preference recipes (reward, DPO) set up alike: the accelerator, the run directory and its resume
+    point, the tokenizer, and the feedback encoded into training and held-out pairs."""
+
+    acc: object
+    out: Path
+    resume: Optional[Path]
+    tokenizer: object
+    feedback: object
+    train_pairs: list
+    eval_pairs: list
+    too_long: int
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def start_preference_run(config, whole: bool) -> PreferenceRun:
+    """Accelerator, run directory (resume point), seed, tokenizer and encoded pairs for a reward/DPO config.
+    `whole`: a pair must fit max_length entirely (reward models read the last token)."""
+    from accelerate.utils import set_seed
+
+    from ..train.data import encode_pairs, read_feedback
+    from ..train.models import load_tokenizer
+
+    acc = make_accelerator(config)
+    resume = prepare_run_dir(config, acc)
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(config.model, resume)
+    # the mixed source writes its queue of pairs for people as it reads: the main process only
+    feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
+    train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=whole)
+    eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=whole)
+    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs,
+                         too_long)
 
 
 def total_steps(config, n_train: int, world: int) -> int:

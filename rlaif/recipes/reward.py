@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from . import (global_batch, make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums,
-               save_final, total_steps, with_cpu_threads)
+from . import (global_batch, make_optimizer, prepare_for_training, reduce_sums, save_final, start_preference_run,
+               total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
 from ..train.config import RewardTrainConfig
-from ..train.data import collate, encode_pairs, micro_batches, read_feedback, step_indices
+from ..train.data import collate, micro_batches, step_indices
 from ..train.losses import bradley_terry_loss
 from ..train.metrics import MetricsLog
-from ..train.models import add_lora, load_model, load_tokenizer
+from ..train.models import add_lora, load_model
 
 STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", "reward_sum", "margin_sum")
 
@@ -83,19 +83,10 @@ def evaluate(acc, model, pairs, config: RewardTrainConfig, pad_id: int) -> dict:
 @with_cpu_threads
 def train(config: RewardTrainConfig) -> Path:
     """Run (or resume) a reward-model training run; returns the directory of the final model."""
-    from accelerate.utils import set_seed
-
     # -- setup ----------------------------------------------------------------------------------------------
-    acc = make_accelerator(config)
-    out = Path(config.output_dir)
-    resume = prepare_run_dir(config, acc)
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(config.model, resume)
-    # the mixed source writes its queue of pairs for people as it reads: the main process only
-    feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
-    train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=True)
-    eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=True)
-    pad_id = tokenizer.pad_token_id
+    run = start_preference_run(config, whole=True)
+    acc, out, resume, tokenizer, feedback = run.acc, run.out, run.resume, run.tokenizer, run.feedback
+    train_pairs, eval_pairs, too_long, pad_id = run.train_pairs, run.eval_pairs, run.too_long, run.pad_id
 
     if config.lora:
         model = add_lora(load_model(config.model, tokenizer, "score"), config.lora, "score", path=resume)
