@@ -219,6 +219,10 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         raise LabelJobError(f"--shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
     judge_obj: Judge = judge if isinstance(judge, Judge) else None  # loaded after the cheap checks
     judge_config = judge.config if judge_obj else _judge_config(judge)
+    if judge_config.backend == "policy" and getattr(judge_obj, "model", None) is None:
+        from .judges.policy import NOT_ATTACHED
+
+        raise LabelJobError(NOT_ATTACHED)  # before anything is written to `out`
     manifest = {
         "rlaif_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(),
         "input": str(pairs_path), "input_sha256": _file_sha256(pairs_path), "format": format,

@@ -141,6 +141,7 @@ def test_unattached_policy_judge_says_it_is_for_the_loop(tmp_path):
                                       str(ROOT / "judges" / "self.yaml"), "--out", str(tmp_path / "o"), "--quiet"])
     assert result.exit_code == 2
     assert "rlaif loop" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_policy_config_rejects_transformers_only_fields():

@@ -18,14 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem in ("reward", "dpo")], ids=lambda p: str(p))
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.parent.name in ("tiny", "gpu")], ids=lambda p: str(p))
 def test_example_configs_parse(path):
     cfg = load_train_config(path, path.stem)
     assert cfg.method == path.stem and cfg.output_dir
 
 
 def test_gpu_examples_use_a_real_model_and_bf16():
-    for method in ("reward", "dpo"):
+    assert sorted(p.stem for p in (ROOT / "examples/gpu").glob("*.yaml")) == ["dpo", "loop", "ppo", "reward"]
+    for method in ("reward", "dpo", "ppo", "loop"):
         cfg = load_train_config(ROOT / "examples/gpu" / f"{method}.yaml", method)
         assert cfg.model.type == "pretrained" and cfg.precision in ("auto", "bf16")
 
