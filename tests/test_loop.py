@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +232,32 @@ def test_sigkill_then_same_command_continues_the_loop(tmp_path):
     for a, b in zip(rows, straight_rows):
         assert (a["pairs"], a["train_pairs"], a["win_rate"]) == (b["pairs"], b["train_pairs"], b["win_rate"])
         assert a["kl"] == pytest.approx(b["kl"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+    """Under torchrun (two CPU processes, gloo) the main process samples, labels and evaluates, the DPO steps are
+    data-parallel: losses, gradient norms and win rates equal one process on the same global batches."""
+    from rlaif.recipes.loop import train
+
+    short = [f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}", "iterations=2",
+             "steps_per_iteration=3", "prompts_per_iteration=24", "eval_prompts=16", "save_steps=100"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "rlaif.cli", "loop", "--config", str(EXAMPLE), f"output_dir={tmp_path / 'ddp'}", "batch_size=4",
+           *short]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "on 2 process(es)" in done.stdout
+
+    train(load_train_config(EXAMPLE, "loop", [f"output_dir={tmp_path / 'one'}", "batch_size=8", *short]))
+    ddp, one = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
+    assert [r["step"] for r in ddp] == [r["step"] for r in one] == list(range(1, 7))
+    for a, b in zip(ddp, one):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5), a["step"]
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], abs=1e-5), a["step"]
+    it_ddp, it_one = read_rows(tmp_path / "ddp/iterations.jsonl"), read_rows(tmp_path / "one/iterations.jsonl")
+    assert [r["iteration"] for r in it_ddp] == [1, 2]
+    for a, b in zip(it_ddp, it_one):
+        assert (a["pairs"], a["train_pairs"]) == (b["pairs"], b["train_pairs"])
+        assert a["win_rate"] == pytest.approx(b["win_rate"], abs=1e-9)

@@ -109,8 +109,9 @@ def kl_estimate(policy, reference, samples, pad_id: int, max_length: int, batch_
 
 
 # -- labels that train ----------------------------------------------------------------------------------------------
-def iteration_feedback(config: LoopConfig, it_dir: Path, k: int):
-    """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed)."""
+def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True):
+    """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
+    `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
     from ..calibration import read_labels
     from ..feedback import invalid_input, queue_row, write_jsonl
     from ..feedback_config import FeedbackConfig
@@ -123,15 +124,16 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int):
         source = FeedbackConfig(source="mixed", ai=str(labels), human=fb.human, queue=str(queue), margin=fb.margin,
                                 require_consistent=fb.require_consistent, pending=fb.pending)
     else:  # people label every pair; their labels of this iteration's pairs (by id) train
-        records = [r for r in read_labels(labels) if not invalid_input(r)]
-        write_jsonl((queue_row(r) for r in records), queue)
-        ids = {r["id"] for r in records}
-        mine = [r for r in read_labels(fb.human) if r.get("id") in ids] if Path(fb.human).exists() else []
-        write_jsonl(mine, it_dir / "human_labels.jsonl")
+        if write:
+            records = [r for r in read_labels(labels) if not invalid_input(r)]
+            write_jsonl((queue_row(r) for r in records), queue)
+            ids = {r["id"] for r in records}
+            mine = [r for r in read_labels(fb.human) if r.get("id") in ids] if Path(fb.human).exists() else []
+            write_jsonl(mine, it_dir / "human_labels.jsonl")
         source = FeedbackConfig(source="human", human=str(it_dir / "human_labels.jsonl"))
     pairs = PairsConfig(soft=config.soft, min_margin=config.min_margin, eval_fraction=0.0)
     try:
-        return read_feedback(source, pairs, config.seed)
+        return read_feedback(source, pairs, config.seed, write_queue=write)
     except ValueError as e:
         if fb.source == "ai":
             hint = (" (every label a tie? min_margin: 0 trains on the soft p_a of all of them)"
@@ -216,15 +218,16 @@ def train(config: LoopConfig) -> Path:
 
     # -- setup ----------------------------------------------------------------------------------------------
     acc = make_accelerator(config)
-    if acc.num_processes > 1:
-        raise NotImplementedError("rlaif loop runs in one process (sampling and judging are not sharded yet)")
+    # Under several processes (DDP) the main process samples, labels and evaluates while the others wait; the
+    # DPO steps are data-parallel (each process takes its share of every global batch).
+    main = acc.is_main_process
     out = Path(config.output_dir)
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     train_prompts, eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts, config.seed)
     constitution = load_constitution(config.constitution) if config.constitution else GENERIC
-    judge = load_judge(config.judge)
-    eval_judge = load_judge(config.eval_judge) if config.eval_judge else None
+    judge = load_judge(config.judge) if main else None
+    eval_judge = load_judge(config.eval_judge) if config.eval_judge and main else None
     tokenizer = load_tokenizer(config.model, resume)
     pad_id = tokenizer.pad_token_id
 
@@ -244,15 +247,20 @@ def train(config: LoopConfig) -> Path:
     model = acc.unwrap_model(policy)  # what samples and (backend: policy) judges
     checkpointer = Checkpointer(acc, out, tokenizer)
     start = checkpointer.load(resume)["step"] if resume else 0
-    metrics = MetricsLog(out, config.report_to, config.project, config.model_dump(mode="json"), resume_step=start)
-    truncate_after(out / ITERATIONS, start)  # rows of iterations finished before the checkpoint stay
+    metrics = MetricsLog(out, config.report_to, config.project, config.model_dump(mode="json"), resume_step=start,
+                         enabled=main)
+    if main:
+        truncate_after(out / ITERATIONS, start)  # rows of iterations finished before the checkpoint stay
     loss_fn = dpo_loss_fn(config.loss)
     eval_seed = derived_seed(config.seed, "eval")
 
     # the starting policy's samples on the held-out prompts: the baseline of every win rate
     # transformers generate, or one vLLM engine that gets the policy's weights when they changed
     sampler = PolicySampler(config.sampling, out / ".vllm-weights", config.seed)
-    if (out / BASELINE).exists():
+    baseline: list[str] = []
+    if not main:
+        pass
+    elif (out / BASELINE).exists():
         baseline = [json.loads(line)["text"] for line in (out / BASELINE).read_text().splitlines()]
     else:
         starting = model if start == 0 else (initial if initial is not None else
@@ -261,8 +269,10 @@ def train(config: LoopConfig) -> Path:
             drawn = sampler(starting, tokenizer, eval_prompts, 1, seed=eval_seed, version=0)  # step-0 weights
         baseline = [g[0].text for g in drawn]
         write_jsonl([{"prompt": p, "text": t} for p, t in zip(eval_prompts, baseline)], out / BASELINE)
-    print(f"loop: {len(train_prompts)} training prompts, {len(eval_prompts)} held out; {config.iterations} "
-          f"iterations of {S} steps" + (f"; resuming at step {start}" if start else ""), flush=True)
+    if main:
+        print(f"loop: {len(train_prompts)} training prompts, {len(eval_prompts)} held out; {config.iterations} "
+              f"iterations of {S} steps on {acc.num_processes} process(es)"
+              + (f"; resuming at step {start}" if start else ""), flush=True)
 
     # -- loop -----------------------------------------------------------------------------------------------
     for k in range(start // S + 1, config.iterations + 1):
@@ -273,7 +283,7 @@ def train(config: LoopConfig) -> Path:
 
         # 1. the policy samples two responses per prompt (already on disk when the iteration is resumed)
         pairs_path = it_dir / "pairs.jsonl"
-        if not pairs_path.exists():
+        if main and not pairs_path.exists():
             if start > first:
                 raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
             prompts = iteration_prompts(train_prompts, config.prompts_per_iteration, config.seed, k)
@@ -282,31 +292,38 @@ def train(config: LoopConfig) -> Path:
                                 version=first)
             rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
             write_jsonl(rows, pairs_path)
+        acc.wait_for_everyone()
         rows = [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
         # 2. the judge labels them (the durable labelling job: a killed iteration resumes its labelling)
-        for j in (judge, eval_judge):
-            if hasattr(j, "attach"):  # backend: policy judges with the current weights
-                j.attach(model, tokenizer, name=f"policy@step-{first}")
-        with acc.autocast():
-            job = label(pairs_path, constitution, judge, it_dir / "labels", seed=config.seed, skip_invalid=True,
-                        progress=False)
-        feedback = iteration_feedback(config, it_dir, k)
+        job = None
+        if main:
+            for j in (judge, eval_judge):
+                if hasattr(j, "attach"):  # backend: policy judges with the current weights
+                    j.attach(model, tokenizer, name=f"policy@step-{first}")
+            with acc.autocast():
+                job = label(pairs_path, constitution, judge, it_dir / "labels", seed=config.seed,
+                            skip_invalid=True, progress=False)
+            feedback = iteration_feedback(config, it_dir, k)
+        acc.wait_for_everyone()
+        if not main:
+            feedback = iteration_feedback(config, it_dir, k, write=False)
         train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=False)
-        if len(train_pairs) < config.grad_accum:
+        world = acc.num_processes
+        if len(train_pairs) < config.grad_accum * world:
             raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {feedback.counts})")
 
         # 3. DPO steps on them against the reference (log-probs computed once, cached with the iteration)
         ref_table = precompute_reference(acc, policy, reference, train_pairs, config.eval_batch_size, pad_id,
                                          config.max_length, it_dir / "reference_logps.pt")
         policy.train()
-        gb = min(config.batch_size * config.grad_accum, len(train_pairs))
-        gb -= gb % config.grad_accum
+        gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
+        gb -= gb % (config.grad_accum * world)  # whole micro-batches on every process
         order_seed = derived_seed(config.seed, "order", k) % 2**31
         for step in range(max(start, first), last):
             t_step = time.perf_counter()
-            micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), 0, 1,
-                                  config.grad_accum)
+            micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index,
+                                  world, config.grad_accum)
             row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_table, micro, config,
                            loss_fn, pad_id)
             done = step + 1
@@ -315,39 +332,42 @@ def train(config: LoopConfig) -> Path:
             metrics.log(done, row)
             if done % config.save_steps == 0 and done != last:
                 checkpointer.save(policy, done, {"total_steps": steps, "iteration": k, "iteration_done": False})
-                prune(out, config.save_total_limit, first if config.reference == "previous" else None)
+                if main:
+                    prune(out, config.save_total_limit, first if config.reference == "previous" else None)
 
         # 4. evaluate on the held-out prompts, log the iteration, checkpoint
-        steps_rows = [r for r in read_metrics(out) if r.get("iteration") == k]
-        stats = job.stats
-        summary = {
-            "iteration": k, "step": last, "pairs": len(rows), "labels_ok": stats["ok"],
-            "labels_tie": stats["labels"]["tie"], "labels_failed": stats["failed"],
-            "position_consistency": stats["position_consistency"], "train_pairs": len(train_pairs),
-            "too_long": too_long, "feedback": feedback.counts,
-            "loss_first": steps_rows[0]["loss"] if steps_rows else None,
-            "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
-            "reference": "initial" if config.lora else config.reference,
-            **evaluate(config, acc, model, reference, tokenizer, (judge, eval_judge), constitution, eval_prompts,
-                       baseline, eval_seed, sampler, last),
-        }
-        if config.track_keyword:
-            summary["keyword_share_samples"] = keyword_share(
-                [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword)
-        summary["time_s"] = round(time.perf_counter() - t0, 3)
-        with open(out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
-            f.write(json.dumps(summary) + "\n")
-        print(_summary(summary, config.iterations), flush=True)
+        if main:  # the other processes wait at the checkpoint
+            steps_rows = [r for r in read_metrics(out) if r.get("iteration") == k]
+            stats = job.stats
+            summary = {
+                "iteration": k, "step": last, "pairs": len(rows), "labels_ok": stats["ok"],
+                "labels_tie": stats["labels"]["tie"], "labels_failed": stats["failed"],
+                "position_consistency": stats["position_consistency"], "train_pairs": len(train_pairs),
+                "too_long": too_long, "feedback": feedback.counts,
+                "loss_first": steps_rows[0]["loss"] if steps_rows else None,
+                "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
+                "reference": "initial" if config.lora else config.reference,
+                **evaluate(config, acc, model, reference, tokenizer, (judge, eval_judge), constitution, eval_prompts,
+                           baseline, eval_seed, sampler, last),
+            }
+            if config.track_keyword:
+                summary["keyword_share_samples"] = keyword_share(
+                    [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword)
+            summary["time_s"] = round(time.perf_counter() - t0, 3)
+            with open(out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
+                f.write(json.dumps(summary) + "\n")
+            print(_summary(summary, config.iterations), flush=True)
         checkpointer.save(policy, last, {"total_steps": steps, "iteration": k, "iteration_done": True})
-        prune(out, config.save_total_limit, None)
+        if main:
+            prune(out, config.save_total_limit, None)
         start, reference = last, None  # the next iteration's reference replaces this one
 
     # -- save -----------------------------------------------------------------------------------------------
     metrics.close()
     sampler.close()
-    judge.close()
-    if eval_judge is not None:
-        eval_judge.close()
+    for j in (judge, eval_judge):
+        if j is not None:
+            j.close()
     return save_final(acc, policy, tokenizer, out)
 
 
