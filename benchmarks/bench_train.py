@@ -237,7 +237,9 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     from rlaif.recipes.ppo import collect, update
     from rlaif.train.config import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
-    from rlaif.train.ppo import PolicyWithValueHead, make_reward_source, read_prompts
+    from rlaif.data import read_prompts
+    from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
+    from rlaif.train.sampling import PolicySampler
 
     cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,
                          "lm"))}, reward={"type": "judge", "judge": str(ROOT / "judges/rule-keyword.yaml"),
@@ -255,6 +257,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     optimizer, scheduler = make_optimizer(model, cfg.optim, steps * cfg.ppo_epochs * cfg.num_mini_batches)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     scorer = make_reward_source(cfg.reward, acc.device, torch.float32, cfg.seed)
+    sampler = PolicySampler(cfg.sampling, tmp / "ours-ppo-weights", cfg.seed)  # transformers here (no vLLM)
     model.train()
     clock = StepClock(warmup)
     rollout_tps, update_tps = [], []
@@ -262,7 +265,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
         batch = [prompts[(step * BATCH + i) % len(prompts)] for i in range(BATCH)]
         clock.begin()
         t0 = time.perf_counter()
-        rollout, sums = collect(acc, model, reference, scorer, tok, batch, cfg, 0.05, step)
+        rollout, sums = collect(acc, model, reference, scorer, tok, batch, cfg, 0.05, step, sampler)
         t1 = time.perf_counter()
         done = update(acc, model, optimizer, scheduler, rollout, cfg, step)
         t2 = time.perf_counter()
