@@ -11,12 +11,16 @@ from .constitution import Constitution, FewShotExample, Principle
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    return text.replace("rlaif.config.", "").replace("rlaif.constitution.", "").replace("|", "\\|")
+    for module in ("rlaif.config.", "rlaif.constitution.", "rlaif.train.config.", "rlaif.feedback_config."):
+        text = text.replace(module, "")
+    return text.replace("|", "\\|")
 
 
-def table(model: type[BaseModel], title: str) -> str:
+def table(model: type[BaseModel], title: str, skip: frozenset[str] = frozenset()) -> str:
     lines = [f"#### {title}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
+        if name in skip:
+            continue
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
         if len(default) > 30:
             default = "(see meaning)"
@@ -31,7 +35,35 @@ def render() -> str:
     for backend, cls in JUDGE_CONFIGS.items():
         parts.append(table(cls, f"Judge, `backend: {backend}`"))
     parts.append(table(CoTConfig, "Chain of thought (`cot:`)"))
+    parts.extend(training_tables())
     return "\n\n".join(parts) + "\n"
+
+
+def training_tables() -> list[str]:
+    """The training configs: the fields every method shares, each method's own, then the sections."""
+    from .feedback_config import FeedbackConfig
+    from .train import config as c
+
+    shared = frozenset(c.RunConfig.model_fields)
+    parts = [table(c.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo`, `rlaif loop`)")]
+    for cls, name in ((c.RewardTrainConfig, "reward"), (c.DPOTrainConfig, "dpo"), (c.PPOTrainConfig, "ppo"),
+                      (c.LoopConfig, "loop")):
+        parts.append(table(cls, f"Training, `method: {name}` (besides the shared fields)", skip=shared))
+    for cls, title in (
+            (c.TinyModelConfig, "`model:` with `type: tiny`"), (c.PretrainedModelConfig, "`model:` with "
+                                                                "`type: pretrained`"),
+            (c.OptimConfig, "`optim:`"), (c.LoraConfig, "`lora:`"), (FeedbackConfig, "`feedback:` (reward, dpo)"),
+            (c.PairsConfig, "`pairs:` (reward, dpo)"), (c.RewardLossConfig, "`loss:` (reward)"),
+            (c.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
+            (c.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"), (c.SamplingConfig, "`sampling:` (loop)"),
+            (c.RolloutSamplingConfig, "`sampling:` (ppo)"), (c.PromptsConfig, "`prompts:` (ppo)"),
+            (c.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
+            (c.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
+            (c.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"), (c.AdaptiveKLConfig, "`kl:` with `type: adaptive` "
+                                                                                   "(ppo)"),
+            (c.PPOLossConfig, "`loss:` (ppo)"), (c.LoopFeedbackConfig, "`feedback:` (loop)")):
+        parts.append(table(cls, title))
+    return parts
 
 
 

@@ -383,7 +383,8 @@ class LoopConfig(RunConfig):
     feedback: LoopFeedbackConfig = Field(default_factory=LoopFeedbackConfig, description="Which labels train: "
                                          "the judge's, people's, or a mix.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="How the policy samples, for "
-                                     "training pairs and evaluation alike (transformers, on the policy in memory).")
+                                     "training pairs and evaluation alike (transformers on the policy in memory, or "
+                                     "vLLM with the policy's weights pushed to its engine when they change).")
     reference: Literal["initial", "previous"] = Field(
         "previous", description="DPO reference of an iteration: the policy that iteration started from "
         "(previous, as in Yuan et al. 2024) or the starting policy (initial; the only choice under LoRA).")
