@@ -261,3 +261,33 @@ def test_two_processes_match_one(tmp_path):
     for a, b in zip(it_ddp, it_one):
         assert (a["pairs"], a["train_pairs"]) == (b["pairs"], b["train_pairs"])
         assert a["win_rate"] == pytest.approx(b["win_rate"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_human_feedback_loop_waits_for_people_then_continues(tmp_path):
+    """feedback.source: human through the CLI: iteration 1 stops with the queue for people named; people's labels
+    (a simulated annotator who prefers "please", imported with `rlaif human import`) arrive; the same command
+    continues and trains on exactly those labels."""
+    out, human = tmp_path / "run", tmp_path / "human.jsonl"
+    cmd = rlaif_command("loop", "--config", EXAMPLE, f"output_dir={out}", f"prompts={PROMPTS}",
+                        f"judge={ROOT / 'judges/rule-keyword.yaml'}", "iterations=1", "steps_per_iteration=2",
+                        "prompts_per_iteration=24", "eval_prompts=8", "batch_size=4", "feedback.source=human",
+                        f"feedback.human={human}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    queue = out / "iter-1/human_queue.jsonl"
+    assert first.returncode != 0 and str(queue) in first.stderr + first.stdout
+    queued = read_rows(queue)
+    assert len(queued) == 24 and not (out / "model").exists()
+
+    said = [{**r, "label": "a" if "please" in r["response_a"].split() else "b", "annotator": "ann1"}
+            for r in queued if ("please" in r["response_a"].split()) != ("please" in r["response_b"].split())]
+    assert 4 <= len(said) < len(queued)  # people skipped the pairs they could not tell apart
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps(r) + "\n" for r in said))
+    run_to_end(rlaif_command("human", "import", answers, "--out", human))
+
+    assert "iteration 1/1" in run_to_end(cmd)
+    row = read_rows(out / "iterations.jsonl")[0]
+    assert row["train_pairs"] == len(said) and row["feedback"]["human_pairs"] == len(said)
+    assert (out / "model/model.safetensors").exists()
