@@ -95,3 +95,22 @@ def test_chain_of_thought_keeps_rationale(judge):
     for v in verdicts:
         assert 0.0 <= v.p_first <= 1.0
         assert v.rationale is not None and v.completion_tokens > 0
+
+
+def test_block_sparse_tree_attention_equals_the_dense_tree_mask(judge, monkeypatch):
+    """On CPU the tree pass computes only the visible blocks (rlaif/judges/tree_attention.py); it must give what
+    the dense 4-D tree mask gives, for padded batches of trees with several principle tails per order."""
+    assert judge._tree_attention  # a Llama on CPU: the block-sparse path is on
+    used = []
+    plan = judge._tree_plan
+    monkeypatch.setattr(judge, "_tree_plan", lambda *a: used.append(plan(*a)) or used[-1])
+    judge.config = judge.config.model_copy(update={"share_prefix": True, "batch_size": 2})
+    qs = _queries() + [Query("Hi", "Hello there, how can I help you today?", "Go away.", "p", PRINCIPLES[0],
+                             render_prefix_user("Hi", None))]
+    sparse = judge.judge(qs)
+    assert used and all(p is not None for p in used)
+    monkeypatch.setattr(judge, "_tree_attention", False)
+    dense = judge.judge(qs)
+    for s, d in zip(sparse, dense):
+        assert s.p_first == pytest.approx(d.p_first, abs=1e-6)
+        assert s.label_mass == pytest.approx(d.label_mass, rel=1e-5)

@@ -56,6 +56,7 @@ class TransformersJudge(Judge):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
         model.eval()
         self._setup(model, tokenizer, self.device)
+        self._use_tree_attention()
 
     def _setup(self, model, tokenizer, device) -> None:
         """Judge with `model` and `tokenizer` (already on `device`). The policy judge calls this with the policy
@@ -73,6 +74,16 @@ class TransformersJudge(Judge):
         self._label_ids = torch.tensor(ids_a + ids_b, device=device)
         self._n_a = len(ids_a)
         self.tokens_processed = getattr(self, "tokens_processed", 0)  # tokens run through the model (benchmarks)
+        self._tree_attention = False
+
+    def _use_tree_attention(self) -> None:
+        """Block-sparse tree attention for a model this judge loaded itself, on CPU, when the model's attention
+        goes through transformers' attention interface (Llama, Qwen2, Mistral, SmolLM, ...)."""
+        from .tree_attention import register, supports
+
+        if self.device.type == "cpu" and self.config.share_prefix and supports(self.model):
+            register()
+            self._tree_attention = True
 
     # -- tokenisation ------------------------------------------------------------------------------------------
     def _tokens(self, text: str) -> list[int]:
@@ -186,12 +197,32 @@ class TransformersJudge(Judge):
         return last, (result.past_key_values, mask.bool(), lengths)
 
     def _extend_trees(self, cache, prefix_mask, prefix_len, flat):
-        """One forward over the flattened trees on top of the prefix cache, with a 4-D tree attention mask."""
+        """One forward over the flattened trees on top of the prefix cache: on CPU with block-sparse tree attention
+        (rlaif/judges/tree_attention.py), otherwise with a dense 4-D tree attention mask."""
         import torch
 
         dev, dtype = self.device, self.model.dtype
         width = max(len(f[0]) for f in flat)
         n, p_width = len(flat), prefix_mask.shape[1]
+        plan = self._tree_plan(flat, prefix_mask)
+        if plan is not None:
+            from .tree_attention import NAME
+            ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
+            pos = torch.zeros((n, width), dtype=torch.long, device=dev)
+            for row, (tokens, offsets, _) in enumerate(flat):
+                ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
+                pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
+            placeholder = torch.zeros((n, 1, 1, 1), dtype=dtype, device=dev)  # passed through, never read
+            config = self.model.config
+            before = config._attn_implementation
+            config._attn_implementation = NAME
+            try:
+                result = self.model.get_decoder()(input_ids=ids, attention_mask=placeholder, position_ids=pos,
+                                                  past_key_values=cache, use_cache=False, rlaif_tree=plan)
+            finally:
+                config._attn_implementation = before
+            self.tokens_processed += sum(len(f[0]) for f in flat)
+            return result.last_hidden_state
         ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
         pos = torch.zeros((n, width), dtype=torch.long, device=dev)
         allowed = torch.zeros((n, width, p_width + width), dtype=torch.bool, device=dev)
@@ -216,6 +247,16 @@ class TransformersJudge(Judge):
                                           past_key_values=cache, use_cache=False)
         self.tokens_processed += sum(len(f[0]) for f in flat)
         return result.last_hidden_state
+
+    def _tree_plan(self, flat, prefix_mask):
+        """The block-sparse plan for these rows, or None: off the CPU (dense kernels are fast there), for models
+        whose attention does not go through transformers' attention interface, or for trees of another shape."""
+        if not self._tree_attention:
+            return None
+        from .tree_attention import TreePlan, plan_rows
+
+        rows = plan_rows(flat)
+        return None if rows is None else TreePlan(prefix_mask, rows)
 
     def _read(self, hidden):
         """Label probabilities from final hidden states: the vocabulary projection is done only here."""
