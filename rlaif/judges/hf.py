@@ -191,7 +191,12 @@ class TransformersJudge(Judge):
         for r, s in enumerate(seqs):
             ids[r, :len(s)] = torch.tensor(s, dtype=torch.long, device=dev)
         mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
-        result = self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=True)
+        if self._tree_attention:  # right padding: plain causal attention (upper blocks skipped) is exact for
+            placeholder = torch.zeros((len(seqs), 1, 1, 1), dtype=self.model.dtype, device=dev)  # real tokens
+            result = self._tree_forward(input_ids=ids, attention_mask=placeholder, use_cache=True,
+                                        rlaif_tree="causal")
+        else:
+            result = self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=True)
         self.tokens_processed += int(lengths.sum())
         last = result.last_hidden_state[torch.arange(len(seqs), device=dev), lengths - 1]
         return last, (result.past_key_values, mask.bool(), lengths)
@@ -206,21 +211,14 @@ class TransformersJudge(Judge):
         n, p_width = len(flat), prefix_mask.shape[1]
         plan = self._tree_plan(flat, prefix_mask)
         if plan is not None:
-            from .tree_attention import NAME
             ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
             pos = torch.zeros((n, width), dtype=torch.long, device=dev)
             for row, (tokens, offsets, _) in enumerate(flat):
                 ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
                 pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
             placeholder = torch.zeros((n, 1, 1, 1), dtype=dtype, device=dev)  # passed through, never read
-            config = self.model.config
-            before = config._attn_implementation
-            config._attn_implementation = NAME
-            try:
-                result = self.model.get_decoder()(input_ids=ids, attention_mask=placeholder, position_ids=pos,
-                                                  past_key_values=cache, use_cache=False, rlaif_tree=plan)
-            finally:
-                config._attn_implementation = before
+            result = self._tree_forward(input_ids=ids, attention_mask=placeholder, position_ids=pos,
+                                        past_key_values=cache, use_cache=False, rlaif_tree=plan)
             self.tokens_processed += sum(len(f[0]) for f in flat)
             return result.last_hidden_state
         ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
@@ -247,6 +245,18 @@ class TransformersJudge(Judge):
                                           past_key_values=cache, use_cache=False)
         self.tokens_processed += sum(len(f[0]) for f in flat)
         return result.last_hidden_state
+
+    def _tree_forward(self, **inputs):
+        """The decoder run with the "rlaif_tree" attention (rlaif/judges/tree_attention.py) for this call only."""
+        from .tree_attention import NAME
+
+        config = self.model.config
+        before = config._attn_implementation
+        config._attn_implementation = NAME
+        try:
+            return self.model.get_decoder()(**inputs)
+        finally:
+            config._attn_implementation = before
 
     def _tree_plan(self, flat, prefix_mask):
         """The block-sparse plan for these rows, or None: off the CPU (dense kernels are fast there), for models

@@ -72,9 +72,10 @@ def _layout(row: TreeRow, plen: int, groups: int, dtype, device) -> _RowLayout:
 
 
 def tree_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                   rlaif_tree: Optional[TreePlan] = None, **kwargs):
+                   rlaif_tree=None, **kwargs):
     """transformers attention-interface signature: query [R, Hq, L, D], key/value [R, Hkv, P + L, D] (the prefix
-    cache, then this row's tokens); returns ([R, L, Hq, D], None)."""
+    cache, then this row's tokens); returns ([R, L, Hq, D], None). `rlaif_tree` is a TreePlan, or "causal" for
+    the right-padded prefix pass (no cache before it)."""
     if rlaif_tree is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -85,6 +86,10 @@ def tree_attention(module, query, key, value, attention_mask, dropout: float = 0
     g = hq // hkv
     p = key.shape[2] - length
     scale = scaling if scaling is not None else d ** -0.5
+    if rlaif_tree == "causal":  # right-padded prefixes: causal attention is exact for every real token
+        o = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale,
+                                                             enable_gqa=g > 1)
+        return o.transpose(1, 2).contiguous(), None
     dtype, device = query.dtype, query.device
     if rlaif_tree.layouts is None:
         lengths = rlaif_tree.prefix_valid.sum(dim=1).tolist()
