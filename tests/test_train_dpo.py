@@ -13,6 +13,8 @@ import torch
 from rlaif.train.config import load_train_config
 from rlaif.train.metrics import read_metrics
 
+from .runs import shares_before_after
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples/tiny/dpo.yaml"
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
@@ -124,39 +126,12 @@ def test_first_steps_match_trl_dpo_trainer(tmp_path):
     assert ours[1]["loss"] < 0.69  # the second step really is after an update
 
 
-def keyword_share(model, tokenizer, prompts: list[str], keyword: str = "please", n: int = 4,
-                  max_new_tokens: int = 8, seed: int = 0) -> float:
-    """Share of sampled replies (temperature 1, no truncation) that contain `keyword` as a word."""
-    torch.manual_seed(seed)
-    model.eval()
-    hits = total = 0
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True)["input_ids"]
-            out = model.generate(ids.repeat(n, 1), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            for row in out[:, ids.shape[1]:]:
-                hits += keyword in tokenizer.decode(row, skip_special_tokens=True).split()
-                total += 1
-    return hits / total
-
-
 @pytest.mark.slow
 def test_dpo_on_rule_judge_labels_makes_the_policy_say_please_more_often(tmp_path):
     """Learning test: labels from the `python` judge `rlaif.rules:prefer_keyword` (examples/tiny/make_data.py);
     the share of policy samples containing "please" must rise well above the starting policy's."""
-    from transformers import AutoModelForCausalLM
-
-    from rlaif.train.models import build_tiny, build_tokenizer
-
-    cfg = tiny_config(tmp_path / "run")
-    tok = build_tokenizer(cfg.model)
-    prompts = [json.loads(line)["prompt"] for line in LABELS.read_text().splitlines()][:50]
-    before = keyword_share(build_tiny(cfg.model, tok, "lm"), tok, prompts)
     rows = run(tmp_path / "run", "max_steps=30", "save_steps=30", "eval_steps=30")
-    after = keyword_share(AutoModelForCausalLM.from_pretrained(tmp_path / "run/model"), tok, prompts)
+    before, after = shares_before_after(tiny_config(tmp_path / "run").model, tmp_path / "run", LABELS)
     print(f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
           f"loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}")
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.05

@@ -18,7 +18,7 @@ from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.config import load_train_config
 from rlaif.train.metrics import read_metrics
 
-from .runs import kill_when, rlaif_command, run_to_end
+from .runs import kill_then_resume, rlaif_command, shares_before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples/tiny/ppo.yaml"
@@ -179,31 +179,12 @@ def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
     assert rows[0]["score_std"] > 0 and all(r["judge_failed"] == 0 for r in rows)
 
 
-def keyword_share(model, tokenizer, prompts: list[str], keyword: str = "please", n: int = 4,
-                  max_new_tokens: int = 8, seed: int = 0) -> float:
-    """Share of sampled replies (temperature 1, no truncation) that contain `keyword` as a word."""
-    from rlaif.train.sampling import SamplingConfig, sample
-
-    cfg = SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64)
-    groups = sample(model, tokenizer, prompts, n, cfg, seed=seed)
-    replies = [s.text.split() for g in groups for s in g]
-    return sum(keyword in words for words in replies) / len(replies)
-
-
 @pytest.mark.slow
 def test_ppo_with_the_rule_judge_as_reward_makes_the_policy_say_please_more_often(tmp_path):
     """Learning test: the `python` judge `rlaif.rules:prefer_keyword` as the reward (mode reference); the share of
     policy samples containing "please" must rise well above the starting policy's, and the score with it."""
-    from transformers import AutoModelForCausalLM
-
-    from rlaif.train.models import build_tiny, build_tokenizer
-
-    cfg = tiny_config(tmp_path / "run")
-    tok = build_tokenizer(cfg.model)
-    prompts = [json.loads(line)["prompt"] for line in LABELS.read_text().splitlines()][:50]
-    before = keyword_share(build_tiny(cfg.model, tok, "lm"), tok, prompts)
     rows = run(tmp_path / "run", "max_steps=25", "save_steps=25", "eval_steps=25")
-    after = keyword_share(AutoModelForCausalLM.from_pretrained(tmp_path / "run/model"), tok, prompts)
+    before, after = shares_before_after(tiny_config(tmp_path / "run").model, tmp_path / "run", LABELS)
     first = sum(r["score"] for r in rows[:5]) / 5
     last = sum(r["score"] for r in rows[-5:]) / 5
     print(f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
@@ -223,14 +204,7 @@ RESUME = [*PATHS, f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "b
 def test_sigkill_then_same_command_resumes_at_the_checkpoint_step(tmp_path):
     out = tmp_path / "run"
     cmd = rlaif_command("train", "ppo", "--config", TINY, f"output_dir={out}", *RESUME)
-    kill_when(cmd, out / "metrics.jsonl", 12)  # past checkpoint-10
-    killed_at = [r["step"] for r in read_metrics(out)]
-    saved = [step for step, _ in list_checkpoints(out)]
-    assert saved and max(saved) < STEPS and killed_at[-1] > max(saved)  # some logged steps are past the checkpoint
-
-    assert f"resuming at step {max(saved)}" in run_to_end(cmd)
-    resumed = read_metrics(out)
-    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))  # no gap, no repeat
+    resumed = kill_then_resume(cmd, out, STEPS)
     assert [s for s, _ in list_checkpoints(out)] == [20, 24]  # save_total_limit keeps the newest two
 
     from rlaif.recipes.ppo import train

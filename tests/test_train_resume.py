@@ -11,7 +11,7 @@ import pytest
 from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.metrics import read_metrics
 
-from .runs import kill_when, rlaif_command, run_to_end
+from .runs import kill_then_resume, rlaif_command
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
@@ -26,14 +26,7 @@ def test_sigkill_then_same_command_resumes_at_the_checkpoint_step(tmp_path):
     out = tmp_path / "run"
     cmd = rlaif_command("train", "dpo", "--config", ROOT / "examples/tiny/dpo.yaml", f"output_dir={out}",
                         *OVERRIDES)
-    kill_when(cmd, out / "metrics.jsonl", 12)  # past checkpoint-10
-    killed_at = [r["step"] for r in read_metrics(out)]
-    saved = [step for step, _ in list_checkpoints(out)]
-    assert saved and max(saved) < STEPS and killed_at[-1] > max(saved)  # some logged steps are past the checkpoint
-
-    assert f"resuming at step {max(saved)}" in run_to_end(cmd)
-    resumed = read_metrics(out)
-    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))  # no gap, no repeat
+    resumed = kill_then_resume(cmd, out, STEPS)
     assert [s for s, _ in list_checkpoints(out)] == [20, 24]  # save_total_limit keeps the newest two
 
     from rlaif.recipes.dpo import train
