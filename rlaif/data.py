@@ -532,3 +532,14 @@ def read_prompts(path: str | Path, format: Optional[str] = None) -> list[Prompt]
     if not out:
         raise DataError(p, None, "holds no prompts")
     return out
+
+
+def split_prompts(prompts: list, n_eval: int, seed: int) -> tuple[list, list]:
+    """(training prompts, held-out prompts): a seeded draw of `n_eval` held out; both keep the file order."""
+    if n_eval >= len(prompts):
+        raise ValueError(f"holding out {n_eval} prompts leaves none to train on (there are {len(prompts)})")
+    order = list(range(len(prompts)))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:n_eval])
+    return ([p for i, p in enumerate(prompts) if i not in held_out],
+            [p for i, p in enumerate(prompts) if i in held_out])

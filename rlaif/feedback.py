@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Optional
 from .calibration import calibrate_records, human_labels, human_target, load_map, read_labels
 from .feedback_config import FeedbackConfig
 from .records import sha256_json
+from .store import write_jsonl
 
 
 def combine_human(labels: list[dict]) -> dict:
@@ -53,24 +54,6 @@ def queue_row(r: dict) -> dict:
     if r.get("principle_id") and r["principle_id"] != "all":
         row["principle"] = r["principle_id"]
     return row
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
-    """Write rows (e.g. the pairs for people) atomically, through a temp file and a rename; returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return n
 
 
 def invalid_input(r: dict) -> bool:

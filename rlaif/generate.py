@@ -10,19 +10,17 @@ samples), so a pairwise judge can rank all n samples, e.g. best against worst as
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
-import os
 import time
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .data import read_prompts  # noqa: F401  (part of this module's API: prompts → samples → pairs)
+from .data import read_prompts
 from .records import Prompt, sha256_json
+from .store import write_jsonl
 from .train.config import SamplingConfig
-from .train.sampling import Sample, sample, sample_vllm, use_vllm
+from .train.sampling import Sample, derived_seed, sample, sample_vllm, use_vllm
 
 
 def load_policy(policy: str):
@@ -38,13 +36,6 @@ def load_policy(policy: str):
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
     model.eval()
     return model, tokenizer
-
-
-def _chunk_seed(seed: Optional[int], chunk: int) -> Optional[int]:
-    """Independent seeds per batch (seed + chunk would make seed s, batch 1 replay seed s+1, batch 0)."""
-    if seed is None:
-        return None
-    return int(hashlib.sha256(f"{seed}:{chunk}".encode()).hexdigest()[:8], 16)
 
 
 def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,
@@ -65,7 +56,7 @@ def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: Sampli
         model, tokenizer = load_policy(policy)
         step = max(1, config.batch_size // n)  # one generate() call per chunk
         for k, start in enumerate(range(0, len(prompts), step)):
-            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=_chunk_seed(seed, k)))
+            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=None if seed is None else derived_seed(seed, k)))
             if on_batch:
                 on_batch(len(out))
         del model
@@ -93,19 +84,6 @@ def pair_rows(prompts: Sequence[Prompt], samples: Sequence[Sequence[Sample]],
                          "response_b": b, "prompt_id": prompt_id, "sample_a": i, "sample_b": j,
                          **(provenance or {})})
     return rows, empty
-
-
-def write_jsonl(rows: Sequence[dict], out: str | Path) -> None:
-    """Write rows as JSON Lines atomically (a temporary file renamed into place)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
 
 
 @dataclass

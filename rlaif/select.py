@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from .calibration import human_labels, labels_path, read_labels
-from .feedback import invalid_input, queue_row, write_jsonl
+from .feedback import invalid_input, queue_row
+from .store import write_jsonl
 
 MAX_PRIORITY = 3.0
 

@@ -146,20 +146,13 @@ class ReferenceSampler:
 
     def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                  cache_size: int = 100_000):
-        import torch
-
-        from .train.config import PretrainedModelConfig
-        from .train.models import load_model, load_tokenizer
+        from .generate import load_policy
         from .train.sampling import SamplingConfig
 
-        source = PretrainedModelConfig(path=str(path))
         try:
-            self.tokenizer = load_tokenizer(source)
-            self.model = load_model(source, self.tokenizer, "lm").eval()
+            self.model, self.tokenizer = load_policy(str(path))
         except OSError as e:  # transformers' word for a missing or unreadable model
             raise ValueError(f"--reference-model {path}: cannot load a causal LM and its tokenizer: {e}") from e
-        if torch.cuda.is_available():
-            self.model.to("cuda")
         self.config = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens, backend="transformers")
         self.seed, self.cache_size = seed, cache_size
         self.cache: OrderedDict[str, str] = OrderedDict()

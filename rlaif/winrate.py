@@ -123,7 +123,8 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     """`rlaif eval winrate`: sample `n_samples` responses per prompt from both models (same seed, same sampling
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines."""
-    from .generate import read_prompts, sample_policy
+    from .data import read_prompts
+    from .generate import sample_policy
     from .judges.base import Judge, load_judge
     from .labeling import GENERIC
     from .train.config import SamplingConfig

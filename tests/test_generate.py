@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rlaif.data import DataError, read_pairs
-from rlaif.generate import generate, pair_rows, read_prompts
+from rlaif.data import read_prompts
+from rlaif.generate import generate, pair_rows
 from rlaif.train.config import SamplingConfig
 from rlaif.train.sampling import Sample
 

@@ -159,16 +159,15 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     starting policy's (measured: about 0.11 before, 0.76-0.98 after, over loop seeds 0-3)."""
     from transformers import AutoModelForCausalLM
 
-    from rlaif.generate import read_prompts
-    from rlaif.recipes.loop import split_prompts
+    from rlaif.data import read_prompts, split_prompts
     from rlaif.train.config import SamplingConfig
     from rlaif.train.models import build_tiny, build_tokenizer
-    from rlaif.train.sampling import sample
+    from rlaif.train.sampling import derived_seed, sample
 
     out = tmp_path / "run"
     cfg = loop_config(out)
     tok = build_tokenizer(cfg.model)
-    _, held_out = split_prompts(read_prompts(cfg.prompts), cfg.eval_prompts, cfg.seed)
+    _, held_out = split_prompts(read_prompts(cfg.prompts), cfg.eval_prompts, derived_seed(cfg.seed, "split"))
 
     def share(model) -> float:
         drawn = sample(model, tok, held_out, 4, SamplingConfig(max_new_tokens=8, batch_size=64), seed=123)

@@ -12,8 +12,8 @@ import torch
 
 from rlaif.train.config import AdaptiveKLConfig, FixedKLConfig
 from rlaif.train.losses import ppo_policy_loss, ppo_value_loss
-from rlaif.data import read_prompts
-from rlaif.train.ppo import gae, kl_penalised_rewards, make_kl_controller, masked_whiten, split_prompts
+from rlaif.data import read_prompts, split_prompts
+from rlaif.train.ppo import gae, kl_penalised_rewards, make_kl_controller, masked_whiten
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,6 @@ def test_prompts_come_from_prompt_pair_and_label_files(tmp_path):
     f.write_text(json.dumps({"prompt": "a"}) + "\n" + json.dumps({"text": "b"}) + "\n")
     with pytest.raises(ValueError, match=f"{f}:2: row has no prompt"):
         read_prompts(f)
-    train, held = split_prompts(list(range(100)), 0.2, seed=0)
+    train, held = split_prompts(list(range(100)), 20, seed=0)
     assert len(held) == 20 and sorted(train + held) == list(range(100))
-    assert split_prompts(list(range(100)), 0.2, seed=0) == (train, held)
+    assert split_prompts(list(range(100)), 20, seed=0) == (train, held)

@@ -22,7 +22,7 @@ from ..train.config import DPOTrainConfig
 from ..train.data import collate, micro_batches, step_indices
 from ..train.losses import dpo_loss_fn, sequence_logps
 from ..train.metrics import MetricsLog
-from ..train.models import add_lora, load_model
+from ..train.models import add_lora, load_model, reference_mode
 
 STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl_data", "responses", "human_correct",
          "human_pairs", "logps_chosen", "logps_rejected")
@@ -42,22 +42,11 @@ def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return sequence_logps(logits, ids[:, start:], mask), mask.sum(dim=1)
 
 
-@contextlib.contextmanager
-def reference_mode(policy, reference):
-    """Run `policy` as the reference: under LoRA the adapters are switched off (the base is the reference)."""
-    if reference is not None:
-        yield reference
-        return
-    peft_model = getattr(policy, "module", policy)  # under DDP the adapters live on the wrapped module
-    with torch.no_grad(), peft_model.disable_adapter():
-        yield policy
-
-
 def pair_terms(policy, reference, batch: dict, ref_logps, config: DPOTrainConfig, loss_fn) -> dict:
     """The loss and its statistics (sums over the pairs of this micro-batch)."""
     logps, n_tokens = response_logps(policy, batch)
     if ref_logps is None:
-        with torch.no_grad(), reference_mode(policy, reference) as ref:
+        with reference_mode(policy, reference) as ref:
             ref_logps, _ = response_logps(ref, batch)
     ref_logps = ref_logps.to(logps.device)
     if config.loss.length_normalize:
@@ -126,7 +115,7 @@ def precompute_reference(acc, policy, reference, pairs, batch_size: int, pad_id:
     mine = list(range(acc.process_index, len(pairs), acc.num_processes))
     rows = []
     model = reference if reference is not None else acc.unwrap_model(policy)
-    with torch.no_grad(), reference_mode(model, reference) as ref:
+    with reference_mode(model, reference) as ref:
         ref.eval()
         for i in range(0, len(mine), batch_size):
             chunk = mine[i:i + batch_size]

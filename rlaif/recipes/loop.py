@@ -19,7 +19,6 @@ position consistency and counts, and the share of samples containing `track_keyw
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import random
 import shutil
@@ -30,36 +29,22 @@ from typing import Optional
 import torch
 
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, save_final, with_cpu_threads
-from .dpo import dpo_step, precompute_reference, reference_mode, response_logps
+from .dpo import dpo_step, precompute_reference
 from ..train.checkpoint import Checkpointer, list_checkpoints
 from ..train.config import LoopConfig, PairsConfig
 from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import MetricsLog, read_metrics, truncate_after
-from ..train.models import add_lora, load_model, load_tokenizer
-from ..train.sampling import PolicySampler
+from ..data import split_prompts
+from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
+from ..train.ppo import build_batch, response_token_logps
+from ..train.sampling import PolicySampler, derived_seed
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
 
 
 # -- prompts and seeds --------------------------------------------------------------------------------------------
-def derived_seed(seed: int, *parts) -> int:
-    """An independent seed per purpose and iteration, so a resumed iteration samples exactly as the first try."""
-    return int(hashlib.sha256(json.dumps([seed, *parts]).encode()).hexdigest()[:8], 16)
-
-
-def split_prompts(prompts: list, n_eval: int, seed: int) -> tuple[list, list]:
-    """(training prompts, held-out evaluation prompts): a seeded draw of `n_eval` held out."""
-    if n_eval >= len(prompts):
-        raise ValueError(f"eval_prompts={n_eval} leaves no training prompts (the file has {len(prompts)})")
-    order = list(range(len(prompts)))
-    random.Random(derived_seed(seed, "split")).shuffle(order)
-    held_out = set(order[:n_eval])
-    return ([p for i, p in enumerate(prompts) if i not in held_out],
-            [prompts[i] for i in sorted(held_out)])
-
-
 def iteration_prompts(train: list, n: Optional[int], seed: int, k: int) -> list:
     if n is None or n >= len(train):
         return list(train)
@@ -74,38 +59,22 @@ def keyword_share(texts: list[str], keyword: Optional[str]) -> Optional[float]:
 
 # -- the KL estimate ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def sample_logps(model, samples, pad_id: int, max_length: int, batch_size: int) -> torch.Tensor:
-    """log π(y | x) of each sample's own tokens (dpo.response_logps on right-padded prompt+response rows)."""
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(samples), batch_size):
-        chunk = samples[i:i + batch_size]
-        seqs = [(s.prompt_ids + s.response_ids)[:max_length] for s in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        completion = torch.zeros_like(ids)
-        for r, (s, seq) in enumerate(zip(chunk, seqs)):
-            ids[r, :len(seq)] = torch.tensor(seq)
-            attention[r, :len(seq)] = 1
-            completion[r, len(s.prompt_ids):len(seq)] = 1
-        batch = {"input_ids": ids.to(device), "attention_mask": attention.to(device),
-                 "completion_mask": completion.to(device)}
-        out.append(response_logps(model, batch)[0].float().cpu())
-    return torch.cat(out)
-
-
-def kl_estimate(policy, reference, samples, pad_id: int, max_length: int, batch_size: int) -> float:
-    """KL(π‖π_ref) per response, estimated on samples y ~ π: mean_y [log π(y) − log π_ref(y)]."""
+def kl_estimate(policy, reference, samples, pad_id: int, batch_size: int) -> float:
+    """KL(π‖π_ref) per response, estimated on samples y ~ π: mean_y Σ_t [log π(y_t) − log π_ref(y_t)]."""
+    device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()
+    total = 0.0
     try:
-        logps = sample_logps(policy, samples, pad_id, max_length, batch_size)
-        with reference_mode(policy, reference) as ref:
-            ref_logps = sample_logps(ref, samples, pad_id, max_length, batch_size)
+        for i in range(0, len(samples), batch_size):
+            batch = build_batch(samples[i:i + batch_size], pad_id).to(device)
+            logps = response_token_logps(policy, batch)
+            with reference_mode(policy, reference) as ref:
+                logps = logps - response_token_logps(ref, batch)
+            total += float((logps * batch.response_mask).sum())
     finally:
         policy.train(was_training)
-    return float((logps - ref_logps).mean())
+    return total / len(samples)
 
 
 # -- labels that train ----------------------------------------------------------------------------------------------
@@ -113,7 +82,8 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = T
     """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
     `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
     from ..calibration import read_labels
-    from ..feedback import invalid_input, queue_row, write_jsonl
+    from ..feedback import invalid_input, queue_row
+    from ..store import write_jsonl
     from ..feedback_config import FeedbackConfig
 
     fb, labels = config.feedback, it_dir / "labels" / "labels.jsonl"
@@ -158,8 +128,7 @@ def evaluate(config: LoopConfig, acc, model, reference, tokenizer, judges, const
         win = judge_winrate(judge, constitution, prompts, texts, baseline, seed=config.seed)
         eval_win = (judge_winrate(eval_judge, constitution, prompts, texts, baseline, seed=config.seed)
                     if eval_judge is not None else None)
-        kl = kl_estimate(model, reference, [g[0] for g in drawn], tokenizer.pad_token_id, config.max_length,
-                         config.eval_batch_size)
+        kl = kl_estimate(model, reference, [g[0] for g in drawn], tokenizer.pad_token_id, config.eval_batch_size)
     out = {"win_rate": win.win_rate, "winrate": win.to_dict(),
            "eval_win_rate": eval_win.win_rate if eval_win else None,
            "eval_winrate": eval_win.to_dict() if eval_win else None, "kl": kl}
@@ -212,7 +181,9 @@ def train(config: LoopConfig) -> Path:
     from accelerate.utils import set_seed
 
     from ..constitution import load_constitution
-    from ..generate import pair_rows, read_prompts, write_jsonl
+    from ..data import read_prompts
+    from ..generate import pair_rows
+    from ..store import write_jsonl
     from ..judges.base import load_judge
     from ..labeling import GENERIC, label
 
@@ -224,7 +195,8 @@ def train(config: LoopConfig) -> Path:
     out = Path(config.output_dir)
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
-    train_prompts, eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts, config.seed)
+    train_prompts, eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
+                                                derived_seed(config.seed, "split"))
     constitution = load_constitution(config.constitution) if config.constitution else GENERIC
     judge = load_judge(config.judge) if main else None
     eval_judge = load_judge(config.eval_judge) if config.eval_judge and main else None

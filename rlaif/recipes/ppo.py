@@ -26,16 +26,16 @@ import torch
 
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums, save_final, \
     with_cpu_threads
-from ..data import read_prompts
+from ..data import read_prompts, split_prompts
 from ..train.checkpoint import Checkpointer
 from ..train.config import PPOTrainConfig
 from ..train.data import step_indices
 from ..train.losses import ppo_policy_loss, ppo_value_loss
 from ..train.metrics import MetricsLog
-from ..train.models import add_lora, load_model, load_tokenizer
-from ..train.ppo import (PolicyWithValueHead, RolloutBatch, as_reference, build_batch, entropy, gae,
+from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
+from ..train.ppo import (PolicyWithValueHead, RolloutBatch, build_batch, entropy, gae,
                          kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
-                         policy_outputs, reference_logps, split_prompts)
+                         policy_outputs, response_token_logps)
 from ..train.sampling import PolicySampler, prompt_ids, sample
 
 POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step
@@ -53,7 +53,8 @@ def load_prompts(config: PPOTrainConfig, tokenizer) -> tuple[list, list, int]:
     if config.prompts.eval_path:
         train, held_out = prompts, read_prompts(config.prompts.eval_path)
     else:
-        train, held_out = split_prompts(prompts, config.prompts.eval_fraction, config.seed)
+        train, held_out = split_prompts(prompts, int(round(len(prompts) * config.prompts.eval_fraction)),
+                                        config.seed)
     room = config.max_length - config.sampling.max_new_tokens
     fits = [p for p in train if len(prompt_ids(tokenizer, p)) <= room]
     return fits, [p for p in held_out if len(prompt_ids(tokenizer, p)) <= room], len(train) - len(fits)
@@ -112,7 +113,7 @@ def draw(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTra
         groups = sampler(lm, tokenizer, prompts, k, seed=seeds[0], version=version)
         references = None
         if scorer.needs_reference:
-            with as_reference(lm, reference) as ref:
+            with reference_mode(lm, reference) as ref:
                 references = [g[0] for g in sample(ref, tokenizer, prompts, 1, sampling, seed=seeds[1])
                               for _ in range(k)]
     samples = [s for g in groups for s in g]
@@ -130,8 +131,8 @@ def forward_old(acc, model, reference, batch: RolloutBatch, size: int):
         return logps, values, entropy(logits)
 
     def reference_side(b):
-        with as_reference(unwrapped.policy, reference) as ref:
-            return (reference_logps(ref, b),)
+        with reference_mode(unwrapped.policy, reference) as ref:
+            return (response_token_logps(ref, b),)
 
     with torch.no_grad(), acc.autocast():
         logps, values, ent = _by_chunks(policy_side, batch, size)

@@ -5,6 +5,7 @@ one-output score head (reward model); optionally wrapped in LoRA adapters.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -108,3 +109,16 @@ def add_lora(model, lora, head: Head, path: Optional[Path] = None):
 
 def is_saved_lora(path: Path) -> bool:
     return (path / "adapter_config.json").exists()
+
+
+@contextlib.contextmanager
+def reference_mode(policy, reference):
+    """The frozen reference, without gradients: `reference` itself, or (reference None, under LoRA) `policy`
+    with its adapters switched off — the base model is the reference."""
+    with torch.no_grad():
+        if reference is not None:
+            yield reference
+            return
+        peft_model = getattr(policy, "module", policy)  # under DDP the adapters live on the wrapped module
+        with peft_model.disable_adapter():
+            yield policy

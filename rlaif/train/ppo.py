@@ -8,8 +8,6 @@ The per-token losses themselves live with the other losses (`rlaif.train.losses.
 
 from __future__ import annotations
 
-import contextlib
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,14 +19,6 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 # -- prompts -----------------------------------------------------------------------------------------------------
-def split_prompts(prompts: list, eval_fraction: float, seed: int) -> tuple[list, list]:
-    """(training, held-out) prompts: a seeded share `eval_fraction` held out."""
-    order = list(range(len(prompts)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:int(round(len(prompts) * eval_fraction))])
-    return ([p for i, p in enumerate(prompts) if i not in held], [p for i, p in enumerate(prompts) if i in held])
-
-
 # -- the policy and its value head -------------------------------------------------------------------------------
 class PolicyWithValueHead(nn.Module):
     """A causal LM policy and a value head V(s) = w·h_s + b on its last hidden state (after the final norm).
@@ -70,17 +60,6 @@ class PolicyWithValueHead(nn.Module):
         from safetensors.torch import load_file
 
         self.value_head.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE)))
-
-
-@contextlib.contextmanager
-def as_reference(policy, reference):
-    """The frozen reference policy: `reference` itself, or under LoRA the policy with its adapters switched off."""
-    with torch.no_grad():
-        if reference is not None:
-            yield reference
-        else:
-            with policy.disable_adapter():
-                yield policy
 
 
 # -- rollout batches ---------------------------------------------------------------------------------------------
@@ -153,8 +132,9 @@ def policy_outputs(model, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tens
     return logits, token_logps(logits, batch.responses), values.float()
 
 
-def reference_logps(model, batch: RolloutBatch) -> torch.Tensor:
-    """log π_ref(a_t | s_t) [N, T] for a plain causal LM."""
+def response_token_logps(model, batch: RolloutBatch) -> torch.Tensor:
+    """log π(a_t | s_t) [N, T] of every response token under a plain causal LM (the reference, or a policy
+    without value head)."""
     keep = batch.response_mask.shape[1] + 1
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                    logits_to_keep=keep, use_cache=False).logits[:, :-1]

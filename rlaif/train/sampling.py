@@ -24,6 +24,15 @@ class Sample:
     finished: bool            # ended with EOS (False: cut at max_new_tokens)
 
 
+def derived_seed(seed: int, *parts) -> int:
+    """An independent seed for one purpose (e.g. `derived_seed(seed, "sample", iteration)`): a function of its
+    parts only, so a resumed run or a later batch draws exactly what it drew the first time."""
+    import hashlib
+    import json
+
+    return int(hashlib.sha256(json.dumps([seed, *parts]).encode()).hexdigest()[:8], 16)
+
+
 def prompt_ids(tokenizer, prompt) -> list[int]:
     """Token ids of a prompt ready for the assistant's turn (chat template when the tokenizer has one)."""
     if tokenizer.chat_template:
