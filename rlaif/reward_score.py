@@ -21,8 +21,9 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def load_reward_model(model_dir: PathLike):
-    """(model, tokenizer) from a saved reward-model directory: a one-output sequence classifier, in eval mode."""
+def load_reward_model(model_dir: PathLike, dtype=None, device=None):
+    """(model, tokenizer) from a saved reward-model directory: a one-output sequence classifier, frozen, in eval
+    mode, on `device` (default: a GPU when there is one) in `dtype` (default fp32)."""
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: not a saved model directory (no config.json); pass the model/ folder "
@@ -33,13 +34,13 @@ def load_reward_model(model_dir: PathLike):
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1,
+                                                               dtype=dtype or torch.float32)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: a reward model has one output, this one has {model.config.num_labels}")
     model.config.pad_token_id = tokenizer.pad_token_id
-    if torch.cuda.is_available():
-        model.to("cuda")
-    return model.eval(), tokenizer
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model.eval().requires_grad_(False), tokenizer
 
 
 def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLike] = None, batch_size: int = 16,

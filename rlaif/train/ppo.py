@@ -233,16 +233,10 @@ class ModelScore:
     needs_reference = False
 
     def __init__(self, config, device, dtype: torch.dtype = torch.float32):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from ..reward_score import load_reward_model
 
-        self.config = config
-        self.tokenizer = AutoTokenizer.from_pretrained(config.path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(config.path, num_labels=1, dtype=dtype)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(device).eval().requires_grad_(False)
-        self.device = device
+        self.config, self.device = config, device
+        self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
 
     @torch.no_grad()
     def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
