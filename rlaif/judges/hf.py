@@ -206,32 +206,37 @@ class TransformersJudge(Judge):
         (rlaif/judges/tree_attention.py), otherwise with a dense 4-D tree attention mask."""
         import torch
 
-        dev, dtype = self.device, self.model.dtype
-        width = max(len(f[0]) for f in flat)
-        n, p_width = len(flat), prefix_mask.shape[1]
-        plan = self._tree_plan(flat, prefix_mask)
-        if plan is not None:
-            ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
-            pos = torch.zeros((n, width), dtype=torch.long, device=dev)
-            for row, (tokens, offsets, _) in enumerate(flat):
-                ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
-                pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
-            placeholder = torch.zeros((n, 1, 1, 1), dtype=dtype, device=dev)  # passed through, never read
-            result = self._tree_forward(input_ids=ids, attention_mask=placeholder, position_ids=pos,
-                                        past_key_values=cache, use_cache=False, rlaif_tree=plan)
-            self.tokens_processed += sum(len(f[0]) for f in flat)
-            return result.last_hidden_state
+        dev = self.device
+        n, width = len(flat), max(len(f[0]) for f in flat)
         ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
         pos = torch.zeros((n, width), dtype=torch.long, device=dev)
+        for row, (tokens, offsets, _) in enumerate(flat):
+            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
+            pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
+        inputs = dict(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=False)
+        plan = self._tree_plan(flat, prefix_mask)
+        if plan is not None:
+            placeholder = torch.zeros((n, 1, 1, 1), dtype=self.model.dtype, device=dev)  # passed on, never read
+            result = self._tree_forward(attention_mask=placeholder, rlaif_tree=plan, **inputs)
+        else:
+            result = self.model.get_decoder()(attention_mask=self._tree_mask(flat, prefix_mask, width), **inputs)
+        self.tokens_processed += sum(len(f[0]) for f in flat)
+        return result.last_hidden_state
+
+    def _tree_mask(self, flat, prefix_mask, width: int):
+        """The dense 4-D additive mask [rows, 1, width, prefix + width]: each token sees its tree's prefix, its
+        ancestors' segments whole and its own segment causally."""
+        import torch
+
+        dev, dtype = self.device, self.model.dtype
+        n, p_width = len(flat), prefix_mask.shape[1]
         allowed = torch.zeros((n, width, p_width + width), dtype=torch.bool, device=dev)
         allowed[:, :, :p_width] = prefix_mask[:, None, :]  # every token sees its tree's whole prefix
         causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
-        for row, (tokens, offsets, spans) in enumerate(flat):
+        for row, (tokens, _, spans) in enumerate(flat):
             if not tokens:
                 allowed[row, :, p_width] = True  # an empty row still needs one visible key
                 continue
-            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
-            pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
             for node, begin, end, ancestors in spans:
                 rows = slice(begin, end)
                 for a in ancestors:  # whole ancestor segments
@@ -241,10 +246,7 @@ class TransformersJudge(Judge):
             pad = slice(len(tokens), width)
             allowed[row, pad, p_width:] = causal[pad]  # padding: harmless causal rows, never read
         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill_(~allowed, torch.finfo(dtype).min)
-        result = self.model.get_decoder()(input_ids=ids, attention_mask=mask[:, None], position_ids=pos,
-                                          past_key_values=cache, use_cache=False)
-        self.tokens_processed += sum(len(f[0]) for f in flat)
-        return result.last_hidden_state
+        return mask[:, None]
 
     def _tree_forward(self, **inputs):
         """The decoder run with the "rlaif_tree" attention (rlaif/judges/tree_attention.py) for this call only."""
