@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PAIRS = "/work/shared/data/hh-rlhf-harmless-test.jsonl.gz"
+DEFAULT_PAIRS = str(ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz")  # ../shared beside the repo
 DEFAULT_JUDGE = str(ROOT / "judges" / "default.yaml")
 DEFAULT_CONSTITUTION = str(ROOT / "constitutions" / "harmless.yaml")
 RULE_FUNCTION = "rlaif.rules:prefer_shorter"
@@ -84,7 +84,7 @@ def loadavg() -> Optional[float]:
 
 def select_pairs(path: str, offset: int, n: int, seed: int):
     """n valid pairs from the rows after `offset`, plus one more valid pair for the untimed warm-up."""
-    from rlaif.data import read_pairs
+    from rlaif.data.pairs import read_pairs
 
     out, skipped = [], 0
     for pair in itertools.islice(read_pairs(path, seed=seed, skip_invalid=True), offset, None):
@@ -225,7 +225,7 @@ def run_naive(naive: NaiveJudge, pairs, principles, seed: int, name: str) -> dic
 # -------------------------------------------------------------------------------------------------------------
 
 def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
-    from rlaif.labeling import score_pairs
+    from rlaif.labeling.job import score_pairs
 
     cache = getattr(judge, "_tok_cache", None)
     if cache is not None:
@@ -261,8 +261,8 @@ def _status_kb(field: str) -> Optional[int]:
 def memory_child(judge_spec: str, n: int, pairs_path: str, constitution_path: str, seed: int) -> None:
     """Load the judge, reset the RSS high-water mark, run `label` over the first n rows, print the peaks."""
     import rlaif
-    from rlaif.config import PythonJudgeConfig
-    from rlaif.labeling import label
+    from rlaif.config.judge import PythonJudgeConfig
+    from rlaif.labeling.job import label
 
     judge = rlaif.load_judge(PythonJudgeConfig(function=RULE_FUNCTION) if judge_spec == "rule" else judge_spec)
     gc.collect()
@@ -492,7 +492,7 @@ def main(argv=None) -> int:
     mm_before = measure("before")
     log("warming up both paths on one pair outside the timed set")
     naive.ask(warm_pair, warm_pair.response_a, warm_pair.response_b, first.text)
-    from rlaif.labeling import score_pairs
+    from rlaif.labeling.job import score_pairs
     score_pairs(judge, [warm_pair], c_one, args.seed)
 
     raw: dict[str, dict] = {}

@@ -105,7 +105,7 @@ def _records(n: int) -> list[dict]:
 
 def _model_dir(tmp: Path, head: str) -> Path:
     """The benchmark model saved once, so ours and TRL load identical weights."""
-    from rlaif.train.config import TinyModelConfig
+    from rlaif.config.train import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     path = tmp / f"model-{head}"
@@ -118,7 +118,7 @@ def _model_dir(tmp: Path, head: str) -> Path:
 
 
 def _our_config(method: str, tmp: Path, steps: int, **extra):
-    from rlaif.train.config import DPOTrainConfig, RewardTrainConfig
+    from rlaif.config.train import DPOTrainConfig, RewardTrainConfig
 
     cls = DPOTrainConfig if method == "dpo" else RewardTrainConfig
     labels = tmp / "labels.jsonl"
@@ -189,7 +189,7 @@ def run_trl(method: str, tmp: Path, steps: int, warmup: int, defaults: bool = Fa
         TrainerCallback
 
     import trl
-    from rlaif.export import trl_row
+    from rlaif.feedback.export import trl_row
 
     clock = StepClock(warmup)
 
@@ -235,11 +235,11 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
 
     from rlaif.recipes import make_accelerator, make_optimizer
     from rlaif.recipes.ppo import collect, update
-    from rlaif.train.config import PPOTrainConfig
+    from rlaif.config.train import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
-    from rlaif.data import read_prompts
+    from rlaif.data.pairs import read_prompts
     from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
-    from rlaif.train.sampling import PolicySampler
+    from rlaif.policy.sampling import PolicySampler
 
     cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,
                          "lm"))}, reward={"type": "judge", "judge": str(ROOT / "judges/rule-keyword.yaml"),
@@ -343,7 +343,7 @@ def main() -> None:
 
     import torch
 
-    from rlaif.train.config import TinyModelConfig
+    from rlaif.config.train import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     cfg = TinyModelConfig(**MODEL)

@@ -15,7 +15,7 @@ import gzip
 import json
 from pathlib import Path
 
-from rlaif.labeling import label
+from rlaif.labeling.job import label
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
 

@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rlaif.calibration import METHODS, evaluate, fit_map, load_matched, predict
-from rlaif.calibration_report import run_report, summary_rows
-from rlaif.store import write_json_atomic
+from rlaif.feedback.calibration.core import METHODS, evaluate, fit_map, load_matched, predict
+from rlaif.feedback.calibration.report import run_report, summary_rows
+from rlaif.data.labels import write_json_atomic
 
 
 def _f(x) -> str:

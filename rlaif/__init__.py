@@ -6,8 +6,7 @@ order-debiased probabilities and full provenance. Importing this package never i
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .constitution import Constitution, Principle, load_constitution
 from .records import LabelRecord, Pair, Query, Verdict
 
@@ -24,13 +23,13 @@ def load_judge(config):
 
 def label(*args, **kwargs):
     """Run a labelling job; see rlaif.labeling.label."""
-    from .labeling import label as _label
+    from .labeling.job import label as _label
 
     return _label(*args, **kwargs)
 
 
 def read_pairs(*args, **kwargs):
     """Read pairs from any supported input; see rlaif.data.read_pairs."""
-    from .data import read_pairs as _read
+    from .data.pairs import read_pairs as _read
 
     return _read(*args, **kwargs)

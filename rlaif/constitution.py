@@ -14,7 +14,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .records import Pair, Prompt, sha256_json
-from .yamlfile import FieldErrors, load_model
+from .config.yamlfile import FieldErrors, load_model
 
 SAMPLING_MODES = ("one_per_pair", "all")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .config import JUDGE_CONFIGS, CoTConfig
+from .config.judge import JUDGE_CONFIGS, CoTConfig
 from .constitution import Constitution, FewShotExample, Principle
 
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    for module in ("rlaif.config.", "rlaif.constitution.", "rlaif.train.config.", "rlaif.feedback_config."):
+    for module in ("rlaif.config.judge.", "rlaif.constitution.", "rlaif.config.train.", "rlaif.config.feedback."):
         text = text.replace(module, "")
     return text.replace("|", "\\|")
 
@@ -41,8 +41,8 @@ def render() -> str:
 
 def training_tables() -> list[str]:
     """The training configs: the fields every method shares, each method's own, then the sections."""
-    from .feedback_config import FeedbackConfig
-    from .train import config as c
+    from .config.feedback import FeedbackConfig
+    from .config import train as c
 
     shared = frozenset(c.RunConfig.model_fields)
     parts = [table(c.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo`, `rlaif loop`)")]

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..data import DataError, read_pairs
+from ..data.pairs import DataError, read_pairs
 from ..records import LabelRecord, Pair, Prompt
 from . import DEFAULT_ANNOTATOR, HumanLabel, human_record, utc_now
 

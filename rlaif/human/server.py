@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..constitution import Constitution, load_constitution
-from ..data import DataError, read_pairs
+from ..data.pairs import DataError, read_pairs
 from .db import AnnotationDB, ServedPair, UnknownPair, error_kind
 
 STATIC = Path(__file__).with_name("static")

@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config import JUDGE_CONFIGS, JudgeBase
+from ..config.judge import JUDGE_CONFIGS, JudgeBase
 from ..records import JudgeInfo, Query, Verdict
-from ..yamlfile import ConfigFileError, load_model, read_yaml
+from ..config.yamlfile import ConfigFileError, load_model, read_yaml
 
 
 TOO_LONG = "pair too long for the judge"
@@ -56,7 +56,7 @@ class Judge(ABC):
 
     def score(self, pairs, constitution=None, seed: int = 0):
         """Judge pairs in-process under a constitution (default: one generic principle); returns label records."""
-        from ..labeling import score_pairs
+        from ..labeling.job import score_pairs
 
         return score_pairs(self, list(pairs), constitution, seed=seed)
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from ..config import TransformersJudgeConfig
+from ..config.judge import TransformersJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
 from .models import resolve_model_dir

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import httpx
 import tenacity
 
-from ..config import OpenAIJudgeConfig
+from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
 from .base import BudgetExhausted, Judge
 from .prompting import LABELS, chat_messages

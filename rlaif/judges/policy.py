@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..config import PolicyJudgeConfig
+from ..config.judge import PolicyJudgeConfig
 from ..records import JudgeInfo, Query, Verdict
 from .base import Judge
 from .hf import TransformersJudge

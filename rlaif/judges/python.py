@@ -10,7 +10,7 @@ import importlib
 import math
 from typing import Sequence
 
-from ..config import PythonJudgeConfig
+from ..config.judge import PythonJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge
 

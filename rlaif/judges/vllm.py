@@ -19,7 +19,7 @@ import gc
 import math
 from typing import Any, Optional, Sequence
 
-from ..config import VLLMJudgeConfig
+from ..config.judge import VLLMJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
 from .models import resolve_model_dir

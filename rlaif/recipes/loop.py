@@ -31,14 +31,14 @@ import torch
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, save_final, with_cpu_threads
 from .dpo import dpo_step, precompute_reference
 from ..train.checkpoint import Checkpointer, list_checkpoints
-from ..train.config import LoopConfig, PairsConfig
+from ..config.train import LoopConfig, PairsConfig
 from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import MetricsLog, read_metrics, truncate_after
-from ..data import split_prompts
+from ..data.pairs import split_prompts
 from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
 from ..train.ppo import build_batch, response_token_logps
-from ..train.sampling import PolicySampler, derived_seed
+from ..policy.sampling import PolicySampler, derived_seed
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
@@ -81,10 +81,10 @@ def kl_estimate(policy, reference, samples, pad_id: int, batch_size: int) -> flo
 def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True):
     """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
     `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
-    from ..calibration import read_labels
-    from ..feedback import invalid_input, queue_row
-    from ..store import write_jsonl
-    from ..feedback_config import FeedbackConfig
+    from ..feedback.calibration.core import read_labels
+    from ..feedback.sources import invalid_input, queue_row
+    from ..data.labels import write_jsonl
+    from ..config.feedback import FeedbackConfig
 
     fb, labels = config.feedback, it_dir / "labels" / "labels.jsonl"
     queue = it_dir / "human_queue.jsonl"
@@ -119,7 +119,7 @@ def evaluate(config: LoopConfig, acc, model, reference, tokenizer, judges, const
              baseline: list[str], seed: int, sampler: PolicySampler, version: int) -> dict:
     """On the held-out prompts: the win rate against the starting policy's samples under the training judge and
     the eval judge, the KL to the reference on the policy's samples, and the keyword share."""
-    from ..winrate import judge_winrate
+    from ..eval.winrate import judge_winrate
 
     judge, eval_judge = judges
     with acc.autocast():
@@ -181,11 +181,11 @@ def train(config: LoopConfig) -> Path:
     from accelerate.utils import set_seed
 
     from ..constitution import load_constitution
-    from ..data import read_prompts
-    from ..generate import pair_rows
-    from ..store import write_jsonl
+    from ..data.pairs import read_prompts
+    from ..policy.generate import pair_rows
+    from ..data.labels import write_jsonl
     from ..judges.base import load_judge
-    from ..labeling import GENERIC, label
+    from ..labeling.job import GENERIC, label
 
     # -- setup ----------------------------------------------------------------------------------------------
     acc = make_accelerator(config)

@@ -26,9 +26,9 @@ import torch
 
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums, save_final, \
     with_cpu_threads
-from ..data import read_prompts, split_prompts
+from ..data.pairs import read_prompts, split_prompts
 from ..train.checkpoint import Checkpointer
-from ..train.config import PPOTrainConfig
+from ..config.train import PPOTrainConfig
 from ..train.data import step_indices
 from ..train.losses import ppo_policy_loss, ppo_value_loss
 from ..train.metrics import MetricsLog
@@ -36,7 +36,7 @@ from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
 from ..train.ppo import (PolicyWithValueHead, RolloutBatch, build_batch, entropy, gae,
                          kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
                          policy_outputs, response_token_logps)
-from ..train.sampling import PolicySampler, prompt_ids, sample
+from ..policy.sampling import PolicySampler, prompt_ids, sample
 
 POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step
 

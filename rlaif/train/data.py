@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..export import iter_labels
+from ..feedback.export import iter_labels
 
 HUMAN_CODE = {"a": 1, "b": 0}
 
@@ -69,7 +69,7 @@ def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
 def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = True) -> FeedbackData:
     """Training and held-out preferences: label records from the feedback source (`rlaif.feedback`: AI, human
     or mixed), failed pairs and ties left out, split by `pairs_config`."""
-    from ..feedback import load_feedback
+    from ..feedback.sources import load_feedback
 
     stats: dict = {}
     counts: dict = {}

@@ -233,7 +233,7 @@ class ModelScore:
     needs_reference = False
 
     def __init__(self, config, device, dtype: torch.dtype = torch.float32):
-        from ..reward_score import load_reward_model
+        from ..rewards.reward_model import load_reward_model
 
         self.config, self.device = config, device
         self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
@@ -271,7 +271,7 @@ class JudgeScore:
     the reference policy's response to the same prompt (mode reference) or the prompt's other responses (group)."""
 
     def __init__(self, config, device=None, dtype=None, seed: int = 0):
-        from ..rewards import judge_reward
+        from ..rewards.judge_reward import judge_reward
 
         self.reward = judge_reward(config.judge, config.constitution, mode=config.mode, seed=seed)
         self.needs_reference = config.mode == "reference"

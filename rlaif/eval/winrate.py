@@ -1,0 +1,165 @@
+"""Win rate of a policy against a baseline, as judged under a constitution: each (policy, baseline) pair of
+responses to one prompt is judged in both orders (`rlaif.labeling.score_pairs`), a tie (per the judge's
+tie_margin) counts half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate`
+samples both models and reports it; the self-feedback loop calls `judge_winrate` on its own samples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..feedback.calibration.core import bootstrap_ci
+from ..records import LabelRecord, Pair, Prompt
+
+Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt
+
+
+@dataclass
+class WinRate:
+    """Policy against baseline. `n` counts the judged comparisons (failed ones are left out of every rate)."""
+
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    failed: int
+    win_rate: Optional[float]              # (wins + ties / 2) / n; None when nothing was judged
+    ci_low: Optional[float]                # percentile bootstrap, 95%, resampling prompts
+    ci_high: Optional[float]
+    position_consistency: Optional[float]  # share of verdicts where both orders picked the same response
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.win_rate is None:
+            return f"win rate: n/a (0 judged, {self.failed} failed)"
+        ci = f" [95% CI {self.ci_low:.3f}, {self.ci_high:.3f}]" if self.ci_low is not None else ""
+        return (f"win rate {self.win_rate:.3f}{ci}: {self.wins} wins, {self.losses} losses, {self.ties} ties, "
+                f"n={self.n}, {self.failed} failed, position consistency {self.position_consistency:.3f}")
+
+
+def _per_prompt(texts: Texts, what: str, n_prompts: int) -> list[list[str]]:
+    if len(texts) != n_prompts:
+        raise ValueError(f"{what}: {len(texts)} entries for {n_prompts} prompts")
+    return [[t] if isinstance(t, str) else list(t) for t in texts]
+
+
+def comparison_pairs(prompts: Sequence[Prompt], policy_texts: Texts,
+                     baseline_texts: Texts) -> tuple[list[Pair], list[int]]:
+    """One pair per (prompt, sample): response_a from the policy, response_b from the baseline (sample j against
+    sample j). Returns the pairs and each pair's prompt index (the bootstrap's unit)."""
+    policy = _per_prompt(policy_texts, "policy_texts", len(prompts))
+    baseline = _per_prompt(baseline_texts, "baseline_texts", len(prompts))
+    pairs, groups = [], []
+    for i, (prompt, ps, bs) in enumerate(zip(prompts, policy, baseline)):
+        if len(ps) != len(bs):
+            raise ValueError(f"prompt {i}: {len(ps)} policy samples but {len(bs)} baseline samples")
+        for j, (p, b) in enumerate(zip(ps, bs)):
+            pairs.append(Pair(prompt=prompt, response_a=p, response_b=b, id=f"{i}-{j}",
+                              conversational=isinstance(prompt, list)))
+            groups.append(i)
+    return pairs, groups
+
+
+def winrate_from_records(records: Sequence[LabelRecord], groups: Sequence[int], seed: int = 0,
+                         n_boot: int = 2000) -> WinRate:
+    """Count label records (response_a = policy) and bootstrap the win rate over the groups (prompts)."""
+    ok = [r for r in records if r.status == "ok"]
+    wins = sum(r.label == "a" for r in ok)
+    losses = sum(r.label == "b" for r in ok)
+    ties = sum(r.label == "tie" for r in ok)
+    n = len(ok)
+    if n == 0:
+        return WinRate(0, 0, 0, 0, len(records), None, None, None, None)
+    score: dict[int, float] = {}
+    count: dict[int, int] = {}
+    for r, g in zip(records, groups):
+        if r.status == "ok":
+            score[g] = score.get(g, 0.0) + {"a": 1.0, "b": 0.0, "tie": 0.5}[r.label]
+            count[g] = count.get(g, 0) + 1
+    keys = sorted(count)
+    s, c = np.array([score[k] for k in keys]), np.array([count[k] for k in keys], dtype=float)
+    ci = bootstrap_ci(lambda s, c: float(s.sum() / c.sum()), [s, c], n_boot=n_boot, seed=seed)
+    return WinRate(n, wins, losses, ties, len(records) - n, (wins + 0.5 * ties) / n,
+                   ci[0] if ci else None, ci[1] if ci else None,
+                   sum(bool(r.position_consistent) for r in ok) / n)
+
+
+def _constitution(constitution):
+    from ..constitution import Constitution, load_constitution
+
+    if constitution is None or isinstance(constitution, Constitution):
+        return constitution
+    return load_constitution(constitution)
+
+
+def judge_comparisons(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts,
+                      baseline_texts: Texts, seed: int = 0) -> tuple[list[LabelRecord], list[int]]:
+    """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices."""
+    from ..labeling.job import score_pairs
+
+    pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
+    return score_pairs(judge, pairs, _constitution(constitution), seed=seed), groups
+
+
+def judge_winrate(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts, baseline_texts: Texts,
+                  seed: int = 0, n_boot: int = 2000) -> WinRate:
+    """The policy's win rate against the baseline under `judge` and `constitution` (a Constitution, a path or None
+    for one generic principle). `policy_texts[i]` / `baseline_texts[i]`: a response to `prompts[i]`, or a list of
+    samples (the j-th policy sample meets the j-th baseline sample). Both orders are judged; ties count half."""
+    records, groups = judge_comparisons(judge, constitution, prompts, policy_texts, baseline_texts, seed)
+    return winrate_from_records(records, groups, seed=seed, n_boot=n_boot)
+
+
+def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, constitution, n_samples: int = 1,
+                     config=None, seed: int = 0, n_boot: int = 2000, format: Optional[str] = None,
+                     log=None) -> tuple[WinRate, dict]:
+    """`rlaif eval winrate`: sample `n_samples` responses per prompt from both models (same seed, same sampling
+    settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
+    `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines."""
+    from ..data.pairs import read_prompts
+    from ..policy.generate import sample_policy
+    from ..judges.base import Judge, load_judge
+    from ..labeling.job import GENERIC
+    from ..config.train import SamplingConfig
+
+    log = log or (lambda line: None)
+    config = config or SamplingConfig()
+    constitution = _constitution(constitution) or GENERIC
+    texts = read_prompts(prompts, format)
+    started = time.time()
+    drawn = {}
+    for name, model in (("policy", policy), ("baseline", baseline)):
+        log(f"sampling {n_samples} response(s) to {len(texts)} prompts from the {name} {model}")
+        drawn[name] = [[s.text for s in g] for g in sample_policy(model, texts, n_samples, config, seed=seed)]
+    own_judge = not isinstance(judge, Judge)
+    judge_obj = load_judge(judge) if own_judge else judge
+    try:
+        log(f"judging {len(texts) * n_samples} comparisons in both orders with {judge_obj.info.model}")
+        records, groups = judge_comparisons(judge_obj, constitution, texts, drawn["policy"], drawn["baseline"],
+                                            seed)
+        info = judge_obj.info.model_dump()
+    finally:
+        if own_judge:
+            judge_obj.close()
+    result = winrate_from_records(records, groups, seed=seed, n_boot=n_boot)
+    report = {
+        "winrate": result.to_dict(), "policy": str(policy), "baseline": str(baseline), "prompts": str(prompts),
+        "n_prompts": len(texts), "n_samples": n_samples, "seed": seed,
+        "sampling": config.model_dump(mode="json"), "judge": info,
+        "constitution": {"name": constitution.name, "version": constitution.version,
+                         "sha256": constitution.sha256},
+        "bootstrap": {"resamples": n_boot, "level": 0.95, "method": "percentile", "unit": "prompt"},
+        "wall_time_s": round(time.time() - started, 3),
+        "comparisons": [{"prompt_index": g, "prompt": r.prompt, "policy": r.response_a, "baseline": r.response_b,
+                         "p_policy": r.p_a, "label": {"a": "win", "b": "loss", "tie": "tie"}.get(r.label),
+                         "position_consistent": r.position_consistent, "status": r.status, "error": r.error}
+                        for r, g in zip(records, groups)],
+    }
+    return result, report

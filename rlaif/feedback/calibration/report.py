@@ -1,0 +1,158 @@
+"""`rlaif calibrate` output: report.json (headline figures at the top level, intervals under `details`), the
+reliability diagram as reliability.png, and a self-contained report.html with the plot embedded.
+
+matplotlib is imported only when a plot is drawn (extra `rlaif[calibration]`), through its Agg canvas.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Optional
+
+from .core import compare, labels_path, load_matched
+from ...data.labels import write_json_atomic
+
+HEADLINES = [  # (report key, what it is)
+    ("agreement", "agreement with the human majority (pairs both decided)"),
+    ("agreement_lean", "agreement of the side p_a leans to, with no tie margin"),
+    ("cohen_kappa", "Cohen's kappa (pairs both decided)"),
+    ("ai_tie_rate", "judge said tie where people decided"),
+    ("human_human_agreement", "human–human agreement (pairs with ≥ 2 human labels)"),
+    ("position_consistency", "position consistency (both orders pick the same response)"),
+    ("ece", "expected calibration error of p_a"),
+    ("ece_raw", "expected calibration error of the raw p_a (before calibration)"),
+    ("brier", "Brier score of p_a"),
+    ("length_bias", "length bias: judge minus people, rate of preferring the longer response"),
+]
+
+
+def _need_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the calibration plots need matplotlib: pip install 'rlaif[calibration]'") from None
+
+
+def plot_reliability(report: dict, path: Path) -> None:
+    """Reliability diagram (mean p_a vs the people's rate of preferring a, per bin) above a count histogram."""
+    _need_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 7), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")
+    curves = [("reliability", "judge p_a", "C0")]
+    if "reliability_raw" in report:
+        curves = [("reliability_raw", "raw p_a", "C1"), ("reliability", "calibrated p_a", "C0")]
+    for key, name, color in curves:
+        pts = [b for b in report[key] if b["n"]]
+        if pts:
+            total = sum(b["n"] for b in pts)
+            top.plot([b["mean_p_a"] for b in pts], [b["human_rate"] for b in pts], color=color, marker="o",
+                     label=name, zorder=3)
+            top.scatter([b["mean_p_a"] for b in pts], [b["human_rate"] for b in pts], color=color,
+                        s=[20 + 400 * b["n"] / total for b in pts], alpha=0.3, zorder=2)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("people prefer response a (rate)")
+    ece = report.get("ece")
+    top.set_title(f"Reliability of the judge's p_a (n={report['n_pairs']}, ECE={ece if ece is not None else '–'})")
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bins = report["reliability"]
+    width = bins[0]["hi"] - bins[0]["lo"]
+    bottom.bar([b["lo"] for b in bins], [b["n"] for b in bins], width=width, align="edge", color="C0",
+               edgecolor="white")
+    bottom.set_xlabel("judge p_a (bin)")
+    bottom.set_ylabel("pairs")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
+
+
+def _ci(d: Optional[dict]) -> str:
+    if not d or not d.get("ci95"):
+        return "–"
+    return f"[{_fmt(d['ci95'][0])}, {_fmt(d['ci95'][1])}]"
+
+
+def render_html(report: dict, png: bytes) -> str:
+    e = html.escape
+    rows = []
+    for key, what in HEADLINES:
+        if key not in report:
+            continue
+        d = report["details"].get(key, {})
+        rows.append(f"<tr><td><code>{e(key)}</code></td><td>{e(what)}</td><td>{_fmt(report[key])}</td>"
+                    f"<td>{_ci(d)}</td><td>{d.get('n', '–')}</td></tr>")
+    lb = report["details"]["length_bias"]
+    per = [f"<tr><td>{e(pid)}</td><td>{_fmt(d['value'])}</td><td>{_ci(d)}</td><td>{d['n']}</td></tr>"
+           for pid, d in report["details"]["per_principle_agreement"].items()]
+    rel = [f"<tr><td>{b['lo']:.1f}–{b['hi']:.1f}</td><td>{b['n']}</td><td>{_fmt(b['mean_p_a'])}</td>"
+           f"<td>{_fmt(b['human_rate'])}</td></tr>" for b in report["reliability"]]
+    inputs = report.get("inputs", {})
+    counts = ", ".join(f"{e(k)}={v}" for k, v in report.get("counts", {}).items())
+    b = report["bootstrap"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rlaif calibration report</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+th{{background:#f3f3f3}}</style></head><body>
+<h1>AI judge vs people</h1>
+<p>AI labels <code>{e(str(inputs.get('ai', '')))}</code>, human labels <code>{e(str(inputs.get('human', '')))}</code>;
+{report['n_pairs']} pairs matched by id ({counts}). Intervals: {b['level']:.0%} {e(b['method'])} bootstrap,
+{b['resamples']} resamples, seed {b['seed']}.</p>
+<h2>Headline figures</h2>
+<table><tr><th>name</th><th>figure</th><th>value</th><th>95% interval</th><th>n</th></tr>
+{''.join(rows)}</table>
+<p>Longer response preferred: judge {_fmt(lb.get('judge_prefers_longer'))},
+people {_fmt(lb.get('humans_prefer_longer'))} (n={lb['n']}).</p>
+<h2>Reliability</h2>
+<img alt="reliability diagram" src="data:image/png;base64,{base64.b64encode(png).decode('ascii')}">
+<table><tr><th>p_a bin</th><th>pairs</th><th>mean p_a</th><th>people prefer a</th></tr>{''.join(rel)}</table>
+<h2>Agreement per principle</h2>
+<table><tr><th>principle</th><th>agreement</th><th>95% interval</th><th>n</th></tr>{''.join(per)}</table>
+</body></html>
+"""
+
+
+def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, reliability.png and report.html into `out_dir`."""
+    _need_matplotlib()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "png": out_dir / "reliability.png", "html": out_dir / "report.html"}
+    write_json_atomic(paths["json"], report)
+    plot_reliability(report, paths["png"])
+    paths["html"].write_text(render_html(report, paths["png"].read_bytes()), encoding="utf-8")
+    return paths
+
+
+def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int = 10, n_boot: int = 1000,
+               seed: int = 0, tie_margin: float = 0.05) -> dict:
+    """Match AI and human labels by pair id, compute every figure and write the report files."""
+    _need_matplotlib()  # fail before the work, not after it
+    report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
+    report["inputs"] = {"ai": str(labels_path(ai)), "human": str(labels_path(human))}
+    write_report(report, out_dir)
+    return report
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str, str]]:
+    """(name, value, 95% interval, n) for printing."""
+    out = []
+    for key, _ in HEADLINES:
+        if key in report:
+            d = report["details"].get(key, {})
+            out.append((key, _fmt(report[key]), _ci(d), str(d.get("n", ""))))
+    for pid, d in report["details"]["per_principle_agreement"].items():
+        out.append((f"agreement[{pid}]", _fmt(d["value"]), _ci(d), str(d["n"])))
+    return out
+

@@ -1,0 +1,158 @@
+"""One way in for preferences, whoever gave them: `load_feedback(config)` yields label records from the AI judge,
+from people, or a mix (the judge where it is sure, people for the rest), each record keeping its `source`.
+
+The training recipes and `rlaif export --feedback` read through here; AI and human labels meet by pair `id`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from .calibration.core import calibrate_records, human_labels, human_target, load_map, read_labels
+from ..config.feedback import FeedbackConfig
+from ..records import sha256_json
+from ..data.labels import write_jsonl
+
+
+def combine_human(labels: list[dict]) -> dict:
+    """Several annotators' labels of one pair as one record: p_a is the mean of theirs (a=1, b=0, tie=0.5), the
+    label follows it (tie at exactly 0.5), `annotator` lists them all."""
+    if len(labels) == 1:
+        return labels[0]
+    p = human_target(labels)
+    names = sorted(r.get("annotator") or "anonymous" for r in labels)
+    times = [r["created_at"] for r in labels if r.get("created_at")]
+    out = {**labels[0], "p_a": p, "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie",
+           "annotator": ",".join(names), "key": sha256_json(["human", labels[0]["id"], names])[:32]}
+    out.pop("shown_order", None)  # each annotator saw their own order
+    out.pop("created_at", None)
+    if times:
+        out["created_at"] = max(times)
+    return out
+
+
+def _humans(path: Optional[str], combine: str, required: bool) -> dict[str, list[dict]]:
+    if not path:
+        return {}
+    if not required and not Path(path).exists():
+        return {}  # mixed: no human labels yet
+    by_id = human_labels(read_labels(path))
+    return by_id if combine == "each" else {pid: [combine_human(hs)] for pid, hs in by_id.items()}
+
+
+def _ai(config: FeedbackConfig) -> Iterator[dict]:
+    records = read_labels(config.ai)
+    return calibrate_records(records, load_map(config.calibration)) if config.calibration else records
+
+
+def queue_row(r: dict) -> dict:
+    """A pair in `rlaif label` / `rlaif annotate serve` input format, keeping its id, order and principle."""
+    row = {"id": r["id"], "prompt": r["prompt"], "response_a": r["response_a"], "response_b": r["response_b"]}
+    if r.get("principle_id") and r["principle_id"] != "all":
+        row["principle"] = r["principle_id"]
+    return row
+
+
+def invalid_input(r: dict) -> bool:
+    """A pair that could not be read (e.g. an empty response): no one can label it, so it is never queued."""
+    return r.get("status") != "ok" and (r.get("error") or "").startswith("invalid input")
+
+
+def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
+    """Why an AI label should go to people (failed, low_margin, inconsistent), or None to keep it."""
+    if r.get("status") != "ok" or r.get("p_a") is None:
+        return "failed"
+    if abs(r["p_a"] - 0.5) < margin - 1e-12:  # 0.6 - 0.5 is 0.09999999999999998 in floats
+        return "low_margin"
+    if require_consistent and not r.get("position_consistent"):
+        return "inconsistent"
+    return None
+
+
+def _mixed(config: FeedbackConfig, stats: dict, write_queue: bool = True) -> Iterator[dict]:
+    humans = _humans(config.human, config.human_combine, required=False)
+    queue = config.queue_path()
+    tmp = queue.with_name(queue.name + ".tmp")
+    if write_queue:
+        queue.parent.mkdir(parents=True, exist_ok=True)
+    done = False
+    try:
+        with open(tmp if write_queue else os.devnull, "w", encoding="utf-8") as q:
+            for r in _ai(config):
+                if r.get("source", "ai") != "ai":
+                    continue
+                if invalid_input(r):
+                    stats["invalid_input"] += 1
+                    continue
+                reason = route(r, config.margin, config.require_consistent)
+                if reason:
+                    q.write(json.dumps(queue_row(r), ensure_ascii=False) + "\n")
+                    stats["queued"] += 1
+                    stats[f"queued_{reason}"] += 1
+                if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not
+                    stats["human_pairs"] += 1
+                    yield from humans[r["id"]]
+                elif reason is None:
+                    stats["ai_pairs"] += 1
+                    yield r
+                elif config.pending == "ai" and reason != "failed":
+                    stats["pending_ai"] += 1
+                    yield r
+                else:
+                    stats["pending_dropped"] += 1
+        if write_queue:
+            os.replace(tmp, queue)
+        done = True
+    finally:
+        if write_queue and not done and tmp.exists():
+            tmp.unlink()
+
+
+def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None,
+                  write_queue: bool = True) -> Iterator[dict]:
+    """Label records (dicts in the labels.jsonl form) from the configured source. `stats`, when given, is filled
+    with counts as the records are read. The mixed source writes its human queue once it has been read through
+    (unless `write_queue` is false: the other processes of a multi-process run leave it to the main one)."""
+    stats = stats if stats is not None else {}
+    if config.source == "ai":
+        return _counted(_ai(config), stats, "ai_pairs")
+    if config.source == "human":
+        humans = _humans(config.human, config.human_combine, required=True)
+        return _counted((r for hs in humans.values() for r in hs), stats, "human_pairs")
+    for k in ("ai_pairs", "human_pairs", "queued", "queued_failed", "queued_low_margin", "queued_inconsistent",
+              "pending_ai", "pending_dropped", "invalid_input"):
+        stats.setdefault(k, 0)
+    stats["queue"] = str(config.queue_path())
+    return _mixed(config, stats, write_queue)
+
+
+def _counted(records: Iterable[dict], stats: dict, key: str) -> Iterator[dict]:
+    stats.setdefault(key, 0)
+    for r in records:
+        stats[key] += 1
+        yield r
+
+
+def export_feedback(config: FeedbackConfig, out: str | Path) -> dict:
+    """`rlaif export --feedback`: the configured preferences in TRL's format (see export.trl_row); ties and
+    failures are left out and counted, and the written rows are counted by source."""
+    from .export import trl_row
+
+    stats: dict = {}
+    counts = {"written": 0, "skipped_tie": 0, "skipped_failed": 0, "written_ai": 0, "written_human": 0}
+
+    def rows() -> Iterator[dict]:
+        for r in load_feedback(config, stats):
+            if r.get("status") != "ok" or r.get("p_a") is None:
+                counts["skipped_failed"] += 1
+            elif r["label"] == "tie":
+                counts["skipped_tie"] += 1
+            else:
+                counts["written"] += 1
+                counts[f"written_{r.get('source', 'ai')}"] += 1
+                yield trl_row(r)
+    write_jsonl(rows(), out)
+    return {**counts, "source": config.source, **stats}

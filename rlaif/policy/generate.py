@@ -1,0 +1,134 @@
+"""Policy samples as pairs to label, the first step of an RLAIF round (generate → label → train): N responses per
+prompt from a policy, written as rows `rlaif label` reads — {id, prompt, response_a, response_b} plus provenance.
+
+Prompts come from any file `rlaif label` reads whose rows carry a prompt: rows of {prompt} (text or chat messages),
+pair or preference files, label files (a label directory too). Repeated prompts are read once, first one kept.
+For n > 2 every one of the n·(n−1)/2 pairs of a prompt's samples is written (`sample_a`, `sample_b` name the two
+samples), so a pairwise judge can rank all n samples, e.g. best against worst as in Yuan et al. 2024.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..data.pairs import read_prompts
+from ..records import Prompt, sha256_json
+from ..data.labels import write_jsonl
+from ..config.train import SamplingConfig
+from .sampling import Sample, derived_seed, sample, sample_vllm, use_vllm
+
+
+def load_policy(policy: str):
+    """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,
+                  seed: Optional[int] = None,
+                  on_batch: Optional[Callable[[int], None]] = None) -> list[list[Sample]]:
+    """`n` samples per prompt from a saved policy (directory or hub id): vLLM when `use_vllm` says so, transformers
+    otherwise, one batch of prompts at a time (`on_batch` gets the prompts done so far). The model is freed after."""
+    import torch
+
+    path = Path(policy)
+    out: list[list[Sample]] = []
+    try:
+        if use_vllm(config, path.is_dir() and not (path / "adapter_config.json").exists()):
+            out = sample_vllm(policy, prompts, n, config, seed=seed)
+            if on_batch:
+                on_batch(len(prompts))
+            return out
+        model, tokenizer = load_policy(policy)
+        step = max(1, config.batch_size // n)  # one generate() call per chunk
+        for k, start in enumerate(range(0, len(prompts), step)):
+            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=None if seed is None else derived_seed(seed, k)))
+            if on_batch:
+                on_batch(len(out))
+        del model
+        return out
+    finally:
+        # `rlaif eval winrate` loads a second model (and the judge) next: give this one's GPU memory back
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def pair_rows(prompts: Sequence[Prompt], samples: Sequence[Sequence[Sample]],
+              provenance: Optional[dict] = None) -> tuple[list[dict], int]:
+    """Rows for `rlaif label`: every pair (i < j) of one prompt's samples. Pairs with an empty response are left
+    out (a label needs two responses) and counted; returns (rows, pairs left out)."""
+    rows, empty = [], 0
+    for prompt, group in zip(prompts, samples):
+        prompt_id = sha256_json(prompt)[:16]
+        for i, j in combinations(range(len(group)), 2):
+            a, b = group[i].text, group[j].text
+            if not a.strip() or not b.strip():
+                empty += 1
+                continue
+            rows.append({"id": sha256_json([prompt, a, b, i, j])[:16], "prompt": prompt, "response_a": a,
+                         "response_b": b, "prompt_id": prompt_id, "sample_a": i, "sample_b": j,
+                         **(provenance or {})})
+    return rows, empty
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    prompts: int
+    samples: int
+    pairs: int
+    empty_pairs: int      # pairs left out because a response was empty
+    unfinished: int       # samples cut at max_new_tokens
+    wall_s: float
+
+    def summary(self) -> str:
+        return (f"{self.pairs} pairs from {self.prompts} prompts ({self.samples} samples, {self.unfinished} cut at "
+                f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s "
+                f"-> {self.out}")
+
+
+def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
+             config: Optional[SamplingConfig] = None, seed: int = 0, format: Optional[str] = None,
+             progress: bool = True) -> GenerateResult:
+    """Sample `n` responses per prompt of the file `prompts` from `policy` and write pairs to `out` (JSONL)."""
+    from ..progress import progress as make_progress
+
+    if n < 2:
+        raise ValueError(f"n must be at least 2 to make pairs, got {n}")
+    config = config or SamplingConfig()
+    started = time.time()
+    texts = read_prompts(prompts, format)
+    bar = make_progress("sampling prompts", len(texts), progress)
+    done = 0
+
+    def advance(total: int) -> None:
+        nonlocal done
+        if bar:
+            bar.advance(total - done)
+        done = total
+
+    try:
+        samples = sample_policy(policy, texts, n, config, seed=seed, on_batch=advance)
+    finally:
+        if bar:
+            bar.stop()
+    provenance = {"policy": str(policy), "sampling": {**config.model_dump(mode="json"), "n": n, "seed": seed}}
+    rows, empty = pair_rows(texts, samples, provenance)
+    write_jsonl(rows, out)
+    return GenerateResult(Path(out), len(texts), sum(len(g) for g in samples), len(rows), empty,
+                          sum(not s.finished for g in samples for s in g), time.time() - started)

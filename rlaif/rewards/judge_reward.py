@@ -1,0 +1,157 @@
+"""The judge as a scalar reward, for RL on one response at a time (PPO here; TRL's GRPO/RLOO, OpenRLHF and verl
+elsewhere). A pairwise judge cannot score a lone response, so each response is compared — in both orders, under
+the constitution, debiased like any label — with something to beat:
+
+- `reference`: a reference response for the same prompt (a dataset column, or a sample from a reference policy);
+  reward = 2·P(response ≻ reference) − 1, in [−1, 1]. This is d-RLAIF's idea (Lee et al. 2023, sec. 2.3: the
+  LLM's probability-weighted judgement used directly as the reward, normalised to [−1, 1]) with a pairwise judge.
+- `group`: the other responses to the same prompt in the batch (GRPO samples several per prompt); reward =
+  2·mean_j P(response ≻ response_j) − 1, a round-robin tournament.
+
+`JudgeReward` has TRL's reward-function signature `(prompts, completions, **kwargs) -> list[float]`; `score` is
+the same computation with per-response failure counts, for the HTTP reward server (rlaif/serve_reward.py).
+A failed verdict gives reward 0 (no preference) in `reference` mode and counts as a tie in a `group`
+tournament; either way it is counted in `failed`, never hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
+
+from ..records import Pair
+
+Mode = Literal["reference", "group"]
+
+
+def _text(x) -> str:
+    """A completion as text: TRL passes strings, or lists of chat messages in conversational datasets."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, list) and x and isinstance(x[-1], dict):
+        return str(x[-1].get("content", ""))
+    raise ValueError(f"a completion must be text or a list of chat messages, got {type(x).__name__}")
+
+
+def _prompt(x):
+    if isinstance(x, str):
+        return x
+    if isinstance(x, list) and all(isinstance(m, dict) for m in x):
+        return [dict(m) for m in x]
+    raise ValueError(f"a prompt must be text or a list of chat messages, got {type(x).__name__}")
+
+
+def _key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+@dataclass
+class Scored:
+    """Rewards for a batch, and how many judge verdicts behind each one failed (0: all were read)."""
+
+    rewards: list[float]
+    failed: list[int]
+
+
+class JudgeReward:
+    """A judge and a constitution as a reward function: `reward(prompts, completions, reference=[...])`.
+
+    mode `reference` reads the reference responses from the `reference` keyword (TRL passes dataset columns as
+    keywords; name another column with `reference_column`) or from `reference_fn(prompts) -> list[str]`.
+    Under TRL, the failures of each batch are also logged as the metric `<__name__>/failed` (through the
+    `log_metric` keyword GRPOTrainer passes).
+    """
+
+    def __init__(self, judge, constitution=None, *, mode: Mode = "reference",
+                 reference_column: str = "reference", reference_fn=None, seed: int = 0):
+        if mode not in ("reference", "group"):
+            raise ValueError(f"mode must be reference or group, got {mode!r}")
+        self.judge, self.constitution, self.mode = judge, constitution, mode
+        self.reference_column, self.reference_fn, self.seed = reference_column, reference_fn, seed
+        self.failed = 0                # pairs whose verdict failed (reference: a response; group: a game)
+        self.position_consistent = 0   # pairs whose two orders agreed
+        self.judged = 0                # pairs judged
+        self._lock = threading.Lock()  # counters only; callers that share a judge across threads serialise it
+        self.__name__ = f"rlaif_judge_{mode}"  # TRL logs each reward function under its __name__
+
+    def _p_first(self, pairs: list[Pair]) -> list[Optional[float]]:
+        """P(response_a ≻ response_b) per pair, debiased over both orders; None where the judge failed."""
+        from ..labeling.job import score_pairs
+
+        if not pairs:
+            return []
+        records = score_pairs(self.judge, pairs, self.constitution, seed=self.seed)
+        out = [None if r.status != "ok" or r.p_a is None else float(r.p_a) for r in records]
+        with self._lock:
+            self.judged += len(records)
+            self.failed += sum(p is None for p in out)
+            self.position_consistent += sum(bool(r.position_consistent) for r in records if r.status == "ok")
+        return out
+
+    def score(self, prompts: Sequence, completions: Sequence, references: Optional[Sequence] = None) -> Scored:
+        """Rewards for `completions` to `prompts` (text or chat messages); `references` are needed in mode
+        reference (one per completion) and ignored in mode group."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        texts = [_text(c) for c in completions]
+        ps = [_prompt(p) for p in prompts]
+        if self.mode == "reference":
+            if references is None:
+                raise ValueError(f"mode reference: no '{self.reference_column}' column and no reference_fn")
+            if len(references) != len(texts):
+                raise ValueError(f"{len(references)} references for {len(texts)} completions")
+            pairs = [Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
+                     for i, (p, t, r) in enumerate(zip(ps, texts, references))]
+            probs = self._p_first(pairs)
+            return Scored([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
+        return self._tournament(ps, texts)
+
+    def _tournament(self, ps: list, texts: list[str]) -> Scored:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(ps):
+            groups[_key(p)].append(i)
+        pairs, owners = [], []
+        for members in groups.values():
+            for x in range(len(members)):
+                for y in range(x + 1, len(members)):
+                    i, j = members[x], members[y]
+                    pairs.append(Pair(ps[i], texts[i], texts[j], id=f"g{i}-{j}",
+                                      conversational=isinstance(ps[i], list)))
+                    owners.append((i, j))
+        wins = [0.0] * len(texts)
+        games = [0] * len(texts)
+        failed = [0] * len(texts)
+        for (i, j), p in zip(owners, self._p_first(pairs)):
+            if p is None:  # no verdict: a tie, so it moves neither reward; counted below
+                failed[i] += 1
+                failed[j] += 1
+                p = 0.5
+            wins[i] += p
+            wins[j] += 1.0 - p
+            games[i] += 1
+            games[j] += 1
+        # a response alone with its prompt has no one to beat: reward 0
+        return Scored([2.0 * w / g - 1.0 if g else 0.0 for w, g in zip(wins, games)], failed)
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **kwargs) -> list[float]:
+        refs = None
+        if self.mode == "reference":
+            refs = kwargs.get(self.reference_column)
+            if refs is None and self.reference_fn is not None:
+                refs = self.reference_fn([_prompt(p) for p in prompts])
+        scored = self.score(prompts, completions, refs)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            log_metric(f"{self.__name__}/failed", float(sum(1 for f in scored.failed if f)))
+        return scored.rewards
+
+
+def judge_reward(judge: str, constitution: Optional[str] = None, **kwargs) -> JudgeReward:
+    """A `JudgeReward` from a judge YAML file and a constitution YAML file (paths)."""
+    from ..constitution import load_constitution
+    from ..judges.base import load_judge
+
+    return JudgeReward(load_judge(judge), load_constitution(constitution) if constitution else None, **kwargs)

@@ -1,0 +1,314 @@
+"""`rlaif serve reward`: the judge as an HTTP reward endpoint for RL engines that run elsewhere (OpenRLHF's
+remote reward model, verl through a custom reward function). Imported only by that command (fastapi and uvicorn
+are the `human` extra); the scoring itself is `rlaif.rewards.JudgeReward`.
+
+The wire shape follows OpenRLHF's remote reward model, as read in OpenRLHF/OpenRLHF
+`openrlhf/utils/agent.py` (SingleTurnAgentExecutor._fetch_rewards_via_http), `openrlhf/utils/remote_rm_utils.py`
+and `openrlhf/trainer/ppo_utils/experience_maker.py` (update_samples_with_rewards): it POSTs
+`{"query": [prompt+response text, decoded with special tokens], "prompts": [prompt text], "labels": [...]}` and
+reads `rewards` (for advantages), optionally `scores` (0-1, for dynamic filtering) and `extra_logs` (per-sample
+lists, logged). Recent OpenRLHF sends one query per request, which is why `group` mode needs a client that
+sends a prompt's responses together. Beyond that shape this server accepts `responses` (the response texts,
+so nothing is split) and `references` (reference responses for mode reference).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .judge_reward import JudgeReward
+
+# End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
+END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>",
+               "</s>", "<eos>", "<pad>", "<|pad|>")
+# Where the assistant's turn starts in common chat templates (ChatML, Llama 3, Gemma, Phi-3/Zephyr, Mistral).
+ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                     "<start_of_turn>model\n", "<|assistant|>\n", "[/INST]")
+_CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n?", re.S)
+_SPECIAL_ONLY = re.compile(r"^(\s|<\|?[^<>\s]{1,40}\|?>)*$")  # e.g. a BOS token the prompt text lacks
+
+
+class RequestError(ValueError):
+    """A request that cannot be scored; answered with 422 and this message."""
+
+
+class RewardRequest(BaseModel):
+    """A batch to score. OpenRLHF sends query/prompts/labels; fields other engines add are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: Optional[list[str]] = Field(None, description="Prompt + response texts (OpenRLHF's 'query').")
+    prompts: Optional[list[Union[str, list[dict[str, Any]]]]] = Field(
+        None, description="The prompt of each query (text, or chat messages when `responses` is sent).")
+    responses: Optional[list[str]] = Field(None, description="Response texts, instead of `query`: nothing "
+                                           "needs splitting.")
+    labels: Optional[list[Any]] = Field(None, description="OpenRLHF's --label_key column; used as reference "
+                                        "responses only with --labels-as-references.")
+    references: Optional[list[Optional[str]]] = Field(None, description="Reference responses (mode reference); "
+                                                      "null items come from the reference model.")
+
+
+# ---------------------------------------------------------------------------------------------- splitting
+
+
+def chatml_messages(text: str) -> Optional[list[dict[str, str]]]:
+    """A ChatML-rendered conversation as messages (a trailing `<|im_start|>assistant` is dropped); None when the
+    text is not one, so the judge sees the conversation rather than template markup."""
+    messages, pos = [], 0
+    for m in _CHATML_TURN.finditer(text):
+        if not _SPECIAL_ONLY.match(text[pos:m.start()]):
+            return None
+        messages.append({"role": m.group(1), "content": m.group(2)})
+        pos = m.end()
+    if not messages or text[pos:].strip() not in ("", "<|im_start|>assistant"):
+        return None
+    return messages
+
+
+def assistant_marker(tokenizer) -> Optional[str]:
+    """What the tokenizer's chat template appends to open the assistant's turn, e.g. '<|im_start|>assistant\\n'."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    messages = [{"role": "user", "content": "x"}]
+    closed = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    opened = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return opened[len(closed):] if opened.startswith(closed) and len(opened) > len(closed) else None
+
+
+@dataclass
+class Splitter:
+    """Cuts a query into (prompt, response): after its `prompts` item when one is sent, otherwise at the last
+    assistant marker, trying `separators` in order. End-of-turn markers are trimmed off the response."""
+
+    separators: Sequence[str] = ASSISTANT_MARKERS
+    end_markers: Sequence[str] = END_MARKERS
+
+    @classmethod
+    def create(cls, separator: Optional[str] = None, tokenizer=None) -> "Splitter":
+        if separator is not None:
+            if not separator:
+                raise ValueError("--separator must not be empty")
+            separators: tuple[str, ...] = (separator,)
+        else:
+            marker = assistant_marker(tokenizer)
+            separators = ((marker,) if marker else ()) + tuple(s for s in ASSISTANT_MARKERS if s != marker)
+        ends = tuple(t for t in (getattr(tokenizer, "eos_token", None), getattr(tokenizer, "pad_token", None)) if t)
+        return cls(separators, tuple(dict.fromkeys(ends + END_MARKERS)))
+
+    def response(self, text: str) -> str:
+        text = text.strip()
+        trimmed = True
+        while trimmed:
+            trimmed = False
+            for m in self.end_markers:
+                if text.endswith(m):
+                    text, trimmed = text[:-len(m)].rstrip(), True
+        return text
+
+    def split(self, index: int, query: str, prompt=None) -> tuple[Union[str, list], str]:
+        if isinstance(prompt, str):
+            at = query.find(prompt) if prompt else -1
+            if at < 0 or not _SPECIAL_ONLY.match(query[:at]):
+                raise RequestError(f"query {index} does not start with its prompt (prompts[{index}]); send the "
+                                   f"exact prompt text the query was made from, or `responses` instead of `query`")
+            return chatml_messages(prompt) or prompt, self.response(query[at + len(prompt):])
+        for sep in self.separators:
+            at = query.rfind(sep)
+            if at >= 0:
+                head = query[:at + len(sep)]
+                found = prompt if prompt is not None else (chatml_messages(head) or query[:at].strip())
+                return found, self.response(query[at + len(sep):])
+        raise RequestError(f"query {index} cannot be split into prompt and response: send `prompts`, or start "
+                           f"the server with --separator (tried {', '.join(json.dumps(s) for s in self.separators)})")
+
+
+# ---------------------------------------------------------------------------------------------- references
+
+
+def _key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+class ReferenceSampler:
+    """One response per prompt from a reference policy (rlaif.train.sampling.sample), cached per prompt so a
+    prompt's reference is sampled once and every response to it is judged against the same one."""
+
+    def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
+                 cache_size: int = 100_000):
+        from ..policy.generate import load_policy
+        from ..policy.sampling import SamplingConfig
+
+        try:
+            self.model, self.tokenizer = load_policy(str(path))
+        except OSError as e:  # transformers' word for a missing or unreadable model
+            raise ValueError(f"--reference-model {path}: cannot load a causal LM and its tokenizer: {e}") from e
+        self.config = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens, backend="transformers")
+        self.seed, self.cache_size = seed, cache_size
+        self.cache: OrderedDict[str, str] = OrderedDict()
+        self.sampled = 0
+        self._lock = threading.Lock()
+
+    def references(self, prompts: Sequence) -> list[str]:
+        from ..policy.sampling import sample
+
+        with self._lock:
+            missing = list({_key(p): p for p in prompts if _key(p) not in self.cache}.values())
+            if missing:
+                for p, row in zip(missing, sample(self.model, self.tokenizer, missing, 1, self.config, seed=self.seed)):
+                    self.cache[_key(p)] = row[0].text
+                self.sampled += len(missing)
+            out = []
+            for p in prompts:
+                self.cache.move_to_end(_key(p))
+                out.append(self.cache[_key(p)])
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+            return out
+
+
+# ---------------------------------------------------------------------------------------------- the service
+
+
+@dataclass
+class RewardService:
+    """Request → (prompt, response, reference) per item → JudgeReward.score → OpenRLHF's reply shape."""
+
+    reward: JudgeReward
+    splitter: Splitter = field(default_factory=Splitter)
+    sampler: Optional[ReferenceSampler] = None
+    labels_as_references: bool = False
+    requests: int = field(default=0, init=False)
+    warned_group: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def items(self, req: RewardRequest) -> tuple[list, list[str]]:
+        if (req.query is None) == (req.responses is None):
+            raise RequestError("send one of `query` (prompt + response texts) or `responses` (with `prompts`)")
+        n = len(req.query if req.query is not None else req.responses)
+        for name in ("prompts", "labels", "references"):
+            got = getattr(req, name)
+            if got is not None and len(got) != n:
+                raise RequestError(f"{len(got)} {name} for {n} {'queries' if req.query is not None else 'responses'}")
+        if req.responses is not None:
+            if req.prompts is None:
+                raise RequestError("`responses` needs `prompts`")
+            prompts = [(chatml_messages(p) or p) if isinstance(p, str) else p for p in req.prompts]
+            return prompts, [self.splitter.response(r) for r in req.responses]
+        prompts, responses = [], []
+        for i, q in enumerate(req.query):
+            p, r = self.splitter.split(i, q, req.prompts[i] if req.prompts is not None else None)
+            prompts.append(p)
+            responses.append(r)
+        return prompts, responses
+
+    def references(self, req: RewardRequest, prompts: list) -> list[str]:
+        refs: list[Optional[str]] = list(req.references) if req.references is not None else [None] * len(prompts)
+        if self.labels_as_references and req.labels is not None:
+            refs = [r if r is not None else (lab if isinstance(lab, str) and lab else None)
+                    for r, lab in zip(refs, req.labels)]
+        missing = [i for i, r in enumerate(refs) if r is None]
+        if missing and self.sampler is None:
+            raise RequestError(f"query {missing[0]} has no reference response (mode reference): send "
+                               f"`references`, or start the server with --reference-model or --labels-as-references")
+        if missing:
+            for i, r in zip(missing, self.sampler.references([prompts[i] for i in missing])):
+                refs[i] = r
+        return refs  # type: ignore[return-value]
+
+    def score(self, req: RewardRequest) -> dict:
+        prompts, responses = self.items(req)
+        refs = self.references(req, prompts) if self.reward.mode == "reference" else None
+        if self.reward.mode == "group" and not self.warned_group and prompts and \
+                len({_key(p) for p in prompts}) == len(prompts):
+            self.warned_group = True
+            _log("warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
+                 "prompt's responses in one request, or use mode reference")
+        with self._lock:  # one judge call at a time: backends hold one model or one connection pool
+            scored = self.reward.score(prompts, responses, refs)
+            self.requests += 1
+        return {"rewards": scored.rewards,
+                "scores": [(r + 1.0) / 2.0 for r in scored.rewards],  # P(better than the baseline), in [0, 1]
+                "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in scored.failed]}}
+
+    def health(self) -> dict:
+        r = self.reward
+        return {"status": "ok", "mode": r.mode, "judge": r.judge.info.model, "backend": r.judge.info.backend,
+                "constitution": r.constitution.name if r.constitution is not None else None,
+                "requests": self.requests, "judged_pairs": r.judged, "failed": r.failed,
+                "reference_model": self.sampler is not None,
+                "references_sampled": self.sampler.sampled if self.sampler is not None else 0}
+
+
+def create_app(service: RewardService) -> FastAPI:
+    """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health."""
+    app = FastAPI(title="rlaif reward", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, e: RequestValidationError):
+        where = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors())
+        return JSONResponse({"detail": f"malformed request: {where}"}, status_code=422)
+
+    @app.exception_handler(RequestError)
+    async def unusable(request: Request, e: RequestError):
+        return JSONResponse({"detail": str(e)}, status_code=422)
+
+    @app.get("/health")
+    def health():
+        return service.health()
+
+    @app.post("/get_reward")
+    def get_reward(body: RewardRequest):
+        try:
+            return service.score(body)
+        except RequestError:
+            raise
+        except ValueError as e:  # what JudgeReward refuses (e.g. a malformed prompt) is the request's fault
+            raise RequestError(str(e)) from None
+
+    return app
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def build_service(judge, constitution=None, mode: str = "reference", reference_model: Optional[str] = None,
+                  separator: Optional[str] = None, labels_as_references: bool = False,
+                  reference_max_new_tokens: int = 256, reference_temperature: float = 0.0,
+                  seed: int = 0) -> RewardService:
+    """A service from a judge YAML and a constitution YAML (paths), optionally with a reference model."""
+    from .judge_reward import judge_reward
+
+    if reference_model and mode != "reference":
+        raise ValueError("--reference-model is used in mode reference only")
+    reward = judge_reward(judge, constitution, mode=mode, seed=seed)
+    sampler = (ReferenceSampler(reference_model, reference_max_new_tokens, reference_temperature, seed)
+               if reference_model else None)
+    splitter = Splitter.create(separator, sampler.tokenizer if sampler is not None else None)
+    return RewardService(reward, splitter, sampler, labels_as_references)
+
+
+def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000, **kwargs) -> None:
+    """Build the service and serve it until stopped."""
+    import uvicorn
+
+    service = build_service(judge, constitution, **kwargs)
+    _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
+         f"http://{host}:{port}/get_reward")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _log(f"warning: listening on {host}: anyone who can reach it can spend the judge")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _log(line: str) -> None:
+    print(f"rlaif serve reward: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,103 @@
+"""The command line as a user runs it (subprocesses): help, constitution check/show/schema, label, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlaif.judges.base import load_judge_config
+from tests.helpers import ROOT
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run(*args, check=False):
+    p = subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def test_help_lists_commands_without_importing_torch():
+    p = run("--help", check=True)
+    for cmd in ("label", "constitution", "export"):
+        assert cmd in p.stdout
+    code = ("import sys, rlaif, rlaif.cli, rlaif.config, rlaif.labeling; "
+            "sys.argv=['rlaif','--help']\ntry:\n    rlaif.cli.main()\nexcept SystemExit:\n    pass\n"
+            "bad=[m for m in ('torch','transformers','vllm','httpx') if m in sys.modules]; print(bad); "
+            "sys.exit(1 if bad else 0)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_constitution_check_ok_and_errors(tmp_path):
+    p = run("constitution", "check", *sorted((ROOT / "constitutions").glob("*.yaml")), check=True)
+    assert p.stdout.count(": ok: ") == len(list((ROOT / "constitutions").glob("*.yaml")))
+    assert "sha256=" in p.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nversion: '1'\nprinciples:\n  - id: a\n    text: Which?\n    wieght: 2\n"
+                   "  - id: b\nsampling: sometimes\n")
+    p = run("constitution", "check", bad)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert f"{bad}:6: principles[0].wieght: unknown field" in lines[0]
+    assert any(line.startswith(f"{bad}:7: principles[1].text:") for line in lines)
+    assert "Traceback" not in p.stderr
+
+
+def test_constitution_schema_and_show():
+    schema = json.loads(run("constitution", "schema", check=True).stdout)
+    assert "principles" in schema["properties"]
+    p = run("constitution", "show", ROOT / "constitutions" / "harmless.yaml", check=True)
+    assert "Response A:" in p.stdout and "Question:" in p.stdout
+
+
+def test_every_shipped_judge_parses():
+    files = sorted((ROOT / "judges").glob("*.yaml"))
+    assert {f.name for f in files} >= {"default.yaml", "openai.yaml", "vllm.yaml"}
+    for f in files:
+        cfg = load_judge_config(f)
+        assert cfg.model
+
+
+def test_judge_config_errors_name_file_and_line(tmp_path):
+    from rlaif.config.yamlfile import ConfigFileError
+
+    f = tmp_path / "j.yaml"
+    f.write_text("backend: openai\nmodel: m\nbase_urls: []\nconcurency: 3\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_judge_config(f)
+    text = "\n".join(e.value.errors)
+    assert f"{f}:3: base_urls:" in text and f"{f}:4: concurency: unknown field" in text
+
+
+def test_label_and_export_through_the_cli(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"q{i}"}],
+                                         "response_a": f"please {i}", "response_b": f"no {i}"}) + "\n"
+                             for i in range(5)))
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
+    const = ROOT / "constitutions" / "helpful.yaml"
+    p = run("label", "--pairs", pairs, "--constitution", const, "--judge", judge, "--out", tmp_path / "out",
+            check=True)
+    assert "position consistency" in p.stdout
+    p = run("export", "--labels", tmp_path / "out", "--out", tmp_path / "trl.jsonl", check=True)
+    assert json.loads(p.stdout.strip().splitlines()[-1])["written"] == 5
+    row = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[0])
+    assert row["prompt"] == [{"role": "user", "content": "q0"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "please 0"}] and row["p_chosen"] > 0.5
+
+
+def test_label_reports_missing_options_and_bad_files(tmp_path):
+    p = run("label", "--pairs", "x.jsonl")
+    assert p.returncode == 2 and "missing --constitution, --judge, --out" in p.stderr
+    p = run("label", "--pairs", tmp_path / "none.jsonl", "--constitution", ROOT / "constitutions/helpful.yaml",
+            "--judge", ROOT / "judges/rule-length.yaml", "--out", tmp_path / "o")
+    assert p.returncode == 2 and "none.jsonl" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,169 @@
+"""Training configs and preference data: the shipped examples parse, overrides and errors behave, the config
+module stays free of torch, and label records become the right soft preferences, token ids and batches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlaif.config.feedback import FeedbackConfig
+from rlaif.config.train import PairsConfig, load_train_config, parse_overrides
+from rlaif.config.yamlfile import ConfigFileError
+from tests.helpers import ROOT
+
+EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.parent.name in ("tiny", "gpu")], ids=lambda p: str(p))
+def test_example_configs_parse(path):
+    cfg = load_train_config(path, path.stem)
+    assert cfg.method == path.stem and cfg.output_dir
+
+
+def test_gpu_examples_use_a_real_model_and_bf16():
+    assert sorted(p.stem for p in (ROOT / "examples/gpu").glob("*.yaml")) == ["dpo", "loop", "ppo", "reward"]
+    for method in ("reward", "dpo", "ppo", "loop"):
+        cfg = load_train_config(ROOT / "examples/gpu" / f"{method}.yaml", method)
+        assert cfg.model.type == "pretrained" and cfg.precision in ("auto", "bf16")
+
+
+def test_accelerate_configs_are_yaml_for_accelerate():
+    import yaml
+
+    found = sorted((ROOT / "examples/accelerate").glob("*.yaml"))
+    assert {p.stem for p in found} >= {"ddp", "fsdp", "zero2", "zero3"}
+    for p in found:
+        assert yaml.safe_load(p.read_text())["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+def test_dotted_overrides_deep_merge_and_are_typed():
+    cfg = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo",
+                            ["output_dir=/tmp/x", "optim.lr=3e-4", "loss.beta=0.5", "pairs.soft=false"])
+    assert cfg.output_dir == "/tmp/x" and cfg.optim.lr == 3e-4 and cfg.optim.warmup_steps == 10
+    assert cfg.loss.beta == 0.5 and cfg.loss.type == "sigmoid" and cfg.pairs.soft is False
+    switched = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["model={type: pretrained, path: m}",
+                                                                           "loss={type: ipo}"])
+    assert switched.model.path == "m" and switched.loss.type == "ipo" and switched.loss.length_normalize
+    assert parse_overrides(["a.b.c=1", "a.d=[x, y]"]) == {"a": {"b": {"c": 1}, "d": ["x", "y"]}}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["lr"])
+
+
+def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
+    bad = tmp_path / "dpo.yaml"
+    bad.write_text("method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n  source: ai\n  ai: x\n"
+                   "pairs:\n  sauce: 1\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; "
+                              "see `rlaif constitution schema`)"]
+    with pytest.raises(ConfigFileError, match="this is a 'dpo' config"):
+        load_train_config(bad, "reward")
+    with pytest.raises(ConfigFileError, match="optim.lr"):
+        load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["optim.lr=-1"])
+
+
+def test_importing_the_config_module_does_not_import_torch():
+    code = "import sys, rlaif.config.train, rlaif.cli.train; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+# -- preferences from label records ------------------------------------------------------------------------------
+def _record(i, p_a, label, source="ai", status="ok", human=None):
+    r = {"id": f"r{i}", "key": f"k{i}", "prompt": f"q{i}", "response_a": "yes please", "response_b": "no",
+         "p_a": p_a, "label": label, "status": status, "source": source}
+    if human:
+        r["human_label"] = human
+    return r
+
+
+def _write(path: Path, records) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_read_feedback_keeps_soft_p_and_leaves_out_ties_and_failures(tmp_path):
+    from rlaif.train.data import read_feedback
+
+    f = _write(tmp_path / "l.jsonl", [_record(0, 0.9, "a"), _record(1, 0.2, "b", human="a"), _record(2, 0.5, "tie"),
+                                     _record(3, None, None, status="failed"), _record(4, None, "b")])
+    data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0))
+    assert [(p.id, p.p_a, p.human_label) for p in data.train] == [("r0", 0.9, None), ("r1", 0.2, "a"),
+                                                                   ("r4", 0.0, None)]
+    assert data.counts["left_out"] == {"tie": 1, "failed": 1}
+    hard = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0, soft=False, min_margin=0.25))
+    assert [(p.id, p.p_a) for p in hard.train] == [("r0", 1.0), ("r1", 0.0), ("r4", 0.0)]
+
+
+def test_human_source_trains_on_the_human_choices(tmp_path):
+    from rlaif.train.data import read_feedback
+
+    f = _write(tmp_path / "h.jsonl", [_record(0, 1.0, "a", source="human"), _record(1, 0.0, "b", source="human")])
+    data = read_feedback(FeedbackConfig(source="human", human=f), PairsConfig(eval_fraction=0))
+    assert [(p.id, p.p_a, p.human_label) for p in data.train] == [("r0", 1.0, "a"), ("r1", 0.0, "b")]
+
+
+def test_held_out_split_is_disjoint_and_eval_files_win(tmp_path):
+    from rlaif.train.data import read_feedback
+
+    f = _write(tmp_path / "l.jsonl", [_record(i, 0.9, "a") for i in range(20)])
+    data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0.25), seed=3)
+    assert len(data.eval) == 5 and len(data.train) == 15
+    assert not {p.id for p in data.eval} & {p.id for p in data.train}
+    held = _write(tmp_path / "e.jsonl", [_record(99, 1.0, "a", source="human")])
+    data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_paths=[held]))
+    assert len(data.train) == 20 and [(p.id, p.human_label) for p in data.eval] == [("r99", "a")]
+    ties = _write(tmp_path / "t.jsonl", [_record(0, 0.5, "tie")])
+    with pytest.raises(ValueError, match="no usable ai preferences"):
+        read_feedback(FeedbackConfig(source="ai", ai=ties), PairsConfig())
+
+
+def test_encoding_uses_the_chat_template_and_batches_a_then_b():
+    from rlaif.config.train import TinyModelConfig
+    from rlaif.train.data import EncodedPair, Preference, collate, encode, encode_pairs
+    from rlaif.train.models import build_tokenizer
+
+    tok = build_tokenizer(TinyModelConfig(vocab=["yes", "no", "please", "q"]))
+    prompt_ids, response_ids = encode(tok, "q", "yes please")
+    assert tok.decode(prompt_ids) == "<|im_start|> user q <|im_end|> <|im_start|> assistant"
+    assert tok.decode(response_ids) == "yes please <|im_end|>"
+    pairs, dropped = encode_pairs(tok, [Preference("x", "q", "yes please", "no", 0.9)], 64, whole=True)
+    assert dropped == 0 and pairs[0].prompt_ids == prompt_ids and pairs[0].a_ids == response_ids
+    batch = collate(pairs + [EncodedPair([1, 2], [3], [4, 5, 6], 0.2, 1)], tok.pad_token_id, 64)
+    assert batch["input_ids"].shape == (4, len(prompt_ids) + 3)
+    assert batch["completion_mask"][3].tolist()[:5] == [0, 0, 1, 1, 1]  # second pair's b response
+    assert batch["p_a"].tolist() == pytest.approx([0.9, 0.2]) and batch["human"].tolist() == [-1, 1]
+    assert batch["attention_mask"][1].sum() == 3 and batch["input_ids"][1, 3] == tok.pad_token_id
+    _, dropped = encode_pairs(tok, [Preference("x", "q", "yes please", "no", 0.9)], len(prompt_ids), whole=False)
+    assert dropped == 1  # the prompt alone fills max_length
+
+
+def test_step_order_is_a_seeded_permutation_per_epoch():
+    from rlaif.train.data import micro_batches, step_indices
+
+    epoch0 = [i for s in range(5) for i in step_indices(s, 20, 4, seed=1)]
+    assert sorted(epoch0) == list(range(20))
+    assert step_indices(7, 20, 4, seed=1) == step_indices(7, 20, 4, seed=1) != step_indices(2, 20, 4, seed=1)
+    assert micro_batches(list(range(8)), rank=1, world=2, grad_accum=2) == [[1, 3], [5, 7]]
+
+
+def test_cli_reports_config_errors_with_file_and_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from rlaif.cli import app
+
+    bad = tmp_path / "reward.yaml"
+    bad.write_text("method: reward\noutput_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nlr: 1\n")
+    result = CliRunner().invoke(app, ["train", "reward", "--config", str(bad), "batch_size=2"])
+    assert result.exit_code == 2 and f"{bad}:5: lr: unknown field" in result.output
+    result = CliRunner().invoke(app, ["train", "dpo", "--config", str(bad)])
+    assert result.exit_code == 2 and "use `rlaif train reward`" in result.output
+    result = CliRunner().invoke(app, ["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")])
+    assert result.exit_code == 2 and "this is a 'loop' config; use `rlaif loop`" in result.output
+    result = CliRunner().invoke(app, ["train", "reward", "--config", str(bad), "oops"])
+    assert result.exit_code == 2 and "not key=value" in result.output

@@ -1,0 +1,157 @@
+"""Win rate of a policy against a baseline: hand-checked counts with rule judges on fixed texts, ties counted half,
+the bootstrap resampling prompts (not comparisons), identical models at exactly 0.5, and `rlaif eval winrate` on
+two tiny saved models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlaif.config.judge import PythonJudgeConfig
+from rlaif.constitution import load_constitution
+from rlaif.judges.base import load_judge
+from rlaif.eval.winrate import WinRate, evaluate_winrate, judge_winrate
+from tests.helpers import ROOT
+
+HELPFUL = ROOT / "constitutions" / "helpful.yaml"
+
+
+def _judge(function: str, tie_margin: float = 0.0):
+    return load_judge(PythonJudgeConfig(function=function, tie_margin=tie_margin))
+
+
+SHORTER = "rlaif.rules:prefer_shorter"
+
+
+def test_counts_by_hand_with_the_length_rule():
+    # policy shorter (win), longer (loss), same length (tie), shorter (win)
+    policy = ["short", "a much longer answer here", "same", "tiny"]
+    baseline = ["a much longer answer", "short", "four", "a longer reply"]
+    wr = judge_winrate(_judge(SHORTER), None, ["p0", "p1", "p2", "p3"], policy, baseline)
+    assert (wr.n, wr.wins, wr.losses, wr.ties, wr.failed) == (4, 2, 1, 1, 0)
+    assert wr.win_rate == pytest.approx((2 + 0.5) / 4)
+    assert wr.position_consistency == pytest.approx(3 / 4)  # the tie picks neither response in either order
+    assert 0.0 <= wr.ci_low <= wr.win_rate <= wr.ci_high <= 1.0
+    assert set(wr.to_dict()) == {"n", "wins", "losses", "ties", "failed", "win_rate", "ci_low", "ci_high",
+                                 "position_consistency"}
+    # the same under a constitution file (every principle of helpful.yaml asked, weights averaged)
+    again = judge_winrate(_judge(SHORTER), HELPFUL, ["p0", "p1", "p2", "p3"], policy, baseline)
+    assert (again.wins, again.losses, again.ties) == (2, 1, 1)
+
+
+def test_ties_follow_the_judge_tie_margin():
+    # 4 characters shorter: p_a = σ(0.05·4) ≈ 0.55 — a win with margin 0, a tie with margin 0.1
+    args = (["p"], ["abcd"], ["abcdefgh"])
+    assert judge_winrate(_judge(SHORTER, 0.0), None, *args).wins == 1
+    wr = judge_winrate(_judge(SHORTER, 0.1), None, *args)
+    assert (wr.wins, wr.ties, wr.win_rate) == (0, 1, 0.5)
+    constitution = load_constitution(HELPFUL).model_copy(update={"tie_margin": 0.1})
+    assert judge_winrate(_judge(SHORTER, 0.0), constitution, *args).ties == 1  # the constitution's margin wins
+
+
+def test_identical_policy_and_baseline_is_exactly_even():
+    texts = ["one answer", "another, longer answer", "x"]
+    wr = judge_winrate(_judge(SHORTER), None, ["a", "b", "c"], texts, texts)
+    assert wr.win_rate == 0.5 and wr.ties == wr.n == 3 and (wr.ci_low, wr.ci_high) == (0.5, 0.5)
+
+
+def test_a_pure_position_bias_wins_nothing():
+    # always prefers the first slot: both orders cancel, every comparison is a tie, none is position-consistent
+    wr = judge_winrate(_judge("tests.judge_fns:first_slot", 0.05), None, ["a", "b"], ["x", "yy"], ["zzz", "w"])
+    assert (wr.win_rate, wr.ties, wr.position_consistency) == (0.5, 2, 0.0)
+
+
+def test_failed_comparisons_are_counted_and_left_out():
+    wr = judge_winrate(_judge("tests.judge_fns:broken", 0.05), None, ["a", "b", "c"], ["x", "boom", "y"],
+                       ["u", "v", "w"])
+    assert (wr.n, wr.failed, wr.ties, wr.win_rate) == (2, 1, 2, 0.5)
+    wr = judge_winrate(_judge("tests.judge_fns:broken"), None, ["a"], ["boom"], ["v"])
+    assert wr == WinRate(0, 0, 0, 0, 1, None, None, None, None)
+
+
+def test_bootstrap_resamples_prompts_not_comparisons():
+    # prompt 0: three samples, all wins; prompt 1: one sample, a loss. Win rate 3/4. Over the two prompts a
+    # resample holds prompt 1 twice (rate 0) a quarter of the time, so the 2.5% quantile is 0 exactly;
+    # resampling the four comparisons would reach 0 only with probability 1/256.
+    wr = judge_winrate(_judge(SHORTER), None, ["p0", "p1"], [["a", "b", "c"], ["a long one"]],
+                       [["longer 1", "longer 2", "longer 3"], ["x"]], n_boot=2000)
+    assert (wr.wins, wr.losses, wr.win_rate) == (3, 1, 0.75)
+    assert (wr.ci_low, wr.ci_high) == (0.0, 1.0)
+    all_wins = judge_winrate(_judge(SHORTER), None, ["p0", "p1"], ["a", "b"], ["longer", "longer"])
+    assert (all_wins.win_rate, all_wins.ci_low, all_wins.ci_high) == (1.0, 1.0, 1.0)
+    no_ci = judge_winrate(_judge(SHORTER), None, ["p0"], ["a"], ["bb"], n_boot=0)
+    assert no_ci.ci_low is None and no_ci.win_rate == 1.0
+
+
+def test_mismatched_texts_are_refused():
+    with pytest.raises(ValueError, match="2 entries for 3 prompts"):
+        judge_winrate(_judge(SHORTER), None, ["a", "b", "c"], ["x", "y"], ["x", "y", "z"])
+    with pytest.raises(ValueError, match="2 policy samples but 1 baseline"):
+        judge_winrate(_judge(SHORTER), None, ["a"], [["x", "y"]], [["x"]])
+
+
+@pytest.fixture(scope="module")
+def two_policies(tmp_path_factory):
+    """Two tiny byte-level Llamas with different random weights, saved as ordinary model directories."""
+    from rlaif.config.train import TinyModelConfig
+    from rlaif.train.models import build_tiny, build_tokenizer
+
+    dirs = []
+    for seed in (0, 1):
+        cfg = TinyModelConfig(seed=seed)
+        tokenizer = build_tokenizer(cfg)
+        path = tmp_path_factory.mktemp(f"policy{seed}")
+        build_tiny(cfg, tokenizer, "lm").save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        dirs.append(path)
+    return dirs
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in
+                            ["How do I bake bread?", [{"role": "user", "content": "Hi"}], "Tell me a story."]))
+    return path
+
+
+def test_identical_models_sampled_alike_are_even(two_policies, prompts_file):
+    from rlaif.config.train import SamplingConfig
+
+    wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[0]), prompts_file,
+                                  ROOT / "judges" / "rule-length.yaml", HELPFUL, n_samples=2,
+                                  config=SamplingConfig(max_new_tokens=8), seed=5)
+    assert wr.win_rate == 0.5 and wr.ties == wr.n == 6 and wr.failed == 0
+    assert all(c["policy"] == c["baseline"] for c in report["comparisons"])
+
+
+def test_eval_winrate_cli_on_two_saved_models(two_policies, prompts_file, tmp_path):
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "eval", "winrate", "--policy", str(two_policies[0]),
+                        "--baseline", str(two_policies[1]), "--prompts", str(prompts_file), "--judge",
+                        str(ROOT / "judges" / "rule-length.yaml"), "--constitution", str(HELPFUL),
+                        "--n-samples", "2", "--max-new-tokens", "12", "--seed", "3", "--resamples", "500",
+                        "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = json.loads(out.read_text())
+    wr = report["winrate"]
+    assert f"win rate {wr['win_rate']:.3f}" in p.stdout and "position consistency" in p.stdout
+    assert wr["n"] + wr["failed"] == 6 == len(report["comparisons"])
+    labels = [c["label"] for c in report["comparisons"]]
+    assert (wr["wins"], wr["losses"], wr["ties"]) == (labels.count("win"), labels.count("loss"), labels.count("tie"))
+    assert wr["win_rate"] == pytest.approx((wr["wins"] + 0.5 * wr["ties"]) / wr["n"])
+    assert wr["ci_low"] <= wr["win_rate"] <= wr["ci_high"]
+    # the length rule decides every comparison of different lengths, for the shorter response
+    for c in report["comparisons"]:
+        lp, lb = len(c["policy"].strip()), len(c["baseline"].strip())
+        assert c["label"] == ("tie" if lp == lb else "win" if lp < lb else "loss")
+    assert report["judge"]["backend"] == "python" and report["n_samples"] == 2
+    assert report["constitution"]["sha256"] == load_constitution(HELPFUL).sha256
+    assert report["sampling"]["max_new_tokens"] == 12 and report["baseline"] == str(two_policies[1])
+    assert any(c["policy"] != c["baseline"] for c in report["comparisons"])  # two different models

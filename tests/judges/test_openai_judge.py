@@ -1,0 +1,351 @@
+"""OpenAIJudge against a real HTTP server on 127.0.0.1 that each test scripts: faults, logprobs, text verdicts.
+
+Nothing in httpx is mocked: the judge sends real requests and the server counts and records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional, Union
+
+import pytest
+
+from rlaif.config.judge import OpenAIJudgeConfig
+from rlaif.judges.base import BudgetExhausted
+from rlaif.judges.openai import OpenAIJudge
+from rlaif.judges.prompting import COT_REQUEST, chat_messages
+from rlaif.records import Query
+
+KEY = "sk-test-SECRET-0123456789"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Union[dict, bytes, str] = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeServer:
+    """A chat-completions server: `replies` are used one per request, in order, then `default(request_body)`."""
+
+    def __init__(self):
+        self.replies: list[Reply] = []
+        self.default: Callable[[dict], Reply] = lambda body: Reply(body=completion("A"))
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.loads(raw)
+                with server.lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    reply = server.replies.pop(0) if server.replies else server.default(body)
+                time.sleep(reply.delay)
+                data = reply.body if isinstance(reply.body, bytes) else (
+                    reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: the OS picks a free port
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FakeServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def server2():
+    s = FakeServer()
+    yield s
+    s.stop()
+
+
+def alt(token: str, p: float) -> dict:
+    return {"token": token, "logprob": math.log(p)}
+
+
+def position(token: str, top: Optional[list[dict]] = None) -> dict:
+    top = top if top is not None else [alt(token, 0.9)]
+    return {"token": token, "logprob": next((a["logprob"] for a in top if a["token"] == token), -3.0),
+            "top_logprobs": top}
+
+
+def completion(text: str, content: Optional[list[dict]] = None, usage=(100, 1), finish="stop") -> dict:
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+              "logprobs": {"content": content} if content is not None else None}
+    out: dict[str, Any] = {"id": "x", "object": "chat.completion", "choices": [choice]}
+    if usage is not None:
+        out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                        "total_tokens": usage[0] + usage[1]}
+    return out
+
+
+def query(first: str = "Hello! How can I help?", second: str = "Go away.") -> Query:
+    return Query(prompt="Hi", first=first, second=second, principle_id="polite",
+                 principle_text="Which response is more polite?", prefix_user="Conversation:\nUser: Hi\n\n")
+
+
+def make(urls: list[str], **kw) -> OpenAIJudge:
+    settings = dict(model="judge-model", base_urls=urls, backoff_s=0.01, max_backoff_s=0.5, timeout_s=5.0,
+                    max_retries=3, top_logprobs=5)
+    settings.update(kw)
+    return OpenAIJudge(OpenAIJudgeConfig(**settings))
+
+
+def test_probability_from_logprobs_and_request_body(server):
+    top = [alt("A", 0.5), alt(" A", 0.1), alt("B", 0.2), alt("\nB", 0.05), alt("C", 0.1)]
+    server.default = lambda body: Reply(body=completion("A", [position("A", top)], usage=(123, 1)))
+    q = query()
+    with make([server.url]) as judge:
+        (v,) = judge.judge([q])
+    assert v.p_first == pytest.approx(0.6 / 0.85)
+    assert v.label_mass == pytest.approx(0.85)
+    assert v.error is None and v.raw == "A" and v.extra["verdict_source"] == "logprobs"
+    assert (v.prompt_tokens, v.completion_tokens) == (123, 1)
+    (req,) = server.requests
+    assert req["path"] == "/v1/chat/completions"
+    assert req["body"] == {"model": "judge-model", "temperature": 0.0, "max_tokens": 1, "logprobs": True,
+                           "top_logprobs": 5,
+                           "messages": chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=False)}
+    assert "authorization" not in {k.lower() for k in req["headers"]}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("A", 1.0), (" B", 0.0), ("B.", 0.0), ("**A**", 1.0), ("Response A", 1.0),
+    ("Final answer: Response B", 0.0), ("The better response is Response B.", 0.0),
+])
+def test_text_verdict_without_logprobs(server, text, expected):
+    server.default = lambda body: Reply(body=completion(text))
+    with make([server.url], logprobs=False, max_tokens=16) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first == expected
+    assert v.extra["verdict_source"] == "text" and v.raw == text and v.label_mass is None
+    assert "logprobs" not in server.requests[0]["body"]
+
+
+def test_text_verdict_when_no_label_among_alternatives(server):
+    content = [position("The", [alt("The", 0.7), alt("It", 0.2)])]
+    server.default = lambda body: Reply(body=completion("The better one is Response B", content))
+    with make([server.url], max_tokens=16) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first == 0.0 and v.extra["verdict_source"] == "text"
+
+
+@pytest.mark.parametrize("text", ["I cannot tell.", "Response A and Response B are equally good.", "A or B", ""])
+def test_unreadable_verdict_is_a_failure(server, text):
+    server.default = lambda body: Reply(body=completion(text))
+    with make([server.url], logprobs=False, max_tokens=16) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first is None and "could not read a verdict" in v.error and v.raw == text
+
+
+def test_retries_then_success(server):
+    server.replies = [Reply(500, b"boom"), Reply(503, b"busy"), Reply(200, b"{not json"),
+                      Reply(200, {"choices": []})]
+    with make([server.url], max_retries=4) as judge:
+        (v,) = judge.judge([query()])
+    assert server.count == 5
+    assert v.error is None and v.p_first == pytest.approx(1.0) and v.extra["attempts"] == 5
+
+
+def test_retry_after_is_honoured(server):
+    server.replies = [Reply(429, b"slow down", headers={"Retry-After": "1"})]
+    with make([server.url], backoff_s=0.01, max_backoff_s=5.0) as judge:
+        t0 = time.monotonic()
+        (v,) = judge.judge([query()])
+        elapsed = time.monotonic() - t0
+    assert server.count == 2 and v.p_first is not None
+    assert elapsed >= 0.95
+
+
+def test_retry_after_is_capped_by_max_backoff(server):
+    server.replies = [Reply(429, b"slow down", headers={"Retry-After": "30"})]
+    with make([server.url], max_backoff_s=0.2) as judge:
+        t0 = time.monotonic()
+        (v,) = judge.judge([query()])
+        elapsed = time.monotonic() - t0
+    assert server.count == 2 and v.p_first is not None
+    assert elapsed < 5
+
+
+def test_timeout_is_retried(server):
+    server.replies = [Reply(body=completion("B"), delay=1.5)]
+    with make([server.url], timeout_s=0.3) as judge:
+        t0 = time.monotonic()
+        (v,) = judge.judge([query()])
+        elapsed = time.monotonic() - t0
+    assert server.count == 2 and v.p_first is not None and v.extra["attempts"] == 2
+    assert elapsed < 1.4  # the slow reply was abandoned, not waited for
+
+
+def test_exhausted_retries_give_a_failed_verdict(server):
+    server.default = lambda body: Reply(503, b"server overloaded")
+    with make([server.url], max_retries=2) as judge:
+        (v,) = judge.judge([query()])
+    assert server.count == 3
+    assert v.p_first is None and "3 attempts" in v.error and "503" in v.error and "overloaded" in v.error
+
+
+def test_non_retryable_status_fails_at_once(server):
+    server.default = lambda body: Reply(401, {"error": {"message": "invalid credentials"}})
+    with make([server.url]) as judge:
+        (v,) = judge.judge([query()])
+    assert server.count == 1
+    assert v.p_first is None and "401" in v.error and "invalid credentials" in v.error
+
+
+def test_requests_spread_over_base_urls(server, server2):
+    with make([server.url, server2.url + "/"], concurrency=3) as judge:
+        verdicts = judge.judge([query() for _ in range(6)])
+    assert all(v.p_first == 1.0 for v in verdicts)
+    assert server.count == 3 and server2.count == 3
+
+
+def test_retry_moves_to_the_next_url(server, server2):
+    server.default = lambda body: Reply(503, b"down")
+    with make([server.url, server2.url], max_retries=1) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first == 1.0
+    assert server.count == 1 and server2.count == 1
+
+
+def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
+    monkeypatch.setenv("RLAIF_TEST_KEY", KEY)
+    echo = {"error": f"rejected key {KEY}"}
+    server.replies = [Reply(500, echo), Reply(400, echo), Reply(body=completion("B"))]
+    caplog.set_level("WARNING")
+    with make([server.url], api_key_env="RLAIF_TEST_KEY") as judge:
+        verdicts = judge.judge([query()]) + judge.judge([query()])
+    assert all(r["headers"].get("Authorization") == f"Bearer {KEY}" for r in server.requests)
+    assert verdicts[0].p_first is None and "400" in verdicts[0].error and "rejected key" in verdicts[0].error
+    assert verdicts[1].p_first == 0.0
+    assert KEY not in repr(verdicts)
+    assert "retry" in caplog.text and KEY not in caplog.text
+    assert KEY not in json.dumps(judge.config.public_dict())
+
+
+def test_missing_api_key_env_raises(monkeypatch, server):
+    monkeypatch.delenv("RLAIF_MISSING_KEY", raising=False)
+    with pytest.raises(ValueError, match="RLAIF_MISSING_KEY"):
+        make([server.url], api_key_env="RLAIF_MISSING_KEY")
+
+
+def test_max_cost_needs_prices(server):
+    with pytest.raises(ValueError, match="price"):
+        make([server.url], max_cost=1.0)
+
+
+def _by_content(body: dict) -> Reply:
+    """Answer A when the first response is an 'alpha', so a verdict can be matched to its query."""
+    text = body["messages"][0]["content"]
+    return Reply(body=completion("A" if "Response A:\nalpha" in text else "B"))
+
+
+def test_max_requests_counts_retries_and_keeps_answers(server):
+    server.replies = [Reply(500, b"boom")]
+    server.default = _by_content
+    queries = [query(first="alpha 1"), query(first="beta 2"), query(first="alpha 3")]
+    with make([server.url], concurrency=1, max_requests=3) as judge:
+        with pytest.raises(BudgetExhausted) as info:
+            judge.judge(queries)
+        verdicts = info.value.verdicts
+        assert server.count == 3 and judge.requests_sent == 3
+        assert len(verdicts) == 3 and sum(v is None for v in verdicts) == 1  # 3 requests: one went to a retry
+        for q, v in zip(queries, verdicts):
+            assert v is None or v.p_first == (1.0 if q.first.startswith("alpha") else 0.0)
+        assert "max_requests=3" in str(info.value)
+        with pytest.raises(BudgetExhausted) as again:  # the cap holds across calls
+            judge.judge(queries[:2])
+        assert again.value.verdicts == [None, None] and server.count == 3
+
+
+def test_max_cost_stops_cleanly(server):
+    server.default = _by_content  # each reply: 100 prompt tokens at 1.0 per 1k = 0.1
+    queries = [query(first="alpha"), query(first="beta"), query(first="alpha"), query(first="beta"),
+               query(first="alpha")]
+    with make([server.url], concurrency=1, max_cost=0.25, price_per_1k_prompt_tokens=1.0) as judge:
+        with pytest.raises(BudgetExhausted) as info:
+            judge.judge(queries)
+        assert judge.cost == pytest.approx(0.3) and server.count == 3
+    verdicts = info.value.verdicts
+    assert [v.p_first if v else None for v in verdicts] == [1.0, 0.0, 1.0, None, None]
+    assert "max_cost" in str(info.value)
+
+
+def test_cot_reads_logprobs_after_the_answer_cue(server):
+    words = ["The", " first", " is", " polite", ".", "\n", "Final", " answer", ":", " Response"]
+    content = [position(w) for w in words] + [position(" B", [alt(" B", 0.6), alt(" A", 0.15), alt("B", 0.2)])]
+    text = "".join(words) + " B"
+    server.default = lambda body: Reply(body=completion(text, content, usage=(200, 11)))
+    with make([server.url], cot={"enabled": True, "max_new_tokens": 64}) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first == pytest.approx(0.15 / 0.95) and v.label_mass == pytest.approx(0.95)
+    assert v.rationale == "The first is polite." and v.raw == text
+    body = server.requests[0]["body"]
+    assert body["max_tokens"] == 64 and COT_REQUEST in body["messages"][0]["content"]
+
+
+def test_cot_text_only(server):
+    server.replies = [Reply(body=completion("Both are fine, A is warmer.\n\n**Final answer: Response A**")),
+                      Reply(body=completion("Response A is kind but", finish="length"))]
+    with make([server.url], logprobs=False, concurrency=1, cot={"enabled": True}) as judge:
+        ok, cut = judge.judge([query(), query()])
+    assert ok.p_first == 1.0 and ok.rationale == "Both are fine, A is warmer." and ok.extra["verdict_source"] == "text"
+    assert cut.p_first is None and "could not read a verdict" in cut.error
+
+
+def test_works_inside_a_running_event_loop(server):
+    async def caller(judge):
+        return judge.judge([query()])
+
+    with make([server.url]) as judge:
+        (v,) = asyncio.run(caller(judge))
+    assert v.p_first == 1.0
+
+
+def test_close_stops_the_worker(server):
+    judge = make([server.url])
+    judge.judge([query()])
+    thread = judge._thread
+    assert thread.is_alive()
+    judge.close()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    judge.close()  # a second close is harmless
