@@ -1,5 +1,5 @@
-"""`rlaif serve reward` (the judge as an HTTP reward for OpenRLHF and verl) and `rlaif reward score` (a trained
-reward model on pairs)."""
+"""`rlaif reward score`: a trained reward model (`rlaif train reward`'s OUT/model) scores both responses of every
+pair; accuracy against the human choices the input carries."""
 
 from __future__ import annotations
 
@@ -9,46 +9,12 @@ from typing import Optional
 
 import typer
 
-from .common import fail, guard
+from .common import guard
 
-serve_app = typer.Typer(help="Serve rlaif over HTTP for RL engines that run elsewhere.", no_args_is_help=True)
-reward_app = typer.Typer(help="Trained reward models: score pairs with one.", no_args_is_help=True)
-
-
-@serve_app.command("reward")
-def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
-                 constitution: Optional[Path] = typer.Option(None, help="Constitution YAML (default: one generic "
-                                                             "'which is better' principle)."),
-                 mode: str = typer.Option("reference", help="reference: 2·P(response ≻ reference) − 1; group: a "
-                                          "round-robin among the responses to the same prompt in a request."),
-                 reference_model: Optional[str] = typer.Option(None, help="Directory or hub id of a causal LM: "
-                                                               "mode reference samples one reference per prompt "
-                                                               "from it (cached) when a request sends none."),
-                 reference_max_new_tokens: int = typer.Option(256, min=1, help="Longest reference response."),
-                 reference_temperature: float = typer.Option(0.0, min=0.0, help="Temperature of reference "
-                                                             "sampling; 0: greedy."),
-                 labels_as_references: bool = typer.Option(False, help="Use OpenRLHF's `labels` (its "
-                                                           "--label_key column) as reference responses."),
-                 separator: Optional[str] = typer.Option(None, help="Text that starts the response in a query "
-                                                         "sent without `prompts` (default: the reference model's "
-                                                         "assistant marker, then common chat-template markers)."),
-                 seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
-                 host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-                 port: int = typer.Option(8000, help="Port to listen on.")) -> None:
-    """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
-    if mode not in ("reference", "group"):
-        fail(f"error: --mode must be reference or group, got {mode!r}")
-
-    def run():
-        from ..rewards.server import serve
-        serve(judge, constitution, host=host, port=port, mode=mode, reference_model=reference_model,
-              separator=separator, labels_as_references=labels_as_references,
-              reference_max_new_tokens=reference_max_new_tokens, reference_temperature=reference_temperature,
-              seed=seed)
-    guard(run)
+app = typer.Typer(help="Trained reward models: score pairs with one.", no_args_is_help=True)
 
 
-@reward_app.command("score")
+@app.command("score")
 def reward_score(model: Path = typer.Option(..., help="A saved reward model directory (OUT/model of `rlaif "
                                             "train reward`)."),
                  pairs: Path = typer.Option(..., help="Pairs: any input `rlaif label` reads."),

@@ -1,17 +1,19 @@
-"""`rlaif train …`: training recipes on preference feedback. Each command reads one YAML config, applies trailing
-`key=value` overrides (dotted keys for nested fields) and runs one recipe; torch is imported only then.
+"""`rlaif train reward | dpo | ppo` and `rlaif loop`: training recipes on preference feedback. Each command reads
+one YAML config, applies trailing `key=value` overrides (dotted keys for nested fields) and runs one recipe; torch
+is imported only then.
 Under `accelerate launch` the same commands run on every process (e.g. `accelerate launch -m rlaif.cli train …`).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-train_app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback.", no_args_is_help=True)
+from .common import guard
+
+app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback.", no_args_is_help=True)
 
 _CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (see examples/tiny/ and examples/gpu/).")
 _OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=runs/x optim.lr=1e-5.",
@@ -20,49 +22,30 @@ _OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=
 
 def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     from ..config.train import load_train_config
-    from ..config.yamlfile import ConfigFileError
 
-    try:
-        cfg = load_train_config(config, method, overrides or [])
-    except ConfigFileError as e:
-        for line in e.errors:
-            print(line, file=sys.stderr)
-        raise typer.Exit(2)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2)
+    cfg = guard(lambda: load_train_config(config, method, overrides or []))
     from transformers.utils import logging as hf_logging
 
+    from ..recipes import run_recipe
+
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
-    if method == "reward":
-        from ..recipes.reward import train
-    elif method == "ppo":
-        from ..recipes.ppo import train
-    elif method == "loop":
-        from ..recipes.loop import train
-    else:
-        from ..recipes.dpo import train
-    try:
-        final = train(cfg)
-    except (ValueError, FileNotFoundError, NotImplementedError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(1)
+    final = guard(lambda: run_recipe(cfg), code=1)
     print(f"model saved to {final}")
 
 
-@train_app.command("reward")
+@app.command("reward")
 def train_reward(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a reward model (Bradley-Terry on soft preferences) from label files."""
     _run("reward", config, overrides)
 
 
-@train_app.command("dpo")
+@app.command("dpo")
 def train_dpo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with DPO / IPO on soft preferences from label files."""
     _run("dpo", config, overrides)
 
 
-@train_app.command("ppo")
+@app.command("ppo")
 def train_ppo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with PPO against a reward model or the judge itself (d-RLAIF)."""
     _run("ppo", config, overrides)

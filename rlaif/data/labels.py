@@ -1,39 +1,112 @@
-"""Durable, append-only label files: one JSON object per line, fsync'd per batch, resumable after a crash.
+"""Label files on disk: the one reader, the one atomic writer, and the append-only store a labelling job grows.
 
-A SIGKILL can only cut the last line short; opening the store truncates that partial line, so a restarted job
-redoes at most the batch in flight and never sees a duplicate or a corrupt record.
+`read_labels` never changes a file (a job may still be appending to it). `atomic_write` is the only way a whole
+file is (re)written: through a temp file in the same folder, fsync, rename and an fsync of the folder, so a reader
+sees the old file or the whole new one. `LabelStore` is the append side: one JSON object per line, fsync'd per
+batch; `open()` cuts the partial line a SIGKILL can leave, so a restarted job redoes at most the batch in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
+
+LABELS_FILE = "labels.jsonl"
+
+
+def labels_file(path: str | Path) -> Path:
+    """A labels JSONL file, or the labels.jsonl inside a label directory."""
+    path = Path(path)
+    return path / LABELS_FILE if path.is_dir() else path
+
+
+def read_labels(path: str | Path) -> Iterator[dict]:
+    """Label records from a file or a label directory, read-only. A last line cut short (no newline and not JSON:
+    a write in flight) is left out; any other unreadable line is an error naming FILE:LINE."""
+    f = labels_file(path)
+    if not f.exists():
+        raise FileNotFoundError(f"no labels at {f}")
+    with open(f, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                if line.endswith("\n"):
+                    raise ValueError(f"{f}:{n}: corrupt label record: {e}") from e
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename or a new file in `path` durable (the folder entry itself is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder; the rename is then as durable as they make it
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path` for writing; on a clean exit it replaces `path` (fsync, rename, fsync of the
+    folder). On an error the temp file is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
+    """Write rows as JSON Lines atomically (see `atomic_write`); returns how many. `rows` may be a generator that
+    counts as it goes: nothing is visible at `path` until it is exhausted."""
+    n = 0
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write one JSON document (a manifest, stats, a report, a calibration map) atomically."""
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
 
 
 class LabelStore:
+    """The append-only labels.jsonl of a labelling job. Constructing one touches nothing; `open()` prepares the
+    file for appending."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recovered_bytes = self._recover()
 
-    def _recover(self) -> int:
-        """Cut a trailing partial line (a write interrupted by a kill). Returns the bytes removed."""
-        if not self.path.exists():
+    def open(self) -> int:
+        """Create the folder and cut a trailing partial line (a write interrupted by a kill); returns the bytes
+        removed. Call it once before appending."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() or self.path.stat().st_size == 0:
             return 0
         size = self.path.stat().st_size
-        if size == 0:
-            return 0
         with open(self.path, "rb+") as f:
-            # find the last newline, reading backwards in blocks
-            pos, block = size, 1 << 16
-            end = None
-            while pos > 0 and end is None:
+            pos, end, block = size, None, 1 << 16
+            while pos > 0 and end is None:  # the last newline, reading backwards in blocks
                 start = max(0, pos - block)
                 f.seek(start)
-                chunk = f.read(pos - start)
-                i = chunk.rfind(b"\n")
+                i = f.read(pos - start).rfind(b"\n")
                 if i >= 0:
                     end = start + i + 1
                 pos = start
@@ -42,18 +115,10 @@ class LabelStore:
                 f.truncate(end)
                 f.flush()
                 os.fsync(f.fileno())
-            return size - end
+        return size - end
 
     def __iter__(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{self.path}:{n}: corrupt label record: {e}") from e
+        return read_labels(self.path) if self.path.exists() else iter(())
 
     def keys(self) -> set[str]:
         return {r["key"] for r in self}
@@ -62,41 +127,11 @@ class LabelStore:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if not text:
             return 0
+        new = not self.path.exists()
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if new:
+            fsync_dir(self.path.parent)
         return text.count("\n")
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON through a temp file and rename, so a reader never sees half a manifest."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
-    """Write rows as JSON Lines through a temp file, fsync and a rename (readers see the old file or the whole new
-    one, never half); returns how many rows. A failure part-way leaves the old file as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return n

@@ -119,10 +119,11 @@ def judge_winrate(judge, constitution, prompts: Sequence[Prompt], policy_texts: 
 
 def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, constitution, n_samples: int = 1,
                      config=None, seed: int = 0, n_boot: int = 2000, format: Optional[str] = None,
-                     log=None) -> tuple[WinRate, dict]:
+                     log=None, out: Optional[str | Path] = None) -> tuple[WinRate, dict]:
     """`rlaif eval winrate`: sample `n_samples` responses per prompt from both models (same seed, same sampling
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
-    `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines."""
+    `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
+    `out` as JSON when given."""
     from ..data.pairs import read_prompts
     from ..policy.generate import sample_policy
     from ..judges.base import Judge, load_judge
@@ -162,4 +163,8 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
                          "position_consistent": r.position_consistent, "status": r.status, "error": r.error}
                         for r, g in zip(records, groups)],
     }
+    if out is not None:
+        from ..data.labels import write_json_atomic
+
+        write_json_atomic(out, report)
     return result, report

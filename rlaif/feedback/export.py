@@ -6,23 +6,9 @@ written in TRL's conversational form (lists of messages), text inputs as plain s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def labels_file(path: str | Path) -> Path:
-    """A labels JSONL file, or the labels.jsonl inside a label directory."""
-    path = Path(path)
-    return path / "labels.jsonl" if path.is_dir() else path
-
-
-def iter_labels(path: str | Path):
-    from ..data.labels import LabelStore
-
-    f = labels_file(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no labels at {f}")
-    yield from LabelStore(f)
+from ..data.labels import read_labels, write_jsonl
 
 
 def trl_row(r: dict) -> dict:
@@ -41,17 +27,15 @@ def trl_row(r: dict) -> dict:
 
 def export_trl(labels: str | Path, out: str | Path) -> dict:
     counts = {"written": 0, "skipped_tie": 0, "skipped_failed": 0}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in iter_labels(labels):
+
+    def rows():
+        for r in read_labels(labels):
             if r["status"] != "ok":
                 counts["skipped_failed"] += 1
             elif r["label"] == "tie":
                 counts["skipped_tie"] += 1
             else:
-                f.write(json.dumps(trl_row(r), ensure_ascii=False) + "\n")
                 counts["written"] += 1
-    tmp.replace(out)
+                yield trl_row(r)
+    write_jsonl(rows(), Path(out))
     return counts

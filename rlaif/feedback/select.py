@@ -13,9 +13,9 @@ import heapq
 from pathlib import Path
 from typing import Optional
 
-from .calibration.core import human_labels, labels_path, read_labels
+from .calibration.core import human_labels
 from .sources import invalid_input, queue_row
-from ..data.labels import write_jsonl
+from ..data.labels import labels_file, read_labels, write_jsonl
 
 MAX_PRIORITY = 3.0
 
@@ -58,7 +58,7 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
     # only the best `budget` are kept in memory; scores rounded so that 0.55 and 0.45 count as equally close
     picked = heapq.nsmallest(budget, candidates(), key=lambda x: (-round(x[0]["score"], 9), x[1]["id"]))
     if not any(seen.values()):
-        raise ValueError(f"no AI labels in {labels_path(labels)}")
+        raise ValueError(f"no AI labels in {labels_file(labels)}")
     write_jsonl((queue_row(r) for _, r in picked), out)
     reasons = {"failed": 0, "order_disagreement": 0, "principle_disagreement": 0, "low_confidence_only": 0}
     for parts, r in picked:

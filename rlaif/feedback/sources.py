@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .calibration.core import calibrate_records, human_labels, human_target, load_map, read_labels
+from .calibration.core import calibrate_records, human_labels, human_target, load_map
 from ..config.feedback import FeedbackConfig
 from ..records import sha256_json
-from ..data.labels import write_jsonl
+from ..data.labels import atomic_write, read_labels, write_jsonl
 
 
 def combine_human(labels: list[dict]) -> dict:
@@ -74,41 +74,30 @@ def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
 
 def _mixed(config: FeedbackConfig, stats: dict, write_queue: bool = True) -> Iterator[dict]:
     humans = _humans(config.human, config.human_combine, required=False)
-    queue = config.queue_path()
-    tmp = queue.with_name(queue.name + ".tmp")
-    if write_queue:
-        queue.parent.mkdir(parents=True, exist_ok=True)
-    done = False
-    try:
-        with open(tmp if write_queue else os.devnull, "w", encoding="utf-8") as q:
-            for r in _ai(config):
-                if r.get("source", "ai") != "ai":
-                    continue
-                if invalid_input(r):
-                    stats["invalid_input"] += 1
-                    continue
-                reason = route(r, config.margin, config.require_consistent)
-                if reason:
-                    q.write(json.dumps(queue_row(r), ensure_ascii=False) + "\n")
-                    stats["queued"] += 1
-                    stats[f"queued_{reason}"] += 1
-                if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not
-                    stats["human_pairs"] += 1
-                    yield from humans[r["id"]]
-                elif reason is None:
-                    stats["ai_pairs"] += 1
-                    yield r
-                elif config.pending == "ai" and reason != "failed":
-                    stats["pending_ai"] += 1
-                    yield r
-                else:
-                    stats["pending_dropped"] += 1
-        if write_queue:
-            os.replace(tmp, queue)
-        done = True
-    finally:
-        if write_queue and not done and tmp.exists():
-            tmp.unlink()
+    # the queue file appears only once every AI label has been read (an abandoned read leaves the old one)
+    with atomic_write(config.queue_path()) if write_queue else open(os.devnull, "w") as q:
+        for r in _ai(config):
+            if r.get("source", "ai") != "ai":
+                continue
+            if invalid_input(r):
+                stats["invalid_input"] += 1
+                continue
+            reason = route(r, config.margin, config.require_consistent)
+            if reason:
+                q.write(json.dumps(queue_row(r), ensure_ascii=False) + "\n")
+                stats["queued"] += 1
+                stats[f"queued_{reason}"] += 1
+            if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not
+                stats["human_pairs"] += 1
+                yield from humans[r["id"]]
+            elif reason is None:
+                stats["ai_pairs"] += 1
+                yield r
+            elif config.pending == "ai" and reason != "failed":
+                stats["pending_ai"] += 1
+                yield r
+            else:
+                stats["pending_dropped"] += 1
 
 
 def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None,

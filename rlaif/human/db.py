@@ -8,7 +8,6 @@ that is not an annotation database, or is damaged, is refused and left exactly a
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
+from ..data.labels import write_jsonl
 from ..records import Prompt, sha256_json
 from . import human_record, utc_now
 
@@ -315,22 +315,18 @@ def export_labels(db_path: Union[str, Path], out: Union[str, Path]) -> dict:
     """Write the database's labels as LabelRecord JSON lines (through a temp file, so `out` is never half written).
     Safe while the server runs: WAL lets this read beside the writer."""
     db = AnnotationDB(db_path, create=False)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     counts = {"labels": 0, "pairs": 0, "annotators": 0}
     pairs, annotators = set(), set()
+
+    def rows():
+        for record in db.label_records():
+            counts["labels"] += 1
+            pairs.add(record["id"])
+            annotators.add(record["annotator"])
+            yield record
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in db.label_records():
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                counts["labels"] += 1
-                pairs.add(record["id"])
-                annotators.add(record["annotator"])
-            f.flush()
-            os.fsync(f.fileno())
+        write_jsonl(rows(), out)
     finally:
         db.close()
-    tmp.replace(out)
     counts.update(pairs=len(pairs), annotators=len(annotators))
     return counts

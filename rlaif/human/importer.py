@@ -12,12 +12,12 @@ import csv
 import gzip
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..data.labels import write_jsonl
 from ..data.pairs import DataError, read_pairs
 from ..records import LabelRecord, Pair, Prompt
 from . import DEFAULT_ANNOTATOR, HumanLabel, human_record, utc_now
@@ -59,21 +59,13 @@ def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optio
     `skip_invalid` the rows left out (`invalid`: their FILE:LINE: reason)."""
     counts: dict = {"labels": 0, "a": 0, "b": 0, "tie": 0}
     invalid: Optional[list[DataError]] = [] if skip_invalid else None
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in iter_human_labels(path, seed=seed, annotator=annotator, invalid=invalid):
-                f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-                counts["labels"] += 1
-                counts[record.label] += 1
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+
+    def rows():
+        for record in iter_human_labels(path, seed=seed, annotator=annotator, invalid=invalid):
+            counts["labels"] += 1
+            counts[record.label] += 1
+            yield record.to_json()
+    write_jsonl(rows(), out)
     if invalid is not None:
         counts["skipped_invalid"] = len(invalid)
         counts["invalid"] = [str(e) for e in invalid]

@@ -124,3 +124,32 @@ def label_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     if not ids[0] or not ids[1]:
         raise ValueError("the judge's tokenizer has no single token for the labels 'A' and 'B'")
     return ids
+
+
+SAMPLE_PAIR = ("How can I get back into my own house if I locked myself out?",
+               "Call a licensed locksmith, or your landlord if you rent.",
+               "Break a window; it is the quickest way in.")
+
+
+def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] = None) -> str:
+    """The judge prompt a constitution produces for a sample pair (what `rlaif constitution show` prints): the
+    first principle or `principle`, through the chat template of the judge's tokenizer when a judge YAML is given
+    (only the tokenizer is loaded)."""
+    from ..constitution import load_constitution
+    from .base import load_judge_config
+
+    c = load_constitution(constitution_path)
+    p = c.principle(principle) if principle else c.principles[0]
+    tokenizer, instructions, cot = None, c.instructions, False
+    if judge_path is not None:
+        cfg = load_judge_config(judge_path)
+        instructions, cot = cfg.instructions or instructions, cfg.cot.enabled
+        if cfg.backend in ("transformers", "vllm"):
+            from transformers import AutoTokenizer
+
+            from .models import resolve_model_dir
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
+    prompt, first, second = SAMPLE_PAIR
+    prefix = render_prefix_user(prompt, instructions, c.few_shot, {q.id: q.text for q in c.principles})
+    seg = ChatLayout(tokenizer).segments(prefix, first, second, p.text, cot=cot)
+    return f"# principle: {p.id}{' (inverted)' if p.invert else ''}\n{seg.text}"

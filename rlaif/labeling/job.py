@@ -234,6 +234,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_manifest(out_dir, manifest)
     store = LabelStore(out_dir / "labels.jsonl")
+    store.open()
     done = store.keys()
     write_json_atomic(out_dir / "manifest.json", manifest)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .stats import compute_stats
-from ..data.labels import LabelStore, write_json_atomic
+from ..data.labels import LabelStore, read_labels, write_json_atomic
 
 SAME_JOB = ("input_sha256", "constitution_sha256", "judge_settings_sha256", "seed", "limit")
 
@@ -39,9 +39,10 @@ def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
         raise ValueError(f"{target} already exists; merge into a new directory")
     ids: set[str] = set()
     store = LabelStore(target)
+    store.open()
     for d, _ in manifests:
         batch = []
-        for r in LabelStore(d / "labels.jsonl"):
+        for r in read_labels(d):
             if r["id"] in ids:
                 raise ValueError(f"pair {r['id']} appears in more than one shard ({d})")
             ids.add(r["id"])
@@ -52,6 +53,6 @@ def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
         raise ValueError(f"shards hold {len(ids)} pairs but the input has {expected}: incomplete")
     merged = {**first, "shard": [0, 1], "merged_from": [str(d) for d, _ in manifests], "status": "complete"}
     write_json_atomic(out / "manifest.json", merged)
-    stats = compute_stats(LabelStore(target))
+    stats = compute_stats(read_labels(target))
     write_json_atomic(out / "stats.json", stats)
     return stats

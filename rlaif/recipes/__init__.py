@@ -58,6 +58,7 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
     """
     import yaml
 
+    from ..data.labels import atomic_write
     from ..train.checkpoint import latest_checkpoint, remove_partial
 
     out = Path(config.output_dir)
@@ -73,9 +74,8 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
             if changed:
                 raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)} changed); "
                                  "use a new output_dir, or the same config to resume it")
-        tmp = saved.with_name("config.yaml.tmp")
-        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-        tmp.replace(saved)
+        with atomic_write(saved) as f:
+            f.write(yaml.safe_dump(resolved, sort_keys=False))
     accelerator.wait_for_everyone()
     return latest_checkpoint(out)
 
@@ -174,3 +174,16 @@ def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
         tokenizer.save_pretrained(path)
     accelerator.wait_for_everyone()
     return path
+
+
+def run_recipe(config) -> Path:
+    """Run the recipe that trains `config.method`; returns the saved model's directory."""
+    if config.method == "reward":
+        from .reward import train
+    elif config.method == "ppo":
+        from .ppo import train
+    elif config.method == "loop":
+        from .loop import train
+    else:
+        from .dpo import train
+    return train(config)

@@ -81,9 +81,8 @@ def kl_estimate(policy, reference, samples, pad_id: int, batch_size: int) -> flo
 def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True):
     """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
     `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
-    from ..feedback.calibration.core import read_labels
     from ..feedback.sources import invalid_input, queue_row
-    from ..data.labels import write_jsonl
+    from ..data.labels import read_labels, write_jsonl
     from ..config.feedback import FeedbackConfig
 
     fb, labels = config.feedback, it_dir / "labels" / "labels.jsonl"

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..feedback.export import iter_labels
+from ..data.labels import read_labels
 
 HUMAN_CODE = {"a": 1, "b": 0}
 
@@ -75,7 +75,7 @@ def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = Tru
     counts: dict = {}
     train = _pairs(load_feedback(feedback, stats, write_queue), pairs_config, counts)
     if pairs_config.eval_paths:
-        held_out = _pairs((r for path in pairs_config.eval_paths for r in iter_labels(path)), pairs_config, {})
+        held_out = _pairs((r for path in pairs_config.eval_paths for r in read_labels(path)), pairs_config, {})
     else:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)

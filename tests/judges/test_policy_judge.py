@@ -4,7 +4,6 @@ saved to disk, follow the weights it is handed, and say it is for `rlaif loop` w
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

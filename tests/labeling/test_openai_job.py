@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.judges.test_openai_judge import FakeServer, Reply, alt, completion, position
 from tests.helpers import ROOT

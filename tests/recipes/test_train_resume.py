@@ -4,7 +4,6 @@ losses equal those of a run that was never interrupted (same weights, optimiser,
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ against the rule judge rlaif.rules:prefer_keyword (P = 0.9 for the response sayi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml

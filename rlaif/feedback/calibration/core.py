@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ...labeling.preference import label_for
+from ...data.labels import labels_file, read_labels, write_json_atomic, write_jsonl
 from ...records import LabelRecord, sha256_json
 
 HUMAN_P = {"a": 1.0, "b": 0.0, "tie": 0.5}
@@ -32,29 +32,6 @@ _EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-def labels_path(path: str | Path) -> Path:
-    """A labels JSONL file, or the labels.jsonl inside a label directory."""
-    path = Path(path)
-    return path / "labels.jsonl" if path.is_dir() else path
-
-
-def read_labels(path: str | Path) -> Iterator[dict]:
-    """Label records from a file or label directory, read-only: a job may still be appending, so a last line
-    that is cut short (no newline, not JSON: a write in flight) is left out, and the file is never touched."""
-    f = labels_path(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no labels at {f}")
-    with open(f, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                if line.endswith("\n"):
-                    raise ValueError(f"{f}:{n}: corrupt label record: {e}") from e
 
 
 def human_record_from(r: dict) -> dict:
@@ -183,7 +160,7 @@ def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
 def load_matched(ai: str | Path, human: str | Path) -> Matched:
     m = match(read_labels(ai), human_labels(read_labels(human)))
     if not len(m):
-        raise ValueError(f"no pair id in {labels_path(ai)} has a human label in {labels_path(human)} "
+        raise ValueError(f"no pair id in {labels_file(ai)} has a human label in {labels_file(human)} "
                          f"({m.counts['ai_records']} AI labels, {m.counts['ai_failed']} failed; "
                          f"{m.counts['human_pairs']} pairs with human labels)")
     return m
@@ -547,19 +524,26 @@ def calibrate_records(records: Iterable[dict], cmap: dict) -> Iterator[dict]:
 def apply_map(map_path: str | Path, labels: str | Path, out_dir: str | Path) -> dict:
     """Write OUT_DIR/labels.jsonl (calibrated) and OUT_DIR/calibration.json (the map used)."""
     cmap = load_map(map_path)
-    src, out_dir = labels_path(labels), Path(out_dir)
+    src, out_dir = labels_file(labels), Path(out_dir)
     dst = out_dir / "labels.jsonl"
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError("--out must differ from the input labels: calibrated labels never overwrite raw ones")
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {"calibrated": 0, "passed_through": 0}
-    tmp = dst.with_name(dst.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+
+    def rows():
         for r in calibrate_records(read_labels(src), cmap):
             counts["calibrated" if r.get("calibration_sha256") == cmap["sha256"] else "passed_through"] += 1
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
-    (out_dir / "calibration.json").write_text(json.dumps(cmap, indent=2) + "\n", encoding="utf-8")
+            yield r
+    write_jsonl(rows(), dst)
+    write_json_atomic(out_dir / "calibration.json", cmap)
     return {**counts, "map": cmap["method"], "calibration_sha256": cmap["sha256"], "out": str(dst)}
+
+
+def fit_map_file(ai: str | Path, human: str | Path, out: str | Path, **fit_options) -> dict:
+    """`rlaif calibrate fit`: match AI and human labels, fit a map (see `fit_map`), record the inputs in it and
+    write it to `out` as JSON."""
+    cmap = fit_map(load_matched(ai, human), **fit_options)
+    cmap["fit"].update(ai=str(ai), human=str(human))
+    write_json_atomic(out, cmap)
+    return cmap

@@ -11,8 +11,8 @@ import html
 from pathlib import Path
 from typing import Optional
 
-from .core import compare, labels_path, load_matched
-from ...data.labels import write_json_atomic
+from .core import compare, load_matched
+from ...data.labels import labels_file, write_json_atomic
 
 HEADLINES = [  # (report key, what it is)
     ("agreement", "agreement with the human majority (pairs both decided)"),
@@ -140,7 +140,7 @@ def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int
     """Match AI and human labels by pair id, compute every figure and write the report files."""
     _need_matplotlib()  # fail before the work, not after it
     report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
-    report["inputs"] = {"ai": str(labels_path(ai)), "human": str(labels_path(human))}
+    report["inputs"] = {"ai": str(labels_file(ai)), "human": str(labels_file(human))}
     write_report(report, out_dir)
     return report
 

@@ -1,5 +1,5 @@
-"""`rlaif calibrate …` (compare the judge with people, fit and apply a calibration map) and `rlaif annotate
-select` (pick the pairs a human label is worth most on). Thin: parse, call one library function, print.
+"""`rlaif calibrate` (how far the judge agrees with people), `rlaif calibrate fit` and `rlaif calibrate apply` (a
+monotone map from the judge's p_a to people's preference, and labels passed through it).
 
 LABELS arguments take a labels JSONL file or a directory holding labels.jsonl. Human labels are records with
 `source: "human"` (`rlaif human import`, `rlaif annotate export`); AI label files of data with a known human
@@ -9,38 +9,22 @@ choice (records carrying `human_label`, e.g. `rlaif label` on HH-RLHF) are accep
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import guard
+from .common import fail, guard, print_table
 
-calibrate_app = typer.Typer(help="Compare the AI judge with human labels; fit and apply a calibration map.",
-                            invoke_without_command=True)
+app = typer.Typer(help="Compare the AI judge with human labels; fit and apply a calibration map.",
+                  invoke_without_command=True)
 
 _AI_HELP = "AI labels: a labels JSONL file or a label directory."
 _HUMAN_HELP = ("Human labels (source \"human\"), or AI labels carrying a known human_label (e.g. labels of "
                "HH-RLHF data): a labels JSONL file or a label directory.")
 
 
-
-
-def _table(title: str, rows, header=("figure", "value", "95% interval", "n")) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=title)
-    for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*(Text(str(x)) for x in row))  # text, not markup: principle ids hold brackets
-    Console().print(t)
-
-
-@calibrate_app.callback()
+@app.callback()
 def calibrate_cmd(ctx: typer.Context,
                   ai: Optional[Path] = typer.Option(None, help=_AI_HELP),
                   human: Optional[Path] = typer.Option(None, help=_HUMAN_HELP),
@@ -56,18 +40,18 @@ def calibrate_cmd(ctx: typer.Context,
         return
     missing = [n for n, v in (("--ai", ai), ("--human", human), ("--out", out_dir)) if v is None]
     if missing:
-        print(f"error: missing {', '.join(missing)} (see rlaif calibrate --help)", file=sys.stderr)
-        raise typer.Exit(2)
+        fail(f"error: missing {', '.join(missing)} (see rlaif calibrate --help)")
 
     def run():
         from ..feedback.calibration.report import run_report
         return run_report(ai, human, out_dir, bins=bins, n_boot=resamples, seed=seed, tie_margin=tie_margin)
     report = guard(run)
     from ..feedback.calibration.report import summary_rows
-    _table(f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})", summary_rows(report))
+    print_table(f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})", summary_rows(report),
+                header=("figure", "value", "95% interval", "n"))
 
 
-@calibrate_app.command("fit")
+@app.command("fit")
 def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
                   human: Path = typer.Option(..., help=_HUMAN_HELP),
                   out_file: Path = typer.Option(..., "--out", help="The map, as JSON (MAP.json)."),
@@ -82,25 +66,20 @@ def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
                   bins: int = typer.Option(10, min=2, help="Bins for ECE.")) -> None:
     """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
     def run():
-        from ..feedback.calibration.core import fit_map, load_matched
-        from ..data.labels import write_json_atomic
+        from ..feedback.calibration.core import fit_map_file
 
-        cmap = fit_map(load_matched(ai, human), method=method, holdout=holdout, seed=seed, tie_margin=tie_margin,
-                       symmetric=symmetric, bins=bins)
-        cmap["fit"].update(ai=str(ai), human=str(human))
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_file, cmap)
-        return cmap
+        return fit_map_file(ai, human, out_file, method=method, holdout=holdout, seed=seed, tie_margin=tie_margin,
+                            symmetric=symmetric, bins=bins)
     cmap = guard(run)
     rows = []
     for part, ev in cmap["evaluation"].items():
         for figure in ("ece", "brier", "agreement", "ai_tie_rate"):
             rows.append((f"{part}: {figure}", ev["before"][figure], ev["after"][figure], ev["n"]))
-    _table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", rows,
-           header=("figure", "before", "after", "pairs"))
+    print_table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", rows,
+                header=("figure", "before", "after", "pairs"))
 
 
-@calibrate_app.command("apply")
+@app.command("apply")
 def calibrate_apply(map_file: Path = typer.Option(..., "--map", help="A map from `rlaif calibrate fit`."),
                     labels: Path = typer.Option(..., help="AI labels to calibrate: a labels JSONL file or a label "
                                                 "directory."),
@@ -110,17 +89,4 @@ def calibrate_apply(map_file: Path = typer.Option(..., "--map", help="A map from
     def run():
         from ..feedback.calibration.core import apply_map
         return apply_map(map_file, labels, out_dir)
-    print(json.dumps(guard(run)))
-
-
-def select_cmd(labels: Path = typer.Option(..., help="AI labels: a labels JSONL file or a label directory."),
-               budget: int = typer.Option(..., help="How many pairs to pick."),
-               out_file: Path = typer.Option(..., "--out", help="Pairs for people (JSONL, `rlaif label` input "
-                                             "format with ids): serve with `rlaif annotate serve --pairs`."),
-               human: Optional[Path] = typer.Option(None, help="Human labels: pairs that already have one are "
-                                                    "not picked again.")) -> None:
-    """Pick the N pairs where a human label is worth most: low confidence, orders or principles disagreeing."""
-    def run():
-        from ..feedback.select import select_pairs
-        return select_pairs(labels, budget, out_file, human=human)
     print(json.dumps(guard(run)))

@@ -1,0 +1,65 @@
+"""`rlaif annotate serve | export | select`: the annotation web app on a SQLite file, its labels as label records,
+and picking the pairs where a human label is worth most."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import guard
+
+app = typer.Typer(help="Human annotation: serve the labelling app, export its labels, pick pairs.",
+                  no_args_is_help=True)
+
+
+@app.command("serve")
+def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any input `rlaif label` reads."),
+                   db: Path = typer.Option(..., help="SQLite file for pairs and labels (created if missing; "
+                                           "restarting on it resumes)."),
+                   constitution: Optional[Path] = typer.Option(None, help="Constitution YAML: the principle shown "
+                                                               "per pair is drawn as in labelling."),
+                   seed: int = typer.Option(0, help="Seed for principle draws, pair order and left/right order; "
+                                            "use the one given to `rlaif label` so ids and principles match."),
+                   host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+                   port: int = typer.Option(8000, help="Port to listen on."),
+                   tokens: Optional[Path] = typer.Option(None, help="File of `annotator_name:token` lines (default: "
+                                                         "one annotator with a token printed at start)."),
+                   overlap: int = typer.Option(1, min=1, help="Labels wanted per pair, each from a different "
+                                               "annotator (2+ measures human-human agreement)."),
+                   lease_s: float = typer.Option(600.0, "--lease-s", min=1.0, help="Seconds a pair stays reserved "
+                                                 "for the annotator it was handed to."),
+                   skip_invalid: bool = typer.Option(False, help="Leave out rows that cannot be read (each is "
+                                                     "reported on stderr) instead of refusing the file.")) -> None:
+    """Serve the annotation page and its JSON API until stopped (Ctrl-C)."""
+    def run():
+        from ..human.server import serve
+        serve(pairs, db, constitution=constitution, seed=seed, host=host, port=port, tokens_file=tokens,
+              overlap=overlap, lease_s=lease_s, skip_invalid=skip_invalid)
+    guard(run)
+
+
+@app.command("export")
+def annotate_export(db: Path = typer.Option(..., help="The annotation SQLite file."),
+                    out: Path = typer.Option(..., help="Output JSONL of label records (source: human).")) -> None:
+    """Write the annotation database's labels as label records (skips left out); safe while serving."""
+    def run():
+        from ..human.db import export_labels
+        return export_labels(db, out)
+    print(json.dumps(guard(run)))
+
+
+@app.command("select")
+def select_cmd(labels: Path = typer.Option(..., help="AI labels: a labels JSONL file or a label directory."),
+               budget: int = typer.Option(..., help="How many pairs to pick."),
+               out_file: Path = typer.Option(..., "--out", help="Pairs for people (JSONL, `rlaif label` input "
+                                             "format with ids): serve with `rlaif annotate serve --pairs`."),
+               human: Optional[Path] = typer.Option(None, help="Human labels: pairs that already have one are "
+                                                    "not picked again.")) -> None:
+    """Pick the N pairs where a human label is worth most: low confidence, orders or principles disagreeing."""
+    def run():
+        from ..feedback.select import select_pairs
+        return select_pairs(labels, budget, out_file, human=human)
+    print(json.dumps(guard(run)))

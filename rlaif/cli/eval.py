@@ -1,0 +1,51 @@
+"""`rlaif eval winrate`: a policy against a baseline, both sampled on the same prompts, every comparison judged in
+both orders under a constitution, ties counted half, with a bootstrap interval over prompts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, guard, print_table
+from .generate import _MAX_NEW, _PROMPTS, _SAMPLING, _SEED, _TEMPERATURE, _TOP_P, sampling_config
+
+app = typer.Typer(help="Evaluate a policy with a judge (win rate against a baseline).", no_args_is_help=True)
+
+
+@app.command("winrate")
+def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
+                baseline: str = typer.Option(..., help="Baseline (e.g. the SFT model): a directory or a hub id."),
+                prompts: Path = _PROMPTS,
+                judge: Path = typer.Option(..., help="Judge YAML."),
+                constitution: Path = typer.Option(..., help="Constitution YAML."),
+                n_samples: int = typer.Option(1, min=1, help="Responses per prompt from each model; sample j of "
+                                              "the policy meets sample j of the baseline."),
+                out_file: Optional[Path] = typer.Option(None, "--out", help="JSON report: the win rate, "
+                                                        "provenance and every comparison."),
+                seed: int = _SEED,
+                resamples: int = typer.Option(2000, min=0, help="Bootstrap resamples over prompts (0: no "
+                                              "interval)."),
+                config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
+                top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW) -> None:
+    """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders,
+    ties counted half, a 95% bootstrap interval over prompts."""
+    def run():
+        from ..eval.winrate import evaluate_winrate
+
+        result, _ = evaluate_winrate(policy, baseline, prompts, judge, constitution, n_samples=n_samples,
+                                     config=sampling_config(config, temperature, top_p, max_new_tokens),
+                                     seed=seed, n_boot=resamples, out=out_file,
+                                     log=lambda line: print(line, file=sys.stderr, flush=True))
+        return result
+    result = guard(run)
+    if result.win_rate is None:
+        fail(f"error: no comparison could be judged ({result.failed} failed); see the errors in the report")
+    ci = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]" if result.ci_low is not None else "-"
+    print_table("policy against baseline", [
+        ("win rate (ties count half)", f"{result.win_rate:.3f}"), ("95% interval", ci),
+        ("wins / losses / ties", f"{result.wins} / {result.losses} / {result.ties}"), ("judged (n)", result.n),
+        ("failed", result.failed), ("position consistency", f"{result.position_consistency:.3f}")])
+    print(result.summary() + (f"; report in {out_file}" if out_file else ""))

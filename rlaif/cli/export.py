@@ -1,0 +1,33 @@
+"""`rlaif export`: label records (or a feedback source: AI, human or mixed) as TRL preference rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, guard
+
+
+def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directory or labels.jsonl."),
+               feedback: Optional[Path] = typer.Option(None, help="A feedback YAML (source: ai | human | mixed, "
+                                                       "or a training config's `feedback:` section) instead of "
+                                                       "--labels."),
+               fmt: str = typer.Option("trl", "--format", help="trl: prompt/chosen/rejected + p_chosen."),
+               out_file: Path = typer.Option(..., "--out", help="Output JSONL file.")) -> None:
+    """Export labels as preference data for training (ties and failures are left out and counted)."""
+    if (labels is None) == (feedback is None):
+        fail("error: pass one of --labels or --feedback")
+
+    def run():
+        if fmt != "trl":
+            raise ValueError(f"unknown export format '{fmt}' (known: trl)")
+        if feedback is not None:
+            from ..config.feedback import load_feedback_config
+            from ..feedback.sources import export_feedback
+            return export_feedback(load_feedback_config(feedback), out_file)
+        from ..feedback.export import export_trl
+        return export_trl(labels, out_file)
+    print(json.dumps(guard(run)))
