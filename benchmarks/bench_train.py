@@ -237,7 +237,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     from rlaif.recipes.ppo import collect, update
     from rlaif.config.train import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
-    from rlaif.data.pairs import read_prompts
+    from rlaif.data.prompts import read_prompts
     from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
     from rlaif.policy.sampling import PolicySampler
 

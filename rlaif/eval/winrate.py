@@ -124,7 +124,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
     `out` as JSON when given."""
-    from ..data.pairs import read_prompts
+    from ..data.prompts import read_prompts
     from ..policy.generate import sample_policy
     from ..judges.base import Judge, load_judge
     from ..labeling.job import GENERIC

@@ -207,7 +207,8 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
           max_chars: int = 100_000, progress: bool = True,
           on_batch: Optional[Callable[[int], None]] = None) -> JobResult:
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path."""
-    from ..data.pairs import DataError, count_pairs, read_pairs
+    from ..data.formats import DataError, count_pairs
+    from ..data.pairs import read_pairs
     from ..judges.base import TOO_LONG, Judge, load_judge
 
     pairs_path, out_dir = Path(pairs), Path(out)

@@ -16,7 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..data.pairs import read_prompts
+from ..data.prompts import read_prompts
 from ..records import Prompt, sha256_json
 from ..data.labels import write_jsonl
 from ..config.train import SamplingConfig

@@ -35,7 +35,7 @@ from ..config.train import LoopConfig, PairsConfig
 from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import MetricsLog, read_metrics, truncate_after
-from ..data.pairs import split_prompts
+from ..data.prompts import split_prompts
 from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
 from ..train.ppo import build_batch, response_token_logps
 from ..policy.sampling import PolicySampler, derived_seed
@@ -180,7 +180,7 @@ def train(config: LoopConfig) -> Path:
     from accelerate.utils import set_seed
 
     from ..constitution import load_constitution
-    from ..data.pairs import read_prompts
+    from ..data.prompts import read_prompts
     from ..policy.generate import pair_rows
     from ..data.labels import write_jsonl
     from ..judges.base import load_judge

@@ -26,7 +26,7 @@ import torch
 
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums, save_final, \
     with_cpu_threads
-from ..data.pairs import read_prompts, split_prompts
+from ..data.prompts import read_prompts, split_prompts
 from ..train.checkpoint import Checkpointer
 from ..config.train import PPOTrainConfig
 from ..train.data import step_indices

@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import HH_HARMLESS_TEST as REAL_HH
 
-from rlaif.data.pairs import DataError, count_pairs, detect_format, read_pairs
+from rlaif.data.formats import DataError, count_pairs, detect_format
+from rlaif.data.pairs import read_pairs
 from rlaif.records import sha256_json
 
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rlaif.data.pairs import DataError, read_pairs
-from rlaif.data.pairs import read_prompts
+from rlaif.data.prompts import read_prompts
 from rlaif.policy.generate import generate, pair_rows
 from rlaif.config.train import SamplingConfig
 from rlaif.policy.sampling import Sample

@@ -158,7 +158,7 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     starting policy's (measured: about 0.11 before, 0.76-0.98 after, over loop seeds 0-3)."""
     from transformers import AutoModelForCausalLM
 
-    from rlaif.data.pairs import read_prompts, split_prompts
+    from rlaif.data.prompts import read_prompts, split_prompts
     from rlaif.config.train import SamplingConfig
     from rlaif.train.models import build_tiny, build_tokenizer
     from rlaif.policy.sampling import derived_seed, sample
