@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rlaif.feedback.calibration.core import METHODS, evaluate, fit_map, load_matched, predict
+from rlaif.feedback.calibration.maps import METHODS, evaluate, fit_map, predict
+from rlaif.feedback.calibration.match import load_matched
 from rlaif.feedback.calibration.report import run_report, summary_rows
 from rlaif.data.labels import write_json_atomic
 

@@ -88,3 +88,56 @@ def shares_before_after(model_config, run_dir: Path, labels: Path, n_prompts: in
     prompts = [json.loads(line)["prompt"] for line in labels.read_text().splitlines()][:n_prompts]
     before = keyword_share(build_tiny(model_config, tok, "lm"), tok, prompts)
     return before, keyword_share(AutoModelForCausalLM.from_pretrained(run_dir / "model"), tok, prompts)
+
+
+# ---------------------------------------------------------------------------------------------- feedback records
+# Label records as `rlaif label` and people write them, the files that hold them, and `rlaif …` run as a
+# subprocess: shared by tests/feedback, tests/human and tests/eval. Self-contained (imports inside the helpers).
+
+
+def run_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`rlaif ARGS` as a subprocess from the repository root; the result is returned whatever its exit code."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(rlaif_command(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def write_jsonl(path: Path, records) -> Path:
+    """Write `records` as JSON lines (creating the folder); returns the path."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def ai_record(pid: str, p_a, *, orders=None, human=None, principle="p1", per_principle=None, status="ok",
+              a="short", b="a longer reply", error=None, **extra) -> dict:
+    """An AI label record as `rlaif label` writes it (only the fields calibration reads, plus the required)."""
+    from rlaif.labeling.preference import label_for
+
+    if orders is None and p_a is not None:
+        orders = [p_a, p_a]
+    r = {"id": pid, "key": f"k-{pid}", "prompt": f"question {pid}", "response_a": a, "response_b": b,
+         "p_a": p_a, "label": None if p_a is None else label_for(p_a, 0.05), "status": status,
+         "p_a_orders": orders, "principle_id": principle, "source": "ai",
+         "judge": {"backend": "python", "model": "test", "settings_sha256": "0" * 64},
+         "constitution_sha256": "c" * 64, **extra}
+    if orders is not None:
+        r["position_consistent"] = (orders[0] - 0.5) * (orders[1] - 0.5) > 0
+    if per_principle:
+        r["per_principle"] = per_principle
+    if human:
+        r["human_label"] = human
+    if error:
+        r["error"] = error
+    return {k: v for k, v in r.items() if v is not None or k in ("p_a", "label")}
+
+
+def human_record(pid: str, label: str, annotator: str, **extra) -> dict:
+    """A human label record of the same pair `ai_record(pid, …)` makes, by `annotator`."""
+    from rlaif.feedback.human_records import HUMAN_P
+
+    return {"id": pid, "key": f"h-{pid}-{annotator}", "prompt": f"question {pid}", "response_a": "short",
+            "response_b": "a longer reply", "p_a": HUMAN_P[label], "label": label, "status": "ok",
+            "source": "human", "annotator": annotator, "shown_order": "ab",
+            "created_at": "2026-01-01T00:00:00Z", **extra}

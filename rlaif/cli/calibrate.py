@@ -66,16 +66,13 @@ def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
                   bins: int = typer.Option(10, min=2, help="Bins for ECE.")) -> None:
     """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
     def run():
-        from ..feedback.calibration.core import fit_map_file
+        from ..feedback.calibration.maps import fit_map_file
 
         return fit_map_file(ai, human, out_file, method=method, holdout=holdout, seed=seed, tie_margin=tie_margin,
                             symmetric=symmetric, bins=bins)
     cmap = guard(run)
-    rows = []
-    for part, ev in cmap["evaluation"].items():
-        for figure in ("ece", "brier", "agreement", "ai_tie_rate"):
-            rows.append((f"{part}: {figure}", ev["before"][figure], ev["after"][figure], ev["n"]))
-    print_table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", rows,
+    from ..feedback.calibration.report import fit_rows
+    print_table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", fit_rows(cmap),
                 header=("figure", "before", "after", "pairs"))
 
 
@@ -87,6 +84,6 @@ def calibrate_apply(map_file: Path = typer.Option(..., "--map", help="A map from
                                                  "as p_a_raw) and calibration.json.")) -> None:
     """Write calibrated labels: p_a through the map, the raw value in p_a_raw, the map's hash recorded."""
     def run():
-        from ..feedback.calibration.core import apply_map
+        from ..feedback.calibration.maps import apply_map
         return apply_map(map_file, labels, out_dir)
     print(json.dumps(guard(run)))

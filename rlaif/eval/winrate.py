@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..feedback.calibration.core import bootstrap_ci
+from ..feedback.calibration.metrics import bootstrap_ci
 from ..records import LabelRecord, Pair, Prompt
 
 Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt

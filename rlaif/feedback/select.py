@@ -13,7 +13,7 @@ import heapq
 from pathlib import Path
 from typing import Optional
 
-from .calibration.core import human_labels
+from .calibration.match import human_labels
 from .sources import invalid_input, queue_row
 from ..data.labels import labels_file, read_labels, write_jsonl
 

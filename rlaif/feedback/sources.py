@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .calibration.core import calibrate_records, human_labels, human_target, load_map
+from .calibration.maps import calibrate_records, load_map
+from .calibration.match import human_labels, human_target
 from ..config.feedback import FeedbackConfig
 from ..records import sha256_json
 from ..data.labels import atomic_write, read_labels, write_jsonl

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 from ..data.labels import write_jsonl
+from ..feedback.human_records import human_record
 from ..records import Prompt, sha256_json
-from . import human_record, utc_now
+from . import utc_now
 
 SCHEMA_VERSION = "1"
 APPLICATION_ID = 0x726C6166  # "rlaf" in the file header: tells our databases from other SQLite files

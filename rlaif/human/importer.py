@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..data.labels import write_jsonl
 from ..data.pairs import DataError, read_pairs
+from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
 from ..records import LabelRecord, Pair, Prompt
-from . import DEFAULT_ANNOTATOR, HumanLabel, human_record, utc_now
+from . import utc_now
 
 PathLike = Union[str, Path]
 
@@ -111,7 +112,7 @@ def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
         # without an id, the pair gets the content hash `rlaif label` gives the same row
         pair_id = str(r.id) if r.id not in (None, "") else Pair(prompt, r.response_a, r.response_b).id
         yield line, human_record(pair_id=pair_id, prompt=prompt, response_a=r.response_a, response_b=r.response_b,
-                                 label=r.label, annotator=r.annotator or annotator or DEFAULT_ANNOTATOR,
+                                 label=r.label, annotator=r.annotator or annotator or IMPORTED_ANNOTATOR,
                                  created_at=r.created_at or now, p_a=r.p_a, shown_order=r.shown_order,
                                  principle_id=r.principle_id, conversational=isinstance(prompt, list))
 
@@ -124,7 +125,7 @@ def _from_choice_data(path: Path, seed: int, annotator: Optional[str], now: str)
             continue
         yield pair.source_line, human_record(
             pair_id=pair.id, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
-            label=pair.human_label, annotator=annotator or DEFAULT_ANNOTATOR, created_at=now,
+            label=pair.human_label, annotator=annotator or IMPORTED_ANNOTATOR, created_at=now,
             principle_id=pair.principle, conversational=pair.conversational)
 
 

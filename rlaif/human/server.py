@@ -28,13 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..constitution import Constitution, load_constitution
 from ..data.pairs import DataError, read_pairs
+from ..feedback.human_records import SWAPPED
 from .db import AnnotationDB, ServedPair, UnknownPair, error_kind
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 64 * 1024  # a label is ~100 bytes; anything near this is a mistake or an attack
 _ANNOTATOR_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
 _MIN_TOKEN_CHARS = 8
-_FLIP = {"a": "b", "b": "a", "tie": "tie", "skip": "skip"}
+_FLIP = {**SWAPPED, "skip": "skip"}  # an answer read with the left and right responses trading places
 # The page and its scripts come from this server only; nothing inline runs, so even a rendering mistake cannot
 # execute a model output.
 _SECURITY_HEADERS = [

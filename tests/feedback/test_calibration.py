@@ -6,54 +6,23 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rlaif.feedback.calibration import core as cal
+from rlaif.data.labels import read_labels
+from rlaif.feedback.calibration.maps import (METHODS, apply_map, fit_isotonic, fit_map, fit_platt, load_map,
+                                             predict, split_mask)
+from rlaif.feedback.calibration.match import human_labels, human_target, load_matched, majority, match
+from rlaif.feedback.calibration.metrics import (agreement, bootstrap_ci, brier, cohen_kappa, compare, ece,
+                                                length_bias, longer_choice_rates, pairwise_agreement, reliability,
+                                                tie_rate)
+from rlaif.feedback.human_records import IMPORTED_ANNOTATOR
 from rlaif.labeling.preference import label_for
-from tests.helpers import ROOT
+from tests.helpers import ai_record, human_record, run_cli, write_jsonl
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 A = lambda *xs: np.array(xs, dtype=object)  # noqa: E731
-
-
-def ai_record(pid: str, p_a, *, orders=None, human=None, principle="p1", per_principle=None, status="ok",
-              a="short", b="a longer reply", error=None, **extra) -> dict:
-    """An AI label record as `rlaif label` writes it (only the fields calibration reads, plus the required)."""
-    if orders is None and p_a is not None:
-        orders = [p_a, p_a]
-    r = {"id": pid, "key": f"k-{pid}", "prompt": f"question {pid}", "response_a": a, "response_b": b,
-         "p_a": p_a, "label": None if p_a is None else label_for(p_a, 0.05), "status": status,
-         "p_a_orders": orders, "principle_id": principle, "source": "ai",
-         "judge": {"backend": "python", "model": "test", "settings_sha256": "0" * 64},
-         "constitution_sha256": "c" * 64, **extra}
-    if orders is not None:
-        r["position_consistent"] = (orders[0] - 0.5) * (orders[1] - 0.5) > 0
-    if per_principle:
-        r["per_principle"] = per_principle
-    if human:
-        r["human_label"] = human
-    if error:
-        r["error"] = error
-    return {k: v for k, v in r.items() if v is not None or k in ("p_a", "label")}
-
-
-def human_record(pid: str, label: str, annotator: str, **extra) -> dict:
-    return {"id": pid, "key": f"h-{pid}-{annotator}", "prompt": f"question {pid}", "response_a": "short",
-            "response_b": "a longer reply", "p_a": cal.HUMAN_P[label], "label": label, "status": "ok",
-            "source": "human", "annotator": annotator, "shown_order": "ab",
-            "created_at": "2026-01-01T00:00:00Z", **extra}
-
-
-def write_jsonl(path: Path, records) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -62,39 +31,39 @@ def write_jsonl(path: Path, records) -> Path:
 def test_agreement_counts_ties_separately():
     ai, human = A("a", "b", "a", "tie", "a"), A("a", "a", "a", "b", "tie")
     # decided by both: pairs 0, 1, 2 -> 2 of 3 agree; the judge tied on 1 of the 4 pairs people decided
-    assert cal.agreement(ai, human) == pytest.approx(2 / 3)
-    assert cal.tie_rate(ai, human) == pytest.approx(1 / 4)
-    assert math.isnan(cal.agreement(A("tie"), A("a")))
+    assert agreement(ai, human) == pytest.approx(2 / 3)
+    assert tie_rate(ai, human) == pytest.approx(1 / 4)
+    assert math.isnan(agreement(A("tie"), A("a")))
 
 
 def test_cohen_kappa_hand_computed():
     x = A("a", "a", "b", "b", "a", "a", "b", "a")
     y = A("a", "b", "b", "b", "a", "a", "a", "a")
     # p_o = 6/8; p_e = (5/8)(5/8) + (3/8)(3/8) = 34/64; kappa = (48/64 - 34/64) / (30/64) = 14/30
-    assert cal.cohen_kappa(x, y) == pytest.approx(14 / 30)
-    assert cal.cohen_kappa(A("a", "b"), A("a", "b")) == pytest.approx(1.0)
-    assert cal.cohen_kappa(A("a", "b"), A("b", "a")) == pytest.approx(-1.0)
-    assert math.isnan(cal.cohen_kappa(A("a", "a"), A("a", "a")))  # p_e = 1: undefined
+    assert cohen_kappa(x, y) == pytest.approx(14 / 30)
+    assert cohen_kappa(A("a", "b"), A("a", "b")) == pytest.approx(1.0)
+    assert cohen_kappa(A("a", "b"), A("b", "a")) == pytest.approx(-1.0)
+    assert math.isnan(cohen_kappa(A("a", "a"), A("a", "a")))  # p_e = 1: undefined
 
 
 def test_ece_and_reliability_hand_computed():
     p = np.array([0.1, 0.2, 0.8, 1.0])
     y = np.array([0.0, 1.0, 1.0, 1.0])
     # 2 bins: [0, .5) mean p .15 vs y .5 -> .35; [.5, 1] mean p .9 vs y 1 -> .1; ECE = (2*.35 + 2*.1) / 4
-    assert cal.ece(p, y, bins=2) == pytest.approx(0.225)
-    rel = cal.reliability(p, y, bins=2)
+    assert ece(p, y, bins=2) == pytest.approx(0.225)
+    rel = reliability(p, y, bins=2)
     assert [b["n"] for b in rel] == [2, 2]
     assert rel[1]["mean_p_a"] == pytest.approx(0.9) and rel[1]["human_rate"] == pytest.approx(1.0)
-    assert cal.ece(np.array([0.3, 0.7]), np.array([0.3, 0.7])) == pytest.approx(0.0)
-    assert cal.brier(p, y) == pytest.approx((0.01 + 0.64 + 0.04 + 0.0) / 4)
+    assert ece(np.array([0.3, 0.7]), np.array([0.3, 0.7])) == pytest.approx(0.0)
+    assert brier(p, y) == pytest.approx((0.01 + 0.64 + 0.04 + 0.0) / 4)
 
 
 def test_human_majority_and_human_human_agreement():
-    assert cal.majority(["a", "a", "b"]) == "a"
-    assert cal.majority(["a", "b"]) == "tie"
-    assert cal.majority(["a", "tie"]) == "tie"
-    assert cal.majority(["b"]) == "b"
-    got = cal.pairwise_agreement([["a", "a"], ["a", "b"], ["a", "a", "b"], ["b"]])
+    assert majority(["a", "a", "b"]) == "a"
+    assert majority(["a", "b"]) == "tie"
+    assert majority(["a", "tie"]) == "tie"
+    assert majority(["b"]) == "b"
+    got = pairwise_agreement([["a", "a"], ["a", "b"], ["a", "a", "b"], ["b"]])
     assert got.tolist() == pytest.approx([1.0, 0.0, 1 / 3])  # a pair with one label does not count
 
 
@@ -102,21 +71,21 @@ def test_length_bias_hand_computed():
     ai, human = A("a", "a", "b", "b", "a"), A("b", "a", "b", "a", "a")
     len_a, len_b = np.array([10, 10, 3, 3, 5.0]), np.array([2, 2, 9, 9, 5.0])
     # last pair: equal lengths, left out. Longer = a, a, b, b. Judge picks longer 4/4, people 2/4.
-    assert cal.length_bias(ai, human, len_a, len_b) == pytest.approx(0.5)
-    assert cal.longer_choice_rates(ai, human, len_a, len_b) == (1.0, 0.5)
+    assert length_bias(ai, human, len_a, len_b) == pytest.approx(0.5)
+    assert longer_choice_rates(ai, human, len_a, len_b) == (1.0, 0.5)
 
 
 def test_bootstrap_interval_contains_estimate_and_is_seeded():
     rng = np.random.default_rng(1)
     ai = rng.choice(["a", "b"], 200).astype(object)
     human = np.where(rng.random(200) < 0.7, ai, np.where(ai == "a", "b", "a")).astype(object)
-    point = cal.agreement(ai, human)
-    ci = cal.bootstrap_ci(cal.agreement, [ai, human], n_boot=300, seed=5)
+    point = agreement(ai, human)
+    ci = bootstrap_ci(agreement, [ai, human], n_boot=300, seed=5)
     assert ci[0] < point < ci[1]
     assert 0.05 < ci[1] - ci[0] < 0.2  # about ±1.96·sqrt(.7·.3/200) = ±0.064
-    assert ci == cal.bootstrap_ci(cal.agreement, [ai, human], n_boot=300, seed=5)
-    assert ci != cal.bootstrap_ci(cal.agreement, [ai, human], n_boot=300, seed=6)
-    assert cal.bootstrap_ci(cal.agreement, [A(), A()]) is None
+    assert ci == bootstrap_ci(agreement, [ai, human], n_boot=300, seed=5)
+    assert ci != bootstrap_ci(agreement, [ai, human], n_boot=300, seed=6)
+    assert bootstrap_ci(agreement, [A(), A()]) is None
 
 
 # ---------------------------------------------------------------------------------------------- matching
@@ -126,33 +95,33 @@ def test_human_labels_from_human_records_and_from_human_label():
     records = [ai_record("x", 0.9, human="a"), human_record("y", "b", "ann1"), human_record("y", "a", "ann2"),
                human_record("y", "tie", "ann1"),  # ann1 revised their label: the later one counts
                ai_record("z", 0.2)]
-    by_id = cal.human_labels(records)
+    by_id = human_labels(records)
     assert set(by_id) == {"x", "y"}
-    assert by_id["x"][0]["source"] == "human" and by_id["x"][0]["annotator"] == cal.DATASET_ANNOTATOR
+    assert by_id["x"][0]["source"] == "human" and by_id["x"][0]["annotator"] == IMPORTED_ANNOTATOR
     assert by_id["x"][0]["p_a"] == 1.0
     assert sorted(r["label"] for r in by_id["y"]) == ["a", "tie"]
-    assert cal.human_target(by_id["y"]) == pytest.approx(0.75)
+    assert human_target(by_id["y"]) == pytest.approx(0.75)
 
 
 def test_read_labels_skips_a_line_in_flight(tmp_path):
     f = tmp_path / "labels.jsonl"
     f.write_text(json.dumps(ai_record("x", 0.9)) + "\n" + '{"id": "half', encoding="utf-8")
-    assert [r["id"] for r in cal.read_labels(tmp_path)] == ["x"]
+    assert [r["id"] for r in read_labels(tmp_path)] == ["x"]
     assert f.read_text(encoding="utf-8").endswith('"half')  # read-only: the writer's line is not cut
     f.write_text(json.dumps(ai_record("x", 0.9)) + "\n" + json.dumps(ai_record("y", 0.1)), encoding="utf-8")
-    assert [r["id"] for r in cal.read_labels(f)] == ["x", "y"]  # a whole record with no final newline counts
+    assert [r["id"] for r in read_labels(f)] == ["x", "y"]  # a whole record with no final newline counts
     f.write_text('{"id": 1\n' + json.dumps(ai_record("x", 0.9)) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"labels.jsonl:1: corrupt"):
-        list(cal.read_labels(f))
+        list(read_labels(f))
 
 
 def test_human_labels_in_the_other_order_are_swapped_to_match():
     ai = [ai_record("x", 0.9, a="first", b="second")]
     swapped = human_record("x", "b", "ann", response_a="second", response_b="first")  # prefers "first"
-    m = cal.match(ai, {"x": [swapped, human_record("x", "tie", "ann2", response_a="second", response_b="first")]})
+    m = match(ai, {"x": [swapped, human_record("x", "tie", "ann2", response_a="second", response_b="first")]})
     assert m.human_votes == [["a", "tie"]] and m.human_p.tolist() == [0.75]
     with pytest.raises(ValueError, match="different responses"):
-        cal.match(ai, {"x": [human_record("x", "a", "ann", response_a="other", response_b="first")]})
+        match(ai, {"x": [human_record("x", "a", "ann", response_a="other", response_b="first")]})
 
 
 def test_compare_report_figures_on_crafted_pairs():
@@ -160,11 +129,11 @@ def test_compare_report_figures_on_crafted_pairs():
           ai_record("4", 0.52, orders=[0.74, 0.3], human="a"),  # a tie that leans to a
           ai_record("5", 0.7, principle="all", per_principle={"p1": 0.9, "p2": 0.2}, human="a"),
           ai_record("6", None, status="failed", human="a")]
-    humans = cal.human_labels(ai)
+    humans = human_labels(ai)
     humans["1"].append(human_record("1", "b", "ann"))  # pair 1: one "a", one "b" -> majority tie
-    m = cal.match(ai, humans)
+    m = match(ai, humans)
     assert m.counts == {"ai_records": 6, "ai_failed": 1, "ai_without_human": 0, "human_pairs": 6, "matched": 5}
-    r = cal.compare(m, bins=10, n_boot=50)
+    r = compare(m, bins=10, n_boot=50)
     # decided by both: 2 (a vs b), 3 (b, b), 5 (a, a) -> 2/3; pair 4 the judge tied
     assert r["agreement"] == pytest.approx(0.6667) and r["details"]["agreement"]["n"] == 3
     assert r["agreement_lean"] == 0.75 and r["details"]["agreement_lean"]["n"] == 4
@@ -191,22 +160,22 @@ def _miscalibrated(n: int, seed: int):
     return p, y
 
 
-@pytest.mark.parametrize("method", cal.METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_fitted_maps_are_monotone_and_reduce_heldout_ece(method):
     p, y = _miscalibrated(4000, seed=0)
     p_test, y_test = _miscalibrated(4000, seed=1)
-    cmap = {"method": method, "params": cal.fit_isotonic(p, y) if method == "isotonic"
-            else cal.fit_platt(p, y, temperature=method == "temperature")}
+    cmap = {"method": method, "params": fit_isotonic(p, y) if method == "isotonic"
+            else fit_platt(p, y, temperature=method == "temperature")}
     grid = np.linspace(0, 1, 501)
-    assert np.all(np.diff(cal.predict(cmap, grid)) >= -1e-12)
-    before, after = cal.ece(p_test, y_test), cal.ece(cal.predict(cmap, p_test), y_test)
+    assert np.all(np.diff(predict(cmap, grid)) >= -1e-12)
+    before, after = ece(p_test, y_test), ece(predict(cmap, p_test), y_test)
     assert before > 0.1 and after < 0.04, (before, after)
     if method != "isotonic":  # the truth is σ(logit(p) / 3): slope 1/3
         assert cmap["params"]["a"] == pytest.approx(1 / 3, abs=0.05)
 
 
 def test_isotonic_pools_adjacent_violators():
-    got = cal.fit_isotonic(np.array([0.1, 0.2, 0.3, 0.3]), np.array([0.0, 1.0, 0.0, 0.0]))
+    got = fit_isotonic(np.array([0.1, 0.2, 0.3, 0.3]), np.array([0.0, 1.0, 0.0, 0.0]))
     # 0.2 -> 1 then 0.3 -> 0 (twice) violate the order: pooled to (1 + 0 + 0) / 3
     assert got["x"] == [0.1, 0.2, 0.3] and got["y"] == pytest.approx([0.0, 1 / 3, 1 / 3])
 
@@ -214,9 +183,9 @@ def test_isotonic_pools_adjacent_violators():
 def test_platt_never_reverses_an_anticorrelated_judge():
     p = np.array([0.1, 0.2, 0.8, 0.9] * 10)
     y = np.array([1.0, 1.0, 0.0, 0.0] * 10)
-    params = cal.fit_platt(p, y)
+    params = fit_platt(p, y)
     assert params["a"] == 0.0
-    assert cal.predict({"method": "platt", "params": params}, [0.1, 0.9]) == pytest.approx([0.5, 0.5])
+    assert predict({"method": "platt", "params": params}, [0.1, 0.9]) == pytest.approx([0.5, 0.5])
 
 
 def _matched_files(tmp_path: Path, n: int = 300, seed: int = 0) -> tuple[Path, Path]:
@@ -231,37 +200,37 @@ def _matched_files(tmp_path: Path, n: int = 300, seed: int = 0) -> tuple[Path, P
 
 def test_fit_map_splits_by_id_and_reports_before_after(tmp_path):
     ai_dir, f = _matched_files(tmp_path)
-    m = cal.load_matched(ai_dir, f)
-    cmap = cal.fit_map(m, method="isotonic", holdout=0.5, seed=3)
+    m = load_matched(ai_dir, f)
+    cmap = fit_map(m, method="isotonic", holdout=0.5, seed=3)
     ev = cmap["evaluation"]
     assert ev["fit"]["n"] + ev["heldout"]["n"] == len(m) == 300
     assert 100 < ev["heldout"]["n"] < 200
     assert ev["heldout"]["after"]["ece"] < ev["heldout"]["before"]["ece"]
     # the split follows the ids, not the file order
-    assert cal.split_mask(m.ids[::-1], 0.5, 3).tolist() == cal.split_mask(m.ids, 0.5, 3).tolist()[::-1]
-    sym = cal.predict(cmap, [0.2, 0.8])
+    assert split_mask(m.ids[::-1], 0.5, 3).tolist() == split_mask(m.ids, 0.5, 3).tolist()[::-1]
+    sym = predict(cmap, [0.2, 0.8])
     assert sym[0] == pytest.approx(1 - sym[1], abs=0.05)  # fitted on both orders of every pair
     with pytest.raises(ValueError, match="unknown calibration method"):
-        cal.fit_map(m, method="beta")
+        fit_map(m, method="beta")
 
 
 def test_apply_keeps_raw_and_refuses_to_calibrate_twice(tmp_path):
     ai_dir, f = _matched_files(tmp_path, n=60)
-    cmap = cal.fit_map(cal.load_matched(ai_dir, f), method="temperature", holdout=0.0, tie_margin=0.1)
+    cmap = fit_map(load_matched(ai_dir, f), method="temperature", holdout=0.0, tie_margin=0.1)
     map_file = tmp_path / "map.json"
     map_file.write_text(json.dumps(cmap))
     extra = human_record("id0", "a", "ann")
     with open(f, "a") as fh:
         fh.write(json.dumps(extra) + "\n")
-    counts = cal.apply_map(map_file, ai_dir, tmp_path / "cal")
+    counts = apply_map(map_file, ai_dir, tmp_path / "cal")
     assert counts["calibrated"] == 60 and counts["passed_through"] == 2  # the failed label, the human one
-    raw = {r["id"] + r.get("source", ""): r for r in cal.read_labels(f)}
-    out = list(cal.read_labels(tmp_path / "cal"))
+    raw = {r["id"] + r.get("source", ""): r for r in read_labels(f)}
+    out = list(read_labels(tmp_path / "cal"))
     for r in out:
         if r["source"] == "ai" and r["status"] == "ok":
             src = raw[r["id"] + "ai"]
             assert r["p_a_raw"] == src["p_a"]
-            assert r["p_a"] == pytest.approx(float(cal.predict(cmap, [src["p_a"]])[0]))
+            assert r["p_a"] == pytest.approx(float(predict(cmap, [src["p_a"]])[0]))
             assert r["label"] == label_for(r["p_a"], 0.1)
             assert r["calibration_sha256"] == cmap["sha256"]
             assert r["key"] == src["key"] and r["human_label"] == src["human_label"]
@@ -269,21 +238,20 @@ def test_apply_keeps_raw_and_refuses_to_calibrate_twice(tmp_path):
             assert "p_a_raw" not in r and "calibration_sha256" not in r
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["sha256"] == cmap["sha256"]
     with pytest.raises(ValueError, match="already calibrated"):
-        cal.apply_map(map_file, tmp_path / "cal", tmp_path / "cal2")
+        apply_map(map_file, tmp_path / "cal", tmp_path / "cal2")
     with pytest.raises(ValueError, match="must differ"):
-        cal.apply_map(map_file, ai_dir, ai_dir)
+        apply_map(map_file, ai_dir, ai_dir)
     tampered = {**cmap, "params": {"a": 5.0, "b": 0.0}}
     map_file.write_text(json.dumps(tampered))
     with pytest.raises(ValueError, match="sha256"):
-        cal.load_map(map_file)
+        load_map(map_file)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 
 
 def rlaif(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120)
+    p = run_cli(*args)
     if check:
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     return p
@@ -292,7 +260,7 @@ def rlaif(*args, check=True):
 def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     ai_dir, f = _matched_files(tmp_path, n=120)
     # human labels from a separate file, two annotators on some pairs
-    ai = {r["id"]: r for r in cal.read_labels(f)}
+    ai = {r["id"]: r for r in read_labels(f)}
 
     def same(i: int) -> dict:  # human labels of the same responses, in the same order
         return {"response_a": ai[f"id{i}"]["response_a"], "response_b": ai[f"id{i}"]["response_b"]}

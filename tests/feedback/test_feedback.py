@@ -4,24 +4,18 @@ select` ordering, and `rlaif export --feedback` end to end."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from rlaif.feedback.calibration.core import fit_map, load_matched
-from rlaif.data.pairs import read_pairs
-from rlaif.feedback.sources import combine_human, load_feedback, route
 from rlaif.config.feedback import FeedbackConfig, load_feedback_config
-from rlaif.feedback.select import priority, select_pairs
 from rlaif.config.yamlfile import ConfigFileError
-
-from .test_calibration import ai_record, human_record, write_jsonl
-from tests.helpers import ROOT
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+from rlaif.data.pairs import read_pairs
+from rlaif.feedback.calibration.maps import fit_map
+from rlaif.feedback.calibration.match import load_matched
+from rlaif.feedback.select import priority, select_pairs
+from rlaif.feedback.sources import combine_human, load_feedback, route
+from tests.helpers import ai_record, human_record, run_cli, write_jsonl
 
 
 def crafted(tmp_path: Path) -> tuple[Path, Path]:
@@ -190,18 +184,12 @@ def test_select_orders_by_priority(tmp_path):
         select_pairs(labels, 0, out)
 
 
-def rlaif(*args):
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120)
-    return p
-
-
 def test_cli_export_feedback_and_annotate_select(tmp_path):
     ai_dir, human = crafted(tmp_path)
     cfg = tmp_path / "feedback.yaml"
     cfg.write_text(f"source: mixed\nai: {ai_dir}\nhuman: {human}\nqueue: {tmp_path / 'queue.jsonl'}\n")
     out = tmp_path / "trl.jsonl"
-    p = rlaif("export", "--feedback", cfg, "--out", out)
+    p = run_cli("export", "--feedback", cfg, "--out", out)
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     assert (counts["written"], counts["written_ai"], counts["written_human"]) == (3, 1, 2)
@@ -210,10 +198,10 @@ def test_cli_export_feedback_and_annotate_select(tmp_path):
     assert rows["sure"]["source"] == "ai" and rows["sure"]["p_chosen"] == 0.9
     assert len((tmp_path / "queue.jsonl").read_text().splitlines()) == 3
 
-    p = rlaif("export", "--labels", ai_dir, "--feedback", cfg, "--out", out)
+    p = run_cli("export", "--labels", ai_dir, "--feedback", cfg, "--out", out)
     assert p.returncode == 2 and "one of --labels or --feedback" in p.stderr
 
-    p = rlaif("annotate", "select", "--labels", ai_dir, "--budget", "2", "--out", tmp_path / "sel.jsonl")
+    p = run_cli("annotate", "select", "--labels", ai_dir, "--budget", "2", "--out", tmp_path / "sel.jsonl")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["selected"] == 2
     # broke: failed (3); close: 0.9 + order gap 0.1 (0.5 picks neither) = flip: 0.5 + 0.5, then by id

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rlaif.data.pairs import DataError, read_pairs
-from rlaif.human import human_record
+from rlaif.feedback.human_records import human_record
 from rlaif.human.importer import import_labels, iter_human_labels
 from rlaif.records import LabelRecord
 from tests.helpers import HH_HARMLESS_TEST as HH, ROOT

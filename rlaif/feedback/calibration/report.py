@@ -1,5 +1,6 @@
 """`rlaif calibrate` output: report.json (headline figures at the top level, intervals under `details`), the
-reliability diagram as reliability.png, and a self-contained report.html with the plot embedded.
+reliability diagram as reliability.png, a self-contained report.html with the plot embedded, and the rows the
+command prints (for the report and for a fitted map).
 
 matplotlib is imported only when a plot is drawn (extra `rlaif[calibration]`), through its Agg canvas.
 """
@@ -11,8 +12,9 @@ import html
 from pathlib import Path
 from typing import Optional
 
-from .core import compare, load_matched
 from ...data.labels import labels_file, write_json_atomic
+from .match import load_matched
+from .metrics import compare
 
 HEADLINES = [  # (report key, what it is)
     ("agreement", "agreement with the human majority (pairs both decided)"),
@@ -156,3 +158,9 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str]]:
         out.append((f"agreement[{pid}]", _fmt(d["value"]), _ci(d), str(d["n"])))
     return out
 
+
+
+def fit_rows(cmap: dict) -> list[tuple[str, object, object, int]]:
+    """(figure, before, after, pairs) for each part of a fitted map's evaluation (fit, heldout), for printing."""
+    return [(f"{part}: {figure}", ev["before"][figure], ev["after"][figure], ev["n"])
+            for part, ev in cmap["evaluation"].items() for figure in ("ece", "brier", "agreement", "ai_tie_rate")]

@@ -1,0 +1,143 @@
+"""AI labels matched to human labels by pair id: the first step of every comparison of the judge with people.
+
+Human labels are read by pair id, one per annotator; each usable AI label is paired with them in its own response
+order, and `Matched` holds the result as parallel arrays for the metrics and the calibration maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ...data.labels import labels_file, read_labels
+from ..human_records import HUMAN_P, IMPORTED_ANNOTATOR, SWAPPED, human_record
+
+
+def human_record_from(r: dict) -> dict:
+    """The human choice a record carries in `human_label` (data such as HH-RLHF) as a human label record."""
+    return human_record(pair_id=r["id"], prompt=r["prompt"], response_a=r["response_a"], response_b=r["response_b"],
+                        label=r["human_label"], annotator=IMPORTED_ANNOTATOR, principle_id=r.get("principle_id"),
+                        conversational=r.get("conversational", False)).to_json()
+
+
+def human_labels(records: Iterable[dict]) -> dict[str, list[dict]]:
+    """Human labels by pair id, one per annotator (a later label by the same annotator replaces the earlier).
+
+    Records with `source: "human"` are used as they are; any other record that carries a `human_label` (AI labels
+    of data with a known human choice) gives a human record from annotator "imported"."""
+    by_id: dict[str, dict[str, dict]] = {}
+    for r in records:
+        if r.get("source") == "human":
+            if r.get("status", "ok") == "ok" and r.get("label") in HUMAN_P:
+                by_id.setdefault(r["id"], {})[r.get("annotator") or "anonymous"] = r
+        elif r.get("human_label") in HUMAN_P:
+            by_id.setdefault(r["id"], {}).setdefault(IMPORTED_ANNOTATOR, human_record_from(r))
+    return {pid: list(ann.values()) for pid, ann in by_id.items()}
+
+
+def majority(labels: Sequence[str]) -> str:
+    """The label with strictly the most votes; 'tie' when no label has (e.g. one 'a' and one 'b')."""
+    counts = {k: labels.count(k) for k in HUMAN_P}
+    best = max(counts.values())
+    winners = [k for k, c in counts.items() if c == best]
+    return winners[0] if len(winners) == 1 else "tie"
+
+
+def human_target(labels: Sequence[dict]) -> float:
+    """P(people prefer response_a) for one pair: the mean of its annotators' p_a (a=1, b=0, tie=0.5)."""
+    return float(np.mean([HUMAN_P[r["label"]] for r in labels]))
+
+
+@dataclass
+class Matched:
+    """AI labels (status ok, source ai) that have human labels, as parallel arrays; one entry per pair."""
+
+    ids: list[str]
+    p_a: np.ndarray                  # the judge's p_a
+    p_a_raw: Optional[np.ndarray]    # its raw p_a when the labels were calibrated
+    ai_label: np.ndarray             # 'a' | 'b' | 'tie'
+    human_label: np.ndarray          # majority of the human labels
+    human_p: np.ndarray              # mean human p_a (the calibration target)
+    human_votes: list[list[str]]     # every annotator's label
+    consistent: np.ndarray           # position_consistent
+    len_a: np.ndarray
+    len_b: np.ndarray
+    principle: list[Optional[str]]
+    per_principle: list[Optional[dict]]
+    counts: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, mask: np.ndarray) -> "Matched":
+        idx = np.flatnonzero(mask)
+
+        def pick(xs: list) -> list:
+            return [xs[i] for i in idx]
+        return Matched(pick(self.ids), self.p_a[idx], None if self.p_a_raw is None else self.p_a_raw[idx],
+                       self.ai_label[idx], self.human_label[idx], self.human_p[idx], pick(self.human_votes),
+                       self.consistent[idx], self.len_a[idx], self.len_b[idx], pick(self.principle),
+                       pick(self.per_principle), {**self.counts, "matched": len(idx)})
+
+
+def aligned_label(human: dict, ai: dict) -> str:
+    """A human label in the AI label's response order. The same pair id can come in the other order (chosen/
+    rejected data read with another seed); then a and b trade places. Different responses are an error."""
+    ha, hb = human.get("response_a"), human.get("response_b")
+    if ha is None or (ha, hb) == (ai["response_a"], ai["response_b"]):
+        return human["label"]
+    if (ha, hb) == (ai["response_b"], ai["response_a"]):
+        return SWAPPED[human["label"]]
+    raise ValueError(f"pair {ai['id']}: the human label (annotator {human.get('annotator')}) is for different "
+                     f"responses than the AI label; are they labels of the same data?")
+
+
+def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
+    """Pair each usable AI label with the human labels of the same pair id, in the AI label's order."""
+    rows = []
+    counts = {"ai_records": 0, "ai_failed": 0, "ai_without_human": 0, "human_pairs": len(humans)}
+    seen = set()
+    for r in ai_records:
+        if r.get("source", "ai") != "ai":
+            continue
+        counts["ai_records"] += 1
+        if r.get("status") != "ok" or r.get("p_a") is None:
+            counts["ai_failed"] += 1
+            continue
+        if r["id"] not in humans:
+            counts["ai_without_human"] += 1
+            continue
+        if r["id"] in seen:
+            raise ValueError(f"two AI labels for pair id {r['id']}: pass one label run at a time")
+        seen.add(r["id"])
+        rows.append((r, humans[r["id"]]))
+    counts["matched"] = len(rows)
+    votes = [[aligned_label(h, r) for h in hs] for r, hs in rows]
+    raw = [r.get("p_a_raw") for r, _ in rows]
+    return Matched(
+        ids=[r["id"] for r, _ in rows],
+        p_a=np.array([r["p_a"] for r, _ in rows], dtype=float),
+        p_a_raw=np.array(raw, dtype=float) if rows and all(x is not None for x in raw) else None,
+        ai_label=np.array([r["label"] for r, _ in rows], dtype=object),
+        human_label=np.array([majority(v) for v in votes], dtype=object),
+        human_p=np.array([np.mean([HUMAN_P[v] for v in vs]) for vs in votes], dtype=float),
+        human_votes=votes,
+        consistent=np.array([bool(r.get("position_consistent")) for r, _ in rows], dtype=bool),
+        len_a=np.array([len(r["response_a"]) for r, _ in rows], dtype=float),
+        len_b=np.array([len(r["response_b"]) for r, _ in rows], dtype=float),
+        principle=[r.get("principle_id") for r, _ in rows],
+        per_principle=[r.get("per_principle") for r, _ in rows],
+        counts=counts)
+
+
+def load_matched(ai: str | Path, human: str | Path) -> Matched:
+    """Read AI and human label files (or label directories) and match them; no match at all is an error."""
+    m = match(read_labels(ai), human_labels(read_labels(human)))
+    if not len(m):
+        raise ValueError(f"no pair id in {labels_file(ai)} has a human label in {labels_file(human)} "
+                         f"({m.counts['ai_records']} AI labels, {m.counts['ai_failed']} failed; "
+                         f"{m.counts['human_pairs']} pairs with human labels)")
+    return m

@@ -1,0 +1,208 @@
+"""How far the judge agrees with people, as plain numbers with percentile-bootstrap intervals: agreement, Cohen's
+kappa, the judge's tie rate, human–human agreement, position consistency, ECE and the reliability diagram, the
+Brier score and length bias. `compare` computes all of them on matched pairs for `rlaif calibrate`.
+
+Each metric is a function of per-pair arrays, so the bootstrap can recompute it on resampled pairs. Undefined
+values (nothing to count) are nan here and null in reports.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ...labeling.preference import label_for
+from .match import Matched
+
+
+def both_decided(ai: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """Pairs where neither side said tie."""
+    return np.isin(ai, ("a", "b")) & np.isin(human, ("a", "b"))
+
+
+def agreement(ai: np.ndarray, human: np.ndarray) -> float:
+    """Share of pairs where the AI label equals the human majority, over pairs both decided (ties of either
+    side are counted separately: see tie_rate)."""
+    d = both_decided(ai, human)
+    return float(np.mean(ai[d] == human[d])) if d.any() else math.nan
+
+
+def lean(p: np.ndarray) -> np.ndarray:
+    """The side p_a leans to with no tie margin ('tie' only at exactly 0.5): what a soft label says."""
+    return np.where(p > 0.5, "a", np.where(p < 0.5, "b", "tie")).astype(object)
+
+
+def tie_rate(ai: np.ndarray, human: np.ndarray) -> float:
+    """Share of pairs people decided on where the judge said tie."""
+    h = np.isin(human, ("a", "b"))
+    return float(np.mean(ai[h] == "tie")) if h.any() else math.nan
+
+
+def cohen_kappa(x: np.ndarray, y: np.ndarray) -> float:
+    """Cohen's kappa, (p_o - p_e) / (1 - p_e), with p_e from each rater's label frequencies (Cohen 1960).
+    Computed on the pairs both decided, like `agreement`."""
+    d = both_decided(x, y)
+    x, y = x[d], y[d]
+    if not len(x):
+        return math.nan
+    p_o = float(np.mean(x == y))
+    p_e = sum(float(np.mean(x == k)) * float(np.mean(y == k)) for k in ("a", "b"))
+    return math.nan if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
+
+
+def pairwise_agreement(votes: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per pair with >= 2 human labels: the share of annotator pairs that gave the same label (tie = tie)."""
+    out = []
+    for v in votes:
+        if len(v) < 2:
+            continue
+        same = sum(v[i] == v[j] for i in range(len(v)) for j in range(i + 1, len(v)))
+        out.append(same / (len(v) * (len(v) - 1) / 2))
+    return np.array(out, dtype=float)
+
+
+def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of P(a) (Naeini et al. 2015; Guo et al. 2017): the n-weighted mean over
+    equal-width bins of |mean p - mean y|, with y the people's preference for a (1, 0, or a share)."""
+    if not len(p):
+        return math.nan
+    b = _bin_index(p, bins)
+    n = np.bincount(b, minlength=bins)
+    gap = np.abs(np.bincount(b, p, bins) - np.bincount(b, y, bins))  # per bin: n * |mean p - mean y|
+    return float(gap.sum() / n.sum())
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
+    """The reliability diagram: per bin its range, count, mean p_a and the people's rate of preferring a."""
+    b = _bin_index(p, bins)
+    out = []
+    for k in range(bins):
+        m = b == k
+        out.append({"lo": k / bins, "hi": (k + 1) / bins, "n": int(m.sum()),
+                    "mean_p_a": float(p[m].mean()) if m.any() else None,
+                    "human_rate": float(y[m].mean()) if m.any() else None})
+    return out
+
+
+def brier(p: np.ndarray, y: np.ndarray) -> float:
+    """Brier score (Brier 1950): the mean squared difference between p_a and the people's preference for a."""
+    return float(np.mean((p - y) ** 2)) if len(p) else math.nan
+
+
+def longer_choice_rates(ai: np.ndarray, human: np.ndarray, len_a: np.ndarray, len_b: np.ndarray):
+    """(judge, people) rates of preferring the longer response, over pairs both decided whose lengths differ."""
+    m = both_decided(ai, human) & (len_a != len_b)
+    if not m.any():
+        return math.nan, math.nan
+    longer = np.where(len_a[m] > len_b[m], "a", "b")
+    return float(np.mean(ai[m] == longer)), float(np.mean(human[m] == longer))
+
+
+def length_bias(ai, human, len_a, len_b) -> float:
+    """How much more often the judge than people prefers the longer response (a difference of rates)."""
+    j, h = longer_choice_rates(ai, human, len_a, len_b)
+    return j - h
+
+
+def bootstrap_ci(stat: Callable[..., float], arrays: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> Optional[list[float]]:
+    """Percentile bootstrap interval (Efron & Tibshirani 1993): resample pairs with replacement `n_boot` times
+    with a seeded generator and take the middle `level` of the statistic. None with no data; resamples where the
+    statistic is undefined are dropped."""
+    n = len(arrays[0]) if arrays else 0
+    if n == 0 or n_boot <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        v = stat(*(a[idx] for a in arrays))
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return None
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def json_number(x: float, digits: int = 4) -> Optional[float]:
+    """A figure as reports write it: rounded, and null where it is undefined (nan)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+
+
+def _figure(value: float, n: int, ci: Optional[list[float]], **extra) -> dict:
+    return {"value": json_number(value), "n": int(n), "ci95": None if ci is None else [json_number(c) for c in ci],
+            **extra}
+
+
+def principle_labels(m: Matched, tie_margin: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(AI labels, human labels) per principle. Under `sampling: all` each principle's own p_a gives its label
+    (with `tie_margin`); otherwise a pair counts for the one principle it was judged under."""
+    groups: dict[str, tuple[list, list]] = {}
+    for i, pid in enumerate(m.principle):
+        per = m.per_principle[i]
+        items = ([(k, label_for(v, tie_margin)) for k, v in per.items() if v is not None] if per
+                 else [(pid or "(none)", m.ai_label[i])])
+        for k, lab in items:
+            g = groups.setdefault(k, ([], []))
+            g[0].append(lab)
+            g[1].append(m.human_label[i])
+    return {k: (np.array(a, dtype=object), np.array(h, dtype=object)) for k, (a, h) in sorted(groups.items())}
+
+
+def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_margin: float = 0.05) -> dict:
+    """Every headline figure as a plain number, and a `details` map with each one's n and 95% interval."""
+    ci = lambda stat, *arrays: bootstrap_ci(stat, arrays, n_boot, seed)  # noqa: E731
+    ai, hu = m.ai_label, m.human_label
+    decided = int(both_decided(ai, hu).sum())
+    hh = pairwise_agreement(m.human_votes)
+    # length bias reads the judge's preference as the side p_a leans to, so a judge whose p_a stays within the
+    # tie margin still shows its bias
+    leans = lean(m.p_a)
+    j_long, h_long = longer_choice_rates(leans, hu, m.len_a, m.len_b)
+    n_len = int((both_decided(leans, hu) & (m.len_a != m.len_b)).sum())
+    details = {
+        "agreement": _figure(agreement(ai, hu), decided, ci(agreement, ai, hu),
+                             definition="AI label = human majority, over pairs both decided"),
+        "agreement_lean": _figure(agreement(leans, hu), int(both_decided(leans, hu).sum()),
+                                  ci(agreement, leans, hu),
+                                  definition="the side p_a leans to (no tie margin) = human majority"),
+        "cohen_kappa": _figure(cohen_kappa(ai, hu), decided, ci(cohen_kappa, ai, hu)),
+        "ai_tie_rate": _figure(tie_rate(ai, hu), int(np.isin(hu, ("a", "b")).sum()), ci(tie_rate, ai, hu),
+                               definition="judge said tie, over pairs people decided"),
+        "human_human_agreement": _figure(float(hh.mean()) if len(hh) else math.nan, len(hh),
+                                         ci(lambda x: float(x.mean()), hh) if len(hh) else None,
+                                         definition="pairwise, over pairs with >= 2 human labels"),
+        "position_consistency": _figure(float(m.consistent.mean()), len(m),
+                                        ci(lambda x: float(x.mean()), m.consistent)),
+        "ece": _figure(ece(m.p_a, m.human_p, bins), len(m), ci(lambda p, y: ece(p, y, bins), m.p_a, m.human_p),
+                       bins=bins),
+        "brier": _figure(brier(m.p_a, m.human_p), len(m), ci(brier, m.p_a, m.human_p)),
+        "length_bias": _figure(j_long - h_long, n_len, ci(length_bias, leans, hu, m.len_a, m.len_b),
+                               judge_prefers_longer=json_number(j_long), humans_prefer_longer=json_number(h_long),
+                               definition="rate the judge (side p_a leans to) minus rate people prefer the "
+                                          "longer response, over pairs both decided whose lengths differ"),
+    }
+    per = {pid: _figure(agreement(a, h), int(both_decided(a, h).sum()), ci(agreement, a, h))
+           for pid, (a, h) in principle_labels(m, tie_margin).items()}
+    report = {name: d["value"] for name, d in details.items()}
+    report["per_principle_agreement"] = {pid: d["value"] for pid, d in per.items()}
+    report["n_pairs"] = len(m)
+    details["per_principle_agreement"] = per
+    report["details"] = details
+    report["reliability"] = reliability(m.p_a, m.human_p, bins)
+    if m.p_a_raw is not None:  # calibrated labels: show what the judge said before the map
+        report["ece_raw"] = json_number(ece(m.p_a_raw, m.human_p, bins))
+        details["ece_raw"] = _figure(ece(m.p_a_raw, m.human_p, bins), len(m),
+                                     ci(lambda p, y: ece(p, y, bins), m.p_a_raw, m.human_p), bins=bins)
+        report["reliability_raw"] = reliability(m.p_a_raw, m.human_p, bins)
+    report["counts"] = m.counts
+    report["bootstrap"] = {"resamples": n_boot, "seed": seed, "level": 0.95, "method": "percentile"}
+    return report
