@@ -41,8 +41,8 @@ def render() -> str:
 
 def training_tables() -> list[str]:
     """The training configs: the fields every method shares, each method's own, then the sections."""
-    from .config.feedback import FeedbackConfig
     from .config import train as c
+    from .config.feedback import source_classes, source_name
 
     shared = frozenset(c.RunConfig.model_fields)
     parts = [table(c.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo`, `rlaif loop`)")]
@@ -52,7 +52,8 @@ def training_tables() -> list[str]:
     for cls, title in (
             (c.TinyModelConfig, "`model:` with `type: tiny`"), (c.PretrainedModelConfig, "`model:` with "
                                                                 "`type: pretrained`"),
-            (c.OptimConfig, "`optim:`"), (c.LoraConfig, "`lora:`"), (FeedbackConfig, "`feedback:` (reward, dpo)"),
+            (c.OptimConfig, "`optim:`"), (c.LoraConfig, "`lora:`"),
+            *((cls, f"`feedback:` with `source: {source_name(cls)}` (reward, dpo)") for cls in source_classes()),
             (c.PairsConfig, "`pairs:` (reward, dpo)"), (c.RewardLossConfig, "`loss:` (reward)"),
             (c.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
             (c.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"), (c.SamplingConfig, "`sampling:` (loop)"),

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail, guard
+from .common import guard
 
 
 def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directory or labels.jsonl."),
@@ -18,16 +18,7 @@ def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directo
                fmt: str = typer.Option("trl", "--format", help="trl: prompt/chosen/rejected + p_chosen."),
                out_file: Path = typer.Option(..., "--out", help="Output JSONL file.")) -> None:
     """Export labels as preference data for training (ties and failures are left out and counted)."""
-    if (labels is None) == (feedback is None):
-        fail("error: pass one of --labels or --feedback")
-
     def run():
-        if fmt != "trl":
-            raise ValueError(f"unknown export format '{fmt}' (known: trl)")
-        if feedback is not None:
-            from ..config.feedback import load_feedback_config
-            from ..feedback.sources import export_feedback
-            return export_feedback(load_feedback_config(feedback), out_file)
-        from ..feedback.export import export_trl
-        return export_trl(labels, out_file)
+        from ..feedback.export import export
+        return export(out_file, labels=labels, feedback=feedback, format=fmt)
     print(json.dumps(guard(run)))

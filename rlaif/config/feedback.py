@@ -1,5 +1,7 @@
 """Which preferences train a model: the `feedback:` section of a training config, or the file given to
-`rlaif export --feedback`. AI labels, human labels, or a mix that sends the judge's doubtful pairs to people.
+`rlaif export --feedback`. One config class per source, chosen by `source:` (ai: the judge's labels; human:
+people's; mixed: the judge's where it is sure, people's for the rest); `rlaif.feedback.sources.load_feedback`
+reads each. A new source is one class here, added to `FeedbackSource`, and one branch there.
 
 Slim on purpose (pydantic and the YAML reader only), so training configs can embed `FeedbackConfig`.
 """
@@ -7,69 +9,150 @@ Slim on purpose (pydantic and the YAML reader only), so training configs can emb
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from .yamlfile import ConfigFileError, FieldErrors, read_yaml, validation_messages
 
+# Paths are relative to the working directory; a labels path is a labels JSONL file or a directory holding
+# `labels.jsonl`. Fields that two sources share are described once, here.
+_HUMAN = ("Human labels (from `rlaif human import` / `rlaif annotate export`, source \"human\"), or label files "
+          "whose records carry a known `human_label`.")
+AILabels = Annotated[str, Field(description="AI labels (from `rlaif label`).")]
+CalibrationMap = Annotated[Optional[str], Field(
+    description="A map from `rlaif calibrate fit`: applied to the AI labels' p_a before anything else (the raw "
+                "value is kept in p_a_raw).")]
+HumanCombine = Annotated[Literal["mean", "each"], Field(
+    description="Several annotators on one pair: one record whose p_a is the mean of theirs (mean), or one record "
+                "per annotator (each).")]
 
-class FeedbackConfig(BaseModel):
-    """Where preferences come from. Paths are relative to the working directory; a labels path is a labels
-    JSONL file or a directory holding `labels.jsonl`."""
 
+class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["ai", "human", "mixed"] = Field(
-        description="ai: the judge's labels; human: people's labels only; mixed: the judge's labels where it is "
-                    "confident and position-consistent, people's labels for the rest.")
-    ai: Optional[str] = Field(None, description="AI labels (from `rlaif label`). Required for ai and mixed.")
-    human: Optional[str] = Field(
-        None, description="Human labels (from `rlaif human import` / `rlaif annotate export`, source \"human\"), "
-                          "or label files whose records carry a known `human_label`. Required for human; for mixed "
-                          "it may be left out or not exist yet (no human labels so far).")
-    calibration: Optional[str] = Field(
-        None, description="A map from `rlaif calibrate fit`: applied to the AI labels' p_a before anything else "
-                          "(the raw value is kept in p_a_raw).")
-    margin: float = Field(0.1, ge=0.0, le=0.5, description="mixed: an AI label is kept only when "
-                          "|p_a - 0.5| >= margin; closer calls go to people.")
-    require_consistent: bool = Field(True, description="mixed: also send pairs whose two orders disagree "
-                                     "(position_consistent false) to people.")
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_of_this_source(cls, data: Any) -> Any:
+        """A missing labels path is named with the source that needs it. A field of another source is refused,
+        except at its default: a training run's config.yaml written before the sources had their own classes
+        holds every source's fields, and those must still load."""
+        if not isinstance(data, dict):
+            return data
+        source, errors, kept = data.get("source"), [], dict(data)
+        for name, field in cls.model_fields.items():
+            if field.is_required() and name != "source" and not data.get(name):
+                errors.append(((name,), f"required when source is {source}"))
+        for name, value in data.items():
+            users = [s for s in source_classes() if name in s.model_fields and name not in cls.model_fields]
+            if users and (value is None or any(value == s.model_fields[name].default for s in users)):
+                del kept[name]
+            elif users:
+                errors.append(((name,), f"not used by source {source} (only by source "
+                                        f"{' and '.join(source_name(s) for s in users)})"))
+        if errors:
+            raise FieldErrors(errors)
+        return kept
+
+
+class AIFeedback(_Source):
+    """The judge's labels, optionally through a calibration map."""
+
+    source: Literal["ai"] = Field(description="ai: the judge's labels.")
+    ai: AILabels
+    calibration: CalibrationMap = None
+
+
+class HumanFeedback(_Source):
+    """People's labels only."""
+
+    source: Literal["human"] = Field(description="human: people's labels only.")
+    human: str = Field(description=_HUMAN)
+    human_combine: HumanCombine = "mean"
+
+
+class MixedFeedback(_Source):
+    """The judge's labels where it is confident and position-consistent; the rest go to people, and a human label
+    replaces the judge's wherever there is one."""
+
+    source: Literal["mixed"] = Field(description="mixed: the judge's labels where it is confident and "
+                                                 "position-consistent, people's labels for the rest.")
+    ai: AILabels
+    human: Optional[str] = Field(None, description=_HUMAN + " May be left out or not exist yet (no human labels "
+                                                           "so far).")
+    calibration: CalibrationMap = None
+    margin: float = Field(0.1, ge=0.0, le=0.5, description="An AI label is kept only when |p_a - 0.5| >= margin; "
+                                                          "closer calls go to people.")
+    require_consistent: bool = Field(True, description="Also send pairs whose two orders disagree "
+                                                       "(position_consistent false) to people.")
     queue: Optional[str] = Field(
-        None, description="mixed: where to write the pairs sent to people, in `rlaif label` input format with "
-                          "their id (serve them with `rlaif annotate serve --pairs QUEUE`). Default: "
-                          "human_queue.jsonl next to the AI labels.")
+        None, description="Where to write the pairs sent to people, in `rlaif label` input format with their id "
+                          "(serve them with `rlaif annotate serve --pairs QUEUE`). Default: human_queue.jsonl next "
+                          "to the AI labels.")
     pending: Literal["drop", "ai"] = Field(
-        "drop", description="mixed: a queued pair with no human label yet is left out (drop) or keeps its AI "
-                            "label until one arrives (ai).")
-    human_combine: Literal["mean", "each"] = Field(
-        "mean", description="Several annotators on one pair: one record whose p_a is the mean of theirs (mean), "
-                            "or one record per annotator (each).")
+        "drop", description="A queued pair with no human label yet is left out (drop) or keeps its AI label until "
+                            "one arrives (ai).")
+    human_combine: HumanCombine = "mean"
 
-    @model_validator(mode="after")
-    def _check_paths(self):
-        missing = []
-        if self.source in ("ai", "mixed") and not self.ai:
-            missing.append((("ai",), f"required when source is {self.source}"))
-        if self.source == "human" and not self.human:
-            missing.append((("human",), "required when source is human"))
-        if missing:
-            raise FieldErrors(missing)
-        return self
-
-    def queue_path(self) -> Optional[Path]:
-        """The mixed source's queue file (None for the other sources)."""
-        if self.source != "mixed":
-            return None
+    def queue_path(self) -> Path:
+        """The file the pairs for people are written to."""
         if self.queue:
             return Path(self.queue)
         ai = Path(self.ai)
         return (ai if ai.is_dir() else ai.parent) / "human_queue.jsonl"
 
 
-def load_feedback_config(path: str | Path) -> FeedbackConfig:
+FeedbackSource = Annotated[Union[AIFeedback, HumanFeedback, MixedFeedback], Field(discriminator="source")]
+
+
+def source_classes() -> tuple[type[_Source], ...]:
+    """The source config classes, read from the union (so the union is the one list of sources)."""
+    return get_args(get_args(FeedbackSource)[0])
+
+
+def source_name(cls: type[_Source]) -> str:
+    """The `source:` value that picks `cls`."""
+    return get_args(cls.model_fields["source"].annotation)[0]
+
+
+class FeedbackConfig(RootModel[FeedbackSource]):
+    """Where preferences come from: one source's config (`.root`), chosen by `source:`. Built from a `feedback:`
+    section or from fields, `FeedbackConfig(source="ai", ai="runs/x")`."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _errors_at_the_fields(cls, data: Any, handler):
+        try:
+            return handler(data)
+        except ValidationError as e:
+            tag = data.get("source") if isinstance(data, dict) else None
+            raise ValidationError.from_exception_data(e.title, [_at_the_field(err, tag) for err in e.errors()]) \
+                from None
+
+    @property
+    def source(self) -> str:
+        return self.root.source
+
+
+def _at_the_field(err: dict, tag: Optional[str]) -> dict:
+    """A union error located at the field the user wrote. pydantic puts the union's tag in front of every location
+    ('mixed', 'margn'); here the tags are also field names ('ai', 'human'), so it is dropped. A missing or unknown
+    `source:` reads as it did before the sources had their own classes."""
+    loc, kind, ctx = err["loc"], err["type"], err.get("ctx") or {}
+    if kind == "union_tag_not_found":
+        return {"type": "missing", "loc": ("source",), "input": err["input"]}
+    if kind == "union_tag_invalid":
+        names = [repr(source_name(c)) for c in source_classes()]
+        expected = ", ".join(names[:-1]) + " or " + names[-1]
+        return {"type": "literal_error", "loc": ("source",), "input": tag, "ctx": {"expected": expected}}
+    if tag is not None and loc[:1] == (tag,):
+        loc = loc[1:]
+    return {"type": kind, "loc": loc, "input": err["input"], "ctx": ctx}
+
+
+def load_feedback_config(path: str | Path) -> AIFeedback | HumanFeedback | MixedFeedback:
     """Read a feedback YAML file: the fields at the top level, or under a `feedback:` key (a training config).
-    Errors come back as `FILE:LINE: field: message` (ConfigFileError)."""
+    Returns the source's config. Errors come back as `FILE:LINE: field: message` (ConfigFileError)."""
     data, lines = read_yaml(path)
     prefix: tuple = ()
     if isinstance(data, dict) and "source" not in data and isinstance(data.get("feedback"), dict):
@@ -78,7 +161,7 @@ def load_feedback_config(path: str | Path) -> FeedbackConfig:
         raise ConfigFileError([f"{path}:1: (top level): expected a mapping with `source:` (or a `feedback:` "
                                f"section), got {type(data).__name__}"])
     try:
-        return FeedbackConfig.model_validate(data)
+        return FeedbackConfig.model_validate(data).root
     except ValidationError as e:
         # error locations are relative to the section; look their lines up under it
         sub_lines = {k[len(prefix):]: v for k, v in lines.items() if k[:len(prefix)] == prefix}

@@ -1,7 +1,8 @@
 """One way in for preferences, whoever gave them: `load_feedback(config)` yields label records from the AI judge,
 from people, or a mix (the judge where it is sure, people for the rest), each record keeping its `source`.
 
-The training recipes and `rlaif export --feedback` read through here; AI and human labels meet by pair `id`.
+The training recipes and `rlaif export --feedback` read through here; AI and human labels meet by pair `id`. Each
+source's config is a class in `rlaif.config.feedback`, and `load_feedback` is the one place that dispatches on it.
 """
 
 from __future__ import annotations
@@ -9,13 +10,44 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Union
 
+from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
+from ..data.labels import atomic_write, read_labels
+from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target
-from ..config.feedback import FeedbackConfig
-from ..records import sha256_json
-from ..data.labels import atomic_write, read_labels, write_jsonl
+
+AnyFeedback = Union[FeedbackConfig, AIFeedback, HumanFeedback, MixedFeedback]
+
+
+def load_feedback(config: AnyFeedback, stats: Optional[dict] = None, write_queue: bool = True) -> Iterator[dict]:
+    """Label records (dicts in the labels.jsonl form) from the configured source: a FeedbackConfig or one
+    source's config. `stats`, when given, is filled with counts as the records are read. The mixed source writes
+    its human queue once it has been read through (unless `write_queue` is false: the other processes of a
+    multi-process run leave it to the main one)."""
+    source = config.root if isinstance(config, FeedbackConfig) else config
+    stats = stats if stats is not None else {}
+    if isinstance(source, AIFeedback):
+        return _counted(_ai_labels(source.ai, source.calibration), stats, "ai_pairs")
+    if isinstance(source, HumanFeedback):
+        humans = _human_labels(source.human, source.human_combine, required=True)
+        return _counted((r for hs in humans.values() for r in hs), stats, "human_pairs")
+    if isinstance(source, MixedFeedback):
+        return _mixed(source, stats, write_queue)
+    raise TypeError(f"not a feedback source config: {type(source).__name__}")
+
+
+def _counted(records: Iterable[dict], stats: dict, key: str) -> Iterator[dict]:
+    stats.setdefault(key, 0)
+    for r in records:
+        stats[key] += 1
+        yield r
+
+
+def _ai_labels(path: str, calibration: Optional[str]) -> Iterator[dict]:
+    records = read_labels(path)
+    return calibrate_records(records, load_map(calibration)) if calibration else records
 
 
 def combine_human(labels: list[dict]) -> dict:
@@ -35,7 +67,7 @@ def combine_human(labels: list[dict]) -> dict:
     return out
 
 
-def _humans(path: Optional[str], combine: str, required: bool) -> dict[str, list[dict]]:
+def _human_labels(path: Optional[str], combine: str, required: bool) -> dict[str, list[dict]]:
     if not path:
         return {}
     if not required and not Path(path).exists():
@@ -44,9 +76,7 @@ def _humans(path: Optional[str], combine: str, required: bool) -> dict[str, list
     return by_id if combine == "each" else {pid: [combine_human(hs)] for pid, hs in by_id.items()}
 
 
-def _ai(config: FeedbackConfig) -> Iterator[dict]:
-    records = read_labels(config.ai)
-    return calibrate_records(records, load_map(config.calibration)) if config.calibration else records
+# ---------------------------------------------------------------------------------------------- mixed
 
 
 def queue_row(r: dict) -> dict:
@@ -73,11 +103,19 @@ def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
     return None
 
 
-def _mixed(config: FeedbackConfig, stats: dict, write_queue: bool = True) -> Iterator[dict]:
-    humans = _humans(config.human, config.human_combine, required=False)
+def _mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[dict]:
+    for k in ("ai_pairs", "human_pairs", "queued", "queued_failed", "queued_low_margin", "queued_inconsistent",
+              "pending_ai", "pending_dropped", "invalid_input"):
+        stats.setdefault(k, 0)
+    stats["queue"] = str(config.queue_path())
+    return _route_mixed(config, stats, write_queue)
+
+
+def _route_mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[dict]:
+    humans = _human_labels(config.human, config.human_combine, required=False)
     # the queue file appears only once every AI label has been read (an abandoned read leaves the old one)
     with atomic_write(config.queue_path()) if write_queue else open(os.devnull, "w") as q:
-        for r in _ai(config):
+        for r in _ai_labels(config.ai, config.calibration):
             if r.get("source", "ai") != "ai":
                 continue
             if invalid_input(r):
@@ -99,50 +137,3 @@ def _mixed(config: FeedbackConfig, stats: dict, write_queue: bool = True) -> Ite
                 yield r
             else:
                 stats["pending_dropped"] += 1
-
-
-def load_feedback(config: FeedbackConfig, stats: Optional[dict] = None,
-                  write_queue: bool = True) -> Iterator[dict]:
-    """Label records (dicts in the labels.jsonl form) from the configured source. `stats`, when given, is filled
-    with counts as the records are read. The mixed source writes its human queue once it has been read through
-    (unless `write_queue` is false: the other processes of a multi-process run leave it to the main one)."""
-    stats = stats if stats is not None else {}
-    if config.source == "ai":
-        return _counted(_ai(config), stats, "ai_pairs")
-    if config.source == "human":
-        humans = _humans(config.human, config.human_combine, required=True)
-        return _counted((r for hs in humans.values() for r in hs), stats, "human_pairs")
-    for k in ("ai_pairs", "human_pairs", "queued", "queued_failed", "queued_low_margin", "queued_inconsistent",
-              "pending_ai", "pending_dropped", "invalid_input"):
-        stats.setdefault(k, 0)
-    stats["queue"] = str(config.queue_path())
-    return _mixed(config, stats, write_queue)
-
-
-def _counted(records: Iterable[dict], stats: dict, key: str) -> Iterator[dict]:
-    stats.setdefault(key, 0)
-    for r in records:
-        stats[key] += 1
-        yield r
-
-
-def export_feedback(config: FeedbackConfig, out: str | Path) -> dict:
-    """`rlaif export --feedback`: the configured preferences in TRL's format (see export.trl_row); ties and
-    failures are left out and counted, and the written rows are counted by source."""
-    from .export import trl_row
-
-    stats: dict = {}
-    counts = {"written": 0, "skipped_tie": 0, "skipped_failed": 0, "written_ai": 0, "written_human": 0}
-
-    def rows() -> Iterator[dict]:
-        for r in load_feedback(config, stats):
-            if r.get("status") != "ok" or r.get("p_a") is None:
-                counts["skipped_failed"] += 1
-            elif r["label"] == "tie":
-                counts["skipped_tie"] += 1
-            else:
-                counts["written"] += 1
-                counts[f"written_{r.get('source', 'ai')}"] += 1
-                yield trl_row(r)
-    write_jsonl(rows(), out)
-    return {**counts, "source": config.source, **stats}
