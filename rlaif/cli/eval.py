@@ -43,9 +43,5 @@ def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model dire
     result = guard(run)
     if result.win_rate is None:
         fail(f"error: no comparison could be judged ({result.failed} failed); see the errors in the report")
-    ci = f"[{result.ci_low:.3f}, {result.ci_high:.3f}]" if result.ci_low is not None else "-"
-    print_table("policy against baseline", [
-        ("win rate (ties count half)", f"{result.win_rate:.3f}"), ("95% interval", ci),
-        ("wins / losses / ties", f"{result.wins} / {result.losses} / {result.ties}"), ("judged (n)", result.n),
-        ("failed", result.failed), ("position consistency", f"{result.position_consistency:.3f}")])
+    print_table("policy against baseline", result.rows())
     print(result.summary() + (f"; report in {out_file}" if out_file else ""))

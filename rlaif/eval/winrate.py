@@ -1,5 +1,5 @@
 """Win rate of a policy against a baseline, as judged under a constitution: each (policy, baseline) pair of
-responses to one prompt is judged in both orders (`rlaif.labeling.score_pairs`), a tie (per the judge's
+responses to one prompt is judged in both orders (`rlaif.labeling.job.score_pairs`), a tie (per the judge's
 tie_margin) counts half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate`
 samples both models and reports it; the self-feedback loop calls `judge_winrate` on its own samples.
 """
@@ -7,6 +7,7 @@ samples both models and reports it; the self-feedback loop calls `judge_winrate`
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -17,6 +18,7 @@ from ..feedback.calibration.metrics import bootstrap_ci
 from ..records import LabelRecord, Pair, Prompt
 
 Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt
+POINTS = {"a": 1.0, "b": 0.0, "tie": 0.5}  # response_a is the policy's: a win, a loss, a tie counts half
 
 
 @dataclass
@@ -42,6 +44,13 @@ class WinRate:
         ci = f" [95% CI {self.ci_low:.3f}, {self.ci_high:.3f}]" if self.ci_low is not None else ""
         return (f"win rate {self.win_rate:.3f}{ci}: {self.wins} wins, {self.losses} losses, {self.ties} ties, "
                 f"n={self.n}, {self.failed} failed, position consistency {self.position_consistency:.3f}")
+
+    def rows(self) -> list[tuple[str, object]]:
+        """(figure, value) for a table; only for a result with something judged (win_rate not None)."""
+        ci = f"[{self.ci_low:.3f}, {self.ci_high:.3f}]" if self.ci_low is not None else "-"
+        return [("win rate (ties count half)", f"{self.win_rate:.3f}"), ("95% interval", ci),
+                ("wins / losses / ties", f"{self.wins} / {self.losses} / {self.ties}"), ("judged (n)", self.n),
+                ("failed", self.failed), ("position consistency", f"{self.position_consistency:.3f}")]
 
 
 def _per_prompt(texts: Texts, what: str, n_prompts: int) -> list[list[str]]:
@@ -70,25 +79,25 @@ def comparison_pairs(prompts: Sequence[Prompt], policy_texts: Texts,
 def winrate_from_records(records: Sequence[LabelRecord], groups: Sequence[int], seed: int = 0,
                          n_boot: int = 2000) -> WinRate:
     """Count label records (response_a = policy) and bootstrap the win rate over the groups (prompts)."""
-    ok = [r for r in records if r.status == "ok"]
-    wins = sum(r.label == "a" for r in ok)
-    losses = sum(r.label == "b" for r in ok)
-    ties = sum(r.label == "tie" for r in ok)
-    n = len(ok)
+    judged = [(r, g) for r, g in zip(records, groups) if r.status == "ok"]
+    n = len(judged)
     if n == 0:
         return WinRate(0, 0, 0, 0, len(records), None, None, None, None)
-    score: dict[int, float] = {}
-    count: dict[int, int] = {}
-    for r, g in zip(records, groups):
-        if r.status == "ok":
-            score[g] = score.get(g, 0.0) + {"a": 1.0, "b": 0.0, "tie": 0.5}[r.label]
-            count[g] = count.get(g, 0) + 1
-    keys = sorted(count)
-    s, c = np.array([score[k] for k in keys]), np.array([count[k] for k in keys], dtype=float)
+    labels = [r.label for r, _ in judged]
+    wins, losses, ties = labels.count("a"), labels.count("b"), labels.count("tie")
+    # The samples of one prompt are not independent, so the bootstrap resamples prompts (a cluster bootstrap)
+    # and recomputes the win rate as total points over total comparisons.
+    points: dict[int, float] = defaultdict(float)
+    count: dict[int, int] = defaultdict(int)
+    for r, g in judged:
+        points[g] += POINTS[r.label]
+        count[g] += 1
+    prompts = sorted(count)
+    s, c = np.array([points[k] for k in prompts]), np.array([count[k] for k in prompts], dtype=float)
     ci = bootstrap_ci(lambda s, c: float(s.sum() / c.sum()), [s, c], n_boot=n_boot, seed=seed)
-    return WinRate(n, wins, losses, ties, len(records) - n, (wins + 0.5 * ties) / n,
-                   ci[0] if ci else None, ci[1] if ci else None,
-                   sum(bool(r.position_consistent) for r in ok) / n)
+    return WinRate(n=n, wins=wins, losses=losses, ties=ties, failed=len(records) - n,
+                   win_rate=(wins + 0.5 * ties) / n, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
+                   position_consistency=sum(bool(r.position_consistent) for r, _ in judged) / n)
 
 
 def _constitution(constitution):
@@ -124,47 +133,64 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
     `out` as JSON when given."""
-    from ..data.prompts import read_prompts
-    from ..policy.generate import sample_policy
-    from ..judges.base import Judge, load_judge
-    from ..labeling.job import GENERIC
     from ..config.train import SamplingConfig
+    from ..data.prompts import read_prompts
+    from ..labeling.job import GENERIC
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()
     constitution = _constitution(constitution) or GENERIC
     texts = read_prompts(prompts, format)
     started = time.time()
-    drawn = {}
-    for name, model in (("policy", policy), ("baseline", baseline)):
-        log(f"sampling {n_samples} response(s) to {len(texts)} prompts from the {name} {model}")
-        drawn[name] = [[s.text for s in g] for g in sample_policy(model, texts, n_samples, config, seed=seed)]
-    own_judge = not isinstance(judge, Judge)
-    judge_obj = load_judge(judge) if own_judge else judge
-    try:
-        log(f"judging {len(texts) * n_samples} comparisons in both orders with {judge_obj.info.model}")
-        records, groups = judge_comparisons(judge_obj, constitution, texts, drawn["policy"], drawn["baseline"],
-                                            seed)
-        info = judge_obj.info.model_dump()
-    finally:
-        if own_judge:
-            judge_obj.close()
+    drawn = {name: _sample(name, model, texts, n_samples, config, seed, log)
+             for name, model in (("policy", policy), ("baseline", baseline))}
+    records, groups, judge_info = _judge_drawn(judge, constitution, texts, drawn, seed, log)
     result = winrate_from_records(records, groups, seed=seed, n_boot=n_boot)
     report = {
         "winrate": result.to_dict(), "policy": str(policy), "baseline": str(baseline), "prompts": str(prompts),
         "n_prompts": len(texts), "n_samples": n_samples, "seed": seed,
-        "sampling": config.model_dump(mode="json"), "judge": info,
+        "sampling": config.model_dump(mode="json"), "judge": judge_info,
         "constitution": {"name": constitution.name, "version": constitution.version,
                          "sha256": constitution.sha256},
         "bootstrap": {"resamples": n_boot, "level": 0.95, "method": "percentile", "unit": "prompt"},
         "wall_time_s": round(time.time() - started, 3),
-        "comparisons": [{"prompt_index": g, "prompt": r.prompt, "policy": r.response_a, "baseline": r.response_b,
-                         "p_policy": r.p_a, "label": {"a": "win", "b": "loss", "tie": "tie"}.get(r.label),
-                         "position_consistent": r.position_consistent, "status": r.status, "error": r.error}
-                        for r, g in zip(records, groups)],
+        "comparisons": [_comparison(r, g) for r, g in zip(records, groups)],
     }
     if out is not None:
         from ..data.labels import write_json_atomic
 
         write_json_atomic(out, report)
     return result, report
+
+
+def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: int, log) -> list[list[str]]:
+    """`n_samples` responses per prompt from one of the two models."""
+    from ..policy.generate import sample_policy
+
+    log(f"sampling {n_samples} response(s) to {len(texts)} prompts from the {name} {model}")
+    return [[s.text for s in g] for g in sample_policy(model, texts, n_samples, config, seed=seed)]
+
+
+def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
+    """Every comparison judged: (records, prompt indices, the judge's info). A judge given as a YAML path is loaded
+    here and closed again."""
+    from ..judges.base import Judge, load_judge
+
+    own_judge = not isinstance(judge, Judge)
+    judge_obj = load_judge(judge) if own_judge else judge
+    try:
+        n = sum(map(len, drawn["policy"]))
+        log(f"judging {n} comparisons in both orders with {judge_obj.info.model}")
+        records, groups = judge_comparisons(judge_obj, constitution, texts, drawn["policy"], drawn["baseline"],
+                                            seed)
+        return records, groups, judge_obj.info.model_dump()
+    finally:
+        if own_judge:
+            judge_obj.close()
+
+
+def _comparison(r: LabelRecord, prompt_index: int) -> dict:
+    """One comparison as the report lists it, from the policy's side (response_a is the policy's)."""
+    return {"prompt_index": prompt_index, "prompt": r.prompt, "policy": r.response_a, "baseline": r.response_b,
+            "p_policy": r.p_a, "label": {"a": "win", "b": "loss", "tie": "tie"}.get(r.label),
+            "position_consistent": r.position_consistent, "status": r.status, "error": r.error}
