@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..data.labels import write_jsonl
+from ..data.formats import RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
 from ..records import LabelRecord, Pair, Prompt
@@ -140,15 +141,25 @@ def _label_file_rows(path: Path) -> Optional[Iterator[tuple[int, Any]]]:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".csv", ".tsv")):
         return _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
-    if name.endswith((".parquet", ".pq")):
-        return None
-    first = next(iter(_json_rows(path)), None)
+    if detect_format(path) not in ("json", "jsonl"):
+        return None  # parquet
+    first = next(_json_rows(path), None)
     if first is None or not isinstance(first[1], dict) or "label" not in first[1]:
         return None
     return _json_rows(path)
 
 
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """The rows of a JSONL or JSON file, read by `rlaif.data`'s readers. A line that is not JSON stops the import
+    (unlike a row that is JSON but not a label, it cannot be named by its fields)."""
+    for line, row in read_rows(path):
+        if isinstance(row, RowError):
+            raise DataError(path, line, str(row))
+        yield line, row
+
+
 def _text(path: Path) -> str:
+    """A CSV file's text (gzip'd or not; a UTF-8 byte order mark is not content)."""
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
@@ -157,23 +168,6 @@ def _text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-
-
-def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    text = _text(path)
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"malformed JSON: {e.msg}") from None
-        yield from enumerate(rows, 1)
-        return
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, f"malformed JSON: {e.msg} (column {e.colno})") from None
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
