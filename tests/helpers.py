@@ -95,7 +95,7 @@ def shares_before_after(model_config, run_dir: Path, labels: Path, n_prompts: in
 # subprocess: shared by tests/feedback, tests/human and tests/eval. Self-contained (imports inside the helpers).
 
 
-def run_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args, timeout: float = 180) -> subprocess.CompletedProcess:
     """`rlaif ARGS` as a subprocess from the repository root; the result is returned whatever its exit code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(rlaif_command(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

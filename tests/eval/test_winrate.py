@@ -14,7 +14,7 @@ import pytest
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import load_constitution
 from rlaif.judges.base import load_judge
-from rlaif.eval.winrate import WinRate, evaluate_winrate, judge_winrate
+from rlaif.eval import WinRate, evaluate_winrate, judge_winrate
 from tests.helpers import ROOT
 
 HELPFUL = ROOT / "constitutions" / "helpful.yaml"
@@ -87,11 +87,13 @@ def test_bootstrap_resamples_prompts_not_comparisons():
     assert no_ci.ci_low is None and no_ci.win_rate == 1.0
 
 
-def test_mismatched_texts_are_refused():
-    with pytest.raises(ValueError, match="2 entries for 3 prompts"):
-        judge_winrate(_judge(SHORTER), None, ["a", "b", "c"], ["x", "y"], ["x", "y", "z"])
-    with pytest.raises(ValueError, match="2 policy samples but 1 baseline"):
-        judge_winrate(_judge(SHORTER), None, ["a"], [["x", "y"]], [["x"]])
+@pytest.mark.parametrize("prompts, policy, baseline, message", [
+    (["a", "b", "c"], ["x", "y"], ["x", "y", "z"], "2 entries for 3 prompts"),
+    (["a"], [["x", "y"]], [["x"]], "2 policy samples but 1 baseline"),
+])
+def test_mismatched_texts_are_refused(prompts, policy, baseline, message):
+    with pytest.raises(ValueError, match=message):
+        judge_winrate(_judge(SHORTER), None, prompts, policy, baseline)
 
 
 @pytest.fixture(scope="module")

@@ -58,11 +58,13 @@ def test_ece_and_reliability_hand_computed():
     assert brier(p, y) == pytest.approx((0.01 + 0.64 + 0.04 + 0.0) / 4)
 
 
-def test_human_majority_and_human_human_agreement():
-    assert majority(["a", "a", "b"]) == "a"
-    assert majority(["a", "b"]) == "tie"
-    assert majority(["a", "tie"]) == "tie"
-    assert majority(["b"]) == "b"
+@pytest.mark.parametrize("votes, expected", [(["a", "a", "b"], "a"), (["a", "b"], "tie"), (["a", "tie"], "tie"),
+                                             (["b"], "b")])
+def test_human_majority(votes, expected):
+    assert majority(votes) == expected
+
+
+def test_human_human_agreement():
     got = pairwise_agreement([["a", "a"], ["a", "b"], ["a", "a", "b"], ["b"]])
     assert got.tolist() == pytest.approx([1.0, 0.0, 1 / 3])  # a pair with one label does not count
 
@@ -298,22 +300,22 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
 
 
 
-def test_cli_errors_are_one_clean_line(tmp_path, capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--ai", "{tmp}/nowhere", "--human", "{ai}", "--out", "{tmp}/r"], "no labels at"),
+    (["--ai", "{ai}"], "missing --human, --out"),
+    (["fit", "--ai", "{ai}", "--human", "{ai}", "--out", "{tmp}/m.json", "--method", "x"],
+     "unknown calibration method 'x'"),
+    (["apply", "--map", "{tmp}/not-a-map.json", "--labels", "{ai}", "--out", "{tmp}/c"], "not a calibration map"),
+])
+def test_cli_errors_are_one_clean_line(tmp_path, capsys, args, message):
     from typer.testing import CliRunner
 
     from rlaif.cli import app
 
     ai_dir, _ = _matched_files(tmp_path, n=10)
-    not_map = tmp_path / "not-a-map.json"
-    not_map.write_text('{"method": "isotonic"}')
-    runner = CliRunner()
-    cases = [(["--ai", tmp_path / "nowhere", "--human", ai_dir, "--out", tmp_path / "r"], "no labels at"),
-             (["--ai", ai_dir], "missing --human, --out"),
-             (["fit", "--ai", ai_dir, "--human", ai_dir, "--out", tmp_path / "m.json", "--method", "x"],
-              "unknown calibration method 'x'"),
-             (["apply", "--map", not_map, "--labels", ai_dir, "--out", tmp_path / "c"], "not a calibration map")]
-    for args, message in cases:
-        result = runner.invoke(app, ["calibrate", *map(str, args)])
-        text = result.output + capsys.readouterr().err
-        assert result.exit_code == 2, (args, text)
-        assert message in text and "Traceback" not in text
+    (tmp_path / "not-a-map.json").write_text('{"method": "isotonic"}')
+    args = [a.format(tmp=tmp_path, ai=ai_dir) for a in args]
+    result = CliRunner().invoke(app, ["calibrate", *args])
+    text = result.output + capsys.readouterr().err
+    assert result.exit_code == 2, (args, text)
+    assert message in text and "Traceback" not in text

@@ -33,13 +33,16 @@ def crafted(tmp_path: Path) -> tuple[Path, Path]:
     return write_jsonl(tmp_path / "ai" / "labels.jsonl", ai).parent, write_jsonl(tmp_path / "human.jsonl", human)
 
 
-def test_route_reasons():
-    assert route(ai_record("x", 0.9), 0.1, True) is None
-    assert route(ai_record("x", 0.59), 0.1, True) == "low_margin"
-    assert route(ai_record("x", 0.6), 0.1, True) is None  # the margin itself is confident enough
-    assert route(ai_record("x", 0.75, orders=[1.0, 0.5]), 0.1, True) == "inconsistent"
-    assert route(ai_record("x", 0.75, orders=[1.0, 0.5]), 0.1, False) is None
-    assert route(ai_record("x", None, status="failed"), 0.1, True) == "failed"
+@pytest.mark.parametrize("record, require_consistent, reason", [
+    (ai_record("x", 0.9), True, None),
+    (ai_record("x", 0.59), True, "low_margin"),
+    (ai_record("x", 0.6), True, None),  # the margin itself is confident enough
+    (ai_record("x", 0.75, orders=[1.0, 0.5]), True, "inconsistent"),
+    (ai_record("x", 0.75, orders=[1.0, 0.5]), False, None),
+    (ai_record("x", None, status="failed"), True, "failed"),
+])
+def test_route_reasons(record, require_consistent, reason):
+    assert route(record, 0.1, require_consistent) == reason
 
 
 def test_mixed_routes_doubtful_pairs_to_people(tmp_path):

@@ -13,9 +13,10 @@ import time
 import pytest
 
 # test_human_server skips the module when the human extra is missing, before rlaif.human is imported
-from .test_human_server import AnnotateServer, cli, free_port, httpx, write_pairs  # isort: skip
+from .test_human_server import AnnotateServer, free_port, httpx, write_pairs  # isort: skip
 from rlaif.data.pairs import read_pairs  # noqa: E402
 from rlaif.human.db import AnnotationDB, AnnotationDBError, ServedPair  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 ANNOTATORS = {f"ann{i}": f"token-of-annotator-{i}" for i in range(6)}
 
@@ -111,7 +112,7 @@ def test_locked_database_gives_503_and_keeps_committed_labels(tmp_path):
     other = sqlite3.connect(server.db, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-        p = cli("annotate", "serve", "--pairs", pairs, "--db", server.db, "--port", free_port())
+        p = run_cli("annotate", "serve", "--pairs", pairs, "--db", server.db, "--port", free_port())
         assert p.returncode == 2 and "is locked by another process" in p.stderr and "nothing was changed" in p.stderr
         assert "Traceback" not in p.stderr
         assert {r["id"]: r["label"] for r in server.export()} == labels
@@ -149,19 +150,19 @@ def test_damaged_or_foreign_files_are_refused_and_left_untouched(tmp_path):
                 damaged: "is damaged"}
     for path, message in expected.items():
         before = path.read_bytes()
-        serve = cli("annotate", "serve", "--pairs", pairs, "--db", path, "--port", free_port())
-        export = cli("annotate", "export", "--db", path, "--out", tmp_path / "out.jsonl")
+        serve = run_cli("annotate", "serve", "--pairs", pairs, "--db", path, "--port", free_port())
+        export = run_cli("annotate", "export", "--db", path, "--out", tmp_path / "out.jsonl")
         for p in (serve, export):
             assert p.returncode == 2 and message in p.stderr, p.stderr
             assert "Traceback" not in p.stderr
         assert path.read_bytes() == before
         with pytest.raises(AnnotationDBError, match=re.escape(message.split(";")[0])):
             AnnotationDB(path)
-    assert "sqlite3" in cli("annotate", "export", "--db", damaged, "--out", tmp_path / "o.jsonl").stderr
+    assert "sqlite3" in run_cli("annotate", "export", "--db", damaged, "--out", tmp_path / "o.jsonl").stderr
 
 
 def test_export_of_a_missing_database_is_a_clear_error(tmp_path):
-    p = cli("annotate", "export", "--db", tmp_path / "nope.sqlite", "--out", tmp_path / "out.jsonl")
+    p = run_cli("annotate", "export", "--db", tmp_path / "nope.sqlite", "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and "no such annotation database" in p.stderr
     assert not (tmp_path / "nope.sqlite").exists()
 

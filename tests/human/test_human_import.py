@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,20 +13,7 @@ from rlaif.data.pairs import DataError, read_pairs
 from rlaif.feedback.human_records import human_record
 from rlaif.human.importer import import_labels, iter_human_labels
 from rlaif.records import LabelRecord
-from tests.helpers import HH_HARMLESS_TEST as HH, ROOT
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=180)
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
+from tests.helpers import HH_HARMLESS_TEST as HH, ROOT, run_cli, write_jsonl
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -66,9 +50,9 @@ def test_hh_transcripts_keep_the_human_choice_in_the_pairs_seeded_order(tmp_path
 
 @pytest.mark.skipif(not HH.exists(), reason=f"{HH} is not present")
 def test_the_shared_hh_harmless_test_set_imports_whole(tmp_path):
-    p = cli("human", "import", HH, "--out", tmp_path / "hh.jsonl")
+    p = run_cli("human", "import", HH, "--out", tmp_path / "hh.jsonl")
     assert p.returncode == 2 and "hh-rlhf-harmless-test.jsonl.gz:87: chosen is empty" in p.stderr
-    p = cli("human", "import", HH, "--out", tmp_path / "hh.jsonl", "--skip-invalid")
+    p = run_cli("human", "import", HH, "--out", tmp_path / "hh.jsonl", "--skip-invalid")
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     records = read_jsonl(tmp_path / "hh.jsonl")
@@ -91,13 +75,13 @@ def test_trl_rows_get_the_ids_and_orders_rlaif_label_gives(tmp_path):
               "rejected": [{"role": "assistant", "content": f"no chat answer {i}"}]} for i in range(4)]
     rows.append({"id": "with-label", "prompt": "p", "response_a": "x", "response_b": "please y", "human_label": "b"})
     data = write_jsonl(tmp_path / "trl.jsonl", rows)
-    p = cli("human", "import", data, "--out", tmp_path / "human.jsonl", "--seed", "3", "--annotator", "crowd")
+    p = run_cli("human", "import", data, "--out", tmp_path / "human.jsonl", "--seed", "3", "--annotator", "crowd")
     assert p.returncode == 0, p.stderr
     human = read_jsonl(tmp_path / "human.jsonl")
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
-    p = cli("label", "--pairs", data, "--constitution", ROOT / "constitutions" / "helpful.yaml", "--judge", judge,
-            "--out", tmp_path / "ai", "--seed", "3", "--quiet")
+    p = run_cli("label", "--pairs", data, "--constitution", ROOT / "constitutions" / "helpful.yaml", "--judge",
+                judge, "--out", tmp_path / "ai", "--seed", "3", "--quiet")
     assert p.returncode == 0, p.stderr
     ai = {r["id"]: r for r in read_jsonl(tmp_path / "ai" / "labels.jsonl")}
     assert [r["id"] for r in human] == list(ai)
@@ -177,8 +161,8 @@ def test_skip_invalid_leaves_bad_rows_out_and_says_which(tmp_path):
 def test_cli_reports_bad_input_as_one_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("prompt,response_a,label\nq,x,a\n")
-    p = cli("human", "import", bad, "--out", tmp_path / "out.jsonl")
+    p = run_cli("human", "import", bad, "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and p.stderr.strip() == f"error: {bad}:1: CSV header lacks response_b (needs prompt, " \
         "response_a, response_b, label; optional id, annotator, p_a)"
-    p = cli("human", "import", tmp_path / "missing.jsonl", "--out", tmp_path / "out.jsonl")
+    p = run_cli("human", "import", tmp_path / "missing.jsonl", "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and "missing.jsonl: no such file" in p.stderr

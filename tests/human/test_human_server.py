@@ -12,7 +12,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ pytest.importorskip("uvicorn", reason="the annotation app needs the human extra:
 from rlaif.constitution import load_constitution  # noqa: E402
 from rlaif.data.pairs import read_pairs  # noqa: E402
 from rlaif.records import LabelRecord  # noqa: E402
-from tests.helpers import ROOT
+from tests.helpers import ROOT, rlaif_command, run_cli  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 TOKENS = {"alice": "alice-token-0001", "bob": "bob-token-0002", "carol": "carol-token-0003"}
@@ -37,11 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cli(*args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def write_pairs(path: Path, n: int, chat_at: Optional[int] = 1) -> list[dict]:
@@ -72,8 +66,8 @@ class AnnotateServer:
 
     def start(self, timeout: float = 30.0) -> "AnnotateServer":
         self.port = free_port()
-        cmd = [sys.executable, "-m", "rlaif.cli", "annotate", "serve", "--pairs", str(self.pairs), "--db",
-               str(self.db), "--tokens", str(self.tokens_file), "--port", str(self.port), *self.extra]
+        cmd = rlaif_command("annotate", "serve", "--pairs", self.pairs, "--db", self.db, "--tokens", self.tokens_file,
+                            "--port", self.port, *self.extra)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -102,7 +96,7 @@ class AnnotateServer:
 
     def export(self) -> list[dict]:
         out = self.tmp / "export.jsonl"
-        p = cli("annotate", "export", "--db", self.db, "--out", out)
+        p = run_cli("annotate", "export", "--db", self.db, "--out", out)
         assert p.returncode == 0, p.stderr
         return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -142,14 +136,6 @@ def test_tokens_file_errors_name_file_and_line(tmp_path):
     f = tmp_path / "tokens.txt"
     f.write_text("# team\nalice:alice-token-0001\n\n bob : bob-token-0002 \n")
     assert load_tokens(f) == {"alice-token-0001": "alice", "bob-token-0002": "bob"}
-    bad = {"carol\n": "no ':'", "carol:short\n": "at least 8", "ca rol:carol-token-0003\n": "annotator name",
-           "alice:other-token-9\n": "already on line 2", "carol:alice-token-0001\n": "same token as 'alice'",
-           ":carol-token-0003\n": "annotator name"}
-    for line, message in bad.items():
-        f.write_text("# team\nalice:alice-token-0001\n" + line)
-        with pytest.raises(TokensFileError, match=message) as e:
-            load_tokens(f)
-        assert str(e.value).startswith(f"{f}:3: ")
     f.write_text("# nobody\n")
     with pytest.raises(TokensFileError, match="no annotator_name:token"):
         load_tokens(f)
@@ -157,9 +143,23 @@ def test_tokens_file_errors_name_file_and_line(tmp_path):
     f.write_text("alice:alice-token-0001\nbob\n")
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(pairs, 2)
-    p = cli("annotate", "serve", "--pairs", pairs, "--db", tmp_path / "x.sqlite", "--tokens", f, "--port",
-            free_port())
+    p = run_cli("annotate", "serve", "--pairs", pairs, "--db", tmp_path / "x.sqlite", "--tokens", f, "--port",
+                free_port())
     assert p.returncode == 2 and p.stderr.strip() == f"error: {f}:2: expected annotator_name:token, found no ':'"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("carol\n", "no ':'"), ("carol:short\n", "at least 8"), ("ca rol:carol-token-0003\n", "annotator name"),
+    ("alice:other-token-9\n", "already on line 2"), ("carol:alice-token-0001\n", "same token as 'alice'"),
+    (":carol-token-0003\n", "annotator name")])
+def test_a_bad_tokens_line_is_named_by_file_and_line(tmp_path, line, message):
+    from rlaif.human.server import TokensFileError, load_tokens
+
+    f = tmp_path / "tokens.txt"
+    f.write_text("# team\nalice:alice-token-0001\n" + line)
+    with pytest.raises(TokensFileError, match=message) as e:
+        load_tokens(f)
+    assert str(e.value).startswith(f"{f}:3: ")
 
 
 # ---------------------------------------------------------------------------------------------- HTTP contract
@@ -336,8 +336,8 @@ def test_export_matches_rlaif_label_ids_orders_and_principles(tmp_path):
                      "  - id: ruder\n    text: Which is ruder?\n    invert: true\n")
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
-    p = cli("label", "--pairs", trl, "--constitution", const, "--judge", judge, "--out", tmp_path / "ai",
-            "--seed", "7", "--quiet", timeout=180)
+    p = run_cli("label", "--pairs", trl, "--constitution", const, "--judge", judge, "--out", tmp_path / "ai",
+                "--seed", "7", "--quiet", timeout=180)
     assert p.returncode == 0, p.stderr
     ai = {r["id"]: r for r in map(json.loads, (tmp_path / "ai" / "labels.jsonl").read_text().splitlines())}
     constitution = load_constitution(const)
@@ -381,11 +381,11 @@ def test_restart_on_the_same_database_resumes_and_refuses_other_settings(tmp_pat
     with server, server.client("bob") as bob:
         assert [p["pair_id"] for p in label_all(bob)] == ["p8", "p9"]
     assert len(server.export()) == 10
-    p = cli("annotate", "serve", "--pairs", pairs_file, "--db", server.db, "--seed", "1", "--port", free_port())
+    p = run_cli("annotate", "serve", "--pairs", pairs_file, "--db", server.db, "--seed", "1", "--port", free_port())
     assert p.returncode == 2 and "created with seed = 0, this run has 1" in p.stderr
     rows[0]["response_a"] = "edited"
     pairs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    p = cli("annotate", "serve", "--pairs", pairs_file, "--db", server.db, "--port", free_port())
+    p = run_cli("annotate", "serve", "--pairs", pairs_file, "--db", server.db, "--port", free_port())
     assert p.returncode == 2 and "pair 'p0' differs" in p.stderr
 
 
@@ -393,7 +393,7 @@ def test_a_bad_pairs_row_is_named_and_can_be_skipped(tmp_path, pairs_file):
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     rows[2]["response_b"] = ""
     pairs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    p = cli("annotate", "serve", "--pairs", pairs_file, "--db", tmp_path / "x.sqlite", "--port", free_port())
+    p = run_cli("annotate", "serve", "--pairs", pairs_file, "--db", tmp_path / "x.sqlite", "--port", free_port())
     assert p.returncode == 2 and p.stderr.strip() == f"error: {pairs_file}:3: response_b is empty"
     with AnnotateServer(tmp_path, pairs_file, "--skip-invalid") as server, server.client("alice") as alice:
         assert [pair["pair_id"] for pair in label_all(alice)] == [f"p{i}" for i in range(8) if i != 2]
