@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config.feedback import FeedbackConfig, load_feedback_config
+from rlaif.config.feedback import FeedbackConfig, HumanFeedback, load_feedback_config
 from rlaif.config.yamlfile import ConfigFileError
 from rlaif.data.pairs import read_pairs
 from rlaif.feedback.calibration.maps import fit_map
@@ -159,6 +159,40 @@ def test_feedback_config_checks_and_files(tmp_path):
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
     assert any(err.startswith(f"{f}:2: margin:") for err in e.value.errors)
+
+
+def test_each_source_takes_its_own_fields(tmp_path):
+    f = tmp_path / "feedback.yaml"
+    f.write_text("source: ai\nai: runs/x\nmargin: 0.3\nhuman: people.jsonl\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_feedback_config(f)
+    assert e.value.errors == [f"{f}:3: margin: not used by source ai (only by source mixed)",
+                              f"{f}:4: human: not used by source ai (only by source human and mixed)"]
+    f.write_text("source: people\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_feedback_config(f)
+    assert e.value.errors == [f"{f}:1: source: Input should be 'ai', 'human' or 'mixed'"]
+    # a run's config.yaml from before the sources had their own classes holds every field, the unused ones at
+    # their defaults: it still loads, as the source it names
+    old = {"source": "human", "ai": None, "human": "h.jsonl", "calibration": None, "margin": 0.1,
+           "require_consistent": True, "queue": None, "pending": "drop", "human_combine": "each"}
+    assert FeedbackConfig(**old).root == HumanFeedback(source="human", human="h.jsonl", human_combine="each")
+
+
+def test_feedback_errors_in_a_training_config_point_at_the_field(tmp_path):
+    from rlaif.config.train import load_train_config
+
+    bad = tmp_path / "dpo.yaml"
+    head = "method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n"
+    bad.write_text(head + "  source: mixed\n  ai: runs/x\n  margn: 1\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:7: feedback.margn: unknown field (check the spelling; see `rlaif constitution "
+                              "schema`)"]
+    bad.write_text(head + "  source: mixed\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:4: feedback.ai: required when source is mixed"]
 
 
 def test_select_orders_by_priority(tmp_path):
