@@ -4,9 +4,13 @@ shipped constitution and judge, and one record key, at the values they had when 
 
 from __future__ import annotations
 
-import pytest
+from typing import Optional
 
-from rlaif.constitution import load_constitution
+import pytest
+from pydantic import Field
+
+from rlaif.config.judge import CoTConfig, TransformersJudgeConfig
+from rlaif.constitution import Constitution, Principle, load_constitution
 from rlaif.judges.base import load_judge_config
 from rlaif.labeling.job import record_key
 from rlaif.records import Pair
@@ -51,3 +55,54 @@ def test_record_key_is_unchanged():
     assert PAIR.id == "40d02634b76734ca"
     key = record_key(PAIR, constitution.principles_for(PAIR, seed=0), constitution.sha256, JUDGES["default.yaml"])
     assert key == "a17b99b0bedc725355e786dc96de5a95"
+
+
+# -- a field added later stays out of the hash while it holds its default ------------------------------------
+
+class LaterPrinciple(Principle):
+    added_later = frozenset({"tone"})
+    tone: str = "neutral"
+
+
+class LaterConstitution(Constitution):
+    added_later = frozenset({"audience"})
+    audience: list[str] = Field(default_factory=list)
+    principles: list[LaterPrinciple] = Field(min_length=1)
+
+
+class LaterCoT(CoTConfig):
+    added_later = frozenset({"stop"})
+    stop: Optional[str] = None
+
+
+class LaterJudge(TransformersJudgeConfig):
+    added_later = frozenset({"temperature"})
+    temperature: float = 1.0
+    cot: LaterCoT = Field(default_factory=LaterCoT)
+
+
+def test_a_defaulted_new_constitution_field_keeps_the_hash():
+    today = load_constitution(ROOT / "constitutions" / "harmless.yaml")
+    later = LaterConstitution.model_validate(today.model_dump())
+    assert later.sha256 == today.sha256 == CONSTITUTIONS["harmless.yaml"]
+    assert later.model_copy(update={"audience": ["teachers"]}).sha256 != today.sha256
+    first = later.principles[0].model_copy(update={"tone": "warm"})
+    assert later.model_copy(update={"principles": [first, *later.principles[1:]]}).sha256 != today.sha256
+
+
+def test_a_defaulted_new_judge_field_keeps_the_hash():
+    today = load_judge_config(ROOT / "judges" / "default.yaml")
+    later = LaterJudge.model_validate(today.model_dump())
+    assert later.settings_sha256() == today.settings_sha256() == JUDGES["default.yaml"]
+    assert later.model_copy(update={"temperature": 0.7}).settings_sha256() != today.settings_sha256()
+    assert later.model_copy(update={"cot": LaterCoT(stop="\n")}).settings_sha256() != today.settings_sha256()
+
+
+def test_a_new_field_not_declared_as_added_later_would_change_the_hash():
+    """What the rule guards against: without `added_later`, the new field's default is hashed too."""
+
+    class Careless(Constitution):
+        audience: list[str] = Field(default_factory=list)
+
+    today = load_constitution(ROOT / "constitutions" / "harmless.yaml")
+    assert Careless.model_validate(today.model_dump()).sha256 != today.sha256

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from ..records import sha256_json
+from ..records import Hashed, sha256_json
 
 
-class CoTConfig(BaseModel):
+class CoTConfig(Hashed):
     """Chain-of-thought judging (Lee et al. 2023, sec. 3.1): the judge writes a rationale, then the label tokens
     are scored after it."""
 
@@ -21,7 +21,7 @@ class CoTConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="Longest rationale, in tokens.")
 
 
-class JudgeBase(BaseModel):
+class JudgeBase(Hashed):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="Model name: a hub id or a local directory (what transformers/vLLM load). "
@@ -48,9 +48,8 @@ class JudgeBase(BaseModel):
 
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
-        data = self.model_dump(mode="json", exclude=set(self._plumbing) | {
-            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"})
-        return sha256_json(data)
+        return sha256_json(self.hashed_form(exclude=set(self._plumbing) | {
+            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"}))
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to manifests: never holds a secret (keys are named by env var only)."""
