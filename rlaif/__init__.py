@@ -16,7 +16,7 @@ __all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pai
 
 def load_judge(config):
     """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config)."""
-    from .judges.base import load_judge as _load
+    from .judges.registry import load_judge as _load
 
     return _load(config)
 

@@ -9,9 +9,8 @@ from typing import Optional
 import pytest
 from pydantic import Field
 
-from rlaif.config.judge import CoTConfig, TransformersJudgeConfig
+from rlaif.config.judge import CoTConfig, TransformersJudgeConfig, load_judge_config
 from rlaif.constitution import Constitution, Principle, load_constitution
-from rlaif.judges.base import load_judge_config
 from rlaif.labeling.job import record_key
 from rlaif.records import Pair
 from tests.helpers import ROOT

@@ -1,15 +1,18 @@
-"""Typed judge configs (the `judges/*.yaml` files), one pydantic model per backend, chosen by `backend:`.
-
-Slim on purpose: importing this module never imports torch, transformers or vllm.
+"""Typed judge configs (the `judges/*.yaml` files): one pydantic model per backend, joined in the `JudgeConfig`
+union on `backend:`. The union is the one list of backends: loading a file validates through it, and the backend
+names (for messages and docs) and rlaif.judges.registry's builder follow it. Slim on purpose: importing this
+module never imports torch, transformers or vllm.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from ..records import Hashed, sha256_json
+from .yamlfile import ConfigFileError, load_model, read_yaml
 
 
 class CoTConfig(Hashed):
@@ -171,10 +174,22 @@ JudgeConfig = Annotated[
     Field(discriminator="backend"),
 ]
 
-JUDGE_CONFIGS: dict[str, type[JudgeBase]] = {
-    "transformers": TransformersJudgeConfig,
-    "vllm": VLLMJudgeConfig,
-    "openai": OpenAIJudgeConfig,
-    "python": PythonJudgeConfig,
-    "policy": PolicyJudgeConfig,
-}
+
+def _backend(config_class: type[JudgeBase]) -> str:
+    return get_args(config_class.model_fields["backend"].annotation)[0]
+
+
+# Derived from the union, never listed by hand: backend name -> config class, in the union's order (for messages
+# and docs).
+BACKENDS: dict[str, type[JudgeBase]] = {_backend(c): c for c in get_args(get_args(JudgeConfig)[0])}
+_VALIDATOR: TypeAdapter[JudgeBase] = TypeAdapter(JudgeConfig)
+
+
+def load_judge_config(path: str | Path) -> JudgeBase:
+    """Read a judge YAML through the JudgeConfig union (errors as `FILE:LINE: field: message`). A file without
+    `backend:` is a transformers judge."""
+    data, _ = read_yaml(path)
+    backend = data.get("backend", "transformers") if isinstance(data, dict) else None
+    if backend not in BACKENDS:
+        raise ConfigFileError([f"{path}:1: backend: must be one of {', '.join(BACKENDS)}, got {backend!r}"])
+    return load_model(path, _VALIDATOR, overrides={"backend": backend})

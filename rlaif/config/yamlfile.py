@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,8 +81,9 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     return data, (_line_map(node) if node is not None else {})
 
 
-def load_model(path: str | Path, model: type[M], overrides: dict[str, Any] | None = None) -> M:
-    """Validate the YAML file at `path` against `model` (a pydantic model or a TypeAdapter-able union)."""
+def load_model(path: str | Path, model: type[M] | TypeAdapter[M], overrides: dict[str, Any] | None = None) -> M:
+    """Validate the YAML file at `path` against `model`: a pydantic model, or a TypeAdapter over a discriminated
+    union of models (whose tag pydantic puts first in every error location; it is left out of the messages)."""
     data, lines = read_yaml(path)
     if data is None:
         raise ConfigFileError([f"{path}:1: (top level): the file is empty"])
@@ -90,16 +91,19 @@ def load_model(path: str | Path, model: type[M], overrides: dict[str, Any] | Non
         raise ConfigFileError([f"{path}:1: (top level): expected a mapping of fields, got {type(data).__name__}"])
     if overrides:
         data = {**data, **overrides}
+    union = isinstance(model, TypeAdapter)
     try:
-        return model.model_validate(data)
+        return model.validate_python(data) if union else model.model_validate(data)
     except ValidationError as e:
-        raise ConfigFileError(validation_messages(path, e, lines)) from None
+        raise ConfigFileError(validation_messages(path, e, lines, tagged=union)) from None
 
 
-def validation_messages(path: str | Path, error: ValidationError, lines: dict[tuple, int]) -> list[str]:
+def validation_messages(path: str | Path, error: ValidationError, lines: dict[tuple, int],
+                        tagged: bool = False) -> list[str]:
+    """One `FILE:LINE: field: message` line per error; `tagged`: each location starts with a union's tag."""
     out = []
     for err in error.errors():
-        loc = tuple(err["loc"])
+        loc = tuple(err["loc"])[1 if tagged else 0:]
         msg = err["msg"]
         located = (err.get("ctx") or {}).get("error")
         if isinstance(located, FieldErrors):

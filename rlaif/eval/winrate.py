@@ -126,7 +126,8 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     `out` as JSON when given."""
     from ..data.prompts import read_prompts
     from ..policy.generate import sample_policy
-    from ..judges.base import Judge, load_judge
+    from ..judges.base import Judge
+    from ..judges.registry import load_judge
     from ..labeling.job import GENERIC
     from ..config.train import SamplingConfig
 

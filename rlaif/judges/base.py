@@ -8,14 +8,11 @@ share a prompt prefix. Backends live one per file and import their heavy package
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config.judge import JUDGE_CONFIGS, JudgeBase
+from ..config.judge import JudgeBase
 from ..records import JudgeInfo, Query, Verdict
-from ..config.yamlfile import ConfigFileError, load_model, read_yaml
 
 
 TOO_LONG = "pair too long for the judge"
@@ -68,33 +65,3 @@ class Judge(ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
-# One small registry: backend name -> "module:class", imported only when that backend is used.
-BACKENDS = {
-    "transformers": "rlaif.judges.hf:TransformersJudge",
-    "vllm": "rlaif.judges.vllm:VLLMJudge",
-    "openai": "rlaif.judges.openai:OpenAIJudge",
-    "python": "rlaif.judges.python:PythonJudge",
-    "policy": "rlaif.judges.policy:PolicyJudge",
-}
-
-
-def load_judge_config(path: str | Path) -> JudgeBase:
-    data, _ = read_yaml(path)
-    backend = data.get("backend", "transformers") if isinstance(data, dict) else None
-    if backend not in JUDGE_CONFIGS:
-        raise ConfigFileError([f"{path}:1: backend: must be one of {', '.join(JUDGE_CONFIGS)}, got {backend!r}"])
-    return load_model(path, JUDGE_CONFIGS[backend])
-
-
-def build_judge(config: JudgeBase) -> Judge:
-    module, _, name = BACKENDS[config.backend].partition(":")
-    return getattr(importlib.import_module(module), name)(config)
-
-
-def load_judge(config: str | Path | JudgeBase) -> Judge:
-    """Load a judge from a `judges/*.yaml` file (or a config object)."""
-    if not isinstance(config, JudgeBase):
-        config = load_judge_config(config)
-    return build_judge(config)

@@ -136,7 +136,7 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
     first principle or `principle`, through the chat template of the judge's tokenizer when a judge YAML is given
     (only the tokenizer is loaded)."""
     from ..constitution import load_constitution
-    from .base import load_judge_config
+    from ..config.judge import load_judge_config
 
     c = load_constitution(constitution_path)
     p = c.principle(principle) if principle else c.principles[0]

@@ -209,7 +209,8 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path."""
     from ..data.formats import DataError, count_pairs
     from ..data.pairs import read_pairs
-    from ..judges.base import TOO_LONG, Judge, load_judge
+    from ..judges.base import TOO_LONG, Judge
+    from ..judges.registry import load_judge
 
     pairs_path, out_dir = Path(pairs), Path(out)
     if not isinstance(constitution, Constitution):
@@ -321,6 +322,6 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
 
 def _judge_config(judge):
     from ..config.judge import JudgeBase
-    from ..judges.base import load_judge_config
+    from ..config.judge import load_judge_config
 
     return judge if isinstance(judge, JudgeBase) else load_judge_config(judge)

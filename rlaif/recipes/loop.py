@@ -183,7 +183,7 @@ def train(config: LoopConfig) -> Path:
     from ..data.prompts import read_prompts
     from ..policy.generate import pair_rows
     from ..data.labels import write_jsonl
-    from ..judges.base import load_judge
+    from ..judges.registry import load_judge
     from ..labeling.job import GENERIC, label
 
     # -- setup ----------------------------------------------------------------------------------------------

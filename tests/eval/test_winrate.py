@@ -13,7 +13,7 @@ import pytest
 
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import load_constitution
-from rlaif.judges.base import load_judge
+from rlaif.judges.registry import load_judge
 from rlaif.eval.winrate import WinRate, evaluate_winrate, judge_winrate
 from tests.helpers import ROOT
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rlaif.config.judge import PolicyJudgeConfig, TransformersJudgeConfig
+from rlaif.config.judge import PolicyJudgeConfig, TransformersJudgeConfig, load_judge_config
 from rlaif.constitution import load_constitution
-from rlaif.judges.base import load_judge, load_judge_config
+from rlaif.judges.registry import load_judge
 from rlaif.judges.hf import TransformersJudge
 from rlaif.judges.policy import PolicyJudge
 from rlaif.judges.prompting import render_prefix_user

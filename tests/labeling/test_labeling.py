@@ -9,7 +9,8 @@ import pytest
 
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import Constitution, Principle
-from rlaif.judges.base import BudgetExhausted, Judge, load_judge
+from rlaif.judges.base import BudgetExhausted, Judge
+from rlaif.judges.registry import load_judge
 from rlaif.labeling.job import LabelJobError, label
 from rlaif.records import Pair, Verdict
 
