@@ -11,7 +11,7 @@ from .constitution import Constitution, Principle, load_constitution
 from .records import LabelRecord, Pair, Query, Verdict
 
 __all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "Verdict",
-           "load_judge", "label", "read_pairs", "__version__"]
+           "load_judge", "score", "label", "read_pairs", "__version__"]
 
 
 def load_judge(config):
@@ -19,6 +19,15 @@ def load_judge(config):
     from .judges.registry import load_judge as _load
 
     return _load(config)
+
+
+def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
+    """Judge pairs in-process, no files: each pair in both orders under the constitution's principles (default: one
+    generic principle), debiased into one label record per pair, in order. `judge` comes from `load_judge`; `seed`
+    draws the principle of each pair under `sampling: one_per_pair`."""
+    from .labeling.job import score_pairs
+
+    return score_pairs(judge, list(pairs), constitution, seed=seed)
 
 
 def label(*args, **kwargs):

@@ -34,7 +34,7 @@ class BudgetExhausted(RuntimeError):
 
 
 class Judge(ABC):
-    """A preference judge. Subclasses implement `judge`; `score` adds both orders and principles on top."""
+    """A preference judge. Subclasses implement `judge`; `rlaif.score` adds both orders and principles on top."""
 
     config: JudgeBase
 
@@ -50,12 +50,6 @@ class Judge(ABC):
     def info(self) -> JudgeInfo:
         return JudgeInfo(backend=self.config.backend, model=self.config.model,
                          settings_sha256=self.config.settings_sha256())
-
-    def score(self, pairs, constitution=None, seed: int = 0):
-        """Judge pairs in-process under a constitution (default: one generic principle); returns label records."""
-        from ..labeling.job import score_pairs
-
-        return score_pairs(self, list(pairs), constitution, seed=seed)
 
     def close(self) -> None:
         """Free the model or connections."""

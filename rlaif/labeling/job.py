@@ -210,7 +210,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     from ..data.formats import DataError, count_pairs
     from ..data.pairs import read_pairs
     from ..judges.base import TOO_LONG, Judge
-    from ..judges.registry import load_judge
+    from ..judges.registry import load_judge, not_ready
 
     pairs_path, out_dir = Path(pairs), Path(out)
     if not isinstance(constitution, Constitution):
@@ -221,10 +221,9 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         raise LabelJobError(f"--shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
     judge_obj: Judge = judge if isinstance(judge, Judge) else None  # loaded after the cheap checks
     judge_config = judge.config if judge_obj else _judge_config(judge)
-    if judge_config.backend == "policy" and getattr(judge_obj, "model", None) is None:
-        from ..judges.policy import NOT_ATTACHED
-
-        raise LabelJobError(NOT_ATTACHED)  # before anything is written to `out`
+    refusal = not_ready(judge_config, judge_obj)
+    if refusal:
+        raise LabelJobError(refusal)  # before anything is written to `out`
     manifest = {
         "rlaif_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(),
         "input": str(pairs_path), "input_sha256": _file_sha256(pairs_path), "format": format,
