@@ -12,7 +12,9 @@ from abc import ABC, abstractmethod
 from typing import Optional, Sequence
 
 from ..config.judge import JudgeBase
-from ..records import JudgeInfo, Query, Verdict
+from ..constitution import Constitution, Principle
+from ..records import JudgeInfo, Pair, Query, Verdict
+from .prompting import pair_queries
 
 
 TOO_LONG = "pair too long for the judge"
@@ -45,6 +47,11 @@ class Judge(ABC):
     def judge(self, queries: Sequence[Query]) -> list[Verdict]:
         """Return P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict
         with p_first=None and an error; it never gets a made-up probability."""
+
+    def queries(self, pair: Pair, principles: Sequence[Principle], constitution: Constitution) -> list[Query]:
+        """The queries that judge `pair` by `principles` under `constitution`, prompt text included: both orders per
+        principle (rlaif/judges/prompting.py), with this judge's `instructions` over the constitution's."""
+        return pair_queries(pair, principles, constitution, self.config.instructions)
 
     @property
     def info(self) -> JudgeInfo:

@@ -17,10 +17,9 @@ from typing import Callable, Optional, Sequence
 
 from .._version import __version__
 from ..constitution import Constitution, Principle, load_constitution
-from ..judges.prompting import render_prefix_user
 from .preference import label_for, order_probabilities, position_consistent, weighted_mean
 from ..progress import progress as make_progress
-from ..records import LabelRecord, Pair, Query, Verdict, sha256_json
+from ..records import LabelRecord, Pair, Verdict, sha256_json
 from .stats import compute_stats
 from ..data.labels import LabelStore, write_json_atomic
 
@@ -36,15 +35,6 @@ def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: st
     """The resume key: a content hash of what decides a label (pair, principles, constitution, judge)."""
     return sha256_json([pair.id, pair.prompt, pair.response_a, pair.response_b, [p.id for p in principles],
                         constitution_sha, judge_sha])[:32]
-
-
-def _queries(pair: Pair, principles: Sequence[Principle], prefix_user: str) -> list[Query]:
-    """Two queries per principle: (a, b) then (b, a). Grouped per pair so backends can share the prefix."""
-    out = []
-    for p in principles:
-        for first, second in ((pair.response_a, pair.response_b), (pair.response_b, pair.response_a)):
-            out.append(Query(pair.prompt, first, second, p.id, p.text, prefix_user))
-    return out
 
 
 def _record(pair: Pair, principles: Sequence[Principle], verdicts: Sequence[Verdict], constitution: Constitution,
@@ -99,15 +89,12 @@ def _score_planned(judge, planned: Sequence[_Planned], constitution: Constitutio
     from ..judges.base import BudgetExhausted
 
     margin = constitution.tie_margin if constitution.tie_margin is not None else judge.config.tie_margin
-    instructions = judge.config.instructions or constitution.instructions
-    texts = {p.id: p.text for p in constitution.principles}
     queries, spans = [], []
     for pl in planned:
         if pl.pair.invalid:
             spans.append(None)
             continue
-        prefix = render_prefix_user(pl.pair.prompt, instructions, constitution.few_shot, texts)
-        q = _queries(pl.pair, pl.principles, prefix)
+        q = judge.queries(pl.pair, pl.principles, constitution)  # grouped per pair: backends share its prefix
         spans.append((len(queries), len(queries) + len(q)))
         queries.extend(q)
     try:

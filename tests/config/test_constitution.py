@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlaif.constitution import Constitution, constitution_schema, load_constitution
-from rlaif.judges.prompting import render_prefix_user
+from rlaif.judges.prompting import pair_queries
 from rlaif.records import Pair
 from rlaif.config.yamlfile import ConfigFileError
 from tests.helpers import ROOT
@@ -88,7 +88,7 @@ def test_shipped_constitution_loads_and_is_well_formed(path: Path):
         assert p.invert == ("MORE" in p.text), f"{p.id}: only 'MORE …' questions are inverted"
     # the few-shot examples render into the judge prompt, under the principle they name
     texts = {p.id: p.text for p in c.principles}
-    prefix = render_prefix_user("hello", c.instructions, c.few_shot, texts)
+    prefix = pair_queries(Pair("hello", "a", "b"), c.principles[:1], c)[0].prefix_user
     for ex in c.few_shot:
         assert texts[ex.principle or c.principles[0].id] in prefix
     assert load_constitution(path).sha256 == c.sha256
