@@ -25,7 +25,7 @@ def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
     """Judge pairs in-process, no files: each pair in both orders under the constitution's principles (default: one
     generic principle), debiased into one label record per pair, in order. `judge` comes from `load_judge`; `seed`
     draws the principle of each pair under `sampling: one_per_pair`."""
-    from .labeling.job import score_pairs
+    from .labeling.score import score_pairs
 
     return score_pairs(judge, list(pairs), constitution, seed=seed)
 

@@ -49,7 +49,8 @@ def make_labels(out: Path, n: int = 320, keyword: str = "please", seed: int = 0)
     """Write `n` pairs labelled by the keyword judge to out/labels.jsonl; returns that file."""
     from rlaif.config.judge import PythonJudgeConfig
     from rlaif.judges.registry import load_judge
-    from rlaif.labeling.job import GENERIC, label
+    from rlaif.labeling.job import label
+    from rlaif.labeling.score import GENERIC
 
     judge = load_judge(PythonJudgeConfig(function="rlaif.rules:prefer_keyword",
                                          kwargs={"keyword": keyword, "confidence": 0.9}))

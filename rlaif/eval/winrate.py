@@ -102,7 +102,7 @@ def _constitution(constitution):
 def judge_comparisons(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts,
                       baseline_texts: Texts, seed: int = 0) -> tuple[list[LabelRecord], list[int]]:
     """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices."""
-    from ..labeling.job import score_pairs
+    from ..labeling.score import score_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     return score_pairs(judge, pairs, _constitution(constitution), seed=seed), groups
@@ -128,7 +128,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     from ..policy.generate import sample_policy
     from ..judges.base import Judge
     from ..judges.registry import load_judge
-    from ..labeling.job import GENERIC
+    from ..labeling.score import GENERIC
     from ..config.train import SamplingConfig
 
     log = log or (lambda line: None)

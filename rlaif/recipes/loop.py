@@ -184,7 +184,8 @@ def train(config: LoopConfig) -> Path:
     from ..policy.generate import pair_rows
     from ..data.labels import write_jsonl
     from ..judges.registry import load_judge
-    from ..labeling.job import GENERIC, label
+    from ..labeling.job import label
+    from ..labeling.score import GENERIC
 
     # -- setup ----------------------------------------------------------------------------------------------
     acc = make_accelerator(config)

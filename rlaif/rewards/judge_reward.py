@@ -79,7 +79,7 @@ class JudgeReward:
 
     def _p_first(self, pairs: list[Pair]) -> list[Optional[float]]:
         """P(response_a ≻ response_b) per pair, debiased over both orders; None where the judge failed."""
-        from ..labeling.job import score_pairs
+        from ..labeling.score import score_pairs
 
         if not pairs:
             return []
