@@ -1,7 +1,8 @@
 """Constitutions: a YAML file of principles the judge compares responses by, checked and content-hashed.
 
 The hash is taken over the validated, canonical form, so whitespace, comments, key order and spelling out a
-default never change it; any change to what the judge is told does.
+default never change it; any change to what the judge is told does. A field added later is hashed only when it is
+set to something other than its default (records.Hashed), so label folders made before it still resume.
 """
 
 from __future__ import annotations

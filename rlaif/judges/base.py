@@ -1,9 +1,10 @@
 """The judge interface: a batch of queries in, one verdict per query out.
 
 A query asks which of two responses, shown in a given order, better satisfies one principle; its verdict is
-P(first preferred) read from the model. Debiasing over both orders and combining principles happen above the
-backends (rlaif/preference.py), so every backend gets them for free; backends are free to group queries that
-share a prompt prefix. Backends live one per file and import their heavy packages lazily.
+P(first preferred) read from the model. A judge also hands out the queries of a pair (`Judge.queries`, text from
+prompting.py); debiasing over both orders and combining principles happen above the backends (rlaif/labeling/), so
+every backend gets them for free. Backends live one per file, are built by registry.py, and import their heavy
+packages lazily; they are free to group queries that share a prompt prefix.
 """
 
 from __future__ import annotations
