@@ -78,3 +78,17 @@ def test_errors_name_the_field_without_the_union_tag(tmp_path):
     with pytest.raises(ConfigFileError) as e:
         load_judge_config(f)
     assert e.value.errors[0].startswith(f"{f}:1: (top level): ") and "clamp must be" in e.value.errors[0]
+
+
+def test_only_a_policy_judge_without_a_policy_is_not_ready():
+    from types import SimpleNamespace
+
+    from rlaif.config.judge import PolicyJudgeConfig
+    from rlaif.judges.policy import NOT_ATTACHED
+    from rlaif.judges.registry import not_ready
+
+    policy = PolicyJudgeConfig()
+    assert not_ready(policy) == NOT_ATTACHED  # not built yet: a config or a YAML path
+    assert not_ready(policy, load_judge(policy)) == NOT_ATTACHED  # built, nothing attached
+    assert not_ready(policy, SimpleNamespace(model=object())) is None  # attached by `rlaif loop`
+    assert not_ready(PythonJudgeConfig(function="rlaif.rules:prefer_shorter")) is None
