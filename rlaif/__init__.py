@@ -15,7 +15,7 @@ __all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pai
 
 
 def load_judge(config):
-    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config)."""
+    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config.judge)."""
     from .judges.registry import load_judge as _load
 
     return _load(config)
@@ -31,14 +31,14 @@ def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
 
 
 def label(*args, **kwargs):
-    """Run a labelling job; see rlaif.labeling.label."""
+    """Run a resumable labelling job over a file into a label folder; see rlaif.labeling.job.label."""
     from .labeling.job import label as _label
 
     return _label(*args, **kwargs)
 
 
 def read_pairs(*args, **kwargs):
-    """Read pairs from any supported input; see rlaif.data.read_pairs."""
+    """Read pairs from any supported input; see rlaif.data.pairs.read_pairs."""
     from .data.pairs import read_pairs as _read
 
     return _read(*args, **kwargs)

@@ -1,4 +1,5 @@
-"""Read a YAML file into a pydantic model, reporting every error as `FILE:LINE: field: message`.
+"""Read a YAML file into a pydantic model (or a member of a discriminated union), reporting every error as
+`FILE:LINE: field: message`.
 
 PyYAML's node tree keeps the line of every key and value, so a pydantic error location can be mapped back
 to the line a user has to edit.
@@ -118,5 +119,6 @@ def validation_messages(path: str | Path, error: ValidationError, lines: dict[tu
 
 
 def _clean(loc: tuple) -> tuple:
-    # drop the discriminated-union tag pydantic inserts (e.g. 'transformers') and validator names
+    # drop the labels pydantic inserts for the members of a plain union (e.g. "literal['one_per_pair','all']")
+    # and for validators; a discriminated union's tag is cut off by validation_messages(tagged=True)
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
