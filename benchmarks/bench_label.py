@@ -225,7 +225,7 @@ def run_naive(naive: NaiveJudge, pairs, principles, seed: int, name: str) -> dic
 # -------------------------------------------------------------------------------------------------------------
 
 def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
-    from rlaif.labeling.job import score_pairs
+    from rlaif.labeling.score import score_pairs
 
     cache = getattr(judge, "_tok_cache", None)
     if cache is not None:
@@ -492,7 +492,7 @@ def main(argv=None) -> int:
     mm_before = measure("before")
     log("warming up both paths on one pair outside the timed set")
     naive.ask(warm_pair, warm_pair.response_a, warm_pair.response_b, first.text)
-    from rlaif.labeling.job import score_pairs
+    from rlaif.labeling.score import score_pairs
     score_pairs(judge, [warm_pair], c_one, args.seed)
 
     raw: dict[str, dict] = {}

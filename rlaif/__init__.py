@@ -11,25 +11,34 @@ from .constitution import Constitution, Principle, load_constitution
 from .records import LabelRecord, Pair, Query, Verdict
 
 __all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "Verdict",
-           "load_judge", "label", "read_pairs", "__version__"]
+           "load_judge", "score", "label", "read_pairs", "__version__"]
 
 
 def load_judge(config):
-    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config)."""
-    from .judges.base import load_judge as _load
+    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config.judge)."""
+    from .judges.registry import load_judge as _load
 
     return _load(config)
 
 
+def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
+    """Judge pairs in-process, no files: each pair in both orders under the constitution's principles (default: one
+    generic principle), debiased into one label record per pair, in order. `judge` comes from `load_judge`; `seed`
+    draws the principle of each pair under `sampling: one_per_pair`."""
+    from .labeling.score import score_pairs
+
+    return score_pairs(judge, list(pairs), constitution, seed=seed)
+
+
 def label(*args, **kwargs):
-    """Run a labelling job; see rlaif.labeling.label."""
+    """Run a resumable labelling job over a file into a label folder; see rlaif.labeling.job.label."""
     from .labeling.job import label as _label
 
     return _label(*args, **kwargs)
 
 
 def read_pairs(*args, **kwargs):
-    """Read pairs from any supported input; see rlaif.data.read_pairs."""
+    """Read pairs from any supported input; see rlaif.data.pairs.read_pairs."""
     from .data.pairs import read_pairs as _read
 
     return _read(*args, **kwargs)

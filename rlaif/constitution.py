@@ -1,7 +1,8 @@
 """Constitutions: a YAML file of principles the judge compares responses by, checked and content-hashed.
 
 The hash is taken over the validated, canonical form, so whitespace, comments, key order and spelling out a
-default never change it; any change to what the judge is told does.
+default never change it; any change to what the judge is told does. A field added later is hashed only when it is
+set to something other than its default (records.Hashed), so label folders made before it still resume.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import random
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .records import Pair, Prompt, sha256_json
+from .records import Hashed, Pair, Prompt, sha256_json
 from .config.yamlfile import FieldErrors, load_model
 
 SAMPLING_MODES = ("one_per_pair", "all")
 
 
-class Principle(BaseModel):
+class Principle(Hashed):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Short stable id, recorded on labels.")
     text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less "
@@ -32,7 +33,7 @@ class Principle(BaseModel):
     revision: Optional[str] = Field(None, description="Revision request paired with the critique.")
 
 
-class FewShotExample(BaseModel):
+class FewShotExample(Hashed):
     model_config = ConfigDict(extra="forbid")
     prompt: Prompt = Field(description="The conversation (text or a list of chat messages).")
     response_a: str = Field(min_length=1, description="The response shown as A.")
@@ -42,7 +43,7 @@ class FewShotExample(BaseModel):
                                      "first principle).")
 
 
-class Constitution(BaseModel):
+class Constitution(Hashed):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, description="Constitution name.")
     version: str = Field(min_length=1, description="Version string; bump it when the principles change.")
@@ -80,7 +81,8 @@ class Constitution(BaseModel):
 
     @property
     def sha256(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
+        """The content hash recorded on labels and keyed into every record key (see records.Hashed)."""
+        return sha256_json(self.hashed_form())
 
     def principle(self, pid: str) -> Principle:
         for p in self.principles:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .config.judge import JUDGE_CONFIGS, CoTConfig
+from .config.judge import BACKENDS, CoTConfig
 from .constitution import Constitution, FewShotExample, Principle
 
 
@@ -32,7 +32,7 @@ def table(model: type[BaseModel], title: str, skip: frozenset[str] = frozenset()
 def render() -> str:
     parts = [table(Constitution, "Constitution"), table(Principle, "Principle (`principles[]`)"),
              table(FewShotExample, "Few-shot example (`few_shot[]`)")]
-    for backend, cls in JUDGE_CONFIGS.items():
+    for backend, cls in BACKENDS.items():
         parts.append(table(cls, f"Judge, `backend: {backend}`"))
     parts.append(table(CoTConfig, "Chain of thought (`cot:`)"))
     parts.extend(training_tables())

@@ -1,4 +1,5 @@
-"""The data that flows through a labelling job: pairs in, judge queries and verdicts inside, label records out.
+"""The data that flows through a labelling job: pairs in, judge queries and verdicts inside, label records out; and
+the content hashing (`sha256_json`, `Hashed`) that constitutions and judge configs use for the resume keys.
 
 No heavy imports here: these types are shared by the readers, the judges, the store and the CLI.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Collection, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +21,41 @@ def sha256_json(obj: Any) -> str:
     """sha256 of an object's canonical JSON form (sorted keys, no whitespace): key order never changes it."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Hashed(BaseModel):
+    """A model whose content hash goes into every label's resume key: a constitution, a judge config, their parts.
+
+    Hashes are data: changing one makes every existing label folder start over. So a field added to such a model
+    after labels exist is named in `added_later` and hashed only while it holds a value other than its default;
+    a folder labelled before the field existed then still resumes. tests/test_hashes.py pins the hashes of the
+    shipped files, so a new field left out of `added_later` fails there.
+    """
+
+    added_later: ClassVar[frozenset[str]] = frozenset()
+
+    def hashed_form(self, exclude: Collection[str] = ()) -> dict:
+        """The canonical JSON form that is hashed: every field but `exclude`, and but the `added_later` fields
+        (of this model and of every model inside it) that hold their default."""
+        data = self.model_dump(mode="json", exclude=set(exclude))
+        _drop_defaults_added_later(self, data)
+        return data
+
+
+def _drop_defaults_added_later(value: Any, data: Any) -> None:
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        for name in getattr(value, "added_later", ()):
+            if name in data and getattr(value, name) == fields[name].get_default(call_default_factory=True):
+                del data[name]
+        for name, sub in data.items():
+            _drop_defaults_added_later(getattr(value, name), sub)
+    elif isinstance(value, (list, tuple)) and isinstance(data, list):
+        for item, sub in zip(value, data):
+            _drop_defaults_added_later(item, sub)
+    elif isinstance(value, dict) and isinstance(data, dict):
+        for key, sub in data.items():
+            _drop_defaults_added_later(value.get(key), sub)
 
 
 @dataclass

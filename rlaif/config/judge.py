@@ -1,18 +1,21 @@
-"""Typed judge configs (the `judges/*.yaml` files), one pydantic model per backend, chosen by `backend:`.
-
-Slim on purpose: importing this module never imports torch, transformers or vllm.
+"""Typed judge configs (the `judges/*.yaml` files): one pydantic model per backend, joined in the `JudgeConfig`
+union on `backend:`. The union is the one list of backends: loading a file validates through it, and the backend
+names (for messages and docs) and rlaif.judges.registry's builder follow it. Slim on purpose: importing this
+module never imports torch, transformers or vllm.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
-from ..records import sha256_json
+from ..records import Hashed, sha256_json
+from .yamlfile import ConfigFileError, load_model, read_yaml
 
 
-class CoTConfig(BaseModel):
+class CoTConfig(Hashed):
     """Chain-of-thought judging (Lee et al. 2023, sec. 3.1): the judge writes a rationale, then the label tokens
     are scored after it."""
 
@@ -21,7 +24,7 @@ class CoTConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="Longest rationale, in tokens.")
 
 
-class JudgeBase(BaseModel):
+class JudgeBase(Hashed):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="Model name: a hub id or a local directory (what transformers/vLLM load). "
@@ -48,9 +51,8 @@ class JudgeBase(BaseModel):
 
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
-        data = self.model_dump(mode="json", exclude=set(self._plumbing) | {
-            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"})
-        return sha256_json(data)
+        return sha256_json(self.hashed_form(exclude=set(self._plumbing) | {
+            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"}))
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to manifests: never holds a secret (keys are named by env var only)."""
@@ -172,10 +174,22 @@ JudgeConfig = Annotated[
     Field(discriminator="backend"),
 ]
 
-JUDGE_CONFIGS: dict[str, type[JudgeBase]] = {
-    "transformers": TransformersJudgeConfig,
-    "vllm": VLLMJudgeConfig,
-    "openai": OpenAIJudgeConfig,
-    "python": PythonJudgeConfig,
-    "policy": PolicyJudgeConfig,
-}
+
+def _backend(config_class: type[JudgeBase]) -> str:
+    return get_args(config_class.model_fields["backend"].annotation)[0]
+
+
+# Derived from the union, never listed by hand: backend name -> config class, in the union's order (for messages
+# and docs).
+BACKENDS: dict[str, type[JudgeBase]] = {_backend(c): c for c in get_args(get_args(JudgeConfig)[0])}
+_VALIDATOR: TypeAdapter[JudgeBase] = TypeAdapter(JudgeConfig)
+
+
+def load_judge_config(path: str | Path) -> JudgeBase:
+    """Read a judge YAML through the JudgeConfig union (errors as `FILE:LINE: field: message`). A file without
+    `backend:` is a transformers judge."""
+    data, _ = read_yaml(path)
+    backend = data.get("backend", "transformers") if isinstance(data, dict) else None
+    if backend not in BACKENDS:
+        raise ConfigFileError([f"{path}:1: backend: must be one of {', '.join(BACKENDS)}, got {backend!r}"])
+    return load_model(path, _VALIDATOR, overrides={"backend": backend})

@@ -1,4 +1,5 @@
-"""Read a YAML file into a pydantic model, reporting every error as `FILE:LINE: field: message`.
+"""Read a YAML file into a pydantic model (or a member of a discriminated union), reporting every error as
+`FILE:LINE: field: message`.
 
 PyYAML's node tree keeps the line of every key and value, so a pydantic error location can be mapped back
 to the line a user has to edit.
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,8 +82,9 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     return data, (_line_map(node) if node is not None else {})
 
 
-def load_model(path: str | Path, model: type[M], overrides: dict[str, Any] | None = None) -> M:
-    """Validate the YAML file at `path` against `model` (a pydantic model or a TypeAdapter-able union)."""
+def load_model(path: str | Path, model: type[M] | TypeAdapter[M], overrides: dict[str, Any] | None = None) -> M:
+    """Validate the YAML file at `path` against `model`: a pydantic model, or a TypeAdapter over a discriminated
+    union of models (whose tag pydantic puts first in every error location; it is left out of the messages)."""
     data, lines = read_yaml(path)
     if data is None:
         raise ConfigFileError([f"{path}:1: (top level): the file is empty"])
@@ -90,16 +92,19 @@ def load_model(path: str | Path, model: type[M], overrides: dict[str, Any] | Non
         raise ConfigFileError([f"{path}:1: (top level): expected a mapping of fields, got {type(data).__name__}"])
     if overrides:
         data = {**data, **overrides}
+    union = isinstance(model, TypeAdapter)
     try:
-        return model.model_validate(data)
+        return model.validate_python(data) if union else model.model_validate(data)
     except ValidationError as e:
-        raise ConfigFileError(validation_messages(path, e, lines)) from None
+        raise ConfigFileError(validation_messages(path, e, lines, tagged=union)) from None
 
 
-def validation_messages(path: str | Path, error: ValidationError, lines: dict[tuple, int]) -> list[str]:
+def validation_messages(path: str | Path, error: ValidationError, lines: dict[tuple, int],
+                        tagged: bool = False) -> list[str]:
+    """One `FILE:LINE: field: message` line per error; `tagged`: each location starts with a union's tag."""
     out = []
     for err in error.errors():
-        loc = tuple(err["loc"])
+        loc = tuple(err["loc"])[1 if tagged else 0:]
         msg = err["msg"]
         located = (err.get("ctx") or {}).get("error")
         if isinstance(located, FieldErrors):
@@ -114,5 +119,6 @@ def validation_messages(path: str | Path, error: ValidationError, lines: dict[tu
 
 
 def _clean(loc: tuple) -> tuple:
-    # drop the discriminated-union tag pydantic inserts (e.g. 'transformers') and validator names
+    # drop the labels pydantic inserts for the members of a plain union (e.g. "literal['one_per_pair','all']")
+    # and for validators; a discriminated union's tag is cut off by validation_messages(tagged=True)
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))

@@ -111,7 +111,7 @@ def _constitution(constitution):
 def judge_comparisons(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts,
                       baseline_texts: Texts, seed: int = 0) -> tuple[list[LabelRecord], list[int]]:
     """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices."""
-    from ..labeling.job import score_pairs
+    from ..labeling.score import score_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     return score_pairs(judge, pairs, _constitution(constitution), seed=seed), groups
@@ -135,7 +135,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     `out` as JSON when given."""
     from ..config.train import SamplingConfig
     from ..data.prompts import read_prompts
-    from ..labeling.job import GENERIC
+    from ..labeling.score import GENERIC
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()
@@ -174,7 +174,8 @@ def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: in
 def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
     """Every comparison judged: (records, prompt indices, the judge's info). A judge given as a YAML path is loaded
     here and closed again."""
-    from ..judges.base import Judge, load_judge
+    from ..judges.base import Judge
+    from ..judges.registry import load_judge
 
     own_judge = not isinstance(judge, Judge)
     judge_obj = load_judge(judge) if own_judge else judge

@@ -1,21 +1,21 @@
 """The judge interface: a batch of queries in, one verdict per query out.
 
 A query asks which of two responses, shown in a given order, better satisfies one principle; its verdict is
-P(first preferred) read from the model. Debiasing over both orders and combining principles happen above the
-backends (rlaif/preference.py), so every backend gets them for free; backends are free to group queries that
-share a prompt prefix. Backends live one per file and import their heavy packages lazily.
+P(first preferred) read from the model. A judge also hands out the queries of a pair (`Judge.queries`, text from
+prompting.py); debiasing over both orders and combining principles happen above the backends (rlaif/labeling/), so
+every backend gets them for free. Backends live one per file, are built by registry.py, and import their heavy
+packages lazily; they are free to group queries that share a prompt prefix.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config.judge import JUDGE_CONFIGS, JudgeBase
-from ..records import JudgeInfo, Query, Verdict
-from ..config.yamlfile import ConfigFileError, load_model, read_yaml
+from ..config.judge import JudgeBase
+from ..constitution import Constitution, Principle
+from ..records import JudgeInfo, Pair, Query, Verdict
+from .prompting import pair_queries
 
 
 TOO_LONG = "pair too long for the judge"
@@ -37,7 +37,7 @@ class BudgetExhausted(RuntimeError):
 
 
 class Judge(ABC):
-    """A preference judge. Subclasses implement `judge`; `score` adds both orders and principles on top."""
+    """A preference judge. Subclasses implement `judge`; `rlaif.score` adds both orders and principles on top."""
 
     config: JudgeBase
 
@@ -49,16 +49,15 @@ class Judge(ABC):
         """Return P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict
         with p_first=None and an error; it never gets a made-up probability."""
 
+    def queries(self, pair: Pair, principles: Sequence[Principle], constitution: Constitution) -> list[Query]:
+        """The queries that judge `pair` by `principles` under `constitution`, prompt text included: both orders per
+        principle (rlaif/judges/prompting.py), with this judge's `instructions` over the constitution's."""
+        return pair_queries(pair, principles, constitution, self.config.instructions)
+
     @property
     def info(self) -> JudgeInfo:
         return JudgeInfo(backend=self.config.backend, model=self.config.model,
                          settings_sha256=self.config.settings_sha256())
-
-    def score(self, pairs, constitution=None, seed: int = 0):
-        """Judge pairs in-process under a constitution (default: one generic principle); returns label records."""
-        from ..labeling.job import score_pairs
-
-        return score_pairs(self, list(pairs), constitution, seed=seed)
 
     def close(self) -> None:
         """Free the model or connections."""
@@ -68,33 +67,3 @@ class Judge(ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
-# One small registry: backend name -> "module:class", imported only when that backend is used.
-BACKENDS = {
-    "transformers": "rlaif.judges.hf:TransformersJudge",
-    "vllm": "rlaif.judges.vllm:VLLMJudge",
-    "openai": "rlaif.judges.openai:OpenAIJudge",
-    "python": "rlaif.judges.python:PythonJudge",
-    "policy": "rlaif.judges.policy:PolicyJudge",
-}
-
-
-def load_judge_config(path: str | Path) -> JudgeBase:
-    data, _ = read_yaml(path)
-    backend = data.get("backend", "transformers") if isinstance(data, dict) else None
-    if backend not in JUDGE_CONFIGS:
-        raise ConfigFileError([f"{path}:1: backend: must be one of {', '.join(JUDGE_CONFIGS)}, got {backend!r}"])
-    return load_model(path, JUDGE_CONFIGS[backend])
-
-
-def build_judge(config: JudgeBase) -> Judge:
-    module, _, name = BACKENDS[config.backend].partition(":")
-    return getattr(importlib.import_module(module), name)(config)
-
-
-def load_judge(config: str | Path | JudgeBase) -> Judge:
-    """Load a judge from a `judges/*.yaml` file (or a config object)."""
-    if not isinstance(config, JudgeBase):
-        config = load_judge_config(config)
-    return build_judge(config)

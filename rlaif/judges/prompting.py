@@ -1,8 +1,9 @@
-"""The judge prompt layout, designed so work can be shared between the queries of one pair.
+"""The whole judge prompt, in one place: labeling hands over a pair and its principles, and gets back the queries
+with their text; each backend renders those through its model's chat template (or as chat messages).
 
-A judge prompt is three segments, in this order:
-  prefix  — standing instructions, few-shot examples and the conversation: identical for both orders and every
-            principle of a pair, so a backend encodes it once;
+A judge prompt is three segments, in this order, designed so work can be shared between the queries of one pair:
+  prefix  — standing instructions, few-shot examples and the conversation (`pair_queries` renders it): identical
+            for both orders and every principle of a pair, so a backend encodes it once;
   body    — "Response A … Response B …": differs only between the two orders;
   tail    — the principle's question, the end of the user turn and the answer cue: short, one per principle.
 Backends that see raw text (transformers, vLLM) render the segments through the model's chat template; the
@@ -14,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from ..records import Message, Prompt
+from ..config.judge import load_judge_config
+from ..constitution import Constitution, Principle, load_constitution
+from ..records import Message, Pair, Prompt, Query
 
 DEFAULT_INSTRUCTIONS = (
     "You are a careful evaluator. You will see a conversation between a user and an AI assistant, then two "
@@ -61,6 +64,17 @@ def render_prefix_user(prompt: Prompt, instructions: Optional[str], few_shot: Se
                      f"Answer: {ex.preferred.upper()}")
     parts.append(f"Conversation:\n{render_conversation(prompt)}\n\n")
     return "\n\n".join(parts[:-1]) + ("\n\n" if len(parts) > 1 else "") + parts[-1]
+
+
+def pair_queries(pair: Pair, principles: Sequence[Principle], constitution: Constitution,
+                 instructions: Optional[str] = None) -> list[Query]:
+    """The judge queries of one pair: for each principle, (a, b) then (b, a), all with one prefix rendered from the
+    standing instructions (`instructions`, a judge config's override, else the constitution's, else the built-in
+    preamble), the constitution's worked examples and the pair's conversation."""
+    prefix = render_prefix_user(pair.prompt, instructions or constitution.instructions, constitution.few_shot,
+                                {p.id: p.text for p in constitution.principles})
+    orders = ((pair.response_a, pair.response_b), (pair.response_b, pair.response_a))
+    return [Query(pair.prompt, first, second, p.id, p.text, prefix) for p in principles for first, second in orders]
 
 
 @dataclass(frozen=True)
@@ -135,21 +149,17 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
     """The judge prompt a constitution produces for a sample pair (what `rlaif constitution show` prints): the
     first principle or `principle`, through the chat template of the judge's tokenizer when a judge YAML is given
     (only the tokenizer is loaded)."""
-    from ..constitution import load_constitution
-    from .base import load_judge_config
-
     c = load_constitution(constitution_path)
     p = c.principle(principle) if principle else c.principles[0]
-    tokenizer, instructions, cot = None, c.instructions, False
+    tokenizer, instructions, cot = None, None, False
     if judge_path is not None:
         cfg = load_judge_config(judge_path)
-        instructions, cot = cfg.instructions or instructions, cfg.cot.enabled
+        instructions, cot = cfg.instructions, cfg.cot.enabled
         if cfg.backend in ("transformers", "vllm"):
             from transformers import AutoTokenizer
 
             from .models import resolve_model_dir
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
-    prompt, first, second = SAMPLE_PAIR
-    prefix = render_prefix_user(prompt, instructions, c.few_shot, {q.id: q.text for q in c.principles})
-    seg = ChatLayout(tokenizer).segments(prefix, first, second, p.text, cot=cot)
+    q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
+    seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)
     return f"# principle: {p.id}{' (inverted)' if p.invert else ''}\n{seg.text}"

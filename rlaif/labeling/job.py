@@ -1,7 +1,8 @@
-"""The labelling job: read pairs → judge them in both orders under the constitution → append label records.
+"""The labelling job: read pairs → score them batch by batch (score.py) → append label records to a folder.
 
-`score_pairs` turns pairs into judge queries and the verdicts back into debiased label records; `label` runs it
-as a resumable job over a file, writing DIR/labels.jsonl, DIR/manifest.json and DIR/stats.json.
+`label` writes DIR/labels.jsonl (one record per pair, keyed by `record_key`, so the same command run again skips
+what is done), DIR/manifest.json (what made the labels: input, constitution, judge, seed, shard, versions; another
+folder's manifest is refused) and DIR/stats.json (stats.py). The folders of a sharded job are merged by shards.py.
 """
 
 from __future__ import annotations
@@ -10,144 +11,27 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from .._version import __version__
-from ..constitution import Constitution, Principle, load_constitution
-from ..judges.prompting import render_prefix_user
-from .preference import label_for, order_probabilities, position_consistent, weighted_mean
-from ..progress import progress as make_progress
-from ..records import LabelRecord, Pair, Query, Verdict, sha256_json
-from .stats import compute_stats
+from ..config.judge import JudgeBase, load_judge_config
+from ..constitution import Constitution, load_constitution
+from ..data.formats import DataError, count_pairs
 from ..data.labels import LabelStore, write_json_atomic
-
-GENERIC = Constitution(name="generic", version="1", principles=[
-    Principle(id="better", text="Which response is the better reply to the user?")])
+from ..data.pairs import read_pairs
+from ..judges.base import TOO_LONG, Judge
+from ..judges.registry import load_judge, not_ready
+from ..progress import progress as make_progress
+from .score import PlannedPair, StoppedEarly, plan_pair, score_planned
+from .stats import compute_stats
 
 
 class LabelJobError(RuntimeError):
     """A job that cannot start or go on (e.g. a different constitution in an existing output directory)."""
 
-
-def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
-    """The resume key: a content hash of what decides a label (pair, principles, constitution, judge)."""
-    return sha256_json([pair.id, pair.prompt, pair.response_a, pair.response_b, [p.id for p in principles],
-                        constitution_sha, judge_sha])[:32]
-
-
-def _queries(pair: Pair, principles: Sequence[Principle], prefix_user: str) -> list[Query]:
-    """Two queries per principle: (a, b) then (b, a). Grouped per pair so backends can share the prefix."""
-    out = []
-    for p in principles:
-        for first, second in ((pair.response_a, pair.response_b), (pair.response_b, pair.response_a)):
-            out.append(Query(pair.prompt, first, second, p.id, p.text, prefix_user))
-    return out
-
-
-def _record(pair: Pair, principles: Sequence[Principle], verdicts: Sequence[Verdict], constitution: Constitution,
-            judge, tie_margin: float, key: str) -> LabelRecord:
-    base = dict(id=pair.id, key=key, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
-                constitution_sha256=constitution.sha256, judge=judge.info, human_label=pair.human_label,
-                conversational=pair.conversational,
-                principle_id="all" if len(principles) > 1 else principles[0].id,
-                prompt_tokens=sum(v.prompt_tokens for v in verdicts),
-                completion_tokens=sum(v.completion_tokens for v in verdicts))
-    rationale = [v.rationale for v in verdicts] if any(v.rationale for v in verdicts) else None
-    failed = [v for v in verdicts if v.p_first is None]
-    if failed:
-        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
-                           error=failed[0].error or "the judge returned no verdict")
-    per_orders = []
-    for k, p in enumerate(principles):
-        ab, ba = verdicts[2 * k], verdicts[2 * k + 1]
-        per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
-    weights = [p.weight for p in principles]
-    orders = [weighted_mean([o[0] for o in per_orders], weights), weighted_mean([o[1] for o in per_orders], weights)]
-    p_a = (orders[0] + orders[1]) / 2
-    masses = [v.label_mass for v in verdicts if v.label_mass is not None]
-    return LabelRecord(
-        **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok", position_consistent=position_consistent(orders),
-        p_a_orders=orders, rationale=rationale,
-        per_principle={p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)} if len(principles) > 1 else None,
-        label_mass=sum(masses) / len(masses) if masses else None)
-
-
-def _failed(pair: Pair, constitution: Constitution, judge, key: str, error: str) -> LabelRecord:
-    return LabelRecord(id=pair.id, key=key, prompt=pair.prompt, response_a=pair.response_a,
-                       response_b=pair.response_b, p_a=None, label=None, status="failed", error=error,
-                       constitution_sha256=constitution.sha256, judge=judge.info, human_label=pair.human_label,
-                       conversational=pair.conversational)
-
-
-@dataclass
-class _Planned:
-    pair: Pair
-    principles: list[Principle]
-    key: str
-
-
-def _plan(pair: Pair, constitution: Constitution, judge, seed: int) -> _Planned:
-    principles = constitution.principles_for(pair, seed) if not pair.invalid else []
-    return _Planned(pair, principles, record_key(pair, principles, constitution.sha256, judge.info.settings_sha256))
-
-
-def _score_planned(judge, planned: Sequence[_Planned], constitution: Constitution) -> list[LabelRecord]:
-    """Judge a batch; raises BudgetExhausted carrying the records of the pairs that were fully answered."""
-    from ..judges.base import BudgetExhausted
-
-    margin = constitution.tie_margin if constitution.tie_margin is not None else judge.config.tie_margin
-    instructions = judge.config.instructions or constitution.instructions
-    texts = {p.id: p.text for p in constitution.principles}
-    queries, spans = [], []
-    for pl in planned:
-        if pl.pair.invalid:
-            spans.append(None)
-            continue
-        prefix = render_prefix_user(pl.pair.prompt, instructions, constitution.few_shot, texts)
-        q = _queries(pl.pair, pl.principles, prefix)
-        spans.append((len(queries), len(queries) + len(q)))
-        queries.extend(q)
-    try:
-        verdicts: list[Optional[Verdict]] = list(judge.judge(queries)) if queries else []
-        exhausted = None
-    except BudgetExhausted as e:
-        verdicts, exhausted = e.verdicts, e
-    records = []
-    for pl, span in zip(planned, spans):
-        if span is None:
-            records.append(_failed(pl.pair, constitution, judge, pl.key, f"invalid input: {pl.pair.invalid}"))
-            continue
-        vs = verdicts[span[0]:span[1]]
-        if any(v is None for v in vs):
-            continue  # not fully answered before the cap: left for a resumed run, never a placeholder
-        records.append(_record(pl.pair, pl.principles, vs, constitution, judge, margin, pl.key))
-    if exhausted is not None:
-        raise StoppedEarly(str(exhausted), records)
-    return records
-
-
-class StoppedEarly(RuntimeError):
-    """The judge's spending cap was reached mid-batch; `records` holds the pairs that were fully answered."""
-
-    def __init__(self, message: str, records: list[LabelRecord]):
-        super().__init__(message)
-        self.records = records
-
-
-def score_pairs(judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None,
-                seed: int = 0) -> list[LabelRecord]:
-    """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
-    constitution = constitution or GENERIC
-    planned = [_plan(p, constitution, judge, seed) for p in pairs]
-    return _score_planned(judge, planned, constitution)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The job
-# ---------------------------------------------------------------------------------------------------------------
 
 @dataclass
 class JobResult:
@@ -207,10 +91,6 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
           max_chars: int = 100_000, progress: bool = True,
           on_batch: Optional[Callable[[int], None]] = None) -> JobResult:
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path."""
-    from ..data.formats import DataError, count_pairs
-    from ..data.pairs import read_pairs
-    from ..judges.base import TOO_LONG, Judge, load_judge
-
     pairs_path, out_dir = Path(pairs), Path(out)
     if not isinstance(constitution, Constitution):
         constitution_path, constitution = str(constitution), load_constitution(constitution)
@@ -218,63 +98,22 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         constitution_path = None
     if shard[1] < 1 or not 0 <= shard[0] < shard[1]:
         raise LabelJobError(f"--shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
-    judge_obj: Judge = judge if isinstance(judge, Judge) else None  # loaded after the cheap checks
+    judge_obj: Optional[Judge] = judge if isinstance(judge, Judge) else None  # loaded after the cheap checks
     judge_config = judge.config if judge_obj else _judge_config(judge)
-    if judge_config.backend == "policy" and getattr(judge_obj, "model", None) is None:
-        from ..judges.policy import NOT_ATTACHED
-
-        raise LabelJobError(NOT_ATTACHED)  # before anything is written to `out`
-    manifest = {
-        "rlaif_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(),
-        "input": str(pairs_path), "input_sha256": _file_sha256(pairs_path), "format": format,
-        "constitution": constitution_path, "constitution_name": constitution.name,
-        "constitution_version": constitution.version, "constitution_sha256": constitution.sha256,
-        "judge": judge_config.public_dict(), "judge_settings_sha256": judge_config.settings_sha256(),
-        "seed": seed, "shard": list(shard), "limit": limit, "versions": _versions(), "status": "running",
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_manifest(out_dir, manifest)
-    store = LabelStore(out_dir / "labels.jsonl")
-    store.open()
-    done = store.keys()
-    write_json_atomic(out_dir / "manifest.json", manifest)
+    refusal = not_ready(judge_config, judge_obj)
+    if refusal:
+        raise LabelJobError(refusal)  # before anything is written to `out`
+    manifest = _manifest(pairs_path, format, constitution_path, constitution, judge_config, seed, shard, limit)
+    store, done = _open_folder(out_dir, manifest)
 
     if judge_obj is None:
         judge_obj = load_judge(judge_config)
     batch = batch_size or getattr(judge_config, "batch_size", 8)
     total = count_pairs(pairs_path, format)
     total = min(total, limit) if limit is not None else total
-    started, labelled, skipped, seen, stopped = time.time(), 0, 0, 0, None
-    prompt_tokens = completion_tokens = 0
+    started, skipped, seen = time.time(), 0, 0
     bar = make_progress("labelling", total if shard[1] == 1 else None, progress)
-    pending: list[_Planned] = []
-
-    def flush() -> None:
-        nonlocal labelled, prompt_tokens, completion_tokens, stopped
-        batch = list(pending)
-        pending.clear()
-        if not batch:
-            return
-        try:
-            records = _score_planned(judge_obj, batch, constitution)
-        except StoppedEarly as e:
-            records, stopped = e.records, f"budget: {e}"
-        # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.
-        too_long = [] if skip_invalid else [r for r in records if (r.error or "").startswith(TOO_LONG)]
-        records = [r for r in records if r not in too_long]
-        store.append(r.to_json() for r in records)
-        labelled += len(records)
-        prompt_tokens += sum(r.prompt_tokens for r in records)
-        completion_tokens += sum(r.completion_tokens for r in records)
-        if bar:
-            bar.advance(len(records))
-        if on_batch:
-            on_batch(labelled)
-        if too_long:
-            line = next(p.pair.source_line for p in batch if p.key == too_long[0].key)
-            raise DataError(str(pairs_path), line, f"pair '{too_long[0].id}': {too_long[0].error} "
-                            f"(--skip-invalid records such pairs as failed and goes on)")
-
+    batches = _Batches(judge_obj, constitution, store, pairs_path, skip_invalid, bar, on_batch)
     try:
         for pair in read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid,
                                max_chars=max_chars):
@@ -283,44 +122,114 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
             seen += 1
             if not in_shard(pair.id, shard):
                 continue
-            planned = _plan(pair, constitution, judge_obj, seed)
+            planned = plan_pair(pair, constitution, judge_obj, seed)
             if planned.key in done:
                 skipped += 1
                 if bar:
                     bar.advance(1)
                 continue
             done.add(planned.key)
-            pending.append(planned)
-            if len(pending) >= batch:
-                flush()
-                if stopped:
+            batches.pending.append(planned)
+            if len(batches.pending) >= batch:
+                batches.flush()
+                if batches.stopped:
                     break
-        if not stopped:
-            flush()
+        if not batches.stopped:
+            batches.flush()
     except DataError:
-        if not stopped and pending:
-            flush()  # bad input further on: keep the work already judged before reporting it
+        if not batches.stopped and batches.pending:
+            batches.flush()  # bad input further on: keep the work already judged before reporting it
         raise
     finally:
         if bar:
             bar.stop()
-    wall = time.time() - started
-    run = {"labelled_now": labelled, "resumed_skipped": skipped, "wall_time_s": round(wall, 3),
-           "pairs_per_s": round(labelled / wall, 4) if wall > 0 else None,
-           "tokens_per_s": round((prompt_tokens + completion_tokens) / wall, 2) if wall > 0 else None,
-           "run_prompt_tokens": prompt_tokens, "run_completion_tokens": completion_tokens}
-    stats = compute_stats(store, judge_config, run)
-    stats["stopped"] = stopped
-    write_json_atomic(out_dir / "stats.json", stats)
-    manifest["status"] = "stopped" if stopped else "complete"
-    manifest["input_pairs"] = seen
-    manifest["finished_at"] = datetime.now(timezone.utc).isoformat()
-    write_json_atomic(out_dir / "manifest.json", manifest)
-    return JobResult(out_dir, stats, stopped, labelled, skipped)
+    stats = _finish(out_dir, manifest, store, judge_config, batches, seen, skipped, time.time() - started)
+    return JobResult(out_dir, stats, batches.stopped, batches.labelled, skipped)
 
 
-def _judge_config(judge):
-    from ..config.judge import JudgeBase
-    from ..judges.base import load_judge_config
-
+def _judge_config(judge) -> JudgeBase:
     return judge if isinstance(judge, JudgeBase) else load_judge_config(judge)
+
+
+def _manifest(pairs_path: Path, format: Optional[str], constitution_path: Optional[str], constitution: Constitution,
+              judge_config: JudgeBase, seed: int, shard: tuple[int, int], limit: Optional[int]) -> dict:
+    """What makes these labels what they are, written to DIR/manifest.json when the job starts."""
+    return {
+        "rlaif_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(),
+        "input": str(pairs_path), "input_sha256": _file_sha256(pairs_path), "format": format,
+        "constitution": constitution_path, "constitution_name": constitution.name,
+        "constitution_version": constitution.version, "constitution_sha256": constitution.sha256,
+        "judge": judge_config.public_dict(), "judge_settings_sha256": judge_config.settings_sha256(),
+        "seed": seed, "shard": list(shard), "limit": limit, "versions": _versions(), "status": "running",
+    }
+
+
+def _open_folder(out_dir: Path, manifest: dict) -> tuple[LabelStore, set[str]]:
+    """Create or reopen the label folder (refusing one made by another job): its store and the keys already done."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out_dir, manifest)
+    store = LabelStore(out_dir / "labels.jsonl")
+    store.open()
+    done = store.keys()
+    write_json_atomic(out_dir / "manifest.json", manifest)
+    return store, done
+
+
+@dataclass
+class _Batches:
+    """The pairs waiting for the judge, and what the job has written so far."""
+
+    judge: Judge
+    constitution: Constitution
+    store: LabelStore
+    pairs_path: Path
+    skip_invalid: bool
+    bar: Any
+    on_batch: Optional[Callable[[int], None]]
+    pending: list[PlannedPair] = field(default_factory=list)
+    labelled: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stopped: Optional[str] = None  # why the judge stopped early ("budget: …")
+
+    def flush(self) -> None:
+        """Judge the pending pairs and append their records."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            records = score_planned(self.judge, batch, self.constitution)
+        except StoppedEarly as e:
+            records, self.stopped = e.records, f"budget: {e}"
+        # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.
+        too_long = [] if self.skip_invalid else [r for r in records if (r.error or "").startswith(TOO_LONG)]
+        records = [r for r in records if r not in too_long]
+        self.store.append(r.to_json() for r in records)
+        self.labelled += len(records)
+        self.prompt_tokens += sum(r.prompt_tokens for r in records)
+        self.completion_tokens += sum(r.completion_tokens for r in records)
+        if self.bar:
+            self.bar.advance(len(records))
+        if self.on_batch:
+            self.on_batch(self.labelled)
+        if too_long:
+            line = next(p.pair.source_line for p in batch if p.key == too_long[0].key)
+            raise DataError(str(self.pairs_path), line, f"pair '{too_long[0].id}': {too_long[0].error} "
+                            f"(--skip-invalid records such pairs as failed and goes on)")
+
+
+def _finish(out_dir: Path, manifest: dict, store: LabelStore, judge_config: JudgeBase, batches: _Batches,
+            seen: int, skipped: int, wall: float) -> dict:
+    """The final stats (over the whole folder, with this run's speed) and the manifest's closing status."""
+    tokens = batches.prompt_tokens + batches.completion_tokens
+    run = {"labelled_now": batches.labelled, "resumed_skipped": skipped, "wall_time_s": round(wall, 3),
+           "pairs_per_s": round(batches.labelled / wall, 4) if wall > 0 else None,
+           "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
+           "run_prompt_tokens": batches.prompt_tokens, "run_completion_tokens": batches.completion_tokens}
+    stats = compute_stats(store, judge_config, run)
+    stats["stopped"] = batches.stopped
+    write_json_atomic(out_dir / "stats.json", stats)
+    manifest.update(status="stopped" if batches.stopped else "complete", input_pairs=seen,
+                    finished_at=datetime.now(timezone.utc).isoformat())
+    write_json_atomic(out_dir / "manifest.json", manifest)
+    return stats

@@ -183,8 +183,9 @@ def train(config: LoopConfig) -> Path:
     from ..data.prompts import read_prompts
     from ..policy.generate import pair_rows
     from ..data.labels import write_jsonl
-    from ..judges.base import load_judge
-    from ..labeling.job import GENERIC, label
+    from ..judges.registry import load_judge
+    from ..labeling.job import label
+    from ..labeling.score import GENERIC
 
     # -- setup ----------------------------------------------------------------------------------------------
     acc = make_accelerator(config)

@@ -79,7 +79,7 @@ class JudgeReward:
 
     def _p_first(self, pairs: list[Pair]) -> list[Optional[float]]:
         """P(response_a ≻ response_b) per pair, debiased over both orders; None where the judge failed."""
-        from ..labeling.job import score_pairs
+        from ..labeling.score import score_pairs
 
         if not pairs:
             return []
@@ -152,6 +152,6 @@ class JudgeReward:
 def judge_reward(judge: str, constitution: Optional[str] = None, **kwargs) -> JudgeReward:
     """A `JudgeReward` from a judge YAML file and a constitution YAML file (paths)."""
     from ..constitution import load_constitution
-    from ..judges.base import load_judge
+    from ..judges.registry import load_judge
 
     return JudgeReward(load_judge(judge), load_constitution(constitution) if constitution else None, **kwargs)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rlaif.judges.base import load_judge_config
+from rlaif.config.judge import load_judge_config
 from tests.helpers import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlaif.constitution import Constitution, constitution_schema, load_constitution
-from rlaif.judges.prompting import render_prefix_user
+from rlaif.judges.prompting import pair_queries
 from rlaif.records import Pair
 from rlaif.config.yamlfile import ConfigFileError
 from tests.helpers import ROOT
@@ -88,7 +88,7 @@ def test_shipped_constitution_loads_and_is_well_formed(path: Path):
         assert p.invert == ("MORE" in p.text), f"{p.id}: only 'MORE …' questions are inverted"
     # the few-shot examples render into the judge prompt, under the principle they name
     texts = {p.id: p.text for p in c.principles}
-    prefix = render_prefix_user("hello", c.instructions, c.few_shot, texts)
+    prefix = pair_queries(Pair("hello", "a", "b"), c.principles[:1], c)[0].prefix_user
     for ex in c.few_shot:
         assert texts[ex.principle or c.principles[0].id] in prefix
     assert load_constitution(path).sha256 == c.sha256
@@ -173,135 +173,39 @@ def test_sha256_changes_with_content(tmp_path, old, new):
 
 # -- errors: FILE:LINE: field: message -------------------------------------------------------------------------
 
-def test_unknown_top_level_field(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-        sampeling: all
-        """)
+HEAD = 'name: t\nversion: "1"\nprinciples:\n  - id: a\n    text: Which of the two responses is better?\n'
+KINDER = "  - id: b\n    text: Which of the two responses is kinder?\n"
+
+# One mistake per file: exactly one error, at the line of the mistake (the only line holding `at`), naming the
+# field and saying what is wrong.
+ONE_ERROR = {  # name: (file, line, field, at, words in the message)
+    "unknown top-level field": (HEAD + "sampeling: all\n", 6, "sampeling", "sampeling", ["unknown field"]),
+    "unknown field inside a principle": (HEAD + KINDER + "    wieght: 2\n", 8, "principles[1].wieght", "wieght", []),
+    "missing text in the third principle": (HEAD + KINDER + "  - id: c\n    weight: 2\n", 8, "principles[2].text",
+                                            "id: c", ["required"]),
+    "duplicate principle id": (HEAD + KINDER + "  - id: a\n    text: Which of the two responses is safer?\n", 8,
+                               "principles[2].id", None, ["duplicate", "'a'"]),
+    "sampling names an unknown principle": (HEAD + "sampling: b\ntie_margin: 0.1\n", 6, "sampling", "sampling",
+                                            ["'b'"]),
+    "few-shot names an unknown principle": (HEAD + "few_shot:\n  - prompt: hi\n    response_a: hello\n"
+                                            "    response_b: go away\n    preferred: a\n    principle: nope\n", 11,
+                                            "few_shot[0].principle", "nope", []),
+    "negative weight": (HEAD + "    weight: -1\n", 6, "principles[0].weight", "weight", ["greater than 0"]),
+    "yaml syntax error": (HEAD.replace("two responses", "two: responses"), 5, "yaml", "two: responses", []),
+    "top-level list": ("- id: a\n  text: Which of the two responses is better?\n", 1, "(top level)", "id: a",
+                       ["mapping"]),
+}
+
+
+@pytest.mark.parametrize("text,line,field,at,words", ONE_ERROR.values(), ids=list(ONE_ERROR))
+def test_one_mistake_gives_one_located_error(tmp_path, text, line, field, at, words):
+    path = write(tmp_path, text)
     errors = load_errors(path)
     assert len(errors) == 1
-    assert_error(errors, path, 6, "sampeling")
-    assert "unknown field" in errors[0]
-
-
-def test_unknown_field_inside_a_principle(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-          - id: b
-            text: Which of the two responses is kinder?
-            wieght: 2
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, line_of(path, "wieght"), "principles[1].wieght")
-    assert line_of(path, "wieght") == 8
-
-
-def test_missing_text_in_third_principle(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-          - id: b
-            text: Which of the two responses is kinder?
-          - id: c
-            weight: 2
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 8, "principles[2].text")
-    assert "required" in errors[0].lower()
-
-
-def test_duplicate_principle_id(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-          - id: b
-            text: Which of the two responses is kinder?
-          - id: a
-            text: Which of the two responses is safer?
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 8, "principles[2].id")
-    assert "duplicate" in errors[0] and "'a'" in errors[0]
-
-
-def test_sampling_names_an_unknown_principle(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-        sampling: b
-        tie_margin: 0.1
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 6, "sampling")
-    assert "'b'" in errors[0]
-
-
-def test_few_shot_names_an_unknown_principle(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-        few_shot:
-          - prompt: hi
-            response_a: hello
-            response_b: go away
-            preferred: a
-            principle: nope
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 11, "few_shot[0].principle")
-
-
-def test_negative_weight(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two responses is better?
-            weight: -1
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 6, "principles[0].weight")
-    assert "greater than 0" in errors[0]
-
-
-def test_yaml_syntax_error(tmp_path):
-    path = write(tmp_path, """
-        name: t
-        version: "1"
-        principles:
-          - id: a
-            text: Which of the two: responses is better?
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 5, "yaml")
+    assert_error(errors, path, line, field)
+    assert at is None or line_of(path, at) == line
+    for word in words:
+        assert word in errors[0]
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
@@ -312,19 +216,10 @@ def test_empty_file(tmp_path, text):
     assert errors == [f"{path}:1: (top level): the file is empty"]
 
 
-def test_top_level_list(tmp_path):
-    path = write(tmp_path, """
-        - id: a
-          text: Which of the two responses is better?
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 1
-    assert_error(errors, path, 1, "(top level)")
-    assert "mapping" in errors[0]
-
-
-def test_every_field_error_is_reported(tmp_path):
-    path = write(tmp_path, """
+# Every problem in a file is reported, each at its own line. Checks that compare fields (duplicate ids, sampling,
+# few-shot principle) run once every field is valid; then all of them are reported too.
+EVERY_ERROR = {
+    "field errors": ("""
         name: t
         version: "1"
         colour: blue
@@ -337,20 +232,9 @@ def test_every_field_error_is_reported(tmp_path):
             text: Which of the two responses is kinder?
             critic: too long
         tie_margin: 0.9
-        """)
-    errors = load_errors(path)
-    assert len(errors) == 5, errors
-    assert_error(errors, path, 3, "colour")
-    assert_error(errors, path, 7, "principles[0].weight")
-    assert_error(errors, path, 8, "principles[1].text")
-    assert_error(errors, path, 11, "principles[2].critic")
-    assert_error(errors, path, 12, "tie_margin")
-
-
-def test_every_cross_field_error_is_reported(tmp_path):
-    # Checks that compare fields (duplicate ids, sampling, few-shot principle) run once every field is valid;
-    # then all of them are reported, each at its own line.
-    path = write(tmp_path, """
+        """, [(3, "colour"), (7, "principles[0].weight"), (8, "principles[1].text"), (11, "principles[2].critic"),
+              (12, "tie_margin")]),
+    "cross-field errors": ("""
         name: t
         version: "1"
         principles:
@@ -369,13 +253,17 @@ def test_every_cross_field_error_is_reported(tmp_path):
             response_b: go away
             preferred: a
             principle: d
-        """)
+        """, [(6, "principles[1].id"), (10, "principles[3].id"), (12, "sampling"), (18, "few_shot[0].principle")]),
+}
+
+
+@pytest.mark.parametrize("text,expected", EVERY_ERROR.values(), ids=list(EVERY_ERROR))
+def test_every_error_is_reported(tmp_path, text, expected):
+    path = write(tmp_path, text)
     errors = load_errors(path)
-    assert len(errors) == 4, errors
-    assert_error(errors, path, 6, "principles[1].id")
-    assert_error(errors, path, 10, "principles[3].id")
-    assert_error(errors, path, 12, "sampling")
-    assert_error(errors, path, 18, "few_shot[0].principle")
+    assert len(errors) == len(expected), errors
+    for line, field in expected:
+        assert_error(errors, path, line, field)
 
 
 def test_missing_file(tmp_path):

@@ -13,8 +13,8 @@ import pytest
 
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import load_constitution
-from rlaif.judges.base import load_judge
 from rlaif.eval import WinRate, evaluate_winrate, judge_winrate
+from rlaif.judges.registry import load_judge
 from tests.helpers import ROOT
 
 HELPFUL = ROOT / "constitutions" / "helpful.yaml"

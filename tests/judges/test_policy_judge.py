@@ -9,9 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rlaif.config.judge import PolicyJudgeConfig, TransformersJudgeConfig
+import rlaif
+
+from rlaif.config.judge import PolicyJudgeConfig, TransformersJudgeConfig, load_judge_config
 from rlaif.constitution import load_constitution
-from rlaif.judges.base import load_judge, load_judge_config
+from rlaif.judges.registry import load_judge
 from rlaif.judges.hf import TransformersJudge
 from rlaif.judges.policy import PolicyJudge
 from rlaif.judges.prompting import render_prefix_user
@@ -111,12 +113,12 @@ def test_labels_record_backend_policy(policy):
     config = PolicyJudgeConfig()
     judge = PolicyJudge(config).attach(model, tokenizer)
     pair = Pair(prompt="How do I bake bread?", response_a="Mix flour and water.", response_b="No.")
-    (record,) = judge.score([pair])
+    (record,) = rlaif.score(judge, [pair])
     assert record.status == "ok"
     assert record.judge.backend == "policy" and record.judge.model == "policy"
     assert record.judge.settings_sha256 == config.settings_sha256()
     judge.attach(model, tokenizer, name="policy@iter-2")
-    (record,) = judge.score([pair], constitution=load_constitution(ROOT / "constitutions" / "helpful.yaml"))
+    (record,) = rlaif.score(judge, [pair], constitution=load_constitution(ROOT / "constitutions" / "helpful.yaml"))
     assert record.judge.model == "policy@iter-2" and record.judge.backend == "policy"
     # plumbing does not change the hash; a verdict setting does
     assert PolicyJudgeConfig(batch_size=9).settings_sha256() == config.settings_sha256()
@@ -129,7 +131,7 @@ def test_unattached_policy_judge_says_it_is_for_the_loop(tmp_path):
     judge = load_judge(cfg)
     assert isinstance(judge, PolicyJudge)
     with pytest.raises(RuntimeError, match="rlaif loop"):
-        judge.score([Pair(prompt="p", response_a="a", response_b="b")])
+        rlaif.score(judge, [Pair(prompt="p", response_a="a", response_b="b")])
 
     from rlaif.cli import app
 

@@ -134,11 +134,10 @@ def test_import_does_not_load_vllm():
 
 
 def test_backend_is_registered():
-    from rlaif.judges.base import BACKENDS
+    from rlaif.judges.registry import judge_class
     from rlaif.judges.vllm import VLLMJudge
 
-    module, _, name = BACKENDS["vllm"].partition(":")
-    assert (module, name) == (VLLMJudge.__module__, VLLMJudge.__name__)
+    assert judge_class(VLLMJudgeConfig.model_construct()) is VLLMJudge
 
 
 def test_verdict_from_logprobs_reads_label_mass():

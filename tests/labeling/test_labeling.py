@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+import rlaif
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import Constitution, Principle
-from rlaif.judges.base import BudgetExhausted, Judge, load_judge
+from rlaif.judges.base import BudgetExhausted, Judge
+from rlaif.judges.registry import load_judge
 from rlaif.labeling.job import LabelJobError, label
 from rlaif.records import Pair, Verdict
 
@@ -175,7 +177,7 @@ def test_export_trl_keeps_soft_label_and_skips_ties(tmp_path):
 
 def test_score_pairs_in_process():
     judge = load_judge(POLITE)
-    recs = judge.score([Pair("q", "please do", "no"), Pair("q", "no", "please do")])
+    recs = rlaif.score(judge, [Pair("q", "please do", "no"), Pair("q", "no", "please do")])
     assert [r.label for r in recs] == ["a", "b"]
     assert recs[0].principle_id == "better"
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rlaif.config.judge import PythonJudgeConfig
-from rlaif.judges.base import load_judge
+from rlaif.judges.registry import load_judge
 from rlaif.rewards.judge_reward import JudgeReward, judge_reward
 from tests.helpers import ROOT
 

@@ -22,7 +22,7 @@ pytest.importorskip("fastapi", reason="the reward server needs the human extra: 
 uvicorn = pytest.importorskip("uvicorn", reason="the reward server needs the human extra: pip install -e '.[human]'")
 
 from rlaif.config.judge import PythonJudgeConfig  # noqa: E402
-from rlaif.judges.base import load_judge  # noqa: E402
+from rlaif.judges.registry import load_judge  # noqa: E402
 from rlaif.rewards.judge_reward import JudgeReward  # noqa: E402
 from rlaif.rewards.server import (RewardService, Splitter, assistant_marker, build_service,  # noqa: E402
                                 chatml_messages, create_app)

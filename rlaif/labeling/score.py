@@ -1,0 +1,127 @@
+"""Scoring pairs: each pair is planned (the principles it is judged by, its resume key), the judge is asked its
+queries (both orders of every principle, prompt text from rlaif/judges/prompting.py), and the verdicts come back
+as one debiased label record per pair (preference.py), with its provenance.
+
+`score_pairs` does this in-process (`rlaif.score`); the labelling job (job.py) does it batch by batch into a label
+folder, resuming by `record_key`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from ..constitution import Constitution, Principle
+from ..judges.base import BudgetExhausted, Judge
+from ..records import LabelRecord, Pair, Verdict, sha256_json
+from .preference import label_for, order_probabilities, position_consistent, weighted_mean
+
+GENERIC = Constitution(name="generic", version="1", principles=[
+    Principle(id="better", text="Which response is the better reply to the user?")])
+
+
+def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
+    """The resume key: a content hash of what decides a label (pair, principles, constitution, judge)."""
+    return sha256_json([pair.id, pair.prompt, pair.response_a, pair.response_b, [p.id for p in principles],
+                        constitution_sha, judge_sha])[:32]
+
+
+@dataclass
+class PlannedPair:
+    """A pair before the judge sees it: the principles it is judged by (none for an invalid row) and its key."""
+
+    pair: Pair
+    principles: list[Principle]
+    key: str
+
+
+def plan_pair(pair: Pair, constitution: Constitution, judge: Judge, seed: int) -> PlannedPair:
+    principles = constitution.principles_for(pair, seed) if not pair.invalid else []
+    return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256,
+                                                    judge.info.settings_sha256))
+
+
+class StoppedEarly(RuntimeError):
+    """The judge's spending cap was reached mid-batch; `records` holds the pairs that were fully answered."""
+
+    def __init__(self, message: str, records: list[LabelRecord]):
+        super().__init__(message)
+        self.records = records
+
+
+def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:
+    """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered."""
+    margin = constitution.tie_margin if constitution.tie_margin is not None else judge.config.tie_margin
+    queries, spans = [], []
+    for pl in planned:
+        if pl.pair.invalid:
+            spans.append(None)
+            continue
+        q = judge.queries(pl.pair, pl.principles, constitution)  # grouped per pair: backends share its prefix
+        spans.append((len(queries), len(queries) + len(q)))
+        queries.extend(q)
+    try:
+        verdicts: list[Optional[Verdict]] = list(judge.judge(queries)) if queries else []
+        exhausted = None
+    except BudgetExhausted as e:
+        verdicts, exhausted = e.verdicts, e
+    records = []
+    for pl, span in zip(planned, spans):
+        if span is None:
+            records.append(_failed(pl, constitution, judge, f"invalid input: {pl.pair.invalid}"))
+            continue
+        vs = verdicts[span[0]:span[1]]
+        if any(v is None for v in vs):
+            continue  # not fully answered before the cap: left for a resumed run, never a placeholder
+        records.append(_record(pl, vs, constitution, judge, margin))
+    if exhausted is not None:
+        raise StoppedEarly(str(exhausted), records)
+    return records
+
+
+def score_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None,
+                seed: int = 0) -> list[LabelRecord]:
+    """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
+    constitution = constitution or GENERIC
+    planned = [plan_pair(p, constitution, judge, seed) for p in pairs]
+    return score_planned(judge, planned, constitution)
+
+
+def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) -> dict:
+    """What every record of this pair carries, whatever the verdict: the pair, its key, the constitution, the judge."""
+    pair = planned.pair
+    return dict(id=pair.id, key=planned.key, prompt=pair.prompt, response_a=pair.response_a,
+                response_b=pair.response_b, constitution_sha256=constitution.sha256, judge=judge.info,
+                human_label=pair.human_label, conversational=pair.conversational)
+
+
+def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Constitution, judge: Judge,
+            tie_margin: float) -> LabelRecord:
+    principles = planned.principles
+    base = dict(_provenance(planned, constitution, judge),
+                principle_id="all" if len(principles) > 1 else principles[0].id,
+                prompt_tokens=sum(v.prompt_tokens for v in verdicts),
+                completion_tokens=sum(v.completion_tokens for v in verdicts))
+    rationale = [v.rationale for v in verdicts] if any(v.rationale for v in verdicts) else None
+    failed = [v for v in verdicts if v.p_first is None]
+    if failed:
+        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
+                           error=failed[0].error or "the judge returned no verdict")
+    per_orders = []
+    for k, p in enumerate(principles):
+        ab, ba = verdicts[2 * k], verdicts[2 * k + 1]
+        per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
+    weights = [p.weight for p in principles]
+    orders = [weighted_mean([o[0] for o in per_orders], weights), weighted_mean([o[1] for o in per_orders], weights)]
+    p_a = (orders[0] + orders[1]) / 2
+    per_principle = {p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)} if len(principles) > 1 else None
+    masses = [v.label_mass for v in verdicts if v.label_mass is not None]
+    return LabelRecord(
+        **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok",
+        position_consistent=position_consistent(orders), p_a_orders=orders, rationale=rationale,
+        per_principle=per_principle, label_mass=sum(masses) / len(masses) if masses else None)
+
+
+def _failed(planned: PlannedPair, constitution: Constitution, judge: Judge, error: str) -> LabelRecord:
+    return LabelRecord(**_provenance(planned, constitution, judge), p_a=None, label=None, status="failed",
+                       error=error)
