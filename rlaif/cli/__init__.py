@@ -6,12 +6,33 @@ and printing its result. Heavy packages are imported inside the commands, so `rl
 
 from __future__ import annotations
 
+import os
+
 import typer
+from typer.core import TyperGroup
 
 from . import annotate, calibrate, constitution, eval, export, generate, human, label, reward, serve, train
+from .common import DEBUG_ENV, guard
 
-app = typer.Typer(help="Reinforcement learning from AI feedback: constitutions, debiased judges, labels.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+class _Guarded(TyperGroup):
+    """Every command runs through the one error path (cli/common.py), also where a command has no guard of its own:
+    click would otherwise print a traceback, or a bare "Aborted!" for an EOFError from a truncated file."""
+
+    def invoke(self, ctx):
+        return guard(lambda: super(_Guarded, self).invoke(ctx))
+
+
+app = typer.Typer(cls=_Guarded, help="Reinforcement learning from AI feedback: constitutions, debiased judges, "
+                  "labels.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (as {DEBUG_ENV}=1).")
+          ) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(label.app, name="label")
 app.command("export")(export.export_cmd)

@@ -1,37 +1,71 @@
-"""What every command module shares: the one error guard (the library's user-facing errors become clean lines and
-an exit code, never a traceback), plain stderr lines (so no terminal width re-wraps a FILE:LINE message), and the
-one table printer."""
+"""What every command module shares: the one error path (a user-facing error becomes one clean line and an exit
+code, never a traceback; `--debug` or RLAIF_DEBUG=1 shows the traceback), plain stderr lines (so no terminal
+width re-wraps a FILE:LINE message), and the one table printer.
+
+Exit codes, for every command: 0 ok; 2 bad input or a refused job; 3 a spending cap stopped the job; 4 judge
+failures were recorded (unless --allow-failed); 1 an internal error (a bug: please report it with the traceback).
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import traceback
 from typing import Callable, Iterable, Sequence, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 T = TypeVar("T")
+
+BAD_INPUT, INTERNAL = 2, 1
+DEBUG_ENV = "RLAIF_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def eprint(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def fail(lines, code: int = 2) -> None:
+def fail(lines, code: int = BAD_INPUT) -> None:
     for line in ([lines] if isinstance(lines, str) else lines):
         eprint(line)
     raise typer.Exit(code)
 
 
-def guard(fn: Callable[[], T], code: int = 2) -> T:
-    """Run `fn`; a bad config, bad input or a refused job exits with `code` and one line per problem."""
+def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int]:
+    """What the user sees for an exception, and the exit code: one line per problem."""
     from ..config.yamlfile import ConfigFileError
 
+    if isinstance(e, ConfigFileError):
+        return list(e.errors), code
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return [f"error: no space left on the device{where}. Everything written before is kept: free some space "
+                f"and run the same command again to resume."], code
+    if isinstance(e, (ValueError, FileNotFoundError, RuntimeError, OSError)):
+        text = str(e) if not isinstance(e, OSError) or not e.strerror else \
+            f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
+        return [f"error: {text}"], code
+    return [f"internal error: {type(e).__name__}: {e} (run with --debug or {DEBUG_ENV}=1 for the traceback, "
+            f"and please report it)"], INTERNAL
+
+
+def guard(fn: Callable[[], T], code: int = BAD_INPUT) -> T:
+    """Run `fn`; a bad config, bad input or a refused job exits with `code` and one line per problem."""
     try:
         return fn()
-    except ConfigFileError as e:
-        fail(e.errors, code)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        fail(f"error: {e}", code)
+    except (TyperException, typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise  # typer's (and its click's) own: exit codes, usage errors (exit 2), Ctrl-C
+    except Exception as e:  # noqa: BLE001 - this is the one place errors become lines
+        if debug_enabled():
+            traceback.print_exc()
+        lines, exit_code = error_lines(e, code)
+        fail(lines, exit_code)
 
 
 def print_table(title: str, rows: Iterable[Sequence], header: Sequence[str] = ("figure", "value")) -> None:

@@ -199,12 +199,19 @@ READERS = {"jsonl": _jsonl_rows, "json": _json_list_rows, "parquet": _parquet_ro
 
 
 def count_pairs(path: PathLike, format: Optional[str] = None) -> int:
-    """The number of rows in `path` (valid or not), for a progress bar: no row is parsed."""
+    """The number of rows in `path` (valid or not), for a progress bar: no row is parsed. A gzip stream that is cut
+    short counts the rows before the cut; reading the rows then reports it at its line, after the rows before it."""
     p = Path(path)
     fmt = resolve_format(p, format)
     if fmt == "jsonl":
+        n = 0
         with _open_binary(p) as f:
-            return sum(1 for raw in f if raw.strip())
+            try:
+                for raw in f:
+                    n += bool(raw.strip())
+            except (EOFError, OSError):
+                pass
+        return n
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

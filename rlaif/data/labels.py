@@ -17,6 +17,12 @@ from typing import IO, Any, Iterable, Iterator
 LABELS_FILE = "labels.jsonl"
 
 
+def json_line(obj: Any) -> str:
+    """One record as strict JSON: NaN and infinities are refused (most JSON readers cannot read them), so a number
+    out of range fails loudly here instead of passing on as a label."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+
+
 def labels_file(path: str | Path) -> Path:
     """A labels JSONL file, or the labels.jsonl inside a label directory."""
     path = Path(path)
@@ -75,7 +81,7 @@ def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
     n = 0
     with atomic_write(path) as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(json_line(row) + "\n")
             n += 1
     return n
 
@@ -83,7 +89,7 @@ def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write one JSON document (a manifest, stats, a report, a calibration map) atomically."""
     with atomic_write(path) as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
+        json.dump(obj, f, indent=2, ensure_ascii=False, allow_nan=False)
         f.write("\n")
 
 
@@ -124,7 +130,7 @@ class LabelStore:
         return {r["key"] for r in self}
 
     def append(self, records: Iterable[dict]) -> int:
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        text = "".join(json_line(r) + "\n" for r in records)
         if not text:
             return 0
         new = not self.path.exists()
