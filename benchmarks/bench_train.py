@@ -105,7 +105,7 @@ def _records(n: int) -> list[dict]:
 
 def _model_dir(tmp: Path, head: str) -> Path:
     """The benchmark model saved once, so ours and TRL load identical weights."""
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     path = tmp / f"model-{head}"
@@ -118,7 +118,8 @@ def _model_dir(tmp: Path, head: str) -> Path:
 
 
 def _our_config(method: str, tmp: Path, steps: int, **extra):
-    from rlaif.config.train import DPOTrainConfig, RewardTrainConfig
+    from rlaif.config.dpo import DPOTrainConfig
+    from rlaif.config.reward import RewardTrainConfig
 
     cls = DPOTrainConfig if method == "dpo" else RewardTrainConfig
     labels = tmp / "labels.jsonl"
@@ -235,7 +236,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
 
     from rlaif.recipes import make_accelerator, make_optimizer
     from rlaif.recipes.ppo import collect, update
-    from rlaif.config.train import PPOTrainConfig
+    from rlaif.config.ppo import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
     from rlaif.data.prompts import read_prompts
     from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
@@ -343,7 +344,7 @@ def main() -> None:
 
     import torch
 
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     cfg = TinyModelConfig(**MODEL)

@@ -128,7 +128,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     from ..policy.generate import sample_policy
     from ..judges.base import Judge, load_judge
     from ..labeling.job import GENERIC
-    from ..config.train import SamplingConfig
+    from ..config.sampling import SamplingConfig
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..config.train import SamplingConfig  # defined with the other configs, which import no torch
+from ..config.sampling import SamplingConfig
 
 
 @dataclass

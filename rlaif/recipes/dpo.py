@@ -18,7 +18,7 @@ import torch
 from . import (global_batch, make_optimizer, prepare_for_training, reduce_sums, save_final, start_preference_run,
                total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
-from ..config.train import DPOTrainConfig
+from ..config.dpo import DPOTrainConfig
 from ..train.data import collate, micro_batches, step_indices
 from ..train.losses import dpo_loss_fn, sequence_logps
 from ..train.metrics import MetricsLog

@@ -31,7 +31,8 @@ import torch
 from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, save_final, with_cpu_threads
 from .dpo import dpo_step, precompute_reference
 from ..train.checkpoint import Checkpointer, list_checkpoints
-from ..config.train import LoopConfig, PairsConfig
+from ..config.loop import LoopConfig
+from ..config.run import PairsConfig
 from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import MetricsLog, read_metrics, truncate_after

@@ -28,7 +28,7 @@ from . import make_accelerator, make_optimizer, prepare_for_training, prepare_ru
     with_cpu_threads
 from ..data.prompts import read_prompts, split_prompts
 from ..train.checkpoint import Checkpointer
-from ..config.train import PPOTrainConfig
+from ..config.ppo import PPOTrainConfig
 from ..train.data import step_indices
 from ..train.losses import ppo_policy_loss, ppo_value_loss
 from ..train.metrics import MetricsLog

@@ -17,7 +17,7 @@ import torch
 from . import (global_batch, make_optimizer, prepare_for_training, reduce_sums, save_final, start_preference_run,
                total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
-from ..config.train import RewardTrainConfig
+from ..config.reward import RewardTrainConfig
 from ..train.data import collate, micro_batches, step_indices
 from ..train.losses import bradley_terry_loss
 from ..train.metrics import MetricsLog

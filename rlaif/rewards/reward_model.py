@@ -23,23 +23,25 @@ def _sigmoid(x: float) -> float:
 
 def load_reward_model(model_dir: PathLike, dtype=None, device=None):
     """(model, tokenizer) from a saved reward-model directory: a one-output sequence classifier, frozen, in eval
-    mode, on `device` (default: a GPU when there is one) in `dtype` (default fp32)."""
+    mode, on `device` (default: auto, a GPU when there is one) in `dtype` (default fp32, on a GPU too: scores are
+    compared to each other, so they keep full precision unless a caller asks otherwise)."""
+    from ..config.devices import device_and_dtype
+
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: not a saved model directory (no config.json); pass the model/ folder "
                                 f"`rlaif train reward` writes in its output directory")
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    device, dtype = device_and_dtype(device or "auto", dtype or "float32")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1,
-                                                               dtype=dtype or torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: a reward model has one output, this one has {model.config.num_labels}")
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
     return model.eval().requires_grad_(False), tokenizer
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rlaif.config.feedback import FeedbackConfig
-from rlaif.config.train import PairsConfig, load_train_config, parse_overrides
+from rlaif.config.run import PairsConfig
+from rlaif.config.train import load_train_config, parse_overrides
 from rlaif.config.yamlfile import ConfigFileError
 from tests.helpers import ROOT
 
@@ -67,8 +68,9 @@ def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
         load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["optim.lr=-1"])
 
 
-def test_importing_the_config_module_does_not_import_torch():
-    code = "import sys, rlaif.config.train, rlaif.cli.train; print('torch' in sys.modules)"
+def test_importing_the_config_modules_does_not_import_torch():
+    code = ("import sys, rlaif.config.train, rlaif.config.sampling, rlaif.config.devices, rlaif.recipes, "
+            "rlaif.rewards, rlaif.cli.train; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -124,7 +126,7 @@ def test_held_out_split_is_disjoint_and_eval_files_win(tmp_path):
 
 
 def test_encoding_uses_the_chat_template_and_batches_a_then_b():
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.data import EncodedPair, Preference, collate, encode, encode_pairs
     from rlaif.train.models import build_tokenizer
 

@@ -159,7 +159,7 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     from transformers import AutoModelForCausalLM
 
     from rlaif.data.prompts import read_prompts, split_prompts
-    from rlaif.config.train import SamplingConfig
+    from rlaif.config.sampling import SamplingConfig
     from rlaif.train.models import build_tiny, build_tokenizer
     from rlaif.policy.sampling import derived_seed, sample
 

@@ -137,7 +137,7 @@ def test_group_mode_and_lora_run(tmp_path):
 
 def _reward_model(path: Path) -> Path:
     """A tiny random LlamaForSequenceClassification with a byte-level tokenizer (not the policy's word-level one)."""
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     cfg = TinyModelConfig(vocab=None, seed=3)
@@ -152,7 +152,7 @@ def _reward_model(path: Path) -> Path:
 def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rlaif.config.train import ModelRewardConfig
+    from rlaif.config.ppo import ModelRewardConfig
     from rlaif.train.data import encode
     from rlaif.train.ppo import ModelScore
     from rlaif.policy.sampling import Sample
