@@ -239,7 +239,8 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     from rlaif.config.ppo import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
     from rlaif.data.prompts import read_prompts
-    from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
+    from rlaif.rewards.sources import make_reward_source
+    from rlaif.train.ppo import PolicyWithValueHead
     from rlaif.policy.sampling import PolicySampler
 
     cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,

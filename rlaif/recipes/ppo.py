@@ -34,9 +34,11 @@ from ..train.losses import ppo_policy_loss, ppo_value_loss
 from ..train.metrics import MetricsLog
 from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
 from ..train.ppo import (PolicyWithValueHead, RolloutBatch, build_batch, entropy, gae,
-                         kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
+                         kl_penalised_rewards, make_kl_controller, masked_whiten,
                          policy_outputs, response_token_logps)
-from ..policy.sampling import PolicySampler, prompt_ids, sample
+from ..policy.chat import prompt_ids
+from ..policy.sampling import PolicySampler, sample
+from ..rewards.sources import make_reward_source
 
 POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step
 

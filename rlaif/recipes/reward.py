@@ -18,6 +18,7 @@ from . import (global_batch, make_optimizer, prepare_for_training, reduce_sums, 
                total_steps, with_cpu_threads)
 from ..train.checkpoint import Checkpointer
 from ..config.reward import RewardTrainConfig
+from ..rewards.reward_model import sequence_rewards
 from ..train.data import collate, micro_batches, step_indices
 from ..train.losses import bradley_terry_loss
 from ..train.metrics import MetricsLog
@@ -26,15 +27,9 @@ from ..train.models import add_lora, load_model
 STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", "reward_sum", "margin_sum")
 
 
-def rewards(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores r_a, r_b of both responses (the head reads each sequence's last non-pad token)."""
-    scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    return scores.squeeze(-1).float().chunk(2)
-
-
 def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
     """The loss and its statistics (sums over the pairs of this micro-batch)."""
-    r_a, r_b = rewards(model, batch)
+    r_a, r_b = sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).chunk(2)
     p_a, human = batch["p_a"], batch["human"]
     losses = bradley_terry_loss(r_a, r_b, p_a, config.loss.margin, config.loss.center_coef)
     with torch.no_grad():

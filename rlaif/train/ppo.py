@@ -1,6 +1,7 @@
 """PPO's components, used by the `rlaif train ppo` recipe (rlaif/recipes/ppo.py): rollout prompts, the policy with
 its value head, rollout batches and their per-token log-probs and values, the KL-penalised per-token rewards,
-GAE, whitening, the KL controllers and the reward sources (a reward model, or the judge itself).
+GAE, whitening and the KL controllers. What scores a response (a reward model, or the judge itself) is
+rlaif.rewards.sources.
 
 The per-token losses themselves live with the other losses (`rlaif.train.losses.ppo_policy_loss`,
 `ppo_value_loss`).
@@ -94,7 +95,7 @@ class RolloutBatch:
 
 
 def build_batch(samples: Sequence, pad_id: int) -> RolloutBatch:
-    """A RolloutBatch of `rlaif.train.sampling.Sample`s (their prompt and response token ids)."""
+    """A RolloutBatch of `rlaif.policy.sampling.Sample`s (their prompt and response token ids)."""
     width = max(len(s.prompt_ids) for s in samples)
     length = max(max(len(s.response_ids) for s in samples), 1)
     n = len(samples)
@@ -222,72 +223,3 @@ KL_CONTROLLERS = {"fixed": FixedKL, "adaptive": AdaptiveKL}
 
 def make_kl_controller(config):
     return KL_CONTROLLERS[config.type](config)
-
-
-# -- reward sources: what scores a response ----------------------------------------------------------------------
-class ModelScore:
-    """A reward model's score of each response. The response is decoded and re-tokenised (prompt and response
-    through `rlaif.train.data.encode`, as `rlaif train reward` encoded its pairs) with the reward model's own
-    tokenizer; inputs longer than `max_length` keep their end."""
-
-    needs_reference = False
-
-    def __init__(self, config, device, dtype: torch.dtype = torch.float32):
-        from ..rewards.reward_model import load_reward_model
-
-        self.config, self.device = config, device
-        self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
-
-    @torch.no_grad()
-    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
-        from .data import encode
-
-        seqs = []
-        for s in samples:
-            prompt, response = encode(self.tokenizer, s.prompt, s.text)
-            seqs.append((prompt + response)[-self.config.max_length:])
-        scores: list[float] = []
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(seqs), self.config.batch_size):
-            chunk = seqs[start:start + self.config.batch_size]
-            width = max(len(x) for x in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, x in enumerate(chunk):
-                ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-                attention[i, :len(x)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
-                                use_cache=False).logits
-            scores.extend(logits[:, 0].float().cpu().tolist())
-        return scores
-
-    @property
-    def failed(self) -> int:
-        return 0
-
-
-class JudgeScore:
-    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: against
-    the reference policy's response to the same prompt (mode reference) or the prompt's other responses (group)."""
-
-    def __init__(self, config, device=None, dtype=None, seed: int = 0):
-        from ..rewards.judge_reward import judge_reward
-
-        self.reward = judge_reward(config.judge, config.constitution, mode=config.mode, seed=seed)
-        self.needs_reference = config.mode == "reference"
-
-    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
-        kwargs = {"reference": [r.text for r in references]} if self.needs_reference else {}
-        return self.reward([s.prompt for s in samples], [s.text for s in samples], **kwargs)
-
-    @property
-    def failed(self) -> int:
-        """Verdicts that failed so far (each scored 0)."""
-        return self.reward.failed
-
-
-def make_reward_source(config, device, dtype: torch.dtype, seed: int):
-    """The scorer named by the config's `type:` — `fn(samples, references) -> list[float]`."""
-    registry = {"model": lambda: ModelScore(config, device, dtype),
-                "judge": lambda: JudgeScore(config, seed=seed)}
-    return registry[config.type]()

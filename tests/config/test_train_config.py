@@ -127,7 +127,8 @@ def test_held_out_split_is_disjoint_and_eval_files_win(tmp_path):
 
 def test_encoding_uses_the_chat_template_and_batches_a_then_b():
     from rlaif.config.run import TinyModelConfig
-    from rlaif.train.data import EncodedPair, Preference, collate, encode, encode_pairs
+    from rlaif.policy.chat import encode
+    from rlaif.train.data import EncodedPair, Preference, collate, encode_pairs
     from rlaif.train.models import build_tokenizer
 
     tok = build_tokenizer(TinyModelConfig(vocab=["yes", "no", "please", "q"]))

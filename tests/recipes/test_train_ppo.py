@@ -153,8 +153,8 @@ def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rlaif.config.ppo import ModelRewardConfig
-    from rlaif.train.data import encode
-    from rlaif.train.ppo import ModelScore
+    from rlaif.policy.chat import encode
+    from rlaif.rewards.sources import ModelScore
     from rlaif.policy.sampling import Sample
 
     path = _reward_model(tmp_path / "rm")
