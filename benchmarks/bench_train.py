@@ -134,7 +134,7 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
     """Our recipe's components, stepped exactly as the recipe steps them."""
     import torch
 
-    from rlaif.recipes import make_accelerator, make_optimizer
+    from rlaif.train.run import make_accelerator, make_optimizer
     from rlaif.train.data import collate, encode_pairs, read_feedback, step_indices
     from rlaif.train.models import load_model, load_tokenizer
 
@@ -149,7 +149,7 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
     model.config.use_cache = False
     reference = table = None
     if method == "dpo":
-        from rlaif.recipes.dpo import pair_terms, precompute_reference
+        from rlaif.train.dpo import pair_terms, precompute_reference
         from rlaif.train.losses import dpo_loss_fn
 
         loss_fn = dpo_loss_fn(cfg.loss)
@@ -234,7 +234,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     """Our PPO iterations, run exactly as the recipe runs them (same model as the other variants)."""
     import torch
 
-    from rlaif.recipes import make_accelerator, make_optimizer
+    from rlaif.train.run import make_accelerator, make_optimizer
     from rlaif.recipes.ppo import collect, update
     from rlaif.config.ppo import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer

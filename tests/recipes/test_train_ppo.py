@@ -57,7 +57,9 @@ def test_rollout_batch_log_probs_equal_those_of_each_sequence_alone():
     """Left-padded prompts, right-padded responses and real-token position ids give every response token the
     log-prob it has in its own unpadded sequence (and so the one it was sampled with)."""
     from rlaif.train.models import build_tiny, build_tokenizer
-    from rlaif.train.ppo import PolicyWithValueHead, build_batch, policy_outputs, token_logps
+    from rlaif.train.losses import token_logps
+    from rlaif.train.ppo import PolicyWithValueHead, policy_outputs
+    from rlaif.train.rollout import build_batch
     from rlaif.policy.sampling import Sample
 
     cfg = tiny_config(Path("unused"))
@@ -192,7 +194,7 @@ def test_ppo_with_the_rule_judge_as_reward_makes_the_policy_say_please_more_ofte
     assert after >= before + 0.4, (before, after)
 
 
-# -- resume after SIGKILL (the pattern of tests/test_train_resume.py) --------------------------------------------
+# -- resume after SIGKILL (the pattern of tests/recipes/test_train_resume.py) ------------------------------------
 STEPS = 24
 RESUME = [*PATHS, f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "batch_size=8", "eval_steps=12",
           "kl={type: adaptive, coef: 0.05, target: 1.0, horizon: 200}"]
