@@ -40,17 +40,21 @@ def run(out: Path, *overrides: str) -> list[dict]:
     return read_metrics(out)
 
 
-def test_example_configs_parse_and_check_their_shapes():
+def test_example_configs_parse():
     tiny = load_train_config(TINY, "ppo")
     assert tiny.reward.type == "judge" and tiny.model.type == "tiny"
     gpu = load_train_config(ROOT / "examples/gpu/ppo.yaml", "ppo")
     assert gpu.model.type == "pretrained" and gpu.precision in ("auto", "bf16") and gpu.kl.type == "adaptive"
+
+
+@pytest.mark.parametrize("overrides, error", [
+    (["reward.mode=group", "samples_per_prompt=1"], "samples_per_prompt: reward mode group needs"),
+    (["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"], "num_mini_batches: .* equal parts")])
+def test_config_checks_its_shapes(overrides, error):
     from rlaif.config.yamlfile import ConfigFileError
 
-    with pytest.raises(ConfigFileError, match="samples_per_prompt: reward mode group needs"):
-        load_train_config(TINY, "ppo", ["reward.mode=group", "samples_per_prompt=1"])
-    with pytest.raises(ConfigFileError, match="num_mini_batches: .* equal parts"):
-        load_train_config(TINY, "ppo", ["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"])
+    with pytest.raises(ConfigFileError, match=error):
+        load_train_config(TINY, "ppo", overrides)
 
 
 def test_rollout_batch_log_probs_equal_those_of_each_sequence_alone():
