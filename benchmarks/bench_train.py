@@ -105,7 +105,7 @@ def _records(n: int) -> list[dict]:
 
 def _model_dir(tmp: Path, head: str) -> Path:
     """The benchmark model saved once, so ours and TRL load identical weights."""
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     path = tmp / f"model-{head}"
@@ -118,7 +118,8 @@ def _model_dir(tmp: Path, head: str) -> Path:
 
 
 def _our_config(method: str, tmp: Path, steps: int, **extra):
-    from rlaif.config.train import DPOTrainConfig, RewardTrainConfig
+    from rlaif.config.dpo import DPOTrainConfig
+    from rlaif.config.reward import RewardTrainConfig
 
     cls = DPOTrainConfig if method == "dpo" else RewardTrainConfig
     labels = tmp / "labels.jsonl"
@@ -133,7 +134,7 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
     """Our recipe's components, stepped exactly as the recipe steps them."""
     import torch
 
-    from rlaif.recipes import make_accelerator, make_optimizer
+    from rlaif.train.run import make_accelerator, make_optimizer
     from rlaif.train.data import collate, encode_pairs, read_feedback, step_indices
     from rlaif.train.models import load_model, load_tokenizer
 
@@ -148,7 +149,7 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
     model.config.use_cache = False
     reference = table = None
     if method == "dpo":
-        from rlaif.recipes.dpo import pair_terms, precompute_reference
+        from rlaif.train.dpo import pair_terms, precompute_reference
         from rlaif.train.losses import dpo_loss_fn
 
         loss_fn = dpo_loss_fn(cfg.loss)
@@ -233,12 +234,13 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     """Our PPO iterations, run exactly as the recipe runs them (same model as the other variants)."""
     import torch
 
-    from rlaif.recipes import make_accelerator, make_optimizer
+    from rlaif.train.run import make_accelerator, make_optimizer
     from rlaif.recipes.ppo import collect, update
-    from rlaif.config.train import PPOTrainConfig
+    from rlaif.config.ppo import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
     from rlaif.data.prompts import read_prompts
-    from rlaif.train.ppo import PolicyWithValueHead, make_reward_source
+    from rlaif.rewards.sources import make_reward_source
+    from rlaif.train.ppo import PolicyWithValueHead
     from rlaif.policy.sampling import PolicySampler
 
     cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,
@@ -343,7 +345,7 @@ def main() -> None:
 
     import torch
 
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     cfg = TinyModelConfig(**MODEL)

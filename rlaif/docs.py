@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
 from .config.judge import BACKENDS, CoTConfig
@@ -11,8 +13,7 @@ from .constitution import Constitution, FewShotExample, Principle
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    for module in ("rlaif.config.judge.", "rlaif.constitution.", "rlaif.config.train.", "rlaif.config.feedback."):
-        text = text.replace(module, "")
+    text = re.sub(r"rlaif\.(config\.)?\w+\.", "", text)  # rlaif.config.ppo.KLConfig → KLConfig
     return text.replace("|", "\\|")
 
 
@@ -41,32 +42,30 @@ def render() -> str:
 
 def training_tables() -> list[str]:
     """The training configs: the fields every method shares, each method's own, then the sections."""
-    from .config import train as c
+    from .config import dpo, loop, ppo, reward, run, sampling
     from .config.feedback import source_classes, source_name
 
-    shared = frozenset(c.RunConfig.model_fields)
-    parts = [table(c.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo`, `rlaif loop`)")]
-    for cls, name in ((c.RewardTrainConfig, "reward"), (c.DPOTrainConfig, "dpo"), (c.PPOTrainConfig, "ppo"),
-                      (c.LoopConfig, "loop")):
+    shared = frozenset(run.RunConfig.model_fields)
+    parts = [table(run.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo`, `rlaif loop`)")]
+    for cls, name in ((reward.RewardTrainConfig, "reward"), (dpo.DPOTrainConfig, "dpo"), (ppo.PPOTrainConfig, "ppo"),
+                      (loop.LoopConfig, "loop")):
         parts.append(table(cls, f"Training, `method: {name}` (besides the shared fields)", skip=shared))
     for cls, title in (
-            (c.TinyModelConfig, "`model:` with `type: tiny`"), (c.PretrainedModelConfig, "`model:` with "
-                                                                "`type: pretrained`"),
-            (c.OptimConfig, "`optim:`"), (c.LoraConfig, "`lora:`"),
+            (run.TinyModelConfig, "`model:` with `type: tiny`"),
+            (run.PretrainedModelConfig, "`model:` with `type: pretrained`"),
+            (run.OptimConfig, "`optim:`"), (run.LoraConfig, "`lora:`"),
             *((cls, f"`feedback:` with `source: {source_name(cls)}` (reward, dpo)") for cls in source_classes()),
-            (c.PairsConfig, "`pairs:` (reward, dpo)"), (c.RewardLossConfig, "`loss:` (reward)"),
-            (c.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
-            (c.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"), (c.SamplingConfig, "`sampling:` (loop)"),
-            (c.RolloutSamplingConfig, "`sampling:` (ppo)"), (c.PromptsConfig, "`prompts:` (ppo)"),
-            (c.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
-            (c.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
-            (c.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"), (c.AdaptiveKLConfig, "`kl:` with `type: adaptive` "
-                                                                                   "(ppo)"),
-            (c.PPOLossConfig, "`loss:` (ppo)"), (c.LoopFeedbackConfig, "`feedback:` (loop)")):
+            (run.PairsConfig, "`pairs:` (reward, dpo)"), (reward.RewardLossConfig, "`loss:` (reward)"),
+            (dpo.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
+            (dpo.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"), (sampling.SamplingConfig, "`sampling:` (loop)"),
+            (ppo.RolloutSamplingConfig, "`sampling:` (ppo)"), (ppo.PromptsConfig, "`prompts:` (ppo)"),
+            (ppo.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
+            (ppo.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
+            (ppo.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"),
+            (ppo.AdaptiveKLConfig, "`kl:` with `type: adaptive` (ppo)"),
+            (ppo.PPOLossConfig, "`loss:` (ppo)"), (loop.LoopFeedbackConfig, "`feedback:` (loop)")):
         parts.append(table(cls, title))
     return parts
-
-
 
 
 def sync_readme(path: str = "README.md", check: bool = False) -> bool:

@@ -22,10 +22,11 @@ _PROMPTS = typer.Option(..., help="Prompts: rows with `prompt` (text or chat mes
 
 
 def sampling_config(config: Optional[Path], temperature: Optional[float], top_p: Optional[float],
-              max_new_tokens: Optional[int]):
+                    max_new_tokens: Optional[int]):
+    """The sampling settings: the `--config` YAML (if any) with the flags that were given on top."""
     from transformers.utils import logging as hf_logging
 
-    from ..config.train import SamplingConfig
+    from ..config.sampling import SamplingConfig
     from ..config.yamlfile import load_model
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per model would drown our own progress
@@ -46,7 +47,8 @@ def generate_cmd(policy: str = typer.Option(..., help="Policy: a local model dir
     def run():
         from ..policy.generate import generate
 
-        return generate(policy, prompts, out_file, n=n, config=sampling_config(config, temperature, top_p, max_new_tokens),
-                        seed=seed, progress=not quiet)
+        sampling = sampling_config(config, temperature, top_p, max_new_tokens)
+        return generate(policy, prompts, out_file, n=n, config=sampling, seed=seed, progress=not quiet)
+
     result = guard(run)
     print(result.summary())

@@ -133,7 +133,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
     `out` as JSON when given."""
-    from ..config.train import SamplingConfig
+    from ..config.sampling import SamplingConfig
     from ..data.prompts import read_prompts
     from ..labeling.score import GENERIC
 

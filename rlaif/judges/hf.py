@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from ..config.devices import device_and_dtype
 from ..config.judge import TransformersJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
@@ -37,20 +38,11 @@ class _Node:
 class TransformersJudge(Judge):
     def __init__(self, config: TransformersJudgeConfig):
         super().__init__(config)
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
                                  config.revision)
-        if config.device == "auto":
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(config.device)
-        if config.dtype == "auto":
-            # fp32 on CPU: bf16 matmuls are ~100x slower on CPUs without AMX.
-            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            dtype = getattr(torch, config.dtype)
+        self.device, dtype = device_and_dtype(config.device, config.dtype)
         revision = None if config.gguf_file else config.revision
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)

@@ -16,23 +16,23 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..config.sampling import SamplingConfig
+from ..data.labels import write_jsonl
 from ..data.prompts import read_prompts
 from ..records import Prompt, sha256_json
-from ..data.labels import write_jsonl
-from ..config.train import SamplingConfig
 from .sampling import Sample, derived_seed, sample, sample_vllm, use_vllm
 
 
 def load_policy(policy: str):
     """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from ..config.devices import device_and_dtype
+
+    device, dtype = device_and_dtype()
     tokenizer = AutoTokenizer.from_pretrained(policy)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
     model.eval()
     return model, tokenizer
@@ -56,7 +56,8 @@ def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: Sampli
         model, tokenizer = load_policy(policy)
         step = max(1, config.batch_size // n)  # one generate() call per chunk
         for k, start in enumerate(range(0, len(prompts), step)):
-            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=None if seed is None else derived_seed(seed, k)))
+            seed_k = None if seed is None else derived_seed(seed, k)
+            out.extend(sample(model, tokenizer, prompts[start:start + step], n, config, seed=seed_k))
             if on_batch:
                 on_batch(len(out))
         del model

@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..config.train import SamplingConfig  # defined with the other configs, which import no torch
+from ..config.sampling import SamplingConfig
+from .chat import prompt_ids
 
 
 @dataclass
@@ -31,17 +32,6 @@ def derived_seed(seed: int, *parts) -> int:
     import json
 
     return int(hashlib.sha256(json.dumps([seed, *parts]).encode()).hexdigest()[:8], 16)
-
-
-def prompt_ids(tokenizer, prompt) -> list[int]:
-    """Token ids of a prompt ready for the assistant's turn (chat template when the tokenizer has one)."""
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
-    if not isinstance(prompt, str):
-        raise ValueError("a conversational prompt needs a tokenizer with a chat template")
-    return list(tokenizer(prompt)["input_ids"])
 
 
 def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:

@@ -1,189 +1,38 @@
-"""Training recipes, one file per method (`reward.py`, `dpo.py`; PPO and the loop join later), each a readable
-setup → loop → save over the components in `rlaif.train`. This module holds the setup every recipe shares: the
-accelerator and precision, the run directory and resume point, the optimiser and schedule.
+"""Training recipes, one file per method — `reward.py`, `dpo.py`, `ppo.py`, `loop.py` — each a readable
+setup → loop → save over the components in rlaif/train/. `RECIPES` maps a config's `method:` (a member of
+`rlaif.config.train.TrainConfig`) to the recipe that runs it; `run_recipe` is the one dispatch. Each recipe is
+imported when it runs, so `rlaif --help` never imports torch.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-# Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
-RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
-                     "project", "eval_batch_size", "iterations"}
+from typing import Callable
 
 
-def with_cpu_threads(train):
-    """Run a recipe's `train(config)` with `config.cpu_threads` torch threads, restoring the count afterwards."""
-
-    @functools.wraps(train)
-    def run(config):
-        import torch
-
-        if config.cpu_threads is None:
-            return train(config)
-        before = torch.get_num_threads()
-        torch.set_num_threads(config.cpu_threads)
-        try:
-            return train(config)
-        finally:
-            torch.set_num_threads(before)
-
-    return run
+def _reward(config) -> Path:
+    from .reward import train as reward_model
+    return reward_model(config)
 
 
-def make_accelerator(config):
-    """An `accelerate.Accelerator`: bf16 autocast on a GPU that supports it and fp32 on CPU for `precision: auto`
-    (unless `accelerate launch` set mixed precision); gradient accumulation is done by the recipes."""
-    import torch
-    from accelerate import Accelerator
-
-    # Our schedules count optimizer steps; accelerate would otherwise step a prepared scheduler once per process.
-    kwargs = {"step_scheduler_with_optimizer": False}
-    precision = config.precision
-    if precision == "auto":
-        if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-            return Accelerator(**kwargs)
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", **kwargs)
+def _dpo(config) -> Path:
+    from .dpo import train as dpo
+    return dpo(config)
 
 
-def prepare_run_dir(config, accelerator) -> Optional[Path]:
-    """Create OUT, write OUT/config.yaml, and return the checkpoint to resume from (None for a fresh run).
-
-    A run directory holds one run: restarting it with a config that would change what is learned is refused.
-    """
-    import yaml
-
-    from ..data.labels import atomic_write
-    from ..train.checkpoint import latest_checkpoint, remove_partial
-
-    out = Path(config.output_dir)
-    resolved = config.model_dump(mode="json")
-    saved = out / "config.yaml"
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_partial(out)
-        if saved.exists() and latest_checkpoint(out) is not None:
-            old = yaml.safe_load(saved.read_text()) or {}
-            changed = sorted(k for k in set(old) | set(resolved)
-                             if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k))
-            if changed:
-                raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)} changed); "
-                                 "use a new output_dir, or the same config to resume it")
-        with atomic_write(saved) as f:
-            f.write(yaml.safe_dump(resolved, sort_keys=False))
-    accelerator.wait_for_everyone()
-    return latest_checkpoint(out)
+def _ppo(config) -> Path:
+    from .ppo import train as ppo
+    return ppo(config)
 
 
-@dataclass
-class PreferenceRun:
-    """What the preference recipes (reward, DPO) set up alike: the accelerator, the run directory and its resume
-    point, the tokenizer, and the feedback encoded into training and held-out pairs."""
-
-    acc: object
-    out: Path
-    resume: Optional[Path]
-    tokenizer: object
-    feedback: object
-    train_pairs: list
-    eval_pairs: list
-    too_long: int
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
+def _loop(config) -> Path:
+    from .loop import train as self_feedback_loop
+    return self_feedback_loop(config)
 
 
-def start_preference_run(config, whole: bool) -> PreferenceRun:
-    """Accelerator, run directory (resume point), seed, tokenizer and encoded pairs for a reward/DPO config.
-    `whole`: a pair must fit max_length entirely (reward models read the last token)."""
-    from accelerate.utils import set_seed
-
-    from ..train.data import encode_pairs, read_feedback
-    from ..train.models import load_tokenizer
-
-    acc = make_accelerator(config)
-    resume = prepare_run_dir(config, acc)
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(config.model, resume)
-    # the mixed source writes its queue of pairs for people as it reads: the main process only
-    feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
-    train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=whole)
-    eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=whole)
-    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs,
-                         too_long)
-
-
-def total_steps(config, n_train: int, world: int) -> int:
-    if config.max_steps is not None:
-        return config.max_steps
-    per_epoch = n_train // global_batch(config, world)
-    return max(1, int(per_epoch * config.num_epochs))
-
-
-def global_batch(config, world: int) -> int:
-    return config.batch_size * config.grad_accum * world
-
-
-def make_optimizer(model, optim, steps: int):
-    """AdamW over the trainable parameters, with linear warm-up then the configured decay."""
-    import torch
-    from transformers import get_scheduler
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    # the fused kernel (one pass over each tensor) is several times faster than the per-op one, on CPU as well
-    # (left to the per-op kernel under FSDP / DeepSpeed, whose sharded parameters it may not support)
-    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
-    fused = not sharded and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
-                                  weight_decay=optim.weight_decay, fused=fused or None)
-    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[optim.scheduler]
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=steps)
-    return optimizer, scheduler
-
-
-def prepare_for_training(model, config) -> None:
-    """Gradient checkpointing (non-reentrant, so frozen inputs under LoRA still get gradients) and no KV cache."""
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = False
-
-
-def reduce_sums(accelerator, sums: dict) -> dict:
-    """Sum a dict of float tensors over processes (one collective)."""
-    import torch
-
-    keys = sorted(sums)
-    total = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
-    total = accelerator.reduce(total, reduction="sum") if accelerator.num_processes > 1 else total
-    return dict(zip(keys, total.tolist()))
-
-
-def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
-    """The trained model in Hugging Face format at OUT/model (peft adapters under LoRA)."""
-    path = Path(out_dir) / "model"
-    weights = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(path, state_dict=weights, safe_serialization=True)
-        tokenizer.save_pretrained(path)
-    accelerator.wait_for_everyone()
-    return path
+RECIPES: dict[str, Callable] = {"reward": _reward, "dpo": _dpo, "ppo": _ppo, "loop": _loop}
 
 
 def run_recipe(config) -> Path:
     """Run the recipe that trains `config.method`; returns the saved model's directory."""
-    if config.method == "reward":
-        from .reward import train
-    elif config.method == "ppo":
-        from .ppo import train
-    elif config.method == "loop":
-        from .loop import train
-    else:
-        from .dpo import train
-    return train(config)
+    return RECIPES[config.method](config)

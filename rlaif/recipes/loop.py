@@ -26,19 +26,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
-
-from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, save_final, with_cpu_threads
-from .dpo import dpo_step, precompute_reference
-from ..train.checkpoint import Checkpointer, list_checkpoints
-from ..config.train import LoopConfig, PairsConfig
-from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
-from ..train.losses import dpo_loss_fn
-from ..train.metrics import MetricsLog, read_metrics, truncate_after
+from ..config.loop import LoopConfig
+from ..config.run import PairsConfig
 from ..data.prompts import split_prompts
-from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
-from ..train.ppo import build_batch, response_token_logps
 from ..policy.sampling import PolicySampler, derived_seed
+from ..train.checkpoint import list_checkpoints
+from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
+from ..train.dpo import dpo_step, precompute_reference
+from ..train.losses import dpo_loss_fn
+from ..train.metrics import read_metrics, truncate_after
+from ..train.models import load_model, load_reference, load_tokenizer, load_trainable
+from ..train.rollout import kl_estimate
+from ..train.run import RunLog, make_optimizer, prepare_for_training, start_run, with_cpu_threads
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
@@ -57,33 +56,13 @@ def keyword_share(texts: list[str], keyword: Optional[str]) -> Optional[float]:
     return sum(keyword.lower() in t.lower() for t in texts) / len(texts)
 
 
-# -- the KL estimate ----------------------------------------------------------------------------------------------
-@torch.no_grad()
-def kl_estimate(policy, reference, samples, pad_id: int, batch_size: int) -> float:
-    """KL(π‖π_ref) per response, estimated on samples y ~ π: mean_y Σ_t [log π(y_t) − log π_ref(y_t)]."""
-    device = next(policy.parameters()).device
-    was_training = policy.training
-    policy.eval()
-    total = 0.0
-    try:
-        for i in range(0, len(samples), batch_size):
-            batch = build_batch(samples[i:i + batch_size], pad_id).to(device)
-            logps = response_token_logps(policy, batch)
-            with reference_mode(policy, reference) as ref:
-                logps = logps - response_token_logps(ref, batch)
-            total += float((logps * batch.response_mask).sum())
-    finally:
-        policy.train(was_training)
-    return total / len(samples)
-
-
 # -- labels that train ----------------------------------------------------------------------------------------------
 def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True):
     """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
     `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
-    from ..feedback.sources import invalid_input, queue_row
-    from ..data.labels import read_labels, write_jsonl
     from ..config.feedback import FeedbackConfig
+    from ..data.labels import read_labels, write_jsonl
+    from ..feedback.sources import invalid_input, queue_row
 
     fb, labels = config.feedback, it_dir / "labels" / "labels.jsonl"
     queue = it_dir / "human_queue.jsonl"
@@ -114,20 +93,20 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = T
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
-def evaluate(config: LoopConfig, acc, model, reference, tokenizer, judges, constitution, prompts: list,
-             baseline: list[str], seed: int, sampler: PolicySampler, version: int) -> dict:
+def evaluate(run: LoopRun, reference, baseline: list[str], seed: int, version: int) -> dict:
     """On the held-out prompts: the win rate against the starting policy's samples under the training judge and
     the eval judge, the KL to the reference on the policy's samples, and the keyword share."""
     from ..eval.winrate import judge_winrate
 
-    judge, eval_judge = judges
-    with acc.autocast():
-        drawn = sampler(model, tokenizer, prompts, 1, seed=seed, version=version)
+    config, prompts, (judge, eval_judge) = run.config, run.eval_prompts, run.judges
+    with run.acc.autocast():
+        drawn = run.sampler(run.model, run.tokenizer, prompts, 1, seed=seed, version=version)
         texts = [g[0].text for g in drawn]
-        win = judge_winrate(judge, constitution, prompts, texts, baseline, seed=config.seed)
-        eval_win = (judge_winrate(eval_judge, constitution, prompts, texts, baseline, seed=config.seed)
+        win = judge_winrate(judge, run.constitution, prompts, texts, baseline, seed=config.seed)
+        eval_win = (judge_winrate(eval_judge, run.constitution, prompts, texts, baseline, seed=config.seed)
                     if eval_judge is not None else None)
-        kl = kl_estimate(model, reference, [g[0] for g in drawn], tokenizer.pad_token_id, config.eval_batch_size)
+        kl = kl_estimate(run.model, reference, [g[0] for g in drawn], run.tokenizer.pad_token_id,
+                         config.eval_batch_size)
     out = {"win_rate": win.win_rate, "winrate": win.to_dict(),
            "eval_win_rate": eval_win.win_rate if eval_win else None,
            "eval_winrate": eval_win.to_dict() if eval_win else None, "kl": kl}
@@ -147,200 +126,228 @@ def prune(out: Path, keep: Optional[int], protect: Optional[int]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def iteration_reference(config: LoopConfig, acc, policy, tokenizer, initial, out: Path, first: int, start: int):
+def iteration_reference(run: LoopRun, first: int):
     """The DPO reference of the iteration whose first step is `first`: None under LoRA (adapters off), the
     starting policy, or (previous) the policy at step `first`: the policy itself when the iteration starts now,
     else its checkpoint (a run resumed mid-iteration)."""
+    config, device = run.config, run.acc.device
     if config.lora is not None:
         return None
     if config.reference == "initial":
-        return initial
-    if start == first:
-        reference = copy.deepcopy(acc.unwrap_model(policy))
+        return run.initial
+    if run.step == first:
+        reference = copy.deepcopy(run.model)
     elif first == 0:
-        return _starting_model(config, acc, tokenizer)
+        return load_reference(config.model, run.tokenizer, device)
     else:
-        path = out / f"checkpoint-{first}"
+        path = run.out / f"checkpoint-{first}"
         if not path.exists():
             raise FileNotFoundError(f"{path} (this iteration's reference) is gone; resume needs it")
-        reference = load_model(config.model, tokenizer, "lm", path=path).to(acc.device)
+        reference = load_model(config.model, run.tokenizer, "lm", path=path).to(device)
     reference.eval().requires_grad_(False)
     return reference
 
 
-def _starting_model(config: LoopConfig, acc, tokenizer):
-    model = load_model(config.model, tokenizer, "lm").to(acc.device).eval()
-    return model.requires_grad_(False)
+# -- the run ---------------------------------------------------------------------------------------------------
+class LoopRun:
+    """The loop's setup, which its steps share: accelerator and run directory, prompts (a seeded held-out split),
+    judges and constitution, the policy (and the starting policy when it is the reference), the optimiser over all
+    iterations' steps, and the resume point.
+
+    `policy` is what trains (wrapped by accelerate under DDP), `model` the same policy unwrapped (what samples and,
+    with `backend: policy`, judges); `initial` is the starting policy when it is the reference (reference:
+    initial, no LoRA), else None; `step` the optimizer step the policy is at (the resume point, then each
+    iteration's last). Under several processes the main process samples, labels and evaluates while the others
+    wait, and only it holds judges; the DPO steps are data-parallel (each process takes its share of every global
+    batch)."""
+
+    def __init__(self, config: LoopConfig):
+        from ..constitution import load_constitution
+        from ..data.prompts import read_prompts
+        from ..judges.registry import load_judge
+        from ..labeling.score import GENERIC
+
+        self.config, self.out = config, Path(config.output_dir)
+        self.acc, resume = start_run(config)
+        self.main = main = self.acc.is_main_process
+        self.train_prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
+                                                              derived_seed(config.seed, "split"))
+        self.constitution = load_constitution(config.constitution) if config.constitution else GENERIC
+        self.judges = (load_judge(config.judge) if main else None,
+                       load_judge(config.eval_judge) if config.eval_judge and main else None)
+        self.tokenizer = load_tokenizer(config.model, resume)
+        policy = load_trainable(config.model, config.lora, self.tokenizer, "lm", resume)
+        self.initial = (load_reference(config.model, self.tokenizer, self.acc.device)
+                        if not config.lora and config.reference == "initial" else None)
+        prepare_for_training(policy, config)
+        policy.to(self.acc.device)
+        optimizer, scheduler = make_optimizer(policy, config.optim, config.iterations * config.steps_per_iteration)
+        self.policy, self.optimizer, self.scheduler = self.acc.prepare(policy, optimizer, scheduler)
+        self.model = self.acc.unwrap_model(self.policy)
+        self.log = RunLog(self.acc, config, self.tokenizer, resume, keep=None)  # prune() keeps a reference
+        self.step = self.log.start
+        if main:
+            truncate_after(self.out / ITERATIONS, self.step)  # rows of iterations finished before the checkpoint
+        # transformers generate, or one vLLM engine that gets the policy's weights when they changed
+        self.sampler = PolicySampler(config.sampling, self.out / ".vllm-weights", config.seed)
+        self.loss_fn = dpo_loss_fn(config.loss)
+
+
+def baseline_samples(run: LoopRun, seed: int) -> list[str]:
+    """The starting policy's samples on the held-out prompts, the baseline of every win rate (drawn once, kept in
+    OUT/baseline_samples.jsonl); empty on the other processes."""
+    from ..data.labels import write_jsonl
+
+    path = run.out / BASELINE
+    if not run.main:
+        return []
+    if path.exists():
+        return [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    starting = run.model if run.step == 0 else (run.initial if run.initial is not None else
+                                                load_reference(run.config.model, run.tokenizer, run.acc.device))
+    with run.acc.autocast():
+        drawn = run.sampler(starting, run.tokenizer, run.eval_prompts, 1, seed=seed, version=0)  # step-0 weights
+    baseline = [g[0].text for g in drawn]
+    write_jsonl([{"prompt": p, "text": t} for p, t in zip(run.eval_prompts, baseline)], path)
+    return baseline
+
+
+# -- one iteration, in four steps -------------------------------------------------------------------------------
+def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
+    """1. The policy samples two responses per prompt → OUT/iter-K/pairs.jsonl (already there when the iteration
+    is resumed). Returns the pair rows."""
+    from ..data.labels import write_jsonl
+    from ..policy.generate import pair_rows
+
+    config, pairs_path = run.config, it_dir / "pairs.jsonl"
+    if run.main and not pairs_path.exists():
+        if run.step > first:
+            raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
+        prompts = iteration_prompts(run.train_prompts, config.prompts_per_iteration, config.seed, k)
+        with run.acc.autocast():
+            drawn = run.sampler(run.model, run.tokenizer, prompts, 2, seed=derived_seed(config.seed, "sample", k),
+                                version=first)
+        rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
+        write_jsonl(rows, pairs_path)
+    run.acc.wait_for_everyone()
+    return [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def label_pairs(run: LoopRun, k: int, first: int, it_dir: Path):
+    """2. The judge labels them (the durable labelling job: a killed iteration resumes its labelling), and the
+    feedback source picks the labels that train. Returns (the job on the main process else None, feedback)."""
+    from ..labeling.job import label
+
+    job = None
+    if run.main:
+        for j in run.judges:
+            if hasattr(j, "attach"):  # backend: policy judges with the current weights
+                j.attach(run.model, run.tokenizer, name=f"policy@step-{first}")
+        with run.acc.autocast():
+            job = label(it_dir / "pairs.jsonl", run.constitution, run.judges[0], it_dir / "labels",
+                        seed=run.config.seed, skip_invalid=True, progress=False)
+        feedback = iteration_feedback(run.config, it_dir, k)
+    run.acc.wait_for_everyone()
+    if not run.main:
+        feedback = iteration_feedback(run.config, it_dir, k, write=False)
+    return job, feedback
+
+
+def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it_dir: Path) -> None:
+    """3. `steps_per_iteration` DPO steps on the iteration's pairs against its reference (log-probs computed once,
+    cached with the iteration), checkpointing every save_steps inside the iteration."""
+    config, acc, log = run.config, run.acc, run.log
+    last, world = first + config.steps_per_iteration, acc.num_processes
+    pad_id = run.tokenizer.pad_token_id
+    ref_table = precompute_reference(acc, run.policy, reference, train_pairs, config.eval_batch_size, pad_id,
+                                     config.max_length, it_dir / "reference_logps.pt")
+    run.policy.train()
+    gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
+    gb -= gb % (config.grad_accum * world)  # whole micro-batches on every process
+    order_seed = derived_seed(config.seed, "order", k) % 2**31
+    for step in range(max(run.step, first), last):
+        t_step = time.perf_counter()
+        micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index,
+                              world, config.grad_accum)
+        row = dpo_step(acc, run.policy, reference, run.optimizer, run.scheduler, train_pairs, ref_table, micro,
+                       config, run.loss_fn, pad_id)
+        done = step + 1
+        row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_time_s=time.perf_counter() - t_step)
+        log.metrics.log(done, row)
+        if done % config.save_steps == 0 and done != last:
+            log.checkpointer.save(run.policy, done, {"total_steps": config.iterations * config.steps_per_iteration,
+                                                     "iteration": k, "iteration_done": False})
+            if run.main:
+                prune(run.out, config.save_total_limit, first if config.reference == "previous" else None)
+
+
+def iteration_summary(run: LoopRun, k: int, reference, rows: list, job, feedback, trained: tuple[int, int],
+                      baseline: list[str], eval_seed: int) -> dict:
+    """4. The iteration's row of OUT/iterations.jsonl: its labels and losses, and the evaluation on the held-out
+    prompts. `trained`: (pairs trained on, pairs too long)."""
+    config, last = run.config, k * run.config.steps_per_iteration
+    steps_rows = [r for r in read_metrics(run.out) if r.get("iteration") == k]
+    stats = job.stats
+    summary = {
+        "iteration": k, "step": last, "pairs": len(rows), "labels_ok": stats["ok"],
+        "labels_tie": stats["labels"]["tie"], "labels_failed": stats["failed"],
+        "position_consistency": stats["position_consistency"], "train_pairs": trained[0],
+        "too_long": trained[1], "feedback": feedback.counts,
+        "loss_first": steps_rows[0]["loss"] if steps_rows else None,
+        "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
+        "reference": "initial" if config.lora else config.reference,
+        **evaluate(run, reference, baseline, eval_seed, last),
+    }
+    if config.track_keyword:
+        summary["keyword_share_samples"] = keyword_share(
+            [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword)
+    return summary
 
 
 # -- the recipe -----------------------------------------------------------------------------------------------------
 @with_cpu_threads
 def train(config: LoopConfig) -> Path:
     """Run (or resume) the loop; returns the directory of the final model."""
-    from accelerate.utils import set_seed
-
-    from ..constitution import load_constitution
-    from ..data.prompts import read_prompts
-    from ..policy.generate import pair_rows
-    from ..data.labels import write_jsonl
-    from ..judges.registry import load_judge
-    from ..labeling.job import label
-    from ..labeling.score import GENERIC
-
     # -- setup ----------------------------------------------------------------------------------------------
-    acc = make_accelerator(config)
-    # Under several processes (DDP) the main process samples, labels and evaluates while the others wait; the
-    # DPO steps are data-parallel (each process takes its share of every global batch).
-    main = acc.is_main_process
-    out = Path(config.output_dir)
-    resume = prepare_run_dir(config, acc)
-    set_seed(config.seed)
-    train_prompts, eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
-                                                derived_seed(config.seed, "split"))
-    constitution = load_constitution(config.constitution) if config.constitution else GENERIC
-    judge = load_judge(config.judge) if main else None
-    eval_judge = load_judge(config.eval_judge) if config.eval_judge and main else None
-    tokenizer = load_tokenizer(config.model, resume)
-    pad_id = tokenizer.pad_token_id
-
-    if config.lora:
-        policy = add_lora(load_model(config.model, tokenizer, "lm"), config.lora, "lm", path=resume)
-        initial = None
-    else:
-        policy = load_model(config.model, tokenizer, "lm", path=resume)
-        initial = _starting_model(config, acc, tokenizer) if config.reference == "initial" else None
-    prepare_for_training(policy, config)
-    policy.to(acc.device)
-
+    run = LoopRun(config)
     S = config.steps_per_iteration
-    steps = config.iterations * S
-    optimizer, scheduler = make_optimizer(policy, config.optim, steps)
-    policy, optimizer, scheduler = acc.prepare(policy, optimizer, scheduler)
-    model = acc.unwrap_model(policy)  # what samples and (backend: policy) judges
-    checkpointer = Checkpointer(acc, out, tokenizer)
-    start = checkpointer.load(resume)["step"] if resume else 0
-    metrics = MetricsLog(out, config.report_to, config.project, config.model_dump(mode="json"), resume_step=start,
-                         enabled=main)
-    if main:
-        truncate_after(out / ITERATIONS, start)  # rows of iterations finished before the checkpoint stay
-    loss_fn = dpo_loss_fn(config.loss)
     eval_seed = derived_seed(config.seed, "eval")
-
-    # the starting policy's samples on the held-out prompts: the baseline of every win rate
-    # transformers generate, or one vLLM engine that gets the policy's weights when they changed
-    sampler = PolicySampler(config.sampling, out / ".vllm-weights", config.seed)
-    baseline: list[str] = []
-    if not main:
-        pass
-    elif (out / BASELINE).exists():
-        baseline = [json.loads(line)["text"] for line in (out / BASELINE).read_text().splitlines()]
-    else:
-        starting = model if start == 0 else (initial if initial is not None else
-                                             _starting_model(config, acc, tokenizer))
-        with acc.autocast():
-            drawn = sampler(starting, tokenizer, eval_prompts, 1, seed=eval_seed, version=0)  # step-0 weights
-        baseline = [g[0].text for g in drawn]
-        write_jsonl([{"prompt": p, "text": t} for p, t in zip(eval_prompts, baseline)], out / BASELINE)
-    if main:
-        print(f"loop: {len(train_prompts)} training prompts, {len(eval_prompts)} held out; {config.iterations} "
-              f"iterations of {S} steps on {acc.num_processes} process(es)"
-              + (f"; resuming at step {start}" if start else ""), flush=True)
+    baseline = baseline_samples(run, eval_seed)
+    if run.main:
+        print(f"loop: {len(run.train_prompts)} training prompts, {len(run.eval_prompts)} held out; "
+              f"{config.iterations} iterations of {S} steps on {run.acc.num_processes} process(es)"
+              + (f"; resuming at step {run.step}" if run.step else ""), flush=True)
 
     # -- loop -----------------------------------------------------------------------------------------------
-    for k in range(start // S + 1, config.iterations + 1):
+    for k in range(run.step // S + 1, config.iterations + 1):
         t0 = time.perf_counter()
-        first, last = (k - 1) * S, k * S
-        it_dir = out / f"iter-{k}"
-        reference = iteration_reference(config, acc, policy, tokenizer, initial, out, first, start)
-
-        # 1. the policy samples two responses per prompt (already on disk when the iteration is resumed)
-        pairs_path = it_dir / "pairs.jsonl"
-        if main and not pairs_path.exists():
-            if start > first:
-                raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
-            prompts = iteration_prompts(train_prompts, config.prompts_per_iteration, config.seed, k)
-            with acc.autocast():
-                drawn = sampler(model, tokenizer, prompts, 2, seed=derived_seed(config.seed, "sample", k),
-                                version=first)
-            rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
-            write_jsonl(rows, pairs_path)
-        acc.wait_for_everyone()
-        rows = [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-        # 2. the judge labels them (the durable labelling job: a killed iteration resumes its labelling)
-        job = None
-        if main:
-            for j in (judge, eval_judge):
-                if hasattr(j, "attach"):  # backend: policy judges with the current weights
-                    j.attach(model, tokenizer, name=f"policy@step-{first}")
-            with acc.autocast():
-                job = label(pairs_path, constitution, judge, it_dir / "labels", seed=config.seed,
-                            skip_invalid=True, progress=False)
-            feedback = iteration_feedback(config, it_dir, k)
-        acc.wait_for_everyone()
-        if not main:
-            feedback = iteration_feedback(config, it_dir, k, write=False)
-        train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=False)
-        world = acc.num_processes
-        if len(train_pairs) < config.grad_accum * world:
+        first, last, it_dir = (k - 1) * S, k * S, run.out / f"iter-{k}"
+        reference = iteration_reference(run, first)
+        rows = sample_pairs(run, k, first, it_dir)
+        job, feedback = label_pairs(run, k, first, it_dir)
+        train_pairs, too_long = encode_pairs(run.tokenizer, feedback.train, config.max_length, whole=False)
+        if len(train_pairs) < config.grad_accum * run.acc.num_processes:
             raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {feedback.counts})")
-
-        # 3. DPO steps on them against the reference (log-probs computed once, cached with the iteration)
-        ref_table = precompute_reference(acc, policy, reference, train_pairs, config.eval_batch_size, pad_id,
-                                         config.max_length, it_dir / "reference_logps.pt")
-        policy.train()
-        gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
-        gb -= gb % (config.grad_accum * world)  # whole micro-batches on every process
-        order_seed = derived_seed(config.seed, "order", k) % 2**31
-        for step in range(max(start, first), last):
-            t_step = time.perf_counter()
-            micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index,
-                                  world, config.grad_accum)
-            row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_table, micro, config,
-                           loss_fn, pad_id)
-            done = step + 1
-            row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs),
-                       step_time_s=time.perf_counter() - t_step)
-            metrics.log(done, row)
-            if done % config.save_steps == 0 and done != last:
-                checkpointer.save(policy, done, {"total_steps": steps, "iteration": k, "iteration_done": False})
-                if main:
-                    prune(out, config.save_total_limit, first if config.reference == "previous" else None)
-
-        # 4. evaluate on the held-out prompts, log the iteration, checkpoint
-        if main:  # the other processes wait at the checkpoint
-            steps_rows = [r for r in read_metrics(out) if r.get("iteration") == k]
-            stats = job.stats
-            summary = {
-                "iteration": k, "step": last, "pairs": len(rows), "labels_ok": stats["ok"],
-                "labels_tie": stats["labels"]["tie"], "labels_failed": stats["failed"],
-                "position_consistency": stats["position_consistency"], "train_pairs": len(train_pairs),
-                "too_long": too_long, "feedback": feedback.counts,
-                "loss_first": steps_rows[0]["loss"] if steps_rows else None,
-                "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
-                "reference": "initial" if config.lora else config.reference,
-                **evaluate(config, acc, model, reference, tokenizer, (judge, eval_judge), constitution, eval_prompts,
-                           baseline, eval_seed, sampler, last),
-            }
-            if config.track_keyword:
-                summary["keyword_share_samples"] = keyword_share(
-                    [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword)
+        dpo_steps(run, k, first, reference, train_pairs, it_dir)
+        if run.main:  # the other processes wait at the checkpoint
+            summary = iteration_summary(run, k, reference, rows, job, feedback, (len(train_pairs), too_long),
+                                        baseline, eval_seed)
             summary["time_s"] = round(time.perf_counter() - t0, 3)
-            with open(out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
+            with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
                 f.write(json.dumps(summary) + "\n")
             print(_summary(summary, config.iterations), flush=True)
-        checkpointer.save(policy, last, {"total_steps": steps, "iteration": k, "iteration_done": True})
-        if main:
-            prune(out, config.save_total_limit, None)
-        start, reference = last, None  # the next iteration's reference replaces this one
+        run.log.checkpointer.save(run.policy, last, {"total_steps": config.iterations * S, "iteration": k,
+                                                     "iteration_done": True})
+        if run.main:
+            prune(run.out, config.save_total_limit, None)
+        run.step, reference = last, None  # the next iteration's reference replaces this one
 
     # -- save -----------------------------------------------------------------------------------------------
-    metrics.close()
-    sampler.close()
-    for j in (judge, eval_judge):
+    run.sampler.close()
+    for j in run.judges:
         if j is not None:
             j.close()
-    return save_final(acc, policy, tokenizer, out)
+    return run.log.finish(run.policy)
 
 
 def _summary(row: dict, iterations: int) -> str:

@@ -24,40 +24,18 @@ from pathlib import Path
 
 import torch
 
-from . import make_accelerator, make_optimizer, prepare_for_training, prepare_run_dir, reduce_sums, save_final, \
-    with_cpu_threads
-from ..data.prompts import read_prompts, split_prompts
-from ..train.checkpoint import Checkpointer
-from ..config.train import PPOTrainConfig
+from ..config.ppo import PPOTrainConfig
+from ..policy.sampling import PolicySampler, sample
+from ..rewards.sources import make_reward_source
 from ..train.data import step_indices
 from ..train.losses import ppo_policy_loss, ppo_value_loss
-from ..train.metrics import MetricsLog
-from ..train.models import add_lora, load_model, load_tokenizer, reference_mode
-from ..train.ppo import (PolicyWithValueHead, RolloutBatch, build_batch, entropy, gae,
-                         kl_penalised_rewards, make_kl_controller, make_reward_source, masked_whiten,
-                         policy_outputs, response_token_logps)
-from ..policy.sampling import PolicySampler, prompt_ids, sample
-
-POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # random streams of one step
-
-
-def stream_seed(seed: int, step: int, rank: int, stream: int) -> int:
-    """The seed of one random stream (policy samples, reference samples, mini-batch order, ...) of one step on
-    one process: a function of the step, not of what ran before, so a resumed run draws the same."""
-    return (((seed * 1_000_003 + step) * 4099 + rank) * 16 + stream) % (2**63 - 1)
-
-
-def load_prompts(config: PPOTrainConfig, tokenizer) -> tuple[list, list, int]:
-    """(training prompts, held-out prompts, prompts left out for length)."""
-    prompts = read_prompts(config.prompts.path)
-    if config.prompts.eval_path:
-        train, held_out = prompts, read_prompts(config.prompts.eval_path)
-    else:
-        train, held_out = split_prompts(prompts, int(round(len(prompts) * config.prompts.eval_fraction)),
-                                        config.seed)
-    room = config.max_length - config.sampling.max_new_tokens
-    fits = [p for p in train if len(prompt_ids(tokenizer, p)) <= room]
-    return fits, [p for p in held_out if len(prompt_ids(tokenizer, p)) <= room], len(train) - len(fits)
+from ..train.models import load_reference, load_tokenizer, load_trainable, reference_mode
+from ..train.ppo import (EVAL_POLICY, EVAL_REFERENCE, ORDER, POLICY, REFERENCE, PolicyWithValueHead, gae,
+                         kl_penalised_rewards, make_kl_controller, masked_whiten, policy_outputs, rollout_prompts,
+                         shape_scores, stream_seed)
+from ..train.rollout import RolloutBatch, build_batch, by_row_chunks, entropy, response_token_logps
+from ..train.run import RunLog, frozen_dtype, make_optimizer, prepare_for_training, reduce_sums, start_run, \
+    with_cpu_threads
 
 
 @dataclass
@@ -67,38 +45,6 @@ class Rollout:
     values: torch.Tensor      # V_old(s_t)
     advantages: torch.Tensor
     returns: torch.Tensor
-
-
-def _by_chunks(fn, batch: RolloutBatch, size: int) -> list[torch.Tensor]:
-    """`fn(sub-batch) -> tuple of [n, w] tensors` over row chunks of `batch`, reassembled as [N, T] tensors."""
-    n, length = batch.response_mask.shape
-    out: list[torch.Tensor] = []
-    for start in range(0, n, size):
-        rows = torch.arange(start, min(start + size, n), device=batch.input_ids.device)
-        parts = fn(batch.rows(rows))
-        if not out:
-            out = [torch.zeros((n, length), dtype=torch.float32, device=batch.input_ids.device) for _ in parts]
-        for full, part in zip(out, parts):
-            full[rows, :part.shape[1]] = part.float()
-    return out
-
-
-def _global_mean_std(acc, x: torch.Tensor) -> tuple[float, float]:
-    s = reduce_sums(acc, {"n": torch.tensor(float(len(x))), "sum": x.sum(), "sq": (x ** 2).sum()})
-    mean = s["sum"] / max(s["n"], 1)
-    return mean, max(s["sq"] / max(s["n"], 1) - mean ** 2, 0.0) ** 0.5
-
-
-def shape_scores(acc, scores: torch.Tensor, finished: torch.Tensor, config) -> torch.Tensor:
-    """The configured score shaping: missing-EOS penalty, then whitening over the batch, then clipping."""
-    if config.missing_eos_penalty is not None:
-        scores = scores - config.missing_eos_penalty * (~finished).float()
-    if config.whiten:
-        mean, std = _global_mean_std(acc, scores)
-        scores = (scores - mean) / (std + 1e-8)
-    if config.clip is not None:
-        scores = scores.clamp(-config.clip, config.clip)
-    return scores
 
 
 def draw(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig, seeds: tuple[int, int],
@@ -135,8 +81,8 @@ def forward_old(acc, model, reference, batch: RolloutBatch, size: int):
             return (response_token_logps(ref, b),)
 
     with torch.no_grad(), acc.autocast():
-        logps, values, ent = _by_chunks(policy_side, batch, size)
-        (ref_logps,) = _by_chunks(reference_side, batch, size)
+        logps, values, ent = by_row_chunks(policy_side, batch, size)
+        (ref_logps,) = by_row_chunks(reference_side, batch, size)
     unwrapped.train(was_training)
     return logps, values, ent, ref_logps
 
@@ -253,29 +199,20 @@ def evaluate(acc, model, reference, scorer, tokenizer, prompts: list, config: PP
 @with_cpu_threads
 def train(config: PPOTrainConfig) -> Path:
     """Run (or resume) a PPO training run; returns the directory of the final model."""
-    from accelerate.utils import set_seed
-
     # -- setup ----------------------------------------------------------------------------------------------
-    acc = make_accelerator(config)
+    acc, resume = start_run(config)
     out = Path(config.output_dir)
-    resume = prepare_run_dir(config, acc)
-    set_seed(config.seed)
     tokenizer = load_tokenizer(config.model, resume)
-    train_prompts, eval_prompts, too_long = load_prompts(config, tokenizer)
+    train_prompts, eval_prompts, too_long = rollout_prompts(config, tokenizer)
     world = acc.num_processes
     per_step = config.batch_size * world
     if len(train_prompts) < per_step:
         raise ValueError(f"{len(train_prompts)} training prompts are fewer than one rollout of {per_step}")
     steps = config.max_steps or max(1, int(len(train_prompts) // per_step * config.num_epochs))
 
-    ref_dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32
-    if config.lora:
-        lm = add_lora(load_model(config.model, tokenizer, "lm"), config.lora, "lm", path=resume)
-        reference = None  # the base model with the adapters switched off
-    else:
-        lm = load_model(config.model, tokenizer, "lm", path=resume)
-        reference = load_model(config.model, tokenizer, "lm", dtype=ref_dtype).to(acc.device).eval()
-        reference.requires_grad_(False)
+    lm = load_trainable(config.model, config.lora, tokenizer, "lm", resume)
+    # under LoRA the reference is the base model with the adapters switched off
+    reference = None if config.lora else load_reference(config.model, tokenizer, acc.device, frozen_dtype(acc))
     prepare_for_training(lm, config)
     model = PolicyWithValueHead(lm, lm.config.get_text_config().hidden_size)
     if resume:
@@ -284,25 +221,21 @@ def train(config: PPOTrainConfig) -> Path:
     updates = steps * config.ppo_epochs * config.num_mini_batches
     optimizer, scheduler = make_optimizer(model, config.optim, updates)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
-    checkpointer = Checkpointer(acc, out, tokenizer, keep=config.save_total_limit)
-    state = checkpointer.load(resume) if resume else {"step": 0}
-    start = state["step"]
+    log = RunLog(acc, config, tokenizer, resume, keep=config.save_total_limit)
     kl_ctl = make_kl_controller(config.kl)
-    kl_ctl.value = state.get("kl_coef", kl_ctl.value)
-    scorer = make_reward_source(config.reward, acc.device, ref_dtype, config.seed)
+    kl_ctl.value = log.state.get("kl_coef", kl_ctl.value)
+    scorer = make_reward_source(config.reward, acc.device, frozen_dtype(acc), config.seed)
     # transformers generate, or one vLLM engine that gets the policy's weights before each rollout
     sampler = PolicySampler(config.sampling, out / f".vllm-weights-{acc.process_index}", config.seed)
-    metrics = MetricsLog(out, config.report_to, config.project, config.model_dump(mode="json"),
-                         resume_step=start, enabled=acc.is_main_process)
     if acc.is_main_process:
         print(f"ppo: {len(train_prompts)} training prompts, {len(eval_prompts)} held out, {too_long} too long; "
               f"{steps} iterations of {per_step} prompts x {config.samples_per_prompt} samples, "
               f"{config.ppo_epochs} epochs x {config.num_mini_batches} mini-batches"
-              + (f"; resuming at step {start}" if start else ""), flush=True)
+              + (f"; resuming at step {log.start}" if log.start else ""), flush=True)
 
     # -- loop -----------------------------------------------------------------------------------------------
     model.train()
-    for step in range(start, steps):
+    for step in range(log.start, steps):
         t0 = time.perf_counter()
         prompts = [train_prompts[i] for i in step_indices(step, len(train_prompts), per_step, config.seed)]
         failed_before = scorer.failed
@@ -323,16 +256,11 @@ def train(config: PPOTrainConfig) -> Path:
                    rollout_tokens_per_s=r["response_tokens"] / (t1 - t0),
                    update_tokens_per_s=u["seen_tokens"] / (t2 - t1),
                    rollout_time_s=t1 - t0, update_time_s=t2 - t1, epoch=done * per_step / len(train_prompts))
-        if done == steps or (config.eval_steps and done % config.eval_steps == 0):
+        if log.evaluates(done, steps):
             row.update(evaluate(acc, model, reference, scorer, tokenizer, eval_prompts, config, sampler, done))
-        metrics.log(done, row)
-        if acc.is_main_process and (done == steps or done % max(1, steps // 20) == 0):
-            print(f"step {done}/{steps} score {row['score']:.4f} kl {row['kl']:.4f} loss {row['loss']:.4f} "
-                  f"len {row['response_length']:.1f}", flush=True)
-        if done % config.save_steps == 0 or done == steps:
-            checkpointer.save(model, done, {"total_steps": steps, "kl_coef": kl_ctl.value})
+        log.end_step(model, done, steps, row, f"score {row['score']:.4f} kl {row['kl']:.4f} loss {row['loss']:.4f} "
+                     f"len {row['response_length']:.1f}", {"kl_coef": kl_ctl.value})
 
     # -- save -----------------------------------------------------------------------------------------------
-    metrics.close()
     sampler.close()
-    return save_final(acc, model, tokenizer, out)
+    return log.finish(model)

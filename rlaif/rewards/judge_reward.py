@@ -9,7 +9,7 @@ the constitution, debiased like any label — with something to beat:
   2·mean_j P(response ≻ response_j) − 1, a round-robin tournament.
 
 `JudgeReward` has TRL's reward-function signature `(prompts, completions, **kwargs) -> list[float]`; `score` is
-the same computation with per-response failure counts, for the HTTP reward server (rlaif/serve_reward.py).
+the same computation with per-response failure counts, for the HTTP reward server (rlaif/rewards/server.py).
 A failed verdict gives reward 0 (no preference) in `reference` mode and counts as a tie in a `group`
 tournament; either way it is counted in `failed`, never hidden.
 """
@@ -44,7 +44,8 @@ def _prompt(x):
     raise ValueError(f"a prompt must be text or a list of chat messages, got {type(x).__name__}")
 
 
-def _key(prompt) -> str:
+def prompt_key(prompt) -> str:
+    """A prompt (text or chat messages) as a dict key: responses to the same prompt share it."""
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
@@ -112,7 +113,7 @@ class JudgeReward:
     def _tournament(self, ps: list, texts: list[str]) -> Scored:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(ps):
-            groups[_key(p)].append(i)
+            groups[prompt_key(p)].append(i)
         pairs, owners = [], []
         for members in groups.values():
             for x in range(len(members)):

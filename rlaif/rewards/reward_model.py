@@ -1,9 +1,10 @@
-"""`rlaif reward score`: a trained reward model (the directory `rlaif train reward` saves) scores both responses
-of every pair; writes id, r_a, r_b and p_a = σ(r_a − r_b) (the Bradley-Terry preference the model was trained to
-match) per pair, and the pairwise accuracy against human choices where the input carries them.
+"""Reward-model scoring, the one place a trained reward model (the directory `rlaif train reward` saves) turns
+token ids into scores: the training loss reads `sequence_rewards`, PPO's model reward (rlaif.rewards.sources) and
+`rlaif reward score` read `score_sequences`. Every sequence is prompt + response encoded by rlaif.policy.chat and
+right-padded; the score head reads each sequence's last non-pad token, so a score here is the score training saw.
 
-Pairs are encoded and batched exactly as in training (rlaif.train.data encode_pairs/collate; the score head
-reads each sequence's last non-pad token), so a score here is the score the training loop computed.
+`rlaif reward score` (`score_pairs_file`) writes id, r_a, r_b and p_a = σ(r_a − r_b) (the Bradley-Terry preference
+the model was trained to match) per pair, and the pairwise accuracy against human choices where the input has them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional, TextIO, Union
+from typing import Optional, Sequence, TextIO, Union
 
 PathLike = Union[str, Path]
 
@@ -23,24 +24,50 @@ def _sigmoid(x: float) -> float:
 
 def load_reward_model(model_dir: PathLike, dtype=None, device=None):
     """(model, tokenizer) from a saved reward-model directory: a one-output sequence classifier, frozen, in eval
-    mode, on `device` (default: a GPU when there is one) in `dtype` (default fp32)."""
+    mode, on `device` (default: auto, a GPU when there is one) in `dtype` (default fp32, on a GPU too: scores are
+    compared to each other, so they keep full precision unless a caller asks otherwise)."""
+    from ..config.devices import device_and_dtype
+
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: not a saved model directory (no config.json); pass the model/ folder "
                                 f"`rlaif train reward` writes in its output directory")
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    device, dtype = device_and_dtype(device or "auto", dtype or "float32")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1,
-                                                               dtype=dtype or torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: a reward model has one output, this one has {model.config.num_labels}")
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
     return model.eval().requires_grad_(False), tokenizer
+
+
+def sequence_rewards(reward_model, input_ids, attention_mask):
+    """r(x, y) of every right-padded row, in fp32 (with gradients when the caller trains)."""
+    return reward_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, 0].float()
+
+
+def score_sequences(reward_model, sequences: Sequence[list[int]], pad_id: int, batch_size: int) -> list[float]:
+    """Scores of token-id sequences, `batch_size` at a time, each batch right-padded to its longest sequence."""
+    import torch
+
+    device = next(reward_model.parameters()).device
+    scores: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start:start + batch_size]
+            width = max(len(x) for x in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, x in enumerate(chunk):
+                ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+                attention[i, :len(x)] = 1
+            scores.extend(sequence_rewards(reward_model, ids.to(device), attention.to(device)).cpu().tolist())
+    return scores
 
 
 def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLike] = None, batch_size: int = 16,
@@ -48,25 +75,20 @@ def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLik
     """Score every pair of `pairs` (any input rlaif.data.read_pairs reads) and write one JSON line per pair to
     `out` (stdout when None). Pairs longer than `max_length` tokens (default: the model's context) are written
     with r_a = r_b = p_a = null and an error, and counted. Returns the counts and the human-label accuracy."""
-    import torch
-
     from ..data.pairs import read_pairs
-    from ..recipes.reward import rewards
-    from ..train.data import Preference, collate, encode_pairs
+    from ..policy.chat import encode_pair
 
     if batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
     model, tokenizer = load_reward_model(model_dir)
     limit = max_length or getattr(model.config, "max_position_embeddings", None) or 4096
-    device = next(model.parameters()).device
     counts = {"pairs": 0, "scored": 0, "too_long": 0, "human_pairs": 0, "human_correct": 0}
 
     def flush(batch: list, sink: TextIO) -> None:
-        encoded = [e for _, e in batch]
-        with torch.no_grad():
-            tensors = {k: v.to(device) for k, v in collate(encoded, tokenizer.pad_token_id, limit).items()}
-            r_a, r_b = rewards(model, tensors)
-        for (pair, _), a, b in zip(batch, r_a.tolist(), r_b.tolist()):
+        # one forward over [every a; every b], as training batches a pair
+        seqs = [prompt + a for _, (prompt, a, _) in batch] + [prompt + b for _, (prompt, _, b) in batch]
+        scores = score_sequences(model, seqs, tokenizer.pad_token_id, len(seqs))
+        for (pair, _), a, b in zip(batch, scores[:len(batch)], scores[len(batch):]):
             row = {"id": pair.id, "r_a": a, "r_b": b, "p_a": _sigmoid(a - b)}
             if pair.human_label in ("a", "b"):
                 row["human_label"] = pair.human_label
@@ -82,14 +104,13 @@ def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLik
         batch: list = []
         for pair in read_pairs(pairs, format=format, seed=seed):
             counts["pairs"] += 1
-            encoded, dropped = encode_pairs(tokenizer, [Preference(pair.id, pair.prompt, pair.response_a,
-                                                                   pair.response_b, 0.5)], limit, whole=True)
-            if dropped:
+            encoded = encode_pair(tokenizer, pair.prompt, pair.response_a, pair.response_b, limit, whole=True)
+            if encoded is None:
                 counts["too_long"] += 1
                 sink.write(json.dumps({"id": pair.id, "r_a": None, "r_b": None, "p_a": None,
                                        "error": f"longer than {limit} tokens"}) + "\n")
                 continue
-            batch.append((pair, encoded[0]))
+            batch.append((pair, encoded))
             if len(batch) == batch_size:
                 flush(batch, sink)
         if batch:

@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .judge_reward import JudgeReward
+from .judge_reward import JudgeReward, prompt_key
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>",
@@ -136,18 +136,14 @@ class Splitter:
 # ---------------------------------------------------------------------------------------------- references
 
 
-def _key(prompt) -> str:
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
-
-
 class ReferenceSampler:
-    """One response per prompt from a reference policy (rlaif.train.sampling.sample), cached per prompt so a
+    """One response per prompt from a reference policy (rlaif.policy.sampling.sample), cached per prompt so a
     prompt's reference is sampled once and every response to it is judged against the same one."""
 
     def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                  cache_size: int = 100_000):
+        from ..config.sampling import SamplingConfig
         from ..policy.generate import load_policy
-        from ..policy.sampling import SamplingConfig
 
         try:
             self.model, self.tokenizer = load_policy(str(path))
@@ -163,15 +159,15 @@ class ReferenceSampler:
         from ..policy.sampling import sample
 
         with self._lock:
-            missing = list({_key(p): p for p in prompts if _key(p) not in self.cache}.values())
+            missing = list({prompt_key(p): p for p in prompts if prompt_key(p) not in self.cache}.values())
             if missing:
                 for p, row in zip(missing, sample(self.model, self.tokenizer, missing, 1, self.config, seed=self.seed)):
-                    self.cache[_key(p)] = row[0].text
+                    self.cache[prompt_key(p)] = row[0].text
                 self.sampled += len(missing)
             out = []
             for p in prompts:
-                self.cache.move_to_end(_key(p))
-                out.append(self.cache[_key(p)])
+                self.cache.move_to_end(prompt_key(p))
+                out.append(self.cache[prompt_key(p)])
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
             return out
@@ -230,7 +226,7 @@ class RewardService:
         prompts, responses = self.items(req)
         refs = self.references(req, prompts) if self.reward.mode == "reference" else None
         if self.reward.mode == "group" and not self.warned_group and prompts and \
-                len({_key(p) for p in prompts}) == len(prompts):
+                len({prompt_key(p) for p in prompts}) == len(prompts):
             self.warned_group = True
             _log("warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
                  "prompt's responses in one request, or use mode reference")

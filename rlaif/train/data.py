@@ -1,8 +1,8 @@
 """Preference data for training: label records → `Preference`s (the feedback source seam) → token ids → padded
 batches, keeping the soft preference p_a of every pair. Batches are laid out [all a responses; all b responses].
 
-Prompts and responses go through the tokenizer's chat template when it has one (a text prompt becomes one user
-turn), otherwise through plain text with EOS appended; the response starts where the prompt's tokens end.
+Prompts and responses are encoded by rlaif.policy.chat (the tokenizer's chat template when it has one), as
+sampling and reward-model scoring encode them. The order of pairs per step is a function of the step alone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from ..data.labels import read_labels
+from ..policy.chat import encode_pair
 
 HUMAN_CODE = {"a": 1, "b": 0}
 
@@ -87,34 +88,7 @@ def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = Tru
     return FeedbackData(train, held_out, {**stats, "left_out": counts})
 
 
-# -- tokenisation ------------------------------------------------------------------------------------------------
-def _common_prefix(x: list[int], y: list[int]) -> int:
-    n = 0
-    for a, b in zip(x, y):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
-def encode(tokenizer, prompt, response: str) -> tuple[list[int], list[int]]:
-    """(prompt ids, response ids) for one response. The response starts where the tokenisations of the prompt
-    alone and of prompt+response stop agreeing (templates and merges can change the prompt's last tokens)."""
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}],
-                                             tokenize=True, return_dict=True)["input_ids"]
-    else:
-        if not isinstance(prompt, str):
-            raise ValueError("a conversational prompt needs a tokenizer with a chat template")
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        full = tokenizer(prompt + response + (tokenizer.eos_token or ""))["input_ids"]
-    n = _common_prefix(prompt_ids, full)
-    return list(full[:n]), list(full[n:])
-
-
+# -- token ids and batches ---------------------------------------------------------------------------------------
 @dataclass
 class EncodedPair:
     prompt_ids: list[int]
@@ -125,19 +99,16 @@ class EncodedPair:
 
 
 def encode_pairs(tokenizer, prefs: list[Preference], max_length: int, whole: bool) -> tuple[list[EncodedPair], int]:
-    """Encode pairs; returns them and how many were left out for length. `whole`: a pair must fit entirely
-    (reward models read the last token); otherwise only the prompt must fit and responses are cut."""
+    """Encode pairs (rlaif.policy.chat.encode_pair); returns them and how many were left out for length. `whole`:
+    a pair must fit entirely (reward models read the last token); otherwise only the prompt must fit and
+    responses are cut."""
     out, dropped = [], 0
     for p in prefs:
-        prompt_ids, a_ids = encode(tokenizer, p.prompt, p.response_a)
-        prompt_b, b_ids = encode(tokenizer, p.prompt, p.response_b)
-        n = _common_prefix(prompt_ids, prompt_b)
-        a_ids, b_ids, prompt_ids = prompt_ids[n:] + a_ids, prompt_b[n:] + b_ids, prompt_ids[:n]
-        longest = len(prompt_ids) + max(len(a_ids), len(b_ids))
-        if (whole and longest > max_length) or len(prompt_ids) >= max_length:
+        encoded = encode_pair(tokenizer, p.prompt, p.response_a, p.response_b, max_length, whole)
+        if encoded is None:
             dropped += 1
             continue
-        out.append(EncodedPair(prompt_ids, a_ids, b_ids, p.p_a, HUMAN_CODE.get(p.human_label, -1)))
+        out.append(EncodedPair(*encoded, p.p_a, HUMAN_CODE.get(p.human_label, -1)))
     return out, dropped
 
 
@@ -158,6 +129,11 @@ def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str,
     return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion,
             "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
             "human": torch.tensor([p.human for p in pairs], dtype=torch.long)}
+
+
+def pair_batch(pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device) -> dict:
+    """`collate` of the pairs `idx`, on `device`."""
+    return {k: v.to(device) for k, v in collate([pairs[i] for i in idx], pad_id, max_length).items()}
 
 
 # -- order -------------------------------------------------------------------------------------------------------

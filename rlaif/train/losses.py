@@ -1,6 +1,6 @@
 """Preference losses as small functions over per-example tensors: the reward model's Bradley-Terry loss and the
 DPO family. Each takes the soft preference p_a (probability that response a is preferred) and returns one loss
-per pair; recipes average them. Hand-checked in tests/test_losses.py.
+per pair; recipes average them. PPO's per-token losses close the file. Hand-checked in tests/train/.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..config.dpo import DPOLoss, IPOLoss, SigmoidDPOLoss
 
 
 def bradley_terry_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: float = 0.0,
@@ -52,24 +54,27 @@ def ipo_loss(delta: torch.Tensor, p_a: torch.Tensor, beta: float) -> torch.Tenso
     return (delta - (p_a.to(delta.dtype) - 0.5) / beta) ** 2
 
 
-def dpo_loss_fn(config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss named by a DPO config's `loss.type`, as `fn(delta, p_a) -> per-pair loss`."""
-    registry = {
-        "sigmoid": lambda c: lambda d, p: sigmoid_dpo_loss(d, p, c.beta, c.label_smoothing),
-        "ipo": lambda c: lambda d, p: ipo_loss(d, p, c.beta),
-    }
-    return registry[config.type](config)
+def dpo_loss_fn(config: DPOLoss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss a DPO config's `loss:` names (its `type:`), as `fn(delta, p_a) -> per-pair loss`."""
+    match config:
+        case SigmoidDPOLoss(beta=beta, label_smoothing=smoothing):
+            return lambda delta, p_a: sigmoid_dpo_loss(delta, p_a, beta, smoothing)
+        case IPOLoss(beta=beta):
+            return lambda delta, p_a: ipo_loss(delta, p_a, beta)
+    raise TypeError(f"no DPO loss for {type(config).__name__}")
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] per position, in fp32: logit[target] − logsumexp(logits), without
+    materialising the full log-softmax over the vocabulary."""
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
+    return picked - torch.logsumexp(logits.float(), dim=-1)
 
 
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over masked positions of log softmax(logits)[target]: log π(response | prompt) per sequence.
-
-    `logits[:, t]` must already be aligned with `targets[:, t]`. Computed as logit[target] - logsumexp(logits),
-    in fp32, without materialising the full log-softmax over the vocabulary.
-    """
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
-    token_logps = picked - torch.logsumexp(logits.float(), dim=-1)
-    return (token_logps * mask).sum(dim=-1)
+    `logits[:, t]` must already be aligned with `targets[:, t]`."""
+    return (token_logps(logits, targets) * mask).sum(dim=-1)
 
 
 # -- PPO ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 import torch
 
+from ..config.run import LoraConfig, ModelSource, PretrainedModelConfig, TinyModelConfig
+
 Head = Literal["lm", "score"]
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -62,7 +64,7 @@ def load_tokenizer(source, path: Optional[Path] = None):
     """The tokenizer of a model source (or of a saved checkpoint `path`), with a pad token set."""
     from transformers import AutoTokenizer
 
-    if path is None and source.type == "tiny":
+    if path is None and isinstance(source, TinyModelConfig):
         return build_tokenizer(source)
     tok = AutoTokenizer.from_pretrained(str(path or source.path),
                                         **({} if path else {"revision": source.revision,
@@ -76,13 +78,13 @@ def load_model(source, tokenizer, head: Head, path: Optional[Path] = None, dtype
     """The model of a source, or the one saved in checkpoint `path` (HF format) when resuming."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    if path is None and source.type == "tiny":
+    if path is None and isinstance(source, TinyModelConfig):
         return build_tiny(source, tokenizer, head).to(dtype)
     auto = AutoModelForCausalLM if head == "lm" else AutoModelForSequenceClassification
     kwargs = {"dtype": dtype}
     if head == "score":
         kwargs["num_labels"] = 1
-    if source.type == "pretrained":
+    if isinstance(source, PretrainedModelConfig):
         kwargs["trust_remote_code"] = source.trust_remote_code
         if source.attn_implementation:
             kwargs["attn_implementation"] = source.attn_implementation
@@ -107,8 +109,19 @@ def add_lora(model, lora, head: Head, path: Optional[Path] = None):
     return peft.get_peft_model(model, cfg)
 
 
-def is_saved_lora(path: Path) -> bool:
-    return (path / "adapter_config.json").exists()
+def load_trainable(source: ModelSource, lora: Optional[LoraConfig], tokenizer, head: Head,
+                   resume: Optional[Path] = None):
+    """The model a run trains: the source's model, or the one in checkpoint `resume`; under LoRA the base model
+    is the source's and only the adapters come from the checkpoint."""
+    if lora:
+        return add_lora(load_model(source, tokenizer, head), lora, head, path=resume)
+    return load_model(source, tokenizer, head, path=resume)
+
+
+def load_reference(source: ModelSource, tokenizer, device, dtype: torch.dtype = torch.float32):
+    """The frozen reference policy: the source's model as training starts from it, in eval mode, on `device`."""
+    model = load_model(source, tokenizer, "lm", dtype=dtype).to(device).eval()
+    return model.requires_grad_(False)
 
 
 @contextlib.contextmanager

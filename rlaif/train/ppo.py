@@ -1,6 +1,7 @@
-"""PPO's components, used by the `rlaif train ppo` recipe (rlaif/recipes/ppo.py): rollout prompts, the policy with
-its value head, rollout batches and their per-token log-probs and values, the KL-penalised per-token rewards,
-GAE, whitening, the KL controllers and the reward sources (a reward model, or the judge itself).
+"""PPO's components, used by the `rlaif train ppo` recipe (rlaif/recipes/ppo.py): rollout prompts and seeds, the
+policy with its value head and its per-token log-probs and values, score shaping, the KL-penalised per-token
+rewards, GAE, whitening and the KL controllers. Rollout batches are rlaif.train.rollout; what scores a response
+(a reward model, or the judge itself) is rlaif.rewards.sources.
 
 The per-token losses themselves live with the other losses (`rlaif.train.losses.ppo_policy_loss`,
 `ppo_value_loss`).
@@ -8,17 +9,46 @@ The per-token losses themselves live with the other losses (`rlaif.train.losses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import nn
 
+from ..config.ppo import AdaptiveKLConfig, FixedKLConfig
+from ..data.prompts import read_prompts, split_prompts
+from ..policy.chat import prompt_ids
+from .losses import token_logps
+from .rollout import RolloutBatch
+from .run import reduce_sums
+
 VALUE_HEAD_FILE = "value_head.safetensors"
 
 
-# -- prompts -----------------------------------------------------------------------------------------------------
+# -- prompts and seeds -------------------------------------------------------------------------------------------
+def rollout_prompts(config, tokenizer) -> tuple[list, list, int]:
+    """(training prompts, held-out prompts, training prompts left out for length) of a PPO config: prompts longer
+    than max_length − max_new_tokens leave no room for a response."""
+    prompts = read_prompts(config.prompts.path)
+    if config.prompts.eval_path:
+        train, held_out = prompts, read_prompts(config.prompts.eval_path)
+    else:
+        train, held_out = split_prompts(prompts, int(round(len(prompts) * config.prompts.eval_fraction)),
+                                        config.seed)
+    room = config.max_length - config.sampling.max_new_tokens
+    fits = [p for p in train if len(prompt_ids(tokenizer, p)) <= room]
+    return fits, [p for p in held_out if len(prompt_ids(tokenizer, p)) <= room], len(train) - len(fits)
+
+
+POLICY, REFERENCE, ORDER, EVAL_POLICY, EVAL_REFERENCE = range(5)  # the random streams of one step
+
+
+def stream_seed(seed: int, step: int, rank: int, stream: int) -> int:
+    """The seed of one random stream (policy samples, reference samples, mini-batch order, ...) of one step on
+    one process: a function of the step, not of what ran before, so a resumed run draws the same."""
+    return (((seed * 1_000_003 + step) * 4099 + rank) * 16 + stream) % (2**63 - 1)
+
+
 # -- the policy and its value head -------------------------------------------------------------------------------
 class PolicyWithValueHead(nn.Module):
     """A causal LM policy and a value head V(s) = w·h_s + b on its last hidden state (after the final norm).
@@ -62,67 +92,6 @@ class PolicyWithValueHead(nn.Module):
         self.value_head.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE)))
 
 
-# -- rollout batches ---------------------------------------------------------------------------------------------
-@dataclass
-class RolloutBatch:
-    """Sampled responses laid out for one forward pass: prompts left-padded to a shared width P, responses
-    right-padded after them, so response token t of every row sits in column P + t. Position ids count real
-    tokens only, as they did during generation."""
-
-    input_ids: torch.Tensor      # [N, P + T]
-    attention_mask: torch.Tensor  # [N, P + T]
-    position_ids: torch.Tensor   # [N, P + T]
-    response_mask: torch.Tensor  # [N, T], 1 on response tokens
-    prompt_width: int            # P
-
-    @property
-    def responses(self) -> torch.Tensor:
-        return self.input_ids[:, self.prompt_width:]
-
-    def rows(self, idx) -> "RolloutBatch":
-        """The rows `idx`, with the columns that are padding in all of them cut off."""
-        attention, mask = self.attention_mask[idx], self.response_mask[idx]
-        left = int((attention[:, :self.prompt_width] == 0).sum(dim=1).min())
-        width = max(int(mask.sum(dim=1).max()), 1)
-        cols = slice(left, self.prompt_width + width)
-        return RolloutBatch(self.input_ids[idx][:, cols], attention[:, cols], self.position_ids[idx][:, cols],
-                            mask[:, :width], self.prompt_width - left)
-
-    def to(self, device) -> "RolloutBatch":
-        return RolloutBatch(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device),
-                            self.response_mask.to(device), self.prompt_width)
-
-
-def build_batch(samples: Sequence, pad_id: int) -> RolloutBatch:
-    """A RolloutBatch of `rlaif.train.sampling.Sample`s (their prompt and response token ids)."""
-    width = max(len(s.prompt_ids) for s in samples)
-    length = max(max(len(s.response_ids) for s in samples), 1)
-    n = len(samples)
-    ids = torch.full((n, width + length), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, width + length), dtype=torch.long)
-    mask = torch.zeros((n, length), dtype=torch.float32)
-    for i, s in enumerate(samples):
-        p, r = len(s.prompt_ids), len(s.response_ids)
-        ids[i, width - p:width] = torch.tensor(s.prompt_ids, dtype=torch.long)
-        ids[i, width:width + r] = torch.tensor(s.response_ids, dtype=torch.long)
-        attention[i, width - p:width + r] = 1
-        mask[i, :r] = 1.0
-    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return RolloutBatch(ids, attention, positions, mask, width)
-
-
-def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[target] per position, in fp32, without the full log-softmax over the vocabulary."""
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
-    return picked - torch.logsumexp(logits.float(), dim=-1)
-
-
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H(softmax(logits)) per position, in fp32."""
-    logits = logits.float()
-    return torch.logsumexp(logits, dim=-1) - (logits.softmax(dim=-1) * logits).sum(dim=-1)
-
-
 def policy_outputs(model, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits [N, T, V], log π(a_t | s_t) [N, T] and V(s_t) [N, T] for every response token t of the batch
     (`model` is a PolicyWithValueHead, or its DDP wrapper)."""
@@ -130,15 +99,6 @@ def policy_outputs(model, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tens
     logits, values = model(batch.input_ids, batch.attention_mask, batch.position_ids, keep)
     logits, values = logits[:, :-1], values[:, :-1]
     return logits, token_logps(logits, batch.responses), values.float()
-
-
-def response_token_logps(model, batch: RolloutBatch) -> torch.Tensor:
-    """log π(a_t | s_t) [N, T] of every response token under a plain causal LM (the reference, or a policy
-    without value head)."""
-    keep = batch.response_mask.shape[1] + 1
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                   logits_to_keep=keep, use_cache=False).logits[:, :-1]
-    return token_logps(logits, batch.responses)
 
 
 # -- rewards and advantages --------------------------------------------------------------------------------------
@@ -189,6 +149,21 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     var = masked_mean((x - mean) ** 2, mask)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
+def shape_scores(acc, scores: torch.Tensor, finished: torch.Tensor, config) -> torch.Tensor:
+    """A reward config's score shaping, in order: the missing-EOS penalty, whitening over the rollout batch of all
+    processes, clipping."""
+    if config.missing_eos_penalty is not None:
+        scores = scores - config.missing_eos_penalty * (~finished).float()
+    if config.whiten:
+        s = reduce_sums(acc, {"n": torch.tensor(float(len(scores))), "sum": scores.sum(),
+                              "sq": (scores ** 2).sum()})
+        mean = s["sum"] / max(s["n"], 1)
+        std = max(s["sq"] / max(s["n"], 1) - mean ** 2, 0.0) ** 0.5
+        scores = (scores - mean) / (std + 1e-8)
+    if config.clip is not None:
+        scores = scores.clamp(-config.clip, config.clip)
+    return scores
+
 
 # -- the KL coefficient ------------------------------------------------------------------------------------------
 class FixedKL:
@@ -217,77 +192,11 @@ class AdaptiveKL:
         self.value *= 1.0 + error * n_responses / self.horizon
 
 
-KL_CONTROLLERS = {"fixed": FixedKL, "adaptive": AdaptiveKL}
-
-
 def make_kl_controller(config):
-    return KL_CONTROLLERS[config.type](config)
-
-
-# -- reward sources: what scores a response ----------------------------------------------------------------------
-class ModelScore:
-    """A reward model's score of each response. The response is decoded and re-tokenised (prompt and response
-    through `rlaif.train.data.encode`, as `rlaif train reward` encoded its pairs) with the reward model's own
-    tokenizer; inputs longer than `max_length` keep their end."""
-
-    needs_reference = False
-
-    def __init__(self, config, device, dtype: torch.dtype = torch.float32):
-        from ..rewards.reward_model import load_reward_model
-
-        self.config, self.device = config, device
-        self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
-
-    @torch.no_grad()
-    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
-        from .data import encode
-
-        seqs = []
-        for s in samples:
-            prompt, response = encode(self.tokenizer, s.prompt, s.text)
-            seqs.append((prompt + response)[-self.config.max_length:])
-        scores: list[float] = []
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(seqs), self.config.batch_size):
-            chunk = seqs[start:start + self.config.batch_size]
-            width = max(len(x) for x in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, x in enumerate(chunk):
-                ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-                attention[i, :len(x)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
-                                use_cache=False).logits
-            scores.extend(logits[:, 0].float().cpu().tolist())
-        return scores
-
-    @property
-    def failed(self) -> int:
-        return 0
-
-
-class JudgeScore:
-    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: against
-    the reference policy's response to the same prompt (mode reference) or the prompt's other responses (group)."""
-
-    def __init__(self, config, device=None, dtype=None, seed: int = 0):
-        from ..rewards.judge_reward import judge_reward
-
-        self.reward = judge_reward(config.judge, config.constitution, mode=config.mode, seed=seed)
-        self.needs_reference = config.mode == "reference"
-
-    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
-        kwargs = {"reference": [r.text for r in references]} if self.needs_reference else {}
-        return self.reward([s.prompt for s in samples], [s.text for s in samples], **kwargs)
-
-    @property
-    def failed(self) -> int:
-        """Verdicts that failed so far (each scored 0)."""
-        return self.reward.failed
-
-
-def make_reward_source(config, device, dtype: torch.dtype, seed: int):
-    """The scorer named by the config's `type:` — `fn(samples, references) -> list[float]`."""
-    registry = {"model": lambda: ModelScore(config, device, dtype),
-                "judge": lambda: JudgeScore(config, seed=seed)}
-    return registry[config.type]()
+    """The controller a config's `kl:` names (its `type:`)."""
+    match config:
+        case FixedKLConfig():
+            return FixedKL(config)
+        case AdaptiveKLConfig():
+            return AdaptiveKL(config)
+    raise TypeError(f"no KL controller for {type(config).__name__}")

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from rlaif.config.feedback import FeedbackConfig
-from rlaif.config.train import PairsConfig, load_train_config, parse_overrides
+from rlaif.config.run import PairsConfig
+from rlaif.config.train import load_train_config, parse_overrides
 from rlaif.config.yamlfile import ConfigFileError
+from rlaif.train.data import read_feedback
 from tests.helpers import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
@@ -24,11 +26,11 @@ def test_example_configs_parse(path):
     assert cfg.method == path.stem and cfg.output_dir
 
 
-def test_gpu_examples_use_a_real_model_and_bf16():
+@pytest.mark.parametrize("method", ["reward", "dpo", "ppo", "loop"])
+def test_gpu_examples_use_a_real_model_and_bf16(method):
     assert sorted(p.stem for p in (ROOT / "examples/gpu").glob("*.yaml")) == ["dpo", "loop", "ppo", "reward"]
-    for method in ("reward", "dpo", "ppo", "loop"):
-        cfg = load_train_config(ROOT / "examples/gpu" / f"{method}.yaml", method)
-        assert cfg.model.type == "pretrained" and cfg.precision in ("auto", "bf16")
+    cfg = load_train_config(ROOT / "examples/gpu" / f"{method}.yaml", method)
+    assert cfg.model.type == "pretrained" and cfg.precision in ("auto", "bf16")
 
 
 def test_accelerate_configs_are_yaml_for_accelerate():
@@ -67,8 +69,9 @@ def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
         load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["optim.lr=-1"])
 
 
-def test_importing_the_config_module_does_not_import_torch():
-    code = "import sys, rlaif.config.train, rlaif.cli.train; print('torch' in sys.modules)"
+def test_importing_the_config_modules_does_not_import_torch():
+    code = ("import sys, rlaif.config.train, rlaif.config.sampling, rlaif.config.devices, rlaif.recipes, "
+            "rlaif.rewards, rlaif.cli.train; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -88,8 +91,6 @@ def _write(path: Path, records) -> str:
 
 
 def test_read_feedback_keeps_soft_p_and_leaves_out_ties_and_failures(tmp_path):
-    from rlaif.train.data import read_feedback
-
     f = _write(tmp_path / "l.jsonl", [_record(0, 0.9, "a"), _record(1, 0.2, "b", human="a"), _record(2, 0.5, "tie"),
                                      _record(3, None, None, status="failed"), _record(4, None, "b")])
     data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0))
@@ -101,16 +102,12 @@ def test_read_feedback_keeps_soft_p_and_leaves_out_ties_and_failures(tmp_path):
 
 
 def test_human_source_trains_on_the_human_choices(tmp_path):
-    from rlaif.train.data import read_feedback
-
     f = _write(tmp_path / "h.jsonl", [_record(0, 1.0, "a", source="human"), _record(1, 0.0, "b", source="human")])
     data = read_feedback(FeedbackConfig(source="human", human=f), PairsConfig(eval_fraction=0))
     assert [(p.id, p.p_a, p.human_label) for p in data.train] == [("r0", 1.0, "a"), ("r1", 0.0, "b")]
 
 
 def test_held_out_split_is_disjoint_and_eval_files_win(tmp_path):
-    from rlaif.train.data import read_feedback
-
     f = _write(tmp_path / "l.jsonl", [_record(i, 0.9, "a") for i in range(20)])
     data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0.25), seed=3)
     assert len(data.eval) == 5 and len(data.train) == 15
@@ -124,8 +121,9 @@ def test_held_out_split_is_disjoint_and_eval_files_win(tmp_path):
 
 
 def test_encoding_uses_the_chat_template_and_batches_a_then_b():
-    from rlaif.config.train import TinyModelConfig
-    from rlaif.train.data import EncodedPair, Preference, collate, encode, encode_pairs
+    from rlaif.config.run import TinyModelConfig
+    from rlaif.policy.chat import encode
+    from rlaif.train.data import EncodedPair, Preference, collate, encode_pairs
     from rlaif.train.models import build_tokenizer
 
     tok = build_tokenizer(TinyModelConfig(vocab=["yes", "no", "please", "q"]))
@@ -152,18 +150,21 @@ def test_step_order_is_a_seeded_permutation_per_epoch():
     assert micro_batches(list(range(8)), rank=1, world=2, grad_accum=2) == [[1, 3], [5, 7]]
 
 
-def test_cli_reports_config_errors_with_file_and_line(tmp_path):
+BAD_REWARD = "method: reward\noutput_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nlr: 1\n"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "reward", "--config", "{bad}", "batch_size=2"], "{bad}:5: lr: unknown field"),
+    (["train", "dpo", "--config", "{bad}"], "use `rlaif train reward`"),
+    (["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")], "this is a 'loop' config; use `rlaif loop`"),
+    (["train", "reward", "--config", "{bad}", "oops"], "not key=value"),
+], ids=["unknown-field", "wrong-command", "loop-config", "bad-override"])
+def test_cli_reports_config_errors_with_file_and_line(tmp_path, args, expected):
     from typer.testing import CliRunner
 
     from rlaif.cli import app
 
     bad = tmp_path / "reward.yaml"
-    bad.write_text("method: reward\noutput_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nlr: 1\n")
-    result = CliRunner().invoke(app, ["train", "reward", "--config", str(bad), "batch_size=2"])
-    assert result.exit_code == 2 and f"{bad}:5: lr: unknown field" in result.output
-    result = CliRunner().invoke(app, ["train", "dpo", "--config", str(bad)])
-    assert result.exit_code == 2 and "use `rlaif train reward`" in result.output
-    result = CliRunner().invoke(app, ["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")])
-    assert result.exit_code == 2 and "this is a 'loop' config; use `rlaif loop`" in result.output
-    result = CliRunner().invoke(app, ["train", "reward", "--config", str(bad), "oops"])
-    assert result.exit_code == 2 and "not key=value" in result.output
+    bad.write_text(BAD_REWARD)
+    result = CliRunner().invoke(app, [a.format(bad=bad) for a in args])
+    assert result.exit_code == 2 and expected.format(bad=bad) in result.output

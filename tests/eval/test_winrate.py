@@ -99,7 +99,7 @@ def test_mismatched_texts_are_refused(prompts, policy, baseline, message):
 @pytest.fixture(scope="module")
 def two_policies(tmp_path_factory):
     """Two tiny byte-level Llamas with different random weights, saved as ordinary model directories."""
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     dirs = []
@@ -122,7 +122,7 @@ def prompts_file(tmp_path):
 
 
 def test_identical_models_sampled_alike_are_even(two_policies, prompts_file):
-    from rlaif.config.train import SamplingConfig
+    from rlaif.config.sampling import SamplingConfig
 
     wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[0]), prompts_file,
                                   ROOT / "judges" / "rule-length.yaml", HELPFUL, n_samples=2,

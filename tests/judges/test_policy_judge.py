@@ -18,7 +18,7 @@ from rlaif.judges.hf import TransformersJudge
 from rlaif.judges.policy import PolicyJudge
 from rlaif.judges.prompting import render_prefix_user
 from rlaif.records import Pair, Query
-from rlaif.config.train import TinyModelConfig
+from rlaif.config.run import TinyModelConfig
 from rlaif.train.models import build_tiny, build_tokenizer
 from tests.helpers import ROOT
 

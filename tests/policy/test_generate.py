@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from rlaif.data.pairs import DataError, read_pairs
 from rlaif.data.prompts import read_prompts
 from rlaif.policy.generate import generate, pair_rows
-from rlaif.config.train import SamplingConfig
+from rlaif.config.sampling import SamplingConfig
 from rlaif.policy.sampling import Sample
 from tests.helpers import ROOT
 

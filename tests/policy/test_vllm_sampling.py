@@ -13,7 +13,8 @@ vllm = pytest.importorskip("vllm", reason="vllm is not installed; run scripts/te
 
 import torch  # noqa: E402  (vllm brings torch)
 
-from rlaif.config.train import SamplingConfig, TinyModelConfig  # noqa: E402
+from rlaif.config.run import TinyModelConfig  # noqa: E402
+from rlaif.config.sampling import SamplingConfig  # noqa: E402
 from rlaif.train.models import build_tiny, build_tokenizer  # noqa: E402
 from rlaif.policy.sampling import VLLMSampler, sample  # noqa: E402
 

@@ -106,16 +106,15 @@ def test_lora_trains_adapters_against_the_base_model(tmp_path):
     assert steps[0]["loss"] == pytest.approx(LN2, abs=1e-6) and abs(steps[3]["loss"] - LN2) > 1e-3
 
 
-def test_config_rejects_fields_that_do_not_apply():
+@pytest.mark.parametrize("override, error", [("max_steps=10", "max_steps: does not apply"),
+                                             ("lora={r: 4}", "reference: under LoRA"),
+                                             ("feedback={source: human}", "human is required")])
+def test_config_rejects_fields_that_do_not_apply(override, error):
     from rlaif.config.yamlfile import ConfigFileError
 
     assert loop_config(Path("x")).method == "loop"
-    with pytest.raises(ConfigFileError, match="max_steps: does not apply"):
-        loop_config(Path("x"), "max_steps=10")
-    with pytest.raises(ConfigFileError, match="reference: under LoRA"):
-        loop_config(Path("x"), "lora={r: 4}")
-    with pytest.raises(ConfigFileError, match="human is required"):
-        loop_config(Path("x"), "feedback={source: human}")
+    with pytest.raises(ConfigFileError, match=error):
+        loop_config(Path("x"), override)
 
 
 def _labels(it_dir: Path, p_as: list[float]) -> list[dict]:
@@ -159,7 +158,7 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     from transformers import AutoModelForCausalLM
 
     from rlaif.data.prompts import read_prompts, split_prompts
-    from rlaif.config.train import SamplingConfig
+    from rlaif.config.sampling import SamplingConfig
     from rlaif.train.models import build_tiny, build_tokenizer
     from rlaif.policy.sampling import derived_seed, sample
 

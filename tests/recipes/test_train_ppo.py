@@ -40,24 +40,30 @@ def run(out: Path, *overrides: str) -> list[dict]:
     return read_metrics(out)
 
 
-def test_example_configs_parse_and_check_their_shapes():
+def test_example_configs_parse():
     tiny = load_train_config(TINY, "ppo")
     assert tiny.reward.type == "judge" and tiny.model.type == "tiny"
     gpu = load_train_config(ROOT / "examples/gpu/ppo.yaml", "ppo")
     assert gpu.model.type == "pretrained" and gpu.precision in ("auto", "bf16") and gpu.kl.type == "adaptive"
+
+
+@pytest.mark.parametrize("overrides, error", [
+    (["reward.mode=group", "samples_per_prompt=1"], "samples_per_prompt: reward mode group needs"),
+    (["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"], "num_mini_batches: .* equal parts")])
+def test_config_checks_its_shapes(overrides, error):
     from rlaif.config.yamlfile import ConfigFileError
 
-    with pytest.raises(ConfigFileError, match="samples_per_prompt: reward mode group needs"):
-        load_train_config(TINY, "ppo", ["reward.mode=group", "samples_per_prompt=1"])
-    with pytest.raises(ConfigFileError, match="num_mini_batches: .* equal parts"):
-        load_train_config(TINY, "ppo", ["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"])
+    with pytest.raises(ConfigFileError, match=error):
+        load_train_config(TINY, "ppo", overrides)
 
 
 def test_rollout_batch_log_probs_equal_those_of_each_sequence_alone():
     """Left-padded prompts, right-padded responses and real-token position ids give every response token the
     log-prob it has in its own unpadded sequence (and so the one it was sampled with)."""
     from rlaif.train.models import build_tiny, build_tokenizer
-    from rlaif.train.ppo import PolicyWithValueHead, build_batch, policy_outputs, token_logps
+    from rlaif.train.losses import token_logps
+    from rlaif.train.ppo import PolicyWithValueHead, policy_outputs
+    from rlaif.train.rollout import build_batch
     from rlaif.policy.sampling import Sample
 
     cfg = tiny_config(Path("unused"))
@@ -137,7 +143,7 @@ def test_group_mode_and_lora_run(tmp_path):
 
 def _reward_model(path: Path) -> Path:
     """A tiny random LlamaForSequenceClassification with a byte-level tokenizer (not the policy's word-level one)."""
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     cfg = TinyModelConfig(vocab=None, seed=3)
@@ -152,9 +158,9 @@ def _reward_model(path: Path) -> Path:
 def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rlaif.config.train import ModelRewardConfig
-    from rlaif.train.data import encode
-    from rlaif.train.ppo import ModelScore
+    from rlaif.config.ppo import ModelRewardConfig
+    from rlaif.policy.chat import encode
+    from rlaif.rewards.sources import ModelScore
     from rlaif.policy.sampling import Sample
 
     path = _reward_model(tmp_path / "rm")
@@ -192,7 +198,7 @@ def test_ppo_with_the_rule_judge_as_reward_makes_the_policy_say_please_more_ofte
     assert after >= before + 0.4, (before, after)
 
 
-# -- resume after SIGKILL (the pattern of tests/test_train_resume.py) --------------------------------------------
+# -- resume after SIGKILL (the pattern of tests/recipes/test_train_resume.py) ------------------------------------
 STEPS = 24
 RESUME = [*PATHS, f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "batch_size=8", "eval_steps=12",
           "kl={type: adaptive, coef: 0.05, target: 1.0, horizon: 200}"]

@@ -31,7 +31,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def reward_model_dir(tmp_path_factory) -> Path:
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]

@@ -135,7 +135,7 @@ def test_grpo_trainer_uses_the_judge_reward(tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]

@@ -139,7 +139,7 @@ def test_split_errors_name_the_query():
 
 
 def test_chatml_messages_and_assistant_marker_from_a_tokenizer():
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tokenizer
 
     assert chatml_messages("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n") == [
@@ -213,7 +213,7 @@ def test_reference_sources_and_group_mode():
 # -- the CLI: reference model, verl ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_policy_dir(tmp_path_factory) -> Path:
-    from rlaif.config.train import TinyModelConfig
+    from rlaif.config.run import TinyModelConfig
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]
@@ -231,7 +231,7 @@ def test_reference_model_samples_and_caches_references(tiny_policy_dir):
     length rule judge makes the reward 2·σ(0.05·(len(reference) − len(response))) − 1, which pins the
     reference text the server used to the one greedy decoding gives."""
     from rlaif.train.models import load_model, load_tokenizer
-    from rlaif.config.train import PretrainedModelConfig
+    from rlaif.config.run import PretrainedModelConfig
     from rlaif.policy.sampling import SamplingConfig, sample
 
     source = PretrainedModelConfig(path=str(tiny_policy_dir))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlaif.config.train import IPOLoss, SigmoidDPOLoss
+from rlaif.config.dpo import IPOLoss, SigmoidDPOLoss
 from rlaif.train.losses import bradley_terry_loss, dpo_loss_fn, ipo_loss, sequence_logps, sigmoid_dpo_loss
 
 LS1, LSM1 = -0.3132617, -1.3132617  # log σ(1), log σ(-1)

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from rlaif.config.train import AdaptiveKLConfig, FixedKLConfig
+from rlaif.config.ppo import AdaptiveKLConfig, FixedKLConfig
 from rlaif.train.losses import ppo_policy_loss, ppo_value_loss
 from rlaif.data.prompts import read_prompts, split_prompts
 from rlaif.train.ppo import gae, kl_penalised_rewards, make_kl_controller, masked_whiten

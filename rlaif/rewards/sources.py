@@ -1,0 +1,66 @@
+"""Reward sources: what scores a response sampled in an RL rollout (PPO here), chosen by the config's `reward.type`
+— a trained reward model, or the judge itself (d-RLAIF). Each is `source(samples, references) -> list[float]`
+over `rlaif.policy.sampling.Sample`s, says whether it needs a reference-policy response per sample, and counts the
+verdicts that failed.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..config.ppo import JudgeRewardConfig, ModelRewardConfig
+
+
+class ModelScore:
+    """A reward model's score of each response. The response is decoded and re-tokenised (prompt and response
+    through `rlaif.policy.chat.encode`, as `rlaif train reward` encoded its pairs) with the reward model's own
+    tokenizer; inputs longer than `max_length` keep their end."""
+
+    needs_reference = False
+    failed = 0  # a reward model always gives a score
+
+    def __init__(self, config: ModelRewardConfig, device=None, dtype=None):
+        from .reward_model import load_reward_model
+
+        self.config = config
+        self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
+
+    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
+        from ..policy.chat import encode
+        from .reward_model import score_sequences
+
+        seqs = []
+        for s in samples:
+            prompt, response = encode(self.tokenizer, s.prompt, s.text)
+            seqs.append((prompt + response)[-self.config.max_length:])  # the head reads the end: keep it
+        return score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.config.batch_size)
+
+
+class JudgeScore:
+    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: against
+    the reference policy's response to the same prompt (mode reference) or the prompt's other responses (group)."""
+
+    def __init__(self, config: JudgeRewardConfig, seed: int = 0):
+        from .judge_reward import judge_reward
+
+        self.reward = judge_reward(config.judge, config.constitution, mode=config.mode, seed=seed)
+        self.needs_reference = config.mode == "reference"
+
+    def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
+        kwargs = {"reference": [r.text for r in references]} if self.needs_reference else {}
+        return self.reward([s.prompt for s in samples], [s.text for s in samples], **kwargs)
+
+    @property
+    def failed(self) -> int:
+        """Verdicts that failed so far (each scored 0)."""
+        return self.reward.failed
+
+
+def make_reward_source(config, device=None, dtype=None, seed: int = 0):
+    """The source named by `reward.type`: a reward model on `device` in `dtype`, or the judge (seeded)."""
+    match config:
+        case ModelRewardConfig():
+            return ModelScore(config, device, dtype)
+        case JudgeRewardConfig():
+            return JudgeScore(config, seed)
+    raise TypeError(f"no reward source for {type(config).__name__}")

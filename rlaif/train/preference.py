@@ -1,0 +1,90 @@
+"""What the recipes that train on preference pairs (reward model, DPO, the loop's DPO steps) share: the start of
+a run on labels (accelerator, run directory, tokenizer, labels encoded into training and held-out pairs), one
+optimizer step over micro-batches of pairs, and an evaluation pass over held-out pairs. Each recipe brings its
+own `terms(indices)`: the summed loss and statistics of those pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .run import add_into, reduce_sums, start_run
+
+Terms = Callable[[list[int]], dict]  # pair indices -> {"loss": summed loss, statistic: summed tensor, ...}
+
+
+@dataclass
+class PreferenceRun:
+    """What the preference recipes (reward, DPO) set up alike: the accelerator, the run directory and its resume
+    point, the tokenizer, and the feedback encoded into training and held-out pairs."""
+
+    acc: object
+    out: Path
+    resume: Optional[Path]
+    tokenizer: object
+    feedback: object
+    train_pairs: list
+    eval_pairs: list
+    too_long: int
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def start_preference_run(config, whole: bool) -> PreferenceRun:
+    """Accelerator, run directory (resume point), seed, tokenizer and encoded pairs for a reward/DPO config.
+    `whole`: a pair must fit max_length entirely (reward models read the last token)."""
+    from .data import encode_pairs, read_feedback
+    from .models import load_tokenizer
+
+    acc, resume = start_run(config)
+    tokenizer = load_tokenizer(config.model, resume)
+    # the mixed source writes its queue of pairs for people as it reads: the main process only
+    feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
+    train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=whole)
+    eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=whole)
+    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs,
+                         too_long)
+
+
+def optimizer_step(acc, model, optimizer, scheduler, micro: list[list[int]], terms: Terms, stats: Sequence[str],
+                   config) -> tuple[dict, float, Optional[float]]:
+    """One optimizer step over this process's micro-batches `micro` (lists of pair indices): the mean loss per pair
+    of the global batch is back-propagated micro-batch by micro-batch, then clipped and applied. Returns the
+    statistics summed over all processes, the learning rate the step used and the gradient norm before clipping
+    (None when max_grad_norm is unset)."""
+    sums = {k: torch.zeros(()) for k in stats}
+    for j, idx in enumerate(micro):
+        sync = j == len(micro) - 1  # all-reduce gradients on the last micro-batch only
+        with contextlib.nullcontext() if sync else acc.no_sync(model):
+            batch_terms = terms(idx)
+            acc.backward(batch_terms["loss"] / len(idx) / config.grad_accum)
+        add_into(sums, batch_terms)
+    max_norm = config.optim.max_grad_norm
+    grad_norm = float(acc.clip_grad_norm_(model.parameters(), max_norm)) if max_norm else None
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return reduce_sums(acc, sums), lr, grad_norm
+
+
+def evaluate_pairs(acc, model, n_pairs: int, batch_size: int, terms: Terms, stats: Sequence[str]) -> Optional[dict]:
+    """The statistics of `n_pairs` held-out pairs without gradients, each process taking a strided share in batches
+    of `batch_size`, summed over processes; None when there are none."""
+    if not n_pairs:
+        return None
+    model.eval()
+    sums = {k: torch.zeros(()) for k in stats}
+    mine = list(range(acc.process_index, n_pairs, acc.num_processes))
+    with torch.no_grad():
+        for i in range(0, len(mine), batch_size):
+            add_into(sums, terms(mine[i:i + batch_size]))
+    model.train()
+    return reduce_sums(acc, sums)

@@ -1,0 +1,196 @@
+"""What every training recipe sets up and tears down alike: the accelerator and its precision, the run directory
+and the checkpoint to resume from, the optimiser and schedule, the per-step tail (metrics, evaluation schedule,
+progress line, checkpoints) and the final save to OUT/model. Recipes (rlaif/recipes/) call these in order.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+# Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
+RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
+                     "project", "eval_batch_size", "iterations"}
+
+
+def with_cpu_threads(train):
+    """Run a recipe's `train(config)` with `config.cpu_threads` torch threads, restoring the count afterwards."""
+
+    @functools.wraps(train)
+    def run(config):
+        import torch
+
+        if config.cpu_threads is None:
+            return train(config)
+        before = torch.get_num_threads()
+        torch.set_num_threads(config.cpu_threads)
+        try:
+            return train(config)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+def make_accelerator(config):
+    """An `accelerate.Accelerator`: bf16 autocast on a GPU that supports it and fp32 on CPU for `precision: auto`
+    (unless `accelerate launch` set mixed precision); gradient accumulation is done by the recipes."""
+    import torch
+    from accelerate import Accelerator
+
+    # Our schedules count optimizer steps; accelerate would otherwise step a prepared scheduler once per process.
+    kwargs = {"step_scheduler_with_optimizer": False}
+    precision = config.precision
+    if precision == "auto":
+        if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+            return Accelerator(**kwargs)
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", **kwargs)
+
+
+def frozen_dtype(accelerator):
+    """The dtype of the models a run holds frozen (reference, reward model): bf16 under bf16 mixed precision,
+    where autocast computes in bf16 anyway, else fp32."""
+    import torch
+
+    return torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
+
+
+def prepare_run_dir(config, accelerator) -> Optional[Path]:
+    """Create OUT, write OUT/config.yaml, and return the checkpoint to resume from (None for a fresh run).
+
+    A run directory holds one run: restarting it with a config that would change what is learned is refused.
+    """
+    import yaml
+
+    from ..data.labels import atomic_write
+    from .checkpoint import latest_checkpoint, remove_partial
+
+    out = Path(config.output_dir)
+    resolved = config.model_dump(mode="json")
+    saved = out / "config.yaml"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partial(out)
+        if saved.exists() and latest_checkpoint(out) is not None:
+            old = yaml.safe_load(saved.read_text()) or {}
+            changed = sorted(k for k in set(old) | set(resolved)
+                             if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k))
+            if changed:
+                raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)} changed); "
+                                 "use a new output_dir, or the same config to resume it")
+        with atomic_write(saved) as f:
+            f.write(yaml.safe_dump(resolved, sort_keys=False))
+    accelerator.wait_for_everyone()
+    return latest_checkpoint(out)
+
+
+def start_run(config):
+    """The accelerator, the run directory's checkpoint to resume from (or None), and the seed set:
+    (accelerator, resume)."""
+    from accelerate.utils import set_seed
+
+    acc = make_accelerator(config)
+    resume = prepare_run_dir(config, acc)
+    set_seed(config.seed)
+    return acc, resume
+
+
+def total_steps(config, n_train: int, world: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_epoch = n_train // global_batch(config, world)
+    return max(1, int(per_epoch * config.num_epochs))
+
+
+def global_batch(config, world: int) -> int:
+    return config.batch_size * config.grad_accum * world
+
+
+def make_optimizer(model, optim, steps: int):
+    """AdamW over the trainable parameters, with linear warm-up then the configured decay."""
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    # the fused kernel (one pass over each tensor) is several times faster than the per-op one, on CPU as well
+    # (left to the per-op kernel under FSDP / DeepSpeed, whose sharded parameters it may not support)
+    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+    fused = not sharded and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
+                                  weight_decay=optim.weight_decay, fused=fused or None)
+    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[optim.scheduler]
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=steps)
+    return optimizer, scheduler
+
+
+def prepare_for_training(model, config) -> None:
+    """Gradient checkpointing (non-reentrant, so frozen inputs under LoRA still get gradients) and no KV cache."""
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
+
+
+def reduce_sums(accelerator, sums: dict) -> dict:
+    """Sum a dict of float tensors over processes (one collective)."""
+    import torch
+
+    keys = sorted(sums)
+    total = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    total = accelerator.reduce(total, reduction="sum") if accelerator.num_processes > 1 else total
+    return dict(zip(keys, total.tolist()))
+
+
+def add_into(sums: dict, terms: dict) -> None:
+    """Add a batch's statistics (tensors) into running sums kept on the CPU."""
+    for k, v in terms.items():
+        sums[k] = sums[k] + v.detach().float().cpu()
+
+
+def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
+    """The trained model in Hugging Face format at OUT/model (peft adapters under LoRA)."""
+    path = Path(out_dir) / "model"
+    weights = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(path, state_dict=weights, safe_serialization=True)
+        tokenizer.save_pretrained(path)
+    accelerator.wait_for_everyone()
+    return path
+
+
+class RunLog:
+    """A run's checkpoints and metrics, resumed together: `state` is the trainer_state.json of the checkpoint the
+    run resumes from ({"step": 0} for a fresh run), `start` its step; metrics a killed run logged after it are
+    dropped. Build it after `accelerator.prepare` (restoring the optimiser needs the prepared one)."""
+
+    def __init__(self, accelerator, config, tokenizer, resume: Optional[Path], keep: Optional[int]):
+        from .checkpoint import Checkpointer
+        from .metrics import MetricsLog
+
+        self.acc, self.config, self.tokenizer, self.out = accelerator, config, tokenizer, Path(config.output_dir)
+        self.checkpointer = Checkpointer(accelerator, self.out, tokenizer, keep=keep)
+        self.state = self.checkpointer.load(resume) if resume else {"step": 0}
+        self.start = self.state["step"]
+        self.metrics = MetricsLog(self.out, config.report_to, config.project, config.model_dump(mode="json"),
+                                  resume_step=self.start, enabled=accelerator.is_main_process)
+
+    def evaluates(self, done: int, steps: int) -> bool:
+        """Whether step `done` (1-based) ends with an evaluation: every eval_steps, and at the end."""
+        return done == steps or bool(self.config.eval_steps and done % self.config.eval_steps == 0)
+
+    def end_step(self, model, done: int, steps: int, row: dict, line: str, state: dict) -> None:
+        """Log step `done`'s metrics row, print `line` about every twentieth of the run, and checkpoint (with
+        `state` in trainer_state.json) every save_steps and at the end."""
+        self.metrics.log(done, row)
+        if self.acc.is_main_process and (done == steps or done % max(1, steps // 20) == 0):
+            print(f"step {done}/{steps} {line}", flush=True)
+        if done % self.config.save_steps == 0 or done == steps:
+            self.checkpointer.save(model, done, {"total_steps": steps, **state})
+
+    def finish(self, model) -> Path:
+        """Close the metrics and save the trained model to OUT/model; returns its directory."""
+        self.metrics.close()
+        return save_final(self.acc, model, self.tokenizer, self.out)
