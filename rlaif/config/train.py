@@ -44,8 +44,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _deep_merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` merged into `base`; a section whose `type:` changes is replaced, not merged (its fields differ)."""
-    if not isinstance(base, dict) or ("type" in extra and extra["type"] != base.get("type")):
+    """`extra` merged into `base`; a section whose tag (`type:`, or a feedback section's `source:`) changes is
+    replaced, not merged: its fields differ."""
+    if not isinstance(base, dict) or any(k in extra and extra[k] != base.get(k) for k in ("type", "source")):
         base = {}
     merged = dict(base)
     for k, v in extra.items():

@@ -75,7 +75,7 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
         out.mkdir(parents=True, exist_ok=True)
         remove_partial(out)
         if saved.exists() and latest_checkpoint(out) is not None:
-            old = yaml.safe_load(saved.read_text()) or {}
+            old = _normalised(type(config), yaml.safe_load(saved.read_text()) or {})
             changed = sorted(k for k in set(old) | set(resolved)
                              if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k))
             if changed:
@@ -85,6 +85,15 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
             f.write(yaml.safe_dump(resolved, sort_keys=False))
     accelerator.wait_for_everyone()
     return latest_checkpoint(out)
+
+
+def _normalised(model, saved: dict) -> dict:
+    """A saved config.yaml as this version of rlaif writes it: a run started by an older version spelled some
+    sections out differently (e.g. every feedback field, where now only the chosen source's are written)."""
+    try:
+        return model.model_validate(saved).model_dump(mode="json")
+    except ValueError:
+        return saved
 
 
 def start_run(config):

@@ -50,6 +50,9 @@ def test_dotted_overrides_deep_merge_and_are_typed():
     switched = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["model={type: pretrained, path: m}",
                                                                            "loss={type: ipo}"])
     assert switched.model.path == "m" and switched.loss.type == "ipo" and switched.loss.length_normalize
+    # a feedback section whose source changes is replaced too: the ai source's path is not carried over
+    human = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["feedback.source=human", "feedback.human=h"])
+    assert human.feedback.source == "human" and human.feedback.root.human == "h"
     assert parse_overrides(["a.b.c=1", "a.d=[x, y]"]) == {"a": {"b": {"c": 1}, "d": ["x", "y"]}}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["lr"])
@@ -168,3 +171,16 @@ def test_cli_reports_config_errors_with_file_and_line(tmp_path, args, expected):
     bad.write_text(BAD_REWARD)
     result = CliRunner().invoke(app, [a.format(bad=bad) for a in args])
     assert result.exit_code == 2 and expected.format(bad=bad) in result.output
+
+
+def test_a_run_dir_written_before_feedback_sources_split_still_resumes(tmp_path):
+    """config.yaml of a run started when every feedback field was written out compares equal to today's."""
+    from rlaif.config.dpo import DPOTrainConfig
+    from rlaif.train.run import _normalised
+
+    cfg = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path}"])
+    old = cfg.model_dump(mode="json")
+    old["feedback"] = {"source": "ai", "ai": cfg.feedback.root.ai, "human": None, "calibration": None, "margin": 0.1,
+                       "require_consistent": True, "queue": None, "pending": "drop", "human_combine": "mean"}
+    assert old != cfg.model_dump(mode="json")
+    assert _normalised(DPOTrainConfig, old) == cfg.model_dump(mode="json")
