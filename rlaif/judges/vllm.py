@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 from ..config.judge import VLLMJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
-from .models import resolve_model_dir
+from .models import quiet_loading, resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
 
 
@@ -86,9 +86,10 @@ class VLLMJudge(Judge):
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        self.model_dir = resolve_model_dir(config.model, config.model_package, config.gguf_file)
-        tokenizer_source = config.tokenizer or self.model_dir
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        with quiet_loading():
+            self.model_dir = resolve_model_dir(config.model, config.model_package, config.gguf_file)
+            tokenizer_source = config.tokenizer or self.model_dir
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
         self.layout = ChatLayout(self.tokenizer)
         self.label_ids = label_token_ids(self.tokenizer)
         self.cue_ids: list[int] = self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False)
