@@ -1,7 +1,8 @@
 """A judge behind any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API).
 
 P(first preferred) is read from the logprobs of the label token when the server returns them, else parsed from
-the reply text; requests run concurrently over one or more base URLs with retries and hard spending caps.
+the reply text (replies.py reads both); requests run concurrently over one or more base URLs with retries and
+hard spending caps.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import email.utils
 import logging
 import math
 import os
-import re
-import string
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -24,17 +23,13 @@ from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
 from .base import BudgetExhausted, Judge
 from .prompting import LABELS, chat_messages
+from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
 
 logger = logging.getLogger(__name__)
 
 # Statuses worth another try: rate limits, server trouble, and the two "try again" client codes.
 _RETRY_STATUSES = {408, 409, 429}
 _EXCERPT = 200
-
-# "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
-_FINAL = re.compile(r"final\s+answer\s*:?[\s*_]*(?:response\s*)?\(?(?-i:([AB]))\b", re.IGNORECASE)
-_CUE = re.compile(r"final\s+answer\s*:\s*response", re.IGNORECASE)
-_MENTION = re.compile(r"\b(?:response|answer|option|choice)\s*:?[\s*_]*\(?(?-i:([AB]))\b", re.IGNORECASE)
 
 
 class _Retryable(Exception):
@@ -74,65 +69,6 @@ def _tokens(usage: Any, key: str) -> int:
         return max(0, int(usage.get(key) or 0))
     except (AttributeError, TypeError, ValueError):
         return 0
-
-
-def _label_probs(position: Any) -> Optional[tuple[float, float]]:
-    """(P(A), P(B)) at one generated-token position: every alternative that reads as the label once whitespace
-    is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone."""
-    try:
-        alts = position.get("top_logprobs") or [position]
-        pa = pb = 0.0
-        for alt in alts:
-            token, p = alt["token"].strip(), math.exp(float(alt["logprob"]))
-            pa += p if token == LABELS[0] else 0.0
-            pb += p if token == LABELS[1] else 0.0
-    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
-        return None
-    return (pa, pb) if pa + pb > 0 else None
-
-
-def _cue_position(content: list) -> Optional[dict]:
-    """The logprobs entry of the token right after the last 'Final answer: Response' in the generated tokens."""
-    try:
-        tokens = [c.get("token") or "" for c in content]
-    except AttributeError:
-        return None
-    matches = list(_CUE.finditer("".join(tokens)))
-    if not matches:
-        return None
-    end, start = matches[-1].end(), 0
-    for entry, token in zip(content, tokens):
-        if start >= end and token.strip():
-            return entry
-        if start < end < start + len(token):
-            return None  # the label is fused with the cue in one token: no clean position to read
-        start += len(token)
-    return None
-
-
-def _parse_text(text: str) -> Optional[str]:
-    """The label a reply names: a bare 'A'/'B', 'Final answer: Response B', or mentions of one response only."""
-    finals = _FINAL.findall(text)
-    if finals:
-        return finals[-1]
-    bare = text.strip(string.whitespace + string.punctuation)
-    if bare in LABELS:
-        return bare
-    named = set(_MENTION.findall(text))
-    return named.pop() if len(named) == 1 else None
-
-
-def _split_rationale(text: str) -> tuple[str, str]:
-    """(rationale, final-answer part) of a CoT reply; without a final-answer line the last line is the answer."""
-    matches = list(_FINAL.finditer(text))
-    if matches:
-        before = text[:matches[-1].start()]
-        line_start = before.rfind("\n") + 1
-        if not before[line_start:].strip(" \t*#_>-"):  # the answer has its own line, perhaps in markdown
-            before = before[:line_start]
-        return before.strip(), text[matches[-1].start():]
-    lines = text.rstrip().rsplit("\n", 1)
-    return (lines[0].strip(), lines[1]) if len(lines) == 2 else ("", text)
 
 
 class OpenAIJudge(Judge):
@@ -338,14 +274,14 @@ class OpenAIJudge(Judge):
         rationale = None
         answer = text
         if self.config.cot.enabled:
-            rationale, answer = _split_rationale(text)
-            position = _cue_position(content) if content else None
+            rationale, answer = split_rationale(text)
+            position = cue_position(content) if content else None
         else:
             position = content[0] if content else None
         verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
                           prompt_tokens=_tokens(usage, "prompt_tokens"),
                           completion_tokens=_tokens(usage, "completion_tokens"))
-        probs = _label_probs(position) if position is not None else None
+        probs = label_probs(position) if position is not None else None
         if probs is not None:
             verdict.p_first = probs[0] / (probs[0] + probs[1])
             verdict.label_mass = probs[0] + probs[1]
@@ -353,7 +289,7 @@ class OpenAIJudge(Judge):
             return verdict
         cut = choice.get("finish_reason") == "length"
         # A CoT reply cut before its final answer ends mid-reasoning: its last line is no verdict.
-        label = None if self.config.cot.enabled and cut and not _FINAL.search(text) else _parse_text(answer)
+        label = None if self.config.cot.enabled and cut and not FINAL.search(text) else parse_text(answer)
         if label is not None:
             verdict.p_first = 1.0 if label == LABELS[0] else 0.0
             verdict.extra["verdict_source"] = "text"
