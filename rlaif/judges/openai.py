@@ -2,7 +2,7 @@
 
 P(first preferred) is read from the logprobs of the label token when the server returns them, else parsed from
 the reply text (replies.py reads both); requests run concurrently over one or more base URLs with retries and
-hard spending caps.
+hard spending caps. The API key is sent in a header and scrubbed from every error, log line and record.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ logger = logging.getLogger(__name__)
 
 # Statuses worth another try: rate limits, server trouble, and the two "try again" client codes.
 _RETRY_STATUSES = {408, 409, 429}
-_EXCERPT = 200
+_EXCERPT = 200  # characters of a reply body kept in an error message
+_SCANNED = 1 << 16  # characters of a reply body read for that excerpt (an error page can be megabytes)
+# Any run of this many consecutive characters of the API key is scrubbed, not only the whole key: a server may
+# echo part of it, and a cut may split it.
+_KEY_RUN = 8
 
 
 class _Retryable(Exception):
@@ -46,8 +50,34 @@ class _Exhausted(Exception):
     """The spending cap was reached before this request could be sent."""
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
+def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
+    """`text` with the key, and every run of _KEY_RUN or more consecutive characters of it, replaced by
+    '[api key]'. A run is found through the key's _KEY_RUN-grams: each window of such a run is one of them."""
+    if not text or not key:
+        return text
+    if len(key) < _KEY_RUN:
+        return text.replace(key, "[api key]")
+    grams = {key[i:i + _KEY_RUN] for i in range(len(key) - _KEY_RUN + 1)}
+    spans: list[list[int]] = []
+    for i in range(len(text) - _KEY_RUN + 1):
+        if text[i:i + _KEY_RUN] in grams:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + _KEY_RUN
+            else:
+                spans.append([i, i + _KEY_RUN])
+    if not spans:
+        return text
+    parts, start = [], 0
+    for begin, end in spans:
+        parts += [text[start:begin], "[api key]"]
+        start = end
+    return "".join(parts) + text[start:]
+
+
+def _excerpt(text: str, key: Optional[str]) -> str:
+    """The head of a reply body for an error message, whitespace collapsed, the key scrubbed before the cut (so
+    no part of a key that crosses it survives)."""
+    text = scrub_key(" ".join(text[:_SCANNED].split()), key)
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
 
 
@@ -139,9 +169,7 @@ class OpenAIJudge(Judge):
         return self._loop
 
     def _scrub(self, text: Optional[str]) -> Optional[str]:
-        if text and self._key:
-            return text.replace(self._key, "[api key]")
-        return text
+        return scrub_key(text, self._key)
 
     def _budget_reason(self) -> Optional[str]:
         c = self.config
@@ -234,10 +262,10 @@ class OpenAIJudge(Judge):
             raise _Retryable(f"{type(e).__name__} from {url}: {e}") from None
         status = resp.status_code
         if status in _RETRY_STATUSES or status >= 500:
-            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text)}",
+            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}",
                              retry_after=_retry_after(resp.headers.get("retry-after")))
         if not 200 <= status < 300:
-            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text)}")
+            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}")
         try:
             data = resp.json()
             message = data["choices"][0]["message"]
@@ -245,7 +273,7 @@ class OpenAIJudge(Judge):
                 raise TypeError("no text message in the first choice")
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
-                             f"{_excerpt(resp.text)}") from None
+                             f"{_excerpt(resp.text, self._key)}") from None
         self._account(data.get("usage"))
         return data
 
