@@ -22,6 +22,7 @@ import tenacity
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
 from .base import BudgetExhausted, Judge
+from .logprobs import InvalidLogprob
 from .prompting import LABELS, chat_messages
 from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
 
@@ -309,7 +310,11 @@ class OpenAIJudge(Judge):
         verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
                           prompt_tokens=_tokens(usage, "prompt_tokens"),
                           completion_tokens=_tokens(usage, "completion_tokens"))
-        probs = label_probs(position) if position is not None else None
+        try:
+            probs = label_probs(position) if position is not None else None
+        except InvalidLogprob as e:  # a broken server: its text verdict is no more trusted than its numbers
+            verdict.error = f"the server returned an {e}"
+            return verdict
         if probs is not None:
             verdict.p_first = probs[0] / (probs[0] + probs[1])
             verdict.label_mass = probs[0] + probs[1]

@@ -9,6 +9,7 @@ import re
 import string
 from typing import Any, Optional
 
+from .logprobs import InvalidLogprob, checked_logprob
 from .prompting import LABELS
 
 # "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
@@ -19,14 +20,17 @@ _MENTION = re.compile(r"\b(?:response|answer|option|choice)\s*:?[\s*_]*\(?(?-i:(
 
 def label_probs(position: Any) -> Optional[tuple[float, float]]:
     """(P(A), P(B)) at one generated-token position: every alternative that reads as the label once whitespace
-    is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone."""
+    is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone. None
+    when the position cannot be read; InvalidLogprob when the server's numbers are no log-probabilities."""
     try:
         alts = position.get("top_logprobs") or [position]
         pa = pb = 0.0
         for alt in alts:
-            token, p = alt["token"].strip(), math.exp(float(alt["logprob"]))
+            token, p = alt["token"].strip(), math.exp(checked_logprob(alt["logprob"], alt["token"]))
             pa += p if token == LABELS[0] else 0.0
             pb += p if token == LABELS[1] else 0.0
+    except InvalidLogprob:
+        raise
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         return None
     return (pa, pb) if pa + pb > 0 else None

@@ -357,3 +357,20 @@ def test_a_key_split_by_the_cut_or_echoed_in_part_is_scrubbed(server, monkeypatc
     for text in (v.error, caplog.text):
         assert not any(KEY[i:i + 8] in text for i in range(len(KEY) - 7)), text
 
+
+@pytest.mark.parametrize("logprob", [float("inf"), float("nan"), 0.5, 1e-3])
+def test_a_logprob_no_softmax_makes_fails_the_verdict(server, logprob):
+    content = [position("A", [{"token": "A", "logprob": logprob}, alt("B", 0.1)])]
+    server.default = lambda body: Reply(body=completion("A", content))
+    with make([server.url]) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first is None and v.label_mass is None and v.raw == "A"
+    assert v.error.startswith("the server returned an invalid log-probability") and "'A'" in v.error
+
+
+def test_logprobs_within_rounding_of_zero_and_minus_infinity_are_read(server):
+    content = [position("A", [{"token": "A", "logprob": 5e-5}, {"token": "B", "logprob": float("-inf")}])]
+    server.default = lambda body: Reply(body=completion("A", content))
+    with make([server.url]) as judge:
+        (v,) = judge.judge([query()])
+    assert v.error is None and v.p_first == 1.0 and v.label_mass == 1.0

@@ -1,6 +1,6 @@
 """`rlaif label` with the openai judge, as a real subprocess against a real HTTP server on 127.0.0.1 that misbehaves:
-it echoes the API key in its error bodies. What reaches labels.jsonl, stdout and stderr is checked as a user would
-see it."""
+it echoes the API key in its error bodies, or returns log-probabilities that no softmax makes. What reaches
+labels.jsonl, stdout and stderr is checked as a user would see it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, run_cli, write_jsonl
-from tests.judges.test_openai_judge import FakeServer, Reply
+from tests.judges.test_openai_judge import FakeServer, Reply, completion
 
 pytestmark = pytest.mark.slow
 
@@ -83,4 +83,23 @@ def test_a_key_echoed_at_every_offset_across_the_cut_reaches_no_output(server, t
     assert any("HTTP 401" in r["error"] for r in records) and any("gave up" in r["error"] for r in records)
     assert sum("[api key]" in r["error"] for r in records) >= len(records) // 2  # the echo was there, and cut out
     assert "retry 1" in done.stderr  # the retry log lines went to stderr too
+
+
+def logprob_reply(logprob) -> dict:
+    position = {"token": "A", "logprob": logprob,
+                "top_logprobs": [{"token": "A", "logprob": logprob}, {"token": "B", "logprob": -2.0}]}
+    return completion("A", [position])
+
+
+@pytest.mark.parametrize("logprob", [float("inf"), float("nan"), 5.0])
+def test_logprobs_no_softmax_makes_give_failed_records(server, tmp_path, logprob):
+    server.default = lambda body: Reply(body=logprob_reply(logprob))  # json.dumps writes Infinity / NaN as is
+    done, out = label(tmp_path, server.url, n_pairs=3)
+    assert done.returncode in (0, 4), done.stderr  # 4 once failed pairs set the exit code (issue 9)
+    assert "Traceback" not in done.stderr
+    records = strict_records(out / "labels.jsonl")
+    assert len(records) == 3
+    for r in records:
+        assert r["status"] == "failed" and r["p_a"] is None, r
+        assert "the server returned an invalid log-probability" in r["error"] and "<= 0" in r["error"], r["error"]
 
