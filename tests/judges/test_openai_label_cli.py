@@ -1,6 +1,6 @@
 """`rlaif label` with the openai judge, as a real subprocess against a real HTTP server on 127.0.0.1 that misbehaves:
-it echoes the API key in its error bodies, or returns log-probabilities that no softmax makes. What reaches
-labels.jsonl, stdout and stderr is checked as a user would see it."""
+it echoes the API key in its error bodies, returns log-probabilities that no softmax makes, or is named by a base
+URL that is no URL. What reaches labels.jsonl, stdout and stderr is checked as a user would see it."""
 
 from __future__ import annotations
 
@@ -103,3 +103,14 @@ def test_logprobs_no_softmax_makes_give_failed_records(server, tmp_path, logprob
         assert r["status"] == "failed" and r["p_a"] is None, r
         assert "the server returned an invalid log-probability" in r["error"] and "<= 0" in r["error"], r["error"]
 
+
+def test_a_base_url_that_is_no_url_is_refused_at_load(server, tmp_path):
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(f"backend: openai\nmodel: judge-model\nbase_urls:\n  - {server.url}\n  - not a url\n")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "response_a": "a", "response_b": "b"}])
+    done = run_cli("label", "--pairs", pairs, "--constitution", ROOT / "constitutions" / "harmless.yaml",
+                   "--judge", judge, "--out", tmp_path / "out", "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"{judge}:5: base_urls[1]: 'not a url' is not an http:// or https:// URL with a "
+                                   f"host; give the server's base URL, e.g. http://localhost:8000/v1")
+    assert server.count == 0 and not (tmp_path / "out").exists()
