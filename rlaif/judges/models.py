@@ -145,7 +145,8 @@ def _estimate(gguf_path: Path) -> str:
         return "a download and a conversion"
     size_mb = gguf_path.stat().st_size / 1e6
     seconds = 3 + size_mb / 5
-    about = f"about {round(seconds, -1):.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+    about = ("a few seconds" if seconds < 10 else f"about {round(seconds, -1):.0f} s" if seconds < 90
+             else f"about {seconds / 60:.0f} min")
     return f"{size_mb:.1f} MB, {about}" if size_mb < 10 else f"{size_mb:.0f} MB, {about}"
 
 
