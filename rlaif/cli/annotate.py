@@ -23,7 +23,10 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
                                                                "per pair is drawn as in labelling."),
                    seed: int = typer.Option(0, help="Seed for principle draws, pair order and left/right order; "
                                             "use the one given to `rlaif label` so ids and principles match."),
-                   host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+                   host: str = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs "
+                                            "--allow-remote; put a reverse proxy with TLS in front instead."),
+                   allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: tokens and "
+                                                     "labels then travel unencrypted unless TLS is in front."),
                    port: int = typer.Option(8000, help="Port to listen on."),
                    tokens: Optional[Path] = typer.Option(None, help="File of `annotator_name:token` lines (default: "
                                                          "one annotator with a token printed at start)."),
@@ -37,7 +40,7 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
     def run():
         from ..human.server import serve
         serve(pairs, db, constitution=constitution, seed=seed, host=host, port=port, tokens_file=tokens,
-              overlap=overlap, lease_s=lease_s, skip_invalid=skip_invalid)
+              overlap=overlap, lease_s=lease_s, skip_invalid=skip_invalid, allow_remote=allow_remote)
     guard(run)
 
 

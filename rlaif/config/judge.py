@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from ..records import Hashed, sha256_json
-from .yamlfile import ConfigFileError, load_model, read_yaml
+from .yamlfile import ConfigFileError, FieldErrors, load_model, read_yaml
 
 
 class CoTConfig(Hashed):
@@ -131,9 +132,34 @@ class OpenAIJudgeConfig(JudgeBase):
             raise ValueError("max_cost needs price_per_1k_prompt_tokens or price_per_1k_completion_tokens")
         return self
 
+    @model_validator(mode="after")
+    def _check_base_urls(self):
+        # Checked, never rewritten: a URL that cannot work is refused at load time (else every pair fails after
+        # its retries), and the values, which the settings hash leaves out anyway, stay as written.
+        problems = [(("base_urls", i), problem) for i, url in enumerate(self.base_urls)
+                    if (problem := _url_problem(url))]
+        if problems:
+            raise FieldErrors(problems)
+        return self
+
     _plumbing: ClassVar[frozenset[str]] = frozenset(
         {"base_urls", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
          "max_requests", "max_cost"})
+
+
+def _url_problem(url: str) -> Optional[str]:
+    """Why `url` cannot be a server's base URL (the judge posts to URL/chat/completions), or None."""
+    example = "give the server's base URL, e.g. http://localhost:8000/v1"
+    parts = urlsplit(url)
+    try:
+        parts.port  # raises for a port that is no number in 0-65535
+    except ValueError:
+        return f"{url!r} has an invalid port; {example}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// URL with a host; {example}"
+    if parts.query or parts.fragment:
+        return f"{url!r} has a ?query or #fragment, which /chat/completions cannot follow; {example}"
+    return None
 
 
 class PythonJudgeConfig(JudgeBase):

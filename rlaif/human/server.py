@@ -9,6 +9,7 @@ back. A pair is leased while someone works on it, so no pair is handed to more p
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import random
 import re
@@ -354,12 +355,18 @@ def create_app(annotation: Annotation, tokens: dict[str, str]):
 
 def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Optional[Union[str, Path]] = None,
           seed: int = 0, host: str = "127.0.0.1", port: int = 8000, tokens_file: Optional[Union[str, Path]] = None,
-          overlap: int = 1, lease_s: float = 600.0, skip_invalid: bool = False) -> None:
-    """Load the pairs into the database (idempotent) and serve the app until stopped."""
+          overlap: int = 1, lease_s: float = 600.0, skip_invalid: bool = False, allow_remote: bool = False) -> None:
+    """Load the pairs into the database (idempotent) and serve the app until stopped. The app speaks plain HTTP,
+    so listening beyond loopback (tokens and labels in clear on the network) needs `allow_remote`."""
     import uvicorn
 
     if overlap < 1:
         raise ValueError("--overlap must be at least 1")
+    remote = not _is_loopback(host)
+    if remote and not allow_remote:  # refused before anything is written
+        raise ValueError(f"--host {host or repr(host)} would serve the annotation app beyond this machine over "
+                         f"plain HTTP, with annotators' tokens and labels unencrypted. Keep --host 127.0.0.1 behind "
+                         f"a reverse proxy that adds TLS (Caddy, nginx), or pass --allow-remote to listen anyway.")
     tokens = load_tokens(tokens_file) if tokens_file else None
     const = load_constitution(constitution) if constitution else None
     db = AnnotationDB(db_path)
@@ -376,11 +383,21 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
         app = create_app(Annotation(db, overlap=overlap, seed=seed, lease_s=lease_s), tokens)
         _log(f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
              f"open http://{host}:{port}/")
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            _log(f"warning: listening on {host}: tokens and labels travel unencrypted; put TLS in front")
+        if remote:
+            _log(f"warning: listening on {host} (--allow-remote): tokens and labels travel unencrypted unless a "
+                 f"reverse proxy adds TLS in front")
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         db.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # another host name, or "" (every interface)
+        return False
 
 
 def _log(line: str) -> None:

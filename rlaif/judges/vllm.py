@@ -22,23 +22,23 @@ from typing import Any, Optional, Sequence
 from ..config.judge import VLLMJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
-from .models import resolve_model_dir
+from .logprobs import InvalidLogprob, checked_logprob
+from .models import quiet_loading, resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
 
 
 def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]]) -> tuple[float, float]:
     """Probability mass on the 'A' and on the 'B' label tokens among one position's top log-probabilities
-    (vLLM's {token_id: Logprob} dict; entries may also be plain floats)."""
+    (vLLM's {token_id: Logprob} dict; entries may also be plain floats). InvalidLogprob for NaN, +inf or a
+    positive value: a model that computes those has broken numerics, and its verdict is no verdict."""
     masses = []
     for ids in label_ids:
         m = 0.0
         for tid in ids:
             lp = top.get(tid) if top else None
-            if lp is None:
-                continue
             lp = getattr(lp, "logprob", lp)
-            if lp is not None and not math.isnan(lp) and lp > -math.inf:
-                m += math.exp(lp)
+            if lp is not None:
+                m += math.exp(checked_logprob(lp, f"token id {tid}"))
         masses.append(m)
     return masses[0], masses[1]
 
@@ -49,7 +49,11 @@ def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], S
     """A Verdict from the top log-probabilities of the verdict position: P(first) = m_A / (m_A + m_B).
     `generated` is the token the engine generated there; `raw` defaults to it."""
     raw = generated if raw is None else raw
-    m_a, m_b = label_masses(top, label_ids)
+    try:
+        m_a, m_b = label_masses(top, label_ids)
+    except InvalidLogprob as e:
+        return Verdict(p_first=None, raw=raw, rationale=rationale, prompt_tokens=prompt_tokens,
+                       completion_tokens=completion_tokens, error=f"the engine returned an {e}")
     mass = m_a + m_b
     if mass <= 0.0:
         return Verdict(p_first=None, raw=raw, rationale=rationale, label_mass=0.0, prompt_tokens=prompt_tokens,
@@ -86,9 +90,10 @@ class VLLMJudge(Judge):
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        self.model_dir = resolve_model_dir(config.model, config.model_package, config.gguf_file)
-        tokenizer_source = config.tokenizer or self.model_dir
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        with quiet_loading():
+            self.model_dir = resolve_model_dir(config.model, config.model_package, config.gguf_file)
+            tokenizer_source = config.tokenizer or self.model_dir
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
         self.layout = ChatLayout(self.tokenizer)
         self.label_ids = label_token_ids(self.tokenizer)
         self.cue_ids: list[int] = self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False)

