@@ -214,9 +214,6 @@ class LabelStore:
     def __iter__(self) -> Iterator[dict]:
         return read_labels(self.path) if self.path.exists() else iter(())
 
-    def keys(self) -> set[str]:
-        return {r["key"] for r in self}
-
     def index(self, check: Optional[Callable[[dict, str], None]] = None) -> dict[str, Stored]:
         """The records by pair id, after folding in what a killed pass left waiting (and ids an older rlaif wrote
         twice). `check(record, "FILE:LINE")` sees every stored record first and may refuse it by raising."""
