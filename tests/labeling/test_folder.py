@@ -3,7 +3,6 @@ a deleted or broken manifest, labels appended from another job, an --out that is
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ KINDER = CONSTITUTION.replace("more polite", "kinder")
 
 def test_a_second_process_on_the_same_folder_is_refused_naming_host_and_pid(tmp_path):
     files = job_files(tmp_path, polite_rows(40))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.02"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.05"}
     first = subprocess.Popen(label_command(files, "--batch-size", "1"), cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -68,7 +68,7 @@ def test_sigkill_while_superseding_then_resume_keeps_one_record_per_id(tmp_path)
     n = 45
     files = job_files(tmp_path, polite_rows(n))
     assert rlaif_label(files, env={"RLAIF_TEST_JUDGE_DOWN": "1"}).returncode == 4
-    out, env = files["out"], {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.01"}
+    out, env = files["out"], {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.02"}
     proc = subprocess.Popen(label_command(files, "--retry-failed", "--batch-size", "3"), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
