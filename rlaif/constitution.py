@@ -25,8 +25,9 @@ class Principle(Hashed):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Short stable id, recorded on labels.")
     text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less "
                       "harmful?'.")
-    weight: float = Field(1.0, gt=0, description="Weight in the mean under `sampling: all`, and the relative "
-                          "chance of being drawn under `one_per_pair`.")
+    # allow_inf_nan=False: `.inf` passes gt=0 and would make every weighted mean NaN
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Weight in the mean under `sampling: all`, "
+                          "and the relative chance of being drawn under `one_per_pair`.")
     invert: bool = Field(False, description="True when the text asks for the worse response ('choose the more "
                          "harmful'): the judge's pick is then the rejected one.")
     critique: Optional[str] = Field(None, description="Critique request (Constitutional AI critique-revision).")

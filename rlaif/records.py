@@ -136,6 +136,9 @@ class LabelRecord(BaseModel):
     human_label: Optional[Literal["a", "b", "tie"]] = None
     conversational: bool = False
     label_mass: Optional[float] = None
+    # warnings that leave the label usable, e.g. "label_mass_out_of_range" (the judge's label tokens took a
+    # probability mass outside [0, 1]: logprobs above 0)
+    flags: Optional[list[str]] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # human labels (source "human")

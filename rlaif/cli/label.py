@@ -39,6 +39,16 @@ def label_cmd(ctx: typer.Context,
                                                 "(default: detected)."),
               skip_invalid: bool = typer.Option(False, help="Record invalid rows as failed and go on."),
               max_chars: int = typer.Option(100_000, help="Reject pairs longer than this many characters."),
+              retry_failed: bool = typer.Option(False, help="Label again the pairs whose judge call failed "
+                                                "(the new label replaces the failed one)."),
+              allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds pairs the judge "
+                                                "failed on (otherwise exit 4)."),
+              relabel_changed: bool = typer.Option(False, help="Label again a pair whose id was labelled with "
+                                                   "other content; the old label moves to superseded.jsonl."),
+              max_requests: Optional[int] = typer.Option(None, help="Cap on the requests this job sends, over "
+                                                         "all its runs (replaces the judge config's)."),
+              max_cost: Optional[float] = typer.Option(None, help="Cap on this job's estimated cost, over all its "
+                                                       "runs (replaces the judge config's)."),
               quiet: bool = typer.Option(False, help="No progress bar.")) -> None:
     """Label pairs: rlaif label --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
@@ -52,25 +62,51 @@ def label_cmd(ctx: typer.Context,
         from ..labeling.job import label
         return label(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, skip_invalid=skip_invalid,
-                     max_chars=max_chars, progress=not quiet)
+                     max_chars=max_chars, progress=not quiet, retry_failed=retry_failed,
+                     relabel_changed=relabel_changed, max_requests=max_requests, max_cost=max_cost)
     result = guard(run)
-    _summary(result.stats, f"labels in {out_dir}")
-    if result.stopped:
-        eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. Run the same command "
-               f"again (after raising the cap) to resume.")
+    from ..labeling.stats import judge_advice
+
+    stats = result.stats
+    _summary(stats, f"labels in {out_dir}")
+    advice = judge_advice(stats)
+    if advice:
+        print(advice)
+    if result.stopped:  # a cap wins over failures: raising it is the next step either way
+        eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. The cap counts this "
+               f"job's spending over all its runs ({stats['spent_requests']} requests, estimated cost "
+               f"{stats['spent_cost']}): run the same command with a higher --max-requests / --max-cost to resume.")
         raise typer.Exit(3)
+    if stats["failed_judge"] and not allow_failed:
+        eprint(f"{stats['failed_judge']} pairs have no label because the judge failed "
+               f"({_failed_split(stats)}; all reasons in {out_dir}/stats.json). Once the judge works, run the same "
+               f"command with --retry-failed to label them, or pass --allow-failed to accept the folder as it is.")
+        raise typer.Exit(4)
+
+
+def _failed_split(stats: dict) -> str:
+    reasons = stats["failure_reasons"]
+    common = max(reasons, key=reasons.get) if reasons else "unknown"
+    return f"{stats['failed_this_run']} this run, {stats['failed_before']} before; most often: {common}"
 
 
 def _summary(stats: dict, title: str) -> None:
     print_table(title, [
         ("pairs", stats["pairs"]), ("ok", stats["ok"]), ("failed", stats["failed"]),
+        ("  in the judge / bad input", f"{stats['failed_judge']} / {stats['failed_input']}" if stats["failed"]
+         else None),
+        ("  this run / before", f"{stats['failed_this_run']} / {stats['failed_before']}"
+         if stats["failed"] and "failed_this_run" in stats else None),
+        ("retried / relabelled this run", f"{stats['retried_this_run']} / {stats['relabelled_this_run']}"
+         if stats.get("retried_this_run") or stats.get("relabelled_this_run") else None),
         ("labels a / b / tie", " / ".join(str(stats["labels"][k]) for k in ("a", "b", "tie"))),
         ("position consistency", stats["position_consistency"]),
         ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
         ("agreement, single order", stats.get("agreement_single_order")),
         ("labelled this run", stats.get("labelled_now")), ("resumed (already done)", stats.get("resumed_skipped")),
         ("pairs/s", stats.get("pairs_per_s")), ("tokens/s", stats.get("tokens_per_s")),
-        ("wall time s", stats.get("wall_time_s")), ("estimated cost", stats.get("estimated_cost"))])
+        ("wall time s", stats.get("wall_time_s")), ("estimated cost", stats.get("estimated_cost")),
+        ("spent by this job: requests", stats.get("spent_requests") or None)])
 
 
 @app.command("merge")

@@ -16,6 +16,9 @@ from ..records import Message, Pair, Prompt, sha256_json
 from .formats import DataError, PathLike, RowError, read_rows, type_name
 
 HUMAN_LABELS = ("a", "b", "tie")
+# Ids rlaif makes for rows it cannot read ("rlaif:line-3"). Real ids may not take this form, so the two can never
+# collide in the label store (which holds one record per id).
+SYNTHETIC_ID_PREFIX = "rlaif:"
 
 # HH transcripts: a turn starts at "\n\nHuman:" / "\n\nAssistant:" (or at the very start of the text).
 # A bare "Human:" inside a turn is text, not a turn: the real data has such slips.
@@ -72,8 +75,8 @@ def _invalid_pair(row: Any, line: int, reason: str) -> Pair:
             pass
     row_id = _optional_id(got)
     # a duplicate keeps its own line as id: reusing the id would give two records the same id
-    if row_id is None or reason.startswith("duplicate id"):
-        row_id = f"line-{line}"
+    if row_id is None or reason.startswith("duplicate id") or row_id.startswith(SYNTHETIC_ID_PREFIX):
+        row_id = f"{SYNTHETIC_ID_PREFIX}line-{line}"
     principle = got.get("principle") if isinstance(got.get("principle"), str) else None
     a, b = text("chosen"), text("rejected")
     if "prompt" not in got and (a or b):
@@ -274,6 +277,9 @@ def _row_id(row: dict, prompt: Prompt, first: str, second: str) -> str:
     value = row.get("id")
     if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
         raise RowError(f"id must be a string or an integer, not {type_name(value)}")
+    if isinstance(value, str) and value.startswith(SYNTHETIC_ID_PREFIX):
+        raise RowError(f"id '{value}': ids starting with '{SYNTHETIC_ID_PREFIX}' are kept for rows rlaif cannot "
+                       f"read; rename it")
     return _optional_id(row) or sha256_json([prompt, first, second])[:16]
 
 

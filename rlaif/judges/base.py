@@ -10,6 +10,7 @@ packages lazily; they are free to group queries that share a prompt prefix.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..config.judge import JudgeBase
@@ -36,13 +37,31 @@ class BudgetExhausted(RuntimeError):
         self.verdicts = verdicts
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What a judge has spent towards its spending caps: requests sent (retries included) and estimated cost."""
+
+    requests: int = 0
+    cost: float = 0.0
+
+
 class Judge(ABC):
     """A preference judge. Subclasses implement `judge`; `rlaif.score` adds both orders and principles on top."""
 
     config: JudgeBase
+    _spent_before = Spend()  # a class default: subclasses that skip __init__ still have it
 
     def __init__(self, config: JudgeBase):
         self.config = config
+
+    def carry_spend(self, before: Spend) -> None:
+        """Count on from what a job spent in its earlier runs, so a cap holds per job, not per process. The job
+        keeps the running total in its folder; a backend that spends (one with caps) overrides this pair."""
+        self._spent_before = before
+
+    def spent(self) -> Spend:
+        """Everything spent so far, `carry_spend`'s share included. Local models spend nothing a cap counts."""
+        return self._spent_before
 
     @abstractmethod
     def judge(self, queries: Sequence[Query]) -> list[Verdict]:

@@ -21,7 +21,7 @@ import tenacity
 
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
-from .base import BudgetExhausted, Judge
+from .base import BudgetExhausted, Judge, Spend
 from .logprobs import InvalidLogprob
 from .prompting import LABELS, chat_messages
 from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
@@ -148,6 +148,12 @@ class OpenAIJudge(Judge):
         if any(v is None for v in verdicts):
             raise BudgetExhausted(self._budget_reason() or "spending cap reached", verdicts)
         return verdicts
+
+    def carry_spend(self, before: Spend) -> None:
+        self.requests_sent, self.cost = before.requests, before.cost
+
+    def spent(self) -> Spend:
+        return Spend(self.requests_sent, self.cost)
 
     def close(self) -> None:
         loop, thread, self._loop, self._thread = self._loop, self._thread, None, None

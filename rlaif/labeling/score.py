@@ -8,16 +8,28 @@ folder, resuming by `record_key`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..judges.base import BudgetExhausted, Judge
+from ..judges.base import TOO_LONG, BudgetExhausted, Judge
 from ..records import LabelRecord, Pair, Verdict, sha256_json
 from .preference import label_for, order_probabilities, position_consistent, weighted_mean
 
 GENERIC = Constitution(name="generic", version="1", principles=[
     Principle(id="better", text="Which response is the better reply to the user?")])
+INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
+OUT_OF_RANGE = "numbers out of range"
+# Probabilities summed from logprobs may pass 1 by rounding; beyond this the mass is flagged (a logprob above 0).
+LABEL_MASS_TOLERANCE = 1e-4
+LABEL_MASS_FLAG = "label_mass_out_of_range"
+
+
+def is_input_failure(error: Optional[str]) -> bool:
+    """A failed record that says the input is bad (an unreadable row, a pair too long for the judge), not the
+    judge: another try fails the same way, so --retry-failed leaves it and it never makes the exit code 4."""
+    return (error or "").startswith((INVALID_INPUT, TOO_LONG))
 
 
 def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
@@ -68,7 +80,7 @@ def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
     records = []
     for pl, span in zip(planned, spans):
         if span is None:
-            records.append(_failed(pl, constitution, judge, f"invalid input: {pl.pair.invalid}"))
+            records.append(_failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.pair.invalid}"))
             continue
         vs = verdicts[span[0]:span[1]]
         if any(v is None for v in vs):
@@ -107,19 +119,44 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
     if failed:
         return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
                            error=failed[0].error or "the judge returned no verdict")
-    per_orders = []
-    for k, p in enumerate(principles):
-        ab, ba = verdicts[2 * k], verdicts[2 * k + 1]
-        per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
-    weights = [p.weight for p in principles]
-    orders = [weighted_mean([o[0] for o in per_orders], weights), weighted_mean([o[1] for o in per_orders], weights)]
-    p_a = (orders[0] + orders[1]) / 2
-    per_principle = {p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)} if len(principles) > 1 else None
+    error = _out_of_range({f"p_first of '{p.id}' ({order})": verdicts[2 * k + j].p_first
+                           for k, p in enumerate(principles) for j, order in enumerate(("a first", "b first"))})
+    if error is None:
+        per_orders = []
+        for k, p in enumerate(principles):
+            ab, ba = verdicts[2 * k], verdicts[2 * k + 1]
+            per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
+        weights = [p.weight for p in principles]
+        orders = [weighted_mean([o[0] for o in per_orders], weights),
+                  weighted_mean([o[1] for o in per_orders], weights)]
+        p_a = (orders[0] + orders[1]) / 2
+        per_principle = ({p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)}
+                         if len(principles) > 1 else None)
+        error = _out_of_range({"p_a": p_a, "p_a_orders[0]": orders[0], "p_a_orders[1]": orders[1],
+                               **{f"per_principle '{i}'": v for i, v in (per_principle or {}).items()}})
+    if error is not None:  # never an `ok` record with a number no reader can trust (or parse: NaN)
+        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale, error=error)
     masses = [v.label_mass for v in verdicts if v.label_mass is not None]
+    mass_ok = all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses)  # NaN fails both comparisons
     return LabelRecord(
         **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok",
         position_consistent=position_consistent(orders), p_a_orders=orders, rationale=rationale,
-        per_principle=per_principle, label_mass=sum(masses) / len(masses) if masses else None)
+        per_principle=per_principle,
+        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
+        flags=None if mass_ok else [LABEL_MASS_FLAG])
+
+
+def _out_of_range(values: dict[str, float]) -> Optional[str]:
+    """The error for the first value that is not a probability (finite, in [0, 1]), or None."""
+    for name, v in values.items():
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+            return (f"{OUT_OF_RANGE}: {name} = {v!r}, not a probability in [0, 1] (check the judge's "
+                    f"logprobs and the constitution's weights)")
+    return None
 
 
 def _failed(planned: PlannedPair, constitution: Constitution, judge: Judge, error: str) -> LabelRecord:

@@ -3,12 +3,11 @@ come from the same job, are disjoint, and together cover every input pair."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from .stats import compute_stats
-from ..data.labels import LabelStore, read_labels, write_json_atomic
+from ..data.labels import LabelStore, fsync_dir, read_json_file, read_labels, write_json_atomic
 
 SAME_JOB = ("input_sha256", "constitution_sha256", "judge_settings_sha256", "seed", "limit")
 
@@ -19,7 +18,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
         m = d / "manifest.json"
         if not m.exists():
             raise ValueError(f"{d}: no manifest.json (not a label directory)")
-        manifests.append((d, json.loads(m.read_text())))
+        manifests.append((d, read_json_file(m)))
     first_dir, first = manifests[0]
     for d, m in manifests[1:]:
         for k in SAME_JOB:
@@ -33,7 +32,11 @@ def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
         if m.get("status") != "complete":
             raise ValueError(f"{d}: shard is not complete (status {m.get('status')}); finish it first")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; name a folder for the merged labels")
+    if not out.is_dir():
+        out.mkdir(parents=True)
+        fsync_dir(out.parent)
     target = out / "labels.jsonl"
     if target.exists() and target.stat().st_size:
         raise ValueError(f"{target} already exists; merge into a new directory")

@@ -1,4 +1,5 @@
-"""Summary statistics of a label file: counts, position consistency, agreement with known human choices, cost.
+"""Summary statistics of a label file: counts, position consistency, agreement with known human choices, cost;
+and the plain advice a run's summary gives when its judge could not tell the responses apart.
 
 Computed by streaming the records, so they describe the whole file (all runs of a resumed job), not one run.
 """
@@ -7,23 +8,31 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from .score import is_input_failure
+
+CAPABLE_JUDGES = "judges/vllm.yaml (a GPU) or judges/openai.yaml (an OpenAI-compatible server)"
+
 
 def _rate(num: int, den: int) -> Optional[float]:
     return round(num / den, 4) if den else None
 
 
 def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict] = None) -> dict:
-    n = ok = failed = consistent = 0
+    n = ok = failed = failed_input = consistent = 0
     labels = {"a": 0, "b": 0, "tie": 0}
     human_n = agree = agree_decided = decided = first_only_agree = 0
     prompt_tokens = completion_tokens = 0
     errors: dict[str, int] = {}
+    flags: dict[str, int] = {}
     for r in records:
         n += 1
         prompt_tokens += r.get("prompt_tokens", 0)
         completion_tokens += r.get("completion_tokens", 0)
+        for flag in r.get("flags") or ():
+            flags[flag] = flags.get(flag, 0) + 1
         if r["status"] != "ok":
             failed += 1
+            failed_input += is_input_failure(r.get("error"))
             err = (r.get("error") or "unknown").split(":")[0][:80]
             errors[err] = errors.get(err, 0) + 1
             continue
@@ -41,7 +50,10 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
             first = r["p_a_orders"][0]
             first_only_agree += ("a" if first > 0.5 else "b") == human
     stats = {
-        "pairs": n, "ok": ok, "failed": failed, "labels": labels,
+        "pairs": n, "ok": ok, "failed": failed,
+        # judge errors (the exit code 4, --retry-failed) apart from input that could not be judged
+        "failed_judge": failed - failed_input, "failed_input": failed_input,
+        "labels": labels, "flags": flags,
         "position_consistency": _rate(consistent, ok),
         "human_labelled": human_n,
         # ties count as disagreement here: a judge that cannot tell does not get credit
@@ -58,3 +70,23 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
     if run:
         stats.update(run)
     return stats
+
+
+def judge_advice(stats: dict) -> Optional[str]:
+    """One plain line when this run's judge could not tell the responses apart (more than half of its labels
+    ties, or more than half of its pairs judged differently once the order was swapped), saying what to do."""
+    labels = stats.get("run_labels") or {}
+    n = sum(labels.values())
+    if not n:
+        return None
+    problems = []
+    if labels.get("tie", 0) * 2 > n:
+        problems.append(f"{labels['tie']} of this run's {n} labels are ties")
+    inconsistent = stats.get("run_inconsistent", 0)
+    if inconsistent * 2 > n:
+        problems.append(f"in {inconsistent} of {n} pairs the judge picked a different response once the order "
+                        f"was swapped")
+    if not problems:
+        return None
+    return (f"Note: {' and '.join(problems)}: this judge cannot tell these responses apart, so these labels "
+            f"will not teach a preference. Use a more capable judge: {CAPABLE_JUDGES}.")

@@ -375,13 +375,13 @@ def test_skip_invalid_yields_marked_pairs_and_goes_on(tmp_path):
     assert [p.source_line for p in pairs] == [1, 2, 3, 4, 5, 6]
     assert [p.invalid is None for p in pairs] == [True, False, False, False, False, True]
     bad_json, empty, hh, dup = pairs[1:5]
-    assert (bad_json.id, bad_json.prompt, bad_json.response_a) == ("line-2", "", "")
+    assert (bad_json.id, bad_json.prompt, bad_json.response_a) == ("rlaif:line-2", "", "")
     assert bad_json.invalid.startswith("malformed JSON") and "mixed.jsonl" not in bad_json.invalid
     assert (empty.id, empty.prompt, empty.response_a, empty.invalid) == ("bad1", "p", "a", "response_b is empty")
-    assert (hh.id, hh.invalid) == ("line-4", "chosen and rejected do not share a conversation")
+    assert (hh.id, hh.invalid) == ("rlaif:line-4", "chosen and rejected do not share a conversation")
     assert hh.prompt == HH_PROMPT  # what could be read is kept
     # a duplicate gets its own id, so the failed record cannot be mistaken for the first one
-    assert (dup.id, dup.prompt) == ("line-5", "again")
+    assert (dup.id, dup.prompt) == ("rlaif:line-5", "again")
     assert dup.invalid == "duplicate id 'ok1' (first on line 1)"
 
 

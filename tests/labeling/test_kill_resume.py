@@ -58,3 +58,30 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     assert all(r["status"] == "ok" and r["label"] == "a" for r in recs)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["pairs"] == n and stats["labelled_now"] < n  # the last run resumed rather than starting over
+
+
+def test_sigkill_while_superseding_then_resume_keeps_one_record_per_id(tmp_path):
+    """Failed records being superseded (--retry-failed) when the job is killed: every reader meanwhile sees one
+    record per id, and the resumed job folds the new attempts in, archives each failed record once."""
+    from tests.labeling.jobfiles import job_files, label_command, polite_rows, rlaif_label, stored, strict_records
+
+    n = 45
+    files = job_files(tmp_path, polite_rows(n))
+    assert rlaif_label(files, env={"RLAIF_TEST_JUDGE_DOWN": "1"}).returncode == 4
+    out, env = files["out"], {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.02"}
+    proc = subprocess.Popen(label_command(files, "--retry-failed", "--batch-size", "3"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while _count_lines(out / "superseding.jsonl") < 15 and proc.poll() is None and time.time() < deadline:
+        assert len(stored(out)) == n  # the reader's view while new attempts wait aside
+        time.sleep(0.005)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _count_lines(out / "superseding.jsonl") >= 15 and len(stored(out)) == n
+    done = rlaif_label(files, "--retry-failed")
+    assert done.returncode == 0, done.stderr[-2000:]
+    recs = stored(out)
+    assert len(recs) == n and all(r["status"] == "ok" and r["label"] == "a" for r in recs.values())
+    archived = [r["id"] for r in strict_records(out / "superseded.jsonl")]
+    assert sorted(archived) == sorted(recs) and not (out / "superseding.jsonl").exists()
