@@ -12,7 +12,6 @@ import hmac
 import ipaddress
 import json
 import random
-import re
 import secrets
 import sqlite3
 import sys
@@ -31,11 +30,10 @@ from ..constitution import Constitution, load_constitution
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import SWAPPED
 from .db import AnnotationDB, ServedPair, UnknownPair, error_kind
+from .tokens import load_tokens
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 64 * 1024  # a label is ~100 bytes; anything near this is a mistake or an attack
-_ANNOTATOR_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
-_MIN_TOKEN_CHARS = 8
 _FLIP = {**SWAPPED, "skip": "skip"}  # an answer read with the left and right responses trading places
 # The page and its scripts come from this server only; nothing inline runs, so even a rendering mistake cannot
 # execute a model output.
@@ -49,44 +47,6 @@ _SECURITY_HEADERS = [
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-class TokensFileError(ValueError):
-    """A tokens file that cannot be used; the message names FILE:LINE."""
-
-
-def load_tokens(path: Union[str, Path]) -> dict[str, str]:
-    """`annotator_name:token` per line (blank lines and `#` comments allowed) as {token: annotator}."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TokensFileError(f"{path}: cannot read the tokens file: {e}") from e
-    tokens: dict[str, str] = {}
-    names: dict[str, int] = {}
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, token = (part.strip() for part in line.partition(":"))
-        where = f"{path}:{n}"
-        if not sep:
-            raise TokensFileError(f"{where}: expected annotator_name:token, found no ':'")
-        if not _ANNOTATOR_NAME.match(name):
-            raise TokensFileError(f"{where}: annotator name {name!r} must be 1-64 letters, digits or . _ @ + -")
-        if len(token) < _MIN_TOKEN_CHARS or any(ch.isspace() for ch in token):
-            raise TokensFileError(f"{where}: the token for '{name}' must be at least {_MIN_TOKEN_CHARS} characters "
-                                  f"with no spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
-        if name in names:
-            raise TokensFileError(f"{where}: annotator '{name}' is already on line {names[name]}")
-        if token in tokens:
-            raise TokensFileError(f"{where}: '{name}' has the same token as '{tokens[token]}'; each annotator "
-                                  f"needs their own")
-        names[name] = n
-        tokens[token] = name
-    if not tokens:
-        raise TokensFileError(f"{path}: no annotator_name:token lines")
-    return tokens
 
 
 def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int,

@@ -131,7 +131,7 @@ def pairs_file(tmp_path) -> Path:
 
 
 def test_tokens_file_errors_name_file_and_line(tmp_path):
-    from rlaif.human.server import TokensFileError, load_tokens
+    from rlaif.human.tokens import TokensFileError, load_tokens
 
     f = tmp_path / "tokens.txt"
     f.write_text("# team\nalice:alice-token-0001\n\n bob : bob-token-0002 \n")
@@ -153,7 +153,7 @@ def test_tokens_file_errors_name_file_and_line(tmp_path):
     ("alice:other-token-9\n", "already on line 2"), ("carol:alice-token-0001\n", "same token as 'alice'"),
     (":carol-token-0003\n", "annotator name")])
 def test_a_bad_tokens_line_is_named_by_file_and_line(tmp_path, line, message):
-    from rlaif.human.server import TokensFileError, load_tokens
+    from rlaif.human.tokens import TokensFileError, load_tokens
 
     f = tmp_path / "tokens.txt"
     f.write_text("# team\nalice:alice-token-0001\n" + line)
