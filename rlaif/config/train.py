@@ -18,7 +18,7 @@ from .loop import LoopConfig
 from .ppo import PPOTrainConfig
 from .reward import RewardTrainConfig
 from .run import RunConfig
-from .yamlfile import ConfigFileError, load_model, read_yaml
+from .yamlfile import ConfigFileError, load_model, read_yaml, yaml_value
 
 TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig],
                         Field(discriminator="method")]
@@ -26,8 +26,6 @@ TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig,
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`key=value` strings (dotted keys for nested fields) into a nested dict; values are read as YAML."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -39,7 +37,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override '{item}': '{part}' is set as a value and as a section")
-        node[leaf] = yaml.safe_load(text) if text != "" else ""
+        node[leaf] = yaml_value(text, f"override '{item}'") if text != "" else ""
     return out
 
 
@@ -59,6 +57,7 @@ class _ByMethod:
     front of every error location; it is taken off, so errors name the field as it is written in the file."""
 
     _adapter = TypeAdapter(TrainConfig)
+    config_type = TrainConfig  # what the hint on an unknown key walks
 
     @classmethod
     def model_validate(cls, data: dict) -> RunConfig:
@@ -84,3 +83,4 @@ def load_train_config(path: str | Path, method: str, overrides: list[str] | None
         extra = {k: _deep_merge(data.get(k), v) if isinstance(v, dict) else v for k, v in extra.items()}
         extra["method"] = method
     return load_model(path, _ByMethod, overrides=extra)
+

@@ -64,8 +64,9 @@ def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
                    "pairs:\n  sauce: 1\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
-    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; "
-                              "see `rlaif constitution schema`)"]
+    # the hint lists the fields of the section the key is in, not another file's schema
+    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; fields here: soft, "
+                              "min_margin, eval_paths, eval_fraction)"]
     with pytest.raises(ConfigFileError, match="this is a 'dpo' config"):
         load_train_config(bad, "reward")
     with pytest.raises(ConfigFileError, match="optim.lr"):
