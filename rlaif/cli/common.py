@@ -50,9 +50,15 @@ def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int
     if isinstance(e, (ValueError, FileNotFoundError, RuntimeError, OSError)):
         text = str(e) if not isinstance(e, OSError) or not e.strerror else \
             f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
-        return [f"error: {text}"], code
-    return [f"internal error: {type(e).__name__}: {e} (run with --debug or {DEBUG_ENV}=1 for the traceback, "
-            f"and please report it)"], INTERNAL
+        return [f"error: {_one_line(text)}"], code
+    return [f"internal error: {type(e).__name__}: {_one_line(str(e))} (run with --debug or {DEBUG_ENV}=1 for the "
+            f"traceback, and please report it)"], INTERNAL
+
+
+def _one_line(text: str) -> str:
+    """A library's paragraph-long message (transformers writes several lines) as one line: the output stays one
+    line per problem, whatever raised it."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def guard(fn: Callable[[], T], code: int = BAD_INPUT) -> T:

@@ -29,7 +29,7 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     from ..recipes import run_recipe
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
-    final = guard(lambda: run_recipe(cfg), code=1)
+    final = guard(lambda: run_recipe(cfg))
     print(f"model saved to {final}")
 
 
