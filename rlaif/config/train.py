@@ -16,9 +16,10 @@ from pydantic import Field, TypeAdapter, ValidationError
 from .dpo import DPOTrainConfig
 from .loop import LoopConfig
 from .ppo import PPOTrainConfig
+from .paths import model_problem, output_dir_problem
 from .reward import RewardTrainConfig
-from .run import RunConfig
-from .yamlfile import ConfigFileError, load_model, read_yaml, yaml_value
+from .run import PretrainedModelConfig, RunConfig
+from .yamlfile import ConfigFileError, field_errors, load_model, read_yaml, yaml_value
 
 TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig],
                         Field(discriminator="method")]
@@ -84,3 +85,17 @@ def load_train_config(path: str | Path, method: str, overrides: list[str] | None
         extra["method"] = method
     return load_model(path, _ByMethod, overrides=extra)
 
+
+def check_run_paths(path: str | Path, config: RunConfig) -> None:
+    """Refuse, as `FILE:LINE: field: message`, a config whose paths cannot work: an output_dir that is a file, a
+    model that is no model folder and no reachable hub id, a reward model that is not one. Run before any model is
+    built (validation has passed; this looks at the disk and the hub cache)."""
+    problems = [(("output_dir",), output_dir_problem(config.output_dir))]
+    if isinstance(config.model, PretrainedModelConfig):
+        problems.append((("model", "path"), model_problem(config.model.path, config.model.revision)))
+    reward = getattr(config, "reward", None)
+    if getattr(reward, "type", None) == "model":  # PPO scored by a trained reward model (a local folder)
+        problems.append((("reward", "path"), model_problem(reward.path, head="score", local_only=True)))
+    found = [(loc, msg) for loc, msg in problems if msg]
+    if found:
+        raise field_errors(path, found)
