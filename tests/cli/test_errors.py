@@ -207,3 +207,26 @@ def test_every_command_answers_bad_input_with_one_clean_line(files, tmp_path, ar
 def test_a_port_out_of_range_is_a_usage_error_not_an_internal_one():
     result = cli("serve", "reward", "--judge", RULE_JUDGE, "--port", "99999")
     assert result.exit_code == 2 and "internal error" not in result.stderr and "--port" in result.stderr
+
+
+def test_a_library_runtime_error_is_an_internal_error_and_ours_is_bad_input():
+    """Training's exit codes: a refused run is 2; torch's bare RuntimeError (a shape mismatch: a bug) stays 1."""
+    from rlaif.cli.common import error_lines
+
+    def raised(module: str, exc: BaseException) -> BaseException:
+        scope = {"__name__": module, "exc": exc}
+        exec(compile("def fail():\n    raise exc\n", f"{module.replace('.', '/')}.py", "exec"), scope)
+        try:
+            scope["fail"]()
+        except BaseException as e:  # noqa: BLE001 - the exception under test
+            return e
+
+    assert error_lines(raised("torch.nn.functional", RuntimeError("mat1 and mat2 shapes")))[1] == 1
+    assert error_lines(raised("rlaif.labeling.job", RuntimeError("a lock is held")))[1] == 2
+    assert error_lines(raised("torch.nn.functional", ValueError("bad value")))[1] == 2
+    oom = type("OutOfMemoryError", (RuntimeError,), {})
+    lines, code = error_lines(raised("torch.cuda", oom("CUDA out of memory.\nTried to allocate 2 GiB")))
+    assert code == 2 and lines == ["error: out of memory on the accelerator: lower batch_size or max_length (a "
+                                   "training run resumes from its last checkpoint)"]
+    lines, code = error_lines(raised("transformers.utils.hub", OSError("We couldn't connect.\nCheck your internet")))
+    assert code == 2 and lines == ["error: We couldn't connect. Check your internet"]
