@@ -9,7 +9,7 @@ Slim on purpose: importing this module never imports torch or transformers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Union, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -23,6 +23,8 @@ from .yamlfile import ConfigFileError, field_errors, load_model, read_yaml, yaml
 
 TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig],
                         Field(discriminator="method")]
+# the union's tags, in its order: what `method:` may say
+METHODS = [get_args(c.model_fields["method"].annotation)[0] for c in get_args(get_args(TrainConfig)[0])]
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -73,13 +75,16 @@ class _ByMethod:
 def load_train_config(path: str | Path, method: str, overrides: list[str] | None = None) -> RunConfig:
     """Read a training YAML for `method` (the command that runs it), apply `key=value` overrides, validate
     through `TrainConfig` (FILE:LINE errors). A file without `method:` is read as `method`'s config."""
-    data, _ = read_yaml(path)
+    data, lines = read_yaml(path)
     extra = parse_overrides(overrides or [])
     if isinstance(data, dict):
         found = extra.get("method", data.get("method", method))
+        where = f"{path}:{lines.get(('method',), 1)}: method"
+        if found not in METHODS:
+            raise ConfigFileError([f"{where}: must be one of {', '.join(METHODS)}, got {found!r}"])
         if found != method:
             command = "rlaif loop" if found == "loop" else f"rlaif train {found}"
-            raise ConfigFileError([f"{path}:1: method: this is a '{found}' config; use `{command}`"])
+            raise ConfigFileError([f"{where}: this is a '{found}' config; use `{command}`"])
         # load_model merges top-level keys only: hand it whole merged sections so dotted keys deep-merge
         extra = {k: _deep_merge(data.get(k), v) if isinstance(v, dict) else v for k, v in extra.items()}
         extra["method"] = method
