@@ -22,7 +22,7 @@ from ...data.labels import labels_file, read_labels, write_json_atomic, write_js
 from ...labeling.preference import label_for
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
-from .metrics import agreement, both_decided, brier, ece, json_number, tie_rate
+from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json_number, tie_rate
 
 METHODS = ("isotonic", "platt", "temperature")
 MAP_FORMAT = "rlaif-calibration-map"
@@ -137,6 +137,7 @@ def fit_map(m: Matched, method: str = "isotonic", holdout: float = 0.5, seed: in
         raise ValueError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
     if not 0.0 <= holdout < 1.0:
         raise ValueError("holdout must be in [0, 1)")
+    check_tie_margin(tie_margin)
     held = split_mask(m.ids, holdout, seed)
     fit_part = m.subset(~held)
     if len(fit_part) < 2:
