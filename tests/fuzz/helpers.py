@@ -13,6 +13,8 @@ failures the day they pass and the mark is removed.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import yaml
@@ -33,7 +35,20 @@ def fuzz_settings(examples: int, shrink: bool = True):
 def cli(*args):
     from rlaif.cli import app
 
+    _library_logs_to_stderr()
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _library_logs_to_stderr() -> None:
+    """transformers' log handler keeps the stderr of the moment it was made (its stream, and its `flush` bound to
+    that stream). Made inside an earlier runner's invoke (another test's), it writes to a closed stream, and logging
+    prints '--- Logging error ---' and a traceback into the next run's stderr: a fault of this harness, not of the
+    command. The handlers are pointed at the process's own stderr."""
+    for name in ("transformers", "huggingface_hub"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.__dict__.pop("flush", None)  # transformers binds flush to the stderr of that moment
+                handler.stream = sys.__stderr__  # not setStream: it would flush the closed stream first
 
 
 def assert_clean_end(result, allowed=(0,)):

@@ -80,9 +80,7 @@ def train_files(tmp_path_factory):
     """What the generated configs point at: a small label file, a saved tiny model, a folder, an empty file, a
     file, and a run folder the examples share (so some find a run with a different config in it)."""
     from tests.conftest import build_tiny_model
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.get_logger("transformers")  # its handler takes stderr now, not a runner's stream that closes later
     root = tmp_path_factory.mktemp("train-fuzz")
     good = root / "labels.jsonl"
     good.write_text("".join((ROOT / "examples/tiny/data/labels.jsonl").read_text().splitlines(keepends=True)[:24]))
