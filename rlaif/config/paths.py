@@ -103,16 +103,40 @@ def _folder_problem(p: Path, head: Optional[Literal["score"]]) -> Optional[str]:
 def model_problem(path: str, revision: Optional[str] = None, head: Optional[Literal["score"]] = None,
                   local_only: bool = False) -> Optional[str]:
     """What is wrong with a model named by a local folder or a hub id, found without loading it (or None). A hub
-    id that is not cached is refused only when the hub is switched off (HF_HUB_OFFLINE); otherwise the download
-    may still work. `head="score"`: the folder must hold a sequence classifier (a reward model)."""
+    id that is not cached is looked up on the hub (unless HF_HUB_OFFLINE is set, when it is refused at once).
+    `head="score"`: the folder must hold a sequence classifier (a reward model)."""
     local = Path(path).expanduser()
     if local.exists():
         return _folder_problem(local, head)
     if local_only or not _hub_id(str(path)):
         return f"no such folder: {path}"
-    if _offline() and not _in_hub_cache(str(path), revision):
+    if _in_hub_cache(str(path), revision):
+        return None
+    if _offline():
         return (f"'{path}' is not a local folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is set: "
                 "download it once with the hub reachable, or give a local folder")
+    return _hub_problem(str(path), revision)
+
+
+def _hub_problem(repo_id: str, revision: Optional[str]) -> Optional[str]:
+    """Ask the hub once about a model that is not cached: one short request, where transformers' download would
+    retry for most of a minute when the hub cannot be reached and then print a paragraph."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:
+        return f"'{repo_id}' is gated on the hub: accept its terms on its page and log in (`hf auth login`)"
+    except RepositoryNotFoundError:
+        return (f"'{repo_id}' is not a local folder, and the hub has no model of that name (a private one needs "
+                "`hf auth login`)")
+    except RevisionNotFoundError:
+        return f"the hub has no revision '{revision}' of '{repo_id}'"
+    except Exception as e:  # noqa: BLE001 - DNS, proxy, TLS, timeout, a server error: the hub cannot be used now
+        reason = " ".join(str(e).split()) or type(e).__name__
+        return (f"'{repo_id}' is not a local folder or in the Hugging Face cache, and the hub cannot be reached "
+                f"({reason}): connect, or give a local folder")
     return None
 
 

@@ -7,6 +7,7 @@ so a hub id that is not cached is refused at once instead of hanging."""
 from __future__ import annotations
 
 import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,48 @@ READ_LABELS = ("label store (issue 9, the other half): rlaif.data.labels.read_la
 def test_label_files_that_are_not_label_records_are_one_line_naming_file_and_line(files, tmp_path, args, kind):
     line = one_clean_line(cli(*[a.format(labels=files[kind], tmp=tmp_path) for a in args]))
     assert f"{files[kind]}:" in line
+
+
+class _Hub(BaseHTTPRequestHandler):
+    """A stand-in for the model hub on 127.0.0.1: every model is missing, as the hub says it."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error": "Repository not found"}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("hub", ["missing-model", "unreachable"])
+def test_a_hub_id_that_is_not_cached_is_looked_up_once_not_retried_for_a_minute(tmp_path, hub):
+    """With the hub switched on but not reachable, transformers' download retried for ~50 s, then printed a
+    paragraph; one request now says what is wrong with model.path."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    if hub == "unreachable":
+        server.shutdown()
+        server.server_close()  # nothing listens there any more
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"))
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "rlaif.cli", "train", "dpo", "--config", DPO,
+                           f"output_dir={tmp_path / 'run'}", "model={type: pretrained, path: someone/no-such-model}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if hub == "missing-model":
+        server.shutdown()
+    assert done.returncode == 2 and time.time() - started < 30, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"{DPO}:7: model.path: 'someone/no-such-model' is not a "
+                                                          "local folder")
+    expected = "the hub has no model of that name" if hub == "missing-model" else "the hub cannot be reached"
+    assert expected in done.stderr and "Traceback" not in done.stderr and not (tmp_path / "run").exists()
