@@ -30,7 +30,7 @@ def calibrate_cmd(ctx: typer.Context,
                   human: Optional[Path] = typer.Option(None, help=_HUMAN_HELP),
                   out_dir: Optional[Path] = typer.Option(None, "--out", help="Report directory: report.json, "
                                                          "reliability.png, report.html."),
-                  bins: int = typer.Option(10, min=2, help="Equal-width p_a bins for ECE and the diagram."),
+                  bins: int = typer.Option(10, min=2, max=1000, help="Equal-width p_a bins for ECE and the diagram."),
                   resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples (0: no intervals)."),
                   seed: int = typer.Option(0, help="Bootstrap seed."),
                   tie_margin: float = typer.Option(0.05, help="Tie margin for per-principle labels read from "
@@ -63,7 +63,7 @@ def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
                                                    "|p_a - 0.5| <= this (used by apply, and for agreement after)."),
                   symmetric: bool = typer.Option(True, help="Also fit on each pair swapped, so the map treats "
                                                  "response a and b alike."),
-                  bins: int = typer.Option(10, min=2, help="Bins for ECE.")) -> None:
+                  bins: int = typer.Option(10, min=2, max=1000, help="Bins for ECE.")) -> None:
     """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
     def run():
         from ..feedback.calibration.maps import fit_map_file

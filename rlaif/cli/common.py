@@ -47,12 +47,33 @@ def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int
         where = f" writing {e.filename}" if e.filename else ""
         return [f"error: no space left on the device{where}. Everything written before is kept: free some space "
                 f"and run the same command again to resume."], code
-    if isinstance(e, (ValueError, FileNotFoundError, RuntimeError, OSError)):
+    if type(e).__name__ == "OutOfMemoryError":  # torch's, named without importing torch
+        return ["error: out of memory on the accelerator: lower batch_size or max_length (a training run resumes "
+                "from its last checkpoint)"], code
+    # a bare RuntimeError from torch or another library (a shape mismatch) is a bug to report, not bad input
+    user_facing = isinstance(e, (ValueError, RuntimeError, OSError)) and \
+        (type(e) is not RuntimeError or _raised_by_rlaif(e))
+    if user_facing:
         text = str(e) if not isinstance(e, OSError) or not e.strerror else \
             f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
-        return [f"error: {text}"], code
-    return [f"internal error: {type(e).__name__}: {e} (run with --debug or {DEBUG_ENV}=1 for the traceback, "
-            f"and please report it)"], INTERNAL
+        return [f"error: {_one_line(text)}"], code
+    return [f"internal error: {type(e).__name__}: {_one_line(str(e))} (run with --debug or {DEBUG_ENV}=1 for the "
+            f"traceback, and please report it)"], INTERNAL
+
+
+def _raised_by_rlaif(e: BaseException) -> bool:
+    """Whether the innermost frame that raised `e` is rlaif's own code (its RuntimeErrors describe input or a
+    refused job; a library's bare RuntimeError is an internal error)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == "rlaif"
+
+
+def _one_line(text: str) -> str:
+    """A library's paragraph-long message (transformers writes several lines) as one line: the output stays one
+    line per problem, whatever raised it."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def guard(fn: Callable[[], T], code: int = BAD_INPUT) -> T:

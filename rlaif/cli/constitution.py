@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import eprint, guard
+from .common import BAD_INPUT, eprint, guard
 
 app = typer.Typer(help="Check, show and describe constitution files.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def constitution_check(files: List[Path] = typer.Argument(..., help="Constitutio
             for line in e.errors:
                 eprint(line)
     if bad:
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
 
 
 @app.command("show")

@@ -33,8 +33,17 @@ def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model dire
     """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders,
     ties counted half, a 95% bootstrap interval over prompts."""
     def run():
+        from ..config.judge import load_judge_config
+        from ..config.paths import model_problem, output_file_problem, require
+        from ..constitution import load_constitution
         from ..eval.winrate import evaluate_winrate
 
+        # everything a user can get wrong is checked before either model samples
+        require("--policy", model_problem(policy))
+        require("--baseline", model_problem(baseline))
+        require("--out", out_file and output_file_problem(out_file))
+        load_judge_config(judge)
+        load_constitution(constitution)
         result, _ = evaluate_winrate(policy, baseline, prompts, judge, constitution, n_samples=n_samples,
                                      config=sampling_config(config, temperature, top_p, max_new_tokens),
                                      seed=seed, n_boot=resamples, out=out_file,

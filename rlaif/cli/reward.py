@@ -29,7 +29,11 @@ def reward_score(model: Path = typer.Option(..., help="A saved reward model dire
                  ) -> None:
     """Score pairs with a reward model: id, r_a, r_b, p_a = σ(r_a − r_b) per line; accuracy vs human labels."""
     def run():
+        from ..config.paths import model_problem, output_file_problem, require
         from ..rewards.reward_model import score_pairs_file
+
+        require("--model", model_problem(str(model), head="score", local_only=True))
+        require("--out", out and output_file_problem(out))
         return score_pairs_file(model, pairs, out, batch_size=batch_size, max_length=max_length, format=fmt,
                                 seed=seed)
     summary = guard(run)

@@ -32,7 +32,7 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                                                          "assistant marker, then common chat-template markers)."),
                  seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
                  host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-                 port: int = typer.Option(8000, help="Port to listen on.")) -> None:
+                 port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on.")) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
     if mode not in ("reference", "group"):
         fail(f"error: --mode must be reference or group, got {mode!r}")

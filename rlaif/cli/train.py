@@ -21,15 +21,16 @@ _OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=
 
 
 def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
-    from ..config.train import load_train_config
+    from ..config.train import check_run_paths, load_train_config
 
     cfg = guard(lambda: load_train_config(config, method, overrides or []))
+    guard(lambda: check_run_paths(config, cfg))  # before torch is imported or any model built
     from transformers.utils import logging as hf_logging
 
     from ..recipes import run_recipe
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
-    final = guard(lambda: run_recipe(cfg), code=1)
+    final = guard(lambda: run_recipe(cfg))
     print(f"model saved to {final}")
 
 

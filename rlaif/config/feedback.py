@@ -165,4 +165,5 @@ def load_feedback_config(path: str | Path) -> AIFeedback | HumanFeedback | Mixed
     except ValidationError as e:
         # error locations are relative to the section; look their lines up under it
         sub_lines = {k[len(prefix):]: v for k, v in lines.items() if k[:len(prefix)] == prefix}
-        raise ConfigFileError(validation_messages(path, e, sub_lines)) from None
+        raise ConfigFileError(validation_messages(path, e, sub_lines, config_type=FeedbackConfig,
+                                                  data=data)) from None

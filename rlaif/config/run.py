@@ -98,7 +98,7 @@ class RunConfig(Strict):
     """Fields every training method shares: where the run writes, how long it runs, and how it computes."""
 
     output_dir: str = Field(description="Run directory: metrics.jsonl, config.yaml, checkpoint-STEP/, model/.")
-    seed: int = Field(0, description="Seed of data order and dropout.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of data order and dropout.")
     max_steps: Optional[int] = Field(None, ge=1, description="Optimizer steps; None: num_epochs over the data.")
     num_epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (when max_steps is None).")
     batch_size: int = Field(8, ge=1, description="Pairs per micro-batch on each process.")

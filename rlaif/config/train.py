@@ -9,25 +9,26 @@ Slim on purpose: importing this module never imports torch or transformers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Union, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .dpo import DPOTrainConfig
 from .loop import LoopConfig
 from .ppo import PPOTrainConfig
+from .paths import model_problem, output_dir_problem
 from .reward import RewardTrainConfig
-from .run import RunConfig
-from .yamlfile import ConfigFileError, load_model, read_yaml
+from .run import PretrainedModelConfig, RunConfig
+from .yamlfile import ConfigFileError, field_errors, load_model, read_yaml, yaml_value
 
 TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig],
                         Field(discriminator="method")]
+# the union's tags, in its order: what `method:` may say
+METHODS = [get_args(c.model_fields["method"].annotation)[0] for c in get_args(get_args(TrainConfig)[0])]
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`key=value` strings (dotted keys for nested fields) into a nested dict; values are read as YAML."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -39,7 +40,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override '{item}': '{part}' is set as a value and as a section")
-        node[leaf] = yaml.safe_load(text) if text != "" else ""
+        node[leaf] = yaml_value(text, f"override '{item}'") if text != "" else ""
     return out
 
 
@@ -59,6 +60,7 @@ class _ByMethod:
     front of every error location; it is taken off, so errors name the field as it is written in the file."""
 
     _adapter = TypeAdapter(TrainConfig)
+    config_type = TrainConfig  # what the hint on an unknown key walks
 
     @classmethod
     def model_validate(cls, data: dict) -> RunConfig:
@@ -73,14 +75,32 @@ class _ByMethod:
 def load_train_config(path: str | Path, method: str, overrides: list[str] | None = None) -> RunConfig:
     """Read a training YAML for `method` (the command that runs it), apply `key=value` overrides, validate
     through `TrainConfig` (FILE:LINE errors). A file without `method:` is read as `method`'s config."""
-    data, _ = read_yaml(path)
+    data, lines = read_yaml(path)
     extra = parse_overrides(overrides or [])
     if isinstance(data, dict):
         found = extra.get("method", data.get("method", method))
+        where = f"{path}:{lines.get(('method',), 1)}: method"
+        if found not in METHODS:
+            raise ConfigFileError([f"{where}: must be one of {', '.join(METHODS)}, got {found!r}"])
         if found != method:
             command = "rlaif loop" if found == "loop" else f"rlaif train {found}"
-            raise ConfigFileError([f"{path}:1: method: this is a '{found}' config; use `{command}`"])
+            raise ConfigFileError([f"{where}: this is a '{found}' config; use `{command}`"])
         # load_model merges top-level keys only: hand it whole merged sections so dotted keys deep-merge
         extra = {k: _deep_merge(data.get(k), v) if isinstance(v, dict) else v for k, v in extra.items()}
         extra["method"] = method
     return load_model(path, _ByMethod, overrides=extra)
+
+
+def check_run_paths(path: str | Path, config: RunConfig) -> None:
+    """Refuse, as `FILE:LINE: field: message`, a config whose paths cannot work: an output_dir that is a file, a
+    model that is no model folder and no reachable hub id, a reward model that is not one. Run before any model is
+    built (validation has passed; this looks at the disk and the hub cache)."""
+    problems = [(("output_dir",), output_dir_problem(config.output_dir))]
+    if isinstance(config.model, PretrainedModelConfig):
+        problems.append((("model", "path"), model_problem(config.model.path, config.model.revision)))
+    reward = getattr(config, "reward", None)
+    if getattr(reward, "type", None) == "model":  # PPO scored by a trained reward model (a local folder)
+        problems.append((("reward", "path"), model_problem(reward.path, head="score", local_only=True)))
+    found = [(loc, msg) for loc, msg in problems if msg]
+    if found:
+        raise field_errors(path, found)

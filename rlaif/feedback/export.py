@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
+from ..config.paths import output_file_problem, require
 from ..data.labels import read_labels, write_jsonl
 from .sources import AnyFeedback, load_feedback
 
@@ -71,6 +72,7 @@ def export(out: str | Path, labels: Optional[str | Path] = None, feedback: Optio
         raise ValueError("pass one of --labels or --feedback")
     if format not in FORMATS:
         raise ValueError(f"unknown export format '{format}' (known: {', '.join(FORMATS)})")
+    require("--out", output_file_problem(out))
     if feedback is not None:
         return export_feedback(load_feedback_config(feedback), out)
     return export_trl(labels, out)

@@ -13,6 +13,7 @@ import heapq
 from pathlib import Path
 from typing import Optional
 
+from ..config.paths import output_file_problem, require
 from .calibration.match import human_labels
 from .sources import invalid_input, queue_row
 from ..data.labels import labels_file, read_labels, write_jsonl
@@ -41,6 +42,7 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
     out pairs that already have a human label in `human`."""
     if budget < 1:
         raise ValueError("--budget must be at least 1")
+    require("--out", output_file_problem(out))
     have_human = set(human_labels(read_labels(human))) if human else set()
     seen = {"candidates": 0, "skipped_human_labelled": 0, "skipped_invalid_input": 0}
 

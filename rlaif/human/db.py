@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
+from ..config.paths import output_file_problem, require
 from ..data.labels import write_jsonl
 from ..feedback.human_records import human_record
 from ..records import Prompt, sha256_json
@@ -315,6 +316,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, create: bool) -> None:
 def export_labels(db_path: Union[str, Path], out: Union[str, Path]) -> dict:
     """Write the database's labels as LabelRecord JSON lines (through a temp file, so `out` is never half written).
     Safe while the server runs: WAL lets this read beside the writer."""
+    require("--out", output_file_problem(out))
     db = AnnotationDB(db_path, create=False)
     counts = {"labels": 0, "pairs": 0, "annotators": 0}
     pairs, annotators = set(), set()

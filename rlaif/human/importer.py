@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..config.paths import output_file_problem, require
 from ..data.labels import write_jsonl
 from ..data.formats import RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
@@ -59,6 +60,7 @@ def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optio
                   skip_invalid: bool = False) -> dict:
     """Write the human labels in `path` to `out` (JSONL, through a temp file). Returns counts per label, and with
     `skip_invalid` the rows left out (`invalid`: their FILE:LINE: reason)."""
+    require("--out", output_file_problem(out))
     counts: dict = {"labels": 0, "a": 0, "b": 0, "tie": 0}
     invalid: Optional[list[DataError]] = [] if skip_invalid else None
 

@@ -16,6 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..config.paths import model_problem, output_file_problem, require
 from ..config.sampling import SamplingConfig
 from ..data.labels import write_jsonl
 from ..data.prompts import read_prompts
@@ -114,6 +115,8 @@ def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
     config = config or SamplingConfig()
     started = time.time()
     texts = read_prompts(prompts, format)
+    require("--policy", model_problem(policy))  # before anything is sampled
+    require("--out", output_file_problem(out))
     bar = make_progress("sampling prompts", len(texts), progress)
     done = 0
 

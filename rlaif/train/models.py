@@ -11,6 +11,7 @@ from typing import Literal, Optional
 
 import torch
 
+from ..config.paths import loading
 from ..config.run import LoraConfig, ModelSource, PretrainedModelConfig, TinyModelConfig
 
 Head = Literal["lm", "score"]
@@ -66,9 +67,10 @@ def load_tokenizer(source, path: Optional[Path] = None):
 
     if path is None and isinstance(source, TinyModelConfig):
         return build_tokenizer(source)
-    tok = AutoTokenizer.from_pretrained(str(path or source.path),
-                                        **({} if path else {"revision": source.revision,
-                                                            "trust_remote_code": source.trust_remote_code}))
+    with loading("model.path" if path is None else "checkpoint", path or source.path):
+        tok = AutoTokenizer.from_pretrained(str(path or source.path),
+                                            **({} if path else {"revision": source.revision,
+                                                                "trust_remote_code": source.trust_remote_code}))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -90,7 +92,8 @@ def load_model(source, tokenizer, head: Head, path: Optional[Path] = None, dtype
             kwargs["attn_implementation"] = source.attn_implementation
         if path is None and source.revision:
             kwargs["revision"] = source.revision
-    model = auto.from_pretrained(str(path or source.path), **kwargs)
+    with loading("model.path" if path is None else "checkpoint", path or source.path):
+        model = auto.from_pretrained(str(path or source.path), **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 

@@ -39,7 +39,11 @@ def make_accelerator(config):
     (unless `accelerate launch` set mixed precision); gradient accumulation is done by the recipes."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    # One process may run several recipes (a notebook, tests): accelerate keeps the first run's precision in a
+    # process-wide state and refuses a second that differs. The distributed state (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     # Our schedules count optimizer steps; accelerate would otherwise step a prepared scheduler once per process.
     kwargs = {"step_scheduler_with_optimizer": False}
     precision = config.precision

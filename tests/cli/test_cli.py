@@ -43,7 +43,7 @@ def test_constitution_check_ok_and_errors(tmp_path):
     bad.write_text("name: x\nversion: '1'\nprinciples:\n  - id: a\n    text: Which?\n    wieght: 2\n"
                    "  - id: b\nsampling: sometimes\n")
     p = run("constitution", "check", bad)
-    assert p.returncode == 1
+    assert p.returncode == 2  # bad input (issue 9's exit-code table)
     lines = p.stderr.strip().splitlines()
     assert f"{bad}:6: principles[0].wieght: unknown field" in lines[0]
     assert any(line.startswith(f"{bad}:7: principles[1].text:") for line in lines)

@@ -64,8 +64,9 @@ def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
                    "pairs:\n  sauce: 1\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
-    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; "
-                              "see `rlaif constitution schema`)"]
+    # the hint lists the fields of the section the key is in, not another file's schema
+    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; fields here: soft, "
+                              "min_margin, eval_paths, eval_fraction)"]
     with pytest.raises(ConfigFileError, match="this is a 'dpo' config"):
         load_train_config(bad, "reward")
     with pytest.raises(ConfigFileError, match="optim.lr"):
@@ -184,3 +185,15 @@ def test_a_run_dir_written_before_feedback_sources_split_still_resumes(tmp_path)
                        "require_consistent": True, "queue": None, "pending": "drop", "human_combine": "mean"}
     assert old != cfg.model_dump(mode="json")
     assert _normalised(DPOTrainConfig, old) == cfg.model_dump(mode="json")
+
+
+def test_seed_and_method_are_checked_where_they_are_written(tmp_path):
+    bad = tmp_path / "dpo.yaml"
+    bad.write_text("output_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nseed: -1\n")
+    with pytest.raises(ConfigFileError) as e:  # numpy's seeding would refuse it only once the run had started
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:4: seed: Input should be greater than or equal to 0"]
+    bad.write_text("output_dir: o\nmethod: sft\n")
+    with pytest.raises(ConfigFileError) as e:  # not "use `rlaif train sft`", a command that does not exist
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:2: method: must be one of reward, dpo, ppo, loop, got 'sft'"]

@@ -154,7 +154,8 @@ def test_feedback_config_checks_and_files(tmp_path):
     f.write_text("recipe: dpo\nfeedback:\n  source: mixed\n  ai: runs/x\n  margn: 0.2\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
-    assert e.value.errors == [f"{f}:5: margn: unknown field (check the spelling; see `rlaif constitution schema`)"]
+    assert e.value.errors == [f"{f}:5: margn: unknown field; did you mean 'margin'? (fields here: source, ai, "
+                              "human, calibration, margin, require_consistent, queue, pending, human_combine)"]
     f.write_text("source: human\nmargin: 2\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
@@ -187,8 +188,9 @@ def test_feedback_errors_in_a_training_config_point_at_the_field(tmp_path):
     bad.write_text(head + "  source: mixed\n  ai: runs/x\n  margn: 1\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
-    assert e.value.errors == [f"{bad}:7: feedback.margn: unknown field (check the spelling; see `rlaif constitution "
-                              "schema`)"]
+    assert e.value.errors == [f"{bad}:7: feedback.margn: unknown field; did you mean 'margin'? (fields here: "
+                              "source, ai, human, calibration, margin, require_consistent, queue, pending, "
+                              "human_combine)"]
     bad.write_text(head + "  source: mixed\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")

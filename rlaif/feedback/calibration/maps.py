@@ -17,11 +17,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ...config.paths import output_dir_problem, output_file_problem, require
 from ...data.labels import labels_file, read_labels, write_json_atomic, write_jsonl
 from ...labeling.preference import label_for
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
-from .metrics import agreement, both_decided, brier, ece, json_number, tie_rate
+from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json_number, tie_rate
 
 METHODS = ("isotonic", "platt", "temperature")
 MAP_FORMAT = "rlaif-calibration-map"
@@ -136,6 +137,7 @@ def fit_map(m: Matched, method: str = "isotonic", holdout: float = 0.5, seed: in
         raise ValueError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
     if not 0.0 <= holdout < 1.0:
         raise ValueError("holdout must be in [0, 1)")
+    check_tie_margin(tie_margin)
     held = split_mask(m.ids, holdout, seed)
     fit_part = m.subset(~held)
     if len(fit_part) < 2:
@@ -159,6 +161,7 @@ def fit_map(m: Matched, method: str = "isotonic", holdout: float = 0.5, seed: in
 def fit_map_file(ai: str | Path, human: str | Path, out: str | Path, **fit_options) -> dict:
     """`rlaif calibrate fit`: match AI and human labels, fit a map (see `fit_map`), record the inputs in it and
     write it to `out` as JSON."""
+    require("--out", output_file_problem(out))
     cmap = fit_map(load_matched(ai, human), **fit_options)
     cmap["fit"].update(ai=str(ai), human=str(human))
     write_json_atomic(out, cmap)
@@ -202,6 +205,7 @@ def calibrate_records(records: Iterable[dict], cmap: dict) -> Iterator[dict]:
 def apply_map(map_path: str | Path, labels: str | Path, out_dir: str | Path) -> dict:
     """`rlaif calibrate apply`: write OUT_DIR/labels.jsonl (calibrated) and OUT_DIR/calibration.json (the map
     used)."""
+    require("--out", output_dir_problem(out_dir))
     cmap = load_map(map_path)
     src, out_dir = labels_file(labels), Path(out_dir)
     dst = out_dir / "labels.jsonl"

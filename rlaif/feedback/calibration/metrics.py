@@ -157,8 +157,15 @@ def principle_labels(m: Matched, tie_margin: float) -> dict[str, tuple[np.ndarra
     return {k: (np.array(a, dtype=object), np.array(h, dtype=object)) for k, (a, h) in sorted(groups.items())}
 
 
+def check_tie_margin(tie_margin: float) -> None:
+    """A tie margin is a distance from 1/2 within [0, 0.5] (NaN is none: it would make no label a tie)."""
+    if not 0.0 <= tie_margin <= 0.5:
+        raise ValueError(f"--tie-margin must be in [0, 0.5], got {tie_margin}")
+
+
 def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_margin: float = 0.05) -> dict:
     """Every headline figure as a plain number, and a `details` map with each one's n and 95% interval."""
+    check_tie_margin(tie_margin)
     ci = lambda stat, *arrays: bootstrap_ci(stat, arrays, n_boot, seed)  # noqa: E731
     ai, hu = m.ai_label, m.human_label
     decided = int(both_decided(ai, hu).sum())

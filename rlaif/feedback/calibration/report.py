@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 from typing import Optional
 
+from ...config.paths import output_dir_problem, require
 from ...data.labels import labels_file, write_json_atomic
 from .match import load_matched
 from .metrics import compare
@@ -141,6 +142,7 @@ def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int
                seed: int = 0, tie_margin: float = 0.05) -> dict:
     """Match AI and human labels by pair id, compute every figure and write the report files."""
     _need_matplotlib()  # fail before the work, not after it
+    require("--out", output_dir_problem(out_dir))
     report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
     report["inputs"] = {"ai": str(labels_file(ai)), "human": str(labels_file(human))}
     write_report(report, out_dir)

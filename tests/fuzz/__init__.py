@@ -1,0 +1,1 @@
+"""Fuzz tests (hypothesis): generated inputs through the command line, in-process."""
