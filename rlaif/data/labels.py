@@ -26,7 +26,10 @@ SUPERSEDED_FILE = "superseded.jsonl"  # the records they replaced, kept for audi
 def json_line(obj: Any) -> str:
     """One record as strict JSON: NaN and infinities are refused (most JSON readers cannot read them), so a number
     out of range fails loudly here instead of passing on as a label."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    # U+0085, U+2028 and U+2029 are legal inside JSON strings, but str.splitlines() and some JSONL readers break a
+    # line at them; escaped, a record stays on one line for every reader (the value is unchanged)
+    return text.replace("\u0085", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def labels_file(path: str | Path) -> Path:
@@ -46,16 +49,27 @@ def read_labels(path: str | Path) -> Iterator[dict]:
 
 
 def _numbered(f: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based line, parsed JSON) for each line of a JSONL file; see read_labels for the partial last line."""
-    with open(f, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
+    """(1-based line, record) for each line of a JSONL file; see read_labels for the partial last line. A line that
+    is not UTF-8, not JSON or not a JSON object is an error naming FILE:LINE."""
+    with open(f, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
+            complete = raw.endswith(b"\n")
             try:
-                yield n, json.loads(line)
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                if complete:
+                    raise ValueError(f"{f}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                     f"is this a label file?") from None
+                continue
             except json.JSONDecodeError as e:
-                if line.endswith("\n"):
-                    raise ValueError(f"{f}:{n}: corrupt label record: {e}") from e
+                if complete:
+                    raise ValueError(f"{f}:{n}: corrupt label record: {e}") from None
+                continue
+            if not isinstance(record, dict):
+                raise ValueError(f"{f}:{n}: not a label record (a JSON object), but {type(record).__name__}")
+            yield n, record
 
 
 def read_json_file(path: str | Path) -> Any:

@@ -53,7 +53,11 @@ def _pairs(path: Path, rows: Iterator[tuple[int, Any]], seed: int, skip_invalid:
         except RowError as e:
             if not skip_invalid:
                 raise DataError(path, line, str(e)) from None
-            yield _invalid_pair(row, line, str(e))
+            invalid = _invalid_pair(row, line, str(e))
+            if invalid.id in first_seen:  # an unusable row repeating an id: its failed record must not be a second
+                invalid.id = f"{SYNTHETIC_ID_PREFIX}line-{line}"
+            first_seen.setdefault(invalid.id, line)
+            yield invalid
             continue
         first_seen[pair.id] = line
         pair.source_line = line

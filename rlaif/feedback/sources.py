@@ -7,13 +7,12 @@ source's config is a class in `rlaif.config.feedback`, and `load_feedback` is th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
-from ..data.labels import atomic_write, read_labels
+from ..data.labels import atomic_write, json_line, read_labels
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target
@@ -123,7 +122,7 @@ def _route_mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Itera
                 continue
             reason = route(r, config.margin, config.require_consistent)
             if reason:
-                q.write(json.dumps(queue_row(r), ensure_ascii=False) + "\n")
+                q.write(json_line(queue_row(r)) + "\n")
                 stats["queued"] += 1
                 stats[f"queued_{reason}"] += 1
             if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not

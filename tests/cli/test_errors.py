@@ -247,12 +247,6 @@ def test_calibration_options_out_of_range_are_refused_before_the_work(tmp_path, 
         assert not out.exists()
 
 
-READ_LABELS = ("label store (issue 9, the other half): rlaif.data.labels.read_labels, the one reader of label files, "
-               "yields a JSON line that is not an object ('internal error: AttributeError: 'int' object has no "
-               "attribute 'get''), and lets a UnicodeDecodeError through without FILE:LINE")
-
-
-@pytest.mark.xfail(strict=True, reason=READ_LABELS)
 @pytest.mark.parametrize("kind", ["numbers", "latin1"])
 @pytest.mark.parametrize("args", [
     ["export", "--labels", "{labels}", "--out", "{tmp}/e.jsonl"],

@@ -385,6 +385,32 @@ def test_skip_invalid_yields_marked_pairs_and_goes_on(tmp_path):
     assert dup.invalid == "duplicate id 'ok1' (first on line 1)"
 
 
+def test_an_unusable_row_repeating_an_id_gets_its_own_id(tmp_path):
+    """Found by the fuzz test: an unusable row whose id is already taken (or taken later by a usable row) must not
+    put a second record under that id."""
+    rows = [dict(GOOD, id="p0"), {"id": "p0", "prompt": "q", "response_a": "a", "response_b": None},
+            {"id": "p1", "prompt": "q", "response_a": "a", "response_b": ""}, dict(GOOD, id="p1")]
+    pairs = list(read_pairs(write_jsonl(tmp_path / "rows.jsonl", rows), skip_invalid=True))
+    assert [p.id for p in pairs] == ["p0", "rlaif:line-2", "p1", "rlaif:line-4"]
+    assert pairs[3].invalid == "duplicate id 'p1' (first on line 3)"
+
+
+def test_line_separators_inside_strings_stay_on_one_line(tmp_path):
+    """Found by the fuzz test: U+0085 / U+2028 / U+2029 are legal in JSON strings, but str.splitlines() breaks a
+    line there; every label-file writer escapes them, so each record is one line for every reader."""
+    from rlaif.data.labels import LabelStore, read_labels, write_jsonl as write_labels
+
+    record = {"id": "x", "text": "a\u0085b\u2028c\u2029d"}
+    write_labels([record, record], tmp_path / "a.jsonl")
+    store = LabelStore(tmp_path / "b.jsonl")
+    store.open()
+    store.append([record])
+    for f in ("a.jsonl", "b.jsonl"):
+        text = (tmp_path / f).read_text(encoding="utf-8")
+        assert all(json.loads(line) == record for line in text.splitlines())
+    assert list(read_labels(tmp_path / "a.jsonl")) == [record, record]
+
+
 def test_skip_invalid_does_not_hide_file_problems(tmp_path):
     with pytest.raises(DataError):
         list(read_pairs(tmp_path / "missing.jsonl", skip_invalid=True))

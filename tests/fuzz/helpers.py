@@ -5,9 +5,7 @@ The fuzz tests (tests/fuzz/test_*.py) feed constitutions, pair rows and training
 command line. Every run must end in success (0, or 3 and 4 where a cap or judge failures apply) or in exit code 2
 with clean lines on stderr, never a traceback or an internal error; after every labelling run the store must be
 strict JSON (no NaN, no Infinity) with one record per id. Derandomized, so CI draws the same examples every run,
-and bounded to well under a minute on two cores. Families that fail today only in the label store or the labelling
-job (issue 9, being fixed beside this) are kept, marked `xfail(strict=True)` with the reason, so they turn into
-failures the day they pass and the mark is removed.
+and bounded to well under a minute on two cores.
 """
 
 from __future__ import annotations

@@ -102,9 +102,6 @@ def test_fuzz_constitutions_through_check_and_label(spec, mutations, weight, dam
     check_constitution(mutated(spec, mutations, weight), damage)
 
 
-@pytest.mark.xfail(strict=True, reason="label store / constitution weights (issue 9, the other half): a weight of "
-                   ".inf (or one that overflows the weighted mean) passes `constitution check`, then labelling fails "
-                   "with 'Out of range float values are not JSON compliant' (the p_a is NaN)")
 @fuzz_settings(40, shrink=False)
 @given(spec=valid_constitution, weight=extreme_weights, sampling=st.sampled_from(["all", "one_per_pair"]))
 def test_fuzz_constitution_weights_that_are_not_numbers_a_mean_can_use(spec, weight, sampling):

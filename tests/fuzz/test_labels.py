@@ -1,5 +1,6 @@
 """Fuzz: pair rows of every shape through `rlaif label`, run twice (see tests/fuzz/helpers.py for what every run
-must end in), and the families that fail today in the label store or the labelling job, as strict xfails."""
+must end in), and the families that once broke the one-record-per-id rule: unknown principles, pairs edited in
+place, ids that collide under --skip-invalid."""
 
 from __future__ import annotations
 
@@ -109,11 +110,10 @@ def test_fuzz_pair_rows_through_label(items, id_styles, encoding, judge, constit
             assert_store_valid(tmp / "out")
 
 
-# -- families that fail today in the label store or the labelling job (the other half of issue 9) -----------------
+# -- families that once broke the label store: each ends cleanly now, with one record per id -----------------------
 valid_rows = st.fixed_dictionaries({"prompt": st.text(min_size=1, max_size=20),
                                     "response_a": st.text(min_size=1, max_size=20).map(lambda t: t + "."),
                                     "response_b": st.text(min_size=1, max_size=20).map(lambda t: t + "!")})
-STORE = "label store / labelling job (issue 9, the other half): "
 
 
 def label_twice(first: list[str], second: list[str], skip_invalid: bool) -> None:
@@ -129,8 +129,6 @@ def label_twice(first: list[str], second: list[str], skip_invalid: bool) -> None
             assert_store_valid(tmp / "out")
 
 
-@pytest.mark.xfail(strict=True, reason=STORE + "a row whose `principle` is not in the constitution ends in "
-                   "'internal error: KeyError' (and leaves the manifest at status running)")
 @fuzz_settings(20, shrink=False)
 @given(row=valid_rows, principle=st.text(min_size=1, max_size=8).filter(lambda p: p not in ("kind", "short")),
        skip_invalid=st.booleans())
@@ -138,8 +136,6 @@ def test_fuzz_rows_naming_a_principle_the_constitution_lacks(row, principle, ski
     label_twice([json.dumps({**row, "id": "p0", "principle": principle})], [], skip_invalid)
 
 
-@pytest.mark.xfail(strict=True, reason=STORE + "a pair edited in place (same id, new text), or fixed after "
-                   "--skip-invalid, and labelled again keeps two records for its id")
 @fuzz_settings(20, shrink=False)
 @given(rows_=st.lists(valid_rows, min_size=1, max_size=3), fix_invalid=st.booleans())
 def test_fuzz_a_pair_changed_in_place_then_labelled_again(rows_, fix_invalid):
@@ -152,9 +148,6 @@ def test_fuzz_a_pair_changed_in_place_then_labelled_again(rows_, fix_invalid):
     label_twice([json.dumps(r) for r in before], [json.dumps(r) for r in after], skip_invalid=True)
 
 
-@pytest.mark.xfail(strict=True, reason=STORE + "under --skip-invalid, an unusable row that repeats an id, or the "
-                   "synthetic id `line-N` of an unreadable line N next to a real row with that id, gives two records "
-                   "for one id")
 @fuzz_settings(20, shrink=False)
 @given(rows_=st.lists(valid_rows, min_size=1, max_size=3), synthetic=st.booleans())
 def test_fuzz_ids_that_collide_under_skip_invalid(rows_, synthetic):
