@@ -103,6 +103,14 @@ class Verdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What a job has spent towards its spending caps: requests sent (retries included) and estimated cost."""
+
+    requests: int = 0
+    cost: float = 0.0
+
+
 class JudgeInfo(BaseModel):
     """What produced a label: backend, model and a hash of every setting that can change a verdict."""
 

@@ -10,12 +10,11 @@ packages lazily; they are free to group queries that share a prompt prefix.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..config.judge import JudgeBase
 from ..constitution import Constitution, Principle
-from ..records import JudgeInfo, Pair, Query, Verdict
+from ..records import JudgeInfo, Pair, Query, Spend, Verdict  # Spend: rlaif.judges.base.Spend too
 from .prompting import pair_queries
 
 
@@ -35,14 +34,6 @@ class BudgetExhausted(RuntimeError):
     def __init__(self, message: str, verdicts: list[Optional[Verdict]]):
         super().__init__(message)
         self.verdicts = verdicts
-
-
-@dataclass(frozen=True)
-class Spend:
-    """What a judge has spent towards its spending caps: requests sent (retries included) and estimated cost."""
-
-    requests: int = 0
-    cost: float = 0.0
 
 
 class Judge(ABC):

@@ -10,20 +10,16 @@ a sharded job.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import platform
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-from pydantic import ValidationError
 
 from .._version import __version__
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
+from ..data.folder import (check_numbers, close_after_error, close_manifest, file_sha256, in_shard,
+                           started_at, versions, with_caps)
 from ..data.formats import DataError, count_pairs
 from ..data.labels import Stored, write_json_atomic
 from ..data.pairs import read_pairs
@@ -31,7 +27,7 @@ from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..progress import progress as make_progress
 from ..records import LabelRecord, Pair
-from .folder import MANIFEST_FILE, Folder, LabelJobError, open_folder, read_spend, write_spend
+from .folder import Folder, LabelJobError, open_folder, read_spend, write_spend
 from .score import PlannedPair, StoppedEarly, is_input_failure, plan_pair, score_planned
 from .stats import compute_stats
 
@@ -42,34 +38,6 @@ class JobResult:
     stopped: Optional[str] = None  # why the job stopped early ("budget: …"), None when complete
     labelled_now: int = 0
     skipped_done: int = 0
-
-
-def in_shard(pair_id: str, shard: tuple[int, int]) -> bool:
-    index, count = shard
-    return count == 1 or int(hashlib.sha256(pair_id.encode()).hexdigest()[:12], 16) % count == index
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"rlaif": __version__, "python": platform.python_version()}
-    for name in ("torch", "transformers", "vllm", "httpx", "pydantic"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out: str | Path, *,
@@ -88,9 +56,9 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         constitution_path, constitution = str(constitution), load_constitution(constitution)
     else:
         constitution_path = None
-    _check_numbers(limit, batch_size, max_chars, shard)
+    check_numbers(shard, (("--limit", limit), ("--batch-size", batch_size), ("--max-chars", max_chars)))
     judge_obj: Optional[Judge] = judge if isinstance(judge, Judge) else None  # loaded after the cheap checks
-    judge_config = _with_caps(judge.config if judge_obj else _judge_config(judge), max_requests, max_cost)
+    judge_config = with_caps(judge.config if judge_obj else _judge_config(judge), max_requests, max_cost)
     if judge_obj is not None:
         judge_obj.config = judge_config
     refusal = not_ready(judge_config, judge_obj)
@@ -125,42 +93,20 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     return JobResult(out_dir, stats, job.stopped, job.labelled, job.skipped)
 
 
-def _check_numbers(limit: Optional[int], batch_size: Optional[int], max_chars: int, shard: tuple[int, int]):
-    if shard[1] < 1 or not 0 <= shard[0] < shard[1]:
-        raise LabelJobError(f"--shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
-    for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--max-chars", max_chars)):
-        if value is not None and value < 1:
-            raise LabelJobError(f"{flag} must be a positive number, got {value}")
-
-
 def _judge_config(judge) -> JudgeBase:
     return judge if isinstance(judge, JudgeBase) else load_judge_config(judge)
-
-
-def _with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:
-    """The judge config with the caps given on the command line (they are plumbing: the settings hash stays)."""
-    caps = {k: v for k, v in (("max_requests", max_requests), ("max_cost", max_cost)) if v is not None}
-    if not caps:
-        return config
-    flag = "--" + next(iter(caps)).replace("_", "-")
-    if any(k not in type(config).model_fields for k in caps):
-        raise LabelJobError(f"{flag}: a {config.backend} judge has no spending caps (backend: openai has)")
-    try:
-        return type(config).model_validate({**config.model_dump(), **caps})
-    except ValidationError as e:
-        raise LabelJobError(f"{flag}: {e.errors()[0]['msg']}") from None
 
 
 def _manifest(pairs_path: Path, format: Optional[str], constitution_path: Optional[str], constitution: Constitution,
               judge_config: JudgeBase, seed: int, shard: tuple[int, int], limit: Optional[int]) -> dict:
     """What makes these labels what they are, written to DIR/manifest.json when the job starts."""
     return {
-        "rlaif_version": __version__, "created_at": datetime.now(timezone.utc).isoformat(),
-        "input": str(pairs_path), "input_sha256": _file_sha256(pairs_path), "format": format,
+        "rlaif_version": __version__, "created_at": started_at(),
+        "input": str(pairs_path), "input_sha256": file_sha256(pairs_path), "format": format,
         "constitution": constitution_path, "constitution_name": constitution.name,
         "constitution_version": constitution.version, "constitution_sha256": constitution.sha256,
         "judge": judge_config.public_dict(), "judge_settings_sha256": judge_config.settings_sha256(),
-        "seed": seed, "shard": list(shard), "limit": limit, "versions": _versions(), "status": "running",
+        "seed": seed, "shard": list(shard), "limit": limit, "versions": versions(), "status": "running",
     }
 
 
@@ -319,7 +265,7 @@ def _finish(folder: Folder, manifest: dict, judge_config: JudgeBase, job: _Pass,
     if job.counts["retried"] or job.counts["relabelled"]:
         folder.store.fold()
     stats = _write_stats(folder, judge_config, job, wall)
-    _close_manifest(folder, manifest, "stopped" if job.stopped else "complete", input_pairs=seen)
+    close_manifest(folder, manifest, "stopped" if job.stopped else "complete", input_pairs=seen)
     return stats
 
 
@@ -332,20 +278,8 @@ def _write_stats(folder: Folder, judge_config: JudgeBase, job: Optional[_Pass], 
     return stats
 
 
-def _close_manifest(folder: Folder, manifest: dict, status: str, **extra) -> None:
-    manifest.update(status=status, finished_at=datetime.now(timezone.utc).isoformat(), **extra)
-    write_json_atomic(folder.path / MANIFEST_FILE, manifest, in_place_if_full=status != "complete")
-
-
 def _after_error(folder: Folder, manifest: dict, judge_config: JudgeBase, job: Optional[_Pass],
                  error: BaseException) -> None:
-    """Leave the folder saying what happened: fold what this run superseded, stats, and the manifest's status
-    ("error" or "interrupted", never "running"). Best effort: the error to report is the first one, and a full
-    disk may refuse these writes too; what is not folded now is folded by the next run."""
-    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
-    steps = [folder.store.fold] if job and (job.counts["retried"] or job.counts["relabelled"]) else []
-    steps += [lambda: _close_manifest(folder, manifest, status, error=str(error)[:500] or type(error).__name__),
-              lambda: _write_stats(folder, judge_config, job, 0.0)]
-    for step in steps:
-        with contextlib.suppress(Exception):
-            step()
+    """Leave the folder saying what happened (rlaif.data.folder.close_after_error)."""
+    fold = bool(job and (job.counts["retried"] or job.counts["relabelled"]))
+    close_after_error(folder, manifest, error, fold, lambda: _write_stats(folder, judge_config, job, 0.0))

@@ -1,0 +1,313 @@
+"""The folder of a job over an input file (`rlaif label`, `rlaif revise`): its lock, which job it belongs to, what
+the job has spent towards its caps, and the manifest's closing word. Each job names what its folder holds in a
+`FolderKind`; the records themselves go through the one-record-per-id store of labels.py.
+
+A folder belongs to one job (for labels: one constitution, one judge, one seed, one shard). manifest.json says so,
+and so does the store itself: every record carries the hashes of what made it, and job.json keeps the rest, so
+deleting the manifest does not let another job append. While a job writes it holds OUT/job.lock, a POSIX fcntl
+lock (NFS servers honour these too): a second job on the folder is refused, naming the host and PID that hold
+it. The kernel (or the NFS server, once a crashed node's lease runs out) drops the lock when its process ends,
+even under SIGKILL, so the file left behind is no lock by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import math
+import os
+import platform
+import re
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from pydantic import ValidationError
+
+from .._version import __version__
+from ..config.judge import JudgeBase
+from ..records import Spend
+from .labels import LabelStore, Stored, fsync_dir, read_json_file, write_json_atomic
+
+LOCK_FILE = "job.lock"
+IDENTITY_FILE = "job.json"
+SPEND_FILE = "spend.json"
+MANIFEST_FILE = "manifest.json"
+
+_held: set[str] = set()  # folders this process holds: fcntl locks never conflict within one process
+
+
+class JobError(RuntimeError):
+    """A job that cannot start or go on (e.g. a different constitution in an existing output directory)."""
+
+
+@dataclass(frozen=True)
+class FolderKind:
+    """What a job's folder holds, in the words its messages use, and what every record must share with the job."""
+
+    records: str  # "labels": what the folder holds
+    record: str  # "a label": one of them
+    doing: str  # "labelled": what the job does to the folder
+    file: str  # the store's file name
+    # (manifest field, what it is): what a folder's records must share with the job that appends to it
+    same_job: tuple[tuple[str, str], ...]
+    # the manifest fields of `same_job` as one stored record carries them (checked where the record is)
+    record_identity: Callable[[dict], dict]
+
+    def stale_temp(self, name: str) -> bool:
+        """A temp file of atomic_write that a killed job can leave (".NAME.tmpPID")."""
+        files = (self.file, MANIFEST_FILE, "stats.json", IDENTITY_FILE, SPEND_FILE)
+        return re.match(rf"^\.({'|'.join(map(re.escape, files))})\.tmp\d+$", name) is not None
+
+
+class FolderLock:
+    """OUT/job.lock, held (fcntl.lockf) while a job writes into OUT; it records the holder's host and PID."""
+
+    def __init__(self, folder: Path, doing: str = "labelled"):
+        self.folder, self.doing = folder, doing
+        self.path = folder / LOCK_FILE
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        key = str(self.path.resolve())
+        if key in _held:
+            raise JobError(f"{self.folder} is already being {self.doing} by this process")
+        new = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            if e.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise JobError(self._refusal(holder)) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
+            if new:
+                fsync_dir(self.folder)
+        except OSError as e:  # a full disk: name the file, as every other write of the job does
+            os.close(fd)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        _held.add(key)
+
+    def _refusal(self, holder: list[str]) -> str:
+        host, pid = (holder + ["?", "?"])[:2]  # "?" when the holder has not written its name yet
+        return (f"{self.folder} is being {self.doing} by another process (host {host}, PID {pid}): wait for it to "
+                f"finish, or stop it. The lock ends with its process; only on NFS can a crashed node keep it for a "
+                f"while. If no process {pid} runs on {host}, delete {self.path} and run again.")
+
+    def release(self) -> None:
+        # Closing the descriptor drops the lock. The file stays: deleting it could split the lock between a
+        # process still holding the old file and one that creates a new one.
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            _held.discard(str(self.path.resolve()))
+
+
+@dataclass
+class Folder:
+    """An open job folder: its store, what the store holds by id, and the lock held while writing."""
+
+    path: Path
+    store: LabelStore
+    stored: dict[str, Stored]
+    lock: FolderLock
+
+    def close(self) -> None:
+        self.lock.release()
+
+
+def open_folder(out_dir: Path, manifest: dict, kind: FolderKind) -> Folder:
+    """Create or reopen the job's folder, refusing one that another job made or another process is writing;
+    leaves the store folded (one record per id) and the manifest saying "running"."""
+    _make_folder(out_dir, kind)
+    lock = FolderLock(out_dir, kind.doing)
+    lock.acquire()
+    try:
+        for p in out_dir.iterdir():
+            if kind.stale_temp(p.name):
+                p.unlink(missing_ok=True)  # we hold the lock: whoever wrote it is gone
+        store = LabelStore(out_dir / kind.file)
+        _check_identity(out_dir, manifest, store, kind)
+        store.open()
+        stored = store.index(_record_check(manifest, kind))
+        write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    except BaseException:
+        lock.release()
+        raise
+    return Folder(out_dir, store, stored, lock)
+
+
+def _make_folder(out_dir: Path, kind: FolderKind) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise JobError(f"--out {out_dir} is a file; name a folder for the {kind.records} (it is created if missing)")
+    if out_dir.is_dir():
+        return
+    try:
+        out_dir.mkdir(parents=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise JobError(f"--out {out_dir}: cannot make a folder there ({e.strerror}: {e.filename})") from None
+    fsync_dir(out_dir.parent)  # the new folder's entry is data too
+
+
+def _read(path: Path, fix: str) -> dict:
+    try:
+        data = read_json_file(path)
+    except ValueError as e:
+        raise JobError(f"{e}: {fix}") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path} is not a JSON object: {fix}")
+    return data
+
+
+def _same_job(old: dict, new: dict, out_dir: Path, where: str, kind: FolderKind) -> None:
+    for field_name, what in kind.same_job:
+        if old.get(field_name) != new.get(field_name):
+            raise JobError(
+                f"{out_dir} holds {kind.records} made with a different {what} ({field_name}: "
+                f"{old.get(field_name)!s:.16} in {where}, {new.get(field_name)!s:.16} now). Use a new --out "
+                f"directory, or the same {what}.")
+
+
+def _check_identity(out_dir: Path, manifest: dict, store: LabelStore, kind: FolderKind) -> None:
+    """The manifest, if any, and job.json must name this job; job.json is written when the folder is new."""
+    rebuilt = f"delete it and run again (the {kind.records} carry what made them, so it is rebuilt)"
+    manifest_path, identity_path = out_dir / MANIFEST_FILE, out_dir / IDENTITY_FILE
+    has_manifest = manifest_path.exists()
+    if has_manifest:
+        _same_job(_read(manifest_path, rebuilt), manifest, out_dir, MANIFEST_FILE, kind)
+    identity = {k: manifest.get(k) for k, _ in kind.same_job}
+    if identity_path.exists():
+        _same_job(_read(identity_path, f"delete it and run again{'' if has_manifest else ' with manifest.json'}"),
+                  identity, out_dir, IDENTITY_FILE, kind)
+        return
+    holds = any(f.exists() and f.stat().st_size for f in (store.path, store.superseding))
+    if holds and not has_manifest:
+        raise JobError(f"{out_dir} holds {kind.records}, but neither {MANIFEST_FILE} nor {IDENTITY_FILE} says "
+                       f"which seed and shard made them: use a new --out directory")
+    write_json_atomic(identity_path, identity)
+
+
+def _record_check(manifest: dict, kind: FolderKind) -> Callable[[dict, str], None]:
+    """Refuse a stored record made by another job (what a deleted manifest would hide)."""
+    whats = dict(kind.same_job)
+
+    def check(record: dict, where: str) -> None:
+        for field_name, got in kind.record_identity(record).items():
+            if got != manifest[field_name]:
+                what = whats[field_name]
+                raise JobError(
+                    f"{where}: {kind.record} made with a different {what} ({field_name}: {got!s:.16} there, "
+                    f"{manifest[field_name]!s:.16} now). Use a new --out directory, or the same {what}.")
+    return check
+
+
+# -- spending caps, per job ----------------------------------------------------------------------------------------
+def read_spend(out_dir: Path) -> Spend:
+    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job."""
+    path = out_dir / SPEND_FILE
+    if not path.exists():
+        return Spend()
+    data = _read(path, "fix or delete it (deleting it forgets what the job has spent)")
+    try:
+        spend = Spend(requests=int(data.get("requests", 0)), cost=float(data.get("cost", 0.0)))
+    except (TypeError, ValueError, OverflowError):
+        spend = None
+    if spend is None or spend.requests < 0 or not 0 <= spend.cost < math.inf:
+        raise JobError(f"{path}: requests and cost must be finite numbers >= 0; fix the file")
+    return spend
+
+
+def write_spend(out_dir: Path, spend: Spend) -> None:
+    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost})
+
+
+def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:
+    """The model config with the caps given on the command line (they are plumbing: the settings hash stays)."""
+    caps = {k: v for k, v in (("max_requests", max_requests), ("max_cost", max_cost)) if v is not None}
+    if not caps:
+        return config
+    flag = "--" + next(iter(caps)).replace("_", "-")
+    if any(k not in type(config).model_fields for k in caps):
+        raise JobError(f"{flag}: a {config.backend} judge has no spending caps (backend: openai has)")
+    try:
+        return type(config).model_validate({**config.model_dump(), **caps})
+    except ValidationError as e:
+        raise JobError(f"{flag}: {e.errors()[0]['msg']}") from None
+
+
+# -- what every job's manifest and options share -------------------------------------------------------------------
+def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
+    """Whether `item_id` belongs to shard I of N: by a hash of the id, so input order and resume never move it."""
+    index, count = shard
+    return count == 1 or int(hashlib.sha256(item_id.encode()).hexdigest()[:12], 16) % count == index
+
+
+def check_numbers(shard: tuple[int, int], numbers: Sequence[tuple[str, Optional[int]]]) -> None:
+    """Refuse a shard that is not I/N with 0 <= I < N, and a (flag, value) that is set but not positive."""
+    if shard[1] < 1 or not 0 <= shard[0] < shard[1]:
+        raise JobError(f"--shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
+    for flag, value in numbers:
+        if value is not None and value < 1:
+            raise JobError(f"{flag} must be a positive number, got {value}")
+
+
+def file_sha256(path: Path) -> str:
+    """The content hash of an input file, or of every file of an input folder (a saved dataset)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    """The versions of rlaif, Python and the packages that can change a record, for the manifest."""
+    import importlib.metadata as md
+
+    out = {"rlaif": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "vllm", "httpx", "pydantic"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def started_at() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def close_manifest(folder: Folder, manifest: dict, status: str, **extra) -> None:
+    """The manifest's last word: how the run ended ("complete", "stopped", "error", "interrupted")."""
+    manifest.update(status=status, finished_at=started_at(), **extra)
+    write_json_atomic(folder.path / MANIFEST_FILE, manifest, in_place_if_full=status != "complete")
+
+
+def close_after_error(folder: Folder, manifest: dict, error: BaseException, fold: bool,
+                      write_stats: Callable[[], object]) -> None:
+    """Leave the folder saying what happened: fold what this run superseded (`fold`), the manifest's status
+    ("error" or "interrupted", never "running") and stats. Best effort: the error to report is the first one, and
+    a full disk may refuse these writes too; what is not folded now is folded by the next run."""
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+    steps = [folder.store.fold] if fold else []
+    steps += [lambda: close_manifest(folder, manifest, status, error=str(error)[:500] or type(error).__name__),
+              write_stats]
+    for step in steps:
+        with contextlib.suppress(Exception):
+            step()
