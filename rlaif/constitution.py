@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -44,8 +44,22 @@ class FewShotExample(Hashed):
                                      "first principle).")
 
 
+class RevisionExample(Hashed):
+    """A worked critique and revision (Constitutional AI's few-shot examples, Bai et al. 2022, sec. 3.1), shown to
+    the reviser before each prompt's chain."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: Prompt = Field(description="The conversation (text or a list of chat messages).")
+    response: str = Field(min_length=1, description="The response that is critiqued.")
+    principle: str = Field(description="Id of the principle (with critique and revision requests) it follows.")
+    critique: str = Field(min_length=1, description="The critique of the response under that principle.")
+    revision: str = Field(min_length=1, description="The response rewritten after the critique.")
+
+
 class Constitution(Hashed):
     model_config = ConfigDict(extra="forbid")
+    # fields added after label folders existed: hashed only when set (records.Hashed)
+    added_later: ClassVar[frozenset[str]] = frozenset({"revision_examples"})
     name: str = Field(min_length=1, description="Constitution name.")
     version: str = Field(min_length=1, description="Version string; bump it when the principles change.")
     description: str = Field("", description="What this constitution is for.")
@@ -59,6 +73,9 @@ class Constitution(Hashed):
                                         "this constitution.")
     instructions: Optional[str] = Field(None, description="Standing instructions for the judge (replaces the "
                                         "built-in preamble; a judge config's `instructions` wins over this).")
+    revision_examples: list[RevisionExample] = Field(
+        default_factory=list, description="Worked critiques and revisions shown to the reviser before each "
+        "prompt (`rlaif revise`); each names a principle that has both requests.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -76,6 +93,12 @@ class Constitution(Hashed):
         for i, ex in enumerate(self.few_shot):
             if ex.principle is not None and ex.principle not in ids:
                 problems.append((("few_shot", i, "principle"), f"'{ex.principle}' is not a principle id"))
+        revisable = {p.id for p in self.revisable()}
+        for i, ex in enumerate(self.revision_examples):
+            if ex.principle not in revisable:
+                problems.append((("revision_examples", i, "principle"),
+                                 f"'{ex.principle}' is not a principle with both critique and revision requests "
+                                 f"(those: {', '.join(sorted(revisable)) or 'none'})"))
         if problems:
             raise FieldErrors(problems)
         return self
@@ -104,6 +127,21 @@ class Constitution(Hashed):
             return [self.principle(self.sampling)]
         rng = random.Random(f"{seed}:{pair.id}")
         return rng.choices(self.principles, weights=[p.weight for p in self.principles], k=1)
+
+    def revisable(self) -> list[Principle]:
+        """The principles a critique-revision round can use: those with both a critique and a revision request."""
+        return [p for p in self.principles if p.critique and p.revision]
+
+    def revision_principle(self, prompt_id: str, round_index: int, seed: int) -> Principle:
+        """The principle of one critique-revision round: drawn with replacement among the principles with both
+        requests, in proportion to `weight`, as Constitutional AI samples one principle per revision step (Bai et
+        al. 2022, sec. 3.1). Seeded by (seed, prompt id, round), so it does not depend on input order, batching,
+        sharding or resume."""
+        revisable = self.revisable()
+        if not revisable:
+            raise ValueError(f"constitution '{self.name}' has no principle with both critique and revision requests")
+        rng = random.Random(f"revise:{seed}:{prompt_id}:{round_index}")
+        return rng.choices(revisable, weights=[p.weight for p in revisable], k=1)[0]
 
     def summary(self) -> str:
         return f"{self.name} v{self.version}: {len(self.principles)} principles, sampling={self.sampling}, " \

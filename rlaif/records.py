@@ -23,6 +23,12 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def derived_seed(seed: int, *parts) -> int:
+    """An independent seed for one purpose (e.g. `derived_seed(seed, "sample", iteration)`): a function of its
+    parts only, so a resumed run or a later batch draws exactly what it drew the first time."""
+    return int(hashlib.sha256(json.dumps([seed, *parts]).encode()).hexdigest()[:8], 16)
+
+
 class Hashed(BaseModel):
     """A model whose content hash goes into every label's resume key: a constitution, a judge config, their parts.
 
@@ -45,7 +51,9 @@ class Hashed(BaseModel):
 def _drop_defaults_added_later(value: Any, data: Any) -> None:
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
-        for name in getattr(value, "added_later", ()):
+        # a subclass's own `added_later` adds to its bases' (a field added later stays so in every subclass)
+        later = set().union(*(vars(c).get("added_later", ()) for c in type(value).__mro__))
+        for name in later:
             if name in data and getattr(value, name) == fields[name].get_default(call_default_factory=True):
                 del data[name]
         for name, sub in data.items():
@@ -160,3 +168,47 @@ class LabelRecord(BaseModel):
     def to_json(self) -> dict:
         """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure)."""
         return {**self.model_dump(mode="json", exclude_none=True), "p_a": self.p_a, "label": self.label}
+
+
+class RevisionRound(BaseModel):
+    """One critique-revision round of Constitutional AI's supervised stage (Bai et al. 2022, sec. 3.1): the
+    principle drawn for it, the model's critique of the response so far, and its revision of that response."""
+
+    model_config = ConfigDict(extra="forbid")
+    principle_id: str
+    critique: str
+    revision: str
+    # where each generation stopped: "eos" (an end-of-turn token, or a complete reply from the backend) or
+    # "length" (cut at max_new_tokens)
+    critique_finish: Literal["eos", "length"]
+    revision_finish: Literal["eos", "length"]
+
+
+class RevisionRecord(BaseModel):
+    """One line of `revisions.jsonl`: a prompt's whole chain (the first answer, every round, the final revision)
+    and what made it. A failed chain keeps the rounds that finished, `final` is null and `error` says which step
+    failed and why: no placeholder text ever stands in for a revision."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    key: str  # content hash of (prompt, starting response, constitution, model settings, generation, rounds, seed)
+    prompt: Prompt
+    initial: Optional[str]  # the first answer, before any critique (null when generating it failed)
+    initial_source: Literal["model", "input"]  # generated, or the input row's `response` (red-teaming data)
+    initial_finish: Optional[Literal["eos", "length"]] = None  # where the generated first answer stopped
+    rounds: list[RevisionRound]
+    final: Optional[str]  # the last round's revision; null unless status is ok
+    status: Literal["ok", "failed"]
+    error: Optional[str] = None
+    constitution_sha256: str
+    model: JudgeInfo  # the model that answered, critiqued and revised, with the hash of its settings
+    generation: dict[str, Any]  # temperature, top_p, top_k, max_new_tokens
+    generation_sha256: str
+    seed: int
+    source: Literal["ai"] = "ai"
+    prompt_tokens: int = 0  # tokens the model read, summed over the chain's steps
+    completion_tokens: int = 0  # tokens it generated
+
+    def to_json(self) -> dict:
+        """The JSONL form: unset optional fields left out, but `final` always present (null on failure)."""
+        return {**self.model_dump(mode="json", exclude_none=True), "final": self.final}

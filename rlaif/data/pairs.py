@@ -143,7 +143,7 @@ def _ab_row(row: dict, keys: set[str]) -> Pair:
     if label is not None and label not in HUMAN_LABELS:
         raise RowError(f"human_label must be one of {', '.join(HUMAN_LABELS)}, not {label!r}")
     conversational = isinstance(prompt, list)
-    return Pair(prompt=prompt, response_a=a, response_b=b, id=_row_id(row, prompt, a, b), human_label=label,
+    return Pair(prompt=prompt, response_a=a, response_b=b, id=row_id(row, prompt, a, b), human_label=label,
                 conversational=conversational, principle=_principle(row))
 
 
@@ -167,7 +167,7 @@ def _preference_row(row: dict, keys: set[str], seed: int) -> Pair:
     _check_response(c, "chosen")
     _check_response(r, "rejected")
     # the id comes from the content in the row's own order, so a seed never changes it
-    pair_id = _row_id(row, prompt, c, r)
+    pair_id = row_id(row, prompt, c, r)
     swap = random.Random(f"{seed}:{pair_id}").random() < 0.5
     a, b, label = (r, c, "b") if swap else (c, r, "a")
     return Pair(prompt=prompt, response_a=a, response_b=b, id=pair_id, human_label=label,
@@ -277,14 +277,15 @@ def _principle(row: dict) -> Optional[str]:
     return value or None
 
 
-def _row_id(row: dict, prompt: Prompt, first: str, second: str) -> str:
+def row_id(row: dict, *content: Any) -> str:
+    """The row's own `id` (a string or an integer), else a hash of its content (e.g. prompt and both responses)."""
     value = row.get("id")
     if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
         raise RowError(f"id must be a string or an integer, not {type_name(value)}")
     if isinstance(value, str) and value.startswith(SYNTHETIC_ID_PREFIX):
         raise RowError(f"id '{value}': ids starting with '{SYNTHETIC_ID_PREFIX}' are kept for rows rlaif cannot "
                        f"read; rename it")
-    return _optional_id(row) or sha256_json([prompt, first, second])[:16]
+    return _optional_id(row) or sha256_json(list(content))[:16]
 
 
 def _check_length(pair: Pair, max_chars: int) -> None:

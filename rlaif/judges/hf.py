@@ -14,11 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from ..config.devices import device_and_dtype
 from ..config.judge import TransformersJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
-from .models import quiet_loading, resolve_model_dir
+from .models import load_causal_lm
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
 
 
@@ -39,16 +38,7 @@ class _Node:
 class TransformersJudge(Judge):
     def __init__(self, config: TransformersJudgeConfig):
         super().__init__(config)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.device, dtype = device_and_dtype(config.device, config.dtype)
-        revision = None if config.gguf_file else config.revision
-        with quiet_loading():
-            path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
-                                     config.revision)
-            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(self.device)
-        model.eval()
+        model, tokenizer, self.device = load_causal_lm(config)
         self._setup(model, tokenizer, self.device)
         self._use_tree_attention()
 

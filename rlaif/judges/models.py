@@ -62,6 +62,24 @@ def resolve_model_dir(model: str, model_package: Optional[str] = None, gguf_file
     return str(target)
 
 
+def load_causal_lm(config):
+    """The model (in eval mode, on its device) and tokenizer a `transformers` model config names, and the device:
+    what the judge scores with and `rlaif revise` generates with."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..config.devices import device_and_dtype
+
+    device, dtype = device_and_dtype(config.device, config.dtype)
+    revision = None if config.gguf_file else config.revision
+    with quiet_loading():
+        path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
+                                 config.revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(device)
+    model.eval()
+    return model, tokenizer, device
+
+
 def conversion_dir(source: str, gguf_file: str, cache_dir: Optional[str] = None,
                    revision: Optional[str] = None) -> Path:
     """The cache entry holding the converted copy of `source`/`gguf_file`, keyed by the file's content."""

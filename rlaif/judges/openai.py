@@ -149,6 +149,20 @@ class OpenAIJudge(Judge):
             raise BudgetExhausted(self._budget_reason() or "spending cap reached", verdicts)
         return verdicts
 
+    def post(self, bodies: Sequence[dict]) -> tuple[list[Optional[tuple[Optional[dict], Optional[str], int]]],
+                                                    Optional[str]]:
+        """POST chat-completions `bodies` (other than verdict requests: `rlaif revise` generates through this) with
+        the same concurrency, retries, caps and key scrubbing. Returns one (reply body, error, attempts) per body,
+        None where the spending cap stopped it before it was sent, and the cap's reason when one did."""
+        future = asyncio.run_coroutine_threadsafe(self._post_all(list(bodies)), self._ensure_loop())
+        try:
+            results = future.result()
+        except BaseException:
+            future.cancel()
+            raise
+        stopped = any(r is None for r in results)
+        return results, (self._budget_reason() or "spending cap reached") if stopped else None
+
     def carry_spend(self, before: Spend) -> None:
         self.requests_sent, self.cost = before.requests, before.cost
 
@@ -186,7 +200,8 @@ class OpenAIJudge(Judge):
             return f"cost cap reached: estimated cost {self.cost:.4f} (max_cost={c.max_cost})"
         return None
 
-    async def _judge_all(self, queries: list[Query]) -> list[Optional[Verdict]]:
+    def _start(self, n: int) -> range:
+        """Make the client on the worker loop (first call), and hand out the first URL of each of `n` requests."""
         if self._client is None:  # created here so that they belong to the worker loop
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s),
                                              limits=httpx.Limits(max_connections=None,
@@ -195,9 +210,17 @@ class OpenAIJudge(Judge):
             self._stop = asyncio.Event()
         if self._budget_reason():
             self._stop.set()
-        starts = range(self._next_url, self._next_url + len(queries))
-        self._next_url += len(queries)
+        starts = range(self._next_url, self._next_url + n)
+        self._next_url += n
+        return starts
+
+    async def _judge_all(self, queries: list[Query]) -> list[Optional[Verdict]]:
+        starts = self._start(len(queries))
         return list(await asyncio.gather(*(self._one(q, s) for q, s in zip(queries, starts))))
+
+    async def _post_all(self, bodies: list[dict]) -> list[Optional[tuple[Optional[dict], Optional[str], int]]]:
+        starts = self._start(len(bodies))
+        return list(await asyncio.gather(*(self._request(b, s) for b, s in zip(bodies, starts))))
 
     async def _sleep(self, seconds: float) -> None:
         # A retry waiting out its backoff wakes early once the cap is hit, so a stopped job does not linger.
@@ -227,6 +250,20 @@ class OpenAIJudge(Judge):
         }
         if c.logprobs:
             body.update(logprobs=True, top_logprobs=c.top_logprobs)
+        result = await self._request(body, start)
+        if result is None:
+            return None  # unanswered: left for a resumed run, never a placeholder
+        data, error, attempts = result
+        if error is not None:
+            return Verdict(None, error=error, extra={"attempts": attempts})
+        verdict = self._read(data)
+        verdict.extra["attempts"] = attempts
+        return verdict
+
+    async def _request(self, body: dict, start: int) -> Optional[tuple[Optional[dict], Optional[str], int]]:
+        """POST `body` with retries: (reply body, None, attempts), or (None, scrubbed error, attempts) once it
+        failed for good; None when the spending cap stopped it before it was sent."""
+        c = self.config
         attempts = 0
 
         async def attempt() -> dict:
@@ -246,17 +283,13 @@ class OpenAIJudge(Judge):
             stop=tenacity.stop_after_attempt(c.max_retries + 1), wait=self._wait, sleep=self._sleep,
             retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._log_retry, reraise=True)
         try:
-            data = await retrying(attempt)
+            return await retrying(attempt), None, attempts
         except _Exhausted:
-            return None  # unanswered: left for a resumed run, never a placeholder
+            return None
         except _Fatal as e:
-            return Verdict(None, error=self._scrub(str(e)), extra={"attempts": attempts})
+            return None, self._scrub(str(e)), attempts
         except _Retryable as e:
-            return Verdict(None, error=self._scrub(f"gave up after {attempts} attempts: {e}"),
-                           extra={"attempts": attempts})
-        verdict = self._read(data)
-        verdict.extra["attempts"] = attempts
-        return verdict
+            return None, self._scrub(f"gave up after {attempts} attempts: {e}"), attempts
 
     async def _post(self, url: str, body: dict) -> dict:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..config.sampling import SamplingConfig
+from ..records import derived_seed  # noqa: F401 - rlaif.policy.sampling.derived_seed, as before
 from .chat import prompt_ids
 
 
@@ -23,15 +24,6 @@ class Sample:
     response_ids: list[int]   # sampled tokens, up to and including EOS when the response ended
     text: str                 # the response decoded without special tokens
     finished: bool            # ended with EOS (False: cut at max_new_tokens)
-
-
-def derived_seed(seed: int, *parts) -> int:
-    """An independent seed for one purpose (e.g. `derived_seed(seed, "sample", iteration)`): a function of its
-    parts only, so a resumed run or a later batch draws exactly what it drew the first time."""
-    import hashlib
-    import json
-
-    return int(hashlib.sha256(json.dumps([seed, *parts]).encode()).hexdigest()[:8], 16)
 
 
 def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
