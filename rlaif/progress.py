@@ -10,8 +10,8 @@ from typing import Optional
 class _Lines:
     """Non-terminal fallback: one line every `every` seconds and at the end, so logs show a job is alive."""
 
-    def __init__(self, description: str, total: Optional[int], every: float = 30.0):
-        self.description, self.total, self.every = description, total, every
+    def __init__(self, description: str, total: Optional[int], every: float = 30.0, unit: str = "pairs"):
+        self.description, self.total, self.every, self.unit = description, total, every, unit
         self.done = 0
         self.start = self.last = time.time()
 
@@ -28,14 +28,14 @@ class _Lines:
         rate = self.done / max(self.last - self.start, 1e-9)
         eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
         print(f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
-              f"({rate:.2f} pairs/s{eta})", file=sys.stderr, flush=True)
+              f"({rate:.2f} {self.unit}/s{eta})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._line()
 
 
 class _Bar:
-    def __init__(self, description: str, total: Optional[int]):
+    def __init__(self, description: str, total: Optional[int], unit: str = "pairs"):
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
@@ -43,7 +43,7 @@ class _Bar:
         class Rate(TextColumn):
             def render(self, task):
                 speed = task.finished_speed or task.speed
-                return super().render(task) if speed is None else f"{speed:.2f} pairs/s"
+                return super().render(task) if speed is None else f"{speed:.2f} {unit}/s"
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -61,8 +61,9 @@ class _Bar:
         self.bar.stop()
 
 
-def progress(description: str, total: Optional[int], enabled: bool = True):
-    """A progress reporter with advance(n), set_total(n) and stop(); None when disabled."""
+def progress(description: str, total: Optional[int], enabled: bool = True, unit: str = "pairs"):
+    """A progress reporter with advance(n), set_total(n) and stop(); None when disabled. `unit` names what is
+    counted, in the rate ("pairs/s")."""
     if not enabled:
         return None
-    return _Bar(description, total) if sys.stderr.isatty() else _Lines(description, total)
+    return _Bar(description, total, unit) if sys.stderr.isatty() else _Lines(description, total, unit=unit)

@@ -11,7 +11,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from . import annotate, calibrate, constitution, eval, export, generate, human, label, reward, serve, train
+from . import annotate, calibrate, constitution, eval, export, generate, human, label, revise, reward, serve, train
 from .common import DEBUG_ENV, guard
 
 
@@ -42,6 +42,7 @@ app.add_typer(calibrate.app, name="calibrate")
 app.add_typer(train.app, name="train")
 app.command("loop")(train.loop_cmd)
 app.command("generate")(generate.generate_cmd)
+app.command("revise")(revise.revise_cmd)
 app.add_typer(eval.app, name="eval")
 app.add_typer(serve.app, name="serve")
 app.add_typer(reward.app, name="reward")

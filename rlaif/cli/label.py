@@ -14,6 +14,22 @@ app = typer.Typer(help="Label pairs with a judge under a constitution (and merge
                   invoke_without_command=True)
 
 
+# options `rlaif revise` shares
+FORMAT = typer.Option(None, "--format", help="jsonl, json, parquet or hf_dataset (default: detected).")
+MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over all its runs (replaces the judge "
+                            "config's).")
+MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
+                        "config's).")
+QUIET = typer.Option(False, help="No progress bar.")
+
+
+def require_options(command: str, options: list[tuple[str, object]]) -> None:
+    """Exit 2 naming the (flag, value) options that were not given."""
+    missing = [flag for flag, value in options if value is None]
+    if missing:
+        fail(f"error: missing {', '.join(missing)} (see {command} --help)")
+
+
 def _parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -35,8 +51,7 @@ def label_cmd(ctx: typer.Context,
               seed: int = typer.Option(0, help="Seed for principle draws and the order of human-labelled pairs."),
               batch_size: Optional[int] = typer.Option(None, help="Pairs per judge call (default: the judge's)."),
               shard: Optional[str] = typer.Option(None, help="I/N: label a disjoint 1/N share of the pairs."),
-              fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, json, parquet or hf_dataset "
-                                                "(default: detected)."),
+              fmt: Optional[str] = FORMAT,
               skip_invalid: bool = typer.Option(False, help="Record invalid rows as failed and go on."),
               max_chars: int = typer.Option(100_000, help="Reject pairs longer than this many characters."),
               retry_failed: bool = typer.Option(False, help="Label again the pairs whose judge call failed "
@@ -45,18 +60,13 @@ def label_cmd(ctx: typer.Context,
                                                 "failed on (otherwise exit 4)."),
               relabel_changed: bool = typer.Option(False, help="Label again a pair whose id was labelled with "
                                                    "other content; the old label moves to superseded.jsonl."),
-              max_requests: Optional[int] = typer.Option(None, help="Cap on the requests this job sends, over "
-                                                         "all its runs (replaces the judge config's)."),
-              max_cost: Optional[float] = typer.Option(None, help="Cap on this job's estimated cost, over all its "
-                                                       "runs (replaces the judge config's)."),
-              quiet: bool = typer.Option(False, help="No progress bar.")) -> None:
+              max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
+              quiet: bool = QUIET) -> None:
     """Label pairs: rlaif label --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
-    missing = [n for n, v in (("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
-                              ("--out", out_dir)) if v is None]
-    if missing:
-        fail(f"error: missing {', '.join(missing)} (see rlaif label --help)")
+    require_options("rlaif label", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
+                                    ("--out", out_dir)])
 
     def run():
         from ..labeling.job import label

@@ -9,7 +9,6 @@ P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens).
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -17,7 +16,7 @@ from typing import Optional, Sequence
 from ..config.judge import TransformersJudgeConfig
 from ..records import Query, Verdict
 from .base import Judge, too_long
-from .models import load_causal_lm
+from .models import cache_argument, load_causal_lm
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
 
 
@@ -54,10 +53,7 @@ class TransformersJudge(Judge):
             self._label_lists = label_token_ids(tokenizer)
             self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             self._tok_cache: OrderedDict[str, list[int]] = OrderedDict()
-        # transformers 5.x renamed the decoder's `past_key_values` to `cache` and warns on the old name; older
-        # versions know only the old one.
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.get_decoder().forward).parameters \
-            else "past_key_values"
+        self._cache_arg = cache_argument(model)
         ids_a, ids_b = self._label_lists
         self._label_ids = torch.tensor(ids_a + ids_b, device=device)
         self._n_a = len(ids_a)

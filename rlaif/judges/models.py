@@ -80,6 +80,14 @@ def load_causal_lm(config):
     return model, tokenizer, device
 
 
+def cache_argument(model) -> str:
+    """The name of the KV-cache argument (and output field) of `model`'s forward: transformers 5.x renamed
+    `past_key_values` to `cache` and warns on the old name; older versions know only the old one."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.get_decoder().forward).parameters else "past_key_values"
+
+
 def conversion_dir(source: str, gguf_file: str, cache_dir: Optional[str] = None,
                    revision: Optional[str] = None) -> Path:
     """The cache entry holding the converted copy of `source`/`gguf_file`, keyed by the file's content."""

@@ -15,14 +15,19 @@ from ..records import Query, Verdict
 from .base import Judge
 
 
+def import_function(path: str, what: str = "judge function"):
+    """The function named by an import path 'package.module:function' (a config's `function`)."""
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what} '{path}' cannot be imported: {e}") from e
+
+
 class PythonJudge(Judge):
     def __init__(self, config: PythonJudgeConfig):
         super().__init__(config)
-        module, _, name = config.function.partition(":")
-        try:
-            self.fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"judge function '{config.function}' cannot be imported: {e}") from e
+        self.fn = import_function(config.function)
 
     def judge(self, queries: Sequence[Query]) -> list[Verdict]:
         out = []

@@ -46,6 +46,14 @@ class PlannedPair:
     principles: list[Principle]
     key: str
 
+    @property
+    def id(self) -> str:
+        return self.pair.id
+
+    @property
+    def line(self) -> Optional[int]:
+        return self.pair.source_line
+
 
 def plan_pair(pair: Pair, constitution: Constitution, judge: Judge, seed: int) -> PlannedPair:
     principles = constitution.principles_for(pair, seed) if not pair.invalid else []

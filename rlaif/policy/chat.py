@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Optional
 
 
-def _messages(prompt) -> list[dict]:
+def chat_turns(prompt) -> list[dict]:
+    """A prompt as chat messages: a text prompt is one user turn."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
 def prompt_ids(tokenizer, prompt) -> list[int]:
     """Token ids of a prompt ready for the assistant's turn (chat template when the tokenizer has one)."""
     if tokenizer.chat_template:
-        return list(tokenizer.apply_chat_template(_messages(prompt), add_generation_prompt=True, tokenize=True,
+        return list(tokenizer.apply_chat_template(chat_turns(prompt), add_generation_prompt=True, tokenize=True,
                                                   return_dict=True)["input_ids"])
     if not isinstance(prompt, str):
         raise ValueError("a conversational prompt needs a tokenizer with a chat template")
@@ -37,7 +38,7 @@ def encode(tokenizer, prompt, response: str) -> tuple[list[int], list[int]]:
     alone and of prompt+response stop agreeing (templates and merges can change the prompt's last tokens)."""
     alone = prompt_ids(tokenizer, prompt)
     if tokenizer.chat_template:
-        full = tokenizer.apply_chat_template(_messages(prompt) + [{"role": "assistant", "content": response}],
+        full = tokenizer.apply_chat_template(chat_turns(prompt) + [{"role": "assistant", "content": response}],
                                              tokenize=True, return_dict=True)["input_ids"]
     else:
         full = tokenizer(prompt + response + (tokenizer.eos_token or ""))["input_ids"]

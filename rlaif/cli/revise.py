@@ -1,0 +1,85 @@
+"""`rlaif revise`: Constitutional AI's supervised stage as a resumable job (prompts → first answer → critique and
+revision rounds under the constitution's principles → revisions.jsonl), and its summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import eprint, guard, print_table
+from .generate import _MAX_NEW, _SAMPLING, _TEMPERATURE, _TOP_P, sampling_config
+from .label import FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, require_options
+
+
+def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows with `prompt` (text or chat "
+                                                      "messages) and optionally `response` (the answer to start "
+                                                      "from); JSONL(.gz), JSON, Parquet or a datasets directory."),
+               constitution: Optional[Path] = typer.Option(None, help="Constitution YAML; its principles with "
+                                                           "critique and revision requests are drawn per round."),
+               model: Optional[Path] = typer.Option(None, help="Model YAML, as for judges (judges/default.yaml: "
+                                                    "the embedded SmolLM2; backend python: a reviser function)."),
+               out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it "
+                                                      "exists)."),
+               rounds: int = typer.Option(2, help="Critique-revision rounds per prompt."),
+               limit: Optional[int] = typer.Option(None, help="Revise only the first N prompts of the input."),
+               seed: int = typer.Option(0, help="Seed of the principle draws and of sampling."),
+               shard: Optional[str] = typer.Option(None, help="I/N: revise a disjoint 1/N share of the prompts."),
+               fmt: Optional[str] = FORMAT,
+               config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
+               top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW,
+               retry_failed: bool = typer.Option(False, help="Run the failed chains again (the new record "
+                                                 "replaces the failed one)."),
+               allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds failed chains "
+                                                 "(otherwise exit 4)."),
+               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
+               quiet: bool = QUIET) -> None:
+    """Critique and revise answers under a constitution: rlaif revise --prompts FILE --constitution FILE --model
+    FILE --out DIR."""
+    require_options("rlaif revise", [("--prompts", prompts), ("--constitution", constitution), ("--model", model),
+                                     ("--out", out_dir)])
+
+    def run():
+        from ..revision.job import revise
+
+        sampling = sampling_config(config, temperature, top_p, max_new_tokens)
+        return revise(prompts, constitution, model, out_dir, rounds=rounds, limit=limit, seed=seed,
+                      shard=_parse_shard(shard) if shard else (0, 1), sampling=sampling, format=fmt,
+                      retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost, progress=not quiet)
+    result = guard(run)
+    stats = result.stats
+    _summary(stats, f"revisions in {out_dir}")
+    if result.stopped:  # a cap wins over failures: raising it is the next step either way
+        eprint(f"stopped early ({result.stopped}); every chain finished so far is kept. The cap counts this job's "
+               f"spending over all its runs ({stats['spent_requests']} requests, estimated cost "
+               f"{stats['spent_cost']}): run the same command with a higher --max-requests / --max-cost to resume.")
+        raise typer.Exit(3)
+    if stats["failed"] and not allow_failed:
+        reasons = stats["failure_reasons"]
+        common = max(reasons, key=reasons.get) if reasons else "unknown"
+        eprint(f"{stats['failed']} prompts have no revision because a step of their chain failed "
+               f"({stats['failed_this_run']} this run, {stats['failed_before']} before; most often: {common}; all "
+               f"reasons in {out_dir}/stats.json). Once the model works, run the same command with --retry-failed, "
+               f"or pass --allow-failed to accept the folder as it is.")
+        raise typer.Exit(4)
+
+
+def _summary(stats: dict, title: str) -> None:
+    cut = stats["cut_at_max_new_tokens"]
+    print_table(title, [
+        ("prompts", stats["prompts"]), ("ok", stats["ok"]), ("failed", stats["failed"]),
+        ("  this run / before", f"{stats['failed_this_run']} / {stats['failed_before']}" if stats["failed"] else None),
+        ("rounds", stats["rounds"]),
+        ("first answers from the input", stats["initial_from_input"] or None),
+        ("mean length, first answer → final (chars)", f"{stats['mean_initial_chars']} → {stats['mean_final_chars']}"
+         if stats["ok"] else None),
+        ("final differs from first answer", stats["final_differs_from_initial"]),
+        ("cut at max_new_tokens: answers / critiques / revisions",
+         f"{cut['initial']} / {cut['critique']} / {cut['revision']}"),
+        ("revised this run", stats.get("revised_now")), ("resumed (already done)", stats.get("resumed_skipped")),
+        ("retried this run", stats.get("retried_this_run") or None),
+        ("tokens generated this run", stats.get("run_completion_tokens") or None),
+        ("revisions/s", stats.get("revisions_per_s")), ("tokens/s", stats.get("tokens_per_s") or None),
+        ("wall time s", stats.get("wall_time_s")),
+        ("spent by this job: requests", stats.get("spent_requests") or None)])

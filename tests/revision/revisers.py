@@ -1,0 +1,38 @@
+"""Reviser functions for the `python` generation backend used by the tests (importable as tests.revision.revisers)."""
+
+import os
+import time
+
+
+def polite(messages, step, principle, marker="please"):
+    """Answers plainly, critiques the missing marker, and revises by adding it: its effect is visible in the
+    records. Each reply names the step and principle it was asked for, so tests can check the chain's order."""
+    if step == "initial":
+        return f"answer to: {messages[-1]['content']}"
+    if step == "critique":
+        return f"critique ({principle}): the answer does not say {marker}"
+    previous = messages[-4]["content"]  # the response the critique was about (then its critique, this request)
+    return f"{previous} {marker}" if marker not in previous.split() else previous
+
+
+def slow_polite(messages, step, principle, delay=0.05):
+    time.sleep(float(os.environ.get("RLAIF_TEST_DELAY", delay)))
+    return polite(messages, step, principle)
+
+
+def broken(messages, step, principle):
+    """Fails the critique of any conversation that mentions "boom"."""
+    if step == "critique" and "boom" in messages[-2]["content"]:
+        raise RuntimeError("the reviser cannot critique this")
+    return polite(messages, step, principle)
+
+
+def empty_revision(messages, step, principle):
+    return "   " if step == "revision" else polite(messages, step, principle)
+
+
+def echo(messages, step, principle):
+    """Replies with the whole conversation it was shown, as JSON: tests read what the model saw."""
+    import json
+
+    return json.dumps(messages)
