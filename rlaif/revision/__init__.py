@@ -2,8 +2,8 @@
 against a principle drawn from the constitution and revises it, for several rounds; the final revisions are what
 it is then fine-tuned on (`rlaif train sft`). A job over prompts beside rlaif/labeling/, which it does not import.
 
-chain.py runs the chains (conversation, principles, records); registry.py builds the model that answers (generators.py) from a
-judge-style model config (hf.py keeps the KV cache of each conversation from round to round; openai.py, vllm.py,
-python.py); job.py runs them as a resumable, shardable job into a folder (stats.py for its summary); export.py
-writes the revisions as SFT rows or as preference pairs.
+chain.py runs the chains (conversation, principles, records); registry.py builds the model that answers (the
+generators.py interface) from a judge-style model config: hf.py keeps the KV cache of each conversation from round
+to round, then openai.py, vllm.py, python.py; job.py runs the chains as a resumable, shardable job into a folder
+(stats.py for its summary); export.py writes the revisions as SFT rows or as preference pairs.
 """
