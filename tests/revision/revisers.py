@@ -31,8 +31,19 @@ def empty_revision(messages, step, principle):
     return "   " if step == "revision" else polite(messages, step, principle)
 
 
-def echo(messages, step, principle):
-    """Replies with the whole conversation it was shown, as JSON: tests read what the model saw."""
-    import json
 
-    return json.dumps(messages)
+
+def flaky(messages, step, principle):
+    """Fails every step while RLAIF_TEST_REVISER_DOWN is set (a model server that is down)."""
+    if os.environ.get("RLAIF_TEST_REVISER_DOWN"):
+        raise ConnectionError("the model server is down")
+    return polite(messages, step, principle)
+
+
+RECORDED: list = []
+
+
+def recording(messages, step, principle):
+    """Records what it was asked (the conversation, step and principle), then answers as `polite` does."""
+    RECORDED.append({"messages": [dict(m) for m in messages], "step": step, "principle": principle})
+    return polite(messages, step, principle)
