@@ -1,4 +1,5 @@
-"""`rlaif train reward | dpo | ppo` and `rlaif loop`: training recipes on preference feedback. Each command reads
+"""`rlaif train reward | dpo | ppo | sft` and `rlaif loop`: training recipes on preference feedback, and supervised
+fine-tuning (on Constitutional AI's revisions). Each command reads
 one YAML config, applies trailing `key=value` overrides (dotted keys for nested fields) and runs one recipe; torch
 is imported only then.
 Under `accelerate launch` the same commands run on every process (e.g. `accelerate launch -m rlaif.cli train …`).
@@ -13,7 +14,8 @@ import typer
 
 from .common import guard
 
-app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback.", no_args_is_help=True)
+app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback, or SFT on chat examples.",
+                  no_args_is_help=True)
 
 _CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (see examples/tiny/ and examples/gpu/).")
 _OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=runs/x optim.lr=1e-5.",
@@ -50,6 +52,13 @@ def train_dpo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDE
 def train_ppo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with PPO against a reward model or the judge itself (d-RLAIF)."""
     _run("ppo", config, overrides)
+
+
+@app.command("sft")
+def train_sft(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
+    """Supervised fine-tuning on chat examples (e.g. rlaif export --revisions DIR --format sft), loss on the
+    responses only."""
+    _run("sft", config, overrides)
 
 
 def loop_cmd(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:

@@ -1,6 +1,6 @@
-"""Typed training configs (the `examples/*/{reward,dpo,ppo,loop}.yaml` files): `TrainConfig` is the union of one
-model per method, chosen by `method:`, and `load_train_config` reads a YAML file through it, with `key=value`
-overrides and FILE:LINE errors. Each method's model lives in its own module (reward, dpo, ppo, loop), built from
+"""Typed training configs (the `examples/*/{reward,dpo,ppo,loop,sft}.yaml` files): `TrainConfig` is the union of
+one model per method, chosen by `method:`, and `load_train_config` reads a YAML file through it, with `key=value`
+overrides and FILE:LINE errors. Each method's model lives in its own module (reward, dpo, ppo, loop, sft), built from
 the shared sections of rlaif/config/run.py; the recipe that runs it is `rlaif.recipes.RECIPES[method]`.
 
 Slim on purpose: importing this module never imports torch or transformers.
@@ -19,9 +19,10 @@ from .ppo import PPOTrainConfig
 from .paths import model_problem, output_dir_problem
 from .reward import RewardTrainConfig
 from .run import PretrainedModelConfig, RunConfig
+from .sft import SFTTrainConfig
 from .yamlfile import ConfigFileError, field_errors, load_model, read_yaml, yaml_value
 
-TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig],
+TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig, SFTTrainConfig],
                         Field(discriminator="method")]
 # the union's tags, in its order: what `method:` may say
 METHODS = [get_args(c.model_fields["method"].annotation)[0] for c in get_args(get_args(TrainConfig)[0])]

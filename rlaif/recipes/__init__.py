@@ -1,4 +1,4 @@
-"""Training recipes, one file per method — `reward.py`, `dpo.py`, `ppo.py`, `loop.py` — each a readable
+"""Training recipes, one file per method — `reward.py`, `dpo.py`, `ppo.py`, `loop.py`, `sft.py` — each a readable
 setup → loop → save over the components in rlaif/train/. `RECIPES` maps a config's `method:` (a member of
 `rlaif.config.train.TrainConfig`) to the recipe that runs it; `run_recipe` is the one dispatch. Each recipe is
 imported when it runs, so `rlaif --help` never imports torch.
@@ -25,12 +25,17 @@ def _ppo(config) -> Path:
     return ppo(config)
 
 
+def _sft(config) -> Path:
+    from .sft import train as supervised_fine_tuning
+    return supervised_fine_tuning(config)
+
+
 def _loop(config) -> Path:
     from .loop import train as self_feedback_loop
     return self_feedback_loop(config)
 
 
-RECIPES: dict[str, Callable] = {"reward": _reward, "dpo": _dpo, "ppo": _ppo, "loop": _loop}
+RECIPES: dict[str, Callable] = {"reward": _reward, "dpo": _dpo, "ppo": _ppo, "loop": _loop, "sft": _sft}
 
 
 def run_recipe(config) -> Path:

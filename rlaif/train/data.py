@@ -112,10 +112,9 @@ def encode_pairs(tokenizer, prefs: list[Preference], max_length: int, whole: boo
     return out, dropped
 
 
-def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
-    """Right-padded [2B, L] batch: rows 0..B-1 are prompt+a, rows B..2B-1 prompt+b; `completion_mask` marks
-    response tokens. Sequences longer than max_length keep their start."""
-    rows = [(p.prompt_ids, p.a_ids) for p in pairs] + [(p.prompt_ids, p.b_ids) for p in pairs]
+def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """(prompt ids, response ids) rows as a right-padded batch: input_ids, attention_mask, and `completion_mask`
+    marking response tokens. Sequences longer than max_length keep their start."""
     seqs = [(prompt + response)[:max_length] for prompt, response in rows]
     masks = [([0] * len(prompt) + [1] * len(response))[:max_length] for prompt, response in rows]
     width = max(len(s) for s in seqs)
@@ -126,8 +125,14 @@ def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str,
         input_ids[i, :len(s)] = torch.tensor(s)
         attention[i, :len(s)] = 1
         completion[i, :len(m)] = torch.tensor(m)
-    return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion,
-            "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
+    return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion}
+
+
+def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded [2B, L] batch: rows 0..B-1 are prompt+a, rows B..2B-1 prompt+b (see pad_rows), with each
+    pair's p_a and known human choice."""
+    rows = [(p.prompt_ids, p.a_ids) for p in pairs] + [(p.prompt_ids, p.b_ids) for p in pairs]
+    return {**pad_rows(rows, pad_id, max_length), "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
             "human": torch.tensor([p.human for p in pairs], dtype=torch.long)}
 
 

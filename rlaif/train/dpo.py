@@ -22,8 +22,9 @@ STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl_data",
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (Δ, p_a) -> loss per pair
 
 
-def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(response | prompt) for every row of a collated batch, and each response's token count.
+def response_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits that predict the response tokens of a collated batch, aligned with their targets, and the mask
+    of response tokens: (logits, targets, mask).
 
     Only the logits from the first response position on are computed (`logits_to_keep`), which skips the
     vocabulary projection over the shared prompt."""
@@ -32,8 +33,13 @@ def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     keep = ids.shape[1] - start + 1               # never empty), and the logits that predict from there on
     logits = model(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False,
                    logits_to_keep=keep).logits[:, :-1]
-    mask = completion[:, start:]
-    return sequence_logps(logits, ids[:, start:], mask), mask.sum(dim=1)
+    return logits, ids[:, start:], completion[:, start:]
+
+
+def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(response | prompt) for every row of a collated batch, and each response's token count."""
+    logits, targets, mask = response_logits(model, batch)
+    return sequence_logps(logits, targets, mask), mask.sum(dim=1)
 
 
 def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor], config, loss_fn: LossFn) -> dict:

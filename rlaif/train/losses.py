@@ -77,6 +77,17 @@ def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
     return (token_logps(logits, targets) * mask).sum(dim=-1)
 
 
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, n_tokens) -> torch.Tensor:
+    """Supervised fine-tuning's negative log-likelihood of the responses, as a token mean (TRL's SFTTrainer's):
+
+        L = −(1/N) · Σ_i Σ_t m_it · log softmax(z_it)[y_it],   N = the response tokens of the whole batch
+
+    where m marks response tokens (the prompt is read, not trained on). With gradient accumulation or several
+    processes, N counts the whole global batch, so every response token weighs the same whatever micro-batch it
+    lands in; `n_tokens` = 1 gives the sum. `logits[:, t]` must already be aligned with `targets[:, t]`."""
+    return -(token_logps(logits, targets) * mask).sum() / n_tokens
+
+
 # -- PPO ---------------------------------------------------------------------------------------------------------
 def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
                     clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:

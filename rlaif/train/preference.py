@@ -54,17 +54,19 @@ def start_preference_run(config, whole: bool) -> PreferenceRun:
 
 
 def optimizer_step(acc, model, optimizer, scheduler, micro: list[list[int]], terms: Terms, stats: Sequence[str],
-                   config) -> tuple[dict, float, Optional[float]]:
+                   config, scale: Optional[Callable[[list[int]], float]] = None) -> tuple[dict, float, Optional[float]]:
     """One optimizer step over this process's micro-batches `micro` (lists of pair indices): the mean loss per pair
-    of the global batch is back-propagated micro-batch by micro-batch, then clipped and applied. Returns the
-    statistics summed over all processes, the learning rate the step used and the gradient norm before clipping
-    (None when max_grad_norm is unset)."""
+    of the global batch is back-propagated micro-batch by micro-batch, then clipped and applied. `scale(idx)`
+    replaces the per-pair mean's factor 1 / (pairs · grad_accum) (SFT's token mean). Returns the statistics summed
+    over all processes, the learning rate the step used and the gradient norm before clipping (None when
+    max_grad_norm is unset)."""
     sums = {k: torch.zeros(()) for k in stats}
     for j, idx in enumerate(micro):
         sync = j == len(micro) - 1  # all-reduce gradients on the last micro-batch only
         with contextlib.nullcontext() if sync else acc.no_sync(model):
             batch_terms = terms(idx)
-            acc.backward(batch_terms["loss"] / len(idx) / config.grad_accum)
+            loss = batch_terms["loss"]
+            acc.backward(loss * scale(idx) if scale else loss / len(idx) / config.grad_accum)
         add_into(sums, batch_terms)
     max_norm = config.optim.max_grad_norm
     grad_norm = float(acc.clip_grad_norm_(model.parameters(), max_norm)) if max_norm else None

@@ -193,7 +193,11 @@ def test_seed_and_method_are_checked_where_they_are_written(tmp_path):
     with pytest.raises(ConfigFileError) as e:  # numpy's seeding would refuse it only once the run had started
         load_train_config(bad, "dpo")
     assert e.value.errors == [f"{bad}:4: seed: Input should be greater than or equal to 0"]
-    bad.write_text("output_dir: o\nmethod: sft\n")
-    with pytest.raises(ConfigFileError) as e:  # not "use `rlaif train sft`", a command that does not exist
+    bad.write_text("output_dir: o\nmethod: kto\n")
+    with pytest.raises(ConfigFileError) as e:  # not "use `rlaif train kto`", a command that does not exist
         load_train_config(bad, "dpo")
-    assert e.value.errors == [f"{bad}:2: method: must be one of reward, dpo, ppo, loop, got 'sft'"]
+    assert e.value.errors == [f"{bad}:2: method: must be one of reward, dpo, ppo, loop, sft, got 'kto'"]
+    bad.write_text("output_dir: o\nmethod: sft\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_train_config(bad, "dpo")
+    assert e.value.errors == [f"{bad}:2: method: this is a 'sft' config; use `rlaif train sft`"]

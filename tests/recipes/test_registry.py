@@ -16,7 +16,7 @@ METHODS = [cls.model_fields["method"].default for cls in get_args(get_args(Train
 
 
 def test_the_registry_covers_every_method_of_the_config_union():
-    assert sorted(METHODS) == sorted(RECIPES) == ["dpo", "loop", "ppo", "reward"]
+    assert sorted(METHODS) == sorted(RECIPES) == ["dpo", "loop", "ppo", "reward", "sft"]
 
 
 @pytest.mark.parametrize("method", METHODS)
