@@ -3,8 +3,8 @@
 - `sft`: one `messages` row per ok chain — the prompt's turns, then the final revision as the assistant's turn —
   for `rlaif train sft` (loss on that last turn only) or TRL's SFTTrainer, loadable with
   `datasets.load_dataset("json", data_files=...)`. This is what Constitutional AI fine-tunes on (SL-CAI).
-- `trl`: `prompt` / `chosen` (the final revision) / `rejected` (the first answer) preference rows, conversational
-  when the prompt is. Straight to DPO (TRL's DPOTrainer reads them as they are), or through `rlaif label` first, so
+- `trl`: `prompt` / `chosen` (the final revision) / `rejected` (the first answer) preference rows, in TRL's
+  conversational form (the chain was a chat; a text prompt is one user turn). Straight to DPO (TRL's DPOTrainer reads them as they are), or through `rlaif label` first, so
   that a judge checks each revision really is better (the label job reads `chosen` as a known choice, so its
   stats' agreement with `human_label` is the share of pairs where the judge agrees the revision is better).
 
@@ -40,11 +40,12 @@ def sft_row(r: dict) -> dict:
 
 
 def trl_row(r: dict) -> dict:
-    prompt, chosen, rejected = r["prompt"], r["final"], r["initial"]
-    if isinstance(prompt, list):
-        chosen, rejected = ({"role": "assistant", "content": t} for t in (chosen, rejected))
-        chosen, rejected = [chosen], [rejected]
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **_provenance(r)}
+    """Conversational always, as the chain was a chat: one file never mixes text and chat rows, which TRL reads by
+    the first row's shape."""
+    def turn(text: str) -> list[dict]:
+        return [{"role": "assistant", "content": text}]
+    return {"prompt": chat_turns(r["prompt"]), "chosen": turn(r["final"]), "rejected": turn(r["initial"]),
+            **_provenance(r)}
 
 
 def export_revisions(revisions: str | Path, out: str | Path, format: str = "sft") -> dict:
