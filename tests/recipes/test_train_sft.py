@@ -163,3 +163,31 @@ def test_lora_trains_adapters_only(tmp_path, sft_rows):
     assert (tmp_path / "lora/model/adapter_config.json").exists()
     assert not (tmp_path / "lora/model/model.safetensors").exists()
     assert rows[1]["loss"] < rows[0]["loss"] and "eval_loss" in rows[-1]
+
+
+@pytest.mark.slow
+def test_two_processes_and_gradient_accumulation_match_one_batch(tmp_path, sft_rows):
+    """The token mean is over the global batch: two processes (torchrun, gloo) of 4 examples each, and one
+    process of 2 micro-batches of 4, log the losses and gradient norms of one batch of 8."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["max_steps=3", "save_steps=3", "eval_steps=3"]
+    one = run(tiny_config(tmp_path / "one", sft_rows, "batch_size=8", *common))
+    accumulated = run(tiny_config(tmp_path / "accum", sft_rows, "batch_size=4", "grad_accum=2", *common))
+    config = tiny_config(tmp_path / "ddp", sft_rows, "batch_size=4", *common)
+    (tmp_path / "ddp.yaml").write_text(json.dumps(config.model_dump(mode="json")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "rlaif.cli", "train", "sft", "--config", str(tmp_path / "ddp.yaml")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 steps of 8 examples" in done.stdout  # 4 examples per process × 2 processes
+    ddp = read_metrics(tmp_path / "ddp")
+    for rows in (accumulated, ddp):
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        for a, b in zip(rows, one):
+            assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+            assert a["grad_norm"] == pytest.approx(b["grad_norm"], abs=1e-5)
+        assert rows[-1]["eval_loss"] == pytest.approx(one[-1]["eval_loss"], abs=1e-5)

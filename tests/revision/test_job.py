@@ -141,3 +141,17 @@ def test_a_prompt_too_long_for_the_model_is_one_file_line_error(tmp_path, tiny_m
                            f"the model: ") and "over max_length=200" in line
     assert sorted(revised(files["out"])) == ["a", "b"]  # nothing lost
     assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"
+
+
+def test_shards_are_disjoint_and_together_complete(tmp_path):
+    files = revise_files(tmp_path, prompt_rows(30))
+    ids = []
+    for i in range(3):
+        shard = {**files, "out": tmp_path / f"shard{i}"}
+        assert cli(*revise_args(shard, "--shard", f"{i}/3")).exit_code == 0
+        ids += list(revised(shard["out"]))
+        assert 0 < stats(shard["out"])["prompts"] < 30
+    assert sorted(ids) == sorted(f"q{i}" for i in range(30))  # each prompt in exactly one shard
+    other = one_line(cli(*revise_args({**files, "out": tmp_path / "shard0"}, "--shard", "1/3")))
+    assert "different shard" in other
+    assert "--shard must be I/N with 0 <= I < N, got 3/3" in one_line(cli(*revise_args(files, "--shard", "3/3")))
