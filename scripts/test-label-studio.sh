@@ -32,6 +32,8 @@ else
     echo "== reusing $VENV"
 fi
 
+bash scripts/setup-browser.sh  # Debian chromium: one task is labelled in Label Studio's own editor
+
 DATA=$(mktemp -d)
 PORT=$("$RLAIF_PYTHON" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 export RLAIF_LABEL_STUDIO_URL="http://127.0.0.1:$PORT"

@@ -50,6 +50,8 @@ def test_the_real_export_imports_with_every_choice_on_the_right_response_and_rla
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     assert counts == {"labels": 15, "a": 7, "b": 7, "tie": 1}
+    # one answer was given in Label Studio's editor (it times the annotator), the others through its API
+    assert [a["completed_by"] for t in fixture() for a in t["annotations"] if a["lead_time"]] == [2]
     human = read_jsonl(tmp_path / "human.jsonl")
     pairs, constitution = case.write_inputs(tmp_path)
     case.check_labels(human, pairs, constitution, USERS)
@@ -126,15 +128,20 @@ def test_a_user_named_in_full_by_the_export_is_the_same_annotator(tmp_path):
     assert read_jsonl(tmp_path / "expanded.jsonl") == read_jsonl(tmp_path / "plain.jsonl")
 
 
+def alices(task: dict) -> dict:
+    """alice's annotation of a task (user 1)."""
+    return next(a for a in task["annotations"] if a["completed_by"] == 1)
+
+
 def _choice(value):
     def edit(task):
-        task["annotations"][0]["result"][0]["value"]["choices"] = value
+        alices(task)["result"][0]["value"]["choices"] = value
     return edit
 
 
 def _drop(key):
     def edit(task):
-        del task["annotations"][0][key]
+        del alices(task)[key]
     return edit
 
 
@@ -156,7 +163,7 @@ def _known(key, value):
     (lambda task: task["data"].update(left="edited in Label Studio"), "its left and right responses are not pair "
      "'markup' in the order recorded (ab)"),
     (lambda task: task["data"].pop("rlaif"), "was not written by `rlaif annotate export-tasks`"),
-    (lambda task: task["annotations"].append(copy.deepcopy(task["annotations"][0])),
+    (lambda task: task["annotations"].append(copy.deepcopy(alices(task))),
      "a second label for pair 'markup' by 'label-studio:1' (first on line 3); delete the extra "
      "annotation in Label Studio, or import each project once"),
 ])
@@ -176,15 +183,15 @@ def test_skip_invalid_leaves_bad_annotations_out_and_says_which(tmp_path):
     _choice(["Maybe"])(tasks[0])
     tasks[5]["data"]["right"] = "edited"
     p = run_cli("human", "import", write_export(tmp_path, tasks), "--out", tmp_path / "out.jsonl")
-    assert p.returncode == 2 and p.stderr.strip().startswith(f"error: {tmp_path / 'export.json'}:1: task 1, "
-                                                             f"annotation 1: by label-studio:1: choice 'Maybe'")
+    assert p.returncode == 2 and p.stderr.startswith(f"error: {tmp_path / 'export.json'}:1: task 1, annotation ")
+    assert ": by label-studio:1: choice 'Maybe' is not one of A, B, Tie" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.jsonl").exists()
     p = run_cli("human", "import", write_export(tmp_path, tasks), "--out", tmp_path / "out.jsonl", "--skip-invalid")
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     skipped = [line for line in p.stderr.splitlines() if line.startswith("skipped ")]
     assert counts["skipped_invalid"] == len(skipped) == 2
-    assert skipped[0].startswith(f"skipped {tmp_path / 'export.json'}:1: task 1, annotation 1")
+    assert skipped[0].startswith(f"skipped {tmp_path / 'export.json'}:1: task 1, annotation {alices(tasks[0])['id']}: ")
     assert skipped[1].startswith(f"skipped {tmp_path / 'export.json'}:6: task 6: its left and right responses")
     # task 6's two labels and task 1's bad one are out; the other 12 are in
     assert counts["labels"] == len(read_jsonl(tmp_path / "out.jsonl")) == 15 - 2 - 1

@@ -5,8 +5,9 @@ through RLAIF_LABEL_STUDIO_URL and RLAIF_LABEL_STUDIO_TOKEN (skipped without the
 Through Label Studio's own API, as a team would: create a project with the labeling config `rlaif annotate
 export-tasks` wrote, import its tasks, let a second annotator join by the project's invite link, answer every
 task as each annotator sees it (one tie, one skip), export the project as JSON and read it back with `rlaif human
-import`. The export is saved where RLAIF_LABEL_STUDIO_EXPORT says (the script passes the fixture the main suite
-replays).
+import`. One task, the one whose responses carry markup, is labelled in Label Studio's own editor in Debian's
+headless chromium (Playwright), with the choice's hotkey and the Submit button: the markup must show as text. The
+export is saved where RLAIF_LABEL_STUDIO_EXPORT says (the script passes the fixture the main suite replays).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 
 import pytest
@@ -22,10 +24,15 @@ from tests.helpers import run_cli
 from tests.human import label_studio_case as case
 
 httpx = pytest.importorskip("httpx")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+CHROMIUM = shutil.which("chromium")
 URL = os.environ.get("RLAIF_LABEL_STUDIO_URL")
 TOKEN = os.environ.get("RLAIF_LABEL_STUDIO_TOKEN")
-pytestmark = pytest.mark.skipif(not (URL and TOKEN), reason="needs a Label Studio server: run "
-                                "bash scripts/test-label-studio.sh")
+pytestmark = [pytest.mark.skipif(not (URL and TOKEN), reason="needs a Label Studio server: run "
+                                 "bash scripts/test-label-studio.sh"),
+              pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: run bash scripts/setup-browser.sh")]
+MARKUP_PAIR = "markup"  # the pair labelled in the editor: its responses carry <b>, <script> and &amp;
+HOTKEYS = {"A": "1", "B": "2", "Tie": "3"}
 
 
 def api(token: str) -> "httpx.Client":
@@ -62,6 +69,42 @@ def annotate(client, task_id: int, annotator: str) -> str:
     return choice or "skip"
 
 
+def label_in_the_editor(email: str, password: str, project: int, task_id: int, annotator: str, admin) -> str:
+    """Sign in to Label Studio in a headless browser, open the task, check its responses show as text, answer
+    with the choice's hotkey and press Submit; returns the choice."""
+    data = admin.get(f"/api/tasks/{task_id}").json()["data"]
+    choice = case.answer(annotator, data)
+    dialogs: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(f"{URL}/user/login/")
+            page.fill("input[name=email]", email)
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{URL}/projects/{project}/data?task={task_id}")
+            # Label Studio's <Text> puts the value in text lines: the markup is there as characters
+            for side in ("left", "right"):
+                page.locator(".lsf-richtext__line", has_text=data[side]).wait_for(timeout=60_000)
+            assert page.evaluate("() => document.querySelectorAll('b').length") == 0
+            page.keyboard.press(HOTKEYS[choice])
+            page.get_by_role("button", name="Submit").click()
+            for _ in range(150):
+                if admin.get(f"/api/tasks/{task_id}/annotations/").json():
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("the editor's Submit created no annotation")
+        finally:
+            browser.close()
+    assert dialogs == []  # the <script> in a response never ran
+    return choice
+
+
 def test_tasks_labelled_in_label_studio_import_as_human_labels_in_the_pairs_own_order(tmp_path):
     pairs, constitution = case.write_inputs(tmp_path)
     p = run_cli("annotate", "export-tasks", "--format", "label-studio", "--pairs", pairs, "--constitution",
@@ -84,12 +127,16 @@ def test_tasks_labelled_in_label_studio_import_as_human_labels_in_the_pairs_own_
         stored = sorted((t["data"] for t in listed), key=lambda d: d["rlaif"]["pair_id"])
         assert stored == sorted((t["data"] for t in tasks), key=lambda d: d["rlaif"]["pair_id"])
 
-        bob_token = join_by_invite(alice, "bob@rlaif.test", f"bob-{uuid.uuid4().hex}")
+        bob_password = f"bob-{uuid.uuid4().hex}"
+        bob_token = join_by_invite(alice, "bob@rlaif.test", bob_password)
+        by_pair = {t["data"]["rlaif"]["pair_id"]: t["id"] for t in listed}
+        in_editor = label_in_the_editor("bob@rlaif.test", bob_password, pid, by_pair[MARKUP_PAIR], case.BOB, alice)
         users = {}
         with api(bob_token) as bob:
             for name, client in ((case.ALICE, alice), (case.BOB, bob)):
                 users[name] = f"label-studio:{client.get('/api/current-user/whoami').json()['id']}"
-                answers = [annotate(client, tid, name) for tid in task_ids]
+                answers = [in_editor if (name, tid) == (case.BOB, by_pair[MARKUP_PAIR]) else
+                           annotate(client, tid, name) for tid in task_ids]
                 assert answers.count("skip") == (name == case.BOB) and answers.count("Tie") == (name == case.BOB)
 
         export = alice.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
