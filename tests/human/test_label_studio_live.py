@@ -75,12 +75,21 @@ def label_in_the_editor(email: str, password: str, project: int, task_id: int, a
     data = admin.get(f"/api/tasks/{task_id}").json()["data"]
     choice = case.answer(annotator, data)
     dialogs: list[str] = []
+    outside: list[str] = []  # requests the page tried beyond the server: none may leave this machine
+
+    def only_the_server(route):
+        if route.request.url.startswith(URL + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.route("**/*", only_the_server)
             page.goto(f"{URL}/user/login/")
             page.fill("input[name=email]", email)
             page.fill("input[name=password]", password)
@@ -102,6 +111,7 @@ def label_in_the_editor(email: str, password: str, project: int, task_id: int, a
         finally:
             browser.close()
     assert dialogs == []  # the <script> in a response never ran
+    assert outside == []  # the editor sends no telemetry either
     return choice
 
 
