@@ -148,3 +148,24 @@ def test_label_records_and_stats_keep_the_verdict_source_per_order(server, tmp_p
     assert [r["verdict_source"] for r in records] == [["logprobs", "text"]] * 3
     assert all(r["p_a_orders"][1] == 1.0 for r in records)  # b shown first, "Response B" named: a preferred
     assert json.loads((out / "stats.json").read_text())["verdict_sources"] == {"logprobs": 3, "text": 3}
+
+
+def test_completions_with_chain_of_thought_reads_the_label_after_the_cue(server, tiny_model_dir):
+    from rlaif.config.judge import CoTConfig
+    from rlaif.judges.prompting import COT_REQUEST
+
+    tokens = ["A", " is", " kinder", ".\n", "Final", " answer", ":", " Response", " A"]
+    reply = text_completion("".join(tokens), {})
+    reply["choices"][0]["logprobs"] = {
+        "tokens": tokens, "token_logprobs": [-0.1] * len(tokens),
+        "top_logprobs": [{t: -0.1} for t in tokens[:-1]] + [{" A": math.log(0.8), " B": math.log(0.2)}]}
+    server.default = lambda body: Reply(body=reply)
+    with make([server.url], request="completions", tokenizer=str(tiny_model_dir),
+              cot=CoTConfig(enabled=True, max_new_tokens=64)) as judge:
+        v, = judge.judge([query()])
+    from transformers import AutoTokenizer
+
+    sent = AutoTokenizer.from_pretrained(tiny_model_dir).decode(server.requests[0]["body"]["prompt"])
+    assert COT_REQUEST in sent and not sent.endswith(ANSWER_PREFILL)  # the local CoT prompt: no answer cue
+    assert server.requests[0]["body"]["max_tokens"] == 64
+    assert v.p_first == pytest.approx(0.8) and v.rationale == "A is kinder." and v.extra["verdict_source"] == "logprobs"
