@@ -30,5 +30,7 @@ def model_export(judge: Path = typer.Option(..., help="Judge YAML of a transform
     config, written, command = guard(run)
     print(f"wrote {config.model} (the model of {judge}) to {written}; serve it with:")
     print(shlex.join(command))
+    if config.dtype == "auto":  # the transformers judge's auto is float32 on a CPU; vLLM's is bfloat16 there
+        print("(on a CPU, add --dtype float32 for the numbers the transformers judge gives there)")
     print(f"and judge through it with an openai judge saying model: {config.model}, request: completions, "
           f"tokenizer: {written} (judges/vllm-server.yaml, for --out models/smollm2-judge)")
