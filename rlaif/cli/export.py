@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .common import guard
+
+# TRL's trainers read which response is chosen and drop every other column: a TRL user would train on hard labels
+# without knowing it.
+TRL_NOTE = ("note: TRL's DPOTrainer and RewardTrainer ignore p_chosen (they train as if it were 1); "
+            "rlaif.integrations.trl's SoftDPOTrainer and SoftRewardTrainer train on it")
 
 
 def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directory or labels.jsonl."),
@@ -21,4 +27,7 @@ def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directo
     def run():
         from ..feedback.export import export
         return export(out_file, labels=labels, feedback=feedback, format=fmt)
-    print(json.dumps(guard(run)))
+    counts = guard(run)
+    print(json.dumps(counts))
+    if fmt == "trl":
+        print(TRL_NOTE, file=sys.stderr)
