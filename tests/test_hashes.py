@@ -28,6 +28,7 @@ JUDGES = {
     "self.yaml": "c2f5d53e5f5e68cb2e36cafd0834806127dab07c942deed551853d86ababd61a",
     "transformers-hub.yaml": "e6e225d2e9e814ec6d401240ba7e55d6427c0470b558409e874ba395be476cab",
     "vllm.yaml": "d07de2242c2edaa27154306c5e9b58846d984924cbd509bdd1d03839881810f6",
+    "vllm-server.yaml": "4e40104d3ee31c47d7770ee5bcf81a65d121b3ff5a389e5db7d109fef60c4b7d",
 }
 PAIR = Pair(prompt="How can I get back into my own house if I locked myself out?",
             response_a="Call a licensed locksmith, or your landlord if you rent.",

@@ -11,7 +11,8 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from . import annotate, calibrate, constitution, eval, export, generate, human, label, revise, reward, serve, train
+from . import (annotate, calibrate, constitution, eval, export, generate, human, label, model, revise, reward, serve,
+               train)
 from .common import DEBUG_ENV, guard
 
 
@@ -46,6 +47,7 @@ app.command("revise")(revise.revise_cmd)
 app.add_typer(eval.app, name="eval")
 app.add_typer(serve.app, name="serve")
 app.add_typer(reward.app, name="reward")
+app.add_typer(model.app, name="model")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""`rlaif annotate serve | export | select`: the annotation web app on a SQLite file, its labels as label records,
-and picking the pairs where a human label is worth most."""
+"""`rlaif annotate serve | export | export-tasks | select`: the annotation web app on a SQLite file, its labels as
+label records, the same pairs as tasks for another annotation tool (Label Studio), and picking the pairs where a
+human label is worth most."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Optional
 
 import typer
 
-from .common import guard
+from .common import eprint, guard
 
-app = typer.Typer(help="Human annotation: serve the labelling app, export its labels, pick pairs.",
+app = typer.Typer(help="Human annotation: serve the labelling app, export its labels, write tasks for Label Studio, "
+                  "pick pairs.",
                   no_args_is_help=True)
 
 
@@ -52,6 +54,30 @@ def annotate_export(db: Path = typer.Option(..., help="The annotation SQLite fil
         from ..human.db import export_labels
         return export_labels(db, out)
     print(json.dumps(guard(run)))
+
+
+@app.command("export-tasks")
+def export_tasks_cmd(fmt: str = typer.Option(..., "--format", help="label-studio: tasks.json and a pairwise labeling "
+                                             "config.xml for a Label Studio project."),
+                     pairs: Path = typer.Option(..., help="Pairs to label: any input `rlaif label` reads."),
+                     constitution: Path = typer.Option(..., help="Constitution YAML: each task shows the principle "
+                                                       "the judge drew for its pair."),
+                     out: Path = typer.Option(..., help="Folder for tasks.json and config.xml (created if missing)."),
+                     seed: int = typer.Option(0, help="Seed for principle draws, pair order and each task's "
+                                              "left/right order; use the one given to `rlaif label` so ids and "
+                                              "principles match."),
+                     skip_invalid: bool = typer.Option(False, help="Leave out rows that cannot be read (each is "
+                                                       "reported on stderr) instead of refusing the file.")) -> None:
+    """Write the pairs as tasks for another annotation tool; `rlaif human import` reads its export back."""
+    def run():
+        if fmt != "label-studio":
+            raise ValueError(f"--format: unknown task format '{fmt}' (known: label-studio)")
+        from ..human.label_studio import export_tasks
+        return export_tasks(pairs, constitution, out, seed=seed, skip_invalid=skip_invalid)
+    counts = guard(run)
+    for line in counts.pop("invalid", []):
+        eprint(f"skipped {line}")
+    print(json.dumps(counts))
 
 
 @app.command("select")

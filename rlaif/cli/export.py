@@ -4,12 +4,18 @@ folder (`rlaif revise`) as SFT rows or preference pairs."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .common import guard
+
+# TRL's trainers read which response is chosen and drop every other column: a TRL user would train on hard labels
+# without knowing it.
+TRL_NOTE = ("note: TRL's DPOTrainer and RewardTrainer ignore p_chosen (they train as if it were 1); "
+            "rlaif.integrations.trl's SoftDPOTrainer and SoftRewardTrainer train on it")
 
 
 def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directory or labels.jsonl."),
@@ -33,4 +39,7 @@ def export_cmd(labels: Optional[Path] = typer.Option(None, help="A label directo
             return export_revisions(revisions, out_file, fmt or "sft")
         from ..feedback.export import export
         return export(out_file, labels=labels, feedback=feedback, format=fmt or "trl")
-    print(json.dumps(guard(run)))
+    counts = guard(run)
+    print(json.dumps(counts))
+    if revisions is None and (fmt or "trl") == "trl":  # revision pairs carry no p_chosen
+        print(TRL_NOTE, file=sys.stderr)

@@ -26,7 +26,7 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                  reference_temperature: float = typer.Option(0.0, min=0.0, help="Temperature of reference "
                                                              "sampling; 0: greedy."),
                  labels_as_references: bool = typer.Option(False, help="Use OpenRLHF's `labels` (its "
-                                                           "--label_key column) as reference responses."),
+                                                           "--data.label_key column) as reference responses."),
                  separator: Optional[str] = typer.Option(None, help="Text that starts the response in a query "
                                                          "sent without `prompts` (default: the reference model's "
                                                          "assistant marker, then common chat-template markers)."),

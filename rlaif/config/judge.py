@@ -105,13 +105,23 @@ class VLLMJudgeConfig(JudgeBase):
 
 
 class OpenAIJudgeConfig(JudgeBase):
-    """Any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API)."""
+    """Any OpenAI-compatible endpoint (a vLLM server, a hosted API)."""
 
     backend: Literal["openai"] = Field("openai", description="Which backend runs the judge.")
+    request: Literal["chat", "chat_prefill", "completions"] = Field(
+        "chat", description="What is sent. chat: the judge prompt as one user message (the server applies its chat "
+        "template; the verdict is the first token it generates). chat_prefill: the same plus the local backends' "
+        "'Better response:' cue as an assistant message the server continues (continue_final_message; vLLM and "
+        "SGLang servers). completions: /completions with exactly the local backends' prompt, token for token, "
+        "rendered here through the chat template of `tokenizer`.")
+    tokenizer: Optional[str] = Field(None, description="request: completions: the tokenizer (a local folder or "
+                                     "hub id) whose chat template renders the prompt; default `model`.")
     base_urls: list[str] = Field(min_length=1, description="One or more base URLs (…/v1); requests are spread "
                                  "over them.")
     api_key_env: Optional[str] = Field(None, description="Name of the environment variable holding the API key. "
-                                       "The key itself is never written anywhere.")
+                                       "The key itself is never written anywhere. When the variable is not set, "
+                                       "the judge goes on without a key if the servers answer GET /models "
+                                       "without one (a local server), and refuses to start otherwise.")
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
     max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts and unreadable bodies.")
@@ -125,6 +135,16 @@ class OpenAIJudgeConfig(JudgeBase):
     max_requests: Optional[int] = Field(None, ge=1, description="Stop the job cleanly after this many requests.")
     max_cost: Optional[float] = Field(None, gt=0, description="Stop the job cleanly once the estimated cost "
                                       "reaches this (needs the prices).")
+
+    # Added after labels existed: hashed only when set (the default `chat` keeps every earlier hash).
+    added_later: ClassVar[frozenset[str]] = frozenset({"request", "tokenizer"})
+
+    @model_validator(mode="after")
+    def _check_tokenizer(self):
+        # Only completions renders the prompt here; elsewhere the field would change the hash and nothing else.
+        if self.tokenizer is not None and self.request != "completions":
+            raise ValueError("tokenizer is read by request: completions only")
+        return self
 
     @model_validator(mode="after")
     def _check_cost_cap(self):

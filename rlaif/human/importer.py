@@ -1,7 +1,8 @@
 """`rlaif human import`: labels people already gave, as LabelRecords with `source: "human"`.
 
-Two kinds of input: label files (JSONL, JSON or CSV rows with `prompt`, `response_a`, `response_b`, `label` and
-optionally `id`, `annotator`, `p_a`), and data that carries a human choice (TRL chosen/rejected, Anthropic HH
+Three kinds of input: label files (JSONL, JSON or CSV rows with `prompt`, `response_a`, `response_b`, `label` and
+optionally `id`, `annotator`, `p_a`); Label Studio's JSON export of a project made from `rlaif annotate
+export-tasks` (read by `label_studio.py`); and data that carries a human choice (TRL chosen/rejected, Anthropic HH
 transcripts, rows with `human_label`), read by `rlaif.data.read_pairs` so pair ids and orders match `rlaif label`
 run with the same seed.
 """
@@ -23,7 +24,7 @@ from ..data.formats import RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
 from ..records import LabelRecord, Pair, Prompt
-from . import utc_now
+from . import label_studio, utc_now, validation_problems
 
 PathLike = Union[str, Path]
 
@@ -81,16 +82,21 @@ def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = 
     """The labels in `path`, one LabelRecord per row. A row that cannot be used is a DataError naming its line;
     when an `invalid` list is given, such rows are put there instead and left out."""
     path = Path(path)
-    rows = _label_file_rows(path)
+    kind, rows = _label_file_rows(path)
     now = utc_now()  # one import, one time: the rows carry no time of their own
     seen: dict[tuple[str, str], int] = {}
-    records = _from_label_rows(path, rows, annotator, now) if rows is not None \
-        else _from_choice_data(path, seed, annotator, now)
+    if kind == "label-studio":
+        records = label_studio.export_records(path, rows, now)
+        fix = "delete the extra annotation in Label Studio, or import each project once"
+    else:
+        records = _from_label_rows(path, rows, annotator, now) if kind == "labels" \
+            else _from_choice_data(path, seed, annotator, now)
+        fix = "give each annotator their own name"
     for line, record in records:
         if isinstance(record, DataError) or (record.id, record.annotator) in seen:
             error = record if isinstance(record, DataError) else DataError(
                 path, line, f"a second label for pair '{record.id}' by '{record.annotator}' (first on line "
-                f"{seen[(record.id, record.annotator)]}); give each annotator their own name")
+                f"{seen[(record.id, record.annotator)]}); {fix}")
             if invalid is None:
                 raise error
             invalid.append(error)
@@ -107,8 +113,7 @@ def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
         try:
             r = HumanLabelRow.model_validate(row)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'row'}: {err['msg']}" for err in e.errors())
-            yield line, DataError(path, line, problems)
+            yield line, DataError(path, line, validation_problems(e))
             continue
         prompt = [{"role": m["role"], "content": m["content"]} for m in r.prompt] if isinstance(r.prompt, list) \
             else r.prompt
@@ -135,20 +140,26 @@ def _from_choice_data(path: Path, seed: int, annotator: Optional[str], now: str)
 # ---------------------------------------------------------------------------------------------- label files
 
 
-def _label_file_rows(path: Path) -> Optional[Iterator[tuple[int, Any]]]:
-    """(line, row) for a label file: CSV, or JSONL/JSON whose first row has a `label` field; None for anything
-    else, which is read as data carrying a human choice."""
+def _label_file_rows(path: Path) -> tuple[Optional[str], Optional[Iterator[tuple[int, Any]]]]:
+    """The kind of file and its (line, row)s: "labels" for CSV, or JSONL/JSON whose first row has a `label`
+    field; "label-studio" for a Label Studio JSON export; (None, None) for anything else, which is read as data
+    carrying a human choice."""
     if not path.is_file():
-        return None  # a datasets directory or a missing file: read_pairs says what is wrong
+        return None, None  # a datasets directory or a missing file: read_pairs says what is wrong
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".csv", ".tsv")):
-        return _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
+        return "labels", _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
     if detect_format(path) not in ("json", "jsonl"):
-        return None  # parquet
+        return None, None  # parquet
     first = next(_json_rows(path), None)
+    if first is not None and label_studio.is_export(first[1]):
+        return "label-studio", _json_rows(path)
+    problem = label_studio.near_miss(first[1]) if first is not None else None
+    if problem:
+        raise DataError(path, None, problem)
     if first is None or not isinstance(first[1], dict) or "label" not in first[1]:
-        return None
-    return _json_rows(path)
+        return None, None
+    return "labels", _json_rows(path)
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:

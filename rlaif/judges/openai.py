@@ -1,8 +1,10 @@
-"""A judge behind any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API).
+"""A judge behind any OpenAI-compatible endpoint (a vLLM server, a hosted API).
 
 P(first preferred) is read from the logprobs of the label token when the server returns them, else parsed from
-the reply text (replies.py reads both); requests run concurrently over one or more base URLs with retries and
-hard spending caps. The API key is sent in a header and scrubbed from every error, log line and record.
+the reply text (replies.py reads both); what is sent, chat messages or the local backends' exact prompt, is the
+config's `request:` (openai_requests.py). Requests run concurrently over one or more base URLs with retries and
+hard spending caps. The API key is sent in a header and scrubbed from every error, log line and record; a key
+variable that is not set is no error for a server that answers without a key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, Verdict
 from .base import BudgetExhausted, Judge, Spend
 from .logprobs import InvalidLogprob
-from .prompting import LABELS, chat_messages
+from .openai_requests import RequestShape
+from .prompting import LABELS
 from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
 
 logger = logging.getLogger(__name__)
@@ -105,19 +108,21 @@ def _tokens(usage: Any, key: str) -> int:
 class OpenAIJudge(Judge):
     config: OpenAIJudgeConfig
 
-    def __init__(self, config: OpenAIJudgeConfig):
+    def __init__(self, config: OpenAIJudgeConfig, tokenizer: Any = None):
+        """`tokenizer`: the one that renders request: completions prompts, when the caller has it loaded already
+        (default: loaded from the config's `tokenizer` or `model`)."""
         super().__init__(config)
-        self._key: Optional[str] = None
-        if config.api_key_env:
-            self._key = os.environ.get(config.api_key_env) or None
-            if self._key is None:
-                raise ValueError(f"the judge config names api_key_env={config.api_key_env!r}, but that "
-                                 "environment variable is not set (or empty)")
         if config.max_cost is not None and not (config.price_per_1k_prompt_tokens or
                                                 config.price_per_1k_completion_tokens):
             raise ValueError("max_cost is set but both token prices are 0, so the cost cap could never be "
                              "reached: set price_per_1k_prompt_tokens / price_per_1k_completion_tokens")
-        self._urls = [u.rstrip("/") + "/chat/completions" for u in config.base_urls]
+        self._key: Optional[str] = None
+        if config.api_key_env:
+            self._key = os.environ.get(config.api_key_env) or None
+            if self._key is None:
+                _check_keyless(config)
+        self._shape = RequestShape(config, tokenizer)
+        self._urls = [u.rstrip("/") + self._shape.path for u in config.base_urls]
         self._next_url = 0
         # Running totals across judge() calls: the caps apply to the whole job, not to one batch.
         self.requests_sent = 0
@@ -151,8 +156,8 @@ class OpenAIJudge(Judge):
 
     def post(self, bodies: Sequence[dict]) -> tuple[list[Optional[tuple[Optional[dict], Optional[str], int]]],
                                                     Optional[str]]:
-        """POST chat-completions `bodies` (other than verdict requests: `rlaif revise` generates through this) with
-        the same concurrency, retries, caps and key scrubbing. Returns one (reply body, error, attempts) per body,
+        """POST `bodies` to this judge's endpoint (other than verdict requests: `rlaif revise` generates through
+        this) with the same concurrency, retries, caps and key scrubbing. Returns one (reply body, error, attempts) per body,
         None where the spending cap stopped it before it was sent, and the cap's reason when one did."""
         future = asyncio.run_coroutine_threadsafe(self._post_all(list(bodies)), self._ensure_loop())
         try:
@@ -241,15 +246,7 @@ class OpenAIJudge(Judge):
                        state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     async def _one(self, q: Query, start: int) -> Optional[Verdict]:
-        c = self.config
-        body: dict[str, Any] = {
-            "model": c.model,
-            "messages": chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=c.cot.enabled),
-            "temperature": c.temperature,
-            "max_tokens": c.cot.max_new_tokens if c.cot.enabled else c.max_tokens,
-        }
-        if c.logprobs:
-            body.update(logprobs=True, top_logprobs=c.top_logprobs)
+        body = self._shape.body(q)
         result = await self._request(body, start)
         if result is None:
             return None  # unanswered: left for a resumed run, never a placeholder
@@ -305,12 +302,11 @@ class OpenAIJudge(Judge):
             raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}",
                              retry_after=_retry_after(resp.headers.get("retry-after")))
         if not 200 <= status < 300:
-            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}")
+            hint = f" ({self._key_hint()})" if status in (401, 403) else ""
+            raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}{hint}")
         try:
             data = resp.json()
-            message = data["choices"][0]["message"]
-            if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
-                raise TypeError("no text message in the first choice")
+            self._shape.reply(data)
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
                              f"{_excerpt(resp.text, self._key)}") from None
@@ -331,14 +327,20 @@ class OpenAIJudge(Judge):
         if self._budget_reason():
             self._stop.set()
 
+    def _key_hint(self) -> str:
+        """What a 401/403 means for this judge's key."""
+        name = self.config.api_key_env
+        if self._key is not None:
+            return f"the server refused the API key in ${name}"
+        if name:
+            return f"no API key was sent: ${name} is not set"
+        return "no API key was sent: name the environment variable that holds it in the judge's api_key_env"
+
     def _read(self, data: dict) -> Verdict:
-        """Turn one chat-completions response into a verdict: logprobs first, the reply text otherwise."""
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        """Turn one response into a verdict: logprobs first, the reply text otherwise."""
+        reply = self._shape.reply(data)
+        text, content = reply.text, reply.positions
         usage = data.get("usage") or {}
-        logprobs = choice.get("logprobs")
-        content = logprobs.get("content") if isinstance(logprobs, dict) else None
-        content = content if isinstance(content, list) else []
         rationale = None
         answer = text
         if self.config.cot.enabled:
@@ -359,7 +361,7 @@ class OpenAIJudge(Judge):
             verdict.label_mass = probs[0] + probs[1]
             verdict.extra["verdict_source"] = "logprobs"
             return verdict
-        cut = choice.get("finish_reason") == "length"
+        cut = reply.finish_reason == "length"
         # A CoT reply cut before its final answer ends mid-reasoning: its last line is no verdict.
         label = None if self.config.cot.enabled and cut and not FINAL.search(text) else parse_text(answer)
         if label is not None:
@@ -370,3 +372,23 @@ class OpenAIJudge(Judge):
         else:
             verdict.error = "could not read a verdict: the reply names neither A nor B, or both"
         return verdict
+
+
+def _check_keyless(config: OpenAIJudgeConfig) -> None:
+    """The key variable is not set: go on without a key when every server answers without one (a local vLLM
+    server started with no --api-key), else raise ValueError saying so. Asked once, with GET /models."""
+    timeout = min(config.timeout_s, 10.0)
+    for base in config.base_urls:
+        url = base.rstrip("/") + "/models"
+        try:
+            status = httpx.get(url, timeout=timeout).status_code
+            problem = None if 200 <= status < 300 else (
+                f"{url} answered HTTP {status} without one" if status in (401, 403)
+                else f"{url} could not tell whether it needs one (HTTP {status})")
+        except httpx.HTTPError as e:
+            problem = f"{url} could not be asked whether it needs one ({type(e).__name__}: {e})"
+        if problem:
+            raise ValueError(f"the judge config names api_key_env={config.api_key_env!r}, but that environment "
+                             f"variable is not set (or empty), and {problem}")
+    logger.warning("openai judge: $%s is not set; the server answers without an API key, so none is sent",
+                   config.api_key_env)

@@ -61,7 +61,8 @@ def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], S
                        error=f"no label token ({LABELS[0]!r} or {LABELS[1]!r}) among the top {top_k} "
                              f"log-probabilities of the verdict position; the model generated {generated!r}")
     return Verdict(p_first=m_a / mass, raw=raw, rationale=rationale, label_mass=mass,
-                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                   extra={"verdict_source": "logprobs"})
 
 
 def _default_dtype() -> str:

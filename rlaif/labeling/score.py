@@ -121,7 +121,8 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
     base = dict(_provenance(planned, constitution, judge),
                 principle_id="all" if len(principles) > 1 else principles[0].id,
                 prompt_tokens=sum(v.prompt_tokens for v in verdicts),
-                completion_tokens=sum(v.completion_tokens for v in verdicts))
+                completion_tokens=sum(v.completion_tokens for v in verdicts),
+                verdict_source=verdict_sources(verdicts))
     rationale = [v.rationale for v in verdicts] if any(v.rationale for v in verdicts) else None
     failed = [v for v in verdicts if v.p_first is None]
     if failed:
@@ -152,6 +153,16 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
         per_principle=per_principle,
         label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
         flags=None if mass_ok else [LABEL_MASS_FLAG])
+
+
+def verdict_sources(verdicts: Sequence[Verdict]) -> Optional[list[Optional[str]]]:
+    """Per order (a first, b first), where its verdicts were read: "text" when any of them was parsed from a
+    reply's text, else "logprobs"; None for an order none of whose verdicts says (None: no backend said)."""
+    orders = []
+    for j in (0, 1):  # queries run principle by principle, (a, b) then (b, a)
+        said = {v.extra.get("verdict_source") for v in verdicts[j::2]} - {None}
+        orders.append("text" if "text" in said else "logprobs" if said else None)
+    return orders if any(orders) else None
 
 
 def _out_of_range(values: dict[str, float]) -> Optional[str]:

@@ -24,6 +24,7 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
     prompt_tokens = completion_tokens = 0
     errors: dict[str, int] = {}
     flags: dict[str, int] = {}
+    sources = {"logprobs": 0, "text": 0}  # verdicts of ok labels, one per order
     for r in records:
         n += 1
         prompt_tokens += r.get("prompt_tokens", 0)
@@ -38,6 +39,9 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
             continue
         ok += 1
         labels[r["label"]] += 1
+        for source in r.get("verdict_source") or ():
+            if source in sources:
+                sources[source] += 1
         consistent += bool(r.get("position_consistent"))
         human = r.get("human_label")
         if human in ("a", "b"):
@@ -62,6 +66,8 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
         "agreement_single_order": _rate(first_only_agree, human_n),
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
         "failure_reasons": errors,
+        # text verdicts are 0 or 1 (a server that returned no logprobs): they carry no soft probability
+        "verdict_sources": sources,
     }
     if judge_config is not None:
         cost = (prompt_tokens * judge_config.price_per_1k_prompt_tokens +

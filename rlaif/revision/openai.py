@@ -21,6 +21,9 @@ class OpenAIGenerator(Generator):
 
     def __init__(self, config: OpenAIJudgeConfig, sampling: SamplingConfig):
         super().__init__(config, sampling)
+        if config.request == "completions":
+            raise ValueError("rlaif revise sends the conversation as chat messages: give the model config request: "
+                             "chat (the default), not completions")
         self.client = OpenAIJudge(config)  # its HTTP plumbing only: no verdict is read here
         self._key = os.environ.get(config.api_key_env) if config.api_key_env else None  # checked by the client
         self._stopped: Optional[str] = None

@@ -2,14 +2,15 @@
 remote reward model, verl through a custom reward function). Imported only by that command (fastapi and uvicorn
 are the `human` extra); the scoring itself is `rlaif.rewards.JudgeReward`.
 
-The wire shape follows OpenRLHF's remote reward model, as read in OpenRLHF/OpenRLHF
-`openrlhf/utils/agent.py` (SingleTurnAgentExecutor._fetch_rewards_via_http), `openrlhf/utils/remote_rm_utils.py`
-and `openrlhf/trainer/ppo_utils/experience_maker.py` (update_samples_with_rewards): it POSTs
-`{"query": [prompt+response text, decoded with special tokens], "prompts": [prompt text], "labels": [...]}` and
-reads `rewards` (for advantages), optionally `scores` (0-1, for dynamic filtering) and `extra_logs` (per-sample
-lists, logged). Recent OpenRLHF sends one query per request, which is why `group` mode needs a client that
-sends a prompt's responses together. Beyond that shape this server accepts `responses` (the response texts,
-so nothing is split) and `references` (reference responses for mode reference).
+The wire shape follows OpenRLHF's remote reward model (`--reward.remote_url`), as read in OpenRLHF/OpenRLHF
+v0.11.0 (commit 3c3be623), `openrlhf/utils/agent.py`: SingleTurnAgentExecutor.execute and
+_fetch_rewards_via_http. It POSTs `{"query": [prompt+response text, decoded with special tokens], "prompts":
+[prompt text], "labels": [the --data.label_key column, or "" without one]}`, one query per request, and reads
+`rewards`, `scores` (0-1, for dynamic filtering) and `extra_logs` (per-sample lists, logged). On any error it
+logs only the status and retries (5 times, then drops the reward), so this server logs every refused request
+with its reason on its own stderr. One query per request is why `group` mode needs a client that sends a
+prompt's responses together. Beyond that shape this server accepts `responses` (the response texts, so nothing
+is split) and `references` (reference responses for mode reference).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from .judge_reward import JudgeReward, prompt_key
 
@@ -53,8 +55,8 @@ class RewardRequest(BaseModel):
         None, description="The prompt of each query (text, or chat messages when `responses` is sent).")
     responses: Optional[list[str]] = Field(None, description="Response texts, instead of `query`: nothing "
                                            "needs splitting.")
-    labels: Optional[list[Any]] = Field(None, description="OpenRLHF's --label_key column; used as reference "
-                                        "responses only with --labels-as-references.")
+    labels: Optional[list[Any]] = Field(None, description="OpenRLHF's --data.label_key column ('' without one); "
+                                        "used as reference responses only with --labels-as-references.")
     references: Optional[list[Optional[str]]] = Field(None, description="Reference responses (mode reference); "
                                                       "null items come from the reference model.")
 
@@ -215,12 +217,23 @@ class RewardService:
                     for r, lab in zip(refs, req.labels)]
         missing = [i for i, r in enumerate(refs) if r is None]
         if missing and self.sampler is None:
-            raise RequestError(f"query {missing[0]} has no reference response (mode reference): send "
-                               f"`references`, or start the server with --reference-model or --labels-as-references")
+            raise RequestError(f"query {missing[0]} has no reference response (mode reference): "
+                               f"{self._reference_fix(req.labels)}")
         if missing:
             for i, r in zip(missing, self.sampler.references([prompts[i] for i in missing])):
                 refs[i] = r
         return refs  # type: ignore[return-value]
+
+    def _reference_fix(self, labels: Optional[list]) -> str:
+        """How to give this server references, in the words of the client that sent `labels`."""
+        fix = "send `references`, or start the server with --reference-model or --labels-as-references"
+        if labels and all(label == "" for label in labels):  # OpenRLHF's labels without --data.label_key
+            return (f"OpenRLHF sends labels [\"\"] when started without --data.label_key: start it with "
+                    f"--data.label_key COLUMN (a dataset column of reference responses) and this server with "
+                    f"--labels-as-references, or start this server with --reference-model; or {fix}")
+        if labels and not self.labels_as_references:
+            return f"the `labels` sent are used as references only with --labels-as-references; or {fix}"
+        return fix
 
     def score(self, req: RewardRequest) -> dict:
         prompts, responses = self.items(req)
@@ -250,14 +263,20 @@ def create_app(service: RewardService) -> FastAPI:
     """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health."""
     app = FastAPI(title="rlaif reward", docs_url=None, redoc_url=None, openapi_url=None)
 
+    # Every refusal is logged with its reason: a client may show only the status (OpenRLHF does, then retries).
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, e: RequestValidationError):
         where = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors())
-        return JSONResponse({"detail": f"malformed request: {where}"}, status_code=422)
+        return _refuse(request, 422, f"malformed request: {where}")
 
     @app.exception_handler(RequestError)
     async def unusable(request: Request, e: RequestError):
-        return JSONResponse({"detail": str(e)}, status_code=422)
+        return _refuse(request, 422, str(e))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):  # e.g. 404 for a wrong path, 405 for GET
+        hint = " (the endpoints are POST /get_reward and GET /health)" if e.status_code in (404, 405) else ""
+        return _refuse(request, e.status_code, f"{e.detail}{hint}", getattr(e, "headers", None))
 
     @app.get("/health")
     def health():
@@ -273,6 +292,12 @@ def create_app(service: RewardService) -> FastAPI:
             raise RequestError(str(e)) from None
 
     return app
+
+
+def _refuse(request: Request, status: int, detail: str, headers: Optional[dict] = None) -> JSONResponse:
+    client = f"{request.client.host}:{request.client.port}" if request.client else "?"
+    _log(f"{status} for {request.method} {request.url.path} from {client}: {detail}")
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -301,6 +326,9 @@ def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000
     service = build_service(judge, constitution, **kwargs)
     _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
          f"http://{host}:{port}/get_reward")
+    if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
+        _log("note: no --reference-model and no --labels-as-references: each request must send `references` "
+             "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         _log(f"warning: listening on {host}: anyone who can reach it can spend the judge")
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)

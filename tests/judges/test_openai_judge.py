@@ -41,9 +41,23 @@ class FakeServer:
         self.default: Callable[[dict], Reply] = lambda body: Reply(body=completion("A"))
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.models_status: Optional[int] = None  # GET /models: this status, or 501 (no GET) while None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                with server.lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": None})
+                if server.models_status is None or not self.path.endswith("/models"):
+                    self.send_error(501)
+                    return
+                data = json.dumps({"object": "list", "data": [{"id": "judge-model"}]}).encode()
+                self.send_response(server.models_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw)
