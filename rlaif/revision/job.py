@@ -64,6 +64,9 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     _check_revisable(constitution, constitution_path)
     sampling = sampling or SamplingConfig()
     generator: Optional[Generator] = model if isinstance(model, Generator) else None
+    if generator is not None and (max_requests is not None or max_cost is not None):
+        raise JobError("max_requests / max_cost: give the model config (caps are set when the model is built), "
+                       "not a built generator")
     config = with_caps(generator.config if generator else _model_config(model), max_requests, max_cost)
     manifest = _manifest(prompts_path, format, constitution_path, constitution, config, sampling, rounds, seed,
                          shard, limit)

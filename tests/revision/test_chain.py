@@ -79,8 +79,10 @@ class _PlainGenerate(Session):
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir):
-    """Examples shared by every prompt, a chain that joins at its first critique (an input response), and two
+@pytest.mark.parametrize("rows", [ROWS, [ROWS[0], PromptRow(2, "b", ROWS[1].prompt, "Look it up."), ROWS[2]]],
+                         ids=["two-start-one-joins", "one-starts-two-join"])
+def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir, rows):
+    """Examples shared by every prompt, chains that join at their first critique (an input response), and two
     rounds: the cached batch, the naive loop (every step encoded anew) and transformers' generate on each whole
     conversation give the same chains; the cache encodes far fewer tokens than the naive loop."""
     c = constitution(CONSTITUTION + EXAMPLE)
@@ -91,7 +93,7 @@ def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir):
         g = build_generator(config, sampling)
         settings = _settings(c, g, sampling)
         session = _PlainGenerate(g) if mode == "plain" else g.session()
-        records = run_chains(session, _planned(c, ROWS, settings), settings)
+        records = run_chains(session, _planned(c, rows, settings), settings)
         results[mode] = [(r.initial, r.initial_finish, [x.model_dump() for x in r.rounds], r.final, r.status)
                          for r in records]
         encoded[mode] = g.timing.prefill_tokens
