@@ -19,6 +19,7 @@ CPU, long replies) the whole-chain ratio stays small, and the output says so.
 
     python benchmarks/bench_revise.py                    # 8 held-out HH prompts, batch 8, 2 rounds, 32 new tokens
     python benchmarks/bench_revise.py -n 4 --max-new-tokens 16 --arms 2,3     # quick look while developing
+    python benchmarks/bench_revise.py --examples 0 --arms 2,3                 # no few-shot prefix: decode-bound
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--arms", default="1,2,3")
+    p.add_argument("--examples", type=int, default=2, choices=range(len(EXAMPLES) + 1),
+                   help="few-shot examples shown first (0: only the conversation is shared from step to step)")
     args = p.parse_args()
 
     import torch
@@ -162,7 +165,8 @@ def main() -> None:
     sampling = SamplingConfig(temperature=0, max_new_tokens=args.max_new_tokens, batch_size=args.n)
     generator = build_generator(load_judge_config(ROOT / "judges/default.yaml"), sampling)
     constitution = load_constitution(ROOT / "constitutions/harmless.yaml")
-    constitution = constitution.model_copy(update={"revision_examples": [RevisionExample(**e) for e in EXAMPLES]})
+    constitution = constitution.model_copy(update={"revision_examples": [RevisionExample(**e)
+                                                                         for e in EXAMPLES[:args.examples]]})
     settings = ChainSettings(constitution, args.rounds, 0, generator.info, generation_settings(sampling),
                              generation_sha256(sampling))
     prompts = read_prompts(args.prompts, args.n, args.skip)
@@ -173,7 +177,7 @@ def main() -> None:
     prompt_tokens = [len(prompt_ids(generator.tokenizer, [{"role": "user", "content": t}])) for t in prompts]
     print(f"SmolLM2-135M-Instruct fp32, {args.threads} thread(s), {platform.processor() or platform.machine()}; "
           f"{len(prompts)} prompts in one batch, {args.rounds} rounds (= {1 + 2 * args.rounds} steps), greedy, "
-          f"max_new_tokens {args.max_new_tokens}; few-shot prefix ≈{shot_tokens} tokens (2 examples), prompts "
+          f"max_new_tokens {args.max_new_tokens}; few-shot prefix ≈{shot_tokens} tokens ({args.examples} examples), prompts "
           f"{min(prompt_tokens)}–{max(prompt_tokens)} tokens (mean {sum(prompt_tokens) / len(prompt_tokens):.0f})",
           flush=True)
 
