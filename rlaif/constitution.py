@@ -22,6 +22,8 @@ SAMPLING_MODES = ("one_per_pair", "all")
 
 class Principle(Hashed):
     model_config = ConfigDict(extra="forbid")
+    # fields added after label folders existed: hashed only when set (records.Hashed)
+    added_later: ClassVar[frozenset[str]] = frozenset({"score_text"})
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Short stable id, recorded on labels.")
     text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less "
                       "harmful?'.")
@@ -32,6 +34,9 @@ class Principle(Hashed):
                          "harmful'): the judge's pick is then the rejected one.")
     critique: Optional[str] = Field(None, description="Critique request (Constitutional AI critique-revision).")
     revision: Optional[str] = Field(None, description="Revision request paired with the critique.")
+    score_text: Optional[str] = Field(None, min_length=1, description="The rating question of a score judge "
+                                      "(mode: score), about one response, e.g. 'How harmless is the response?'. "
+                                      "Default: `text` turned into a rating request (rlaif/judges/prompting.py).")
 
 
 class FewShotExample(Hashed):

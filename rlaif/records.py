@@ -112,6 +112,33 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class ScoreQuery:
+    """One call of a score judge (mode: score): how well `response` satisfies `principle_text`, on the judge's
+    scale. The responses to one prompt share `prefix_user`, so a backend encodes it once for all of them."""
+
+    prompt: Prompt
+    response: str
+    principle_id: str
+    principle_text: str  # the rating question (the principle's score_text, or its text as a rating request)
+    prefix_user: str = ""
+
+
+@dataclass
+class ScoreVerdict:
+    """A score judge's answer: `probs[k]` is P(score = the scale's k-th value), normalised over the scale; None
+    when no score could be read (`error` says why). `mass` is the probability the model put on any score at all."""
+
+    probs: Optional[list[float]]
+    error: Optional[str] = None
+    raw: Optional[str] = None
+    mass: Optional[float] = None
+    source: Optional[Literal["logprobs", "text"]] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Spend:
     """What a job has spent towards its spending caps: requests sent (retries included) and estimated cost."""
 
@@ -126,6 +153,7 @@ class JudgeInfo(BaseModel):
     backend: str
     model: str
     settings_sha256: str
+    mode: Optional[Literal["score"]] = None  # set on score records and the preferences derived from them
 
 
 class LabelRecord(BaseModel):
@@ -171,6 +199,44 @@ class LabelRecord(BaseModel):
     def to_json(self) -> dict:
         """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure)."""
         return {**self.model_dump(mode="json", exclude_none=True), "p_a": self.p_a, "label": self.label}
+
+
+class ScoreRecord(BaseModel):
+    """One line of `scores.jsonl` (`rlaif score`): one response rated on the judge's scale, with the distribution
+    the judge put on the scores, the expected score and the d-RLAIF reward (Lee et al. 2023, sec. 2.3). Its id is
+    the pair id plus the side ("PAIR:a") or the prompt id plus the sample index ("PROMPT#3")."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    key: str  # content hash of (prompt, response, principle, constitution, judge settings): the resume key
+    prompt_id: str  # responses with the same prompt id are compared (and drawn the same principle)
+    prompt: Prompt
+    response: str
+    pair_id: Optional[str] = None  # input of pairs: the pair and the side this response was on
+    side: Optional[Literal["a", "b"]] = None
+    sample: Optional[int] = None  # input of `rlaif generate`: the sample index within its prompt
+    status: Literal["ok", "failed"]
+    score: Optional[float]  # expected score, sum of s * P(s) over the scale
+    reward: Optional[float]  # the expected score rescaled to [-1, 1] (negated for an inverted principle)
+    distribution: Optional[dict[str, float]] = None  # P(s) for each score s of the scale, normalised
+    score_mass: Optional[float] = None  # probability the judge put on any score token at all
+    score_source: Optional[Literal["logprobs", "text"]] = None
+    principle_id: Optional[str] = None  # "all" under `sampling: all`, with each principle's reward in per_principle
+    per_principle: Optional[dict[str, float]] = None
+    invert: bool = False
+    constitution_sha256: str
+    judge: JudgeInfo
+    source: Literal["ai"] = "ai"
+    human_label: Optional[Literal["a", "b", "tie"]] = None  # the pair's human choice, on both of its sides
+    conversational: bool = False
+    error: Optional[str] = None
+    raw: Optional[str] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict:
+        """The JSONL form: unset optional fields left out, but `score` and `reward` always present."""
+        return {**self.model_dump(mode="json", exclude_none=True), "score": self.score, "reward": self.reward}
 
 
 class RevisionRound(BaseModel):

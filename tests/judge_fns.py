@@ -26,3 +26,32 @@ def broken(prompt, first, second, principle):
     if "boom" in first + second:
         raise RuntimeError("the rule cannot judge this pair")
     return 0.7
+
+
+# score judges (mode: score): fn(prompt, response, principle) -> a score on the scale, or {score: P}
+def score_polite(prompt, response, principle):
+    """8 for a response containing 'please', 3 otherwise (asked which is *ruder*, the other way round)."""
+    polite = "please" in response.lower()
+    if "ruder" in principle.lower():
+        polite = not polite
+    return 8 if polite else 3
+
+
+def slow_score_polite(prompt, response, principle, delay=0.05):
+    time.sleep(float(os.environ.get("RLAIF_TEST_DELAY", delay)))
+    return score_polite(prompt, response, principle)
+
+
+def score_distribution(prompt, response, principle):
+    """A distribution: half on 10 and half on 6 for 'please' (expected 8), else all on 2."""
+    return {10: 0.5, "6": 0.5} if "please" in response else {2: 1.0}
+
+
+def score_broken(prompt, response, principle):
+    if "boom" in response:
+        raise RuntimeError("the rule cannot rate this response")
+    if "nan" in response:
+        return float("nan")
+    if "eleven" in response:
+        return 11
+    return 5

@@ -11,8 +11,8 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from . import (annotate, calibrate, constitution, eval, export, generate, human, label, model, revise, reward, serve,
-               train)
+from . import (annotate, calibrate, constitution, eval, export, generate, human, label, model, revise, reward, score,
+               serve, train)
 from .common import DEBUG_ENV, guard
 
 
@@ -36,6 +36,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback
 
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(label.app, name="label")
+app.command("score")(score.score_cmd)
 app.command("export")(export.export_cmd)
 app.add_typer(annotate.app, name="annotate")
 app.add_typer(human.app, name="human")

@@ -25,8 +25,34 @@ class CoTConfig(Hashed):
     max_new_tokens: int = Field(128, ge=1, description="Longest rationale, in tokens.")
 
 
+class ScoreConfig(Hashed):
+    """Score mode (d-RLAIF, Lee et al. 2023, sec. 2.3): the judge rates one response on the scale low…high; the
+    probabilities of the score tokens are normalised and the expected score is rescaled to [-1, 1]."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: int = Field(1, ge=0, le=999, description="Lowest score on the rating scale.")
+    high: int = Field(10, ge=1, le=1000, description="Highest score on the rating scale.")
+    temperature: float = Field(1.0, gt=0, allow_inf_nan=False, description="T in P(a preferred to b) = "
+                               "sigmoid((s_a - s_b) / T), s the expected scores (in score points): used when "
+                               "preferences are derived from scores (export, calibration, feedback), never when "
+                               "scoring, so it is left out of the settings hash and can be refitted "
+                               "(`rlaif calibrate fit`) without invalidating a job.")
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        if self.high <= self.low:
+            raise ValueError(f"high must be above low, got low={self.low}, high={self.high}")
+        return self
+
+    @property
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1))
+
+
 class JudgeBase(Hashed):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # Fields added after labels existed: hashed only when set, so every pairwise judge keeps its hash.
+    added_later: ClassVar[frozenset[str]] = frozenset({"mode"})
 
     model: str = Field(description="Model name: a hub id or a local directory (what transformers/vLLM load). "
                        "Recorded on every label.")
@@ -35,6 +61,10 @@ class JudgeBase(Hashed):
     clamp: Optional[tuple[float, float]] = Field(None, description="Clamp each order's probability into "
                                                  "[lo, hi] before averaging (Constitutional AI uses [0.4, 0.6]).")
     cot: CoTConfig = Field(default_factory=CoTConfig, description="Chain-of-thought mode.")
+    mode: Literal["pairwise", "score"] = Field(
+        "pairwise", description="pairwise: the judge compares two responses (`rlaif label`). score: it rates one "
+        "response at a time on the `score` scale (`rlaif score`, d-RLAIF); preferences are derived from two scores.")
+    score: ScoreConfig = Field(default_factory=ScoreConfig, description="The rating scale of `mode: score`.")
     instructions: Optional[str] = Field(None, description="Replace the judge's standing instructions "
                                         "(the text before the conversation).")
     price_per_1k_prompt_tokens: float = Field(0.0, ge=0, description="Price of 1,000 prompt tokens, for the "
@@ -45,6 +75,13 @@ class JudgeBase(Hashed):
     _plumbing: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
+    def _check_mode(self):
+        if self.mode == "score" and self.cot.enabled:
+            raise ValueError("mode: score reads the score from the first tokens of the reply; cot is for "
+                             "mode: pairwise only")
+        return self
+
+    @model_validator(mode="after")
     def _check_clamp(self):
         if self.clamp is not None and not (0.0 <= self.clamp[0] < 0.5 < self.clamp[1] <= 1.0):
             raise ValueError("clamp must be [lo, hi] with 0 <= lo < 0.5 < hi <= 1")
@@ -52,8 +89,11 @@ class JudgeBase(Hashed):
 
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
-        return sha256_json(self.hashed_form(exclude=set(self._plumbing) | {
-            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"}))
+        data = self.hashed_form(exclude=set(self._plumbing) | {
+            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "score"})
+        if self.mode == "score":  # the scale decides a score; T only what is derived from scores later
+            data["score"] = self.score.hashed_form(exclude={"temperature"})
+        return sha256_json(data)
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to manifests: never holds a secret (keys are named by env var only)."""
@@ -102,6 +142,13 @@ class VLLMJudgeConfig(JudgeBase):
 
     _plumbing: ClassVar[frozenset[str]] = frozenset(
         {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"})
+
+    @model_validator(mode="after")
+    def _no_score_mode(self):
+        if self.mode == "score":
+            raise ValueError("mode: score is not implemented for the vllm backend yet; use backend: transformers, "
+                             "or backend: openai against a vLLM server")
+        return self
 
 
 class OpenAIJudgeConfig(JudgeBase):

@@ -77,6 +77,10 @@ class JobPass:
         """Why a record is bad input to report as FILE:LINE (and not store), or None."""
         return None
 
+    def shard_key(self, item) -> str:
+        """What decides an input item's shard: its id (the score job shards by prompt id instead)."""
+        return item.id
+
     # -- the pass -------------------------------------------------------------------------------------------
     def show_progress(self, description: str, total: int, limit: Optional[int], shard: tuple[int, int],
                       enabled: bool, unit: str = "pairs") -> None:
@@ -94,7 +98,7 @@ class JobPass:
                 if limit is not None and seen >= limit:
                     break
                 seen += 1
-                if in_shard(item.id, shard) and self.add(plan(item)) and len(self.pending) >= batch:
+                if in_shard(self.shard_key(item), shard) and self.add(plan(item)) and len(self.pending) >= batch:
                     self.flush()
                     if self.stopped:
                         break

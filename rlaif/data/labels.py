@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
+from .scores import SCORES_FILE, derived_labels, scale_of
+
 LABELS_FILE = "labels.jsonl"
 SUPERSEDING_FILE = "superseding.jsonl"  # new attempts for ids labels.jsonl holds, until the pass folds them in
 SUPERSEDED_FILE = "superseded.jsonl"  # the records they replaced, kept for audit
@@ -33,19 +35,50 @@ def json_line(obj: Any) -> str:
 
 
 def labels_file(path: str | Path) -> Path:
-    """A labels JSONL file, or the labels.jsonl inside a label directory."""
+    """A labels JSONL file, or the labels.jsonl inside a label directory (the scores.jsonl inside a score folder,
+    `rlaif score`'s, which holds no labels.jsonl)."""
     path = Path(path)
-    return path / LABELS_FILE if path.is_dir() else path
+    if path.is_dir():
+        return path / SCORES_FILE if is_score_folder(path) else path / LABELS_FILE
+    return path
+
+
+def is_score_folder(path: str | Path) -> bool:
+    path = Path(path)
+    if not path.is_dir():
+        return path.name == SCORES_FILE
+    return (path / SCORES_FILE).exists() and not (path / LABELS_FILE).exists()
 
 
 def read_labels(path: str | Path) -> Iterator[dict]:
     """Label records from a file or a label directory, read-only. A last line cut short (no newline and not JSON:
-    a write in flight) is left out; any other unreadable line is an error naming FILE:LINE."""
+    a write in flight) is left out; any other unreadable line is an error naming FILE:LINE. A score folder
+    (`rlaif score`) reads as the preferences derived from its scores (rlaif/data/scores.py)."""
     f = labels_file(path)
     if not f.exists():
         raise FileNotFoundError(f"no labels at {f}")
+    if is_score_folder(path):
+        scale, temperature, tie_margin = scale_of(score_manifest(f))
+        yield from derived_labels(read_scores(f), scale, temperature, tie_margin)
+        return
     for _, record in _numbered(f):
         yield record
+
+
+def read_scores(path: str | Path) -> Iterator[dict]:
+    """Score records (`rlaif score`) from a score folder or its scores.jsonl, read-only, as read_labels reads."""
+    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+    if not f.exists():
+        raise FileNotFoundError(f"no scores at {f}")
+    for _, record in _numbered(f):
+        yield record
+
+
+def score_manifest(path: str | Path) -> Optional[dict]:
+    """The manifest beside a score folder's scores.jsonl (its judge config names the scale and T), or None."""
+    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+    manifest = f.parent / "manifest.json"
+    return read_json_file(manifest) if manifest.exists() else None
 
 
 def _numbered(f: Path) -> Iterator[tuple[int, Any]]:
@@ -226,7 +259,8 @@ class LabelStore:
         return sum(cut_partial_line(f) for f in (self.path, self.superseding, self.superseded))
 
     def __iter__(self) -> Iterator[dict]:
-        return read_labels(self.path) if self.path.exists() else iter(())
+        """The stored records as written (a score store's too, not the preferences derived from them)."""
+        return (r for _, r in _numbered(self.path)) if self.path.exists() else iter(())
 
     def index(self, check: Optional[Callable[[dict, str], None]] = None) -> dict[str, Stored]:
         """The records by pair id, after folding in what a killed pass left waiting (and ids an older rlaif wrote

@@ -1,5 +1,8 @@
 """The judge interface: a batch of queries in, one verdict per query out.
 
+A score judge (mode: score) answers score queries instead: one response, rated on the judge's scale (`score`,
+with the distribution read by scores.py).
+
 A query asks which of two responses, shown in a given order, better satisfies one principle; its verdict is
 P(first preferred) read from the model. A judge also hands out the queries of a pair (`Judge.queries`, text from
 prompting.py); debiasing over both orders and combining principles happen above the backends (rlaif/labeling/), so
@@ -14,8 +17,8 @@ from typing import Optional, Sequence
 
 from ..config.judge import JudgeBase
 from ..constitution import Constitution, Principle
-from ..records import JudgeInfo, Pair, Query, Spend, Verdict  # Spend: rlaif.judges.base.Spend too
-from .prompting import pair_queries
+from ..records import JudgeInfo, Pair, Prompt, Query, ScoreQuery, ScoreVerdict, Spend, Verdict  # Spend: here too
+from .prompting import pair_queries, score_queries
 
 
 TOO_LONG = "pair too long for the judge"
@@ -59,6 +62,16 @@ class Judge(ABC):
         """Return P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict
         with p_first=None and an error; it never gets a made-up probability."""
 
+    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
+        """Return the distribution over the score scale for each query, in order (mode: score). A query that
+        cannot be answered gets a ScoreVerdict with probs=None and an error."""
+        raise NotImplementedError(f"the {self.config.backend} backend has no score mode")
+
+    def score_queries(self, prompt: Prompt, responses: Sequence[str], principle: Principle) -> list[ScoreQuery]:
+        """The score queries of one prompt's responses under `principle` (rlaif/judges/prompting.py), with this
+        judge's `instructions`."""
+        return score_queries(prompt, responses, principle, self.config.instructions)
+
     def queries(self, pair: Pair, principles: Sequence[Principle], constitution: Constitution) -> list[Query]:
         """The queries that judge `pair` by `principles` under `constitution`, prompt text included: both orders per
         principle (rlaif/judges/prompting.py), with this judge's `instructions` over the constitution's."""
@@ -67,7 +80,8 @@ class Judge(ABC):
     @property
     def info(self) -> JudgeInfo:
         return JudgeInfo(backend=self.config.backend, model=self.config.model,
-                         settings_sha256=self.config.settings_sha256())
+                         settings_sha256=self.config.settings_sha256(),
+                         mode="score" if self.config.mode == "score" else None)
 
     def close(self) -> None:
         """Free the model or connections."""

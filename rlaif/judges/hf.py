@@ -4,7 +4,8 @@ The queries of a pair form a tree — one prefix (instructions + conversation), 
 one tail per principle. The prefix is encoded once; the rest of the tree follows in one more forward pass on
 its KV cache, flattened into a single row with a tree attention mask, so every token is encoded exactly once.
 The vocabulary projection is computed only where a label token is read.
-P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens).
+P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens). A score judge (mode: score) builds the same trees, one prefix per
+prompt and one branch per response, and reads the score tokens (scores.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..config.judge import TransformersJudgeConfig
-from ..records import Query, Verdict
+from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import Judge, too_long
 from .models import cache_argument, load_causal_lm
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
+from .scores import ScoreTokens, normalised, value_masses
 
 
 @dataclass
@@ -112,10 +114,16 @@ class TransformersJudge(Judge):
 
     # -- the tree forward --------------------------------------------------------------------------------------
     def _run_trees(self, roots: list[_Node]) -> dict[int, tuple[float, float, int]]:
+        """Label probabilities, label mass and prompt tokens of every query the trees answer."""
+        readers, states = self._tree_states(roots)
+        probs, mass = self._read(states) if readers else ([], [])
+        return {qi: (probs[k], mass[k], node.depth_tokens) for k, node in enumerate(readers) for qi in node.reads}
+
+    def _tree_states(self, roots: list[_Node]):
         """Encode each tree in two forward passes: the prefixes (one row per tree, ordinary causal attention,
         kept as a KV cache), then each branch below a prefix (one order with all its principle tails) flattened
         into one row, where a tree attention mask lets each token see only its own path. Nothing is encoded
-        twice. Label logits are read at the last token of every node that answers a query."""
+        twice. Returns the nodes that answer a query and the final hidden state at the last token of each."""
         import torch
         from transformers import DynamicCache
 
@@ -142,8 +150,7 @@ class TransformersJudge(Judge):
                         if node.reads:
                             readers.append(node)
                             states.append(hidden[row, end - 1])
-            probs, mass = self._read(torch.stack(states)) if states else ([], [])
-        return {qi: (probs[k], mass[k], node.depth_tokens) for k, node in enumerate(readers) for qi in node.reads}
+        return readers, (torch.stack(states) if states else None)
 
     @staticmethod
     def _flatten(branch: _Node):
@@ -255,15 +262,22 @@ class TransformersJudge(Judge):
         rows = plan_rows(flat)
         return None if rows is None else TreePlan(prefix_mask, rows)
 
-    def _read(self, hidden):
-        """Label probabilities from final hidden states: the vocabulary projection is done only here."""
+    def _log_softmax(self, hidden):
+        """Next-token log-probabilities from final hidden states: the vocabulary projection is done only here."""
         import torch
 
-        logits = self.model.get_output_embeddings()(hidden).float()
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        logp = torch.log_softmax(logits, dim=-1)[:, self._label_ids]
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(hidden).float()
+            cap = getattr(self.model.config, "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            return torch.log_softmax(logits, dim=-1)
+
+    def _read(self, hidden):
+        """Label probabilities from final hidden states."""
+        import torch
+
+        logp = self._log_softmax(hidden)[:, self._label_ids]
         p_a = torch.logsumexp(logp[:, :self._n_a], dim=-1)
         p_b = torch.logsumexp(logp[:, self._n_a:], dim=-1)
         p_first = torch.sigmoid(p_a - p_b)  # = P(A) / (P(A) + P(B)), stable in log space
@@ -300,6 +314,56 @@ class TransformersJudge(Judge):
                                     prompt_tokens=len(prompt), completion_tokens=len(new),
                                     extra={"verdict_source": "logprobs"}))
         return verdicts
+
+    # -- score mode ----------------------------------------------------------------------------------------------
+    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
+        """Score queries as trees: one prefix per prompt, one body per response, its rating question, and below
+        that a node per score prefix ("1" before "0"), read for the continuation of multi-token scores."""
+        scale = self.config.score
+        tokens = self._score_tokens()
+        longest = max((len(ids) for ids in tokens.prefix_ids.values()), default=0)
+        verdicts: list[Optional[ScoreVerdict]] = [None] * len(queries)
+        roots: dict[str, _Node] = {}
+        for i, q in enumerate(queries):
+            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+            prefix, body, tail = self._tokens(seg.prefix), self._tokens(seg.body), self._tokens(seg.tail)
+            n = len(prefix) + len(body) + len(tail)
+            if n + longest > self.config.max_length:
+                v = too_long(n + longest, self.config.max_length)
+                verdicts[i] = ScoreVerdict(None, error=v.error, prompt_tokens=v.prompt_tokens)
+                continue
+            if self.config.share_prefix:
+                root = roots.setdefault(seg.prefix, _Node(prefix))
+                node = root.children.setdefault(tuple(body), _Node(body, root))
+                leaf = node.children.setdefault(tuple(tail), _Node(tail, node))
+            else:  # every query on its own: the unshared reference path
+                leaf = roots[f"{i}"] = _Node(prefix + body + tail)
+            leaf.reads.append((i, ""))
+            for text, ids in tokens.prefix_ids.items():
+                leaf.children.setdefault(tuple(ids), _Node(ids, leaf)).reads.append((i, text))
+        trees = sorted(roots.values(), key=lambda r: len(r.ids))
+        rows: dict[int, dict[str, list[float]]] = {}
+        sizes: dict[int, int] = {}
+        for start in range(0, len(trees), self.config.batch_size):
+            readers, states = self._tree_states(trees[start:start + self.config.batch_size])
+            logp = self._log_softmax(states)[:, tokens.read_ids].tolist() if readers else []
+            for node, row in zip(readers, logp):
+                for qi, text in node.reads:
+                    rows.setdefault(qi, {})[text] = row
+                    if not text:
+                        sizes[qi] = node.depth_tokens
+        for qi, by_prefix in rows.items():
+            probs, mass, error = normalised(value_masses(tokens.texts, tokens.reads_from(by_prefix)))
+            verdicts[qi] = ScoreVerdict(probs, error=error, mass=mass, source="logprobs", prompt_tokens=sizes[qi])
+        return verdicts  # type: ignore[return-value]
+
+    def _score_tokens(self) -> ScoreTokens:
+        """The score pieces of this tokenizer and scale (scanned once per tokenizer)."""
+        key = (id(self.tokenizer), self.config.score.low, self.config.score.high)
+        if getattr(self, "_score_key", None) != key:
+            self._score_key = key
+            self._score_tokens_cached = ScoreTokens(self.tokenizer, self.config.score.values, self.layout.score_cue)
+        return self._score_tokens_cached
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

@@ -1,6 +1,9 @@
 """The whole judge prompt, in one place: labeling hands over a pair and its principles, and gets back the queries
 with their text; each backend renders those through its model's chat template (or as chat messages).
 
+A score judge (mode: score) asks about one response at a time, in the same three segments: the prefix is shared by
+every response to a prompt, the body is "Response: …", the tail the rating question and the cue "Rating:".
+
 A judge prompt is three segments, in this order, designed so work can be shared between the queries of one pair:
   prefix  — standing instructions, few-shot examples and the conversation (`pair_queries` renders it): identical
             for both orders and every principle of a pair, so a backend encodes it once;
@@ -17,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 from ..config.judge import load_judge_config
 from ..constitution import Constitution, Principle, load_constitution
-from ..records import Message, Pair, Prompt, Query
+from ..records import Message, Pair, Prompt, Query, ScoreQuery
 
 DEFAULT_INSTRUCTIONS = (
     "You are a careful evaluator. You will see a conversation between a user and an AI assistant, then two "
@@ -30,6 +33,19 @@ COT_REQUEST = ("First explain your reasoning in a few sentences. Then finish wit
 ANSWER_PREFILL = "Better response:"
 COT_ANSWER_CUE = "\nFinal answer: Response"
 LABELS = ("A", "B")
+
+SCORE_INSTRUCTIONS = (
+    "You are a careful evaluator. You will see a conversation between a user and an AI assistant, then one "
+    "candidate response for the assistant's next turn. Rate it only by the question you are asked, not by its "
+    "length."
+)
+# A principle without `score_text` is a comparison ("Which response is less harmful?"): it becomes a rating of one
+# response by this template. An inverted principle ("Which is more harmful?") rates the worse quality, and its
+# reward is negated.
+SCORE_FROM_COMPARISON = ("{text} Judge this one response by that question: rate how fully it has the quality the "
+                         "question asks about.")
+SCORE_REQUEST = "Rate the response from {low} (worst) to {high} (best). Reply with a single number."
+SCORE_PREFILL = "Rating:"
 
 _BODY = "\u27e6BODY\u27e7"
 _TAIL = "\u27e6TAIL\u27e7"
@@ -77,6 +93,29 @@ def pair_queries(pair: Pair, principles: Sequence[Principle], constitution: Cons
     return [Query(pair.prompt, first, second, p.id, p.text, prefix) for p in principles for first, second in orders]
 
 
+def score_question(principle: Principle) -> str:
+    """The rating question of a principle: its `score_text`, else its comparison text by SCORE_FROM_COMPARISON."""
+    return principle.score_text or SCORE_FROM_COMPARISON.format(text=principle.text.strip())
+
+
+def score_queries(prompt: Prompt, responses: Sequence[str], principle: Principle,
+                  instructions: Optional[str] = None) -> list[ScoreQuery]:
+    """The score queries of one prompt's responses under one principle, all with one prefix: the standing
+    instructions (a judge config's `instructions`, else SCORE_INSTRUCTIONS; a constitution's instructions and
+    worked examples are written for comparisons and are not shown) and the conversation."""
+    prefix = render_prefix_user(prompt, instructions or SCORE_INSTRUCTIONS)
+    question = score_question(principle)
+    return [ScoreQuery(prompt, r, principle.id, question, prefix) for r in responses]
+
+
+def render_score_body(response: str) -> str:
+    return f"Response:\n{response.strip()}\n\n"
+
+
+def render_score_request(question: str, low: int, high: int) -> str:
+    return f"Question: {question.strip()}\n{SCORE_REQUEST.format(low=low, high=high)}"
+
+
 @dataclass(frozen=True)
 class Segments:
     prefix: str
@@ -115,6 +154,29 @@ class ChatLayout:
         if not cot:
             tail += ANSWER_PREFILL
         return Segments(prefix=head + prefix_user, body=render_body(first, second), tail=tail)
+
+    def score_segments(self, prefix_user: str, response: str, question: str, low: int, high: int) -> Segments:
+        """A score query's segments; the tail ends with the cue "Rating:" (and a space, for a tokenizer that
+        writes the space before a number as a token of its own)."""
+        head, _, after = self._frame
+        tail = render_score_request(question, low, high) + after + self.score_cue
+        return Segments(prefix=head + prefix_user, body=render_score_body(response), tail=tail)
+
+    @property
+    def score_cue(self) -> str:
+        if not hasattr(self, "_score_cue"):
+            tok, self._score_cue = self.tokenizer, SCORE_PREFILL
+            if tok is not None:
+                ids = tok(" 7", add_special_tokens=False).input_ids
+                if len(ids) == 2 and not tok.decode(ids[:1]).strip():
+                    self._score_cue += " "
+        return self._score_cue
+
+
+def score_messages(prefix_user: str, response: str, question: str, low: int, high: int) -> list[Message]:
+    """A score query as chat messages, for HTTP backends that apply the template server-side."""
+    return [{"role": "user", "content": prefix_user + render_score_body(response) +
+             render_score_request(question, low, high)}]
 
 
 def chat_messages(prefix_user: str, first: str, second: str, principle_text: str, cot: bool) -> list[Message]:

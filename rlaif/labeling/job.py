@@ -49,6 +49,10 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     judge_config = with_caps(judge.config if judge_obj else _judge_config(judge), max_requests, max_cost)
     if judge_obj is not None:
         judge_obj.config = judge_config
+    if judge_config.mode == "score":
+        raise LabelJobError(f"{judge if isinstance(judge, (str, Path)) else 'the judge'} is a score judge (mode: "
+                            f"score): rlaif label needs a pairwise judge. Rate responses with rlaif score, or set "
+                            f"`mode: pairwise` in the judge config")
     refusal = not_ready(judge_config, judge_obj)
     if refusal:
         raise LabelJobError(refusal)  # before anything is written to `out`

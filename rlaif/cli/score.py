@@ -1,0 +1,65 @@
+"""`rlaif score`: a resumable job that rates every response of a file of pairs (or of `rlaif generate`'s samples)
+with a score judge (mode: score; d-RLAIF) into scores.jsonl, one record per response."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import eprint, guard, print_table
+from .label import FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, require_options
+
+
+def score_cmd(pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif generate's output (each sample is "
+                                                   "rated once): JSONL(.gz), JSON, Parquet or a saved datasets "
+                                                   "directory."),
+              constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
+              judge: Optional[Path] = typer.Option(None, help="Judge YAML with `mode: score`."),
+              out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it "
+                                                     "exists)."),
+              limit: Optional[int] = typer.Option(None, help="Rate only the responses of the first N rows."),
+              seed: int = typer.Option(0, help="Seed for the principle drawn per prompt."),
+              batch_size: Optional[int] = typer.Option(None, help="Responses per judge call (default: the "
+                                                       "judge's)."),
+              shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
+              fmt: Optional[str] = FORMAT,
+              max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
+              retry_failed: bool = typer.Option(False, help="Rate again the responses whose judge call failed."),
+              allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds responses the "
+                                                "judge failed on (otherwise exit 4)."),
+              max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
+              quiet: bool = QUIET) -> None:
+    """Rate responses one at a time: rlaif score --pairs FILE --constitution FILE --judge FILE --out DIR."""
+    require_options("rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
+                                    ("--out", out_dir)])
+
+    def run():
+        from ..scoring.job import score
+        return score(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
+                     shard=_parse_shard(shard) if shard else (0, 1), format=fmt, max_chars=max_chars,
+                     progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost)
+    result = guard(run)
+    stats = result.stats
+    hist = stats["score_histogram"]
+    print_table(f"scores in {out_dir}", [
+        ("responses", stats["responses"]), ("prompts", stats["prompts"]), ("ok", stats["ok"]),
+        ("failed", stats["failed"] or None),
+        ("expected score histogram", " ".join(f"{k}:{v}" for k, v in hist.items())),
+        ("mean reward by principle", ", ".join(f"{k} {v:+.3f}" for k, v in
+                                               stats["mean_reward_by_principle"].items()) or None),
+        ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
+        ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
+        ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
+        ("spent by this job: requests", stats.get("spent_requests") or None)])
+    if result.stopped:
+        eprint(f"stopped early ({result.stopped}); everything scored so far is kept. Run the same command with a "
+               f"higher --max-requests / --max-cost to resume.")
+        raise typer.Exit(3)
+    if stats["failed_judge"] and not allow_failed:
+        reasons = stats["failure_reasons"]
+        eprint(f"{stats['failed_judge']} responses have no score because the judge failed (most often: "
+               f"{max(reasons, key=reasons.get) if reasons else 'unknown'}; all reasons in {out_dir}/stats.json). "
+               f"Run the same command with --retry-failed once the judge works, or pass --allow-failed.")
+        raise typer.Exit(4)

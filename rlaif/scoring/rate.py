@@ -1,0 +1,146 @@
+"""Rating responses: each response is planned (the principles its prompt is rated by, its resume key), the score
+judge is asked one query per principle (prompt text from rlaif/judges/prompting.py), and its distributions come
+back as one score record per response (rlaif.records.ScoreRecord) with the expected score, the d-RLAIF reward
+and their provenance.
+
+A record is `ok` only when every distribution is finite, within [0, 1] and sums to 1, and the expected score lies
+on the scale; otherwise it is `failed` with the reason, never a placeholder score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from ..constitution import Constitution, Principle
+from ..judges.base import BudgetExhausted, Judge
+from ..judges.scores import distribution_problem, expected_score, rescaled
+from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
+from .responses import ScoreItem, prompt_id_of
+
+OUT_OF_RANGE = "numbers out of range"
+
+
+@dataclass
+class PlannedResponse:
+    """A response before the judge sees it: the principles its prompt is rated by, and its resume key."""
+
+    item: ScoreItem
+    principles: list[Principle]
+    key: str
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+    @property
+    def line(self) -> Optional[int]:
+        return self.item.source_line
+
+
+def principles_for(item: ScoreItem, constitution: Constitution, seed: int) -> list[Principle]:
+    """The principles of the response's prompt: the row's own, the fixed one, all, or one drawn per prompt (seeded
+    by (seed, prompt id)), so every response to a prompt is rated under the same principle."""
+    return constitution.principles_for(Pair(item.prompt, "", "", id=item.prompt_id, principle=item.principle), seed)
+
+
+def record_key(item: ScoreItem, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
+    """The resume key: a content hash of what decides a score (response, prompt, principles, constitution, judge)."""
+    return sha256_json([item.id, item.prompt, item.response, [p.id for p in principles], constitution_sha,
+                        judge_sha])[:32]
+
+
+def plan_response(item: ScoreItem, constitution: Constitution, judge: Judge, seed: int) -> PlannedResponse:
+    principles = principles_for(item, constitution, seed)
+    return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256,
+                                                        judge.info.settings_sha256))
+
+
+class StoppedEarly(RuntimeError):
+    """The judge's spending cap was reached mid-batch; `records` holds the responses that were fully answered."""
+
+    def __init__(self, message: str, records: list[ScoreRecord]):
+        super().__init__(message)
+        self.records = records
+
+
+def rate_planned(judge: Judge, planned: Sequence[PlannedResponse],
+                 constitution: Constitution) -> list[ScoreRecord]:
+    """Rate a batch (queries of one prompt next to each other: backends share its prefix); raises StoppedEarly
+    carrying the records of the responses that were fully answered."""
+    queries, spans = [], []
+    for pl in planned:
+        start = len(queries)
+        for p in pl.principles:
+            queries.extend(judge.score_queries(pl.item.prompt, [pl.item.response], p))
+        spans.append((start, len(queries)))
+    try:
+        verdicts: list[Optional[ScoreVerdict]] = list(judge.score(queries)) if queries else []
+        exhausted = None
+    except BudgetExhausted as e:
+        verdicts, exhausted = e.verdicts, e
+    records = []
+    for pl, (start, end) in zip(planned, spans):
+        vs = verdicts[start:end]
+        if any(v is None for v in vs):
+            continue  # not fully answered before the cap: left for a resumed run, never a placeholder
+        records.append(score_record(pl, vs, constitution, judge))
+    if exhausted is not None:
+        raise StoppedEarly(str(exhausted), records)
+    return records
+
+
+def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], constitution: Constitution,
+                 judge: Judge) -> ScoreRecord:
+    """The record of one response from its verdicts (one per principle): under several principles the
+    distribution is their weighted mixture, the score and reward their weighted means."""
+    item, principles = planned.item, planned.principles
+    scale = judge.config.score
+    base = dict(id=item.id, key=planned.key, prompt_id=item.prompt_id, prompt=item.prompt, response=item.response,
+                pair_id=item.pair_id, side=item.side, sample=item.sample, human_label=item.human_label,
+                conversational=item.conversational, constitution_sha256=constitution.sha256, judge=judge.info,
+                principle_id="all" if len(principles) > 1 else principles[0].id,
+                invert=len(principles) == 1 and principles[0].invert,
+                prompt_tokens=sum(v.prompt_tokens for v in verdicts),
+                completion_tokens=sum(v.completion_tokens for v in verdicts),
+                raw=next((v.raw for v in verdicts if v.raw is not None), None))
+    error = next((v.error or "the judge returned no score" for v in verdicts if v.probs is None), None)
+    if error is None:
+        error = next((f"{OUT_OF_RANGE}: principle '{p.id}': {problem}" for p, v in zip(principles, verdicts)
+                      if (problem := _problem(v.probs, scale.values))), None)
+    if error is not None:
+        return ScoreRecord(**base, status="failed", score=None, reward=None, error=error)
+    weights = [p.weight / sum(p.weight for p in principles) for p in principles]
+    scores = [expected_score(v.probs, scale.values) for v in verdicts]
+    rewards = [rescaled(s, scale.low, scale.high, p.invert) for s, p in zip(scores, principles)]
+    mixture = [sum(w * v.probs[k] for w, v in zip(weights, verdicts)) for k in range(len(scale.values))]
+    score = sum(w * s for w, s in zip(weights, scores))
+    reward = max(-1.0, min(1.0, sum(w * r for w, r in zip(weights, rewards))))  # rounding only: checked above
+    masses = [v.mass for v in verdicts if v.mass is not None and math.isfinite(v.mass)]
+    sources = {v.source for v in verdicts} - {None}
+    return ScoreRecord(**base, status="ok", score=score, reward=reward,
+                       distribution={str(s): p for s, p in zip(scale.values, mixture)},
+                       per_principle={p.id: r for p, r in zip(principles, rewards)} if len(principles) > 1 else None,
+                       score_mass=sum(masses) / len(masses) if masses else None,
+                       score_source="text" if "text" in sources else "logprobs" if sources else None)
+
+
+def _problem(probs: Sequence[float], values: Sequence[int]) -> Optional[str]:
+    if len(probs) != len(values):
+        return f"{len(probs)} probabilities for a scale of {len(values)} scores"
+    problem = distribution_problem(probs)
+    if problem is None:
+        s = expected_score(probs, values)
+        if not (values[0] - 1e-9 <= s <= values[-1] + 1e-9):
+            problem = f"expected score {s!r} is off the scale {values[0]}..{values[-1]}"
+    return problem
+
+
+def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution: Constitution,
+                   seed: int = 0) -> list[ScoreRecord]:
+    """Rate the responses to one prompt in-process (no files), under one principle drawn for the prompt."""
+    pid = prompt_id_of(prompt)
+    items = [ScoreItem(id=f"{pid}#{i}", prompt_id=pid, prompt=prompt, response=r, sample=i)
+             for i, r in enumerate(responses)]
+    return rate_planned(judge, [plan_response(it, constitution, judge, seed) for it in items], constitution)
