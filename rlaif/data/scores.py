@@ -98,7 +98,7 @@ def prompt_groups(records: Iterable[dict]) -> dict[str, list[dict]]:
 def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperature: float, seed: int = 0,
              min_margin: float = 0.0) -> Iterator[tuple[dict, dict]]:
     """(chosen, rejected) score records per prompt, from its responses scored ok:
-    best-vs-random: the best against one of the others drawn by (seed, prompt id) — UltraFeedback's rule;
+    best-vs-random: the best against one of those scored lower, drawn by (seed, prompt id) — UltraFeedback's rule;
     best-vs-worst: the best against the worst; all-above-margin: every pair whose scores differ by more than
     `min_margin`. Ties on the best (or worst) score go to the earlier sample; a pair closer than `min_margin`
     (in score points), or with equal scores, is dropped."""
@@ -118,7 +118,9 @@ def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperat
                 if other == best:
                     continue
             else:
-                rest = [k for k in range(len(ok)) if k != best]
+                rest = [k for k in range(len(ok)) if s[k] < s[best]]
+                if not rest:
+                    continue
                 other = random.Random(f"{seed}:{prompt_id}").choice(rest)
             pairs = [(best, other)]
         for i, j in pairs:

@@ -2,7 +2,9 @@
 in TRL's preference format with the soft label kept as `p_chosen`.
 
 Failed and tie pairs carry no usable preference and are left out (and counted). Conversational inputs are
-written in TRL's conversational form (lists of messages), text inputs as plain strings.
+written in TRL's conversational form (lists of messages), text inputs as plain strings. A score folder
+(`rlaif score`) exports as its input pairs with preferences derived from their scores, or, with `pairs_from`,
+binarised per prompt as UltraFeedback does (rlaif/data/scores.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
 from ..config.paths import output_file_problem, require
-from ..data.labels import read_labels, write_jsonl
+from ..data.labels import is_score_folder, read_labels, read_scores, score_manifest, write_jsonl
+from ..data.scores import binarize, check_pairs_from, scale_of, trl_pair_row
 from .sources import AnyFeedback, load_feedback
 
 FORMATS = ("trl",)
@@ -65,14 +68,38 @@ def export_feedback(config: AnyFeedback, out: str | Path) -> dict:
     return {**counts, "source": config.source, **stats}
 
 
+def export_binarized(scores: str | Path, out: str | Path, pairs_from: str, seed: int = 0,
+                     min_margin: float = 0.0) -> dict:
+    """A score folder's responses binarised per prompt (best-vs-random, best-vs-worst, all-above-margin) as TRL
+    rows, p_chosen from the two scores and T, both scores kept."""
+    scale, temperature, _ = scale_of(score_manifest(scores))
+    records = list(read_scores(scores))
+    counts = {"written": 0, "prompts": len({r["prompt_id"] for r in records}),
+              "skipped_failed": sum(r.get("status") != "ok" for r in records)}
+
+    def rows():
+        for chosen, rejected in binarize(records, pairs_from, scale, temperature, seed, min_margin):
+            counts["written"] += 1
+            yield trl_pair_row(chosen, rejected, scale, temperature)
+    write_jsonl(rows(), Path(out))
+    return {**counts, "pairs_from": pairs_from}
+
+
 def export(out: str | Path, labels: Optional[str | Path] = None, feedback: Optional[str | Path] = None,
-           format: str = "trl") -> dict:
-    """`rlaif export`: a label file (`labels`) or a feedback YAML (`feedback`) written to `out` in `format`."""
+           format: str = "trl", pairs_from: Optional[str] = None, seed: int = 0, min_margin: float = 0.0) -> dict:
+    """`rlaif export`: a label file (`labels`; a score folder too) or a feedback YAML (`feedback`) written to `out`
+    in `format`; `pairs_from` binarises a score folder's responses instead of exporting its input pairs."""
     if (labels is None) == (feedback is None):
         raise ValueError("pass one of --labels or --feedback")
     if format not in FORMATS:
         raise ValueError(f"unknown export format '{format}' (known: {', '.join(FORMATS)})")
+    check_pairs_from(pairs_from, min_margin)
+    if pairs_from is not None and (labels is None or not is_score_folder(labels)):
+        raise ValueError("--pairs-from binarises scored responses: give --labels a score folder (rlaif score) or "
+                         "its scores.jsonl")
     require("--out", output_file_problem(out))
     if feedback is not None:
         return export_feedback(load_feedback_config(feedback), out)
+    if pairs_from is not None:
+        return export_binarized(labels, out, pairs_from, seed, min_margin)
     return export_trl(labels, out)
