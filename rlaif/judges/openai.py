@@ -22,12 +22,13 @@ import httpx
 import tenacity
 
 from ..config.judge import OpenAIJudgeConfig
-from ..records import Query, Verdict
+from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import BudgetExhausted, Judge, Spend
 from .logprobs import InvalidLogprob
+from .openai_keys import check_keyless, scrub_key
 from .openai_requests import RequestShape
 from .prompting import LABELS
-from .replies import FINAL, cue_position, label_probs, parse_text, split_rationale
+from .replies import FINAL, cue_position, label_probs, parse_text, read_score, split_rationale
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ logger = logging.getLogger(__name__)
 _RETRY_STATUSES = {408, 409, 429}
 _EXCERPT = 200  # characters of a reply body kept in an error message
 _SCANNED = 1 << 16  # characters of a reply body read for that excerpt (an error page can be megabytes)
-# Any run of this many consecutive characters of the API key is scrubbed, not only the whole key: a server may
-# echo part of it, and a cut may split it.
-_KEY_RUN = 8
 
 
 class _Retryable(Exception):
@@ -52,30 +50,6 @@ class _Fatal(Exception):
 
 class _Exhausted(Exception):
     """The spending cap was reached before this request could be sent."""
-
-
-def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
-    """`text` with the key, and every run of _KEY_RUN or more consecutive characters of it, replaced by
-    '[api key]'. A run is found through the key's _KEY_RUN-grams: each window of such a run is one of them."""
-    if not text or not key:
-        return text
-    if len(key) < _KEY_RUN:
-        return text.replace(key, "[api key]")
-    grams = {key[i:i + _KEY_RUN] for i in range(len(key) - _KEY_RUN + 1)}
-    spans: list[list[int]] = []
-    for i in range(len(text) - _KEY_RUN + 1):
-        if text[i:i + _KEY_RUN] in grams:
-            if spans and i <= spans[-1][1]:
-                spans[-1][1] = i + _KEY_RUN
-            else:
-                spans.append([i, i + _KEY_RUN])
-    if not spans:
-        return text
-    parts, start = [], 0
-    for begin, end in spans:
-        parts += [text[start:begin], "[api key]"]
-        start = end
-    return "".join(parts) + text[start:]
 
 
 def _excerpt(text: str, key: Optional[str]) -> str:
@@ -120,7 +94,7 @@ class OpenAIJudge(Judge):
         if config.api_key_env:
             self._key = os.environ.get(config.api_key_env) or None
             if self._key is None:
-                _check_keyless(config)
+                check_keyless(config)
         self._shape = RequestShape(config, tokenizer)
         self._urls = [u.rstrip("/") + self._shape.path for u in config.base_urls]
         self._next_url = 0
@@ -141,6 +115,7 @@ class OpenAIJudge(Judge):
     # ---- public -------------------------------------------------------------------------------------------
 
     def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        """One request per query; as `score`, a score query's reply is read as a distribution (see _one)."""
         queries = list(queries)
         if not queries:
             return []
@@ -153,6 +128,8 @@ class OpenAIJudge(Judge):
         if any(v is None for v in verdicts):
             raise BudgetExhausted(self._budget_reason() or "spending cap reached", verdicts)
         return verdicts
+
+    score = judge
 
     def post(self, bodies: Sequence[dict]) -> tuple[list[Optional[tuple[Optional[dict], Optional[str], int]]],
                                                     Optional[str]]:
@@ -245,15 +222,15 @@ class OpenAIJudge(Judge):
         logger.warning("openai judge: %s; retry %d in %.2fs", self._scrub(str(state.outcome.exception())),
                        state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
-    async def _one(self, q: Query, start: int) -> Optional[Verdict]:
-        body = self._shape.body(q)
-        result = await self._request(body, start)
+    async def _one(self, q: Query | ScoreQuery, start: int) -> Optional[Verdict | ScoreVerdict]:
+        scoring = isinstance(q, ScoreQuery)
+        result = await self._request(self._shape.score_body(q) if scoring else self._shape.body(q), start)
         if result is None:
             return None  # unanswered: left for a resumed run, never a placeholder
         data, error, attempts = result
         if error is not None:
-            return Verdict(None, error=error, extra={"attempts": attempts})
-        verdict = self._read(data)
+            return (ScoreVerdict if scoring else Verdict)(None, error=error, extra={"attempts": attempts})
+        verdict = self._read_score(data) if scoring else self._read(data)
         verdict.extra["attempts"] = attempts
         return verdict
 
@@ -336,6 +313,15 @@ class OpenAIJudge(Judge):
             return f"no API key was sent: ${name} is not set"
         return "no API key was sent: name the environment variable that holds it in the judge's api_key_env"
 
+    def _read_score(self, data: dict) -> ScoreVerdict:
+        """A score query's reply: the distribution from logprobs, else the score the text names (replies.py)."""
+        reply, usage = self._shape.reply(data), data.get("usage") or {}
+        verdict = read_score(reply.text, reply.positions, self.config.score.values)
+        verdict.raw = self._scrub(reply.text)
+        verdict.prompt_tokens, verdict.completion_tokens = (_tokens(usage, "prompt_tokens"),
+                                                            _tokens(usage, "completion_tokens"))
+        return verdict
+
     def _read(self, data: dict) -> Verdict:
         """Turn one response into a verdict: logprobs first, the reply text otherwise."""
         reply = self._shape.reply(data)
@@ -372,23 +358,3 @@ class OpenAIJudge(Judge):
         else:
             verdict.error = "could not read a verdict: the reply names neither A nor B, or both"
         return verdict
-
-
-def _check_keyless(config: OpenAIJudgeConfig) -> None:
-    """The key variable is not set: go on without a key when every server answers without one (a local vLLM
-    server started with no --api-key), else raise ValueError saying so. Asked once, with GET /models."""
-    timeout = min(config.timeout_s, 10.0)
-    for base in config.base_urls:
-        url = base.rstrip("/") + "/models"
-        try:
-            status = httpx.get(url, timeout=timeout).status_code
-            problem = None if 200 <= status < 300 else (
-                f"{url} answered HTTP {status} without one" if status in (401, 403)
-                else f"{url} could not tell whether it needs one (HTTP {status})")
-        except httpx.HTTPError as e:
-            problem = f"{url} could not be asked whether it needs one ({type(e).__name__}: {e})"
-        if problem:
-            raise ValueError(f"the judge config names api_key_env={config.api_key_env!r}, but that environment "
-                             f"variable is not set (or empty), and {problem}")
-    logger.warning("openai judge: $%s is not set; the server answers without an API key, so none is sent",
-                   config.api_key_env)

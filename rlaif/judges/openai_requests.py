@@ -20,8 +20,8 @@ from functools import lru_cache
 from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
-from ..records import Query
-from .prompting import ANSWER_PREFILL, ChatLayout, chat_messages
+from ..records import Query, ScoreQuery
+from .prompting import ANSWER_PREFILL, SCORE_PREFILL, ChatLayout, chat_messages, score_messages
 
 
 @dataclass
@@ -81,6 +81,26 @@ class RequestShape:
         body["messages"] = chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=c.cot.enabled)
         if c.request == "chat_prefill" and not c.cot.enabled:  # a CoT prompt ends with no cue, as locally
             body["messages"].append({"role": "assistant", "content": ANSWER_PREFILL})
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        if c.logprobs:
+            body.update(logprobs=True, top_logprobs=c.top_logprobs)
+        return body
+
+    def score_body(self, q: ScoreQuery) -> dict[str, Any]:
+        """The request of a score query (mode: score): the rating prompt, room for the longest score (and a space
+        before it), and the cue "Rating:" as a prefill or in the completions prompt."""
+        c, scale = self.config, self.config.score
+        body: dict[str, Any] = {"model": c.model, "temperature": c.temperature,
+                                "max_tokens": max(c.max_tokens, len(str(scale.high)) + 1)}
+        if c.request == "completions":
+            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+            body["prompt"] = [*self._ids(seg.prefix), *self._ids(seg.body), *self._ids(seg.tail)]
+            if c.logprobs:
+                body["logprobs"] = c.top_logprobs
+            return body
+        body["messages"] = score_messages(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+        if c.request == "chat_prefill":
+            body["messages"].append({"role": "assistant", "content": SCORE_PREFILL})
             body.update(continue_final_message=True, add_generation_prompt=False)
         if c.logprobs:
             body.update(logprobs=True, top_logprobs=c.top_logprobs)

@@ -1,5 +1,6 @@
 """Reading a verdict out of a chat-completions reply (rlaif/judges/openai.py): P(A) and P(B) from the logprobs of
-the label position, or the label the text names (a bare letter, 'Final answer: Response B', one named response).
+the label position, or the label the text names (a bare letter, 'Final answer: Response B', one named response);
+and a score judge's distribution over its scale, from the logprobs of the score's positions or a number in the text.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import re
 import string
 from typing import Any, Optional
 
+from ..records import ScoreVerdict
 from .logprobs import InvalidLogprob, checked_logprob
 from .prompting import LABELS
+from .scores import normalised, pieces_after, value_masses
 
 # "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
 FINAL = re.compile(r"final\s+answer\s*:?[\s*_]*(?:response\s*)?\(?(?-i:([AB]))\b", re.IGNORECASE)
@@ -78,3 +81,49 @@ def split_rationale(text: str) -> tuple[str, str]:
         return before.strip(), text[matches[-1].start():]
     lines = text.rstrip().rsplit("\n", 1)
     return (lines[0].strip(), lines[1]) if len(lines) == 2 else ("", text)
+
+
+_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?")
+
+
+def score_reads(positions: list, texts: list[str]) -> dict[str, dict[str, float]]:
+    """The reads of scores.value_masses from a reply's generated positions: the alternatives at the first
+    position that is not whitespace, and after it, while the generated text still spells the start of a longer
+    score, those at the next position (a server shows alternatives only along the path it generated). Raises
+    InvalidLogprob for numbers that are no log-probabilities."""
+    reads: dict[str, dict[str, float]] = {}
+    prefix = None
+    for entry in positions:
+        token = (entry.get("token") or "") if isinstance(entry, dict) else ""
+        if prefix is None and not token.strip():
+            continue  # a space (or newline) written before the number
+        here = "" if prefix is None else prefix
+        wanted = set(pieces_after(here, texts))
+        mass: dict[str, float] = {}  # summed over spellings: "7" and " 7"
+        for alt in entry.get("top_logprobs") or [entry]:
+            piece = str(alt.get("token", "")).strip()
+            if piece in wanted:
+                mass[piece] = mass.get(piece, 0.0) + math.exp(checked_logprob(alt.get("logprob"), alt.get("token")))
+        reads[here] = {piece: math.log(p) for piece, p in mass.items() if p > 0}
+        prefix = here + token.strip()
+        if not any(t != prefix and t.startswith(prefix) for t in texts):
+            break
+    return reads
+
+
+def read_score(text: str, positions: list, values: list[int]) -> ScoreVerdict:
+    """The distribution over `values`: from the logprobs when they put mass on a score, else from the first number
+    in the text when it is a score of the scale (all probability on it); else a failed verdict saying why."""
+    texts = [str(v) for v in values]
+    if positions:
+        try:
+            probs, mass, _ = normalised(value_masses(texts, score_reads(positions, texts)))
+        except InvalidLogprob as e:  # a broken server: its text is no more trusted than its numbers
+            return ScoreVerdict(None, error=f"the server returned an {e}")
+        if probs is not None:
+            return ScoreVerdict(probs, mass=mass, source="logprobs")
+    found = _NUMBER.search(text or "")
+    if found and found.group(0) in texts:
+        return ScoreVerdict([float(t == found.group(0)) for t in texts], mass=1.0, source="text")
+    return ScoreVerdict(None, error=f"could not read a score: the reply names no score of {values[0]}..{values[-1]}"
+                        + (f" (it says {found.group(0)})" if found else ""))
