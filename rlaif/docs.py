@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel
 
-from .config.judge import BACKENDS, CoTConfig
+from .config.judge import BACKENDS, CoTConfig, ScoreConfig
 from .constitution import Constitution, FewShotExample, Principle, RevisionExample
 
 
@@ -37,6 +37,7 @@ def render() -> str:
     for backend, cls in BACKENDS.items():
         parts.append(table(cls, f"Judge, `backend: {backend}`"))
     parts.append(table(CoTConfig, "Chain of thought (`cot:`)"))
+    parts.append(table(ScoreConfig, "Rating scale of a score judge (`score:`, with `mode: score`)"))
     parts.extend(training_tables())
     return "\n\n".join(parts) + "\n"
 
