@@ -64,6 +64,7 @@ def training_tables() -> list[str]:
             (ppo.RolloutSamplingConfig, "`sampling:` (ppo)"), (ppo.PromptsConfig, "`prompts:` (ppo)"),
             (ppo.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
             (ppo.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
+            (ppo.JudgeScoreRewardConfig, "`reward:` with `type: judge_score` (ppo)"),
             (ppo.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"),
             (ppo.AdaptiveKLConfig, "`kl:` with `type: adaptive` (ppo)"),
             (ppo.PPOLossConfig, "`loss:` (ppo)"), (loop.LoopFeedbackConfig, "`feedback:` (loop)"),

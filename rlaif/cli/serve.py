@@ -17,8 +17,11 @@ app = typer.Typer(help="Serve rlaif over HTTP for RL engines that run elsewhere.
 def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                  constitution: Optional[Path] = typer.Option(None, help="Constitution YAML (default: one generic "
                                                              "'which is better' principle)."),
-                 mode: str = typer.Option("reference", help="reference: 2·P(response ≻ reference) − 1; group: a "
-                                          "round-robin among the responses to the same prompt in a request."),
+                 mode: Optional[str] = typer.Option(None, help="A pairwise judge: reference (the default), "
+                                                    "2·P(response ≻ reference) − 1; group: a round-robin among the "
+                                                    "responses to the same prompt in a request. A score judge "
+                                                    "(mode: score in its YAML) rates each response alone "
+                                                    "(d-RLAIF): leave --mode out."),
                  reference_model: Optional[str] = typer.Option(None, help="Directory or hub id of a causal LM: "
                                                                "mode reference samples one reference per prompt "
                                                                "from it (cached) when a request sends none."),
@@ -34,7 +37,7 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                  host: str = typer.Option("127.0.0.1", help="Address to listen on."),
                  port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on.")) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
-    if mode not in ("reference", "group"):
+    if mode not in (None, "reference", "group"):
         fail(f"error: --mode must be reference or group, got {mode!r}")
 
     def run():

@@ -50,7 +50,19 @@ class JudgeRewardConfig(_ScoreShaping):
         "its prompt (needs samples_per_prompt >= 2), a round-robin tournament.")
 
 
-RewardSource = Annotated[Union[ModelRewardConfig, JudgeRewardConfig], Field(discriminator="type")]
+class JudgeScoreRewardConfig(_ScoreShaping):
+    """A score judge is the reward, d-RLAIF as Lee et al. (2023, sec. 2.3) define it: each response is rated alone
+    on the judge's scale (`mode: score` in the judge YAML), and the reward is the expected score rescaled to
+    [−1, 1]. One judge call per response, no reference sample."""
+
+    type: Literal["judge_score"] = Field("judge_score", description="Where the score comes from: a score judge.")
+    judge: str = Field(description="Judge YAML file with `mode: score`.")
+    constitution: Optional[str] = Field(None, description="Constitution YAML file; None: one generic principle "
+                                        "(which reply is better). One principle is drawn per prompt.")
+
+
+RewardSource = Annotated[Union[ModelRewardConfig, JudgeRewardConfig, JudgeScoreRewardConfig],
+                         Field(discriminator="type")]
 
 
 class FixedKLConfig(Strict):

@@ -54,7 +54,8 @@ def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], tempera
         record["human_label"] = a["human_label"]
     if ok:
         p_a = p_preferred(points(a, scale), points(b, scale), temperature)
-        record.update(p_a=p_a, label=label_of(p_a, tie_margin))
+        # each response was rated alone: no order was shown, so position cannot sway the preference
+        record.update(p_a=p_a, label=label_of(p_a, tie_margin), position_consistent=True)
     else:
         record.update(p_a=None, label=None, error=next(r.get("error") for r in (a, b) if r.get("status") != "ok")
                       or "no score")

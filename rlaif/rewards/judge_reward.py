@@ -8,6 +8,10 @@ the constitution, debiased like any label — with something to beat:
 - `group`: the other responses to the same prompt in the batch (GRPO samples several per prompt); reward =
   2·mean_j P(response ≻ response_j) − 1, a round-robin tournament.
 
+A score judge (`mode: score` in its YAML) needs nothing to beat: each response is rated alone on the judge's
+scale and the reward is the expected score rescaled to [−1, 1] — d-RLAIF as Lee et al. define it, one call per
+response (mode `score`, which follows from the judge config and is the only mode a score judge takes).
+
 `JudgeReward` has TRL's reward-function signature `(prompts, completions, **kwargs) -> list[float]`; `score` is
 the same computation with per-response failure counts, for the HTTP reward server (rlaif/rewards/server.py).
 A failed verdict gives reward 0 (no preference) in `reference` mode and counts as a tie in a `group`
@@ -24,7 +28,7 @@ from typing import Literal, Optional, Sequence
 
 from ..records import Pair
 
-Mode = Literal["reference", "group"]
+Mode = Literal["reference", "group", "score"]
 
 
 def _text(x) -> str:
@@ -66,10 +70,16 @@ class JudgeReward:
     `log_metric` keyword GRPOTrainer passes).
     """
 
-    def __init__(self, judge, constitution=None, *, mode: Mode = "reference",
+    def __init__(self, judge, constitution=None, *, mode: Optional[Mode] = None,
                  reference_column: str = "reference", reference_fn=None, seed: int = 0):
-        if mode not in ("reference", "group"):
-            raise ValueError(f"mode must be reference or group, got {mode!r}")
+        rates = getattr(judge.config, "mode", "pairwise") == "score"
+        mode = mode or ("score" if rates else "reference")
+        if mode not in ("reference", "group", "score"):
+            raise ValueError(f"mode must be reference, group or score, got {mode!r}")
+        if rates != (mode == "score"):
+            raise ValueError("a score judge (mode: score in its config) rates each response alone: its reward mode "
+                             "is score" if rates else "reward mode score needs a score judge (mode: score in the "
+                             "judge config); a pairwise judge takes mode reference or group")
         self.judge, self.constitution, self.mode = judge, constitution, mode
         self.reference_column, self.reference_fn, self.seed = reference_column, reference_fn, seed
         self.failed = 0                # pairs whose verdict failed (reference: a response; group: a game)
@@ -99,6 +109,8 @@ class JudgeReward:
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         texts = [_text(c) for c in completions]
         ps = [_prompt(p) for p in prompts]
+        if self.mode == "score":
+            return self._rated(ps, texts)
         if self.mode == "reference":
             if references is None:
                 raise ValueError(f"mode reference: no '{self.reference_column}' column and no reference_fn")
@@ -109,6 +121,24 @@ class JudgeReward:
             probs = self._p_first(pairs)
             return Scored([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
         return self._tournament(ps, texts)
+
+    def _rated(self, ps: list, texts: list[str]) -> Scored:
+        """Each response rated alone (one principle drawn per prompt): reward = the rescaled expected score; a
+        failed rating gives 0 and is counted."""
+        from ..labeling.score import GENERIC
+        from ..scoring.rate import plan_response, rate_planned
+        from ..scoring.responses import ScoreItem, prompt_id_of
+
+        constitution = self.constitution or GENERIC
+        items = [ScoreItem(id=f"s{i}", prompt_id=prompt_id_of(p), prompt=p, response=t, sample=i,
+                           conversational=isinstance(p, list)) for i, (p, t) in enumerate(zip(ps, texts))]
+        records = rate_planned(self.judge, [plan_response(it, constitution, self.judge, self.seed) for it in items],
+                               constitution) if items else []
+        rewards = [r.reward if r.status == "ok" else None for r in records]
+        with self._lock:
+            self.judged += len(records)
+            self.failed += sum(x is None for x in rewards)
+        return Scored([0.0 if x is None else float(x) for x in rewards], [int(x is None) for x in rewards])
 
     def _tournament(self, ps: list, texts: list[str]) -> Scored:
         groups: dict[str, list[int]] = defaultdict(list)

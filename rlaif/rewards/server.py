@@ -303,16 +303,16 @@ def _refuse(request: Request, status: int, detail: str, headers: Optional[dict] 
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def build_service(judge, constitution=None, mode: str = "reference", reference_model: Optional[str] = None,
+def build_service(judge, constitution=None, mode: Optional[str] = None, reference_model: Optional[str] = None,
                   separator: Optional[str] = None, labels_as_references: bool = False,
                   reference_max_new_tokens: int = 256, reference_temperature: float = 0.0,
                   seed: int = 0) -> RewardService:
     """A service from a judge YAML and a constitution YAML (paths), optionally with a reference model."""
     from .judge_reward import judge_reward
 
-    if reference_model and mode != "reference":
+    reward = judge_reward(judge, constitution, mode=mode, seed=seed)  # None: score for a score judge, else reference
+    if reference_model and reward.mode != "reference":
         raise ValueError("--reference-model is used in mode reference only")
-    reward = judge_reward(judge, constitution, mode=mode, seed=seed)
     sampler = (ReferenceSampler(reference_model, reference_max_new_tokens, reference_temperature, seed)
                if reference_model else None)
     splitter = Splitter.create(separator, sampler.tokenizer if sampler is not None else None)

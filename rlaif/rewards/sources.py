@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..config.ppo import JudgeRewardConfig, ModelRewardConfig
+from ..config.ppo import JudgeRewardConfig, JudgeScoreRewardConfig, ModelRewardConfig
 
 
 class ModelScore:
@@ -37,14 +37,16 @@ class ModelScore:
 
 
 class JudgeScore:
-    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: against
-    the reference policy's response to the same prompt (mode reference) or the prompt's other responses (group)."""
+    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: a pairwise
+    judge against the reference policy's response to the same prompt (mode reference) or the prompt's other
+    responses (group); a score judge (`type: judge_score`) rating each response alone."""
 
-    def __init__(self, config: JudgeRewardConfig, seed: int = 0):
+    def __init__(self, config: JudgeRewardConfig | JudgeScoreRewardConfig, seed: int = 0):
         from .judge_reward import judge_reward
 
-        self.reward = judge_reward(config.judge, config.constitution, mode=config.mode, seed=seed)
-        self.needs_reference = config.mode == "reference"
+        mode = config.mode if isinstance(config, JudgeRewardConfig) else "score"
+        self.reward = judge_reward(config.judge, config.constitution, mode=mode, seed=seed)
+        self.needs_reference = mode == "reference"
 
     def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
         kwargs = {"reference": [r.text for r in references]} if self.needs_reference else {}
@@ -61,6 +63,6 @@ def make_reward_source(config, device=None, dtype=None, seed: int = 0):
     match config:
         case ModelRewardConfig():
             return ModelScore(config, device, dtype)
-        case JudgeRewardConfig():
+        case JudgeRewardConfig() | JudgeScoreRewardConfig():
             return JudgeScore(config, seed)
     raise TypeError(f"no reward source for {type(config).__name__}")

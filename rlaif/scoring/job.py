@@ -20,17 +20,19 @@ from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, open_folder, read_spend,
                            with_caps)
-from ..data.formats import DataError, count_pairs
+from ..data.formats import DataError
 from ..data.jobpass import JobPass, JobResult, in_folder
 from ..data.labels import Stored, write_json_atomic
 from ..data.scores import SCORES_FILE, scale_of
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
+from ..progress import progress as make_progress
 from ..records import ScoreRecord
 from .rate import PlannedResponse, StoppedEarly, plan_response, rate_planned
 from .responses import ScoreItem, read_responses
 from .stats import compute_stats
 
+RESPONSES_PER_BATCH = 16
 PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
                   "in the judge config, or label pairs with rlaif label")
 
@@ -79,10 +81,12 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
         judge_obj.carry_spend(read_spend(out_dir))
         job = _Pass(folder, input_path, on_batch, spent_saved=judge_obj.spent(), judge=judge_obj,
                     constitution=constitution, seed=seed, retry_failed=retry_failed)
-        job.show_progress("scoring", count_pairs(input_path, format), limit, shard, progress, "rows")
+        job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
         items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
         rows = job.rows(items, limit)
-        job.run(rows, job.plan, None, shard, batch_size or getattr(config, "batch_size", 8))
+        # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a backend
+        # encodes their prefix once (the judge's own batch_size still bounds each forward pass)
+        job.run(rows, job.plan, None, shard, batch_size or RESPONSES_PER_BATCH)
         return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall),
                           input_rows=job.rows_read)
 
