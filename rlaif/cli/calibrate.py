@@ -74,6 +74,11 @@ def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
     from ..feedback.calibration.report import fit_rows
     print_table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", fit_rows(cmap),
                 header=("figure", "before", "after", "pairs"))
+    if "score_temperature" in cmap["fit"]:
+        t = cmap["fit"]["score_temperature"]
+        print(f"score judge: fitted T = {t:.4g}; set `score: {{temperature: {t:.4g}}}` in the judge config and run "
+              f"the same rlaif score command again (nothing is rated anew; derived preferences then use it)"
+              if t is not None else "score judge: its score gaps do not predict the human choice (T = infinity)")
 
 
 @app.command("apply")

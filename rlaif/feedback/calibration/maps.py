@@ -18,7 +18,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config.paths import output_dir_problem, output_file_problem, require
-from ...data.labels import labels_file, read_labels, write_json_atomic, write_jsonl
+from ...data.labels import (is_score_folder, labels_file, read_labels, score_manifest, write_json_atomic,
+                            write_jsonl)
+from ...data.scores import scale_of
 from ...labeling.preference import label_for
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
@@ -164,6 +166,12 @@ def fit_map_file(ai: str | Path, human: str | Path, out: str | Path, **fit_optio
     require("--out", output_file_problem(out))
     cmap = fit_map(load_matched(ai, human), **fit_options)
     cmap["fit"].update(ai=str(ai), human=str(human))
+    if cmap["method"] == "temperature" and is_score_folder(ai):
+        # p_a = σ(Δs / T0), so the map σ(a·logit p_a) is σ(Δs / (T0 / a)): the judge's fitted T, to set as its
+        # score.temperature (a = 0, a judge whose scores say nothing, is T = ∞)
+        _, t0, _ = scale_of(score_manifest(ai))
+        a = cmap["params"]["a"]
+        cmap["fit"]["score_temperature"] = t0 / a if a > 0 else None
     write_json_atomic(out, cmap)
     return cmap
 
