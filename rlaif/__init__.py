@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from ._version import __version__
 from .constitution import Constitution, Principle, load_constitution
-from .records import LabelRecord, Pair, Query, Verdict
+from .records import LabelRecord, Pair, Query, ScoreRecord, Verdict
 
-__all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "Verdict",
-           "load_judge", "score", "label", "read_pairs", "__version__"]
+__all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "ScoreRecord",
+           "Verdict", "load_judge", "score", "rate", "label", "read_pairs", "__version__"]
 
 
 def load_judge(config):
@@ -28,6 +28,16 @@ def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
     from .labeling.score import score_pairs
 
     return score_pairs(judge, list(pairs), constitution, seed=seed)
+
+
+def rate(judge, prompt, responses, constitution=None, seed: int = 0) -> list[ScoreRecord]:
+    """Rate the responses to one prompt in-process with a score judge (mode: score), no files: one score record
+    per response, in order, under one principle drawn for the prompt (default: one generic principle). (`score`
+    is the pairwise judge's; the job over a file is rlaif.scoring.job.score, the `rlaif score` command.)"""
+    from .labeling.score import GENERIC
+    from .scoring.rate import rate_responses
+
+    return rate_responses(judge, prompt, list(responses), constitution or GENERIC, seed=seed)
 
 
 def label(*args, **kwargs):

@@ -191,3 +191,13 @@ def test_sigkill_then_resume_keeps_one_record_per_response(tmp_path):
     assert sorted(ids) == sorted(f"k{i}:{s}" for i in range(n) for s in "ab") and len(ids) == len(set(ids))
     stats = json.loads((f["out"] / "stats.json").read_text())
     assert stats["resumed_skipped"] >= killed - 3 and stats["scored_now"] <= 2 * n - killed + 3
+
+
+def test_rate_in_process_needs_no_files():
+    import rlaif
+    from rlaif.config.judge import PythonJudgeConfig
+
+    judge = rlaif.load_judge(PythonJudgeConfig(function="tests.judge_fns:score_polite", mode="score"))
+    a, b = rlaif.rate(judge, "hi", ["please do", "no"])
+    assert (a.score, b.score) == (8, 3) and a.reward == pytest.approx(5 / 9) and a.prompt_id == b.prompt_id
+    assert a.id.endswith("#0") and b.id.endswith("#1") and a.status == b.status == "ok"
