@@ -143,13 +143,6 @@ class VLLMJudgeConfig(JudgeBase):
     _plumbing: ClassVar[frozenset[str]] = frozenset(
         {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"})
 
-    @model_validator(mode="after")
-    def _no_score_mode(self):
-        if self.mode == "score":
-            raise ValueError("mode: score is not implemented for the vllm backend yet; use backend: transformers, "
-                             "or backend: openai against a vLLM server")
-        return self
-
 
 class OpenAIJudgeConfig(JudgeBase):
     """Any OpenAI-compatible endpoint (a vLLM server, a hosted API)."""

@@ -222,6 +222,11 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
 
             from .models import resolve_model_dir
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
-    q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
-    seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)
+    if judge_path is not None and cfg.mode == "score":  # a score judge's prompt for the sample's first response
+        sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, instructions)[0]
+        seg = ChatLayout(tokenizer).score_segments(sq.prefix_user, sq.response, sq.principle_text, cfg.score.low,
+                                                   cfg.score.high)
+    else:
+        q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
+        seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)
     return f"# principle: {p.id}{' (inverted)' if p.invert else ''}\n{seg.text}"

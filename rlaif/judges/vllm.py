@@ -7,7 +7,10 @@ vLLM's automatic prefix caching reuses its KV cache across the two orders and th
 
 P(first) = m_A / (m_A + m_B), where m_X sums exp(logprob) over the tokens that read as the label X ("A", " A", …)
 among the `top_logprobs` alternatives of the first generated position; label tokens outside them count as zero.
-When no label token is among them the verdict fails; it never gets a made-up probability.
+When no label token is among them the verdict fails; it never gets a made-up probability. A score judge (mode:
+score) sends one prompt per response at the rating cue, and one more per score prefix ("1" before "0"), all
+sharing the response's prompt through prefix caching; score tokens outside the top log-probabilities count as
+zero (scores.py reads the distribution).
 
 vllm is imported only when a VLLMJudge is built. Its engine starts worker processes: build the judge under an
 `if __name__ == "__main__":` guard (or in a function called from one) in scripts.
@@ -20,11 +23,12 @@ import math
 from typing import Any, Optional, Sequence
 
 from ..config.judge import VLLMJudgeConfig
-from ..records import Query, Verdict
+from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import Judge, too_long
 from .logprobs import InvalidLogprob, checked_logprob
 from .models import quiet_loading, resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
+from .scores import ScoreTokens, normalised, value_masses
 
 
 def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]]) -> tuple[float, float]:
@@ -63,6 +67,13 @@ def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], S
     return Verdict(p_first=m_a / mass, raw=raw, rationale=rationale, label_mass=mass,
                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                    extra={"verdict_source": "logprobs"})
+
+
+def _logprob(entry, token_id: int) -> float:
+    """One token's log-probability from vLLM's top dict (-inf when it is not among them)."""
+    if entry is None:
+        return -math.inf
+    return checked_logprob(getattr(entry, "logprob", entry), f"token id {token_id}")
 
 
 def _default_dtype() -> str:
@@ -118,10 +129,14 @@ class VLLMJudge(Judge):
 
     # -- prompts -------------------------------------------------------------------------------------------
 
-    def encode(self, q: Query) -> list[int]:
+    def encode(self, q: Query | ScoreQuery) -> list[int]:
         """The judge prompt of one query as token ids (identical to the transformers backend's)."""
-        seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text,
-                                   cot=self.config.cot.enabled)
+        if isinstance(q, ScoreQuery):
+            scale = self.config.score
+            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+        else:
+            seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text,
+                                       cot=self.config.cot.enabled)
         prefix = self._prefix_cache.get(seg.prefix)
         if prefix is None:
             if len(self._prefix_cache) > 4096:
@@ -162,6 +177,43 @@ class VLLMJudge(Judge):
             results = self._run_cot(todo, reserve) if cot else self._run_plain(todo)
             for (i, _), v in zip(todo, results):
                 out[i] = v
+        return out  # type: ignore[return-value]
+
+    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
+        if self._llm is None:
+            raise RuntimeError("this VLLMJudge is closed")
+        if getattr(self, "_score_tokens", None) is None:
+            self._score_tokens = ScoreTokens(self.tokenizer, self.config.score.values, self.layout.score_cue)
+        tokens = self._score_tokens
+        reserve = 1 + max((len(ids) for ids in tokens.prefix_ids.values()), default=0)
+        out: list[Optional[ScoreVerdict]] = [None] * len(queries)
+        prompts: list[tuple[int, str, list[int]]] = []  # (query, score prefix read there, prompt ids)
+        for i, q in enumerate(queries):
+            ids = self.encode(q)
+            if len(ids) + reserve > self.max_model_len:
+                v = self._too_long(len(ids), reserve)
+                out[i] = ScoreVerdict(None, error=v.error, prompt_tokens=len(ids))
+                continue
+            prompts += [(i, "", ids)] + [(i, text, ids + extra) for text, extra in tokens.prefix_ids.items()]
+        rows: dict[int, dict[str, list[float]]] = {}
+        errors: dict[int, str] = {}
+        for start in range(0, len(prompts), self.config.batch_size):
+            chunk = prompts[start:start + self.config.batch_size]
+            for (i, text, _), r in zip(chunk, self._generate([p for _, _, p in chunk], self._verdict_params())):
+                top = r.outputs[0].logprobs[0] if r.outputs[0].logprobs else {}
+                try:
+                    rows.setdefault(i, {})[text] = [_logprob(top.get(tid), tid) for tid in tokens.read_ids]
+                except InvalidLogprob as e:
+                    errors[i] = f"the engine returned an {e}"
+        for i, by_prefix in rows.items():
+            n = len(self.encode(queries[i]))
+            if i in errors:
+                out[i] = ScoreVerdict(None, error=errors[i], prompt_tokens=n)
+                continue
+            probs, mass, error = normalised(value_masses(tokens.texts, tokens.reads_from(by_prefix)))
+            if error and mass == 0.0:
+                error += f" (none among the top {self.config.top_logprobs} log-probabilities)"
+            out[i] = ScoreVerdict(probs, error=error, mass=mass, source="logprobs", prompt_tokens=n)
         return out  # type: ignore[return-value]
 
     def _too_long(self, n_tokens: int, reserve: int) -> Verdict:

@@ -289,3 +289,35 @@ def test_cot_rationale_then_label(judge, hf_judge, reference):
         p, mass, _ = ref_p_first(model, label_ids, scored)
         assert v.p_first == pytest.approx(p, abs=TOL)
         assert v.label_mass == pytest.approx(mass, abs=TOL)
+
+
+# -- score mode (d-RLAIF) ----------------------------------------------------------------------------------------
+
+
+def test_score_mode_matches_a_direct_forward(judge, reference):
+    """A score judge on the engine: the distribution over 1..10 equals one read from fp32 forward passes at the
+    rating cue and after "1" (SmolLM2 spells "10" as "1", "0"), restricted to the top log-probabilities as vLLM
+    returns them."""
+    from rlaif.constitution import Principle
+    from rlaif.judges.scores import ScoreTokens, normalised, value_masses
+
+    tok, model, _ = reference
+    layout = ChatLayout(tok)
+    tokens = ScoreTokens(tok, list(range(1, 11)), layout.score_cue)
+    assert "1" in tokens.prefix_ids  # the two-token "10" is read
+    principle = Principle(id="helpful", text=PRINCIPLES[0][1])
+    queries = [q for prompt, good, bad in PAIRS for q in judge.score_queries(prompt, [good, bad], principle)]
+    verdicts = judge.score(queries)
+    for q, v in zip(queries, verdicts):
+        seg = layout.score_segments(q.prefix_user, q.response, q.principle_text, 1, 10)
+        ids = [i for part in (seg.prefix, seg.body, seg.tail) for i in tok(part, add_special_tokens=False)["input_ids"]]
+        assert judge.encode(q) == ids
+        rows = {}
+        for text, extra in [("", [])] + list(tokens.prefix_ids.items()):
+            with torch.no_grad():
+                logp = model(torch.tensor([ids + extra])).logits[0, -1].float().log_softmax(-1)
+            top = set(torch.topk(logp, TOP_LOGPROBS).indices.tolist())
+            rows[text] = [logp[i].item() if i in top else -math.inf for i in tokens.read_ids]
+        probs, mass, error = normalised(value_masses(tokens.texts, tokens.reads_from(rows)))
+        assert error is None and v.error is None and v.source == "logprobs"
+        assert v.probs == pytest.approx(probs, abs=TOL) and v.mass == pytest.approx(mass, abs=TOL)
