@@ -44,6 +44,9 @@ def test_report_and_fitted_temperature_of_a_score_judge(tmp_path):
     # at T = 1 a 5-point gap says P = 0.993 where people agree 75% of the time: badly calibrated
     assert data["ece"] == pytest.approx(abs(1 / (1 + math.exp(-5)) - 0.75), abs=1e-3)
     assert "agreement" in report.stdout
+    assert data["score_histogram"]["8"] == 80 and data["score_histogram"]["3"] == 80  # 'please' 8, the rest 3
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Expected scores (score judge)" in page and "<td>8</td><td>80</td>" in page
 
     fit = _run("calibrate", "fit", "--ai", out, "--human", out, "--method", "temperature", "--holdout", "0",
                "--out", tmp_path / "map.json")

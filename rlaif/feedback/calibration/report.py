@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from ...config.paths import output_dir_problem, require
-from ...data.labels import labels_file, write_json_atomic
+from ...data.labels import is_score_folder, labels_file, read_scores, score_manifest, write_json_atomic
+from ...data.scores import scale_of
 from .match import load_matched
 from .metrics import compare
 
@@ -100,6 +101,13 @@ def render_html(report: dict, png: bytes) -> str:
            for pid, d in report["details"]["per_principle_agreement"].items()]
     rel = [f"<tr><td>{b['lo']:.1f}–{b['hi']:.1f}</td><td>{b['n']}</td><td>{_fmt(b['mean_p_a'])}</td>"
            f"<td>{_fmt(b['human_rate'])}</td></tr>" for b in report["reliability"]]
+    hist = report.get("score_histogram") or {}
+    most = max(hist.values(), default=0) or 1
+    bars = [f"<tr><td>{e(k)}</td><td>{v}</td><td><div style=\"background:#4a7;height:.9em;"
+            f"width:{20 * v / most:.2f}em\"></div></td></tr>" for k, v in hist.items()]
+    scores = ("<h2>Expected scores (score judge)</h2><p>Each response's expected score, rounded to the nearest score "
+              "of the scale; the pairs above are derived from two of them.</p><table><tr><th>score</th><th>responses"
+              f"</th><th></th></tr>{''.join(bars)}</table>") if hist else ""
     inputs = report.get("inputs", {})
     counts = ", ".join(f"{e(k)}={v}" for k, v in report.get("counts", {}).items())
     b = report["bootstrap"]
@@ -122,6 +130,7 @@ people {_fmt(lb.get('humans_prefer_longer'))} (n={lb['n']}).</p>
 <table><tr><th>p_a bin</th><th>pairs</th><th>mean p_a</th><th>people prefer a</th></tr>{''.join(rel)}</table>
 <h2>Agreement per principle</h2>
 <table><tr><th>principle</th><th>agreement</th><th>95% interval</th><th>n</th></tr>{''.join(per)}</table>
+{scores}
 </body></html>
 """
 
@@ -145,6 +154,13 @@ def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int
     require("--out", output_dir_problem(out_dir))
     report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
     report["inputs"] = {"ai": str(labels_file(ai)), "human": str(labels_file(human))}
+    if is_score_folder(ai):  # a score judge: how its expected scores spread
+        (low, high), _, _ = scale_of(score_manifest(ai))
+        hist = {str(v): 0 for v in range(low, high + 1)}
+        for r in read_scores(ai):
+            if r.get("status") == "ok":
+                hist[str(min(high, max(low, round(r["score"]))))] += 1
+        report["score_histogram"] = hist
     write_report(report, out_dir)
     return report
 
