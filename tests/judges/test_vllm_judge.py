@@ -308,6 +308,7 @@ def test_score_mode_matches_a_direct_forward(judge, reference):
     principle = Principle(id="helpful", text=PRINCIPLES[0][1])
     queries = [q for prompt, good, bad in PAIRS for q in judge.score_queries(prompt, [good, bad], principle)]
     verdicts = judge.score(queries)
+    assert len(verdicts) == len(queries) == 2 * len(PAIRS)
     for q, v in zip(queries, verdicts):
         seg = layout.score_segments(q.prefix_user, q.response, q.principle_text, 1, 10)
         ids = [i for part in (seg.prefix, seg.body, seg.tail) for i in tok(part, add_special_tokens=False)["input_ids"]]
