@@ -75,7 +75,7 @@ class JudgeReward:
         rates = getattr(judge.config, "mode", "pairwise") == "score"
         mode = mode or ("score" if rates else "reference")
         if mode not in ("reference", "group", "score"):
-            raise ValueError(f"mode must be reference, group or score, got {mode!r}")
+            raise ValueError(f"mode must be reference or group (score: for a score judge), got {mode!r}")
         if rates != (mode == "score"):
             raise ValueError("a score judge (mode: score in its config) rates each response alone: its reward mode "
                              "is score" if rates else "reward mode score needs a score judge (mode: score in the "

@@ -94,7 +94,7 @@ def test_unknown_keys_are_hinted_with_the_fields_of_their_own_section(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(CONSTITUTION + "    wieght: 2\n")
     assert errors(load_constitution, f) == [f"{f}:6: principles[0].wieght: unknown field; did you mean 'weight'? "
-                                            "(fields here: id, text, weight, invert, critique, revision)"]
+                                            "(fields here: id, text, weight, invert, critique, revision, score_text)"]
     f.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\nkwargz: {}\n")
     (line,) = errors(load_judge_config, f)
     assert line.startswith(f"{f}:3: kwargz: unknown field; did you mean 'kwargs'? (fields here: ")
