@@ -108,7 +108,17 @@ def start_run(config):
     acc = make_accelerator(config)
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
+    if acc.is_main_process:
+        print(f"{config.method}: on {_device_name(acc.device)}, "
+              f"{'bf16 mixed precision' if acc.mixed_precision == 'bf16' else 'fp32'}, {acc.num_processes} "
+              f"process{'es' if acc.num_processes > 1 else ''}", flush=True)
     return acc, resume
+
+
+def _device_name(device) -> str:
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def total_steps(config, n_train: int, world: int) -> int:
