@@ -13,6 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 LOGS=${LOGS:-runs/gpu-check}
+HH=${HH:-../shared/data/hh-rlhf-harmless-test.jsonl.gz}  # held-out prompts and pairs for the benchmarks
 SHAPE=${SHAPE:-$(ls -d "${RLAIF_CACHE:-$HOME/.cache/rlaif}"/models/SmolLM2-135M-Instruct* 2>/dev/null | head -1)}
 RANDOM_MODEL=${RANDOM_MODEL:-/tmp/rlaif-gpu-check/model}
 mkdir -p "$LOGS" "$(dirname "$RANDOM_MODEL")"
@@ -34,7 +35,7 @@ nvidia-smi -L
 $PY -c "import torch, transformers, rlaif; print('torch', torch.__version__, '| transformers', transformers.__version__,
 '| rlaif', rlaif.__version__, '|', torch.cuda.get_device_name(0))" || exit 2
 
-step gpu-tests 240 $PY -m pytest -q -p no:cacheprovider -m gpu tests/gpu -x
+step gpu-tests 200 $PY -m pytest -q -p no:cacheprovider -m gpu tests/gpu
 
 if [ -n "$SHAPE" ] && [ -f "$SHAPE/config.json" ]; then
   $PY - "$SHAPE" "$RANDOM_MODEL" <<'EOF'
@@ -53,18 +54,20 @@ EOF
       "$RANDOM_MODEL" "$dtype" >"$(dirname "$RANDOM_MODEL")/$dtype.yaml"
   done
   TAIL=12 step bench-revise-fp32 90 $PY benchmarks/bench_revise.py --model "$(dirname "$RANDOM_MODEL")/float32.yaml" \
-    -n 16 --max-new-tokens 48
+    -n 16 --max-new-tokens 48 --prompts "$HH"
   TAIL=12 step bench-revise-bf16 90 $PY benchmarks/bench_revise.py --model "$(dirname "$RANDOM_MODEL")/bfloat16.yaml" \
-    -n 16 --max-new-tokens 48 --arms 2,3
-  TAIL=16 step bench-label 120 $PY benchmarks/bench_label.py --judge "$(dirname "$RANDOM_MODEL")/bfloat16.yaml" \
-    --skip-memory
+    -n 16 --max-new-tokens 48 --arms 2,3 --prompts "$HH"
+  TAIL=16 step bench-label 90 $PY benchmarks/bench_label.py --judge "$(dirname "$RANDOM_MODEL")/bfloat16.yaml" \
+    --skip-memory --pairs "$HH"
 else
   echo "== benchmarks skipped: no SHAPE folder (set SHAPE to a model folder with config.json and a tokenizer)"
   failed=1
 fi
 
 # examples/tiny/cai/run.sh calls `python`: the one given here
-mkdir -p /tmp/rlaif-gpu-check/bin && ln -sf "$(command -v "$PY")" /tmp/rlaif-gpu-check/bin/python
-TAIL=12 PATH=/tmp/rlaif-gpu-check/bin:$PATH step cai 150 bash examples/tiny/cai/run.sh
-TAIL=16 step bench-train 120 $PY benchmarks/bench_train.py --steps 10 --rounds 1
+mkdir -p /tmp/rlaif-gpu-check/bin
+printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >/tmp/rlaif-gpu-check/bin/python
+chmod +x /tmp/rlaif-gpu-check/bin/python
+TAIL=12 PATH=/tmp/rlaif-gpu-check/bin:$PATH step cai 100 bash examples/tiny/cai/run.sh
+TAIL=16 step bench-train 90 $PY benchmarks/bench_train.py --steps 10 --rounds 1 --skip-defaults
 exit $failed

@@ -158,11 +158,12 @@ def prepare_for_training(model, config) -> None:
 
 
 def reduce_sums(accelerator, sums: dict) -> dict:
-    """Sum a dict of float tensors over processes (one collective)."""
+    """Sum a dict of float tensors over processes (one collective); the tensors may sit on different devices (the
+    CPU for counts and rewards, the GPU for losses)."""
     import torch
 
     keys = sorted(sums)
-    total = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    total = torch.stack([sums[k].detach().float().reshape(()).to(accelerator.device) for k in keys])
     total = accelerator.reduce(total, reduction="sum") if accelerator.num_processes > 1 else total
     return dict(zip(keys, total.tolist()))
 

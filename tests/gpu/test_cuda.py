@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -38,10 +39,10 @@ def test_the_judge_in_bf16_on_the_gpu_agrees_with_fp32_on_the_cpu(tiny_model_dir
                                                           batch_size=4))
         runs[name] = rlaif.score(judge, PAIRS)
         assert all(r.status == "ok" for r in runs[name]), [r.error for r in runs[name]]
-    assert runs["gpu-auto"][0].judge == runs["cpu"][0].judge  # device and dtype "auto" stay out of the judge hash
+    assert runs["gpu-fp32"][0].judge == runs["cpu"][0].judge  # the device stays out of the judge hash
     cpu = _order_values(runs["cpu"])
     assert all(math.isfinite(v) and 0 <= v <= 1 for v in cpu)
-    assert _order_values(runs["gpu-fp32"]) == pytest.approx(cpu, abs=1e-4)
+    assert _order_values(runs["gpu-fp32"]) == pytest.approx(cpu, abs=1e-3)
     assert _order_values(runs["gpu-auto"]) == pytest.approx(cpu, abs=0.03)  # bf16 on the GPU (dtype auto)
 
 
@@ -80,7 +81,7 @@ def _train(method: str, config: str, tmp_path, *overrides: str) -> list[dict]:
                             timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert f"{method}: on cuda:0 (" in result.stdout and "bf16 mixed precision" in result.stdout, result.stdout[:500]
+    assert re.search(rf"^{method}: on cuda(:0)? \(.*\), bf16 mixed precision", result.stdout, re.M), result.stdout[:500]
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
