@@ -70,7 +70,8 @@ class Judge(ABC):
     def score_queries(self, prompt: Prompt, responses: Sequence[str], principle: Principle) -> list[ScoreQuery]:
         """The score queries of one prompt's responses under `principle` (rlaif/judges/prompting.py), with this
         judge's `instructions`."""
-        return score_queries(prompt, responses, principle, self.config.instructions)
+        scale = self.config.score
+        return score_queries(prompt, responses, principle, scale.low, scale.high, self.config.instructions)
 
     def queries(self, pair: Pair, principles: Sequence[Principle], constitution: Constitution) -> list[Query]:
         """The queries that judge `pair` by `principles` under `constitution`, prompt text included: both orders per

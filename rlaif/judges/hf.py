@@ -317,15 +317,14 @@ class TransformersJudge(Judge):
 
     # -- score mode ----------------------------------------------------------------------------------------------
     def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
-        """Score queries as trees: one prefix per prompt, one body per response, its rating question, and below
+        """Score queries as trees: one prefix per prompt (and principle), one body per response, the cue, and below
         that a node per score prefix ("1" before "0"), read for the continuation of multi-token scores."""
-        scale = self.config.score
         tokens = self._score_tokens()
         longest = max((len(ids) for ids in tokens.prefix_ids.values()), default=0)
         verdicts: list[Optional[ScoreVerdict]] = [None] * len(queries)
         roots: dict[str, _Node] = {}
         for i, q in enumerate(queries):
-            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+            seg = self.layout.score_segments(q.prefix_user, q.response)
             prefix, body, tail = self._tokens(seg.prefix), self._tokens(seg.body), self._tokens(seg.tail)
             n = len(prefix) + len(body) + len(tail)
             if n + longest > self.config.max_length:

@@ -93,12 +93,12 @@ class RequestShape:
         body: dict[str, Any] = {"model": c.model, "temperature": c.temperature,
                                 "max_tokens": max(c.max_tokens, len(str(scale.high)) + 1)}
         if c.request == "completions":
-            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+            seg = self.layout.score_segments(q.prefix_user, q.response)
             body["prompt"] = [*self._ids(seg.prefix), *self._ids(seg.body), *self._ids(seg.tail)]
             if c.logprobs:
                 body["logprobs"] = c.top_logprobs
             return body
-        body["messages"] = score_messages(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+        body["messages"] = score_messages(q.prefix_user, q.response)
         if c.request == "chat_prefill":
             body["messages"].append({"role": "assistant", "content": SCORE_PREFILL})
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -1,8 +1,9 @@
 """The whole judge prompt, in one place: labeling hands over a pair and its principles, and gets back the queries
 with their text; each backend renders those through its model's chat template (or as chat messages).
 
-A score judge (mode: score) asks about one response at a time, in the same three segments: the prefix is shared by
-every response to a prompt, the body is "Response: …", the tail the rating question and the cue "Rating:".
+A score judge (mode: score) asks about one response at a time, in the same three segments: the prefix (instructions,
+the rating question and scale, the conversation) is shared by every response to a prompt, the body is
+"Response: …", and the tail only ends the turn with the cue "Rating:".
 
 A judge prompt is three segments, in this order, designed so work can be shared between the queries of one pair:
   prefix  — standing instructions, few-shot examples and the conversation (`pair_queries` renders it): identical
@@ -98,18 +99,21 @@ def score_question(principle: Principle) -> str:
     return principle.score_text or SCORE_FROM_COMPARISON.format(text=principle.text.strip())
 
 
-def score_queries(prompt: Prompt, responses: Sequence[str], principle: Principle,
+def score_queries(prompt: Prompt, responses: Sequence[str], principle: Principle, low: int, high: int,
                   instructions: Optional[str] = None) -> list[ScoreQuery]:
     """The score queries of one prompt's responses under one principle, all with one prefix: the standing
     instructions (a judge config's `instructions`, else SCORE_INSTRUCTIONS; a constitution's instructions and
-    worked examples are written for comparisons and are not shown) and the conversation."""
-    prefix = render_prefix_user(prompt, instructions or SCORE_INSTRUCTIONS)
+    worked examples are written for comparisons and are not shown), the rating question and scale, then the
+    conversation. Everything but the response is in that prefix, so a backend encodes it once per prompt and
+    each response costs its own tokens and the cue."""
     question = score_question(principle)
+    head = (instructions or SCORE_INSTRUCTIONS).strip()
+    prefix = render_prefix_user(prompt, f"{head}\n\n{render_score_request(question, low, high)}")
     return [ScoreQuery(prompt, r, principle.id, question, prefix) for r in responses]
 
 
 def render_score_body(response: str) -> str:
-    return f"Response:\n{response.strip()}\n\n"
+    return f"Response:\n{response.strip()}"
 
 
 def render_score_request(question: str, low: int, high: int) -> str:
@@ -155,12 +159,12 @@ class ChatLayout:
             tail += ANSWER_PREFILL
         return Segments(prefix=head + prefix_user, body=render_body(first, second), tail=tail)
 
-    def score_segments(self, prefix_user: str, response: str, question: str, low: int, high: int) -> Segments:
-        """A score query's segments; the tail ends with the cue "Rating:" (and a space, for a tokenizer that
-        writes the space before a number as a token of its own)."""
+    def score_segments(self, prefix_user: str, response: str) -> Segments:
+        """A score query's segments: the prefix (instructions, rating question, conversation), the response, and
+        the cue "Rating:" (with a space, for a tokenizer that writes the space before a number as a token of its
+        own)."""
         head, _, after = self._frame
-        tail = render_score_request(question, low, high) + after + self.score_cue
-        return Segments(prefix=head + prefix_user, body=render_score_body(response), tail=tail)
+        return Segments(prefix=head + prefix_user, body=render_score_body(response), tail=after + self.score_cue)
 
     @property
     def score_cue(self) -> str:
@@ -173,10 +177,9 @@ class ChatLayout:
         return self._score_cue
 
 
-def score_messages(prefix_user: str, response: str, question: str, low: int, high: int) -> list[Message]:
+def score_messages(prefix_user: str, response: str) -> list[Message]:
     """A score query as chat messages, for HTTP backends that apply the template server-side."""
-    return [{"role": "user", "content": prefix_user + render_score_body(response) +
-             render_score_request(question, low, high)}]
+    return [{"role": "user", "content": prefix_user + render_score_body(response)}]
 
 
 def chat_messages(prefix_user: str, first: str, second: str, principle_text: str, cot: bool) -> list[Message]:
@@ -223,9 +226,8 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
             from .models import resolve_model_dir
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
     if judge_path is not None and cfg.mode == "score":  # a score judge's prompt for the sample's first response
-        sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, instructions)[0]
-        seg = ChatLayout(tokenizer).score_segments(sq.prefix_user, sq.response, sq.principle_text, cfg.score.low,
-                                                   cfg.score.high)
+        sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, cfg.score.low, cfg.score.high, instructions)[0]
+        seg = ChatLayout(tokenizer).score_segments(sq.prefix_user, sq.response)
     else:
         q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
         seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)

@@ -132,8 +132,7 @@ class VLLMJudge(Judge):
     def encode(self, q: Query | ScoreQuery) -> list[int]:
         """The judge prompt of one query as token ids (identical to the transformers backend's)."""
         if isinstance(q, ScoreQuery):
-            scale = self.config.score
-            seg = self.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+            seg = self.layout.score_segments(q.prefix_user, q.response)
         else:
             seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text,
                                        cot=self.config.cot.enabled)

@@ -310,7 +310,7 @@ def test_score_mode_matches_a_direct_forward(judge, reference):
     verdicts = judge.score(queries)
     assert len(verdicts) == len(queries) == 2 * len(PAIRS)
     for q, v in zip(queries, verdicts):
-        seg = layout.score_segments(q.prefix_user, q.response, q.principle_text, 1, 10)
+        seg = layout.score_segments(q.prefix_user, q.response)
         ids = [i for part in (seg.prefix, seg.body, seg.tail) for i in tok(part, add_special_tokens=False)["input_ids"]]
         assert judge.encode(q) == ids
         rows = {}

@@ -37,7 +37,7 @@ def _direct(judge, q):
     """Reference: whole-prompt forward passes, at the cue and again after each score prefix's tokens."""
     scale = judge.config.score
     tokens = ScoreTokens(judge.tokenizer, scale.values, judge.layout.score_cue)
-    seg = judge.layout.score_segments(q.prefix_user, q.response, q.principle_text, scale.low, scale.high)
+    seg = judge.layout.score_segments(q.prefix_user, q.response)
     ids = judge._tokens(seg.prefix) + judge._tokens(seg.body) + judge._tokens(seg.tail)
     rows = {"": _next_logp(judge, ids)[tokens.read_ids].tolist()}
     for text, extra in tokens.prefix_ids.items():
@@ -79,9 +79,7 @@ def test_the_prefix_is_encoded_once_per_prompt(judge):
     judge.config = judge.config.model_copy(update={"share_prefix": False})
     judge.tokens_processed = 0
     judge.score(qs)
-    scale = judge.config.score
-    prefix_tokens = [len(judge._tokens(judge.layout.score_segments(q.prefix_user, q.response, q.principle_text,
-                                                                     scale.low, scale.high).prefix))
+    prefix_tokens = [len(judge._tokens(judge.layout.score_segments(q.prefix_user, q.response).prefix))
                      for q in qs[::len(RESPONSES)]]
     # each prompt's prefix is encoded once instead of once per response, and nothing else changes
     assert judge.tokens_processed - shared == sum((len(RESPONSES) - 1) * n for n in prefix_tokens)

@@ -42,7 +42,7 @@ def test_distribution_from_logprobs_along_the_generated_path(server):
     assert v.probs == pytest.approx([masses.get(s, 0.0) / 0.9 for s in range(1, 11)])
     assert (v.prompt_tokens, v.completion_tokens) == (50, 3) and v.raw == " 10"
     body = server.requests[0]["body"]
-    assert body["messages"] == score_messages(QUERY.prefix_user, QUERY.response, QUERY.principle_text, 1, 10)
+    assert body["messages"] == score_messages(QUERY.prefix_user, QUERY.response)
     assert body["max_tokens"] == 3 and body["logprobs"] is True and body["top_logprobs"] == 5
 
 
