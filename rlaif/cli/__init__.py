@@ -36,7 +36,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback
 
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(label.app, name="label")
-app.command("score")(score.score_cmd)
+app.add_typer(score.app, name="score")
 app.command("export")(export.export_cmd)
 app.add_typer(annotate.app, name="annotate")
 app.add_typer(human.app, name="human")

@@ -4,15 +4,20 @@ with a score judge (mode: score; d-RLAIF) into scores.jsonl, one record per resp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from .common import eprint, guard, print_table
 from .label import FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, require_options
 
+app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
+                  invoke_without_command=True)
 
-def score_cmd(pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif generate's output (each sample is "
+
+@app.callback()
+def score_cmd(ctx: typer.Context,
+              pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif generate's output (each sample is "
                                                    "rated once): JSONL(.gz), JSON, Parquet or a saved datasets "
                                                    "directory."),
               constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
@@ -32,6 +37,8 @@ def score_cmd(pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif g
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
               quiet: bool = QUIET) -> None:
     """Rate responses one at a time: rlaif score --pairs FILE --constitution FILE --judge FILE --out DIR."""
+    if ctx.invoked_subcommand is not None:
+        return
     require_options("rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                                     ("--out", out_dir)])
 
@@ -41,18 +48,8 @@ def score_cmd(pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif g
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, max_chars=max_chars,
                      progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost)
     result = guard(run)
+    _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats
-    hist = stats["score_histogram"]
-    print_table(f"scores in {out_dir}", [
-        ("responses", stats["responses"]), ("prompts", stats["prompts"]), ("ok", stats["ok"]),
-        ("failed", stats["failed"] or None),
-        ("expected score histogram", " ".join(f"{k}:{v}" for k, v in hist.items())),
-        ("mean reward by principle", ", ".join(f"{k} {v:+.3f}" for k, v in
-                                               stats["mean_reward_by_principle"].items()) or None),
-        ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
-        ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
-        ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
-        ("spent by this job: requests", stats.get("spent_requests") or None)])
     if result.stopped:
         eprint(f"stopped early ({result.stopped}); everything scored so far is kept. Run the same command with a "
                f"higher --max-requests / --max-cost to resume.")
@@ -63,3 +60,26 @@ def score_cmd(pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif g
                f"{max(reasons, key=reasons.get) if reasons else 'unknown'}; all reasons in {out_dir}/stats.json). "
                f"Run the same command with --retry-failed once the judge works, or pass --allow-failed.")
         raise typer.Exit(4)
+
+
+def _summary(stats: dict, title: str) -> None:
+    print_table(title, [
+        ("responses", stats["responses"]), ("prompts", stats["prompts"]), ("ok", stats["ok"]),
+        ("failed", stats["failed"] or None),
+        ("expected score histogram", " ".join(f"{k}:{v}" for k, v in stats["score_histogram"].items())),
+        ("mean reward by principle", ", ".join(f"{k} {v:+.3f}" for k, v in
+                                               stats["mean_reward_by_principle"].items()) or None),
+        ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
+        ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
+        ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
+        ("spent by this job: requests", stats.get("spent_requests") or None)])
+
+
+@app.command("merge")
+def score_merge(dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
+                out_dir: Path = typer.Option(..., "--out", help="Merged output directory.")) -> None:
+    """Combine the folders of a sharded score job into one, checking they are from one job, complete and disjoint."""
+    def run():
+        from ..scoring.shards import merge
+        return merge(dirs, out_dir)
+    _summary(guard(run), f"merged scores in {out_dir}")

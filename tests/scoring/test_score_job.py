@@ -99,6 +99,24 @@ def test_shards_split_by_prompt_and_cover_everything(tmp_path):
     assert sorted(ids) == sorted(f"k{i}:{s}" for i in range(20) for s in "ab")
 
 
+def test_rlaif_score_merge_joins_the_shards(tmp_path, rlaif_cmd):
+    f = _files(tmp_path, n=12)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i in range(2):
+        score(f["pairs"], f["constitution"], f["judge"], tmp_path / f"s{i}", shard=(i, 2), progress=False)
+    done = subprocess.run(rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    recs = _records(tmp_path / "m")
+    assert sorted(r["id"] for r in recs) == sorted(f"k{i}:{s}" for i in range(12) for s in "ab")
+    assert json.loads((tmp_path / "m" / "stats.json").read_text())["responses"] == 24
+    assert len(list(read_labels(tmp_path / "m"))) == 12  # the merged folder reads as derived pairs
+    again = subprocess.run(rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s0", "--out",
+                                        tmp_path / "m2"], capture_output=True, text=True, env=env, cwd=ROOT,
+                           timeout=120)
+    assert again.returncode == 2 and "each once" in again.stderr
+
+
 def test_temperature_is_no_part_of_the_job(tmp_path):
     f = _files(tmp_path)
     score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False)
