@@ -88,15 +88,17 @@ _NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?")
 
 def score_reads(positions: list, texts: list[str]) -> dict[str, dict[str, float]]:
     """The reads of scores.value_masses from a reply's generated positions: the alternatives at the first
-    position that is not whitespace, and after it, while the generated text still spells the start of a longer
+    position that generated the start of a score (what comes before, "Rating:" or a space, is passed over), and
+    after it, while the generated text still spells the start of a longer
     score, those at the next position (a server shows alternatives only along the path it generated). Raises
     InvalidLogprob for numbers that are no log-probabilities."""
     reads: dict[str, dict[str, float]] = {}
     prefix = None
+    first_pieces = set(pieces_after("", texts))
     for entry in positions:
         token = (entry.get("token") or "") if isinstance(entry, dict) else ""
-        if prefix is None and not token.strip():
-            continue  # a space (or newline) written before the number
+        if prefix is None and token.strip() not in first_pieces:
+            continue  # what the reply writes before the number: a space, "Rating:", "I would say"
         here = "" if prefix is None else prefix
         wanted = set(pieces_after(here, texts))
         mass: dict[str, float] = {}  # summed over spellings: "7" and " 7"

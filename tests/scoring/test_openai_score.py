@@ -46,6 +46,15 @@ def test_distribution_from_logprobs_along_the_generated_path(server):
     assert body["max_tokens"] == 3 and body["logprobs"] is True and body["top_logprobs"] == 5
 
 
+def test_the_number_is_read_where_the_reply_writes_it(server):
+    content = [position("Rating", [alt("Rating", 0.9)]), position(":", [alt(":", 1.0)]),
+               position(" 9", [alt(" 9", 0.6), alt(" 8", 0.3), alt(" I", 0.1)])]
+    server.default = lambda body: Reply(body=completion("Rating: 9", content))
+    with make(server.url) as judge:
+        (v,) = judge.score([QUERY])
+    assert v.source == "logprobs" and v.probs[8] == pytest.approx(2 / 3) and v.probs[7] == pytest.approx(1 / 3)
+
+
 def test_chat_prefill_sends_the_rating_cue(server):
     server.default = lambda body: Reply(body=completion("8", [position("8", [alt("8", 0.7), alt("9", 0.3)])]))
     with make(server.url, request="chat_prefill") as judge:
