@@ -21,8 +21,8 @@ MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over
 MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
                         "config's).")
 QUIET = typer.Option(False, help="No progress bar.")
-RAY = typer.Option(False, "--ray", help="Run the judging on a Ray cluster: one worker per loaded judge (the "
-                   "judge config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
+RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
+                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
                            "else a cluster started on this machine).")
 WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "
