@@ -58,16 +58,17 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     manifest = _manifest(pairs_path, format, constitution_path, constitution, judge_config, seed, shard, limit)
     cluster = None
     if ray is not None:
-        from .ray import RayJudging
+        from .ray import ray_judging
 
-        cluster = RayJudging(ray)  # connected before the folder is opened: no cluster, nothing written
-        manifest["ray"] = cluster.settings(judge_config)
+        cluster = ray_judging(ray)  # connected before the folder is opened: no cluster, nothing written
+        manifest["ray"] = cluster.settings(judge_config.resources)
     folder = open_folder(out_dir, manifest)
     job: Optional[_Pass] = None
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start(judge_config, constitution, read_spend(out_dir))
+                cluster.start((judge_config, constitution), read_spend(out_dir),
+                              bundles=getattr(judge_config, "tensor_parallel_size", 1))
             else:
                 judge_obj = judge_obj or load_judge(judge_config)
                 judge_obj.carry_spend(read_spend(out_dir))

@@ -22,22 +22,7 @@ from ..config.sampling import SamplingConfig
 from ..data.labels import write_jsonl
 from ..data.prompts import read_prompts
 from ..records import Prompt, sha256_json
-from .sampling import Sample, derived_seed, sample, sample_vllm, use_vllm
-
-
-def load_policy(policy: str):
-    """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..config.devices import device_and_dtype
-
-    device, dtype = device_and_dtype()
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
-    model.eval()
-    return model, tokenizer
+from .sampling import Sample, derived_seed, load_policy, sample, sample_vllm, use_vllm
 
 
 def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,

@@ -31,7 +31,7 @@ class PolicyWorker(Worker):
         if use_vllm(config, path.is_dir() and not (path / "adapter_config.json").exists()):
             self.vllm = VLLMSampler(policy, 0, config.vllm_engine)
         else:
-            from .generate import load_policy
+            from .sampling import load_policy
 
             self.model, self.tokenizer = load_policy(policy)
 

@@ -5,7 +5,6 @@ SIGKILL then run again both end with every pair labelled exactly once."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -14,14 +13,12 @@ from pathlib import Path
 
 from rlaif.cluster.connect import RayOptions
 from rlaif.labeling.job import label
+from tests.cluster.compare import TIMING, close
 from tests.helpers import ROOT
 from tests.labeling.jobfiles import job_files, label_command, polite_rows, stored, strict_records
 
 TWO_PRINCIPLES = ("name: c\nversion: '1'\nsampling: one_per_pair\nprinciples:\n  - id: polite\n    text: Which is more polite?\n"
                   "  - id: ruder\n    text: Which is ruder?\n    invert: true\n")
-TIMING = {"created_at", "finished_at", "wall_time_s", "pairs_per_s", "tokens_per_s", "ray"}
-
-
 def _judge(tmp: Path, **kwargs) -> Path:
     path = tmp / "judge.yaml"
     path.write_text("backend: python\nfunction: tests.labeling.fns:polite_in\n"
@@ -29,30 +26,14 @@ def _judge(tmp: Path, **kwargs) -> Path:
     return path
 
 
-def _close(a, b, where: str = "") -> None:
-    """Equal, floats within 1e-6 (Ray sets each worker's thread count from its CPUs: sums may round apart)."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-6), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def _same_job(here: Path, there: Path) -> None:
     """Records sorted by id, stats and manifest equal with the timing fields and the Ray settings dropped."""
     records = [sorted(strict_records(d / "labels.jsonl"), key=lambda r: r["id"]) for d in (here, there)]
-    _close(*records, "records")
+    close(*records, "records")
     for name in ("stats.json", "manifest.json"):
         here_json, there_json = (json.loads((d / name).read_text()) for d in (here, there))
         assert "ray" not in here_json and there_json["ray"]["workers"] == 2
-        _close(*({k: v for k, v in j.items() if k not in TIMING} for j in (here_json, there_json)), name)
+        close(*({k: v for k, v in j.items() if k not in TIMING} for j in (here_json, there_json)), name)
 
 
 def test_rule_judge_labels_as_in_process(tmp_path, ray_cluster):
