@@ -9,7 +9,10 @@ this machine's CPUs) for every row. For each judge, three runs of `rlaif.labelin
   ray, 2 workers `--ray --workers 2`, each reserving 1 CPU
 
 pairs/s is the job's own figure (stats.json: pairs labelled over the pass's wall time, model loading left out on
-both sides). The judges:
+both sides). Every judge instance runs torch with --threads threads (default 1), in this process as in the workers
+(OMP_NUM_THREADS, which Ray leaves alone when it is set): on a shared 2-core machine two threads contend with the
+other load and a tiny model runs 10-30x slower with 2 threads than with 1, which would swamp what is measured. The
+judges:
 
   sleep   a python judge that sleeps --delay seconds per query: a judge call whose cost is elsewhere (a server)
   rule    rlaif.rules:prefer_shorter: microseconds a pair, so this row measures the engine's overhead alone
@@ -134,8 +137,9 @@ def run_memory(rows: int, address: str, tmp: Path) -> dict:
 
 
 # -- report --------------------------------------------------------------------------------------------------
-def print_report(rows: list[dict], memory: Optional[dict], cpus: int) -> None:
-    print(f"\nLabelling on Ray vs in-process: {cpus} CPUs, one local Ray cluster, the same pairs per judge\n")
+def print_report(rows: list[dict], memory: Optional[dict], cpus: int, threads: int) -> None:
+    print(f"\nLabelling on Ray vs in-process: {cpus} CPUs, one local Ray cluster, the same pairs per judge, "
+          f"{threads} torch thread(s) per judge instance\n")
     print(f"{'judge':<8} {'mode':<15} {'pairs':>6} {'pairs/s':>9} {'vs in-process':>14} {'per worker':>18}")
     base = {r["judge"]: r["pairs_per_s"] for r in rows if r["mode"] == "in-process"}
     for r in rows:
@@ -161,7 +165,9 @@ def print_report(rows: list[dict], memory: Optional[dict], cpus: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=400, help="pairs for the sleep and rule judges")
-    ap.add_argument("--model-pairs", type=int, default=48, help="pairs for the model judges")
+    ap.add_argument("--tiny-pairs", type=int, default=96, help="pairs for the tiny model judge")
+    ap.add_argument("--smollm2-pairs", type=int, default=12, help="pairs for the embedded judge")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per judge instance")
     ap.add_argument("--delay", type=float, default=0.005, help="seconds the sleep judge waits per query")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--judges", default="sleep,rule,tiny,smollm2")
@@ -180,6 +186,10 @@ def main(argv=None) -> int:
     cpus = os.cpu_count() or 1
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")])
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the workers' (Ray sets it from num_cpus only when unset)
+    import torch
+
+    torch.set_num_threads(args.threads)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     address = ray.get_runtime_context().gcs_address
     judges = [j for j in args.judges.split(",") if j != "smollm2" or _has_smollm2()]
@@ -189,7 +199,7 @@ def main(argv=None) -> int:
         (tmp / "c.yaml").write_text(CONSTITUTION)
         args.tiny_dir = build_tiny_model(tmp / "tiny") if "tiny" in judges else None
         for judge in judges:
-            n = args.model_pairs if judge in ("tiny", "smollm2") else args.n
+            n = {"tiny": args.tiny_pairs, "smollm2": args.smollm2_pairs}.get(judge, args.n)
             rows += run_modes(judge, write_pairs(tmp / f"pairs-{n}.jsonl", n), tmp / "c.yaml", tmp, args)
         memory = None
         if not args.skip_memory:
@@ -197,7 +207,7 @@ def main(argv=None) -> int:
             for where, addr in (("in-process", ""), ("ray", address)):
                 memory[where] = {size: run_memory(memory[size], addr, tmp) for size in ("small", "big")}
     ray.shutdown()
-    print_report(rows, memory, cpus)
+    print_report(rows, memory, cpus, args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "memory": memory, "cpus": cpus}, indent=2))
     return 0

@@ -84,9 +84,7 @@ def cluster_address(ray) -> str:
 
 
 def _quiet() -> None:
-    """Ray's messages a user can do nothing about: the usage-stats notice, the dashboard and metrics exporters."""
+    """Ray's messages a user can do nothing about: the usage-stats notice, and its INFO and WARNING logging (the
+    workers' own output stays in the cluster's logs: log_to_driver=False)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ENABLE_RECORD_ACTOR_TASK_LOGGING", "0")
-    for name in ("ray", "ray.data", "ray.util"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)

@@ -16,6 +16,7 @@ at most `depth` batches queued per worker, so its memory stays flat however long
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
@@ -27,6 +28,7 @@ RESTARTS = 8  # per worker, over the job: a node lost now and then is survived, 
 TASK_RETRIES = 3  # per batch: a batch that kills its worker every time fails the job instead of looping
 DEPTH = 2  # batches queued per worker: one running, one waiting, so no worker idles between batches
 ALIVE_EVERY_S = 2.0  # how often the progress line asks the cluster how many workers are alive
+READY_NOTE_S = 60.0  # how often a start that waits for room on the cluster says so
 
 
 @dataclass
@@ -75,8 +77,22 @@ class WorkerPool:
             if self.bundles > 1:
                 options.update(self._placement())
             self.actors.append(self.ray.remote(self.actor_class).options(**options).remote(*self.args))
-        self.get([a.ready.remote() for a in self.actors])
+        # no retries here: a model that fails to load fails the same way again
+        self._wait_ready([a.ready.options(max_task_retries=0).remote() for a in self.actors])
         return self
+
+    def _wait_ready(self, refs: list) -> None:
+        """Wait until every worker has loaded its model, saying so now and then when the cluster is slow to place
+        them (an autoscaling cluster adding nodes, or more --workers than it has room for)."""
+        started = time.time()
+        while True:
+            ready, waiting = self.ray.wait(refs, num_returns=len(refs), timeout=READY_NOTE_S)
+            self.get(ready)  # a worker whose model failed to load fails the job here, in one line
+            if not waiting:
+                return
+            print(f"waiting for the Ray cluster to place the workers: {len(ready)} of {len(refs)} ready after "
+                  f"{time.time() - started:.0f}s ({self.resources.num_cpus:g} CPU, {self.resources.num_gpus:g} GPU "
+                  f"each; fewer --workers, or more nodes)", file=sys.stderr, flush=True)
 
     def _placement(self) -> dict:
         """A worker spanning `bundles` devices: a placement group of that many bundles packed on one node; the
@@ -140,10 +156,11 @@ class WorkerPool:
 
         try:
             return self.ray.get(refs)
-        except RayTaskError as e:  # the actor's own code raised: its constructor (a bad config), or a bug
-            cause = e.cause if getattr(e, "cause", None) is not None else e
-            raise JobError(f"a worker failed: {type(cause).__name__}: {_first_line(cause)}") from None
+        except RayTaskError as e:  # the actor's own code raised: a bug
+            raise JobError(f"a worker failed: {_cause(e)}") from None
         except RayActorError as e:
+            if getattr(e, "actor_init_failed", False):  # its constructor raised: loading the model
+                raise JobError(f"a worker could not load its model: {_last_line(e)}") from None
             raise JobError(f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} restarts "
                            f"per worker): {_first_line(e)}. Everything finished before is kept: run the same "
                            f"command again to resume.") from None
@@ -175,6 +192,18 @@ class WorkerPool:
             for group in self.groups:
                 remove_placement_group(group)
         self.actors, self.groups, self.in_flight = [], [], {}
+
+
+def _cause(e) -> str:
+    """The exception a worker's code raised, as "Type: first line" (not Ray's wrapping of it)."""
+    cause = getattr(e, "cause", None) or e
+    return f"{type(cause).__name__}: {_first_line(cause)}"
+
+
+def _last_line(e: BaseException) -> str:
+    """The last line of Ray's report of an exception: the worker's own "Type: message"."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(e).__name__
 
 
 def _first_line(e: BaseException) -> str:

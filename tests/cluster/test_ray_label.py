@@ -118,3 +118,17 @@ def test_driver_killed_then_run_again_loses_and_duplicates_nothing(tmp_path, ray
     stats = json.loads((files["out"] / "stats.json").read_text())
     assert stats["pairs"] == n and 0 < stats["labelled_now"] < n and stats["ray"]["workers"] == 2
     assert "pairs/s per worker" in done.stdout
+
+
+def test_a_judge_that_cannot_load_on_the_workers_is_one_line(tmp_path, ray_cluster):
+    import pytest
+
+    from rlaif.data.folder import JobError
+
+    files = job_files(tmp_path, polite_rows(3), function="tests.nowhere:judge")
+    with pytest.raises(JobError) as e:
+        label(files["pairs"], files["constitution"], files["judge"], files["out"], progress=False,
+              ray=RayOptions(ray_cluster, workers=1))
+    assert str(e.value) == ("a worker could not load its model: ValueError: judge function 'tests.nowhere:judge' "
+                            "cannot be imported: No module named 'tests.nowhere'")
+    assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"
