@@ -51,6 +51,10 @@ def connect(options: RayOptions):
         raise JobError(f"no Ray cluster at {address} ({where}: {problem}): start one there with `ray start --head`, "
                        f"or leave out --ray-address and unset RAY_ADDRESS to start one on this machine")
     _quiet()
+    if address == "local":
+        # Ray starts workers at niceness 15 (so that a node's driver stays responsive). A cluster started here for
+        # one job runs that job's judging, which should get the CPU the in-process job would get.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
