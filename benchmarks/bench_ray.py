@@ -9,10 +9,11 @@ this machine's CPUs) for every row. For each judge, three runs of `rlaif.labelin
   ray, 2 workers `--ray --workers 2`, each reserving 1 CPU
 
 pairs/s is the job's own figure (stats.json: pairs labelled over the pass's wall time, model loading left out on
-both sides), the best of --repeats runs, the modes interleaved. Every judge instance runs torch with --threads threads (default 1), in this process as in the workers
-(OMP_NUM_THREADS, which Ray leaves alone when it is set): on a shared 2-core machine two threads contend with the
-other load and a tiny model runs 10-30x slower with 2 threads than with 1, which would swamp what is measured.
-Workers run at niceness 0, as `--ray` starts them on a cluster of its own (Ray's default is 15). The judges:
+both sides), the best of --repeats runs, the modes interleaved. Every judge instance runs torch with --threads
+threads (default 1), in this process as in the workers (OMP_NUM_THREADS, which Ray leaves alone when it is set):
+on a shared 2-core machine two threads contend with the other load and a tiny model runs 10-30x slower with 2
+threads than with 1, which would swamp what is measured. Workers run at niceness 0, as `--ray` starts them on a
+cluster of its own (Ray's default is 15). The judges:
 
   sleep   a python judge that sleeps --delay seconds per query: a judge call whose cost is elsewhere (a server)
   rule    rlaif.rules:prefer_shorter: microseconds a pair, so this row measures the engine's overhead alone

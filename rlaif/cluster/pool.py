@@ -62,6 +62,7 @@ class WorkerPool:
     resources: WorkerResources
     workers: int
     bundles: int = 1  # devices a worker spans (a judge's tensor_parallel_size): one placement group per worker
+    max_in_flight: int = 0  # batches out at once; 0: DEPTH per worker
     actors: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     in_flight: dict = field(default_factory=dict)  # ObjectRef -> (worker, payload)
@@ -71,6 +72,7 @@ class WorkerPool:
     def start(self) -> "WorkerPool":
         """Create the actors and wait until each has loaded its model (so a bad config fails here, in one line)."""
         self.stats = [WorkerStats() for _ in range(self.workers)]
+        self.max_in_flight = self.max_in_flight or self.workers * DEPTH
         for _ in range(self.workers):
             options = dict(max_restarts=RESTARTS, max_task_retries=TASK_RETRIES, num_cpus=self.resources.num_cpus,
                            num_gpus=self.resources.num_gpus)
@@ -109,23 +111,28 @@ class WorkerPool:
                                                     placement_group_capture_child_tasks=True)
         return dict(num_cpus=share.get("CPU", 0), num_gpus=0, scheduling_strategy=strategy)
 
-    def submit(self, payload: Any, method: str, *args) -> list[Finished]:
-        """Call `method(*args)` on the least busy worker, `payload` kept here until it finishes (what the driver
-        needs to write its result); first waits for (and returns) finished batches while every worker has `DEPTH`
-        queued — the back-pressure that keeps the driver's memory flat."""
+    def room(self) -> list[Finished]:
+        """Wait until a batch may go out, returning the batches that finished meanwhile: while every worker has
+        `DEPTH` queued (or `max_in_flight` are out), the driver waits — the back-pressure that keeps its memory
+        flat. Call it before computing what the next batch carries (e.g. what the job has spent so far)."""
         done = []
-        while len(self.in_flight) >= self.workers * DEPTH:
+        while len(self.in_flight) >= self.max_in_flight:
             done.append(self._next())
+        return done
+
+    def submit(self, payload: Any, method: str, *args) -> None:
+        """Call `method(*args)` on the least busy worker, `payload` kept here until it finishes (what the driver
+        needs to write its result). Call `room` first."""
         load = [0] * self.workers
         for worker, _ in self.in_flight.values():
             load[worker] += 1
         worker = min(range(self.workers), key=load.__getitem__)
         ref = getattr(self.actors[worker], method).remote(*args)
         self.in_flight[ref] = (worker, payload)
-        return done + self.finished()  # written as soon as they are back: a SIGKILL loses only what is in flight
 
     def finished(self) -> list[Finished]:
-        """The batches that have finished by now, without waiting."""
+        """The batches that have finished by now, without waiting (written at once: a SIGKILL of the driver loses
+        only what is in flight)."""
         if not self.in_flight:
             return []
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)

@@ -2,10 +2,10 @@
 workers (pool.py), records back to the driver, which stays the one writer. A job brings its worker class, whose
 method takes a batch and what the job has spent so far and returns a `Worked`.
 
-Spending caps hold per job: each batch goes out with what the job has spent so far, the worker's model counts on
-from there and stops the batch at the cap, and the driver sends no more batches once one comes back stopped. The
-batches already in flight can each spend up to the cap's remainder, so a job can overshoot its cap by what the
-batches in flight spend (at most DEPTH per worker).
+Spending caps hold per job, exactly as in-process: with a cap, one batch is out at a time, sent with what the job
+has spent so far; the worker's model counts on from there and stops the batch at the cap, and the driver sends no
+more. (Batches side by side would each see the same remainder and could together overshoot it. A judge with a cap
+is an HTTP API, which keeps its own requests in flight inside one batch.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..config.judge import WorkerResources
+from ..config.judge import JudgeBase, WorkerResources
 from ..data.jobpass import Done
 from ..records import Spend
 from .connect import RayOptions, cluster_address, connect
@@ -40,6 +40,11 @@ def timed(spent_before: Spend, work: Callable[[], tuple[list, Optional[str]]], s
                   time.perf_counter() - started)
 
 
+def has_caps(config: JudgeBase) -> bool:
+    """Whether a spending cap holds for this model (max_requests or max_cost set)."""
+    return any(getattr(config, cap, None) is not None for cap in ("max_requests", "max_cost"))
+
+
 class RayRunner:
     """A pass's runner (rlaif.data.jobpass.Runner) on Ray: `method` of `worker_class` works each batch; `unit`
     names the items in the stats ("pairs", "prompts")."""
@@ -58,15 +63,18 @@ class RayRunner:
         return {"address": cluster_address(self.ray), "workers": self.workers,
                 "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
 
-    def start(self, args: tuple, spent: Spend, bundles: int = 1) -> "RayRunner":
-        """Start the workers (`worker_class(*args)` each); the job has spent `spent` in its earlier runs."""
+    def start(self, args: tuple, spent: Spend, bundles: int = 1, capped: bool = False) -> "RayRunner":
+        """Start the workers (`worker_class(*args)` each); the job has spent `spent` in its earlier runs, and
+        `capped` says whether a spending cap holds (then one batch is out at a time)."""
         self._spent = spent
-        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, bundles).start()
+        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, bundles,
+                               max_in_flight=1 if capped else 0).start()
         return self
 
     def submit(self, batch: list) -> list[Done]:
-        finished = self.pool.submit(batch, self.method, [planned for planned, _ in batch], self._spent)
-        return [self._done(f) for f in finished]
+        done = [self._done(f) for f in self.pool.room()]  # first: what they spent counts for this batch's cap
+        self.pool.submit(batch, self.method, [planned for planned, _ in batch], self._spent)
+        return done + [self._done(f) for f in self.pool.finished()]
 
     def drain(self) -> Iterator[Done]:
         return (self._done(f) for f in self.pool.drain())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
+from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import check_numbers, job_manifest, with_caps
@@ -67,7 +68,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((judge_config, constitution), read_spend(out_dir),
+                cluster.start((judge_config, constitution), read_spend(out_dir), capped=has_caps(judge_config),
                               bundles=getattr(judge_config, "tensor_parallel_size", 1))
             else:
                 judge_obj = judge_obj or load_judge(judge_config)

@@ -63,7 +63,9 @@ def sample_on_ray(policy: str, prompts: Sequence[Prompt], n: int, config: Sampli
             if on_batch:
                 on_batch(sum(len(v) for v in out.values()))
         for k, chunk in chunks:
-            collect(pool.submit(k, "sample_chunk", list(chunk), n, None if seed is None else derived_seed(seed, k)))
+            collect(pool.room())
+            pool.submit(k, "sample_chunk", list(chunk), n, None if seed is None else derived_seed(seed, k))
+            collect(pool.finished())
         collect(list(pool.drain()))
     finally:
         pool.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
+from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
@@ -86,7 +87,7 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((config, sampling, settings), read_spend(out_dir))
+                cluster.start((config, sampling, settings), read_spend(out_dir), capped=has_caps(config))
             else:
                 generator = build_generator(config, sampling) if built else generator
                 generator.carry_spend(read_spend(out_dir))

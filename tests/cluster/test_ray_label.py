@@ -17,8 +17,11 @@ from tests.cluster.compare import TIMING, close
 from tests.helpers import ROOT
 from tests.labeling.jobfiles import job_files, label_command, polite_rows, stored, strict_records
 
-TWO_PRINCIPLES = ("name: c\nversion: '1'\nsampling: one_per_pair\nprinciples:\n  - id: polite\n    text: Which is more polite?\n"
+TWO_PRINCIPLES = ("name: c\nversion: '1'\nsampling: one_per_pair\nprinciples:\n"
+                  "  - id: polite\n    text: Which is more polite?\n"
                   "  - id: ruder\n    text: Which is ruder?\n    invert: true\n")
+
+
 def _judge(tmp: Path, **kwargs) -> Path:
     path = tmp / "judge.yaml"
     path.write_text("backend: python\nfunction: tests.labeling.fns:polite_in\n"
