@@ -108,7 +108,17 @@ def start_run(config):
     acc = make_accelerator(config)
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
+    if acc.is_main_process:
+        print(f"{config.method}: on {_device_name(acc.device)}, "
+              f"{'bf16 mixed precision' if acc.mixed_precision == 'bf16' else 'fp32'}, {acc.num_processes} "
+              f"process{'es' if acc.num_processes > 1 else ''}", flush=True)
     return acc, resume
+
+
+def _device_name(device) -> str:
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def total_steps(config, n_train: int, world: int) -> int:
@@ -148,11 +158,12 @@ def prepare_for_training(model, config) -> None:
 
 
 def reduce_sums(accelerator, sums: dict) -> dict:
-    """Sum a dict of float tensors over processes (one collective)."""
+    """Sum a dict of float tensors over processes (one collective); the tensors may sit on different devices (the
+    CPU for counts and rewards, the GPU for losses)."""
     import torch
 
     keys = sorted(sums)
-    total = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    total = torch.stack([sums[k].detach().float().reshape(()).to(accelerator.device) for k in keys])
     total = accelerator.reduce(total, reduction="sum") if accelerator.num_processes > 1 else total
     return dict(zip(keys, total.tolist()))
 
