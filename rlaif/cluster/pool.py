@@ -172,11 +172,11 @@ class WorkerPool:
                            f"per worker): {_first_line(e)}. Everything finished before is kept: run the same "
                            f"command again to resume.") from None
 
-    def alive(self) -> Optional[int]:
+    def alive(self, fresh: bool = False) -> Optional[int]:
         """How many workers are alive now (not restarting, not dead), asked of the cluster at most every few
-        seconds; None when the cluster cannot say."""
+        seconds unless `fresh`; None when the cluster cannot say."""
         checked, count = self._alive
-        if time.time() - checked < ALIVE_EVERY_S:
+        if not fresh and time.time() - checked < ALIVE_EVERY_S:
             return count
         try:
             from ray._private import state  # no public API for this without the dashboard's state server

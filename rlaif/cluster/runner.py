@@ -95,7 +95,7 @@ class RayRunner:
     def stats(self) -> dict[str, Any]:
         """For stats.json: the workers, how many are alive, and each one's items and rate (over its busy time)."""
         per_worker = [s.as_dict() for s in self.pool.stats] if self.pool else []
-        return {"workers": self.workers, "workers_alive": self.pool.alive() if self.pool else None,
+        return {"workers": self.workers, "workers_alive": self.pool.alive(fresh=True) if self.pool else None,
                 "per_worker": [{self.unit: w["items"], "busy_s": w["busy_s"], f"{self.unit}_per_s": w["items_per_s"]}
                                for w in per_worker]}
 

@@ -46,7 +46,7 @@ def test_rule_judge_labels_as_in_process(tmp_path, ray_cluster):
     judge = _judge(tmp_path)
     here = label(files["pairs"], files["constitution"], judge, tmp_path / "here", seed=3, batch_size=4, progress=False)
     there = label(files["pairs"], files["constitution"], judge, tmp_path / "there", seed=3, batch_size=4,
-                  progress=False, ray=RayOptions(ray_cluster, workers=2))
+                  progress=False, ray=RayOptions(ray_cluster))  # as many workers as 2 CPUs hold: 2
     assert here.labelled_now == there.labelled_now == 31
     _same_job(tmp_path / "here", tmp_path / "there")
     per_worker = there.stats["ray"]["per_worker"]
