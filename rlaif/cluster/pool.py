@@ -5,13 +5,16 @@ input (planning each item, skipping what the store holds, stopping at a spending
 the store, so what it needs from Ray is a bounded queue of batches in flight and their results as they finish.
 Ray Data would take the input over: its planner reads the source itself, so the planning and the store's resume
 check would have to move into its operators or the input be materialised first, and a cap could not stop it
-mid-stream. Ray Data would also add its streaming executor between the driver and the workers, which on a cheap
-judge costs more than the work (the target is ≥ 0.9× the in-process rate with one worker).
+mid-stream. It would also put its streaming executor (and the `ray[data]` extra) between the driver and the
+workers, for a job that needs no shuffle, no repartitioning and no spilling: a queue of batches is all it is.
+(Not measured against Ray Data here: the choice rests on where the planning, the caps and the writes must stay.)
 
 Faults are Ray's own: each actor is created with `max_restarts` and `max_task_retries`, so when its process dies
 (killed, out of memory, its node lost) Ray starts a new one (loading the model again, on any node with room) and
-runs the batches it held again there; a batch is given up only after TASK_RETRIES such deaths. The driver keeps
-at most `depth` batches queued per worker, so its memory stays flat however long the input is.
+runs the batches it held again there; a batch is given up only after TASK_RETRIES such deaths. That is Ray's
+at-least-once execution of actor tasks: a batch whose worker died may be judged twice (an HTTP judge is then paid
+twice for it), but its result reaches the driver once, so each pair gets one record. The driver keeps at most
+DEPTH batches queued per worker, so its memory stays flat however long the input is.
 """
 
 from __future__ import annotations
