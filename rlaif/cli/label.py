@@ -21,6 +21,23 @@ MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over
 MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
                         "config's).")
 QUIET = typer.Option(False, help="No progress bar.")
+RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
+                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
+                           "else a cluster started on this machine).")
+WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "
+                       "free resources hold).")
+
+
+def ray_options(ray: bool, address: Optional[str], workers: Optional[int]):
+    """The --ray options as the jobs take them (None without --ray); --ray-address or --workers alone is refused."""
+    if not ray:
+        if address is not None or workers is not None:
+            fail("error: --ray-address and --workers go with --ray")
+        return None
+    from ..cluster.connect import RayOptions
+
+    return guard(lambda: RayOptions(address, workers))
 
 
 def require_options(command: str, options: list[tuple[str, object]]) -> None:
@@ -61,19 +78,22 @@ def label_cmd(ctx: typer.Context,
               relabel_changed: bool = typer.Option(False, help="Label again a pair whose id was labelled with "
                                                    "other content; the old label moves to superseded.jsonl."),
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
-              quiet: bool = QUIET) -> None:
+              quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
+              workers: Optional[int] = WORKERS) -> None:
     """Label pairs: rlaif label --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
     require_options("rlaif label", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                                     ("--out", out_dir)])
+    on_ray = ray_options(ray, ray_address, workers)
 
     def run():
         from ..labeling.job import label
         return label(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, skip_invalid=skip_invalid,
                      max_chars=max_chars, progress=not quiet, retry_failed=retry_failed,
-                     relabel_changed=relabel_changed, max_requests=max_requests, max_cost=max_cost)
+                     relabel_changed=relabel_changed, max_requests=max_requests, max_cost=max_cost,
+                     ray=on_ray)
     result = guard(run)
     from ..labeling.stats import judge_advice
 
@@ -115,6 +135,10 @@ def _summary(stats: dict, title: str) -> None:
         ("agreement, single order", stats.get("agreement_single_order")),
         ("labelled this run", stats.get("labelled_now")), ("resumed (already done)", stats.get("resumed_skipped")),
         ("pairs/s", stats.get("pairs_per_s")), ("tokens/s", stats.get("tokens_per_s")),
+        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
+         if stats.get("ray") else None),
+        ("pairs/s per worker", " / ".join(str(w["pairs_per_s"]) for w in stats["ray"]["per_worker"])
+         if stats.get("ray") else None),
         ("wall time s", stats.get("wall_time_s")), ("estimated cost", stats.get("estimated_cost")),
         ("spent by this job: requests", stats.get("spent_requests") or None)])
 

@@ -10,7 +10,8 @@ import typer
 
 from .common import eprint, guard, print_table
 from .generate import _MAX_NEW, _SAMPLING, _TEMPERATURE, _TOP_P, sampling_config
-from .label import FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, require_options
+from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard, ray_options,
+                    require_options)
 
 
 def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows with `prompt` (text or chat "
@@ -34,11 +35,13 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
                allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds failed chains "
                                                  "(otherwise exit 4)."),
                max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
-               quiet: bool = QUIET) -> None:
+               quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
+               workers: Optional[int] = WORKERS) -> None:
     """Critique and revise answers under a constitution: rlaif revise --prompts FILE --constitution FILE --model
     FILE --out DIR."""
     require_options("rlaif revise", [("--prompts", prompts), ("--constitution", constitution), ("--model", model),
                                      ("--out", out_dir)])
+    on_ray = ray_options(ray, ray_address, workers)
 
     def run():
         from ..revision.job import revise
@@ -46,7 +49,8 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)
         return revise(prompts, constitution, model, out_dir, rounds=rounds, limit=limit, seed=seed,
                       shard=_parse_shard(shard) if shard else (0, 1), sampling=sampling, format=fmt,
-                      retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost, progress=not quiet)
+                      retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost, progress=not quiet,
+                      ray=on_ray)
     result = guard(run)
     stats = result.stats
     _summary(stats, f"revisions in {out_dir}")
@@ -82,4 +86,8 @@ def _summary(stats: dict, title: str) -> None:
         ("tokens generated this run", stats.get("run_completion_tokens") or None),
         ("revisions/s", stats.get("revisions_per_s")), ("tokens/s", stats.get("tokens_per_s") or None),
         ("wall time s", stats.get("wall_time_s")),
+        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
+         if stats.get("ray") else None),
+        ("prompts/s per worker", " / ".join(str(w["prompts_per_s"]) for w in stats["ray"]["per_worker"])
+         if stats.get("ray") else None),
         ("spent by this job: requests", stats.get("spent_requests") or None)])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ..records import Hashed, sha256_json
 from .yamlfile import ConfigFileError, FieldErrors, load_model, read_yaml
@@ -49,6 +49,16 @@ class ScoreConfig(Hashed):
         return list(range(self.low, self.high + 1))
 
 
+class WorkerResources(BaseModel):
+    """What one worker of a job on Ray (`--ray`) reserves on the cluster: each worker holds one loaded model."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per worker (Ray also sets the worker's thread count "
+                            "from it).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per worker; a vLLM judge with tensor_parallel_size > 1 "
+                            "gets that many GPUs on one node, in a placement group.")
+
+
 class JudgeBase(Hashed):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     # Fields added after labels existed: hashed only when set, so every pairwise judge keeps its hash.
@@ -70,6 +80,8 @@ class JudgeBase(Hashed):
     price_per_1k_prompt_tokens: float = Field(0.0, ge=0, description="Price of 1,000 prompt tokens, for the "
                                               "cost estimate in stats.json.")
     price_per_1k_completion_tokens: float = Field(0.0, ge=0, description="Price of 1,000 completion tokens.")
+    resources: WorkerResources = Field(default_factory=WorkerResources, description="With --ray: what each "
+                                       "worker (one loaded judge) reserves on the cluster.")
 
     # Fields that change speed or plumbing but never a verdict; left out of the settings hash.
     _plumbing: ClassVar[frozenset[str]] = frozenset()
@@ -90,7 +102,7 @@ class JudgeBase(Hashed):
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
         data = self.hashed_form(exclude=set(self._plumbing) | {
-            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "score"})
+            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "resources", "score"})
         if self.mode == "score":  # the scale decides a score; T only what is derived from scores later
             data["score"] = self.score.hashed_form(exclude={"temperature"})
         return sha256_json(data)

@@ -2,6 +2,11 @@
 items are planned one by one, those the store already holds are skipped, the rest are worked on a batch at a
 time, and each batch's records go to the store — new ids appended (fsync'd), new attempts at stored ids beside it
 until the pass folds them in. A job brings the work and its counts; the pass does the rest the same for both.
+
+Where the batches are worked is the pass's `runner`: in this process, one batch at a time (`InProcess`, the
+default), or on a cluster's workers, several batches in flight (rlaif/cluster/runner.py, with the workers of
+rlaif/labeling/ray.py and rlaif/revision/ray.py). Either way this process plans every item, skips what is done
+and is the one writer of the store.
 """
 
 from __future__ import annotations
@@ -34,6 +39,52 @@ class JobResult:
     revised_now = property(lambda self: self.done_now)  # rlaif revise's
 
 
+@dataclass
+class Done:
+    """A batch back from the runner: its items (each with the record it replaces), their records, and why the job
+    must stop (a spending cap reached inside the batch), if it must."""
+
+    batch: list
+    records: list
+    stopped: Optional[str] = None
+
+
+class Runner(Protocol):
+    """Where a pass's batches are worked. `submit` queues a batch and returns the batches finished meanwhile (it
+    may wait for some, to bound what is in flight); `drain` returns the rest as they finish; `spent` is what the
+    job has spent, all its runs included; `note` is a word for the progress line (e.g. workers alive)."""
+
+    def submit(self, batch: list) -> list[Done]: ...
+
+    def drain(self) -> Iterator[Done]: ...
+
+    def spent(self) -> Spend: ...
+
+    def note(self) -> Optional[str]: ...
+
+
+class InProcess:
+    """The default runner: each batch is worked here, by the job's own `work`, as soon as it is queued."""
+
+    def __init__(self, job: "JobPass"):
+        self.job = job
+
+    def submit(self, batch: list) -> list[Done]:
+        try:
+            return [Done(batch, self.job.work([pl for pl, _ in batch]))]
+        finally:
+            self.job.save_spend()  # what a failed batch spent counts too
+
+    def drain(self) -> Iterator[Done]:
+        return iter(())
+
+    def spent(self) -> Spend:
+        return self.job.spent()
+
+    def note(self) -> Optional[str]:
+        return None
+
+
 class Planned(Protocol):
     """An input item ready for work: its id, its line in the input file, and its content key."""
 
@@ -52,6 +103,7 @@ class JobPass:
     input_path: Path
     on_batch: Optional[Callable[[int], None]]
     spent_saved: Any = None
+    runner: Optional[Runner] = None  # None: InProcess(self)
     bar: Any = None
     pending: list[tuple[Any, Optional[Stored]]] = field(default_factory=list)
     stopped: Optional[str] = None  # why the job stopped early ("budget: …")
@@ -93,6 +145,7 @@ class JobPass:
         """Queue the items of this shard that need work and work them a batch at a time; returns the input rows
         read (and sets `wall`). Bad input further on keeps the work done before it is reported."""
         started, seen = time.time(), 0
+        self.runner = self.runner or InProcess(self)
         try:
             for item in items:
                 if limit is not None and seen >= limit:
@@ -104,9 +157,14 @@ class JobPass:
                         break
             if not self.stopped:
                 self.flush()
+            for done in self.runner.drain():  # batches still on a cluster's workers, stopped or not
+                self.write(done)
         except DataError:
             if not self.stopped and self.pending:
                 self.flush()
+            with contextlib.suppress(DataError):  # the first bad input is the one to report
+                for done in self.runner.drain():
+                    self.write(done)
             raise
         finally:
             self.wall = time.time() - started
@@ -126,14 +184,17 @@ class JobPass:
         return True
 
     def flush(self) -> None:
-        """Work the pending items and write their records: new ids to the store, new attempts beside it."""
+        """Hand the pending items to the runner, and write the records of every batch it has finished."""
         batch, self.pending = self.pending, []
-        if not batch:
-            return
-        try:
-            records = self.work([pl for pl, _ in batch])
-        finally:
-            self.save_spend()
+        if batch:
+            for done in self.runner.submit(batch):
+                self.write(done)
+
+    def write(self, done: Done) -> None:
+        """Store a finished batch's records: new ids appended to the store, new attempts beside it."""
+        batch, records = done.batch, done.records
+        self.stopped = self.stopped or done.stopped
+        self.save_spend()
         bad = [(r, why) for r in records if (why := self.bad_input(r))]
         records = [r for r in records if not any(r is b for b, _ in bad)]
         before = {pl.id: stored for pl, stored in batch if stored is not None}
@@ -144,6 +205,9 @@ class JobPass:
         self.written += len(records)
         if self.bar:
             self.bar.advance(len(records))
+            note = self.runner.note()
+            if note:
+                self.bar.set_note(note)
         if self.on_batch:
             self.on_batch(self.written)
         if bad:
@@ -151,7 +215,7 @@ class JobPass:
             raise DataError(str(self.input_path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
 
     def save_spend(self) -> None:
-        spent = self.spent()
+        spent = self.runner.spent() if self.runner else self.spent()
         if spent != self.spent_saved:
             write_spend(self.folder.path, spent)
             self.spent_saved = spent

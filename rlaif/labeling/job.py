@@ -5,7 +5,8 @@ per pair id; the same command run again skips what is done, by the record's cont
 (what made the labels: input, constitution, judge, seed, shard, versions), DIR/spend.json (what the job has spent,
 towards caps that hold per job) and DIR/stats.json (stats.py). A new attempt at a stored pair (a failed one, or
 an edited one under --relabel-changed) supersedes its record when the pass ends. shards.py merges the folders of
-a sharded job.
+a sharded job. With `ray` the same pass sends its batches to judges on a Ray cluster (ray.py) instead of judging
+them here; everything else, records included, is the same.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..cluster.connect import RayOptions
+from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import check_numbers, job_manifest, with_caps
@@ -33,8 +36,9 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
           shard: tuple[int, int] = (0, 1), format: Optional[str] = None, skip_invalid: bool = False,
           max_chars: int = 100_000, progress: bool = True, on_batch: Optional[Callable[[int], None]] = None,
           retry_failed: bool = False, relabel_changed: bool = False, max_requests: Optional[int] = None,
-          max_cost: Optional[float] = None) -> JobResult:
-    """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path.
+          max_cost: Optional[float] = None, ray: Optional[RayOptions] = None) -> JobResult:
+    """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path;
+    with `ray`, a config or a YAML path, which each worker on the cluster loads.
 
     `retry_failed` labels again the pairs whose judge call failed; `relabel_changed` labels again a pair whose id
     was labelled with other content (without it that is an error). `max_requests` / `max_cost` replace the judge's
@@ -53,24 +57,46 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         raise LabelJobError(f"{judge if isinstance(judge, (str, Path)) else 'the judge'} is a score judge (mode: "
                             f"score): rlaif label needs a pairwise judge. Rate responses with rlaif score, or set "
                             f"`mode: pairwise` in the judge config")
-    refusal = not_ready(judge_config, judge_obj)
+    refusal = not_ready(judge_config, judge_obj) or _ray_refusal(ray, judge_obj)
     if refusal:
         raise LabelJobError(refusal)  # before anything is written to `out`
     manifest = _manifest(pairs_path, format, constitution_path, constitution, judge_config, seed, shard, limit)
+    cluster = None
+    if ray is not None:
+        from .ray import ray_judging
+
+        cluster = ray_judging(ray)  # connected before the folder is opened: no cluster, nothing written
+        manifest["ray"] = cluster.settings(judge_config.resources)
     folder = open_folder(out_dir, manifest)
     job: Optional[_Pass] = None
-    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0)):
-        if judge_obj is None:
-            judge_obj = load_judge(judge_config)
-        judge_obj.carry_spend(read_spend(out_dir))
-        job = _Pass(folder, pairs_path, on_batch, spent_saved=judge_obj.spent(), judge=judge_obj,
-                    constitution=constitution, skip_invalid=skip_invalid, retry_failed=retry_failed,
-                    relabel_changed=relabel_changed)
-        job.show_progress("labelling", count_pairs(pairs_path, format), limit, shard, progress)
-        pairs_read = read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid, max_chars=max_chars)
-        seen = job.run(pairs_read, lambda pair: _plan(pair, job, seed), limit, shard,
-                       batch_size or getattr(judge_config, "batch_size", 8))
-        return job.finish(manifest, lambda: _write_stats(folder, judge_config, job, job.wall), input_pairs=seen)
+    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0, cluster)):
+        try:
+            if cluster is not None:
+                cluster.start((judge_config, constitution), read_spend(out_dir), capped=has_caps(judge_config),
+                              bundles=getattr(judge_config, "tensor_parallel_size", 1))
+            else:
+                judge_obj = judge_obj or load_judge(judge_config)
+                judge_obj.carry_spend(read_spend(out_dir))
+            job = _Pass(folder, pairs_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
+                        judge_sha=judge_config.settings_sha256(), skip_invalid=skip_invalid,
+                        retry_failed=retry_failed, relabel_changed=relabel_changed)
+            job.spent_saved = (cluster or job).spent()
+            job.show_progress("labelling", count_pairs(pairs_path, format), limit, shard, progress)
+            pairs_read = read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid,
+                                    max_chars=max_chars)
+            seen = job.run(pairs_read, lambda pair: _plan(pair, job, seed), limit, shard,
+                           batch_size or getattr(judge_config, "batch_size", 8))
+            return job.finish(manifest, lambda: _write_stats(folder, judge_config, job, job.wall, cluster),
+                              input_pairs=seen)
+        finally:
+            if cluster is not None:
+                cluster.close()
+
+
+def _ray_refusal(ray: Optional[RayOptions], judge: Optional[Judge]) -> Optional[str]:
+    if ray is not None and judge is not None:
+        return "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
+    return None
 
 
 def _judge_config(judge) -> JudgeBase:
@@ -94,15 +120,16 @@ def _plan(pair: Pair, job: _Pass, seed: int) -> PlannedPair:
         if not job.skip_invalid:
             raise DataError(job.pairs_path, pair.source_line, reason)
         pair.invalid = reason
-    return plan_pair(pair, job.constitution, job.judge, seed)
+    return plan_pair(pair, job.constitution, job.judge_sha, seed)
 
 
 @dataclass
 class _Pass(JobPass):
     """One run over the input: the pairs waiting for the judge, where their records go, and this run's counts."""
 
-    judge: Judge = None
+    judge: Optional[Judge] = None  # None when the judging runs on a cluster's workers
     constitution: Constitution = None
+    judge_sha: str = ""
     skip_invalid: bool = False
     retry_failed: bool = False
     relabel_changed: bool = False
@@ -171,11 +198,13 @@ class _Pass(JobPass):
                 "run_prompt_tokens": c["prompt_tokens"], "run_completion_tokens": c["completion_tokens"]}
 
 
-def _write_stats(folder: Folder, judge_config: JudgeBase, job: Optional[_Pass], wall: float) -> dict:
+def _write_stats(folder: Folder, judge_config: JudgeBase, job: Optional[_Pass], wall: float, cluster=None) -> dict:
     stats = compute_stats(folder.store, judge_config, job.run_stats(wall) if job else None)
     if job:
         stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
         stats["stopped"] = job.stopped
+    if cluster is not None:
+        stats["ray"] = cluster.stats()
     write_json_atomic(folder.path / "stats.json", stats)
     return stats
 

@@ -55,10 +55,11 @@ class PlannedPair:
         return self.pair.source_line
 
 
-def plan_pair(pair: Pair, constitution: Constitution, judge: Judge, seed: int) -> PlannedPair:
+def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int) -> PlannedPair:
+    """The principles `pair` is judged by and its resume key; `judge_sha` is the judge's settings hash (no loaded
+    judge needed: a driver on a cluster plans pairs its workers judge)."""
     principles = constitution.principles_for(pair, seed) if not pair.invalid else []
-    return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256,
-                                                    judge.info.settings_sha256))
+    return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha))
 
 
 class StoppedEarly(RuntimeError):
@@ -103,7 +104,7 @@ def score_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Cons
                 seed: int = 0) -> list[LabelRecord]:
     """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
     constitution = constitution or GENERIC
-    planned = [plan_pair(p, constitution, judge, seed) for p in pairs]
+    planned = [plan_pair(p, constitution, judge.info.settings_sha256, seed) for p in pairs]
     return score_planned(judge, planned, constitution)
 
 

@@ -16,27 +16,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..cluster.connect import RayOptions
 from ..config.paths import model_problem, output_file_problem, require
 from ..config.sampling import SamplingConfig
 from ..data.labels import write_jsonl
 from ..data.prompts import read_prompts
 from ..records import Prompt, sha256_json
-from .sampling import Sample, derived_seed, sample, sample_vllm, use_vllm
-
-
-def load_policy(policy: str):
-    """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..config.devices import device_and_dtype
-
-    device, dtype = device_and_dtype()
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
-    model.eval()
-    return model, tokenizer
+from .sampling import Sample, derived_seed, load_policy, sample, sample_vllm, use_vllm
 
 
 def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,
@@ -97,17 +83,20 @@ class GenerateResult:
     empty_pairs: int      # pairs left out because a response was empty
     unfinished: int       # samples cut at max_new_tokens
     wall_s: float
+    ray: Optional[dict] = None  # the Ray workers that sampled (None: in-process)
 
     def summary(self) -> str:
+        where = f" on {self.ray['workers']} Ray workers" if self.ray else ""
         return (f"{self.pairs} pairs from {self.prompts} prompts ({self.samples} samples, {self.unfinished} cut at "
-                f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s "
-                f"-> {self.out}")
+                f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s"
+                f"{where} -> {self.out}")
 
 
 def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
              config: Optional[SamplingConfig] = None, seed: int = 0, format: Optional[str] = None,
-             progress: bool = True) -> GenerateResult:
-    """Sample `n` responses per prompt of the file `prompts` from `policy` and write pairs to `out` (JSONL)."""
+             progress: bool = True, ray: Optional[RayOptions] = None) -> GenerateResult:
+    """Sample `n` responses per prompt of the file `prompts` from `policy` and write pairs to `out` (JSONL); with
+    `ray`, on a Ray cluster's workers (rlaif/policy/ray.py), with the same samples."""
     from ..progress import progress as make_progress
 
     if n < 2:
@@ -126,8 +115,14 @@ def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
             bar.advance(total - done)
         done = total
 
+    cluster = None
     try:
-        samples = sample_policy(policy, texts, n, config, seed=seed, on_batch=advance)
+        if ray is not None:
+            from .ray import sample_on_ray
+
+            samples, cluster = sample_on_ray(policy, texts, n, config, ray, seed=seed, on_batch=advance)
+        else:
+            samples = sample_policy(policy, texts, n, config, seed=seed, on_batch=advance)
     finally:
         if bar:
             bar.stop()
@@ -135,4 +130,4 @@ def generate(policy: str, prompts: str | Path, out: str | Path, n: int = 2,
     rows, empty = pair_rows(texts, samples, provenance)
     write_jsonl(rows, out)
     return GenerateResult(Path(out), len(texts), sum(len(g) for g in samples), len(rows), empty,
-                          sum(not s.finished for g in samples for s in g), time.time() - started)
+                          sum(not s.finished for g in samples for s in g), time.time() - started, cluster)

@@ -38,6 +38,21 @@ def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
 
 
 @torch.no_grad()
+def load_policy(policy: str):
+    """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..config.devices import device_and_dtype
+
+    device, dtype = device_and_dtype()
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype).to(device)
+    model.eval()
+    return model, tokenizer
+
+
 def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
            seed: Optional[int] = None) -> list[list[Sample]]:
     """`n` responses per prompt from an in-memory causal LM (transformers generate, left-padded batches).

@@ -84,8 +84,7 @@ class Generator(ABC):
 
     @property
     def info(self) -> JudgeInfo:
-        return JudgeInfo(backend=self.config.backend, model=self.config.model,
-                         settings_sha256=self.config.settings_sha256())
+        return model_info(self.config)
 
     def stopped(self) -> Optional[str]:
         """Why requests went unanswered (a spending cap), or None."""
@@ -100,6 +99,11 @@ class Generator(ABC):
 
     def close(self) -> None:
         """Free the model or connections."""
+
+
+def model_info(config: JudgeBase) -> JudgeInfo:
+    """The provenance a revision record carries of its model (known from the config: no model loaded)."""
+    return JudgeInfo(backend=config.backend, model=config.model, settings_sha256=config.settings_sha256())
 
 
 def generation_sha256(sampling: SamplingConfig) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..cluster.connect import RayOptions
+from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
@@ -28,7 +30,7 @@ from ..data.labels import Stored, write_json_atomic
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..records import RevisionRecord
 from .chain import ChainSettings, PlannedChain, plan_chain, run_chains
-from .generators import TOO_LONG, Generator, generation_settings, generation_sha256
+from .generators import TOO_LONG, Generator, generation_settings, generation_sha256, model_info
 from .registry import build_generator
 from .stats import compute_stats
 
@@ -53,9 +55,10 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
            rounds: int = 2, limit: Optional[int] = None, seed: int = 0, shard: tuple[int, int] = (0, 1),
            sampling: Optional[SamplingConfig] = None, format: Optional[str] = None, retry_failed: bool = False,
            max_requests: Optional[int] = None, max_cost: Optional[float] = None, progress: bool = True,
-           on_batch: Optional[Callable[[int], None]] = None) -> JobResult:
+           on_batch: Optional[Callable[[int], None]] = None, ray: Optional[RayOptions] = None) -> JobResult:
     """Run the critique-revision chains of a file of prompts into `out`; running it again resumes. `model` is a
-    Generator, a model config or a YAML path (judges/*.yaml); `sampling` the generation settings."""
+    Generator, a model config or a YAML path (judges/*.yaml), with `ray` a config or a path, which each worker on
+    the cluster loads (rlaif/revision/ray.py); `sampling` the generation settings."""
     prompts_path, out_dir = Path(prompts), Path(out)
     constitution_path = None if isinstance(constitution, Constitution) else str(constitution)
     if constitution_path is not None:
@@ -64,29 +67,42 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     _check_revisable(constitution, constitution_path)
     sampling = sampling or SamplingConfig()
     generator: Optional[Generator] = model if isinstance(model, Generator) else None
-    if generator is not None and (max_requests is not None or max_cost is not None):
-        raise JobError("max_requests / max_cost: give the model config (caps are set when the model is built), "
-                       "not a built generator")
+    if generator is not None and (max_requests is not None or max_cost is not None or ray is not None):
+        raise JobError(f"{'ray' if ray is not None else 'max_requests / max_cost'}: give the model config (caps are "
+                       f"set, and workers load the model, from it), not a built generator")
     config = with_caps(generator.config if generator else _model_config(model), max_requests, max_cost)
     manifest = _manifest(prompts_path, format, constitution_path, constitution, config, sampling, rounds, seed,
                          shard, limit)
+    cluster = None
+    if ray is not None:
+        from .ray import ray_revising
+
+        cluster = ray_revising(ray)  # connected before the folder is opened: no cluster, nothing written
+        manifest["ray"] = cluster.settings(config.resources)
     folder = open_folder(out_dir, manifest, REVISIONS)
     job: Optional[_Pass] = None
-    built = generator is None
-    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0)):
+    built = generator is None and cluster is None
+    settings = ChainSettings(constitution, rounds, seed, model_info(config), generation_settings(sampling),
+                             generation_sha256(sampling))
+    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
         try:
-            generator = build_generator(config, sampling) if built else generator
-            generator.carry_spend(read_spend(out_dir))
-            settings = ChainSettings(constitution, rounds, seed, generator.info, generation_settings(sampling),
-                                     generation_sha256(sampling))
-            job = _Pass(folder, prompts_path, on_batch, spent_saved=generator.spent(), generator=generator,
-                        settings=settings, retry_failed=retry_failed)
+            if cluster is not None:
+                cluster.start((config, sampling, settings), read_spend(out_dir), capped=has_caps(config))
+            else:
+                generator = build_generator(config, sampling) if built else generator
+                generator.carry_spend(read_spend(out_dir))
+            job = _Pass(folder, prompts_path, on_batch, runner=cluster, generator=generator, settings=settings,
+                        retry_failed=retry_failed)
+            job.spent_saved = (cluster or job).spent()
             job.show_progress("revising", count_pairs(prompts_path, format), limit, shard, progress, "prompts")
             seen = job.run(read_prompt_rows(prompts_path, format), job.plan, limit, shard, sampling.batch_size)
-            return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall), input_prompts=seen)
+            return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),
+                              input_prompts=seen)
         finally:
             if built and generator is not None:
                 generator.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _model_config(model) -> JudgeBase:
@@ -118,7 +134,7 @@ def _manifest(prompts_path: Path, format: Optional[str], constitution_path: Opti
 class _Pass(JobPass):
     """One run over the input: the chains waiting for the model, where their records go, and this run's counts."""
 
-    generator: Generator = None
+    generator: Optional[Generator] = None  # None when the chains run on a cluster's workers
     settings: ChainSettings = None
     retry_failed: bool = False
     lines: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (line, key) of this run's rows
@@ -186,11 +202,13 @@ class _Pass(JobPass):
                 "run_prompt_tokens": c["prompt_tokens"], "run_completion_tokens": c["completion_tokens"]}
 
 
-def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float) -> dict:
+def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float, cluster=None) -> dict:
     stats = compute_stats(folder.store, manifest["rounds"], job.run_stats(wall) if job else None)
     if job:
         stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
         stats["stopped"] = job.stopped
+    if cluster is not None:
+        stats["ray"] = cluster.stats()
     write_json_atomic(folder.path / "stats.json", stats)
     return stats
 

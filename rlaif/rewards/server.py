@@ -145,7 +145,7 @@ class ReferenceSampler:
     def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                  cache_size: int = 100_000):
         from ..config.sampling import SamplingConfig
-        from ..policy.generate import load_policy
+        from ..policy.sampling import load_policy
 
         try:
             self.model, self.tokenizer = load_policy(str(path))

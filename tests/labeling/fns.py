@@ -13,3 +13,12 @@ def flaky(prompt, first, second, principle):
     if os.environ.get("RLAIF_TEST_JUDGE_DOWN"):
         raise ConnectionError("the judge server is down")
     return prefers_polite(prompt, first, second, principle)
+
+
+def polite_in(prompt, first, second, principle, pids: str = "", delay: float = 0.0):
+    """prefers_polite, slowed by `delay` seconds, leaving a file named by its process id in the folder `pids`:
+    the tests find (and kill) the Ray worker that judges."""
+    if pids:
+        open(os.path.join(pids, str(os.getpid())), "a").close()
+    time.sleep(delay)
+    return prefers_polite(prompt, first, second, principle)

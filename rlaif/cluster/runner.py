@@ -1,0 +1,104 @@
+"""The runner a job's pass (rlaif/data/jobpass.py) hands its batches to when it runs on Ray: batches out to a pool of
+workers (pool.py), records back to the driver, which stays the one writer. A job brings its worker class, whose
+method takes a batch and what the job has spent so far and returns a `Worked`.
+
+Spending caps hold per job, exactly as in-process: with a cap, one batch is out at a time, sent with what the job
+has spent so far; the worker's model counts on from there and stops the batch at the cap, and the driver sends no
+more. (Batches side by side would each see the same remainder and could together overshoot it. A judge with a cap
+is an HTTP API, which keeps its own requests in flight inside one batch.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+from ..config.judge import JudgeBase, WorkerResources
+from ..data.jobpass import Done
+from ..records import Spend
+from .connect import RayOptions, cluster_address, connect
+from .pool import Finished, WorkerPool, default_workers
+
+
+@dataclass
+class Worked:
+    """A batch's result from a worker: its records, why it stopped early (a cap), what it spent, how long it took."""
+
+    records: list
+    stopped: Optional[str]
+    spent: Spend
+    busy_s: float
+
+
+def timed(spent_before: Spend, work: Callable[[], tuple[list, Optional[str]]], spent: Callable[[], Spend]) -> Worked:
+    """Run a worker's `work` (records, why stopped) and say what it spent beyond `spent_before` and how long."""
+    started = time.perf_counter()
+    records, stopped = work()
+    now = spent()
+    return Worked(records, stopped, Spend(now.requests - spent_before.requests, now.cost - spent_before.cost),
+                  time.perf_counter() - started)
+
+
+def has_caps(config: JudgeBase) -> bool:
+    """Whether a spending cap holds for this model (max_requests or max_cost set)."""
+    return any(getattr(config, cap, None) is not None for cap in ("max_requests", "max_cost"))
+
+
+class RayRunner:
+    """A pass's runner (rlaif.data.jobpass.Runner) on Ray: `method` of `worker_class` works each batch; `unit`
+    names the items in the stats ("pairs", "prompts")."""
+
+    def __init__(self, options: RayOptions, worker_class: type, method: str, unit: str):
+        self.ray = connect(options)
+        self.options, self.worker_class, self.method, self.unit = options, worker_class, method, unit
+        self.pool: Optional[WorkerPool] = None
+        self.workers = 0
+        self._spent = Spend()
+
+    def settings(self, resources: WorkerResources) -> dict:
+        """The Ray settings the manifest and stats carry: the cluster, the workers, what each reserves."""
+        self.resources = resources
+        self.workers = self.options.workers or default_workers(self.ray, resources)
+        return {"address": cluster_address(self.ray), "workers": self.workers,
+                "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
+
+    def start(self, args: tuple, spent: Spend, bundles: int = 1, capped: bool = False) -> "RayRunner":
+        """Start the workers (`worker_class(*args)` each); the job has spent `spent` in its earlier runs, and
+        `capped` says whether a spending cap holds (then one batch is out at a time)."""
+        self._spent = spent
+        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, bundles,
+                               max_in_flight=1 if capped else 0).start()
+        return self
+
+    def submit(self, batch: list) -> list[Done]:
+        done = [self._done(f) for f in self.pool.room()]  # first: what they spent counts for this batch's cap
+        self.pool.submit(batch, self.method, [planned for planned, _ in batch], self._spent)
+        return done + [self._done(f) for f in self.pool.finished()]
+
+    def drain(self) -> Iterator[Done]:
+        return (self._done(f) for f in self.pool.drain())
+
+    def _done(self, finished: Finished) -> Done:
+        worked: Worked = finished.result
+        self._spent = Spend(self._spent.requests + worked.spent.requests, self._spent.cost + worked.spent.cost)
+        self.pool.record(finished.worker, len(worked.records), worked.busy_s)
+        return Done(finished.payload, worked.records, worked.stopped)
+
+    def spent(self) -> Spend:
+        return self._spent
+
+    def note(self) -> Optional[str]:
+        alive = self.pool.alive()
+        return None if alive is None else f"{alive}/{self.workers} workers alive"
+
+    def stats(self) -> dict[str, Any]:
+        """For stats.json: the workers, how many are alive, and each one's items and rate (over its busy time)."""
+        per_worker = [s.as_dict() for s in self.pool.stats] if self.pool else []
+        return {"workers": self.workers, "workers_alive": self.pool.alive(fresh=True) if self.pool else None,
+                "per_worker": [{self.unit: w["items"], "busy_s": w["busy_s"], f"{self.unit}_per_s": w["items_per_s"]}
+                               for w in per_worker]}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
