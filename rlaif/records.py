@@ -192,6 +192,8 @@ class LabelRecord(BaseModel):
     annotator: Optional[str] = None
     shown_order: Optional[Literal["ab", "ba"]] = None  # the order the annotator saw: "ba" = response_b on the left
     created_at: Optional[str] = None  # ISO 8601, UTC
+    # preferences derived from a score judge's records (rlaif score): the expected scores of response_a and response_b
+    scores: Optional[list[Optional[float]]] = None
     # calibrated labels keep what the judge said
     p_a_raw: Optional[float] = None
     calibration_sha256: Optional[str] = None

@@ -19,7 +19,8 @@ from .yamlfile import ConfigFileError, FieldErrors, read_yaml, validation_messag
 # `labels.jsonl`. Fields that two sources share are described once, here.
 _HUMAN = ("Human labels (from `rlaif human import` / `rlaif annotate export`, source \"human\"), or label files "
           "whose records carry a known `human_label`.")
-AILabels = Annotated[str, Field(description="AI labels (from `rlaif label`).")]
+AILabels = Annotated[str, Field(description="AI labels (from `rlaif label`), or a score folder (from `rlaif score`): "
+                                               "the preferences derived from its scores.")]
 CalibrationMap = Annotated[Optional[str], Field(
     description="A map from `rlaif calibrate fit`: applied to the AI labels' p_a before anything else (the raw "
                 "value is kept in p_a_raw).")]

@@ -54,6 +54,12 @@ def test_report_and_fitted_temperature_of_a_score_judge(tmp_path):
     assert t == pytest.approx(5 / math.log(3), rel=0.02)  # σ(5 / T) = 0.75
     assert re.search(r"fitted T = 4\.5", fit.stdout)
 
+    applied = _run("calibrate", "apply", "--map", tmp_path / "map.json", "--labels", out, "--out", tmp_path / "cal")
+    calibrated = [json.loads(line) for line in (tmp_path / "cal" / "labels.jsonl").read_text().splitlines()]
+    assert len(calibrated) == 80 and json.loads(applied.stdout.strip().splitlines()[-1])
+    assert all(r["judge"]["mode"] == "score" and len(r["scores"]) == 2 and r["p_a_raw"] is not None and
+               abs(r["p_a"] - 0.5) < abs(r["p_a_raw"] - 0.5) for r in calibrated)  # T > 1: softer
+
     judge.write_text(judge.read_text() + f"score: {{temperature: {t}}}\n")
     again = _run("score", "--pairs", pairs, "--constitution", const, "--judge", judge, "--out", out, "--quiet")
     assert re.search(r"scored this run\s*│\s*0\b", again.stdout)

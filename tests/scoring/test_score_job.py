@@ -5,6 +5,7 @@ the job, the pairwise view every label reader gets, and a real SIGKILL mid-job t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -219,3 +220,19 @@ def test_rate_in_process_needs_no_files():
     a, b = rlaif.rate(judge, "hi", ["please do", "no"])
     assert (a.score, b.score) == (8, 3) and a.reward == pytest.approx(5 / 9) and a.prompt_id == b.prompt_id
     assert a.id.endswith("#0") and b.id.endswith("#1") and a.status == b.status == "ok"
+
+
+def test_a_score_folder_is_a_feedback_source_for_training(tmp_path):
+    from rlaif.config.feedback import FeedbackConfig
+    from rlaif.feedback.sources import load_feedback
+    from rlaif.config.run import PairsConfig
+    from rlaif.train.data import read_feedback
+
+    f = _files(tmp_path, n=4)
+    score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False)
+    stats: dict = {}
+    feedback = FeedbackConfig(source="ai", ai=str(f["out"]))
+    records = list(load_feedback(feedback, stats))
+    assert stats["ai_pairs"] == 4 and all(r["source"] == "ai" and r["label"] == "a" for r in records)
+    data = read_feedback(feedback.root, PairsConfig(eval_fraction=0.0))
+    assert len(data.train) == 4 and all(p.p_a == pytest.approx(1 / (1 + math.exp(-5))) for p in data.train)
