@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from .common import eprint, guard, print_table
-from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, allow_failed_option, exit_if_capped,
-                    require_options, retry_failed_option)
+from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
+                    allow_failed_option, exit_if_capped, ray_options, require_options, retry_failed_option)
 
 app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
                   invoke_without_command=True)
@@ -35,18 +35,21 @@ def score_cmd(ctx: typer.Context,
               retry_failed: bool = retry_failed_option("responses"),
               allow_failed: bool = allow_failed_option("responses"),
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
-              quiet: bool = QUIET) -> None:
+              quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
+              workers: Optional[int] = WORKERS) -> None:
     """Rate responses one at a time: rlaif score --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
     require_options("rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                                     ("--out", out_dir)])
+    on_ray = ray_options(ray, ray_address, workers)
 
     def run():
         from ..scoring.job import score
         return score(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, max_chars=max_chars,
-                     progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost)
+                     progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost,
+                     ray=on_ray)
     result = guard(run)
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats
@@ -69,6 +72,10 @@ def _summary(stats: dict, title: str) -> None:
         ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
         ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
         ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
+        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
+         if stats.get("ray") else None),
+        ("responses/s per worker", " / ".join(str(w["responses_per_s"]) for w in stats["ray"]["per_worker"])
+         if stats.get("ray") else None),
         ("spent by this job: requests", stats.get("spent_requests") or None)])
 
 

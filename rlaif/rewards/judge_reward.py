@@ -132,8 +132,9 @@ class JudgeReward:
         constitution = self.constitution or GENERIC
         items = [ScoreItem(id=f"s{i}", prompt_id=prompt_id_of(p), prompt=p, response=t, sample=i,
                            conversational=isinstance(p, list)) for i, (p, t) in enumerate(zip(ps, texts))]
-        records = rate_planned(self.judge, [plan_response(it, constitution, self.judge, self.seed) for it in items],
-                               constitution) if items else []
+        judge_sha = self.judge.info.settings_sha256
+        planned = [plan_response(it, constitution, judge_sha, self.seed) for it in items]
+        records = rate_planned(self.judge, planned, constitution) if items else []
         rewards = [r.reward if r.status == "ok" else None for r in records]
         with self._lock:
             self.judged += len(records)

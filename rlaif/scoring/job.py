@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..cluster.connect import RayOptions
+from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, judged_identity, open_folder,
@@ -33,6 +35,7 @@ from .responses import ScoreItem, read_responses
 from .stats import compute_stats
 
 RESPONSES_PER_BATCH = 16
+RAY_NEEDS_CONFIG = "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
 PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
                   "in the judge config, or label pairs with rlaif label")
 
@@ -47,10 +50,11 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
           limit: Optional[int] = None, seed: int = 0, batch_size: Optional[int] = None,
           shard: tuple[int, int] = (0, 1), format: Optional[str] = None, max_chars: int = 100_000,
           progress: bool = True, on_batch: Optional[Callable[[int], None]] = None, retry_failed: bool = False,
-          max_requests: Optional[int] = None, max_cost: Optional[float] = None) -> JobResult:
+          max_requests: Optional[int] = None, max_cost: Optional[float] = None,
+          ray: Optional[RayOptions] = None) -> JobResult:
     """Rate every response of a file of pairs (or of `rlaif generate`'s samples) into `out`; running it again
-    resumes. `judge` is a Judge, a config or a YAML path, and must be a score judge (mode: score). `limit` counts
-    input rows."""
+    resumes. `judge` is a Judge, a config or a YAML path, and must be a score judge (mode: score); with `ray`, a
+    config or a YAML path, which each worker on the cluster loads. `limit` counts input rows."""
     input_path, out_dir = Path(responses), Path(out)
     constitution_path = None if isinstance(constitution, Constitution) else str(constitution)
     if constitution_path is not None:
@@ -62,27 +66,48 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
         raise JobError(PAIRWISE_JUDGE.format(judge=judge if isinstance(judge, (str, Path)) else "the judge"))
     if judge_obj is not None:
         judge_obj.config = config
-    refusal = not_ready(config, judge_obj)
+    refusal = not_ready(config, judge_obj) or (RAY_NEEDS_CONFIG if ray is not None and judge_obj else None)
     if refusal:
         raise JobError(refusal)
     manifest = job_manifest(input_path, format, constitution_path, constitution, seed, shard, limit,
                             judge=config.public_dict(), judge_settings_sha256=config.settings_sha256())
+    cluster = None
+    if ray is not None:
+        from .ray import ray_rating
+
+        cluster = ray_rating(ray)  # connected before the folder is opened: no cluster, nothing written
+        manifest["ray"] = cluster.settings(config.resources)
     folder = open_folder(out_dir, manifest, SCORES)
     job: Optional[_Pass] = None
-    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0)):
-        if judge_obj is None:
-            judge_obj = load_judge(config)
-        judge_obj.carry_spend(read_spend(out_dir))
-        job = _Pass(folder, input_path, on_batch, spent_saved=judge_obj.spent(), judge=judge_obj,
-                    constitution=constitution, seed=seed, retry_failed=retry_failed)
-        job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
-        items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
-        rows = job.rows(items, limit)
-        # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a backend
-        # encodes their prefix once (the judge's own batch_size still bounds each forward pass)
-        job.run(rows, job.plan, None, shard, batch_size or RESPONSES_PER_BATCH)
-        return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall),
-                          input_rows=job.rows_read)
+    with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
+        try:
+            judge_obj = _start(cluster, config, constitution, judge_obj, out_dir)
+            job = _Pass(folder, input_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
+                        judge_sha=config.settings_sha256(), seed=seed, retry_failed=retry_failed)
+            job.spent_saved = (cluster or job).spent()
+            job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
+            items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
+            # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a
+            # backend encodes their prefix once (the judge's own batch_size still bounds each forward pass)
+            job.run(job.rows(items, limit), job.plan, None, shard, batch_size or RESPONSES_PER_BATCH)
+            return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),
+                              input_rows=job.rows_read)
+        finally:
+            if cluster is not None:
+                cluster.close()
+
+
+def _start(cluster, config: JudgeBase, constitution: Constitution, judge: Optional[Judge],
+           out_dir: Path) -> Optional[Judge]:
+    """The judge of an in-process job, loaded and carrying what the job spent; on Ray, the workers started instead
+    (and no judge here)."""
+    if cluster is not None:
+        cluster.start((config, constitution), read_spend(out_dir), capped=has_caps(config),
+                      bundles=getattr(config, "tensor_parallel_size", 1))
+        return None
+    judge = judge or load_judge(config)
+    judge.carry_spend(read_spend(out_dir))
+    return judge
 
 
 def _judge_config(judge) -> JudgeBase:
@@ -93,8 +118,9 @@ def _judge_config(judge) -> JudgeBase:
 class _Pass(JobPass):
     """One run over the input: the responses waiting for the judge, where their records go, and this run's counts."""
 
-    judge: Judge = None
+    judge: Optional[Judge] = None  # None when the rating runs on a cluster's workers
     constitution: Constitution = None
+    judge_sha: str = ""
     seed: int = 0
     retry_failed: bool = False
     rows_read: int = 0
@@ -118,7 +144,7 @@ class _Pass(JobPass):
             raise DataError(self.input_path, item.source_line,
                             f"principle '{item.principle}' is not in constitution '{self.constitution.name}' "
                             f"(its principles: {', '.join(sorted(known))})")
-        return plan_response(item, self.constitution, self.judge, self.seed)
+        return plan_response(item, self.constitution, self.judge_sha, self.seed)
 
     def shard_key(self, item: ScoreItem) -> str:
         return item.prompt_id
@@ -164,10 +190,10 @@ class _Pass(JobPass):
                 "run_prompt_tokens": c["prompt_tokens"], "run_completion_tokens": c["completion_tokens"]}
 
 
-def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float) -> dict:
+def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float, cluster=None) -> dict:
     scale, temperature, tie_margin = scale_of(manifest)
     stats = compute_stats(folder.store, scale, temperature, tie_margin, job.run_stats(wall) if job else None)
-    return write_job_stats(folder, stats, job)
+    return write_job_stats(folder, stats, job, cluster)
 
 
 __all__ = ["SCORES", "JobError", "JobResult", "score"]

@@ -51,10 +51,10 @@ def record_key(item: ScoreItem, principles: Sequence[Principle], constitution_sh
                         judge_sha])[:32]
 
 
-def plan_response(item: ScoreItem, constitution: Constitution, judge: Judge, seed: int) -> PlannedResponse:
+def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, seed: int) -> PlannedResponse:
+    """The principles a response is rated under and its resume key; `judge_sha` is the judge's settings hash."""
     principles = principles_for(item, constitution, seed)
-    return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256,
-                                                        judge.info.settings_sha256))
+    return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256, judge_sha))
 
 
 class StoppedEarly(RuntimeError):
@@ -143,4 +143,5 @@ def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution:
     pid = prompt_id_of(prompt)
     items = [ScoreItem(id=f"{pid}#{i}", prompt_id=pid, prompt=prompt, response=r, sample=i)
              for i, r in enumerate(responses)]
-    return rate_planned(judge, [plan_response(it, constitution, judge, seed) for it in items], constitution)
+    planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
+    return rate_planned(judge, planned, constitution)
