@@ -144,3 +144,15 @@ def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution:
     items = [ScoreItem(id=f"{pid}#{i}", prompt_id=pid, prompt=prompt, response=r, sample=i)
              for i, r in enumerate(responses)]
     return rate_planned(judge, [plan_response(it, constitution, judge, seed) for it in items], constitution)
+
+
+def rate_groups(judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution,
+                seed: int = 0) -> list[list[ScoreRecord]]:
+    """Rate the responses of many prompts in-process (no files), in one batch: `groups[i]` holds responses to
+    `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape."""
+    items = [ScoreItem(id=f"{i}#{j}", prompt_id=prompt_id_of(prompt), prompt=prompt, response=r, sample=j,
+                       conversational=isinstance(prompt, list))
+             for i, (prompt, group) in enumerate(zip(prompts, groups)) for j, r in enumerate(group)]
+    records = iter(rate_planned(judge, [plan_response(it, constitution, judge, seed) for it in items],
+                                constitution) if items else [])
+    return [[next(records) for _ in group] for group in groups]
