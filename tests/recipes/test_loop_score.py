@@ -112,6 +112,9 @@ def test_pairs_from_and_its_margin_follow_the_feedback_section(tmp_path, score_j
     ("feedback.pairs_from=best", "feedback.pairs_from: Input should be 'best-vs-worst'"),
     ("feedback.min_margin=-1", "feedback.min_margin: Input should be greater than or equal to 0"),
     ("samples_per_prompt=1", "samples_per_prompt: Input should be greater than or equal to 2"),
+    # the hint lists the loop's feedback fields, not the dpo feedback sources' (ai, queue, calibration, ...)
+    ("feedback.pairs_frm=best-vs-worst", r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
+     r"here: source, human, margin, require_consistent, pending, pairs_from, min_margin\)$"),
 ])
 def test_bad_values_are_refused_at_their_line(override, error):
     with pytest.raises(ConfigFileError, match=error) as e:
