@@ -21,6 +21,27 @@ MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over
 MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
                         "config's).")
 QUIET = typer.Option(False, help="No progress bar.")
+
+
+def exit_if_capped(result, stats: dict, kept: str) -> None:
+    """Exit 3 when the job stopped at a spending cap (a cap wins over failures: raising it is the next step either
+    way), saying what was kept and how to resume."""
+    if not result.stopped:
+        return
+    spent = (f" The cap counts this job's spending over all its runs ({stats['spent_requests']} requests, "
+             f"estimated cost {stats['spent_cost']}).") if "spent_requests" in stats else ""
+    eprint(f"stopped early ({result.stopped}); {kept} so far is kept.{spent} Run the same command with a higher "
+           f"--max-requests / --max-cost to resume.")
+    raise typer.Exit(3)
+
+
+def retry_failed_option(what: str):
+    return typer.Option(False, help=f"Run again the {what} whose judge or model call failed (the new record "
+                        "replaces the failed one).")
+
+
+def allow_failed_option(what: str):
+    return typer.Option(False, help=f"Exit 0 even when the folder holds failed {what} (otherwise exit 4).")
 RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
                    "its config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
@@ -71,10 +92,7 @@ def label_cmd(ctx: typer.Context,
               fmt: Optional[str] = FORMAT,
               skip_invalid: bool = typer.Option(False, help="Record invalid rows as failed and go on."),
               max_chars: int = typer.Option(100_000, help="Reject pairs longer than this many characters."),
-              retry_failed: bool = typer.Option(False, help="Label again the pairs whose judge call failed "
-                                                "(the new label replaces the failed one)."),
-              allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds pairs the judge "
-                                                "failed on (otherwise exit 4)."),
+              retry_failed: bool = retry_failed_option("pairs"), allow_failed: bool = allow_failed_option("pairs"),
               relabel_changed: bool = typer.Option(False, help="Label again a pair whose id was labelled with "
                                                    "other content; the old label moves to superseded.jsonl."),
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
@@ -102,11 +120,7 @@ def label_cmd(ctx: typer.Context,
     advice = judge_advice(stats)
     if advice:
         print(advice)
-    if result.stopped:  # a cap wins over failures: raising it is the next step either way
-        eprint(f"stopped early ({result.stopped}); everything labelled so far is kept. The cap counts this "
-               f"job's spending over all its runs ({stats['spent_requests']} requests, estimated cost "
-               f"{stats['spent_cost']}): run the same command with a higher --max-requests / --max-cost to resume.")
-        raise typer.Exit(3)
+    exit_if_capped(result, stats, "everything labelled")
     if stats["failed_judge"] and not allow_failed:
         eprint(f"{stats['failed_judge']} pairs have no label because the judge failed "
                f"({_failed_split(stats)}; all reasons in {out_dir}/stats.json). Once the judge works, run the same "

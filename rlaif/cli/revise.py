@@ -10,8 +10,8 @@ import typer
 
 from .common import eprint, guard, print_table
 from .generate import _MAX_NEW, _SAMPLING, _TEMPERATURE, _TOP_P, sampling_config
-from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard, ray_options,
-                    require_options)
+from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
+                    allow_failed_option, exit_if_capped, ray_options, require_options, retry_failed_option)
 
 
 def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows with `prompt` (text or chat "
@@ -30,10 +30,8 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
                fmt: Optional[str] = FORMAT,
                config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
                top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW,
-               retry_failed: bool = typer.Option(False, help="Run the failed chains again (the new record "
-                                                 "replaces the failed one)."),
-               allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds failed chains "
-                                                 "(otherwise exit 4)."),
+               retry_failed: bool = retry_failed_option("chains"),
+               allow_failed: bool = allow_failed_option("chains"),
                max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
                quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
                workers: Optional[int] = WORKERS) -> None:
@@ -54,11 +52,7 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
     result = guard(run)
     stats = result.stats
     _summary(stats, f"revisions in {out_dir}")
-    if result.stopped:  # a cap wins over failures: raising it is the next step either way
-        eprint(f"stopped early ({result.stopped}); every chain finished so far is kept. The cap counts this job's "
-               f"spending over all its runs ({stats['spent_requests']} requests, estimated cost "
-               f"{stats['spent_cost']}): run the same command with a higher --max-requests / --max-cost to resume.")
-        raise typer.Exit(3)
+    exit_if_capped(result, stats, "every chain finished")
     if stats["failed"] and not allow_failed:
         reasons = stats["failure_reasons"]
         common = max(reasons, key=reasons.get) if reasons else "unknown"

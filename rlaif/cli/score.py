@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from .common import eprint, guard, print_table
-from .label import FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, require_options
+from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, _parse_shard, allow_failed_option, exit_if_capped,
+                    require_options, retry_failed_option)
 
 app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
                   invoke_without_command=True)
@@ -31,9 +32,8 @@ def score_cmd(ctx: typer.Context,
               shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
               fmt: Optional[str] = FORMAT,
               max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
-              retry_failed: bool = typer.Option(False, help="Rate again the responses whose judge call failed."),
-              allow_failed: bool = typer.Option(False, help="Exit 0 even when the folder holds responses the "
-                                                "judge failed on (otherwise exit 4)."),
+              retry_failed: bool = retry_failed_option("responses"),
+              allow_failed: bool = allow_failed_option("responses"),
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
               quiet: bool = QUIET) -> None:
     """Rate responses one at a time: rlaif score --pairs FILE --constitution FILE --judge FILE --out DIR."""
@@ -50,10 +50,7 @@ def score_cmd(ctx: typer.Context,
     result = guard(run)
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats
-    if result.stopped:
-        eprint(f"stopped early ({result.stopped}); everything scored so far is kept. Run the same command with a "
-               f"higher --max-requests / --max-cost to resume.")
-        raise typer.Exit(3)
+    exit_if_capped(result, stats, "everything scored")
     if stats["failed_judge"] and not allow_failed:
         reasons = stats["failure_reasons"]
         eprint(f"{stats['failed_judge']} responses have no score because the judge failed (most often: "

@@ -215,6 +215,13 @@ def _record_check(manifest: dict, kind: FolderKind) -> Callable[[dict, str], Non
 
 
 # -- spending caps, per job ----------------------------------------------------------------------------------------
+def judged_identity(record: dict) -> dict:
+    """The identity of a judged record (a label, a score): the constitution and judge settings it was made under."""
+    judge = record.get("judge")
+    return {"constitution_sha256": record.get("constitution_sha256"),
+            "judge_settings_sha256": judge.get("settings_sha256") if isinstance(judge, dict) else None}
+
+
 def read_spend(out_dir: Path) -> Spend:
     """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job."""
     path = out_dir / SPEND_FILE

@@ -243,3 +243,18 @@ def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass
         raise
     finally:
         folder.close()
+
+
+def write_job_stats(folder: Folder, stats: dict, job: Optional[JobPass], cluster=None) -> dict:
+    """Finish a job's stats.json: the failures recorded before this run, why the run stopped, and the Ray workers'
+    figures when it ran on Ray; written atomically."""
+    from .labels import write_json_atomic
+
+    if job:
+        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
+        stats["stopped"] = job.stopped
+    if cluster is not None:
+        stats["ray"] = cluster.stats()
+    write_json_atomic(folder.path / "stats.json", stats)
+    return stats
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.folder import Folder, FolderKind, JobError, open_folder as _open_folder
-from ..data.folder import read_spend, write_spend
+from ..data.folder import judged_identity, read_spend, write_spend
 from ..data.labels import LABELS_FILE
 
 __all__ = ["LABELS", "Folder", "LabelJobError", "open_folder", "read_spend", "write_spend"]
@@ -19,16 +19,10 @@ __all__ = ["LABELS", "Folder", "LabelJobError", "open_folder", "read_spend", "wr
 LabelJobError = JobError  # the labelling job's name for it (rlaif.labeling.job.LabelJobError)
 
 
-def _label_identity(record: dict) -> dict:
-    judge = record.get("judge")
-    return {"constitution_sha256": record.get("constitution_sha256"),
-            "judge_settings_sha256": judge.get("settings_sha256") if isinstance(judge, dict) else None}
-
-
 LABELS = FolderKind(records="labels", record="a label", doing="labelled", file=LABELS_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
-                    record_identity=_label_identity)
+                    record_identity=judged_identity)
 
 
 def open_folder(out_dir: Path, manifest: dict) -> Folder:

@@ -21,8 +21,8 @@ from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import check_numbers, job_manifest, with_caps
 from ..data.formats import DataError, count_pairs
-from ..data.jobpass import JobPass, JobResult, in_folder
-from ..data.labels import Stored, write_json_atomic
+from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
+from ..data.labels import Stored
 from ..data.pairs import read_pairs
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
@@ -200,13 +200,7 @@ class _Pass(JobPass):
 
 def _write_stats(folder: Folder, judge_config: JudgeBase, job: Optional[_Pass], wall: float, cluster=None) -> dict:
     stats = compute_stats(folder.store, judge_config, job.run_stats(wall) if job else None)
-    if job:
-        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
-        stats["stopped"] = job.stopped
-    if cluster is not None:
-        stats["ray"] = cluster.stats()
-    write_json_atomic(folder.path / "stats.json", stats)
-    return stats
+    return write_job_stats(folder, stats, job, cluster)
 
 
 

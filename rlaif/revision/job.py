@@ -25,8 +25,8 @@ from ..constitution import Constitution, load_constitution
 from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, open_folder, read_spend,
                            with_caps)
 from ..data.formats import DataError, count_pairs
-from ..data.jobpass import JobPass, JobResult, in_folder
-from ..data.labels import Stored, write_json_atomic
+from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
+from ..data.labels import Stored
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..records import RevisionRecord
 from .chain import ChainSettings, PlannedChain, plan_chain, run_chains
@@ -204,13 +204,7 @@ class _Pass(JobPass):
 
 def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float, cluster=None) -> dict:
     stats = compute_stats(folder.store, manifest["rounds"], job.run_stats(wall) if job else None)
-    if job:
-        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
-        stats["stopped"] = job.stopped
-    if cluster is not None:
-        stats["ray"] = cluster.stats()
-    write_json_atomic(folder.path / "stats.json", stats)
-    return stats
+    return write_job_stats(folder, stats, job, cluster)
 
 
 __all__ = ["REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "revise"]

@@ -18,11 +18,11 @@ from typing import Callable, Optional
 
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
-from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, open_folder, read_spend,
-                           with_caps)
+from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, judged_identity, open_folder,
+                           read_spend, with_caps)
 from ..data.formats import DataError
-from ..data.jobpass import JobPass, JobResult, in_folder
-from ..data.labels import Stored, write_json_atomic
+from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
+from ..data.labels import Stored
 from ..data.scores import SCORES_FILE, scale_of
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
@@ -37,16 +37,10 @@ PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score nee
                   "in the judge config, or label pairs with rlaif label")
 
 
-def _score_identity(record: dict) -> dict:
-    judge = record.get("judge")
-    return {"constitution_sha256": record.get("constitution_sha256"),
-            "judge_settings_sha256": judge.get("settings_sha256") if isinstance(judge, dict) else None}
-
-
 SCORES = FolderKind(records="scores", record="a score", doing="scored", file=SCORES_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
-                    record_identity=_score_identity)
+                    record_identity=judged_identity)
 
 
 def score(responses: str | Path, constitution: str | Path | Constitution, judge, out: str | Path, *,
@@ -173,11 +167,7 @@ class _Pass(JobPass):
 def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: float) -> dict:
     scale, temperature, tie_margin = scale_of(manifest)
     stats = compute_stats(folder.store, scale, temperature, tie_margin, job.run_stats(wall) if job else None)
-    if job:
-        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
-        stats["stopped"] = job.stopped
-    write_json_atomic(folder.path / "stats.json", stats)
-    return stats
+    return write_job_stats(folder, stats, job)
 
 
 __all__ = ["SCORES", "JobError", "JobResult", "score"]
