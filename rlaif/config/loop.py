@@ -53,9 +53,9 @@ def judge_mode_problems(config: "LoopConfig", judge: JudgeBase) -> list[tuple[tu
     fb = config.feedback
     if judge.mode == "score":
         if fb.source != "ai":
-            return [(("feedback", "source"), f"{config.judge} is a score judge (mode: score): its rated samples "
-                     "are binarised into pairs (feedback.pairs_from), so only source ai applies; human and mixed "
-                     "feedback need a pairwise judge")]
+            return [(("feedback", "source"), (f"{config.judge} is a score judge (mode: score): its rated samples "
+                                               "are binarised into pairs (feedback.pairs_from), so only source ai "
+                                               "applies; human and mixed feedback need a pairwise judge"))]
         return []
     defaults = LoopFeedbackConfig.model_fields
     return [(("feedback", name), f"applies to a score judge (mode: score); {config.judge} is pairwise")

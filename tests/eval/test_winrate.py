@@ -213,7 +213,8 @@ def test_eval_winrate_with_a_score_judge_file(two_policies, prompts_file, tmp_pa
     RATED.clear()
     wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[1]), prompts_file, judge, None,
                                   n_samples=2, config=SamplingConfig(max_new_tokens=8), seed=5)
-    assert len(RATED) == 2 * 6  # one principle: each of the 6 policy and 6 baseline samples rated once and wr.n + wr.failed == 6 and report["judge"]["mode"] == "score"
+    assert len(RATED) == 2 * 6  # one principle: each of the 6 policy and 6 baseline samples rated once
+    assert wr.n + wr.failed == 6 and wr.failed == 0 and report["judge"]["mode"] == "score"
     for c in report["comparisons"]:
         polite = ("please" in c["policy"].lower(), "please" in c["baseline"].lower())
         assert c["label"] == ("tie" if polite[0] == polite[1] else "win" if polite[0] else "loss")

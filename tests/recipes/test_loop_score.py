@@ -113,8 +113,9 @@ def test_pairs_from_and_its_margin_follow_the_feedback_section(tmp_path, score_j
     ("feedback.min_margin=-1", "feedback.min_margin: Input should be greater than or equal to 0"),
     ("samples_per_prompt=1", "samples_per_prompt: Input should be greater than or equal to 2"),
     # the hint lists the loop's feedback fields, not the dpo feedback sources' (ai, queue, calibration, ...)
-    ("feedback.pairs_frm=best-vs-worst", r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
-     r"here: source, human, margin, require_consistent, pending, pairs_from, min_margin\)$"),
+    ("feedback.pairs_frm=best-vs-worst", (r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
+                                          r"here: source, human, margin, require_consistent, pending, pairs_from, "
+                                          r"min_margin\)$")),
 ])
 def test_bad_values_are_refused_at_their_line(override, error):
     with pytest.raises(ConfigFileError, match=error) as e:
@@ -177,3 +178,17 @@ def test_sigkill_mid_rating_then_same_command_continues(tmp_path, monkeypatch):
     for a, b in zip(rows, straight_rows):
         assert (a["samples"], a["pairs"], a["train_pairs"], a["win_rate"]) == \
             (b["samples"], b["pairs"], b["train_pairs"], b["win_rate"])
+
+
+def test_a_pairwise_judge_labels_every_pair_of_n_samples(tmp_path):
+    """samples_per_prompt applies to a pairwise judge too: every pair i < j of a prompt's samples is labelled (in
+    both orders), n(n-1)/2 pairs per prompt, where a score judge makes n ratings."""
+    out = tmp_path / "run"
+    rows = run(out, ROOT / "judges/rule-keyword.yaml", *SHORT, "samples_per_prompt=3")
+    pairs = read_rows(out / "iter-1/pairs.jsonl")
+    per_prompt = Counter(p["prompt_id"] for p in pairs)
+    assert len(per_prompt) == 24 and max(per_prompt.values()) == 3 and sum(n == 3 for n in per_prompt.values()) >= 20
+    assert {(p["sample_a"], p["sample_b"]) for p in pairs} == {(0, 1), (0, 2), (1, 2)}
+    labels = read_rows(out / "iter-1/labels/labels.jsonl")
+    assert len(labels) == len(pairs) == rows[0]["pairs"] and "judge_mode" not in rows[0]
+    assert all(len(r["p_a_orders"]) == 2 for r in labels if r["status"] == "ok")  # both orders asked
