@@ -55,3 +55,12 @@ def score_broken(prompt, response, principle):
     if "eleven" in response:
         return 11
     return 5
+
+
+RATED: list = []  # every response counted_score_polite was asked to rate, in order (tests clear it)
+
+
+def counted_score_polite(prompt, response, principle):
+    """score_polite, keeping a record of each call in RATED (to count the judge calls of a job)."""
+    RATED.append(response)
+    return score_polite(prompt, response, principle)

@@ -1,5 +1,6 @@
 """`rlaif eval winrate`: a policy against a baseline, both sampled on the same prompts, every comparison judged in
-both orders under a constitution, ties counted half, with a bootstrap interval over prompts."""
+both orders under a constitution (by a score judge: each response rated once, the preference derived from the two
+scores), ties counted half, with a bootstrap interval over prompts."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model dire
                                               "interval)."),
                 config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
                 top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW) -> None:
-    """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders,
-    ties counted half, a 95% bootstrap interval over prompts."""
+    """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders
+    (a score judge rates each response once: P = sigmoid((s_policy - s_baseline) / T)), ties counted half, a 95%
+    bootstrap interval over prompts."""
     def run():
         from ..config.judge import load_judge_config
         from ..config.paths import model_problem, output_file_problem, require

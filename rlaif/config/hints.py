@@ -55,6 +55,14 @@ def _tags_match(model: type[BaseModel], data: dict) -> bool:
     return True
 
 
+def _matching(tp: Any, data: Any) -> list:
+    """The alternatives of `tp` whose tags agree with `data` (all of them when none does)."""
+    alts = _alternatives(tp)
+    if not isinstance(data, dict):
+        return alts
+    return [a for a in alts if not _is_model(a) or _tags_match(a, data)] or alts
+
+
 def _keys(loc: tuple, data: Any) -> Iterator[tuple[Any, Any]]:
     """The parts of `loc` that are keys (or indices) of the document, each with the data under it; the labels
     pydantic puts in a location for a union's member (its tag, e.g. `model.tiny.vocab`, or its type) are skipped."""
@@ -80,7 +88,8 @@ def fields_at(config_type: Any, loc: tuple, data: Any) -> list[str]:
     the place is not a config section."""
     candidates = [config_type]
     for part, inner in _keys(loc, data):
-        candidates = [t for c in candidates for t in _inside(c, part, data)]
+        # each level's tags pick its union members before going down (a dpo config's `feedback:` is not the loop's)
+        candidates = [t for c in candidates for alt in _matching(c, data) for t in _inside(alt, part, data)]
         data = inner
     models = [m for c in candidates for m in _alternatives(c) if _is_model(m)]
     if isinstance(data, dict):

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from .dpo import DPOLoss, SigmoidDPOLoss
+from .judge import JudgeBase
 from .run import LoraConfig, ModelSource, RunConfig, Strict
 from .sampling import SamplingConfig
 from .yamlfile import FieldErrors
@@ -30,6 +31,13 @@ class LoopFeedbackConfig(Strict):
                                      "people.")
     pending: Literal["drop", "ai"] = Field("drop", description="mixed: a queued pair with no human label yet is "
                                            "left out (drop) or keeps its AI label (ai).")
+    pairs_from: Literal["best-vs-worst", "best-vs-random", "all-above-margin"] = Field(
+        "best-vs-worst", description="A score judge (mode: score): how each prompt's rated samples become DPO "
+        "pairs, as `rlaif export --pairs-from`: the best against the worst, against one drawn among those rated "
+        "lower, or every pair whose scores differ; p_a = sigmoid((s_chosen - s_rejected) / T).")
+    min_margin: float = Field(0.0, ge=0, allow_inf_nan=False, description="A score judge: leave out pairs whose "
+                              "expected scores differ by less than this (score points), as `rlaif export "
+                              "--min-margin`; equal scores are always left out.")
 
     @model_validator(mode="after")
     def _human_path(self):
@@ -38,11 +46,28 @@ class LoopFeedbackConfig(Strict):
         return self
 
 
+def judge_mode_problems(config: "LoopConfig", judge: JudgeBase) -> list[tuple[tuple, str]]:
+    """(field, message) for loop settings that do not fit the judge's mode: a score judge's samples are
+    binarised (feedback.pairs_from), so only the judge's own labels can train; pairs_from and the score margin
+    mean nothing to a pairwise judge."""
+    fb = config.feedback
+    if judge.mode == "score":
+        if fb.source != "ai":
+            return [(("feedback", "source"), (f"{config.judge} is a score judge (mode: score): its rated samples "
+                                               "are binarised into pairs (feedback.pairs_from), so only source ai "
+                                               "applies; human and mixed feedback need a pairwise judge"))]
+        return []
+    defaults = LoopFeedbackConfig.model_fields
+    return [(("feedback", name), f"applies to a score judge (mode: score); {config.judge} is pairwise")
+            for name in ("pairs_from", "min_margin") if getattr(fb, name) != defaults[name].default]
+
+
 class LoopConfig(RunConfig):
-    """`rlaif loop`: iterative (online) DPO with self-feedback. Each iteration the current policy samples two
-    responses per prompt, the judge labels them under the constitution, and DPO trains on those labels for
-    `steps_per_iteration` optimizer steps (Yuan et al. 2024; Xu et al. 2023; Guo et al. 2024). The run is
-    iterations x steps_per_iteration optimizer steps, so max_steps, num_epochs and eval_steps do not apply."""
+    """`rlaif loop`: iterative (online) DPO with self-feedback. Each iteration the current policy samples
+    responses to each prompt, the judge labels them under the constitution (a score judge rates each one), and
+    DPO trains on those labels for `steps_per_iteration` optimizer steps (Yuan et al. 2024; Xu et al. 2023; Guo
+    et al. 2024). The run is iterations x steps_per_iteration optimizer steps, so max_steps, num_epochs and
+    eval_steps do not apply."""
 
     method: Literal["loop"] = Field("loop", description="Training method.")
     model: ModelSource = Field(description="The starting policy (the baseline of the reported win rates).")
@@ -53,9 +78,14 @@ class LoopConfig(RunConfig):
     prompts_per_iteration: Optional[int] = Field(None, ge=1, description="Training prompts drawn (seeded by seed "
                                                  "and iteration) for each iteration; None: all of them.")
     iterations: int = Field(3, ge=1, description="Rounds of sample → label → DPO update.")
+    samples_per_prompt: int = Field(2, ge=2, description="Responses the policy samples per training prompt. A "
+                                    "pairwise judge labels every pair of them in both orders (n(n-1) calls per "
+                                    "prompt); a score judge rates each once (n calls) and feedback.pairs_from "
+                                    "picks the pairs.")
     steps_per_iteration: int = Field(20, ge=1, description="DPO optimizer steps on each iteration's labels.")
     judge: str = Field(description="Judge YAML that labels the pairs (judges/*.yaml); `backend: policy` makes the "
-                       "current policy its own judge (Yuan et al. 2024).")
+                       "current policy its own judge (Yuan et al. 2024); a score judge (mode: score) rates each "
+                       "sample instead (d-RLAIF), and the pairs come from feedback.pairs_from.")
     eval_judge: Optional[str] = Field(None, description="A fixed judge YAML that also measures each iteration's "
                                       "win rate; with a policy judge it keeps self-preference out of the figure.")
     constitution: Optional[str] = Field(None, description="Constitution YAML the judges follow; None: one generic "

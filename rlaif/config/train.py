@@ -14,7 +14,8 @@ from typing import Annotated, Any, Union, get_args
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .dpo import DPOTrainConfig
-from .loop import LoopConfig
+from .judge import load_judge_config
+from .loop import LoopConfig, judge_mode_problems
 from .ppo import PPOTrainConfig
 from .paths import model_problem, output_dir_problem
 from .reward import RewardTrainConfig
@@ -94,8 +95,9 @@ def load_train_config(path: str | Path, method: str, overrides: list[str] | None
 
 def check_run_paths(path: str | Path, config: RunConfig) -> None:
     """Refuse, as `FILE:LINE: field: message`, a config whose paths cannot work: an output_dir that is a file, a
-    model that is no model folder and no reachable hub id, a reward model that is not one. Run before any model is
-    built (validation has passed; this looks at the disk and the hub cache)."""
+    model that is no model folder and no reachable hub id, a reward model that is not one, a loop's feedback
+    settings that do not fit its judge's mode. Run before any model is built (validation has passed; this looks
+    at the disk and the hub cache)."""
     problems = [(("output_dir",), output_dir_problem(config.output_dir))]
     if isinstance(config.model, PretrainedModelConfig):
         problems.append((("model", "path"), model_problem(config.model.path, config.model.revision)))
@@ -103,5 +105,7 @@ def check_run_paths(path: str | Path, config: RunConfig) -> None:
     if getattr(reward, "type", None) == "model":  # PPO scored by a trained reward model (a local folder)
         problems.append((("reward", "path"), model_problem(reward.path, head="score", local_only=True)))
     found = [(loc, msg) for loc, msg in problems if msg]
+    if isinstance(config, LoopConfig) and Path(config.judge).is_file():  # a missing judge file: the recipe says so
+        found += judge_mode_problems(config, load_judge_config(config.judge))
     if found:
         raise field_errors(path, found)

@@ -129,6 +129,17 @@ def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperat
                 yield ok[i], ok[j]
 
 
+def binarized_labels(records: Iterable[dict], how: str, scale: tuple[int, int], temperature: float,
+                     tie_margin: float, seed: int = 0, min_margin: float = 0.0) -> Iterator[dict]:
+    """Scored samples binarised per prompt (`binarize`) as label records (the labels.jsonl form of
+    `derived_pair`): response_a the chosen, p_a = σ((s_chosen − s_rejected) / T), `source: ai`, the judge with
+    `mode: score`, both expected scores kept; the id is the one `trl_pair_row` gives the pair. What `rlaif loop`
+    trains on with a score judge."""
+    for chosen, rejected in binarize(records, how, scale, temperature, seed, min_margin):
+        yield derived_pair(chosen, rejected, sha256_json([chosen["id"], rejected["id"]])[:16], scale, temperature,
+                           tie_margin)
+
+
 def trl_pair_row(chosen: dict, rejected: dict, scale: tuple[int, int], temperature: float) -> dict:
     """One binarised pair in TRL's preference format (as rlaif export writes labels), both scores kept."""
     prompt, c, r = chosen["prompt"], chosen["response"], rejected["response"]
@@ -157,5 +168,5 @@ def check_pairs_from(how: Optional[str], min_margin: float) -> None:
         raise ValueError(f"--min-margin must be a number >= 0, got {min_margin}")
 
 
-__all__: Sequence[str] = ("SCORES_FILE", "PAIRS_FROM", "binarize", "derived_labels", "p_preferred", "scale_of",
-                          "trl_pair_row")
+__all__: Sequence[str] = ("SCORES_FILE", "PAIRS_FROM", "binarize", "binarized_labels", "derived_labels",
+                          "p_preferred", "scale_of", "trl_pair_row")

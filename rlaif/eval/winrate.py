@@ -1,7 +1,8 @@
 """Win rate of a policy against a baseline, as judged under a constitution: each (policy, baseline) pair of
-responses to one prompt is judged in both orders (`rlaif.labeling.job.score_pairs`), a tie (per the judge's
-tie_margin) counts half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate`
-samples both models and reports it; the self-feedback loop calls `judge_winrate` on its own samples.
+responses to one prompt is judged in both orders (`rlaif.labeling.job.score_pairs`) — or, by a score judge, each
+response is rated once and P(policy ≻ baseline) derived from the two scores — a tie (per the tie margin) counts
+half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate` samples both models and
+reports it; the self-feedback loop calls `judge_winrate` on its own samples.
 """
 
 from __future__ import annotations
@@ -110,18 +111,54 @@ def _constitution(constitution):
 
 def judge_comparisons(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts,
                       baseline_texts: Texts, seed: int = 0) -> tuple[list[LabelRecord], list[int]]:
-    """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices."""
-    from ..labeling.score import score_pairs
+    """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices. A
+    pairwise judge judges each comparison in both orders; a score judge (`mode: score`) rates each response once
+    and the preference is derived from the two scores (`rated_comparisons`)."""
+    from ..labeling.score import GENERIC, score_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
-    return score_pairs(judge, pairs, _constitution(constitution), seed=seed), groups
+    constitution = _constitution(constitution) or GENERIC
+    if judge.config.mode == "score":  # the one place a win rate's route follows the judge's mode
+        return rated_comparisons(judge, constitution, pairs, groups, seed), groups
+    return score_pairs(judge, pairs, constitution, seed=seed), groups
+
+
+def rated_comparisons(judge, constitution, pairs: Sequence[Pair], groups: Sequence[int],
+                      seed: int = 0) -> list[LabelRecord]:
+    """d-RLAIF comparisons: every policy and baseline response rated once (one principle drawn per prompt), and
+    P(policy ≻ baseline) = σ((s_policy − s_baseline) / T) from the expected scores and the judge's
+    `score.temperature`, as `rlaif score` derives preferences (rlaif/data/scores.py). A tie is a P within the tie
+    margin (the constitution's, else the judge's) of 1/2, so equal scores always tie; a failed rating fails its
+    comparison. Position consistency is 1 by construction: no order is shown."""
+    from ..data.scores import derived_pair
+    from ..scoring.rate import rate_groups
+
+    by_prompt: dict[int, list[int]] = defaultdict(list)
+    for k, g in enumerate(groups):
+        by_prompt[g].append(k)
+    order = sorted(by_prompt)
+    rated = rate_groups(judge, [pairs[by_prompt[g][0]].prompt for g in order],
+                        [[pairs[k].response_a for k in by_prompt[g]] + [pairs[k].response_b for k in by_prompt[g]]
+                         for g in order], constitution, seed)
+    cfg = judge.config
+    scale, temperature = (cfg.score.low, cfg.score.high), cfg.score.temperature
+    margin = constitution.tie_margin if constitution.tie_margin is not None else cfg.tie_margin
+    records: list[Optional[LabelRecord]] = [None] * len(pairs)
+    for g, scored in zip(order, rated):
+        ks = by_prompt[g]
+        for x, k in enumerate(ks):
+            policy, baseline = scored[x].to_json(), scored[len(ks) + x].to_json()
+            records[k] = LabelRecord.model_validate(derived_pair(policy, baseline, pairs[k].id, scale, temperature,
+                                                                 margin))
+    return records
 
 
 def judge_winrate(judge, constitution, prompts: Sequence[Prompt], policy_texts: Texts, baseline_texts: Texts,
                   seed: int = 0, n_boot: int = 2000) -> WinRate:
     """The policy's win rate against the baseline under `judge` and `constitution` (a Constitution, a path or None
     for one generic principle). `policy_texts[i]` / `baseline_texts[i]`: a response to `prompts[i]`, or a list of
-    samples (the j-th policy sample meets the j-th baseline sample). Both orders are judged; ties count half."""
+    samples (the j-th policy sample meets the j-th baseline sample). A pairwise judge judges both orders, a score
+judge rates each response once; ties count half."""
     records, groups = judge_comparisons(judge, constitution, prompts, policy_texts, baseline_texts, seed)
     return winrate_from_records(records, groups, seed=seed, n_boot=n_boot)
 
@@ -181,7 +218,7 @@ def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
     judge_obj = load_judge(judge) if own_judge else judge
     try:
         n = sum(map(len, drawn["policy"]))
-        log(f"judging {n} comparisons in both orders with {judge_obj.info.model}")
+        log(f"judging {n} comparisons with {judge_obj.info.model} ({judge_obj.config.mode} judge)")
         records, groups = judge_comparisons(judge_obj, constitution, texts, drawn["policy"], drawn["baseline"],
                                             seed)
         return records, groups, judge_obj.info.model_dump()

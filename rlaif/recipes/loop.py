@@ -1,9 +1,10 @@
 """Iterative (online) DPO with self-feedback (`rlaif loop`): the policy learns from labels of its own samples.
 
-Each iteration k (files in OUT/iter-K/): the current policy samples two responses per training prompt (seeded by
-seed and k) → pairs.jsonl; the judge labels them in both orders under the constitution through the ordinary
-labelling job (labels/, resumed after a kill) — with `backend: policy` the current policy is its own judge
-(Yuan et al. 2024, Self-Rewarding Language Models); the feedback source picks the labels that train
+Each iteration k (files in OUT/iter-K/): the current policy samples `samples_per_prompt` responses per training
+prompt (seeded by seed and k) → pairs.jsonl; the judge labels every pair in both orders under the constitution
+through the ordinary labelling job (labels/, resumed after a kill) — with `backend: policy` the current policy is
+its own judge (Yuan et al. 2024, Self-Rewarding Language Models) — or a score judge rates each sample once and
+the pairs are binarised from the scores (loop_feedback.py); the feedback source picks the labels that train
 (human_queue.jsonl holds the pairs for people) → `steps_per_iteration` DPO steps against the reference (the
 policy the iteration started from, or the starting policy) → evaluation on held-out prompts → a row of
 OUT/iterations.jsonl and OUT/checkpoint-STEP/. Labelling fresh samples of the current policy every round is what
@@ -26,18 +27,20 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..config.loop import LoopConfig
-from ..config.run import PairsConfig
+from ..config.judge import load_judge_config
+from ..config.loop import LoopConfig, judge_mode_problems
+from ..config.yamlfile import FieldErrors
 from ..data.prompts import split_prompts
 from ..policy.sampling import PolicySampler, derived_seed
 from ..train.checkpoint import list_checkpoints
-from ..train.data import encode_pairs, micro_batches, read_feedback, step_indices
+from ..train.data import encode_pairs, micro_batches, step_indices
 from ..train.dpo import dpo_step, precompute_reference
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import read_metrics, truncate_after
 from ..train.models import load_model, load_reference, load_tokenizer, load_trainable
 from ..train.rollout import kl_estimate
 from ..train.run import RunLog, make_optimizer, prepare_for_training, start_run, with_cpu_threads
+from .loop_feedback import Labelled, feedback_step, fmt, iteration_feedback  # noqa: F401 (iteration_feedback: API)
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
@@ -54,42 +57,6 @@ def keyword_share(texts: list[str], keyword: Optional[str]) -> Optional[float]:
     if not keyword or not texts:
         return None
     return sum(keyword.lower() in t.lower() for t in texts) / len(texts)
-
-
-# -- labels that train ----------------------------------------------------------------------------------------------
-def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True):
-    """The iteration's training preferences from its labels through `rlaif.feedback` (ai / human / mixed).
-    `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
-    from ..config.feedback import FeedbackConfig
-    from ..data.labels import read_labels, write_jsonl
-    from ..feedback.sources import invalid_input, queue_row
-
-    fb, labels = config.feedback, it_dir / "labels" / "labels.jsonl"
-    queue = it_dir / "human_queue.jsonl"
-    if fb.source == "ai":
-        source = FeedbackConfig(source="ai", ai=str(labels))
-    elif fb.source == "mixed":
-        source = FeedbackConfig(source="mixed", ai=str(labels), human=fb.human, queue=str(queue), margin=fb.margin,
-                                require_consistent=fb.require_consistent, pending=fb.pending)
-    else:  # people label every pair; their labels of this iteration's pairs (by id) train
-        if write:
-            records = [r for r in read_labels(labels) if not invalid_input(r)]
-            write_jsonl((queue_row(r) for r in records), queue)
-            ids = {r["id"] for r in records}
-            mine = [r for r in read_labels(fb.human) if r.get("id") in ids] if Path(fb.human).exists() else []
-            write_jsonl(mine, it_dir / "human_labels.jsonl")
-        source = FeedbackConfig(source="human", human=str(it_dir / "human_labels.jsonl"))
-    pairs = PairsConfig(soft=config.soft, min_margin=config.min_margin, eval_fraction=0.0)
-    try:
-        return read_feedback(source, pairs, config.seed, write_queue=write)
-    except ValueError as e:
-        if fb.source == "ai":
-            hint = (" (every label a tie? min_margin: 0 trains on the soft p_a of all of them)"
-                    if "tie" in str(e) else "")
-            raise ValueError(f"iteration {k}: {e}{hint}") from None
-        raise ValueError(f"iteration {k}: {e}. People's labels are needed for the pairs in {queue} (e.g. `rlaif "
-                         f"annotate serve --pairs {queue}`, exported into {fb.human}); then run the same command "
-                         "again to continue") from None
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
@@ -168,6 +135,11 @@ class LoopRun:
         from ..labeling.score import GENERIC
 
         self.config, self.out = config, Path(config.output_dir)
+        judge_config = load_judge_config(config.judge)
+        problems = judge_mode_problems(config, judge_config)
+        if problems:
+            raise FieldErrors(problems)
+        self.judge_mode = judge_config.mode  # pairwise labels or d-RLAIF ratings; every process follows it
         self.acc, resume = start_run(config)
         self.main = main = self.acc.is_main_process
         self.train_prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
@@ -214,8 +186,9 @@ def baseline_samples(run: LoopRun, seed: int) -> list[str]:
 
 # -- one iteration, in four steps -------------------------------------------------------------------------------
 def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
-    """1. The policy samples two responses per prompt → OUT/iter-K/pairs.jsonl (already there when the iteration
-    is resumed). Returns the pair rows."""
+    """1. The policy samples `samples_per_prompt` responses per prompt → OUT/iter-K/pairs.jsonl, every pair of
+    them with their sample indices, as `rlaif generate` writes (already there when the iteration is resumed).
+    Returns the pair rows."""
     from ..data.labels import write_jsonl
     from ..policy.generate import pair_rows
 
@@ -225,32 +198,12 @@ def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
             raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
         prompts = iteration_prompts(run.train_prompts, config.prompts_per_iteration, config.seed, k)
         with run.acc.autocast():
-            drawn = run.sampler(run.model, run.tokenizer, prompts, 2, seed=derived_seed(config.seed, "sample", k),
-                                version=first)
+            drawn = run.sampler(run.model, run.tokenizer, prompts, config.samples_per_prompt,
+                                seed=derived_seed(config.seed, "sample", k), version=first)
         rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
         write_jsonl(rows, pairs_path)
     run.acc.wait_for_everyone()
     return [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def label_pairs(run: LoopRun, k: int, first: int, it_dir: Path):
-    """2. The judge labels them (the durable labelling job: a killed iteration resumes its labelling), and the
-    feedback source picks the labels that train. Returns (the job on the main process else None, feedback)."""
-    from ..labeling.job import label
-
-    job = None
-    if run.main:
-        for j in run.judges:
-            if hasattr(j, "attach"):  # backend: policy judges with the current weights
-                j.attach(run.model, run.tokenizer, name=f"policy@step-{first}")
-        with run.acc.autocast():
-            job = label(it_dir / "pairs.jsonl", run.constitution, run.judges[0], it_dir / "labels",
-                        seed=run.config.seed, skip_invalid=True, progress=False)
-        feedback = iteration_feedback(run.config, it_dir, k)
-    run.acc.wait_for_everyone()
-    if not run.main:
-        feedback = iteration_feedback(run.config, it_dir, k, write=False)
-    return job, feedback
 
 
 def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it_dir: Path) -> None:
@@ -281,18 +234,15 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
                 prune(run.out, config.save_total_limit, first if config.reference == "previous" else None)
 
 
-def iteration_summary(run: LoopRun, k: int, reference, rows: list, job, feedback, trained: tuple[int, int],
+def iteration_summary(run: LoopRun, k: int, reference, rows: list, labelled: Labelled, trained: tuple[int, int],
                       baseline: list[str], eval_seed: int) -> dict:
-    """4. The iteration's row of OUT/iterations.jsonl: its labels and losses, and the evaluation on the held-out
-    prompts. `trained`: (pairs trained on, pairs too long)."""
+    """4. The iteration's row of OUT/iterations.jsonl: its labels (the feedback step's fields) and losses, and the
+    evaluation on the held-out prompts. `trained`: (pairs trained on, pairs too long)."""
     config, last = run.config, k * run.config.steps_per_iteration
     steps_rows = [r for r in read_metrics(run.out) if r.get("iteration") == k]
-    stats = job.stats
     summary = {
-        "iteration": k, "step": last, "pairs": len(rows), "labels_ok": stats["ok"],
-        "labels_tie": stats["labels"]["tie"], "labels_failed": stats["failed"],
-        "position_consistency": stats["position_consistency"], "train_pairs": trained[0],
-        "too_long": trained[1], "feedback": feedback.counts,
+        "iteration": k, "step": last, **labelled.fields, "train_pairs": trained[0],
+        "too_long": trained[1], "feedback": labelled.feedback.counts,
         "loss_first": steps_rows[0]["loss"] if steps_rows else None,
         "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
         "reference": "initial" if config.lora else config.reference,
@@ -324,18 +274,19 @@ def train(config: LoopConfig) -> Path:
         first, last, it_dir = (k - 1) * S, k * S, run.out / f"iter-{k}"
         reference = iteration_reference(run, first)
         rows = sample_pairs(run, k, first, it_dir)
-        job, feedback = label_pairs(run, k, first, it_dir)
-        train_pairs, too_long = encode_pairs(run.tokenizer, feedback.train, config.max_length, whole=False)
+        labelled = feedback_step(run, k, first, it_dir, rows)
+        train_pairs, too_long = encode_pairs(run.tokenizer, labelled.feedback.train, config.max_length, whole=False)
         if len(train_pairs) < config.grad_accum * run.acc.num_processes:
-            raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {feedback.counts})")
+            raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: "
+                             f"{labelled.feedback.counts})")
         dpo_steps(run, k, first, reference, train_pairs, it_dir)
         if run.main:  # the other processes wait at the checkpoint
-            summary = iteration_summary(run, k, reference, rows, job, feedback, (len(train_pairs), too_long),
+            summary = iteration_summary(run, k, reference, rows, labelled, (len(train_pairs), too_long),
                                         baseline, eval_seed)
             summary["time_s"] = round(time.perf_counter() - t0, 3)
             with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
                 f.write(json.dumps(summary) + "\n")
-            print(_summary(summary, config.iterations), flush=True)
+            print(_summary(summary, config.iterations, labelled.phrase), flush=True)
         run.log.checkpointer.save(run.policy, last, {"total_steps": config.iterations * S, "iteration": k,
                                                      "iteration_done": True})
         if run.main:
@@ -350,15 +301,11 @@ def train(config: LoopConfig) -> Path:
     return run.log.finish(run.policy)
 
 
-def _summary(row: dict, iterations: int) -> str:
-    def f(x, spec=".3f"):
-        return "n/a" if x is None else format(x, spec)
-
+def _summary(row: dict, iterations: int, labels: str) -> str:
+    f = fmt
     win = row["winrate"]
-    line = (f"iteration {row['iteration']}/{iterations}: {row['pairs']} pairs labelled (ok {row['labels_ok']}, "
-            f"tie {row['labels_tie']}, failed {row['labels_failed']}; position consistency "
-            f"{f(row['position_consistency'])}), {row['train_pairs']} trained on; loss {f(row['loss_first'], '.4f')}"
-            f" -> {f(row['loss_last'], '.4f')}; win rate vs start {f(row['win_rate'])} "
+    line = (f"iteration {row['iteration']}/{iterations}: {labels}, {row['train_pairs']} trained on; loss "
+            f"{f(row['loss_first'], '.4f')} -> {f(row['loss_last'], '.4f')}; win rate vs start {f(row['win_rate'])} "
             f"[{f(win['ci_low'])}, {f(win['ci_high'])}]")
     if row["eval_winrate"] is not None:
         line += f" (eval judge {f(row['eval_win_rate'])})"

@@ -145,3 +145,15 @@ def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution:
              for i, r in enumerate(responses)]
     planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
     return rate_planned(judge, planned, constitution)
+
+
+def rate_groups(judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution,
+                seed: int = 0) -> list[list[ScoreRecord]]:
+    """Rate the responses of many prompts in-process (no files), in one batch: `groups[i]` holds responses to
+    `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape."""
+    items = [ScoreItem(id=f"{i}#{j}", prompt_id=prompt_id_of(prompt), prompt=prompt, response=r, sample=j,
+                       conversational=isinstance(prompt, list))
+             for i, (prompt, group) in enumerate(zip(prompts, groups)) for j, r in enumerate(group)]
+    planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
+    records = iter(rate_planned(judge, planned, constitution) if items else [])
+    return [[next(records) for _ in group] for group in groups]

@@ -5,6 +5,7 @@ two tiny saved models."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -156,3 +157,64 @@ def test_eval_winrate_cli_on_two_saved_models(two_policies, prompts_file, tmp_pa
     assert report["constitution"]["sha256"] == load_constitution(HELPFUL).sha256
     assert report["sampling"]["max_new_tokens"] == 12 and report["baseline"] == str(two_policies[1])
     assert any(c["policy"] != c["baseline"] for c in report["comparisons"])  # two different models
+
+
+# -- a score judge (mode: score): each response rated once, P(policy ≻ baseline) = σ((s_p − s_b) / T) ----------
+
+def _score_judge(temperature: float = 1.0, tie_margin: float = 0.05, function="tests.judge_fns:counted_score_polite"):
+    return load_judge(PythonJudgeConfig(function=function, mode="score", tie_margin=tie_margin,
+                                        score={"temperature": temperature}))
+
+
+def test_a_score_judge_rates_each_response_once_and_derives_the_preference():
+    from tests.judge_fns import RATED
+
+    RATED.clear()
+    # score_polite: 8 with "please", 3 without. win, loss, tie (both polite), tie (neither)
+    policy = ["please help", "no", "please", "ok"]
+    baseline = ["sure", "please do", "please now", "fine"]
+    wr = judge_winrate(_score_judge(), None, ["p0", "p1", "p2", "p3"], policy, baseline)
+    assert sorted(RATED) == sorted(policy + baseline)  # 8 calls for 4 comparisons, not 4 x 2 orders x 2
+    assert (wr.n, wr.wins, wr.losses, wr.ties, wr.failed) == (4, 1, 1, 2, 0)
+    assert wr.win_rate == pytest.approx(0.5) and wr.position_consistency == 1.0  # no order is ever shown
+
+    from rlaif.eval.winrate import judge_comparisons
+
+    records, groups = judge_comparisons(_score_judge(), None, ["p0", "p1"], [["please", "no"], ["no"]],
+                                        [["no", "no"], ["please"]])
+    assert groups == [0, 0, 1] and [r.label for r in records] == ["a", "tie", "b"]
+    sigma5 = 1 / (1 + math.exp(-5.0))  # (8 - 3) / T with T = 1
+    assert [r.p_a for r in records] == pytest.approx([sigma5, 0.5, 1 - sigma5])
+    assert records[0].scores == pytest.approx([8.0, 3.0]) and records[0].judge.mode == "score"
+
+
+def test_a_score_judges_temperature_and_tie_margin_decide_ties():
+    args = (["p"], ["please"], ["no"])  # 8 against 3
+    assert judge_winrate(_score_judge(temperature=1.0), None, *args).wins == 1
+    # T = 100: σ(0.05) = 0.5125, within a tie margin of 0.05 of 1/2; a margin of 0 still calls it a win
+    assert judge_winrate(_score_judge(temperature=100.0), None, *args).ties == 1
+    assert judge_winrate(_score_judge(temperature=100.0, tie_margin=0.0), None, *args).wins == 1
+    constitution = load_constitution(HELPFUL).model_copy(update={"tie_margin": 0.01})
+    assert judge_winrate(_score_judge(temperature=100.0), constitution, *args).wins == 1  # the constitution's
+
+
+def test_a_failed_rating_fails_its_comparison():
+    wr = judge_winrate(_score_judge(function="tests.judge_fns:score_broken"), None, ["a", "b", "c"],
+                       ["boom", "fine", "eleven"], ["ok", "fine", "ok"])
+    assert (wr.n, wr.failed, wr.ties, wr.win_rate) == (1, 2, 1, 0.5)
+
+
+def test_eval_winrate_with_a_score_judge_file(two_policies, prompts_file, tmp_path):
+    from rlaif.config.sampling import SamplingConfig
+    from tests.judge_fns import RATED
+
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:counted_score_polite\n")
+    RATED.clear()
+    wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[1]), prompts_file, judge, None,
+                                  n_samples=2, config=SamplingConfig(max_new_tokens=8), seed=5)
+    assert len(RATED) == 2 * 6  # one principle: each of the 6 policy and 6 baseline samples rated once
+    assert wr.n + wr.failed == 6 and wr.failed == 0 and report["judge"]["mode"] == "score"
+    for c in report["comparisons"]:
+        polite = ("please" in c["policy"].lower(), "please" in c["baseline"].lower())
+        assert c["label"] == ("tie" if polite[0] == polite[1] else "win" if polite[0] else "loss")

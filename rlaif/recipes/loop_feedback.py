@@ -1,0 +1,139 @@
+"""The loop's feedback step (step 2 of an iteration of rlaif/recipes/loop.py): from the iteration's samples
+(OUT/iter-K/pairs.jsonl) to the preferences its DPO steps train on.
+
+A pairwise judge labels every pair of a prompt's samples in both orders through the labelling job
+(OUT/iter-K/labels/). A score judge (`mode: score`, d-RLAIF, Lee et al. 2023, sec. 2.3) rates each sample once
+through the score job (OUT/iter-K/scores/: n calls for n samples, against n(n-1) for the pairwise round robin),
+and each prompt's rated samples are binarised into pairs as `rlaif export --pairs-from` does (UltraFeedback's
+rule; OUT/iter-K/preferences.jsonl, p_a = σ((s_chosen − s_rejected)/T), with `judge.mode: score`, the constitution
+hash and both scores kept). Both jobs are durable, so a killed iteration resumes its labelling; the feedback source
+then picks what trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..config.loop import LoopConfig
+from ..config.run import PairsConfig
+from ..policy.sampling import derived_seed
+from ..train.data import FeedbackData, read_feedback
+
+LABELS = Path("labels") / "labels.jsonl"  # a pairwise judge's label folder's records
+PREFERENCES = Path("preferences.jsonl")   # a score judge's binarised pairs
+
+
+@dataclass
+class Labelled:
+    """What the step hands the loop: the preferences that train, the iteration's row fields about its labels,
+    and their account for the log line (main process only; empty on the others)."""
+
+    feedback: FeedbackData
+    fields: dict
+    phrase: str = ""
+
+
+def fmt(x, spec=".3f") -> str:
+    """A figure of the log line (n/a when there is none)."""
+    return "n/a" if x is None else format(x, spec)
+
+
+def label_pairs(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
+    """A pairwise judge: the labelling job over every pair (resumed after a kill)."""
+    from ..labeling.job import label
+
+    job = label(it_dir / "pairs.jsonl", run.constitution, run.judges[0], it_dir / "labels", seed=run.config.seed,
+                skip_invalid=True, progress=False)
+    stats = job.stats
+    fields = {"pairs": len(rows), "labels_ok": stats["ok"], "labels_tie": stats["labels"]["tie"],
+              "labels_failed": stats["failed"], "position_consistency": stats["position_consistency"]}
+    return fields, (f"{len(rows)} pairs labelled (ok {stats['ok']}, tie {stats['labels']['tie']}, failed "
+                    f"{stats['failed']}; position consistency {fmt(stats['position_consistency'])})")
+
+
+def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
+    """A score judge: the score job rates each sample once (resumed after a kill), then each prompt's samples are
+    binarised by feedback.pairs_from (`rlaif.data.scores.binarize`, as `rlaif export --pairs-from`)."""
+    from ..data.labels import read_scores, write_jsonl
+    from ..data.scores import binarized_labels
+    from ..scoring.job import score
+
+    config, judge = run.config, run.judges[0]
+    fb, cfg = config.feedback, judge.config
+    job = score(it_dir / "pairs.jsonl", run.constitution, judge, it_dir / "scores", seed=config.seed,
+                progress=False)
+    margin = run.constitution.tie_margin if run.constitution.tie_margin is not None else cfg.tie_margin
+    labels = list(binarized_labels(read_scores(it_dir / "scores"), fb.pairs_from, (cfg.score.low, cfg.score.high),
+                                   cfg.score.temperature, margin, seed=derived_seed(config.seed, "pairs_from", k),
+                                   min_margin=fb.min_margin))
+    write_jsonl(labels, it_dir / PREFERENCES)  # a function of the scores: written again on resume, the same
+    stats = job.stats
+    ties = sum(r["label"] == "tie" for r in labels)
+    fields = {"judge_mode": "score", "samples": stats["responses"], "ratings_ok": stats["ok"],
+              "ratings_failed": stats["failed"], "pairs_from": fb.pairs_from, "pairs": len(labels),
+              "labels_ok": len(labels), "labels_tie": ties, "labels_failed": 0}
+    return fields, (f"{stats['responses']} samples of {stats['prompts']} prompts rated (ok {stats['ok']}, failed "
+                    f"{stats['failed']}; mean score {_mean_score(read_scores(it_dir / 'scores'))}), "
+                    f"{len(labels)} pairs {fb.pairs_from} ({ties} ties)")
+
+
+def _mean_score(records) -> str:
+    scores = [r["score"] for r in records if r.get("status") == "ok"]
+    return fmt(sum(scores) / len(scores) if scores else None, ".2f")
+
+
+def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:
+    """The judge's verdicts on the iteration's samples (main process), then the preferences that train (every
+    process reads them): the one place the loop follows the judge's mode."""
+    score_judge = run.judge_mode == "score"
+    fields, phrase, labels = {}, "", it_dir / (PREFERENCES if score_judge else LABELS)
+    if run.main:
+        for j in run.judges:
+            if hasattr(j, "attach"):  # backend: policy judges with the current weights
+                j.attach(run.model, run.tokenizer, name=f"policy@step-{first}")
+        with run.acc.autocast():
+            fields, phrase = (rate_samples if score_judge else label_pairs)(run, k, it_dir, rows)
+        feedback = iteration_feedback(run.config, it_dir, k, labels=labels)
+    run.acc.wait_for_everyone()
+    if not run.main:
+        feedback = iteration_feedback(run.config, it_dir, k, write=False, labels=labels)
+    return Labelled(feedback, fields, phrase)
+
+
+def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True,
+                       labels: Optional[Path] = None) -> FeedbackData:
+    """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default)
+    through `rlaif.feedback` (ai / human / mixed). `write`: write the queue for people and the iteration's human
+    labels (the main process; the others read)."""
+    from ..config.feedback import FeedbackConfig
+    from ..data.labels import read_labels, write_jsonl
+    from ..feedback.sources import invalid_input, queue_row
+
+    fb, labels = config.feedback, labels or it_dir / LABELS
+    queue = it_dir / "human_queue.jsonl"
+    if fb.source == "ai":
+        source = FeedbackConfig(source="ai", ai=str(labels))
+    elif fb.source == "mixed":
+        source = FeedbackConfig(source="mixed", ai=str(labels), human=fb.human, queue=str(queue), margin=fb.margin,
+                                require_consistent=fb.require_consistent, pending=fb.pending)
+    else:  # people label every pair; their labels of this iteration's pairs (by id) train
+        if write:
+            records = [r for r in read_labels(labels) if not invalid_input(r)]
+            write_jsonl((queue_row(r) for r in records), queue)
+            ids = {r["id"] for r in records}
+            mine = [r for r in read_labels(fb.human) if r.get("id") in ids] if Path(fb.human).exists() else []
+            write_jsonl(mine, it_dir / "human_labels.jsonl")
+        source = FeedbackConfig(source="human", human=str(it_dir / "human_labels.jsonl"))
+    pairs = PairsConfig(soft=config.soft, min_margin=config.min_margin, eval_fraction=0.0)
+    try:
+        return read_feedback(source, pairs, config.seed, write_queue=write)
+    except ValueError as e:
+        if fb.source == "ai":
+            hint = (" (every label a tie? min_margin: 0 trains on the soft p_a of all of them)"
+                    if "tie" in str(e) else "")
+            raise ValueError(f"iteration {k}: {e}{hint}") from None
+        raise ValueError(f"iteration {k}: {e}. People's labels are needed for the pairs in {queue} (e.g. `rlaif "
+                         f"annotate serve --pairs {queue}`, exported into {fb.human}); then run the same command "
+                         "again to continue") from None
