@@ -22,6 +22,7 @@ CONSTITUTIONS = {
 }
 JUDGES = {
     "default.yaml": "371c62e3838804a9bfe0f6f26b5bb926f39a4ec7bf40ad7d118887486ce582c6",
+    "default-score.yaml": "e7e7f1de4a47d53ab23266268d2bf7cbd65f2da6906db1f8cecc5c16906e2df6",  # added with #11
     "openai.yaml": "8f39914d130220e281955d7804663ceac2760d382036840ec3cdde4c2d98dad7",
     "rule-keyword.yaml": "59d1e9254570279a51405976172f7bd7495567a05ff64f071b99228c89408aec",
     "rule-length.yaml": "b70a0802f5210a920fe84d45508430473d0b24b4a296c0d8f7ad14beb9996150",

@@ -19,9 +19,10 @@ pytestmark = [requires_smollm2, pytest.mark.slow]
 
 
 def test_embedded_judge_rates_bundled_pairs(tmp_path):
-    config = yaml.safe_load((ROOT / "judges" / "default.yaml").read_text())
-    judge = tmp_path / "score.yaml"
-    judge.write_text(yaml.safe_dump({**config, "mode": "score"}))
+    judge = ROOT / "judges" / "default-score.yaml"  # the shipped score judge: default.yaml's model in score mode
+    config, score_config = (yaml.safe_load((ROOT / "judges" / n).read_text()) for n in ("default.yaml", judge.name))
+    assert {k: score_config[k] for k in ("model", "model_package", "gguf_file")} == {
+        k: config[k] for k in ("model", "model_package", "gguf_file")}
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "rlaif.cli", "score", "--pairs", ROOT / "examples" / "pairs.jsonl",
            "--constitution", ROOT / "constitutions" / "harmless.yaml", "--judge", judge, "--out", out,
