@@ -7,6 +7,7 @@ and printing its result. Heavy packages are imported inside the commands, so `rl
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -52,4 +53,24 @@ app.add_typer(model.app, name="model")
 
 
 def main() -> None:
-    app()
+    """Run the command line. A usage error (an unknown option or command, a missing value) is one line on stderr
+    that names the command and its --help, with exit code 2, as for every other bad input."""
+    try:  # typer vendors its own click (typer._click) since 0.2x; older typer uses click itself
+        from typer._click import exceptions as errors
+    except ImportError:
+        from click import exceptions as errors
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="rlaif", standalone_mode=False)
+    except errors.NoArgsIsHelpError as e:  # `rlaif` or `rlaif train` alone: its help, as click prints it
+        print(e.ctx.get_help())
+        code = 2
+    except errors.UsageError as e:
+        path = e.ctx.command_path if e.ctx is not None else "rlaif"
+        print(f"error: {path}: {e.format_message()} (see '{path} --help')", file=sys.stderr)
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

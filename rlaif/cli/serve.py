@@ -34,7 +34,10 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                                                          "sent without `prompts` (default: the reference model's "
                                                          "assistant marker, then common chat-template markers)."),
                  seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
-                 host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+                 host: str = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs "
+                                          "--allow-remote; put a reverse proxy with TLS in front instead."),
+                 allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: anyone who "
+                                                   "reaches the server can spend the judge."),
                  port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on.")) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
     if mode not in (None, "reference", "group"):
@@ -42,7 +45,7 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
 
     def run():
         from ..rewards.server import serve
-        serve(judge, constitution, host=host, port=port, mode=mode, reference_model=reference_model,
+        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, mode=mode, reference_model=reference_model,
               separator=separator, labels_as_references=labels_as_references,
               reference_max_new_tokens=reference_max_new_tokens, reference_temperature=reference_temperature,
               seed=seed)

@@ -77,9 +77,10 @@ class JudgeBase(Hashed):
     score: ScoreConfig = Field(default_factory=ScoreConfig, description="The rating scale of `mode: score`.")
     instructions: Optional[str] = Field(None, description="Replace the judge's standing instructions "
                                         "(the text before the conversation).")
-    price_per_1k_prompt_tokens: float = Field(0.0, ge=0, description="Price of 1,000 prompt tokens, for the "
-                                              "cost estimate in stats.json.")
-    price_per_1k_completion_tokens: float = Field(0.0, ge=0, description="Price of 1,000 completion tokens.")
+    price_per_1k_prompt_tokens: float = Field(0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 prompt "
+                                              "tokens, for the cost estimate in stats.json.")
+    price_per_1k_completion_tokens: float = Field(0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 "
+                                                  "completion tokens.")
     resources: WorkerResources = Field(default_factory=WorkerResources, description="With --ray: what each "
                                        "worker (one loaded judge) reserves on the cluster.")
 
@@ -185,8 +186,8 @@ class OpenAIJudgeConfig(JudgeBase):
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of the verdict.")
     max_tokens: int = Field(1, ge=1, description="Tokens generated for the verdict (without CoT).")
     max_requests: Optional[int] = Field(None, ge=1, description="Stop the job cleanly after this many requests.")
-    max_cost: Optional[float] = Field(None, gt=0, description="Stop the job cleanly once the estimated cost "
-                                      "reaches this (needs the prices).")
+    max_cost: Optional[float] = Field(None, gt=0, allow_inf_nan=False, description="Stop the job cleanly once the "
+                                      "estimated cost reaches this (needs the prices).")
 
     # Added after labels existed: hashed only when set (the default `chat` keeps every earlier hash).
     added_later: ClassVar[frozenset[str]] = frozenset({"request", "tokenizer"})

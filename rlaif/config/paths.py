@@ -151,3 +151,26 @@ def loading(what: str, path: str | os.PathLike) -> Iterator[None]:
             raise
         first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise ValueError(f"{what}: cannot load {path}: {first}") from e
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server's --host keeps it on this machine (127.0.0.0/8, ::1, localhost); "" means every
+    interface."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # another host name, or "" (every interface)
+        return False
+
+
+def remote_host_refusal(host: str, what: str, risk: str, allow_remote: bool) -> Optional[str]:
+    """The one line that refuses a --host beyond loopback without --allow-remote (None when it is allowed)."""
+    if allow_remote or is_loopback(host):
+        return None
+    return (f"--host {host or repr(host)} would serve {what} beyond this machine over plain HTTP, {risk}. Keep "
+            f"--host 127.0.0.1 behind a reverse proxy that adds TLS (Caddy, nginx), or pass --allow-remote to "
+            f"listen anyway.")
+

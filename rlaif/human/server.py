@@ -9,7 +9,6 @@ back. A pair is leased while someone works on it, so no pair is handed to more p
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import secrets
 import sqlite3
@@ -25,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config.paths import is_loopback, remote_host_refusal
 from ..constitution import load_constitution
 from .db import AnnotationDB, UnknownPair, error_kind
 from .presentation import pair_order_label, served_pairs, shown_order
@@ -275,11 +275,11 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
 
     if overlap < 1:
         raise ValueError("--overlap must be at least 1")
-    remote = not _is_loopback(host)
-    if remote and not allow_remote:  # refused before anything is written
-        raise ValueError(f"--host {host or repr(host)} would serve the annotation app beyond this machine over "
-                         f"plain HTTP, with annotators' tokens and labels unencrypted. Keep --host 127.0.0.1 behind "
-                         f"a reverse proxy that adds TLS (Caddy, nginx), or pass --allow-remote to listen anyway.")
+    remote = not is_loopback(host)
+    refusal = remote_host_refusal(host, "the annotation app", "with annotators' tokens and labels unencrypted",
+                                  allow_remote)
+    if refusal:  # refused before anything is written
+        raise ValueError(refusal)
     tokens = load_tokens(tokens_file) if tokens_file else None
     const = load_constitution(constitution) if constitution else None
     db = AnnotationDB(db_path)
@@ -302,15 +302,6 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         db.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # another host name, or "" (every interface)
-        return False
 
 
 def _log(line: str) -> None:

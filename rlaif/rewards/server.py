@@ -319,18 +319,26 @@ def build_service(judge, constitution=None, mode: Optional[str] = None, referenc
     return RewardService(reward, splitter, sampler, labels_as_references)
 
 
-def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000, **kwargs) -> None:
-    """Build the service and serve it until stopped."""
+def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
+          **kwargs) -> None:
+    """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
+    over plain HTTP) it needs `allow_remote`."""
     import uvicorn
 
+    from ..config.paths import remote_host_refusal
+
+    refusal = remote_host_refusal(host, "the judge as a reward", "where anyone who reaches it can spend the judge",
+                                  allow_remote)
+    if refusal:  # refused before the judge is loaded
+        raise ValueError(refusal)
     service = build_service(judge, constitution, **kwargs)
     _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
          f"http://{host}:{port}/get_reward")
     if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
         _log("note: no --reference-model and no --labels-as-references: each request must send `references` "
              "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        _log(f"warning: listening on {host}: anyone who can reach it can spend the judge")
+    if allow_remote:
+        _log(f"warning: listening on {host} (--allow-remote): anyone who can reach it can spend the judge")
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
 
 

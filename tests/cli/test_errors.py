@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_cli
 
 DPO = str(ROOT / "examples/tiny/dpo.yaml")
 LABELS = str(ROOT / "examples/tiny/data/labels.jsonl")
@@ -301,3 +301,16 @@ def test_a_hub_id_that_is_not_cached_is_looked_up_once_not_retried_for_a_minute(
                                                           "local folder")
     expected = "the hub has no model of that name" if hub == "missing-model" else "the hub cannot be reached"
     assert expected in done.stderr and "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["label", "--bogus"], "error: rlaif label: No such option: --bogus"),
+    (["labl"], "error: rlaif: No such command 'labl'. Did you mean 'label'?"),
+    (["constitution", "check"], "error: rlaif constitution check: Missing argument 'files'."),
+    (["train", "dpo", "--config"], "requires an argument"),
+])
+def test_a_usage_error_is_one_line_naming_the_command_and_its_help(args, expected):
+    done = run_cli(*args, timeout=60)
+    (line,) = done.stderr.splitlines()  # one line, not click's usage box
+    assert done.returncode == 2 and expected in line and "--help" in line and done.stdout == ""
+

@@ -388,3 +388,19 @@ def test_logprobs_within_rounding_of_zero_and_minus_infinity_are_read(server):
     with make([server.url]) as judge:
         (v,) = judge.judge([query()])
     assert v.error is None and v.p_first == 1.0 and v.label_mass == 1.0
+
+
+@pytest.mark.parametrize("field", ["price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "max_cost"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_prices_and_cost_cap_must_be_finite(tmp_path, field, value):
+    """An infinite price would make every estimate inf (and stop a capped job at once); nan would pass every cap."""
+    from rlaif.config.judge import load_judge_config
+    from rlaif.config.yamlfile import ConfigFileError
+
+    f = tmp_path / "judge.yaml"
+    other = "price_per_1k_completion_tokens" if field == "price_per_1k_prompt_tokens" else "price_per_1k_prompt_tokens"
+    f.write_text(f"backend: openai\nmodel: m\nbase_urls: ['http://127.0.0.1:9/v1']\n{other}: 1.0\n"
+                 f"{field}: {'.inf' if value == float('inf') else '.nan'}\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_judge_config(f)
+    assert any(f"{f.name}:5: {field}:" in line and "finite" in line for line in e.value.errors), e.value.errors

@@ -309,6 +309,12 @@ def test_cli_refuses_bad_options(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     p = run("--judge", judge, "--reference-model", tmp_path / "no-model")
     assert p.returncode == 2 and "cannot load a causal LM" in p.stderr and "Traceback" not in p.stderr
+    for host in ("0.0.0.0", "192.0.2.7"):  # beyond loopback: refused in one line unless --allow-remote
+        p = run("--judge", judge, "--host", host, "--port", "0")
+        (line,) = p.stderr.splitlines()
+        assert p.returncode == 2 and line.startswith(f"error: --host {host} would serve the judge as a reward "
+                                                     "beyond this machine over plain HTTP")
+        assert "--allow-remote" in line and "TLS" in line
 
 
 def test_build_service_checks_options(tmp_path):
