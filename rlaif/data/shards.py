@@ -1,12 +1,14 @@
 """Merging the folders of a sharded job (`--shard I/N` of `rlaif label` or `rlaif score`) into one: the shards must
-come from the same job, be complete, cover shards 0..N-1 once each and hold disjoint ids. The job's own module
-then writes the merged manifest and stats."""
+come from the same job, be complete, cover shards 0..N-1 once each and hold disjoint ids. Their spend.json files add
+up into the merged folder's. The job's own module then writes the merged manifest and stats."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from ..records import Spend
+from .folder import read_spend, write_spend
 from .labels import LabelStore, fsync_dir, read_json_file
 
 SAME_JOB = ("input_sha256", "constitution_sha256", "judge_settings_sha256", "seed", "limit")
@@ -54,5 +56,8 @@ def merge_shards(dirs: Sequence[str | Path], out: str | Path, file_name: str,
             ids.add(r["id"])
             batch.append(r)
         store.append(batch)
+    # what the shards spent is the merged job's: its caps hold over the whole job if it is ever run again
+    spends = [read_spend(d) for d, _ in manifests]
+    write_spend(out, Spend(requests=sum(x.requests for x in spends), cost=sum(x.cost for x in spends)))
     merged = {**first, "shard": [0, 1], "merged_from": [str(d) for d, _ in manifests], "status": "complete"}
     return merged, target, len(ids)

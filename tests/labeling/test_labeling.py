@@ -150,8 +150,14 @@ def test_shards_are_disjoint_and_merge_complete(tmp_path):
         label(pairs, CONST, POLITE, tmp_path / f"s{i}", shard=(i, 3), progress=False)
     sizes = [len(read_labels(tmp_path / f"s{i}")) for i in range(3)]
     assert sum(sizes) == 25 and all(s > 0 for s in sizes)
+    from rlaif.data.folder import read_spend, write_spend
+    from rlaif.records import Spend
+
+    for i in (0, 2):  # what shards 0 and 2 spent on an HTTP judge; shard 1 spent nothing (no spend.json)
+        write_spend(tmp_path / f"s{i}", Spend(requests=10 + i, cost=0.25 * (i + 1)))
     stats = merge([tmp_path / f"s{i}" for i in range(3)], tmp_path / "merged")
     assert stats["pairs"] == 25
+    assert read_spend(tmp_path / "merged") == Spend(requests=22, cost=1.0)  # the merged job carries what all spent
     with pytest.raises(ValueError, match="shards must be"):
         merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m2")
     with pytest.raises(ValueError, match="different jobs"):
