@@ -32,6 +32,8 @@ def score_cmd(ctx: typer.Context,
               shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
               fmt: Optional[str] = FORMAT,
               max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
+              skip_invalid: bool = typer.Option(False, help="Record a response too long for the judge as failed "
+                                                "and go on."),
               retry_failed: bool = retry_failed_option("responses"),
               allow_failed: bool = allow_failed_option("responses"),
               max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
@@ -49,7 +51,7 @@ def score_cmd(ctx: typer.Context,
         return score(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
                      shard=_parse_shard(shard) if shard else (0, 1), format=fmt, max_chars=max_chars,
                      progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost,
-                     ray=on_ray)
+                     ray=on_ray, skip_invalid=skip_invalid)
     result = guard(run)
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats

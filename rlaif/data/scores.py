@@ -35,7 +35,8 @@ def p_preferred(s_a: float, s_b: float, temperature: float) -> float:
 
 
 def label_of(p_a: float, tie_margin: float) -> str:
-    return "tie" if abs(p_a - 0.5) <= tie_margin else "a" if p_a > 0.5 else "b"
+    """As rlaif.labeling.preference.label_for: 'tie' within the margin of ½ (with its float tolerance)."""
+    return "tie" if abs(p_a - 0.5) <= tie_margin + 1e-12 else "a" if p_a > 0.5 else "b"
 
 
 def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], temperature: float,
@@ -106,7 +107,11 @@ def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperat
     if how not in PAIRS_FROM:
         raise ValueError(f"--pairs-from must be one of {', '.join(PAIRS_FROM)}, got {how!r}")
     for prompt_id, group in prompt_groups(records).items():
-        ok = [r for r in group if r.get("status") == "ok" and r.get("reward") is not None]
+        ok, seen = [], set()
+        for r in group:  # a response that several pairs of a prompt share is one candidate, not several
+            if r.get("status") == "ok" and r.get("reward") is not None and r.get("response") not in seen:
+                seen.add(r.get("response"))
+                ok.append(r)
         if len(ok) < 2:
             continue
         s = [points(r, scale) for r in ok]
@@ -154,11 +159,14 @@ def trl_pair_row(chosen: dict, rejected: dict, scale: tuple[int, int], temperatu
 
 def scale_of(manifest: Optional[dict]) -> tuple[tuple[int, int], float, float]:
     """The score scale, T and the tie margin of a score folder, from the judge config its manifest keeps (the
-    defaults without one)."""
-    judge = (manifest or {}).get("judge") or {}
+    defaults without one). The tie margin is the constitution's when it sets one (the manifest's `tie_margin`),
+    else the judge's, as for pairwise labels and win rates."""
+    manifest = manifest or {}
+    judge = manifest.get("judge") or {}
     score = judge.get("score") or {}
+    margin = manifest.get("tie_margin")
     return ((int(score.get("low", 1)), int(score.get("high", 10))), float(score.get("temperature", 1.0)),
-            float(judge.get("tie_margin", 0.05)))
+            float(margin if margin is not None else judge.get("tie_margin", 0.05)))
 
 
 def check_pairs_from(how: Optional[str], min_margin: float) -> None:

@@ -62,8 +62,9 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
 
     config, judge = run.config, run.judges[0]
     fb, cfg = config.feedback, judge.config
+    # a sample too long for the judge is a failed rating, left out of the pairs (as the pairwise step does)
     job = score(it_dir / "pairs.jsonl", run.constitution, judge, it_dir / "scores", seed=config.seed,
-                progress=False)
+                progress=False, skip_invalid=True)
     margin = run.constitution.tie_margin if run.constitution.tie_margin is not None else cfg.tie_margin
     labels = list(binarized_labels(read_scores(it_dir / "scores"), fb.pairs_from, (cfg.score.low, cfg.score.high),
                                    cfg.score.temperature, margin, seed=derived_seed(config.seed, "pairs_from", k),

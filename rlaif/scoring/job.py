@@ -51,10 +51,11 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
           shard: tuple[int, int] = (0, 1), format: Optional[str] = None, max_chars: int = 100_000,
           progress: bool = True, on_batch: Optional[Callable[[int], None]] = None, retry_failed: bool = False,
           max_requests: Optional[int] = None, max_cost: Optional[float] = None,
-          ray: Optional[RayOptions] = None) -> JobResult:
+          ray: Optional[RayOptions] = None, skip_invalid: bool = False) -> JobResult:
     """Rate every response of a file of pairs (or of `rlaif generate`'s samples) into `out`; running it again
     resumes. `judge` is a Judge, a config or a YAML path, and must be a score judge (mode: score); with `ray`, a
-    config or a YAML path, which each worker on the cluster loads. `limit` counts input rows."""
+    config or a YAML path, which each worker on the cluster loads. `limit` counts input rows. `skip_invalid`
+    records a response too long for the judge as failed and goes on (without it that is bad input, exit 2)."""
     input_path, out_dir = Path(responses), Path(out)
     constitution_path = None if isinstance(constitution, Constitution) else str(constitution)
     if constitution_path is not None:
@@ -71,6 +72,8 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
         raise JobError(refusal)
     manifest = job_manifest(input_path, format, constitution_path, constitution, seed, shard, limit,
                             judge=config.public_dict(), judge_settings_sha256=config.settings_sha256())
+    if constitution.tie_margin is not None:  # the constitution's margin wins when the pairs are derived
+        manifest["tie_margin"] = constitution.tie_margin
     cluster = None
     if ray is not None:
         from .ray import ray_rating
@@ -83,7 +86,8 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
         try:
             judge_obj = _start(cluster, config, constitution, judge_obj, out_dir)
             job = _Pass(folder, input_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
-                        judge_sha=config.settings_sha256(), seed=seed, retry_failed=retry_failed)
+                        judge_sha=config.settings_sha256(), seed=seed, retry_failed=retry_failed,
+                        skip_invalid=skip_invalid)
             job.spent_saved = (cluster or job).spent()
             job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
             items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
@@ -123,6 +127,7 @@ class _Pass(JobPass):
     judge_sha: str = ""
     seed: int = 0
     retry_failed: bool = False
+    skip_invalid: bool = False
     rows_read: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("scored", "failed", "retried", "prompt_tokens", "completion_tokens"), 0))
@@ -166,9 +171,10 @@ class _Pass(JobPass):
             return e.records
 
     def bad_input(self, record: ScoreRecord) -> Optional[str]:
-        if not (record.error or "").startswith(TOO_LONG):
+        # Without --skip-invalid a response too long for the judge is bad input: keep the rest, then report it.
+        if self.skip_invalid or not (record.error or "").startswith(TOO_LONG):
             return None
-        return f"response '{record.id}': {record.error}"
+        return f"response '{record.id}': {record.error} (--skip-invalid records such responses as failed and goes on)"
 
     def count(self, record: ScoreRecord, stored: Optional[Stored]) -> None:
         c = self.counts

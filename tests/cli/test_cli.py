@@ -100,3 +100,19 @@ def test_label_reports_missing_options_and_bad_files(tmp_path):
     p = run("label", "--pairs", tmp_path / "none.jsonl", "--constitution", ROOT / "constitutions/helpful.yaml",
             "--judge", ROOT / "judges/rule-length.yaml", "--out", tmp_path / "o")
     assert p.returncode == 2 and "none.jsonl" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_tensor_parallel_judge_on_ray_needs_one_gpu_per_rank(tmp_path):
+    """resources.num_gpus of a vLLM judge with tensor_parallel_size N is N (one GPU per engine rank in the
+    worker's placement group) or 0 (a CPU engine); anything else is refused at its line."""
+    from rlaif.config.yamlfile import ConfigFileError
+
+    f = tmp_path / "vllm.yaml"
+    for gpus, ok in ((2, True), (0, True), (1, False), (4, False)):
+        f.write_text(f"backend: vllm\nmodel: m\ntensor_parallel_size: 2\nresources:\n  num_gpus: {gpus}\n")
+        if ok:
+            assert load_judge_config(f).resources.num_gpus == gpus
+            continue
+        with pytest.raises(ConfigFileError) as e:
+            load_judge_config(f)
+        assert any("set resources.num_gpus to 2" in line for line in e.value.errors), e.value.errors

@@ -236,3 +236,35 @@ def test_a_score_folder_is_a_feedback_source_for_training(tmp_path):
     assert stats["ai_pairs"] == 4 and all(r["source"] == "ai" and r["label"] == "a" for r in records)
     data = read_feedback(feedback.root, PairsConfig(eval_fraction=0.0))
     assert len(data.train) == 4 and all(p.p_a == pytest.approx(1 / (1 + math.exp(-5))) for p in data.train)
+
+
+def test_a_response_too_long_for_the_judge_is_bad_input_unless_skipped(tmp_path, tiny_model_dir):
+    """Without skip_invalid the job keeps the rest and then reports the response as bad input (exit 2 from the
+    CLI); with it the response is a failed record and the job goes on (what `rlaif loop` asks for)."""
+    from rlaif.data.formats import DataError
+
+    f = _files(tmp_path, n=3)
+    rows = [json.loads(x) for x in f["pairs"].read_text().splitlines()]
+    rows[1]["response_b"] = "no " * 400
+    f["pairs"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f["judge"].write_text(f"backend: transformers\nmode: score\nmodel: {tiny_model_dir}\nmax_length: 600\n")
+    with pytest.raises(DataError, match="too long for the judge.*--skip-invalid"):
+        score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False)
+    assert len(_records(f["out"])) == 5 and "k1:b" not in {r["id"] for r in _records(f["out"])}  # the rest kept
+    result = score(f["pairs"], f["constitution"], f["judge"], tmp_path / "skipped", progress=False,
+                   skip_invalid=True)
+    recs = {r["id"]: r for r in _records(tmp_path / "skipped")}
+    assert recs["k1:b"]["status"] == "failed" and "too long" in recs["k1:b"]["error"]
+    assert sum(r["status"] == "ok" for r in recs.values()) == 5 and result.stats["failed_judge"] == 0
+
+
+def test_the_constitutions_tie_margin_decides_derived_ties(tmp_path):
+    """Derived labels use the constitution's tie margin when it sets one, as pairwise labels and win rates do."""
+    f = _files(tmp_path, n=2, function="score_distribution")
+    f["constitution"].write_text(CONSTITUTION + "tie_margin: 0.45\n")
+    score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False)
+    labels = read_labels(f["out"])  # 8 against 2 points: p_a = σ(6) ≈ 0.998, beyond even a 0.45 margin
+    assert labels and all(r["label"] in ("a", "b") for r in labels)
+    f["constitution"].write_text(CONSTITUTION + "tie_margin: 0.5\n")
+    score(f["pairs"], f["constitution"], f["judge"], tmp_path / "wide", progress=False)
+    assert {r["label"] for r in read_labels(tmp_path / "wide")} == {"tie"}  # every |p_a − ½| ≤ 0.5

@@ -108,3 +108,20 @@ def test_binarisation_rules():
     assert pick("best-vs-worst", min_margin=100) == []
     with pytest.raises(ValueError, match="--pairs-from"):
         list(binarize(group, "best-of-n", (1, 10), 1.0))
+
+
+def test_a_response_shared_by_pairs_of_one_prompt_is_one_candidate():
+    """Pairs (A, B) and (A, C) of one prompt: A is rated twice but binarised once, so no pair reaches DPO twice."""
+    recs = [{**_rec("p", None, r), "id": f"{pid}:{side}", "pair_id": pid, "side": side, "response": text}
+            for pid, side, text, r in (("k1", "a", "A", 0.8), ("k1", "b", "B", -0.6), ("k2", "a", "A", 0.8),
+                                       ("k2", "b", "C", 0.0))]
+    rows = [(c["response"], r["response"]) for c, r in binarize(recs, "all-above-margin", (1, 10), 1.0)]
+    assert sorted(rows) == [("A", "B"), ("A", "C"), ("C", "B")]
+
+
+def test_a_derived_tie_at_the_margin_is_a_tie_as_for_pairwise_labels():
+    from rlaif.data.scores import label_of
+    from rlaif.labeling.preference import label_for
+
+    for p_a in (0.55, 0.45, 0.5500001, 0.4499999, 0.5):
+        assert label_of(p_a, 0.05) == label_for(p_a, 0.05)
