@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import random
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .records import Hashed, Pair, Prompt, sha256_json
 from .config.yamlfile import FieldErrors, load_model
+from .records import Hashed, Pair, Prompt, sha256_json
 
 SAMPLING_MODES = ("one_per_pair", "all")
 
@@ -108,10 +109,21 @@ class Constitution(Hashed):
             raise FieldErrors(problems)
         return self
 
-    @property
+    @cached_property
     def sha256(self) -> str:
-        """The content hash recorded on labels and keyed into every record key (see records.Hashed)."""
+        """The content hash recorded on labels and keyed into every record key (see records.Hashed); computed once
+        (every record key asks for it), so a constitution is not changed in place: model_copy(update=...) makes a
+        new one, with its own hash."""
         return sha256_json(self.hashed_form())
+
+    def model_copy(self, *, update=None, deep: bool = False) -> "Constitution":
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("sha256", None)  # the cached hash is this constitution's, not the copy's
+        return copy
+
+    def tie_margin_or(self, judge_margin: float) -> float:
+        """The tie margin labels under this constitution use: its own when it sets one, else the judge's."""
+        return self.tie_margin if self.tie_margin is not None else judge_margin
 
     def principle(self, pid: str) -> Principle:
         for p in self.principles:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..config.judge import JudgeBase, WorkerResources
+from ..config.judge import JudgeBase
 from ..data.jobpass import Done
 from ..records import Spend
 from .connect import RayOptions, cluster_address, connect
@@ -56,19 +56,22 @@ class RayRunner:
         self.workers = 0
         self._spent = Spend()
 
-    def settings(self, resources: WorkerResources) -> dict:
-        """The Ray settings the manifest and stats carry: the cluster, the workers, what each reserves."""
-        self.resources = resources
+    def settings(self, config: JudgeBase) -> dict:
+        """Take the workers' model config (what each reserves, the devices it spans, whether a cap holds) and
+        return the Ray settings the manifest and stats carry: the cluster, the workers, what each reserves."""
+        resources = self.resources = config.resources
+        self.bundles = getattr(config, "tensor_parallel_size", 1)  # a worker spanning N GPUs: a placement group
+        self.capped = has_caps(config)
         self.workers = self.options.workers or default_workers(self.ray, resources)
         return {"address": cluster_address(self.ray), "workers": self.workers,
                 "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
 
-    def start(self, args: tuple, spent: Spend, bundles: int = 1, capped: bool = False) -> "RayRunner":
-        """Start the workers (`worker_class(*args)` each); the job has spent `spent` in its earlier runs, and
-        `capped` says whether a spending cap holds (then one batch is out at a time)."""
+    def start(self, args: tuple, spent: Spend) -> "RayRunner":
+        """Start the workers (`worker_class(*args)` each) as `settings` planned them; the job has spent `spent`
+        in its earlier runs (with a cap, one batch is out at a time)."""
         self._spent = spent
-        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, bundles,
-                               max_in_flight=1 if capped else 0).start()
+        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, self.bundles,
+                               max_in_flight=1 if self.capped else 0).start()
         return self
 
     def submit(self, batch: list) -> list[Done]:

@@ -112,6 +112,11 @@ class JobPass:
     superseding: int = 0  # records this run wrote for ids the store held (folded in when the pass ends)
     wall: float = 0.0  # seconds `run` took
 
+    def __post_init__(self):
+        self.runner = self.runner or InProcess(self)
+        if self.spent_saved is None:  # what the job had spent when this run began (spend.json, carried)
+            self.spent_saved = self.runner.spent()
+
     # -- what a job brings --------------------------------------------------------------------------------------
     def work(self, batch: list) -> list:
         raise NotImplementedError
@@ -145,7 +150,6 @@ class JobPass:
         """Queue the items of this shard that need work and work them a batch at a time; returns the input rows
         read (and sets `wall`). Bad input further on keeps the work done before it is reported."""
         started, seen = time.time(), 0
-        self.runner = self.runner or InProcess(self)
         try:
             for item in items:
                 if limit is not None and seen >= limit:
@@ -215,7 +219,7 @@ class JobPass:
             raise DataError(str(self.input_path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
 
     def save_spend(self) -> None:
-        spent = self.runner.spent() if self.runner else self.spent()
+        spent = self.runner.spent()
         if spent != self.spent_saved:
             write_spend(self.folder.path, spent)
             self.spent_saved = spent

@@ -104,8 +104,7 @@ def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperat
     best-vs-worst: the best against the worst; all-above-margin: every pair whose scores differ by more than
     `min_margin`. Ties on the best (or worst) score go to the earlier sample; a pair closer than `min_margin`
     (in score points), or with equal scores, is dropped."""
-    if how not in PAIRS_FROM:
-        raise ValueError(f"--pairs-from must be one of {', '.join(PAIRS_FROM)}, got {how!r}")
+    check_pairs_from(how, min_margin)
     for prompt_id, group in prompt_groups(records).items():
         ok, seen = [], set()
         for r in group:  # a response that several pairs of a prompt share is one candidate, not several

@@ -142,7 +142,7 @@ def rated_comparisons(judge, constitution, pairs: Sequence[Pair], groups: Sequen
                          for g in order], constitution, seed)
     cfg = judge.config
     scale, temperature = (cfg.score.low, cfg.score.high), cfg.score.temperature
-    margin = constitution.tie_margin if constitution.tie_margin is not None else cfg.tie_margin
+    margin = constitution.tie_margin_or(cfg.tie_margin)
     records: list[Optional[LabelRecord]] = [None] * len(pairs)
     for g, scored in zip(order, rated):
         ks = by_prompt[g]

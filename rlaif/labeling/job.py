@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
-from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import check_numbers, job_manifest, with_caps
@@ -66,21 +65,19 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
         from .ray import ray_judging
 
         cluster = ray_judging(ray)  # connected before the folder is opened: no cluster, nothing written
-        manifest["ray"] = cluster.settings(judge_config.resources)
+        manifest["ray"] = cluster.settings(judge_config)
     folder = open_folder(out_dir, manifest)
     job: Optional[_Pass] = None
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((judge_config, constitution), read_spend(out_dir), capped=has_caps(judge_config),
-                              bundles=getattr(judge_config, "tensor_parallel_size", 1))
+                cluster.start((judge_config, constitution), read_spend(out_dir))
             else:
                 judge_obj = judge_obj or load_judge(judge_config)
                 judge_obj.carry_spend(read_spend(out_dir))
             job = _Pass(folder, pairs_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
                         judge_sha=judge_config.settings_sha256(), skip_invalid=skip_invalid,
                         retry_failed=retry_failed, relabel_changed=relabel_changed)
-            job.spent_saved = (cluster or job).spent()
             job.show_progress("labelling", count_pairs(pairs_path, format), limit, shard, progress)
             pairs_read = read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid,
                                     max_chars=max_chars)

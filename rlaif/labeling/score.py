@@ -72,7 +72,7 @@ class StoppedEarly(RuntimeError):
 
 def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:
     """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered."""
-    margin = constitution.tie_margin if constitution.tie_margin is not None else judge.config.tie_margin
+    margin = constitution.tie_margin_or(judge.config.tie_margin)
     queries, spans = [], []
     for pl in planned:
         if pl.pair.invalid:

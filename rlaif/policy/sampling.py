@@ -37,7 +37,6 @@ def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
     return Sample(prompt, ids, out, tokenizer.decode(out, skip_special_tokens=True).strip(), finished)
 
 
-@torch.no_grad()
 def load_policy(policy: str):
     """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -53,6 +52,7 @@ def load_policy(policy: str):
     return model, tokenizer
 
 
+@torch.no_grad()
 def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
            seed: Optional[int] = None) -> list[list[Sample]]:
     """`n` responses per prompt from an in-memory causal LM (transformers generate, left-padded batches).

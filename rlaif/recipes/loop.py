@@ -145,7 +145,7 @@ class LoopRun:
         self.train_prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
                                                               derived_seed(config.seed, "split"))
         self.constitution = load_constitution(config.constitution) if config.constitution else GENERIC
-        self.judges = (load_judge(config.judge) if main else None,
+        self.judges = (load_judge(judge_config) if main else None,
                        load_judge(config.eval_judge) if config.eval_judge and main else None)
         self.tokenizer = load_tokenizer(config.model, resume)
         policy = load_trainable(config.model, config.lora, self.tokenizer, "lm", resume)

@@ -61,28 +61,22 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     from ..scoring.job import score
 
     config, judge = run.config, run.judges[0]
-    fb, cfg = config.feedback, judge.config
+    fb = config.feedback
     # a sample too long for the judge is a failed rating, left out of the pairs (as the pairwise step does)
     job = score(it_dir / "pairs.jsonl", run.constitution, judge, it_dir / "scores", seed=config.seed,
                 progress=False, skip_invalid=True)
-    margin = run.constitution.tie_margin if run.constitution.tie_margin is not None else cfg.tie_margin
-    labels = list(binarized_labels(read_scores(it_dir / "scores"), fb.pairs_from, (cfg.score.low, cfg.score.high),
-                                   cfg.score.temperature, margin, seed=derived_seed(config.seed, "pairs_from", k),
-                                   min_margin=fb.min_margin))
+    stats = job.stats  # the scale, T and tie margin the folder's labels are derived with (scale_of)
+    labels = list(binarized_labels(read_scores(it_dir / "scores"), fb.pairs_from, tuple(stats["scale"]),
+                                   stats["temperature"], stats["tie_margin"],
+                                   seed=derived_seed(config.seed, "pairs_from", k), min_margin=fb.min_margin))
     write_jsonl(labels, it_dir / PREFERENCES)  # a function of the scores: written again on resume, the same
-    stats = job.stats
     ties = sum(r["label"] == "tie" for r in labels)
     fields = {"judge_mode": "score", "samples": stats["responses"], "ratings_ok": stats["ok"],
               "ratings_failed": stats["failed"], "pairs_from": fb.pairs_from, "pairs": len(labels),
               "labels_ok": len(labels), "labels_tie": ties, "labels_failed": 0}
     return fields, (f"{stats['responses']} samples of {stats['prompts']} prompts rated (ok {stats['ok']}, failed "
-                    f"{stats['failed']}; mean score {_mean_score(read_scores(it_dir / 'scores'))}), "
+                    f"{stats['failed']}; mean score {fmt(stats['mean_score'], '.2f')}), "
                     f"{len(labels)} pairs {fb.pairs_from} ({ties} ties)")
-
-
-def _mean_score(records) -> str:
-    scores = [r["score"] for r in records if r.get("status") == "ok"]
-    return fmt(sum(scores) / len(scores) if scores else None, ".2f")
 
 
 def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:

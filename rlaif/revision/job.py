@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
-from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
@@ -78,7 +77,7 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
         from .ray import ray_revising
 
         cluster = ray_revising(ray)  # connected before the folder is opened: no cluster, nothing written
-        manifest["ray"] = cluster.settings(config.resources)
+        manifest["ray"] = cluster.settings(config)
     folder = open_folder(out_dir, manifest, REVISIONS)
     job: Optional[_Pass] = None
     built = generator is None and cluster is None
@@ -87,13 +86,12 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((config, sampling, settings), read_spend(out_dir), capped=has_caps(config))
+                cluster.start((config, sampling, settings), read_spend(out_dir))
             else:
                 generator = build_generator(config, sampling) if built else generator
                 generator.carry_spend(read_spend(out_dir))
             job = _Pass(folder, prompts_path, on_batch, runner=cluster, generator=generator, settings=settings,
                         retry_failed=retry_failed)
-            job.spent_saved = (cluster or job).spent()
             job.show_progress("revising", count_pairs(prompts_path, format), limit, shard, progress, "prompts")
             seen = job.run(read_prompt_rows(prompts_path, format), job.plan, limit, shard, sampling.batch_size)
             return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),

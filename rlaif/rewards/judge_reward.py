@@ -126,15 +126,10 @@ class JudgeReward:
         """Each response rated alone (one principle drawn per prompt): reward = the rescaled expected score; a
         failed rating gives 0 and is counted."""
         from ..labeling.score import GENERIC
-        from ..scoring.rate import plan_response, rate_planned
-        from ..scoring.responses import ScoreItem, prompt_id_of
+        from ..scoring.rate import rate_groups
 
-        constitution = self.constitution or GENERIC
-        items = [ScoreItem(id=f"s{i}", prompt_id=prompt_id_of(p), prompt=p, response=t, sample=i,
-                           conversational=isinstance(p, list)) for i, (p, t) in enumerate(zip(ps, texts))]
-        judge_sha = self.judge.info.settings_sha256
-        planned = [plan_response(it, constitution, judge_sha, self.seed) for it in items]
-        records = rate_planned(self.judge, planned, constitution) if items else []
+        groups = rate_groups(self.judge, ps, [[t] for t in texts], self.constitution or GENERIC, self.seed)
+        records = [group[0] for group in groups]
         rewards = [r.reward if r.status == "ok" else None for r in records]
         with self._lock:
             self.judged += len(records)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
-from ..cluster.runner import has_caps
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, judged_identity, open_folder,
@@ -72,14 +71,13 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
         raise JobError(refusal)
     manifest = job_manifest(input_path, format, constitution_path, constitution, seed, shard, limit,
                             judge=config.public_dict(), judge_settings_sha256=config.settings_sha256())
-    if constitution.tie_margin is not None:  # the constitution's margin wins when the pairs are derived
-        manifest["tie_margin"] = constitution.tie_margin
+    manifest["tie_margin"] = constitution.tie_margin_or(config.tie_margin)  # what derived labels use
     cluster = None
     if ray is not None:
         from .ray import ray_rating
 
         cluster = ray_rating(ray)  # connected before the folder is opened: no cluster, nothing written
-        manifest["ray"] = cluster.settings(config.resources)
+        manifest["ray"] = cluster.settings(config)
     folder = open_folder(out_dir, manifest, SCORES)
     job: Optional[_Pass] = None
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
@@ -88,7 +86,6 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
             job = _Pass(folder, input_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
                         judge_sha=config.settings_sha256(), seed=seed, retry_failed=retry_failed,
                         skip_invalid=skip_invalid)
-            job.spent_saved = (cluster or job).spent()
             job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
             items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
             # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a
@@ -106,8 +103,7 @@ def _start(cluster, config: JudgeBase, constitution: Constitution, judge: Option
     """The judge of an in-process job, loaded and carrying what the job spent; on Ray, the workers started instead
     (and no judge here)."""
     if cluster is not None:
-        cluster.start((config, constitution), read_spend(out_dir), capped=has_caps(config),
-                      bundles=getattr(config, "tensor_parallel_size", 1))
+        cluster.start((config, constitution), read_spend(out_dir))
         return None
     judge = judge or load_judge(config)
     judge.carry_spend(read_spend(out_dir))

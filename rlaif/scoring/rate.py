@@ -140,20 +140,18 @@ def _problem(probs: Sequence[float], values: Sequence[int]) -> Optional[str]:
 def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution: Constitution,
                    seed: int = 0) -> list[ScoreRecord]:
     """Rate the responses to one prompt in-process (no files), under one principle drawn for the prompt."""
-    pid = prompt_id_of(prompt)
-    items = [ScoreItem(id=f"{pid}#{i}", prompt_id=pid, prompt=prompt, response=r, sample=i)
-             for i, r in enumerate(responses)]
-    planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
-    return rate_planned(judge, planned, constitution)
+    return rate_groups(judge, [prompt], [responses], constitution, seed)[0]
 
 
 def rate_groups(judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution,
                 seed: int = 0) -> list[list[ScoreRecord]]:
     """Rate the responses of many prompts in-process (no files), in one batch: `groups[i]` holds responses to
-    `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape."""
-    items = [ScoreItem(id=f"{i}#{j}", prompt_id=prompt_id_of(prompt), prompt=prompt, response=r, sample=j,
+    `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape; the
+    id of a record is PROMPT_ID#j, its response's place in its group."""
+    items = [ScoreItem(id=f"{pid}#{j}", prompt_id=pid, prompt=prompt, response=r, sample=j,
                        conversational=isinstance(prompt, list))
-             for i, (prompt, group) in enumerate(zip(prompts, groups)) for j, r in enumerate(group)]
+             for prompt, group in zip(prompts, groups) for pid in [prompt_id_of(prompt)]
+             for j, r in enumerate(group)]
     planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
     records = iter(rate_planned(judge, planned, constitution) if items else [])
     return [[next(records) for _ in group] for group in groups]

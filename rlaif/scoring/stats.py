@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from ..data.scores import derived_labels
+from ..judges.base import TOO_LONG
 
 
 def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float,
@@ -18,19 +19,23 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
     principles: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     ok = failed_input = prompt_tokens = completion_tokens = 0
+    score_sum = 0.0
     for r in records:
         prompt_tokens += r.get("prompt_tokens", 0)
         completion_tokens += r.get("completion_tokens", 0)
         if r["status"] != "ok":
             err = ":".join((r.get("error") or "unknown").split(":")[:2])[:80]
             errors[err] = errors.get(err, 0) + 1
-            failed_input += (r.get("error") or "").startswith("pair too long")
+            failed_input += (r.get("error") or "").startswith(TOO_LONG)
             continue
         ok += 1
+        score_sum += r["score"]
         histogram[str(min(high, max(low, round(r["score"]))))] += 1
         principles.setdefault(r.get("principle_id") or "?", []).append(r["reward"])
     agree = decided = 0
-    for pair in derived_labels(records, scale, temperature, tie_margin):
+    # only pairs with a human choice count (both responses of such a pair carry it): samples never do
+    labelled = [r for r in records if r.get("human_label") in ("a", "b")]
+    for pair in derived_labels(labelled, scale, temperature, tie_margin):
         if pair["status"] == "ok" and pair.get("human_label") in ("a", "b"):
             decided += 1
             agree += pair["label"] == pair["human_label"]
@@ -38,7 +43,8 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
         "responses": len(records), "ok": ok, "failed": len(records) - ok,
         "failed_input": failed_input, "failed_judge": len(records) - ok - failed_input,
         "prompts": len({r["prompt_id"] for r in records}), "scale": [low, high], "temperature": temperature,
-        "score_histogram": histogram,
+        "tie_margin": tie_margin,
+        "score_histogram": histogram, "mean_score": round(score_sum / ok, 4) if ok else None,
         "mean_reward_by_principle": {k: round(sum(v) / len(v), 4) for k, v in sorted(principles.items())},
         "human_pairs": decided,
         "agreement_with_human": round(agree / decided, 4) if decided else None,

@@ -386,3 +386,12 @@ def test_constitution_schema_is_json_and_lists_principles():
     principle = schema["$defs"]["Principle"]
     assert {"id", "text", "weight", "invert", "critique", "revision"} <= set(principle["properties"])
     assert "text" in principle["required"]
+
+
+def test_the_hash_is_computed_once_and_a_changed_copy_has_its_own():
+    c = load_constitution(ROOT / "constitutions" / "harmless.yaml")
+    first = c.sha256
+    assert c.sha256 is first  # cached: every record key asks for it
+    changed = c.model_copy(update={"tie_margin": 0.2})
+    assert changed.sha256 != first and changed.sha256 == Constitution.model_validate(changed.model_dump()).sha256
+    assert c.model_copy().sha256 == first
