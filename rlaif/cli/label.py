@@ -35,6 +35,27 @@ def exit_if_capped(result, stats: dict, kept: str) -> None:
     raise typer.Exit(3)
 
 
+def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lacking: str, because: str,
+                   fixed: str) -> None:
+    """Exit 4 when the folder holds `failed` items the model failed on (unless --allow-failed), saying how many
+    failed this run and before, the commonest reason, and how to try them again."""
+    if not failed or allow_failed:
+        return
+    reasons = stats["failure_reasons"]
+    common = max(reasons, key=reasons.get) if reasons else "unknown"
+    eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
+           f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
+           f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")
+    raise typer.Exit(4)
+
+
+def ray_rows(stats: dict, unit: str) -> list[tuple[str, object]]:
+    """The summary rows of a job run on Ray: its workers (alive at the end) and each one's rate."""
+    ray = stats.get("ray")
+    return [("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
+            (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None)]
+
+
 def retry_failed_option(what: str):
     return typer.Option(False, help=f"Run again the {what} whose judge or model call failed (the new record "
                         "replaces the failed one).")
@@ -121,17 +142,8 @@ def label_cmd(ctx: typer.Context,
     if advice:
         print(advice)
     exit_if_capped(result, stats, "everything labelled")
-    if stats["failed_judge"] and not allow_failed:
-        eprint(f"{stats['failed_judge']} pairs have no label because the judge failed "
-               f"({_failed_split(stats)}; all reasons in {out_dir}/stats.json). Once the judge works, run the same "
-               f"command with --retry-failed to label them, or pass --allow-failed to accept the folder as it is.")
-        raise typer.Exit(4)
-
-
-def _failed_split(stats: dict) -> str:
-    reasons = stats["failure_reasons"]
-    common = max(reasons, key=reasons.get) if reasons else "unknown"
-    return f"{stats['failed_this_run']} this run, {stats['failed_before']} before; most often: {common}"
+    exit_if_failed(stats["failed_judge"], allow_failed, stats, out_dir, "pairs have no label", "the judge failed",
+                   "the judge")
 
 
 def _summary(stats: dict, title: str) -> None:
@@ -148,11 +160,7 @@ def _summary(stats: dict, title: str) -> None:
         ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
         ("agreement, single order", stats.get("agreement_single_order")),
         ("labelled this run", stats.get("labelled_now")), ("resumed (already done)", stats.get("resumed_skipped")),
-        ("pairs/s", stats.get("pairs_per_s")), ("tokens/s", stats.get("tokens_per_s")),
-        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
-         if stats.get("ray") else None),
-        ("pairs/s per worker", " / ".join(str(w["pairs_per_s"]) for w in stats["ray"]["per_worker"])
-         if stats.get("ray") else None),
+        ("pairs/s", stats.get("pairs_per_s")), ("tokens/s", stats.get("tokens_per_s")), *ray_rows(stats, "pairs"),
         ("wall time s", stats.get("wall_time_s")), ("estimated cost", stats.get("estimated_cost")),
         ("spent by this job: requests", stats.get("spent_requests") or None)])
 

@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 
-from .common import eprint, guard, print_table
+from .common import guard, print_table
 from .generate import _MAX_NEW, _SAMPLING, _TEMPERATURE, _TOP_P, sampling_config
 from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
-                    allow_failed_option, exit_if_capped, ray_options, require_options, retry_failed_option)
+                    allow_failed_option, exit_if_capped, exit_if_failed, ray_options, ray_rows, require_options,
+                    retry_failed_option)
 
 
 def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows with `prompt` (text or chat "
@@ -53,14 +54,8 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
     stats = result.stats
     _summary(stats, f"revisions in {out_dir}")
     exit_if_capped(result, stats, "every chain finished")
-    if stats["failed"] and not allow_failed:
-        reasons = stats["failure_reasons"]
-        common = max(reasons, key=reasons.get) if reasons else "unknown"
-        eprint(f"{stats['failed']} prompts have no revision because a step of their chain failed "
-               f"({stats['failed_this_run']} this run, {stats['failed_before']} before; most often: {common}; all "
-               f"reasons in {out_dir}/stats.json). Once the model works, run the same command with --retry-failed, "
-               f"or pass --allow-failed to accept the folder as it is.")
-        raise typer.Exit(4)
+    exit_if_failed(stats["failed"], allow_failed, stats, out_dir, "prompts have no revision",
+                   "a step of their chain failed", "the model")
 
 
 def _summary(stats: dict, title: str) -> None:
@@ -79,9 +74,5 @@ def _summary(stats: dict, title: str) -> None:
         ("retried this run", stats.get("retried_this_run") or None),
         ("tokens generated this run", stats.get("run_completion_tokens") or None),
         ("revisions/s", stats.get("revisions_per_s")), ("tokens/s", stats.get("tokens_per_s") or None),
-        ("wall time s", stats.get("wall_time_s")),
-        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
-         if stats.get("ray") else None),
-        ("prompts/s per worker", " / ".join(str(w["prompts_per_s"]) for w in stats["ray"]["per_worker"])
-         if stats.get("ray") else None),
+        ("wall time s", stats.get("wall_time_s")), *ray_rows(stats, "prompts"),
         ("spent by this job: requests", stats.get("spent_requests") or None)])

@@ -8,9 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from .common import eprint, guard, print_table
+from .common import guard, print_table
 from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
-                    allow_failed_option, exit_if_capped, ray_options, require_options, retry_failed_option)
+                    allow_failed_option, exit_if_capped, exit_if_failed, ray_options, ray_rows, require_options,
+                    retry_failed_option)
 
 app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
                   invoke_without_command=True)
@@ -56,12 +57,8 @@ def score_cmd(ctx: typer.Context,
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats
     exit_if_capped(result, stats, "everything scored")
-    if stats["failed_judge"] and not allow_failed:
-        reasons = stats["failure_reasons"]
-        eprint(f"{stats['failed_judge']} responses have no score because the judge failed (most often: "
-               f"{max(reasons, key=reasons.get) if reasons else 'unknown'}; all reasons in {out_dir}/stats.json). "
-               f"Run the same command with --retry-failed once the judge works, or pass --allow-failed.")
-        raise typer.Exit(4)
+    exit_if_failed(stats["failed_judge"], allow_failed, stats, out_dir, "responses have no score",
+                   "the judge failed", "the judge")
 
 
 def _summary(stats: dict, title: str) -> None:
@@ -74,10 +71,7 @@ def _summary(stats: dict, title: str) -> None:
         ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
         ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
         ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
-        ("Ray workers (alive at the end)", f"{stats['ray']['workers']} ({stats['ray']['workers_alive']})"
-         if stats.get("ray") else None),
-        ("responses/s per worker", " / ".join(str(w["responses_per_s"]) for w in stats["ray"]["per_worker"])
-         if stats.get("ray") else None),
+        *ray_rows(stats, "responses"),
         ("spent by this job: requests", stats.get("spent_requests") or None)])
 
 

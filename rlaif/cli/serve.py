@@ -45,8 +45,8 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
 
     def run():
         from ..rewards.server import serve
-        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, mode=mode, reference_model=reference_model,
-              separator=separator, labels_as_references=labels_as_references,
+        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, mode=mode,
+              reference_model=reference_model, separator=separator, labels_as_references=labels_as_references,
               reference_max_new_tokens=reference_max_new_tokens, reference_temperature=reference_temperature,
               seed=seed)
     guard(run)
