@@ -1,6 +1,6 @@
 """The runner a job's pass (rlaif/data/jobpass.py) hands its batches to when it runs on Ray: batches out to a pool of
-workers (pool.py), records back to the driver, which stays the one writer. A job brings its worker class, whose
-method takes a batch and what the job has spent so far and returns a `Worked`.
+workers (pool.py), records back to the driver, which stays the one writer. Every worker is a ModelWorker: a job
+brings how to load its model and its batch function, the same one its pass calls when it runs in-process.
 
 Spending caps hold per job, exactly as in-process: with a cap, one batch is out at a time, sent with what the job
 has spent so far; the worker's model counts on from there and stops the batch at the cap, and the driver sends no
@@ -18,7 +18,7 @@ from ..config.judge import JudgeBase
 from ..data.jobpass import Done
 from ..records import Spend
 from .connect import RayOptions, cluster_address, connect
-from .pool import Finished, WorkerPool, default_workers
+from .pool import Finished, Worker, WorkerPool, default_workers
 
 
 @dataclass
@@ -40,18 +40,31 @@ def timed(spent_before: Spend, work: Callable[[], tuple[list, Optional[str]]], s
                   time.perf_counter() - started)
 
 
+class ModelWorker(Worker):
+    """A Ray actor holding one model, `load()` (a judge, a reviser), and working batches with `work(model, batch)`,
+    the job's own batch function (the one its pass calls in-process), which returns (records, why it stopped).
+    Ray restarts it, loading the model again, if its process dies."""
+
+    def __init__(self, load: Callable[[], Any], work: Callable[[Any, list], tuple[list, Optional[str]]]):
+        self.model, self.work = load(), work
+
+    def work_batch(self, batch: list, spent_before: Spend) -> Worked:
+        self.model.carry_spend(spent_before)  # the cap counts what the job spent before this batch
+        return timed(spent_before, lambda: self.work(self.model, batch), self.model.spent)
+
+
 def has_caps(config: JudgeBase) -> bool:
     """Whether a spending cap holds for this model (max_requests or max_cost set)."""
     return any(getattr(config, cap, None) is not None for cap in ("max_requests", "max_cost"))
 
 
 class RayRunner:
-    """A pass's runner (rlaif.data.jobpass.Runner) on Ray: `method` of `worker_class` works each batch; `unit`
-    names the items in the stats ("pairs", "prompts")."""
+    """A pass's runner (rlaif.data.jobpass.Runner) on Ray: ModelWorkers work the batches; `unit` names the items
+    in the stats ("pairs", "prompts")."""
 
-    def __init__(self, options: RayOptions, worker_class: type, method: str, unit: str):
+    def __init__(self, options: RayOptions, unit: str):
         self.ray = connect(options)
-        self.options, self.worker_class, self.method, self.unit = options, worker_class, method, unit
+        self.options, self.unit = options, unit
         self.pool: Optional[WorkerPool] = None
         self.workers = 0
         self._spent = Spend()
@@ -66,17 +79,18 @@ class RayRunner:
         return {"address": cluster_address(self.ray), "workers": self.workers,
                 "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
 
-    def start(self, args: tuple, spent: Spend) -> "RayRunner":
-        """Start the workers (`worker_class(*args)` each) as `settings` planned them; the job has spent `spent`
-        in its earlier runs (with a cap, one batch is out at a time)."""
+    def start(self, load: Callable[[], Any], work: Callable, spent: Spend) -> "RayRunner":
+        """Start the workers as `settings` planned them, each a ModelWorker(load, work) (picklable callables: a
+        partial of the job's loader and of its batch function); the job has spent `spent` in its earlier runs
+        (with a cap, one batch is out at a time)."""
         self._spent = spent
-        self.pool = WorkerPool(self.ray, self.worker_class, args, self.resources, self.workers, self.bundles,
+        self.pool = WorkerPool(self.ray, ModelWorker, (load, work), self.resources, self.workers, self.bundles,
                                max_in_flight=1 if self.capped else 0).start()
         return self
 
     def submit(self, batch: list) -> list[Done]:
         done = [self._done(f) for f in self.pool.room()]  # first: what they spent counts for this batch's cap
-        self.pool.submit(batch, self.method, [planned for planned, _ in batch], self._spent)
+        self.pool.submit(batch, "work_batch", [planned for planned, _ in batch], self._spent)
         return done + [self._done(f) for f in self.pool.finished()]
 
     def drain(self) -> Iterator[Done]:

@@ -4,8 +4,8 @@ time, and each batch's records go to the store — new ids appended (fsync'd), n
 until the pass folds them in. A job brings the work and its counts; the pass does the rest the same for both.
 
 Where the batches are worked is the pass's `runner`: in this process, one batch at a time (`InProcess`, the
-default), or on a cluster's workers, several batches in flight (rlaif/cluster/runner.py, with the workers of
-rlaif/labeling/ray.py and rlaif/revision/ray.py). Either way this process plans every item, skips what is done
+default), or on a cluster's workers, several batches in flight (rlaif/cluster/runner.py, whose workers call the
+job's own batch function). Either way this process plans every item, skips what is done
 and is the one writer of the store.
 """
 

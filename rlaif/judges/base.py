@@ -13,7 +13,7 @@ packages lazily; they are free to group queries that share a prompt prefix.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ..config.judge import JudgeBase
 from ..constitution import Constitution, Principle
@@ -28,6 +28,22 @@ def too_long(n_tokens: int, limit: int, setting: str = "max_length") -> Verdict:
     """The verdict for a prompt over the model's limit: a failure the job reports as bad input."""
     return Verdict(None, error=f"{TOO_LONG}: the judge prompt is {n_tokens} tokens, over {setting}={limit}",
                    prompt_tokens=n_tokens)
+
+
+class StoppedEarly(RuntimeError):
+    """A job's batch stopped at a spending cap; `records` holds those of the items fully answered before it."""
+
+    def __init__(self, message: str, records: list):
+        super().__init__(message)
+        self.records = records
+
+
+def until_cap(work: Callable[[], list]) -> tuple[list, Optional[str]]:
+    """A batch's records, and why it stopped early ("budget: …"), or None when it ran to its end."""
+    try:
+        return work(), None
+    except StoppedEarly as e:
+        return e.records, f"budget: {e}"
 
 
 class BudgetExhausted(RuntimeError):

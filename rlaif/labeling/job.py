@@ -12,6 +12,7 @@ them here; everything else, records included, is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,8 +28,9 @@ from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..records import LabelRecord, Pair
 from .folder import Folder, LabelJobError, open_folder, read_spend
-from .score import PlannedPair, StoppedEarly, is_input_failure, plan_pair, score_planned
+from .score import PlannedPair, is_input_failure, judge_batch, plan_pair
 from .stats import compute_stats
+
 
 def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out: str | Path, *,
           limit: Optional[int] = None, seed: int = 0, batch_size: Optional[int] = None,
@@ -62,16 +64,17 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     manifest = _manifest(pairs_path, format, constitution_path, constitution, judge_config, seed, shard, limit)
     cluster = None
     if ray is not None:
-        from .ray import ray_judging
+        from ..cluster.runner import RayRunner
 
-        cluster = ray_judging(ray)  # connected before the folder is opened: no cluster, nothing written
+        cluster = RayRunner(ray, "pairs")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(judge_config)
     folder = open_folder(out_dir, manifest)
     job: Optional[_Pass] = None
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, judge_config, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((judge_config, constitution), read_spend(out_dir))
+                cluster.start(partial(load_judge, judge_config), partial(judge_batch, constitution=constitution),
+                              read_spend(out_dir))
             else:
                 judge_obj = judge_obj or load_judge(judge_config)
                 judge_obj.carry_spend(read_spend(out_dir))
@@ -151,11 +154,9 @@ class _Pass(JobPass):
                         f"{self.folder.store.superseded.name})")
 
     def work(self, batch: list[PlannedPair]) -> list[LabelRecord]:
-        try:
-            return score_planned(self.judge, batch, self.constitution)
-        except StoppedEarly as e:
-            self.stopped = f"budget: {e}"
-            return e.records
+        records, stopped = judge_batch(self.judge, batch, self.constitution)
+        self.stopped = self.stopped or stopped
+        return records
 
     def bad_input(self, record: LabelRecord) -> Optional[str]:
         # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..judges.base import TOO_LONG, BudgetExhausted, Judge
+from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap
 from ..records import LabelRecord, Pair, Verdict, sha256_json
 from .preference import label_for, order_probabilities, position_consistent, weighted_mean
 
@@ -62,12 +62,9 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
     return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha))
 
 
-class StoppedEarly(RuntimeError):
-    """The judge's spending cap was reached mid-batch; `records` holds the pairs that were fully answered."""
-
-    def __init__(self, message: str, records: list[LabelRecord]):
-        super().__init__(message)
-        self.records = records
+def judge_batch(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution):
+    """A label job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
+    return until_cap(lambda: score_planned(judge, planned, constitution))
 
 
 def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:

@@ -92,6 +92,13 @@ class ChainSettings:
     generation_sha256: str
 
 
+def revise_batch(generator, planned: list[PlannedChain], settings: ChainSettings):
+    """A revise job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
+    records = run_chains(generator.session(), planned, settings)
+    stopped = generator.stopped()
+    return records, f"budget: {stopped}" if stopped else None
+
+
 def run_chains(session: Session, planned: list[PlannedChain], settings: ChainSettings) -> list[RevisionRecord]:
     """Run a batch of chains to their end through `session`; one record per chain, except those a spending cap
     left unanswered (a resumed run does them)."""

@@ -13,6 +13,7 @@ flight.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,15 +22,29 @@ from ..config.judge import JudgeBase, load_judge_config
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
 from ..constitution import Constitution, load_constitution
-from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, open_folder, read_spend,
-                           with_caps)
+from ..data.folder import (
+    Folder,
+    FolderKind,
+    JobError,
+    check_numbers,
+    job_manifest,
+    open_folder,
+    read_spend,
+    with_caps,
+)
 from ..data.formats import DataError, count_pairs
 from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
 from ..data.labels import Stored
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..records import RevisionRecord
-from .chain import ChainSettings, PlannedChain, plan_chain, run_chains
-from .generators import TOO_LONG, Generator, generation_settings, generation_sha256, model_info
+from .chain import ChainSettings, PlannedChain, plan_chain, revise_batch
+from .generators import (
+    TOO_LONG,
+    Generator,
+    generation_settings,
+    generation_sha256,
+    model_info,
+)
 from .registry import build_generator
 from .stats import compute_stats
 
@@ -57,7 +72,7 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
            on_batch: Optional[Callable[[int], None]] = None, ray: Optional[RayOptions] = None) -> JobResult:
     """Run the critique-revision chains of a file of prompts into `out`; running it again resumes. `model` is a
     Generator, a model config or a YAML path (judges/*.yaml), with `ray` a config or a path, which each worker on
-    the cluster loads (rlaif/revision/ray.py); `sampling` the generation settings."""
+    the cluster loads (rlaif/cluster/runner.py); `sampling` the generation settings."""
     prompts_path, out_dir = Path(prompts), Path(out)
     constitution_path = None if isinstance(constitution, Constitution) else str(constitution)
     if constitution_path is not None:
@@ -74,9 +89,9 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
                          shard, limit)
     cluster = None
     if ray is not None:
-        from .ray import ray_revising
+        from ..cluster.runner import RayRunner
 
-        cluster = ray_revising(ray)  # connected before the folder is opened: no cluster, nothing written
+        cluster = RayRunner(ray, "prompts")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(config)
     folder = open_folder(out_dir, manifest, REVISIONS)
     job: Optional[_Pass] = None
@@ -86,7 +101,8 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
         try:
             if cluster is not None:
-                cluster.start((config, sampling, settings), read_spend(out_dir))
+                cluster.start(partial(build_generator, config, sampling), partial(revise_batch, settings=settings),
+                              read_spend(out_dir))
             else:
                 generator = build_generator(config, sampling) if built else generator
                 generator.carry_spend(read_spend(out_dir))
@@ -166,9 +182,8 @@ class _Pass(JobPass):
                         f"({self.folder.store.path}:{stored.line}); give the edited prompt a new id")
 
     def work(self, batch: list[PlannedChain]) -> list[RevisionRecord]:
-        records = run_chains(self.generator.session(), batch, self.settings)
-        if self.generator.stopped():
-            self.stopped = f"budget: {self.generator.stopped()}"
+        records, stopped = revise_batch(self.generator, batch, self.settings)
+        self.stopped = self.stopped or stopped
         return records
 
     def bad_input(self, record: RevisionRecord) -> Optional[str]:

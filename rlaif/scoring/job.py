@@ -13,14 +13,24 @@ the judge config is taken up by running the job again, which rates nothing anew.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
-from ..data.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, judged_identity, open_folder,
-                           read_spend, with_caps)
+from ..data.folder import (
+    Folder,
+    FolderKind,
+    JobError,
+    check_numbers,
+    job_manifest,
+    judged_identity,
+    open_folder,
+    read_spend,
+    with_caps,
+)
 from ..data.formats import DataError
 from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
 from ..data.labels import Stored
@@ -29,7 +39,7 @@ from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..progress import progress as make_progress
 from ..records import ScoreRecord
-from .rate import PlannedResponse, StoppedEarly, plan_response, rate_planned
+from .rate import PlannedResponse, plan_response, rate_batch
 from .responses import ScoreItem, read_responses
 from .stats import compute_stats
 
@@ -74,9 +84,9 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
     manifest["tie_margin"] = constitution.tie_margin_or(config.tie_margin)  # what derived labels use
     cluster = None
     if ray is not None:
-        from .ray import ray_rating
+        from ..cluster.runner import RayRunner
 
-        cluster = ray_rating(ray)  # connected before the folder is opened: no cluster, nothing written
+        cluster = RayRunner(ray, "responses")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(config)
     folder = open_folder(out_dir, manifest, SCORES)
     job: Optional[_Pass] = None
@@ -103,7 +113,7 @@ def _start(cluster, config: JudgeBase, constitution: Constitution, judge: Option
     """The judge of an in-process job, loaded and carrying what the job spent; on Ray, the workers started instead
     (and no judge here)."""
     if cluster is not None:
-        cluster.start((config, constitution), read_spend(out_dir))
+        cluster.start(partial(load_judge, config), partial(rate_batch, constitution=constitution), read_spend(out_dir))
         return None
     judge = judge or load_judge(config)
     judge.carry_spend(read_spend(out_dir))
@@ -160,11 +170,9 @@ class _Pass(JobPass):
                         f"({self.folder.store.path}:{stored.line}); give the edited pair or prompt a new id")
 
     def work(self, batch: list[PlannedResponse]) -> list[ScoreRecord]:
-        try:
-            return rate_planned(self.judge, batch, self.constitution)
-        except StoppedEarly as e:
-            self.stopped = f"budget: {e}"
-            return e.records
+        records, stopped = rate_batch(self.judge, batch, self.constitution)
+        self.stopped = self.stopped or stopped
+        return records
 
     def bad_input(self, record: ScoreRecord) -> Optional[str]:
         # Without --skip-invalid a response too long for the judge is bad input: keep the rest, then report it.

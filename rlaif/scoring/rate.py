@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..judges.base import BudgetExhausted, Judge
+from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap
 from ..judges.scores import distribution_problem, expected_score, rescaled
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
 from .responses import ScoreItem, prompt_id_of
@@ -57,12 +57,9 @@ def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, s
     return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256, judge_sha))
 
 
-class StoppedEarly(RuntimeError):
-    """The judge's spending cap was reached mid-batch; `records` holds the responses that were fully answered."""
-
-    def __init__(self, message: str, records: list[ScoreRecord]):
-        super().__init__(message)
-        self.records = records
+def rate_batch(judge: Judge, planned: Sequence[PlannedResponse], constitution: Constitution):
+    """A score job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
+    return until_cap(lambda: rate_planned(judge, planned, constitution))
 
 
 def rate_planned(judge: Judge, planned: Sequence[PlannedResponse],
