@@ -38,6 +38,8 @@ class Hashed(BaseModel):
     shipped files, so a new field left out of `added_later` fails there.
     """
 
+    # no infinity or NaN in any float field of a constitution or judge config (numbers.py's rule for config values)
+    model_config = ConfigDict(allow_inf_nan=False)
     added_later: ClassVar[frozenset[str]] = frozenset()
 
     def hashed_form(self, exclude: Collection[str] = ()) -> dict:

@@ -3,7 +3,8 @@ code, never a traceback; `--debug` or RLAIF_DEBUG=1 shows the traceback), plain 
 width re-wraps a FILE:LINE message), and the one table printer.
 
 Exit codes, for every command: 0 ok; 2 bad input or a refused job; 3 a spending cap stopped the job; 4 judge
-failures were recorded (unless --allow-failed); 1 an internal error (a bug: please report it with the traceback).
+failures were recorded (unless --allow-failed); 5 training diverged (a non-finite loss or gradient norm); 1 an
+internal error (a bug: please report it with the traceback).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import typer
 from typer.exceptions import TyperException
 
+from ..numbers import TrainingDiverged
+
 T = TypeVar("T")
 
-BAD_INPUT, INTERNAL = 2, 1
+BAD_INPUT, INTERNAL, DIVERGED = 2, 1, 5
 DEBUG_ENV = "RLAIF_DEBUG"
 
 
@@ -43,6 +46,8 @@ def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int
 
     if isinstance(e, ConfigFileError):
         return list(e.errors), code
+    if isinstance(e, TrainingDiverged):
+        return [f"error: training diverged: {_one_line(str(e))}"], DIVERGED
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return [f"error: no space left on the device{where}. Everything written before is kept: free some space "

@@ -30,7 +30,7 @@ HumanCombine = Annotated[Literal["mean", "each"], Field(
 
 
 class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

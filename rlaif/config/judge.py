@@ -52,7 +52,7 @@ class ScoreConfig(Hashed):
 class WorkerResources(BaseModel):
     """What one worker of a job on Ray (`--ray`) reserves on the cluster: each worker holds one loaded model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     num_cpus: float = Field(1.0, gt=0, description="CPUs per worker (Ray also sets the worker's thread count "
                             "from it).")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per worker; a vLLM judge with tensor_parallel_size > 1 "

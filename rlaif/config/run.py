@@ -17,7 +17,8 @@ from .feedback import FeedbackConfig
 class Strict(BaseModel):
     """A config section: unknown fields are errors (a misspelt key never passes silently)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # allow_inf_nan=False: no infinity or NaN in any float field (`lr: .inf` would pass gt=0)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 # -- models ------------------------------------------------------------------------------------------------------

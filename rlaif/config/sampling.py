@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class SamplingConfig(BaseModel):
     """How responses are sampled from a policy."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     temperature: float = Field(1.0, ge=0, description="Softmax temperature; 0: greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens whose "
