@@ -107,6 +107,24 @@ class FolderLock:
                 f"finish, or stop it. The lock ends with its process; only on NFS can a crashed node keep it for a "
                 f"while. If no process {pid} runs on {host}, delete {self.path} and run again.")
 
+    def holder(self) -> Optional[str]:
+        """"host PID" of the process holding this lock now, or None when no other process holds it. A probe only: it
+        takes a shared lock for an instant (never in a process that holds the lock itself: closing any descriptor
+        of the file would drop that process's own lock)."""
+        if str(self.path.resolve()) in _held or not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            host, pid = (os.pread(fd, 256, 0).decode("utf-8", "replace").split() + ["?", "?"])[:2]
+            return f"host {host}, PID {pid}"
+        finally:
+            os.close(fd)
+        return None
+
     def release(self) -> None:
         # Closing the descriptor drops the lock. The file stays: deleting it could split the lock between a
         # process still holding the old file and one that creates a new one.
@@ -212,6 +230,16 @@ def _record_check(manifest: dict, kind: FolderKind) -> Callable[[dict, str], Non
                     f"{where}: {kind.record} made with a different {what} ({field_name}: {got!s:.16} there, "
                     f"{manifest[field_name]!s:.16} now). Use a new --out directory, or the same {what}.")
     return check
+
+
+def refuse_running(path: Path, doing: str) -> None:
+    """Refuse to read a job's folder (or a file in it) while its job runs: what it holds then is partial. `doing`
+    names what the reader was about to do ("export")."""
+    folder = path if path.is_dir() else path.parent
+    holder = FolderLock(folder).holder()
+    if holder is not None:
+        raise JobError(f"{folder} is still being written by its job ({holder}): what it holds is partial. Wait "
+                       f"for the job to finish before you {doing} it (or stop the job).")
 
 
 # -- spending caps, per job ----------------------------------------------------------------------------------------
