@@ -16,6 +16,7 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import ConfigDict, Field, model_validator
 
 from .config.yamlfile import FieldErrors, load_model
+from .numbers import relative_weights
 from .records import Hashed, Pair, Prompt, sha256_json
 
 SAMPLING_MODES = ("one_per_pair", "all")
@@ -143,7 +144,7 @@ class Constitution(Hashed):
         if self.sampling != "one_per_pair":
             return [self.principle(self.sampling)]
         rng = random.Random(f"{seed}:{pair.id}")
-        return rng.choices(self.principles, weights=[p.weight for p in self.principles], k=1)
+        return rng.choices(self.principles, weights=relative_weights([p.weight for p in self.principles]), k=1)
 
     def revisable(self) -> list[Principle]:
         """The principles a critique-revision round can use: those with both a critique and a revision request."""
@@ -158,7 +159,7 @@ class Constitution(Hashed):
         if not revisable:
             raise ValueError(f"constitution '{self.name}' has no principle with both critique and revision requests")
         rng = random.Random(f"revise:{seed}:{prompt_id}:{round_index}")
-        return rng.choices(revisable, weights=[p.weight for p in revisable], k=1)[0]
+        return rng.choices(revisable, weights=relative_weights([p.weight for p in revisable]), k=1)[0]
 
     def summary(self) -> str:
         return f"{self.name} v{self.version}: {len(self.principles)} principles, sampling={self.sampling}, " \

@@ -24,12 +24,13 @@ class TrainingDiverged(ArithmeticError):
 
 
 def real(x: Any) -> Optional[float]:
-    """`x` as a float when it is a finite real number (an int or a float, not a bool or a string), else None."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    """`x` as a float when it is a finite real number (an int or a float, numpy's included; not a bool, a string
+    or null), else None."""
+    if isinstance(x, (bool, str, bytes)) or not hasattr(type(x), "__float__") or isinstance(x, complex):
         return None
     try:
         value = float(x)
-    except OverflowError:  # an int too large for a float
+    except (OverflowError, TypeError, ValueError):  # an int too large for a float; a many-valued array
         return None
     return value if math.isfinite(value) else None
 
@@ -83,20 +84,21 @@ def distribution_problem(probs: Any, name: str = "distribution") -> Optional[str
 
 
 def relative_weights(weights: Sequence[float]) -> list[float]:
-    """Weights divided by their largest: each in (0, 1], so their sum is at most their count and never overflows,
-    however large each one is (1e308 three times sums to inf). Raises ValueError on a weight that is not a finite
-    number above 0."""
+    """Weights scaled by the power of two just above their largest: each in (0, 1), so their sum is below their
+    count and never overflows, however large each one is (1e308 three times sums to inf). Scaling by a power of two
+    is exact, so a weighted draw or mean over them equals the one over the weights as written wherever that did not
+    overflow. Raises ValueError on a weight that is not a finite number above 0."""
     for k, w in enumerate(weights):
         if (problem := positive_problem(w, f"weight {k + 1}")) is not None:
             raise ValueError(problem)
-    top = max(weights)
-    return [w / top for w in weights]
+    exponent = math.frexp(max(weights))[1]
+    return [math.ldexp(w, -exponent) for w in weights]
 
 
 def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
-    """Σ wᵢ·vᵢ / Σ wᵢ over relative weights (see `relative_weights`): exact for any finite positive weights."""
+    """Σ wᵢ·vᵢ / Σ wᵢ over relative weights (see `relative_weights`): no overflow for any finite positive weights."""
     rel = relative_weights(weights)
-    return math.fsum(v * w for v, w in zip(values, rel)) / math.fsum(rel)
+    return float(sum(v * w for v, w in zip(values, rel)) / sum(rel))
 
 
 # -- stored records --------------------------------------------------------------------------------------------

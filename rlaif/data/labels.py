@@ -1,6 +1,8 @@
 """Label files on disk: the one reader, the one atomic writer, and the store a labelling job grows.
 
-`read_labels` never changes a file (a job may still be appending to it). `atomic_write` is the only way a whole
+`read_labels` never changes a file (a job may still be appending to it), and trusts nothing in it: every record is
+checked by the numbers guard (rlaif/numbers.py) and one id may hold one record, so a folder someone edited is an
+error naming FILE:LINE, never a wrong number passed on. `atomic_write` is the only way a whole
 file is (re)written: through a temp file in the same folder, fsync, rename and an fsync of the folder, so a reader
 sees the old file or the whole new one. `LabelStore` holds one record per pair id: records of new ids are appended
 (fsync'd per batch); a new attempt for an id already stored waits in a side file until `fold()` swaps it in with
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
+from ..numbers import label_problem, score_record_problem
 from .scores import SCORES_FILE, derived_labels, scale_of
 
 LABELS_FILE = "labels.jsonl"
@@ -51,34 +54,62 @@ def is_score_folder(path: str | Path) -> bool:
 
 
 def read_labels(path: str | Path) -> Iterator[dict]:
-    """Label records from a file or a label directory, read-only. A last line cut short (no newline and not JSON:
-    a write in flight) is left out; any other unreadable line is an error naming FILE:LINE. A score folder
-    (`rlaif score`) reads as the preferences derived from its scores (rlaif/data/scores.py)."""
+    """Label records from a file or a label directory, read-only and checked (`read_records` with
+    rlaif.numbers.label_problem). A score folder (`rlaif score`) reads as the preferences derived from its checked
+    scores (rlaif/data/scores.py)."""
     f = labels_file(path)
     if not f.exists():
         raise FileNotFoundError(f"no labels at {f}")
     if is_score_folder(path):
-        scale, temperature, tie_margin = scale_of(score_manifest(f))
+        scale, temperature, tie_margin = score_scale(f)
         yield from derived_labels(read_scores(f), scale, temperature, tie_margin)
         return
-    for _, record in _numbered(f):
-        yield record
+    yield from read_records(f, label_problem)
 
 
 def read_scores(path: str | Path) -> Iterator[dict]:
-    """Score records (`rlaif score`) from a score folder or its scores.jsonl, read-only, as read_labels reads."""
+    """Score records (`rlaif score`) from a score folder or its scores.jsonl, read-only and checked on the scale
+    its manifest names (1..10 without one), as read_labels reads."""
     f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
     if not f.exists():
         raise FileNotFoundError(f"no scores at {f}")
-    for _, record in _numbered(f):
+    scale = score_scale(f)[0]
+    yield from read_records(f, lambda r: score_record_problem(r, scale))
+
+
+def read_records(f: Path, problem: Callable[[dict], Optional[str]]) -> Iterator[dict]:
+    """The records of a JSONL store, read-only. A last line cut short (no newline and not JSON: a write in flight)
+    is left out; any other unreadable line, a record `problem` finds fault with (rlaif/numbers.py), and a second
+    record for one id (for human labels: one id and annotator) are errors naming FILE:LINE."""
+    first: dict[Any, int] = {}
+    for n, record in _numbered(f):
+        if (why := problem(record)) is not None:
+            raise ValueError(f"{f}:{n}: {why}")
+        identity = (record["id"], record.get("annotator")) if record.get("source") == "human" else record["id"]
+        if identity in first:
+            raise ValueError(f"{f}:{n}: a second record for id {record['id']!r} (the first is at line "
+                             f"{first[identity]}); a folder holds one record per id: remove one of the two lines")
+        first[identity] = n
         yield record
+
+
+def score_scale(path: str | Path) -> tuple[tuple[int, int], float, float]:
+    """The scale, T and tie margin of a score folder (or its scores.jsonl), from its manifest (data/scores.py
+    `scale_of`)."""
+    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+    return scale_of(score_manifest(f), f.parent / "manifest.json")
 
 
 def score_manifest(path: str | Path) -> Optional[dict]:
     """The manifest beside a score folder's scores.jsonl (its judge config names the scale and T), or None."""
     f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
     manifest = f.parent / "manifest.json"
-    return read_json_file(manifest) if manifest.exists() else None
+    if not manifest.exists():
+        return None
+    data = read_json_file(manifest)
+    if not isinstance(data, dict):
+        raise ValueError(f"{manifest} is not a JSON object (a score folder's manifest)")
+    return data
 
 
 def _numbered(f: Path) -> Iterator[tuple[int, Any]]:

@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from typing import Iterable, Iterator, Optional, Sequence
 
+from ..numbers import positive_problem, range_problem
 from ..records import sha256_json
 
 SCORES_FILE = "scores.jsonl"
@@ -156,16 +157,29 @@ def trl_pair_row(chosen: dict, rejected: dict, scale: tuple[int, int], temperatu
             "principle_id": chosen.get("principle_id"), "constitution_sha256": chosen.get("constitution_sha256")}
 
 
-def scale_of(manifest: Optional[dict]) -> tuple[tuple[int, int], float, float]:
+def scale_of(manifest: Optional[dict], where: object = "the manifest") -> tuple[tuple[int, int], float, float]:
     """The score scale, T and the tie margin of a score folder, from the judge config its manifest keeps (the
     defaults without one). The tie margin is the constitution's when it sets one (the manifest's `tie_margin`),
-    else the judge's, as for pairwise labels and win rates."""
+    else the judge's, as for pairwise labels and win rates. A manifest someone edited into numbers no score can
+    have (a scale whose high is not above its low, T not above 0, a margin outside [0, 0.5]) is an error naming
+    `where` and the field."""
     manifest = manifest or {}
-    judge = manifest.get("judge") or {}
-    score = judge.get("score") or {}
+    judge = manifest.get("judge") if isinstance(manifest.get("judge"), dict) else {}
+    score = judge.get("score") if isinstance(judge.get("score"), dict) else {}
     margin = manifest.get("tie_margin")
-    return ((int(score.get("low", 1)), int(score.get("high", 10))), float(score.get("temperature", 1.0)),
-            float(margin if margin is not None else judge.get("tie_margin", 0.05)))
+    margin_field = "tie_margin" if margin is not None else "judge.tie_margin"
+    low, high = score.get("low", 1), score.get("high", 10)
+    temperature = score.get("temperature", 1.0)
+    margin = margin if margin is not None else judge.get("tie_margin", 0.05)
+    for name, problem in (
+            ("judge.score", None if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool)
+             and not isinstance(high, bool) and low < high else f"low {low!r} and high {high!r} are no scale "
+             "(whole numbers, high above low)"),
+            ("judge.score.temperature", positive_problem(temperature, "T")),
+            (margin_field, range_problem(margin, "the tie margin", 0.0, 0.5))):
+        if problem is not None:
+            raise ValueError(f"{where}: {name}: {problem}")
+    return (low, high), float(temperature), float(margin)
 
 
 def check_pairs_from(how: Optional[str], min_margin: float) -> None:

@@ -1,7 +1,8 @@
 """`rlaif export`: label records, or the preferences of a feedback source (ai, human or mixed), as training data
 in TRL's preference format with the soft label kept as `p_chosen`.
 
-Failed and tie pairs carry no usable preference and are left out (and counted). Conversational inputs are
+Failed and tie pairs carry no usable preference and are left out (and counted). The records are read checked
+(rlaif/numbers.py), and a folder whose job still runs is refused: what it holds then is partial. Conversational inputs are
 written in TRL's conversational form (lists of messages), text inputs as plain strings. A score folder
 (`rlaif score`) exports as its input pairs with preferences derived from their scores, or, with `pairs_from`,
 binarised per prompt as UltraFeedback does (rlaif/data/scores.py).
@@ -14,8 +15,9 @@ from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
 from ..config.paths import output_file_problem, require
-from ..data.labels import is_score_folder, read_labels, read_scores, score_manifest, write_jsonl
-from ..data.scores import binarize, check_pairs_from, scale_of, trl_pair_row
+from ..data.folder import refuse_running
+from ..data.labels import is_score_folder, read_labels, read_scores, score_scale, write_jsonl
+from ..data.scores import binarize, check_pairs_from, trl_pair_row
 from .sources import AnyFeedback, load_feedback
 
 FORMATS = ("trl",)
@@ -56,6 +58,7 @@ def write_trl(records: Iterable[dict], out: str | Path) -> dict:
 
 def export_trl(labels: str | Path, out: str | Path) -> dict:
     """A label file (or directory) as TRL rows."""
+    refuse_running(Path(labels), "export")
     counts = write_trl(read_labels(labels), out)
     return {k: counts[k] for k in ("written", "skipped_tie", "skipped_failed")}
 
@@ -72,7 +75,8 @@ def export_binarized(scores: str | Path, out: str | Path, pairs_from: str, seed:
                      min_margin: float = 0.0) -> dict:
     """A score folder's responses binarised per prompt (best-vs-random, best-vs-worst, all-above-margin) as TRL
     rows, p_chosen from the two scores and T, both scores kept."""
-    scale, temperature, _ = scale_of(score_manifest(scores))
+    refuse_running(Path(scores), "export")
+    scale, temperature, _ = score_scale(scores)
     records = list(read_scores(scores))
     counts = {"written": 0, "prompts": len({r["prompt_id"] for r in records}),
               "skipped_failed": sum(r.get("status") != "ok" for r in records)}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
+from ..data.folder import refuse_running
 from ..data.labels import atomic_write, json_line, read_labels
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
@@ -45,6 +46,7 @@ def _counted(records: Iterable[dict], stats: dict, key: str) -> Iterator[dict]:
 
 
 def _ai_labels(path: str, calibration: Optional[str]) -> Iterator[dict]:
+    refuse_running(Path(path), "train on")  # a folder still being labelled holds part of its labels
     records = read_labels(path)
     return calibrate_records(records, load_map(calibration)) if calibration else records
 

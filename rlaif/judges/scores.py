@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Sequence
 
+from ..numbers import distribution_problem  # noqa: F401 - the rule score readers of this module apply
+
 Reads = Mapping[str, Mapping[str, float]]
 
 
@@ -56,15 +58,6 @@ def rescaled(score: float, low: int, high: int, invert: bool = False) -> float:
     that asks for the worse response, so a high rating means a rejected response)."""
     r = 2.0 * (score - low) / (high - low) - 1.0
     return -r if invert else r
-
-
-def distribution_problem(probs: Sequence[float]) -> Optional[str]:
-    """Why `probs` is no distribution (a value outside [0, 1], not finite, or a sum other than 1), or None."""
-    if any(not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0) for p in probs):
-        return f"score distribution holds a value that is not a probability: {list(probs)!r}"
-    if abs(sum(probs) - 1.0) > 1e-6:
-        return f"score distribution sums to {sum(probs)!r}, not 1"
-    return None
 
 
 def continuation_prefixes(texts: Sequence[str]) -> list[str]:

@@ -5,7 +5,8 @@ Pure arithmetic, no model: tested on hand-computed numbers.
   P(a | a shown second) = 1 - p_first(b, a)
   p_a = mean of the two (order debiasing, Lee et al. 2023 sec. 3.1 and Zheng et al. 2023 on position bias);
 a principle with `invert: true` asks for the worse response, so the judge's pick is flipped first. Under
-`sampling: all`, p_a is the weight-normalised mean over principles.
+`sampling: all`, p_a is the weight-normalised mean over principles (rlaif.numbers.weighted_mean, which cannot
+overflow).
 """
 
 from __future__ import annotations
@@ -29,11 +30,6 @@ def order_probabilities(p_first_ab: float, p_first_ba: float, invert: bool = Fal
 def position_consistent(orders: Sequence[float]) -> bool:
     """True when both orders pick the same response (a value of exactly 0.5 picks neither)."""
     return (orders[0] - 0.5) * (orders[1] - 0.5) > 0
-
-
-def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
-    total = float(sum(weights))
-    return float(sum(v * w for v, w in zip(values, weights)) / total)
 
 
 def label_for(p_a: float, tie_margin: float) -> str:

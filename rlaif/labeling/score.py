@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 from ..constitution import Constitution, Principle
 from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap
 from ..records import LabelRecord, Pair, Verdict, sha256_json
-from .preference import label_for, order_probabilities, position_consistent, weighted_mean
+from ..numbers import label_problem, probability_problem, weighted_mean
+from .preference import label_for, order_probabilities, position_consistent
 
 GENERIC = Constitution(name="generic", version="1", principles=[
     Principle(id="better", text="Which response is the better reply to the user?")])
@@ -134,23 +135,32 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
             ab, ba = verdicts[2 * k], verdicts[2 * k + 1]
             per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
         weights = [p.weight for p in principles]
-        orders = [weighted_mean([o[0] for o in per_orders], weights),
-                  weighted_mean([o[1] for o in per_orders], weights)]
-        p_a = (orders[0] + orders[1]) / 2
-        per_principle = ({p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)}
-                         if len(principles) > 1 else None)
-        error = _out_of_range({"p_a": p_a, "p_a_orders[0]": orders[0], "p_a_orders[1]": orders[1],
-                               **{f"per_principle '{i}'": v for i, v in (per_principle or {}).items()}})
+        try:  # weights are checked where a constitution is loaded; one built in code may still hold anything
+            orders = [weighted_mean([o[0] for o in per_orders], weights),
+                      weighted_mean([o[1] for o in per_orders], weights)]
+        except ValueError as e:
+            error = f"{OUT_OF_RANGE}: principle {e} (check the constitution's weights)"
+        else:
+            p_a = (orders[0] + orders[1]) / 2
+            per_principle = ({p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)}
+                             if len(principles) > 1 else None)
+            error = _out_of_range({"p_a": p_a, "p_a_orders[0]": orders[0], "p_a_orders[1]": orders[1],
+                                   **{f"per_principle '{i}'": v for i, v in (per_principle or {}).items()}})
     if error is not None:  # never an `ok` record with a number no reader can trust (or parse: NaN)
         return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale, error=error)
     masses = [v.label_mass for v in verdicts if v.label_mass is not None]
     mass_ok = all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses)  # NaN fails both comparisons
-    return LabelRecord(
+    record = LabelRecord(
         **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok",
         position_consistent=position_consistent(orders), p_a_orders=orders, rationale=rationale,
         per_principle=per_principle,
         label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
         flags=None if mass_ok else [LABEL_MASS_FLAG])
+    # the record as every reader will check it: what is stored as ok, a reader accepts
+    if (problem := label_problem(record.to_json())) is not None:
+        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
+                           error=f"{OUT_OF_RANGE}: {problem}")
+    return record
 
 
 def verdict_sources(verdicts: Sequence[Verdict]) -> Optional[list[Optional[str]]]:
@@ -164,15 +174,10 @@ def verdict_sources(verdicts: Sequence[Verdict]) -> Optional[list[Optional[str]]
 
 
 def _out_of_range(values: dict[str, float]) -> Optional[str]:
-    """The error for the first value that is not a probability (finite, in [0, 1]), or None."""
+    """The error for the first value that is not a probability (rlaif.numbers), or None."""
     for name, v in values.items():
-        try:
-            number = float(v)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-            return (f"{OUT_OF_RANGE}: {name} = {v!r}, not a probability in [0, 1] (check the judge's "
-                    f"logprobs and the constitution's weights)")
+        if (problem := probability_problem(v, name)) is not None:
+            return f"{OUT_OF_RANGE}: {problem} (check the judge's logprobs and the constitution's weights)"
     return None
 
 

@@ -9,7 +9,8 @@
   stats' agreement with `human_label` is the share of pairs where the judge agrees the revision is better).
 
 Failed chains, and chains whose final revision is the first answer unchanged (`trl` only), are left out and
-counted. Every row keeps the chain's id and provenance (constitution hash, principles, model).
+counted. The chains are read checked (rlaif.numbers.revision_problem: an ok chain has a final revision with text;
+one record per id), and a folder whose job still runs is refused. Every row keeps the chain's id and provenance (constitution hash, principles, model).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.paths import output_file_problem, require
-from ..data.labels import read_labels, write_jsonl
+from ..data.folder import refuse_running
+from ..data.labels import read_records, write_jsonl
+from ..numbers import revision_problem
 from ..policy.chat import chat_turns
 from .job import REVISIONS_FILE
 
@@ -57,10 +60,11 @@ def export_revisions(revisions: str | Path, out: str | Path, format: str = "sft"
     if not source.exists():
         raise FileNotFoundError(f"no revisions at {source} (a folder written by rlaif revise, or its "
                                 f"{REVISIONS_FILE})")
+    refuse_running(source, "export")
     counts = {"written": 0, "skipped_failed": 0, "skipped_unchanged": 0}
 
     def rows():
-        for r in read_labels(source):
+        for r in read_records(source, revision_problem):
             if r.get("status") != "ok" or r.get("final") is None:
                 counts["skipped_failed"] += 1
             elif format == "trl" and r["final"] == r["initial"]:

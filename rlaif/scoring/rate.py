@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
 from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap
-from ..judges.scores import distribution_problem, expected_score, rescaled
+from ..judges.scores import expected_score, rescaled
+from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
 from .responses import ScoreItem, prompt_id_of
 
@@ -108,7 +109,8 @@ def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], con
                       if (problem := _problem(v.probs, scale.values))), None)
     if error is not None:
         return ScoreRecord(**base, status="failed", score=None, reward=None, error=error)
-    weights = [p.weight / sum(p.weight for p in principles) for p in principles]
+    relative = relative_weights([p.weight for p in principles])
+    weights = [w / sum(relative) for w in relative]
     scores = [expected_score(v.probs, scale.values) for v in verdicts]
     rewards = [rescaled(s, scale.low, scale.high, p.invert) for s, p in zip(scores, principles)]
     mixture = [sum(w * v.probs[k] for w, v in zip(weights, verdicts)) for k in range(len(scale.values))]
@@ -116,17 +118,21 @@ def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], con
     reward = max(-1.0, min(1.0, sum(w * r for w, r in zip(weights, rewards))))  # rounding only: checked above
     masses = [v.mass for v in verdicts if v.mass is not None and math.isfinite(v.mass)]
     sources = {v.source for v in verdicts} - {None}
-    return ScoreRecord(**base, status="ok", score=score, reward=reward,
-                       distribution={str(s): p for s, p in zip(scale.values, mixture)},
-                       per_principle={p.id: r for p, r in zip(principles, rewards)} if len(principles) > 1 else None,
-                       score_mass=sum(masses) / len(masses) if masses else None,
-                       score_source="text" if "text" in sources else "logprobs" if sources else None)
+    record = ScoreRecord(**base, status="ok", score=score, reward=reward,
+                         distribution={str(s): p for s, p in zip(scale.values, mixture)},
+                         per_principle={p.id: r for p, r in zip(principles, rewards)} if len(principles) > 1 else None,
+                         score_mass=sum(masses) / len(masses) if masses else None,
+                         score_source="text" if "text" in sources else "logprobs" if sources else None)
+    # the record as every reader will check it: what is stored as ok, a reader accepts
+    if (problem := score_record_problem(record.to_json(), (scale.low, scale.high))) is not None:
+        return ScoreRecord(**base, status="failed", score=None, reward=None, error=f"{OUT_OF_RANGE}: {problem}")
+    return record
 
 
 def _problem(probs: Sequence[float], values: Sequence[int]) -> Optional[str]:
     if len(probs) != len(values):
         return f"{len(probs)} probabilities for a scale of {len(values)} scores"
-    problem = distribution_problem(probs)
+    problem = distribution_problem(probs, "score distribution")
     if problem is None:
         s = expected_score(probs, values)
         if not (values[0] - 1e-9 <= s <= values[-1] + 1e-9):

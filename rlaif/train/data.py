@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from ..data.labels import read_labels
+from ..numbers import label_problem
 from ..policy.chat import encode_pair
 
 HUMAN_CODE = {"a": 1, "b": 0}
@@ -39,11 +40,13 @@ class FeedbackData:
 
 
 def _usable(record: dict, soft: bool, min_margin: Optional[float]) -> tuple[Optional[Preference], str]:
-    if record.get("status") != "ok":
+    # the readers checked every record they read; this is the last gate before a number becomes a training target
+    # (records a source builds in memory, as the mixed source's combined human labels, pass it too)
+    if (problem := label_problem(record)) is not None:
+        raise ValueError(f"feedback pair {record.get('id')!r}: {problem}")
+    if record["status"] != "ok":
         return None, "failed"
-    p = record.get("p_a")
-    if p is None:  # the source gave a hard choice only
-        p = {"a": 1.0, "b": 0.0}.get(record.get("label"), 0.5)
+    p = record["p_a"]
     too_close = abs(p - 0.5) <= min_margin if min_margin is not None else record.get("label") == "tie"
     if too_close:
         return None, "tie"
@@ -57,8 +60,14 @@ def _usable(record: dict, soft: bool, min_margin: Optional[float]) -> tuple[Opti
 
 
 def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
-    out = []
+    out, seen = [], set()
     for record in records:
+        # one training pair per pair id (per annotator for human labels kept one per annotator): a pair read
+        # twice, e.g. from two label files, would be trained on twice, perhaps with opposite labels
+        identity = (record.get("id"), record.get("annotator") if record.get("source") == "human" else None)
+        if identity in seen:
+            raise ValueError(f"feedback: pair {record.get('id')!r} comes twice; train on one record per pair")
+        seen.add(identity)
         pref, why = _usable(record, pairs_config.soft, pairs_config.min_margin)
         if pref is None:
             counts[why] = counts.get(why, 0) + 1

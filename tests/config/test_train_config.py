@@ -96,13 +96,17 @@ def _write(path: Path, records) -> str:
 
 def test_read_feedback_keeps_soft_p_and_leaves_out_ties_and_failures(tmp_path):
     f = _write(tmp_path / "l.jsonl", [_record(0, 0.9, "a"), _record(1, 0.2, "b", human="a"), _record(2, 0.5, "tie"),
-                                     _record(3, None, None, status="failed"), _record(4, None, "b")])
+                                     _record(3, None, None, status="failed"), _record(4, 0.0, "b")])
     data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0))
     assert [(p.id, p.p_a, p.human_label) for p in data.train] == [("r0", 0.9, None), ("r1", 0.2, "a"),
                                                                    ("r4", 0.0, None)]
     assert data.counts["left_out"] == {"tie": 1, "failed": 1}
     hard = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0, soft=False, min_margin=0.25))
     assert [(p.id, p.p_a) for p in hard.train] == [("r0", 1.0), ("r1", 0.0), ("r4", 0.0)]
+    # an ok record without a preference probability is no training target: refused, naming the line
+    bad = _write(tmp_path / "bad.jsonl", [_record(0, 0.9, "a"), _record(1, None, "b")])
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: p_a is null, not a finite number"):
+        read_feedback(FeedbackConfig(source="ai", ai=bad), PairsConfig(eval_fraction=0))
 
 
 def test_human_source_trains_on_the_human_choices(tmp_path):

@@ -46,8 +46,8 @@ def test_numbers_out_of_range_make_a_failed_record_not_a_nan_label(tmp_path):
     recs = stored(tmp_path / "out")  # strict JSON: no NaN anywhere
     for r in recs.values():
         assert r["status"] == "failed" and r["p_a"] is None and r["label"] is None
-        assert r["error"] == (f"{OUT_OF_RANGE}: p_a = nan, not a probability in [0, 1] (check the judge's logprobs "
-                              f"and the constitution's weights)")
+        assert r["error"] == (f"{OUT_OF_RANGE}: principle weight 2 is inf, not a finite number above 0 (check the "
+                              f"constitution's weights)")
     assert export_trl(tmp_path / "out", tmp_path / "trl.jsonl")["written"] == 0
 
 
@@ -74,8 +74,8 @@ def test_a_judge_verdict_out_of_range_fails_and_an_odd_label_mass_is_flagged(tmp
     result = label(pairs, const, _Numbers(), tmp_path / "out", progress=False)
     recs = stored(tmp_path / "out")
     assert recs["nan"]["status"] == recs["above"]["status"] == "failed"
-    assert "p_first of 'polite' (a first) = nan" in recs["nan"]["error"]
-    assert "p_first of 'polite' (a first) = 1.2" in recs["above"]["error"]
+    assert "p_first of 'polite' (a first) is nan, not a finite number" in recs["nan"]["error"]
+    assert "p_first of 'polite' (a first) = 1.2 is outside [0, 1]" in recs["above"]["error"]
     assert recs["mass"]["status"] == "ok" and recs["mass"]["flags"] == ["label_mass_out_of_range"]
     assert recs["mass"]["label_mass"] == pytest.approx(1.5)
     assert recs["fine"]["status"] == "ok" and "flags" not in recs["fine"]

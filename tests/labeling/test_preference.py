@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlaif.labeling.preference import label_for, order_probabilities, position_consistent, weighted_mean
+from rlaif.labeling.preference import label_for, order_probabilities, position_consistent
+from rlaif.numbers import weighted_mean
 
 
 def test_orders_unflip_the_second_view():

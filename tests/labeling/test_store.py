@@ -13,7 +13,7 @@ from tests.labeling.jobfiles import strict_records
 
 def rec(pid: str, status: str = "ok", key: str = "k", **extra) -> dict:
     return {"id": pid, "key": f"{key}-{pid}", "status": status, "p_a": 0.9 if status == "ok" else None,
-            "label": "a" if status == "ok" else None, **extra}
+            "label": "a" if status == "ok" else None, "prompt": "q", "response_a": "x", "response_b": "y", **extra}
 
 
 def store_with(tmp_path, records, waiting=()) -> LabelStore:

@@ -18,10 +18,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config.paths import output_dir_problem, output_file_problem, require
-from ...data.labels import (is_score_folder, labels_file, read_labels, score_manifest, write_json_atomic,
-                            write_jsonl)
-from ...data.scores import scale_of
+from ...data.labels import is_score_folder, labels_file, read_labels, score_scale, write_json_atomic, write_jsonl
 from ...labeling.preference import label_for
+from ...numbers import probability_problem
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
 from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json_number, tie_rate
@@ -169,7 +168,7 @@ def fit_map_file(ai: str | Path, human: str | Path, out: str | Path, **fit_optio
     if cmap["method"] == "temperature" and is_score_folder(ai):
         # p_a = σ(Δs / T0), so the map σ(a·logit p_a) is σ(Δs / (T0 / a)): the judge's fitted T, to set as its
         # score.temperature (a = 0, a judge whose scores say nothing, is T = ∞)
-        _, t0, _ = scale_of(score_manifest(ai))
+        _, t0, _ = score_scale(ai)
         a = cmap["params"]["a"]
         cmap["fit"]["score_temperature"] = t0 / a if a > 0 else None
     write_json_atomic(out, cmap)
@@ -206,6 +205,8 @@ def calibrate_records(records: Iterable[dict], cmap: dict) -> Iterator[dict]:
             raise ValueError(f"pair {r['id']} is already calibrated (map {r['calibration_sha256'][:12]}); "
                              f"apply maps to the judge's raw labels")
         p = float(predict(cmap, [r["p_a"]])[0])
+        if (problem := probability_problem(p, "the calibrated p_a")) is not None:
+            raise ValueError(f"pair {r['id']}: the calibration map gives {problem}; fit the map again")
         yield LabelRecord.model_validate({**r, "p_a": p, "label": label_for(p, cmap["tie_margin"]),
                                           "p_a_raw": r["p_a"], "calibration_sha256": sha}).to_json()
 

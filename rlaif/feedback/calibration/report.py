@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...config.paths import output_dir_problem, require
-from ...data.labels import is_score_folder, labels_file, read_scores, score_manifest, write_json_atomic
-from ...data.scores import scale_of
+from ...data.labels import is_score_folder, labels_file, read_scores, score_scale, write_json_atomic
 from .match import load_matched
 from .metrics import compare
 
@@ -155,7 +154,7 @@ def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int
     report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
     report["inputs"] = {"ai": str(labels_file(ai)), "human": str(labels_file(human))}
     if is_score_folder(ai):  # a score judge: how its expected scores spread
-        (low, high), _, _ = scale_of(score_manifest(ai))
+        (low, high), _, _ = score_scale(ai)
         hist = {str(v): 0 for v in range(low, high + 1)}
         for r in read_scores(ai):
             if r.get("status") == "ok":
