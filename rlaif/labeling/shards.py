@@ -1,22 +1,22 @@
-"""Merge the output directories of a sharded labelling job (`--shard I/N`) into one, checking that the shards
-come from the same job, are disjoint, and together cover every input pair."""
+"""Merge the output directories of a sharded labelling job (`--shard I/N`) into one, with the checks of
+rlaif.data.shards: the shards come from the same job, every label is one the store would keep (rlaif.numbers'
+label_problem), no pair is labelled twice, and together they label every input pair."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
+from .folder import LABELS
 from .stats import compute_stats
-from ..data.labels import read_labels, write_json_atomic
-from ..data.shards import merge_shards
+from ..data.labels import read_labels
+from ..data.shards import ShardedJob, merge_shards
+from ..numbers import label_problem
+
+LABEL_SHARDS = ShardedJob(kind=LABELS, item="pair", shard_key="id", input_count="input_pairs",
+                          check=lambda manifest: label_problem,
+                          stats=lambda labels, manifest: compute_stats(read_labels(labels)))
 
 
 def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
-    merged, target, n = merge_shards(dirs, out, "labels.jsonl", read_labels)
-    expected = merged.get("input_pairs")
-    if expected is not None and n != expected:
-        raise ValueError(f"shards hold {n} pairs but the input has {expected}: incomplete")
-    write_json_atomic(Path(out) / "manifest.json", merged)
-    stats = compute_stats(read_labels(target))
-    write_json_atomic(Path(out) / "stats.json", stats)
-    return stats
+    return merge_shards(dirs, out, LABEL_SHARDS)

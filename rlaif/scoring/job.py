@@ -100,9 +100,10 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
             items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
             # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a
             # backend encodes their prefix once (the judge's own batch_size still bounds each forward pass)
-            job.run(job.rows(items, limit), job.plan, None, shard, batch_size or RESPONSES_PER_BATCH)
+            responses = job.run(job.rows(items, limit), job.plan, None, shard, batch_size or RESPONSES_PER_BATCH)
+            # input_responses counts every shard's (what `rlaif score merge` checks the shards add up to)
             return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),
-                              input_rows=job.rows_read)
+                              input_rows=job.rows_read, input_responses=responses)
         finally:
             if cluster is not None:
                 cluster.close()

@@ -1,21 +1,33 @@
 """Merge the folders of a sharded score job (`rlaif score --shard I/N`, sharded by prompt id) into one score
-folder, with the checks of rlaif.data.shards (same job, complete, disjoint) and the folder's stats."""
+folder, with the checks of rlaif.data.shards (same job, every score on the judge's scale by rlaif.numbers'
+score_record_problem, no response twice, every input response rated) and the folder's stats."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
-from ..data.labels import read_scores, write_json_atomic
-from ..data.scores import SCORES_FILE, scale_of
-from ..data.shards import merge_shards
+from ..data.labels import read_scores
+from ..data.scores import scale_of
+from ..data.shards import ShardedJob, merge_shards
+from ..numbers import score_record_problem
+from .job import SCORES
 from .stats import compute_stats
 
 
+def _check(manifest: dict) -> Callable[[dict], Optional[str]]:
+    """Why a score record cannot be merged, on the scale of the judge config the shard's manifest keeps."""
+    scale = scale_of(manifest)[0]
+    return lambda record: score_record_problem(record, scale)
+
+
+def _stats(scores: Path, manifest: dict) -> dict:
+    return compute_stats(read_scores(scores), *scale_of(manifest))
+
+
+SCORE_SHARDS = ShardedJob(kind=SCORES, item="response", shard_key="prompt_id", input_count="input_responses",
+                          check=_check, stats=_stats)
+
+
 def merge(dirs: Sequence[str | Path], out: str | Path) -> dict:
-    merged, target, _ = merge_shards(dirs, out, SCORES_FILE, read_scores, what="response")
-    write_json_atomic(Path(out) / "manifest.json", merged)
-    scale, temperature, tie_margin = scale_of(merged)
-    stats = compute_stats(read_scores(target), scale, temperature, tie_margin)
-    write_json_atomic(Path(out) / "stats.json", stats)
-    return stats
+    return merge_shards(dirs, out, SCORE_SHARDS)
