@@ -13,8 +13,13 @@ Faults are Ray's own: each actor is created with `max_restarts` and `max_task_re
 (killed, out of memory, its node lost) Ray starts a new one (loading the model again, on any node with room) and
 runs the batches it held again there; a batch is given up only after TASK_RETRIES such deaths. That is Ray's
 at-least-once execution of actor tasks: a batch whose worker died may be judged twice (an HTTP judge is then paid
-twice for it), but its result reaches the driver once, so each pair gets one record. The driver keeps at most
-DEPTH batches queued per worker, so its memory stays flat however long the input is.
+twice for it), but its result reaches the driver once, so each pair gets one record. A pool made with
+`retry_batches=False` runs no batch again: a batch whose worker died comes back marked `lost`, for a driver that
+must account for what the lost attempt did (a job with a spending cap, rlaif/cluster/runner.py). The driver keeps at
+most DEPTH batches queued per worker, so its memory stays flat however long the input is.
+
+How many workers start is decided from what the cluster's nodes have free now (`plan_workers`): Ray would hold an
+actor it cannot place waiting forever, and a million of them fill its control process's memory.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ TASK_RETRIES = 3  # per batch: a batch that kills its worker every time fails th
 DEPTH = 2  # batches queued per worker: one running, one waiting, so no worker idles between batches
 ALIVE_EVERY_S = 2.0  # how often the progress line asks the cluster how many workers are alive
 READY_NOTE_S = 60.0  # how often a start that waits for room on the cluster says so
+SETTLE_S = 5.0  # how long a start waits for resources being freed before it counts what is free
 
 
 @dataclass
@@ -53,6 +59,11 @@ class Finished:
     payload: Any
     result: Any
     worker: int
+    lost: bool = False  # the worker died running it, and it was not run again (a pool without batch retries)
+
+
+class WorkerDied(JobError):
+    """A worker's process died running a batch, and Ray ran the batch no more."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class WorkerPool:
     workers: int
     bundles: int = 1  # devices a worker spans (a judge's tensor_parallel_size): one placement group per worker
     max_in_flight: int = 0  # batches out at once; 0: DEPTH per worker
+    retry_batches: bool = True  # False: a batch whose worker died comes back `lost` instead of running again
     actors: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     in_flight: dict = field(default_factory=dict)  # ObjectRef -> (worker, payload)
@@ -130,7 +142,8 @@ class WorkerPool:
         for worker, _ in self.in_flight.values():
             load[worker] += 1
         worker = min(range(self.workers), key=load.__getitem__)
-        ref = getattr(self.actors[worker], method).remote(*args)
+        call = getattr(self.actors[worker], method)
+        ref = (call if self.retry_batches else call.options(max_task_retries=0)).remote(*args)
         self.in_flight[ref] = (worker, payload)
 
     def finished(self) -> list[Finished]:
@@ -152,8 +165,12 @@ class WorkerPool:
 
     def _collect(self, ref) -> Finished:
         worker, payload = self.in_flight.pop(ref)
-        result = self.get(ref)
-        return Finished(payload, result, worker)
+        try:
+            return Finished(payload, self.get(ref), worker)
+        except WorkerDied:
+            if self.retry_batches:
+                raise
+            return Finished(payload, None, worker, lost=True)
 
     def record(self, worker: int, items: int, busy_s: float) -> None:
         self.stats[worker].items += items
@@ -171,9 +188,9 @@ class WorkerPool:
         except RayActorError as e:
             if getattr(e, "actor_init_failed", False):  # its constructor raised: loading the model
                 raise JobError(f"a worker could not load its model: {_last_line(e)}") from None
-            raise JobError(f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} restarts "
-                           f"per worker): {_first_line(e)}. Everything finished before is kept: run the same "
-                           f"command again to resume.") from None
+            raise WorkerDied(f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} "
+                             f"restarts per worker): {_first_line(e)}. Everything finished before is kept: run the "
+                             f"same command again to resume.") from None
 
     def alive(self, fresh: bool = False) -> Optional[int]:
         """How many workers are alive now (not restarting, not dead), asked of the cluster at most every few
@@ -221,19 +238,47 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def default_workers(ray, resources: WorkerResources) -> int:
-    """As many workers as the cluster's free CPUs and GPUs hold (one worker reserves `resources`)."""
-    free = ray.available_resources()
-    fits = [int(free.get("CPU", 0) // resources.num_cpus)]
-    if resources.num_gpus:
-        fits.append(int(free.get("GPU", 0) // resources.num_gpus))
-    workers = min(fits)
-    if workers < 1:
-        have = ", ".join(f"{free.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
-        raise JobError(f"the Ray cluster has no room for one worker ({resources.num_cpus:g} CPU, "
-                       f"{resources.num_gpus:g} GPU per worker; free now: {have}): lower the judge config's "
-                       f"resources, or add nodes")
-    return workers
+def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
+    """How many workers to start: `asked` (--workers), or as many as fit when None. What fits is counted on the
+    cluster's nodes as they are now, each worker on one node (its placement group too): more asked than that is
+    capped, with one line saying so, and none fitting is a JobError. Nodes an autoscaling cluster would add later
+    are not waited for; resources being freed (the workers of a job that just ended) are, for SETTLE_S at most."""
+    whole = sum(_fits(node.get("Resources", {}), resources) for node in ray.nodes() if node.get("Alive"))
+    wanted, deadline = min(asked or whole, whole), time.time() + SETTLE_S
+    while True:
+        nodes = _free_per_node(ray)
+        fits = sum(_fits(node, resources) for node in nodes)
+        if fits >= wanted or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    each = f"{resources.num_cpus:g} CPU" + (f" and {resources.num_gpus:g} GPU" if resources.num_gpus else "")
+    if fits < 1:
+        most = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+        raise JobError(f"the Ray cluster has no room for one worker of {each} on one node (the most free on a "
+                       f"node now: {most.get('CPU', 0):g} CPU, {most.get('GPU', 0):g} GPU): lower the judge "
+                       f"config's resources, or add nodes (an autoscaling cluster: start them first; workers are "
+                       f"placed on what is free now)")
+    if asked is not None and asked > fits:
+        print(f"--workers {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
+              f"(nodes an autoscaling cluster adds later are not waited for)", file=sys.stderr, flush=True)
+        return fits
+    return asked or fits
+
+
+def _free_per_node(ray) -> list[dict]:
+    """Each live node's free resources."""
+    try:
+        from ray._private import state  # the per-node figures have no public API without the state server
+
+        return list(state.available_resources_per_node().values())
+    except Exception:  # noqa: BLE001 - the cluster's total, as one node, is the next best figure
+        return [ray.available_resources()]
+
+
+def _fits(free: dict, resources: WorkerResources) -> int:
+    """How many workers of `resources` fit in one node's `free` resources (1e-9: 0.3 / 0.1 is 2.999… in floats)."""
+    needs = [("CPU", resources.num_cpus), ("GPU", resources.num_gpus)]
+    return min(int(free.get(name, 0) / need + 1e-9) for name, need in needs if need)
 
 
 class Worker:

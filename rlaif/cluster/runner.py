@@ -6,6 +6,13 @@ Spending caps hold per job, exactly as in-process: with a cap, one batch is out 
 has spent so far; the worker's model counts on from there and stops the batch at the cap, and the driver sends no
 more. (Batches side by side would each see the same remainder and could together overshoot it. A judge with a cap
 is an HTTP API, which keeps its own requests in flight inside one batch.)
+
+A capped batch is never run again: when its worker dies mid-batch, what that attempt had sent died with it, and
+Ray's retry would count on from the same start, paying twice for the part of the cap the lost attempt used. The
+driver counts the lost attempt as having spent the rest of the cap, the exact bound on what it can have sent (its
+judge stops at the cap; for max_cost, as in-process, plus what its requests in flight when it crossed the cap cost),
+and the job stops there, keeping what was written. Without a cap, Ray runs the batch again, and spend.json counts
+the attempts that came back.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from ..config.judge import JudgeBase
 from ..data.jobpass import Done
 from ..records import Spend
 from .connect import RayOptions, cluster_address, connect
-from .pool import Finished, Worker, WorkerPool, default_workers
+from .pool import Finished, Worker, WorkerPool, plan_workers
 
 
 @dataclass
@@ -53,9 +60,14 @@ class ModelWorker(Worker):
         return timed(spent_before, lambda: self.work(self.model, batch), self.model.spent)
 
 
-def has_caps(config: JudgeBase) -> bool:
-    """Whether a spending cap holds for this model (max_requests or max_cost set)."""
-    return any(getattr(config, cap, None) is not None for cap in ("max_requests", "max_cost"))
+def caps(config: JudgeBase) -> dict[str, float]:
+    """The spending caps set for this model ({"max_requests": 7}), none when it has no cap."""
+    return {cap: value for cap in ("max_requests", "max_cost") if (value := getattr(config, cap, None)) is not None}
+
+
+def up_to_caps(spent: Spend, limits: dict[str, float]) -> Spend:
+    """`spent` raised to each cap set: the most that an attempt started from `spent` can have spent."""
+    return Spend(max(spent.requests, limits.get("max_requests", 0)), max(spent.cost, limits.get("max_cost", 0.0)))
 
 
 class RayRunner:
@@ -74,8 +86,8 @@ class RayRunner:
         return the Ray settings the manifest and stats carry: the cluster, the workers, what each reserves."""
         resources = self.resources = config.resources
         self.bundles = getattr(config, "tensor_parallel_size", 1)  # a worker spanning N GPUs: a placement group
-        self.capped = has_caps(config)
-        self.workers = self.options.workers or default_workers(self.ray, resources)
+        self.caps = caps(config)
+        self.workers = plan_workers(self.ray, resources, self.options.workers)
         return {"address": cluster_address(self.ray), "workers": self.workers,
                 "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
 
@@ -84,8 +96,9 @@ class RayRunner:
         partial of the job's loader and of its batch function); the job has spent `spent` in its earlier runs
         (with a cap, one batch is out at a time)."""
         self._spent = spent
+        capped = bool(self.caps)
         self.pool = WorkerPool(self.ray, ModelWorker, (load, work), self.resources, self.workers, self.bundles,
-                               max_in_flight=1 if self.capped else 0).start()
+                               max_in_flight=1 if capped else 0, retry_batches=not capped).start()
         return self
 
     def submit(self, batch: list) -> list[Done]:
@@ -97,6 +110,11 @@ class RayRunner:
         return (self._done(f) for f in self.pool.drain())
 
     def _done(self, finished: Finished) -> Done:
+        if finished.lost:  # a capped batch (see the module's docstring)
+            self._spent = up_to_caps(self._spent, self.caps)
+            limits = ", ".join(f"{cap}={value:g}" for cap, value in self.caps.items())
+            return Done(finished.payload, [], f"budget: a worker died mid-batch, and what it had sent cannot be "
+                                              f"known: the rest of the cap ({limits}) counts as spent")
         worked: Worked = finished.result
         self._spent = Spend(self._spent.requests + worked.spent.requests, self._spent.cost + worked.spent.cost)
         self.pool.record(finished.worker, len(worked.records), worked.busy_s)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cluster.connect import RayOptions, connect
-from ..cluster.pool import Worker, WorkerPool, default_workers
+from ..cluster.pool import Worker, WorkerPool, plan_workers
 from ..config.judge import WorkerResources
 from ..config.sampling import SamplingConfig
 from ..records import Prompt, derived_seed
@@ -50,7 +50,7 @@ def sample_on_ray(policy: str, prompts: Sequence[Prompt], n: int, config: Sampli
     (for the summary)."""
     ray = connect(options)
     resources = WorkerResources(num_gpus=1.0 if ray.cluster_resources().get("GPU") else 0.0)
-    workers = options.workers or default_workers(ray, resources)
+    workers = plan_workers(ray, resources, options.workers)
     step = max(1, config.batch_size // n)  # as sample_policy: the chunk boundaries decide the samples
     chunks = [(k, prompts[start:start + step]) for k, start in enumerate(range(0, len(prompts), step))]
     pool = WorkerPool(ray, PolicyWorker, (str(policy), config), resources, min(workers, max(1, len(chunks))))
