@@ -29,7 +29,8 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
                                             "--allow-remote; put a reverse proxy with TLS in front instead."),
                    allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: tokens and "
                                                      "labels then travel unencrypted unless TLS is in front."),
-                   port: int = typer.Option(8000, help="Port to listen on."),
+                   port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, "
+                                            "announced at start."),
                    tokens: Optional[Path] = typer.Option(None, help="File of `annotator_name:token` lines (default: "
                                                          "one annotator with a token printed at start)."),
                    overlap: int = typer.Option(1, min=1, help="Labels wanted per pair, each from a different "

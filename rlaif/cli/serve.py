@@ -38,15 +38,18 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                                           "--allow-remote; put a reverse proxy with TLS in front instead."),
                  allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: anyone who "
                                                    "reaches the server can spend the judge."),
-                 port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on.")) -> None:
+                 port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, "
+                                          "announced at start."),
+                 max_body_mb: float = typer.Option(16.0, help="Largest request body in MB (2^20 bytes); a larger "
+                                                   "one gets 413 before it is read.")) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
     if mode not in (None, "reference", "group"):
         fail(f"error: --mode must be reference or group, got {mode!r}")
 
     def run():
         from ..rewards.server import serve
-        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, mode=mode,
-              reference_model=reference_model, separator=separator, labels_as_references=labels_as_references,
-              reference_max_new_tokens=reference_max_new_tokens, reference_temperature=reference_temperature,
-              seed=seed)
+        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, max_body_mb=max_body_mb,
+              mode=mode, reference_model=reference_model, separator=separator,
+              labels_as_references=labels_as_references, reference_max_new_tokens=reference_max_new_tokens,
+              reference_temperature=reference_temperature, seed=seed)
     guard(run)

@@ -8,8 +8,8 @@ back. A pair is leased while someone works on it, so no pair is handed to more p
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-import json
 import secrets
 import sqlite3
 import sys
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config.paths import is_loopback, remote_host_refusal
 from ..constitution import load_constitution
 from .db import AnnotationDB, UnknownPair, error_kind
+from .http import BodyLimit, listening, reply, run, url, validation_line
 from .presentation import pair_order_label, served_pairs, shown_order
 from .tokens import load_tokens
 
@@ -133,8 +135,8 @@ class LabelIn(BaseModel):
 
 
 class _Guard:
-    """ASGI middleware in front of every route: security headers on every response, the bearer token on /api
-    (checked before the body is even read), and the body size cap (413)."""
+    """ASGI middleware in front of every route: security headers on every response, and the bearer token on /api
+    (checked before the body is even read; the body cap, BodyLimit, comes after it)."""
 
     def __init__(self, app, tokens: dict[str, str]):
         self.app = app
@@ -153,14 +155,9 @@ class _Guard:
         if scope["path"].startswith("/api/"):
             annotator = self._annotator(headers.get(b"authorization", b""))
             if annotator is None:
-                return await _json(send_with_headers, 401, "missing or unknown bearer token",
+                return await reply(send_with_headers, 401, "missing or unknown bearer token",
                                    [(b"www-authenticate", b"Bearer")])
             scope.setdefault("state", {})["annotator"] = annotator
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await _read_body(receive, headers.get(b"content-length"))
-            if body is None:
-                return await _json(send_with_headers, 413, f"request body over {MAX_BODY_BYTES} bytes")
-            receive = _replay(body, receive)
         await self.app(scope, receive, send_with_headers)
 
     def _annotator(self, header: bytes) -> Optional[str]:
@@ -174,45 +171,6 @@ class _Guard:
         return None
 
 
-async def _read_body(receive, content_length: Optional[bytes]) -> Optional[bytes]:
-    """The whole body, or None once it is over the cap (a declared length is believed without reading)."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
-        return None
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replayed():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return replayed
-
-
-async def _json(send, status: int, detail: str, headers: list = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_app(annotation: Annotation, tokens: dict[str, str]):
     """The ASGI app: the page at /, its files under /static, the JSON API under /api (bearer token)."""
     @asynccontextmanager
@@ -222,6 +180,11 @@ def create_app(annotation: Annotation, tokens: dict[str, str]):
         annotation.db.close()
 
     app = FastAPI(title="rlaif annotate", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, e: RequestValidationError):
+        return JSONResponse({"detail": validation_line(e.errors())}, status_code=422)
 
     @app.exception_handler(UnknownPair)
     async def unknown_pair(request: Request, e: UnknownPair):
@@ -271,8 +234,6 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
           overlap: int = 1, lease_s: float = 600.0, skip_invalid: bool = False, allow_remote: bool = False) -> None:
     """Load the pairs into the database (idempotent) and serve the app until stopped. The app speaks plain HTTP,
     so listening beyond loopback (tokens and labels in clear on the network) needs `allow_remote`."""
-    import uvicorn
-
     if overlap < 1:
         raise ValueError("--overlap must be at least 1")
     remote = not is_loopback(host)
@@ -282,8 +243,8 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
         raise ValueError(refusal)
     tokens = load_tokens(tokens_file) if tokens_file else None
     const = load_constitution(constitution) if constitution else None
-    db = AnnotationDB(db_path)
-    try:
+    # a taken port or an unknown host is refused before anything is written
+    with listening(host, port) as sockets, contextlib.closing(AnnotationDB(db_path)) as db:
         invalid: Optional[list[str]] = [] if skip_invalid else None
         total, added = db.load_pairs(served_pairs(pairs, const, seed, invalid),
                                      {"seed": str(seed), "constitution_sha256": const.sha256 if const else None})
@@ -295,13 +256,11 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
             _log(f"no --tokens file: sign in as 'annotator' with the token {token}")
         app = create_app(Annotation(db, overlap=overlap, seed=seed, lease_s=lease_s), tokens)
         _log(f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
-             f"open http://{host}:{port}/")
+             f"open {url(host, sockets)}")
         if remote:
             _log(f"warning: listening on {host} (--allow-remote): tokens and labels travel unencrypted unless a "
                  f"reverse proxy adds TLS in front")
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    finally:
-        db.close()
+        run(app, sockets)
 
 
 def _log(line: str) -> None:

@@ -29,6 +29,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ..human.http import BodyLimit, listening, refusal_line, run, url, validation_line
+from ..numbers import positive_problem
 from .judge_reward import JudgeReward, prompt_key
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
@@ -259,15 +261,18 @@ class RewardService:
                 "references_sampled": self.sampler.sampled if self.sampler is not None else 0}
 
 
-def create_app(service: RewardService) -> FastAPI:
-    """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health."""
+def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
+    """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health; a body over `max_body_mb`
+    gets 413 before it is read to the end."""
     app = FastAPI(title="rlaif reward", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2 ** 20), log=_log,
+                       hint=f" (--max-body-mb {max_body_mb:g}): send fewer queries per request, or start the "
+                            f"server with a larger --max-body-mb")
 
     # Every refusal is logged with its reason: a client may show only the status (OpenRLHF does, then retries).
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, e: RequestValidationError):
-        where = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors())
-        return _refuse(request, 422, f"malformed request: {where}")
+        return _refuse(request, 422, f"malformed request: {validation_line(e.errors())}")
 
     @app.exception_handler(RequestError)
     async def unusable(request: Request, e: RequestError):
@@ -295,8 +300,7 @@ def create_app(service: RewardService) -> FastAPI:
 
 
 def _refuse(request: Request, status: int, detail: str, headers: Optional[dict] = None) -> JSONResponse:
-    client = f"{request.client.host}:{request.client.port}" if request.client else "?"
-    _log(f"{status} for {request.method} {request.url.path} from {client}: {detail}")
+    _log(refusal_line(request.scope, status, detail))
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -307,7 +311,8 @@ def build_service(judge, constitution=None, mode: Optional[str] = None, referenc
                   separator: Optional[str] = None, labels_as_references: bool = False,
                   reference_max_new_tokens: int = 256, reference_temperature: float = 0.0,
                   seed: int = 0) -> RewardService:
-    """A service from a judge YAML and a constitution YAML (paths), optionally with a reference model."""
+    """A service from a judge (a YAML path, or its config read already) and a constitution YAML path, optionally
+    with a reference model."""
     from .judge_reward import judge_reward
 
     reward = judge_reward(judge, constitution, mode=mode, seed=seed)  # None: score for a score judge, else reference
@@ -320,26 +325,27 @@ def build_service(judge, constitution=None, mode: Optional[str] = None, referenc
 
 
 def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
-          **kwargs) -> None:
+          max_body_mb: float = 16.0, **kwargs) -> None:
     """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
     over plain HTTP) it needs `allow_remote`."""
-    import uvicorn
-
+    from ..config.judge import load_judge_config
     from ..config.paths import remote_host_refusal
 
     refusal = remote_host_refusal(host, "the judge as a reward", "where anyone who reaches it can spend the judge",
-                                  allow_remote)
+                                  allow_remote) or positive_problem(max_body_mb, "--max-body-mb")
     if refusal:  # refused before the judge is loaded
         raise ValueError(refusal)
-    service = build_service(judge, constitution, **kwargs)
-    _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
-         f"http://{host}:{port}/get_reward")
-    if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
-        _log("note: no --reference-model and no --labels-as-references: each request must send `references` "
-             "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)")
-    if allow_remote:
-        _log(f"warning: listening on {host} (--allow-remote): anyone who can reach it can spend the judge")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+    judge = load_judge_config(judge)  # a bad judge file is named first; a taken port before the judge's model loads
+    with listening(host, port) as sockets:
+        service = build_service(judge, constitution, **kwargs)
+        _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
+             f"{url(host, sockets, '/get_reward')}")
+        if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
+            _log("note: no --reference-model and no --labels-as-references: each request must send `references` "
+                 "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)")
+        if allow_remote:
+            _log(f"warning: listening on {host} (--allow-remote): anyone who can reach it can spend the judge")
+        run(create_app(service, max_body_mb), sockets)
 
 
 def _log(line: str) -> None:

@@ -193,11 +193,13 @@ def test_bad_requests_get_clear_errors_and_store_nothing(tmp_path, pairs_file):
         bodies = [{"pair_id": "p0", "choice": "A"}, {"pair_id": "p0", "choice": "left"}, {"choice": "a"},
                   {"pair_id": "p0"}, {"pair_id": "p0", "choice": "a", "extra": 1}, {"pair_id": "", "choice": "a"},
                   ["p0", "a"], "a"]
-        for body in bodies:
-            assert alice.post("/api/labels", json=body).status_code == 422, body
+        replies = [alice.post("/api/labels", json=body) for body in bodies]
         for raw in (b'{"pair_id": "p0", "choice": ', b"\xff\xfe", b""):
-            r = alice.post("/api/labels", content=raw, headers={"Content-Type": "application/json"})
-            assert r.status_code == 422, raw
+            replies.append(alice.post("/api/labels", content=raw, headers={"Content-Type": "application/json"}))
+        for r in replies:  # each one plain line, not pydantic's list of loc, type and input
+            assert r.status_code == 422 and set(r.json()) == {"detail"} and isinstance(r.json()["detail"], str)
+        assert [r.json()["detail"] for r in replies[:3]] == ["choice: must be 'a', 'b', 'tie' or 'skip'"] * 2 + [
+            "pair_id: is required"]
         big = json.dumps({"pair_id": "p0", "choice": "a", "pad": "x" * 70_000})
         r = alice.post("/api/labels", content=big, headers={"Content-Type": "application/json"})
         assert r.status_code == 413 and "bytes" in r.json()["detail"]

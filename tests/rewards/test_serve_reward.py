@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -65,12 +68,12 @@ class ThreadServer:
 
 
 class CliServer:
-    """`rlaif serve reward ...` as a subprocess on a free loopback port."""
+    """`rlaif serve reward ...` as a subprocess on --port 0: the port it announces at start is the one it serves."""
 
     def __init__(self, tmp: Path, *args: str):
-        self.port = free_port()
-        self.cmd = [sys.executable, "-m", "rlaif.cli", "serve", "reward", *args, "--port", str(self.port)]
-        self.log = tmp / f"serve-{self.port}.log"
+        self.cmd = [sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args), "--port", "0"]
+        self.log = tmp / f"serve-{time.monotonic_ns()}.log"
+        self.port = 0
 
     @property
     def url(self) -> str:
@@ -82,11 +85,15 @@ class CliServer:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"server exited: {self.log.read_text()}"
+            announced = re.search(r"POST http://127\.0\.0\.1:(\d+)/get_reward", self.log.read_text())
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
+                if announced:
+                    self.port = int(announced.group(1))
+                    if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                        return self
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"server did not start: {self.log.read_text()}")
 
     def __exit__(self, *exc):
@@ -192,6 +199,18 @@ def test_malformed_and_unusable_requests_get_422():
         assert "query 0 has no reference response" in r.json()["detail"] and "--reference-model" in r.json()["detail"]
         r = post(json={"prompts": [CHAT.format("q")], "query": ["elsewhere"], "references": ["r"]})
         assert r.status_code == 422 and "query 0 does not start with its prompt" in r.json()["detail"]
+        # wrong types: one plain line naming the field, never pydantic's list of loc/type/input
+        for body, line in [({"query": ["a", 3]}, "query[1]: must be a valid string"),
+                           ({"prompts": [5], "responses": ["a"]}, "prompts[0]: must be a valid string or a valid list"),
+                           ({"prompts": [[5]], "responses": ["a"]},
+                            "prompts[0]: must be a valid string, or prompts[0][0] must be a JSON object"),
+                           ({"query": [7] * 5000}, "query[0]: must be a valid string (and 4999 more fields at fault)"),
+                           ([1, 2], "the request body must be a JSON object")]:
+            r = post(json=body)
+            assert r.status_code == 422 and r.json() == {"detail": f"malformed request: {line}"}, r.text
+        r = post(content=b'{"query": ["a"],}', headers={"content-type": "application/json"})
+        assert r.status_code == 422 and set(r.json()) == {"detail"}
+        assert r.json()["detail"].startswith("malformed request: the request body is not valid JSON (")
         assert httpx.get(srv.url + "/health", timeout=5).json()["requests"] == 0  # nothing was scored
 
 
@@ -315,6 +334,92 @@ def test_cli_refuses_bad_options(tmp_path):
         assert p.returncode == 2 and line.startswith(f"error: --host {host} would serve the judge as a reward "
                                                      "beyond this machine over plain HTTP")
         assert "--allow-remote" in line and "TLS" in line
+
+
+def serve_reward(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_taken_port_or_a_bad_host_exits_2_in_one_line(tmp_path):
+    """Not 3 (uvicorn's startup failure, and rlaif's spending-cap code), and before the judge is loaded."""
+    judge = judge_file(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = serve_reward("--judge", judge, "--port", port)
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use (pick another --port, or --port 0 for a free "
+        "one)"]
+    for host, why in [("no-such-host.invalid", "the host does not resolve"),
+                      ("192.0.2.7", "that address is not one of this machine's")]:  # TEST-NET-1: never local
+        p = serve_reward("--judge", judge, "--host", host, "--allow-remote", "--port", 8000)
+        (line,) = p.stderr.splitlines()
+        assert p.returncode == 2 and line.startswith(f"error: cannot listen on {host}:8000: {why}"), p.stderr
+    p = serve_reward("--judge", judge, "--max-body-mb", "nan")
+    assert p.returncode == 2 and p.stderr.splitlines() == ["error: --max-body-mb is nan, not a finite number above 0"]
+
+
+def raw_post(port: int, length: Optional[int] = None, megabytes: int = 0) -> tuple[int, dict, int]:
+    """POST /get_reward on a bare socket: with `length`, only headers declaring that length; otherwise a chunked
+    body of `megabytes` 1 MB chunks, poured from a thread, since the server may answer and close before it has
+    taken them all. Returns the status, the JSON reply and how many body bytes went out."""
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    head = f"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(head.encode())
+
+        def pour():
+            nonlocal sent
+            chunk = b"100000\r\n" + b" " * 2 ** 20 + b"\r\n"
+            try:
+                for _ in range(megabytes):
+                    conn.sendall(chunk)
+                    sent += 2 ** 20
+                conn.sendall(b"0\r\n\r\n")
+            except OSError:  # the server answered and closed: the rest was never going to be read
+                pass
+        pourer = threading.Thread(target=pour, daemon=True)
+        if length is None:
+            pourer.start()
+        reply = b""
+        try:
+            while data := conn.recv(65536):
+                reply += data
+        except ConnectionResetError:  # closed with the unread body still queued; the reply came before
+            pass
+        if length is None:
+            pourer.join(timeout=60)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    return int(status.split()[1]), json.loads(body), sent
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far, in bytes (Linux's VmHWM)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_a_body_over_the_cap_gets_413_before_it_is_read(tmp_path):
+    with CliServer(tmp_path, "--judge", judge_file(tmp_path)) as srv:  # the default cap: 16 MB
+        ok = {"query": [CHAT.format("q") + "please"], "references": ["no"]}
+        assert httpx.post(srv.url + "/get_reward", json=ok, timeout=30).status_code == 200
+        before = peak_rss(srv.proc.pid)
+        # a declared length over the cap is refused at once, without a byte of the body
+        started = time.monotonic()
+        status, reply, _ = raw_post(srv.port, length=17 * 2 ** 20)
+        assert status == 413 and time.monotonic() - started < 10
+        assert reply == {"detail": "the request body is over 16 MB (--max-body-mb 16): send fewer queries per "
+                                   "request, or start the server with a larger --max-body-mb"}
+        # no length (chunked): counted as it arrives; of 256 MB offered, the server stops taking after 16
+        status, reply, sent = raw_post(srv.port, megabytes=256)
+        assert status == 413 and reply["detail"].startswith("the request body is over 16 MB")
+        assert sent < 128 * 2 ** 20
+        assert peak_rss(srv.proc.pid) - before < 96 * 2 ** 20  # without the cap: 256 MB and more
+        assert httpx.post(srv.url + "/get_reward", json=ok, timeout=30).json()["rewards"] == pytest.approx([0.8])
+    assert srv.log.read_text().count("413 for POST /get_reward from 127.0.0.1:") == 2  # each refusal is logged
 
 
 def test_build_service_checks_options(tmp_path):
