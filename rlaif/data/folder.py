@@ -251,22 +251,27 @@ def judged_identity(record: dict) -> dict:
 
 
 def read_spend(out_dir: Path) -> Spend:
-    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job."""
+    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job. Requests
+    still held for a batch in flight (`reserved_requests`: its run was killed before the batch came back) count as
+    sent: how many of them went out is unknown, and a cap must not be passed."""
     path = out_dir / SPEND_FILE
     if not path.exists():
         return Spend()
     data = _read(path, "fix or delete it (deleting it forgets what the job has spent)")
     try:
-        spend = Spend(requests=int(data.get("requests", 0)), cost=float(data.get("cost", 0.0)))
+        requests, reserved = int(data.get("requests", 0)), int(data.get("reserved_requests", 0))
+        spend = Spend(requests=requests + reserved, cost=float(data.get("cost", 0.0)))
     except (TypeError, ValueError, OverflowError):
-        spend = None
-    if spend is None or spend.requests < 0 or not 0 <= spend.cost < math.inf:
-        raise JobError(f"{path}: requests and cost must be finite numbers >= 0; fix the file")
+        spend = requests = reserved = None
+    if spend is None or requests < 0 or reserved < 0 or not 0 <= spend.cost < math.inf:
+        raise JobError(f"{path}: requests, reserved_requests and cost must be finite numbers >= 0; fix the file")
     return spend
 
 
-def write_spend(out_dir: Path, spend: Spend) -> None:
-    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost})
+def write_spend(out_dir: Path, spend: Spend, reserved: int = 0) -> None:
+    """spend.json: what the job has spent, and the requests held for its batches in flight (jobpass.reserve)."""
+    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost,
+                                             **({"reserved_requests": reserved} if reserved else {})})
 
 
 def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:

@@ -106,8 +106,8 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
             else:
                 generator = build_generator(config, sampling) if built else generator
                 generator.carry_spend(read_spend(out_dir))
-            job = _Pass(folder, prompts_path, on_batch, runner=cluster, generator=generator, settings=settings,
-                        retry_failed=retry_failed)
+            job = _Pass(folder, prompts_path, on_batch, runner=cluster, config=config, generator=generator,
+                        settings=settings, retry_failed=retry_failed)
             job.show_progress("revising", count_pairs(prompts_path, format), limit, shard, progress, "prompts")
             seen = job.run(read_prompt_rows(prompts_path, format), job.plan, limit, shard, sampling.batch_size)
             return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),
@@ -170,6 +170,10 @@ class _Pass(JobPass):
                             f"for another prompt or response; give each prompt its own id")
         self.counts["repeated"] += 1
         return False
+
+    def requests_of(self, planned: PlannedChain) -> int:
+        # a critique and a revision per round, and the first answer when the row brings none (chain.run_chains)
+        return 2 * len(planned.principles) + (planned.row.response is None)
 
     def attempt_again(self, planned: PlannedChain, stored: Stored) -> bool:
         """Whether a prompt whose id the store holds gets a new chain (whose record then supersedes the old)."""
