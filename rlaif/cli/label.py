@@ -41,8 +41,7 @@ def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lackin
     failed this run and before, the commonest reason, and how to try them again."""
     if not failed or allow_failed:
         return
-    reasons = stats["failure_reasons"]
-    common = max(reasons, key=reasons.get) if reasons else "unknown"
+    common = next(iter(stats["failure_reasons"]), "unknown")  # the whole reason, commonest first (top_reasons)
     eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
            f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
            f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")

@@ -288,6 +288,27 @@ def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass
         folder.close()
 
 
+REASON_CHARS = 200  # a failure reason as stats.json and the exit-4 summary give it: at most this long, on one line
+TOP_REASONS = 20  # the commonest reasons stats.json lists; the rest are counted together
+
+
+def count_reason(reasons: dict[str, int], error: Optional[str]) -> None:
+    """Count a failed record under its whole reason, on one line and cut only past REASON_CHARS (a cut at the
+    first colon left "HTTP 401 from http" of "HTTP 401 from http://host/v1/...: invalid key")."""
+    text = " ".join((error or "unknown").split())
+    key = text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 1].rstrip() + "…"
+    reasons[key] = reasons.get(key, 0) + 1
+
+
+def top_reasons(reasons: dict[str, int]) -> dict[str, int]:
+    """The TOP_REASONS commonest reasons, commonest first, and how many failed for any other reason."""
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    top = dict(ranked[:TOP_REASONS])
+    if len(ranked) > TOP_REASONS:
+        top[f"({len(ranked) - TOP_REASONS} other reasons)"] = sum(n for _, n in ranked[TOP_REASONS:])
+    return top
+
+
 def write_job_stats(folder: Folder, stats: dict, job: Optional[JobPass], cluster=None) -> dict:
     """Finish a job's stats.json: the failures recorded before this run, why the run stopped, and the Ray workers'
     figures when it ran on Ray; written atomically."""

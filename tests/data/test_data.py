@@ -464,3 +464,20 @@ def test_real_hh_harmless_file():
         assert pair.conversational is False
     assert len({p.id for p in first50}) == 50
     assert count_pairs(REAL_HH) == 2312
+
+
+def test_failure_reasons_are_whole_one_line_and_bounded():
+    from rlaif.data.jobpass import REASON_CHARS, TOP_REASONS, count_reason, top_reasons
+
+    reasons: dict[str, int] = {}
+    count_reason(reasons, "HTTP 401 from http://h/v1: bad key\nsecond line")
+    count_reason(reasons, "x" * 1000)
+    count_reason(reasons, None)
+    assert list(reasons) == ["HTTP 401 from http://h/v1: bad key second line", "x" * (REASON_CHARS - 1) + "…",
+                             "unknown"]
+    for i in range(TOP_REASONS + 5):
+        count_reason(reasons, f"reason {i}")
+    count_reason(reasons, None)
+    top = top_reasons(reasons)
+    assert next(iter(top)) == "unknown" and len(top) == TOP_REASONS + 1
+    assert sum(top.values()) == sum(reasons.values()) and top["(8 other reasons)"] == 8

@@ -64,6 +64,18 @@ def test_failed_pairs_exit_4_until_retried(tmp_path, server):
     assert (stats["retried_this_run"], stats["failed"], stats["failed_before"]) == (6, 0, 0)
 
 
+def test_the_exit_4_summary_gives_the_whole_reason(tmp_path, server):
+    server.default = lambda body: Reply(status=401, body="invalid key: ask the admin")
+    files = http_job(tmp_path, server, 2)
+    p = rlaif_label(files)
+    assert p.returncode == 4, p.stderr
+    reason = (f"HTTP 401 from {server.url}/chat/completions: invalid key: ask the admin (no API key was sent: name "
+              f"the environment variable that holds it in the judge's api_key_env)")
+    assert f"most often: {reason}; all reasons in" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    stats = json.loads((files["out"] / "stats.json").read_text())
+    assert stats["failure_reasons"] == {reason: 2}
+
+
 def test_a_spending_cap_holds_per_job_across_reruns_and_wins_over_failures(tmp_path, server):
     files = http_job(tmp_path, server, 8, caps="max_requests: 6\n")
     p = rlaif_label(files, "--batch-size", "1")
