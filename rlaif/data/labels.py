@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Collection, Iterable, Iterator, Optional
 
+from .formats import TOO_DEEP
 from .scores import SCORES_FILE, derived_labels, scale_of
 
 LABELS_FILE = "labels.jsonl"
@@ -100,6 +101,8 @@ def _numbered(f: Path) -> Iterator[tuple[int, Any]]:
                 if complete:
                     raise ValueError(f"{f}:{n}: corrupt label record: {e}") from None
                 continue
+            except RecursionError:
+                raise ValueError(f"{f}:{n}: corrupt label record: {TOO_DEEP}") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{f}:{n}: not a label record (a JSON object), but {type(record).__name__}")
             yield n, record
@@ -115,6 +118,8 @@ def read_json_file(path: str | Path) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         what = "is empty" if path.stat().st_size == 0 else f"is not valid JSON ({e})"
         raise ValueError(f"{path} {what}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: {TOO_DEEP}") from None
 
 
 def fsync_dir(path: str | Path) -> None:
