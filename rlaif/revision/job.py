@@ -58,7 +58,8 @@ def _revision_identity(record: dict) -> dict:
             "generation_sha256": record.get("generation_sha256")}
 
 
-REVISIONS = FolderKind(records="revisions", record="a revision", doing="revised", file=REVISIONS_FILE,
+REVISIONS = FolderKind(job="rlaif revise",
+                       records="revisions", record="a revision", doing="revised", file=REVISIONS_FILE,
                        same_job=(("constitution_sha256", "constitution"), ("model_settings_sha256", "model settings"),
                                  ("generation_sha256", "generation settings"), ("rounds", "number of rounds"),
                                  ("seed", "seed"), ("shard", "shard")),

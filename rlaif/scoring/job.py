@@ -49,7 +49,8 @@ PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score nee
                   "in the judge config, or label pairs with rlaif label")
 
 
-SCORES = FolderKind(records="scores", record="a score", doing="scored", file=SCORES_FILE,
+SCORES = FolderKind(job="rlaif score",
+                    records="scores", record="a score", doing="scored", file=SCORES_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
                     record_identity=judged_identity)
