@@ -62,8 +62,9 @@ def retry_failed_option(what: str):
 
 def allow_failed_option(what: str):
     return typer.Option(False, help=f"Exit 0 even when the folder holds failed {what} (otherwise exit 4).")
+# help is rich markup: "[ray]" unescaped would be read as a style and left out
 RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
-                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
+                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif\\[ray]'.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
                            "else a cluster started on this machine).")
 WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "

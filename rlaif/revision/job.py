@@ -49,6 +49,10 @@ from .registry import build_generator
 from .stats import compute_stats
 
 REVISIONS_FILE = "revisions.jsonl"
+# Each round is two requests more per prompt and four turns more in the conversation it sends; Constitutional AI
+# (Bai et al. 2022, sec. 3) revised up to 4 times, its gains flattening after the first. 16 leaves room for
+# experiments and stops a typo (--rounds 200) before it spends 400 requests per prompt.
+MAX_ROUNDS = 16
 
 
 def _revision_identity(record: dict) -> dict:
@@ -79,6 +83,9 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     if constitution_path is not None:
         constitution = load_constitution(constitution_path)
     check_numbers(shard, (("--rounds", rounds), ("--limit", limit)))
+    if rounds > MAX_ROUNDS:
+        raise JobError(f"--rounds must be at most {MAX_ROUNDS}, got {rounds}: each round is a critique and a "
+                       f"revision more per prompt, in a longer conversation (Constitutional AI used up to 4)")
     _check_revisable(constitution, constitution_path)
     sampling = sampling or SamplingConfig()
     generator: Optional[Generator] = model if isinstance(model, Generator) else None
@@ -225,4 +232,4 @@ def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: flo
     return write_job_stats(folder, stats, job, cluster)
 
 
-__all__ = ["REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "revise"]
+__all__ = ["MAX_ROUNDS", "REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "revise"]
