@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from . import (annotate, calibrate, constitution, eval, export, generate, human, label, model, revise, reward, score,
                serve, train)
-from .common import DEBUG_ENV, guard
+from .common import DEBUG_ENV, fail, guard
 
 
 class _Guarded(TyperGroup):
@@ -22,7 +22,21 @@ class _Guarded(TyperGroup):
     click would otherwise print a traceback, or a bare "Aborted!" for an EOFError from a truncated file."""
 
     def invoke(self, ctx):
+        if _empty_out(ctx.args):
+            fail("error: --out is empty: name the folder or file to write (--out . for the working directory)")
         return guard(lambda: super(_Guarded, self).invoke(ctx))
+
+
+def _empty_out(args: list[str]) -> bool:
+    """Whether a command's arguments give `--out ""`. Every command's --out is a path, and typer reads an empty
+    path as ".": the job would write into the working directory without being asked to, so it is refused here,
+    once for every command, before the value is lost."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--out=" or (arg == "--out" and args[i + 1:i + 2] == [""]):
+            return True
+    return False
 
 
 app = typer.Typer(cls=_Guarded, help="Reinforcement learning from AI feedback: constitutions, debiased judges, "

@@ -41,8 +41,7 @@ def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lackin
     failed this run and before, the commonest reason, and how to try them again."""
     if not failed or allow_failed:
         return
-    reasons = stats["failure_reasons"]
-    common = max(reasons, key=reasons.get) if reasons else "unknown"
+    common = next(iter(stats["failure_reasons"]), "unknown")  # the whole reason, commonest first (top_reasons)
     eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
            f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
            f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")
@@ -63,8 +62,9 @@ def retry_failed_option(what: str):
 
 def allow_failed_option(what: str):
     return typer.Option(False, help=f"Exit 0 even when the folder holds failed {what} (otherwise exit 4).")
+# help is rich markup: "[ray]" unescaped would be read as a style and left out
 RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
-                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif[ray]'.")
+                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif\\[ray]'.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
                            "else a cluster started on this machine).")
 WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "

@@ -24,7 +24,7 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
                                                     "the embedded SmolLM2; backend python: a reviser function)."),
                out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it "
                                                       "exists)."),
-               rounds: int = typer.Option(2, help="Critique-revision rounds per prompt."),
+               rounds: int = typer.Option(2, help="Critique-revision rounds per prompt, 1 to 16."),
                limit: Optional[int] = typer.Option(None, help="Revise only the first N prompts of the input."),
                seed: int = typer.Option(0, help="Seed of the principle draws and of sampling."),
                shard: Optional[str] = typer.Option(None, help="I/N: revise a disjoint 1/N share of the prompts."),

@@ -49,6 +49,7 @@ class JobError(RuntimeError):
 class FolderKind:
     """What a job's folder holds, in the words its messages use, and what every record must share with the job."""
 
+    job: str  # "rlaif label": the command whose folder it is (job.json, the manifest and the lock name it)
     records: str  # "labels": what the folder holds
     record: str  # "a label": one of them
     doing: str  # "labelled": what the job does to the folder
@@ -65,7 +66,8 @@ class FolderKind:
 
 
 class FolderLock:
-    """OUT/job.lock, held (fcntl.lockf) while a job writes into OUT; it records the holder's host and PID."""
+    """OUT/job.lock, held (fcntl.lockf) while a job writes into OUT; it records the holder's host, PID and what it
+    does to the folder ("revised"), which a refused job's message names."""
 
     def __init__(self, folder: Path, doing: str = "labelled"):
         self.folder, self.doing = folder, doing
@@ -88,7 +90,7 @@ class FolderLock:
             raise JobError(self._refusal(holder)) from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{socket.gethostname()} {os.getpid()} {self.doing}\n".encode(), 0)
             os.fsync(fd)
             if new:
                 fsync_dir(self.folder)
@@ -103,7 +105,8 @@ class FolderLock:
 
     def _refusal(self, holder: list[str]) -> str:
         host, pid = (holder + ["?", "?"])[:2]  # "?" when the holder has not written its name yet
-        return (f"{self.folder} is being {self.doing} by another process (host {host}, PID {pid}): wait for it to "
+        doing = holder[2] if len(holder) > 2 else "written"  # the holder's job, not this one's
+        return (f"{self.folder} is being {doing} by another process (host {host}, PID {pid}): wait for it to "
                 f"finish, or stop it. The lock ends with its process; only on NFS can a crashed node keep it for a "
                 f"while. If no process {pid} runs on {host}, delete {self.path} and run again.")
 
@@ -149,7 +152,8 @@ class Folder:
 
 def open_folder(out_dir: Path, manifest: dict, kind: FolderKind) -> Folder:
     """Create or reopen the job's folder, refusing one that another job made or another process is writing;
-    leaves the store folded (one record per id) and the manifest saying "running"."""
+    leaves the store folded (one record per id) and the manifest saying "running" (and naming the job)."""
+    manifest["job"] = kind.job
     _make_folder(out_dir, kind)
     lock = FolderLock(out_dir, kind.doing)
     lock.acquire()
@@ -190,11 +194,17 @@ def _read(path: Path, fix: str) -> dict:
     return data
 
 
-def _same_job(old: dict, new: dict, out_dir: Path, where: str, kind: FolderKind) -> None:
+def _same_job(old: dict, new: dict, out_dir: Path, where: str, kind: FolderKind, holds: str) -> None:
+    """Refuse a folder whose manifest or job.json (`old`) names another kind of job, or this kind with other
+    settings; `holds` is what the folder holds, in the words the message uses."""
+    job = old.get("job", kind.job)  # an older rlaif named no job
+    if job != kind.job:
+        raise JobError(f"{out_dir} is the folder of an `{job}` job ({where} says so): `{kind.job}` keeps its "
+                       f"{kind.records} in a folder of its own. Use a new --out directory.")
     for field_name, what in kind.same_job:
         if old.get(field_name) != new.get(field_name):
             raise JobError(
-                f"{out_dir} holds {kind.records} made with a different {what} ({field_name}: "
+                f"{out_dir} holds {holds} made with a different {what} ({field_name}: "
                 f"{old.get(field_name)!s:.16} in {where}, {new.get(field_name)!s:.16} now). Use a new --out "
                 f"directory, or the same {what}.")
 
@@ -204,14 +214,15 @@ def _check_identity(out_dir: Path, manifest: dict, store: LabelStore, kind: Fold
     rebuilt = f"delete it and run again (the {kind.records} carry what made them, so it is rebuilt)"
     manifest_path, identity_path = out_dir / MANIFEST_FILE, out_dir / IDENTITY_FILE
     has_manifest = manifest_path.exists()
+    holds = any(f.exists() and f.stat().st_size for f in (store.path, store.superseding))
+    words = kind.records if holds else "records"  # a folder without this kind's store may be another kind's
     if has_manifest:
-        _same_job(_read(manifest_path, rebuilt), manifest, out_dir, MANIFEST_FILE, kind)
-    identity = {k: manifest.get(k) for k, _ in kind.same_job}
+        _same_job(_read(manifest_path, rebuilt), manifest, out_dir, MANIFEST_FILE, kind, words)
+    identity = {"job": kind.job, **{k: manifest.get(k) for k, _ in kind.same_job}}
     if identity_path.exists():
         _same_job(_read(identity_path, f"delete it and run again{'' if has_manifest else ' with manifest.json'}"),
-                  identity, out_dir, IDENTITY_FILE, kind)
+                  identity, out_dir, IDENTITY_FILE, kind, words)
         return
-    holds = any(f.exists() and f.stat().st_size for f in (store.path, store.superseding))
     if holds and not has_manifest:
         raise JobError(f"{out_dir} holds {kind.records}, but neither {MANIFEST_FILE} nor {IDENTITY_FILE} says "
                        f"which seed and shard made them: use a new --out directory")
@@ -251,22 +262,27 @@ def judged_identity(record: dict) -> dict:
 
 
 def read_spend(out_dir: Path) -> Spend:
-    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job."""
+    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job. Requests
+    still held for a batch in flight (`reserved_requests`: its run was killed before the batch came back) count as
+    sent: how many of them went out is unknown, and a cap must not be passed."""
     path = out_dir / SPEND_FILE
     if not path.exists():
         return Spend()
     data = _read(path, "fix or delete it (deleting it forgets what the job has spent)")
     try:
-        spend = Spend(requests=int(data.get("requests", 0)), cost=float(data.get("cost", 0.0)))
+        requests, reserved = int(data.get("requests", 0)), int(data.get("reserved_requests", 0))
+        spend = Spend(requests=requests + reserved, cost=float(data.get("cost", 0.0)))
     except (TypeError, ValueError, OverflowError):
-        spend = None
-    if spend is None or spend.requests < 0 or not 0 <= spend.cost < math.inf:
-        raise JobError(f"{path}: requests and cost must be finite numbers >= 0; fix the file")
+        spend = requests = reserved = None
+    if spend is None or requests < 0 or reserved < 0 or not 0 <= spend.cost < math.inf:
+        raise JobError(f"{path}: requests, reserved_requests and cost must be finite numbers >= 0; fix the file")
     return spend
 
 
-def write_spend(out_dir: Path, spend: Spend) -> None:
-    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost})
+def write_spend(out_dir: Path, spend: Spend, reserved: int = 0) -> None:
+    """spend.json: what the job has spent, and the requests held for its batches in flight (jobpass.reserve)."""
+    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost,
+                                             **({"reserved_requests": reserved} if reserved else {})})
 
 
 def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:

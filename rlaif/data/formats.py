@@ -18,6 +18,9 @@ _HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
 _PARQUET_BATCH = 1024
 
 PathLike = Union[str, Path]
+# What a JSON document nested past Python's recursion limit is called where it is refused (json raises a
+# RecursionError that names no file): rows are a few levels deep, so this is never data.
+TOO_DEEP = "JSON nested too deeply to read (about a thousand levels or more)"
 
 
 class DataError(ValueError):
@@ -133,6 +136,8 @@ def _parse_json_line(raw: bytes, first: bool) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         return RowError(f"malformed JSON: {e.msg} (column {e.colno})")
+    except RecursionError:
+        return RowError(TOO_DEEP)
 
 
 def _json_list_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -143,6 +148,8 @@ def _json_list_rows(path: Path) -> Iterator[tuple[int, Any]]:
             data = json.loads(f.read().decode("utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from e
+    except RecursionError:
+        raise DataError(path, None, TOO_DEEP) from None
     except (UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(path, None, f"cannot read: {e}") from e
     if not isinstance(data, list):

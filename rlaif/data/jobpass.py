@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
+from ..config.judge import JudgeBase
 from ..progress import progress as make_progress
 from ..records import Spend
 from .folder import Folder, close_after_error, close_manifest, in_shard, write_spend
@@ -73,7 +74,7 @@ class InProcess:
         try:
             return [Done(batch, self.job.work([pl for pl, _ in batch]))]
         finally:
-            self.job.save_spend()  # what a failed batch spent counts too
+            self.job.settle(batch)  # what a failed batch spent counts too
 
     def drain(self) -> Iterator[Done]:
         return iter(())
@@ -104,6 +105,7 @@ class JobPass:
     on_batch: Optional[Callable[[int], None]]
     spent_saved: Any = None
     runner: Optional[Runner] = None  # None: InProcess(self)
+    config: Optional[JudgeBase] = None  # the judge's or model's: its request cap and retries (see `reserve`)
     bar: Any = None
     pending: list[tuple[Any, Optional[Stored]]] = field(default_factory=list)
     stopped: Optional[str] = None  # why the job stopped early ("budget: …")
@@ -111,6 +113,8 @@ class JobPass:
     skipped: int = 0  # items whose stored record stands
     superseding: int = 0  # records this run wrote for ids the store held (folded in when the pass ends)
     wall: float = 0.0  # seconds `run` took
+    reserved: dict[tuple, int] = field(default_factory=dict)  # requests held for each batch out (see `reserve`)
+    reserved_saved: int = 0
 
     def __post_init__(self):
         self.runner = self.runner or InProcess(self)
@@ -129,6 +133,15 @@ class JobPass:
 
     def spent(self) -> Spend:
         return Spend()
+
+    def requests_of(self, planned) -> int:
+        """The most requests working one item sends, retries aside (what `reserve` holds for it)."""
+        return 0
+
+    def retired(self) -> set[str]:
+        """Ids of stored records no input row maps to any more, moved to superseded.jsonl when the pass ends (the
+        label job's records of rows it could not read, since fixed). None by default: ids are the rows' own."""
+        return set()
 
     def bad_input(self, record) -> Optional[str]:
         """Why a record is bad input to report as FILE:LINE (and not store), or None."""
@@ -191,6 +204,7 @@ class JobPass:
         """Hand the pending items to the runner, and write the records of every batch it has finished."""
         batch, self.pending = self.pending, []
         if batch:
+            self.reserve(batch)
             for done in self.runner.submit(batch):
                 self.write(done)
 
@@ -198,7 +212,7 @@ class JobPass:
         """Store a finished batch's records: new ids appended to the store, new attempts beside it."""
         batch, records = done.batch, done.records
         self.stopped = self.stopped or done.stopped
-        self.save_spend()
+        self.settle(batch)
         bad = [(r, why) for r in records if (why := self.bad_input(r))]
         records = [r for r in records if not any(r is b for b, _ in bad)]
         before = {pl.id: stored for pl, stored in batch if stored is not None}
@@ -218,19 +232,44 @@ class JobPass:
             record, why = bad[0]
             raise DataError(str(self.input_path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
 
+    def reserve(self, batch: list) -> None:
+        """Under a request cap, hold the most requests `batch` can send (each item's, times the attempts a request
+        gets, within what the cap leaves) in spend.json before it goes out. A SIGKILL mid-batch, which runs no
+        `finally`, then leaves the job counted at or above what it sent, so a resumed job never passes the cap;
+        it may stop short of it by what the batch did not send. `settle` puts the real spend in its place."""
+        cap = getattr(self.config, "max_requests", None)
+        if cap is None:
+            return
+        attempts = getattr(self.config, "max_retries", 0) + 1
+        most = sum(self.requests_of(pl) for pl, _ in batch) * attempts
+        room = cap - self.runner.spent().requests - sum(self.reserved.values())
+        self.reserved[_batch_key(batch)] = max(0, min(most, room))
+        self.save_spend()
+
+    def settle(self, batch: list) -> None:
+        """A batch is back (or failed): what it spent is in the runner's count now, in place of its reservation."""
+        self.reserved.pop(_batch_key(batch), None)
+        self.save_spend()
+
     def save_spend(self) -> None:
-        spent = self.runner.spent()
-        if spent != self.spent_saved:
-            write_spend(self.folder.path, spent)
-            self.spent_saved = spent
+        spent, reserved = self.runner.spent(), sum(self.reserved.values())
+        if (spent, reserved) != (self.spent_saved, self.reserved_saved):
+            write_spend(self.folder.path, spent, reserved)
+            self.spent_saved, self.reserved_saved = spent, reserved
 
     def finish(self, manifest: dict, write_stats: Callable[[], dict], **extra) -> JobResult:
-        """Fold this run's new attempts in, then the stats and the manifest's closing status."""
-        if self.superseding:
-            self.folder.store.fold()
+        """Fold this run's new attempts in (and retire what no input row maps to any more), then the stats and the
+        manifest's closing status."""
+        retired = self.retired()
+        if self.superseding or retired:
+            self.folder.store.fold(retired)
         stats = write_stats()
         close_manifest(self.folder, manifest, "stopped" if self.stopped else "complete", **extra)
         return JobResult(self.folder.path, stats, self.stopped, self.written, self.skipped)
+
+
+def _batch_key(batch: list) -> tuple:
+    return tuple(planned.id for planned, _ in batch)
 
 
 @contextlib.contextmanager
@@ -247,6 +286,27 @@ def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass
         raise
     finally:
         folder.close()
+
+
+REASON_CHARS = 200  # a failure reason as stats.json and the exit-4 summary give it: at most this long, on one line
+TOP_REASONS = 20  # the commonest reasons stats.json lists; the rest are counted together
+
+
+def count_reason(reasons: dict[str, int], error: Optional[str]) -> None:
+    """Count a failed record under its whole reason, on one line and cut only past REASON_CHARS (a cut at the
+    first colon left "HTTP 401 from http" of "HTTP 401 from http://host/v1/...: invalid key")."""
+    text = " ".join((error or "unknown").split())
+    key = text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 1].rstrip() + "…"
+    reasons[key] = reasons.get(key, 0) + 1
+
+
+def top_reasons(reasons: dict[str, int]) -> dict[str, int]:
+    """The TOP_REASONS commonest reasons, commonest first, and how many failed for any other reason."""
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    top = dict(ranked[:TOP_REASONS])
+    if len(ranked) > TOP_REASONS:
+        top[f"({len(ranked) - TOP_REASONS} other reasons)"] = sum(n for _, n in ranked[TOP_REASONS:])
+    return top
 
 
 def write_job_stats(folder: Folder, stats: dict, job: Optional[JobPass], cluster=None) -> dict:

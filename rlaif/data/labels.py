@@ -18,9 +18,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Optional
+from typing import IO, Any, Callable, Collection, Iterable, Iterator, Optional
 
 from ..numbers import label_problem, score_record_problem
+from .formats import TOO_DEEP
 from .scores import SCORES_FILE, derived_labels, scale_of
 
 LABELS_FILE = "labels.jsonl"
@@ -131,6 +132,8 @@ def _numbered(f: Path) -> Iterator[tuple[int, Any]]:
                 if complete:
                     raise ValueError(f"{f}:{n}: corrupt label record: {e}") from None
                 continue
+            except RecursionError:
+                raise ValueError(f"{f}:{n}: corrupt label record: {TOO_DEEP}") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{f}:{n}: not a label record (a JSON object), but {type(record).__name__}")
             yield n, record
@@ -146,6 +149,8 @@ def read_json_file(path: str | Path) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         what = "is empty" if path.stat().st_size == 0 else f"is not valid JSON ({e})"
         raise ValueError(f"{path} {what}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: {TOO_DEEP}") from None
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -310,12 +315,12 @@ class LabelStore:
         """New records for ids the store holds: kept aside until `fold()`, so readers still see one per id."""
         return append_jsonl(self.superseding, records)
 
-    def fold(self) -> int:
+    def fold(self, retire: Collection[str] = ()) -> int:
         """Swap the waiting records in: each replaces its id's record, and an id stored twice (by an older rlaif)
-        keeps its last ok record, else its last. Replaced records go to superseded.jsonl first, then labels.jsonl
-        is rewritten atomically, then the waiting file is removed: a kill at any step leaves the old or the new
-        store, and the next open folds again without repeating a line of superseded.jsonl. Returns how many
-        records were replaced."""
+        keeps its last ok record, else its last; the records of the ids in `retire` (ones no input row maps to any
+        more) leave. Replaced records go to superseded.jsonl first, then labels.jsonl is rewritten atomically,
+        then the waiting file is removed: a kill at any step leaves the old or the new store, and the next open
+        folds again without repeating a line of superseded.jsonl. Returns how many records were replaced."""
         waiting: dict[str, dict] = {}
         replaced: list[dict] = []
         if self.superseding.exists():
@@ -328,6 +333,9 @@ class LabelStore:
         def kept() -> Iterator[dict]:
             written = set()
             for n, r in _numbered(self.path) if self.path.exists() else ():
+                if r["id"] in retire and r["id"] not in waiting:
+                    replaced.append(r)
+                    continue
                 new = waiting.get(r["id"])
                 if new is None and keep[r["id"]] == n:
                     yield r

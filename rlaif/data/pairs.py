@@ -19,6 +19,7 @@ HUMAN_LABELS = ("a", "b", "tie")
 # Ids rlaif makes for rows it cannot read ("rlaif:line-3"). Real ids may not take this form, so the two can never
 # collide in the label store (which holds one record per id).
 SYNTHETIC_ID_PREFIX = "rlaif:"
+_SYNTHETIC_LINE = re.compile(rf"{re.escape(SYNTHETIC_ID_PREFIX)}line-([1-9][0-9]*)")
 
 # HH transcripts: a turn starts at "\n\nHuman:" / "\n\nAssistant:" (or at the very start of the text).
 # A bare "Human:" inside a turn is text, not a turn: the real data has such slips.
@@ -62,6 +63,12 @@ def _pairs(path: Path, rows: Iterator[tuple[int, Any]], seed: int, skip_invalid:
         first_seen[pair.id] = line
         pair.source_line = line
         yield pair
+
+
+def synthetic_line(pair_id: str) -> Optional[int]:
+    """The input line an id rlaif made for an unreadable row stands for ("rlaif:line-3" -> 3); None for any other."""
+    m = _SYNTHETIC_LINE.fullmatch(pair_id)
+    return int(m.group(1)) if m else None
 
 
 def _invalid_pair(row: Any, line: int, reason: str) -> Pair:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..config.paths import output_file_problem, require
 from ..data.labels import write_jsonl
-from ..data.formats import RowError, detect_format, read_rows
+from ..data.formats import TOO_DEEP, RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
 from ..records import LabelRecord, Pair, Prompt
@@ -183,13 +183,24 @@ def _text(path: Path) -> str:
         raise DataError(path, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
+def _csv_records(path: Path, reader: csv.DictReader) -> Iterator[dict]:
+    """The reader's rows; what the csv module cannot read (a field past its size limit) is FILE:LINE."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(path, reader.reader.line_num, f"cannot read this CSV row: {e}") from None
+
+
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
     reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
     missing = {"prompt", "response_a", "response_b", "label"} - set(reader.fieldnames or [])
     if missing:
         raise DataError(path, 1, f"CSV header lacks {', '.join(sorted(missing))} (needs prompt, response_a, "
                         f"response_b, label; optional id, annotator, p_a)")
-    for row in reader:
+    for row in _csv_records(path, reader):
         # empty cells are absent values; a prompt cell holding a JSON list is a chat conversation
         values = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
         prompt = values.get("prompt", "")
@@ -198,5 +209,7 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
                 values["prompt"] = json.loads(prompt)
             except json.JSONDecodeError:
                 pass  # text that merely looks like a list
+            except RecursionError:
+                raise DataError(path, reader.line_num, f"prompt: {TOO_DEEP}") from None
         yield reader.line_num, values
 

@@ -19,7 +19,8 @@ __all__ = ["LABELS", "Folder", "LabelJobError", "open_folder", "read_spend", "wr
 LabelJobError = JobError  # the labelling job's name for it (rlaif.labeling.job.LabelJobError)
 
 
-LABELS = FolderKind(records="labels", record="a label", doing="labelled", file=LABELS_FILE,
+LABELS = FolderKind(job="rlaif label",
+                    records="labels", record="a label", doing="labelled", file=LABELS_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
                     record_identity=judged_identity)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
@@ -23,7 +23,7 @@ from ..data.folder import check_numbers, job_manifest, with_caps
 from ..data.formats import DataError, count_pairs
 from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
 from ..data.labels import Stored
-from ..data.pairs import read_pairs
+from ..data.pairs import read_pairs, synthetic_line
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..records import LabelRecord, Pair
@@ -78,13 +78,13 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
             else:
                 judge_obj = judge_obj or load_judge(judge_config)
                 judge_obj.carry_spend(read_spend(out_dir))
-            job = _Pass(folder, pairs_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
-                        judge_sha=judge_config.settings_sha256(), skip_invalid=skip_invalid,
-                        retry_failed=retry_failed, relabel_changed=relabel_changed)
+            job = _Pass(folder, pairs_path, on_batch, runner=cluster, config=judge_config, judge=judge_obj,
+                        constitution=constitution, judge_sha=judge_config.settings_sha256(),
+                        skip_invalid=skip_invalid, retry_failed=retry_failed, relabel_changed=relabel_changed)
             job.show_progress("labelling", count_pairs(pairs_path, format), limit, shard, progress)
             pairs_read = read_pairs(pairs_path, format=format, seed=seed, skip_invalid=skip_invalid,
                                     max_chars=max_chars)
-            seen = job.run(pairs_read, lambda pair: _plan(pair, job, seed), limit, shard,
+            seen = job.run(job.reading(pairs_read), lambda pair: _plan(pair, job, seed), limit, shard,
                            batch_size or getattr(judge_config, "batch_size", 8))
             return job.finish(manifest, lambda: _write_stats(folder, judge_config, job, job.wall, cluster),
                               input_pairs=seen)
@@ -133,6 +133,9 @@ class _Pass(JobPass):
     skip_invalid: bool = False
     retry_failed: bool = False
     relabel_changed: bool = False
+    live: set[str] = field(default_factory=set)  # ids rlaif made for unreadable rows ("rlaif:line-N"), as read now
+    last_line: int = 0  # the last input line read
+    read_all: bool = False  # whether this run read the input to its end
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("labelled", "failed", "retried", "relabelled", "consistent", "a", "b", "tie", "prompt_tokens",
          "completion_tokens"), 0))
@@ -140,6 +143,25 @@ class _Pass(JobPass):
     @property
     def pairs_path(self) -> Path:
         return self.input_path
+
+    def reading(self, pairs: Iterator[Pair]) -> Iterator[Pair]:
+        """The input's pairs, noting how far this run reads and the rows that still have an id of a line."""
+        for pair in pairs:
+            self.last_line = pair.source_line or self.last_line
+            if synthetic_line(pair.id) is not None:
+                self.live.add(pair.id)
+            yield pair
+        self.read_all = True
+
+    def retired(self) -> set[str]:
+        """The failed records of unreadable rows ("rlaif:line-N", kept by --skip-invalid) whose line holds no such
+        row any more: it was fixed (and has its own id now), removed, or the file ends before it. Only lines this
+        run read are judged; one past a --limit keeps its record."""
+        return {i for i in self.folder.stored if (line := synthetic_line(i)) is not None and i not in self.live
+                and (self.read_all or line <= self.last_line)}
+
+    def requests_of(self, planned: PlannedPair) -> int:
+        return 2 * len(planned.principles)  # both orders of each principle (judges/prompting.pair_queries)
 
     def attempt_again(self, planned: PlannedPair, stored: Stored) -> bool:
         """Whether a pair whose id the store holds gets a new record (which then supersedes the stored one)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from ..data.jobpass import count_reason, top_reasons
 from .score import is_input_failure
 
 CAPABLE_JUDGES = "judges/vllm.yaml (a GPU) or judges/openai.yaml (an OpenAI-compatible server)"
@@ -34,8 +35,7 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
         if r["status"] != "ok":
             failed += 1
             failed_input += is_input_failure(r.get("error"))
-            err = (r.get("error") or "unknown").split(":")[0][:80]
-            errors[err] = errors.get(err, 0) + 1
+            count_reason(errors, r.get("error"))
             continue
         ok += 1
         labels[r["label"]] += 1
@@ -65,7 +65,7 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
         "agreement_with_human_decided": _rate(agree_decided, decided), "decided_with_human": decided,
         "agreement_single_order": _rate(first_only_agree, human_n),
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "failure_reasons": errors,
+        "failure_reasons": top_reasons(errors),
         # text verdicts are 0 or 1 (a server that returned no logprobs): they carry no soft probability
         "verdict_sources": sources,
     }

@@ -49,6 +49,10 @@ from .registry import build_generator
 from .stats import compute_stats
 
 REVISIONS_FILE = "revisions.jsonl"
+# Each round is two requests more per prompt and four turns more in the conversation it sends; Constitutional AI
+# (Bai et al. 2022, sec. 3) revised up to 4 times, its gains flattening after the first. 16 leaves room for
+# experiments and stops a typo (--rounds 200) before it spends 400 requests per prompt.
+MAX_ROUNDS = 16
 
 
 def _revision_identity(record: dict) -> dict:
@@ -58,7 +62,8 @@ def _revision_identity(record: dict) -> dict:
             "generation_sha256": record.get("generation_sha256")}
 
 
-REVISIONS = FolderKind(records="revisions", record="a revision", doing="revised", file=REVISIONS_FILE,
+REVISIONS = FolderKind(job="rlaif revise",
+                       records="revisions", record="a revision", doing="revised", file=REVISIONS_FILE,
                        same_job=(("constitution_sha256", "constitution"), ("model_settings_sha256", "model settings"),
                                  ("generation_sha256", "generation settings"), ("rounds", "number of rounds"),
                                  ("seed", "seed"), ("shard", "shard")),
@@ -78,6 +83,9 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
     if constitution_path is not None:
         constitution = load_constitution(constitution_path)
     check_numbers(shard, (("--rounds", rounds), ("--limit", limit)))
+    if rounds > MAX_ROUNDS:
+        raise JobError(f"--rounds must be at most {MAX_ROUNDS}, got {rounds}: each round is a critique and a "
+                       f"revision more per prompt, in a longer conversation (Constitutional AI used up to 4)")
     _check_revisable(constitution, constitution_path)
     sampling = sampling or SamplingConfig()
     generator: Optional[Generator] = model if isinstance(model, Generator) else None
@@ -106,8 +114,8 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
             else:
                 generator = build_generator(config, sampling) if built else generator
                 generator.carry_spend(read_spend(out_dir))
-            job = _Pass(folder, prompts_path, on_batch, runner=cluster, generator=generator, settings=settings,
-                        retry_failed=retry_failed)
+            job = _Pass(folder, prompts_path, on_batch, runner=cluster, config=config, generator=generator,
+                        settings=settings, retry_failed=retry_failed)
             job.show_progress("revising", count_pairs(prompts_path, format), limit, shard, progress, "prompts")
             seen = job.run(read_prompt_rows(prompts_path, format), job.plan, limit, shard, sampling.batch_size)
             return job.finish(manifest, lambda: _write_stats(folder, manifest, job, job.wall, cluster),
@@ -171,6 +179,10 @@ class _Pass(JobPass):
         self.counts["repeated"] += 1
         return False
 
+    def requests_of(self, planned: PlannedChain) -> int:
+        # a critique and a revision per round, and the first answer when the row brings none (chain.run_chains)
+        return 2 * len(planned.principles) + (planned.row.response is None)
+
     def attempt_again(self, planned: PlannedChain, stored: Stored) -> bool:
         """Whether a prompt whose id the store holds gets a new chain (whose record then supersedes the old)."""
         if stored.key == planned.key:  # the same content: only a failed chain is run again, when asked
@@ -220,4 +232,4 @@ def _write_stats(folder: Folder, manifest: dict, job: Optional[_Pass], wall: flo
     return write_job_stats(folder, stats, job, cluster)
 
 
-__all__ = ["REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "revise"]
+__all__ = ["MAX_ROUNDS", "REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "revise"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from ..data.jobpass import count_reason, top_reasons
+
 
 def _mean(total: float, n: int) -> Optional[float]:
     return round(total / n, 2) if n else None
@@ -31,9 +33,7 @@ def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = No
             cut["critique"] += rnd.get("critique_finish") == "length"
             cut["revision"] += rnd.get("revision_finish") == "length"
         if r["status"] != "ok":
-            # grouped by step and cause: "round 2 critique: HTTP 500 from http…" up to its second colon
-            err = ":".join((r.get("error") or "unknown").split(":")[:2])[:80]
-            errors[err] = errors.get(err, 0) + 1
+            count_reason(errors, r.get("error"))
             continue
         ok += 1
         from_input += r.get("initial_source") == "input"
@@ -49,7 +49,7 @@ def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = No
         "mean_initial_words": _mean(words["initial"], ok), "mean_final_words": _mean(words["final"], ok),
         "cut_at_max_new_tokens": cut, "principles": dict(sorted(principles.items())),
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "failure_reasons": errors,
+        "failure_reasons": top_reasons(errors),
     }
     if run:
         stats.update(run)

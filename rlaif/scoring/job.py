@@ -49,7 +49,8 @@ PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score nee
                   "in the judge config, or label pairs with rlaif label")
 
 
-SCORES = FolderKind(records="scores", record="a score", doing="scored", file=SCORES_FILE,
+SCORES = FolderKind(job="rlaif score",
+                    records="scores", record="a score", doing="scored", file=SCORES_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
                     record_identity=judged_identity)
@@ -93,9 +94,9 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
     with in_folder(folder, manifest, lambda: job, lambda: _write_stats(folder, manifest, job, 0.0, cluster)):
         try:
             judge_obj = _start(cluster, config, constitution, judge_obj, out_dir)
-            job = _Pass(folder, input_path, on_batch, runner=cluster, judge=judge_obj, constitution=constitution,
-                        judge_sha=config.settings_sha256(), seed=seed, retry_failed=retry_failed,
-                        skip_invalid=skip_invalid)
+            job = _Pass(folder, input_path, on_batch, runner=cluster, config=config, judge=judge_obj,
+                        constitution=constitution, judge_sha=config.settings_sha256(), seed=seed,
+                        retry_failed=retry_failed, skip_invalid=skip_invalid)
             job.bar = make_progress("scoring", None, progress, unit="responses")  # responses per row vary: no total
             items = read_responses(input_path, format, seed=seed, max_chars=max_chars)
             # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a
@@ -160,6 +161,9 @@ class _Pass(JobPass):
 
     def shard_key(self, item: ScoreItem) -> str:
         return item.prompt_id
+
+    def requests_of(self, planned: PlannedResponse) -> int:
+        return len(planned.principles)  # one query per principle (rate.rate_planned)
 
     def attempt_again(self, planned: PlannedResponse, stored: Stored) -> bool:
         if stored.key == planned.key:  # the same content: only a judge failure is tried again, when asked

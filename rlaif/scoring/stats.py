@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from ..data.jobpass import count_reason, top_reasons
 from ..data.scores import derived_labels
 from ..judges.base import TOO_LONG
 
@@ -24,8 +25,7 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
         prompt_tokens += r.get("prompt_tokens", 0)
         completion_tokens += r.get("completion_tokens", 0)
         if r["status"] != "ok":
-            err = ":".join((r.get("error") or "unknown").split(":")[:2])[:80]
-            errors[err] = errors.get(err, 0) + 1
+            count_reason(errors, r.get("error"))
             failed_input += (r.get("error") or "").startswith(TOO_LONG)
             continue
         ok += 1
@@ -48,7 +48,7 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
         "mean_reward_by_principle": {k: round(sum(v) / len(v), 4) for k, v in sorted(principles.items())},
         "human_pairs": decided,
         "agreement_with_human": round(agree / decided, 4) if decided else None,
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "failure_reasons": errors,
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "failure_reasons": top_reasons(errors),
     }
     if run:
         stats.update(run)

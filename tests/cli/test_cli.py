@@ -116,3 +116,34 @@ def test_a_tensor_parallel_judge_on_ray_needs_one_gpu_per_rank(tmp_path):
         with pytest.raises(ConfigFileError) as e:
             load_judge_config(f)
         assert any("set resources.num_gpus to 2" in line for line in e.value.errors), e.value.errors
+
+
+def test_ray_help_names_the_extra_to_install():
+    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "label", "--help"], cwd=ROOT,
+                       env={**ENV, "COLUMNS": "300"}, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "Needs pip install 'rlaif[ray]'." in p.stdout, p.stdout
+
+
+def _commands_with_out(command, path=()):
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands_with_out(sub, (*path, name))
+    if any("--out" in getattr(p, "opts", ()) for p in command.params):
+        yield path
+
+
+def test_an_empty_out_is_refused_by_every_command(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from rlaif.cli import app
+
+    monkeypatch.chdir(tmp_path)  # where an empty --out would write
+    paths = list(_commands_with_out(typer.main.get_command(app)))
+    assert {("label",), ("score",), ("revise",), ("export",), ("human", "import")} <= set(paths)
+    for path in paths:
+        for out in (["--out", ""], ["--out="]):
+            result = CliRunner().invoke(app, [*path, *out])
+            assert result.exit_code == 2, (path, result.output)
+            assert result.stderr.strip() == ("error: --out is empty: name the folder or file to write (--out . for "
+                                             "the working directory)")
+    assert list(tmp_path.iterdir()) == []

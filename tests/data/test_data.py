@@ -465,3 +465,41 @@ def test_real_hh_harmless_file():
         assert pair.conversational is False
     assert len({p.id for p in first50}) == 50
     assert count_pairs(REAL_HH) == 2312
+
+
+def test_failure_reasons_are_whole_one_line_and_bounded():
+    from rlaif.data.jobpass import REASON_CHARS, TOP_REASONS, count_reason, top_reasons
+
+    reasons: dict[str, int] = {}
+    count_reason(reasons, "HTTP 401 from http://h/v1: bad key\nsecond line")
+    count_reason(reasons, "x" * 1000)
+    count_reason(reasons, None)
+    assert list(reasons) == ["HTTP 401 from http://h/v1: bad key second line", "x" * (REASON_CHARS - 1) + "…",
+                             "unknown"]
+    for i in range(TOP_REASONS + 5):
+        count_reason(reasons, f"reason {i}")
+    count_reason(reasons, None)
+    top = top_reasons(reasons)
+    assert next(iter(top)) == "unknown" and len(top) == TOP_REASONS + 1
+    assert sum(top.values()) == sum(reasons.values()) and top["(8 other reasons)"] == 8
+
+
+def test_json_nested_past_the_recursion_limit_is_a_bad_row_naming_its_line(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    row = json.dumps({"id": "ok", "prompt": "q", "response_a": "x", "response_b": "y"})
+    data = tmp_path / "deep.jsonl"
+    data.write_text(f"{row}\n{deep}\n")
+    with pytest.raises(DataError, match=rf"^{data}:2: JSON nested too deeply to read"):
+        list(read_pairs(data))
+    pairs = list(read_pairs(data, skip_invalid=True))  # an unreadable row like any other: recorded as failed
+    assert [p.id for p in pairs] == ["ok", "rlaif:line-2"] and pairs[1].invalid.startswith("JSON nested too deeply")
+    listed = tmp_path / "deep.json"
+    listed.write_text(f"[{row}, {deep}]")
+    with pytest.raises(DataError, match=rf"^{listed}: JSON nested too deeply to read"):
+        list(read_pairs(listed))
+    from rlaif.data.labels import read_labels
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(deep + "\n")
+    with pytest.raises(ValueError, match=rf"^{labels}:1: corrupt label record: JSON nested too deeply"):
+        list(read_labels(labels))

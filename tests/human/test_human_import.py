@@ -166,3 +166,16 @@ def test_cli_reports_bad_input_as_one_line(tmp_path):
         "response_a, response_b, label; optional id, annotator, p_a)"
     p = run_cli("human", "import", tmp_path / "missing.jsonl", "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and "missing.jsonl: no such file" in p.stderr
+
+
+def test_json_nested_past_the_recursion_limit_is_one_line_naming_the_file(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    jsonl, json_list, table = tmp_path / "deep.jsonl", tmp_path / "deep.json", tmp_path / "deep.csv"
+    jsonl.write_text(json.dumps(LABEL_ROWS[0]) + "\n" + deep + "\n")
+    json_list.write_text(f"[{deep}]")
+    table.write_text('prompt,response_a,response_b,label\n"' + "[" * 50_000 + "]" * 50_000 + '",x,y,a\n')
+    too_deep = "JSON nested too deeply to read (about a thousand levels or more)"
+    for path, where in ((jsonl, f"{jsonl}:2"), (json_list, f"{json_list}"), (table, f"{table}:2: prompt")):
+        p = run_cli("human", "import", path, "--out", tmp_path / "out.jsonl")
+        assert p.returncode == 2 and p.stderr.strip() == f"error: {where}: {too_deep}", p.stderr
+    assert not (tmp_path / "out.jsonl").exists()

@@ -101,3 +101,42 @@ def test_out_naming_a_file_and_bad_numbers_are_clean_errors(tmp_path):
         p = rlaif_label(files, flag, value)
         assert p.returncode == 2 and p.stderr.strip() == f"error: {flag} must be a positive number, got {value}"
     assert not files["out"].exists()  # refused before anything was written
+
+
+def test_another_kind_of_job_is_refused_naming_the_job_that_holds_or_made_the_folder(tmp_path):
+    from rlaif.data.folder import JobError
+    from rlaif.labeling.job import label
+    from rlaif.scoring.job import score
+    from tests.helpers import rlaif_command
+    from tests.revision.files import prompt_rows, revise_args, revise_files
+
+    files = revise_files(tmp_path, prompt_rows(20), "tests.revision.revisers:slow_polite")
+    (tmp_path / "score.yaml").write_text("backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n")
+    pairs = files["prompts"].with_name("pairs.jsonl")
+    pairs.write_text('{"id": "p0", "prompt": "q", "response_a": "please", "response_b": "no"}\n')
+    out, lock = files["out"], files["out"] / "job.lock"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.2"}
+    reviser = subprocess.Popen(rlaif_command(*revise_args(files)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not (lock.exists() and lock.read_text().endswith("revised\n")) and reviser.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.01)
+        assert reviser.poll() is None, reviser.stderr.read().decode()
+        with pytest.raises(JobError, match=rf"^{out} is being revised by another process \(host .*, PID "
+                                           rf"{reviser.pid}\)"):
+            score(pairs, files["constitution"], tmp_path / "score.yaml", out, progress=False)
+    finally:
+        reviser.kill()
+        reviser.wait()
+    with pytest.raises(JobError) as e:
+        score(pairs, files["constitution"], tmp_path / "score.yaml", out, progress=False)
+    assert str(e.value) == (f"{out} is the folder of an `rlaif revise` job (manifest.json says so): `rlaif score` "
+                            f"keeps its scores in a folder of its own. Use a new --out directory.")
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("backend: python\nfunction: tests.labeling.fns:flaky\n")
+    label(pairs, files["constitution"], judge, tmp_path / "labels", progress=False)
+    (tmp_path / "labels" / "manifest.json").unlink()  # job.json says it too
+    with pytest.raises(JobError, match=r"is the folder of an `rlaif label` job \(job.json says so\): `rlaif score` "):
+        score(pairs, files["constitution"], tmp_path / "score.yaml", tmp_path / "labels", progress=False)

@@ -8,6 +8,7 @@ import json
 
 from datasets import load_dataset
 
+from rlaif.data.pairs import parse_row
 from tests.helpers import run_cli
 from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label, stored, strict_records, write_rows
 
@@ -91,5 +92,27 @@ def test_a_store_with_an_id_twice_is_folded_when_the_job_reopens_it(tmp_path):
     assert p.returncode == 0, p.stderr
     assert sorted(stored(files["out"])) == ["p0", "p1", "p2"]
     assert strict_records(files["out"] / "superseded.jsonl") == [failed]
+    stats = json.loads((files["out"] / "stats.json").read_text())
+    assert (stats["pairs"], stats["ok"], stats["failed"]) == (3, 3, 0)
+
+
+def test_a_fixed_id_less_row_retires_the_record_of_its_line(tmp_path):
+    rows = polite_rows(3)
+    unreadable = {"prompt": "question x", "response_a": "please, x", "response_b": ""}  # no id, and invalid
+    files = job_files(tmp_path, [rows[0], unreadable, rows[1], unreadable])
+    assert rlaif_label(files, "--skip-invalid").returncode == 0
+    assert set(stored(files["out"])) == {"p0", "rlaif:line-2", "p1", "rlaif:line-4"}
+
+    fixed = {**unreadable, "response_b": "no x"}  # fixed, it gets the content hash `rlaif label` gives it
+    write_rows(files["pairs"], [rows[0], fixed, rows[1], unreadable])
+    assert rlaif_label(files, "--skip-invalid", "--limit", "2").returncode == 0  # line 4 is not read: kept
+    assert set(stored(files["out"])) == {"p0", parse_row(fixed).id, "p1", "rlaif:line-4"}
+    write_rows(files["pairs"], [rows[0], fixed, rows[1]])  # the last row removed: no row maps to its record
+    p = rlaif_label(files)
+    assert p.returncode == 0, p.stderr
+    recs = stored(files["out"])
+    assert len(recs) == 3 and not any(i.startswith("rlaif:") for i in recs)
+    assert all(r["status"] == "ok" for r in recs.values())
+    assert [r["id"] for r in strict_records(files["out"] / "superseded.jsonl")] == ["rlaif:line-2", "rlaif:line-4"]
     stats = json.loads((files["out"] / "stats.json").read_text())
     assert (stats["pairs"], stats["ok"], stats["failed"]) == (3, 3, 0)

@@ -1,15 +1,20 @@
 """`rlaif label` on the HTTP judge against a real server on 127.0.0.1: failed pairs make the exit code 4 and are
-labelled again by --retry-failed; spending caps hold per job folder across reruns (3 wins over 4); a logprob of
-Infinity never becomes a label."""
+labelled again by --retry-failed; spending caps hold per job folder across reruns (3 wins over 4), and across a
+SIGKILL mid-batch; a logprob of Infinity never becomes a label."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 
+from tests.helpers import ROOT
 from tests.judges.test_openai_judge import FakeServer, Reply, alt, completion, position
-from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label, stored, strict_records
+from tests.labeling.jobfiles import job_files, label_command, polite_rows, rlaif_label, stored, strict_records
 
 
 def _polite(body: dict) -> Reply:
@@ -59,6 +64,18 @@ def test_failed_pairs_exit_4_until_retried(tmp_path, server):
     assert (stats["retried_this_run"], stats["failed"], stats["failed_before"]) == (6, 0, 0)
 
 
+def test_the_exit_4_summary_gives_the_whole_reason(tmp_path, server):
+    server.default = lambda body: Reply(status=401, body="invalid key: ask the admin")
+    files = http_job(tmp_path, server, 2)
+    p = rlaif_label(files)
+    assert p.returncode == 4, p.stderr
+    reason = (f"HTTP 401 from {server.url}/chat/completions: invalid key: ask the admin (no API key was sent: name "
+              f"the environment variable that holds it in the judge's api_key_env)")
+    assert f"most often: {reason}; all reasons in" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    stats = json.loads((files["out"] / "stats.json").read_text())
+    assert stats["failure_reasons"] == {reason: 2}
+
+
 def test_a_spending_cap_holds_per_job_across_reruns_and_wins_over_failures(tmp_path, server):
     files = http_job(tmp_path, server, 8, caps="max_requests: 6\n")
     p = rlaif_label(files, "--batch-size", "1")
@@ -77,6 +94,33 @@ def test_a_spending_cap_holds_per_job_across_reruns_and_wins_over_failures(tmp_p
     files["out"] = tmp_path / "down"
     assert rlaif_label(files, "--batch-size", "1", "--max-requests", "3").returncode == 3
     assert [r["status"] for r in stored(files["out"]).values()] == ["failed"]
+
+
+def test_a_cap_holds_when_the_job_is_killed_with_a_batch_in_flight(tmp_path, server):
+    files = http_job(tmp_path, server, 4, caps="max_requests: 6\n")
+    hang = {"on": True}
+
+    def answer(body: dict) -> Reply:  # the first batch (2 pairs, 4 requests) answered, then the server hangs
+        reply = _polite(body)
+        reply.delay = 30.0 if hang["on"] and len(server.requests) > 4 else 0.0
+        return reply
+
+    server.default = answer
+    proc = subprocess.Popen(label_command(files, "--batch-size", "2"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while server.count < 6 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None and server.count == 6  # both requests of the second batch are out
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    hang["on"] = False
+    # the batch in flight was held in spend.json before it went out: counted as sent, since it may have been
+    assert json.loads((files["out"] / "spend.json").read_text())["reserved_requests"] == 2
+    p = rlaif_label(files, "--batch-size", "2")
+    assert p.returncode == 3, p.stderr
+    assert server.count == 6 and "(6 requests" in p.stderr  # the resumed job sent nothing past the cap
+    assert len(stored(files["out"])) == 2
 
 
 def test_each_shard_folder_is_a_job_with_its_own_cap(tmp_path, server):

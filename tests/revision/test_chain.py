@@ -172,7 +172,7 @@ def test_a_failed_step_ends_its_chain_and_passes_nothing_on(tmp_path):
     assert bad["status"] == "failed" and bad["final"] is None and bad["rounds"] == []
     assert bad["error"] == "round 1 critique: RuntimeError: the reviser cannot critique this"
     assert bad["initial"] == "answer to: boom"
-    assert result.stats["failed"] == 1 and result.stats["failure_reasons"] == {"round 1 critique: RuntimeError": 1}
+    assert result.stats["failed"] == 1 and result.stats["failure_reasons"] == {bad["error"]: 1}
     # an empty reply is no revision either
     (tmp_path / "e").mkdir()
     files = revise_files(tmp_path / "e", rows[:1], "tests.revision.revisers:empty_revision")

@@ -155,3 +155,15 @@ def test_shards_are_disjoint_and_together_complete(tmp_path):
     other = one_line(cli(*revise_args({**files, "out": tmp_path / "shard0"}, "--shard", "1/3")))
     assert "different shard" in other
     assert "--shard must be I/N with 0 <= I < N, got 3/3" in one_line(cli(*revise_args(files, "--shard", "3/3")))
+
+
+def test_rounds_are_bounded(tmp_path):
+    files = revise_files(tmp_path, prompt_rows(1))
+    for rounds in ("0", "17", "1000000"):
+        line = one_line(cli(*revise_args(files, "--rounds", rounds)))
+        assert line == ("error: --rounds must be a positive number, got 0" if rounds == "0" else
+                        f"error: --rounds must be at most 16, got {rounds}: each round is a critique and a revision "
+                        f"more per prompt, in a longer conversation (Constitutional AI used up to 4)")
+    assert not files["out"].exists()  # refused before anything is written
+    assert cli(*revise_args(files, "--rounds", "16")).exit_code == 0
+    assert len(revised(files["out"])["q0"]["rounds"]) == 16
