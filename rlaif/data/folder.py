@@ -58,6 +58,8 @@ class FolderKind:
     same_job: tuple[tuple[str, str], ...]
     # the manifest fields of `same_job` as one stored record carries them (checked where the record is)
     record_identity: Callable[[dict], dict]
+    # why a stored record cannot be trusted (rlaif/numbers.py), given the job's manifest (a score's scale), or None
+    record_problem: Callable[[dict, dict], Optional[str]]
 
     def stale_temp(self, name: str) -> bool:
         """A temp file of atomic_write that a killed job can leave (".NAME.tmpPID")."""
@@ -230,10 +232,14 @@ def _check_identity(out_dir: Path, manifest: dict, store: LabelStore, kind: Fold
 
 
 def _record_check(manifest: dict, kind: FolderKind) -> Callable[[dict, str], None]:
-    """Refuse a stored record made by another job (what a deleted manifest would hide)."""
+    """Refuse a stored record made by another job (what a deleted manifest would hide), and one whose numbers or
+    fields someone edited out of range: a resumed job would skip it as done and keep it."""
     whats = dict(kind.same_job)
 
     def check(record: dict, where: str) -> None:
+        if (problem := kind.record_problem(record, manifest)) is not None:
+            raise JobError(f"{where}: {problem}. Fix or delete that line and run again (a deleted record is made "
+                           f"again).")
         for field_name, got in kind.record_identity(record).items():
             if got != manifest[field_name]:
                 what = whats[field_name]

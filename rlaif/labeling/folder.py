@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data.folder import Folder, FolderKind, JobError, open_folder as _open_folder
 from ..data.folder import judged_identity, read_spend, write_spend
 from ..data.labels import LABELS_FILE
+from ..numbers import label_problem
 
 __all__ = ["LABELS", "Folder", "LabelJobError", "open_folder", "read_spend", "write_spend"]
 
@@ -23,7 +24,7 @@ LABELS = FolderKind(job="rlaif label",
                     records="labels", record="a label", doing="labelled", file=LABELS_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
-                    record_identity=judged_identity)
+                    record_identity=judged_identity, record_problem=lambda r, _: label_problem(r))
 
 
 def open_folder(out_dir: Path, manifest: dict) -> Folder:

@@ -36,6 +36,7 @@ from ..data.formats import DataError, count_pairs
 from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
 from ..data.labels import Stored
 from ..data.prompts import PromptRow, read_prompt_rows
+from ..numbers import revision_problem
 from ..records import RevisionRecord
 from .chain import ChainSettings, PlannedChain, plan_chain, revise_batch
 from .generators import (
@@ -67,7 +68,7 @@ REVISIONS = FolderKind(job="rlaif revise",
                        same_job=(("constitution_sha256", "constitution"), ("model_settings_sha256", "model settings"),
                                  ("generation_sha256", "generation settings"), ("rounds", "number of rounds"),
                                  ("seed", "seed"), ("shard", "shard")),
-                       record_identity=_revision_identity)
+                       record_identity=_revision_identity, record_problem=lambda r, _: revision_problem(r))
 
 
 def revise(prompts: str | Path, constitution: str | Path | Constitution, model, out: str | Path, *,

@@ -38,6 +38,7 @@ from ..data.scores import SCORES_FILE, scale_of
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..progress import progress as make_progress
+from ..numbers import score_record_problem
 from ..records import ScoreRecord
 from .rate import PlannedResponse, plan_response, rate_batch
 from .responses import ScoreItem, read_responses
@@ -53,7 +54,8 @@ SCORES = FolderKind(job="rlaif score",
                     records="scores", record="a score", doing="scored", file=SCORES_FILE,
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
-                    record_identity=judged_identity)
+                    record_identity=judged_identity,
+                    record_problem=lambda r, manifest: score_record_problem(r, scale_of(manifest)[0]))
 
 
 def score(responses: str | Path, constitution: str | Path | Constitution, judge, out: str | Path, *,

@@ -201,3 +201,24 @@ def test_export_refuses_a_folder_whose_job_still_runs(folders, tmp_path, kind):
         if done.exit_code == 0:
             break
     assert done.exit_code == 0, done.stderr
+
+
+# -- a job resumed over a store someone edited ----------------------------------------------------------------------
+@pytest.mark.parametrize("job", ["label", "score"])
+def test_a_job_resumed_over_an_edited_record_refuses_it_at_file_line(tmp_path, job):
+    (tmp_path / "judge.yaml").write_text(POLITE if job == "label" else SCORE_POLITE)
+    (tmp_path / "c.yaml").write_text(REVISABLE)
+    pairs = write_rows(tmp_path / "pairs.jsonl", polite_rows(3))
+    args = [job, "--pairs", pairs, "--constitution", tmp_path / "c.yaml", "--judge", tmp_path / "judge.yaml",
+            "--out", tmp_path / "out", "--quiet"]
+    assert cli(*args).exit_code == 0
+    name, field, value, says = (("labels.jsonl", "p_a", "1.7", "p_a = 1.7 is outside [0, 1]") if job == "label" else
+                                ("scores.jsonl", "score", "NaN", "score is nan, not a finite number"))
+    store = tmp_path / "out" / name
+    store.write_text("".join(line + "\n" for line in _set(field, value, line=2)(store.read_text().splitlines())))
+    before = store.read_bytes()
+    _refused(cli(*args), f"{name}:2:", f"{says}. Fix or delete that line and run again")
+    assert store.read_bytes() == before  # nothing lost, nothing rewritten
+    store.write_text("".join(line + "\n" for i, line in enumerate(store.read_text().splitlines()) if i != 1))
+    assert cli(*args).exit_code == 0  # the deleted record is made again
+    assert len(store.read_text().splitlines()) == (3 if job == "label" else 6)
