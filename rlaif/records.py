@@ -235,6 +235,7 @@ class ScoreRecord(BaseModel):
     conversational: bool = False
     error: Optional[str] = None
     raw: Optional[str] = None
+    flags: Optional[list[str]] = None  # warnings that leave the record usable, e.g. "text_repaired" (rlaif/text.py)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -273,6 +274,7 @@ class RevisionRecord(BaseModel):
     final: Optional[str]  # the last round's revision; null unless status is ok
     status: Literal["ok", "failed"]
     error: Optional[str] = None
+    flags: Optional[list[str]] = None  # warnings that leave the chain usable, e.g. "text_repaired" (rlaif/text.py)
     constitution_sha256: str
     model: JudgeInfo  # the model that answered, critiqued and revised, with the hash of its settings
     generation: dict[str, Any]  # temperature, top_p, top_k, max_new_tokens

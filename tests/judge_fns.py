@@ -64,3 +64,30 @@ def counted_score_polite(prompt, response, principle):
     """score_polite, keeping a record of each call in RATED (to count the judge calls of a job)."""
     RATED.append(response)
     return score_polite(prompt, response, principle)
+
+
+# what careless rules do, chosen by a marker in the text they are shown (tests/judges/test_python_judge.py)
+ODD_ANSWERS = {"[bool]": True, "[string]": "0.9", "[none]": None, "[nan]": float("nan"), "[inf]": float("inf"),
+               "[dict-bool]": {5: True}}
+
+
+def _odd(text: str, fine):
+    if "[sys.exit]" in text:
+        raise SystemExit(0)
+    if "[ctrl-c]" in text:
+        raise KeyboardInterrupt
+    if "[generator-exit]" in text:
+        raise GeneratorExit
+    if "[odd-text]" in text:
+        raise ValueError("cannot read \udc80")
+    return next((answer for marker, answer in ODD_ANSWERS.items() if marker in text), fine)
+
+
+def odd_judge(prompt, first, second, principle):
+    """0.7, unless the pair carries a marker: then it exits, interrupts itself, or returns what is no probability."""
+    return _odd(first + second, 0.7)
+
+
+def odd_score(prompt, response, principle):
+    """5, unless the response carries a marker (as odd_judge)."""
+    return _odd(response, 5)

@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 from ..config.judge import JudgeBase
 from ..constitution import Constitution, Principle
 from ..records import JudgeInfo, Pair, Prompt, Query, ScoreQuery, ScoreVerdict, Spend, Verdict  # Spend: here too
+from ..text import TEXT_REPAIRED
 from .prompting import pair_queries, score_queries
 
 
@@ -28,6 +29,19 @@ def too_long(n_tokens: int, limit: int, setting: str = "max_length") -> Verdict:
     """The verdict for a prompt over the model's limit: a failure the job reports as bad input."""
     return Verdict(None, error=f"{TOO_LONG}: the judge prompt is {n_tokens} tokens, over {setting}={limit}",
                    prompt_tokens=n_tokens)
+
+
+def flag_repaired(verdict: Verdict | ScoreVerdict, repaired: bool) -> None:
+    """Note on `verdict` that the model text it was read from had to be made valid (rlaif/text.py); the record
+    built from it carries the flag (`verdict_flags`)."""
+    if repaired:
+        verdict.extra.setdefault("flags", []).append(TEXT_REPAIRED)
+
+
+def verdict_flags(verdicts: Sequence[Verdict | ScoreVerdict]) -> Optional[list[str]]:
+    """The flags a record's verdicts carry, once each and sorted; None when they carry none."""
+    flags = {f for v in verdicts for f in v.extra.get("flags", ())}
+    return sorted(flags) or None
 
 
 class StoppedEarly(RuntimeError):

@@ -13,7 +13,6 @@ import asyncio
 import email.utils
 import logging
 import math
-import os
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -23,9 +22,9 @@ import tenacity
 
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
-from .base import BudgetExhausted, Judge, Spend
+from .base import BudgetExhausted, Judge, Spend, flag_repaired
 from .logprobs import InvalidLogprob
-from .openai_keys import check_keyless, scrub_key
+from .openai_keys import read_key, scrub_key
 from .openai_requests import RequestShape
 from .prompting import LABELS
 from .replies import FINAL, cue_position, label_probs, parse_text, read_score, split_rationale
@@ -90,11 +89,7 @@ class OpenAIJudge(Judge):
                                                 config.price_per_1k_completion_tokens):
             raise ValueError("max_cost is set but both token prices are 0, so the cost cap could never be "
                              "reached: set price_per_1k_prompt_tokens / price_per_1k_completion_tokens")
-        self._key: Optional[str] = None
-        if config.api_key_env:
-            self._key = os.environ.get(config.api_key_env) or None
-            if self._key is None:
-                check_keyless(config)
+        self._key = read_key(config)
         self._shape = RequestShape(config, tokenizer)
         self._urls = [u.rstrip("/") + self._shape.path for u in config.base_urls]
         self._next_url = 0
@@ -171,7 +166,8 @@ class OpenAIJudge(Judge):
             self._thread.start()
         return self._loop
 
-    def _scrub(self, text: Optional[str]) -> Optional[str]:
+    def scrub(self, text: Optional[str]) -> Optional[str]:
+        """`text` with this judge's API key scrubbed (openai_keys.scrub_key), for any text that may reach output."""
         return scrub_key(text, self._key)
 
     def _budget_reason(self) -> Optional[str]:
@@ -219,7 +215,7 @@ class OpenAIJudge(Judge):
         return min(c.backoff_s * 2 ** (state.attempt_number - 1), c.max_backoff_s)
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        logger.warning("openai judge: %s; retry %d in %.2fs", self._scrub(str(state.outcome.exception())),
+        logger.warning("openai judge: %s; retry %d in %.2fs", self.scrub(str(state.outcome.exception())),
                        state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     async def _one(self, q: Query | ScoreQuery, start: int) -> Optional[Verdict | ScoreVerdict]:
@@ -261,9 +257,9 @@ class OpenAIJudge(Judge):
         except _Exhausted:
             return None
         except _Fatal as e:
-            return None, self._scrub(str(e)), attempts
+            return None, self.scrub(str(e)), attempts
         except _Retryable as e:
-            return None, self._scrub(f"gave up after {attempts} attempts: {e}"), attempts
+            return None, self.scrub(f"gave up after {attempts} attempts: {e}"), attempts
 
     async def _post(self, url: str, body: dict) -> dict:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
@@ -317,7 +313,8 @@ class OpenAIJudge(Judge):
         """A score query's reply: the distribution from logprobs, else the score the text names (replies.py)."""
         reply, usage = self._shape.reply(data), data.get("usage") or {}
         verdict = read_score(reply.text, reply.positions, self.config.score.values)
-        verdict.raw = self._scrub(reply.text)
+        verdict.raw = self.scrub(reply.text)
+        flag_repaired(verdict, reply.repaired)
         verdict.prompt_tokens, verdict.completion_tokens = (_tokens(usage, "prompt_tokens"),
                                                             _tokens(usage, "completion_tokens"))
         return verdict
@@ -334,9 +331,10 @@ class OpenAIJudge(Judge):
             position = cue_position(content) if content else None
         else:
             position = content[0] if content else None
-        verdict = Verdict(None, raw=self._scrub(text), rationale=self._scrub(rationale),
+        verdict = Verdict(None, raw=self.scrub(text), rationale=self.scrub(rationale),
                           prompt_tokens=_tokens(usage, "prompt_tokens"),
                           completion_tokens=_tokens(usage, "completion_tokens"))
+        flag_repaired(verdict, reply.repaired)
         try:
             probs = label_probs(position) if position is not None else None
         except InvalidLogprob as e:  # a broken server: its text verdict is no more trusted than its numbers

@@ -1,11 +1,20 @@
-"""The API key of the openai backend (openai.py): scrubbed from every text that could reach output (an error, a
-log line, a record), and, when its variable is not set, whether the servers answer without one.
+"""The API key of the openai backend (openai.py): read from its variable (refused when no HTTP header can carry
+it), scrubbed from every text that could reach output (an error, a log line, a record) in every form a server may
+echo it in, and, when its variable is not set, whether the servers answer without one.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
+import re
+import string
+import unicodedata
+from functools import lru_cache
 from typing import Optional
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -13,33 +22,85 @@ from ..config.judge import OpenAIJudgeConfig
 
 logger = logging.getLogger("rlaif.judges.openai")
 
-# Any run of this many consecutive characters of the API key is scrubbed, not only the whole key: a server may
-# echo part of it, and a cut may split it.
+# Any run of this many consecutive characters of the API key, in any of the forms a server may echo it in, is
+# scrubbed, not only the whole key: a server may echo part of it, and a cut may split it.
 _KEY_RUN = 8
+# What a server may put inside an echoed key: whitespace and line breaks (a key broken over lines, base64 wrapped
+# at 76 characters), and JSON's escaped line breaks (a raw JSON error body).
+_GAPS = re.compile(r"(?:\s|\\[nrt])+")
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every index where it is
+
+
+def key_forms(key: str) -> set[str]:
+    """The forms a server may echo `key` in, lower-cased and without gaps: as written, URL-encoded (whole: a '/'
+    becomes '%2F', which splits the key into shorter runs), JSON-escaped (with '/' as '\\/' too), and base64 and
+    base64url at each of the three alignments it can take after other bytes (the characters that encode the key's
+    bytes alone)."""
+    raw = key.encode("utf-8")
+    forms = {key, quote(key, safe=""), quote(key), quote_plus(key), json.dumps(key)[1:-1],
+             json.dumps(key)[1:-1].replace("/", "\\/")}
+    for shift in range(3):  # a character is the key's alone from bit 8*shift to the last whole 6 bits
+        data = b"\0" * shift + raw
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(encode(data).decode()[-(-8 * shift // 6):8 * len(data) // 6])
+    return {_GAPS.sub("", f).translate(_LOWER) for f in forms} - {""}
+
+
+@lru_cache(maxsize=4)
+def _key_grams(key: str) -> tuple[int, frozenset[str]]:
+    """(n, the n-grams of the key's forms): n is _KEY_RUN, or the length of a key shorter than that."""
+    n = min(_KEY_RUN, len(key))
+    return n, frozenset(form[i:i + n] for form in key_forms(key) for i in range(len(form) - n + 1))
 
 
 def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
-    """`text` with the key, and every run of _KEY_RUN or more consecutive characters of it, replaced by
-    '[api key]'. A run is found through the key's _KEY_RUN-grams: each window of such a run is one of them."""
+    """`text` with every run of _KEY_RUN or more consecutive characters of any of the key's forms (`key_forms`),
+    in any letter case and with gaps inside it, replaced by '[api key]'. A run is found through the forms'
+    _KEY_RUN-grams: each window of such a run is one of them."""
     if not text or not key:
         return text
-    if len(key) < _KEY_RUN:
-        return text.replace(key, "[api key]")
-    grams = {key[i:i + _KEY_RUN] for i in range(len(key) - _KEY_RUN + 1)}
+    n, grams = _key_grams(key)
+    # search the text lower-cased and without gaps; `where` maps each kept character back to its index in `text`
+    kept, where, pos = [], [], 0
+    for gap in [*_GAPS.finditer(text), None]:
+        stop = gap.start() if gap else len(text)
+        kept.append(text[pos:stop])
+        where.extend(range(pos, stop))
+        pos = gap.end() if gap else pos
+    search = "".join(kept).translate(_LOWER)
     spans: list[list[int]] = []
-    for i in range(len(text) - _KEY_RUN + 1):
-        if text[i:i + _KEY_RUN] in grams:
+    for i in range(len(search) - n + 1):
+        if search[i:i + n] in grams:
             if spans and i <= spans[-1][1]:
-                spans[-1][1] = i + _KEY_RUN
+                spans[-1][1] = i + n
             else:
-                spans.append([i, i + _KEY_RUN])
+                spans.append([i, i + n])
     if not spans:
         return text
     parts, start = [], 0
-    for begin, end in spans:
-        parts += [text[start:begin], "[api key]"]
-        start = end
+    for begin, end in spans:  # a span covers the gaps inside it too
+        parts += [text[start:where[begin]], "[api key]"]
+        start = where[end - 1] + 1
     return "".join(parts) + text[start:]
+
+
+def read_key(config: OpenAIJudgeConfig) -> Optional[str]:
+    """The API key in the config's `api_key_env`; None when it names none, or when the variable is not set and
+    every server answers without a key (else ValueError, `check_keyless`). A key no HTTP header can carry (a line
+    break, another control character, a character outside ASCII: a paste gone wrong) is refused with one line that
+    names the variable and where in it, never the key."""
+    name = config.api_key_env
+    key = (os.environ.get(name) or None) if name else None
+    if name and key is None:
+        check_keyless(config)
+    for i, char in enumerate(key or ""):
+        what = ("a line break" if char in "\r\n" else
+                f"a control character (U+{ord(char):04X})" if unicodedata.category(char) == "Cc" else
+                f"a character outside ASCII (U+{ord(char):04X})" if not char.isascii() else None)
+        if what:
+            raise ValueError(f"the environment variable {name} holds {what} at character {i + 1} of {len(key)}; "
+                             f"remove it (an API key travels in an HTTP header, which cannot carry it)")
+    return key
 
 
 def check_keyless(config: OpenAIJudgeConfig) -> None:

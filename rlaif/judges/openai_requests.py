@@ -21,16 +21,19 @@ from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, ScoreQuery
+from ..text import valid_text
 from .prompting import ANSWER_PREFILL, SCORE_PREFILL, ChatLayout, chat_messages, score_messages
 
 
 @dataclass
 class Reply:
-    """The first choice of a reply: its text, its tokens' logprobs entries (chat form) and why it stopped."""
+    """The first choice of a reply: its text (valid Unicode: `repaired` says whether it had to be mended, see
+    rlaif/text.py), its tokens' logprobs entries (chat form) and why it stopped."""
 
     text: str
     positions: list
     finish_reason: Optional[str]
+    repaired: bool = False
 
 
 def load_prompt_tokenizer(config: OpenAIJudgeConfig):
@@ -121,7 +124,8 @@ class RequestShape:
             positions = logprobs.get("content") if isinstance(logprobs, dict) else None
         if not isinstance(text, str):
             raise TypeError("no text message in the first choice")
-        return Reply(text, positions if isinstance(positions, list) else [], choice.get("finish_reason"))
+        text, repaired = valid_text(text)
+        return Reply(text, positions if isinstance(positions, list) else [], choice.get("finish_reason"), repaired)
 
 
 def _completion_positions(logprobs: Any) -> list:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap
+from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
 from ..records import LabelRecord, Pair, Verdict, sha256_json
 from ..numbers import label_problem, probability_problem, weighted_mean
 from .preference import label_for, order_probabilities, position_consistent
@@ -121,7 +121,7 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
                 principle_id="all" if len(principles) > 1 else principles[0].id,
                 prompt_tokens=sum(v.prompt_tokens for v in verdicts),
                 completion_tokens=sum(v.completion_tokens for v in verdicts),
-                verdict_source=verdict_sources(verdicts))
+                verdict_source=verdict_sources(verdicts), flags=verdict_flags(verdicts))
     rationale = [v.rationale for v in verdicts] if any(v.rationale for v in verdicts) else None
     failed = [v for v in verdicts if v.p_first is None]
     if failed:
@@ -149,13 +149,13 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
     if error is not None:  # never an `ok` record with a number no reader can trust (or parse: NaN)
         return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale, error=error)
     masses = [v.label_mass for v in verdicts if v.label_mass is not None]
-    mass_ok = all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses)  # NaN fails both comparisons
+    if not all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses):  # NaN fails both comparisons
+        base["flags"] = sorted({*(base["flags"] or ()), LABEL_MASS_FLAG})
     record = LabelRecord(
         **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok",
         position_consistent=position_consistent(orders), p_a_orders=orders, rationale=rationale,
         per_principle=per_principle,
-        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
-        flags=None if mass_ok else [LABEL_MASS_FLAG])
+        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None)
     # the record as every reader will check it: what is stored as ok, a reader accepts
     if (problem := label_problem(record.to_json())) is not None:
         return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,

@@ -20,6 +20,7 @@ from ..constitution import Constitution, Principle, RevisionExample
 from ..data.prompts import PromptRow
 from ..policy.chat import chat_turns
 from ..records import JudgeInfo, Message, RevisionRecord, RevisionRound, derived_seed, sha256_json
+from ..text import TEXT_REPAIRED
 from .generators import Reply, Request, Session
 
 
@@ -71,6 +72,7 @@ class _Chain:
     critique: Optional[tuple[str, str]] = None  # (text, finish) of this round's critique, until its revision
     error: Optional[str] = None
     unanswered: bool = False  # a spending cap stopped it: no record, a resumed run does it again
+    flags: set[str] = field(default_factory=set)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -136,6 +138,8 @@ def _take(c: _Chain, reply: Optional[Reply], step: str, k: Optional[int]) -> Non
         return
     c.prompt_tokens += reply.prompt_tokens
     c.completion_tokens += reply.completion_tokens
+    if reply.repaired:
+        c.flags.add(TEXT_REPAIRED)
     where = "the first answer" if k is None else f"round {k + 1} {step}"
     if reply.text is None or not reply.text.strip():
         c.error = f"{where}: {reply.error or 'the reply was empty'}"
@@ -158,7 +162,7 @@ def _record(c: _Chain, settings: ChainSettings) -> RevisionRecord:
         id=row.id, key=c.planned.key, prompt=row.prompt, initial=c.initial,
         initial_source="input" if row.response is not None else "model", initial_finish=c.initial_finish,
         rounds=c.rounds, final=c.current if c.error is None else None,
-        status="ok" if c.error is None else "failed", error=c.error,
+        status="ok" if c.error is None else "failed", error=c.error, flags=sorted(c.flags) or None,
         constitution_sha256=settings.constitution.sha256, model=settings.model, generation=settings.generation,
         generation_sha256=settings.generation_sha256, seed=settings.seed, prompt_tokens=c.prompt_tokens,
         completion_tokens=c.completion_tokens)

@@ -16,6 +16,7 @@ from typing import Literal, Mapping, Optional
 from ..config.judge import JudgeBase
 from ..config.sampling import SamplingConfig
 from ..records import JudgeInfo, Message, Spend, sha256_json
+from ..text import valid_text
 
 Step = Literal["initial", "critique", "revision"]
 Finish = Literal["eos", "length"]
@@ -36,13 +37,25 @@ class Request:
 @dataclass
 class Reply:
     """The model's reply to one request. `text` is None when it failed, and `error` then says why; `finish` says
-    whether generation stopped at an end-of-turn token ("eos") or at max_new_tokens ("length")."""
+    whether generation stopped at an end-of-turn token ("eos") or at max_new_tokens ("length").
+
+    Every backend's reply is built here, so this is where a reviser's text enters: it is made valid Unicode on
+    construction, and `repaired` says whether it had to be (rlaif/text.py)."""
 
     text: Optional[str]
     finish: Optional[Finish] = None
     error: Optional[str] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    repaired: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("text", "error"):  # an error may quote the model, or a python reviser's exception
+            value = getattr(self, name)
+            if value is not None:
+                value, repaired = valid_text(value)
+                setattr(self, name, value)
+                self.repaired = self.repaired or repaired
 
 
 def too_long(n_tokens: int, limit: int) -> Reply:

@@ -6,12 +6,11 @@ Generation settings come from the sampling config, not from the judge's verdict 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..judges.openai import OpenAIJudge, scrub_key
+from ..judges.openai import OpenAIJudge
 from ..records import Spend
 from .generators import Generator, Reply, Request
 
@@ -24,8 +23,7 @@ class OpenAIGenerator(Generator):
         if config.request == "completions":
             raise ValueError("rlaif revise sends the conversation as chat messages: give the model config request: "
                              "chat (the default), not completions")
-        self.client = OpenAIJudge(config)  # its HTTP plumbing only: no verdict is read here
-        self._key = os.environ.get(config.api_key_env) if config.api_key_env else None  # checked by the client
+        self.client = OpenAIJudge(config)  # its HTTP plumbing (and its API key) only: no verdict is read here
         self._stopped: Optional[str] = None
 
     def generate(self, requests: list[Request]) -> list[Optional[Reply]]:
@@ -33,7 +31,7 @@ class OpenAIGenerator(Generator):
         replies = [None if r is None else _reply(*r) for r in results]
         for reply in replies:  # a server that echoes the key does not get it into a record either
             if reply is not None and reply.text:
-                reply.text = scrub_key(reply.text, self._key)
+                reply.text = self.client.scrub(reply.text)
         return replies
 
     def _body(self, request: Request) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..config.judge import PythonJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..judges.python import import_function
+from ..judges.python import call_function, import_function
 from .generators import Generator, Reply, Request
 
 
@@ -25,11 +25,11 @@ class PythonGenerator(Generator):
         return [self._one(r) for r in requests]
 
     def _one(self, request: Request) -> Reply:
-        try:
-            text = self.fn([dict(m) for m in request.messages], step=request.step, principle=request.principle_id,
-                           **self.config.kwargs)
-        except Exception as e:  # a user function's failure fails that step of that chain only
-            return Reply(None, error=f"{type(e).__name__}: {e}")
+        # a user function's failure (SystemExit included) fails that step of that chain only
+        text, error = call_function(self.fn, [dict(m) for m in request.messages], step=request.step,
+                                    principle=request.principle_id, **self.config.kwargs)
+        if error is not None:
+            return Reply(None, error=error)
         if not isinstance(text, str):
             return Reply(None, error=f"reviser function returned {type(text).__name__}, not a string")
         return Reply(text, "eos")

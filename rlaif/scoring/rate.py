@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap
+from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
 from ..judges.scores import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
@@ -102,7 +102,7 @@ def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], con
                 invert=len(principles) == 1 and principles[0].invert,
                 prompt_tokens=sum(v.prompt_tokens for v in verdicts),
                 completion_tokens=sum(v.completion_tokens for v in verdicts),
-                raw=next((v.raw for v in verdicts if v.raw is not None), None))
+                raw=next((v.raw for v in verdicts if v.raw is not None), None), flags=verdict_flags(verdicts))
     error = next((v.error or "the judge returned no score" for v in verdicts if v.probs is None), None)
     if error is None:
         error = next((f"{OUT_OF_RANGE}: principle '{p.id}': {problem}" for p, v in zip(principles, verdicts)

@@ -47,3 +47,11 @@ def recording(messages, step, principle):
     """Records what it was asked (the conversation, step and principle), then answers as `polite` does."""
     RECORDED.append({"messages": [dict(m) for m in messages], "step": step, "principle": principle})
     return polite(messages, step, principle)
+
+
+def exits(messages, step, principle):
+    """Ends the process (sys.exit) when asked to critique an answer about thing 1; puts a lone surrogate (no UTF-8
+    encodes it) in every first answer."""
+    if step == "critique" and "thing 1" in messages[-3]["content"]:
+        raise SystemExit(0)
+    return polite(messages, step, principle) + (" \udc80" if step == "initial" else "")
