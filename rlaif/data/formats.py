@@ -133,11 +133,23 @@ def _parse_json_line(raw: bytes, first: bool) -> Any:
     if first:
         text = text.lstrip("\ufeff")
     try:
-        return json.loads(text)
+        row = json.loads(text)
     except json.JSONDecodeError as e:
         return RowError(f"malformed JSON: {e.msg} (column {e.colno})")
     except RecursionError:
         return RowError(TOO_DEEP)
+    return _encodable(row) if "\\u" in text else row
+
+
+def _encodable(row: Any) -> Any:
+    """The row, or a RowError when a JSON escape in it spelt a lone surrogate ("\\udc80"): text no UTF-8 encodes,
+    which no record holding it could be written as."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return RowError(f"holds text no UTF-8 encodes (a lone surrogate, {e.object[e.start]!r}, from a JSON "
+                        f"escape such as \\udc80)")
+    return row
 
 
 def _json_list_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -154,7 +166,8 @@ def _json_list_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(path, None, f"cannot read: {e}") from e
     if not isinstance(data, list):
         raise DataError(path, 1, f"a JSON file must hold a list of rows, not {type_name(data)}")
-    yield from enumerate(data, 1)
+    for n, row in enumerate(data, 1):
+        yield n, _encodable(row)
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:

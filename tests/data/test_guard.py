@@ -222,3 +222,19 @@ def test_a_job_resumed_over_an_edited_record_refuses_it_at_file_line(tmp_path, j
     store.write_text("".join(line + "\n" for i, line in enumerate(store.read_text().splitlines()) if i != 1))
     assert cli(*args).exit_code == 0  # the deleted record is made again
     assert len(store.read_text().splitlines()) == (3 if job == "label" else 6)
+
+
+def test_an_input_row_with_a_lone_surrogate_is_bad_input_at_its_line(tmp_path):
+    """A JSON escape can spell text no UTF-8 encodes ("\\udc80"): the row is refused at its line, or recorded as
+    invalid under --skip-invalid, never a codec error naming nothing."""
+    (tmp_path / "judge.yaml").write_text(POLITE)
+    (tmp_path / "c.yaml").write_text(REVISABLE)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "q1", "response_a": "please", "response_b": "no"}\n'
+                     '{"prompt": "q\\udc80", "response_a": "please", "response_b": "no"}\n')
+    args = ["label", "--pairs", pairs, "--constitution", tmp_path / "c.yaml", "--judge", tmp_path / "judge.yaml",
+            "--out", tmp_path / "out", "--quiet"]
+    _refused(cli(*args), "pairs.jsonl:2:", "holds text no UTF-8 encodes (a lone surrogate, '\\udc80'")
+    assert cli(*args, "--skip-invalid").exit_code == 0
+    records = stored(tmp_path / "out")
+    assert records["rlaif:line-2"]["status"] == "failed" and "lone surrogate" in records["rlaif:line-2"]["error"]
