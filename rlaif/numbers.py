@@ -127,16 +127,10 @@ def label_problem(r: dict) -> Optional[str]:
         for k, p in enumerate(orders):
             if p is not None and (problem := probability_problem(p, f"p_a_orders[{k}]")) is not None:
                 return problem
-    for name in ("p_a_raw",):
-        if r.get(name) is not None and (problem := probability_problem(r[name], name)) is not None:
-            return problem
-    per = r.get("per_principle")
-    if per is not None:
-        if not isinstance(per, dict):
-            return f"per_principle is {_shown(per)}, not a mapping of principle ids to probabilities"
-        for pid, p in per.items():
-            if p is not None and (problem := probability_problem(p, f"per_principle '{pid}'")) is not None:
-                return problem
+    if r.get("p_a_raw") is not None and (problem := probability_problem(r["p_a_raw"], "p_a_raw")) is not None:
+        return problem
+    if (problem := _per_principle(r, probability_problem, "probabilities")) is not None:
+        return problem
     scores = r.get("scores")
     if scores is not None:
         if not isinstance(scores, list) or len(scores) != 2 or any(real(s) is None for s in scores):
@@ -173,14 +167,7 @@ def score_record_problem(r: dict, scale: tuple[int, int]) -> Optional[str]:
             return f"distribution has scores off the scale {low}..{high}: {', '.join(map(repr, off))}"
         if (problem := distribution_problem(dist)) is not None:
             return problem
-    per = r.get("per_principle")
-    if per is not None:
-        if not isinstance(per, dict):
-            return f"per_principle is {_shown(per)}, not a mapping of principle ids to rewards"
-        for pid, v in per.items():
-            if (problem := reward_problem(v, f"per_principle '{pid}'")) is not None:
-                return problem
-    return None
+    return _per_principle(r, reward_problem, "rewards", allow_null=False)
 
 
 def revision_problem(r: dict) -> Optional[str]:
@@ -198,6 +185,19 @@ def revision_problem(r: dict) -> Optional[str]:
         return f"rounds is {_shown(rounds)}, not a list of critique-revision rounds"
     if r.get("initial") is not None and not isinstance(r["initial"], str):
         return f"initial is {_shown(r['initial'])}, not text"
+    return None
+
+
+def _per_principle(r: dict, rule, what: str, allow_null: bool = True) -> Optional[str]:
+    """Why the record's `per_principle` (principle id -> number, checked by `rule`) cannot be read, or None."""
+    per = r.get("per_principle")
+    if per is None:
+        return None
+    if not isinstance(per, dict):
+        return f"per_principle is {_shown(per)}, not a mapping of principle ids to {what}"
+    for pid, v in per.items():
+        if (v is not None or not allow_null) and (problem := rule(v, f"per_principle '{pid}'")) is not None:
+            return problem
     return None
 
 
