@@ -234,7 +234,7 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     """Our PPO iterations, run exactly as the recipe runs them (same model as the other variants)."""
     import torch
 
-    from rlaif.train.run import make_accelerator, make_optimizer
+    from rlaif.train.run import make_accelerator, make_optimizer, not_finite
     from rlaif.recipes.ppo import collect, update
     from rlaif.config.ppo import PPOTrainConfig
     from rlaif.train.models import load_model, load_tokenizer
@@ -269,7 +269,8 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
         t0 = time.perf_counter()
         rollout, sums = collect(acc, model, reference, scorer, tok, batch, cfg, 0.05, step, sampler)
         t1 = time.perf_counter()
-        done = update(acc, model, optimizer, scheduler, rollout, cfg, step)
+        # the recipe's divergence check reads the loss and norm of every update: timed here too
+        done = update(acc, model, optimizer, scheduler, rollout, cfg, step, lambda **values: not_finite(values))
         t2 = time.perf_counter()
         clock.end()
         if step >= warmup:

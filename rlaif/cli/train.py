@@ -3,6 +3,7 @@ fine-tuning (on Constitutional AI's revisions). Each command reads
 one YAML config, applies trailing `key=value` overrides (dotted keys for nested fields) and runs one recipe; torch
 is imported only then.
 Under `accelerate launch` the same commands run on every process (e.g. `accelerate launch -m rlaif.cli train …`).
+Every --help here ends with the exit codes, 5 (training diverged) among them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import typer
 
 from .common import guard
 
+EXIT_CODES = ("Exit codes: 0 trained; 2 a bad config or data; 5 training diverged (a NaN or infinite loss or "
+              "gradient norm: the run stops before that step and resumes from its last checkpoint).")
 app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback, or SFT on chat examples.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, epilog=EXIT_CODES)
 
 _CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (see examples/tiny/ and examples/gpu/).")
 _OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=runs/x optim.lr=1e-5.",
@@ -36,25 +39,25 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     print(f"model saved to {final}")
 
 
-@app.command("reward")
+@app.command("reward", epilog=EXIT_CODES)
 def train_reward(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a reward model (Bradley-Terry on soft preferences) from label files."""
     _run("reward", config, overrides)
 
 
-@app.command("dpo")
+@app.command("dpo", epilog=EXIT_CODES)
 def train_dpo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with DPO / IPO on soft preferences from label files."""
     _run("dpo", config, overrides)
 
 
-@app.command("ppo")
+@app.command("ppo", epilog=EXIT_CODES)
 def train_ppo(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Train a policy with PPO against a reward model or the judge itself (d-RLAIF)."""
     _run("ppo", config, overrides)
 
 
-@app.command("sft")
+@app.command("sft", epilog=EXIT_CODES)
 def train_sft(config: Path = _CONFIG, overrides: Optional[List[str]] = _OVERRIDES) -> None:
     """Supervised fine-tuning on chat examples (e.g. rlaif export --revisions DIR --format sft), loss on the
     responses only."""

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .feedback import FeedbackConfig
+from .yamlfile import FieldErrors
 
 
 class Strict(BaseModel):
@@ -88,11 +89,21 @@ class OptimConfig(Strict):
 
     lr: float = Field(1e-5, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (β1, β2), each in [0, 1).")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     scheduler: Literal["constant", "linear", "cosine"] = Field("linear", description="Decay after warm-up.")
-    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="Clip the gradient norm; None: no clipping.")
+    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="Clip the gradient norm; None: no clipping (the "
+                                           "norm is measured and logged either way).")
+
+    @model_validator(mode="after")
+    def _betas(self):
+        # at β = 1 Adam's bias correction 1 − βᵗ is 0, and every update is NaN
+        bad = [(("betas", i), f"{beta!r} is outside [0, 1): each beta is a decay rate below 1")
+               for i, beta in enumerate(self.betas) if not 0 <= beta < 1]
+        if bad:
+            raise FieldErrors(bad)
+        return self
 
 
 class RunConfig(Strict):

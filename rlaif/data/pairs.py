@@ -254,12 +254,13 @@ def _require(keys: set[str], *fields: str) -> None:
         raise RowError(f"missing field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
 
 
-def parse_prompt(value: Any) -> Prompt:
+def parse_prompt(value: Any, field: str = "prompt") -> Prompt:
+    """A prompt: text, or chat messages; `field` names the row's field in errors."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return _messages(value, "prompt")
-    raise RowError(f"prompt must be a string or a list of chat messages, not {type_name(value)}")
+        return _messages(value, field)
+    raise RowError(f"{field} must be a string or a list of chat messages, not {type_name(value)}")
 
 
 def _messages(value: list, field: str) -> list[Message]:

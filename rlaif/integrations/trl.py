@@ -22,18 +22,28 @@ it), and the collator is wrapped to hand it to the loss as a float tensor.
 Needs trl (tested with 1.16). SoftDPOTrainer supports DPOConfig's default `loss_type=["sigmoid"]` only, and
 refuses the settings that would change that loss (other loss types, ld_alpha, f-divergences, WPO weighting,
 label_smoothing, a MoE auxiliary loss): it says so at construction rather than train on another loss.
+
+A diverging run stops as `rlaif train` does: a loss or a gradient that is NaN or infinite raises
+rlaif.numbers.TrainingDiverged before its optimizer step, and non-finite weights are never saved, so the last
+checkpoint stays the one `trainer.train(resume_from_checkpoint=True)` resumes from. Both trainers add
+`StopOnDivergence` themselves; TRL's own trainers take it with `trainer.add_callback(StopOnDivergence())`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Any, Optional
 
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOTrainer, RewardTrainer
 
+from ..numbers import TrainingDiverged
 from ..train.losses import bradley_terry_loss, sigmoid_dpo_loss
+from ..train.run import diverged, first_nonfinite, not_finite, on_any_process
 
 P_CHOSEN = "p_chosen"
 # Batch entries of TRL's DPO collator that are no model inputs.
@@ -78,6 +88,47 @@ def _check_has_p_chosen(name: str, dataset: Any) -> None:
                              f"`rlaif export --format trl` writes it. For hard labels use TRL's own trainer.")
 
 
+class StopOnDivergence(TrainerCallback):
+    """Stops a transformers / TRL Trainer run (TrainingDiverged) when its gradients before an optimizer step, its
+    logged loss or gradient norm, or its weights before a checkpoint are not finite. Under fp16 loss scaling the
+    gradients are the scaler's to judge (it skips a step that overflowed). TRL logs a NaN step loss as the running
+    mean (`logging_nan_inf_filter`), so the soft trainers also check each micro-batch's loss themselves."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        if args.fp16 or model is None:
+            return
+        name = first_nonfinite((n, p.grad) for n, p in model.named_parameters())
+        if on_any_process(name is not None):
+            raise stopped(args, state, lr_scheduler, f"the gradient of {name or 'a parameter on another process'} "
+                          "is not finite")
+
+    def on_step_end(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        if control.should_save and model is not None:
+            check_weights(args, state, lr_scheduler, model, done=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, lr_scheduler=None, **kwargs):
+        keys = ("loss", "eval_loss") if args.fp16 else ("loss", "grad_norm", "eval_loss")
+        problems = not_finite({k: (logs or {}).get(k) for k in keys})
+        if problems:  # the logged values are gathered over processes: every process sees them
+            raise stopped(args, state, lr_scheduler, "; ".join(problems), done=state.global_step)
+
+
+def stopped(args, state, lr_scheduler, what: str, done: Optional[int] = None) -> TrainingDiverged:
+    """TrainingDiverged at step `done` (the step about to be applied by default) of a Trainer run."""
+    step = state.global_step + 1 if done is None else done
+    lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else None
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    return diverged(f"step {step}/{state.max_steps}", what, lr, last,
+                    resumes="the one trainer.train(resume_from_checkpoint=True) resumes from")
+
+
+def check_weights(args, state, lr_scheduler, model, done: int) -> None:
+    name = first_nonfinite(model.named_parameters())
+    if on_any_process(name is not None):
+        raise stopped(args, state, lr_scheduler, f"the weights after it are not finite "
+                      f"({name or 'on another process'})", done=done)
+
+
 class _SoftLabels:
     """What both trainers share: the datasets are checked for `p_chosen`, TRL keeps the column through
     `remove_unused_columns`, and the collator passes it on."""
@@ -94,6 +145,20 @@ class _SoftLabels:
         self._refuse(self.args)
         # Wrapped after TRL's __init__, which may already have run the collator (precomputed reference log-probs)
         self.data_collator = SoftLabelCollator(self.data_collator)
+        self.add_callback(StopOnDivergence())
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        problems = not_finite({"loss": loss})
+        if on_any_process(bool(problems)):
+            raise stopped(self.args, self.state, self.lr_scheduler, "; ".join(problems) or
+                          "the loss on another process is not finite")
+        return loss
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        if not _internal_call:  # a checkpoint's weights were checked at the end of its step (StopOnDivergence)
+            check_weights(self.args, self.state, self.lr_scheduler, self.model, done=self.state.global_step)
+        super().save_model(output_dir, _internal_call)
 
     def _refuse(self, config) -> None:
         """Raise ValueError for a TRL setting the soft loss does not implement."""

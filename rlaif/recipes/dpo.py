@@ -59,9 +59,9 @@ def train(config: DPOTrainConfig) -> Path:
         t0 = time.perf_counter()
         micro = micro_batches(step_indices(step, len(train_pairs), gb, config.seed), acc.process_index,
                               acc.num_processes, config.grad_accum)
-        row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_train, micro, config, loss_fn,
-                       pad_id)
         done = step + 1
+        row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_train, micro, config, loss_fn,
+                       pad_id, log.checks(done, steps))
         row.update(epoch=done * gb / len(train_pairs), step_time_s=time.perf_counter() - t0)
         if log.evaluates(done, steps):
             row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id))

@@ -211,6 +211,7 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
     cached with the iteration), checkpointing every save_steps inside the iteration."""
     config, acc, log = run.config, run.acc, run.log
     last, world = first + config.steps_per_iteration, acc.num_processes
+    total = config.iterations * config.steps_per_iteration
     pad_id = run.tokenizer.pad_token_id
     ref_table = precompute_reference(acc, run.policy, reference, train_pairs, config.eval_batch_size, pad_id,
                                      config.max_length, it_dir / "reference_logps.pt")
@@ -222,14 +223,13 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
         t_step = time.perf_counter()
         micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index,
                               world, config.grad_accum)
-        row = dpo_step(acc, run.policy, reference, run.optimizer, run.scheduler, train_pairs, ref_table, micro,
-                       config, run.loss_fn, pad_id)
         done = step + 1
+        row = dpo_step(acc, run.policy, reference, run.optimizer, run.scheduler, train_pairs, ref_table, micro,
+                       config, run.loss_fn, pad_id, log.checks(done, total))
         row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_time_s=time.perf_counter() - t_step)
         log.metrics.log(done, row)
         if done % config.save_steps == 0 and done != last:
-            log.checkpointer.save(run.policy, done, {"total_steps": config.iterations * config.steps_per_iteration,
-                                                     "iteration": k, "iteration_done": False})
+            log.save(run.policy, done, {"total_steps": total, "iteration": k, "iteration_done": False})
             if run.main:
                 prune(run.out, config.save_total_limit, first if config.reference == "previous" else None)
 
@@ -261,6 +261,7 @@ def train(config: LoopConfig) -> Path:
     # -- setup ----------------------------------------------------------------------------------------------
     run = LoopRun(config)
     S = config.steps_per_iteration
+    total = config.iterations * S
     eval_seed = derived_seed(config.seed, "eval")
     baseline = baseline_samples(run, eval_seed)
     if run.main:
@@ -273,7 +274,8 @@ def train(config: LoopConfig) -> Path:
         t0 = time.perf_counter()
         first, last, it_dir = (k - 1) * S, k * S, run.out / f"iter-{k}"
         reference = iteration_reference(run, first)
-        rows = sample_pairs(run, k, first, it_dir)
+        with run.log.sampling(first + 1, total):
+            rows = sample_pairs(run, k, first, it_dir)
         labelled = feedback_step(run, k, first, it_dir, rows)
         train_pairs, too_long = encode_pairs(run.tokenizer, labelled.feedback.train, config.max_length, whole=False)
         if len(train_pairs) < config.grad_accum * run.acc.num_processes:
@@ -281,14 +283,14 @@ def train(config: LoopConfig) -> Path:
                              f"{labelled.feedback.counts})")
         dpo_steps(run, k, first, reference, train_pairs, it_dir)
         if run.main:  # the other processes wait at the checkpoint
-            summary = iteration_summary(run, k, reference, rows, labelled, (len(train_pairs), too_long),
-                                        baseline, eval_seed)
+            with run.log.sampling(last, total):
+                summary = iteration_summary(run, k, reference, rows, labelled, (len(train_pairs), too_long),
+                                            baseline, eval_seed)
             summary["time_s"] = round(time.perf_counter() - t0, 3)
             with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
                 f.write(json.dumps(summary) + "\n")
             print(_summary(summary, config.iterations, labelled.phrase), flush=True)
-        run.log.checkpointer.save(run.policy, last, {"total_steps": config.iterations * S, "iteration": k,
-                                                     "iteration_done": True})
+        run.log.save(run.policy, last, {"total_steps": total, "iteration": k, "iteration_done": True})
         if run.main:
             prune(run.out, config.save_total_limit, None)
         run.step, reference = last, None  # the next iteration's reference replaces this one

@@ -71,9 +71,11 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
                                    seed=derived_seed(config.seed, "pairs_from", k), min_margin=fb.min_margin))
     write_jsonl(labels, it_dir / PREFERENCES)  # a function of the scores: written again on resume, the same
     ties = sum(r["label"] == "tie" for r in labels)
+    # labels_failed counts the judge's failed verdicts in either mode: here the ratings that failed (each leaves
+    # its sample out of every pair), so the field means "the judge failed on this many" whatever the judge
     fields = {"judge_mode": "score", "samples": stats["responses"], "ratings_ok": stats["ok"],
               "ratings_failed": stats["failed"], "pairs_from": fb.pairs_from, "pairs": len(labels),
-              "labels_ok": len(labels), "labels_tie": ties, "labels_failed": 0}
+              "labels_ok": len(labels), "labels_tie": ties, "labels_failed": stats["failed"]}
     return fields, (f"{stats['responses']} samples of {stats['prompts']} prompts rated (ok {stats['ok']}, failed "
                     f"{stats['failed']}; mean score {fmt(stats['mean_score'], '.2f')}), "
                     f"{len(labels)} pairs {fb.pairs_from} ({ties} ties)")

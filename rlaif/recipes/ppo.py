@@ -34,8 +34,8 @@ from ..train.ppo import (EVAL_POLICY, EVAL_REFERENCE, ORDER, POLICY, REFERENCE, 
                          kl_penalised_rewards, make_kl_controller, masked_whiten, policy_outputs, rollout_prompts,
                          shape_scores, stream_seed)
 from ..train.rollout import RolloutBatch, build_batch, by_row_chunks, entropy, response_token_logps
-from ..train.run import RunLog, frozen_dtype, make_optimizer, prepare_for_training, reduce_sums, start_run, \
-    with_cpu_threads
+from ..train.run import (Check, RunLog, clip_gradients, frozen_dtype, make_optimizer, prepare_for_training,
+                         reduce_sums, start_run, with_cpu_threads)
 
 
 @dataclass
@@ -112,8 +112,9 @@ def collect(acc, model, reference, scorer, tokenizer, prompts: list, config: PPO
     return Rollout(batch, logps, values, advantages, returns), stats
 
 
-def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainConfig, step: int) -> dict:
-    """`ppo_epochs` passes over the rollout in `num_mini_batches` shuffled mini-batches, an optimizer step each."""
+def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainConfig, step: int, check: Check) -> dict:
+    """`ppo_epochs` passes over the rollout in `num_mini_batches` shuffled mini-batches, an optimizer step each;
+    `check` stops the run before one whose loss or gradient norm is not finite is applied."""
     n = rollout.batch.response_mask.shape[0]
     per_mini = n // config.num_mini_batches
     per_micro = per_mini // config.grad_accum
@@ -126,6 +127,7 @@ def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainC
         for m in range(config.num_mini_batches):
             mini = perm[m * per_mini:(m + 1) * per_mini]
             tokens = rollout.batch.response_mask[mini].sum().clamp(min=1)
+            mini_loss = torch.zeros(())
             for j in range(config.grad_accum):
                 rows = mini[j * per_micro:(j + 1) * per_micro]
                 b = rollout.batch.rows(rows)
@@ -141,6 +143,7 @@ def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainC
                                                     loss_cfg.value_clip_range)
                     loss = ((pg + loss_cfg.vf_coef * vf) * mask).sum()
                     acc.backward(loss / tokens)
+                mini_loss = mini_loss + loss.detach().float().cpu()
                 with torch.no_grad():
                     for key, value in (("loss", loss), ("policy_loss", (pg * mask).sum()),
                                        ("value_loss", (vf * mask).sum()),
@@ -149,8 +152,9 @@ def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainC
                                        ("approx_kl", (0.5 * (logps - old_logps) ** 2 * mask).sum()),
                                        ("tokens", mask.sum()), ("seen_tokens", b.attention_mask.sum())):
                         sums[key] = sums[key] + value.detach().float().cpu()
-            if config.optim.max_grad_norm:
-                sums["grad_norm"] += float(acc.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm))
+            grad_norm = clip_gradients(acc, model, config.optim.max_grad_norm)
+            check(lr=scheduler.get_last_lr()[0], loss=mini_loss, grad_norm=grad_norm)
+            sums["grad_norm"] += grad_norm or 0.0
             sums["updates"] += 1
             optimizer.step()
             scheduler.step()
@@ -158,7 +162,7 @@ def update(acc, model, optimizer, scheduler, rollout: Rollout, config: PPOTrainC
     return sums
 
 
-def summarise(r: dict, u: dict, clipped: bool) -> dict:
+def summarise(r: dict, u: dict) -> dict:
     n, tokens, updated = max(r["responses"], 1), max(r["response_tokens"], 1), max(u["tokens"], 1)
     mean = r["score"] / n
     return {"loss": u["loss"] / updated, "policy_loss": u["policy_loss"] / updated,
@@ -169,7 +173,7 @@ def summarise(r: dict, u: dict, clipped: bool) -> dict:
             "response_length": r["response_tokens"] / n, "finished": r["finished"] / n,
             "value_mean": r["value"] / tokens, "return_mean": r["return"] / tokens,
             # every process clips the same all-reduced gradient: the sums over processes share one factor
-            "grad_norm": u["grad_norm"] / max(u["updates"], 1) if clipped else None}
+            "grad_norm": u["grad_norm"] / max(u["updates"], 1)}
 
 
 def evaluate(acc, model, reference, scorer, tokenizer, prompts: list, config: PPOTrainConfig,
@@ -240,24 +244,26 @@ def train(config: PPOTrainConfig) -> Path:
         prompts = [train_prompts[i] for i in step_indices(step, len(train_prompts), per_step, config.seed)]
         failed_before = scorer.failed
         kl_coef = kl_ctl.value
-        rollout, r_sums = collect(acc, model, reference, scorer, tokenizer, prompts[acc.process_index::world],
-                                  config, kl_coef, step, sampler)
+        done = step + 1
+        with log.sampling(done, steps):
+            rollout, r_sums = collect(acc, model, reference, scorer, tokenizer, prompts[acc.process_index::world],
+                                      config, kl_coef, step, sampler)
         r_sums["judge_failed"] = torch.tensor(float(scorer.failed - failed_before))
         t1 = time.perf_counter()
         lr = scheduler.get_last_lr()[0]
-        u_sums = update(acc, model, optimizer, scheduler, rollout, config, step)
+        u_sums = update(acc, model, optimizer, scheduler, rollout, config, step, log.checks(done, steps))
         t2 = time.perf_counter()
 
         r, u = reduce_sums(acc, r_sums), reduce_sums(acc, u_sums)
-        row = summarise(r, u, bool(config.optim.max_grad_norm))
+        row = summarise(r, u)
         kl_ctl.update(row["kl"], int(r["responses"]))
-        done = step + 1
         row.update(kl_coef=kl_coef, lr=lr, judge_failed=int(r["judge_failed"]),
                    rollout_tokens_per_s=r["response_tokens"] / (t1 - t0),
                    update_tokens_per_s=u["seen_tokens"] / (t2 - t1),
                    rollout_time_s=t1 - t0, update_time_s=t2 - t1, epoch=done * per_step / len(train_prompts))
         if log.evaluates(done, steps):
-            row.update(evaluate(acc, model, reference, scorer, tokenizer, eval_prompts, config, sampler, done))
+            with log.sampling(done, steps):
+                row.update(evaluate(acc, model, reference, scorer, tokenizer, eval_prompts, config, sampler, done))
         log.end_step(model, done, steps, row, f"score {row['score']:.4f} kl {row['kl']:.4f} loss {row['loss']:.4f} "
                      f"len {row['response_length']:.1f}", {"kl_coef": kl_ctl.value})
 

@@ -83,9 +83,9 @@ def train(config: RewardTrainConfig) -> Path:
         t0 = time.perf_counter()
         micro = micro_batches(step_indices(step, len(train_pairs), gb, config.seed), acc.process_index,
                               acc.num_processes, config.grad_accum)
-        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_pairs), STATS,
-                                             config)
         done = step + 1
+        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_pairs), STATS,
+                                             config, log.checks(done, steps))
         row = {**summarise(sums), "lr": lr, "grad_norm": grad_norm, "epoch": done * gb / len(train_pairs),
                "step_time_s": time.perf_counter() - t0}
         if log.evaluates(done, steps):

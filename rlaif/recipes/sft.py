@@ -68,14 +68,15 @@ def train(config: SFTTrainConfig) -> Path:
     model.train()
     for step in range(log.start, steps):
         t0 = time.perf_counter()
-        indices = step_indices(step, len(train_set), gb, config.seed)
+        indices = step_indices(step, len(train_set), gb, config.seed, what="examples")
         # N: the response tokens of the whole global batch (every process knows it: the batch is a function of
         # the step); DDP averages gradients over processes, so each process's sum is scaled by world / N
         n_tokens = max(1, sum(train_set[i].response_tokens(config.max_length) for i in indices))
         micro = micro_batches(indices, acc.process_index, acc.num_processes, config.grad_accum)
-        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_set), STATS,
-                                             config, scale=lambda idx: acc.num_processes / n_tokens)
         done = step + 1
+        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_set), STATS,
+                                             config, log.checks(done, steps),
+                                             scale=lambda idx: acc.num_processes / n_tokens)
         row = {"loss": sums["loss"] / max(sums["tokens"], 1), "tokens": sums["tokens"], "lr": lr,
                "grad_norm": grad_norm, "epoch": done * gb / len(train_set), "step_time_s": time.perf_counter() - t0}
         if log.evaluates(done, steps) and eval_set:

@@ -151,12 +151,13 @@ def pair_batch(pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length
 
 
 # -- order -------------------------------------------------------------------------------------------------------
-def step_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
-    """The pairs of optimizer step `step` (0-based): epochs are seeded permutations cut into whole global
-    batches, so any step's batch is known without replaying the ones before it (exact resume)."""
+def step_indices(step: int, n: int, global_batch: int, seed: int, what: str = "pairs") -> list[int]:
+    """The items (`what`: pairs, examples) of optimizer step `step` (0-based): epochs are seeded permutations cut
+    into whole global batches, so any step's batch is known without replaying the ones before it (exact resume)."""
     per_epoch = n // global_batch
     if per_epoch == 0:
-        raise ValueError(f"{n} training pairs are fewer than one global batch of {global_batch}")
+        raise ValueError(f"{n} training {what} are fewer than one global batch of {global_batch} (batch_size x "
+                         f"grad_accum x processes)")
     epoch, k = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g).tolist()

@@ -16,6 +16,7 @@ from .data import pair_batch
 from .losses import sequence_logps
 from .models import reference_mode
 from .preference import evaluate_pairs, optimizer_step
+from .run import Check
 
 STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl_data", "responses", "human_correct",
          "human_pairs", "logps_chosen", "logps_rejected")
@@ -146,12 +147,12 @@ def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pa
 
 
 def dpo_step(acc, policy, reference, optimizer, scheduler, pairs, ref_table, micro, config, loss_fn: LossFn,
-             pad_id: int) -> dict:
+             pad_id: int, check: Check) -> dict:
     """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`); returns the
     step's statistics (over all processes), lr and grad_norm. `ref_table` holds precomputed reference log-probs
-    [N, 2], or None to run the reference on the fly."""
+    [N, 2], or None to run the reference on the fly; `check` stops a diverging run (see `optimizer_step`)."""
     terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id)
-    sums, lr, grad_norm = optimizer_step(acc, policy, optimizer, scheduler, micro, terms, STATS, config)
+    sums, lr, grad_norm = optimizer_step(acc, policy, optimizer, scheduler, micro, terms, STATS, config, check)
     return {**summarise(sums), "lr": lr, "grad_norm": grad_norm}
 
 

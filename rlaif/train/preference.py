@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .run import add_into, reduce_sums, start_run
+from .run import Check, add_into, clip_gradients, reduce_sums, start_run
 
 Terms = Callable[[list[int]], dict]  # pair indices -> {"loss": summed loss, statistic: summed tensor, ...}
 
@@ -54,12 +54,14 @@ def start_preference_run(config, whole: bool) -> PreferenceRun:
 
 
 def optimizer_step(acc, model, optimizer, scheduler, micro: list[list[int]], terms: Terms, stats: Sequence[str],
-                   config, scale: Optional[Callable[[list[int]], float]] = None) -> tuple[dict, float, Optional[float]]:
+                   config, check: Check,
+                   scale: Optional[Callable[[list[int]], float]] = None) -> tuple[dict, float, Optional[float]]:
     """One optimizer step over this process's micro-batches `micro` (lists of pair indices): the mean loss per pair
-    of the global batch is back-propagated micro-batch by micro-batch, then clipped and applied. `scale(idx)`
-    replaces the per-pair mean's factor 1 / (pairs · grad_accum) (SFT's token mean). Returns the statistics summed
-    over all processes, the learning rate the step used and the gradient norm before clipping (None when
-    max_grad_norm is unset)."""
+    of the global batch is back-propagated micro-batch by micro-batch, then clipped, checked and applied.
+    `scale(idx)` replaces the per-pair mean's factor 1 / (pairs · grad_accum) (SFT's token mean). `check` (the
+    run's, rlaif.train.run.RunLog.checks) stops the run before a step whose loss or gradient norm is not finite
+    is applied. Returns the statistics summed over all processes, the learning rate the step used and the
+    gradient norm before clipping."""
     sums = {k: torch.zeros(()) for k in stats}
     for j, idx in enumerate(micro):
         sync = j == len(micro) - 1  # all-reduce gradients on the last micro-batch only
@@ -68,9 +70,9 @@ def optimizer_step(acc, model, optimizer, scheduler, micro: list[list[int]], ter
             loss = batch_terms["loss"]
             acc.backward(loss * scale(idx) if scale else loss / len(idx) / config.grad_accum)
         add_into(sums, batch_terms)
-    max_norm = config.optim.max_grad_norm
-    grad_norm = float(acc.clip_grad_norm_(model.parameters(), max_norm)) if max_norm else None
+    grad_norm = clip_gradients(acc, model, config.optim.max_grad_norm)
     lr = scheduler.get_last_lr()[0]
+    check(lr=lr, loss=sums["loss"], grad_norm=grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -1,14 +1,19 @@
 """What every training recipe sets up and tears down alike: the accelerator and its precision, the run directory
 and the checkpoint to resume from, the optimiser and schedule, the per-step tail (metrics, evaluation schedule,
-progress line, checkpoints) and the final save to OUT/model. Recipes (rlaif/recipes/) call these in order.
+progress line, checkpoints), the check that stops a diverging run, and the final save to OUT/model. Recipes
+(rlaif/recipes/) call these in order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
+
+from ..numbers import TrainingDiverged
 
 # Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
 RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
@@ -157,6 +162,13 @@ def prepare_for_training(model, config) -> None:
         model.config.use_cache = False
 
 
+def clip_gradients(accelerator, model, max_norm: Optional[float]) -> Optional[float]:
+    """Clip the gradients to `max_norm` (None: no clipping) and return their norm before clipping, measured either
+    way so that a non-finite gradient is seen (None when DeepSpeed's engine, which clips itself, reports none)."""
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_norm or math.inf)
+    return None if norm is None else float(norm)
+
+
 def reduce_sums(accelerator, sums: dict) -> dict:
     """Sum a dict of float tensors over processes (one collective); the tensors may sit on different devices (the
     CPU for counts and rewards, the GPU for losses)."""
@@ -185,10 +197,67 @@ def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
     return path
 
 
+# -- a diverging run stops -----------------------------------------------------------------------------------------
+# One NaN or infinity in a loss or a gradient makes every later weight NaN: the step is never applied, nothing is
+# saved from it on, and the run ends with TrainingDiverged (exit 5), so its last checkpoint stays the one a rerun
+# resumes from and OUT/model is never a broken model.
+Check = Callable[..., None]  # check(lr=…, loss=…, grad_norm=…): raises TrainingDiverged before a step is applied
+
+
+def diverged(where: str, what: str, lr: Optional[float], checkpoint: Optional[Path],
+             resumes: str = "the one the same command resumes from (other settings, e.g. a lower optim.lr, need a "
+                            "new output_dir)") -> TrainingDiverged:
+    """The one message of a diverged run: where (the step), what is not finite, the learning rate, and the
+    checkpoint a rerun resumes from (`resumes` says how), or that there is none."""
+    rate = f" (lr {lr:g})" if lr is not None else ""
+    after = (f"{checkpoint} stays the last checkpoint, {resumes}" if checkpoint is not None else
+             "no checkpoint was written before it, so a rerun starts over")
+    return TrainingDiverged(f"{where}: {what}{rate}; nothing from this step on was saved: {after}")
+
+
+def not_finite(values: dict) -> list[str]:
+    """`name is value` for each of `values` (floats or 0-d tensors; None: not measured) that is NaN or infinite."""
+    out = []
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value := float(value)):
+            out.append(f"{name} is {value}")
+    return out
+
+
+def first_nonfinite(named) -> Optional[str]:
+    """The name of the first of `named` ((name, tensor) pairs: parameters, or their gradients) that holds NaN or
+    infinity on this process (its shard under FSDP), or None. Each tensor's min and max carry it (both propagate
+    NaN), so no tensor-sized mask is allocated."""
+    import torch
+
+    local = ((n, t.to_local() if hasattr(t, "to_local") else t) for n, t in named if t is not None)  # FSDP2 DTensors
+    named = [(n, t) for n, t in local if t.numel() and t.is_floating_point()]
+    if not named:
+        return None
+    ends = torch.stack([torch.stack(torch.aminmax(t.detach().reshape(-1))).float() for _, t in named])
+    finite = torch.isfinite(ends).all(dim=1).cpu()
+    return None if bool(finite.all()) else named[int((~finite).nonzero()[0])][0]
+
+
+def on_any_process(flag: bool) -> bool:
+    """Whether `flag` holds on any process: every process gets the same answer, so all stop together and none
+    waits in a collective for one that left."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return flag
+    import torch
+    from accelerate.utils import reduce
+
+    return bool(reduce(torch.tensor([float(flag)], device=state.device), reduction="sum") > 0)
+
+
 class RunLog:
     """A run's checkpoints and metrics, resumed together: `state` is the trainer_state.json of the checkpoint the
     run resumes from ({"step": 0} for a fresh run), `start` its step; metrics a killed run logged after it are
-    dropped. Build it after `accelerator.prepare` (restoring the optimiser needs the prepared one)."""
+    dropped. It also stops a diverging run (`check`, `save`). Build it after `accelerator.prepare` (restoring the
+    optimiser needs the prepared one)."""
 
     def __init__(self, accelerator, config, tokenizer, resume: Optional[Path], keep: Optional[int]):
         from .checkpoint import Checkpointer
@@ -200,21 +269,71 @@ class RunLog:
         self.start = self.state["step"]
         self.metrics = MetricsLog(self.out, config.report_to, config.project, config.model_dump(mode="json"),
                                   resume_step=self.start, enabled=accelerator.is_main_process)
+        self.where, self.lr = f"step {self.start}", None  # the step last checked, for the messages
 
     def evaluates(self, done: int, steps: int) -> bool:
         """Whether step `done` (1-based) ends with an evaluation: every eval_steps, and at the end."""
         return done == steps or bool(self.config.eval_steps and done % self.config.eval_steps == 0)
 
+    def check(self, done: int, steps: int, lr: Optional[float], **values) -> None:
+        """Stop the run at step `done` (1-based) of `steps` when one of `values` (the step's loss and gradient norm
+        before the step is applied, the held-out loss after it; None where not measured) is NaN or infinite on any
+        process: raises TrainingDiverged naming the step and the checkpoint a rerun resumes from."""
+        self.where, self.lr = f"step {done}/{steps}", lr
+        if self.acc.scaler is not None:  # fp16 loss scaling: the scaler skips a step whose gradients overflowed
+            values.pop("grad_norm", None)
+        problems = not_finite(values)
+        if on_any_process(bool(problems)):
+            self._stop("; ".join(problems) or "another process's loss or gradient norm is not finite")
+
+    def checks(self, done: int, steps: int) -> Check:
+        """`check` of step `done`, for the function that applies the step (it knows the lr, loss and norm)."""
+        return functools.partial(self.check, done, steps)
+
+    @contextlib.contextmanager
+    def sampling(self, done: int, steps: int):
+        """Sampling the policy during step `done`: a step that made the policy's outputs NaN while its weights stay
+        finite (a huge learning rate) shows first here, as torch's sampler refusing the probabilities; that is the
+        run diverging too."""
+        try:
+            yield
+        except RuntimeError as e:
+            if "probability tensor contains" not in str(e):
+                raise
+            self.where = f"step {done}/{steps}"
+            self._stop("sampling the policy met next-token probabilities that are not finite")
+
     def end_step(self, model, done: int, steps: int, row: dict, line: str, state: dict) -> None:
         """Log step `done`'s metrics row, print `line` about every twentieth of the run, and checkpoint (with
-        `state` in trainer_state.json) every save_steps and at the end."""
+        `state` in trainer_state.json) every save_steps and at the end. A held-out loss that is not finite stops
+        the run first."""
+        if "eval_loss" in row:  # every process evaluates at the same steps
+            self.check(done, steps, row.get("lr"), eval_loss=row["eval_loss"])
         self.metrics.log(done, row)
         if self.acc.is_main_process and (done == steps or done % max(1, steps // 20) == 0):
             print(f"step {done}/{steps} {line}", flush=True)
         if done % self.config.save_steps == 0 or done == steps:
-            self.checkpointer.save(model, done, {"total_steps": steps, **state})
+            self.save(model, done, {"total_steps": steps, **state})
+
+    def save(self, model, done: int, state: dict) -> Path:
+        """Write checkpoint-`done` (with `state` in trainer_state.json), unless the weights are not finite."""
+        self._check_weights(model)
+        return self.checkpointer.save(model, done, state)
 
     def finish(self, model) -> Path:
-        """Close the metrics and save the trained model to OUT/model; returns its directory."""
+        """Close the metrics and save the trained model to OUT/model (never non-finite weights); returns its
+        directory."""
+        self._check_weights(model)
         self.metrics.close()
         return save_final(self.acc, model, self.tokenizer, self.out)
+
+    def _check_weights(self, model) -> None:
+        name = first_nonfinite(model.named_parameters())
+        if on_any_process(name is not None):
+            self._stop(f"the weights after it are not finite ({name or 'on another process'})")
+
+    def _stop(self, what: str):
+        from .checkpoint import latest_checkpoint
+
+        self.metrics.close()
+        raise diverged(self.where, what, self.lr, latest_checkpoint(self.out))

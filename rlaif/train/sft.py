@@ -41,8 +41,10 @@ def _assistant_text(value: Any, field: str) -> str:
         if value[0].get("role") != "assistant":
             raise RowError(f"{field} must be the assistant's turn, not {value[0].get('role')!r}")
         value = value[0].get("content")
-    if not isinstance(value, str) or not value.strip():
-        raise RowError(f"{field} must be a non-empty string (or one assistant message), not {type_name(value)}")
+    if not isinstance(value, str):
+        raise RowError(f"{field} must be the response text (or one assistant message), not {type_name(value)}")
+    if not value.strip():
+        raise RowError(f"{field} is empty: an example needs a response to train on")
     return value
 
 
@@ -50,8 +52,8 @@ def parse_example(row: Any) -> SFTExample:
     if not isinstance(row, dict):
         raise RowError(f"row must be a JSON object, not {type_name(row)}")
     if row.get("messages") is not None:
-        messages = parse_prompt(row["messages"])
-        if not isinstance(messages, list) or len(messages) < 2 or messages[-1]["role"] != "assistant":
+        messages = parse_prompt(row["messages"], "messages") if isinstance(row["messages"], list) else None
+        if messages is None or len(messages) < 2 or messages[-1]["role"] != "assistant":
             raise RowError("messages must be a list of chat messages ending with the assistant's turn, after at "
                            "least one turn before it")
         return SFTExample(messages[:-1], _assistant_text(messages[-1]["content"], "messages[-1].content"))

@@ -73,6 +73,26 @@ def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
         load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["optim.lr=-1"])
 
 
+@pytest.mark.parametrize("override, error", [
+    ("optim.lr=.inf", "optim.lr: Input should be a finite number"),
+    ("optim.lr=0", "optim.lr: Input should be greater than 0"),
+    ("optim.eps=.nan", "optim.eps: Input should be a finite number"),
+    ("optim.weight_decay=-0.1", "optim.weight_decay: Input should be greater than or equal to 0"),
+    ("optim.max_grad_norm=0", "optim.max_grad_norm: Input should be greater than 0"),
+    # at β = 1 Adam's bias correction divides by 0
+    ("optim.betas=[0.9, 1.0]", "optim.betas[1]: 1.0 is outside [0, 1): each beta is a decay rate below 1"),
+    ("optim.betas=[-0.5, 0.999]", "optim.betas[0]: -0.5 is outside [0, 1): each beta is a decay rate below 1"),
+])
+def test_optimiser_numbers_are_finite_and_in_range_at_their_line(tmp_path, override, error):
+    config = tmp_path / "dpo.yaml"
+    name, value = override.removeprefix("optim.").split("=", 1)
+    config.write_text(f"method: dpo\noutput_dir: o\nmodel: {{type: tiny}}\nfeedback: {{source: ai, ai: x}}\n"
+                      f"optim:\n  scheduler: linear\n  {name}: {value}\n")
+    with pytest.raises(ConfigFileError) as e:
+        load_train_config(config, "dpo")
+    assert e.value.errors == [f"{config}:7: {error}"]
+
+
 def test_importing_the_config_modules_does_not_import_torch():
     code = ("import sys, rlaif.config.train, rlaif.config.sampling, rlaif.config.devices, rlaif.recipes, "
             "rlaif.rewards, rlaif.cli.train; print('torch' in sys.modules)")

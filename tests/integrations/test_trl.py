@@ -66,9 +66,9 @@ def ours(method: str, out: Path, model: Path, labels: Path, *overrides: str) -> 
 
 
 def trl_args(config_class, out: Path, **kw):
-    return config_class(output_dir=str(out), per_device_train_batch_size=N, max_steps=1, learning_rate=0.0,
-                        bf16=False, gradient_checkpointing=False, logging_steps=1, report_to=[], use_cpu=True,
-                        save_strategy="no", seed=0, **kw)
+    return config_class(**{**dict(output_dir=str(out), per_device_train_batch_size=N, max_steps=1, learning_rate=0.0,
+                                  bf16=False, gradient_checkpointing=False, logging_steps=1, report_to=[],
+                                  use_cpu=True, save_strategy="no", seed=0), **kw})
 
 
 def first_loss(trainer) -> float:
@@ -155,3 +155,37 @@ def test_rows_without_p_chosen_and_unsupported_settings_are_refused(tmp_path):
         build(rows, loss_type=["ipo"])
     with pytest.raises(ValueError, match=r"p_chosen must be a probability in \[0, 1\], got 1.5"):
         first_loss(build(rows.map(lambda r: {"p_chosen": 1.5})))
+
+
+def test_a_diverging_trl_run_stops_before_the_step_and_never_saves_infinite_weights(tmp_path):
+    """lr 1e30: step 2's loss is NaN, and SoftDPOTrainer stops before applying it, checkpoint-1 the last one kept.
+    lr 1e300: step 1 (finite loss and gradients) turns the weights infinite; save_model refuses to write them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlaif.integrations.trl import StopOnDivergence
+    from rlaif.numbers import TrainingDiverged
+
+    rows = export_rows(conversational_labels(tmp_path / "labels.jsonl"), tmp_path / "rows.jsonl")
+    start = saved_tiny(tmp_path / "start", "dpo", "lm")
+
+    def build(out: Path, lr: float, steps: int, **kw):
+        return SoftDPOTrainer(model=AutoModelForCausalLM.from_pretrained(start), train_dataset=rows,
+                              args=trl_args(trl.DPOConfig, out, learning_rate=lr, max_steps=steps,
+                                            lr_scheduler_type="constant", **kw),
+                              processing_class=AutoTokenizer.from_pretrained(start))
+
+    out = tmp_path / "nan"
+    trainer = build(out, 1e30, 3, save_strategy="steps", save_steps=1)
+    assert any(isinstance(c, StopOnDivergence) for c in trainer.callback_handler.callbacks)
+    # the loss or the gradient, whichever is not finite first (here: the gradient)
+    with pytest.raises(TrainingDiverged, match=rf"^step 2/3: (loss is nan|the gradient of [\w.]+ is not finite) "
+                                               rf"\(lr 1e\+30\); .*: {out}/checkpoint-1 stays the last checkpoint, "
+                                               r"the one trainer.train\(resume_from_checkpoint=True\) resumes from$"):
+        trainer.train()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+
+    trainer = build(tmp_path / "inf", 1e300, 1)
+    trainer.train()
+    with pytest.raises(TrainingDiverged, match=r"^step 1/1: the weights after it are not finite"):
+        trainer.save_model(str(tmp_path / "final"))
+    assert not (tmp_path / "final").exists()

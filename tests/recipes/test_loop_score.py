@@ -21,7 +21,7 @@ from rlaif.data.scores import binarize
 from rlaif.labeling.score import GENERIC
 from rlaif.train.metrics import read_metrics
 from tests.helpers import ROOT, kill_when, rlaif_command, run_to_end
-from tests.judge_fns import RATED
+from tests.judge_fns import RATED, score_polite
 from tests.recipes.test_loop import EXAMPLE, PROMPTS, SHORT, read_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -106,6 +106,27 @@ def test_pairs_from_and_its_margin_follow_the_feedback_section(tmp_path, score_j
             by_prompt.setdefault(r["prompt_id"], []).append(r["score"])
         # all-above-margin: every (polite, rude) pair of a prompt's samples
         assert row["pairs"] == sum(s.count(8.0) * s.count(3.0) for s in by_prompt.values()) > 0
+
+
+def score_polite_unless_tea(prompt, response, principle):
+    """score_polite, failing on every response that mentions tea."""
+    if "tea" in response.split():
+        raise RuntimeError("the rule cannot rate tea")
+    return score_polite(prompt, response, principle)
+
+
+def test_failed_ratings_count_as_failed_labels(tmp_path):
+    """With a score judge, labels_failed counts the ratings that failed (each leaves its sample out of the
+    pairs), as it counts failed pair labels with a pairwise judge: never 0 while the judge failed."""
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(f"backend: python\nmode: score\nfunction: {__name__}:score_polite_unless_tea\n")
+    rows = run(tmp_path / "run", judge, *SHORT, "samples_per_prompt=3", "iterations=1")
+    assert len(rows) == 1
+    for k, row in enumerate(rows, 1):
+        failed = [r for r in read_rows(tmp_path / f"run/iter-{k}/scores/scores.jsonl") if r["status"] == "failed"]
+        assert all("tea" in r["error"] for r in failed)
+        assert row["labels_failed"] == row["ratings_failed"] == len(failed) > 0
+        assert row["ratings_ok"] + row["ratings_failed"] == row["samples"]
 
 
 @pytest.mark.parametrize("override, error", [

@@ -191,3 +191,29 @@ def test_two_processes_and_gradient_accumulation_match_one_batch(tmp_path, sft_r
             assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
             assert a["grad_norm"] == pytest.approx(b["grad_norm"], abs=1e-5)
         assert rows[-1]["eval_loss"] == pytest.approx(one[-1]["eval_loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("row, error", [
+    ({"messages": [{"role": "user"}, {"role": "assistant", "content": "ok"}]},
+     "messages[0] must be a message object with string 'role' and 'content'"),  # the field as written, not prompt
+    ({"messages": 7}, "messages must be a list of chat messages ending with the assistant's turn"),
+    ({"prompt": "p", "completion": ""}, "completion is empty: an example needs a response to train on"),
+    ({"prompt": "p", "completion": 3}, "completion must be the response text (or one assistant message), not a "
+                                       "number"),
+])
+def test_a_bad_row_is_named_at_its_line_in_its_own_words(tmp_path, row, error):
+    from rlaif.data.formats import DataError
+    from rlaif.train.sft import read_examples
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "completion": "fine"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError) as e:
+        read_examples([str(path)])
+    assert str(e.value).startswith(f"{path}:2: {error}")
+
+
+def test_too_few_examples_for_a_batch_are_called_examples(tmp_path, sft_rows):
+    rows = tmp_path / "three.jsonl"
+    rows.write_text("".join(sft_rows.read_text().splitlines(keepends=True)[:3]))
+    with pytest.raises(ValueError, match=r"^3 training examples are fewer than one global batch of 8 "):
+        run(tiny_config(tmp_path / "run", rows, "batch_size=8", "data.eval_fraction=0"))
