@@ -113,11 +113,14 @@ def label_problem(r: dict) -> Optional[str]:
         return problem
     if r.get("source", "ai") not in ("ai", "human"):
         return f"source is {_shown(r.get('source'))}, not ai or human"
-    if (problem := probability_problem(r.get("p_a"))) is not None:
-        return problem
-    p_a, label = r["p_a"], r.get("label")
+    label = r.get("label")
     if label not in ("a", "b", "tie"):
         return f"label is {_shown(label)}, not a, b or tie"
+    if r.get("p_a") is None and r.get("source") == "human":
+        return None  # a person's hard choice, written by hand without a probability: p_a is the label's (HUMAN_P)
+    if (problem := probability_problem(r.get("p_a"))) is not None:
+        return problem
+    p_a = r["p_a"]
     if (label == "a" and not p_a > 0.5) or (label == "b" and not p_a < 0.5):
         return f"label '{label}' contradicts p_a = {p_a!r}"
     orders = r.get("p_a_orders")

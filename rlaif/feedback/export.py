@@ -18,6 +18,7 @@ from ..config.paths import output_file_problem, require
 from ..data.folder import refuse_running
 from ..data.labels import is_score_folder, read_labels, read_scores, score_scale, write_jsonl
 from ..data.scores import binarize, check_pairs_from, trl_pair_row
+from .human_records import HUMAN_P
 from .sources import AnyFeedback, load_feedback
 
 FORMATS = ("trl",)
@@ -25,7 +26,8 @@ FORMATS = ("trl",)
 
 def trl_row(r: dict) -> dict:
     chosen, rejected = (r["response_a"], r["response_b"]) if r["label"] == "a" else (r["response_b"], r["response_a"])
-    p_chosen = r["p_a"] if r["label"] == "a" else 1.0 - r["p_a"]
+    p_a = r["p_a"] if r.get("p_a") is not None else HUMAN_P[r["label"]]  # a person's choice written without p_a
+    p_chosen = p_a if r["label"] == "a" else 1.0 - p_a
     prompt = r["prompt"]
     if r.get("conversational") or isinstance(prompt, list):
         if isinstance(prompt, str):
@@ -44,7 +46,7 @@ def write_trl(records: Iterable[dict], out: str | Path) -> dict:
 
     def rows():
         for r in records:
-            if r.get("status") != "ok" or r.get("p_a") is None:
+            if r.get("status") != "ok" or (r.get("p_a") is None and r.get("source") != "human"):
                 counts["skipped_failed"] += 1
             elif r["label"] == "tie":
                 counts["skipped_tie"] += 1

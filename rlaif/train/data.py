@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from ..data.labels import read_labels
+from ..feedback.human_records import HUMAN_P
 from ..numbers import label_problem
 from ..policy.chat import encode_pair
 
@@ -46,7 +47,7 @@ def _usable(record: dict, soft: bool, min_margin: Optional[float]) -> tuple[Opti
         raise ValueError(f"feedback pair {record.get('id')!r}: {problem}")
     if record["status"] != "ok":
         return None, "failed"
-    p = record["p_a"]
+    p = record["p_a"] if record.get("p_a") is not None else HUMAN_P[record["label"]]  # a person's hard choice
     too_close = abs(p - 0.5) <= min_margin if min_margin is not None else record.get("label") == "tie"
     if too_close:
         return None, "tie"

@@ -50,7 +50,7 @@ def test_a_judge_function_that_exits_or_returns_no_probability_fails_its_pair_an
         r = records[f"p{i}"]
         assert r["status"] == "failed" and r["p_a"] is None and reason in r["error"], (marker, r["error"])
     stats = json.loads((f["out"] / "stats.json").read_text())
-    assert stats["failed_judge"] == len(FAILURES) and stats["failure_reasons"]["SystemExit"] == 1
+    assert stats["failed_judge"] == len(FAILURES) and stats["failure_reasons"]["SystemExit: 0"] == 1
 
 
 def test_a_score_function_that_exits_or_returns_no_score_fails_its_response_and_the_job_exits_4(tmp_path):
