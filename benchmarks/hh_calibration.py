@@ -18,7 +18,7 @@ from pathlib import Path
 from rlaif.feedback.calibration.maps import METHODS, evaluate, fit_map, predict
 from rlaif.feedback.calibration.match import load_matched
 from rlaif.feedback.calibration.report import run_report, summary_rows
-from rlaif.data.labels import write_json_atomic
+from rlaif.files import write_json_atomic
 
 
 def _f(x) -> str:

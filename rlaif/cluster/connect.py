@@ -11,9 +11,12 @@ import socket
 from dataclasses import dataclass
 from typing import Optional
 
-from ..data.folder import JobError
-
 INSTALL = "pip install 'rlaif[ray]'"
+
+
+class ClusterError(RuntimeError):
+    """A job the cluster cannot run: no Ray here, no cluster there, no room for a worker, a worker that failed. A
+    refused job (exit 2), as rlaif.jobs.folder.JobError is."""
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,15 @@ class RayOptions:
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
-            raise JobError(f"--workers must be a positive number, got {self.workers}")
+            raise ClusterError(f"--workers must be a positive number, got {self.workers}")
 
 
 def import_ray():
-    """The ray module, or a JobError saying how to install it."""
+    """The ray module, or a ClusterError saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise JobError(f"--ray needs Ray, which is not installed here: {INSTALL} (or run without --ray)") from None
+        raise ClusterError(f"--ray needs Ray, which is not installed here: {INSTALL} (or run without --ray)") from None
     return ray
 
 
@@ -48,7 +51,7 @@ def connect(options: RayOptions):
     where = "--ray-address" if options.address else "RAY_ADDRESS"
     problem = _unreachable(address)
     if problem:  # Ray itself would retry an address where nothing listens for minutes, in many log lines
-        raise JobError(f"no Ray cluster at {address} ({where}: {problem}): start one there with `ray start --head`, "
+        raise ClusterError(f"no Ray cluster at {address} ({where}: {problem}): start one there with `ray start --head`, "
                        f"or leave out --ray-address and unset RAY_ADDRESS to start one on this machine")
     _quiet()
     if address == "local":
@@ -59,7 +62,7 @@ def connect(options: RayOptions):
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
-        raise JobError(f"no Ray cluster at {address} ({where}): start one there with `ray start --head`, or "
+        raise ClusterError(f"no Ray cluster at {address} ({where}): start one there with `ray start --head`, or "
                        f"leave out --ray-address and unset RAY_ADDRESS to start one on this machine "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
     return ray

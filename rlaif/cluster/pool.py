@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from ..config.judge import WorkerResources
-from ..data.folder import JobError
+from .connect import ClusterError
 
 RESTARTS = 8  # per worker, over the job: a node lost now and then is survived, a crash loop is not
 TASK_RETRIES = 3  # per batch: a batch that kills its worker every time fails the job instead of looping
@@ -62,7 +62,7 @@ class Finished:
     lost: bool = False  # the worker died running it, and it was not run again (a pool without batch retries)
 
 
-class WorkerDied(JobError):
+class WorkerDied(ClusterError):
     """A worker's process died running a batch, and Ray ran the batch no more."""
 
 
@@ -184,10 +184,10 @@ class WorkerPool:
         try:
             return self.ray.get(refs)
         except RayTaskError as e:  # the actor's own code raised: a bug
-            raise JobError(f"a worker failed: {_cause(e)}") from None
+            raise ClusterError(f"a worker failed: {_cause(e)}") from None
         except RayActorError as e:
             if getattr(e, "actor_init_failed", False):  # its constructor raised: loading the model
-                raise JobError(f"a worker could not load its model: {_last_line(e)}") from None
+                raise ClusterError(f"a worker could not load its model: {_last_line(e)}") from None
             raise WorkerDied(f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} "
                              f"restarts per worker): {_first_line(e)}. Everything finished before is kept: run the "
                              f"same command again to resume.") from None
@@ -241,7 +241,7 @@ def _first_line(e: BaseException) -> str:
 def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
     """How many workers to start: `asked` (--workers), or as many as fit when None. What fits is counted on the
     cluster's nodes as they are now, each worker on one node (its placement group too): more asked than that is
-    capped, with one line saying so, and none fitting is a JobError. Nodes an autoscaling cluster would add later
+    capped, with one line saying so, and none fitting is a ClusterError. Nodes an autoscaling cluster would add later
     are not waited for; resources being freed (the workers of a job that just ended) are, for SETTLE_S at most."""
     whole = sum(_fits(node.get("Resources", {}), resources) for node in ray.nodes() if node.get("Alive"))
     wanted, deadline = min(asked or whole, whole), time.time() + SETTLE_S
@@ -254,7 +254,7 @@ def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
     each = f"{resources.num_cpus:g} CPU" + (f" and {resources.num_gpus:g} GPU" if resources.num_gpus else "")
     if fits < 1:
         most = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
-        raise JobError(f"the Ray cluster has no room for one worker of {each} on one node (the most free on a "
+        raise ClusterError(f"the Ray cluster has no room for one worker of {each} on one node (the most free on a "
                        f"node now: {most.get('CPU', 0):g} CPU, {most.get('GPU', 0):g} GPU): lower the judge "
                        f"config's resources, or add nodes (an autoscaling cluster: start them first; workers are "
                        f"placed on what is free now)")

@@ -194,7 +194,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
         "comparisons": [_comparison(r, g) for r, g in zip(records, groups)],
     }
     if out is not None:
-        from ..data.labels import write_json_atomic
+        from ..files import write_json_atomic
 
         write_json_atomic(out, report)
     return result, report

@@ -15,8 +15,9 @@ from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
 from ..config.paths import output_file_problem, require
-from ..data.folder import refuse_running
-from ..data.labels import is_score_folder, read_labels, read_scores, score_scale, write_jsonl
+from ..jobs.folder import refuse_running
+from ..data.labels import is_score_folder, read_labels, read_scores, score_scale
+from ..files import write_jsonl
 from ..data.scores import binarize, check_pairs_from, trl_pair_row
 from .human_records import HUMAN_P
 from .sources import AnyFeedback, load_feedback

@@ -16,7 +16,8 @@ from typing import Optional
 from ..config.paths import output_file_problem, require
 from .calibration.match import human_labels
 from .sources import invalid_input, queue_row
-from ..data.labels import labels_file, read_labels, write_jsonl
+from ..data.labels import labels_file, read_labels
+from ..files import write_jsonl
 
 MAX_PRIORITY = 3.0
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
-from ..data.folder import refuse_running
-from ..data.labels import atomic_write, json_line, read_labels
+from ..jobs.folder import refuse_running
+from ..files import atomic_write, json_line
+from ..data.labels import read_labels
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target

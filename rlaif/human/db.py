@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 from ..config.paths import output_file_problem, require
-from ..data.labels import write_jsonl
+from ..files import write_jsonl
 from ..feedback.human_records import human_record
 from ..records import Prompt, sha256_json
 from . import utc_now

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config.paths import output_file_problem, require
-from ..data.labels import write_jsonl
+from ..files import write_jsonl
 from ..data.formats import TOO_DEEP, RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record

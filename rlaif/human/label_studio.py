@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config.paths import output_dir_problem, require
 from ..constitution import load_constitution
-from ..data.labels import atomic_write, json_line
+from ..files import atomic_write, json_line
 from ..data.formats import RowError
 from ..data.pairs import DataError
 from ..feedback.human_records import human_record

@@ -14,7 +14,7 @@ it), and the collator is wrapped to hand it to the loss as a float tensor.
 
     from datasets import load_dataset
     from trl import DPOConfig
-    from rlaif.integrations.trl import SoftDPOTrainer
+    from .trl import SoftDPOTrainer
 
     rows = load_dataset("json", data_files="prefs.jsonl", split="train")   # rlaif export --format trl
     SoftDPOTrainer(model="path/to/sft", args=DPOConfig(output_dir="out"), train_dataset=rows).train()

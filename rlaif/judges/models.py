@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..data.labels import fsync_dir
+from ..files import fsync_dir
 
 
 def package_dir(package: str) -> Path:

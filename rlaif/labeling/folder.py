@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.folder import Folder, FolderKind, JobError, open_folder as _open_folder
-from ..data.folder import judged_identity, read_spend, write_spend
+from ..jobs.folder import Folder, FolderKind, JobError, open_folder as _open_folder
+from ..jobs.folder import judged_identity, read_spend, write_spend
 from ..data.labels import LABELS_FILE
 from ..numbers import label_problem
 
@@ -28,5 +28,5 @@ LABELS = FolderKind(job="rlaif label",
 
 
 def open_folder(out_dir: Path, manifest: dict) -> Folder:
-    """Create or reopen a label folder (see rlaif.data.folder.open_folder)."""
+    """Create or reopen a label folder (see rlaif.jobs.folder.open_folder)."""
     return _open_folder(out_dir, manifest, LABELS)

@@ -19,10 +19,10 @@ from typing import Callable, Iterator, Optional
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
-from ..data.folder import check_numbers, job_manifest, with_caps
+from ..jobs.folder import check_numbers, job_manifest, with_caps
 from ..data.formats import DataError, count_pairs
-from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
-from ..data.labels import Stored
+from ..jobs.run import JobPass, JobResult, in_folder, write_job_stats
+from ..jobs.store import Stored
 from ..data.pairs import read_pairs, synthetic_line
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
@@ -64,7 +64,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
     manifest = _manifest(pairs_path, format, constitution_path, constitution, judge_config, seed, shard, limit)
     cluster = None
     if ray is not None:
-        from ..cluster.runner import RayRunner
+        from ..jobs.ray import RayRunner
 
         cluster = RayRunner(ray, "pairs")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(judge_config)

@@ -10,7 +10,7 @@ from typing import Sequence
 from .folder import LABELS
 from .stats import compute_stats
 from ..data.labels import read_labels
-from ..data.shards import ShardedJob, merge_shards
+from ..jobs.shards import ShardedJob, merge_shards
 from ..numbers import label_problem
 
 LABEL_SHARDS = ShardedJob(kind=LABELS, item="pair", shard_key="id", input_count="input_pairs",

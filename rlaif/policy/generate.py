@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 from ..cluster.connect import RayOptions
 from ..config.paths import model_problem, output_file_problem, require
 from ..config.sampling import SamplingConfig
-from ..data.labels import write_jsonl
+from ..files import write_jsonl
 from ..data.prompts import read_prompts
 from ..records import Prompt, sha256_json
 from .sampling import Sample, derived_seed, load_policy, sample, sample_vllm, use_vllm

@@ -168,7 +168,7 @@ class LoopRun:
 def baseline_samples(run: LoopRun, seed: int) -> list[str]:
     """The starting policy's samples on the held-out prompts, the baseline of every win rate (drawn once, kept in
     OUT/baseline_samples.jsonl); empty on the other processes."""
-    from ..data.labels import write_jsonl
+    from ..files import write_jsonl
 
     path = run.out / BASELINE
     if not run.main:
@@ -189,7 +189,7 @@ def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
     """1. The policy samples `samples_per_prompt` responses per prompt → OUT/iter-K/pairs.jsonl, every pair of
     them with their sample indices, as `rlaif generate` writes (already there when the iteration is resumed).
     Returns the pair rows."""
-    from ..data.labels import write_jsonl
+    from ..files import write_jsonl
     from ..policy.generate import pair_rows
 
     config, pairs_path = run.config, it_dir / "pairs.jsonl"

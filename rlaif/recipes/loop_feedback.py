@@ -56,7 +56,8 @@ def label_pairs(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
 def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     """A score judge: the score job rates each sample once (resumed after a kill), then each prompt's samples are
     binarised by feedback.pairs_from (`rlaif.data.scores.binarize`, as `rlaif export --pairs-from`)."""
-    from ..data.labels import read_scores, write_jsonl
+    from ..data.labels import read_scores
+    from ..files import write_jsonl
     from ..data.scores import binarized_labels
     from ..scoring.job import score
 
@@ -105,7 +106,8 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = T
     through `rlaif.feedback` (ai / human / mixed). `write`: write the queue for people and the iteration's human
     labels (the main process; the others read)."""
     from ..config.feedback import FeedbackConfig
-    from ..data.labels import read_labels, write_jsonl
+    from ..data.labels import read_labels
+    from ..files import write_jsonl
     from ..feedback.sources import invalid_input, queue_row
 
     fb, labels = config.feedback, labels or it_dir / LABELS

@@ -48,7 +48,7 @@ class PlannedChain:
     row: PromptRow
     principles: list[Principle]
     key: str
-    id = property(lambda self: self.row.id)  # what a job pass plans by (rlaif.data.jobpass.Planned)
+    id = property(lambda self: self.row.id)  # what a job pass plans by (rlaif.jobs.run.Planned)
     line = property(lambda self: self.row.line)
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.paths import output_file_problem, require
-from ..data.folder import refuse_running
-from ..data.labels import read_records, write_jsonl
+from ..jobs.folder import refuse_running
+from ..data.labels import read_records
+from ..files import write_jsonl
 from ..numbers import revision_problem
 from ..policy.chat import chat_turns
 from .job import REVISIONS_FILE

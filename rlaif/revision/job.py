@@ -22,30 +22,15 @@ from ..config.judge import JudgeBase, load_judge_config
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
 from ..constitution import Constitution, load_constitution
-from ..data.folder import (
-    Folder,
-    FolderKind,
-    JobError,
-    check_numbers,
-    job_manifest,
-    open_folder,
-    read_spend,
-    with_caps,
-)
+from ..jobs.folder import Folder, FolderKind, JobError, check_numbers, job_manifest, open_folder, read_spend, with_caps
 from ..data.formats import DataError, count_pairs
-from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
-from ..data.labels import Stored
+from ..jobs.run import JobPass, JobResult, in_folder, write_job_stats
+from ..jobs.store import Stored
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..numbers import revision_problem
 from ..records import RevisionRecord
 from .chain import ChainSettings, PlannedChain, plan_chain, revise_batch
-from .generators import (
-    TOO_LONG,
-    Generator,
-    generation_settings,
-    generation_sha256,
-    model_info,
-)
+from .generators import TOO_LONG, Generator, generation_settings, generation_sha256, model_info
 from .registry import build_generator
 from .stats import compute_stats
 
@@ -98,7 +83,7 @@ def revise(prompts: str | Path, constitution: str | Path | Constitution, model, 
                          shard, limit)
     cluster = None
     if ray is not None:
-        from ..cluster.runner import RayRunner
+        from ..jobs.ray import RayRunner
 
         cluster = RayRunner(ray, "prompts")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..data.jobpass import count_reason, top_reasons
+from ..jobs.run import count_reason, top_reasons
 
 
 def _mean(total: float, n: int) -> Optional[float]:

@@ -20,20 +20,10 @@ from typing import Callable, Optional
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
-from ..data.folder import (
-    Folder,
-    FolderKind,
-    JobError,
-    check_numbers,
-    job_manifest,
-    judged_identity,
-    open_folder,
-    read_spend,
-    with_caps,
-)
+from ..jobs.folder import (Folder, FolderKind, JobError, check_numbers, job_manifest, judged_identity, open_folder, read_spend, with_caps)
 from ..data.formats import DataError
-from ..data.jobpass import JobPass, JobResult, in_folder, write_job_stats
-from ..data.labels import Stored
+from ..jobs.run import JobPass, JobResult, in_folder, write_job_stats
+from ..jobs.store import Stored
 from ..data.scores import SCORES_FILE, scale_of
 from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
@@ -87,7 +77,7 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
     manifest["tie_margin"] = constitution.tie_margin_or(config.tie_margin)  # what derived labels use
     cluster = None
     if ray is not None:
-        from ..cluster.runner import RayRunner
+        from ..jobs.ray import RayRunner
 
         cluster = RayRunner(ray, "responses")  # connected before the folder is opened: no cluster, nothing written
         manifest["ray"] = cluster.settings(config)

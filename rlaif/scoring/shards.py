@@ -9,7 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from ..data.labels import read_scores
 from ..data.scores import scale_of
-from ..data.shards import ShardedJob, merge_shards
+from ..jobs.shards import ShardedJob, merge_shards
 from ..numbers import score_record_problem
 from .job import SCORES
 from .stats import compute_stats

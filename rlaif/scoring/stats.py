@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..data.jobpass import count_reason, top_reasons
+from ..jobs.run import count_reason, top_reasons
 from ..data.scores import derived_labels
 from ..judges.base import TOO_LONG
 

@@ -74,7 +74,7 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
     """
     import yaml
 
-    from ..data.labels import atomic_write
+    from ..files import atomic_write
     from .checkpoint import latest_checkpoint, remove_partial
 
     out = Path(config.output_dir)

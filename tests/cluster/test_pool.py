@@ -12,7 +12,7 @@ import pytest
 from rlaif.cluster.connect import RayOptions
 from rlaif.cluster.pool import Worker, WorkerPool
 from rlaif.config.judge import WorkerResources
-from rlaif.data.folder import JobError
+from rlaif.jobs.folder import JobError
 from rlaif.labeling.job import label
 from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label
 

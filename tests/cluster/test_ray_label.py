@@ -126,7 +126,7 @@ def test_driver_killed_then_run_again_loses_and_duplicates_nothing(tmp_path, ray
 def test_a_judge_that_cannot_load_on_the_workers_is_one_line(tmp_path, ray_cluster):
     import pytest
 
-    from rlaif.data.folder import JobError
+    from rlaif.jobs.folder import JobError
 
     files = job_files(tmp_path, polite_rows(3), function="tests.nowhere:judge")
     with pytest.raises(JobError) as e:

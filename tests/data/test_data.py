@@ -398,7 +398,9 @@ def test_an_unusable_row_repeating_an_id_gets_its_own_id(tmp_path):
 def test_line_separators_inside_strings_stay_on_one_line(tmp_path):
     """Found by the fuzz test: U+0085 / U+2028 / U+2029 are legal in JSON strings, but str.splitlines() breaks a
     line there; every label-file writer escapes them, so each record is one line for every reader."""
-    from rlaif.data.labels import LabelStore, read_labels, write_jsonl as write_labels
+    from rlaif.jobs.store import LabelStore
+    from rlaif.data.labels import read_labels
+    from rlaif.files import write_jsonl as write_labels
 
     record = {"id": "x", "status": "failed", "prompt": "a\u0085b\u2028c\u2029d", "response_a": "\u2028",
               "response_b": "\u0085"}
@@ -468,7 +470,7 @@ def test_real_hh_harmless_file():
 
 
 def test_failure_reasons_are_whole_one_line_and_bounded():
-    from rlaif.data.jobpass import REASON_CHARS, TOP_REASONS, count_reason, top_reasons
+    from rlaif.jobs.run import REASON_CHARS, TOP_REASONS, count_reason, top_reasons
 
     reasons: dict[str, int] = {}
     count_reason(reasons, "HTTP 401 from http://h/v1: bad key\nsecond line")

@@ -175,7 +175,7 @@ def test_an_edited_revision_folder_is_refused_at_file_line(folders, tmp_path, ed
 HOLD = """
 import sys, time
 from pathlib import Path
-from rlaif.data.folder import FolderLock
+from rlaif.jobs.folder import FolderLock
 FolderLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)

@@ -104,7 +104,7 @@ def test_out_naming_a_file_and_bad_numbers_are_clean_errors(tmp_path):
 
 
 def test_another_kind_of_job_is_refused_naming_the_job_that_holds_or_made_the_folder(tmp_path):
-    from rlaif.data.folder import JobError
+    from rlaif.jobs.folder import JobError
     from rlaif.labeling.job import label
     from rlaif.scoring.job import score
     from tests.helpers import rlaif_command

@@ -150,7 +150,7 @@ def test_shards_are_disjoint_and_merge_complete(tmp_path):
         label(pairs, CONST, POLITE, tmp_path / f"s{i}", shard=(i, 3), progress=False)
     sizes = [len(read_labels(tmp_path / f"s{i}")) for i in range(3)]
     assert sum(sizes) == 25 and all(s > 0 for s in sizes)
-    from rlaif.data.folder import read_spend, write_spend
+    from rlaif.jobs.folder import read_spend, write_spend
     from rlaif.records import Spend
 
     for i in (0, 2):  # what shards 0 and 2 spent on an HTTP judge; shard 1 spent nothing (no spend.json)

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from rlaif.data.labels import LabelStore, read_json_file, read_labels, write_json_atomic
+from rlaif.jobs.store import LabelStore
+from rlaif.data.labels import read_json_file, read_labels
+from rlaif.files import write_json_atomic
 from tests.labeling.jobfiles import strict_records
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rlaif.data.folder import FolderLock
+from rlaif.jobs.folder import FolderLock
 from tests.labeling.jobfiles import strict_records, write_rows
 from tests.revision.files import CONSTITUTION, cli, prompt_rows, revise_args, revise_files, revised, stats
 

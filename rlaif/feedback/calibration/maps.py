@@ -18,7 +18,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config.paths import output_dir_problem, output_file_problem, require
-from ...data.labels import is_score_folder, labels_file, read_labels, score_scale, write_json_atomic, write_jsonl
+from ...data.labels import is_score_folder, labels_file, read_labels, score_scale
+from ...files import write_json_atomic, write_jsonl
 from ...labeling.preference import label_for
 from ...numbers import probability_problem
 from ...records import LabelRecord, sha256_json

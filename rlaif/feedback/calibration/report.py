@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from ...config.paths import output_dir_problem, require
-from ...data.labels import is_score_folder, labels_file, read_scores, score_scale, write_json_atomic
+from ...data.labels import is_score_folder, labels_file, read_scores, score_scale
+from ...files import write_json_atomic
 from .match import load_matched
 from .metrics import compare
 

@@ -31,7 +31,9 @@ from pydantic import ValidationError
 from .._version import __version__
 from ..config.judge import JudgeBase
 from ..records import Spend
-from .labels import LabelStore, Stored, fsync_dir, read_json_file, write_json_atomic
+from .store import LabelStore, Stored
+from ..files import fsync_dir, write_json_atomic
+from ..data.labels import read_json_file
 
 LOCK_FILE = "job.lock"
 IDENTITY_FILE = "job.json"

@@ -14,7 +14,9 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from ..records import Spend
 from .folder import MANIFEST_FILE, FolderKind, in_shard, read_spend, write_spend
-from .labels import SUPERSEDING_FILE, _numbered, append_jsonl, fsync_dir, read_json_file, write_json_atomic
+from .store import SUPERSEDING_FILE
+from ..data.labels import numbered, read_json_file
+from ..files import append_jsonl, fsync_dir, write_json_atomic
 
 SAME_JOB = ("input_sha256", "constitution_sha256", "judge_settings_sha256", "seed", "limit")
 BATCH = 4096  # records written at a time
@@ -160,7 +162,7 @@ def _records(d: Path, manifest: dict, job: ShardedJob) -> Iterator[tuple[int, di
         raise ValueError(f"{f}: the last line is cut short (a killed job leaves this): the shard is incomplete; "
                          f"{RESUME}")
     problem = job.check(manifest)
-    for line, r in _numbered(f):
+    for line, r in numbered(f):
         why = problem(r)
         if why is None:
             why = next((f"{job.kind.record} made with a different {dict(job.kind.same_job)[name]} than the "

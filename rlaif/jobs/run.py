@@ -21,8 +21,8 @@ from ..config.judge import JudgeBase
 from ..progress import progress as make_progress
 from ..records import Spend
 from .folder import Folder, close_after_error, close_manifest, in_shard, write_spend
-from .formats import DataError
-from .labels import Stored
+from ..data.formats import DataError
+from .store import Stored
 
 
 @dataclass
@@ -276,7 +276,7 @@ def _batch_key(batch: list) -> tuple:
 def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass]],
               write_stats: Callable[[], object]) -> Iterator[None]:
     """Run a job's pass in its open folder: on any error (Ctrl-C included) the folder says what happened
-    (rlaif.data.folder.close_after_error, with `job()`'s superseded records folded in), and the lock is released
+    (rlaif.jobs.folder.close_after_error, with `job()`'s superseded records folded in), and the lock is released
     however it ends."""
     try:
         yield
@@ -312,7 +312,7 @@ def top_reasons(reasons: dict[str, int]) -> dict[str, int]:
 def write_job_stats(folder: Folder, stats: dict, job: Optional[JobPass], cluster=None) -> dict:
     """Finish a job's stats.json: the failures recorded before this run, why the run stopped, and the Ray workers'
     figures when it ran on Ray; written atomically."""
-    from .labels import write_json_atomic
+    from ..files import write_json_atomic
 
     if job:
         stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from ..config.judge import JudgeBase
-from ..data.jobpass import Done
+from .run import Done
 from ..records import Spend
-from .connect import RayOptions, cluster_address, connect
-from .pool import Finished, Worker, WorkerPool, plan_workers
+from ..cluster.connect import RayOptions, cluster_address, connect
+from ..cluster.pool import Finished, Worker, WorkerPool, plan_workers
 
 
 @dataclass
@@ -71,7 +71,7 @@ def up_to_caps(spent: Spend, limits: dict[str, float]) -> Spend:
 
 
 class RayRunner:
-    """A pass's runner (rlaif.data.jobpass.Runner) on Ray: ModelWorkers work the batches; `unit` names the items
+    """A pass's runner (rlaif.jobs.run.Runner) on Ray: ModelWorkers work the batches; `unit` names the items
     in the stats ("pairs", "prompts")."""
 
     def __init__(self, options: RayOptions, unit: str):
