@@ -170,7 +170,8 @@ def label_merge(dirs: List[Path] = typer.Argument(..., help="Shard output direct
                 out_dir: Path = typer.Option(..., "--out", help="Merged output directory.")) -> None:
     """Combine shard directories into one, checking they are disjoint and complete."""
     def run():
-        from ..labeling.shards import merge
-        return merge(dirs, out_dir)
+        from ..jobs.shards import merge_shards
+        from ..labeling.job import LabelJob
+        return merge_shards(dirs, out_dir, LabelJob())
     stats = guard(run)
     _summary(stats, f"merged labels in {out_dir}")

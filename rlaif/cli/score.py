@@ -80,6 +80,7 @@ def score_merge(dirs: List[Path] = typer.Argument(..., help="Shard output direct
                 out_dir: Path = typer.Option(..., "--out", help="Merged output directory.")) -> None:
     """Combine the folders of a sharded score job into one, checking they are from one job, complete and disjoint."""
     def run():
-        from ..scoring.shards import merge
-        return merge(dirs, out_dir)
+        from ..jobs.shards import merge_shards
+        from ..scoring.job import ScoreJob
+        return merge_shards(dirs, out_dir, ScoreJob())
     _summary(guard(run), f"merged scores in {out_dir}")

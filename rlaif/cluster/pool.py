@@ -15,7 +15,7 @@ runs the batches it held again there; a batch is given up only after TASK_RETRIE
 at-least-once execution of actor tasks: a batch whose worker died may be judged twice (an HTTP judge is then paid
 twice for it), but its result reaches the driver once, so each pair gets one record. A pool made with
 `retry_batches=False` runs no batch again: a batch whose worker died comes back marked `lost`, for a driver that
-must account for what the lost attempt did (a job with a spending cap, rlaif/cluster/runner.py). The driver keeps at
+must account for what the lost attempt did (a job with a spending cap, rlaif/jobs/ray.py). The driver keeps at
 most DEPTH batches queued per worker, so its memory stays flat however long the input is.
 
 How many workers start is decided from what the cluster's nodes have free now (`plan_workers`): Ray would hold an

@@ -288,7 +288,7 @@ def read_spend(out_dir: Path) -> Spend:
 
 
 def write_spend(out_dir: Path, spend: Spend, reserved: int = 0) -> None:
-    """spend.json: what the job has spent, and the requests held for its batches in flight (jobpass.reserve)."""
+    """spend.json: what the job has spent, and the requests held for its batches in flight (rlaif.jobs.run.JobPass.reserve)."""
     write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost,
                                              **({"reserved_requests": reserved} if reserved else {})})
 

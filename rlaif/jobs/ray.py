@@ -1,5 +1,5 @@
-"""The runner a job's pass (rlaif/data/jobpass.py) hands its batches to when it runs on Ray: batches out to a pool of
-workers (pool.py), records back to the driver, which stays the one writer. Every worker is a ModelWorker: a job
+"""The runner a job's pass (rlaif/jobs/run.py) hands its batches to when it runs on Ray: batches out to a pool of
+workers (rlaif/cluster/pool.py), records back to the driver, which stays the one writer. Every worker is a ModelWorker: a job
 brings how to load its model and its batch function, the same one its pass calls when it runs in-process.
 
 Spending caps hold per job, exactly as in-process: with a cap, one batch is out at a time, sent with what the job
@@ -22,10 +22,19 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from ..config.judge import JudgeBase
-from .run import Done
 from ..records import Spend
 from ..cluster.connect import RayOptions, cluster_address, connect
 from ..cluster.pool import Finished, Worker, WorkerPool, plan_workers
+
+
+@dataclass
+class Done:
+    """A batch back from a runner (rlaif.jobs.run.Runner: in-process, or this one on Ray): its items (each with the record it replaces), their records, and why the job
+    must stop (a spending cap reached inside the batch), if it must."""
+
+    batch: list
+    records: list
+    stopped: Optional[str] = None
 
 
 @dataclass

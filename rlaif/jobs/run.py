@@ -1,30 +1,268 @@
-"""One run of a job over an input file into its folder (folder.py), as `rlaif label` and `rlaif revise` both run:
-items are planned one by one, those the store already holds are skipped, the rest are worked on a batch at a
-time, and each batch's records go to the store — new ids appended (fsync'd), new attempts at stored ids beside it
-until the pass folds them in. A job brings the work and its counts; the pass does the rest the same for both.
+"""The one job engine: `run_job(spec, inputs, constitution, model, out, options)` runs any job over an input file
+into its folder (folder.py), whatever the job is. `rlaif label`, `score`, `revise` and `generate` are each a
+`JobSpec` — what is truly their own: the folder they keep, how they read and plan an item, how a model is loaded
+and a batch worked, and what they count — and share everything else here, in one order:
 
-Where the batches are worked is the pass's `runner`: in this process, one batch at a time (`InProcess`, the
-default), or on a cluster's workers, several batches in flight (rlaif/cluster/runner.py, whose workers call the
-job's own batch function). Either way this process plans every item, skips what is done
-and is the one writer of the store.
+    checks (no model, nothing written) → manifest → Ray connected, if asked → folder opened (lock, identity,
+    resume) → model loaded (here or on the workers) → the pass → stats and the manifest's last word.
+
+The pass plans items one by one, skips those the store holds, works the rest a batch at a time and stores each
+batch's records: new ids appended (fsync'd), new attempts at stored ids beside them until the pass folds them in.
+Where batches are worked is the pass's runner: here, one at a time (`InProcess`), or on a Ray cluster's workers
+(ray.py), several in flight; either way this process plans every item, skips what is done and is the one writer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
+from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase
+from ..constitution import Constitution, load_constitution
+from ..data.formats import DataError
+from ..files import write_json_atomic
 from ..progress import progress as make_progress
 from ..records import Spend
-from .folder import Folder, close_after_error, close_manifest, in_shard, write_spend
-from ..data.formats import DataError
+from .ray import Done, RayRunner
+from .folder import (Folder, FolderKind, check_numbers, close_after_error, close_manifest, in_shard, job_manifest,
+                     open_folder, read_spend, with_caps, write_spend)
 from .store import Stored
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """What every job shares, on the command line (rlaif/cli/options.py) and in the API."""
+
+    limit: Optional[int] = None  # input rows to read at most
+    seed: int = 0
+    shard: tuple[int, int] = (0, 1)  # (I, N): this run's share of the items, by a hash of their shard key
+    format: Optional[str] = None  # the input's format (None: detected)
+    batch_size: Optional[int] = None  # items per batch (None: the job's default for its model)
+    skip_invalid: bool = False  # record unusable input as failed and go on (else: bad input, exit 2)
+    retry_failed: bool = False  # work again the items whose model call failed
+    max_requests: Optional[int] = None  # caps over all the job's runs, replacing the model config's
+    max_cost: Optional[float] = None
+    progress: bool = True
+    on_batch: Optional[Callable[[int], None]] = None  # called with the records written so far, after each batch
+    ray: Optional[RayOptions] = None  # run the batches on a Ray cluster
+
+    @classmethod
+    def of(cls, options: Optional["JobOptions"] = None, **given) -> "JobOptions":
+        """`options` (or the defaults) with the fields `given` set."""
+        return replace(options or cls(), **given)
+
+
+class JobSpec:
+    """What one job brings to `run_job`. A spec object is made for one run: it holds the job's own settings, and
+    `run_job` binds the constitution, the model config and the options to it before the pass (`self.constitution`,
+    `self.config`, `self.options`). Subclasses set the class attributes and override what their job does
+    differently; the defaults are what most jobs do."""
+
+    kind: FolderKind  # its folder: the store's file, the words for its records, what a record shares with the job
+    item: str  # one input item, as messages and merges name it: "pair", "response", "prompt"
+    unit: str  # several: the progress line's and the Ray stats' unit ("pairs")
+    doing: str  # the progress line's description ("labelling")
+    done: str  # stats.json's name for the records written this run ("labelled" → labelled_now)
+    rate: str  # … and for its rate ("pairs" → pairs_per_s)
+    input_count: str  # the manifest field counting the input items the run read ("input_pairs")
+    shard_field: str = "id"  # the record field (and item attribute) that decides an item's shard
+    counters: tuple[str, ...] = ()  # the job's own counters, beside done/failed/retried/tokens
+
+    constitution: Optional[Constitution] = None
+    constitution_path: Optional[str] = None  # the file it was read from (None: built in code), for FILE:LINE errors
+    config: Any = None
+    options: JobOptions = JobOptions()
+
+    # -- before anything is written ----------------------------------------------------------------------------
+    def model_config(self, model) -> Any:
+        """The config of `model` (a built model, a config, or a YAML path)."""
+        from ..config.judge import load_judge_config
+
+        if isinstance(model, JudgeBase):
+            return model
+        return model.config if self.is_built(model) else load_judge_config(model)
+
+    def is_built(self, model) -> bool:
+        """Whether `model` is a loaded model (a judge, a generator) rather than its config or path."""
+        return hasattr(model, "carry_spend")
+
+    def check(self, model, built: bool) -> None:
+        """Refuse what cannot run (raise JobError), before the folder is touched: e.g. a score judge given to
+        rlaif label. The model config, constitution and options are bound."""
+
+    def numbers(self) -> tuple[tuple[str, Optional[int]], ...]:
+        """The job's own (flag, value) numbers that must be positive when set."""
+        return ()
+
+    def manifest(self) -> dict:
+        """What the job adds to manifest.json: its model config and settings hash, and what else makes its records."""
+        return {"judge": self.config.public_dict(), "judge_settings_sha256": self.config.settings_sha256()}
+
+    # -- the model, here or on a Ray worker (both callables must pickle: partials of module functions) -----------
+    def loader(self) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def worker(self) -> Callable[[Any, list], tuple[list, Optional[str]]]:
+        """(model, batch of planned items) -> (records, why the job must stop early, or None)."""
+        raise NotImplementedError
+
+    def batch_size(self) -> int:
+        return getattr(self.config, "batch_size", 8)
+
+    # -- the pass ------------------------------------------------------------------------------------------------
+    def items(self, path: Path) -> Iterable:
+        """The input's items, in order (each with an id and its input line)."""
+        raise NotImplementedError
+
+    def total(self, path: Path) -> Optional[int]:
+        """How many input rows the progress line counts to (None: no total)."""
+        return None
+
+    def limit(self) -> Optional[int]:
+        """How many items the pass reads at most: --limit, unless the job counts it in input rows itself."""
+        return self.options.limit
+
+    def rows_read(self, items_seen: int) -> dict:
+        """The manifest's closing counts of the input this run read (by default: the items)."""
+        return {self.input_count: items_seen}
+
+    def plan(self, item) -> Any:
+        raise NotImplementedError
+
+    def repeated(self, planned) -> bool:
+        """Whether `planned` repeats an item read before in this input (skipped; an error if it differs)."""
+        return False
+
+    def requests_of(self, planned) -> int:
+        """The most requests working one item sends, retries aside (what the pass reserves under a cap)."""
+        return 0
+
+    def attempt_again(self, planned, stored: Stored) -> bool:
+        """Whether an item whose id the store holds gets a new record (superseding the stored one): with the same
+        content only a failed model call, under --retry-failed; with other content, a failed record."""
+        if stored.key == planned.key:
+            return stored.status != "ok" and self.options.retry_failed and not self.input_failure(stored.error)
+        if stored.status != "ok":
+            return True
+        raise DataError(self.path, planned.line, self.changed(planned, stored))
+
+    def input_failure(self, error: Optional[str]) -> bool:
+        """Whether a failed record says the input is bad (another try fails the same way)."""
+        return False
+
+    def changed(self, planned, stored: Stored) -> str:
+        """The message for an item stored ok under its id with other content."""
+        return (f"{self.item} '{planned.id}' was {self.kind.doing} before with other content "
+                f"({self.store_path}:{stored.line}); give the edited {self.item} a new id")
+
+    def bad_input(self, record) -> Optional[str]:
+        """Why a record is bad input to report as FILE:LINE (and not store), or None."""
+        return None
+
+    def count(self, counts: dict, record, stored: Optional[Stored]) -> None:
+        """Count a record written this run (`stored`: what it replaces)."""
+        counts["done"] += 1
+        counts["prompt_tokens"] += record.prompt_tokens
+        counts["completion_tokens"] += record.completion_tokens
+        counts["retried"] += stored is not None
+        counts["failed"] += record.status != "ok"
+
+    def retired(self, stored: dict[str, Stored]) -> set[str]:
+        """Ids of stored records no input row maps to any more (moved to superseded.jsonl when the pass ends)."""
+        return set()
+
+    def run_stats(self, job: "JobPass") -> dict:
+        """This run's figures for stats.json."""
+        c, wall = job.counts, job.wall
+        return {f"{self.done}_now": c["done"], "resumed_skipped": job.skipped, "failed_this_run": c["failed"],
+                "retried_this_run": c["retried"], "spent_requests": job.spent_saved.requests,
+                "spent_cost": round(job.spent_saved.cost, 6), "wall_time_s": round(wall, 3),
+                f"{self.rate}_per_s": round(c["done"] / wall, 4) if wall > 0 else None,
+                "run_prompt_tokens": c["prompt_tokens"], "run_completion_tokens": c["completion_tokens"]}
+
+    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
+        """stats.json of the folder's records (all runs), with this run's figures (`run`) when there was one."""
+        raise NotImplementedError
+
+    # set by run_job for the hooks above
+    path: Path = Path()
+    store_path: Path = Path()
+
+
+def run_job(spec: JobSpec, inputs: str | Path, constitution: Optional[str | Path | Constitution], model,
+            out: str | Path, options: JobOptions) -> "JobResult":
+    """Run `spec`'s job over the input file `inputs` into the folder `out`; running it again resumes. `model` is a
+    loaded model, a model config or a YAML path (with Ray: a config or a path, which each worker loads); a model
+    given loaded is used as it is, one loaded here is closed at the end."""
+    spec.path, out = Path(inputs), Path(out)
+    constitution_path = None if constitution is None or isinstance(constitution, Constitution) else str(constitution)
+    spec.constitution = load_constitution(constitution) if constitution_path else constitution
+    spec.constitution_path = constitution_path
+    spec.options = options
+    check_numbers(options.shard, (("--limit", options.limit), ("--batch-size", options.batch_size), *spec.numbers()))
+    built = model if spec.is_built(model) else None
+    spec.config = spec.model_config(model)
+    spec.check(model, built is not None)
+    spec.config = with_caps(spec.config, options.max_requests, options.max_cost)
+    if built is not None:
+        built.config = spec.config
+    manifest = job_manifest(spec.path, options.format, constitution_path, spec.constitution, options.seed,
+                            options.shard, options.limit, **spec.manifest())
+    cluster = None
+    if options.ray is not None:
+        cluster = RayRunner(options.ray, spec.unit)  # connected before the folder is opened: no cluster, no folder
+        manifest["ray"] = cluster.settings(spec.config)
+    folder = open_folder(out, manifest, spec.kind)
+    spec.store_path = folder.store.path
+    job: Optional[JobPass] = None
+
+    def write_stats() -> dict:
+        return _write_stats(folder, spec, manifest, job, cluster)
+
+    with in_folder(folder, manifest, lambda: job, write_stats):
+        loaded = None
+        try:
+            if cluster is not None:
+                cluster.start(spec.loader(), spec.worker(), read_spend(out))
+            else:
+                loaded = built or spec.loader()()
+                loaded.carry_spend(read_spend(out))
+            job = JobPass(folder, spec, loaded, cluster)
+            job.bar = make_progress(spec.doing, _total(spec, options), options.progress, unit=spec.unit)
+            seen = job.run(spec.items(spec.path), options.batch_size or spec.batch_size())
+            return job.finish(manifest, write_stats, **spec.rows_read(seen))
+        finally:
+            if loaded is not None and built is None:
+                loaded.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _total(spec: JobSpec, options: JobOptions) -> Optional[int]:
+    """The progress line's total: the input rows this run reads (none for a shard: its share is not known)."""
+    if options.shard[1] != 1 or (total := spec.total(spec.path)) is None:
+        return None
+    return min(total, options.limit) if options.limit is not None else total
+
+
+def _write_stats(folder: Folder, spec: JobSpec, manifest: dict, job: Optional["JobPass"], cluster=None) -> dict:
+    """stats.json: the folder's records, this run's figures, the failures recorded before this run, why the run
+    stopped, and the Ray workers' figures when it ran on Ray; written atomically."""
+    stats = spec.stats(folder.store, manifest, spec.run_stats(job) if job else None)
+    if job:
+        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
+        stats["stopped"] = job.stopped
+    if cluster is not None:
+        stats["ray"] = cluster.stats()
+    write_json_atomic(folder.path / "stats.json", stats)
+    return stats
+
+
+# -- the pass ----------------------------------------------------------------------------------------------------
 @dataclass
 class JobResult:
     """How a run of a job ended: its folder, the stats it wrote, why it stopped early ("budget: …", None when
@@ -38,16 +276,6 @@ class JobResult:
 
     labelled_now = property(lambda self: self.done_now)  # rlaif label's name for it
     revised_now = property(lambda self: self.done_now)  # rlaif revise's
-
-
-@dataclass
-class Done:
-    """A batch back from the runner: its items (each with the record it replaces), their records, and why the job
-    must stop (a spending cap reached inside the batch), if it must."""
-
-    batch: list
-    records: list
-    stopped: Optional[str] = None
 
 
 class Runner(Protocol):
@@ -65,14 +293,15 @@ class Runner(Protocol):
 
 
 class InProcess:
-    """The default runner: each batch is worked here, by the job's own `work`, as soon as it is queued."""
+    """The default runner: each batch is worked here, by the job's own batch function, as soon as it is queued."""
 
-    def __init__(self, job: "JobPass"):
-        self.job = job
+    def __init__(self, job: "JobPass", model):
+        self.job, self.model, self.work = job, model, job.spec.worker()
 
     def submit(self, batch: list) -> list[Done]:
         try:
-            return [Done(batch, self.job.work([pl for pl, _ in batch]))]
+            records, stopped = self.work(self.model, [pl for pl, _ in batch])
+            return [Done(batch, records, stopped)]
         finally:
             self.job.settle(batch)  # what a failed batch spent counts too
 
@@ -80,33 +309,25 @@ class InProcess:
         return iter(())
 
     def spent(self) -> Spend:
-        return self.job.spent()
+        return self.model.spent()
 
     def note(self) -> Optional[str]:
         return None
 
 
-class Planned(Protocol):
-    """An input item ready for work: its id, its line in the input file, and its content key."""
-
-    id: str
-    line: Optional[int]
-    key: str
+COUNTERS = ("done", "failed", "retried", "prompt_tokens", "completion_tokens")
 
 
 @dataclass
 class JobPass:
-    """The items waiting for work, where their records go, and this run's counts. Subclasses implement `work`
-    (a batch of planned items → records, setting `stopped` when a cap ends the job), `attempt_again` (whether a
-    stored item gets a new record), `count` and `spent`, and may name records that are bad input (`bad_input`)."""
+    """One run over the input: the items waiting for work, where their records go, and this run's counts."""
 
     folder: Folder
-    input_path: Path
-    on_batch: Optional[Callable[[int], None]]
-    spent_saved: Any = None
-    runner: Optional[Runner] = None  # None: InProcess(self)
-    config: Optional[JudgeBase] = None  # the judge's or model's: its request cap and retries (see `reserve`)
+    spec: JobSpec
+    model: Any = None  # the loaded model (None when the batches run on a cluster's workers)
+    runner: Optional[Runner] = None  # None: InProcess
     bar: Any = None
+    spent_saved: Any = None
     pending: list[tuple[Any, Optional[Stored]]] = field(default_factory=list)
     stopped: Optional[str] = None  # why the job stopped early ("budget: …")
     written: int = 0  # records written this run
@@ -115,60 +336,25 @@ class JobPass:
     wall: float = 0.0  # seconds `run` took
     reserved: dict[tuple, int] = field(default_factory=dict)  # requests held for each batch out (see `reserve`)
     reserved_saved: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.runner = self.runner or InProcess(self)
-        if self.spent_saved is None:  # what the job had spent when this run began (spend.json, carried)
-            self.spent_saved = self.runner.spent()
+        self.runner = self.runner or InProcess(self, self.model)
+        self.counts = dict.fromkeys((*COUNTERS, *self.spec.counters), 0)
+        self.spent_saved = self.runner.spent()  # what the job had spent when this run began (spend.json, carried)
 
-    # -- what a job brings --------------------------------------------------------------------------------------
-    def work(self, batch: list) -> list:
-        raise NotImplementedError
-
-    def attempt_again(self, planned, stored: Stored) -> bool:
-        raise NotImplementedError
-
-    def count(self, record, stored: Optional[Stored]) -> None:
-        """Count a record written this run (`stored`: what it replaces)."""
-
-    def spent(self) -> Spend:
-        return Spend()
-
-    def requests_of(self, planned) -> int:
-        """The most requests working one item sends, retries aside (what `reserve` holds for it)."""
-        return 0
-
-    def retired(self) -> set[str]:
-        """Ids of stored records no input row maps to any more, moved to superseded.jsonl when the pass ends (the
-        label job's records of rows it could not read, since fixed). None by default: ids are the rows' own."""
-        return set()
-
-    def bad_input(self, record) -> Optional[str]:
-        """Why a record is bad input to report as FILE:LINE (and not store), or None."""
-        return None
-
-    def shard_key(self, item) -> str:
-        """What decides an input item's shard: its id (the score job shards by prompt id instead)."""
-        return item.id
-
-    # -- the pass -------------------------------------------------------------------------------------------
-    def show_progress(self, description: str, total: int, limit: Optional[int], shard: tuple[int, int],
-                      enabled: bool, unit: str = "pairs") -> None:
-        """A progress bar (or lines, off a terminal) over the input rows this run reads; no total for a shard."""
-        self.bar = make_progress(description, (min(total, limit) if limit is not None else total)
-                                 if shard[1] == 1 else None, enabled, unit=unit)
-
-    def run(self, items: Iterable, plan: Callable[[Any], Any], limit: Optional[int], shard: tuple[int, int],
-            batch: int) -> int:
-        """Queue the items of this shard that need work and work them a batch at a time; returns the input rows
+    def run(self, items: Iterable, batch: int) -> int:
+        """Queue the items of this shard that need work and work them a batch at a time; returns the input items
         read (and sets `wall`). Bad input further on keeps the work done before it is reported."""
-        started, seen = time.time(), 0
+        spec, options = self.spec, self.spec.options
+        started, seen, limit = time.time(), 0, spec.limit()
         try:
             for item in items:
                 if limit is not None and seen >= limit:
                     break
                 seen += 1
-                if in_shard(self.shard_key(item), shard) and self.add(plan(item)) and len(self.pending) >= batch:
+                if in_shard(getattr(item, spec.shard_field), options.shard) and self.add(spec.plan(item)) \
+                        and len(self.pending) >= batch:
                     self.flush()
                     if self.stopped:
                         break
@@ -191,8 +377,10 @@ class JobPass:
 
     def add(self, planned) -> bool:
         """Queue an item that needs work; False (counted as already done) when its stored record stands."""
+        if self.spec.repeated(planned):
+            return False
         stored = self.folder.stored.get(planned.id)
-        if stored is not None and not self.attempt_again(planned, stored):
+        if stored is not None and not self.spec.attempt_again(planned, stored):
             self.skipped += 1
             if self.bar:
                 self.bar.advance(1)
@@ -213,35 +401,35 @@ class JobPass:
         batch, records = done.batch, done.records
         self.stopped = self.stopped or done.stopped
         self.settle(batch)
-        bad = [(r, why) for r in records if (why := self.bad_input(r))]
+        bad = [(r, why) for r in records if (why := self.spec.bad_input(r))]
         records = [r for r in records if not any(r is b for b, _ in bad)]
         before = {pl.id: stored for pl, stored in batch if stored is not None}
         self.folder.store.append(r.to_json() for r in records if r.id not in before)
         self.superseding += self.folder.store.supersede(r.to_json() for r in records if r.id in before)
         for r in records:
-            self.count(r, before.get(r.id))
+            self.spec.count(self.counts, r, before.get(r.id))
         self.written += len(records)
         if self.bar:
             self.bar.advance(len(records))
             note = self.runner.note()
             if note:
                 self.bar.set_note(note)
-        if self.on_batch:
-            self.on_batch(self.written)
+        if self.spec.options.on_batch:
+            self.spec.options.on_batch(self.written)
         if bad:
             record, why = bad[0]
-            raise DataError(str(self.input_path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
+            raise DataError(str(self.spec.path), next(pl.line for pl, _ in batch if pl.key == record.key), why)
 
     def reserve(self, batch: list) -> None:
         """Under a request cap, hold the most requests `batch` can send (each item's, times the attempts a request
         gets, within what the cap leaves) in spend.json before it goes out. A SIGKILL mid-batch, which runs no
         `finally`, then leaves the job counted at or above what it sent, so a resumed job never passes the cap;
         it may stop short of it by what the batch did not send. `settle` puts the real spend in its place."""
-        cap = getattr(self.config, "max_requests", None)
+        cap = getattr(self.spec.config, "max_requests", None)
         if cap is None:
             return
-        attempts = getattr(self.config, "max_retries", 0) + 1
-        most = sum(self.requests_of(pl) for pl, _ in batch) * attempts
+        attempts = getattr(self.spec.config, "max_retries", 0) + 1
+        most = sum(self.spec.requests_of(pl) for pl, _ in batch) * attempts
         room = cap - self.runner.spent().requests - sum(self.reserved.values())
         self.reserved[_batch_key(batch)] = max(0, min(most, room))
         self.save_spend()
@@ -260,7 +448,7 @@ class JobPass:
     def finish(self, manifest: dict, write_stats: Callable[[], dict], **extra) -> JobResult:
         """Fold this run's new attempts in (and retire what no input row maps to any more), then the stats and the
         manifest's closing status."""
-        retired = self.retired()
+        retired = self.spec.retired(self.folder.stored)
         if self.superseding or retired:
             self.folder.store.fold(retired)
         stats = write_stats()
@@ -288,6 +476,17 @@ def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass
         folder.close()
 
 
+def split_settings(spec_type: type, given: dict) -> tuple[dict, dict]:
+    """The keywords of a job's entry function (`label(..., seed=1, relabel_changed=True)`) split into the spec's own
+    settings and JobOptions fields; an unknown keyword is a TypeError, as for any function."""
+    shared = {f.name for f in fields(JobOptions)}
+    own = {k: v for k, v in given.items() if k not in shared}
+    unknown = set(own) - {f.name for f in fields(spec_type) if f.init}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
+    return own, {k: v for k, v in given.items() if k in shared}
+
+
 REASON_CHARS = 200  # a failure reason as stats.json and the exit-4 summary give it: at most this long, on one line
 TOP_REASONS = 20  # the commonest reasons stats.json lists; the rest are counted together
 
@@ -307,18 +506,3 @@ def top_reasons(reasons: dict[str, int]) -> dict[str, int]:
     if len(ranked) > TOP_REASONS:
         top[f"({len(ranked) - TOP_REASONS} other reasons)"] = sum(n for _, n in ranked[TOP_REASONS:])
     return top
-
-
-def write_job_stats(folder: Folder, stats: dict, job: Optional[JobPass], cluster=None) -> dict:
-    """Finish a job's stats.json: the failures recorded before this run, why the run stopped, and the Ray workers'
-    figures when it ran on Ray; written atomically."""
-    from ..files import write_json_atomic
-
-    if job:
-        stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
-        stats["stopped"] = job.stopped
-    if cluster is not None:
-        stats["ray"] = cluster.stats()
-    write_json_atomic(folder.path / "stats.json", stats)
-    return stats
-

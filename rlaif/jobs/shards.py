@@ -8,13 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 from ..records import Spend
 from .folder import MANIFEST_FILE, FolderKind, in_shard, read_spend, write_spend
-from .store import SUPERSEDING_FILE
+from .run import JobSpec
+from .store import SUPERSEDING_FILE, LabelStore
 from ..data.labels import numbered, read_json_file
 from ..files import append_jsonl, fsync_dir, write_json_atomic
 
@@ -23,21 +23,9 @@ BATCH = 4096  # records written at a time
 RESUME = "run that shard's job again (its same command) to resume it, then merge"
 
 
-@dataclass(frozen=True)
-class ShardedJob:
-    """What merging a sharded job's folders needs to know of the job."""
-
-    kind: FolderKind  # its folder: the store's file, the words for its records, what a record shares with the job
-    item: str  # what one record is for in the input: "pair", "response"
-    shard_key: str  # the record field that decided its shard (as the job's JobPass.shard_key)
-    input_count: str  # the manifest field counting the input's items over all shards ("input_pairs")
-    check: Callable[[dict], Callable[[dict], Optional[str]]]  # a manifest -> why a record cannot be merged, or None
-    stats: Callable[[Path, dict], dict]  # (the merged records' file, the merged manifest) -> its stats.json
-
-
-def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: ShardedJob) -> dict:
-    """Check the shard folders and write the merged folder OUT (its records, spend.json, stats.json and
-    manifest.json); returns its stats. Nothing is left at OUT, nor beside it, unless the whole merge succeeds."""
+def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: JobSpec) -> dict:
+    """Check the shard folders of `job` (a spec of the job: LabelJob(), ScoreJob()) and write the merged folder OUT
+    (its records, spend.json, stats.json and manifest.json); returns its stats. Nothing is left at OUT, nor beside it, unless the whole merge succeeds."""
     shards = _manifests(map(Path, dirs))
     out = Path(out)
     _refuse_existing(out)
@@ -55,7 +43,7 @@ def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: ShardedJob) -
         spends = [read_spend(d) for d, _ in shards]
         write_spend(tmp, Spend(requests=sum(x.requests for x in spends), cost=sum(x.cost for x in spends)))
         merged = {**first, "shard": [0, 1], "merged_from": [str(d) for d, _ in shards], "status": "complete"}
-        stats = job.stats(target, merged)
+        stats = job.stats(LabelStore(target), merged, None)
         write_json_atomic(tmp / "stats.json", stats)
         write_json_atomic(tmp / MANIFEST_FILE, merged)
         _rename(tmp, out)
@@ -127,7 +115,7 @@ def _rename(tmp: Path, out: Path) -> None:
         raise ValueError(f"{out} already exists (made while this merge ran); merge into a new directory") from None
 
 
-def _write_records(shards: list[tuple[Path, dict]], target: Path, job: ShardedJob) -> int:
+def _write_records(shards: list[tuple[Path, dict]], target: Path, job: JobSpec) -> int:
     """Append every shard's records to `target`, refusing any it cannot trust; returns how many."""
     where: dict[str, tuple[Path, int]] = {}  # id -> (file, line) where it was read
     batch: list[dict] = []
@@ -137,9 +125,9 @@ def _write_records(shards: list[tuple[Path, dict]], target: Path, job: ShardedJo
             first = where.setdefault(r["id"], (f, line))
             if first != (f, line):
                 raise ValueError(f"{job.item} id {r['id']!r} appears twice: {first[0]}:{first[1]} and {f}:{line}")
-            if not in_shard(r[job.shard_key], tuple(manifest["shard"])):
+            if not in_shard(r[job.shard_field], tuple(manifest["shard"])):
                 i, n = manifest["shard"]
-                raise ValueError(f"{f}:{line}: {job.kind.record} whose {job.shard_key} {r[job.shard_key]!r} is not "
+                raise ValueError(f"{f}:{line}: {job.kind.record} whose {job.shard_field} {r[job.shard_field]!r} is not "
                                  f"in shard {i}/{n}, the shard of {d}")
             batch.append(r)
             if len(batch) >= BATCH:
@@ -149,7 +137,7 @@ def _write_records(shards: list[tuple[Path, dict]], target: Path, job: ShardedJo
     return len(where)
 
 
-def _records(d: Path, manifest: dict, job: ShardedJob) -> Iterator[tuple[int, dict]]:
+def _records(d: Path, manifest: dict, job: JobSpec) -> Iterator[tuple[int, dict]]:
     """(line, record) of a shard's store, each checked: its numbers and fields, and the job that made it."""
     f = d / job.kind.file
     waiting = d / SUPERSEDING_FILE
@@ -161,9 +149,8 @@ def _records(d: Path, manifest: dict, job: ShardedJob) -> Iterator[tuple[int, di
     if _torn(f):
         raise ValueError(f"{f}: the last line is cut short (a killed job leaves this): the shard is incomplete; "
                          f"{RESUME}")
-    problem = job.check(manifest)
     for line, r in numbered(f):
-        why = problem(r)
+        why = job.kind.record_problem(r, manifest)
         if why is None:
             why = next((f"{job.kind.record} made with a different {dict(job.kind.same_job)[name]} than the "
                         f"shard's manifest names" for name, got in job.kind.record_identity(r).items()

@@ -29,7 +29,7 @@ class Stored:
 
 class LabelStore:
     """labels.jsonl of a labelling job, one record per pair id. Constructing one touches nothing; `open()`
-    prepares the files for writing. The job that writes it holds the folder's lock (labeling/folder.py)."""
+    prepares the files for writing. The job that writes it holds the folder's lock (rlaif/jobs/folder.py)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

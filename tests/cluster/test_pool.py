@@ -12,7 +12,7 @@ import pytest
 from rlaif.cluster.connect import RayOptions
 from rlaif.cluster.pool import Worker, WorkerPool
 from rlaif.config.judge import WorkerResources
-from rlaif.jobs.folder import JobError
+from rlaif.cluster.connect import ClusterError
 from rlaif.labeling.job import label
 from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label
 
@@ -76,7 +76,7 @@ def test_a_worker_no_node_can_hold_is_refused_at_once(tmp_path, ray_cluster):
         "first; workers are placed on what is free now)"]
     assert not files["out"].exists()
     files["judge"].write_text(files["judge"].read_text() + "resources: {num_cpus: 3}\n")  # 2 CPUs a node
-    with pytest.raises(JobError, match="no room for one worker of 3 CPU on one node"):
+    with pytest.raises(ClusterError, match="no room for one worker of 3 CPU on one node"):
         label(files["pairs"], files["constitution"], files["judge"], files["out"], progress=False,
               ray=RayOptions(ray_cluster))
     assert not files["out"].exists()

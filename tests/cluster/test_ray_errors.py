@@ -13,7 +13,7 @@ from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label
 
 def test_import_and_help_import_neither_ray_nor_torch():
     """The jobs that can run on Ray import it only once asked to (and torch only with a model)."""
-    code = ("import sys, rlaif, rlaif.cli, rlaif.labeling.job, rlaif.revision.job, rlaif.cluster.runner\n"
+    code = ("import sys, rlaif, rlaif.cli, rlaif.labeling.job, rlaif.revision.job, rlaif.jobs.ray\n"
             "from typer.testing import CliRunner\n"
             "assert CliRunner().invoke(rlaif.cli.app, ['label', '--help']).exit_code == 0\n"
             "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")

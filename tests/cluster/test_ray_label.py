@@ -126,10 +126,10 @@ def test_driver_killed_then_run_again_loses_and_duplicates_nothing(tmp_path, ray
 def test_a_judge_that_cannot_load_on_the_workers_is_one_line(tmp_path, ray_cluster):
     import pytest
 
-    from rlaif.jobs.folder import JobError
+    from rlaif.cluster.connect import ClusterError
 
     files = job_files(tmp_path, polite_rows(3), function="tests.nowhere:judge")
-    with pytest.raises(JobError) as e:
+    with pytest.raises(ClusterError) as e:
         label(files["pairs"], files["constitution"], files["judge"], files["out"], progress=False,
               ray=RayOptions(ray_cluster, workers=1))
     assert str(e.value) == ("a worker could not load its model: ValueError: judge function 'tests.nowhere:judge' "

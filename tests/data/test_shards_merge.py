@@ -69,9 +69,10 @@ def _nothing_left(out: Path) -> bool:
 
 
 def _merge(kind: str):
-    from rlaif.labeling.shards import merge as merge_labels
-    from rlaif.scoring.shards import merge as merge_scores
-    return merge_labels if kind == "labels" else merge_scores
+    from rlaif.jobs.shards import merge_shards
+    from rlaif.labeling.job import LabelJob
+    from rlaif.scoring.job import ScoreJob
+    return lambda dirs, out: merge_shards(dirs, out, LabelJob() if kind == "labels" else ScoreJob())
 
 
 def _dup_across(s0: Path, s1: Path, f: str) -> str:

@@ -143,7 +143,11 @@ def test_failed_verdict_is_recorded_as_failed(tmp_path):
 
 
 def test_shards_are_disjoint_and_merge_complete(tmp_path):
-    from rlaif.labeling.shards import merge
+    from rlaif.jobs.shards import merge_shards
+    from rlaif.labeling.job import LabelJob
+
+    def merge(dirs, out):
+        return merge_shards(dirs, out, LabelJob())
 
     pairs = write_pairs(tmp_path / "pairs.jsonl", 25)
     for i in range(3):
