@@ -28,7 +28,7 @@ from ..judges.base import TOO_LONG, Judge
 from ..judges.registry import load_judge, not_ready
 from ..records import LabelRecord, Pair
 from .folder import Folder, LabelJobError, open_folder, read_spend
-from .score import PlannedPair, is_input_failure, judge_batch, plan_pair
+from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
 from .stats import compute_stats
 
 
