@@ -8,8 +8,8 @@ One run, one loaded model, the same held-out pairs for every method:
                       LLM-as-judge code does. The prompt text is exactly ours (`layout.segments(...).text`, answer
                       prefill included), so the only difference is generate-and-parse vs our logit read.
   (2) naive all       the same naive judge once per principle (same order per pair); label = weighted vote.
-  (3) ours, 1 princ.  `score_pairs`, both orders, sampling fixed to the first principle.
-  (4) ours, all       `score_pairs`, both orders, `sampling: all`.
+  (3) ours, 1 princ.  `judge_pairs`, both orders, sampling fixed to the first principle.
+  (4) ours, all       `judge_pairs`, both orders, `sampling: all`.
 
 For each: pairs/s, tokens/s (tokens actually run through the model: `judge.tokens_processed` deltas for ours,
 prompt + generated tokens for naive) and the fraction of a FLOP bound reached. The bound uses this machine's
@@ -225,7 +225,7 @@ def run_naive(naive: NaiveJudge, pairs, principles, seed: int, name: str) -> dic
 # -------------------------------------------------------------------------------------------------------------
 
 def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
-    from rlaif.labeling.score import score_pairs
+    from rlaif.labeling.pairwise import judge_pairs
 
     cache = getattr(judge, "_tok_cache", None)
     if cache is not None:
@@ -235,7 +235,7 @@ def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
     records = []
     start = time.perf_counter()
     for i in range(0, len(pairs), chunk):
-        records.extend(score_pairs(judge, pairs[i:i + chunk], constitution, seed))
+        records.extend(judge_pairs(judge, pairs[i:i + chunk], constitution, seed))
         log(f"  [{name}] {min(i + chunk, len(pairs))}/{len(pairs)} pairs, {time.perf_counter() - start:.1f} s")
     wall = time.perf_counter() - start
     n_principles = [len(constitution.principles_for(p, seed)) for p in pairs]
@@ -492,8 +492,8 @@ def main(argv=None) -> int:
     mm_before = measure("before")
     log("warming up both paths on one pair outside the timed set")
     naive.ask(warm_pair, warm_pair.response_a, warm_pair.response_b, first.text)
-    from rlaif.labeling.score import score_pairs
-    score_pairs(judge, [warm_pair], c_one, args.seed)
+    from rlaif.labeling.pairwise import judge_pairs
+    judge_pairs(judge, [warm_pair], c_one, args.seed)
 
     raw: dict[str, dict] = {}
     for key in RUN_ORDER:

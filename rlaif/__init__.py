@@ -6,12 +6,14 @@ order-debiased probabilities and full provenance. Importing this package never i
 
 from __future__ import annotations
 
+import warnings
+
 from ._version import __version__
 from .constitution import Constitution, Principle, load_constitution
 from .records import LabelRecord, Pair, Query, ScoreRecord, Verdict
 
 __all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "ScoreRecord",
-           "Verdict", "load_judge", "score", "rate", "label", "read_pairs", "__version__"]
+           "Verdict", "load_judge", "judge_pairs", "score", "rate", "label", "read_pairs", "__version__"]
 
 
 def load_judge(config):
@@ -21,20 +23,28 @@ def load_judge(config):
     return _load(config)
 
 
-def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
+def judge_pairs(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
     """Judge pairs in-process, no files: each pair in both orders under the constitution's principles (default: one
     generic principle), debiased into one label record per pair, in order. `judge` comes from `load_judge`; `seed`
     draws the principle of each pair under `sampling: one_per_pair`."""
-    from .labeling.score import score_pairs
+    from .labeling.pairwise import judge_pairs as _judge
 
-    return score_pairs(judge, list(pairs), constitution, seed=seed)
+    return _judge(judge, list(pairs), constitution, seed=seed)
+
+
+def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
+    """Deprecated: the old name of `judge_pairs` (kept for one release; "score" now means a rating, `rate`)."""
+    warnings.warn("rlaif.score is deprecated and will be removed in the next release: use rlaif.judge_pairs "
+                  "(same arguments)", DeprecationWarning, stacklevel=2)
+    return judge_pairs(judge, pairs, constitution, seed=seed)
 
 
 def rate(judge, prompt, responses, constitution=None, seed: int = 0) -> list[ScoreRecord]:
     """Rate the responses to one prompt in-process with a score judge (mode: score), no files: one score record
-    per response, in order, under one principle drawn for the prompt (default: one generic principle). (`score`
-    is the pairwise judge's; the job over a file is rlaif.scoring.job.score, the `rlaif score` command.)"""
-    from .labeling.score import GENERIC
+    per response, in order, under one principle drawn for the prompt (default: one generic principle).
+    (`judge_pairs` is the pairwise judge's; the job over a file is rlaif.scoring.job.score, the `rlaif score`
+    command.)"""
+    from .labeling.pairwise import GENERIC
     from .scoring.rate import rate_responses
 
     return rate_responses(judge, prompt, list(responses), constitution or GENERIC, seed=seed)

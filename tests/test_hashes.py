@@ -11,7 +11,7 @@ from pydantic import Field
 
 from rlaif.config.judge import CoTConfig, TransformersJudgeConfig, load_judge_config
 from rlaif.constitution import Constitution, Principle, load_constitution
-from rlaif.labeling.score import record_key
+from rlaif.labeling.pairwise import record_key
 from rlaif.records import Pair
 from tests.helpers import ROOT
 

@@ -50,7 +50,7 @@ def make_labels(out: Path, n: int = 320, keyword: str = "please", seed: int = 0)
     from rlaif.config.judge import PythonJudgeConfig
     from rlaif.judges.registry import load_judge
     from rlaif.labeling.job import label
-    from rlaif.labeling.score import GENERIC
+    from rlaif.labeling.pairwise import GENERIC
 
     judge = load_judge(PythonJudgeConfig(function="rlaif.rules:prefer_keyword",
                                          kwargs={"keyword": keyword, "confidence": 0.9}))

@@ -38,7 +38,7 @@ class ModelRewardConfig(_ScoreShaping):
 
 class JudgeRewardConfig(_ScoreShaping):
     """The judge itself is the reward (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`:
-    each response is judged in both orders against something to beat, and scored 2·P(win) − 1 in [−1, 1]."""
+    each response is judged in both orders against something to beat; its reward is 2·P(win) − 1, in [−1, 1]."""
 
     type: Literal["judge"] = Field("judge", description="Where the score comes from: the judge.")
     judge: str = Field(description="Judge YAML file (judges/*.yaml).")

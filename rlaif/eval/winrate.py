@@ -1,5 +1,5 @@
 """Win rate of a policy against a baseline, as judged under a constitution: each (policy, baseline) pair of
-responses to one prompt is judged in both orders (`rlaif.labeling.job.score_pairs`) — or, by a score judge, each
+responses to one prompt is judged in both orders (`rlaif.labeling.pairwise.judge_pairs`) — or, by a score judge, each
 response is rated once and P(policy ≻ baseline) derived from the two scores — a tie (per the tie margin) counts
 half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate` samples both models and
 reports it; the self-feedback loop calls `judge_winrate` on its own samples.
@@ -114,13 +114,13 @@ def judge_comparisons(judge, constitution, prompts: Sequence[Prompt], policy_tex
     """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices. A
     pairwise judge judges each comparison in both orders; a score judge (`mode: score`) rates each response once
     and the preference is derived from the two scores (`rated_comparisons`)."""
-    from ..labeling.score import GENERIC, score_pairs
+    from ..labeling.pairwise import GENERIC, judge_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     constitution = _constitution(constitution) or GENERIC
     if judge.config.mode == "score":  # the one place a win rate's route follows the judge's mode
         return rated_comparisons(judge, constitution, pairs, groups, seed), groups
-    return score_pairs(judge, pairs, constitution, seed=seed), groups
+    return judge_pairs(judge, pairs, constitution, seed=seed), groups
 
 
 def rated_comparisons(judge, constitution, pairs: Sequence[Pair], groups: Sequence[int],
@@ -172,7 +172,7 @@ def evaluate_winrate(policy: str, baseline: str, prompts: str | Path, judge, con
     `out` as JSON when given."""
     from ..config.sampling import SamplingConfig
     from ..data.prompts import read_prompts
-    from ..labeling.score import GENERIC
+    from ..labeling.pairwise import GENERIC
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()

@@ -70,7 +70,7 @@ class BudgetExhausted(RuntimeError):
 
 
 class Judge(ABC):
-    """A preference judge. Subclasses implement `judge`; `rlaif.score` adds both orders and principles on top."""
+    """A preference judge. Subclasses implement `judge`; `rlaif.judge_pairs` adds both orders and principles on top."""
 
     config: JudgeBase
     _spent_before = Spend()  # a class default: subclasses that skip __init__ still have it

@@ -26,7 +26,7 @@ from ..judges.base import TOO_LONG
 from ..judges.registry import load_judge, not_ready
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
-from .score import PlannedPair, is_input_failure, judge_batch, plan_pair
+from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
 from .stats import compute_stats
 
 LabelJobError = JobError  # the labelling job's name for it

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from ..jobs.run import count_reason, top_reasons
-from .score import is_input_failure
+from .pairwise import is_input_failure
 
 CAPABLE_JUDGES = "judges/vllm.yaml (a GPU) or judges/openai.yaml (an OpenAI-compatible server)"
 

@@ -132,7 +132,7 @@ class LoopRun:
         from ..constitution import load_constitution
         from ..data.prompts import read_prompts
         from ..judges.registry import load_judge
-        from ..labeling.score import GENERIC
+        from ..labeling.pairwise import GENERIC
 
         self.config, self.out = config, Path(config.output_dir)
         judge_config = load_judge_config(config.judge)

@@ -12,7 +12,7 @@ A score judge (`mode: score` in its YAML) needs nothing to beat: each response i
 scale and the reward is the expected score rescaled to [−1, 1] — d-RLAIF as Lee et al. define it, one call per
 response (mode `score`, which follows from the judge config and is the only mode a score judge takes).
 
-`JudgeReward` has TRL's reward-function signature `(prompts, completions, **kwargs) -> list[float]`; `score` is
+`JudgeReward` has TRL's reward-function signature `(prompts, completions, **kwargs) -> list[float]`; `rewards` is
 the same computation with per-response failure counts, for the HTTP reward server (rlaif/rewards/server.py).
 A failed verdict gives reward 0 (no preference) in `reference` mode and counts as a tie in a `group`
 tournament; either way it is counted in `failed`, never hidden.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
@@ -54,7 +55,7 @@ def prompt_key(prompt) -> str:
 
 
 @dataclass
-class Scored:
+class RewardBatch:
     """Rewards for a batch, and how many judge verdicts behind each one failed (0: all were read)."""
 
     rewards: list[float]
@@ -90,11 +91,11 @@ class JudgeReward:
 
     def _p_first(self, pairs: list[Pair]) -> list[Optional[float]]:
         """P(response_a ≻ response_b) per pair, debiased over both orders; None where the judge failed."""
-        from ..labeling.score import score_pairs
+        from ..labeling.pairwise import judge_pairs
 
         if not pairs:
             return []
-        records = score_pairs(self.judge, pairs, self.constitution, seed=self.seed)
+        records = judge_pairs(self.judge, pairs, self.constitution, seed=self.seed)
         out = [None if r.status != "ok" or r.p_a is None else float(r.p_a) for r in records]
         with self._lock:
             self.judged += len(records)
@@ -102,7 +103,7 @@ class JudgeReward:
             self.position_consistent += sum(bool(r.position_consistent) for r in records if r.status == "ok")
         return out
 
-    def score(self, prompts: Sequence, completions: Sequence, references: Optional[Sequence] = None) -> Scored:
+    def rewards(self, prompts: Sequence, completions: Sequence, references: Optional[Sequence] = None) -> RewardBatch:
         """Rewards for `completions` to `prompts` (text or chat messages); `references` are needed in mode
         reference (one per completion) and ignored in mode group."""
         if len(prompts) != len(completions):
@@ -119,13 +120,19 @@ class JudgeReward:
             pairs = [Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
                      for i, (p, t, r) in enumerate(zip(ps, texts, references))]
             probs = self._p_first(pairs)
-            return Scored([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
+            return RewardBatch([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
         return self._tournament(ps, texts)
 
-    def _rated(self, ps: list, texts: list[str]) -> Scored:
+    def score(self, prompts: Sequence, completions: Sequence, references: Optional[Sequence] = None) -> RewardBatch:
+        """Deprecated: the old name of `rewards` (kept for one release; "score" now means a rating)."""
+        warnings.warn("JudgeReward.score is deprecated and will be removed in the next release: use "
+                      "JudgeReward.rewards (same arguments)", DeprecationWarning, stacklevel=2)
+        return self.rewards(prompts, completions, references)
+
+    def _rated(self, ps: list, texts: list[str]) -> RewardBatch:
         """Each response rated alone (one principle drawn per prompt): reward = the rescaled expected score; a
         failed rating gives 0 and is counted."""
-        from ..labeling.score import GENERIC
+        from ..labeling.pairwise import GENERIC
         from ..scoring.rate import rate_groups
 
         groups = rate_groups(self.judge, ps, [[t] for t in texts], self.constitution or GENERIC, self.seed)
@@ -134,9 +141,9 @@ class JudgeReward:
         with self._lock:
             self.judged += len(records)
             self.failed += sum(x is None for x in rewards)
-        return Scored([0.0 if x is None else float(x) for x in rewards], [int(x is None) for x in rewards])
+        return RewardBatch([0.0 if x is None else float(x) for x in rewards], [int(x is None) for x in rewards])
 
-    def _tournament(self, ps: list, texts: list[str]) -> Scored:
+    def _tournament(self, ps: list, texts: list[str]) -> RewardBatch:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(ps):
             groups[prompt_key(p)].append(i)
@@ -161,7 +168,7 @@ class JudgeReward:
             games[i] += 1
             games[j] += 1
         # a response alone with its prompt has no one to beat: reward 0
-        return Scored([2.0 * w / g - 1.0 if g else 0.0 for w, g in zip(wins, games)], failed)
+        return RewardBatch([2.0 * w / g - 1.0 if g else 0.0 for w, g in zip(wins, games)], failed)
 
     def __call__(self, prompts: Sequence, completions: Sequence, **kwargs) -> list[float]:
         refs = None
@@ -169,11 +176,11 @@ class JudgeReward:
             refs = kwargs.get(self.reference_column)
             if refs is None and self.reference_fn is not None:
                 refs = self.reference_fn([_prompt(p) for p in prompts])
-        scored = self.score(prompts, completions, refs)
+        batch = self.rewards(prompts, completions, refs)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
-            log_metric(f"{self.__name__}/failed", float(sum(1 for f in scored.failed if f)))
-        return scored.rewards
+            log_metric(f"{self.__name__}/failed", float(sum(1 for f in batch.failed if f)))
+        return batch.rewards
 
 
 def judge_reward(judge: str, constitution: Optional[str] = None, **kwargs) -> JudgeReward:

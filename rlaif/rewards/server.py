@@ -1,6 +1,6 @@
 """`rlaif serve reward`: the judge as an HTTP reward endpoint for RL engines that run elsewhere (OpenRLHF's
 remote reward model, verl through a custom reward function). Imported only by that command (fastapi and uvicorn
-are the `human` extra); the scoring itself is `rlaif.rewards.JudgeReward`.
+are the `human` extra); the rewards themselves come from `rlaif.rewards.JudgeReward`.
 
 The wire shape follows OpenRLHF's remote reward model (`--reward.remote_url`), as read in OpenRLHF/OpenRLHF
 v0.11.0 (commit 3c3be623), `openrlhf/utils/agent.py`: SingleTurnAgentExecutor.execute and
@@ -44,11 +44,11 @@ _SPECIAL_ONLY = re.compile(r"^(\s|<\|?[^<>\s]{1,40}\|?>)*$")  # e.g. a BOS token
 
 
 class RequestError(ValueError):
-    """A request that cannot be scored; answered with 422 and this message."""
+    """A request that cannot be rewarded; answered with 422 and this message."""
 
 
 class RewardRequest(BaseModel):
-    """A batch to score. OpenRLHF sends query/prompts/labels; fields other engines add are ignored."""
+    """A batch to reward. OpenRLHF sends query/prompts/labels; fields other engines add are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -182,7 +182,7 @@ class ReferenceSampler:
 
 @dataclass
 class RewardService:
-    """Request → (prompt, response, reference) per item → JudgeReward.score → OpenRLHF's reply shape."""
+    """Request → (prompt, response, reference) per item → JudgeReward.rewards → OpenRLHF's reply shape."""
 
     reward: JudgeReward
     splitter: Splitter = field(default_factory=Splitter)
@@ -237,7 +237,7 @@ class RewardService:
             return f"the `labels` sent are used as references only with --labels-as-references; or {fix}"
         return fix
 
-    def score(self, req: RewardRequest) -> dict:
+    def rewards(self, req: RewardRequest) -> dict:
         prompts, responses = self.items(req)
         refs = self.references(req, prompts) if self.reward.mode == "reference" else None
         if self.reward.mode == "group" and not self.warned_group and prompts and \
@@ -246,11 +246,11 @@ class RewardService:
             _log("warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
                  "prompt's responses in one request, or use mode reference")
         with self._lock:  # one judge call at a time: backends hold one model or one connection pool
-            scored = self.reward.score(prompts, responses, refs)
+            batch = self.reward.rewards(prompts, responses, refs)
             self.requests += 1
-        return {"rewards": scored.rewards,
-                "scores": [(r + 1.0) / 2.0 for r in scored.rewards],  # P(better than the baseline), in [0, 1]
-                "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in scored.failed]}}
+        return {"rewards": batch.rewards,
+                "scores": [(r + 1.0) / 2.0 for r in batch.rewards],  # P(better than the baseline), in [0, 1]
+                "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in batch.failed]}}
 
     def health(self) -> dict:
         r = self.reward
@@ -290,7 +290,7 @@ def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
     @app.post("/get_reward")
     def get_reward(body: RewardRequest):
         try:
-            return service.score(body)
+            return service.rewards(body)
         except RequestError:
             raise
         except ValueError as e:  # what JudgeReward refuses (e.g. a malformed prompt) is the request's fault

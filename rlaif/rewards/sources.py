@@ -1,4 +1,4 @@
-"""Reward sources: what scores a response sampled in an RL rollout (PPO here), chosen by the config's `reward.type`
+"""Reward sources: what rewards a response sampled in an RL rollout (PPO here), chosen by the config's `reward.type`
 — a trained reward model, or the judge itself (d-RLAIF). Each is `source(samples, references) -> list[float]`
 over `rlaif.policy.sampling.Sample`s, says whether it needs a reference-policy response per sample, and counts the
 verdicts that failed.
@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 from ..config.ppo import JudgeRewardConfig, JudgeScoreRewardConfig, ModelRewardConfig
 
 
-class ModelScore:
+class ModelRewardSource:
     """A reward model's score of each response. The response is decoded and re-tokenised (prompt and response
     through `rlaif.policy.chat.encode`, as `rlaif train reward` encoded its pairs) with the reward model's own
     tokenizer; inputs longer than `max_length` keep their end."""
@@ -36,8 +36,8 @@ class ModelScore:
         return score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.config.batch_size)
 
 
-class JudgeScore:
-    """The judge as the score (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: a pairwise
+class JudgeRewardSource:
+    """The judge as the reward (d-RLAIF, Lee et al. 2023, sec. 2.3) through `rlaif.rewards.JudgeReward`: a pairwise
     judge against the reference policy's response to the same prompt (mode reference) or the prompt's other
     responses (group); a score judge (`type: judge_score`) rating each response alone."""
 
@@ -54,7 +54,7 @@ class JudgeScore:
 
     @property
     def failed(self) -> int:
-        """Verdicts that failed so far (each scored 0)."""
+        """Verdicts that failed so far (each gave reward 0)."""
         return self.reward.failed
 
 
@@ -62,7 +62,7 @@ def make_reward_source(config, device=None, dtype=None, seed: int = 0):
     """The source named by `reward.type`: a reward model on `device` in `dtype`, or the judge (seeded)."""
     match config:
         case ModelRewardConfig():
-            return ModelScore(config, device, dtype)
+            return ModelRewardSource(config, device, dtype)
         case JudgeRewardConfig() | JudgeScoreRewardConfig():
-            return JudgeScore(config, seed)
+            return JudgeRewardSource(config, seed)
     raise TypeError(f"no reward source for {type(config).__name__}")

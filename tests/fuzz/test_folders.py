@@ -21,7 +21,7 @@ from rlaif.config.run import PairsConfig
 from rlaif.constitution import Constitution, Principle
 from rlaif.judges.base import Judge
 from rlaif.labeling.job import label
-from rlaif.labeling.score import score_pairs
+from rlaif.labeling.pairwise import judge_pairs
 from rlaif.numbers import label_problem, real, score_record_problem
 from rlaif.records import Pair, ScoreVerdict, Verdict
 from rlaif.revision.job import revise
@@ -188,7 +188,7 @@ class AnyJudge(Judge):
 @given(data=st.data())
 def test_fuzz_judge_outputs_never_make_an_ok_record_off_range(data):
     pairs = [Pair("q", "please, yes", "no"), Pair("r", "fine", "please")]
-    for r in score_pairs(AnyJudge(data), pairs, TWO):
+    for r in judge_pairs(AnyJudge(data), pairs, TWO):
         record = r.to_json()
         json.dumps(record, allow_nan=False)  # strict JSON, whatever the judge said
         assert (r.status == "ok") == (label_problem(record) is None and r.p_a is not None), record

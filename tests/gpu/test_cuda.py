@@ -37,7 +37,7 @@ def test_the_judge_in_bf16_on_the_gpu_agrees_with_fp32_on_the_cpu(tiny_model_dir
                                                                                               "auto")):
         judge = rlaif.load_judge(TransformersJudgeConfig(model=str(tiny_model_dir), device=device, dtype=dtype,
                                                           batch_size=4))
-        runs[name] = rlaif.score(judge, PAIRS)
+        runs[name] = rlaif.judge_pairs(judge, PAIRS)
         assert all(r.status == "ok" for r in runs[name]), [r.error for r in runs[name]]
     assert runs["gpu-fp32"][0].judge == runs["cpu"][0].judge  # the device stays out of the judge hash
     cpu = _order_values(runs["cpu"])

@@ -113,12 +113,13 @@ def test_labels_record_backend_policy(policy):
     config = PolicyJudgeConfig()
     judge = PolicyJudge(config).attach(model, tokenizer)
     pair = Pair(prompt="How do I bake bread?", response_a="Mix flour and water.", response_b="No.")
-    (record,) = rlaif.score(judge, [pair])
+    (record,) = rlaif.judge_pairs(judge, [pair])
     assert record.status == "ok"
     assert record.judge.backend == "policy" and record.judge.model == "policy"
     assert record.judge.settings_sha256 == config.settings_sha256()
     judge.attach(model, tokenizer, name="policy@iter-2")
-    (record,) = rlaif.score(judge, [pair], constitution=load_constitution(ROOT / "constitutions" / "helpful.yaml"))
+    helpful = load_constitution(ROOT / "constitutions" / "helpful.yaml")
+    (record,) = rlaif.judge_pairs(judge, [pair], constitution=helpful)
     assert record.judge.model == "policy@iter-2" and record.judge.backend == "policy"
     # plumbing does not change the hash; a verdict setting does
     assert PolicyJudgeConfig(batch_size=9).settings_sha256() == config.settings_sha256()
@@ -131,7 +132,7 @@ def test_unattached_policy_judge_says_it_is_for_the_loop(tmp_path):
     judge = load_judge(cfg)
     assert isinstance(judge, PolicyJudge)
     with pytest.raises(RuntimeError, match="rlaif loop"):
-        rlaif.score(judge, [Pair(prompt="p", response_a="a", response_b="b")])
+        rlaif.judge_pairs(judge, [Pair(prompt="p", response_a="a", response_b="b")])
 
     from rlaif.cli import app
 

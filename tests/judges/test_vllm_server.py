@@ -26,7 +26,7 @@ import httpx  # noqa: E402  (vllm brings httpx)
 from rlaif.config.judge import TransformersJudgeConfig, load_judge_config  # noqa: E402
 from rlaif.data.pairs import read_pairs  # noqa: E402
 from rlaif.judges.openai import OpenAIJudge  # noqa: E402
-from rlaif.labeling.score import score_pairs  # noqa: E402
+from rlaif.labeling.pairwise import judge_pairs  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 from tests.judges.test_vllm_judge import make_queries  # noqa: E402
 
@@ -142,13 +142,13 @@ def test_served_judge_gives_the_transformers_judges_probabilities(server, export
 
 
 def test_served_labels_match_the_local_labels(server, exported, local):
-    """Whole label records through rlaif.score: a job moved from the local judge to the served one keeps its
+    """Whole label records through rlaif.judge_pairs: a job moved from the local judge to the served one keeps its
     per-order values (each within 0.02) and says where each verdict was read."""
     folder, _ = exported
     pairs = list(read_pairs(ROOT / "examples" / "pairs.jsonl"))[:4]
-    want = score_pairs(local, pairs)
+    want = judge_pairs(local, pairs)
     with served(server, folder) as judge:
-        got = score_pairs(judge, pairs)
+        got = judge_pairs(judge, pairs)
     for g, w in zip(got, want):
         print(f"{g.id}: served {g.p_a_orders} local {w.p_a_orders}")
         assert g.status == w.status == "ok"

@@ -185,11 +185,24 @@ def test_export_trl_keeps_soft_label_and_skips_ties(tmp_path):
         assert "please" in row["chosen"] and row["p_chosen"] == pytest.approx(0.9)
 
 
-def test_score_pairs_in_process():
+def test_judge_pairs_in_process():
     judge = load_judge(POLITE)
-    recs = rlaif.score(judge, [Pair("q", "please do", "no"), Pair("q", "no", "please do")])
+    recs = rlaif.judge_pairs(judge, [Pair("q", "please do", "no"), Pair("q", "no", "please do")])
     assert [r.label for r in recs] == ["a", "b"]
     assert recs[0].principle_id == "better"
+
+
+def test_rlaif_score_warns_and_judges_as_judge_pairs():
+    """The old name stays for one release: it warns, naming the new one, and passes every argument through (the
+    constitution and the seed: under one_per_pair the seed decides each pair's principle)."""
+    judge = load_judge(POLITE)
+    pairs = [Pair(f"q{i}", "please do", "no") if i % 2 else Pair(f"q{i}", "no", "please do") for i in range(8)]
+    want = rlaif.judge_pairs(judge, pairs, CONST, seed=3)
+    assert [r.principle_id for r in want] != [r.principle_id for r in rlaif.judge_pairs(judge, pairs, CONST)]
+    with pytest.warns(DeprecationWarning, match=r"rlaif\.judge_pairs") as caught:
+        got = rlaif.score(judge, iter(pairs), CONST, seed=3)
+    assert [r.to_json() for r in got] == [r.to_json() for r in want]
+    assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
 class _CappedJudge(Judge):

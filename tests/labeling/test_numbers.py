@@ -14,7 +14,7 @@ from rlaif.constitution import Constitution, Principle
 from rlaif.feedback.export import export_trl
 from rlaif.judges.base import Judge
 from rlaif.labeling.job import label
-from rlaif.labeling.score import OUT_OF_RANGE
+from rlaif.labeling.pairwise import OUT_OF_RANGE
 from rlaif.records import Verdict
 from tests.helpers import run_cli
 from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label, stored, strict_records, write_rows

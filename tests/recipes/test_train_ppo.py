@@ -160,11 +160,11 @@ def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
 
     from rlaif.config.ppo import ModelRewardConfig
     from rlaif.policy.chat import encode
-    from rlaif.rewards.sources import ModelScore
+    from rlaif.rewards.sources import ModelRewardSource
     from rlaif.policy.sampling import Sample
 
     path = _reward_model(tmp_path / "rm")
-    scorer = ModelScore(ModelRewardConfig(path=str(path), batch_size=2), torch.device("cpu"))
+    scorer = ModelRewardSource(ModelRewardConfig(path=str(path), batch_size=2), torch.device("cpu"))
     samples = [Sample("how do i fix my car", [], [], "please try this", True),
                Sample([{"role": "user", "content": "why"}], [], [], "no", True),
                Sample("tea", [], [], "here is a good plan you can try now maybe", False)]

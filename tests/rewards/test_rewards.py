@@ -117,14 +117,24 @@ def test_failed_verdicts_give_zero_and_are_counted():
     assert got == approx([0.0, 0.0, 0.0])
     assert reward.failed == 1 and reward.judged == 3
     assert logged == [("rlaif_judge_reference/failed", 1.0)]
-    scored = reward.score(["q", "q"], ["boom", "fine"], ["x", "x"])
+    scored = reward.rewards(["q", "q"], ["boom", "fine"], ["x", "x"])
     assert scored.failed == [1, 0] and reward.failed == 2
 
     group = JudgeReward(judge, mode="group")
-    scored = group.score(["p", "p", "p"], ["boom", "a", "b"])
+    scored = group.rewards(["p", "p", "p"], ["boom", "a", "b"])
     # boom fails both its games (ties); a-b is 0.7 vs 0.3 in the two orders → 0.5: every reward is 0
     assert scored.rewards == approx([0.0, 0.0, 0.0]) and scored.failed == [2, 1, 1]
     assert group.failed == 2 and group.judged == 3  # two of the three games failed
+
+
+def test_score_is_a_deprecated_name_of_rewards():
+    reward = JudgeReward(keyword_judge(), mode="reference")
+    args = (["q1", "q2"], ["please do it", "do it"], ["do it", "please do it"])
+    with pytest.warns(DeprecationWarning, match=r"JudgeReward\.rewards") as caught:
+        old = reward.score(*args)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    assert old == reward.rewards(*args)
+    assert old.rewards == approx([0.8, -0.8]) and old.failed == [0, 0]
 
 
 # -- TRL -----------------------------------------------------------------------------------------------------------
@@ -146,14 +156,14 @@ def test_grpo_trainer_uses_the_judge_reward(tmp_path):
 
     reward = JudgeReward(keyword_judge(), mode="reference")
     returned, seen = [], []
-    score = reward.score
+    rewards = reward.rewards
 
     def spy(prompts, completions, references=None):
-        out = score(prompts, completions, references)
+        out = rewards(prompts, completions, references)
         returned.extend(out.rewards)
         seen.extend(zip(completions, references))
         return out
-    reward.score = spy
+    reward.rewards = spy
 
     data = Dataset.from_dict({
         "prompt": [[{"role": "user", "content": "how do i fix my car"}], [{"role": "user", "content": "make tea"}]],

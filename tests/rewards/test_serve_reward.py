@@ -161,7 +161,7 @@ def test_openrlhf_request_gets_judge_reward_values():
     prompts = [CHAT.format("fix my car"), CHAT.format("make tea"), "Plain prompt:"]
     responses = ["please try this", "no", " ok please"]
     references = ["no", "please", "fine"]
-    expected = keyword_service().reward.score(
+    expected = keyword_service().reward.rewards(
         [[{"role": "user", "content": "fix my car"}], [{"role": "user", "content": "make tea"}], "Plain prompt:"],
         ["please try this", "no", "ok please"], references).rewards
     assert expected == pytest.approx([0.8, -0.8, 0.8])

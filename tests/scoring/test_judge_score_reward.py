@@ -31,7 +31,7 @@ def test_the_reward_is_the_rescaled_expected_score_one_call_per_response():
 
 def test_a_failed_rating_is_zero_and_counted():
     reward = JudgeReward(score_judge("tests.judge_fns:score_broken"))
-    scored = reward.score(["q", "q", "q"], ["boom", "fine", "eleven"])
+    scored = reward.rewards(["q", "q", "q"], ["boom", "fine", "eleven"])
     assert scored.rewards == [0.0, pytest.approx(2 * 4 / 9 - 1), 0.0] and scored.failed == [1, 0, 1]
     assert reward.failed == 2
 

@@ -1,8 +1,8 @@
-"""Scoring pairs: each pair is planned (the principles it is judged by, its resume key), the judge is asked its
+"""Judging pairs: each pair is planned (the principles it is judged by, its resume key), the judge is asked its
 queries (both orders of every principle, prompt text from rlaif/judges/prompting.py), and the verdicts come back
 as one debiased label record per pair (preference.py), with its provenance.
 
-`score_pairs` does this in-process (`rlaif.score`); the labelling job (job.py) does it batch by batch into a label
+`judge_pairs` does this in-process (`rlaif.judge_pairs`); the labelling job (job.py) does it batch by batch into a label
 folder, resuming by `record_key`.
 """
 
@@ -65,10 +65,10 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
 
 def judge_batch(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution):
     """A label job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
-    return until_cap(lambda: score_planned(judge, planned, constitution))
+    return until_cap(lambda: judge_planned(judge, planned, constitution))
 
 
-def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:
+def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:
     """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered."""
     margin = constitution.tie_margin_or(judge.config.tie_margin)
     queries, spans = [], []
@@ -98,12 +98,12 @@ def score_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
     return records
 
 
-def score_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None,
+def judge_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None,
                 seed: int = 0) -> list[LabelRecord]:
     """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
     constitution = constitution or GENERIC
     planned = [plan_pair(p, constitution, judge.info.settings_sha256, seed) for p in pairs]
-    return score_planned(judge, planned, constitution)
+    return judge_planned(judge, planned, constitution)
 
 
 def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) -> dict:
