@@ -1,5 +1,5 @@
 """Win rate of a policy against a baseline, as judged under a constitution: each (policy, baseline) pair of
-responses to one prompt is judged in both orders (`rlaif.labeling.job.score_pairs`) — or, by a score judge, each
+responses to one prompt is judged in both orders (`rlaif.labeling.score.score_pairs`) — or, by a score judge, each
 response is rated once and P(policy ≻ baseline) derived from the two scores — a tie (per the tie margin) counts
 half, and a percentile bootstrap over prompts gives the 95% interval. `rlaif eval winrate` samples both models and
 reports it; the self-feedback loop calls `judge_winrate` on its own samples.
