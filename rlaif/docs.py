@@ -1,5 +1,6 @@
-"""Markdown tables of every config field, generated from the pydantic models' own descriptions, so the README,
-`--help` and error messages share one text. `python -m rlaif.docs` prints them; a test keeps README in sync."""
+"""Markdown tables of every config field, generated from the pydantic models' own descriptions, so the docs site,
+`--help` and error messages share one text. `python -m rlaif.docs` prints them, `--sync` writes them into the
+field reference page (docs/reference/config.md), and a test keeps that page in sync."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def _type(field) -> str:
 
 
 def table(model: type[BaseModel], title: str, skip: frozenset[str] = frozenset()) -> str:
-    lines = [f"#### {title}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+    lines = [f"### {title}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         if name in skip:
             continue
@@ -31,8 +32,8 @@ def table(model: type[BaseModel], title: str, skip: frozenset[str] = frozenset()
 
 
 def render() -> str:
-    parts = [table(Constitution, "Constitution"), table(Principle, "Principle (`principles[]`)"),
-             table(FewShotExample, "Few-shot example (`few_shot[]`)"),
+    parts = ["## Constitutions and judges", table(Constitution, "Constitution"),
+             table(Principle, "Principle (`principles[]`)"), table(FewShotExample, "Few-shot example (`few_shot[]`)"),
              table(RevisionExample, "Critique-revision example (`revision_examples[]`, rlaif revise)")]
     for backend, cls in BACKENDS.items():
         parts.append(table(cls, f"Judge, `backend: {backend}`"))
@@ -48,7 +49,8 @@ def training_tables() -> list[str]:
     from .config.feedback import source_classes, source_name
 
     shared = frozenset(run.RunConfig.model_fields)
-    parts = [table(run.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo|sft`, `rlaif loop`)")]
+    parts = ["## Training",
+             table(run.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo|sft`, `rlaif loop`)")]
     for cls, name in ((reward.RewardTrainConfig, "reward"), (dpo.DPOTrainConfig, "dpo"), (ppo.PPOTrainConfig, "ppo"),
                       (loop.LoopConfig, "loop"), (sft.SFTTrainConfig, "sft")):
         parts.append(table(cls, f"Training, `method: {name}` (besides the shared fields)", skip=shared))
@@ -73,8 +75,11 @@ def training_tables() -> list[str]:
     return parts
 
 
-def sync_readme(path: str = "README.md", check: bool = False) -> bool:
-    """Rewrite the README's field tables (between `<!-- fields -->` markers); with check, only compare."""
+REFERENCE = "docs/reference/config.md"
+
+
+def sync_reference(path: str = REFERENCE, check: bool = False) -> bool:
+    """Rewrite the field reference page's tables (between `<!-- fields -->` markers); with check, only compare."""
     from pathlib import Path
 
     text = Path(path).read_text(encoding="utf-8")
@@ -92,6 +97,6 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] == ["--sync"]:
-        sync_readme()
+        sync_reference()
     else:
         print(render(), end="")

@@ -1,4 +1,4 @@
-"""`python -m rlaif.cli`: the command line (the accelerate launch command in the README runs it this way)."""
+"""`python -m rlaif.cli`: the command line (the accelerate launch command in docs/training.md runs it this way)."""
 
 from . import main
 

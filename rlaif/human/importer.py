@@ -3,7 +3,7 @@
 Three kinds of input: label files (JSONL, JSON or CSV rows with `prompt`, `response_a`, `response_b`, `label` and
 optionally `id`, `annotator`, `p_a`); Label Studio's JSON export of a project made from `rlaif annotate
 export-tasks` (read by `label_studio.py`); and data that carries a human choice (TRL chosen/rejected, Anthropic HH
-transcripts, rows with `human_label`), read by `rlaif.data.read_pairs` so pair ids and orders match `rlaif label`
+transcripts, rows with `human_label`), read by `rlaif.data.pairs.read_pairs` so pair ids and orders match `rlaif label`
 run with the same seed.
 """
 

@@ -72,7 +72,7 @@ def score_sequences(reward_model, sequences: Sequence[list[int]], pad_id: int, b
 
 def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLike] = None, batch_size: int = 16,
                      max_length: Optional[int] = None, format: Optional[str] = None, seed: int = 0) -> dict:
-    """Score every pair of `pairs` (any input rlaif.data.read_pairs reads) and write one JSON line per pair to
+    """Score every pair of `pairs` (any input rlaif.data.pairs.read_pairs reads) and write one JSON line per pair to
     `out` (stdout when None). Pairs longer than `max_length` tokens (default: the model's context) are written
     with r_a = r_b = p_a = null and an error, and counted. Returns the counts and the human-label accuracy."""
     from ..data.pairs import read_pairs
