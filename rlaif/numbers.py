@@ -1,5 +1,5 @@
-"""The numbers guard: one rule per kind of number that rlaif stores or trains on, and the checks of the three
-stored record kinds (labels, scores, revisions) built from them.
+"""The numbers guard: one rule per kind of number that rlaif stores or trains on, and the checks of the
+stored record kinds (labels, scores, revisions, samples) built from them.
 
 Every boundary where a number enters (a judge's output, a constitution's weights, a record read back from a
 folder someone may have edited, feedback before training, a merge) asks these functions, so a number is `ok` by
@@ -188,6 +188,21 @@ def revision_problem(r: dict) -> Optional[str]:
         return f"rounds is {_shown(rounds)}, not a list of critique-revision rounds"
     if r.get("initial") is not None and not isinstance(r["initial"], str):
         return f"initial is {_shown(r['initial'])}, not text"
+    return None
+
+
+def sample_problem(r: dict) -> Optional[str]:
+    """Why a sample record (`rlaif generate`'s samples.jsonl) cannot be read, or None: an ok record holds its
+    samples as text, and as many `finished` flags."""
+    problem = _required(r, ("id", "status")) or _conversation(r) or _status(r)
+    if problem or r["status"] != "ok":
+        return problem
+    samples, finished = r.get("samples"), r.get("finished")
+    if not isinstance(samples, list) or not all(isinstance(x, str) for x in samples):
+        return f"samples is {_shown(samples)}, not a list of texts"
+    if not isinstance(finished, list) or len(finished) != len(samples) or \
+            not all(isinstance(x, bool) for x in finished):
+        return f"finished is {_shown(finished)}, not one true/false per sample"
     return None
 
 

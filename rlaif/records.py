@@ -287,3 +287,26 @@ class RevisionRecord(BaseModel):
     def to_json(self) -> dict:
         """The JSONL form: unset optional fields left out, but `final` always present (null on failure)."""
         return {**self.model_dump(mode="json", exclude_none=True), "final": self.final}
+
+
+class SampleRecord(BaseModel):
+    """One line of samples.jsonl in `rlaif generate`'s job folder: the n samples a policy drew for one prompt, in
+    order, and what drew them. The pairs file the job writes (every pair i < j of a prompt's samples) is made from
+    these records."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str  # the prompt id: a hash of the prompt (the pair rows' `prompt_id`)
+    key: str  # content hash of (prompt, policy, sampling settings, n, seed): the resume key
+    prompt: Prompt
+    samples: list[str]  # the responses, decoded without special tokens
+    finished: list[bool]  # per sample: ended with EOS (False: cut at max_new_tokens)
+    status: Literal["ok", "failed"] = "ok"
+    error: Optional[str] = None
+    policy: str
+    sampling_sha256: str
+    seed: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)

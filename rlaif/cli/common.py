@@ -1,6 +1,7 @@
 """What every command module shares: the one error path (a user-facing error becomes one clean line and an exit
 code, never a traceback; `--debug` or RLAIF_DEBUG=1 shows the traceback), plain stderr lines (so no terminal
-width re-wraps a FILE:LINE message), and the one table printer.
+width re-wraps a FILE:LINE message), the exits of a job that stopped at a cap or holds failures, and the one table
+printer.
 
 Exit codes, for every command: 0 ok; 2 bad input or a refused job; 3 a spending cap stopped the job; 4 judge
 failures were recorded (unless --allow-failed); 5 training diverged (a non-finite loss or gradient norm); 1 an
@@ -22,7 +23,7 @@ from ..numbers import TrainingDiverged
 
 T = TypeVar("T")
 
-BAD_INPUT, INTERNAL, DIVERGED = 2, 1, 5
+BAD_INPUT, INTERNAL, CAPPED, FAILED, DIVERGED = 2, 1, 3, 4, 5
 DEBUG_ENV = "RLAIF_DEBUG"
 
 
@@ -92,6 +93,38 @@ def guard(fn: Callable[[], T], code: int = BAD_INPUT) -> T:
             traceback.print_exc()
         lines, exit_code = error_lines(e, code)
         fail(lines, exit_code)
+
+
+def exit_if_capped(result, stats: dict, kept: str) -> None:
+    """Exit 3 when the job stopped at a spending cap (a cap wins over failures: raising it is the next step either
+    way), saying what was kept and how to resume."""
+    if not result.stopped:
+        return
+    spent = (f" The cap counts this job's spending over all its runs ({stats['spent_requests']} requests, "
+             f"estimated cost {stats['spent_cost']}).") if "spent_requests" in stats else ""
+    eprint(f"stopped early ({result.stopped}); {kept} so far is kept.{spent} Run the same command with a higher "
+           f"--max-requests / --max-cost to resume.")
+    raise typer.Exit(CAPPED)
+
+
+def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lacking: str, because: str,
+                   fixed: str) -> None:
+    """Exit 4 when the folder holds `failed` items the model failed on (unless --allow-failed), saying how many
+    failed this run and before, the commonest reason, and how to try them again."""
+    if not failed or allow_failed:
+        return
+    common = next(iter(stats["failure_reasons"]), "unknown")  # the whole reason, commonest first (top_reasons)
+    eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
+           f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
+           f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")
+    raise typer.Exit(FAILED)
+
+
+def ray_rows(stats: dict, unit: str) -> list[tuple[str, object]]:
+    """The summary rows of a job run on Ray: its workers (alive at the end) and each one's rate."""
+    ray = stats.get("ray")
+    return [("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
+            (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None)]
 
 
 def print_table(title: str, rows: Iterable[Sequence], header: Sequence[str] = ("figure", "value")) -> None:

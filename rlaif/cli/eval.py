@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .common import fail, guard, print_table
-from .generate import _MAX_NEW, _PROMPTS, _SAMPLING, _SEED, _TEMPERATURE, _TOP_P, sampling_config
+from .options import MAX_NEW, PROMPTS, SAMPLING, SEED, TEMPERATURE, TOP_P, sampling_config
 
 app = typer.Typer(help="Evaluate a policy with a judge (win rate against a baseline).", no_args_is_help=True)
 
@@ -19,18 +19,18 @@ app = typer.Typer(help="Evaluate a policy with a judge (win rate against a basel
 @app.command("winrate")
 def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
                 baseline: str = typer.Option(..., help="Baseline (e.g. the SFT model): a directory or a hub id."),
-                prompts: Path = _PROMPTS,
+                prompts: Path = PROMPTS,
                 judge: Path = typer.Option(..., help="Judge YAML."),
                 constitution: Path = typer.Option(..., help="Constitution YAML."),
                 n_samples: int = typer.Option(1, min=1, help="Responses per prompt from each model; sample j of "
                                               "the policy meets sample j of the baseline."),
                 out_file: Optional[Path] = typer.Option(None, "--out", help="JSON report: the win rate, "
                                                         "provenance and every comparison."),
-                seed: int = _SEED,
+                seed: int = SEED,
                 resamples: int = typer.Option(2000, min=0, help="Bootstrap resamples over prompts (0: no "
                                               "interval)."),
-                config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
-                top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW) -> None:
+                config: Optional[Path] = SAMPLING, temperature: Optional[float] = TEMPERATURE,
+                top_p: Optional[float] = TOP_P, max_new_tokens: Optional[int] = MAX_NEW) -> None:
     """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders
     (a score judge rates each response once: P = sigmoid((s_policy - s_baseline) / T)), ties counted half, a 95%
     bootstrap interval over prompts."""

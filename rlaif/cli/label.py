@@ -8,93 +8,12 @@ from typing import List, Optional
 
 import typer
 
-from .common import eprint, fail, guard, print_table
+from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .options import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, allow_failed_option,
+                      job_options, require_options, retry_failed_option)
 
 app = typer.Typer(help="Label pairs with a judge under a constitution (and merge shards).",
                   invoke_without_command=True)
-
-
-# options `rlaif revise` shares
-FORMAT = typer.Option(None, "--format", help="jsonl, json, parquet or hf_dataset (default: detected).")
-MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over all its runs (replaces the judge "
-                            "config's).")
-MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
-                        "config's).")
-QUIET = typer.Option(False, help="No progress bar.")
-
-
-def exit_if_capped(result, stats: dict, kept: str) -> None:
-    """Exit 3 when the job stopped at a spending cap (a cap wins over failures: raising it is the next step either
-    way), saying what was kept and how to resume."""
-    if not result.stopped:
-        return
-    spent = (f" The cap counts this job's spending over all its runs ({stats['spent_requests']} requests, "
-             f"estimated cost {stats['spent_cost']}).") if "spent_requests" in stats else ""
-    eprint(f"stopped early ({result.stopped}); {kept} so far is kept.{spent} Run the same command with a higher "
-           f"--max-requests / --max-cost to resume.")
-    raise typer.Exit(3)
-
-
-def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lacking: str, because: str,
-                   fixed: str) -> None:
-    """Exit 4 when the folder holds `failed` items the model failed on (unless --allow-failed), saying how many
-    failed this run and before, the commonest reason, and how to try them again."""
-    if not failed or allow_failed:
-        return
-    common = next(iter(stats["failure_reasons"]), "unknown")  # the whole reason, commonest first (top_reasons)
-    eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
-           f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
-           f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")
-    raise typer.Exit(4)
-
-
-def ray_rows(stats: dict, unit: str) -> list[tuple[str, object]]:
-    """The summary rows of a job run on Ray: its workers (alive at the end) and each one's rate."""
-    ray = stats.get("ray")
-    return [("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
-            (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None)]
-
-
-def retry_failed_option(what: str):
-    return typer.Option(False, help=f"Run again the {what} whose judge or model call failed (the new record "
-                        "replaces the failed one).")
-
-
-def allow_failed_option(what: str):
-    return typer.Option(False, help=f"Exit 0 even when the folder holds failed {what} (otherwise exit 4).")
-# help is rich markup: "[ray]" unescaped would be read as a style and left out
-RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
-                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif\\[ray]'.")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
-                           "else a cluster started on this machine).")
-WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "
-                       "free resources hold).")
-
-
-def ray_options(ray: bool, address: Optional[str], workers: Optional[int]):
-    """The --ray options as the jobs take them (None without --ray); --ray-address or --workers alone is refused."""
-    if not ray:
-        if address is not None or workers is not None:
-            fail("error: --ray-address and --workers go with --ray")
-        return None
-    from ..cluster.connect import RayOptions
-
-    return guard(lambda: RayOptions(address, workers))
-
-
-def require_options(command: str, options: list[tuple[str, object]]) -> None:
-    """Exit 2 naming the (flag, value) options that were not given."""
-    missing = [flag for flag, value in options if value is None]
-    if missing:
-        fail(f"error: missing {', '.join(missing)} (see {command} --help)")
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-        return i, n
-    except ValueError:
-        raise typer.BadParameter("use I/N, e.g. 0/4") from None
 
 
 @app.callback()
@@ -124,15 +43,15 @@ def label_cmd(ctx: typer.Context,
         return
     require_options("rlaif label", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                                     ("--out", out_dir)])
-    on_ray = ray_options(ray, ray_address, workers)
+    options = job_options(limit=limit, seed=seed, batch_size=batch_size, shard=shard, fmt=fmt,
+                          skip_invalid=skip_invalid, retry_failed=retry_failed, max_requests=max_requests,
+                          max_cost=max_cost, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
 
     def run():
-        from ..labeling.job import label
-        return label(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
-                     shard=_parse_shard(shard) if shard else (0, 1), format=fmt, skip_invalid=skip_invalid,
-                     max_chars=max_chars, progress=not quiet, retry_failed=retry_failed,
-                     relabel_changed=relabel_changed, max_requests=max_requests, max_cost=max_cost,
-                     ray=on_ray)
+        from ..jobs.run import run_job
+        from ..labeling.job import LabelJob
+        return run_job(LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge,
+                       out_dir, options)
     result = guard(run)
     from ..labeling.stats import judge_advice
 

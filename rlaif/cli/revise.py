@@ -8,11 +8,10 @@ from typing import Optional
 
 import typer
 
-from .common import guard, print_table
-from .generate import _MAX_NEW, _SAMPLING, _TEMPERATURE, _TOP_P, sampling_config
-from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
-                    allow_failed_option, exit_if_capped, exit_if_failed, ray_options, ray_rows, require_options,
-                    retry_failed_option)
+from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .options import (FORMAT, MAX_COST, MAX_NEW, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, SAMPLING, TEMPERATURE, TOP_P,
+                      WORKERS, allow_failed_option, job_options, require_options, retry_failed_option,
+                      sampling_config)
 
 
 def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows with `prompt` (text or chat "
@@ -29,8 +28,8 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
                seed: int = typer.Option(0, help="Seed of the principle draws and of sampling."),
                shard: Optional[str] = typer.Option(None, help="I/N: revise a disjoint 1/N share of the prompts."),
                fmt: Optional[str] = FORMAT,
-               config: Optional[Path] = _SAMPLING, temperature: Optional[float] = _TEMPERATURE,
-               top_p: Optional[float] = _TOP_P, max_new_tokens: Optional[int] = _MAX_NEW,
+               config: Optional[Path] = SAMPLING, temperature: Optional[float] = TEMPERATURE,
+               top_p: Optional[float] = TOP_P, max_new_tokens: Optional[int] = MAX_NEW,
                retry_failed: bool = retry_failed_option("chains"),
                allow_failed: bool = allow_failed_option("chains"),
                max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
@@ -40,16 +39,16 @@ def revise_cmd(prompts: Optional[Path] = typer.Option(None, help="Prompts: rows 
     FILE --out DIR."""
     require_options("rlaif revise", [("--prompts", prompts), ("--constitution", constitution), ("--model", model),
                                      ("--out", out_dir)])
-    on_ray = ray_options(ray, ray_address, workers)
+    options = job_options(limit=limit, seed=seed, shard=shard, fmt=fmt, retry_failed=retry_failed,
+                          max_requests=max_requests, max_cost=max_cost, quiet=quiet, ray=ray, ray_address=ray_address,
+                          workers=workers)
 
     def run():
-        from ..revision.job import revise
+        from ..jobs.run import run_job
+        from ..revision.job import ReviseJob
 
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)
-        return revise(prompts, constitution, model, out_dir, rounds=rounds, limit=limit, seed=seed,
-                      shard=_parse_shard(shard) if shard else (0, 1), sampling=sampling, format=fmt,
-                      retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost, progress=not quiet,
-                      ray=on_ray)
+        return run_job(ReviseJob(rounds=rounds, sampling=sampling), prompts, constitution, model, out_dir, options)
     result = guard(run)
     stats = result.stats
     _summary(stats, f"revisions in {out_dir}")

@@ -8,10 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from .common import guard, print_table
-from .label import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, _parse_shard,
-                    allow_failed_option, exit_if_capped, exit_if_failed, ray_options, ray_rows, require_options,
-                    retry_failed_option)
+from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .options import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, allow_failed_option,
+                      job_options, require_options, retry_failed_option)
 
 app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
                   invoke_without_command=True)
@@ -45,14 +44,14 @@ def score_cmd(ctx: typer.Context,
         return
     require_options("rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
                                     ("--out", out_dir)])
-    on_ray = ray_options(ray, ray_address, workers)
+    options = job_options(limit=limit, seed=seed, batch_size=batch_size, shard=shard, fmt=fmt,
+                          skip_invalid=skip_invalid, retry_failed=retry_failed, max_requests=max_requests,
+                          max_cost=max_cost, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
 
     def run():
-        from ..scoring.job import score
-        return score(pairs, constitution, judge, out_dir, limit=limit, seed=seed, batch_size=batch_size,
-                     shard=_parse_shard(shard) if shard else (0, 1), format=fmt, max_chars=max_chars,
-                     progress=not quiet, retry_failed=retry_failed, max_requests=max_requests, max_cost=max_cost,
-                     ray=on_ray, skip_invalid=skip_invalid)
+        from ..jobs.run import run_job
+        from ..scoring.job import ScoreJob
+        return run_job(ScoreJob(max_chars=max_chars), pairs, constitution, judge, out_dir, options)
     result = guard(run)
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats

@@ -355,12 +355,14 @@ def started_at() -> str:
 def job_manifest(input_path: Path, format: Optional[str], constitution_path: Optional[str], constitution,
                  seed: int, shard: tuple[int, int], limit: Optional[int], **what) -> dict:
     """What makes a job's records what they are, written to DIR/manifest.json when it starts: the input, the
-    constitution, `what` the job adds (its judge or model), the seed, shard and limit, the versions."""
+    constitution (a job without one, `rlaif generate`, has none), `what` the job adds (its judge or model), the
+    seed, shard and limit, the versions."""
+    judged = {} if constitution is None else {
+        "constitution": constitution_path, "constitution_name": constitution.name,
+        "constitution_version": constitution.version, "constitution_sha256": constitution.sha256}
     return {
         "rlaif_version": __version__, "created_at": started_at(),
-        "input": str(input_path), "input_sha256": file_sha256(input_path), "format": format,
-        "constitution": constitution_path, "constitution_name": constitution.name,
-        "constitution_version": constitution.version, "constitution_sha256": constitution.sha256,
+        "input": str(input_path), "input_sha256": file_sha256(input_path), "format": format, **judged,
         **what, "seed": seed, "shard": list(shard), "limit": limit, "versions": versions(), "status": "running",
     }
 

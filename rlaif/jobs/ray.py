@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..config.judge import JudgeBase
+from ..config.judge import JudgeBase, WorkerResources
 from ..records import Spend
 from ..cluster.connect import RayOptions, cluster_address, connect
 from ..cluster.pool import Finished, Worker, WorkerPool, plan_workers
@@ -92,8 +92,12 @@ class RayRunner:
 
     def settings(self, config: JudgeBase) -> dict:
         """Take the workers' model config (what each reserves, the devices it spans, whether a cap holds) and
-        return the Ray settings the manifest and stats carry: the cluster, the workers, what each reserves."""
-        resources = self.resources = config.resources
+        return the Ray settings the manifest and stats carry: the cluster, the workers, what each reserves. A
+        config that reserves nothing itself (`resources` None: a policy to sample) takes one CPU, and one GPU when
+        the cluster has GPUs."""
+        resources = config.resources or WorkerResources(num_gpus=1.0 if self.ray.cluster_resources().get("GPU")
+                                                        else 0.0)
+        self.resources = resources
         self.bundles = getattr(config, "tensor_parallel_size", 1)  # a worker spanning N GPUs: a placement group
         self.caps = caps(config)
         self.workers = plan_workers(self.ray, resources, self.options.workers)

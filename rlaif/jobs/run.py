@@ -171,6 +171,9 @@ class JobSpec:
         counts["retried"] += stored is not None
         counts["failed"] += record.status != "ok"
 
+    def finished(self, records: Iterable[dict]) -> None:
+        """What the job writes from its whole store once the pass has folded it (rlaif generate: its pairs file)."""
+
     def retired(self, stored: dict[str, Stored]) -> set[str]:
         """Ids of stored records no input row maps to any more (moved to superseded.jsonl when the pass ends)."""
         return set()
@@ -451,6 +454,7 @@ class JobPass:
         retired = self.spec.retired(self.folder.stored)
         if self.superseding or retired:
             self.folder.store.fold(retired)
+        self.spec.finished(self.folder.store)
         stats = write_stats()
         close_manifest(self.folder, manifest, "stopped" if self.stopped else "complete", **extra)
         return JobResult(self.folder.path, stats, self.stopped, self.written, self.skipped)

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..config.sampling import SamplingConfig
-from ..records import derived_seed  # noqa: F401 - rlaif.policy.sampling.derived_seed, as before
+from ..records import Spend, derived_seed  # derived_seed: rlaif.policy.sampling.derived_seed, as before
 from .chat import prompt_ids
 
 
@@ -146,6 +146,43 @@ class VLLMSampler:
 
         self.llm = None
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class SavedPolicy:
+    """A saved policy (a local directory or hub id) loaded to sample from: vLLM's engine where `use_vllm` says so,
+    else transformers. What `rlaif generate`'s job loads (here, or on each Ray worker) and `rlaif eval winrate`
+    samples with. A local model spends nothing: `carry_spend` and `spent` are there for the job engine."""
+
+    def __init__(self, policy: str, config: SamplingConfig):
+        from pathlib import Path
+
+        path = Path(policy)
+        self.config, self.vllm, self.model = config, None, None
+        if use_vllm(config, path.is_dir() and not (path / "adapter_config.json").exists()):
+            self.vllm = VLLMSampler(str(policy), 0, config.vllm_engine)
+        else:
+            self.model, self.tokenizer = load_policy(policy)
+
+    def sample(self, prompts: Sequence, n: int, seed: Optional[int] = None) -> list[list[Sample]]:
+        if self.vllm is not None:
+            return self.vllm.sample(prompts, n, self.config, seed)
+        return sample(self.model, self.tokenizer, prompts, n, self.config, seed=seed)
+
+    def carry_spend(self, before) -> None:
+        pass
+
+    def spent(self) -> Spend:
+        return Spend()
+
+    def close(self) -> None:
+        import gc
+
+        if self.vllm is not None:
+            self.vllm.close()
+        self.vllm = self.model = None
+        gc.collect()  # `rlaif eval winrate` loads a second model (and the judge) next: give this one's memory back
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
