@@ -53,7 +53,7 @@ def label_cmd(ctx: typer.Context,
         return run_job(LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge,
                        out_dir, options)
     result = guard(run)
-    from ..labeling.stats import judge_advice
+    from ..labeling.job import judge_advice
 
     stats = result.stats
     _summary(stats, f"labels in {out_dir}")

@@ -1,7 +1,8 @@
-"""The one job engine: `run_job(spec, inputs, constitution, model, out, options)` runs any job over an input file
-into its folder (folder.py), whatever the job is. `rlaif label`, `score`, `revise` and `generate` are each a
-`JobSpec` — what is truly their own: the folder they keep, how they read and plan an item, how a model is loaded
-and a batch worked, and what they count — and share everything else here, in one order:
+"""The one job engine (a file of over 400 lines because it is one idea): `run_job(spec, inputs, constitution,
+model, out, options)` runs any job over an input file into its folder (folder.py), whatever the job is. `rlaif
+label`, `score`, `revise` and `generate` are each a `JobSpec` — what is truly their own: the folder they keep, how
+they read and plan an item, how a model is loaded and a batch worked, and what they count — and share everything
+else here, in one order:
 
     checks (no model, nothing written) → manifest → Ray connected, if asked → folder opened (lock, identity,
     resume) → model loaded (here or on the workers) → the pass → stats and the manifest's last word.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
@@ -28,7 +30,9 @@ from ..files import write_json_atomic
 from ..progress import progress as make_progress
 from ..records import Spend
 from .ray import Done, RayRunner
-from .folder import (Folder, FolderKind, check_numbers, close_after_error, close_manifest, in_shard, job_manifest,
+from ..judges.base import not_ready
+from ..judges.registry import load_judge
+from .folder import (Folder, FolderKind, JobError, check_numbers, close_after_error, close_manifest, in_shard, job_manifest,
                      open_folder, read_spend, with_caps, write_spend)
 from .store import Stored
 
@@ -194,6 +198,27 @@ class JobSpec:
     # set by run_job for the hooks above
     path: Path = Path()
     store_path: Path = Path()
+
+
+class JudgedJob(JobSpec):
+    """A job whose model is a judge (`rlaif label`, `rlaif score`): the one place a job asks for the judge mode it
+    needs (`mode`: "pairwise" or "score"). The judge is loaded from its config, here or on each Ray worker; one that
+    has the other mode, or cannot judge on its own, is refused before anything is written."""
+
+    mode: str
+    wrong_mode: str  # the refusal of a judge of the other mode ("{judge}": the file, or "the judge")
+
+    def check(self, judge, built: bool) -> None:
+        if (self.config.mode == "score") != (self.mode == "score"):
+            raise JobError(self.wrong_mode.format(judge=judge if isinstance(judge, (str, Path)) else "the judge"))
+        refusal = not_ready(self.config, judge if built else None)
+        if refusal is None and self.options.ray is not None and built:
+            refusal = "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
+        if refusal:
+            raise JobError(refusal)
+
+    def loader(self):
+        return partial(load_judge, self.config)
 
 
 def run_job(spec: JobSpec, inputs: str | Path, constitution: Optional[str | Path | Constitution], model,

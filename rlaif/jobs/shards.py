@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..records import Spend
-from .folder import MANIFEST_FILE, FolderKind, in_shard, read_spend, write_spend
+from .folder import MANIFEST_FILE, in_shard, read_spend, write_spend
 from .run import JobSpec
 from .store import SUPERSEDING_FILE, LabelStore
 from ..data.labels import numbered, read_json_file

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Optional
+from typing import Callable, Collection, Iterable, Iterator, Optional
 
 from ..data.labels import numbered
 from ..files import append_jsonl, atomic_write, cut_partial_line, fsync_dir, json_line

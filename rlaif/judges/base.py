@@ -44,6 +44,21 @@ def verdict_flags(verdicts: Sequence[Verdict | ScoreVerdict]) -> Optional[list[s
     return sorted(flags) or None
 
 
+NOT_ATTACHED = ("the policy judge (backend: policy) judges with the policy being trained and has no model of its "
+                "own: it works inside `rlaif loop`, which attaches the policy each iteration "
+                "(judge.attach(model, tokenizer)). To judge with a saved model, use backend: transformers with "
+                "model: DIR.")
+
+
+def not_ready(config: JudgeBase, judge: Optional["Judge"] = None) -> Optional[str]:
+    """Why this judge cannot judge on its own, or None; asked before a job writes anything. `judge` is the built
+    judge, when there is one yet. The policy judge has no model of its own: it judges only once `rlaif loop`
+    attaches the policy to it."""
+    if config.backend == "policy" and getattr(judge, "model", None) is None:
+        return NOT_ATTACHED
+    return None
+
+
 class StoppedEarly(RuntimeError):
     """A job's batch stopped at a spending cap; `records` holds those of the items fully answered before it."""
 

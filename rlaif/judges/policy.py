@@ -10,13 +10,9 @@ from typing import Optional, Sequence
 
 from ..config.judge import PolicyJudgeConfig
 from ..records import JudgeInfo, Query, Verdict
-from .base import Judge
+from .base import NOT_ATTACHED, Judge
 from .hf import TransformersJudge
 
-NOT_ATTACHED = ("the policy judge (backend: policy) judges with the policy being trained and has no model of its "
-                "own: it works inside `rlaif loop`, which attaches the policy each iteration "
-                "(judge.attach(model, tokenizer)). To judge with a saved model, use backend: transformers with "
-                "model: DIR.")
 
 
 class PolicyJudge(TransformersJudge):

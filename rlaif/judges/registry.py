@@ -1,15 +1,12 @@
 """From a judge config to a judge: the one place that knows which class runs each member of the JudgeConfig union.
 
 Each backend is imported inside `judge_class`, when it is chosen, so loading a judge pulls in only its own packages
-(a test imports every backend, so a broken one still fails CI). `not_ready` is the judges' own check that a judge
-can label on its own, asked before a job writes anything.
+(a test imports every backend, so a broken one still fails CI).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
 from ..config.judge import (JudgeBase, JudgeConfig, OpenAIJudgeConfig, PolicyJudgeConfig, PythonJudgeConfig,
                             TransformersJudgeConfig, VLLMJudgeConfig, load_judge_config)
 from .base import Judge
@@ -45,15 +42,3 @@ def load_judge(config: str | Path | JudgeBase) -> Judge:
     if not isinstance(config, JudgeBase):
         config = load_judge_config(config)
     return build_judge(config)
-
-
-def not_ready(config: JudgeBase, judge: Optional[Judge] = None) -> Optional[str]:
-    """Why this judge cannot label pairs on its own, or None. `judge` is the built judge, when there is one yet.
-
-    The policy judge has no model of its own: it judges only once `rlaif loop` attaches the policy to it.
-    """
-    if config.backend == "policy" and getattr(judge, "model", None) is None:
-        from .policy import NOT_ATTACHED
-
-        return NOT_ATTACHED
-    return None

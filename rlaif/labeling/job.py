@@ -20,14 +20,12 @@ from ..data.formats import DataError, count_pairs
 from ..data.labels import LABELS_FILE
 from ..data.pairs import read_pairs, synthetic_line
 from ..jobs.folder import FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JobSpec, run_job, split_settings
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import TOO_LONG
-from ..judges.registry import load_judge, not_ready
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
 from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
-from .stats import compute_stats
 
 LabelJobError = JobError  # the labelling job's name for it
 
@@ -35,7 +33,6 @@ LABELS = FolderKind(job="rlaif label", records="labels", record="a label", doing
                     same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
                               ("seed", "seed"), ("shard", "shard")),
                     record_identity=judged_identity, record_problem=lambda r, _: label_problem(r))
-RAY_NEEDS_CONFIG = "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
 
 
 def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out: str | Path,
@@ -49,7 +46,7 @@ def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out
 
 
 @dataclass
-class LabelJob(JobSpec):
+class LabelJob(JudgedJob):
     """What the labelling job brings to the engine."""
 
     relabel_changed: bool = False
@@ -61,21 +58,12 @@ class LabelJob(JobSpec):
     kind = LABELS
     item, unit, doing, done, rate, input_count = "pair", "pairs", "labelling", "labelled", "pairs", "input_pairs"
     counters = ("relabelled", "consistent", "a", "b", "tie")
-
-    def check(self, judge, built: bool) -> None:
-        if self.config.mode == "score":
-            raise JobError(f"{judge if isinstance(judge, (str, Path)) else 'the judge'} is a score judge (mode: score): "
-                           f"rlaif label needs a pairwise judge. Rate responses with rlaif score, or set `mode: "
-                           f"pairwise` in the judge config")
-        refusal = not_ready(self.config, judge if built else None)
-        if refusal or (self.options.ray is not None and built):
-            raise JobError(refusal or RAY_NEEDS_CONFIG)
+    mode = "pairwise"
+    wrong_mode = ("{judge} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with "
+                  "rlaif score, or set `mode: pairwise` in the judge config")
 
     def numbers(self):
         return (("--max-chars", self.max_chars),)
-
-    def loader(self):
-        return partial(load_judge, self.config)
 
     def worker(self):
         return partial(judge_batch, constitution=self.constitution)
@@ -157,4 +145,93 @@ class LabelJob(JobSpec):
         return compute_stats(records, self.config, run)
 
 
-__all__ = ["LABELS", "LabelJob", "LabelJobError", "label"]
+# -- the folder's stats ------------------------------------------------------------------------------------------
+# Computed by streaming the records, so they describe the whole folder (all runs of a resumed job), not one run.
+CAPABLE_JUDGES = "judges/vllm.yaml (a GPU) or judges/openai.yaml (an OpenAI-compatible server)"
+
+
+def _rate(num: int, den: int) -> Optional[float]:
+    return round(num / den, 4) if den else None
+
+
+def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict] = None) -> dict:
+    n = ok = failed = failed_input = consistent = 0
+    labels = {"a": 0, "b": 0, "tie": 0}
+    human_n = agree = agree_decided = decided = first_only_agree = 0
+    prompt_tokens = completion_tokens = 0
+    errors: dict[str, int] = {}
+    flags: dict[str, int] = {}
+    sources = {"logprobs": 0, "text": 0}  # verdicts of ok labels, one per order
+    for r in records:
+        n += 1
+        prompt_tokens += r.get("prompt_tokens", 0)
+        completion_tokens += r.get("completion_tokens", 0)
+        for flag in r.get("flags") or ():
+            flags[flag] = flags.get(flag, 0) + 1
+        if r["status"] != "ok":
+            failed += 1
+            failed_input += is_input_failure(r.get("error"))
+            count_reason(errors, r.get("error"))
+            continue
+        ok += 1
+        labels[r["label"]] += 1
+        for source in r.get("verdict_source") or ():
+            if source in sources:
+                sources[source] += 1
+        consistent += bool(r.get("position_consistent"))
+        human = r.get("human_label")
+        if human in ("a", "b"):
+            human_n += 1
+            agree += r["label"] == human
+            if r["label"] != "tie":
+                decided += 1
+                agree_decided += r["label"] == human
+            # the naive single-order verdict: response_a shown first (pair order is already randomised)
+            first = r["p_a_orders"][0]
+            first_only_agree += ("a" if first > 0.5 else "b") == human
+    stats = {
+        "pairs": n, "ok": ok, "failed": failed,
+        # judge errors (the exit code 4, --retry-failed) apart from input that could not be judged
+        "failed_judge": failed - failed_input, "failed_input": failed_input,
+        "labels": labels, "flags": flags,
+        "position_consistency": _rate(consistent, ok),
+        "human_labelled": human_n,
+        # ties count as disagreement here: a judge that cannot tell does not get credit
+        "agreement_with_human": _rate(agree, human_n),
+        "agreement_with_human_decided": _rate(agree_decided, decided), "decided_with_human": decided,
+        "agreement_single_order": _rate(first_only_agree, human_n),
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "failure_reasons": top_reasons(errors),
+        # text verdicts are 0 or 1 (a server that returned no logprobs): they carry no soft probability
+        "verdict_sources": sources,
+    }
+    if judge_config is not None:
+        cost = (prompt_tokens * judge_config.price_per_1k_prompt_tokens +
+                completion_tokens * judge_config.price_per_1k_completion_tokens) / 1000
+        stats["estimated_cost"] = round(cost, 6) if cost else None
+    if run:
+        stats.update(run)
+    return stats
+
+
+def judge_advice(stats: dict) -> Optional[str]:
+    """One plain line when this run's judge could not tell the responses apart (more than half of its labels
+    ties, or more than half of its pairs judged differently once the order was swapped), saying what to do."""
+    labels = stats.get("run_labels") or {}
+    n = sum(labels.values())
+    if not n:
+        return None
+    problems = []
+    if labels.get("tie", 0) * 2 > n:
+        problems.append(f"{labels['tie']} of this run's {n} labels are ties")
+    inconsistent = stats.get("run_inconsistent", 0)
+    if inconsistent * 2 > n:
+        problems.append(f"in {inconsistent} of {n} pairs the judge picked a different response once the order "
+                        f"was swapped")
+    if not problems:
+        return None
+    return (f"Note: {' and '.join(problems)}: this judge cannot tell these responses apart, so these labels "
+            f"will not teach a preference. Use a more capable judge: {CAPABLE_JUDGES}.")
+
+
+__all__ = ["LABELS", "LabelJob", "LabelJobError", "compute_stats", "judge_advice", "label"]

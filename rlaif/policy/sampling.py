@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..config.sampling import SamplingConfig
-from ..records import Spend, derived_seed  # derived_seed: rlaif.policy.sampling.derived_seed, as before
+from ..records import Spend, derived_seed  # noqa: F401 - derived_seed: rlaif.policy.sampling.derived_seed, as before
 from .chat import prompt_ids
 
 

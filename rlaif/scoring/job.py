@@ -16,20 +16,17 @@ from typing import Iterable, Iterator, Optional
 
 from ..constitution import Constitution
 from ..data.formats import DataError
-from ..data.scores import SCORES_FILE, scale_of
+from ..data.scores import SCORES_FILE, derived_labels, scale_of
 from ..jobs.folder import FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JobSpec, run_job, split_settings
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import TOO_LONG
-from ..judges.registry import load_judge, not_ready
 from ..numbers import score_record_problem
 from ..records import ScoreRecord
 from .rate import PlannedResponse, plan_response, rate_batch
 from .responses import ScoreItem, read_responses
-from .stats import compute_stats
 
 RESPONSES_PER_BATCH = 16
-RAY_NEEDS_CONFIG = "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
 PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
                   "in the judge config, or label pairs with rlaif label")
 
@@ -51,7 +48,7 @@ def score(responses: str | Path, constitution: str | Path | Constitution, judge,
 
 
 @dataclass
-class ScoreJob(JobSpec):
+class ScoreJob(JudgedJob):
     """What the score job brings to the engine."""
 
     max_chars: int = 100_000
@@ -61,13 +58,7 @@ class ScoreJob(JobSpec):
     item, unit, doing, done, rate, input_count = "response", "responses", "scoring", "scored", "responses", \
         "input_responses"
     shard_field = "prompt_id"
-
-    def check(self, judge, built: bool) -> None:
-        if self.config.mode != "score":
-            raise JobError(PAIRWISE_JUDGE.format(judge=judge if isinstance(judge, (str, Path)) else "the judge"))
-        refusal = not_ready(self.config, judge if built else None)
-        if refusal or (self.options.ray is not None and built):
-            raise JobError(refusal or RAY_NEEDS_CONFIG)
+    mode, wrong_mode = "score", PAIRWISE_JUDGE
 
     def numbers(self):
         return (("--max-chars", self.max_chars),)
@@ -75,9 +66,6 @@ class ScoreJob(JobSpec):
     def manifest(self) -> dict:
         # the tie margin derived labels use: the constitution's when it sets one
         return {**super().manifest(), "tie_margin": self.constitution.tie_margin_or(self.config.tie_margin)}
-
-    def loader(self):
-        return partial(load_judge, self.config)
 
     def worker(self):
         return partial(rate_batch, constitution=self.constitution)
@@ -133,4 +121,50 @@ class ScoreJob(JobSpec):
         return compute_stats(records, *scale_of(manifest), run)
 
 
-__all__ = ["SCORES", "JobError", "JobResult", "ScoreJob", "score"]
+# -- the folder's stats: responses rated and failed (and why), the histogram of expected scores, the mean reward per
+# principle, and, where the input pairs carry a human choice, how often the preference derived from the two scores
+# agrees with it.
+def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float,
+                  run: Optional[dict] = None) -> dict:
+    records = list(records)
+    low, high = scale
+    histogram = {str(s): 0 for s in range(low, high + 1)}  # expected scores, rounded to the nearest score
+    principles: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    ok = failed_input = prompt_tokens = completion_tokens = 0
+    score_sum = 0.0
+    for r in records:
+        prompt_tokens += r.get("prompt_tokens", 0)
+        completion_tokens += r.get("completion_tokens", 0)
+        if r["status"] != "ok":
+            count_reason(errors, r.get("error"))
+            failed_input += (r.get("error") or "").startswith(TOO_LONG)
+            continue
+        ok += 1
+        score_sum += r["score"]
+        histogram[str(min(high, max(low, round(r["score"]))))] += 1
+        principles.setdefault(r.get("principle_id") or "?", []).append(r["reward"])
+    agree = decided = 0
+    # only pairs with a human choice count (both responses of such a pair carry it): samples never do
+    labelled = [r for r in records if r.get("human_label") in ("a", "b")]
+    for pair in derived_labels(labelled, scale, temperature, tie_margin):
+        if pair["status"] == "ok" and pair.get("human_label") in ("a", "b"):
+            decided += 1
+            agree += pair["label"] == pair["human_label"]
+    stats = {
+        "responses": len(records), "ok": ok, "failed": len(records) - ok,
+        "failed_input": failed_input, "failed_judge": len(records) - ok - failed_input,
+        "prompts": len({r["prompt_id"] for r in records}), "scale": [low, high], "temperature": temperature,
+        "tie_margin": tie_margin,
+        "score_histogram": histogram, "mean_score": round(score_sum / ok, 4) if ok else None,
+        "mean_reward_by_principle": {k: round(sum(v) / len(v), 4) for k, v in sorted(principles.items())},
+        "human_pairs": decided,
+        "agreement_with_human": round(agree / decided, 4) if decided else None,
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "failure_reasons": top_reasons(errors),
+    }
+    if run:
+        stats.update(run)
+    return stats
+
+
+__all__ = ["SCORES", "JobError", "JobResult", "ScoreJob", "compute_stats", "score"]

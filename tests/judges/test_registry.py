@@ -84,8 +84,8 @@ def test_only_a_policy_judge_without_a_policy_is_not_ready():
     from types import SimpleNamespace
 
     from rlaif.config.judge import PolicyJudgeConfig
-    from rlaif.judges.policy import NOT_ATTACHED
-    from rlaif.judges.registry import not_ready
+    from rlaif.judges.base import NOT_ATTACHED
+    from rlaif.judges.base import not_ready
 
     policy = PolicyJudgeConfig()
     assert not_ready(policy) == NOT_ATTACHED  # not built yet: a config or a YAML path
