@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from .common import eprint, guard
+from .options import HOST, PORT
 
 app = typer.Typer(help="Human annotation: serve the labelling app, export its labels, write tasks for Label Studio, "
                   "pick pairs.",
@@ -25,12 +26,10 @@ def annotate_serve(pairs: Path = typer.Option(..., help="Pairs to label: any inp
                                                                "per pair is drawn as in labelling."),
                    seed: int = typer.Option(0, help="Seed for principle draws, pair order and left/right order; "
                                             "use the one given to `rlaif label` so ids and principles match."),
-                   host: str = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs "
-                                            "--allow-remote; put a reverse proxy with TLS in front instead."),
+                   host: str = HOST,
                    allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: tokens and "
                                                      "labels then travel unencrypted unless TLS is in front."),
-                   port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, "
-                                            "announced at start."),
+                   port: int = PORT,
                    tokens: Optional[Path] = typer.Option(None, help="File of `annotator_name:token` lines (default: "
                                                          "one annotator with a token printed at start)."),
                    overlap: int = typer.Option(1, min=1, help="Labels wanted per pair, each from a different "

@@ -1,6 +1,6 @@
 """The options the command modules share, defined once: the job options every job over an input file takes
 (`rlaif label`, `score`, `revise`, `generate`: they become one rlaif.jobs.run.JobOptions), the sampling options
-(`generate`, `revise`, `eval winrate`) and the Ray options. No command module imports another; they all import
+(`generate`, `revise`, `eval winrate`), the Ray options and the HTTP servers' address. No command module imports another; they all import
 this one (and common.py for the error path and the exit codes).
 """
 
@@ -27,6 +27,11 @@ RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster 
                            "else a cluster started on this machine).")
 WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "
                        "free resources hold).")
+
+# the HTTP servers (`rlaif serve reward`, `rlaif annotate serve`)
+HOST = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs --allow-remote; put a reverse "
+                    "proxy with TLS in front instead.")
+PORT = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, announced at start.")
 
 # sampling
 SAMPLING = typer.Option(None, "--config", help="Sampling YAML (temperature, top_p, top_k, max_new_tokens, "

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import fail, guard
+from .options import HOST, PORT
 
 app = typer.Typer(help="Serve rlaif over HTTP for RL engines that run elsewhere.", no_args_is_help=True)
 
@@ -34,12 +35,10 @@ def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
                                                          "sent without `prompts` (default: the reference model's "
                                                          "assistant marker, then common chat-template markers)."),
                  seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
-                 host: str = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs "
-                                          "--allow-remote; put a reverse proxy with TLS in front instead."),
+                 host: str = HOST,
                  allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: anyone who "
                                                    "reaches the server can spend the judge."),
-                 port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, "
-                                          "announced at start."),
+                 port: int = PORT,
                  max_body_mb: float = typer.Option(16.0, help="Largest request body in MB (2^20 bytes); a larger "
                                                    "one gets 413 before it is read.")) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""

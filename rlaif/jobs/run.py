@@ -60,6 +60,24 @@ class JobOptions:
         return replace(options or cls(), **given)
 
 
+@dataclass
+class Planned:
+    """An input item ready for work: the item (a Pair, a ScoreItem), the principles it is judged or rated by, and
+    its content key (the resume key); its id and input line are the item's."""
+
+    item: Any
+    principles: list
+    key: str
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+    @property
+    def line(self) -> Optional[int]:
+        return self.item.source_line
+
+
 class JobSpec:
     """What one job brings to `run_job`. A spec object is made for one run: it holds the job's own settings, and
     `run_job` binds the constitution, the model config and the options to it before the pass (`self.constitution`,

@@ -106,7 +106,7 @@ class LabelJob(JudgedJob):
         return super().attempt_again(planned, stored)
 
     def changed(self, planned: PlannedPair, stored: Stored) -> str:
-        return (f"pair '{planned.pair.id}' was labelled before with different content ({self.store_path}:"
+        return (f"pair '{planned.item.id}' was labelled before with different content ({self.store_path}:"
                 f"{stored.line}). Give the edited pair a new id, or pass --relabel-changed to label it again (the "
                 f"old label moves to superseded.jsonl)")
 

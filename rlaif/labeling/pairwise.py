@@ -9,10 +9,10 @@ folder, resuming by `record_key`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
+from ..jobs.run import Planned
 from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
 from ..records import LabelRecord, Pair, Verdict, sha256_json
 from ..numbers import label_problem, probability_problem, weighted_mean
@@ -39,21 +39,7 @@ def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: st
                         constitution_sha, judge_sha])[:32]
 
 
-@dataclass
-class PlannedPair:
-    """A pair before the judge sees it: the principles it is judged by (none for an invalid row) and its key."""
-
-    pair: Pair
-    principles: list[Principle]
-    key: str
-
-    @property
-    def id(self) -> str:
-        return self.pair.id
-
-    @property
-    def line(self) -> Optional[int]:
-        return self.pair.source_line
+PlannedPair = Planned  # a pair before the judge sees it: the principles it is judged by (none for an invalid row)
 
 
 def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int) -> PlannedPair:
@@ -73,10 +59,10 @@ def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
     margin = constitution.tie_margin_or(judge.config.tie_margin)
     queries, spans = [], []
     for pl in planned:
-        if pl.pair.invalid:
+        if pl.item.invalid:
             spans.append(None)
             continue
-        q = judge.queries(pl.pair, pl.principles, constitution)  # grouped per pair: backends share its prefix
+        q = judge.queries(pl.item, pl.principles, constitution)  # grouped per pair: backends share its prefix
         spans.append((len(queries), len(queries) + len(q)))
         queries.extend(q)
     try:
@@ -87,7 +73,7 @@ def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
     records = []
     for pl, span in zip(planned, spans):
         if span is None:
-            records.append(_failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.pair.invalid}"))
+            records.append(_failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.item.invalid}"))
             continue
         vs = verdicts[span[0]:span[1]]
         if any(v is None for v in vs):
@@ -108,7 +94,7 @@ def judge_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Cons
 
 def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) -> dict:
     """What every record of this pair carries, whatever the verdict: the pair, its key, the constitution, the judge."""
-    pair = planned.pair
+    pair = planned.item
     return dict(id=pair.id, key=planned.key, prompt=pair.prompt, response_a=pair.response_a,
                 response_b=pair.response_b, constitution_sha256=constitution.sha256, judge=judge.info,
                 human_label=pair.human_label, conversational=pair.conversational)

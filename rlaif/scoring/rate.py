@@ -10,10 +10,10 @@ on the scale; otherwise it is `failed` with the reason, never a placeholder scor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
+from ..jobs.run import Planned
 from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
 from ..judges.scores import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
@@ -23,21 +23,7 @@ from .responses import ScoreItem, prompt_id_of
 OUT_OF_RANGE = "numbers out of range"
 
 
-@dataclass
-class PlannedResponse:
-    """A response before the judge sees it: the principles its prompt is rated by, and its resume key."""
-
-    item: ScoreItem
-    principles: list[Principle]
-    key: str
-
-    @property
-    def id(self) -> str:
-        return self.item.id
-
-    @property
-    def line(self) -> Optional[int]:
-        return self.item.source_line
+PlannedResponse = Planned  # a response before the judge sees it: the principles its prompt is rated by
 
 
 def principles_for(item: ScoreItem, constitution: Constitution, seed: int) -> list[Principle]:
