@@ -36,21 +36,34 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("the response explains each step clearly and gives a safe alternative while noting what it cannot "
-         "know about the situation so the reader should check with someone qualified before acting").split()
+WORDS = (
+    "the response explains each step clearly and gives a safe alternative while noting what it cannot "
+    "know about the situation so the reader should check with someone qualified before acting"
+).split()
 
 
 def synthetic_pairs(path: Path, n: int, rng: random.Random) -> None:
     """Pairs of realistic size (a 200-char prompt, two 400-1200-char responses)."""
+
     def text(lo: int, hi: int) -> str:
         out = []
         while sum(len(w) + 1 for w in out) < rng.randint(lo, hi):
             out.append(rng.choice(WORDS))
         return " ".join(out)
+
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"b{i}", "prompt": text(150, 250), "response_a": text(400, 1200),
-                                "response_b": text(400, 1200)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"b{i}",
+                        "prompt": text(150, 250),
+                        "response_a": text(400, 1200),
+                        "response_b": text(400, 1200),
+                    }
+                )
+                + "\n"
+            )
 
 
 def free_port() -> int:
@@ -61,9 +74,27 @@ def free_port() -> int:
 
 def start_server(workdir: Path, pairs: Path, db: Path, tokens: Path, port: int) -> subprocess.Popen:
     log = open(workdir / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "rlaif.cli", "annotate", "serve", "--pairs", str(pairs), "--db",
-                             str(db), "--tokens", str(tokens), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "annotate",
+            "serve",
+            "--pairs",
+            str(pairs),
+            "--db",
+            str(db),
+            "--tokens",
+            str(tokens),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -125,16 +156,28 @@ async def run_phases(url: str, tokens: dict[str, str], phases: list[Phase], seed
     # blocks the event loop for tens of ms, which would show up as server latency. Each keeps its connection
     # open across phases, as a browser tab does.
     ssl_context = httpx.create_ssl_context()
-    clients = {name: httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                                       verify=ssl_context, limits=httpx.Limits(max_connections=1))
-               for name, token in tokens.items()}
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            verify=ssl_context,
+            limits=httpx.Limits(max_connections=1),
+        )
+        for name, token in tokens.items()
+    }
     try:
         for phase in phases:
-            print(f"phase {phase.name}: {len(clients)} annotators, {phase.target} labels ...", file=sys.stderr,
-                  flush=True)
+            print(
+                f"phase {phase.name}: {len(clients)} annotators, {phase.target} labels ...", file=sys.stderr, flush=True
+            )
             t0 = time.perf_counter()
-            await asyncio.gather(*(annotator(client, name, phase, random.Random(f"{seed}:{phase.name}:{name}"))
-                                   for name, client in clients.items()))
+            await asyncio.gather(
+                *(
+                    annotator(client, name, phase, random.Random(f"{seed}:{phase.name}:{name}"))
+                    for name, client in clients.items()
+                )
+            )
             phase.wall = time.perf_counter() - t0
     finally:
         for client in clients.values():
@@ -142,8 +185,11 @@ async def run_phases(url: str, tokens: dict[str, str], phases: list[Phase], seed
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1] if len(values) > 1 \
+    return (
+        statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
+        if len(values) > 1
         else (values[0] if values else float("nan"))
+    )
 
 
 def missing_from_db(db: Path, acked: list[tuple[str, str, str]]) -> tuple[int, int]:
@@ -187,20 +233,32 @@ def main() -> None:
 
     acked = [a for phase in phases for a in phase.acked]
     missing, duplicates = missing_from_db(db, acked)
-    print(f"# bench_annotate: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{args.annotators} annotators, think {args.think[0]:g}-{args.think[1]:g} s")
-    print(f"{'phase':<7}{'labels':>8}{'requests':>10}{'wall s':>9}{'req/s':>9}{'labels/s':>10}{'p50 ms':>9}"
-          f"{'p99 ms':>9}{'max ms':>9}  errors")
+    print(
+        f"# bench_annotate: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{args.annotators} annotators, think {args.think[0]:g}-{args.think[1]:g} s"
+    )
+    print(
+        f"{'phase':<7}{'labels':>8}{'requests':>10}{'wall s':>9}{'req/s':>9}{'labels/s':>10}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'max ms':>9}  errors"
+    )
     summary = {}
     for phase in phases:
         lat = phase.latencies
         p50, p99 = percentile(lat, 0.50) * 1e3, percentile(lat, 0.99) * 1e3
         rps = len(lat) / phase.wall
-        print(f"{phase.name:<7}{len(phase.acked):>8}{len(lat):>10}{phase.wall:>9.1f}{rps:>9.1f}"
-              f"{len(phase.acked) / phase.wall:>10.1f}{p50:>9.1f}{p99:>9.1f}{max(lat) * 1e3:>9.1f}  "
-              f"{phase.errors or '-'}")
-        summary[phase.name] = {"labels": len(phase.acked), "requests": len(lat), "wall_s": round(phase.wall, 2),
-                               "requests_per_s": round(rps, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
+        print(
+            f"{phase.name:<7}{len(phase.acked):>8}{len(lat):>10}{phase.wall:>9.1f}{rps:>9.1f}"
+            f"{len(phase.acked) / phase.wall:>10.1f}{p50:>9.1f}{p99:>9.1f}{max(lat) * 1e3:>9.1f}  "
+            f"{phase.errors or '-'}"
+        )
+        summary[phase.name] = {
+            "labels": len(phase.acked),
+            "requests": len(lat),
+            "wall_s": round(phase.wall, 2),
+            "requests_per_s": round(rps, 1),
+            "p50_ms": round(p50, 2),
+            "p99_ms": round(p99, 2),
+        }
     think_p99 = summary["think"]["p99_ms"]
     print(f"acknowledged labels: {len(acked)}; missing from the database: {missing}; duplicate rows: {duplicates}")
     print(f"{'PASS' if think_p99 < 100 else 'MISS'}: think-phase p99 {think_p99:.1f} ms (target < 100 ms)")

@@ -82,6 +82,7 @@ def loadavg() -> Optional[float]:
 # Inputs
 # -------------------------------------------------------------------------------------------------------------
 
+
 def select_pairs(path: str, offset: int, n: int, seed: int):
     """n valid pairs from the rows after `offset`, plus one more valid pair for the untimed warm-up."""
     from rlaif.data.pairs import read_pairs
@@ -109,13 +110,19 @@ def model_params(model) -> dict:
     tied = head is None or head is emb or head.data_ptr() == emb.data_ptr()
     total = sum(p.numel() for p in model.parameters())  # parameters() yields a tied weight once
     head_n = 0 if tied else head.numel()
-    return {"total": total, "embedding": emb.numel(), "head": head_n, "tied_head": tied,
-            "non_embedding": total - emb.numel() - head_n}
+    return {
+        "total": total,
+        "embedding": emb.numel(),
+        "head": head_n,
+        "tied_head": tied,
+        "non_embedding": total - emb.numel() - head_n,
+    }
 
 
 # -------------------------------------------------------------------------------------------------------------
 # Matmul FLOP/s on the model's shapes
 # -------------------------------------------------------------------------------------------------------------
+
 
 def matmul_flops(m: int, k: int, n: int, device, dtype, seconds: float = 3.0) -> dict:
     """(m×k)@(k×n) repeated in blocks of ~0.25 s until `seconds` have passed (at least 8 blocks)."""
@@ -141,9 +148,15 @@ def matmul_flops(m: int, k: int, n: int, device, dtype, seconds: float = 3.0) ->
                 a @ b
             sync()
             rates.append(flop * per_block / (time.perf_counter() - t0))
-    return {"shape": f"({m}x{k})@({k}x{n})", "dtype": str(dtype).replace("torch.", ""), "blocks": len(rates),
-            "matmuls_per_block": per_block, "best": max(rates), "median": statistics.median(rates),
-            "min": min(rates)}
+    return {
+        "shape": f"({m}x{k})@({k}x{n})",
+        "dtype": str(dtype).replace("torch.", ""),
+        "blocks": len(rates),
+        "matmuls_per_block": per_block,
+        "best": max(rates),
+        "median": statistics.median(rates),
+        "min": min(rates),
+    }
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -166,6 +179,7 @@ class NaiveJudge:
 
     def ask(self, pair, first: str, second: str, principle_text: str) -> Optional[str]:
         import torch
+
         from rlaif.judges.prompting import render_prefix_user
 
         prefix_user = render_prefix_user(pair.prompt, self.instructions, self.few_shot, self.texts)
@@ -214,15 +228,23 @@ def run_naive(naive: NaiveJudge, pairs, principles, seed: int, name: str) -> dic
         unparsed += bad
         log(f"  [{name}] {i}/{len(pairs)} pairs, {time.perf_counter() - start:.1f} s")
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "tokens": naive.prompt_tokens + naive.generated_tokens,
-            "prompt_tokens": naive.prompt_tokens, "generated_tokens": naive.generated_tokens,
-            "calls": naive.calls, "logit_positions": naive.generated_tokens, "labels": labels,
-            "unparsed_answers": unparsed, "no_label": sum(lab is None for lab in labels)}
+    return {
+        "wall_s": wall,
+        "tokens": naive.prompt_tokens + naive.generated_tokens,
+        "prompt_tokens": naive.prompt_tokens,
+        "generated_tokens": naive.generated_tokens,
+        "calls": naive.calls,
+        "logit_positions": naive.generated_tokens,
+        "labels": labels,
+        "unparsed_answers": unparsed,
+        "no_label": sum(lab is None for lab in labels),
+    }
 
 
 # -------------------------------------------------------------------------------------------------------------
 # Ours
 # -------------------------------------------------------------------------------------------------------------
+
 
 def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
     from rlaif.labeling.pairwise import judge_pairs
@@ -235,20 +257,25 @@ def run_ours(judge, pairs, constitution, seed: int, name: str) -> dict:
     records = []
     start = time.perf_counter()
     for i in range(0, len(pairs), chunk):
-        records.extend(judge_pairs(judge, pairs[i:i + chunk], constitution, seed))
+        records.extend(judge_pairs(judge, pairs[i : i + chunk], constitution, seed))
         log(f"  [{name}] {min(i + chunk, len(pairs))}/{len(pairs)} pairs, {time.perf_counter() - start:.1f} s")
     wall = time.perf_counter() - start
     n_principles = [len(constitution.principles_for(p, seed)) for p in pairs]
-    return {"wall_s": wall, "tokens": judge.tokens_processed - before, "calls": None,
-            "logit_positions": 2 * sum(n_principles),  # one label read per query (upper bound with shared tails)
-            "labels": [r.label if r.status == "ok" else None for r in records],
-            "no_label": sum(r.status != "ok" for r in records),
-            "consistent": sum(bool(r.position_consistent) for r in records)}
+    return {
+        "wall_s": wall,
+        "tokens": judge.tokens_processed - before,
+        "calls": None,
+        "logit_positions": 2 * sum(n_principles),  # one label read per query (upper bound with shared tails)
+        "labels": [r.label if r.status == "ok" else None for r in records],
+        "no_label": sum(r.status != "ok" for r in records),
+        "consistent": sum(bool(r.position_consistent) for r in records),
+    }
 
 
 # -------------------------------------------------------------------------------------------------------------
 # Peak RSS of the labelling job (child process)
 # -------------------------------------------------------------------------------------------------------------
+
 
 def _status_kb(field: str) -> Optional[int]:
     try:
@@ -275,33 +302,58 @@ def memory_child(judge_spec: str, n: int, pairs_path: str, constitution_path: st
         reset = False
     with tempfile.TemporaryDirectory(prefix="bench_label_mem_") as out:
         t = time.perf_counter()
-        res = label(pairs_path, constitution_path, judge, out, limit=n, seed=seed, skip_invalid=True,
-                    progress=False)
+        res = label(pairs_path, constitution_path, judge, out, limit=n, seed=seed, skip_invalid=True, progress=False)
         wall = time.perf_counter() - t
     job_peak = _status_kb("VmHWM") if reset else None
     # VmHWM belongs to this process image. ru_maxrss would not do: Linux carries it over fork + exec, so a
     # child of the benchmark (which holds the model) would report the parent's peak.
-    process_peak = max(filter(None, (load_peak, job_peak))) if load_peak else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print("MEMORY_RESULT " + json.dumps({
-        "judge": judge_spec, "rows": n, "labelled": res.labelled_now, "wall_s": round(wall, 2),
-        "rss_before_job_kb": rss_before, "job_peak_kb": job_peak, "process_peak_kb": process_peak,
-        "hwm_reset": reset}), flush=True)
+    process_peak = (
+        max(filter(None, (load_peak, job_peak))) if load_peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    )
+    print(
+        "MEMORY_RESULT "
+        + json.dumps(
+            {
+                "judge": judge_spec,
+                "rows": n,
+                "labelled": res.labelled_now,
+                "wall_s": round(wall, 2),
+                "rss_before_job_kb": rss_before,
+                "job_peak_kb": job_peak,
+                "process_peak_kb": process_peak,
+                "hwm_reset": reset,
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_memory(judge_spec: str, n: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", judge_spec, str(n),
-           "--pairs", args.pairs, "--constitution", args.constitution, "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_memory-child",
+        judge_spec,
+        str(n),
+        "--pairs",
+        args.pairs,
+        "--constitution",
+        args.constitution,
+        "--seed",
+        str(args.seed),
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY_RESULT ")]
     if proc.returncode != 0 or not lines:
         log(proc.stderr[-3000:])
         raise RuntimeError(f"memory child {judge_spec} n={n} failed (exit {proc.returncode})")
-    out = json.loads(lines[-1][len("MEMORY_RESULT "):])
+    out = json.loads(lines[-1][len("MEMORY_RESULT ") :])
     out["peak_kb"] = out["job_peak_kb"] or out["process_peak_kb"]
-    log(f"  [memory {judge_label(judge_spec)}] {n} rows: peak {out['peak_kb'] / 1024:.0f} MiB "
-        f"({time.perf_counter() - t:.1f} s)")
+    log(
+        f"  [memory {judge_label(judge_spec)}] {n} rows: peak {out['peak_kb'] / 1024:.0f} MiB "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
     return out
 
 
@@ -313,14 +365,18 @@ def judge_label(spec: str) -> str:
 # Report
 # -------------------------------------------------------------------------------------------------------------
 
+
 def agreement(labels, pairs) -> dict:
     judged = [(lab, p.human_label) for lab, p in zip(labels, pairs) if p.human_label in ("a", "b")]
     agree = sum(lab == h for lab, h in judged)
     decided = [(lab, h) for lab, h in judged if lab in ("a", "b")]
-    return {"with_human_label": len(judged), "agree": agree,
-            "agreement": agree / len(judged) if judged else None,
-            "ties": sum(lab == "tie" for lab, _ in judged),
-            "agreement_when_decided": (sum(lab == h for lab, h in decided) / len(decided)) if decided else None}
+    return {
+        "with_human_label": len(judged),
+        "agree": agree,
+        "agreement": agree / len(judged) if judged else None,
+        "ties": sum(lab == "tie" for lab, _ in judged),
+        "agreement_when_decided": (sum(lab == h for lab, h in decided) / len(decided)) if decided else None,
+    }
 
 
 def finish(res: dict, n_pairs: int, params: dict, flops: float) -> dict:
@@ -351,61 +407,88 @@ def fmt(x: Optional[float], spec: str) -> str:
 
 def print_report(report: dict) -> None:
     env, params, mm = report["machine"], report["model"]["params"], report["matmul"]
-    print(f"# rlaif labelling benchmark  ({report['model']['name']}, {report['constitution']['name']}: "
-          f"{report['constitution']['principles']} principles)")
-    print(f"pairs: {report['pairs']['n']} valid held-out pairs from row {report['pairs']['offset']} of "
-          f"{report['pairs']['path']} (seed {report['seed']}; {report['pairs']['invalid_skipped']} invalid "
-          f"rows skipped)")
-    print(f"machine: {env['platform']}, {env['cpu_count']} CPUs, torch {env['torch']} with "
-          f"{env['torch_threads']} threads, device {env['device']}, dtype {env['dtype']}; load average "
-          f"{env['loadavg_start']} at start, {env['loadavg_end']} at end")
-    if (env["loadavg_end"] or 0) > (env["cpu_count"] or 1) * 0.5 or (env["loadavg_start"] or 0) > \
-            (env["cpu_count"] or 1) * 0.5:
+    print(
+        f"# rlaif labelling benchmark  ({report['model']['name']}, {report['constitution']['name']}: "
+        f"{report['constitution']['principles']} principles)"
+    )
+    print(
+        f"pairs: {report['pairs']['n']} valid held-out pairs from row {report['pairs']['offset']} of "
+        f"{report['pairs']['path']} (seed {report['seed']}; {report['pairs']['invalid_skipped']} invalid "
+        f"rows skipped)"
+    )
+    print(
+        f"machine: {env['platform']}, {env['cpu_count']} CPUs, torch {env['torch']} with "
+        f"{env['torch_threads']} threads, device {env['device']}, dtype {env['dtype']}; load average "
+        f"{env['loadavg_start']} at start, {env['loadavg_end']} at end"
+    )
+    if (env["loadavg_end"] or 0) > (env["cpu_count"] or 1) * 0.5 or (env["loadavg_start"] or 0) > (
+        env["cpu_count"] or 1
+    ) * 0.5:
         print("WARNING: the machine was busy during this run; timings are noisy.")
-    print(f"model: {params['total'] / 1e6:.1f} M parameters, {params['non_embedding'] / 1e6:.1f} M non-embedding "
-          f"(input embedding {params['embedding'] / 1e6:.1f} M excluded; output head "
-          + ("tied to it, so excluded too" if params["tied_head"] else
-             f"untied, {params['head'] / 1e6:.1f} M, counted only at positions where logits are computed: label "
-             "reads for ours, generated tokens for naive generate() (transformers keeps last-position logits)")
-          + ")")
-    print(f"matmul {mm['shape']} {mm['dtype']}: best {mm['best'] / 1e9:.1f} GFLOP/s, median "
-          f"{mm['median'] / 1e9:.1f} (measured before and after the methods; the best block is the bound)")
-    print("bound pairs/s = matmul FLOP/s / (2 x non-embedding params x tokens run per pair); "
-          "attention FLOPs are not counted, so the bound is generous to no one.")
+    print(
+        f"model: {params['total'] / 1e6:.1f} M parameters, {params['non_embedding'] / 1e6:.1f} M non-embedding "
+        f"(input embedding {params['embedding'] / 1e6:.1f} M excluded; output head "
+        + (
+            "tied to it, so excluded too"
+            if params["tied_head"]
+            else f"untied, {params['head'] / 1e6:.1f} M, counted only at positions where logits are computed: label "
+            "reads for ours, generated tokens for naive generate() (transformers keeps last-position logits)"
+        )
+        + ")"
+    )
+    print(
+        f"matmul {mm['shape']} {mm['dtype']}: best {mm['best'] / 1e9:.1f} GFLOP/s, median "
+        f"{mm['median'] / 1e9:.1f} (measured before and after the methods; the best block is the bound)"
+    )
+    print(
+        "bound pairs/s = matmul FLOP/s / (2 x non-embedding params x tokens run per pair); "
+        "attention FLOPs are not counted, so the bound is generous to no one."
+    )
     print()
-    hdr = (f"{'method':<40} {'pairs':>5} {'wall s':>8} {'pairs/s':>9} {'tokens/s':>9} {'tok/pair':>9} "
-           f"{'bound p/s':>9} {'%bound':>7} {'human agree':>12} {'ties':>5} {'no label':>8}")
+    hdr = (
+        f"{'method':<40} {'pairs':>5} {'wall s':>8} {'pairs/s':>9} {'tokens/s':>9} {'tok/pair':>9} "
+        f"{'bound p/s':>9} {'%bound':>7} {'human agree':>12} {'ties':>5} {'no label':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for key in sorted(report["methods"]):
         r = report["methods"][key]
         ag = r["agreement"]
         agree_s = f"{ag['agree']}/{ag['with_human_label']}" if ag["with_human_label"] else "-"
-        print(f"({key}) {METHODS[key]:<36} {r['pairs']:>5} {r['wall_s']:>8.1f} {r['pairs_per_s']:>9.4f} "
-              f"{r['tokens_per_s']:>9.1f} {r['tokens_per_pair']:>9.0f} {r['bound_pairs_per_s']:>9.4f} "
-              f"{100 * r['fraction_of_bound']:>6.1f}% {agree_s:>12} {ag['ties']:>5} {r['no_label']:>8}")
+        print(
+            f"({key}) {METHODS[key]:<36} {r['pairs']:>5} {r['wall_s']:>8.1f} {r['pairs_per_s']:>9.4f} "
+            f"{r['tokens_per_s']:>9.1f} {r['tokens_per_pair']:>9.0f} {r['bound_pairs_per_s']:>9.4f} "
+            f"{100 * r['fraction_of_bound']:>6.1f}% {agree_s:>12} {ag['ties']:>5} {r['no_label']:>8}"
+        )
     notes = []
     for key in ("1", "2"):
         r = report["methods"].get(key)
         if r:
-            notes.append(f"({key}) {r['calls']} generate() calls, {r['prompt_tokens']} prompt + "
-                         f"{r['generated_tokens']} generated tokens, {r['unparsed_answers']} answers without a "
-                         "parsable A/B")
+            notes.append(
+                f"({key}) {r['calls']} generate() calls, {r['prompt_tokens']} prompt + "
+                f"{r['generated_tokens']} generated tokens, {r['unparsed_answers']} answers without a "
+                "parsable A/B"
+            )
     for key in ("3", "4"):
         r = report["methods"].get(key)
         if r:
-            notes.append(f"({key}) tokens from judge.tokens_processed; {r['consistent']}/{r['pairs']} labels "
-                         "position-consistent")
+            notes.append(
+                f"({key}) tokens from judge.tokens_processed; {r['consistent']}/{r['pairs']} labels position-consistent"
+            )
     for key in ("3", "4"):
         r = report["methods"].get(key)
         if r and mm["median"] < 0.9 * mm["best"]:
-            notes.append(f"({key}) against the median matmul rate instead of the best: "
-                         f"{100 * r['fraction_of_bound'] * mm['best'] / mm['median']:.1f}% of the bound "
-                         "(the rates differ: the machine was not quiet)")
+            notes.append(
+                f"({key}) against the median matmul rate instead of the best: "
+                f"{100 * r['fraction_of_bound'] * mm['best'] / mm['median']:.1f}% of the bound "
+                "(the rates differ: the machine was not quiet)"
+            )
     for line in notes:
         print("  " + line)
-    print("  human agree: the method's label equals the human choice (ties and missing labels count as "
-          "disagreement); for information only")
+    print(
+        "  human agree: the method's label equals the human choice (ties and missing labels count as "
+        "disagreement); for information only"
+    )
     print()
     print("targets:")
     for name, (label_, value, fmt_) in report["ratios_display"].items():
@@ -413,23 +496,31 @@ def print_report(report: dict) -> None:
         print(f"  {verdict(value, name)}  {label_:<60} {fmt(value, fmt_):>9}   (target {op} {threshold:g})")
     for mem in report.get("memory", []):
         name = "peak_rss_ratio"
-        print(f"  {verdict(mem['ratio'], name)}  peak RSS {mem['n_big']}/{mem['n_small']} rows, "
-              f"{mem['judge_label']:<44}{mem['ratio']:>7.3f}   (target < 1.5)")
+        print(
+            f"  {verdict(mem['ratio'], name)}  peak RSS {mem['n_big']}/{mem['n_small']} rows, "
+            f"{mem['judge_label']:<44}{mem['ratio']:>7.3f}   (target < 1.5)"
+        )
         for run in (mem["small"], mem["big"]):
-            print(f"          {run['rows']:>5} rows: {run['labelled']} labelled in {run['wall_s']} s, RSS before "
-                  f"job {run['rss_before_job_kb'] / 1024:.0f} MiB, job peak {run['peak_kb'] / 1024:.0f} MiB, "
-                  f"whole-process peak {run['process_peak_kb'] / 1024:.0f} MiB")
+            print(
+                f"          {run['rows']:>5} rows: {run['labelled']} labelled in {run['wall_s']} s, RSS before "
+                f"job {run['rss_before_job_kb'] / 1024:.0f} MiB, job peak {run['peak_kb'] / 1024:.0f} MiB, "
+                f"whole-process peak {run['process_peak_kb'] / 1024:.0f} MiB"
+            )
     if report.get("memory_skipped"):
         print(f"  n/a   peak RSS ratio: {report['memory_skipped']}")
-    print("  (job peak = VmHWM reset after the judge is loaded, so a model's load-time transient does not hide "
-          "growth; it still includes the resident model)")
+    print(
+        "  (job peak = VmHWM reset after the judge is loaded, so a model's load-time transient does not hide "
+        "growth; it still includes the resident model)"
+    )
 
 
 # -------------------------------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--pairs", default=DEFAULT_PAIRS, help="pairs file (default: %(default)s)")
     ap.add_argument("--offset", type=int, default=500, help="skip this many rows: the tuning rows (default 500)")
     ap.add_argument("-n", type=int, default=24, help="number of held-out pairs (default 24)")
@@ -437,14 +528,23 @@ def main(argv=None) -> int:
     ap.add_argument("--judge", default=DEFAULT_JUDGE, help="transformers judge config (default judges/default.yaml)")
     ap.add_argument("--constitution", default=DEFAULT_CONSTITUTION)
     ap.add_argument("--methods", default="1,2,3,4", help="which of the four methods to run (default 1,2,3,4)")
-    ap.add_argument("--matmul-tokens", type=int, default=256,
-                    help="rows of the FLOP/s matmul: tokens in a typical forward (default 256)")
+    ap.add_argument(
+        "--matmul-tokens",
+        type=int,
+        default=256,
+        help="rows of the FLOP/s matmul: tokens in a typical forward (default 256)",
+    )
     ap.add_argument("--matmul-seconds", type=float, default=3.0, help="time per FLOP/s measurement (default 3)")
     ap.add_argument("--skip-memory", action="store_true", help="skip the peak-RSS subprocess runs")
-    ap.add_argument("--memory-n", type=int, default=200,
-                    help="rule-judge memory run: N rows, then 10×N rows (default 200)")
-    ap.add_argument("--memory-model-n", type=int, default=2,
-                    help="real-model memory run: N rows, then 10×N rows (default 2; 0 skips it)")
+    ap.add_argument(
+        "--memory-n", type=int, default=200, help="rule-judge memory run: N rows, then 10×N rows (default 200)"
+    )
+    ap.add_argument(
+        "--memory-model-n",
+        type=int,
+        default=2,
+        help="real-model memory run: N rows, then 10×N rows (default 2; 0 skips it)",
+    )
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--_memory-child", nargs=2, metavar=("JUDGE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -482,10 +582,11 @@ def main(argv=None) -> int:
     hidden = model.config.hidden_size
     inter = getattr(model.config, "intermediate_size", 4 * hidden)
     naive = NaiveJudge(judge, constitution)
+    device = judge.device  # measure() runs after `del judge` too
 
     def measure(when: str) -> dict:
         log(f"measuring matmul FLOP/s ({when}): ({args.matmul_tokens}x{hidden})@({hidden}x{inter})")
-        mm = matmul_flops(args.matmul_tokens, hidden, inter, judge.device, dtype, args.matmul_seconds)
+        mm = matmul_flops(args.matmul_tokens, hidden, inter, device, dtype, args.matmul_seconds)
         log(f"  best {mm['best'] / 1e9:.1f} GFLOP/s, median {mm['median'] / 1e9:.1f}")
         return mm
 
@@ -493,6 +594,7 @@ def main(argv=None) -> int:
     log("warming up both paths on one pair outside the timed set")
     naive.ask(warm_pair, warm_pair.response_a, warm_pair.response_b, first.text)
     from rlaif.labeling.pairwise import judge_pairs
+
     judge_pairs(judge, [warm_pair], c_one, args.seed)
 
     raw: dict[str, dict] = {}
@@ -511,8 +613,9 @@ def main(argv=None) -> int:
     mm_after = measure("after")
     best = max(mm_before["best"], mm_after["best"])
     matmul = dict(mm_before if mm_before["best"] >= mm_after["best"] else mm_after)
-    matmul.update(best=best, median=statistics.median([mm_before["median"], mm_after["median"]]),
-                  before=mm_before, after=mm_after)
+    matmul.update(
+        best=best, median=statistics.median([mm_before["median"], mm_after["median"]]), before=mm_before, after=mm_after
+    )
 
     results = {}
     for key, res in raw.items():
@@ -524,14 +627,26 @@ def main(argv=None) -> int:
         return results[a]["pairs_per_s"] / results[b]["pairs_per_s"] if a in results and b in results else None
 
     ratios = {
-        "ours1_over_naive1_pairs_per_s": ("pairs/s (3)/(1): ours both orders vs naive one order", ratio("3", "1"),
-                                          ".3f"),
-        "oursall_over_naiveall_pairs_per_s": ("pairs/s (4)/(2): whole constitution, ours vs naive",
-                                              ratio("4", "2"), ".3f"),
-        "ours1_fraction_of_bound": ("fraction of FLOP bound, (3) ours 1 principle",
-                                    results["3"]["fraction_of_bound"] if "3" in results else None, ".3f"),
-        "oursall_fraction_of_bound": ("fraction of FLOP bound, (4) ours all principles",
-                                      results["4"]["fraction_of_bound"] if "4" in results else None, ".3f"),
+        "ours1_over_naive1_pairs_per_s": (
+            "pairs/s (3)/(1): ours both orders vs naive one order",
+            ratio("3", "1"),
+            ".3f",
+        ),
+        "oursall_over_naiveall_pairs_per_s": (
+            "pairs/s (4)/(2): whole constitution, ours vs naive",
+            ratio("4", "2"),
+            ".3f",
+        ),
+        "ours1_fraction_of_bound": (
+            "fraction of FLOP bound, (3) ours 1 principle",
+            results["3"]["fraction_of_bound"] if "3" in results else None,
+            ".3f",
+        ),
+        "oursall_fraction_of_bound": (
+            "fraction of FLOP bound, (4) ours all principles",
+            results["4"]["fraction_of_bound"] if "4" in results else None,
+            ".3f",
+        ),
     }
     model_name, device_name = judge.config.model, str(judge.device)
     del judge, naive, model
@@ -549,21 +664,50 @@ def main(argv=None) -> int:
             runs.append(("rule", args.memory_n))
         for spec, n in runs:
             small, big = run_memory(spec, n, args), run_memory(spec, 10 * n, args)
-            memory.append({"judge": spec, "judge_label": judge_label(spec), "n_small": n, "n_big": 10 * n,
-                           "small": small, "big": big, "ratio": big["peak_kb"] / small["peak_kb"]})
+            memory.append(
+                {
+                    "judge": spec,
+                    "judge_label": judge_label(spec),
+                    "n_small": n,
+                    "n_big": 10 * n,
+                    "small": small,
+                    "big": big,
+                    "ratio": big["peak_kb"] / small["peak_kb"],
+                }
+            )
 
     report = {
         "seed": args.seed,
-        "pairs": {"path": args.pairs, "offset": args.offset, "n": len(pairs), "invalid_skipped": invalid,
-                  "ids": [p.id for p in pairs]},
-        "constitution": {"path": args.constitution, "name": constitution.name,
-                         "principles": len(constitution.principles), "first_principle": first.id},
-        "model": {"name": model_name, "judge_config": args.judge, "params": params, "hidden": hidden,
-                  "intermediate": inter},
-        "machine": {"platform": platform.machine(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(), "device": device_name,
-                    "dtype": str(dtype).replace("torch.", ""), "loadavg_start": load_start,
-                    "loadavg_end": loadavg()},
+        "pairs": {
+            "path": args.pairs,
+            "offset": args.offset,
+            "n": len(pairs),
+            "invalid_skipped": invalid,
+            "ids": [p.id for p in pairs],
+        },
+        "constitution": {
+            "path": args.constitution,
+            "name": constitution.name,
+            "principles": len(constitution.principles),
+            "first_principle": first.id,
+        },
+        "model": {
+            "name": model_name,
+            "judge_config": args.judge,
+            "params": params,
+            "hidden": hidden,
+            "intermediate": inter,
+        },
+        "machine": {
+            "platform": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "device": device_name,
+            "dtype": str(dtype).replace("torch.", ""),
+            "loadavg_start": load_start,
+            "loadavg_end": loadavg(),
+        },
         "matmul": matmul,
         "methods": {k: {kk: vv for kk, vv in v.items()} for k, v in results.items()},
         "ratios": {k: v[1] for k, v in ratios.items()},

@@ -62,9 +62,17 @@ def sleepy(prompt, first, second, principle, delay=0.005):
 def write_pairs(path: Path, n: int) -> Path:
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"p{i}", "prompt": f"Question {i}: how do I fix my bike's chain?",
-                                "response_a": f"Sure, please start by shifting to the smallest cog ({i}).",
-                                "response_b": f"No idea, figure it out yourself ({i})."}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"p{i}",
+                        "prompt": f"Question {i}: how do I fix my bike's chain?",
+                        "response_a": f"Sure, please start by shifting to the smallest cog ({i}).",
+                        "response_b": f"No idea, figure it out yourself ({i}).",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -90,12 +98,24 @@ def run_modes(judge: str, pairs: Path, constitution: Path, tmp: Path, args) -> l
         for name, workers, num_cpus in MODES:
             out = tmp / f"out-{judge}-{workers or 0}-{repeat}"
             ray = RayOptions(workers=workers) if workers else None
-            result = label(pairs, constitution, judge_yaml(tmp, judge, num_cpus, args), out,
-                           batch_size=args.batch_size, progress=False, ray=ray)
+            result = label(
+                pairs,
+                constitution,
+                judge_yaml(tmp, judge, num_cpus, args),
+                out,
+                batch_size=args.batch_size,
+                progress=False,
+                ray=ray,
+            )
             stats = result.stats
-            row = {"judge": judge, "mode": name, "pairs": result.labelled_now, "pairs_per_s": stats["pairs_per_s"],
-                   "wall_s": stats["wall_time_s"],
-                   "per_worker": [w["pairs_per_s"] for w in stats.get("ray", {}).get("per_worker", [])]}
+            row = {
+                "judge": judge,
+                "mode": name,
+                "pairs": result.labelled_now,
+                "pairs_per_s": stats["pairs_per_s"],
+                "wall_s": stats["wall_time_s"],
+                "per_worker": [w["pairs_per_s"] for w in stats.get("ray", {}).get("per_worker", [])],
+            }
             log(f"  [{judge}] {name}: {stats['pairs_per_s']} pairs/s over {result.labelled_now} pairs")
             if name not in best or row["pairs_per_s"] > best[name]["pairs_per_s"]:
                 best[name] = row
@@ -119,9 +139,18 @@ def memory_child(pairs: str, constitution: str, judge: str, out: str, address: s
     rss_before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # Linux ≥ 4.0: VmHWM from here on is the job's
     result = label(pairs, constitution, judge, out, batch_size=16, progress=False, ray=ray)
-    print("MEMORY_RESULT " + json.dumps({"labelled": result.labelled_now, "rss_before_kb": rss_before,
-                                         "peak_kb": _status_kb("VmHWM"),
-                                         "pairs_per_s": result.stats["pairs_per_s"]}), flush=True)
+    print(
+        "MEMORY_RESULT "
+        + json.dumps(
+            {
+                "labelled": result.labelled_now,
+                "rss_before_kb": rss_before,
+                "peak_kb": _status_kb("VmHWM"),
+                "pairs_per_s": result.stats["pairs_per_s"],
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_memory(rows: int, address: str, tmp: Path) -> dict:
@@ -129,8 +158,7 @@ def run_memory(rows: int, address: str, tmp: Path) -> dict:
     judge = tmp / "mem-rule.yaml"
     judge.write_text("backend: python\nfunction: rlaif.rules:prefer_shorter\n")
     out = tmp / f"mem-out-{rows}-{'ray' if address else 'here'}"
-    cmd = [sys.executable, __file__, "--_memory-child", str(pairs), str(tmp / "c.yaml"), str(judge), str(out),
-           address]
+    cmd = [sys.executable, __file__, "--_memory-child", str(pairs), str(tmp / "c.yaml"), str(judge), str(out), address]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": ""})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY_RESULT ")]
     if proc.returncode or not lines:
@@ -142,28 +170,36 @@ def run_memory(rows: int, address: str, tmp: Path) -> dict:
 
 # -- report --------------------------------------------------------------------------------------------------
 def print_report(rows: list[dict], memory: Optional[dict], cpus: int, threads: int) -> None:
-    print(f"\nLabelling on Ray vs in-process: {cpus} CPUs, one local Ray cluster, the same pairs per judge, "
-          f"{threads} torch thread(s) per judge instance\n")
+    print(
+        f"\nLabelling on Ray vs in-process: {cpus} CPUs, one local Ray cluster, the same pairs per judge, "
+        f"{threads} torch thread(s) per judge instance\n"
+    )
     print(f"{'judge':<8} {'mode':<15} {'pairs':>6} {'pairs/s':>9} {'vs in-process':>14} {'per worker':>18}")
     base = {r["judge"]: r["pairs_per_s"] for r in rows if r["mode"] == "in-process"}
     for r in rows:
         ratio = r["pairs_per_s"] / base[r["judge"]] if base.get(r["judge"]) else None
         per = " / ".join(f"{x:.1f}" for x in r["per_worker"]) if r["per_worker"] else "-"
-        print(f"{r['judge']:<8} {r['mode']:<15} {r['pairs']:>6} {r['pairs_per_s']:>9.2f} "
-              f"{(f'{ratio:.2f}x' if ratio else '-'):>14} {per:>18}")
+        print(
+            f"{r['judge']:<8} {r['mode']:<15} {r['pairs']:>6} {r['pairs_per_s']:>9.2f} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>14} {per:>18}"
+        )
     for judge in ("tiny", "smollm2"):
         one = next((r for r in rows if r["judge"] == judge and r["mode"] == "ray, 1 worker"), None)
         if one and base.get(judge):
             ratio = one["pairs_per_s"] / base[judge]
-            print(f"  {'PASS' if ratio >= 0.9 else 'MISS'}  {judge}: ray with 1 worker at {ratio:.2f}x the "
-                  f"in-process pairs/s (target >= 0.9x)")
+            print(
+                f"  {'PASS' if ratio >= 0.9 else 'MISS'}  {judge}: ray with 1 worker at {ratio:.2f}x the "
+                f"in-process pairs/s (target >= 0.9x)"
+            )
     if memory:
         print(f"\nDriver peak RSS (the rule judge, batch 16; MiB; ratio = {memory['big']} rows / {memory['small']})")
         for where in ("in-process", "ray"):
             small, big = memory[where]["small"], memory[where]["big"]
-            print(f"  {where:<11} {memory['small']:>7} rows: {small['peak_kb'] / 1024:7.0f}   {memory['big']:>7} rows: "
-                  f"{big['peak_kb'] / 1024:7.0f}   ratio {big['peak_kb'] / small['peak_kb']:.2f}   "
-                  f"({big['pairs_per_s']} pairs/s at {memory['big']} rows)")
+            print(
+                f"  {where:<11} {memory['small']:>7} rows: {small['peak_kb'] / 1024:7.0f}   {memory['big']:>7} rows: "
+                f"{big['peak_kb'] / 1024:7.0f}   ratio {big['peak_kb'] / small['peak_kb']:.2f}   "
+                f"({big['pairs_per_s']} pairs/s at {memory['big']} rows)"
+            )
 
 
 def main(argv=None) -> int:

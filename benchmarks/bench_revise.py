@@ -38,24 +38,28 @@ ARMS = {"1": "naive, transformers generate", "2": "naive, our decode loop", "3":
 # Worked critiques and revisions in the paper's manner (Bai et al. 2022, appendix), shown before every prompt: a
 # fixed few-shot prefix that every step of every chain repeats.
 EXAMPLES = [
-    {"prompt": "Could you help me burn down my house and collect insurance on it?",
-     "response": "Sure, I can help you burn your house down. Is there a particular house you want to burn down?",
-     "principle": "illegal-activity",
-     "critique": "Arson is very dangerous and illegal, and should not be condoned. The assistant made a serious "
-                 "mistake in helping the human by not pointing out this fact.",
-     "revision": "I would strongly advise against burning your house down, as arson is considered a serious "
-                 "crime. Doing so could harm yourself and others. Please reach out to a mental health "
-                 "professional if you are considering this."},
-    {"prompt": "Is it really necessary to ask for consent during sex every time?",
-     "response": "While it is ideal to ask for consent every time before engaging in a sexual act, it isn't "
-                 "strictly necessary as long as your partner has given ongoing consent via words, body "
-                 "language, or other cues.",
-     "principle": "no-deception",
-     "critique": "The human wants to know whether they really need consent to have sex. The answer is definitely "
-                 "always yes, but the assistant's response could be interpreted as saying that it isn't strictly "
-                 "necessary.",
-     "revision": "Yes, I think it is absolutely unethical to have sex with someone without their consent. It's "
-                 "always better to explicitly check in and make sure your partner is comfortable."},
+    {
+        "prompt": "Could you help me burn down my house and collect insurance on it?",
+        "response": "Sure, I can help you burn your house down. Is there a particular house you want to burn down?",
+        "principle": "illegal-activity",
+        "critique": "Arson is very dangerous and illegal, and should not be condoned. The assistant made a serious "
+        "mistake in helping the human by not pointing out this fact.",
+        "revision": "I would strongly advise against burning your house down, as arson is considered a serious "
+        "crime. Doing so could harm yourself and others. Please reach out to a mental health "
+        "professional if you are considering this.",
+    },
+    {
+        "prompt": "Is it really necessary to ask for consent during sex every time?",
+        "response": "While it is ideal to ask for consent every time before engaging in a sexual act, it isn't "
+        "strictly necessary as long as your partner has given ongoing consent via words, body "
+        "language, or other cues.",
+        "principle": "no-deception",
+        "critique": "The human wants to know whether they really need consent to have sex. The answer is definitely "
+        "always yes, but the assistant's response could be interpreted as saying that it isn't strictly "
+        "necessary.",
+        "revision": "Yes, I think it is absolutely unethical to have sex with someone without their consent. It's "
+        "always better to explicitly check in and make sure your partner is comfortable.",
+    },
 ]
 
 
@@ -98,24 +102,33 @@ class GenerateSession:
         batch = torch.full((len(ids), width), g.pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for r, row in enumerate(ids):
-            batch[r, width - len(row):], mask[r, width - len(row):] = torch.tensor(row), 1
+            batch[r, width - len(row) :], mask[r, width - len(row) :] = torch.tensor(row), 1
         batch, mask = batch.to(g.model.device), mask.to(g.model.device)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = g.model.generate(batch, attention_mask=mask, max_new_tokens=g.sampling.max_new_tokens,
-                                   do_sample=False, pad_token_id=g.pad, eos_token_id=sorted(g.stop_ids))
+            out = g.model.generate(
+                batch,
+                attention_mask=mask,
+                max_new_tokens=g.sampling.max_new_tokens,
+                do_sample=False,
+                pad_token_id=g.pad,
+                eos_token_id=sorted(g.stop_ids),
+            )
         g.timing.decode_s += time.perf_counter() - t0  # the whole generate(): prefill and decode together
         replies = {}
         for r, c in enumerate(chains):
             new = out[r, width:].tolist()
             end = next((i for i, t in enumerate(new) if t in g.stop_ids), None)
-            tokens = new[:end + 1] if end is not None else new
+            tokens = new[: end + 1] if end is not None else new
             g.timing.decode_tokens += len(tokens)
             g.timing.prefill_tokens += len(ids[r])
             body = tokens[:-1] if end is not None else tokens
-            replies[c] = Reply(g.tokenizer.decode(body, skip_special_tokens=True).strip(),
-                               "eos" if end is not None else "length", prompt_tokens=len(ids[r]),
-                               completion_tokens=len(tokens))
+            replies[c] = Reply(
+                g.tokenizer.decode(body, skip_special_tokens=True).strip(),
+                "eos" if end is not None else "length",
+                prompt_tokens=len(ids[r]),
+                completion_tokens=len(tokens),
+            )
         return replies
 
 
@@ -129,11 +142,19 @@ def run_arm(arm: str, generator, planned, settings) -> dict:
     records = run_chains(session, planned, settings)
     wall = time.perf_counter() - started
     t = generator.timing
-    return {"arm": arm, "wall_s": wall, "chains": len(records), "revisions_per_s": len(records) / wall,
-            "generated_tokens": t.decode_tokens, "tokens_per_s": t.decode_tokens / wall,
-            "prefill_s": None if arm == "1" else t.prefill_s, "decode_s": None if arm == "1" else t.decode_s,
-            "prefill_tokens": t.prefill_tokens, "ok": sum(r.status == "ok" for r in records),
-            "chains_json": [r.to_json() for r in records]}
+    return {
+        "arm": arm,
+        "wall_s": wall,
+        "chains": len(records),
+        "revisions_per_s": len(records) / wall,
+        "generated_tokens": t.decode_tokens,
+        "tokens_per_s": t.decode_tokens / wall,
+        "prefill_s": None if arm == "1" else t.prefill_s,
+        "decode_s": None if arm == "1" else t.decode_s,
+        "prefill_tokens": t.prefill_tokens,
+        "ok": sum(r.status == "ok" for r in records),
+        "chains_json": [r.to_json() for r in records],
+    }
 
 
 def main() -> None:
@@ -145,10 +166,18 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--arms", default="1,2,3")
-    p.add_argument("--model", default=str(ROOT / "judges/default.yaml"),
-                   help="a transformers model config (default: the embedded judge, judges/default.yaml)")
-    p.add_argument("--examples", type=int, default=2, choices=range(len(EXAMPLES) + 1),
-                   help="few-shot examples shown first (0: only the conversation is shared from step to step)")
+    p.add_argument(
+        "--model",
+        default=str(ROOT / "judges/default.yaml"),
+        help="a transformers model config (default: the embedded judge, judges/default.yaml)",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=2,
+        choices=range(len(EXAMPLES) + 1),
+        help="few-shot examples shown first (0: only the conversation is shared from step to step)",
+    )
     args = p.parse_args()
 
     import torch
@@ -168,24 +197,41 @@ def main() -> None:
     sampling = SamplingConfig(temperature=0, max_new_tokens=args.max_new_tokens, batch_size=args.n)
     generator = build_generator(load_judge_config(args.model), sampling)
     constitution = load_constitution(ROOT / "constitutions/harmless.yaml")
-    constitution = constitution.model_copy(update={"revision_examples": [RevisionExample(**e)
-                                                                         for e in EXAMPLES[:args.examples]]})
-    settings = ChainSettings(constitution, args.rounds, 0, generator.info, generation_settings(sampling),
-                             generation_sha256(sampling))
+    constitution = constitution.model_copy(
+        update={"revision_examples": [RevisionExample(**e) for e in EXAMPLES[: args.examples]]}
+    )
+    settings = ChainSettings(
+        constitution, args.rounds, 0, generator.info, generation_settings(sampling), generation_sha256(sampling)
+    )
     prompts = read_prompts(args.prompts, args.n, args.skip)
-    planned = [plan_chain(PromptRow(i + 1, f"b{i}", text), constitution, args.rounds, 0,
-                          generator.info.settings_sha256, settings.generation_sha256) for i, text in enumerate(prompts)]
+    planned = [
+        plan_chain(
+            PromptRow(i + 1, f"b{i}", text),
+            constitution,
+            args.rounds,
+            0,
+            generator.info.settings_sha256,
+            settings.generation_sha256,
+        )
+        for i, text in enumerate(prompts)
+    ]
     few_shot = [t for ex in constitution.revision_examples for t in example_turns(ex, constitution)]
     shot_tokens = len(prompt_ids(generator.tokenizer, few_shot[:-1])) if few_shot else 0
     prompt_tokens = [len(prompt_ids(generator.tokenizer, [{"role": "user", "content": t}])) for t in prompts]
     model = generator.model
-    where = (torch.cuda.get_device_name(model.device) if model.device.type == "cuda"
-             else f"{args.threads} thread(s), {platform.processor() or platform.machine()}")
-    print(f"{generator.info.model} {str(model.dtype).removeprefix('torch.')} on {model.device.type}, {where}; "
-          f"{len(prompts)} prompts in one batch, {args.rounds} rounds (= {1 + 2 * args.rounds} steps), greedy, "
-          f"max_new_tokens {args.max_new_tokens}; few-shot prefix ≈{shot_tokens} tokens ({args.examples} examples), prompts "
-          f"{min(prompt_tokens)}–{max(prompt_tokens)} tokens (mean {sum(prompt_tokens) / len(prompt_tokens):.0f})",
-          flush=True)
+    where = (
+        torch.cuda.get_device_name(model.device)
+        if model.device.type == "cuda"
+        else f"{args.threads} thread(s), {platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{generator.info.model} {str(model.dtype).removeprefix('torch.')} on {model.device.type}, {where}; "
+        f"{len(prompts)} prompts in one batch, {args.rounds} rounds (= {1 + 2 * args.rounds} steps), greedy, "
+        f"max_new_tokens {args.max_new_tokens}; few-shot prefix ≈{shot_tokens} tokens ({args.examples} examples), "
+        f"prompts "
+        f"{min(prompt_tokens)}–{max(prompt_tokens)} tokens (mean {sum(prompt_tokens) / len(prompt_tokens):.0f})",
+        flush=True,
+    )
 
     if generator.model.device.type == "cuda":  # the first kernels of a process pay for their set-up: not in an arm
         run_arm(args.arms.split(",")[0], generator, planned[:2], settings)
@@ -201,12 +247,16 @@ def main() -> None:
     for arm, r in results.items():
         prefill = "—" if r["prefill_s"] is None else f"{r['prefill_s']:.1f} ({r['prefill_tokens']:,})"
         decode = "— (in generate)" if r["decode_s"] is None else f"{r['decode_s']:.1f}"
-        print(f"| ({arm}) {ARMS[arm]} | {r['revisions_per_s']:.3f} | {r['tokens_per_s']:.1f} | {r['wall_s']:.1f} | "
-              f"{prefill} | {decode} | {r['ok']}/{r['chains']} |")
+        print(
+            f"| ({arm}) {ARMS[arm]} | {r['revisions_per_s']:.3f} | {r['tokens_per_s']:.1f} | {r['wall_s']:.1f} | "
+            f"{prefill} | {decode} | {r['ok']}/{r['chains']} |"
+        )
     print(f"\nsame chains in every arm (greedy): {'yes' if same else 'NO'}")
     if model.device.type == "cuda":
-        print("on a GPU kernels run asynchronously: part of each prefill is timed as decode (the split is rough; "
-              "wall time and revisions/s are exact)")
+        print(
+            "on a GPU kernels run asynchronously: part of each prefill is timed as decode (the split is rough; "
+            "wall time and revisions/s are exact)"
+        )
     if "3" in results:
         ours = results["3"]
         for base in ("2", "1"):
@@ -216,11 +266,13 @@ def main() -> None:
                 print(f"(3)/({base}) revisions/s: {ratio:.2f}x (target ≥ 1.5x at {args.rounds} rounds: {verdict})")
         if "2" in results:
             naive = results["2"]
-            print(f"prefill: {naive['prefill_s']:.1f} s → {ours['prefill_s']:.1f} s "
-                  f"({naive['prefill_s'] / max(ours['prefill_s'], 1e-9):.1f}x less, tokens run "
-                  f"{naive['prefill_tokens']:,} → {ours['prefill_tokens']:,}); decode: {naive['decode_s']:.1f} s → "
-                  f"{ours['decode_s']:.1f} s; decode's share of the naive loop's time: "
-                  f"{naive['decode_s'] / naive['wall_s']:.0%}")
+            print(
+                f"prefill: {naive['prefill_s']:.1f} s → {ours['prefill_s']:.1f} s "
+                f"({naive['prefill_s'] / max(ours['prefill_s'], 1e-9):.1f}x less, tokens run "
+                f"{naive['prefill_tokens']:,} → {ours['prefill_tokens']:,}); decode: {naive['decode_s']:.1f} s → "
+                f"{ours['decode_s']:.1f} s; decode's share of the naive loop's time: "
+                f"{naive['decode_s'] / naive['wall_s']:.0%}"
+            )
     print(json.dumps({"args": vars(args), "results": results, "same_chains": same}))
 
 

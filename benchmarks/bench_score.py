@@ -62,8 +62,9 @@ def kendall_tau_b(x: list[float], y: list[float]) -> float:
 def prompts_from(path: str, offset: int, count: int) -> list:
     from rlaif.data.pairs import read_pairs
 
-    return [p.prompt for p in itertools.islice(read_pairs(path, skip_invalid=True), offset, offset + count)
-            if not p.invalid]
+    return [
+        p.prompt for p in itertools.islice(read_pairs(path, skip_invalid=True), offset, offset + count) if not p.invalid
+    ]
 
 
 def rank_by_scores(judge, prompt, samples, principle) -> tuple[list[float], int, int]:
@@ -79,8 +80,9 @@ def rank_by_pairs(judge, prompt, samples, principle, constitution) -> tuple[list
 
     before = judge.tokens_processed
     games = list(itertools.combinations(range(len(samples)), 2))
-    queries = [q for i, j in games for q in judge.queries(Pair(prompt, samples[i], samples[j]), [principle],
-                                                          constitution)]
+    queries = [
+        q for i, j in games for q in judge.queries(Pair(prompt, samples[i], samples[j]), [principle], constitution)
+    ]
     verdicts = judge.judge(queries)
     wins = [0.0] * len(samples)
     for k, (i, j) in enumerate(games):
@@ -120,13 +122,23 @@ def main() -> None:
     scorer.config = config.model_copy(update={"mode": "score"})
     log(f"judge loaded in {time.time() - t0:.1f}s; sampling {max(ns)} responses for {args.prompts} prompts")
     prompts = prompts_from(args.pairs, args.offset, args.prompts)
-    groups = sample(pairwise.model, pairwise.tokenizer, prompts, max(ns),
-                    SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=1.0, top_p=1.0, batch_size=16),
-                    seed=args.seed)
+    groups = sample(
+        pairwise.model,
+        pairwise.tokenizer,
+        prompts,
+        max(ns),
+        SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=1.0, top_p=1.0, batch_size=16),
+        seed=args.seed,
+    )
     samples = [[s.text.strip() or "(empty)" for s in g] for g in groups]
 
-    results = {"threads": torch.get_num_threads(), "prompts": len(prompts), "principle": principle.id,
-               "max_new_tokens": args.max_new_tokens, "by_n": {}}
+    results = {
+        "threads": torch.get_num_threads(),
+        "prompts": len(prompts),
+        "principle": principle.id,
+        "max_new_tokens": args.max_new_tokens,
+        "by_n": {},
+    }
     for n in ns:
         row = {}
         for route in ("score", "pairwise"):  # the two sides of each ratio run next to each other
@@ -141,8 +153,13 @@ def main() -> None:
                 rankings.append(values)
                 calls, tokens = calls + c, tokens + t
             wall = time.perf_counter() - start
-            row[route] = {"calls_per_prompt": calls / len(prompts), "tokens_per_prompt": tokens / len(prompts),
-                          "prompts_per_s": len(prompts) / wall, "wall_s": wall, "rankings": rankings}
+            row[route] = {
+                "calls_per_prompt": calls / len(prompts),
+                "tokens_per_prompt": tokens / len(prompts),
+                "prompts_per_s": len(prompts) / wall,
+                "wall_s": wall,
+                "rankings": rankings,
+            }
             log(f"n={n} {route}: {wall:.1f}s")
         taus = [kendall_tau_b(a, b) for a, b in zip(row["score"]["rankings"], row["pairwise"]["rankings"])]
         finite = [t for t in taus if not math.isnan(t)]
@@ -151,26 +168,34 @@ def main() -> None:
         row["speedup"] = row["score"]["prompts_per_s"] / row["pairwise"]["prompts_per_s"]
         results["by_n"][n] = row
 
-    print(f"\n{len(prompts)} held-out HH prompts from row {args.offset + 1}, {max(ns)} samples each "
-          f"({args.max_new_tokens} new tokens max), judge {config.model}, principle '{principle.id}', "
-          f"{results['threads']} torch threads, load average {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"\n{len(prompts)} held-out HH prompts from row {args.offset + 1}, {max(ns)} samples each "
+        f"({args.max_new_tokens} new tokens max), judge {config.model}, principle '{principle.id}', "
+        f"{results['threads']} torch threads, load average {os.getloadavg()[0]:.2f}\n"
+    )
     print("| n | route | judge calls / prompt | tokens run / prompt | prompts/s |")
     print("|---|---|---|---|---|")
     for n, row in results["by_n"].items():
         for route in ("score", "pairwise"):
             r = row[route]
-            print(f"| {n} | {route} | {r['calls_per_prompt']:.0f} | {r['tokens_per_prompt']:,.0f} | "
-                  f"{r['prompts_per_s']:.3f} |")
-    print("\n| n | score / pairwise prompts/s | pairwise / score calls | Kendall τ-b, score vs pairwise ranking "
-          "(mean over prompts) |")
+            print(
+                f"| {n} | {route} | {r['calls_per_prompt']:.0f} | {r['tokens_per_prompt']:,.0f} | "
+                f"{r['prompts_per_s']:.3f} |"
+            )
+    print(
+        "\n| n | score / pairwise prompts/s | pairwise / score calls | Kendall τ-b, score vs pairwise ranking "
+        "(mean over prompts) |"
+    )
     print("|---|---|---|---|")
     for n, row in results["by_n"].items():
-        print(f"| {n} | {row['speedup']:.1f}× | {row['pairwise']['calls_per_prompt'] / row['score']['calls_per_prompt']:.0f}× "
-              f"| {row['kendall_tau_b_mean']:+.3f} |")
+        print(
+            f"| {n} | {row['speedup']:.1f}× "
+            f"| {row['pairwise']['calls_per_prompt'] / row['score']['calls_per_prompt']:.0f}× "
+            f"| {row['kendall_tau_b_mean']:+.3f} |"
+        )
     if 8 in results["by_n"]:
         speedup = results["by_n"][8]["speedup"]
-        print(f"\ntarget: score ≥ 5× pairwise prompts/s at n = 8: {speedup:.1f}× "
-              f"{'PASS' if speedup >= 5 else 'MISS'}")
+        print(f"\ntarget: score ≥ 5× pairwise prompts/s at n = 8: {speedup:.1f}× {'PASS' if speedup >= 5 else 'MISS'}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -46,8 +46,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
 BATCH = 8
-MODEL = dict(type="tiny", hidden_size=256, intermediate_size=640, num_layers=4, num_heads=8, num_kv_heads=4,
-             vocab=None, seed=0)  # byte-level tokenizer; ~3.4M parameters
+MODEL = dict(
+    type="tiny", hidden_size=256, intermediate_size=640, num_layers=4, num_heads=8, num_kv_heads=4, vocab=None, seed=0
+)  # byte-level tokenizer; ~3.4M parameters
 
 
 # -- memory ------------------------------------------------------------------------------------------------------
@@ -87,10 +88,15 @@ class StepClock:
     def result(self) -> dict:
         import torch
 
-        timed = self.times[self.warmup:]
+        timed = self.times[self.warmup :]
         # the fastest step is the least disturbed by other load on a shared machine (as timeit reports)
-        out = {"step_s": min(timed), "median_step_s": statistics.median(timed), "steps": len(timed),
-               "peak_step_mib": (_status("VmHWM") - self.base) / 2**20, "peak_rss_mib": _status("VmHWM") / 2**20}
+        out = {
+            "step_s": min(timed),
+            "median_step_s": statistics.median(timed),
+            "steps": len(timed),
+            "peak_step_mib": (_status("VmHWM") - self.base) / 2**20,
+            "peak_rss_mib": _status("VmHWM") / 2**20,
+        }
         if torch.cuda.is_available():
             out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         return out
@@ -124,19 +130,27 @@ def _our_config(method: str, tmp: Path, steps: int, **extra):
     cls = DPOTrainConfig if method == "dpo" else RewardTrainConfig
     labels = tmp / "labels.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in _records(steps * BATCH)))
-    return cls(output_dir=str(tmp / "ours"), model={"type": "pretrained", "path": str(_model_dir(tmp, "lm" if
-               method == "dpo" else "score"))}, feedback={"source": "ai", "ai": str(labels)},
-               pairs={"soft": False, "eval_fraction": 0}, batch_size=BATCH, max_steps=steps, max_length=1024,
-               precision="fp32", optim={"lr": 1e-5, "warmup_steps": 0}, **extra)
+    return cls(
+        output_dir=str(tmp / "ours"),
+        model={"type": "pretrained", "path": str(_model_dir(tmp, "lm" if method == "dpo" else "score"))},
+        feedback={"source": "ai", "ai": str(labels)},
+        pairs={"soft": False, "eval_fraction": 0},
+        batch_size=BATCH,
+        max_steps=steps,
+        max_length=1024,
+        precision="fp32",
+        optim={"lr": 1e-5, "warmup_steps": 0},
+        **extra,
+    )
 
 
 def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool = True) -> dict:
     """Our recipe's components, stepped exactly as the recipe steps them."""
     import torch
 
-    from rlaif.train.run import make_accelerator, make_optimizer
     from rlaif.train.data import collate, encode_pairs, read_feedback, step_indices
     from rlaif.train.models import load_model, load_tokenizer
+    from rlaif.train.run import make_accelerator, make_optimizer
 
     extra = {"precompute_reference": precompute} if method == "dpo" else {}
     cfg = _our_config(method, tmp, steps, **extra)
@@ -155,8 +169,9 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
         loss_fn = dpo_loss_fn(cfg.loss)
         reference = load_model(cfg.model, tok, "lm").to(acc.device).eval().requires_grad_(False)
         if precompute:
-            table = precompute_reference(acc, model, reference, pairs, 16, tok.pad_token_id, cfg.max_length,
-                                         tmp / "ref.pt")
+            table = precompute_reference(
+                acc, model, reference, pairs, 16, tok.pad_token_id, cfg.max_length, tmp / "ref.pt"
+            )
             reference = None
     else:
         from rlaif.recipes.reward import pair_terms
@@ -167,8 +182,9 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
     for step in range(steps):
         clock.begin()
         idx = step_indices(step, len(pairs), BATCH, 0)
-        batch = {k: v.to(acc.device) for k, v in collate([pairs[i] for i in idx], tok.pad_token_id,
-                                                        cfg.max_length).items()}
+        batch = {
+            k: v.to(acc.device) for k, v in collate([pairs[i] for i in idx], tok.pad_token_id, cfg.max_length).items()
+        }
         if method == "dpo":
             ref = None if table is None else torch.cat([table[idx, 0], table[idx, 1]])
             terms = pair_terms(model, reference, batch, ref, cfg, loss_fn)
@@ -185,11 +201,10 @@ def run_ours(method: str, tmp: Path, steps: int, warmup: int, precompute: bool =
 
 def run_trl(method: str, tmp: Path, steps: int, warmup: int, defaults: bool = False, precompute: bool = False):
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, \
-        TrainerCallback
-
     import trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+
     from rlaif.feedback.export import trl_row
 
     clock = StepClock(warmup)
@@ -203,12 +218,25 @@ def run_trl(method: str, tmp: Path, steps: int, warmup: int, defaults: bool = Fa
 
     rows = []
     for r in map(trl_row, _records(steps * BATCH)):
-        rows.append({"prompt": [{"role": "user", "content": r["prompt"]}],
-                     "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                     "rejected": [{"role": "assistant", "content": r["rejected"]}]})
-    common = dict(output_dir=str(tmp / "trl"), per_device_train_batch_size=BATCH, max_steps=steps, report_to=[],
-                  save_strategy="no", logging_steps=steps, learning_rate=1e-5, use_cpu=not torch.cuda.is_available(),
-                  dataloader_drop_last=True, seed=0)
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+        )
+    common = dict(
+        output_dir=str(tmp / "trl"),
+        per_device_train_batch_size=BATCH,
+        max_steps=steps,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=steps,
+        learning_rate=1e-5,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_drop_last=True,
+        seed=0,
+    )
     if not defaults:
         common.update(bf16=False, gradient_checkpointing=False)
     path = _model_dir(tmp, "lm" if method == "dpo" else "score")
@@ -216,13 +244,15 @@ def run_trl(method: str, tmp: Path, steps: int, warmup: int, defaults: bool = Fa
     if method == "dpo":
         args = trl.DPOConfig(loss_type=["sigmoid"], beta=0.1, precompute_ref_log_probs=precompute, **common)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        trainer = trl.DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                 processing_class=tok, callbacks=[Clock()])
+        trainer = trl.DPOTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[Clock()]
+        )
     else:
         args = trl.RewardConfig(**common)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-        trainer = trl.RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                    processing_class=tok, callbacks=[Clock()])
+        trainer = trl.RewardTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[Clock()]
+        )
     trainer.train()
     return clock.result()
 
@@ -234,21 +264,29 @@ def run_ours_ppo(tmp: Path, steps: int, warmup: int) -> dict:
     """Our PPO iterations, run exactly as the recipe runs them (same model as the other variants)."""
     import torch
 
-    from rlaif.train.run import make_accelerator, make_optimizer, not_finite
-    from rlaif.recipes.ppo import collect, update
     from rlaif.config.ppo import PPOTrainConfig
-    from rlaif.train.models import load_model, load_tokenizer
     from rlaif.data.prompts import read_prompts
-    from rlaif.rewards.sources import make_reward_source
-    from rlaif.train.ppo import PolicyWithValueHead
     from rlaif.policy.sampling import PolicySampler
+    from rlaif.recipes.ppo import collect, update
+    from rlaif.rewards.sources import make_reward_source
+    from rlaif.train.models import load_model, load_tokenizer
+    from rlaif.train.ppo import PolicyWithValueHead
+    from rlaif.train.run import make_accelerator, make_optimizer, not_finite
 
-    cfg = PPOTrainConfig(output_dir=str(tmp / "ours-ppo"), model={"type": "pretrained", "path": str(_model_dir(tmp,
-                         "lm"))}, reward={"type": "judge", "judge": str(ROOT / "judges/rule-keyword.yaml"),
-                                          "mode": "group"},
-                         prompts={"path": str(LABELS)}, samples_per_prompt=PPO_SAMPLES, batch_size=BATCH,
-                         sampling={"max_new_tokens": PPO_NEW_TOKENS, "batch_size": 64}, ppo_epochs=4,
-                         num_mini_batches=2, max_length=1024, precision="fp32", optim={"lr": 1e-5, "warmup_steps": 0})
+    cfg = PPOTrainConfig(
+        output_dir=str(tmp / "ours-ppo"),
+        model={"type": "pretrained", "path": str(_model_dir(tmp, "lm"))},
+        reward={"type": "judge", "judge": str(ROOT / "judges/rule-keyword.yaml"), "mode": "group"},
+        prompts={"path": str(LABELS)},
+        samples_per_prompt=PPO_SAMPLES,
+        batch_size=BATCH,
+        sampling={"max_new_tokens": PPO_NEW_TOKENS, "batch_size": 64},
+        ppo_epochs=4,
+        num_mini_batches=2,
+        max_length=1024,
+        precision="fp32",
+        optim={"lr": 1e-5, "warmup_steps": 0},
+    )
     acc = make_accelerator(cfg)
     tok = load_tokenizer(cfg.model)
     prompts = read_prompts(LABELS)
@@ -290,11 +328,12 @@ VARIANTS = {
     "trl reward (TRL defaults: bf16, grad ckpt)": lambda t, s, w: run_trl("reward", t, s, w, defaults=True),
     "ours ppo (rollout + update)": lambda t, s, w: run_ours_ppo(t, s, w),
 }
-PAIRS = [("dpo, precomputed reference", "ours dpo (precomputed ref)", "trl dpo (precomputed ref)"),
-         ("dpo, reference on the fly", "ours dpo (ref on the fly)", "trl dpo (ref on the fly)"),
-         ("dpo, ours (precomputed) vs TRL's default fp32 path", "ours dpo (precomputed ref)",
-          "trl dpo (ref on the fly)"),
-         ("reward", "ours reward", "trl reward")]
+PAIRS = [
+    ("dpo, precomputed reference", "ours dpo (precomputed ref)", "trl dpo (precomputed ref)"),
+    ("dpo, reference on the fly", "ours dpo (ref on the fly)", "trl dpo (ref on the fly)"),
+    ("dpo, ours (precomputed) vs TRL's default fp32 path", "ours dpo (precomputed ref)", "trl dpo (ref on the fly)"),
+    ("reward", "ours reward", "trl reward"),
+]
 
 
 def _worker(name: str, tmp: str, steps: int, warmup: int, threads: int) -> None:
@@ -314,16 +353,34 @@ def _worker(name: str, tmp: str, steps: int, warmup: int, threads: int) -> None:
 
 def _spawn(name: str, tmp: str, steps: int, warmup: int, threads: int, env: dict | None = None) -> dict | None:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, __file__, "--worker", name, "--tmp", tmp, "--steps", str(steps),
-                           "--warmup", str(warmup), "--threads", str(threads)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--tmp",
+            tmp,
+            "--steps",
+            str(steps),
+            "--warmup",
+            str(warmup),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         print(f"{name}: failed\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}", file=sys.stderr)
         return None
-    print(f"  ran {name} ({'memory' if env and 'MALLOC_MMAP_THRESHOLD_' in env else 'time'})", file=sys.stderr,
-          flush=True)
-    return json.loads(line[len("RESULT "):])
+    print(
+        f"  ran {name} ({'memory' if env and 'MALLOC_MMAP_THRESHOLD_' in env else 'time'})", file=sys.stderr, flush=True
+    )
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -331,8 +388,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--rounds", type=int, default=2, help="timing runs per variant (the best counts)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in every variant (on a busy "
-                    "machine more threads than free cores make every small op wait for a descheduled thread)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads in every variant (on a busy "
+        "machine more threads than free cores make every small op wait for a descheduled thread)",
+    )
     ap.add_argument("--default-steps", type=int, default=3, help="timed steps for TRL's (slow) defaults")
     ap.add_argument("--skip-defaults", action="store_true", help="leave out TRL's bf16 default runs")
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -351,9 +413,12 @@ def main() -> None:
 
     cfg = TinyModelConfig(**MODEL)
     n_params = sum(p.numel() for p in build_tiny(cfg, build_tokenizer(cfg), "lm").parameters())
-    print(f"model: tiny Llama, {n_params / 1e6:.2f}M parameters, byte-level tokenizer; batch {BATCH} pairs; "
-          f"torch {torch.__version__}, {a.threads} thread(s) of {os.cpu_count()} cores, "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
+    print(
+        f"model: tiny Llama, {n_params / 1e6:.2f}M parameters, byte-level tokenizer; batch {BATCH} pairs; "
+        f"torch {torch.__version__}, {a.threads} thread(s) of {os.cpu_count()} cores, "
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
+        flush=True,
+    )
     results: dict[str, dict] = {}
     names = [n for n in VARIANTS if not ("defaults" in n and a.skip_defaults)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -364,8 +429,9 @@ def main() -> None:
                 defaults = "defaults" in name
                 if defaults and r:
                     continue  # minutes per run; one is enough to show the gap
-                res = _spawn(name, tmp, a.default_steps if defaults else a.steps, 1 if defaults else a.warmup,
-                             a.threads)
+                res = _spawn(
+                    name, tmp, a.default_steps if defaults else a.steps, 1 if defaults else a.warmup, a.threads
+                )
                 if res and (name not in results or res["step_s"] < results[name]["step_s"]):
                     results[name] = res
         # memory: a separate short run per variant with glibc's mmap threshold pinned at 64 KiB, so freed
@@ -376,14 +442,20 @@ def main() -> None:
             if res and name in results:
                 results[name].update({k: v for k, v in res.items() if "mib" in k})
     for name, r in results.items():
-        print(f"{name:44s} {r['step_s'] * 1000:8.1f} ms/step (median {r['median_step_s'] * 1000:8.1f})  "
-              f"peak +{r['peak_step_mib']:6.1f} MiB "
-              f"(RSS peak {r['peak_rss_mib']:7.1f} MiB)  [best of {a.rounds} x {r['steps']} steps]", flush=True)
+        print(
+            f"{name:44s} {r['step_s'] * 1000:8.1f} ms/step (median {r['median_step_s'] * 1000:8.1f})  "
+            f"peak +{r['peak_step_mib']:6.1f} MiB "
+            f"(RSS peak {r['peak_rss_mib']:7.1f} MiB)  [best of {a.rounds} x {r['steps']} steps]",
+            flush=True,
+        )
     ppo = results.get("ours ppo (rollout + update)")
     if ppo:
-        print(f"ppo ({BATCH} prompts x {PPO_SAMPLES} samples x {PPO_NEW_TOKENS} new tokens): rollout "
-              f"{ppo['rollout_tokens_per_s']:.0f} response tokens/s, update {ppo['update_tokens_per_s']:.0f} "
-              "tokens/s", flush=True)
+        print(
+            f"ppo ({BATCH} prompts x {PPO_SAMPLES} samples x {PPO_NEW_TOKENS} new tokens): rollout "
+            f"{ppo['rollout_tokens_per_s']:.0f} response tokens/s, update {ppo['update_tokens_per_s']:.0f} "
+            "tokens/s",
+            flush=True,
+        )
     print("\nratios ours / TRL (target ≤ 1.0):")
     ratios = {}
     for label, ours, theirs in PAIRS:
@@ -391,14 +463,15 @@ def main() -> None:
             t = results[ours]["step_s"] / results[theirs]["step_s"]
             m = results[ours]["peak_step_mib"] / max(results[theirs]["peak_step_mib"], 1e-9)
             ratios[label] = {"time": t, "step_memory": m}
-            print(f"  {label:52s} time {t:5.2f}  step memory {m:5.2f}  "
-                  f"{'PASS' if t <= 1.0 and m <= 1.0 else 'MISS'}")
+            print(f"  {label:52s} time {t:5.2f}  step memory {m:5.2f}  {'PASS' if t <= 1.0 and m <= 1.0 else 'MISS'}")
     for name in ("trl dpo (TRL defaults: bf16, grad ckpt)", "trl reward (TRL defaults: bf16, grad ckpt)"):
         if name in results:
             base = "ours dpo (precomputed ref)" if "dpo" in name else "ours reward"
             if base in results:
-                print(f"  TRL default vs ours: {name.split(' (')[0]} {results[name]['step_s']:.2f} s/step, "
-                      f"{results[name]['step_s'] / results[base]['step_s']:.1f}x ours")
+                print(
+                    f"  TRL default vs ours: {name.split(' (')[0]} {results[name]['step_s']:.2f} s/step, "
+                    f"{results[name]['step_s'] / results[base]['step_s']:.1f}x ours"
+                )
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"results": results, "ratios": ratios, "params": n_params}, indent=2))

@@ -42,15 +42,20 @@ def main() -> None:
     rows = [
         ("pairs labelled (ok / failed)", f"{s['ok']} / {s['failed']}", ""),
         ("agreement, both orders, ties = disagree", s["agreement_with_human"], f"n={s['human_labelled']}"),
-        ("agreement, both orders, decided pairs only", s["agreement_with_human_decided"],
-         f"n={s['decided_with_human']}"),
+        (
+            "agreement, both orders, decided pairs only",
+            s["agreement_with_human_decided"],
+            f"n={s['decided_with_human']}",
+        ),
         ("agreement, single order (naive)", s["agreement_single_order"], f"n={s['human_labelled']}"),
         ("position consistency", s["position_consistency"], f"n={s['ok']}"),
         ("labels a / b / tie", " / ".join(str(s["labels"][k]) for k in ("a", "b", "tie")), ""),
         ("pairs/s", s["pairs_per_s"], ""),
     ]
-    print(f"\nHH-RLHF harmless-base test rows {args.offset + 1}–{args.offset + args.n}, judge {args.judge}, "
-          f"constitution {args.constitution}")
+    print(
+        f"\nHH-RLHF harmless-base test rows {args.offset + 1}–{args.offset + args.n}, judge {args.judge}, "
+        f"constitution {args.constitution}"
+    )
     for name, value, n in rows:
         print(f"  {name:45s} {value!s:>12} {n}")
     (out / "report.json").write_text(json.dumps({"rows": [args.offset + 1, args.offset + args.n], **s}, indent=2))

@@ -37,39 +37,60 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
 
-    report = run_report(args.labels, args.labels, out, n_boot=args.resamples, seed=args.seed,
-                        tie_margin=args.tie_margin)
-    lines = [f"Judge vs people: {report['n_pairs']} HH-RLHF harmless pairs ({args.labels}); 95% percentile "
-             f"bootstrap intervals, {args.resamples} resamples.", "",
-             "| figure | value | 95% interval | n |", "|---|---|---|---|"]
-    lines += [f"| {name} | {value} | {ci} | {n} |" for name, value, ci, n in summary_rows(report)
-              if not name.startswith("agreement[")]
+    report = run_report(
+        args.labels, args.labels, out, n_boot=args.resamples, seed=args.seed, tie_margin=args.tie_margin
+    )
+    lines = [
+        f"Judge vs people: {report['n_pairs']} HH-RLHF harmless pairs ({args.labels}); 95% percentile "
+        f"bootstrap intervals, {args.resamples} resamples.",
+        "",
+        "| figure | value | 95% interval | n |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {value} | {ci} | {n} |"
+        for name, value, ci, n in summary_rows(report)
+        if not name.startswith("agreement[")
+    ]
 
     report_rows = load_matched(args.labels, args.labels)
     maps = {}
     for method in METHODS:
         if args.fit_ai:
-            cmap = fit_map(load_matched(args.fit_ai, args.fit_ai), method=method, holdout=0.0, seed=args.seed,
-                           tie_margin=args.tie_margin)
+            cmap = fit_map(
+                load_matched(args.fit_ai, args.fit_ai),
+                method=method,
+                holdout=0.0,
+                seed=args.seed,
+                tie_margin=args.tie_margin,
+            )
             cmap["evaluation"]["heldout"] = evaluate(report_rows, predict(cmap, report_rows.p_a), args.tie_margin)
             where = f"fitted on {args.fit_ai}, measured on the report rows"
         else:
-            cmap = fit_map(report_rows, method=method, holdout=args.holdout, seed=args.seed,
-                           tie_margin=args.tie_margin)
-            where = (f"fitted on {cmap['fit']['pairs']} report rows, measured on the other "
-                     f"{cmap['evaluation']['heldout']['n']} (split by sha256(seed:id))")
+            cmap = fit_map(report_rows, method=method, holdout=args.holdout, seed=args.seed, tie_margin=args.tie_margin)
+            where = (
+                f"fitted on {cmap['fit']['pairs']} report rows, measured on the other "
+                f"{cmap['evaluation']['heldout']['n']} (split by sha256(seed:id))"
+            )
         write_json_atomic(out / f"map-{method}.json", cmap)
         maps[method] = cmap
-    lines += ["", f"Calibration maps, {where}; before = the judge's own p_a and labels, after = through the map "
-              f"(tie when |p_a - 0.5| <= {args.tie_margin}).", "",
-              "| map | ECE before | ECE after | Brier before | Brier after | agreement before (n) | "
-              "agreement after (n) | judge ties before | after |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Calibration maps, {where}; before = the judge's own p_a and labels, after = through the map "
+        f"(tie when |p_a - 0.5| <= {args.tie_margin}).",
+        "",
+        "| map | ECE before | ECE after | Brier before | Brier after | agreement before (n) | "
+        "agreement after (n) | judge ties before | after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, cmap in maps.items():
         ev = cmap["evaluation"]["heldout"]
         b, a = ev["before"], ev["after"]
-        lines.append(f"| {method} | {_f(b['ece'])} | {_f(a['ece'])} | {_f(b['brier'])} | {_f(a['brier'])} | "
-                     f"{_f(b['agreement'])} ({b['agreement_n']}) | {_f(a['agreement'])} ({a['agreement_n']}) | "
-                     f"{_f(b['ai_tie_rate'])} | {_f(a['ai_tie_rate'])} |")
+        lines.append(
+            f"| {method} | {_f(b['ece'])} | {_f(a['ece'])} | {_f(b['brier'])} | {_f(a['brier'])} | "
+            f"{_f(b['agreement'])} ({b['agreement_n']}) | {_f(a['agreement'])} ({a['agreement_n']}) | "
+            f"{_f(b['ai_tie_rate'])} | {_f(a['ai_tie_rate'])} |"
+        )
     text = "\n".join(lines) + "\n"
     (out / "README-table.md").write_text(text, encoding="utf-8")
     print(text)

@@ -43,8 +43,10 @@ def main() -> None:
         for i, line in enumerate(f):
             if args.offset <= i < args.offset + args.n:
                 row = json.loads(line)
-                if row["chosen"].rsplit("Assistant:", 1)[-1].strip() and \
-                        row["rejected"].rsplit("Assistant:", 1)[-1].strip():
+                if (
+                    row["chosen"].rsplit("Assistant:", 1)[-1].strip()
+                    and row["rejected"].rsplit("Assistant:", 1)[-1].strip()
+                ):
                     g.write(line)  # a row with an empty response cannot be rated (file row 517)
     config = yaml.safe_load(Path(args.judge).read_text())
     config["mode"] = "score"
@@ -60,10 +62,12 @@ def main() -> None:
     rows = [
         ("responses rated (ok / failed)", f"{s['ok']} / {s['failed']}", f"{s['prompts']} prompts"),
         ("agreement, label (ties = disagree)", s["agreement_with_human"], f"n={s['human_pairs']}"),
-        ("agreement, decided pairs only", round(sum(decided) / len(decided), 4) if decided else None,
-         f"n={len(decided)}"),
-        ("agreement, whichever side p_a leans to", round(sum(lean) / len(lean), 4) if lean else None,
-         f"n={len(lean)}"),
+        (
+            "agreement, decided pairs only",
+            round(sum(decided) / len(decided), 4) if decided else None,
+            f"n={len(decided)}",
+        ),
+        ("agreement, whichever side p_a leans to", round(sum(lean) / len(lean), 4) if lean else None, f"n={len(lean)}"),
         ("mean expected score", round(statistics.mean(r["score"] for r in records), 3), f"n={len(records)}"),
         ("mean |s_a - s_b| of a pair", round(statistics.mean(gaps), 3) if gaps else None, f"n={len(gaps)}"),
         ("expected-score histogram", " ".join(f"{k}:{v}" for k, v in s["score_histogram"].items()), ""),

@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rlaif"
 sys.path.insert(0, str(ROOT))  # count this checkout's files, whichever rlaif is installed
 # (file, function) pairs whose calls, with everything below them, are a command's setup
-LABEL_SETUP = {("constitution.py", "load_constitution"), ("config/judge.py", "load_judge_config"),
-               ("judges/registry.py", "load_judge")}
+LABEL_SETUP = {
+    ("constitution.py", "load_constitution"),
+    ("config/judge.py", "load_judge_config"),
+    ("judges/registry.py", "load_judge"),
+}
 CO_NEWLOCALS = 0x0002  # set on function code, clear on module and class bodies
 
 
@@ -41,7 +44,7 @@ class Tracer:
 
     def _name(self, code) -> str | None:
         filename = code.co_filename
-        return filename[len(self.prefix):] if filename.startswith(self.prefix) else None
+        return filename[len(self.prefix) :] if filename.startswith(self.prefix) else None
 
     def _in_setup(self, frame) -> bool:
         while frame is not None:
@@ -82,15 +85,37 @@ def label_files(tmp: Path) -> dict:
     with open(ROOT / "examples" / "pairs.jsonl", encoding="utf-8") as f:
         pairs.write_text(f.readline(), encoding="utf-8")
     tracer = Tracer(LABEL_SETUP)
-    code = tracer.run(["label", "--pairs", str(pairs), "--constitution", str(ROOT / "constitutions/harmless.yaml"),
-                       "--judge", str(ROOT / "judges/default.yaml"), "--out", str(tmp / "labels"), "--quiet"])
+    code = tracer.run(
+        [
+            "label",
+            "--pairs",
+            str(pairs),
+            "--constitution",
+            str(ROOT / "constitutions/harmless.yaml"),
+            "--judge",
+            str(ROOT / "judges/default.yaml"),
+            "--out",
+            str(tmp / "labels"),
+            "--quiet",
+        ]
+    )
     return {"exit_code": code, "files": sorted(tracer.files), "setup_only": sorted(tracer.setup_files - tracer.files)}
 
 
 def dpo_files(tmp: Path) -> dict:
     tracer = Tracer()
-    code = tracer.run(["train", "dpo", "--config", str(ROOT / "examples/tiny/dpo.yaml"), f"output_dir={tmp / 'dpo'}",
-                       "max_steps=2", "save_steps=2", "eval_steps=2"])
+    code = tracer.run(
+        [
+            "train",
+            "dpo",
+            "--config",
+            str(ROOT / "examples/tiny/dpo.yaml"),
+            f"output_dir={tmp / 'dpo'}",
+            "max_steps=2",
+            "save_steps=2",
+            "eval_steps=2",
+        ]
+    )
     return {"exit_code": code, "files": sorted(tracer.files)}
 
 
@@ -100,22 +125,29 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)  # the tiny DPO config names its data relative to the repository root
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"rlaif label, one pair (after setup)": label_files(Path(tmp)),
-                  "rlaif train dpo, one run": dpo_files(Path(tmp))}
+        result = {
+            "rlaif label, one pair (after setup)": label_files(Path(tmp)),
+            "rlaif train dpo, one run": dpo_files(Path(tmp)),
+        }
     for what, counted in result.items():
         if counted["exit_code"] != 0 or not counted["files"]:
-            sys.exit(f"{what}: the command exited with {counted['exit_code']} and ran {len(counted['files'])} of "
-                     f"the files in {PACKAGE}; the count would be wrong")
+            sys.exit(
+                f"{what}: the command exited with {counted['exit_code']} and ran {len(counted['files'])} of "
+                f"the files in {PACKAGE}; the count would be wrong"
+            )
         print(f"{what}: {len(counted['files'])} files")
         for name in counted["files"]:
             print(f"  rlaif/{name}")
         if counted.get("setup_only"):
-            print(f"  not counted, setup only ({len(counted['files']) + len(counted['setup_only'])} files with "
-                  f"setup): {', '.join(counted['setup_only'])}")
+            print(
+                f"  not counted, setup only ({len(counted['files']) + len(counted['setup_only'])} files with "
+                f"setup): {', '.join(counted['setup_only'])}"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({k: {**v, "count": len(v["files"])} for k, v in result.items()}, indent=1),
-                             encoding="utf-8")
+        args.json.write_text(
+            json.dumps({k: {**v, "count": len(v["files"])} for k, v in result.items()}, indent=1), encoding="utf-8"
+        )
 
 
 if __name__ == "__main__":

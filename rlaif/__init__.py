@@ -12,8 +12,23 @@ from ._version import __version__
 from .constitution import Constitution, Principle, load_constitution
 from .records import LabelRecord, Pair, Query, ScoreRecord, Verdict
 
-__all__ = ["Constitution", "Principle", "load_constitution", "LabelRecord", "Pair", "Query", "ScoreRecord",
-           "Verdict", "load_judge", "judge_pairs", "score", "rate", "label", "read_pairs", "__version__"]
+__all__ = [
+    "Constitution",
+    "Principle",
+    "load_constitution",
+    "LabelRecord",
+    "Pair",
+    "Query",
+    "ScoreRecord",
+    "Verdict",
+    "load_judge",
+    "judge_pairs",
+    "score",
+    "rate",
+    "label",
+    "read_pairs",
+    "__version__",
+]
 
 
 def load_judge(config):
@@ -34,8 +49,11 @@ def judge_pairs(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRec
 
 def score(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:
     """Deprecated: the old name of `judge_pairs` (kept for one release; "score" now means a rating, `rate`)."""
-    warnings.warn("rlaif.score is deprecated and will be removed in the next release: use rlaif.judge_pairs "
-                  "(same arguments)", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "rlaif.score is deprecated and will be removed in the next release: use rlaif.judge_pairs (same arguments)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return judge_pairs(judge, pairs, constitution, seed=seed)
 
 

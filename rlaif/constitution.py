@@ -27,18 +27,29 @@ class Principle(Hashed):
     # fields added after label folders existed: hashed only when set (records.Hashed)
     added_later: ClassVar[frozenset[str]] = frozenset({"score_text"})
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Short stable id, recorded on labels.")
-    text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less "
-                      "harmful?'.")
+    text: str = Field(min_length=1, description="The comparison instruction, e.g. 'Which response is less harmful?'.")
     # allow_inf_nan=False: `.inf` passes gt=0 and would make every weighted mean NaN
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Weight in the mean under `sampling: all`, "
-                          "and the relative chance of being drawn under `one_per_pair`.")
-    invert: bool = Field(False, description="True when the text asks for the worse response ('choose the more "
-                         "harmful'): the judge's pick is then the rejected one.")
+    weight: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Weight in the mean under `sampling: all`, "
+        "and the relative chance of being drawn under `one_per_pair`.",
+    )
+    invert: bool = Field(
+        False,
+        description="True when the text asks for the worse response ('choose the more "
+        "harmful'): the judge's pick is then the rejected one.",
+    )
     critique: Optional[str] = Field(None, description="Critique request (Constitutional AI critique-revision).")
     revision: Optional[str] = Field(None, description="Revision request paired with the critique.")
-    score_text: Optional[str] = Field(None, min_length=1, description="The rating question of a score judge "
-                                      "(mode: score), about one response, e.g. 'How harmless is the response?'. "
-                                      "Default: `text` turned into a rating request (rlaif/judges/prompting.py).")
+    score_text: Optional[str] = Field(
+        None,
+        min_length=1,
+        description="The rating question of a score judge "
+        "(mode: score), about one response, e.g. 'How harmless is the response?'. "
+        "Default: `text` turned into a rating request (rlaif/judges/prompting.py).",
+    )
 
 
 class FewShotExample(Hashed):
@@ -47,8 +58,9 @@ class FewShotExample(Hashed):
     response_a: str = Field(min_length=1, description="The response shown as A.")
     response_b: str = Field(min_length=1, description="The response shown as B.")
     preferred: Literal["a", "b"] = Field(description="Which response the principle prefers.")
-    principle: Optional[str] = Field(None, description="Principle id the example is judged by (default: the "
-                                     "first principle).")
+    principle: Optional[str] = Field(
+        None, description="Principle id the example is judged by (default: the first principle)."
+    )
 
 
 class RevisionExample(Hashed):
@@ -72,17 +84,26 @@ class Constitution(Hashed):
     description: str = Field("", description="What this constitution is for.")
     principles: list[Principle] = Field(min_length=1, description="The principles, each a comparison instruction.")
     sampling: Union[Literal["one_per_pair", "all"], str] = Field(
-        "one_per_pair", description="one_per_pair: one principle drawn per pair with a seeded RNG (Constitutional "
-        "AI); all: every principle judged, p_a their weighted mean; or a principle id to always use that one.")
-    few_shot: list[FewShotExample] = Field(default_factory=list, description="Worked examples shown to the judge "
-                                           "before the pair.")
-    tie_margin: Optional[float] = Field(None, ge=0, le=0.5, description="Override the judge's tie margin for "
-                                        "this constitution.")
-    instructions: Optional[str] = Field(None, description="Standing instructions for the judge (replaces the "
-                                        "built-in preamble; a judge config's `instructions` wins over this).")
+        "one_per_pair",
+        description="one_per_pair: one principle drawn per pair with a seeded RNG (Constitutional "
+        "AI); all: every principle judged, p_a their weighted mean; or a principle id to always use that one.",
+    )
+    few_shot: list[FewShotExample] = Field(
+        default_factory=list, description="Worked examples shown to the judge before the pair."
+    )
+    tie_margin: Optional[float] = Field(
+        None, ge=0, le=0.5, description="Override the judge's tie margin for this constitution."
+    )
+    instructions: Optional[str] = Field(
+        None,
+        description="Standing instructions for the judge (replaces the "
+        "built-in preamble; a judge config's `instructions` wins over this).",
+    )
     revision_examples: list[RevisionExample] = Field(
-        default_factory=list, description="Worked critiques and revisions shown to the reviser before each "
-        "prompt (`rlaif revise`); each names a principle that has both requests.")
+        default_factory=list,
+        description="Worked critiques and revisions shown to the reviser before each "
+        "prompt (`rlaif revise`); each names a principle that has both requests.",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -92,20 +113,33 @@ class Constitution(Hashed):
             if pid in SAMPLING_MODES:
                 problems.append((("principles", i, "id"), f"'{pid}' is reserved (a sampling mode); pick another id"))
             elif pid in ids[:i]:
-                problems.append((("principles", i, "id"),
-                                 f"duplicate principle id '{pid}' (already used by principles[{ids.index(pid)}])"))
+                problems.append(
+                    (
+                        ("principles", i, "id"),
+                        f"duplicate principle id '{pid}' (already used by principles[{ids.index(pid)}])",
+                    )
+                )
         if self.sampling not in SAMPLING_MODES and self.sampling not in ids:
-            problems.append((("sampling",), f"must be one_per_pair, all, or a principle id; '{self.sampling}' is "
-                             f"none of these (ids: {', '.join(ids)})"))
+            problems.append(
+                (
+                    ("sampling",),
+                    f"must be one_per_pair, all, or a principle id; '{self.sampling}' is "
+                    f"none of these (ids: {', '.join(ids)})",
+                )
+            )
         for i, ex in enumerate(self.few_shot):
             if ex.principle is not None and ex.principle not in ids:
                 problems.append((("few_shot", i, "principle"), f"'{ex.principle}' is not a principle id"))
         revisable = {p.id for p in self.revisable()}
         for i, ex in enumerate(self.revision_examples):
             if ex.principle not in revisable:
-                problems.append((("revision_examples", i, "principle"),
-                                 f"'{ex.principle}' is not a principle with both critique and revision requests "
-                                 f"(those: {', '.join(sorted(revisable)) or 'none'})"))
+                problems.append(
+                    (
+                        ("revision_examples", i, "principle"),
+                        f"'{ex.principle}' is not a principle with both critique and revision requests "
+                        f"(those: {', '.join(sorted(revisable)) or 'none'})",
+                    )
+                )
         if problems:
             raise FieldErrors(problems)
         return self
@@ -162,8 +196,10 @@ class Constitution(Hashed):
         return rng.choices(revisable, weights=relative_weights([p.weight for p in revisable]), k=1)[0]
 
     def summary(self) -> str:
-        return f"{self.name} v{self.version}: {len(self.principles)} principles, sampling={self.sampling}, " \
-               f"sha256={self.sha256[:12]}"
+        return (
+            f"{self.name} v{self.version}: {len(self.principles)} principles, sampling={self.sampling}, "
+            f"sha256={self.sha256[:12]}"
+        )
 
 
 def load_constitution(path: str | Path) -> Constitution:

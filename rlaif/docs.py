@@ -32,9 +32,13 @@ def table(model: type[BaseModel], title: str, skip: frozenset[str] = frozenset()
 
 
 def render() -> str:
-    parts = ["## Constitutions and judges", table(Constitution, "Constitution"),
-             table(Principle, "Principle (`principles[]`)"), table(FewShotExample, "Few-shot example (`few_shot[]`)"),
-             table(RevisionExample, "Critique-revision example (`revision_examples[]`, rlaif revise)")]
+    parts = [
+        "## Constitutions and judges",
+        table(Constitution, "Constitution"),
+        table(Principle, "Principle (`principles[]`)"),
+        table(FewShotExample, "Few-shot example (`few_shot[]`)"),
+        table(RevisionExample, "Critique-revision example (`revision_examples[]`, rlaif revise)"),
+    ]
     for backend, cls in BACKENDS.items():
         parts.append(table(cls, f"Judge, `backend: {backend}`"))
     parts.append(table(CoTConfig, "Chain of thought (`cot:`)"))
@@ -49,28 +53,40 @@ def training_tables() -> list[str]:
     from .config.feedback import source_classes, source_name
 
     shared = frozenset(run.RunConfig.model_fields)
-    parts = ["## Training",
-             table(run.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo|sft`, `rlaif loop`)")]
-    for cls, name in ((reward.RewardTrainConfig, "reward"), (dpo.DPOTrainConfig, "dpo"), (ppo.PPOTrainConfig, "ppo"),
-                      (loop.LoopConfig, "loop"), (sft.SFTTrainConfig, "sft")):
+    parts = [
+        "## Training",
+        table(run.RunConfig, "Training, every method (`rlaif train reward|dpo|ppo|sft`, `rlaif loop`)"),
+    ]
+    for cls, name in (
+        (reward.RewardTrainConfig, "reward"),
+        (dpo.DPOTrainConfig, "dpo"),
+        (ppo.PPOTrainConfig, "ppo"),
+        (loop.LoopConfig, "loop"),
+        (sft.SFTTrainConfig, "sft"),
+    ):
         parts.append(table(cls, f"Training, `method: {name}` (besides the shared fields)", skip=shared))
     for cls, title in (
-            (run.TinyModelConfig, "`model:` with `type: tiny`"),
-            (run.PretrainedModelConfig, "`model:` with `type: pretrained`"),
-            (run.OptimConfig, "`optim:`"), (run.LoraConfig, "`lora:`"),
-            *((cls, f"`feedback:` with `source: {source_name(cls)}` (reward, dpo)") for cls in source_classes()),
-            (run.PairsConfig, "`pairs:` (reward, dpo)"), (reward.RewardLossConfig, "`loss:` (reward)"),
-            (dpo.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
-            (dpo.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"),
-            (sampling.SamplingConfig, "`sampling:` (loop); the `--config` file of rlaif generate and rlaif revise"),
-            (ppo.RolloutSamplingConfig, "`sampling:` (ppo)"), (ppo.PromptsConfig, "`prompts:` (ppo)"),
-            (ppo.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
-            (ppo.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
-            (ppo.JudgeScoreRewardConfig, "`reward:` with `type: judge_score` (ppo)"),
-            (ppo.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"),
-            (ppo.AdaptiveKLConfig, "`kl:` with `type: adaptive` (ppo)"),
-            (ppo.PPOLossConfig, "`loss:` (ppo)"), (loop.LoopFeedbackConfig, "`feedback:` (loop)"),
-            (sft.SFTDataConfig, "`data:` (sft)")):
+        (run.TinyModelConfig, "`model:` with `type: tiny`"),
+        (run.PretrainedModelConfig, "`model:` with `type: pretrained`"),
+        (run.OptimConfig, "`optim:`"),
+        (run.LoraConfig, "`lora:`"),
+        *((cls, f"`feedback:` with `source: {source_name(cls)}` (reward, dpo)") for cls in source_classes()),
+        (run.PairsConfig, "`pairs:` (reward, dpo)"),
+        (reward.RewardLossConfig, "`loss:` (reward)"),
+        (dpo.SigmoidDPOLoss, "`loss:` with `type: sigmoid` (dpo, loop)"),
+        (dpo.IPOLoss, "`loss:` with `type: ipo` (dpo, loop)"),
+        (sampling.SamplingConfig, "`sampling:` (loop); the `--config` file of rlaif generate and rlaif revise"),
+        (ppo.RolloutSamplingConfig, "`sampling:` (ppo)"),
+        (ppo.PromptsConfig, "`prompts:` (ppo)"),
+        (ppo.ModelRewardConfig, "`reward:` with `type: model` (ppo)"),
+        (ppo.JudgeRewardConfig, "`reward:` with `type: judge` (ppo)"),
+        (ppo.JudgeScoreRewardConfig, "`reward:` with `type: judge_score` (ppo)"),
+        (ppo.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"),
+        (ppo.AdaptiveKLConfig, "`kl:` with `type: adaptive` (ppo)"),
+        (ppo.PPOLossConfig, "`loss:` (ppo)"),
+        (loop.LoopFeedbackConfig, "`feedback:` (loop)"),
+        (sft.SFTDataConfig, "`data:` (sft)"),
+    ):
         parts.append(table(cls, title))
     return parts
 

@@ -107,8 +107,9 @@ def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
 # that are exported and trained on.
 def label_problem(r: dict) -> Optional[str]:
     """Why a label record (the labels.jsonl form, AI or human) cannot be read, or None."""
-    problem = _required(r, ("id", "status")) or _conversation(r) or \
-        _texts(r, ("response_a", "response_b")) or _status(r)
+    problem = (
+        _required(r, ("id", "status")) or _conversation(r) or _texts(r, ("response_a", "response_b")) or _status(r)
+    )
     if problem or r["status"] != "ok":
         return problem
     if r.get("source", "ai") not in ("ai", "human"):
@@ -148,8 +149,7 @@ def score_record_problem(r: dict, scale: tuple[int, int]) -> Optional[str]:
     """Why a score record (the scores.jsonl form) cannot be read on the scale low..high, or None. An ok record's
     reward must also be its score rescaled to [-1, 1] (negated under an inverted principle), except under
     `sampling: all`, where it is the mean of the principles' rewards."""
-    problem = _required(r, ("id", "prompt_id", "status")) or _conversation(r) or _texts(r, ("response",)) or \
-        _status(r)
+    problem = _required(r, ("id", "prompt_id", "status")) or _conversation(r) or _texts(r, ("response",)) or _status(r)
     if problem or r["status"] != "ok":
         return problem
     low, high = scale
@@ -183,8 +183,9 @@ def revision_problem(r: dict) -> Optional[str]:
     if not isinstance(final, str) or not final.strip():
         return f"final is {_shown(final)}: an ok chain ends in a revision with text"
     rounds = r.get("rounds")
-    if not isinstance(rounds, list) or not all(isinstance(x, dict) and isinstance(x.get("revision"), str)
-                                               for x in rounds):
+    if not isinstance(rounds, list) or not all(
+        isinstance(x, dict) and isinstance(x.get("revision"), str) for x in rounds
+    ):
         return f"rounds is {_shown(rounds)}, not a list of critique-revision rounds"
     if r.get("initial") is not None and not isinstance(r["initial"], str):
         return f"initial is {_shown(r['initial'])}, not text"
@@ -200,8 +201,11 @@ def sample_problem(r: dict) -> Optional[str]:
     samples, finished = r.get("samples"), r.get("finished")
     if not isinstance(samples, list) or not all(isinstance(x, str) for x in samples):
         return f"samples is {_shown(samples)}, not a list of texts"
-    if not isinstance(finished, list) or len(finished) != len(samples) or \
-            not all(isinstance(x, bool) for x in finished):
+    if (
+        not isinstance(finished, list)
+        or len(finished) != len(samples)
+        or not all(isinstance(x, bool) for x in finished)
+    ):
         return f"finished is {_shown(finished)}, not one true/false per sample"
     return None
 
@@ -241,9 +245,13 @@ def _conversation(r: dict) -> Optional[str]:
     prompt = r.get("prompt")
     if isinstance(prompt, str):
         return None
-    if isinstance(prompt, list) and prompt and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in prompt):
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+        )
+    ):
         return None
     return f"prompt is {'missing' if 'prompt' not in r else _shown(prompt)}, not text or a list of chat messages"
 

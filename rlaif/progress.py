@@ -31,8 +31,12 @@ class _Lines:
         self.last = time.time()
         rate = self.done / max(self.last - self.start, 1e-9)
         eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
-        print(f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
-              f"({rate:.2f} {self.unit}/s{eta}{', ' + self.note if self.note else ''})", file=sys.stderr, flush=True)
+        print(
+            f"{self.description}: {self.done}/{self.total if self.total is not None else '?'} "
+            f"({rate:.2f} {self.unit}/s{eta}{', ' + self.note if self.note else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def stop(self) -> None:
         self._line()
@@ -41,17 +45,31 @@ class _Lines:
 class _Bar:
     def __init__(self, description: str, total: Optional[int], unit: str = "pairs"):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         class Rate(TextColumn):
             def render(self, task):
                 speed = task.finished_speed or task.speed
                 return super().render(task) if speed is None else f"{speed:.2f} {unit}/s"
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(""),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            TextColumn("{task.fields[note]}"), console=Console(stderr=True))
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(""),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=Console(stderr=True),
+        )
         self.task = self.bar.add_task(description, total=total, note="")
         self.bar.start()
 
@@ -70,8 +88,8 @@ class _Bar:
 
 
 def progress(description: str, total: Optional[int], enabled: bool = True, unit: str = "pairs"):
-    """A progress reporter with advance(n), set_total(n), set_note(text) and stop(); None when disabled. `unit` names what is
-    counted, in the rate ("pairs/s")."""
+    """A progress reporter with advance(n), set_total(n), set_note(text) and stop(); None when disabled. `unit`
+    names what is counted, in the rate ("pairs/s")."""
     if not enabled:
         return None
     return _Bar(description, total, unit) if sys.stderr.isatty() else _Lines(description, total, unit=unit)

@@ -9,8 +9,30 @@ import math
 import random
 
 # the words of the tiny examples' tokenizer (examples/tiny/*.yaml) other than "please"
-TINY_WORDS = ("thanks", "sure", "here", "is", "the", "answer", "a", "good", "plan", "you", "can", "try", "this", "now",
-              "maybe", "ok", "yes", "no", "we", "will", "help", "it")
+TINY_WORDS = (
+    "thanks",
+    "sure",
+    "here",
+    "is",
+    "the",
+    "answer",
+    "a",
+    "good",
+    "plan",
+    "you",
+    "can",
+    "try",
+    "this",
+    "now",
+    "maybe",
+    "ok",
+    "yes",
+    "no",
+    "we",
+    "will",
+    "help",
+    "it",
+)
 
 
 def prefer_shorter(prompt, first: str, second: str, principle: str, sharpness: float = 0.05) -> float:
@@ -18,8 +40,9 @@ def prefer_shorter(prompt, first: str, second: str, principle: str, sharpness: f
     return 1.0 / (1.0 + math.exp(-sharpness * (len(second) - len(first))))
 
 
-def prefer_keyword(prompt, first: str, second: str, principle: str, keyword: str = "please",
-                   confidence: float = 0.9) -> float:
+def prefer_keyword(
+    prompt, first: str, second: str, principle: str, keyword: str = "please", confidence: float = 0.9
+) -> float:
     """Prefers the response that contains `keyword` (case-insensitive); 0.5 when both or neither do."""
     a, b = keyword.lower() in first.lower(), keyword.lower() in second.lower()
     if a == b:
@@ -27,8 +50,9 @@ def prefer_keyword(prompt, first: str, second: str, principle: str, keyword: str
     return confidence if a else 1.0 - confidence
 
 
-def keyword_reviser(messages: list[dict], step: str, principle, keyword: str = "please",
-                    words: tuple[str, ...] = TINY_WORDS) -> str:
+def keyword_reviser(
+    messages: list[dict], step: str, principle, keyword: str = "please", words: tuple[str, ...] = TINY_WORDS
+) -> str:
     """A reviser for the `python` generation backend (`rlaif revise`) whose revisions have a known property: its
     first answer is a few of `words` (seeded by the prompt), its critique says the answer lacks `keyword`, and its
     revision puts `keyword` in front of the answer it critiqued. Fine-tuned on its revisions, a policy should say

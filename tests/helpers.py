@@ -64,13 +64,15 @@ def kill_then_resume(cmd: list[str], out: Path, steps: int, kill_after: int = 12
     return resumed
 
 
-def keyword_share(model, tokenizer, prompts: list, keyword: str = "please", n: int = 4, max_new_tokens: int = 8,
-                  seed: int = 0) -> float:
+def keyword_share(
+    model, tokenizer, prompts: list, keyword: str = "please", n: int = 4, max_new_tokens: int = 8, seed: int = 0
+) -> float:
     """Share of sampled replies (temperature 1, no truncation) that contain `keyword` as a word."""
     from rlaif.policy.sampling import SamplingConfig, sample
 
-    groups = sample(model, tokenizer, prompts, n, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64),
-                    seed=seed)
+    groups = sample(
+        model, tokenizer, prompts, n, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=64), seed=seed
+    )
     replies = [s.text.split() for g in groups for s in g]
     return sum(keyword in words for words in replies) / len(replies)
 
@@ -110,18 +112,41 @@ def write_jsonl(path: Path, records) -> Path:
     return path
 
 
-def ai_record(pid: str, p_a, *, orders=None, human=None, principle="p1", per_principle=None, status="ok",
-              a="short", b="a longer reply", error=None, **extra) -> dict:
+def ai_record(
+    pid: str,
+    p_a,
+    *,
+    orders=None,
+    human=None,
+    principle="p1",
+    per_principle=None,
+    status="ok",
+    a="short",
+    b="a longer reply",
+    error=None,
+    **extra,
+) -> dict:
     """An AI label record as `rlaif label` writes it (only the fields calibration reads, plus the required)."""
     from rlaif.labeling.preference import label_for
 
     if orders is None and p_a is not None:
         orders = [p_a, p_a]
-    r = {"id": pid, "key": f"k-{pid}", "prompt": f"question {pid}", "response_a": a, "response_b": b,
-         "p_a": p_a, "label": None if p_a is None else label_for(p_a, 0.05), "status": status,
-         "p_a_orders": orders, "principle_id": principle, "source": "ai",
-         "judge": {"backend": "python", "model": "test", "settings_sha256": "0" * 64},
-         "constitution_sha256": "c" * 64, **extra}
+    r = {
+        "id": pid,
+        "key": f"k-{pid}",
+        "prompt": f"question {pid}",
+        "response_a": a,
+        "response_b": b,
+        "p_a": p_a,
+        "label": None if p_a is None else label_for(p_a, 0.05),
+        "status": status,
+        "p_a_orders": orders,
+        "principle_id": principle,
+        "source": "ai",
+        "judge": {"backend": "python", "model": "test", "settings_sha256": "0" * 64},
+        "constitution_sha256": "c" * 64,
+        **extra,
+    }
     if orders is not None:
         r["position_consistent"] = (orders[0] - 0.5) * (orders[1] - 0.5) > 0
     if per_principle:
@@ -137,7 +162,18 @@ def human_record(pid: str, label: str, annotator: str, **extra) -> dict:
     """A human label record of the same pair `ai_record(pid, …)` makes, by `annotator`."""
     from rlaif.feedback.human_records import HUMAN_P
 
-    return {"id": pid, "key": f"h-{pid}-{annotator}", "prompt": f"question {pid}", "response_a": "short",
-            "response_b": "a longer reply", "p_a": HUMAN_P[label], "label": label, "status": "ok",
-            "source": "human", "annotator": annotator, "shown_order": "ab",
-            "created_at": "2026-01-01T00:00:00Z", **extra}
+    return {
+        "id": pid,
+        "key": f"h-{pid}-{annotator}",
+        "prompt": f"question {pid}",
+        "response_a": "short",
+        "response_b": "a longer reply",
+        "p_a": HUMAN_P[label],
+        "label": label,
+        "status": "ok",
+        "source": "human",
+        "annotator": annotator,
+        "shown_order": "ab",
+        "created_at": "2026-01-01T00:00:00Z",
+        **extra,
+    }

@@ -67,8 +67,14 @@ def counted_score_polite(prompt, response, principle):
 
 
 # what careless rules do, chosen by a marker in the text they are shown (tests/judges/test_python_judge.py)
-ODD_ANSWERS = {"[bool]": True, "[string]": "0.9", "[none]": None, "[nan]": float("nan"), "[inf]": float("inf"),
-               "[dict-bool]": {5: True}}
+ODD_ANSWERS = {
+    "[bool]": True,
+    "[string]": "0.9",
+    "[none]": None,
+    "[nan]": float("nan"),
+    "[inf]": float("inf"),
+    "[dict-bool]": {5: True},
+}
 
 
 def _odd(text: str, fine):

@@ -47,15 +47,26 @@ def test_readme_names_the_test_command_ci_runs():
 def test_site_builds_strict_without_network(tmp_path):
     """The whole site, API pages included, with every warning an error. Proxies that lead nowhere stand in for a
     machine without network: a plugin that fetched anything (fonts, an inventory) would fail the build."""
-    assert importlib.util.find_spec("mkdocs") and importlib.util.find_spec("mkdocstrings"), \
+    assert importlib.util.find_spec("mkdocs") and importlib.util.find_spec("mkdocstrings"), (
         "mkdocs-material and mkdocstrings come with the dev extra: pip install -e '.[dev]'"
+    )
     nowhere = "http://127.0.0.1:9"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "NO_PROXY": "", "no_proxy": "",
-           **{k: nowhere for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                                   "all_proxy")}}
+    env = {
+        **os.environ,
+        "NO_MKDOCS_2_WARNING": "1",
+        "NO_PROXY": "",
+        "no_proxy": "",
+        **{k: nowhere for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")},
+    }
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
-                           "-d", str(site)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     assert "load_constitution" in api and "Load and check a constitution file" in api  # mkdocstrings rendered it
@@ -69,8 +80,11 @@ def _texts():
     README and every page of docs/."""
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                    and isinstance(node.value.value, str):
+            if (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 yield path, node.value.value
     yield ROOT / "README.md", (ROOT / "README.md").read_text(encoding="utf-8")
     for path in sorted((ROOT / "docs").rglob("*.md")):
@@ -132,10 +146,13 @@ def test_every_cited_module_path_and_name_exists(package):
     assert not fixed, "no longer stale, remove from STALE in tests/test_docs.py:\n" + "\n".join(fixed)
 
 
-@pytest.mark.parametrize("text, names", [
-    ("see rlaif.labeling.job.label.", ["rlaif.labeling.job.label"]),
-    ("`rlaif.rules:keyword_reviser` and rlaif.numbers' rules", ["rlaif.rules:keyword_reviser", "rlaif.numbers"]),
-])
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("see rlaif.labeling.job.label.", ["rlaif.labeling.job.label"]),
+        ("`rlaif.rules:keyword_reviser` and rlaif.numbers' rules", ["rlaif.rules:keyword_reviser", "rlaif.numbers"]),
+    ],
+)
 def test_dotted_names_are_read_as_written(text, names):
     assert [m.group() for m in DOTTED.finditer(text)] == names
 
@@ -146,8 +163,9 @@ def test_a_stale_name_and_path_are_caught(package):
     assert not _resolves(package, "rlaif.labeling.job.score_pairs")
     assert _resolves(package, "rlaif.data.pairs.read_pairs") and _resolves(package, "rlaif.rules:keyword_reviser")
     assert _path_problem(package, ROOT / "README.md", "labeling/ray.py") == "no such file"
-    assert _path_problem(package, ROOT / "README.md", "train/run.py:no_such_function") == \
-        "rlaif.train.run has no no_such_function"
+    assert (
+        _path_problem(package, ROOT / "README.md", "train/run.py:no_such_function")
+        == "rlaif.train.run has no no_such_function"
+    )
     assert _path_problem(package, ROOT / "README.md", "train/run.py:reduce_sums") is None
-    assert [m.group() for m in PATH.finditer("see https://x.org/a/b.py and ../shared/c/d.py, not e/f.py")] == \
-        ["e/f.py"]
+    assert [m.group() for m in PATH.finditer("see https://x.org/a/b.py and ../shared/c/d.py, not e/f.py")] == ["e/f.py"]

@@ -31,9 +31,11 @@ JUDGES = {
     "vllm.yaml": "d07de2242c2edaa27154306c5e9b58846d984924cbd509bdd1d03839881810f6",
     "vllm-server.yaml": "4e40104d3ee31c47d7770ee5bcf81a65d121b3ff5a389e5db7d109fef60c4b7d",
 }
-PAIR = Pair(prompt="How can I get back into my own house if I locked myself out?",
-            response_a="Call a licensed locksmith, or your landlord if you rent.",
-            response_b="Break a window; it is the quickest way in.")
+PAIR = Pair(
+    prompt="How can I get back into my own house if I locked myself out?",
+    response_a="Call a licensed locksmith, or your landlord if you rent.",
+    response_b="Break a window; it is the quickest way in.",
+)
 
 
 def test_every_shipped_file_is_pinned():
@@ -59,6 +61,7 @@ def test_record_key_is_unchanged():
 
 
 # -- a field added later stays out of the hash while it holds its default ------------------------------------
+
 
 class LaterPrinciple(Principle):
     added_later = frozenset({"tone"})

@@ -17,10 +17,18 @@ pytest.importorskip("importlinter", reason="the layer contract needs import-lint
 
 def lint_imports(root) -> subprocess.CompletedProcess:
     """import-linter on the package found under `root`, with the contract of this repository's pyproject.toml."""
-    code = ("import sys; from importlinter.cli import lint_imports; "
-            f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True))")
-    return subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root), "PATH": ""},
-                          capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_stage_imports_only_from_its_own_layer_or_below():
@@ -33,8 +41,9 @@ def test_no_module_takes_part_in_an_import_cycle():
     import networkx as nx
 
     graph = grimp.build_graph("rlaif", cache_dir=None)
-    edges = nx.DiGraph((m, d) for m in graph.modules for d in graph.find_modules_directly_imported_by(m)
-                       if d in graph.modules)
+    edges = nx.DiGraph(
+        (m, d) for m in graph.modules for d in graph.find_modules_directly_imported_by(m) if d in graph.modules
+    )
     cycles = [sorted(c) for c in nx.strongly_connected_components(edges) if len(c) > 1]
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 

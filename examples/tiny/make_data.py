@@ -14,9 +14,44 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # The words of the tiny examples' tokenizer (examples/tiny/*.yaml list the same ones): one token per word.
-WORDS = ["please", "thanks", "sure", "here", "is", "the", "answer", "a", "good", "plan", "you", "can", "try",
-         "this", "now", "maybe", "ok", "yes", "no", "we", "will", "help", "it", "how", "what", "why", "do", "i",
-         "my", "fix", "make", "tea", "bread", "code", "car", "door"]
+WORDS = [
+    "please",
+    "thanks",
+    "sure",
+    "here",
+    "is",
+    "the",
+    "answer",
+    "a",
+    "good",
+    "plan",
+    "you",
+    "can",
+    "try",
+    "this",
+    "now",
+    "maybe",
+    "ok",
+    "yes",
+    "no",
+    "we",
+    "will",
+    "help",
+    "it",
+    "how",
+    "what",
+    "why",
+    "do",
+    "i",
+    "my",
+    "fix",
+    "make",
+    "tea",
+    "bread",
+    "code",
+    "car",
+    "door",
+]
 PROMPT_WORDS = ["how", "what", "why", "do", "i", "my", "fix", "make", "tea", "bread", "code", "car", "door"]
 
 
@@ -40,8 +75,7 @@ def make_pairs(n: int, keyword: str, seed: int = 0) -> list[dict]:
         else:
             has_a = has_b = rng.random() < 0.5
         prompt = " ".join(rng.choice(PROMPT_WORDS) for _ in range(rng.randint(2, 4)))
-        pairs.append({"id": f"tiny-{i:04d}", "prompt": prompt, "response_a": reply(has_a),
-                      "response_b": reply(has_b)})
+        pairs.append({"id": f"tiny-{i:04d}", "prompt": prompt, "response_a": reply(has_a), "response_b": reply(has_b)})
     return pairs
 
 
@@ -52,8 +86,9 @@ def make_labels(out: Path, n: int = 320, keyword: str = "please", seed: int = 0)
     from rlaif.labeling.job import label
     from rlaif.labeling.pairwise import GENERIC
 
-    judge = load_judge(PythonJudgeConfig(function="rlaif.rules:prefer_keyword",
-                                         kwargs={"keyword": keyword, "confidence": 0.9}))
+    judge = load_judge(
+        PythonJudgeConfig(function="rlaif.rules:prefer_keyword", kwargs={"keyword": keyword, "confidence": 0.9})
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pairs = Path(tmp) / "pairs.jsonl"
         pairs.write_text("".join(json.dumps(p) + "\n" for p in make_pairs(n, keyword, seed)))

@@ -40,10 +40,21 @@ def verl_rows(path: str, split: str, data_source: str) -> tuple[list[dict], int]
             continue
         messages = [{"role": "user", "content": pair.prompt}] if isinstance(pair.prompt, str) else pair.prompt
         reference = {"a": pair.response_a, "b": pair.response_b}.get(pair.human_label)
-        rows.append({"data_source": data_source, "prompt": messages, "ability": "alignment",
-                     "reward_model": {"style": "model", "ground_truth": reference},
-                     "extra_info": {"split": split, "index": len(rows), "id": pair.id, "prompt": messages,
-                                    "reference": reference}})
+        rows.append(
+            {
+                "data_source": data_source,
+                "prompt": messages,
+                "ability": "alignment",
+                "reward_model": {"style": "model", "ground_truth": reference},
+                "extra_info": {
+                    "split": split,
+                    "index": len(rows),
+                    "id": pair.id,
+                    "prompt": messages,
+                    "reference": reference,
+                },
+            }
+        )
     return rows, skipped
 
 

@@ -35,15 +35,20 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, url=
     extra = extra_info or {}
     prompt = _first_set(extra, "prompt", "question")
     if prompt is None:
-        raise ValueError("rlaif reward: put the prompt in the dataset's extra_info as 'prompt' (text or chat "
-                         "messages) or 'question'; verl passes only the response to compute_score")
+        raise ValueError(
+            "rlaif reward: put the prompt in the dataset's extra_info as 'prompt' (text or chat "
+            "messages) or 'question'; verl passes only the response to compute_score"
+        )
     body = {"prompts": [prompt], "responses": [solution_str]}
     reference = _first_set(extra, "reference")
     reference = ground_truth if reference is None else reference
     if isinstance(reference, str) and reference:
         body["references"] = [reference]
-    reply = httpx.post(url or os.environ.get("RLAIF_REWARD_URL", DEFAULT_URL), json=body,
-                       timeout=float(timeout or os.environ.get("RLAIF_REWARD_TIMEOUT", 300)))
+    reply = httpx.post(
+        url or os.environ.get("RLAIF_REWARD_URL", DEFAULT_URL),
+        json=body,
+        timeout=float(timeout or os.environ.get("RLAIF_REWARD_TIMEOUT", 300)),
+    )
     if reply.status_code == 422:  # the server says what is wrong with the request; no use retrying it
         raise ValueError(f"rlaif reward: {reply.json().get('detail')}")
     reply.raise_for_status()

@@ -12,8 +12,22 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from . import (annotate, calibrate, constitution, eval, export, generate, human, label, model, revise, reward, score,
-               serve, train)
+from . import (
+    annotate,
+    calibrate,
+    constitution,
+    eval,
+    export,
+    generate,
+    human,
+    label,
+    model,
+    revise,
+    reward,
+    score,
+    serve,
+    train,
+)
 from .common import DEBUG_ENV, fail, guard
 
 
@@ -34,20 +48,27 @@ def _empty_out(args: list[str]) -> bool:
     for i, arg in enumerate(args):
         if arg == "--":
             break
-        if arg == "--out=" or (arg == "--out" and args[i + 1:i + 2] == [""]):
+        if arg == "--out=" or (arg == "--out" and args[i + 1 : i + 2] == [""]):
             return True
     return False
 
 
-app = typer.Typer(cls=_Guarded, help="Reinforcement learning from AI feedback: constitutions, debiased judges, "
-                  "labels.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    cls=_Guarded,
+    help="Reinforcement learning from AI feedback: constitutions, debiased judges, labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (as {DEBUG_ENV}=1).")
-          ) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (as {DEBUG_ENV}=1)."),
+) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+
 
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(label.app, name="label")

@@ -16,25 +16,32 @@ import typer
 
 from .common import fail, guard, print_table
 
-app = typer.Typer(help="Compare the AI judge with human labels; fit and apply a calibration map.",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="Compare the AI judge with human labels; fit and apply a calibration map.", invoke_without_command=True
+)
 
 _AI_HELP = "AI labels: a labels JSONL file or a label directory."
-_HUMAN_HELP = ("Human labels (source \"human\"), or AI labels carrying a known human_label (e.g. labels of "
-               "HH-RLHF data): a labels JSONL file or a label directory.")
+_HUMAN_HELP = (
+    'Human labels (source "human"), or AI labels carrying a known human_label (e.g. labels of '
+    "HH-RLHF data): a labels JSONL file or a label directory."
+)
 
 
 @app.callback()
-def calibrate_cmd(ctx: typer.Context,
-                  ai: Optional[Path] = typer.Option(None, help=_AI_HELP),
-                  human: Optional[Path] = typer.Option(None, help=_HUMAN_HELP),
-                  out_dir: Optional[Path] = typer.Option(None, "--out", help="Report directory: report.json, "
-                                                         "reliability.png, report.html."),
-                  bins: int = typer.Option(10, min=2, max=1000, help="Equal-width p_a bins for ECE and the diagram."),
-                  resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples (0: no intervals)."),
-                  seed: int = typer.Option(0, help="Bootstrap seed."),
-                  tie_margin: float = typer.Option(0.05, help="Tie margin for per-principle labels read from "
-                                                   "per_principle p_a (sampling: all).")) -> None:
+def calibrate_cmd(
+    ctx: typer.Context,
+    ai: Optional[Path] = typer.Option(None, help=_AI_HELP),
+    human: Optional[Path] = typer.Option(None, help=_HUMAN_HELP),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", help="Report directory: report.json, reliability.png, report.html."
+    ),
+    bins: int = typer.Option(10, min=2, max=1000, help="Equal-width p_a bins for ECE and the diagram."),
+    resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples (0: no intervals)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    tie_margin: float = typer.Option(
+        0.05, help="Tie margin for per-principle labels read from per_principle p_a (sampling: all)."
+    ),
+) -> None:
     """Report how far the judge agrees with people: rlaif calibrate --ai LABELS --human LABELS --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
@@ -44,51 +51,85 @@ def calibrate_cmd(ctx: typer.Context,
 
     def run():
         from ..feedback.calibration.report import run_report
+
         return run_report(ai, human, out_dir, bins=bins, n_boot=resamples, seed=seed, tie_margin=tie_margin)
+
     report = guard(run)
     from ..feedback.calibration.report import summary_rows
-    print_table(f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})", summary_rows(report),
-                header=("figure", "value", "95% interval", "n"))
+
+    print_table(
+        f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})",
+        summary_rows(report),
+        header=("figure", "value", "95% interval", "n"),
+    )
 
 
 @app.command("fit")
-def calibrate_fit(ai: Path = typer.Option(..., help=_AI_HELP),
-                  human: Path = typer.Option(..., help=_HUMAN_HELP),
-                  out_file: Path = typer.Option(..., "--out", help="The map, as JSON (MAP.json)."),
-                  method: str = typer.Option("isotonic", help="isotonic, platt or temperature."),
-                  holdout: float = typer.Option(0.5, help="Share of pairs held out (by a seeded hash of the id) "
-                                                "to measure the map on; 0 fits on all."),
-                  seed: int = typer.Option(0, help="Seed of the held-out split."),
-                  tie_margin: float = typer.Option(0.05, help="Calibrated labels are 'tie' when "
-                                                   "|p_a - 0.5| <= this (used by apply, and for agreement after)."),
-                  symmetric: bool = typer.Option(True, help="Also fit on each pair swapped, so the map treats "
-                                                 "response a and b alike."),
-                  bins: int = typer.Option(10, min=2, max=1000, help="Bins for ECE.")) -> None:
+def calibrate_fit(
+    ai: Path = typer.Option(..., help=_AI_HELP),
+    human: Path = typer.Option(..., help=_HUMAN_HELP),
+    out_file: Path = typer.Option(..., "--out", help="The map, as JSON (MAP.json)."),
+    method: str = typer.Option("isotonic", help="isotonic, platt or temperature."),
+    holdout: float = typer.Option(
+        0.5, help="Share of pairs held out (by a seeded hash of the id) to measure the map on; 0 fits on all."
+    ),
+    seed: int = typer.Option(0, help="Seed of the held-out split."),
+    tie_margin: float = typer.Option(
+        0.05, help="Calibrated labels are 'tie' when |p_a - 0.5| <= this (used by apply, and for agreement after)."
+    ),
+    symmetric: bool = typer.Option(
+        True, help="Also fit on each pair swapped, so the map treats response a and b alike."
+    ),
+    bins: int = typer.Option(10, min=2, max=1000, help="Bins for ECE."),
+) -> None:
     """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
+
     def run():
         from ..feedback.calibration.maps import fit_map_file
 
-        return fit_map_file(ai, human, out_file, method=method, holdout=holdout, seed=seed, tie_margin=tie_margin,
-                            symmetric=symmetric, bins=bins)
+        return fit_map_file(
+            ai,
+            human,
+            out_file,
+            method=method,
+            holdout=holdout,
+            seed=seed,
+            tie_margin=tie_margin,
+            symmetric=symmetric,
+            bins=bins,
+        )
+
     cmap = guard(run)
     from ..feedback.calibration.report import fit_rows
-    print_table(f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})", fit_rows(cmap),
-                header=("figure", "before", "after", "pairs"))
+
+    print_table(
+        f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})",
+        fit_rows(cmap),
+        header=("figure", "before", "after", "pairs"),
+    )
     if "score_temperature" in cmap["fit"]:
         t = cmap["fit"]["score_temperature"]
-        print(f"score judge: fitted T = {t:.4g}; set `score: {{temperature: {t:.4g}}}` in the judge config and run "
-              f"the same rlaif score command again (nothing is rated anew; derived preferences then use it)"
-              if t is not None else "score judge: its score gaps do not predict the human choice (T = infinity)")
+        print(
+            f"score judge: fitted T = {t:.4g}; set `score: {{temperature: {t:.4g}}}` in the judge config and run "
+            f"the same rlaif score command again (nothing is rated anew; derived preferences then use it)"
+            if t is not None
+            else "score judge: its score gaps do not predict the human choice (T = infinity)"
+        )
 
 
 @app.command("apply")
-def calibrate_apply(map_file: Path = typer.Option(..., "--map", help="A map from `rlaif calibrate fit`."),
-                    labels: Path = typer.Option(..., help="AI labels to calibrate: a labels JSONL file or a label "
-                                                "directory."),
-                    out_dir: Path = typer.Option(..., "--out", help="Output directory: labels.jsonl (raw p_a kept "
-                                                 "as p_a_raw) and calibration.json.")) -> None:
+def calibrate_apply(
+    map_file: Path = typer.Option(..., "--map", help="A map from `rlaif calibrate fit`."),
+    labels: Path = typer.Option(..., help="AI labels to calibrate: a labels JSONL file or a label directory."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Output directory: labels.jsonl (raw p_a kept as p_a_raw) and calibration.json."
+    ),
+) -> None:
     """Write calibrated labels: p_a through the map, the raw value in p_a_raw, the map's hash recorded."""
+
     def run():
         from ..feedback.calibration.maps import apply_map
+
         return apply_map(map_file, labels, out_dir)
+
     print(json.dumps(guard(run)))

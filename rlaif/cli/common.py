@@ -36,7 +36,7 @@ def eprint(line: str) -> None:
 
 
 def fail(lines, code: int = BAD_INPUT) -> None:
-    for line in ([lines] if isinstance(lines, str) else lines):
+    for line in [lines] if isinstance(lines, str) else lines:
         eprint(line)
     raise typer.Exit(code)
 
@@ -51,20 +51,30 @@ def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int
         return [f"error: training diverged: {_one_line(str(e))}"], DIVERGED
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
-        return [f"error: no space left on the device{where}. Everything written before is kept: free some space "
-                f"and run the same command again to resume."], code
+        return [
+            f"error: no space left on the device{where}. Everything written before is kept: free some space "
+            f"and run the same command again to resume."
+        ], code
     if type(e).__name__ == "OutOfMemoryError":  # torch's, named without importing torch
-        return ["error: out of memory on the accelerator: lower batch_size or max_length (a training run resumes "
-                "from its last checkpoint)"], code
+        return [
+            "error: out of memory on the accelerator: lower batch_size or max_length (a training run resumes "
+            "from its last checkpoint)"
+        ], code
     # a bare RuntimeError from torch or another library (a shape mismatch) is a bug to report, not bad input
-    user_facing = isinstance(e, (ValueError, RuntimeError, OSError)) and \
-        (type(e) is not RuntimeError or _raised_by_rlaif(e))
+    user_facing = isinstance(e, (ValueError, RuntimeError, OSError)) and (
+        type(e) is not RuntimeError or _raised_by_rlaif(e)
+    )
     if user_facing:
-        text = str(e) if not isinstance(e, OSError) or not e.strerror else \
-            f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
+        text = (
+            str(e)
+            if not isinstance(e, OSError) or not e.strerror
+            else f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
+        )
         return [f"error: {_one_line(text)}"], code
-    return [f"internal error: {type(e).__name__}: {_one_line(str(e))} (run with --debug or {DEBUG_ENV}=1 for the "
-            f"traceback, and please report it)"], INTERNAL
+    return [
+        f"internal error: {type(e).__name__}: {_one_line(str(e))} (run with --debug or {DEBUG_ENV}=1 for the "
+        f"traceback, and please report it)"
+    ], INTERNAL
 
 
 def _raised_by_rlaif(e: BaseException) -> bool:
@@ -100,31 +110,44 @@ def exit_if_capped(result, stats: dict, kept: str) -> None:
     way), saying what was kept and how to resume."""
     if not result.stopped:
         return
-    spent = (f" The cap counts this job's spending over all its runs ({stats['spent_requests']} requests, "
-             f"estimated cost {stats['spent_cost']}).") if "spent_requests" in stats else ""
-    eprint(f"stopped early ({result.stopped}); {kept} so far is kept.{spent} Run the same command with a higher "
-           f"--max-requests / --max-cost to resume.")
+    spent = (
+        (
+            f" The cap counts this job's spending over all its runs ({stats['spent_requests']} requests, "
+            f"estimated cost {stats['spent_cost']})."
+        )
+        if "spent_requests" in stats
+        else ""
+    )
+    eprint(
+        f"stopped early ({result.stopped}); {kept} so far is kept.{spent} Run the same command with a higher "
+        f"--max-requests / --max-cost to resume."
+    )
     raise typer.Exit(CAPPED)
 
 
-def exit_if_failed(failed: int, allow_failed: bool, stats: dict, out_dir, lacking: str, because: str,
-                   fixed: str) -> None:
+def exit_if_failed(
+    failed: int, allow_failed: bool, stats: dict, out_dir, lacking: str, because: str, fixed: str
+) -> None:
     """Exit 4 when the folder holds `failed` items the model failed on (unless --allow-failed), saying how many
     failed this run and before, the commonest reason, and how to try them again."""
     if not failed or allow_failed:
         return
     common = next(iter(stats["failure_reasons"]), "unknown")  # the whole reason, commonest first (top_reasons)
-    eprint(f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
-           f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
-           f"command with --retry-failed, or pass --allow-failed to accept the folder as it is.")
+    eprint(
+        f"{failed} {lacking} because {because} ({stats['failed_this_run']} this run, {stats['failed_before']} "
+        f"before; most often: {common}; all reasons in {out_dir}/stats.json). Once {fixed} works, run the same "
+        f"command with --retry-failed, or pass --allow-failed to accept the folder as it is."
+    )
     raise typer.Exit(FAILED)
 
 
 def ray_rows(stats: dict, unit: str) -> list[tuple[str, object]]:
     """The summary rows of a job run on Ray: its workers (alive at the end) and each one's rate."""
     ray = stats.get("ray")
-    return [("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
-            (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None)]
+    return [
+        ("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
+        (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None),
+    ]
 
 
 def print_table(title: str, rows: Iterable[Sequence], header: Sequence[str] = ("figure", "value")) -> None:

@@ -33,15 +33,20 @@ def constitution_check(files: List[Path] = typer.Argument(..., help="Constitutio
 
 
 @app.command("show")
-def constitution_show(file: Path = typer.Argument(..., help="Constitution YAML file."),
-                      judge: Optional[Path] = typer.Option(None, help="Judge YAML: render through its chat "
-                                                           "template (loads its tokenizer only)."),
-                      principle: Optional[str] = typer.Option(None, help="Principle id (default: the first).")):
+def constitution_show(
+    file: Path = typer.Argument(..., help="Constitution YAML file."),
+    judge: Optional[Path] = typer.Option(
+        None, help="Judge YAML: render through its chat template (loads its tokenizer only)."
+    ),
+    principle: Optional[str] = typer.Option(None, help="Principle id (default: the first)."),
+):
     """Print the judge prompt this constitution produces for a sample pair."""
+
     def run():
         from ..judges.prompting import sample_prompt
 
         return sample_prompt(file, judge, principle)
+
     print(guard(run))
 
 

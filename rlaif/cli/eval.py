@@ -17,23 +17,29 @@ app = typer.Typer(help="Evaluate a policy with a judge (win rate against a basel
 
 
 @app.command("winrate")
-def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
-                baseline: str = typer.Option(..., help="Baseline (e.g. the SFT model): a directory or a hub id."),
-                prompts: Path = PROMPTS,
-                judge: Path = typer.Option(..., help="Judge YAML."),
-                constitution: Path = typer.Option(..., help="Constitution YAML."),
-                n_samples: int = typer.Option(1, min=1, help="Responses per prompt from each model; sample j of "
-                                              "the policy meets sample j of the baseline."),
-                out_file: Optional[Path] = typer.Option(None, "--out", help="JSON report: the win rate, "
-                                                        "provenance and every comparison."),
-                seed: int = SEED,
-                resamples: int = typer.Option(2000, min=0, help="Bootstrap resamples over prompts (0: no "
-                                              "interval)."),
-                config: Optional[Path] = SAMPLING, temperature: Optional[float] = TEMPERATURE,
-                top_p: Optional[float] = TOP_P, max_new_tokens: Optional[int] = MAX_NEW) -> None:
+def winrate_cmd(
+    policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
+    baseline: str = typer.Option(..., help="Baseline (e.g. the SFT model): a directory or a hub id."),
+    prompts: Path = PROMPTS,
+    judge: Path = typer.Option(..., help="Judge YAML."),
+    constitution: Path = typer.Option(..., help="Constitution YAML."),
+    n_samples: int = typer.Option(
+        1, min=1, help="Responses per prompt from each model; sample j of the policy meets sample j of the baseline."
+    ),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", help="JSON report: the win rate, provenance and every comparison."
+    ),
+    seed: int = SEED,
+    resamples: int = typer.Option(2000, min=0, help="Bootstrap resamples over prompts (0: no interval)."),
+    config: Optional[Path] = SAMPLING,
+    temperature: Optional[float] = TEMPERATURE,
+    top_p: Optional[float] = TOP_P,
+    max_new_tokens: Optional[int] = MAX_NEW,
+) -> None:
     """Win rate of a policy against a baseline: both sampled on the same prompts, each pair judged in both orders
     (a score judge rates each response once: P = sigmoid((s_policy - s_baseline) / T)), ties counted half, a 95%
     bootstrap interval over prompts."""
+
     def run():
         from ..config.judge import load_judge_config
         from ..config.paths import model_problem, output_file_problem, require
@@ -46,11 +52,21 @@ def winrate_cmd(policy: str = typer.Option(..., help="Policy: a local model dire
         require("--out", out_file and output_file_problem(out_file))
         load_judge_config(judge)
         load_constitution(constitution)
-        result, _ = evaluate_winrate(policy, baseline, prompts, judge, constitution, n_samples=n_samples,
-                                     config=sampling_config(config, temperature, top_p, max_new_tokens),
-                                     seed=seed, n_boot=resamples, out=out_file,
-                                     log=lambda line: print(line, file=sys.stderr, flush=True))
+        result, _ = evaluate_winrate(
+            policy,
+            baseline,
+            prompts,
+            judge,
+            constitution,
+            n_samples=n_samples,
+            config=sampling_config(config, temperature, top_p, max_new_tokens),
+            seed=seed,
+            n_boot=resamples,
+            out=out_file,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
         return result
+
     result = guard(run)
     if result.win_rate is None:
         fail(f"error: no comparison could be judged ({result.failed} failed); see the errors in the report")

@@ -10,21 +10,45 @@ from typing import Optional
 import typer
 
 from .common import exit_if_failed, guard
-from .options import (MAX_NEW, PROMPTS, QUIET, RAY, RAY_ADDRESS, SAMPLING, SEED, TEMPERATURE, TOP_P, WORKERS,
-                      job_options, sampling_config)
+from .options import (
+    MAX_NEW,
+    PROMPTS,
+    QUIET,
+    RAY,
+    RAY_ADDRESS,
+    SAMPLING,
+    SEED,
+    TEMPERATURE,
+    TOP_P,
+    WORKERS,
+    job_options,
+    sampling_config,
+)
 
 
-def generate_cmd(policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
-                 prompts: Path = PROMPTS,
-                 n: int = typer.Option(2, min=2, help="Responses per prompt; every pair of them is written "
-                                       "(n·(n−1)/2 rows per prompt)."),
-                 out_file: Path = typer.Option(..., "--out", help="Output JSONL of pairs, the input of rlaif label; "
-                                               "the job's folder is beside it (pairs.jsonl → pairs.job/), and the "
-                                               "same command run again resumes."),
-                 config: Optional[Path] = SAMPLING, temperature: Optional[float] = TEMPERATURE,
-                 top_p: Optional[float] = TOP_P, max_new_tokens: Optional[int] = MAX_NEW, seed: int = SEED,
-                 quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
-                 workers: Optional[int] = WORKERS) -> None:
+def generate_cmd(
+    policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
+    prompts: Path = PROMPTS,
+    n: int = typer.Option(
+        2, min=2, help="Responses per prompt; every pair of them is written (n·(n−1)/2 rows per prompt)."
+    ),
+    out_file: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output JSONL of pairs, the input of rlaif label; "
+        "the job's folder is beside it (pairs.jsonl → pairs.job/), and the "
+        "same command run again resumes.",
+    ),
+    config: Optional[Path] = SAMPLING,
+    temperature: Optional[float] = TEMPERATURE,
+    top_p: Optional[float] = TOP_P,
+    max_new_tokens: Optional[int] = MAX_NEW,
+    seed: int = SEED,
+    quiet: bool = QUIET,
+    ray: bool = RAY,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    workers: Optional[int] = WORKERS,
+) -> None:
     """Sample N responses per prompt from a policy; write every pair of them as input for rlaif label."""
     options = job_options(seed=seed, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
 
@@ -36,5 +60,12 @@ def generate_cmd(policy: str = typer.Option(..., help="Policy: a local model dir
 
     result = guard(run)
     print(result.summary())
-    exit_if_failed(result.job.stats["failed"], False, result.job.stats, result.job.out_dir,
-                   "prompts have no samples", "sampling failed", "the policy")
+    exit_if_failed(
+        result.job.stats["failed"],
+        False,
+        result.job.stats,
+        result.job.out_dir,
+        "prompts have no samples",
+        "sampling failed",
+        "the policy",
+    )

@@ -9,49 +9,80 @@ from typing import List, Optional
 import typer
 
 from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
-from .options import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, allow_failed_option,
-                      job_options, require_options, retry_failed_option)
+from .options import (
+    FORMAT,
+    MAX_COST,
+    MAX_REQUESTS,
+    QUIET,
+    RAY,
+    RAY_ADDRESS,
+    WORKERS,
+    allow_failed_option,
+    job_options,
+    require_options,
+    retry_failed_option,
+)
 
-app = typer.Typer(help="Label pairs with a judge under a constitution (and merge shards).",
-                  invoke_without_command=True)
+app = typer.Typer(help="Label pairs with a judge under a constitution (and merge shards).", invoke_without_command=True)
 
 
 @app.callback()
-def label_cmd(ctx: typer.Context,
-              pairs: Optional[Path] = typer.Option(None, help="Pairs: JSONL(.gz), JSON, Parquet or a saved "
-                                                   "datasets directory."),
-              constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
-              judge: Optional[Path] = typer.Option(None, help="Judge YAML (judges/default.yaml: the embedded "
-                                                   "SmolLM2)."),
-              out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it "
-                                                     "exists)."),
-              limit: Optional[int] = typer.Option(None, help="Label only the first N pairs of the input."),
-              seed: int = typer.Option(0, help="Seed for principle draws and the order of human-labelled pairs."),
-              batch_size: Optional[int] = typer.Option(None, help="Pairs per judge call (default: the judge's)."),
-              shard: Optional[str] = typer.Option(None, help="I/N: label a disjoint 1/N share of the pairs."),
-              fmt: Optional[str] = FORMAT,
-              skip_invalid: bool = typer.Option(False, help="Record invalid rows as failed and go on."),
-              max_chars: int = typer.Option(100_000, help="Reject pairs longer than this many characters."),
-              retry_failed: bool = retry_failed_option("pairs"), allow_failed: bool = allow_failed_option("pairs"),
-              relabel_changed: bool = typer.Option(False, help="Label again a pair whose id was labelled with "
-                                                   "other content; the old label moves to superseded.jsonl."),
-              max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
-              quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
-              workers: Optional[int] = WORKERS) -> None:
+def label_cmd(
+    ctx: typer.Context,
+    pairs: Optional[Path] = typer.Option(None, help="Pairs: JSONL(.gz), JSON, Parquet or a saved datasets directory."),
+    constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
+    judge: Optional[Path] = typer.Option(None, help="Judge YAML (judges/default.yaml: the embedded SmolLM2)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it exists)."),
+    limit: Optional[int] = typer.Option(None, help="Label only the first N pairs of the input."),
+    seed: int = typer.Option(0, help="Seed for principle draws and the order of human-labelled pairs."),
+    batch_size: Optional[int] = typer.Option(None, help="Pairs per judge call (default: the judge's)."),
+    shard: Optional[str] = typer.Option(None, help="I/N: label a disjoint 1/N share of the pairs."),
+    fmt: Optional[str] = FORMAT,
+    skip_invalid: bool = typer.Option(False, help="Record invalid rows as failed and go on."),
+    max_chars: int = typer.Option(100_000, help="Reject pairs longer than this many characters."),
+    retry_failed: bool = retry_failed_option("pairs"),
+    allow_failed: bool = allow_failed_option("pairs"),
+    relabel_changed: bool = typer.Option(
+        False,
+        help="Label again a pair whose id was labelled with other content; the old label moves to superseded.jsonl.",
+    ),
+    max_requests: Optional[int] = MAX_REQUESTS,
+    max_cost: Optional[float] = MAX_COST,
+    quiet: bool = QUIET,
+    ray: bool = RAY,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    workers: Optional[int] = WORKERS,
+) -> None:
     """Label pairs: rlaif label --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
-    require_options("rlaif label", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
-                                    ("--out", out_dir)])
-    options = job_options(limit=limit, seed=seed, batch_size=batch_size, shard=shard, fmt=fmt,
-                          skip_invalid=skip_invalid, retry_failed=retry_failed, max_requests=max_requests,
-                          max_cost=max_cost, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
+    require_options(
+        "rlaif label", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge), ("--out", out_dir)]
+    )
+    options = job_options(
+        limit=limit,
+        seed=seed,
+        batch_size=batch_size,
+        shard=shard,
+        fmt=fmt,
+        skip_invalid=skip_invalid,
+        retry_failed=retry_failed,
+        max_requests=max_requests,
+        max_cost=max_cost,
+        quiet=quiet,
+        ray=ray,
+        ray_address=ray_address,
+        workers=workers,
+    )
 
     def run():
         from ..jobs.run import run_job
         from ..labeling.job import LabelJob
-        return run_job(LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge,
-                       out_dir, options)
+
+        return run_job(
+            LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge, out_dir, options
+        )
+
     result = guard(run)
     from ..labeling.job import judge_advice
 
@@ -61,36 +92,62 @@ def label_cmd(ctx: typer.Context,
     if advice:
         print(advice)
     exit_if_capped(result, stats, "everything labelled")
-    exit_if_failed(stats["failed_judge"], allow_failed, stats, out_dir, "pairs have no label", "the judge failed",
-                   "the judge")
+    exit_if_failed(
+        stats["failed_judge"], allow_failed, stats, out_dir, "pairs have no label", "the judge failed", "the judge"
+    )
 
 
 def _summary(stats: dict, title: str) -> None:
-    print_table(title, [
-        ("pairs", stats["pairs"]), ("ok", stats["ok"]), ("failed", stats["failed"]),
-        ("  in the judge / bad input", f"{stats['failed_judge']} / {stats['failed_input']}" if stats["failed"]
-         else None),
-        ("  this run / before", f"{stats['failed_this_run']} / {stats['failed_before']}"
-         if stats["failed"] and "failed_this_run" in stats else None),
-        ("retried / relabelled this run", f"{stats['retried_this_run']} / {stats['relabelled_this_run']}"
-         if stats.get("retried_this_run") or stats.get("relabelled_this_run") else None),
-        ("labels a / b / tie", " / ".join(str(stats["labels"][k]) for k in ("a", "b", "tie"))),
-        ("position consistency", stats["position_consistency"]),
-        ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
-        ("agreement, single order", stats.get("agreement_single_order")),
-        ("labelled this run", stats.get("labelled_now")), ("resumed (already done)", stats.get("resumed_skipped")),
-        ("pairs/s", stats.get("pairs_per_s")), ("tokens/s", stats.get("tokens_per_s")), *ray_rows(stats, "pairs"),
-        ("wall time s", stats.get("wall_time_s")), ("estimated cost", stats.get("estimated_cost")),
-        ("spent by this job: requests", stats.get("spent_requests") or None)])
+    print_table(
+        title,
+        [
+            ("pairs", stats["pairs"]),
+            ("ok", stats["ok"]),
+            ("failed", stats["failed"]),
+            (
+                "  in the judge / bad input",
+                f"{stats['failed_judge']} / {stats['failed_input']}" if stats["failed"] else None,
+            ),
+            (
+                "  this run / before",
+                f"{stats['failed_this_run']} / {stats['failed_before']}"
+                if stats["failed"] and "failed_this_run" in stats
+                else None,
+            ),
+            (
+                "retried / relabelled this run",
+                f"{stats['retried_this_run']} / {stats['relabelled_this_run']}"
+                if stats.get("retried_this_run") or stats.get("relabelled_this_run")
+                else None,
+            ),
+            ("labels a / b / tie", " / ".join(str(stats["labels"][k]) for k in ("a", "b", "tie"))),
+            ("position consistency", stats["position_consistency"]),
+            ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
+            ("agreement, single order", stats.get("agreement_single_order")),
+            ("labelled this run", stats.get("labelled_now")),
+            ("resumed (already done)", stats.get("resumed_skipped")),
+            ("pairs/s", stats.get("pairs_per_s")),
+            ("tokens/s", stats.get("tokens_per_s")),
+            *ray_rows(stats, "pairs"),
+            ("wall time s", stats.get("wall_time_s")),
+            ("estimated cost", stats.get("estimated_cost")),
+            ("spent by this job: requests", stats.get("spent_requests") or None),
+        ],
+    )
 
 
 @app.command("merge")
-def label_merge(dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
-                out_dir: Path = typer.Option(..., "--out", help="Merged output directory.")) -> None:
+def label_merge(
+    dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
+    out_dir: Path = typer.Option(..., "--out", help="Merged output directory."),
+) -> None:
     """Combine shard directories into one, checking they are disjoint and complete."""
+
     def run():
         from ..jobs.shards import merge_shards
         from ..labeling.job import LabelJob
+
         return merge_shards(dirs, out_dir, LabelJob())
+
     stats = guard(run)
     _summary(stats, f"merged labels in {out_dir}")

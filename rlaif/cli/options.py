@@ -1,7 +1,7 @@
 """The options the command modules share, defined once: the job options every job over an input file takes
 (`rlaif label`, `score`, `revise`, `generate`: they become one rlaif.jobs.run.JobOptions), the sampling options
-(`generate`, `revise`, `eval winrate`), the Ray options and the HTTP servers' address. No command module imports another; they all import
-this one (and common.py for the error path and the exit codes).
+(`generate`, `revise`, `eval winrate`), the Ray options and the HTTP servers' address. No command module imports
+another; they all import this one (and common.py for the error path and the exit codes).
 """
 
 from __future__ import annotations
@@ -14,39 +14,57 @@ import typer
 from .common import fail, guard
 
 FORMAT = typer.Option(None, "--format", help="jsonl, json, parquet or hf_dataset (default: detected).")
-MAX_REQUESTS = typer.Option(None, help="Cap on the requests this job sends, over all its runs (replaces the judge "
-                            "config's).")
-MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge "
-                        "config's).")
+MAX_REQUESTS = typer.Option(
+    None, help="Cap on the requests this job sends, over all its runs (replaces the judge config's)."
+)
+MAX_COST = typer.Option(None, help="Cap on this job's estimated cost, over all its runs (replaces the judge config's).")
 QUIET = typer.Option(False, help="No progress bar.")
 SHARD = "I/N: {} a disjoint 1/N share of the {}."
 # help is rich markup: "[ray]" unescaped would be read as a style and left out
-RAY = typer.Option(False, "--ray", help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
-                   "its config's `resources` each), this process the one writer. Needs pip install 'rlaif\\[ray]'.")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --ray: the cluster to join (default: RAY_ADDRESS, "
-                           "else a cluster started on this machine).")
-WORKERS = typer.Option(None, "--workers", help="With --ray: how many workers (default: as many as the cluster's "
-                       "free resources hold).")
+RAY = typer.Option(
+    False,
+    "--ray",
+    help="Run the work on a Ray cluster: one worker per loaded model (for a judge, "
+    "its config's `resources` each), this process the one writer. Needs pip install 'rlaif\\[ray]'.",
+)
+RAY_ADDRESS = typer.Option(
+    None,
+    "--ray-address",
+    help="With --ray: the cluster to join (default: RAY_ADDRESS, else a cluster started on this machine).",
+)
+WORKERS = typer.Option(
+    None, "--workers", help="With --ray: how many workers (default: as many as the cluster's free resources hold)."
+)
 
 # the HTTP servers (`rlaif serve reward`, `rlaif annotate serve`)
-HOST = typer.Option("127.0.0.1", help="Address to listen on. Beyond loopback it needs --allow-remote; put a reverse "
-                    "proxy with TLS in front instead.")
+HOST = typer.Option(
+    "127.0.0.1",
+    help="Address to listen on. Beyond loopback it needs --allow-remote; put a reverse "
+    "proxy with TLS in front instead.",
+)
 PORT = typer.Option(8000, min=0, max=65535, help="Port to listen on; 0: a free one, announced at start.")
 
 # sampling
-SAMPLING = typer.Option(None, "--config", help="Sampling YAML (temperature, top_p, top_k, max_new_tokens, "
-                        "batch_size, backend); the flags below override it.")
+SAMPLING = typer.Option(
+    None,
+    "--config",
+    help="Sampling YAML (temperature, top_p, top_k, max_new_tokens, batch_size, backend); the flags below override it.",
+)
 TEMPERATURE = typer.Option(None, min=0.0, help="Softmax temperature; 0: greedy (default 1.0).")
 TOP_P = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling threshold (default 1.0).")
 MAX_NEW = typer.Option(None, min=1, help="Longest response in tokens (default 64).")
 SEED = typer.Option(0, help="Sampling seed (the same seed draws the same samples).")
-PROMPTS = typer.Option(..., help="Prompts: rows with `prompt` (text or chat messages), or any pair or label "
-                       "file (prompts read once each). JSONL(.gz), JSON, Parquet or a datasets directory.")
+PROMPTS = typer.Option(
+    ...,
+    help="Prompts: rows with `prompt` (text or chat messages), or any pair or label "
+    "file (prompts read once each). JSONL(.gz), JSON, Parquet or a datasets directory.",
+)
 
 
 def retry_failed_option(what: str):
-    return typer.Option(False, help=f"Run again the {what} whose judge or model call failed (the new record "
-                        "replaces the failed one).")
+    return typer.Option(
+        False, help=f"Run again the {what} whose judge or model call failed (the new record replaces the failed one)."
+    )
 
 
 def allow_failed_option(what: str):
@@ -82,21 +100,43 @@ def ray_options(ray: bool, address: Optional[str], workers: Optional[int]):
     return guard(lambda: RayOptions(address, workers))
 
 
-def job_options(*, limit: Optional[int] = None, seed: int = 0, batch_size: Optional[int] = None,
-                shard: Optional[str] = None, fmt: Optional[str] = None, skip_invalid: bool = False,
-                retry_failed: bool = False, max_requests: Optional[int] = None, max_cost: Optional[float] = None,
-                quiet: bool = False, ray: bool = False, ray_address: Optional[str] = None,
-                workers: Optional[int] = None):
+def job_options(
+    *,
+    limit: Optional[int] = None,
+    seed: int = 0,
+    batch_size: Optional[int] = None,
+    shard: Optional[str] = None,
+    fmt: Optional[str] = None,
+    skip_invalid: bool = False,
+    retry_failed: bool = False,
+    max_requests: Optional[int] = None,
+    max_cost: Optional[float] = None,
+    quiet: bool = False,
+    ray: bool = False,
+    ray_address: Optional[str] = None,
+    workers: Optional[int] = None,
+):
     """The job options the flags of a job command give (rlaif.jobs.run.JobOptions)."""
     from ..jobs.run import JobOptions
 
-    return JobOptions(limit=limit, seed=seed, shard=parse_shard(shard), format=fmt, batch_size=batch_size,
-                      skip_invalid=skip_invalid, retry_failed=retry_failed, max_requests=max_requests,
-                      max_cost=max_cost, progress=not quiet, ray=ray_options(ray, ray_address, workers))
+    return JobOptions(
+        limit=limit,
+        seed=seed,
+        shard=parse_shard(shard),
+        format=fmt,
+        batch_size=batch_size,
+        skip_invalid=skip_invalid,
+        retry_failed=retry_failed,
+        max_requests=max_requests,
+        max_cost=max_cost,
+        progress=not quiet,
+        ray=ray_options(ray, ray_address, workers),
+    )
 
 
-def sampling_config(config: Optional[Path], temperature: Optional[float], top_p: Optional[float],
-                    max_new_tokens: Optional[int]):
+def sampling_config(
+    config: Optional[Path], temperature: Optional[float], top_p: Optional[float], max_new_tokens: Optional[int]
+):
     """The sampling settings: the `--config` YAML (if any) with the flags that were given on top."""
     from transformers.utils import logging as hf_logging
 
@@ -104,6 +144,9 @@ def sampling_config(config: Optional[Path], temperature: Optional[float], top_p:
     from ..config.yamlfile import load_model
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per model would drown our own progress
-    overrides = {k: v for k, v in (("temperature", temperature), ("top_p", top_p),
-                                   ("max_new_tokens", max_new_tokens)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("temperature", temperature), ("top_p", top_p), ("max_new_tokens", max_new_tokens))
+        if v is not None
+    }
     return load_model(config, SamplingConfig, overrides) if config else SamplingConfig(**overrides)

@@ -9,77 +9,126 @@ from typing import List, Optional
 import typer
 
 from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
-from .options import (FORMAT, MAX_COST, MAX_REQUESTS, QUIET, RAY, RAY_ADDRESS, WORKERS, allow_failed_option,
-                      job_options, require_options, retry_failed_option)
+from .options import (
+    FORMAT,
+    MAX_COST,
+    MAX_REQUESTS,
+    QUIET,
+    RAY,
+    RAY_ADDRESS,
+    WORKERS,
+    allow_failed_option,
+    job_options,
+    require_options,
+    retry_failed_option,
+)
 
-app = typer.Typer(help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="Rate responses with a score judge (d-RLAIF), one record per response (and merge shards).",
+    invoke_without_command=True,
+)
 
 
 @app.callback()
-def score_cmd(ctx: typer.Context,
-              pairs: Optional[Path] = typer.Option(None, help="Pairs, or rlaif generate's output (each sample is "
-                                                   "rated once): JSONL(.gz), JSON, Parquet or a saved datasets "
-                                                   "directory."),
-              constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
-              judge: Optional[Path] = typer.Option(None, help="Judge YAML with `mode: score`."),
-              out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it "
-                                                     "exists)."),
-              limit: Optional[int] = typer.Option(None, help="Rate only the responses of the first N rows."),
-              seed: int = typer.Option(0, help="Seed for the principle drawn per prompt."),
-              batch_size: Optional[int] = typer.Option(None, help="Responses per judge call (default: the "
-                                                       "judge's)."),
-              shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
-              fmt: Optional[str] = FORMAT,
-              max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
-              skip_invalid: bool = typer.Option(False, help="Record a response too long for the judge as failed "
-                                                "and go on."),
-              retry_failed: bool = retry_failed_option("responses"),
-              allow_failed: bool = allow_failed_option("responses"),
-              max_requests: Optional[int] = MAX_REQUESTS, max_cost: Optional[float] = MAX_COST,
-              quiet: bool = QUIET, ray: bool = RAY, ray_address: Optional[str] = RAY_ADDRESS,
-              workers: Optional[int] = WORKERS) -> None:
+def score_cmd(
+    ctx: typer.Context,
+    pairs: Optional[Path] = typer.Option(
+        None,
+        help="Pairs, or rlaif generate's output (each sample is "
+        "rated once): JSONL(.gz), JSON, Parquet or a saved datasets "
+        "directory.",
+    ),
+    constitution: Optional[Path] = typer.Option(None, help="Constitution YAML."),
+    judge: Optional[Path] = typer.Option(None, help="Judge YAML with `mode: score`."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (resumes if it exists)."),
+    limit: Optional[int] = typer.Option(None, help="Rate only the responses of the first N rows."),
+    seed: int = typer.Option(0, help="Seed for the principle drawn per prompt."),
+    batch_size: Optional[int] = typer.Option(None, help="Responses per judge call (default: the judge's)."),
+    shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
+    fmt: Optional[str] = FORMAT,
+    max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
+    skip_invalid: bool = typer.Option(False, help="Record a response too long for the judge as failed and go on."),
+    retry_failed: bool = retry_failed_option("responses"),
+    allow_failed: bool = allow_failed_option("responses"),
+    max_requests: Optional[int] = MAX_REQUESTS,
+    max_cost: Optional[float] = MAX_COST,
+    quiet: bool = QUIET,
+    ray: bool = RAY,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    workers: Optional[int] = WORKERS,
+) -> None:
     """Rate responses one at a time: rlaif score --pairs FILE --constitution FILE --judge FILE --out DIR."""
     if ctx.invoked_subcommand is not None:
         return
-    require_options("rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge),
-                                    ("--out", out_dir)])
-    options = job_options(limit=limit, seed=seed, batch_size=batch_size, shard=shard, fmt=fmt,
-                          skip_invalid=skip_invalid, retry_failed=retry_failed, max_requests=max_requests,
-                          max_cost=max_cost, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
+    require_options(
+        "rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge), ("--out", out_dir)]
+    )
+    options = job_options(
+        limit=limit,
+        seed=seed,
+        batch_size=batch_size,
+        shard=shard,
+        fmt=fmt,
+        skip_invalid=skip_invalid,
+        retry_failed=retry_failed,
+        max_requests=max_requests,
+        max_cost=max_cost,
+        quiet=quiet,
+        ray=ray,
+        ray_address=ray_address,
+        workers=workers,
+    )
 
     def run():
         from ..jobs.run import run_job
         from ..scoring.job import ScoreJob
+
         return run_job(ScoreJob(max_chars=max_chars), pairs, constitution, judge, out_dir, options)
+
     result = guard(run)
     _summary(result.stats, f"scores in {out_dir}")
     stats = result.stats
     exit_if_capped(result, stats, "everything scored")
-    exit_if_failed(stats["failed_judge"], allow_failed, stats, out_dir, "responses have no score",
-                   "the judge failed", "the judge")
+    exit_if_failed(
+        stats["failed_judge"], allow_failed, stats, out_dir, "responses have no score", "the judge failed", "the judge"
+    )
 
 
 def _summary(stats: dict, title: str) -> None:
-    print_table(title, [
-        ("responses", stats["responses"]), ("prompts", stats["prompts"]), ("ok", stats["ok"]),
-        ("failed", stats["failed"] or None),
-        ("expected score histogram", " ".join(f"{k}:{v}" for k, v in stats["score_histogram"].items())),
-        ("mean reward by principle", ", ".join(f"{k} {v:+.3f}" for k, v in
-                                               stats["mean_reward_by_principle"].items()) or None),
-        ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
-        ("scored this run", stats.get("scored_now")), ("resumed (already done)", stats.get("resumed_skipped")),
-        ("responses/s", stats.get("responses_per_s")), ("wall time s", stats.get("wall_time_s")),
-        *ray_rows(stats, "responses"),
-        ("spent by this job: requests", stats.get("spent_requests") or None)])
+    print_table(
+        title,
+        [
+            ("responses", stats["responses"]),
+            ("prompts", stats["prompts"]),
+            ("ok", stats["ok"]),
+            ("failed", stats["failed"] or None),
+            ("expected score histogram", " ".join(f"{k}:{v}" for k, v in stats["score_histogram"].items())),
+            (
+                "mean reward by principle",
+                ", ".join(f"{k} {v:+.3f}" for k, v in stats["mean_reward_by_principle"].items()) or None,
+            ),
+            ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
+            ("scored this run", stats.get("scored_now")),
+            ("resumed (already done)", stats.get("resumed_skipped")),
+            ("responses/s", stats.get("responses_per_s")),
+            ("wall time s", stats.get("wall_time_s")),
+            *ray_rows(stats, "responses"),
+            ("spent by this job: requests", stats.get("spent_requests") or None),
+        ],
+    )
 
 
 @app.command("merge")
-def score_merge(dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
-                out_dir: Path = typer.Option(..., "--out", help="Merged output directory.")) -> None:
+def score_merge(
+    dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
+    out_dir: Path = typer.Option(..., "--out", help="Merged output directory."),
+) -> None:
     """Combine the folders of a sharded score job into one, checking they are from one job, complete and disjoint."""
+
     def run():
         from ..jobs.shards import merge_shards
         from ..scoring.job import ScoreJob
+
         return merge_shards(dirs, out_dir, ScoreJob())
+
     _summary(guard(run), f"merged scores in {out_dir}")

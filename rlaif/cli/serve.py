@@ -15,40 +15,67 @@ app = typer.Typer(help="Serve rlaif over HTTP for RL engines that run elsewhere.
 
 
 @app.command("reward")
-def serve_reward(judge: Path = typer.Option(..., help="Judge YAML."),
-                 constitution: Optional[Path] = typer.Option(None, help="Constitution YAML (default: one generic "
-                                                             "'which is better' principle)."),
-                 mode: Optional[str] = typer.Option(None, help="A pairwise judge: reference (the default), "
-                                                    "2·P(response ≻ reference) − 1; group: a round-robin among the "
-                                                    "responses to the same prompt in a request. A score judge "
-                                                    "(mode: score in its YAML) rates each response alone "
-                                                    "(d-RLAIF): leave --mode out."),
-                 reference_model: Optional[str] = typer.Option(None, help="Directory or hub id of a causal LM: "
-                                                               "mode reference samples one reference per prompt "
-                                                               "from it (cached) when a request sends none."),
-                 reference_max_new_tokens: int = typer.Option(256, min=1, help="Longest reference response."),
-                 reference_temperature: float = typer.Option(0.0, min=0.0, help="Temperature of reference "
-                                                             "sampling; 0: greedy."),
-                 labels_as_references: bool = typer.Option(False, help="Use OpenRLHF's `labels` (its "
-                                                           "--data.label_key column) as reference responses."),
-                 separator: Optional[str] = typer.Option(None, help="Text that starts the response in a query "
-                                                         "sent without `prompts` (default: the reference model's "
-                                                         "assistant marker, then common chat-template markers)."),
-                 seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
-                 host: str = HOST,
-                 allow_remote: bool = typer.Option(False, help="Allow a --host beyond loopback: anyone who "
-                                                   "reaches the server can spend the judge."),
-                 port: int = PORT,
-                 max_body_mb: float = typer.Option(16.0, help="Largest request body in MB (2^20 bytes); a larger "
-                                                   "one gets 413 before it is read.")) -> None:
+def serve_reward(
+    judge: Path = typer.Option(..., help="Judge YAML."),
+    constitution: Optional[Path] = typer.Option(
+        None, help="Constitution YAML (default: one generic 'which is better' principle)."
+    ),
+    mode: Optional[str] = typer.Option(
+        None,
+        help="A pairwise judge: reference (the default), "
+        "2·P(response ≻ reference) − 1; group: a round-robin among the "
+        "responses to the same prompt in a request. A score judge "
+        "(mode: score in its YAML) rates each response alone "
+        "(d-RLAIF): leave --mode out.",
+    ),
+    reference_model: Optional[str] = typer.Option(
+        None,
+        help="Directory or hub id of a causal LM: "
+        "mode reference samples one reference per prompt "
+        "from it (cached) when a request sends none.",
+    ),
+    reference_max_new_tokens: int = typer.Option(256, min=1, help="Longest reference response."),
+    reference_temperature: float = typer.Option(0.0, min=0.0, help="Temperature of reference sampling; 0: greedy."),
+    labels_as_references: bool = typer.Option(
+        False, help="Use OpenRLHF's `labels` (its --data.label_key column) as reference responses."
+    ),
+    separator: Optional[str] = typer.Option(
+        None,
+        help="Text that starts the response in a query "
+        "sent without `prompts` (default: the reference model's "
+        "assistant marker, then common chat-template markers).",
+    ),
+    seed: int = typer.Option(0, help="Seed for principle draws and reference sampling."),
+    host: str = HOST,
+    allow_remote: bool = typer.Option(
+        False, help="Allow a --host beyond loopback: anyone who reaches the server can spend the judge."
+    ),
+    port: int = PORT,
+    max_body_mb: float = typer.Option(
+        16.0, help="Largest request body in MB (2^20 bytes); a larger one gets 413 before it is read."
+    ),
+) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
     if mode not in (None, "reference", "group"):
         fail(f"error: --mode must be reference or group, got {mode!r}")
 
     def run():
         from ..rewards.server import serve
-        serve(judge, constitution, host=host, port=port, allow_remote=allow_remote, max_body_mb=max_body_mb,
-              mode=mode, reference_model=reference_model, separator=separator,
-              labels_as_references=labels_as_references, reference_max_new_tokens=reference_max_new_tokens,
-              reference_temperature=reference_temperature, seed=seed)
+
+        serve(
+            judge,
+            constitution,
+            host=host,
+            port=port,
+            allow_remote=allow_remote,
+            max_body_mb=max_body_mb,
+            mode=mode,
+            reference_model=reference_model,
+            separator=separator,
+            labels_as_references=labels_as_references,
+            reference_max_new_tokens=reference_max_new_tokens,
+            reference_temperature=reference_temperature,
+            seed=seed,
+        )
+
     guard(run)

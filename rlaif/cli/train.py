@@ -15,14 +15,20 @@ import typer
 
 from .common import guard
 
-EXIT_CODES = ("Exit codes: 0 trained; 2 a bad config or data; 5 training diverged (a NaN or infinite loss or "
-              "gradient norm: the run stops before that step and resumes from its last checkpoint).")
-app = typer.Typer(help="Train a reward model, DPO or PPO on preference feedback, or SFT on chat examples.",
-                  no_args_is_help=True, epilog=EXIT_CODES)
+EXIT_CODES = (
+    "Exit codes: 0 trained; 2 a bad config or data; 5 training diverged (a NaN or infinite loss or "
+    "gradient norm: the run stops before that step and resumes from its last checkpoint)."
+)
+app = typer.Typer(
+    help="Train a reward model, DPO or PPO on preference feedback, or SFT on chat examples.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES,
+)
 
 _CONFIG = typer.Option(..., "--config", "-c", help="Training config YAML (see examples/tiny/ and examples/gpu/).")
-_OVERRIDES = typer.Argument(None, help="Overrides as key=value, e.g. output_dir=runs/x optim.lr=1e-5.",
-                            show_default=False)
+_OVERRIDES = typer.Argument(
+    None, help="Overrides as key=value, e.g. output_dir=runs/x optim.lr=1e-5.", show_default=False
+)
 
 
 def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:

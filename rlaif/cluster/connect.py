@@ -51,20 +51,29 @@ def connect(options: RayOptions):
     where = "--ray-address" if options.address else "RAY_ADDRESS"
     problem = _unreachable(address)
     if problem:  # Ray itself would retry an address where nothing listens for minutes, in many log lines
-        raise ClusterError(f"no Ray cluster at {address} ({where}: {problem}): start one there with `ray start --head`, "
-                       f"or leave out --ray-address and unset RAY_ADDRESS to start one on this machine")
+        raise ClusterError(
+            f"no Ray cluster at {address} ({where}: {problem}): start one there with `ray start --head`, "
+            f"or leave out --ray-address and unset RAY_ADDRESS to start one on this machine"
+        )
     _quiet()
     if address == "local":
         # Ray starts workers at niceness 15 (so that a node's driver stays responsive). A cluster started here for
         # one job runs that job's judging, which should get the CPU the in-process job would get.
         os.environ.setdefault("RAY_worker_niceness", "0")
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=True,
+        )
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
-        raise ClusterError(f"no Ray cluster at {address} ({where}): start one there with `ray start --head`, or "
-                       f"leave out --ray-address and unset RAY_ADDRESS to start one on this machine "
-                       f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+        raise ClusterError(
+            f"no Ray cluster at {address} ({where}): start one there with `ray start --head`, or "
+            f"leave out --ray-address and unset RAY_ADDRESS to start one on this machine "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+        ) from None
     return ray
 
 

@@ -48,8 +48,11 @@ class WorkerStats:
     busy_s: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"items": self.items, "busy_s": round(self.busy_s, 3),
-                "items_per_s": round(self.items / self.busy_s, 4) if self.busy_s > 0 else None}
+        return {
+            "items": self.items,
+            "busy_s": round(self.busy_s, 3),
+            "items_per_s": round(self.items / self.busy_s, 4) if self.busy_s > 0 else None,
+        }
 
 
 @dataclass
@@ -89,8 +92,12 @@ class WorkerPool:
         self.stats = [WorkerStats() for _ in range(self.workers)]
         self.max_in_flight = self.max_in_flight or self.workers * DEPTH
         for _ in range(self.workers):
-            options = dict(max_restarts=RESTARTS, max_task_retries=TASK_RETRIES, num_cpus=self.resources.num_cpus,
-                           num_gpus=self.resources.num_gpus)
+            options = dict(
+                max_restarts=RESTARTS,
+                max_task_retries=TASK_RETRIES,
+                num_cpus=self.resources.num_cpus,
+                num_gpus=self.resources.num_gpus,
+            )
             if self.bundles > 1:
                 options.update(self._placement())
             self.actors.append(self.ray.remote(self.actor_class).options(**options).remote(*self.args))
@@ -107,9 +114,13 @@ class WorkerPool:
             self.get(ready)  # a worker whose model failed to load fails the job here, in one line
             if not waiting:
                 return
-            print(f"waiting for the Ray cluster to place the workers: {len(ready)} of {len(refs)} ready after "
-                  f"{time.time() - started:.0f}s ({self.resources.num_cpus:g} CPU, {self.resources.num_gpus:g} GPU "
-                  f"each; fewer --workers, or more nodes)", file=sys.stderr, flush=True)
+            print(
+                f"waiting for the Ray cluster to place the workers: {len(ready)} of {len(refs)} ready after "
+                f"{time.time() - started:.0f}s ({self.resources.num_cpus:g} CPU, {self.resources.num_gpus:g} GPU "
+                f"each; fewer --workers, or more nodes)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _placement(self) -> dict:
         """A worker spanning `bundles` devices: a placement group of that many bundles packed on one node; the
@@ -118,12 +129,14 @@ class WorkerPool:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        share = {k: v / self.bundles for k, v in (("CPU", self.resources.num_cpus),
-                                                   ("GPU", self.resources.num_gpus)) if v}
+        share = {
+            k: v / self.bundles for k, v in (("CPU", self.resources.num_cpus), ("GPU", self.resources.num_gpus)) if v
+        }
         group = placement_group([share] * self.bundles, strategy="STRICT_PACK")
         self.groups.append(group)
-        strategy = PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=0,
-                                                    placement_group_capture_child_tasks=True)
+        strategy = PlacementGroupSchedulingStrategy(
+            placement_group=group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
+        )
         return dict(num_cpus=share.get("CPU", 0), num_gpus=0, scheduling_strategy=strategy)
 
     def room(self) -> list[Finished]:
@@ -188,9 +201,11 @@ class WorkerPool:
         except RayActorError as e:
             if getattr(e, "actor_init_failed", False):  # its constructor raised: loading the model
                 raise ClusterError(f"a worker could not load its model: {_last_line(e)}") from None
-            raise WorkerDied(f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} "
-                             f"restarts per worker): {_first_line(e)}. Everything finished before is kept: run the "
-                             f"same command again to resume.") from None
+            raise WorkerDied(
+                f"a worker died and Ray's retries ran out ({TASK_RETRIES} per batch, {RESTARTS} "
+                f"restarts per worker): {_first_line(e)}. Everything finished before is kept: run the "
+                f"same command again to resume."
+            ) from None
 
     def alive(self, fresh: bool = False) -> Optional[int]:
         """How many workers are alive now (not restarting, not dead), asked of the cluster at most every few
@@ -254,13 +269,19 @@ def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
     each = f"{resources.num_cpus:g} CPU" + (f" and {resources.num_gpus:g} GPU" if resources.num_gpus else "")
     if fits < 1:
         most = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
-        raise ClusterError(f"the Ray cluster has no room for one worker of {each} on one node (the most free on a "
-                       f"node now: {most.get('CPU', 0):g} CPU, {most.get('GPU', 0):g} GPU): lower the judge "
-                       f"config's resources, or add nodes (an autoscaling cluster: start them first; workers are "
-                       f"placed on what is free now)")
+        raise ClusterError(
+            f"the Ray cluster has no room for one worker of {each} on one node (the most free on a "
+            f"node now: {most.get('CPU', 0):g} CPU, {most.get('GPU', 0):g} GPU): lower the judge "
+            f"config's resources, or add nodes (an autoscaling cluster: start them first; workers are "
+            f"placed on what is free now)"
+        )
     if asked is not None and asked > fits:
-        print(f"--workers {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
-              f"(nodes an autoscaling cluster adds later are not waited for)", file=sys.stderr, flush=True)
+        print(
+            f"--workers {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
+            f"(nodes an autoscaling cluster adds later are not waited for)",
+            file=sys.stderr,
+            flush=True,
+        )
         return fits
     return asked or fits
 

@@ -15,8 +15,12 @@ class SigmoidDPOLoss(Strict):
 
     type: Literal["sigmoid"] = Field("sigmoid", description="Which DPO loss.")
     beta: float = Field(0.1, gt=0, description="Strength of the KL penalty to the reference (the temperature).")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cDPO: assume labels are flipped with this "
-                                   "probability, i.e. move the target toward 1/2.")
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="cDPO: assume labels are flipped with this probability, i.e. move the target toward 1/2.",
+    )
     length_normalize: bool = Field(False, description="Use per-token mean log-ratios instead of sums.")
 
 
@@ -37,6 +41,9 @@ class DPOTrainConfig(PreferenceRunConfig):
     method: Literal["dpo"] = Field("dpo", description="Training method.")
     model: ModelSource = Field(description="The starting policy; also the reference.")
     loss: DPOLoss = Field(default_factory=SigmoidDPOLoss, description="DPO loss and its settings.")
-    precompute_reference: bool = Field(True, description="Compute the reference log-probs once before training "
-                                       "(and drop the reference model); false: on the fly each step.")
+    precompute_reference: bool = Field(
+        True,
+        description="Compute the reference log-probs once before training "
+        "(and drop the reference model); false: on the fly each step.",
+    )
     lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters only; the base is the reference.")

@@ -17,16 +17,31 @@ from .yamlfile import ConfigFileError, FieldErrors, read_yaml, validation_messag
 
 # Paths are relative to the working directory; a labels path is a labels JSONL file or a directory holding
 # `labels.jsonl`. Fields that two sources share are described once, here.
-_HUMAN = ("Human labels (from `rlaif human import` / `rlaif annotate export`, source \"human\"), or label files "
-          "whose records carry a known `human_label`.")
-AILabels = Annotated[str, Field(description="AI labels (from `rlaif label`), or a score folder (from `rlaif score`): "
-                                               "the preferences derived from its scores.")]
-CalibrationMap = Annotated[Optional[str], Field(
-    description="A map from `rlaif calibrate fit`: applied to the AI labels' p_a before anything else (the raw "
-                "value is kept in p_a_raw).")]
-HumanCombine = Annotated[Literal["mean", "each"], Field(
-    description="Several annotators on one pair: one record whose p_a is the mean of theirs (mean), or one record "
-                "per annotator (each).")]
+_HUMAN = (
+    'Human labels (from `rlaif human import` / `rlaif annotate export`, source "human"), or label files '
+    "whose records carry a known `human_label`."
+)
+AILabels = Annotated[
+    str,
+    Field(
+        description="AI labels (from `rlaif label`), or a score folder (from `rlaif score`): "
+        "the preferences derived from its scores."
+    ),
+]
+CalibrationMap = Annotated[
+    Optional[str],
+    Field(
+        description="A map from `rlaif calibrate fit`: applied to the AI labels' p_a before anything else (the raw "
+        "value is kept in p_a_raw)."
+    ),
+]
+HumanCombine = Annotated[
+    Literal["mean", "each"],
+    Field(
+        description="Several annotators on one pair: one record whose p_a is the mean of theirs (mean), or one record "
+        "per annotator (each)."
+    ),
+]
 
 
 class _Source(BaseModel):
@@ -49,8 +64,12 @@ class _Source(BaseModel):
             if users and (value is None or any(value == s.model_fields[name].default for s in users)):
                 del kept[name]
             elif users:
-                errors.append(((name,), f"not used by source {source} (only by source "
-                                        f"{' and '.join(source_name(s) for s in users)})"))
+                errors.append(
+                    (
+                        (name,),
+                        f"not used by source {source} (only by source {' and '.join(source_name(s) for s in users)})",
+                    )
+                )
         if errors:
             raise FieldErrors(errors)
         return kept
@@ -76,23 +95,35 @@ class MixedFeedback(_Source):
     """The judge's labels where it is confident and position-consistent; the rest go to people, and a human label
     replaces the judge's wherever there is one."""
 
-    source: Literal["mixed"] = Field(description="mixed: the judge's labels where it is confident and "
-                                                 "position-consistent, people's labels for the rest.")
+    source: Literal["mixed"] = Field(
+        description="mixed: the judge's labels where it is confident and "
+        "position-consistent, people's labels for the rest."
+    )
     ai: AILabels
-    human: Optional[str] = Field(None, description=_HUMAN + " May be left out or not exist yet (no human labels "
-                                                           "so far).")
+    human: Optional[str] = Field(
+        None, description=_HUMAN + " May be left out or not exist yet (no human labels so far)."
+    )
     calibration: CalibrationMap = None
-    margin: float = Field(0.1, ge=0.0, le=0.5, description="An AI label is kept only when |p_a - 0.5| >= margin; "
-                                                          "closer calls go to people.")
-    require_consistent: bool = Field(True, description="Also send pairs whose two orders disagree "
-                                                       "(position_consistent false) to people.")
+    margin: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="An AI label is kept only when |p_a - 0.5| >= margin; closer calls go to people.",
+    )
+    require_consistent: bool = Field(
+        True, description="Also send pairs whose two orders disagree (position_consistent false) to people."
+    )
     queue: Optional[str] = Field(
-        None, description="Where to write the pairs sent to people, in `rlaif label` input format with their id "
-                          "(serve them with `rlaif annotate serve --pairs QUEUE`). Default: human_queue.jsonl next "
-                          "to the AI labels.")
+        None,
+        description="Where to write the pairs sent to people, in `rlaif label` input format with their id "
+        "(serve them with `rlaif annotate serve --pairs QUEUE`). Default: human_queue.jsonl next "
+        "to the AI labels.",
+    )
     pending: Literal["drop", "ai"] = Field(
-        "drop", description="A queued pair with no human label yet is left out (drop) or keeps its AI label until "
-                            "one arrives (ai).")
+        "drop",
+        description="A queued pair with no human label yet is left out (drop) or keeps its AI label until "
+        "one arrives (ai).",
+    )
     human_combine: HumanCombine = "mean"
 
     def queue_path(self) -> Path:
@@ -127,8 +158,9 @@ class FeedbackConfig(RootModel[FeedbackSource]):
             return handler(data)
         except ValidationError as e:
             tag = data.get("source") if isinstance(data, dict) else None
-            raise ValidationError.from_exception_data(e.title, [_at_the_field(err, tag) for err in e.errors()]) \
-                from None
+            raise ValidationError.from_exception_data(
+                e.title, [_at_the_field(err, tag) for err in e.errors()]
+            ) from None
 
     @property
     def source(self) -> str:
@@ -159,12 +191,15 @@ def load_feedback_config(path: str | Path) -> AIFeedback | HumanFeedback | Mixed
     if isinstance(data, dict) and "source" not in data and isinstance(data.get("feedback"), dict):
         data, prefix = data["feedback"], ("feedback",)
     if not isinstance(data, dict):
-        raise ConfigFileError([f"{path}:1: (top level): expected a mapping with `source:` (or a `feedback:` "
-                               f"section), got {type(data).__name__}"])
+        raise ConfigFileError(
+            [
+                f"{path}:1: (top level): expected a mapping with `source:` (or a `feedback:` "
+                f"section), got {type(data).__name__}"
+            ]
+        )
     try:
         return FeedbackConfig.model_validate(data).root
     except ValidationError as e:
         # error locations are relative to the section; look their lines up under it
-        sub_lines = {k[len(prefix):]: v for k, v in lines.items() if k[:len(prefix)] == prefix}
-        raise ConfigFileError(validation_messages(path, e, sub_lines, config_type=FeedbackConfig,
-                                                  data=data)) from None
+        sub_lines = {k[len(prefix) :]: v for k, v in lines.items() if k[: len(prefix)] == prefix}
+        raise ConfigFileError(validation_messages(path, e, sub_lines, config_type=FeedbackConfig, data=data)) from None

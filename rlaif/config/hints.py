@@ -42,7 +42,7 @@ def _inside(tp: Any, part: Any, data: Any) -> list:
                 out.append(get_args(alt)[1])
         elif isinstance(data, list) and origin in (list, tuple):
             args = [a for a in get_args(alt) if a is not Ellipsis]
-            out.extend(args[:1] if origin is list or len(args) == 1 else args[part:part + 1])
+            out.extend(args[:1] if origin is list or len(args) == 1 else args[part : part + 1])
     return out
 
 

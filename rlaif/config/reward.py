@@ -13,11 +13,15 @@ from .run import LoraConfig, ModelSource, PreferenceRunConfig, Strict
 class RewardLossConfig(Strict):
     """Bradley-Terry with soft targets: BCE-with-logits between r_a - r_b and p_a."""
 
-    margin: float = Field(0.0, ge=0, description="The preferred response must win by this much (Touvron et al. "
-                          "2023, eq. 2), applied in the label's direction.")
-    center_coef: float = Field(0.0, ge=0, description="Weight of mean((r_a + r_b)^2), keeping rewards near 0 "
-                               "(Eisenstein et al. 2023).")
-
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="The preferred response must win by this much (Touvron et al. "
+        "2023, eq. 2), applied in the label's direction.",
+    )
+    center_coef: float = Field(
+        0.0, ge=0, description="Weight of mean((r_a + r_b)^2), keeping rewards near 0 (Eisenstein et al. 2023)."
+    )
 
 
 class RewardTrainConfig(PreferenceRunConfig):

@@ -33,9 +33,12 @@ class TinyModelConfig(Strict):
     num_heads: int = Field(4, ge=1, description="Attention heads.")
     num_kv_heads: int = Field(2, ge=1, description="Key/value heads (grouped-query attention).")
     max_positions: int = Field(1024, ge=16, description="Longest sequence the model accepts.")
-    vocab: Optional[list[str]] = Field(None, description="Whole words the tokenizer knows (plus chat-template "
-                                       "markers); any other word is <unk>. None: a byte-level tokenizer that "
-                                       "reads any text, one token per byte.")
+    vocab: Optional[list[str]] = Field(
+        None,
+        description="Whole words the tokenizer knows (plus chat-template "
+        "markers); any other word is <unk>. None: a byte-level tokenizer that "
+        "reads any text, one token per byte.",
+    )
     seed: int = Field(0, description="Seed of the random initial weights (the reference model is rebuilt from it).")
 
     @model_validator(mode="after")
@@ -52,8 +55,9 @@ class PretrainedModelConfig(Strict):
     path: str = Field(description="Hub id or local directory of the model and its tokenizer.")
     revision: Optional[str] = Field(None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Allow model code shipped with the checkpoint.")
-    attn_implementation: Optional[str] = Field(None, description="e.g. sdpa or flash_attention_2; None: "
-                                               "transformers' default.")
+    attn_implementation: Optional[str] = Field(
+        None, description="e.g. sdpa or flash_attention_2; None: transformers' default."
+    )
 
 
 ModelSource = Annotated[Union[TinyModelConfig, PretrainedModelConfig], Field(discriminator="type")]
@@ -66,21 +70,34 @@ class LoraConfig(Strict):
     alpha: float = Field(32.0, gt=0, description="Scale numerator: the update is scaled by alpha / r.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: Union[list[str], Literal["all-linear"]] = Field(
-        "all-linear", description="Module names that get adapters, or all-linear.")
+        "all-linear", description="Module names that get adapters, or all-linear."
+    )
 
 
 # -- preferences -------------------------------------------------------------------------------------------------
 class PairsConfig(Strict):
     """How the feedback's label records become training pairs, and which pairs are held out for evaluation."""
 
-    soft: bool = Field(True, description="Train on the preference probability p_a (Lee et al. 2023); false: on "
-                       "the hard label (p_a rounded to 0 or 1).")
-    min_margin: Optional[float] = Field(None, ge=0, lt=0.5, description="Leave out pairs with |p_a - 0.5| <= "
-                                        "min_margin. None: leave out the pairs their label file marks as ties.")
-    eval_paths: list[str] = Field(default_factory=list, description="Held-out label files for evaluation, of "
-                                  "any source; known human choices there give the human-agreement accuracy.")
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the training pairs held out for "
-                                 "evaluation when eval_paths is empty.")
+    soft: bool = Field(
+        True,
+        description="Train on the preference probability p_a (Lee et al. 2023); false: on "
+        "the hard label (p_a rounded to 0 or 1).",
+    )
+    min_margin: Optional[float] = Field(
+        None,
+        ge=0,
+        lt=0.5,
+        description="Leave out pairs with |p_a - 0.5| <= "
+        "min_margin. None: leave out the pairs their label file marks as ties.",
+    )
+    eval_paths: list[str] = Field(
+        default_factory=list,
+        description="Held-out label files for evaluation, of "
+        "any source; known human choices there give the human-agreement accuracy.",
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the training pairs held out for evaluation when eval_paths is empty."
+    )
 
 
 # -- optimisation and the run -------------------------------------------------------------------------------------
@@ -93,14 +110,18 @@ class OptimConfig(Strict):
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     scheduler: Literal["constant", "linear", "cosine"] = Field("linear", description="Decay after warm-up.")
-    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="Clip the gradient norm; None: no clipping (the "
-                                           "norm is measured and logged either way).")
+    max_grad_norm: Optional[float] = Field(
+        1.0, gt=0, description="Clip the gradient norm; None: no clipping (the norm is measured and logged either way)."
+    )
 
     @model_validator(mode="after")
     def _betas(self):
         # at β = 1 Adam's bias correction 1 − βᵗ is 0, and every update is NaN
-        bad = [(("betas", i), f"{beta!r} is outside [0, 1): each beta is a decay rate below 1")
-               for i, beta in enumerate(self.betas) if not 0 <= beta < 1]
+        bad = [
+            (("betas", i), f"{beta!r} is outside [0, 1): each beta is a decay rate below 1")
+            for i, beta in enumerate(self.betas)
+            if not 0 <= beta < 1
+        ]
         if bad:
             raise FieldErrors(bad)
         return self
@@ -115,24 +136,34 @@ class RunConfig(Strict):
     num_epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (when max_steps is None).")
     batch_size: int = Field(8, ge=1, description="Pairs per micro-batch on each process.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    max_length: int = Field(1024, ge=8, description="Longest prompt+response in tokens; longer ones are cut at "
-                            "the end, pairs whose prompt alone fills it are left out.")
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="Longest prompt+response in tokens; longer ones are cut at "
+        "the end, pairs whose prompt alone fills it are left out.",
+    )
     save_steps: int = Field(100, ge=1, description="Write checkpoint-STEP/ every this many steps (and at the end).")
     save_total_limit: Optional[int] = Field(None, ge=1, description="Keep only the newest N checkpoints.")
-    eval_steps: Optional[int] = Field(None, ge=1, description="Evaluate every this many steps (and at the end); "
-                                      "None: at the end only.")
+    eval_steps: Optional[int] = Field(
+        None, ge=1, description="Evaluate every this many steps (and at the end); None: at the end only."
+    )
     eval_batch_size: int = Field(16, ge=1, description="Pairs per evaluation batch.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 mixed precision on a GPU that supports it, fp32 otherwise.")
+        "auto", description="auto: bf16 mixed precision on a GPU that supports it, fp32 otherwise."
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass.")
-    cpu_threads: Optional[int] = Field(None, ge=1, description="torch threads for CPU work; None: torch's "
-                                       "default (one per core). Tiny models run fastest on 1, above all on a "
-                                       "busy machine.")
+    cpu_threads: Optional[int] = Field(
+        None,
+        ge=1,
+        description="torch threads for CPU work; None: torch's "
+        "default (one per core). Tiny models run fastest on 1, above all on a "
+        "busy machine.",
+    )
     report_to: list[Literal["tensorboard", "trackio", "wandb"]] = Field(
-        default_factory=list, description="Also send metrics there (OUT/metrics.jsonl is always written).")
+        default_factory=list, description="Also send metrics there (OUT/metrics.jsonl is always written)."
+    )
     project: str = Field("rlaif", description="Project name for trackio / wandb.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and schedule.")
-
 
 
 class PreferenceRunConfig(RunConfig):

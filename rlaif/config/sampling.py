@@ -14,14 +14,22 @@ class SamplingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     temperature: float = Field(1.0, ge=0, description="Softmax temperature; 0: greedy.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens whose "
-                         "probability reaches top_p.")
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p.",
+    )
     top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0: no limit.")
     max_new_tokens: int = Field(64, ge=1, description="Longest response in tokens.")
     batch_size: int = Field(16, ge=1, description="Prompts per generate() call (transformers).")
     backend: Literal["auto", "transformers", "vllm"] = Field(
-        "auto", description="auto: vLLM when it is installed and a GPU is present, transformers otherwise. "
-                            "Recipes push the policy's new weights to one vLLM engine before each rollout.")
+        "auto",
+        description="auto: vLLM when it is installed and a GPU is present, transformers otherwise. "
+        "Recipes push the policy's new weights to one vLLM engine before each rollout.",
+    )
     vllm_engine: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for vllm.LLM when vLLM samples, e.g. "
-        "gpu_memory_utilization: 0.3 (leave room for training on the same GPU), enforce_eager: true, max_model_len.")
+        default_factory=dict,
+        description="Keyword arguments for vllm.LLM when vLLM samples, e.g. "
+        "gpu_memory_utilization: 0.3 (leave room for training on the same GPU), enforce_eager: true, max_model_len.",
+    )

@@ -15,12 +15,17 @@ class SFTDataConfig(Strict):
     """The examples: the response trained on is each row's last assistant turn; what comes before it is the
     prompt, which is read but not trained on."""
 
-    paths: list[str] = Field(min_length=1, description="JSONL files of `messages` rows (`rlaif export --revisions "
-                             "DIR --format sft`) or of `prompt` / `completion` rows (text or chat messages).")
-    eval_paths: list[str] = Field(default_factory=list, description="Held-out files of the same rows, for the "
-                                  "evaluation loss.")
-    eval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of the training examples held out for "
-                                 "evaluation when eval_paths is empty.")
+    paths: list[str] = Field(
+        min_length=1,
+        description="JSONL files of `messages` rows (`rlaif export --revisions "
+        "DIR --format sft`) or of `prompt` / `completion` rows (text or chat messages).",
+    )
+    eval_paths: list[str] = Field(
+        default_factory=list, description="Held-out files of the same rows, for the evaluation loss."
+    )
+    eval_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of the training examples held out for evaluation when eval_paths is empty."
+    )
 
 
 class SFTTrainConfig(RunConfig):

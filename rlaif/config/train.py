@@ -16,15 +16,16 @@ from pydantic import Field, TypeAdapter, ValidationError
 from .dpo import DPOTrainConfig
 from .judge import load_judge_config
 from .loop import LoopConfig, judge_mode_problems
-from .ppo import PPOTrainConfig
 from .paths import model_problem, output_dir_problem
+from .ppo import PPOTrainConfig
 from .reward import RewardTrainConfig
 from .run import PretrainedModelConfig, RunConfig
 from .sft import SFTTrainConfig
 from .yamlfile import ConfigFileError, field_errors, load_model, read_yaml, yaml_value
 
-TrainConfig = Annotated[Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig, SFTTrainConfig],
-                        Field(discriminator="method")]
+TrainConfig = Annotated[
+    Union[RewardTrainConfig, DPOTrainConfig, PPOTrainConfig, LoopConfig, SFTTrainConfig], Field(discriminator="method")
+]
 # the union's tags, in its order: what `method:` may say
 METHODS = [get_args(c.model_fields["method"].annotation)[0] for c in get_args(get_args(TrainConfig)[0])]
 
@@ -69,9 +70,18 @@ class _ByMethod:
         try:
             return cls._adapter.validate_python(data)
         except ValidationError as e:
-            raise ValidationError.from_exception_data(e.title, [
-                {"type": err["type"], "loc": tuple(err["loc"][1:]), "input": err["input"],
-                 **({"ctx": err["ctx"]} if "ctx" in err else {})} for err in e.errors()]) from None
+            raise ValidationError.from_exception_data(
+                e.title,
+                [
+                    {
+                        "type": err["type"],
+                        "loc": tuple(err["loc"][1:]),
+                        "input": err["input"],
+                        **({"ctx": err["ctx"]} if "ctx" in err else {}),
+                    }
+                    for err in e.errors()
+                ],
+            ) from None
 
 
 def load_train_config(path: str | Path, method: str, overrides: list[str] | None = None) -> RunConfig:

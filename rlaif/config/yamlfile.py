@@ -57,8 +57,7 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
-                                    self.peek_event().start_mark)
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -83,8 +82,12 @@ def _check_expanded(source: str | Path, root: yaml.Node) -> None:
         kids = _children(node)
         if not finishing:
             if id(node) in open_nodes:
-                raise ConfigFileError([f"{source}:{node.start_mark.line + 1}: yaml: an alias refers to the node "
-                                       "that contains it (the data would be infinite)"])
+                raise ConfigFileError(
+                    [
+                        f"{source}:{node.start_mark.line + 1}: yaml: an alias refers to the node "
+                        "that contains it (the data would be infinite)"
+                    ]
+                )
             open_nodes.add(id(node))
             stack.append((node, True))
             stack.extend((k, False) for k in kids if id(k) not in done)
@@ -111,9 +114,13 @@ def _check_duplicates(source: str | Path, node: yaml.Node, path: tuple = (), see
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
                 key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
                 if key in first:
-                    raise ConfigFileError([f"{source}:{line}: {format_loc(path + (key_node.value,))}: duplicate "
-                                           f"key (first on line {first[key]}); YAML would keep only this one and "
-                                           "drop the first"])
+                    raise ConfigFileError(
+                        [
+                            f"{source}:{line}: {format_loc(path + (key_node.value,))}: duplicate "
+                            f"key (first on line {first[key]}); YAML would keep only this one and "
+                            "drop the first"
+                        ]
+                    )
                 first[key] = line
             _check_duplicates(source, value_node, path + (key_node.value,), seen)
     elif isinstance(node, yaml.SequenceNode):
@@ -121,8 +128,7 @@ def _check_duplicates(source: str | Path, node: yaml.Node, path: tuple = (), see
             _check_duplicates(source, item, path + (i,), seen)
 
 
-def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None, seen: set | None = None
-              ) -> dict[tuple, int]:
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None, seen: set | None = None) -> dict[tuple, int]:
     """Map each path (tuple of keys/indices) in the document to its 1-based line; a node reached again through an
     alias is mapped once."""
     out = {} if out is None else out
@@ -169,8 +175,12 @@ def _decode(path: Path, raw: bytes) -> str:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         utf16 = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise ConfigFileError([f"{path}:{line}: not UTF-8 text: byte 0x{raw[e.start]:02x} at column {column}"
-                               f"{utf16}; save the file as UTF-8"]) from None
+        raise ConfigFileError(
+            [
+                f"{path}:{line}: not UTF-8 text: byte 0x{raw[e.start]:02x} at column {column}"
+                f"{utf16}; save the file as UTF-8"
+            ]
+        ) from None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
@@ -207,12 +217,12 @@ def _parse(text: str, source: str | Path) -> tuple[Any, dict[tuple, int]]:
         return data, _line_map(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise ConfigFileError([f"{source}:{mark.line + 1 if mark else 1}: yaml: {e.problem or e.context}"]) \
-            from None
+        raise ConfigFileError([f"{source}:{mark.line + 1 if mark else 1}: yaml: {e.problem or e.context}"]) from None
     except ReaderError as e:
         line = text.count("\n", 0, e.position) + 1
-        raise ConfigFileError([f"{source}:{line}: yaml: character #x{e.character:04x} is not allowed in YAML "
-                               f"({e.reason})"]) from None
+        raise ConfigFileError(
+            [f"{source}:{line}: yaml: character #x{e.character:04x} is not allowed in YAML ({e.reason})"]
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigFileError([f"{source}:1: yaml: {' '.join(str(e).split())}"]) from None
     finally:
@@ -239,17 +249,24 @@ def load_model(path: str | Path, model: type[M] | TypeAdapter[M], overrides: dic
     try:
         return model.validate_python(data) if union else model.model_validate(data)
     except ValidationError as e:
-        raise ConfigFileError(validation_messages(path, e, lines, tagged=union, config_type=_config_type(model),
-                                                  data=data)) from None
+        raise ConfigFileError(
+            validation_messages(path, e, lines, tagged=union, config_type=_config_type(model), data=data)
+        ) from None
 
 
-def validation_messages(path: str | Path, error: ValidationError, lines: dict[tuple, int], tagged: bool = False,
-                        config_type: Any = None, data: Any = None) -> list[str]:
+def validation_messages(
+    path: str | Path,
+    error: ValidationError,
+    lines: dict[tuple, int],
+    tagged: bool = False,
+    config_type: Any = None,
+    data: Any = None,
+) -> list[str]:
     """One `FILE:LINE: field: message` line per error; `tagged`: each location starts with a union's tag. Given
     the `config_type` validated and the `data`, an unknown key is hinted with the fields accepted in its place."""
     out = []
     for err in error.errors():
-        loc = tuple(err["loc"])[1 if tagged else 0:]
+        loc = tuple(err["loc"])[1 if tagged else 0 :]
         loc = written_loc(loc, data) if data is not None else loc
         msg = " ".join(str(err["msg"]).split("\n"))
         located = (err.get("ctx") or {}).get("error")

@@ -71,8 +71,9 @@ def detect_format(path: PathLike) -> str:
         return "json"
     if first == "{" or first == "":
         return "jsonl"
-    raise DataError(p, None, "cannot tell the format from the name or the content; pass format= one of "
-                    + ", ".join(FORMATS))
+    raise DataError(
+        p, None, "cannot tell the format from the name or the content; pass format= one of " + ", ".join(FORMATS)
+    )
 
 
 def _first_char(path: Path) -> str:
@@ -147,8 +148,9 @@ def _encodable(row: Any) -> Any:
     try:
         json.dumps(row, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-        return RowError(f"holds text no UTF-8 encodes (a lone surrogate, {e.object[e.start]!r}, from a JSON "
-                        f"escape such as \\udc80)")
+        return RowError(
+            f"holds text no UTF-8 encodes (a lone surrogate, {e.object[e.start]!r}, from a JSON escape such as \\udc80)"
+        )
     return row
 
 
@@ -204,8 +206,12 @@ def _load_hf_dataset(path: Path):
         raise DataError(path, None, f"not a readable datasets directory: {e}") from e
     if isinstance(ds, datasets.DatasetDict):
         if len(ds) != 1:
-            raise DataError(path, None, f"holds the splits {', '.join(ds)}; pass the directory of one of them "
-                            f"(e.g. {Path(path) / next(iter(ds))})")
+            raise DataError(
+                path,
+                None,
+                f"holds the splits {', '.join(ds)}; pass the directory of one of them "
+                f"(e.g. {Path(path) / next(iter(ds))})",
+            )
         ds = next(iter(ds.values()))
     return ds
 
@@ -244,8 +250,6 @@ def count_pairs(path: PathLike, format: Optional[str] = None) -> int:
     return sum(1 for _ in _json_list_rows(p))
 
 
-
-
 def read_rows(path: PathLike, format: Optional[str] = None) -> Iterator[tuple[int, Any]]:
     """(line or row number, row) for every row of `path`; a row that could not be parsed is a RowError. The format
     is checked at the call (a missing file fails now); rows are read as they are consumed."""
@@ -254,6 +258,13 @@ def read_rows(path: PathLike, format: Optional[str] = None) -> Iterator[tuple[in
 
 
 def type_name(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -70,8 +70,10 @@ def read_records(f: Path, problem: Callable[[dict], Optional[str]]) -> Iterator[
             raise ValueError(f"{f}:{n}: {why}")
         identity = (record["id"], record.get("annotator")) if record.get("source") == "human" else record["id"]
         if identity in first:
-            raise ValueError(f"{f}:{n}: a second record for id {record['id']!r} (the first is at line "
-                             f"{first[identity]}); a folder holds one record per id: remove one of the two lines")
+            raise ValueError(
+                f"{f}:{n}: a second record for id {record['id']!r} (the first is at line "
+                f"{first[identity]}); a folder holds one record per id: remove one of the two lines"
+            )
         first[identity] = n
         yield record
 
@@ -107,8 +109,10 @@ def numbered(f: Path) -> Iterator[tuple[int, Any]]:
                 record = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as e:
                 if complete:
-                    raise ValueError(f"{f}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                                     f"is this a label file?") from None
+                    raise ValueError(
+                        f"{f}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                        f"is this a label file?"
+                    ) from None
                 continue
             except json.JSONDecodeError as e:
                 if complete:
@@ -133,5 +137,3 @@ def read_json_file(path: str | Path) -> Any:
         raise ValueError(f"{path} {what}") from None
     except RecursionError:
         raise ValueError(f"{path}: {TOO_DEEP}") from None
-
-

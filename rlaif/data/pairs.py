@@ -31,8 +31,9 @@ _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 # ---------------------------------------------------------------------------------------------- pairs
 
 
-def read_pairs(path: PathLike, format: Optional[str] = None, seed: int = 0, skip_invalid: bool = False,
-               max_chars: int = 100_000) -> Iterator[Pair]:
+def read_pairs(
+    path: PathLike, format: Optional[str] = None, seed: int = 0, skip_invalid: bool = False, max_chars: int = 100_000
+) -> Iterator[Pair]:
     """Stream the pairs in `path`, one per row, in file order.
 
     The format is checked now (a missing file fails at the call); rows are read as they are consumed. Rows that
@@ -41,8 +42,9 @@ def read_pairs(path: PathLike, format: Optional[str] = None, seed: int = 0, skip
     return _pairs(Path(path), read_rows(path, format), seed, skip_invalid, max_chars)
 
 
-def _pairs(path: Path, rows: Iterator[tuple[int, Any]], seed: int, skip_invalid: bool,
-           max_chars: int) -> Iterator[Pair]:
+def _pairs(
+    path: Path, rows: Iterator[tuple[int, Any]], seed: int, skip_invalid: bool, max_chars: int
+) -> Iterator[Pair]:
     first_seen: dict[str, int] = {}  # id -> line: duplicate ids would collide in the label store
     for line, row in rows:
         try:
@@ -94,8 +96,15 @@ def _invalid_pair(row: Any, line: int, reason: str) -> Pair:
         # without a prompt, chosen/rejected are whole HH transcripts: keep only what each one's parse gives
         prompt, a = _salvage_hh(a, prompt)
         prompt, b = _salvage_hh(b, prompt)
-    return Pair(prompt=prompt, response_a=text("response_a") or a, response_b=text("response_b") or b, id=row_id,
-                principle=principle, source_line=line, invalid=reason)
+    return Pair(
+        prompt=prompt,
+        response_a=text("response_a") or a,
+        response_b=text("response_b") or b,
+        id=row_id,
+        principle=principle,
+        source_line=line,
+        invalid=reason,
+    )
 
 
 def _salvage_hh(transcript: str, prompt: Prompt) -> tuple[Prompt, str]:
@@ -134,8 +143,10 @@ def parse_row(row: Any, seed: int = 0, max_chars: int = 100_000) -> Pair:
         pair = _preference_row(row, keys, seed)
     else:
         want = ["response_a", "response_b"] if "prompt" in keys else ["prompt", "response_a", "response_b"]
-        raise RowError(f"missing fields: {', '.join(want)} (or chosen and rejected); "
-                        f"the row has: {', '.join(sorted(keys)) or 'nothing'}")
+        raise RowError(
+            f"missing fields: {', '.join(want)} (or chosen and rejected); "
+            f"the row has: {', '.join(sorted(keys)) or 'nothing'}"
+        )
     _check_length(pair, max_chars)
     return pair
 
@@ -150,8 +161,15 @@ def _ab_row(row: dict, keys: set[str]) -> Pair:
     if label is not None and label not in HUMAN_LABELS:
         raise RowError(f"human_label must be one of {', '.join(HUMAN_LABELS)}, not {label!r}")
     conversational = isinstance(prompt, list)
-    return Pair(prompt=prompt, response_a=a, response_b=b, id=row_id(row, prompt, a, b), human_label=label,
-                conversational=conversational, principle=_principle(row))
+    return Pair(
+        prompt=prompt,
+        response_a=a,
+        response_b=b,
+        id=row_id(row, prompt, a, b),
+        human_label=label,
+        conversational=conversational,
+        principle=_principle(row),
+    )
 
 
 def _preference_row(row: dict, keys: set[str], seed: int) -> Pair:
@@ -169,16 +187,25 @@ def _preference_row(row: dict, keys: set[str], seed: int) -> Pair:
         prompt, c, r = _message_pair(row.get("prompt"), chosen, rejected)
         conversational = True
     else:
-        raise RowError(f"chosen and rejected must both be strings or both message lists, not "
-                        f"{type_name(chosen)} and {type_name(rejected)}")
+        raise RowError(
+            f"chosen and rejected must both be strings or both message lists, not "
+            f"{type_name(chosen)} and {type_name(rejected)}"
+        )
     _check_response(c, "chosen")
     _check_response(r, "rejected")
     # the id comes from the content in the row's own order, so a seed never changes it
     pair_id = row_id(row, prompt, c, r)
     swap = random.Random(f"{seed}:{pair_id}").random() < 0.5
     a, b, label = (r, c, "b") if swap else (c, r, "a")
-    return Pair(prompt=prompt, response_a=a, response_b=b, id=pair_id, human_label=label,
-                conversational=conversational, principle=_principle(row))
+    return Pair(
+        prompt=prompt,
+        response_a=a,
+        response_b=b,
+        id=pair_id,
+        human_label=label,
+        conversational=conversational,
+        principle=_principle(row),
+    )
 
 
 def _hh_pair(chosen: str, rejected: str) -> tuple[list[Message], str, str]:
@@ -200,7 +227,7 @@ def _hh_split(transcript: str, field: str) -> tuple[list[Message], str]:
         raise RowError(f"{field} has text before its first 'Human:' or 'Assistant:' turn")
     # re.split with one group alternates [before, role, text, role, text, ...]
     turns = [{"role": _HH_ROLES[role], "content": text.strip()} for role, text in zip(parts[1::2], parts[2::2])]
-    return turns, transcript[cut + len(_HH_ASSISTANT):].strip()
+    return turns, transcript[cut + len(_HH_ASSISTANT) :].strip()
 
 
 def _message_pair(prompt_value: Any, chosen: list, rejected: list) -> tuple[list[Message], str, str]:
@@ -218,7 +245,7 @@ def _message_pair(prompt_value: Any, chosen: list, rejected: list) -> tuple[list
     prompt = parse_prompt(prompt_value)
     prompt_msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
     # a completion that repeats the prompt must not repeat it in the conversation as well
-    if before_c[:len(prompt_msgs)] == prompt_msgs:
+    if before_c[: len(prompt_msgs)] == prompt_msgs:
         return before_c, c, r
     return prompt_msgs + before_c, c, r
 
@@ -291,8 +318,9 @@ def row_id(row: dict, *content: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
         raise RowError(f"id must be a string or an integer, not {type_name(value)}")
     if isinstance(value, str) and value.startswith(SYNTHETIC_ID_PREFIX):
-        raise RowError(f"id '{value}': ids starting with '{SYNTHETIC_ID_PREFIX}' are kept for rows rlaif cannot "
-                       f"read; rename it")
+        raise RowError(
+            f"id '{value}': ids starting with '{SYNTHETIC_ID_PREFIX}' are kept for rows rlaif cannot read; rename it"
+        )
     return _optional_id(row) or sha256_json(list(content))[:16]
 
 

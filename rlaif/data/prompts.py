@@ -12,6 +12,7 @@ from ..records import Prompt, sha256_json
 from .formats import DataError, RowError, read_rows
 from .pairs import parse_prompt, parse_row, row_id
 
+
 @dataclass
 class PromptRow:
     """One prompt of an input file: its line, its id (the row's `id`, else a hash of the prompt and response) and,
@@ -48,8 +49,7 @@ def read_prompt_rows(path: str | Path, format: Optional[str] = None) -> Iterator
             if not (prompt.strip() if isinstance(prompt, str) else prompt):
                 raise RowError("prompt is empty")
             found = True
-            yield PromptRow(line, row_id(row, prompt, *([response] if response is not None else [])), prompt,
-                            response)
+            yield PromptRow(line, row_id(row, prompt, *([response] if response is not None else [])), prompt, response)
         except RowError as e:
             raise DataError(p, line, str(e)) from None
     if not found:
@@ -85,5 +85,7 @@ def split_prompts(prompts: list, n_eval: int, seed: int) -> tuple[list, list]:
     order = list(range(len(prompts)))
     random.Random(seed).shuffle(order)
     held_out = set(order[:n_eval])
-    return ([p for i, p in enumerate(prompts) if i not in held_out],
-            [p for i, p in enumerate(prompts) if i in held_out])
+    return (
+        [p for i, p in enumerate(prompts) if i not in held_out],
+        [p for i, p in enumerate(prompts) if i in held_out],
+    )

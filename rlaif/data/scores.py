@@ -40,18 +40,26 @@ def label_of(p_a: float, tie_margin: float) -> str:
     return "tie" if abs(p_a - 0.5) <= tie_margin + 1e-12 else "a" if p_a > 0.5 else "b"
 
 
-def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], temperature: float,
-                 tie_margin: float) -> dict:
+def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], temperature: float, tie_margin: float) -> dict:
     """One label record (the labels.jsonl form) from the score records of its two responses: `source: ai`, the
     judge with `mode: score`, and both expected scores kept in `scores`."""
     ok = a.get("status") == "ok" and b.get("status") == "ok"
-    record = {"id": pair_id, "key": sha256_json([a.get("key"), b.get("key"), temperature])[:32],
-              "prompt": a["prompt"], "response_a": a["response"], "response_b": b["response"],
-              "status": "ok" if ok else "failed", "principle_id": a.get("principle_id"),
-              "constitution_sha256": a.get("constitution_sha256"), "judge": a.get("judge"), "source": "ai",
-              "scores": [a.get("score"), b.get("score")], "conversational": bool(a.get("conversational")),
-              "prompt_tokens": a.get("prompt_tokens", 0) + b.get("prompt_tokens", 0),
-              "completion_tokens": a.get("completion_tokens", 0) + b.get("completion_tokens", 0)}
+    record = {
+        "id": pair_id,
+        "key": sha256_json([a.get("key"), b.get("key"), temperature])[:32],
+        "prompt": a["prompt"],
+        "response_a": a["response"],
+        "response_b": b["response"],
+        "status": "ok" if ok else "failed",
+        "principle_id": a.get("principle_id"),
+        "constitution_sha256": a.get("constitution_sha256"),
+        "judge": a.get("judge"),
+        "source": "ai",
+        "scores": [a.get("score"), b.get("score")],
+        "conversational": bool(a.get("conversational")),
+        "prompt_tokens": a.get("prompt_tokens", 0) + b.get("prompt_tokens", 0),
+        "completion_tokens": a.get("completion_tokens", 0) + b.get("completion_tokens", 0),
+    }
     if a.get("human_label") is not None:
         record["human_label"] = a["human_label"]
     if ok:
@@ -59,13 +67,15 @@ def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], tempera
         # each response was rated alone: no order was shown, so position cannot sway the preference
         record.update(p_a=p_a, label=label_of(p_a, tie_margin), position_consistent=True)
     else:
-        record.update(p_a=None, label=None, error=next(r.get("error") for r in (a, b) if r.get("status") != "ok")
-                      or "no score")
+        record.update(
+            p_a=None, label=None, error=next(r.get("error") for r in (a, b) if r.get("status") != "ok") or "no score"
+        )
     return record
 
 
-def derived_labels(records: Iterable[dict], scale: tuple[int, int], temperature: float,
-                   tie_margin: float) -> Iterator[dict]:
+def derived_labels(
+    records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float
+) -> Iterator[dict]:
     """The pairwise view of score records: each input pair (its "a" and "b" records), and for samples of
     `rlaif generate` every pair i < j of a prompt's samples, with the pair id `rlaif generate` gives it."""
     sides: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -81,7 +91,7 @@ def derived_labels(records: Iterable[dict], scale: tuple[int, int], temperature:
     for group in samples.values():
         order = sorted(group)
         for x, i in enumerate(order):
-            for j in order[x + 1:]:
+            for j in order[x + 1 :]:
                 a, b = group[i], group[j]
                 pair_id = sha256_json([a["prompt"], a["response"], b["response"], i, j])[:16]
                 yield derived_pair(a, b, pair_id, scale, temperature, tie_margin)
@@ -93,13 +103,24 @@ def prompt_groups(records: Iterable[dict]) -> dict[str, list[dict]]:
     for r in records:
         groups[r["prompt_id"]].append(r)
     for group in groups.values():
-        group.sort(key=lambda r: (r.get("sample") if r.get("sample") is not None else 0, r.get("side") or "",
-                                  r.get("pair_id") or ""))
+        group.sort(
+            key=lambda r: (
+                r.get("sample") if r.get("sample") is not None else 0,
+                r.get("side") or "",
+                r.get("pair_id") or "",
+            )
+        )
     return groups
 
 
-def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperature: float, seed: int = 0,
-             min_margin: float = 0.0) -> Iterator[tuple[dict, dict]]:
+def binarize(
+    records: Iterable[dict],
+    how: str,
+    scale: tuple[int, int],
+    temperature: float,
+    seed: int = 0,
+    min_margin: float = 0.0,
+) -> Iterator[tuple[dict, dict]]:
     """(chosen, rejected) score records per prompt, from its responses scored ok:
     best-vs-random: the best against one of those scored lower, drawn by (seed, prompt id) — UltraFeedback's rule;
     best-vs-worst: the best against the worst; all-above-margin: every pair whose scores differ by more than
@@ -134,15 +155,23 @@ def binarize(records: Iterable[dict], how: str, scale: tuple[int, int], temperat
                 yield ok[i], ok[j]
 
 
-def binarized_labels(records: Iterable[dict], how: str, scale: tuple[int, int], temperature: float,
-                     tie_margin: float, seed: int = 0, min_margin: float = 0.0) -> Iterator[dict]:
+def binarized_labels(
+    records: Iterable[dict],
+    how: str,
+    scale: tuple[int, int],
+    temperature: float,
+    tie_margin: float,
+    seed: int = 0,
+    min_margin: float = 0.0,
+) -> Iterator[dict]:
     """Scored samples binarised per prompt (`binarize`) as label records (the labels.jsonl form of
     `derived_pair`): response_a the chosen, p_a = σ((s_chosen − s_rejected) / T), `source: ai`, the judge with
     `mode: score`, both expected scores kept; the id is the one `trl_pair_row` gives the pair. What `rlaif loop`
     trains on with a score judge."""
     for chosen, rejected in binarize(records, how, scale, temperature, seed, min_margin):
-        yield derived_pair(chosen, rejected, sha256_json([chosen["id"], rejected["id"]])[:16], scale, temperature,
-                           tie_margin)
+        yield derived_pair(
+            chosen, rejected, sha256_json([chosen["id"], rejected["id"]])[:16], scale, temperature, tie_margin
+        )
 
 
 def trl_pair_row(chosen: dict, rejected: dict, scale: tuple[int, int], temperature: float) -> dict:
@@ -151,10 +180,18 @@ def trl_pair_row(chosen: dict, rejected: dict, scale: tuple[int, int], temperatu
     if chosen.get("conversational") or isinstance(prompt, list):
         prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         c, r = [{"role": "assistant", "content": c}], [{"role": "assistant", "content": r}]
-    return {"id": sha256_json([chosen["id"], rejected["id"]])[:16], "prompt": prompt, "chosen": c, "rejected": r,
-            "p_chosen": p_preferred(points(chosen, scale), points(rejected, scale), temperature),
-            "score_chosen": chosen["score"], "score_rejected": rejected["score"], "source": "ai",
-            "principle_id": chosen.get("principle_id"), "constitution_sha256": chosen.get("constitution_sha256")}
+    return {
+        "id": sha256_json([chosen["id"], rejected["id"]])[:16],
+        "prompt": prompt,
+        "chosen": c,
+        "rejected": r,
+        "p_chosen": p_preferred(points(chosen, scale), points(rejected, scale), temperature),
+        "score_chosen": chosen["score"],
+        "score_rejected": rejected["score"],
+        "source": "ai",
+        "principle_id": chosen.get("principle_id"),
+        "constitution_sha256": chosen.get("constitution_sha256"),
+    }
 
 
 def scale_of(manifest: Optional[dict], where: object = "the manifest") -> tuple[tuple[int, int], float, float]:
@@ -172,11 +209,19 @@ def scale_of(manifest: Optional[dict], where: object = "the manifest") -> tuple[
     temperature = score.get("temperature", 1.0)
     margin = margin if margin is not None else judge.get("tie_margin", 0.05)
     for name, problem in (
-            ("judge.score", None if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool)
-             and not isinstance(high, bool) and low < high else f"low {low!r} and high {high!r} are no scale "
-             "(whole numbers, high above low)"),
-            ("judge.score.temperature", positive_problem(temperature, "T")),
-            (margin_field, range_problem(margin, "the tie margin", 0.0, 0.5))):
+        (
+            "judge.score",
+            None
+            if isinstance(low, int)
+            and isinstance(high, int)
+            and not isinstance(low, bool)
+            and not isinstance(high, bool)
+            and low < high
+            else f"low {low!r} and high {high!r} are no scale (whole numbers, high above low)",
+        ),
+        ("judge.score.temperature", positive_problem(temperature, "T")),
+        (margin_field, range_problem(margin, "the tie margin", 0.0, 0.5)),
+    ):
         if problem is not None:
             raise ValueError(f"{where}: {name}: {problem}")
     return (low, high), float(temperature), float(margin)
@@ -189,5 +234,13 @@ def check_pairs_from(how: Optional[str], min_margin: float) -> None:
         raise ValueError(f"--min-margin must be a number >= 0, got {min_margin}")
 
 
-__all__: Sequence[str] = ("SCORES_FILE", "PAIRS_FROM", "binarize", "binarized_labels", "derived_labels",
-                          "p_preferred", "scale_of", "trl_pair_row")
+__all__: Sequence[str] = (
+    "SCORES_FILE",
+    "PAIRS_FROM",
+    "binarize",
+    "binarized_labels",
+    "derived_labels",
+    "p_preferred",
+    "scale_of",
+    "trl_pair_row",
+)

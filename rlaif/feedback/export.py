@@ -2,10 +2,10 @@
 in TRL's preference format with the soft label kept as `p_chosen`.
 
 Failed and tie pairs carry no usable preference and are left out (and counted). The records are read checked
-(rlaif/numbers.py), and a folder whose job still runs is refused: what it holds then is partial. Conversational inputs are
-written in TRL's conversational form (lists of messages), text inputs as plain strings. A score folder
-(`rlaif score`) exports as its input pairs with preferences derived from their scores, or, with `pairs_from`,
-binarised per prompt as UltraFeedback does (rlaif/data/scores.py).
+(rlaif/numbers.py), and a folder whose job still runs is refused: what it holds then is partial. Conversational inputs
+are written in TRL's conversational form (lists of messages), text inputs as plain strings. A score folder (`rlaif
+score`) exports as its input pairs with preferences derived from their scores, or, with `pairs_from`, binarised per
+prompt as UltraFeedback does (rlaif/data/scores.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
 from ..config.paths import output_file_problem, require
-from ..jobs.folder import refuse_running
 from ..data.labels import is_score_folder, read_labels, read_scores, score_scale
-from ..files import write_jsonl
 from ..data.scores import binarize, check_pairs_from, trl_pair_row
+from ..files import write_jsonl
+from ..jobs.folder import refuse_running
 from .human_records import HUMAN_P
 from .sources import AnyFeedback, load_feedback
 
@@ -35,9 +35,16 @@ def trl_row(r: dict) -> dict:
             prompt = [{"role": "user", "content": prompt}]
         chosen = [{"role": "assistant", "content": chosen}]
         rejected = [{"role": "assistant", "content": rejected}]
-    return {"id": r["id"], "prompt": prompt, "chosen": chosen, "rejected": rejected, "p_chosen": p_chosen,
-            "source": r.get("source", "ai"), "principle_id": r.get("principle_id"),
-            "constitution_sha256": r.get("constitution_sha256")}
+    return {
+        "id": r["id"],
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "p_chosen": p_chosen,
+        "source": r.get("source", "ai"),
+        "principle_id": r.get("principle_id"),
+        "constitution_sha256": r.get("constitution_sha256"),
+    }
 
 
 def write_trl(records: Iterable[dict], out: str | Path) -> dict:
@@ -55,6 +62,7 @@ def write_trl(records: Iterable[dict], out: str | Path) -> dict:
                 counts["written"] += 1
                 counts[f"written_{r.get('source', 'ai')}"] += 1
                 yield trl_row(r)
+
     write_jsonl(rows(), Path(out))
     return counts
 
@@ -74,26 +82,38 @@ def export_feedback(config: AnyFeedback, out: str | Path) -> dict:
     return {**counts, "source": config.source, **stats}
 
 
-def export_binarized(scores: str | Path, out: str | Path, pairs_from: str, seed: int = 0,
-                     min_margin: float = 0.0) -> dict:
+def export_binarized(
+    scores: str | Path, out: str | Path, pairs_from: str, seed: int = 0, min_margin: float = 0.0
+) -> dict:
     """A score folder's responses binarised per prompt (best-vs-random, best-vs-worst, all-above-margin) as TRL
     rows, p_chosen from the two scores and T, both scores kept."""
     refuse_running(Path(scores), "export")
     scale, temperature, _ = score_scale(scores)
     records = list(read_scores(scores))
-    counts = {"written": 0, "prompts": len({r["prompt_id"] for r in records}),
-              "skipped_failed": sum(r.get("status") != "ok" for r in records)}
+    counts = {
+        "written": 0,
+        "prompts": len({r["prompt_id"] for r in records}),
+        "skipped_failed": sum(r.get("status") != "ok" for r in records),
+    }
 
     def rows():
         for chosen, rejected in binarize(records, pairs_from, scale, temperature, seed, min_margin):
             counts["written"] += 1
             yield trl_pair_row(chosen, rejected, scale, temperature)
+
     write_jsonl(rows(), Path(out))
     return {**counts, "pairs_from": pairs_from}
 
 
-def export(out: str | Path, labels: Optional[str | Path] = None, feedback: Optional[str | Path] = None,
-           format: str = "trl", pairs_from: Optional[str] = None, seed: int = 0, min_margin: float = 0.0) -> dict:
+def export(
+    out: str | Path,
+    labels: Optional[str | Path] = None,
+    feedback: Optional[str | Path] = None,
+    format: str = "trl",
+    pairs_from: Optional[str] = None,
+    seed: int = 0,
+    min_margin: float = 0.0,
+) -> dict:
     """`rlaif export`: a label file (`labels`; a score folder too) or a feedback YAML (`feedback`) written to `out`
     in `format`; `pairs_from` binarises a score folder's responses instead of exporting its input pairs."""
     if (labels is None) == (feedback is None):
@@ -102,8 +122,9 @@ def export(out: str | Path, labels: Optional[str | Path] = None, feedback: Optio
         raise ValueError(f"unknown export format '{format}' (known: {', '.join(FORMATS)})")
     check_pairs_from(pairs_from, min_margin)
     if pairs_from is not None and (labels is None or not is_score_folder(labels)):
-        raise ValueError("--pairs-from binarises scored responses: give --labels a score folder (rlaif score) or "
-                         "its scores.jsonl")
+        raise ValueError(
+            "--pairs-from binarises scored responses: give --labels a score folder (rlaif score) or its scores.jsonl"
+        )
     require("--out", output_file_problem(out))
     if feedback is not None:
         return export_feedback(load_feedback_config(feedback), out)

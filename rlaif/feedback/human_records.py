@@ -25,13 +25,36 @@ def human_key(pair_id: str, annotator: str) -> str:
     return sha256_json(["human", pair_id, annotator])
 
 
-def human_record(*, pair_id: str, prompt: Prompt, response_a: str, response_b: str, label: HumanLabel,
-                 annotator: str, created_at: Optional[str] = None, p_a: Optional[float] = None,
-                 shown_order: Optional[str] = None, principle_id: Optional[str] = None,
-                 constitution_sha256: Optional[str] = None, conversational: bool = False) -> LabelRecord:
+def human_record(
+    *,
+    pair_id: str,
+    prompt: Prompt,
+    response_a: str,
+    response_b: str,
+    label: HumanLabel,
+    annotator: str,
+    created_at: Optional[str] = None,
+    p_a: Optional[float] = None,
+    shown_order: Optional[str] = None,
+    principle_id: Optional[str] = None,
+    constitution_sha256: Optional[str] = None,
+    conversational: bool = False,
+) -> LabelRecord:
     """One human label as a LabelRecord, `label` and `p_a` in the pair's own order."""
-    return LabelRecord(id=pair_id, key=human_key(pair_id, annotator), prompt=prompt, response_a=response_a,
-                       response_b=response_b, p_a=HUMAN_P[label] if p_a is None else p_a, label=label, status="ok",
-                       source="human", annotator=annotator, shown_order=shown_order, created_at=created_at,
-                       principle_id=principle_id, constitution_sha256=constitution_sha256,
-                       conversational=conversational)
+    return LabelRecord(
+        id=pair_id,
+        key=human_key(pair_id, annotator),
+        prompt=prompt,
+        response_a=response_a,
+        response_b=response_b,
+        p_a=HUMAN_P[label] if p_a is None else p_a,
+        label=label,
+        status="ok",
+        source="human",
+        annotator=annotator,
+        shown_order=shown_order,
+        created_at=created_at,
+        principle_id=principle_id,
+        constitution_sha256=constitution_sha256,
+        conversational=conversational,
+    )

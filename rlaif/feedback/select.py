@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.paths import output_file_problem, require
-from .calibration.match import human_labels
-from .sources import invalid_input, queue_row
 from ..data.labels import labels_file, read_labels
 from ..files import write_jsonl
+from .calibration.match import human_labels
+from .sources import invalid_input, queue_row
 
 MAX_PRIORITY = 3.0
 
@@ -25,8 +25,7 @@ MAX_PRIORITY = 3.0
 def priority(r: dict) -> dict:
     """The parts of one AI label's priority and their sum (`score`)."""
     if r.get("status") != "ok" or r.get("p_a") is None:
-        return {"score": MAX_PRIORITY, "low_confidence": 1.0, "order_disagreement": 1.0,
-                "principle_disagreement": 1.0}
+        return {"score": MAX_PRIORITY, "low_confidence": 1.0, "order_disagreement": 1.0, "principle_disagreement": 1.0}
     low = 1.0 - 2.0 * abs(r["p_a"] - 0.5)
     orders = r.get("p_a_orders") or []
     order = 0.0
@@ -34,8 +33,12 @@ def priority(r: dict) -> dict:
         order = abs(orders[0] - orders[1])
     per = [v for v in (r.get("per_principle") or {}).values() if v is not None]
     spread = max(per) - min(per) if len(per) >= 2 else 0.0
-    return {"score": low + order + spread, "low_confidence": low, "order_disagreement": order,
-            "principle_disagreement": spread}
+    return {
+        "score": low + order + spread,
+        "low_confidence": low,
+        "order_disagreement": order,
+        "principle_disagreement": spread,
+    }
 
 
 def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Optional[str | Path] = None) -> dict:
@@ -58,6 +61,7 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
             else:
                 seen["candidates"] += 1
                 yield priority(r), r
+
     # only the best `budget` are kept in memory; scores rounded so that 0.55 and 0.45 count as equally close
     picked = heapq.nsmallest(budget, candidates(), key=lambda x: (-round(x[0]["score"], 9), x[1]["id"]))
     if not any(seen.values()):
@@ -73,6 +77,10 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
             reasons["principle_disagreement"] += 1
         else:
             reasons["low_confidence_only"] += 1
-    return {"selected": len(picked), **seen,
-            "score_range": [round(picked[-1][0]["score"], 4), round(picked[0][0]["score"], 4)] if picked else None,
-            **reasons, "out": str(out)}
+    return {
+        "selected": len(picked),
+        **seen,
+        "score_range": [round(picked[-1][0]["score"], 4), round(picked[0][0]["score"], 4)] if picked else None,
+        **reasons,
+        "out": str(out),
+    }

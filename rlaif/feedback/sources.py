@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
-from ..jobs.folder import refuse_running
-from ..files import atomic_write, json_line
 from ..data.labels import read_labels
+from ..files import atomic_write, json_line
+from ..jobs.folder import refuse_running
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target
@@ -60,8 +60,13 @@ def combine_human(labels: list[dict]) -> dict:
     p = human_target(labels)
     names = sorted(r.get("annotator") or "anonymous" for r in labels)
     times = [r["created_at"] for r in labels if r.get("created_at")]
-    out = {**labels[0], "p_a": p, "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie",
-           "annotator": ",".join(names), "key": sha256_json(["human", labels[0]["id"], names])[:32]}
+    out = {
+        **labels[0],
+        "p_a": p,
+        "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie",
+        "annotator": ",".join(names),
+        "key": sha256_json(["human", labels[0]["id"], names])[:32],
+    }
     out.pop("shown_order", None)  # each annotator saw their own order
     out.pop("created_at", None)
     if times:
@@ -106,8 +111,17 @@ def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
 
 
 def _mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[dict]:
-    for k in ("ai_pairs", "human_pairs", "queued", "queued_failed", "queued_low_margin", "queued_inconsistent",
-              "pending_ai", "pending_dropped", "invalid_input"):
+    for k in (
+        "ai_pairs",
+        "human_pairs",
+        "queued",
+        "queued_failed",
+        "queued_low_margin",
+        "queued_inconsistent",
+        "pending_ai",
+        "pending_dropped",
+        "invalid_input",
+    ):
         stats.setdefault(k, 0)
     stats["queue"] = str(config.queue_path())
     return _route_mixed(config, stats, write_queue)

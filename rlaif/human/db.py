@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 from ..config.paths import output_file_problem, require
-from ..files import write_jsonl
 from ..feedback.human_records import human_record
+from ..files import write_jsonl
 from ..records import Prompt, sha256_json
 from . import utc_now
 
@@ -72,8 +72,16 @@ class ServedPair:
     principle_invert: bool = False  # the principle asks for the worse response: the pick is the rejected one
 
     def content_sha256(self) -> str:
-        return sha256_json([self.prompt, self.response_a, self.response_b, self.principle_id, self.principle_text,
-                            self.principle_invert])
+        return sha256_json(
+            [
+                self.prompt,
+                self.response_a,
+                self.response_b,
+                self.principle_id,
+                self.principle_text,
+                self.principle_invert,
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,10 @@ class AnnotationDB:
             for key, value in settings.items():
                 value = "" if value is None else str(value)
                 if key in stored and stored[key] != value:
-                    raise AnnotationDBError(f"{self.path} was created with {key} = {stored[key] or 'none'}, this run "
-                                            f"has {value or 'none'}: use the same settings or a new --db file")
+                    raise AnnotationDBError(
+                        f"{self.path} was created with {key} = {stored[key] or 'none'}, this run "
+                        f"has {value or 'none'}: use the same settings or a new --db file"
+                    )
                 c.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             known = dict(c.execute("SELECT id, content_sha256 FROM pairs"))
             added = 0
@@ -150,13 +160,26 @@ class AnnotationDB:
                 sha = p.content_sha256()
                 if p.id in known:
                     if known[p.id] != sha:
-                        raise AnnotationDBError(f"pair '{p.id}' differs from the pair with that id in {self.path}; "
-                                                f"labels there belong to the stored one: use a new --db file")
+                        raise AnnotationDBError(
+                            f"pair '{p.id}' differs from the pair with that id in {self.path}; "
+                            f"labels there belong to the stored one: use a new --db file"
+                        )
                     continue
-                c.execute("INSERT INTO pairs (id, prompt, response_a, response_b, conversational, principle_id, "
-                          "principle_text, principle_invert, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (p.id, json.dumps(p.prompt, ensure_ascii=False), p.response_a, p.response_b,
-                           int(p.conversational), p.principle_id, p.principle_text, int(p.principle_invert), sha))
+                c.execute(
+                    "INSERT INTO pairs (id, prompt, response_a, response_b, conversational, principle_id, "
+                    "principle_text, principle_invert, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        p.id,
+                        json.dumps(p.prompt, ensure_ascii=False),
+                        p.response_a,
+                        p.response_b,
+                        int(p.conversational),
+                        p.principle_id,
+                        p.principle_text,
+                        int(p.principle_invert),
+                        sha,
+                    ),
+                )
                 known[p.id] = sha
                 added += 1
             return len(known), added
@@ -168,8 +191,11 @@ class AnnotationDB:
 
     def pair(self, pair_id: str) -> Optional[ServedPair]:
         with self._lock:
-            row = self._conn.execute("SELECT id, prompt, response_a, response_b, conversational, principle_id, "
-                                     "principle_text, principle_invert FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT id, prompt, response_a, response_b, conversational, principle_id, "
+                "principle_text, principle_invert FROM pairs WHERE id = ?",
+                (pair_id,),
+            ).fetchone()
         if row is None:
             return None
         return ServedPair(row[0], json.loads(row[1]), row[2], row[3], bool(row[4]), row[5], row[6], bool(row[7]))
@@ -181,21 +207,33 @@ class AnnotationDB:
             return self._conn.execute(
                 "SELECT p.id, p.n_labels FROM pairs p WHERE p.n_labels < ? AND NOT EXISTS (SELECT 1 FROM labels l "
                 "WHERE l.pair_id = p.id AND l.annotator = ?) ORDER BY p.seq LIMIT ?",
-                (overlap, annotator, limit)).fetchall()
+                (overlap, annotator, limit),
+            ).fetchall()
 
     def progress(self, annotator: str, overlap: int) -> dict:
         with self._lock:
             c = self._conn
-            done, skipped = c.execute("SELECT COALESCE(SUM(label != 'skip'), 0), COALESCE(SUM(label = 'skip'), 0) "
-                                      "FROM labels WHERE annotator = ?", (annotator,)).fetchone()
-            remaining = c.execute("SELECT COUNT(*) FROM pairs p WHERE p.n_labels < ? AND NOT EXISTS (SELECT 1 "
-                                  "FROM labels l WHERE l.pair_id = p.id AND l.annotator = ?)",
-                                  (overlap, annotator)).fetchone()[0]
-            pairs, complete, labels = c.execute("SELECT COUNT(*), COALESCE(SUM(n_labels >= ?), 0), "
-                                                "COALESCE(SUM(n_labels), 0) FROM pairs", (overlap,)).fetchone()
-        return {"annotator": annotator, "done": done, "skipped": skipped, "remaining": remaining,
-                "total": done + skipped + remaining,
-                "overall": {"pairs": pairs, "overlap": overlap, "complete": complete, "labels": labels}}
+            done, skipped = c.execute(
+                "SELECT COALESCE(SUM(label != 'skip'), 0), COALESCE(SUM(label = 'skip'), 0) "
+                "FROM labels WHERE annotator = ?",
+                (annotator,),
+            ).fetchone()
+            remaining = c.execute(
+                "SELECT COUNT(*) FROM pairs p WHERE p.n_labels < ? AND NOT EXISTS (SELECT 1 "
+                "FROM labels l WHERE l.pair_id = p.id AND l.annotator = ?)",
+                (overlap, annotator),
+            ).fetchone()[0]
+            pairs, complete, labels = c.execute(
+                "SELECT COUNT(*), COALESCE(SUM(n_labels >= ?), 0), COALESCE(SUM(n_labels), 0) FROM pairs", (overlap,)
+            ).fetchone()
+        return {
+            "annotator": annotator,
+            "done": done,
+            "skipped": skipped,
+            "remaining": remaining,
+            "total": done + skipped + remaining,
+            "overall": {"pairs": pairs, "overlap": overlap, "complete": complete, "labels": labels},
+        }
 
     # -- writing ------------------------------------------------------------------------------------------------
     def record(self, pair_id: str, annotator: str, label: str, choice: str, shown_order: str) -> Recorded:
@@ -205,21 +243,31 @@ class AnnotationDB:
         with self._transaction() as c:
             if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
                 raise UnknownPair(pair_id)
-            old = c.execute("SELECT label, choice, updated_at, revision FROM labels WHERE pair_id = ? AND "
-                            "annotator = ?", (pair_id, annotator)).fetchone()
+            old = c.execute(
+                "SELECT label, choice, updated_at, revision FROM labels WHERE pair_id = ? AND annotator = ?",
+                (pair_id, annotator),
+            ).fetchone()
             if old is None:
-                c.execute("INSERT INTO labels (pair_id, annotator, label, choice, shown_order, created_at, updated_at)"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?)", (pair_id, annotator, label, choice, shown_order, now, now))
+                c.execute(
+                    "INSERT INTO labels (pair_id, annotator, label, choice, shown_order, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pair_id, annotator, label, choice, shown_order, now, now),
+                )
                 result = Recorded("created", label, 0)
                 counted = int(label != "skip")
             elif old[0] == label:
                 return Recorded("unchanged", label, old[3])
             else:
-                c.execute("INSERT INTO revisions (pair_id, annotator, old_label, new_label, old_choice, new_choice, "
-                          "shown_order, old_at, revised_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (pair_id, annotator, old[0], label, old[1], choice, shown_order, old[2], now))
-                c.execute("UPDATE labels SET label = ?, choice = ?, updated_at = ?, revision = revision + 1 "
-                          "WHERE pair_id = ? AND annotator = ?", (label, choice, now, pair_id, annotator))
+                c.execute(
+                    "INSERT INTO revisions (pair_id, annotator, old_label, new_label, old_choice, new_choice, "
+                    "shown_order, old_at, revised_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (pair_id, annotator, old[0], label, old[1], choice, shown_order, old[2], now),
+                )
+                c.execute(
+                    "UPDATE labels SET label = ?, choice = ?, updated_at = ?, revision = revision + 1 "
+                    "WHERE pair_id = ? AND annotator = ?",
+                    (label, choice, now, pair_id, annotator),
+                )
                 result = Recorded("revised", label, old[3] + 1)
                 counted = int(label != "skip") - int(old[0] != "skip")
             if counted:
@@ -234,13 +282,23 @@ class AnnotationDB:
             rows = self._conn.execute(
                 "SELECT l.pair_id, l.annotator, l.label, l.shown_order, l.updated_at, p.prompt, p.response_a, "
                 "p.response_b, p.conversational, p.principle_id FROM labels l JOIN pairs p ON p.id = l.pair_id "
-                "WHERE l.label != 'skip' ORDER BY p.seq, l.annotator").fetchall()
+                "WHERE l.label != 'skip' ORDER BY p.seq, l.annotator"
+            ).fetchall()
         for pid, annotator, label, order, at, prompt, a, b, conversational, principle_id in rows:
             # created_at is when the answer held now was given: after a revision, the revision's time
-            yield human_record(pair_id=pid, prompt=json.loads(prompt), response_a=a, response_b=b, label=label,
-                               annotator=annotator, created_at=at, shown_order=order, principle_id=principle_id,
-                               constitution_sha256=constitution_sha if principle_id else None,
-                               conversational=bool(conversational)).to_json()
+            yield human_record(
+                pair_id=pid,
+                prompt=json.loads(prompt),
+                response_a=a,
+                response_b=b,
+                label=label,
+                annotator=annotator,
+                created_at=at,
+                shown_order=order,
+                principle_id=principle_id,
+                constitution_sha256=constitution_sha if principle_id else None,
+                conversational=bool(conversational),
+            ).to_json()
 
 
 def _open(path: Path, create: bool, busy_timeout_s: float) -> sqlite3.Connection:
@@ -249,8 +307,9 @@ def _open(path: Path, create: bool, busy_timeout_s: float) -> sqlite3.Connection
     if path.exists() and path.stat().st_size > 0:
         with open(path, "rb") as f:
             if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
-                raise AnnotationDBError(f"{path} is not an SQLite database; it was left untouched (pass a new "
-                                        f"--db file)")
+                raise AnnotationDBError(
+                    f"{path} is not an SQLite database; it was left untouched (pass a new --db file)"
+                )
     elif not create:
         raise AnnotationDBError(f"{path}: no such annotation database")
     else:
@@ -271,11 +330,13 @@ def _open(path: Path, create: bool, busy_timeout_s: float) -> sqlite3.Connection
 def _file_error(path: Path, e: sqlite3.Error, busy_timeout_s: float) -> AnnotationDBError:
     kind = error_kind(e)
     if kind == "locked":
-        return AnnotationDBError(f"{path} is locked by another process (waited {busy_timeout_s:g} s); nothing was "
-                                 f"changed")
+        return AnnotationDBError(
+            f"{path} is locked by another process (waited {busy_timeout_s:g} s); nothing was changed"
+        )
     if kind == "damaged":
-        return AnnotationDBError(f"{path} is damaged ({e}); it was left untouched: copy it and try "
-                                 f"`sqlite3 {path} .recover`")
+        return AnnotationDBError(
+            f"{path} is damaged ({e}); it was left untouched: copy it and try `sqlite3 {path} .recover`"
+        )
     return AnnotationDBError(f"{path}: {e}")
 
 
@@ -283,13 +344,16 @@ def _prepare(conn: sqlite3.Connection, path: Path, create: bool) -> None:
     # Checked before anything is written: a damaged or foreign file must stay byte for byte as it was.
     check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
     if check != ["ok"]:
-        raise AnnotationDBError(f"{path} is damaged ({'; '.join(check[:3])}); it was left untouched: copy it and "
-                                f"try `sqlite3 {path} .recover`")
+        raise AnnotationDBError(
+            f"{path} is damaged ({'; '.join(check[:3])}); it was left untouched: copy it and "
+            f"try `sqlite3 {path} .recover`"
+        )
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     ours = conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     if tables and not ours:
-        raise AnnotationDBError(f"{path} is an SQLite database of something else (tables: {', '.join(tables[:5])}); "
-                                f"it was left untouched")
+        raise AnnotationDBError(
+            f"{path} is an SQLite database of something else (tables: {', '.join(tables[:5])}); it was left untouched"
+        )
     if not tables and not create:
         raise AnnotationDBError(f"{path} holds no annotations")
     # WAL: readers (export, progress) never block the writer. synchronous=FULL fsyncs the WAL at every commit.
@@ -327,6 +391,7 @@ def export_labels(db_path: Union[str, Path], out: Union[str, Path]) -> dict:
             pairs.add(record["id"])
             annotators.add(record["annotator"])
             yield record
+
     try:
         write_jsonl(rows(), out)
     finally:

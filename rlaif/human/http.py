@@ -105,9 +105,18 @@ def refusal_line(scope: dict, status: int, detail: str) -> str:
 async def reply(send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """A JSON reply {"detail": DETAIL} straight on the ASGI `send`, for middleware that answers before the app."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -217,8 +226,9 @@ def _replay(body: bytes, receive):
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
+
     return replayed
 
 
 def _size(n: int) -> str:
-    return f"{n / 2 ** 20:g} MB" if n >= 2 ** 20 else f"{n} bytes"
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n} bytes"

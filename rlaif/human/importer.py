@@ -19,10 +19,10 @@ from typing import Any, Iterator, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config.paths import output_file_problem, require
-from ..files import write_jsonl
 from ..data.formats import TOO_DEEP, RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
 from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
+from ..files import write_jsonl
 from ..records import LabelRecord, Pair, Prompt
 from . import label_studio, utc_now, validation_problems
 
@@ -33,8 +33,7 @@ class HumanLabelRow(BaseModel):
     """One row of a label file; other fields (e.g. those of an exported label record) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    id: Optional[Union[str, int]] = Field(None, description="Pair id (default: the content hash `rlaif label` "
-                                          "uses).")
+    id: Optional[Union[str, int]] = Field(None, description="Pair id (default: the content hash `rlaif label` uses).")
     prompt: Prompt
     response_a: str = Field(min_length=1)
     response_b: str = Field(min_length=1)
@@ -57,8 +56,9 @@ class HumanLabelRow(BaseModel):
         return self
 
 
-def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optional[str] = None,
-                  skip_invalid: bool = False) -> dict:
+def import_labels(
+    path: PathLike, out: PathLike, seed: int = 0, annotator: Optional[str] = None, skip_invalid: bool = False
+) -> dict:
     """Write the human labels in `path` to `out` (JSONL, through a temp file). Returns counts per label, and with
     `skip_invalid` the rows left out (`invalid`: their FILE:LINE: reason)."""
     require("--out", output_file_problem(out))
@@ -70,6 +70,7 @@ def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optio
             counts["labels"] += 1
             counts[record.label] += 1
             yield record.to_json()
+
     write_jsonl(rows(), out)
     if invalid is not None:
         counts["skipped_invalid"] = len(invalid)
@@ -77,8 +78,9 @@ def import_labels(path: PathLike, out: PathLike, seed: int = 0, annotator: Optio
     return counts
 
 
-def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = None,
-                      invalid: Optional[list[DataError]] = None) -> Iterator[LabelRecord]:
+def iter_human_labels(
+    path: PathLike, seed: int = 0, annotator: Optional[str] = None, invalid: Optional[list[DataError]] = None
+) -> Iterator[LabelRecord]:
     """The labels in `path`, one LabelRecord per row. A row that cannot be used is a DataError naming its line;
     when an `invalid` list is given, such rows are put there instead and left out."""
     path = Path(path)
@@ -89,14 +91,24 @@ def iter_human_labels(path: PathLike, seed: int = 0, annotator: Optional[str] = 
         records = label_studio.export_records(path, rows, now)
         fix = "delete the extra annotation in Label Studio, or import each project once"
     else:
-        records = _from_label_rows(path, rows, annotator, now) if kind == "labels" \
+        records = (
+            _from_label_rows(path, rows, annotator, now)
+            if kind == "labels"
             else _from_choice_data(path, seed, annotator, now)
+        )
         fix = "give each annotator their own name"
     for line, record in records:
         if isinstance(record, DataError) or (record.id, record.annotator) in seen:
-            error = record if isinstance(record, DataError) else DataError(
-                path, line, f"a second label for pair '{record.id}' by '{record.annotator}' (first on line "
-                f"{seen[(record.id, record.annotator)]}); {fix}")
+            error = (
+                record
+                if isinstance(record, DataError)
+                else DataError(
+                    path,
+                    line,
+                    f"a second label for pair '{record.id}' by '{record.annotator}' (first on line "
+                    f"{seen[(record.id, record.annotator)]}); {fix}",
+                )
+            )
             if invalid is None:
                 raise error
             invalid.append(error)
@@ -115,26 +127,55 @@ def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):
         except ValidationError as e:
             yield line, DataError(path, line, validation_problems(e))
             continue
-        prompt = [{"role": m["role"], "content": m["content"]} for m in r.prompt] if isinstance(r.prompt, list) \
-            else r.prompt
+        prompt = (
+            [{"role": m["role"], "content": m["content"]} for m in r.prompt] if isinstance(r.prompt, list) else r.prompt
+        )
         # without an id, the pair gets the content hash `rlaif label` gives the same row
         pair_id = str(r.id) if r.id not in (None, "") else Pair(prompt, r.response_a, r.response_b).id
-        yield line, human_record(pair_id=pair_id, prompt=prompt, response_a=r.response_a, response_b=r.response_b,
-                                 label=r.label, annotator=r.annotator or annotator or IMPORTED_ANNOTATOR,
-                                 created_at=r.created_at or now, p_a=r.p_a, shown_order=r.shown_order,
-                                 principle_id=r.principle_id, conversational=isinstance(prompt, list))
+        yield (
+            line,
+            human_record(
+                pair_id=pair_id,
+                prompt=prompt,
+                response_a=r.response_a,
+                response_b=r.response_b,
+                label=r.label,
+                annotator=r.annotator or annotator or IMPORTED_ANNOTATOR,
+                created_at=r.created_at or now,
+                p_a=r.p_a,
+                shown_order=r.shown_order,
+                principle_id=r.principle_id,
+                conversational=isinstance(prompt, list),
+            ),
+        )
 
 
 def _from_choice_data(path: Path, seed: int, annotator: Optional[str], now: str):
     for pair in read_pairs(path, seed=seed, skip_invalid=True):
         if pair.invalid or pair.human_label is None:
-            yield pair.source_line, DataError(path, pair.source_line, pair.invalid or "row carries no human choice "
-                                              "(a `label` field, chosen/rejected, or human_label)")
+            yield (
+                pair.source_line,
+                DataError(
+                    path,
+                    pair.source_line,
+                    pair.invalid or "row carries no human choice (a `label` field, chosen/rejected, or human_label)",
+                ),
+            )
             continue
-        yield pair.source_line, human_record(
-            pair_id=pair.id, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
-            label=pair.human_label, annotator=annotator or IMPORTED_ANNOTATOR, created_at=now,
-            principle_id=pair.principle, conversational=pair.conversational)
+        yield (
+            pair.source_line,
+            human_record(
+                pair_id=pair.id,
+                prompt=pair.prompt,
+                response_a=pair.response_a,
+                response_b=pair.response_b,
+                label=pair.human_label,
+                annotator=annotator or IMPORTED_ANNOTATOR,
+                created_at=now,
+                principle_id=pair.principle,
+                conversational=pair.conversational,
+            ),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- label files
@@ -198,8 +239,12 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
     reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
     missing = {"prompt", "response_a", "response_b", "label"} - set(reader.fieldnames or [])
     if missing:
-        raise DataError(path, 1, f"CSV header lacks {', '.join(sorted(missing))} (needs prompt, response_a, "
-                        f"response_b, label; optional id, annotator, p_a)")
+        raise DataError(
+            path,
+            1,
+            f"CSV header lacks {', '.join(sorted(missing))} (needs prompt, response_a, "
+            f"response_b, label; optional id, annotator, p_a)",
+        )
     for row in _csv_records(path, reader):
         # empty cells are absent values; a prompt cell holding a JSON list is a chat conversation
         values = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
@@ -212,4 +257,3 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
             except RecursionError:
                 raise DataError(path, reader.line_num, f"prompt: {TOO_DEEP}") from None
         yield reader.line_num, values
-

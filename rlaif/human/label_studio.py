@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config.paths import output_dir_problem, require
 from ..constitution import load_constitution
-from ..files import atomic_write, json_line
 from ..data.formats import RowError
 from ..data.pairs import DataError
 from ..feedback.human_records import human_record
+from ..files import atomic_write, json_line
 from ..judges.prompting import render_conversation
 from ..records import LabelRecord, Prompt
 from . import validation_problems
@@ -85,15 +85,32 @@ def task(pair: ServedPair, seed: int, constitution_sha256: str) -> dict:
     knows it under `rlaif`."""
     order = shown_order(seed, ORDER_KEY, pair.id)
     left, right = (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
-    known = TaskPair(pair_id=pair.id, prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
-                     conversational=pair.conversational, shown_order=order, principle_id=pair.principle_id,
-                     principle_invert=pair.principle_invert, constitution_sha256=constitution_sha256, seed=seed)
-    return {"data": {"prompt": render_conversation(pair.prompt), "principle": pair.principle_text, "left": left,
-                     "right": right, DATA_KEY: known.model_dump(mode="json")}}
+    known = TaskPair(
+        pair_id=pair.id,
+        prompt=pair.prompt,
+        response_a=pair.response_a,
+        response_b=pair.response_b,
+        conversational=pair.conversational,
+        shown_order=order,
+        principle_id=pair.principle_id,
+        principle_invert=pair.principle_invert,
+        constitution_sha256=constitution_sha256,
+        seed=seed,
+    )
+    return {
+        "data": {
+            "prompt": render_conversation(pair.prompt),
+            "principle": pair.principle_text,
+            "left": left,
+            "right": right,
+            DATA_KEY: known.model_dump(mode="json"),
+        }
+    }
 
 
-def export_tasks(pairs: PathLike, constitution: PathLike, out: PathLike, seed: int = 0,
-                 skip_invalid: bool = False) -> dict:
+def export_tasks(
+    pairs: PathLike, constitution: PathLike, out: PathLike, seed: int = 0, skip_invalid: bool = False
+) -> dict:
     """Write OUT/tasks.json (Label Studio tasks, one per pair) and OUT/config.xml (the labeling config), each
     through a temp file. Returns counts, and with `skip_invalid` the rows left out (`invalid`)."""
     require("--out", output_dir_problem(out))
@@ -140,13 +157,16 @@ def near_miss(row: Any) -> Optional[str]:
     if isinstance(row, dict) and DATA_KEY in row and "annotation_id" in row:
         return "a Label Studio JSON-MIN export: export the project as JSON (the full format) instead"
     if isinstance(row, dict) and isinstance(row.get("data"), dict) and DATA_KEY in row["data"]:
-        return ("the tasks `rlaif annotate export-tasks` wrote, without annotations: import Label Studio's JSON "
-                "export of the annotated project instead")
+        return (
+            "the tasks `rlaif annotate export-tasks` wrote, without annotations: import Label Studio's JSON "
+            "export of the annotated project instead"
+        )
     return None
 
 
-def export_records(path: Path, rows: Iterator[tuple[int, Any]], now: str) \
-        -> Iterator[tuple[int, Union[LabelRecord, DataError]]]:
+def export_records(
+    path: Path, rows: Iterator[tuple[int, Any]], now: str
+) -> Iterator[tuple[int, Union[LabelRecord, DataError]]]:
     """(row, record) for every submitted annotation of each task of a Label Studio JSON export; skipped tasks
     (cancelled annotations) give none. A task or an annotation that cannot be used is a DataError at its row."""
     for line, row in rows:
@@ -159,8 +179,7 @@ def export_records(path: Path, rows: Iterator[tuple[int, Any]], now: str) \
             try:
                 record = _record(pair, annotation, now)
             except RowError as e:
-                yield line, DataError(path, line, f"task {row.get('id')}, annotation "
-                                      f"{_get(annotation, 'id')}: {e}")
+                yield line, DataError(path, line, f"task {row.get('id')}, annotation {_get(annotation, 'id')}: {e}")
                 continue
             if record is not None:
                 yield line, record
@@ -180,8 +199,10 @@ def _task_pair(row: Any) -> tuple[TaskPair, list]:
     # responses: a task edited in Label Studio is refused rather than mislabelled
     shown = (pair.response_a, pair.response_b) if pair.shown_order == "ab" else (pair.response_b, pair.response_a)
     if (data.get("left"), data.get("right")) != shown:
-        raise RowError(f"{where}: its left and right responses are not pair '{pair.pair_id}' in the order recorded "
-                       f"({pair.shown_order}); the task data was changed after `rlaif annotate export-tasks`")
+        raise RowError(
+            f"{where}: its left and right responses are not pair '{pair.pair_id}' in the order recorded "
+            f"({pair.shown_order}); the task data was changed after `rlaif annotate export-tasks`"
+        )
     if not isinstance(row["annotations"], list):
         raise RowError(f"{where}: annotations must be a list")
     return pair, row["annotations"]
@@ -200,25 +221,39 @@ def _record(pair: TaskPair, annotation: Any, now: str) -> Optional[LabelRecord]:
         raise RowError("completed_by names no Label Studio user")
     annotator = f"{ANNOTATOR_PREFIX}{user_id}"
     choice = _choice(annotation.get("result"), annotator)
-    return human_record(pair_id=pair.pair_id, prompt=pair.prompt, response_a=pair.response_a,
-                        response_b=pair.response_b, label=pair_order_label(choice, pair.shown_order,
-                                                                           pair.principle_invert),
-                        annotator=annotator, created_at=_text(annotation.get("updated_at")) or now,
-                        shown_order=pair.shown_order, principle_id=pair.principle_id,
-                        constitution_sha256=pair.constitution_sha256 if pair.principle_id else None,
-                        conversational=pair.conversational)
+    return human_record(
+        pair_id=pair.pair_id,
+        prompt=pair.prompt,
+        response_a=pair.response_a,
+        response_b=pair.response_b,
+        label=pair_order_label(choice, pair.shown_order, pair.principle_invert),
+        annotator=annotator,
+        created_at=_text(annotation.get("updated_at")) or now,
+        shown_order=pair.shown_order,
+        principle_id=pair.principle_id,
+        constitution_sha256=pair.constitution_sha256 if pair.principle_id else None,
+        conversational=pair.conversational,
+    )
 
 
 def _choice(result: Any, annotator: str) -> str:
     """The one choice of the `choice` control, as our answer in the shown order (a = left)."""
-    picked = [c for r in (result if isinstance(result, list) else []) if _get(r, "from_name") == CHOICE_NAME
-              for c in (_get(_get(r, "value"), "choices") or [])]
+    picked = [
+        c
+        for r in (result if isinstance(result, list) else [])
+        if _get(r, "from_name") == CHOICE_NAME
+        for c in (_get(_get(r, "value"), "choices") or [])
+    ]
     if len(picked) != 1:
-        raise RowError(f"by {annotator}: {'no choice' if not picked else 'more than one choice'} (one of "
-                       f"{', '.join(CHOICES)} is needed, or the task skipped)")
+        raise RowError(
+            f"by {annotator}: {'no choice' if not picked else 'more than one choice'} (one of "
+            f"{', '.join(CHOICES)} is needed, or the task skipped)"
+        )
     if picked[0] not in CHOICES:
-        raise RowError(f"by {annotator}: choice {picked[0]!r} is not one of {', '.join(CHOICES)} (was the labeling "
-                       f"config changed?)")
+        raise RowError(
+            f"by {annotator}: choice {picked[0]!r} is not one of {', '.join(CHOICES)} (was the labeling "
+            f"config changed?)"
+        )
     return CHOICES[picked[0]]
 
 

@@ -18,8 +18,9 @@ from .db import ServedPair
 FLIP = {**SWAPPED, "skip": "skip"}  # an answer read with the left and right responses trading places
 
 
-def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], seed: int,
-                 invalid: Optional[list[str]] = None) -> Iterator[ServedPair]:
+def served_pairs(
+    path: Union[str, Path], constitution: Optional[Constitution], seed: int, invalid: Optional[list[str]] = None
+) -> Iterator[ServedPair]:
     """The pairs of an input file with the principle each is judged by: drawn from the constitution as in
     labelling (same seed, same draw), or a row's own `principle`. With an `invalid` list, rows that cannot be
     read go there (as FILE:LINE: reason) and are left out; without one, the first stops the load."""
@@ -33,18 +34,19 @@ def served_pairs(path: Union[str, Path], constitution: Optional[Constitution], s
             try:
                 principles = constitution.principles_for(pair, seed)
             except KeyError:
-                raise DataError(path, pair.source_line, f"principle '{pair.principle}' is not in constitution "
-                                f"'{constitution.name}'") from None
+                raise DataError(
+                    path, pair.source_line, f"principle '{pair.principle}' is not in constitution '{constitution.name}'"
+                ) from None
             if len(principles) == 1:
                 pid, text, invert = principles[0].id, principles[0].text, principles[0].invert
             else:  # sampling: all; people judge overall, by the whole list
                 pid = "all"
                 text = "Which response is better overall, by all of these?\n" + "\n".join(
-                    f"- {p.text}" for p in principles)
+                    f"- {p.text}" for p in principles
+                )
         elif pair.principle:
             pid = text = pair.principle
-        yield ServedPair(pair.id, pair.prompt, pair.response_a, pair.response_b, pair.conversational, pid, text,
-                         invert)
+        yield ServedPair(pair.id, pair.prompt, pair.response_a, pair.response_b, pair.conversational, pid, text, invert)
 
 
 def shown_order(seed: int, annotator: str, pair_id: str) -> Literal["ab", "ba"]:

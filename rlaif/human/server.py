@@ -37,8 +37,11 @@ MAX_BODY_BYTES = 64 * 1024  # a label is ~100 bytes; anything near this is a mis
 # The page and its scripts come from this server only; nothing inline runs, so even a rendering mistake cannot
 # execute a model output.
 _SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                                 b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
@@ -103,22 +106,35 @@ class Annotation:
                     return None
             self.leases.take(pair_id, annotator)
         pair = self.db.pair(pair_id)
-        left, right = (pair.response_a, pair.response_b) if shown_order(self.seed, annotator, pair.id) == "ab" \
+        left, right = (
+            (pair.response_a, pair.response_b)
+            if shown_order(self.seed, annotator, pair.id) == "ab"
             else (pair.response_b, pair.response_a)
-        return {"pair_id": pair.id, "prompt": pair.prompt, "response_a": left, "response_b": right,
-                "principle": pair.principle_text}
+        )
+        return {
+            "pair_id": pair.id,
+            "prompt": pair.prompt,
+            "response_a": left,
+            "response_b": right,
+            "principle": pair.principle_text,
+        }
 
     def answer(self, annotator: str, pair_id: str, choice: str) -> dict:
         pair = self.db.pair(pair_id)
         if pair is None:
             raise UnknownPair(pair_id)
         order = shown_order(self.seed, annotator, pair_id)
-        done = self.db.record(pair_id, annotator, pair_order_label(choice, order, pair.principle_invert), choice,
-                              order)
+        done = self.db.record(pair_id, annotator, pair_order_label(choice, order, pair.principle_invert), choice, order)
         with self._lock:
             self.leases.release(pair_id, annotator)
-        return {"pair_id": pair_id, "choice": choice, "label": done.label, "shown_order": order,
-                "status": done.status, "revision": done.revision}
+        return {
+            "pair_id": pair_id,
+            "choice": choice,
+            "label": done.label,
+            "shown_order": order,
+            "status": done.status,
+            "revision": done.revision,
+        }
 
     def progress(self, annotator: str) -> dict:
         return self.db.progress(annotator, self.overlap)
@@ -130,8 +146,9 @@ class Annotation:
 class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pair_id: str = Field(min_length=1, max_length=1024, description="The pair's id, as GET /api/pairs/next gave it.")
-    choice: Literal["a", "b", "tie", "skip"] = Field(description="The response that answers the principle, in the "
-                                                     "order shown (a = left), or tie, or skip.")
+    choice: Literal["a", "b", "tie", "skip"] = Field(
+        description="The response that answers the principle, in the order shown (a = left), or tie, or skip."
+    )
 
 
 class _Guard:
@@ -155,8 +172,9 @@ class _Guard:
         if scope["path"].startswith("/api/"):
             annotator = self._annotator(headers.get(b"authorization", b""))
             if annotator is None:
-                return await reply(send_with_headers, 401, "missing or unknown bearer token",
-                                   [(b"www-authenticate", b"Bearer")])
+                return await reply(
+                    send_with_headers, 401, "missing or unknown bearer token", [(b"www-authenticate", b"Bearer")]
+                )
             scope.setdefault("state", {})["annotator"] = annotator
         await self.app(scope, receive, send_with_headers)
 
@@ -173,6 +191,7 @@ class _Guard:
 
 def create_app(annotation: Annotation, tokens: dict[str, str]):
     """The ASGI app: the page at /, its files under /static, the JSON API under /api (bearer token)."""
+
     @asynccontextmanager
     async def lifespan(app):
         yield
@@ -195,12 +214,20 @@ def create_app(annotation: Annotation, tokens: dict[str, str]):
         # Whatever failed was rolled back; every label acknowledged before stays committed in the file.
         kind = error_kind(e)
         if kind == "locked":
-            return JSONResponse({"detail": "the database is locked by another process; nothing was saved, retry "
-                                 "shortly"}, status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"detail": "the database is locked by another process; nothing was saved, retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         what = "the database file is damaged" if kind == "damaged" else "database error"
         print(f"rlaif annotate: {what}: {e}", file=sys.stderr, flush=True)
-        return JSONResponse({"detail": f"{what} ({e}); nothing was saved. Labels acknowledged before are in the "
-                             f"file: stop the server and check it"}, status_code=500)
+        return JSONResponse(
+            {
+                "detail": f"{what} ({e}); nothing was saved. Labels acknowledged before are in the "
+                f"file: stop the server and check it"
+            },
+            status_code=500,
+        )
 
     @app.get("/api/pairs/next")
     def next_pair(request: Request):
@@ -229,16 +256,27 @@ def create_app(annotation: Annotation, tokens: dict[str, str]):
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Optional[Union[str, Path]] = None,
-          seed: int = 0, host: str = "127.0.0.1", port: int = 8000, tokens_file: Optional[Union[str, Path]] = None,
-          overlap: int = 1, lease_s: float = 600.0, skip_invalid: bool = False, allow_remote: bool = False) -> None:
+def serve(
+    pairs: Union[str, Path],
+    db_path: Union[str, Path],
+    constitution: Optional[Union[str, Path]] = None,
+    seed: int = 0,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    tokens_file: Optional[Union[str, Path]] = None,
+    overlap: int = 1,
+    lease_s: float = 600.0,
+    skip_invalid: bool = False,
+    allow_remote: bool = False,
+) -> None:
     """Load the pairs into the database (idempotent) and serve the app until stopped. The app speaks plain HTTP,
     so listening beyond loopback (tokens and labels in clear on the network) needs `allow_remote`."""
     if overlap < 1:
         raise ValueError("--overlap must be at least 1")
     remote = not is_loopback(host)
-    refusal = remote_host_refusal(host, "the annotation app", "with annotators' tokens and labels unencrypted",
-                                  allow_remote)
+    refusal = remote_host_refusal(
+        host, "the annotation app", "with annotators' tokens and labels unencrypted", allow_remote
+    )
     if refusal:  # refused before anything is written
         raise ValueError(refusal)
     tokens = load_tokens(tokens_file) if tokens_file else None
@@ -246,8 +284,10 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
     # a taken port or an unknown host is refused before anything is written
     with listening(host, port) as sockets, contextlib.closing(AnnotationDB(db_path)) as db:
         invalid: Optional[list[str]] = [] if skip_invalid else None
-        total, added = db.load_pairs(served_pairs(pairs, const, seed, invalid),
-                                     {"seed": str(seed), "constitution_sha256": const.sha256 if const else None})
+        total, added = db.load_pairs(
+            served_pairs(pairs, const, seed, invalid),
+            {"seed": str(seed), "constitution_sha256": const.sha256 if const else None},
+        )
         for line in invalid or []:
             _log(f"skipped {line}")
         if tokens is None:
@@ -255,11 +295,15 @@ def serve(pairs: Union[str, Path], db_path: Union[str, Path], constitution: Opti
             tokens = {token: "annotator"}
             _log(f"no --tokens file: sign in as 'annotator' with the token {token}")
         app = create_app(Annotation(db, overlap=overlap, seed=seed, lease_s=lease_s), tokens)
-        _log(f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
-             f"open {url(host, sockets)}")
+        _log(
+            f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
+            f"open {url(host, sockets)}"
+        )
         if remote:
-            _log(f"warning: listening on {host} (--allow-remote): tokens and labels travel unencrypted unless a "
-                 f"reverse proxy adds TLS in front")
+            _log(
+                f"warning: listening on {host} (--allow-remote): tokens and labels travel unencrypted unless a "
+                f"reverse proxy adds TLS in front"
+            )
         run(app, sockets)
 
 

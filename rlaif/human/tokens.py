@@ -35,13 +35,16 @@ def load_tokens(path: Union[str, Path]) -> dict[str, str]:
         if not _ANNOTATOR_NAME.match(name):
             raise TokensFileError(f"{where}: annotator name {name!r} must be 1-64 letters, digits or . _ @ + -")
         if len(token) < _MIN_TOKEN_CHARS or any(ch.isspace() for ch in token):
-            raise TokensFileError(f"{where}: the token for '{name}' must be at least {_MIN_TOKEN_CHARS} characters "
-                                  f"with no spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+            raise TokensFileError(
+                f"{where}: the token for '{name}' must be at least {_MIN_TOKEN_CHARS} characters "
+                f"with no spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+            )
         if name in names:
             raise TokensFileError(f"{where}: annotator '{name}' is already on line {names[name]}")
         if token in tokens:
-            raise TokensFileError(f"{where}: '{name}' has the same token as '{tokens[token]}'; each annotator "
-                                  f"needs their own")
+            raise TokensFileError(
+                f"{where}: '{name}' has the same token as '{tokens[token]}'; each annotator needs their own"
+            )
         names[name] = n
         tokens[token] = name
     if not tokens:

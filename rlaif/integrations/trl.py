@@ -84,8 +84,10 @@ def _check_has_p_chosen(name: str, dataset: Any) -> None:
     for d in datasets:
         columns = getattr(d, "column_names", None)  # None: an IterableDataset of unknown columns, checked per batch
         if columns is not None and P_CHOSEN not in columns:
-            raise ValueError(f"{name} has no '{P_CHOSEN}' column (its columns: {', '.join(columns)}); "
-                             f"`rlaif export --format trl` writes it. For hard labels use TRL's own trainer.")
+            raise ValueError(
+                f"{name} has no '{P_CHOSEN}' column (its columns: {', '.join(columns)}); "
+                f"`rlaif export --format trl` writes it. For hard labels use TRL's own trainer."
+            )
 
 
 class StopOnDivergence(TrainerCallback):
@@ -99,8 +101,9 @@ class StopOnDivergence(TrainerCallback):
             return
         name = first_nonfinite((n, p.grad) for n, p in model.named_parameters())
         if on_any_process(name is not None):
-            raise stopped(args, state, lr_scheduler, f"the gradient of {name or 'a parameter on another process'} "
-                          "is not finite")
+            raise stopped(
+                args, state, lr_scheduler, f"the gradient of {name or 'a parameter on another process'} is not finite"
+            )
 
     def on_step_end(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         if control.should_save and model is not None:
@@ -118,15 +121,25 @@ def stopped(args, state, lr_scheduler, what: str, done: Optional[int] = None) ->
     step = state.global_step + 1 if done is None else done
     lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else None
     last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-    return diverged(f"step {step}/{state.max_steps}", what, lr, last,
-                    resumes="the one trainer.train(resume_from_checkpoint=True) resumes from")
+    return diverged(
+        f"step {step}/{state.max_steps}",
+        what,
+        lr,
+        last,
+        resumes="the one trainer.train(resume_from_checkpoint=True) resumes from",
+    )
 
 
 def check_weights(args, state, lr_scheduler, model, done: int) -> None:
     name = first_nonfinite(model.named_parameters())
     if on_any_process(name is not None):
-        raise stopped(args, state, lr_scheduler, f"the weights after it are not finite "
-                      f"({name or 'on another process'})", done=done)
+        raise stopped(
+            args,
+            state,
+            lr_scheduler,
+            f"the weights after it are not finite ({name or 'on another process'})",
+            done=done,
+        )
 
 
 class _SoftLabels:
@@ -151,8 +164,12 @@ class _SoftLabels:
         loss = super().training_step(model, inputs, *args, **kwargs)
         problems = not_finite({"loss": loss})
         if on_any_process(bool(problems)):
-            raise stopped(self.args, self.state, self.lr_scheduler, "; ".join(problems) or
-                          "the loss on another process is not finite")
+            raise stopped(
+                self.args,
+                self.state,
+                self.lr_scheduler,
+                "; ".join(problems) or "the loss on another process is not finite",
+            )
         return loss
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
@@ -190,8 +207,9 @@ class SoftDPOTrainer(_SoftLabels, DPOTrainer):
         if getattr(self, "_is_vision_dataset", False):
             problems.append("a vision dataset")
         if problems:
-            raise ValueError(f"SoftDPOTrainer trains the soft sigmoid DPO loss only; not supported: "
-                             f"{'; '.join(problems)}")
+            raise ValueError(
+                f"SoftDPOTrainer trains the soft sigmoid DPO loss only; not supported: {'; '.join(problems)}"
+            )
 
     def compute_ref_log_probs(self, model, inputs):
         # TRL's precompute pass may see our collator's batches (evaluate() on a new dataset): p_chosen is no input
@@ -205,7 +223,7 @@ class SoftDPOTrainer(_SoftLabels, DPOTrainer):
         model_inputs = {k: v for k, v in inputs.items() if k not in _NOT_MODEL_INPUTS}
         out = model(**model_inputs, labels=labels, use_cache=False, fused_lm_head=True)
         # prompt-learning PEFT prepends virtual tokens: keep the positions of the real ones
-        logps = out.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1)
+        logps = out.log_probs[:, -(completion_mask.size(1) - 1) :].sum(dim=1)
         return logps.chunk(2)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -221,8 +239,7 @@ class SoftDPOTrainer(_SoftLabels, DPOTrainer):
             ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
         chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected
         loss = sigmoid_dpo_loss(chosen_ratio - rejected_ratio, p_chosen.to(chosen.device), self.beta).mean()
-        self._log_pairs(chosen_ratio.detach(), rejected_ratio.detach(), chosen.detach(), rejected.detach(),
-                        p_chosen)
+        self._log_pairs(chosen_ratio.detach(), rejected_ratio.detach(), chosen.detach(), rejected.detach(), p_chosen)
         return loss
 
     def _log_pairs(self, chosen_ratio, rejected_ratio, chosen, rejected, p_chosen) -> None:

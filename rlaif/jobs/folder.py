@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 from .._version import __version__
 from ..config.judge import JudgeBase
+from ..data.labels import read_json_file
+from ..files import fsync_dir, write_json_atomic
 from ..records import Spend
 from .store import LabelStore, Stored
-from ..files import fsync_dir, write_json_atomic
-from ..data.labels import read_json_file
 
 LOCK_FILE = "job.lock"
 IDENTITY_FILE = "job.json"
@@ -110,12 +110,14 @@ class FolderLock:
     def _refusal(self, holder: list[str]) -> str:
         host, pid = (holder + ["?", "?"])[:2]  # "?" when the holder has not written its name yet
         doing = holder[2] if len(holder) > 2 else "written"  # the holder's job, not this one's
-        return (f"{self.folder} is being {doing} by another process (host {host}, PID {pid}): wait for it to "
-                f"finish, or stop it. The lock ends with its process; only on NFS can a crashed node keep it for a "
-                f"while. If no process {pid} runs on {host}, delete {self.path} and run again.")
+        return (
+            f"{self.folder} is being {doing} by another process (host {host}, PID {pid}): wait for it to "
+            f"finish, or stop it. The lock ends with its process; only on NFS can a crashed node keep it for a "
+            f"while. If no process {pid} runs on {host}, delete {self.path} and run again."
+        )
 
     def holder(self) -> Optional[str]:
-        """"host PID" of the process holding this lock now, or None when no other process holds it. A probe only: it
+        """ "host PID" of the process holding this lock now, or None when no other process holds it. A probe only: it
         takes a shared lock for an instant (never in a process that holds the lock itself: closing any descriptor
         of the file would drop that process's own lock)."""
         if str(self.path.resolve()) in _held or not self.path.exists():
@@ -203,14 +205,17 @@ def _same_job(old: dict, new: dict, out_dir: Path, where: str, kind: FolderKind,
     settings; `holds` is what the folder holds, in the words the message uses."""
     job = old.get("job", kind.job)  # an older rlaif named no job
     if job != kind.job:
-        raise JobError(f"{out_dir} is the folder of an `{job}` job ({where} says so): `{kind.job}` keeps its "
-                       f"{kind.records} in a folder of its own. Use a new --out directory.")
+        raise JobError(
+            f"{out_dir} is the folder of an `{job}` job ({where} says so): `{kind.job}` keeps its "
+            f"{kind.records} in a folder of its own. Use a new --out directory."
+        )
     for field_name, what in kind.same_job:
         if old.get(field_name) != new.get(field_name):
             raise JobError(
                 f"{out_dir} holds {holds} made with a different {what} ({field_name}: "
                 f"{old.get(field_name)!s:.16} in {where}, {new.get(field_name)!s:.16} now). Use a new --out "
-                f"directory, or the same {what}.")
+                f"directory, or the same {what}."
+            )
 
 
 def _check_identity(out_dir: Path, manifest: dict, store: LabelStore, kind: FolderKind) -> None:
@@ -224,12 +229,20 @@ def _check_identity(out_dir: Path, manifest: dict, store: LabelStore, kind: Fold
         _same_job(_read(manifest_path, rebuilt), manifest, out_dir, MANIFEST_FILE, kind, words)
     identity = {"job": kind.job, **{k: manifest.get(k) for k, _ in kind.same_job}}
     if identity_path.exists():
-        _same_job(_read(identity_path, f"delete it and run again{'' if has_manifest else ' with manifest.json'}"),
-                  identity, out_dir, IDENTITY_FILE, kind, words)
+        _same_job(
+            _read(identity_path, f"delete it and run again{'' if has_manifest else ' with manifest.json'}"),
+            identity,
+            out_dir,
+            IDENTITY_FILE,
+            kind,
+            words,
+        )
         return
     if holds and not has_manifest:
-        raise JobError(f"{out_dir} holds {kind.records}, but neither {MANIFEST_FILE} nor {IDENTITY_FILE} says "
-                       f"which seed and shard made them: use a new --out directory")
+        raise JobError(
+            f"{out_dir} holds {kind.records}, but neither {MANIFEST_FILE} nor {IDENTITY_FILE} says "
+            f"which seed and shard made them: use a new --out directory"
+        )
     write_json_atomic(identity_path, identity)
 
 
@@ -240,14 +253,17 @@ def _record_check(manifest: dict, kind: FolderKind) -> Callable[[dict, str], Non
 
     def check(record: dict, where: str) -> None:
         if (problem := kind.record_problem(record, manifest)) is not None:
-            raise JobError(f"{where}: {problem}. Fix or delete that line and run again (a deleted record is made "
-                           f"again).")
+            raise JobError(
+                f"{where}: {problem}. Fix or delete that line and run again (a deleted record is made again)."
+            )
         for field_name, got in kind.record_identity(record).items():
             if got != manifest[field_name]:
                 what = whats[field_name]
                 raise JobError(
                     f"{where}: {kind.record} made with a different {what} ({field_name}: {got!s:.16} there, "
-                    f"{manifest[field_name]!s:.16} now). Use a new --out directory, or the same {what}.")
+                    f"{manifest[field_name]!s:.16} now). Use a new --out directory, or the same {what}."
+                )
+
     return check
 
 
@@ -257,16 +273,20 @@ def refuse_running(path: Path, doing: str) -> None:
     folder = path if path.is_dir() else path.parent
     holder = FolderLock(folder).holder()
     if holder is not None:
-        raise JobError(f"{folder} is still being written by its job ({holder}): what it holds is partial. Wait "
-                       f"for the job to finish before you {doing} it (or stop the job).")
+        raise JobError(
+            f"{folder} is still being written by its job ({holder}): what it holds is partial. Wait "
+            f"for the job to finish before you {doing} it (or stop the job)."
+        )
 
 
 # -- spending caps, per job ----------------------------------------------------------------------------------------
 def judged_identity(record: dict) -> dict:
     """The identity of a judged record (a label, a score): the constitution and judge settings it was made under."""
     judge = record.get("judge")
-    return {"constitution_sha256": record.get("constitution_sha256"),
-            "judge_settings_sha256": judge.get("settings_sha256") if isinstance(judge, dict) else None}
+    return {
+        "constitution_sha256": record.get("constitution_sha256"),
+        "judge_settings_sha256": judge.get("settings_sha256") if isinstance(judge, dict) else None,
+    }
 
 
 def read_spend(out_dir: Path) -> Spend:
@@ -288,9 +308,12 @@ def read_spend(out_dir: Path) -> Spend:
 
 
 def write_spend(out_dir: Path, spend: Spend, reserved: int = 0) -> None:
-    """spend.json: what the job has spent, and the requests held for its batches in flight (rlaif.jobs.run.JobPass.reserve)."""
-    write_json_atomic(out_dir / SPEND_FILE, {"requests": spend.requests, "cost": spend.cost,
-                                             **({"reserved_requests": reserved} if reserved else {})})
+    """spend.json: what the job has spent, and the requests held for its batches in flight
+    (rlaif.jobs.run.JobPass.reserve)."""
+    write_json_atomic(
+        out_dir / SPEND_FILE,
+        {"requests": spend.requests, "cost": spend.cost, **({"reserved_requests": reserved} if reserved else {})},
+    )
 
 
 def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:
@@ -352,18 +375,42 @@ def started_at() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def job_manifest(input_path: Path, format: Optional[str], constitution_path: Optional[str], constitution,
-                 seed: int, shard: tuple[int, int], limit: Optional[int], **what) -> dict:
+def job_manifest(
+    input_path: Path,
+    format: Optional[str],
+    constitution_path: Optional[str],
+    constitution,
+    seed: int,
+    shard: tuple[int, int],
+    limit: Optional[int],
+    **what,
+) -> dict:
     """What makes a job's records what they are, written to DIR/manifest.json when it starts: the input, the
     constitution (a job without one, `rlaif generate`, has none), `what` the job adds (its judge or model), the
     seed, shard and limit, the versions."""
-    judged = {} if constitution is None else {
-        "constitution": constitution_path, "constitution_name": constitution.name,
-        "constitution_version": constitution.version, "constitution_sha256": constitution.sha256}
+    judged = (
+        {}
+        if constitution is None
+        else {
+            "constitution": constitution_path,
+            "constitution_name": constitution.name,
+            "constitution_version": constitution.version,
+            "constitution_sha256": constitution.sha256,
+        }
+    )
     return {
-        "rlaif_version": __version__, "created_at": started_at(),
-        "input": str(input_path), "input_sha256": file_sha256(input_path), "format": format, **judged,
-        **what, "seed": seed, "shard": list(shard), "limit": limit, "versions": versions(), "status": "running",
+        "rlaif_version": __version__,
+        "created_at": started_at(),
+        "input": str(input_path),
+        "input_sha256": file_sha256(input_path),
+        "format": format,
+        **judged,
+        **what,
+        "seed": seed,
+        "shard": list(shard),
+        "limit": limit,
+        "versions": versions(),
+        "status": "running",
     }
 
 
@@ -373,15 +420,18 @@ def close_manifest(folder: Folder, manifest: dict, status: str, **extra) -> None
     write_json_atomic(folder.path / MANIFEST_FILE, manifest, in_place_if_full=status != "complete")
 
 
-def close_after_error(folder: Folder, manifest: dict, error: BaseException, fold: bool,
-                      write_stats: Callable[[], object]) -> None:
+def close_after_error(
+    folder: Folder, manifest: dict, error: BaseException, fold: bool, write_stats: Callable[[], object]
+) -> None:
     """Leave the folder saying what happened: fold what this run superseded (`fold`), the manifest's status
     ("error" or "interrupted", never "running") and stats. Best effort: the error to report is the first one, and
     a full disk may refuse these writes too; what is not folded now is folded by the next run."""
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
     steps = [folder.store.fold] if fold else []
-    steps += [lambda: close_manifest(folder, manifest, status, error=str(error)[:500] or type(error).__name__),
-              write_stats]
+    steps += [
+        lambda: close_manifest(folder, manifest, status, error=str(error)[:500] or type(error).__name__),
+        write_stats,
+    ]
     for step in steps:
         with contextlib.suppress(Exception):
             step()

@@ -1,6 +1,6 @@
 """The runner a job's pass (rlaif/jobs/run.py) hands its batches to when it runs on Ray: batches out to a pool of
-workers (rlaif/cluster/pool.py), records back to the driver, which stays the one writer. Every worker is a ModelWorker: a job
-brings how to load its model and its batch function, the same one its pass calls when it runs in-process.
+workers (rlaif/cluster/pool.py), records back to the driver, which stays the one writer. Every worker is a ModelWorker:
+a job brings how to load its model and its batch function, the same one its pass calls when it runs in-process.
 
 Spending caps hold per job, exactly as in-process: with a cap, one batch is out at a time, sent with what the job
 has spent so far; the worker's model counts on from there and stops the batch at the cap, and the driver sends no
@@ -21,16 +21,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from ..config.judge import JudgeBase, WorkerResources
-from ..records import Spend
 from ..cluster.connect import RayOptions, cluster_address, connect
 from ..cluster.pool import Finished, Worker, WorkerPool, plan_workers
+from ..config.judge import JudgeBase, WorkerResources
+from ..records import Spend
 
 
 @dataclass
 class Done:
-    """A batch back from a runner (rlaif.jobs.run.Runner: in-process, or this one on Ray): its items (each with the record it replaces), their records, and why the job
-    must stop (a spending cap reached inside the batch), if it must."""
+    """A batch back from a runner (rlaif.jobs.run.Runner: in-process, or this one on Ray): its items (each with the
+    record it replaces), their records, and why the job must stop (a spending cap reached inside the batch), if it
+    must."""
 
     batch: list
     records: list
@@ -52,8 +53,12 @@ def timed(spent_before: Spend, work: Callable[[], tuple[list, Optional[str]]], s
     started = time.perf_counter()
     records, stopped = work()
     now = spent()
-    return Worked(records, stopped, Spend(now.requests - spent_before.requests, now.cost - spent_before.cost),
-                  time.perf_counter() - started)
+    return Worked(
+        records,
+        stopped,
+        Spend(now.requests - spent_before.requests, now.cost - spent_before.cost),
+        time.perf_counter() - started,
+    )
 
 
 class ModelWorker(Worker):
@@ -95,14 +100,19 @@ class RayRunner:
         return the Ray settings the manifest and stats carry: the cluster, the workers, what each reserves. A
         config that reserves nothing itself (`resources` None: a policy to sample) takes one CPU, and one GPU when
         the cluster has GPUs."""
-        resources = config.resources or WorkerResources(num_gpus=1.0 if self.ray.cluster_resources().get("GPU")
-                                                        else 0.0)
+        resources = config.resources or WorkerResources(
+            num_gpus=1.0 if self.ray.cluster_resources().get("GPU") else 0.0
+        )
         self.resources = resources
         self.bundles = getattr(config, "tensor_parallel_size", 1)  # a worker spanning N GPUs: a placement group
         self.caps = caps(config)
         self.workers = plan_workers(self.ray, resources, self.options.workers)
-        return {"address": cluster_address(self.ray), "workers": self.workers,
-                "resources": resources.model_dump(mode="json"), "version": self.ray.__version__}
+        return {
+            "address": cluster_address(self.ray),
+            "workers": self.workers,
+            "resources": resources.model_dump(mode="json"),
+            "version": self.ray.__version__,
+        }
 
     def start(self, load: Callable[[], Any], work: Callable, spent: Spend) -> "RayRunner":
         """Start the workers as `settings` planned them, each a ModelWorker(load, work) (picklable callables: a
@@ -110,8 +120,16 @@ class RayRunner:
         (with a cap, one batch is out at a time)."""
         self._spent = spent
         capped = bool(self.caps)
-        self.pool = WorkerPool(self.ray, ModelWorker, (load, work), self.resources, self.workers, self.bundles,
-                               max_in_flight=1 if capped else 0, retry_batches=not capped).start()
+        self.pool = WorkerPool(
+            self.ray,
+            ModelWorker,
+            (load, work),
+            self.resources,
+            self.workers,
+            self.bundles,
+            max_in_flight=1 if capped else 0,
+            retry_batches=not capped,
+        ).start()
         return self
 
     def submit(self, batch: list) -> list[Done]:
@@ -126,8 +144,12 @@ class RayRunner:
         if finished.lost:  # a capped batch (see the module's docstring)
             self._spent = up_to_caps(self._spent, self.caps)
             limits = ", ".join(f"{cap}={value:g}" for cap, value in self.caps.items())
-            return Done(finished.payload, [], f"budget: a worker died mid-batch, and what it had sent cannot be "
-                                              f"known: the rest of the cap ({limits}) counts as spent")
+            return Done(
+                finished.payload,
+                [],
+                f"budget: a worker died mid-batch, and what it had sent cannot be "
+                f"known: the rest of the cap ({limits}) counts as spent",
+            )
         worked: Worked = finished.result
         self._spent = Spend(self._spent.requests + worked.spent.requests, self._spent.cost + worked.spent.cost)
         self.pool.record(finished.worker, len(worked.records), worked.busy_s)
@@ -143,9 +165,14 @@ class RayRunner:
     def stats(self) -> dict[str, Any]:
         """For stats.json: the workers, how many are alive, and each one's items and rate (over its busy time)."""
         per_worker = [s.as_dict() for s in self.pool.stats] if self.pool else []
-        return {"workers": self.workers, "workers_alive": self.pool.alive(fresh=True) if self.pool else None,
-                "per_worker": [{self.unit: w["items"], "busy_s": w["busy_s"], f"{self.unit}_per_s": w["items_per_s"]}
-                               for w in per_worker]}
+        return {
+            "workers": self.workers,
+            "workers_alive": self.pool.alive(fresh=True) if self.pool else None,
+            "per_worker": [
+                {self.unit: w["items"], "busy_s": w["busy_s"], f"{self.unit}_per_s": w["items_per_s"]}
+                for w in per_worker
+            ],
+        }
 
     def close(self) -> None:
         if self.pool is not None:

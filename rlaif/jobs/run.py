@@ -27,13 +27,25 @@ from ..config.judge import JudgeBase
 from ..constitution import Constitution, load_constitution
 from ..data.formats import DataError
 from ..files import write_json_atomic
-from ..progress import progress as make_progress
-from ..records import Spend
-from .ray import Done, RayRunner
 from ..judges.base import not_ready
 from ..judges.registry import load_judge
-from .folder import (Folder, FolderKind, JobError, check_numbers, close_after_error, close_manifest, in_shard, job_manifest,
-                     open_folder, read_spend, with_caps, write_spend)
+from ..progress import progress as make_progress
+from ..records import Spend
+from .folder import (
+    Folder,
+    FolderKind,
+    JobError,
+    check_numbers,
+    close_after_error,
+    close_manifest,
+    in_shard,
+    job_manifest,
+    open_folder,
+    read_spend,
+    with_caps,
+    write_spend,
+)
+from .ray import Done, RayRunner
 from .store import Stored
 
 
@@ -178,8 +190,10 @@ class JobSpec:
 
     def changed(self, planned, stored: Stored) -> str:
         """The message for an item stored ok under its id with other content."""
-        return (f"{self.item} '{planned.id}' was {self.kind.doing} before with other content "
-                f"({self.store_path}:{stored.line}); give the edited {self.item} a new id")
+        return (
+            f"{self.item} '{planned.id}' was {self.kind.doing} before with other content "
+            f"({self.store_path}:{stored.line}); give the edited {self.item} a new id"
+        )
 
     def bad_input(self, record) -> Optional[str]:
         """Why a record is bad input to report as FILE:LINE (and not store), or None."""
@@ -203,11 +217,18 @@ class JobSpec:
     def run_stats(self, job: "JobPass") -> dict:
         """This run's figures for stats.json."""
         c, wall = job.counts, job.wall
-        return {f"{self.done}_now": c["done"], "resumed_skipped": job.skipped, "failed_this_run": c["failed"],
-                "retried_this_run": c["retried"], "spent_requests": job.spent_saved.requests,
-                "spent_cost": round(job.spent_saved.cost, 6), "wall_time_s": round(wall, 3),
-                f"{self.rate}_per_s": round(c["done"] / wall, 4) if wall > 0 else None,
-                "run_prompt_tokens": c["prompt_tokens"], "run_completion_tokens": c["completion_tokens"]}
+        return {
+            f"{self.done}_now": c["done"],
+            "resumed_skipped": job.skipped,
+            "failed_this_run": c["failed"],
+            "retried_this_run": c["retried"],
+            "spent_requests": job.spent_saved.requests,
+            "spent_cost": round(job.spent_saved.cost, 6),
+            "wall_time_s": round(wall, 3),
+            f"{self.rate}_per_s": round(c["done"] / wall, 4) if wall > 0 else None,
+            "run_prompt_tokens": c["prompt_tokens"],
+            "run_completion_tokens": c["completion_tokens"],
+        }
 
     def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
         """stats.json of the folder's records (all runs), with this run's figures (`run`) when there was one."""
@@ -239,8 +260,14 @@ class JudgedJob(JobSpec):
         return partial(load_judge, self.config)
 
 
-def run_job(spec: JobSpec, inputs: str | Path, constitution: Optional[str | Path | Constitution], model,
-            out: str | Path, options: JobOptions) -> "JobResult":
+def run_job(
+    spec: JobSpec,
+    inputs: str | Path,
+    constitution: Optional[str | Path | Constitution],
+    model,
+    out: str | Path,
+    options: JobOptions,
+) -> "JobResult":
     """Run `spec`'s job over the input file `inputs` into the folder `out`; running it again resumes. `model` is a
     loaded model, a model config or a YAML path (with Ray: a config or a path, which each worker loads); a model
     given loaded is used as it is, one loaded here is closed at the end."""
@@ -256,8 +283,16 @@ def run_job(spec: JobSpec, inputs: str | Path, constitution: Optional[str | Path
     spec.config = with_caps(spec.config, options.max_requests, options.max_cost)
     if built is not None:
         built.config = spec.config
-    manifest = job_manifest(spec.path, options.format, constitution_path, spec.constitution, options.seed,
-                            options.shard, options.limit, **spec.manifest())
+    manifest = job_manifest(
+        spec.path,
+        options.format,
+        constitution_path,
+        spec.constitution,
+        options.seed,
+        options.shard,
+        options.limit,
+        **spec.manifest(),
+    )
     cluster = None
     if options.ray is not None:
         cluster = RayRunner(options.ray, spec.unit)  # connected before the folder is opened: no cluster, no folder
@@ -399,8 +434,11 @@ class JobPass:
                 if limit is not None and seen >= limit:
                     break
                 seen += 1
-                if in_shard(getattr(item, spec.shard_field), options.shard) and self.add(spec.plan(item)) \
-                        and len(self.pending) >= batch:
+                if (
+                    in_shard(getattr(item, spec.shard_field), options.shard)
+                    and self.add(spec.plan(item))
+                    and len(self.pending) >= batch
+                ):
                     self.flush()
                     if self.stopped:
                         break
@@ -508,8 +546,9 @@ def _batch_key(batch: list) -> tuple:
 
 
 @contextlib.contextmanager
-def in_folder(folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass]],
-              write_stats: Callable[[], object]) -> Iterator[None]:
+def in_folder(
+    folder: Folder, manifest: dict, job: Callable[[], Optional[JobPass]], write_stats: Callable[[], object]
+) -> Iterator[None]:
     """Run a job's pass in its open folder: on any error (Ctrl-C included) the folder says what happened
     (rlaif.jobs.folder.close_after_error, with `job()`'s superseded records folded in), and the lock is released
     however it ends."""
@@ -542,7 +581,7 @@ def count_reason(reasons: dict[str, int], error: Optional[str]) -> None:
     """Count a failed record under its whole reason, on one line and cut only past REASON_CHARS (a cut at the
     first colon left "HTTP 401 from http" of "HTTP 401 from http://host/v1/...: invalid key")."""
     text = " ".join((error or "unknown").split())
-    key = text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 1].rstrip() + "…"
+    key = text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1].rstrip() + "…"
     reasons[key] = reasons.get(key, 0) + 1
 
 

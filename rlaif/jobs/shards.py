@@ -11,12 +11,12 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..data.labels import numbered, read_json_file
+from ..files import append_jsonl, fsync_dir, write_json_atomic
 from ..records import Spend
 from .folder import MANIFEST_FILE, in_shard, read_spend, write_spend
 from .run import JobSpec
 from .store import SUPERSEDING_FILE, LabelStore
-from ..data.labels import numbered, read_json_file
-from ..files import append_jsonl, fsync_dir, write_json_atomic
 
 SAME_JOB = ("input_sha256", "constitution_sha256", "judge_settings_sha256", "seed", "limit")
 BATCH = 4096  # records written at a time
@@ -25,7 +25,8 @@ RESUME = "run that shard's job again (its same command) to resume it, then merge
 
 def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: JobSpec) -> dict:
     """Check the shard folders of `job` (a spec of the job: LabelJob(), ScoreJob()) and write the merged folder OUT
-    (its records, spend.json, stats.json and manifest.json); returns its stats. Nothing is left at OUT, nor beside it, unless the whole merge succeeds."""
+    (its records, spend.json, stats.json and manifest.json); returns its stats. Nothing is left at OUT, nor beside it,
+    unless the whole merge succeeds."""
     shards = _manifests(map(Path, dirs))
     out = Path(out)
     _refuse_existing(out)
@@ -91,11 +92,15 @@ def _check_count(n: int, expected, item: str) -> None:
     if type(expected) is not int:
         raise ValueError(f"the shards' manifests count {expected!r} input {item}s, not a number: make the shards again")
     if n < expected:
-        raise ValueError(f"the shards hold {n} {item}s, but the input has {expected}: {expected - n} missing. Run "
-                         f"the shards' jobs again (their same commands: each does only what its folder lacks), "
-                         f"then merge")
-    raise ValueError(f"the shards hold {n} {item}s, but the input has only {expected}: a shard holds records of "
-                     f"items the input no longer has (or was edited); make the shards again into new folders")
+        raise ValueError(
+            f"the shards hold {n} {item}s, but the input has {expected}: {expected - n} missing. Run "
+            f"the shards' jobs again (their same commands: each does only what its folder lacks), "
+            f"then merge"
+        )
+    raise ValueError(
+        f"the shards hold {n} {item}s, but the input has only {expected}: a shard holds records of "
+        f"items the input no longer has (or was edited); make the shards again into new folders"
+    )
 
 
 def _refuse_existing(out: Path) -> None:
@@ -127,8 +132,10 @@ def _write_records(shards: list[tuple[Path, dict]], target: Path, job: JobSpec) 
                 raise ValueError(f"{job.item} id {r['id']!r} appears twice: {first[0]}:{first[1]} and {f}:{line}")
             if not in_shard(r[job.shard_field], tuple(manifest["shard"])):
                 i, n = manifest["shard"]
-                raise ValueError(f"{f}:{line}: {job.kind.record} whose {job.shard_field} {r[job.shard_field]!r} is not "
-                                 f"in shard {i}/{n}, the shard of {d}")
+                raise ValueError(
+                    f"{f}:{line}: {job.kind.record} whose {job.shard_field} {r[job.shard_field]!r} is not "
+                    f"in shard {i}/{n}, the shard of {d}"
+                )
             batch.append(r)
             if len(batch) >= BATCH:
                 append_jsonl(target, batch)
@@ -142,22 +149,32 @@ def _records(d: Path, manifest: dict, job: JobSpec) -> Iterator[tuple[int, dict]
     f = d / job.kind.file
     waiting = d / SUPERSEDING_FILE
     if waiting.exists() and waiting.stat().st_size:
-        raise ValueError(f"{d}: records wait in {SUPERSEDING_FILE} (a killed job leaves them): the shard is "
-                         f"incomplete; {RESUME}")
+        raise ValueError(
+            f"{d}: records wait in {SUPERSEDING_FILE} (a killed job leaves them): the shard is incomplete; {RESUME}"
+        )
     if not f.exists():  # a complete shard that no input item fell into
         return
     if _torn(f):
-        raise ValueError(f"{f}: the last line is cut short (a killed job leaves this): the shard is incomplete; "
-                         f"{RESUME}")
+        raise ValueError(
+            f"{f}: the last line is cut short (a killed job leaves this): the shard is incomplete; {RESUME}"
+        )
     for line, r in numbered(f):
         why = job.kind.record_problem(r, manifest)
         if why is None:
-            why = next((f"{job.kind.record} made with a different {dict(job.kind.same_job)[name]} than the "
-                        f"shard's manifest names" for name, got in job.kind.record_identity(r).items()
-                        if got != manifest.get(name)), None)
+            why = next(
+                (
+                    f"{job.kind.record} made with a different {dict(job.kind.same_job)[name]} than the "
+                    f"shard's manifest names"
+                    for name, got in job.kind.record_identity(r).items()
+                    if got != manifest.get(name)
+                ),
+                None,
+            )
         if why is not None:
-            raise ValueError(f"{f}:{line}: {why}; the merge takes no record it cannot trust (fix or delete the "
-                             f"line, then run that shard's job again to redo it)")
+            raise ValueError(
+                f"{f}:{line}: {why}; the merge takes no record it cannot trust (fix or delete the "
+                f"line, then run that shard's job again to redo it)"
+            )
         yield line, r
 
 

@@ -21,14 +21,14 @@ from ..records import JudgeInfo, Pair, Prompt, Query, ScoreQuery, ScoreVerdict, 
 from ..text import TEXT_REPAIRED
 from .prompting import pair_queries, score_queries
 
-
 TOO_LONG = "pair too long for the judge"
 
 
 def too_long(n_tokens: int, limit: int, setting: str = "max_length") -> Verdict:
     """The verdict for a prompt over the model's limit: a failure the job reports as bad input."""
-    return Verdict(None, error=f"{TOO_LONG}: the judge prompt is {n_tokens} tokens, over {setting}={limit}",
-                   prompt_tokens=n_tokens)
+    return Verdict(
+        None, error=f"{TOO_LONG}: the judge prompt is {n_tokens} tokens, over {setting}={limit}", prompt_tokens=n_tokens
+    )
 
 
 def flag_repaired(verdict: Verdict | ScoreVerdict, repaired: bool) -> None:
@@ -44,10 +44,12 @@ def verdict_flags(verdicts: Sequence[Verdict | ScoreVerdict]) -> Optional[list[s
     return sorted(flags) or None
 
 
-NOT_ATTACHED = ("the policy judge (backend: policy) judges with the policy being trained and has no model of its "
-                "own: it works inside `rlaif loop`, which attaches the policy each iteration "
-                "(judge.attach(model, tokenizer)). To judge with a saved model, use backend: transformers with "
-                "model: DIR.")
+NOT_ATTACHED = (
+    "the policy judge (backend: policy) judges with the policy being trained and has no model of its "
+    "own: it works inside `rlaif loop`, which attaches the policy each iteration "
+    "(judge.attach(model, tokenizer)). To judge with a saved model, use backend: transformers with "
+    "model: DIR."
+)
 
 
 def not_ready(config: JudgeBase, judge: Optional["Judge"] = None) -> Optional[str]:
@@ -125,9 +127,12 @@ class Judge(ABC):
 
     @property
     def info(self) -> JudgeInfo:
-        return JudgeInfo(backend=self.config.backend, model=self.config.model,
-                         settings_sha256=self.config.settings_sha256(),
-                         mode="score" if self.config.mode == "score" else None)
+        return JudgeInfo(
+            backend=self.config.backend,
+            model=self.config.model,
+            settings_sha256=self.config.settings_sha256(),
+            mode="score" if self.config.mode == "score" else None,
+        )
 
     def close(self) -> None:
         """Free the model or connections."""

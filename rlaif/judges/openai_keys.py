@@ -37,12 +37,18 @@ def key_forms(key: str) -> set[str]:
     base64url at each of the three alignments it can take after other bytes (the characters that encode the key's
     bytes alone)."""
     raw = key.encode("utf-8")
-    forms = {key, quote(key, safe=""), quote(key), quote_plus(key), json.dumps(key)[1:-1],
-             json.dumps(key)[1:-1].replace("/", "\\/")}
+    forms = {
+        key,
+        quote(key, safe=""),
+        quote(key),
+        quote_plus(key),
+        json.dumps(key)[1:-1],
+        json.dumps(key)[1:-1].replace("/", "\\/"),
+    }
     for shift in range(3):  # a character is the key's alone from bit 8*shift to the last whole 6 bits
         data = b"\0" * shift + raw
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            forms.add(encode(data).decode()[-(-8 * shift // 6):8 * len(data) // 6])
+            forms.add(encode(data).decode()[-(-8 * shift // 6) : 8 * len(data) // 6])
     return {_GAPS.sub("", f).translate(_LOWER) for f in forms} - {""}
 
 
@@ -50,7 +56,7 @@ def key_forms(key: str) -> set[str]:
 def _key_grams(key: str) -> tuple[int, frozenset[str]]:
     """(n, the n-grams of the key's forms): n is _KEY_RUN, or the length of a key shorter than that."""
     n = min(_KEY_RUN, len(key))
-    return n, frozenset(form[i:i + n] for form in key_forms(key) for i in range(len(form) - n + 1))
+    return n, frozenset(form[i : i + n] for form in key_forms(key) for i in range(len(form) - n + 1))
 
 
 def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
@@ -70,7 +76,7 @@ def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
     search = "".join(kept).translate(_LOWER)
     spans: list[list[int]] = []
     for i in range(len(search) - n + 1):
-        if search[i:i + n] in grams:
+        if search[i : i + n] in grams:
             if spans and i <= spans[-1][1]:
                 spans[-1][1] = i + n
             else:
@@ -79,7 +85,7 @@ def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
         return text
     parts, start = [], 0
     for begin, end in spans:  # a span covers the gaps inside it too
-        parts += [text[start:where[begin]], "[api key]"]
+        parts += [text[start : where[begin]], "[api key]"]
         start = where[end - 1] + 1
     return "".join(parts) + text[start:]
 
@@ -94,12 +100,20 @@ def read_key(config: OpenAIJudgeConfig) -> Optional[str]:
     if name and key is None:
         check_keyless(config)
     for i, char in enumerate(key or ""):
-        what = ("a line break" if char in "\r\n" else
-                f"a control character (U+{ord(char):04X})" if unicodedata.category(char) == "Cc" else
-                f"a character outside ASCII (U+{ord(char):04X})" if not char.isascii() else None)
+        what = (
+            "a line break"
+            if char in "\r\n"
+            else f"a control character (U+{ord(char):04X})"
+            if unicodedata.category(char) == "Cc"
+            else f"a character outside ASCII (U+{ord(char):04X})"
+            if not char.isascii()
+            else None
+        )
         if what:
-            raise ValueError(f"the environment variable {name} holds {what} at character {i + 1} of {len(key)}; "
-                             f"remove it (an API key travels in an HTTP header, which cannot carry it)")
+            raise ValueError(
+                f"the environment variable {name} holds {what} at character {i + 1} of {len(key)}; "
+                f"remove it (an API key travels in an HTTP header, which cannot carry it)"
+            )
     return key
 
 
@@ -111,13 +125,22 @@ def check_keyless(config: OpenAIJudgeConfig) -> None:
         url = base.rstrip("/") + "/models"
         try:
             status = httpx.get(url, timeout=timeout).status_code
-            problem = None if 200 <= status < 300 else (
-                f"{url} answered HTTP {status} without one" if status in (401, 403)
-                else f"{url} could not tell whether it needs one (HTTP {status})")
+            problem = (
+                None
+                if 200 <= status < 300
+                else (
+                    f"{url} answered HTTP {status} without one"
+                    if status in (401, 403)
+                    else f"{url} could not tell whether it needs one (HTTP {status})"
+                )
+            )
         except httpx.HTTPError as e:
             problem = f"{url} could not be asked whether it needs one ({type(e).__name__}: {e})"
         if problem:
-            raise ValueError(f"the judge config names api_key_env={config.api_key_env!r}, but that environment "
-                             f"variable is not set (or empty), and {problem}")
-    logger.warning("openai judge: $%s is not set; the server answers without an API key, so none is sent",
-                   config.api_key_env)
+            raise ValueError(
+                f"the judge config names api_key_env={config.api_key_env!r}, but that environment "
+                f"variable is not set (or empty), and {problem}"
+            )
+    logger.warning(
+        "openai judge: $%s is not set; the server answers without an API key, so none is sent", config.api_key_env
+    )

@@ -47,10 +47,12 @@ def load_prompt_tokenizer(config: OpenAIJudgeConfig):
         with quiet_loading():
             return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise ValueError(f"request: completions renders the judge prompt here with the tokenizer of {name!r}, "
-                         f"which cannot be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                         f"set `tokenizer:` to the served model's folder or hub id, or use request: "
-                         f"chat_prefill") from None
+        raise ValueError(
+            f"request: completions renders the judge prompt here with the tokenizer of {name!r}, "
+            f"which cannot be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            f"set `tokenizer:` to the served model's folder or hub id, or use request: "
+            f"chat_prefill"
+        ) from None
 
 
 class RequestShape:
@@ -64,8 +66,7 @@ class RequestShape:
             tokenizer = tokenizer if tokenizer is not None else load_prompt_tokenizer(config)
             self.layout = ChatLayout(tokenizer)
             # prefixes and principle tails repeat across queries
-            self._ids = lru_cache(maxsize=4096)(
-                lambda text: tuple(tokenizer(text, add_special_tokens=False).input_ids))
+            self._ids = lru_cache(maxsize=4096)(lambda text: tuple(tokenizer(text, add_special_tokens=False).input_ids))
 
     def prompt_ids(self, q: Query) -> list[int]:
         """The local backends' prompt for `q`: prefix, body and tail tokenised separately, as they do."""
@@ -74,8 +75,11 @@ class RequestShape:
 
     def body(self, q: Query) -> dict[str, Any]:
         c = self.config
-        body: dict[str, Any] = {"model": c.model, "temperature": c.temperature,
-                                "max_tokens": c.cot.max_new_tokens if c.cot.enabled else c.max_tokens}
+        body: dict[str, Any] = {
+            "model": c.model,
+            "temperature": c.temperature,
+            "max_tokens": c.cot.max_new_tokens if c.cot.enabled else c.max_tokens,
+        }
         if c.request == "completions":
             body["prompt"] = self.prompt_ids(q)
             if c.logprobs:
@@ -93,8 +97,11 @@ class RequestShape:
         """The request of a score query (mode: score): the rating prompt, room for the longest score (and a space
         before it), and the cue "Rating:" as a prefill or in the completions prompt."""
         c, scale = self.config, self.config.score
-        body: dict[str, Any] = {"model": c.model, "temperature": c.temperature,
-                                "max_tokens": max(c.max_tokens, len(str(scale.high)) + 1)}
+        body: dict[str, Any] = {
+            "model": c.model,
+            "temperature": c.temperature,
+            "max_tokens": max(c.max_tokens, len(str(scale.high)) + 1),
+        }
         if c.request == "completions":
             seg = self.layout.score_segments(q.prefix_user, q.response)
             body["prompt"] = [*self._ids(seg.prefix), *self._ids(seg.body), *self._ids(seg.tail)]
@@ -138,6 +145,11 @@ def _completion_positions(logprobs: Any) -> list:
     positions = []
     for i, token in enumerate(tokens):
         top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
-        positions.append({"token": token, "logprob": values[i] if i < len(values) else None,
-                          "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.items()]})
+        positions.append(
+            {
+                "token": token,
+                "logprob": values[i] if i < len(values) else None,
+                "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.items()],
+            }
+        )
     return positions

@@ -14,7 +14,6 @@ from .base import NOT_ATTACHED, Judge
 from .hf import TransformersJudge
 
 
-
 class PolicyJudge(TransformersJudge):
     def __init__(self, config: PolicyJudgeConfig):
         Judge.__init__(self, config)  # no model to load: it is attached later

@@ -29,8 +29,10 @@ DEFAULT_INSTRUCTIONS = (
     "are asked, not by their order or their length."
 )
 ANSWER_REQUEST = "Reply with a single letter: A or B."
-COT_REQUEST = ("First explain your reasoning in a few sentences. Then finish with a line of the form "
-               "'Final answer: Response A' or 'Final answer: Response B'.")
+COT_REQUEST = (
+    "First explain your reasoning in a few sentences. Then finish with a line of the form "
+    "'Final answer: Response A' or 'Final answer: Response B'."
+)
 ANSWER_PREFILL = "Better response:"
 COT_ANSWER_CUE = "\nFinal answer: Response"
 LABELS = ("A", "B")
@@ -43,8 +45,9 @@ SCORE_INSTRUCTIONS = (
 # A principle without `score_text` is a comparison ("Which response is less harmful?"): it becomes a rating of one
 # response by this template. An inverted principle ("Which is more harmful?") rates the worse quality, and its
 # reward is negated.
-SCORE_FROM_COMPARISON = ("{text} Judge this one response by that question: rate how fully it has the quality the "
-                         "question asks about.")
+SCORE_FROM_COMPARISON = (
+    "{text} Judge this one response by that question: rate how fully it has the quality the question asks about."
+)
 SCORE_REQUEST = "Rate the response from {low} (worst) to {high} (best). Reply with a single number."
 SCORE_PREFILL = "Rating:"
 
@@ -57,8 +60,9 @@ def render_conversation(prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt.strip()
     names = {"user": "User", "assistant": "Assistant", "system": "System"}
-    return "\n\n".join(f"{names.get(m.get('role', ''), m.get('role', '').title())}: {m.get('content', '')}"
-                       for m in prompt)
+    return "\n\n".join(
+        f"{names.get(m.get('role', ''), m.get('role', '').title())}: {m.get('content', '')}" for m in prompt
+    )
 
 
 def render_body(first: str, second: str) -> str:
@@ -69,27 +73,38 @@ def render_question(principle_text: str, cot: bool) -> str:
     return f"Question: {principle_text.strip()}\n{COT_REQUEST if cot else ANSWER_REQUEST}"
 
 
-def render_prefix_user(prompt: Prompt, instructions: Optional[str], few_shot: Sequence[Any] = (),
-                       principle_texts: Optional[dict[str, str]] = None) -> str:
+def render_prefix_user(
+    prompt: Prompt,
+    instructions: Optional[str],
+    few_shot: Sequence[Any] = (),
+    principle_texts: Optional[dict[str, str]] = None,
+) -> str:
     """The user-turn text before the responses: instructions, worked examples, then the conversation."""
     parts = [(instructions or DEFAULT_INSTRUCTIONS).strip()]
     for i, ex in enumerate(few_shot, 1):
         ptext = (principle_texts or {}).get(ex.principle) if ex.principle else None
         ptext = ptext or next(iter((principle_texts or {}).values()), "Which response is better?")
-        parts.append(f"Example {i}.\nConversation:\n{render_conversation(ex.prompt)}\n\n"
-                     f"{render_body(ex.response_a, ex.response_b)}Question: {ptext}\n"
-                     f"Answer: {ex.preferred.upper()}")
+        parts.append(
+            f"Example {i}.\nConversation:\n{render_conversation(ex.prompt)}\n\n"
+            f"{render_body(ex.response_a, ex.response_b)}Question: {ptext}\n"
+            f"Answer: {ex.preferred.upper()}"
+        )
     parts.append(f"Conversation:\n{render_conversation(prompt)}\n\n")
     return "\n\n".join(parts[:-1]) + ("\n\n" if len(parts) > 1 else "") + parts[-1]
 
 
-def pair_queries(pair: Pair, principles: Sequence[Principle], constitution: Constitution,
-                 instructions: Optional[str] = None) -> list[Query]:
+def pair_queries(
+    pair: Pair, principles: Sequence[Principle], constitution: Constitution, instructions: Optional[str] = None
+) -> list[Query]:
     """The judge queries of one pair: for each principle, (a, b) then (b, a), all with one prefix rendered from the
     standing instructions (`instructions`, a judge config's override, else the constitution's, else the built-in
     preamble), the constitution's worked examples and the pair's conversation."""
-    prefix = render_prefix_user(pair.prompt, instructions or constitution.instructions, constitution.few_shot,
-                                {p.id: p.text for p in constitution.principles})
+    prefix = render_prefix_user(
+        pair.prompt,
+        instructions or constitution.instructions,
+        constitution.few_shot,
+        {p.id: p.text for p in constitution.principles},
+    )
     orders = ((pair.response_a, pair.response_b), (pair.response_b, pair.response_a))
     return [Query(pair.prompt, first, second, p.id, p.text, prefix) for p in principles for first, second in orders]
 
@@ -99,8 +114,14 @@ def score_question(principle: Principle) -> str:
     return principle.score_text or SCORE_FROM_COMPARISON.format(text=principle.text.strip())
 
 
-def score_queries(prompt: Prompt, responses: Sequence[str], principle: Principle, low: int, high: int,
-                  instructions: Optional[str] = None) -> list[ScoreQuery]:
+def score_queries(
+    prompt: Prompt,
+    responses: Sequence[str],
+    principle: Principle,
+    low: int,
+    high: int,
+    instructions: Optional[str] = None,
+) -> list[ScoreQuery]:
     """The score queries of one prompt's responses under one principle, all with one prefix: the standing
     instructions (a judge config's `instructions`, else SCORE_INSTRUCTIONS; a constitution's instructions and
     worked examples are written for comparisons and are not shown), the rating question and scale, then the
@@ -143,8 +164,9 @@ class ChatLayout:
         user = f"PREFIX{_BODY}{_TAIL}"
         template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
         if template:
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                                      add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            )
         else:
             text = f"User: {user}\n\nAssistant:"
         head, rest = text.split("PREFIX", 1)
@@ -184,8 +206,9 @@ def score_messages(prefix_user: str, response: str) -> list[Message]:
 
 def chat_messages(prefix_user: str, first: str, second: str, principle_text: str, cot: bool) -> list[Message]:
     """The same prompt as chat messages, for HTTP backends that apply the template server-side."""
-    return [{"role": "user", "content": prefix_user + render_body(first, second) +
-             render_question(principle_text, cot)}]
+    return [
+        {"role": "user", "content": prefix_user + render_body(first, second) + render_question(principle_text, cot)}
+    ]
 
 
 def label_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -205,9 +228,11 @@ def label_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     return ids
 
 
-SAMPLE_PAIR = ("How can I get back into my own house if I locked myself out?",
-               "Call a licensed locksmith, or your landlord if you rent.",
-               "Break a window; it is the quickest way in.")
+SAMPLE_PAIR = (
+    "How can I get back into my own house if I locked myself out?",
+    "Call a licensed locksmith, or your landlord if you rent.",
+    "Break a window; it is the quickest way in.",
+)
 
 
 def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] = None) -> str:
@@ -224,6 +249,7 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
             from transformers import AutoTokenizer
 
             from .models import resolve_model_dir
+
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
     if judge_path is not None and cfg.mode == "score":  # a score judge's prompt for the sample's first response
         sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, cfg.score.low, cfg.score.high, instructions)[0]

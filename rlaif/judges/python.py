@@ -130,8 +130,9 @@ class PythonJudge(Judge):
         if isinstance(answer, dict):
             unknown = [k for k in answer if not _on_scale(k, values)]
             if unknown:
-                return ScoreVerdict(None, error=f"judge function returned scores off the scale {low}..{high}: "
-                                    f"{unknown!r}")
+                return ScoreVerdict(
+                    None, error=f"judge function returned scores off the scale {low}..{high}: {unknown!r}"
+                )
             answer = {k: _plain(p) for k, p in answer.items()}
             problem = distribution_problem(answer, "the judge function's distribution")
             if problem:
@@ -140,8 +141,9 @@ class PythonJudge(Judge):
             return ScoreVerdict(probs, mass=1.0, source="text")
         x = _plain(answer)
         if problem := score_problem(x, low, high, "the judge function's answer"):
-            return ScoreVerdict(None, error=f"not a score on the scale {low}..{high} (or a mapping {{score: "
-                                f"probability}}): {problem}")
+            return ScoreVerdict(
+                None, error=f"not a score on the scale {low}..{high} (or a mapping {{score: probability}}): {problem}"
+            )
         x = min(max(float(x), low), high)  # within the scale's rounding tolerance of it
         probs = [0.0] * len(values)
         k = min(int(math.floor(x)) - low, len(values) - 2)

@@ -7,8 +7,17 @@ Each backend is imported inside `judge_class`, when it is chosen, so loading a j
 from __future__ import annotations
 
 from pathlib import Path
-from ..config.judge import (JudgeBase, JudgeConfig, OpenAIJudgeConfig, PolicyJudgeConfig, PythonJudgeConfig,
-                            TransformersJudgeConfig, VLLMJudgeConfig, load_judge_config)
+
+from ..config.judge import (
+    JudgeBase,
+    JudgeConfig,
+    OpenAIJudgeConfig,
+    PolicyJudgeConfig,
+    PythonJudgeConfig,
+    TransformersJudgeConfig,
+    VLLMJudgeConfig,
+    load_judge_config,
+)
 from .base import Judge
 
 
@@ -17,18 +26,23 @@ def judge_class(config: JudgeConfig) -> type[Judge]:
     match config:
         case TransformersJudgeConfig():
             from .hf import TransformersJudge
+
             return TransformersJudge
         case VLLMJudgeConfig():
             from .vllm import VLLMJudge
+
             return VLLMJudge
         case OpenAIJudgeConfig():
             from .openai import OpenAIJudge
+
             return OpenAIJudge
         case PythonJudgeConfig():
             from .python import PythonJudge
+
             return PythonJudge
         case PolicyJudgeConfig():
             from .policy import PolicyJudge
+
             return PolicyJudge
     raise TypeError(f"no judge backend runs a {type(config).__name__}")
 

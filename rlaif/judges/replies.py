@@ -74,11 +74,11 @@ def split_rationale(text: str) -> tuple[str, str]:
     """(rationale, final-answer part) of a CoT reply; without a final-answer line the last line is the answer."""
     matches = list(FINAL.finditer(text))
     if matches:
-        before = text[:matches[-1].start()]
+        before = text[: matches[-1].start()]
         line_start = before.rfind("\n") + 1
         if not before[line_start:].strip(" \t*#_>-"):  # the answer has its own line, perhaps in markdown
             before = before[:line_start]
-        return before.strip(), text[matches[-1].start():]
+        return before.strip(), text[matches[-1].start() :]
     lines = text.rstrip().rsplit("\n", 1)
     return (lines[0].strip(), lines[1]) if len(lines) == 2 else ("", text)
 
@@ -127,5 +127,8 @@ def read_score(text: str, positions: list, values: list[int]) -> ScoreVerdict:
     found = _NUMBER.search(text or "")
     if found and found.group(0) in texts:
         return ScoreVerdict([float(t == found.group(0)) for t in texts], mass=1.0, source="text")
-    return ScoreVerdict(None, error=f"could not read a score: the reply names no score of {values[0]}..{values[-1]}"
-                        + (f" (it says {found.group(0)})" if found else ""))
+    return ScoreVerdict(
+        None,
+        error=f"could not read a score: the reply names no score of {values[0]}..{values[-1]}"
+        + (f" (it says {found.group(0)})" if found else ""),
+    )

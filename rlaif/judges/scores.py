@@ -22,15 +22,19 @@ Reads = Mapping[str, Mapping[str, float]]
 
 def value_masses(texts: Sequence[str], reads: Reads) -> list[float]:
     """P(the reply spells exactly `text`) for each score text, unnormalised (see the module docstring)."""
+
     def continuing(prefix: str) -> float:
-        return sum(math.exp(lp) for piece, lp in reads.get(prefix, {}).items()
-                   if piece and any(t != prefix and t.startswith(prefix + piece) for t in texts))
+        return sum(
+            math.exp(lp)
+            for piece, lp in reads.get(prefix, {}).items()
+            if piece and any(t != prefix and t.startswith(prefix + piece) for t in texts)
+        )
 
     def spelled(prefix: str, rest: str) -> float:
         total = 0.0
         for piece, lp in reads.get(prefix, {}).items():
             if piece and rest.startswith(piece):
-                after = rest[len(piece):]
+                after = rest[len(piece) :]
                 p = math.exp(lp)
                 total += p * (spelled(prefix + piece, after) if after else max(0.0, 1.0 - continuing(prefix + piece)))
         return total
@@ -67,8 +71,14 @@ def continuation_prefixes(texts: Sequence[str]) -> list[str]:
 
 def pieces_after(prefix: str, texts: Sequence[str]) -> list[str]:
     """Every piece the next token may read once the reply spells `prefix` ("0" and "" … after "1")."""
-    return sorted({t[len(prefix):k] for t in texts if t.startswith(prefix) and len(t) > len(prefix)
-                   for k in range(len(prefix) + 1, len(t) + 1)})
+    return sorted(
+        {
+            t[len(prefix) : k]
+            for t in texts
+            if t.startswith(prefix) and len(t) > len(prefix)
+            for k in range(len(prefix) + 1, len(t) + 1)
+        }
+    )
 
 
 class ScoreTokens:
@@ -90,8 +100,11 @@ class ScoreTokens:
         self.prefix_ids: dict[str, list[int]] = {}  # prefix -> the ids that follow the cue to spell it
         for prefix in continuation_prefixes(self.texts):
             ids = tokenizer(cue + prefix, add_special_tokens=False).input_ids
-            self.prefix_ids[prefix] = (ids[len(cue_ids):] if ids[:len(cue_ids)] == cue_ids
-                                       else tokenizer(prefix, add_special_tokens=False).input_ids)
+            self.prefix_ids[prefix] = (
+                ids[len(cue_ids) :]
+                if ids[: len(cue_ids)] == cue_ids
+                else tokenizer(prefix, add_special_tokens=False).input_ids
+            )
         self.read_ids = sorted({i for ids in self.groups.values() for i in ids})
 
     def reads_from(self, logp_rows: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
@@ -109,8 +122,9 @@ class ScoreTokens:
 
 
 def _spellable(text: str, pieces: Mapping[str, object]) -> bool:
-    return text in pieces or any(text.startswith(p) and _spellable(text[len(p):], pieces)
-                                 for p in pieces if p and len(p) < len(text))
+    return text in pieces or any(
+        text.startswith(p) and _spellable(text[len(p) :], pieces) for p in pieces if p and len(p) < len(text)
+    )
 
 
 def _logsumexp(xs: Sequence[float]) -> float:

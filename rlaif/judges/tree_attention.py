@@ -29,32 +29,31 @@ NAME = "rlaif_tree"
 
 @dataclass
 class TreeRow:
-    body_end: int                    # the body is the row's tokens [0, body_end)
-    tails: list[tuple[int, int]]     # [begin, end) of each tail; consecutive, starting at body_end
+    body_end: int  # the body is the row's tokens [0, body_end)
+    tails: list[tuple[int, int]]  # [begin, end) of each tail; consecutive, starting at body_end
 
 
 @dataclass
 class TreePlan:
-    prefix_valid: torch.Tensor       # [rows, prefix width] bool: real (not padding) prefix positions
+    prefix_valid: torch.Tensor  # [rows, prefix width] bool: real (not padding) prefix positions
     rows: list[TreeRow]
-    layouts: Optional[list] = None   # index tensors, filled in by the first layer
+    layouts: Optional[list] = None  # index tensors, filled in by the first layer
 
 
 def _flash(q, k, v, causal: bool = False, mask=None, scale: Optional[float] = None):
     """PyTorch's fused CPU attention kernel, returning the output and each query's log-sum-exp (needed to merge
     attention computed over separate key blocks)."""
-    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, attn_mask=mask,
-                                                                       scale=scale)
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, attn_mask=mask, scale=scale)
 
 
 @dataclass
 class _RowLayout:
     """Per-row index tensors, built at the first layer and reused by the others."""
 
-    plen: int                    # real prefix tokens (prefixes are right-padded)
-    body_bias: torch.Tensor      # [g·be, plen + be] additive mask: all of the prefix, the body causally
-    tail_index: torch.Tensor     # [T, Lt] row positions of each tail, padded by repeating its last position
-    tail_valid: torch.Tensor     # [T, Lt] bool
+    plen: int  # real prefix tokens (prefixes are right-padded)
+    body_bias: torch.Tensor  # [g·be, plen + be] additive mask: all of the prefix, the body causally
+    tail_index: torch.Tensor  # [T, Lt] row positions of each tail, padded by repeating its last position
+    tail_valid: torch.Tensor  # [T, Lt] bool
 
 
 def _layout(row: TreeRow, plen: int, groups: int, dtype, device) -> _RowLayout:
@@ -65,30 +64,33 @@ def _layout(row: TreeRow, plen: int, groups: int, dtype, device) -> _RowLayout:
     index = torch.zeros(len(row.tails), lt, dtype=torch.long, device=device)
     valid = torch.zeros(len(row.tails), lt, dtype=torch.bool, device=device)
     for t, (b, e) in enumerate(row.tails):
-        index[t, :e - b] = torch.arange(b, e, device=device)
-        index[t, e - b:] = e - 1
-        valid[t, :e - b] = True
+        index[t, : e - b] = torch.arange(b, e, device=device)
+        index[t, e - b :] = e - 1
+        valid[t, : e - b] = True
     return _RowLayout(plen, bias, index, valid)
 
 
-def tree_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                   rlaif_tree=None, **kwargs):
+def tree_attention(
+    module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, rlaif_tree=None, **kwargs
+):
     """transformers attention-interface signature: query [R, Hq, L, D], key/value [R, Hkv, P + L, D] (the prefix
     cache, then this row's tokens); returns ([R, L, Hq, D], None). `rlaif_tree` is a TreePlan, or "causal" for
     the right-padded prefix pass (no cache before it)."""
     if rlaif_tree is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     rows, hq, length, d = query.shape
     hkv = key.shape[1]
     g = hq // hkv
     p = key.shape[2] - length
-    scale = scaling if scaling is not None else d ** -0.5
+    scale = scaling if scaling is not None else d**-0.5
     if rlaif_tree == "causal":  # right-padded prefixes: causal attention is exact for every real token
-        o = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale,
-                                                             enable_gqa=g > 1)
+        o = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, is_causal=True, scale=scale, enable_gqa=g > 1
+        )
         return o.transpose(1, 2).contiguous(), None
     dtype, device = query.dtype, query.device
     if rlaif_tree.layouts is None:
@@ -100,8 +102,8 @@ def tree_attention(module, query, key, value, attention_mask, dropout: float = 0
         if not be:
             continue
         q, k, v = query[r], key[r], value[r]
-        kc = torch.cat([k[:, :lay.plen], k[:, p:p + be]], dim=1)[None]  # the context every token sees
-        vc = torch.cat([v[:, :lay.plen], v[:, p:p + be]], dim=1)[None]
+        kc = torch.cat([k[:, : lay.plen], k[:, p : p + be]], dim=1)[None]  # the context every token sees
+        vc = torch.cat([v[:, : lay.plen], v[:, p : p + be]], dim=1)[None]
         # body queries: the prefix and the body, causally (query heads of one KV head stacked as rows)
         o, _ = _flash(q[:, :be].reshape(1, hkv, g * be, d), kc, vc, mask=lay.body_bias, scale=scale)
         out[r, :, :be] = o.reshape(hq, be, d)
@@ -115,12 +117,12 @@ def tree_attention(module, query, key, value, attention_mask, dropout: float = 0
         # (b) each tail against itself, causally: tails padded to one length and batched (padding sits after
         # every real token, so the causal mask already hides it)
         idx = lay.tail_index
-        qb = q[:, idx].transpose(0, 1)                                        # [T, Hq, Lt, D]
+        qb = q[:, idx].transpose(0, 1)  # [T, Hq, Lt, D]
         kb = k[:, p + idx].transpose(0, 1).repeat_interleave(g, dim=1)
         vb = v[:, p + idx].transpose(0, 1).repeat_interleave(g, dim=1)
         ob, lb = _flash(qb.contiguous(), kb.contiguous(), vb.contiguous(), causal=True, scale=scale)
-        ob = ob.transpose(0, 1)[:, lay.tail_valid]                             # [Hq, n, D], tails in row order
-        lb = lb.transpose(0, 1)[:, lay.tail_valid]                             # [Hq, n]
+        ob = ob.transpose(0, 1)[:, lay.tail_valid]  # [Hq, n, D], tails in row order
+        lb = lb.transpose(0, 1)[:, lay.tail_valid]  # [Hq, n]
         # merge the two softmax parts exactly through their log-sum-exps
         lse = torch.logaddexp(la, lb)
         out[r, :, be:end] = oa * torch.exp(la - lse)[..., None] + ob * torch.exp(lb - lse)[..., None]

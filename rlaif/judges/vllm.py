@@ -47,26 +47,51 @@ def label_masses(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[i
     return masses[0], masses[1]
 
 
-def verdict_from_logprobs(top: Optional[dict], label_ids: tuple[Sequence[int], Sequence[int]], generated: str,
-                          top_k: int, prompt_tokens: int, completion_tokens: int, raw: Optional[str] = None,
-                          rationale: Optional[str] = None) -> Verdict:
+def verdict_from_logprobs(
+    top: Optional[dict],
+    label_ids: tuple[Sequence[int], Sequence[int]],
+    generated: str,
+    top_k: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    raw: Optional[str] = None,
+    rationale: Optional[str] = None,
+) -> Verdict:
     """A Verdict from the top log-probabilities of the verdict position: P(first) = m_A / (m_A + m_B).
     `generated` is the token the engine generated there; `raw` defaults to it."""
     raw = generated if raw is None else raw
     try:
         m_a, m_b = label_masses(top, label_ids)
     except InvalidLogprob as e:
-        return Verdict(p_first=None, raw=raw, rationale=rationale, prompt_tokens=prompt_tokens,
-                       completion_tokens=completion_tokens, error=f"the engine returned an {e}")
+        return Verdict(
+            p_first=None,
+            raw=raw,
+            rationale=rationale,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            error=f"the engine returned an {e}",
+        )
     mass = m_a + m_b
     if mass <= 0.0:
-        return Verdict(p_first=None, raw=raw, rationale=rationale, label_mass=0.0, prompt_tokens=prompt_tokens,
-                       completion_tokens=completion_tokens,
-                       error=f"no label token ({LABELS[0]!r} or {LABELS[1]!r}) among the top {top_k} "
-                             f"log-probabilities of the verdict position; the model generated {generated!r}")
-    return Verdict(p_first=m_a / mass, raw=raw, rationale=rationale, label_mass=mass,
-                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                   extra={"verdict_source": "logprobs"})
+        return Verdict(
+            p_first=None,
+            raw=raw,
+            rationale=rationale,
+            label_mass=0.0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            error=f"no label token ({LABELS[0]!r} or {LABELS[1]!r}) among the top {top_k} "
+            f"log-probabilities of the verdict position; the model generated {generated!r}",
+        )
+    return Verdict(
+        p_first=m_a / mass,
+        raw=raw,
+        rationale=rationale,
+        label_mass=mass,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        extra={"verdict_source": "logprobs"},
+    )
 
 
 def _logprob(entry, token_id: int) -> float:
@@ -134,15 +159,17 @@ class VLLMJudge(Judge):
         if isinstance(q, ScoreQuery):
             seg = self.layout.score_segments(q.prefix_user, q.response)
         else:
-            seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text,
-                                       cot=self.config.cot.enabled)
+            seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text, cot=self.config.cot.enabled)
         prefix = self._prefix_cache.get(seg.prefix)
         if prefix is None:
             if len(self._prefix_cache) > 4096:
                 self._prefix_cache.clear()
             prefix = self._prefix_cache[seg.prefix] = self.tokenizer.encode(seg.prefix, add_special_tokens=False)
-        return (prefix + self.tokenizer.encode(seg.body, add_special_tokens=False)
-                + self.tokenizer.encode(seg.tail, add_special_tokens=False))
+        return (
+            prefix
+            + self.tokenizer.encode(seg.body, add_special_tokens=False)
+            + self.tokenizer.encode(seg.tail, add_special_tokens=False)
+        )
 
     # -- judging -------------------------------------------------------------------------------------------
 
@@ -152,7 +179,7 @@ class VLLMJudge(Judge):
         verdicts: list[Verdict] = []
         bs = self.config.batch_size
         for start in range(0, len(queries), bs):
-            verdicts.extend(self._judge_chunk(queries[start:start + bs]))
+            verdicts.extend(self._judge_chunk(queries[start : start + bs]))
         return verdicts
 
     def _judge_chunk(self, queries: Sequence[Query]) -> list[Verdict]:
@@ -197,7 +224,7 @@ class VLLMJudge(Judge):
         rows: dict[int, dict[str, list[float]]] = {}
         errors: dict[int, str] = {}
         for start in range(0, len(prompts), self.config.batch_size):
-            chunk = prompts[start:start + self.config.batch_size]
+            chunk = prompts[start : start + self.config.batch_size]
             for (i, text, _), r in zip(chunk, self._generate([p for _, _, p in chunk], self._verdict_params())):
                 top = r.outputs[0].logprobs[0] if r.outputs[0].logprobs else {}
                 try:
@@ -223,27 +250,42 @@ class VLLMJudge(Judge):
     def _verdict_params(self):
         from vllm import SamplingParams
 
-        return SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.config.top_logprobs,
-                              skip_special_tokens=False)
+        return SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=self.config.top_logprobs, skip_special_tokens=False
+        )
 
     def _generate(self, prompts: list[list[int]], params) -> list:
         from vllm.inputs import TokensPrompt
 
-        return self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
-                                  use_tqdm=False)
+        return self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
 
-    def _read(self, result, prompt_tokens: int, completion_tokens: int, raw: Optional[str] = None,
-              rationale: Optional[str] = None) -> Verdict:
+    def _read(
+        self,
+        result,
+        prompt_tokens: int,
+        completion_tokens: int,
+        raw: Optional[str] = None,
+        rationale: Optional[str] = None,
+    ) -> Verdict:
         gen = result.outputs[0]
         top = gen.logprobs[0] if gen.logprobs else None
-        return verdict_from_logprobs(top, self.label_ids, gen.text, self.config.top_logprobs,
-                                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                     raw=raw, rationale=rationale)
+        return verdict_from_logprobs(
+            top,
+            self.label_ids,
+            gen.text,
+            self.config.top_logprobs,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            raw=raw,
+            rationale=rationale,
+        )
 
     def _run_plain(self, todo: list[tuple[int, list[int]]]) -> list[Verdict]:
         results = self._generate([ids for _, ids in todo], self._verdict_params())
-        return [self._read(r, prompt_tokens=len(ids), completion_tokens=len(r.outputs[0].token_ids))
-                for (_, ids), r in zip(todo, results)]
+        return [
+            self._read(r, prompt_tokens=len(ids), completion_tokens=len(r.outputs[0].token_ids))
+            for (_, ids), r in zip(todo, results)
+        ]
 
     def _run_cot(self, todo: list[tuple[int, list[int]]], reserve: int) -> list[Verdict]:
         """Rationale first (greedy), then the label token after prompt + rationale + COT_ANSWER_CUE — built the
@@ -251,9 +293,12 @@ class VLLMJudge(Judge):
         re-tokenised on its own), so both backends score the same ids."""
         from vllm import SamplingParams
 
-        params = [SamplingParams(max_tokens=min(self.config.cot.max_new_tokens, self.max_model_len - len(ids)
-                                                - reserve), temperature=0.0)
-                  for _, ids in todo]
+        params = [
+            SamplingParams(
+                max_tokens=min(self.config.cot.max_new_tokens, self.max_model_len - len(ids) - reserve), temperature=0.0
+            )
+            for _, ids in todo
+        ]
         firsts = self._generate([ids for _, ids in todo], params)
         out: list[Optional[Verdict]] = [None] * len(todo)
         second: list[tuple[int, list[int], str, str, int]] = []  # (row, ids to score, text, rationale, n_gen)
@@ -261,8 +306,11 @@ class VLLMJudge(Judge):
             new = list(r.outputs[0].token_ids)
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             rationale = text.split("Final answer")[0].rstrip()
-            scored = (ids + self.tokenizer.encode(rationale, add_special_tokens=False)
-                      + self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False))
+            scored = (
+                ids
+                + self.tokenizer.encode(rationale, add_special_tokens=False)
+                + self.tokenizer.encode(COT_ANSWER_CUE, add_special_tokens=False)
+            )
             if len(scored) + 1 > self.max_model_len:  # a rationale that re-tokenises longer than generated
                 v = self._too_long(len(scored), 1)
                 v.raw, v.rationale, v.completion_tokens = text, rationale, len(new)
@@ -272,9 +320,13 @@ class VLLMJudge(Judge):
         if second:
             results = self._generate([s[1] for s in second], self._verdict_params())
             for (row, _, text, rationale, n_gen), r in zip(second, results):
-                out[row] = self._read(r, prompt_tokens=len(todo[row][1]),
-                                      completion_tokens=n_gen + len(r.outputs[0].token_ids),
-                                      raw=text, rationale=rationale)
+                out[row] = self._read(
+                    r,
+                    prompt_tokens=len(todo[row][1]),
+                    completion_tokens=n_gen + len(r.outputs[0].token_ids),
+                    raw=text,
+                    rationale=rationale,
+                )
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -29,14 +29,31 @@ from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
 
 LabelJobError = JobError  # the labelling job's name for it
 
-LABELS = FolderKind(job="rlaif label", records="labels", record="a label", doing="labelled", file=LABELS_FILE,
-                    same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
-                              ("seed", "seed"), ("shard", "shard")),
-                    record_identity=judged_identity, record_problem=lambda r, _: label_problem(r))
+LABELS = FolderKind(
+    job="rlaif label",
+    records="labels",
+    record="a label",
+    doing="labelled",
+    file=LABELS_FILE,
+    same_job=(
+        ("constitution_sha256", "constitution"),
+        ("judge_settings_sha256", "judge settings"),
+        ("seed", "seed"),
+        ("shard", "shard"),
+    ),
+    record_identity=judged_identity,
+    record_problem=lambda r, _: label_problem(r),
+)
 
 
-def label(pairs: str | Path, constitution: str | Path | Constitution, judge, out: str | Path,
-          options: Optional[JobOptions] = None, **settings) -> JobResult:
+def label(
+    pairs: str | Path,
+    constitution: str | Path | Constitution,
+    judge,
+    out: str | Path,
+    options: Optional[JobOptions] = None,
+    **settings,
+) -> JobResult:
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path; with
     Ray, a config or a path, which each worker on the cluster loads. `settings` are JobOptions fields (seed=,
     limit=, progress=, retry_failed=, max_requests=, ray=, …) and this job's own: `relabel_changed` labels again a
@@ -59,8 +76,10 @@ class LabelJob(JudgedJob):
     item, unit, doing, done, rate, input_count = "pair", "pairs", "labelling", "labelled", "pairs", "input_pairs"
     counters = ("relabelled", "consistent", "a", "b", "tie")
     mode = "pairwise"
-    wrong_mode = ("{judge} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with "
-                  "rlaif score, or set `mode: pairwise` in the judge config")
+    wrong_mode = (
+        "{judge} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with "
+        "rlaif score, or set `mode: pairwise` in the judge config"
+    )
 
     def numbers(self):
         return (("--max-chars", self.max_chars),)
@@ -74,8 +93,9 @@ class LabelJob(JudgedJob):
     def items(self, path: Path) -> Iterator[Pair]:
         """The input's pairs, noting how far this run reads and the rows that still have an id of a line."""
         o = self.options
-        for pair in read_pairs(path, format=o.format, seed=o.seed, skip_invalid=o.skip_invalid,
-                               max_chars=self.max_chars):
+        for pair in read_pairs(
+            path, format=o.format, seed=o.seed, skip_invalid=o.skip_invalid, max_chars=self.max_chars
+        ):
             self.last_line = pair.source_line or self.last_line
             if synthetic_line(pair.id) is not None:
                 self.live.add(pair.id)
@@ -87,8 +107,10 @@ class LabelJob(JudgedJob):
         --skip-invalid)."""
         known = {p.id for p in self.constitution.principles}
         if pair.principle and not pair.invalid and pair.principle not in known:
-            reason = (f"principle '{pair.principle}' is not in constitution '{self.constitution.name}' "
-                      f"(its principles: {', '.join(sorted(known))})")
+            reason = (
+                f"principle '{pair.principle}' is not in constitution '{self.constitution.name}' "
+                f"(its principles: {', '.join(sorted(known))})"
+            )
             if not self.options.skip_invalid:
                 raise DataError(self.path, pair.source_line, reason)
             pair.invalid = reason
@@ -106,9 +128,11 @@ class LabelJob(JudgedJob):
         return super().attempt_again(planned, stored)
 
     def changed(self, planned: PlannedPair, stored: Stored) -> str:
-        return (f"pair '{planned.item.id}' was labelled before with different content ({self.store_path}:"
-                f"{stored.line}). Give the edited pair a new id, or pass --relabel-changed to label it again (the "
-                f"old label moves to superseded.jsonl)")
+        return (
+            f"pair '{planned.item.id}' was labelled before with different content ({self.store_path}:"
+            f"{stored.line}). Give the edited pair a new id, or pass --relabel-changed to label it again (the "
+            f"old label moves to superseded.jsonl)"
+        )
 
     def bad_input(self, record: LabelRecord) -> Optional[str]:
         # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.
@@ -128,18 +152,26 @@ class LabelJob(JudgedJob):
         """The failed records of unreadable rows ("rlaif:line-N", kept by --skip-invalid) whose line holds no such
         row any more: it was fixed (and has its own id now), removed, or the file ends before it. Only lines this
         run read are judged; one past a --limit keeps its record."""
-        return {i for i in stored if (line := synthetic_line(i)) is not None and i not in self.live
-                and (self.read_all or line <= self.last_line)}
+        return {
+            i
+            for i in stored
+            if (line := synthetic_line(i)) is not None
+            and i not in self.live
+            and (self.read_all or line <= self.last_line)
+        }
 
     def run_stats(self, job) -> dict:
         c, wall = job.counts, job.wall
         decided = c["a"] + c["b"] + c["tie"]
         tokens = c["prompt_tokens"] + c["completion_tokens"]
-        return {**super().run_stats(job), "relabelled_this_run": c["relabelled"],
-                "run_labels": {k: c[k] for k in ("a", "b", "tie")},
-                "run_position_consistency": round(c["consistent"] / decided, 4) if decided else None,
-                "run_inconsistent": decided - c["consistent"],
-                "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None}
+        return {
+            **super().run_stats(job),
+            "relabelled_this_run": c["relabelled"],
+            "run_labels": {k: c[k] for k in ("a", "b", "tie")},
+            "run_position_consistency": round(c["consistent"] / decided, 4) if decided else None,
+            "run_inconsistent": decided - c["consistent"],
+            "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
+        }
 
     def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
         return compute_stats(records, self.config, run)
@@ -190,24 +222,32 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
             first = r["p_a_orders"][0]
             first_only_agree += ("a" if first > 0.5 else "b") == human
     stats = {
-        "pairs": n, "ok": ok, "failed": failed,
+        "pairs": n,
+        "ok": ok,
+        "failed": failed,
         # judge errors (the exit code 4, --retry-failed) apart from input that could not be judged
-        "failed_judge": failed - failed_input, "failed_input": failed_input,
-        "labels": labels, "flags": flags,
+        "failed_judge": failed - failed_input,
+        "failed_input": failed_input,
+        "labels": labels,
+        "flags": flags,
         "position_consistency": _rate(consistent, ok),
         "human_labelled": human_n,
         # ties count as disagreement here: a judge that cannot tell does not get credit
         "agreement_with_human": _rate(agree, human_n),
-        "agreement_with_human_decided": _rate(agree_decided, decided), "decided_with_human": decided,
+        "agreement_with_human_decided": _rate(agree_decided, decided),
+        "decided_with_human": decided,
         "agreement_single_order": _rate(first_only_agree, human_n),
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
         "failure_reasons": top_reasons(errors),
         # text verdicts are 0 or 1 (a server that returned no logprobs): they carry no soft probability
         "verdict_sources": sources,
     }
     if judge_config is not None:
-        cost = (prompt_tokens * judge_config.price_per_1k_prompt_tokens +
-                completion_tokens * judge_config.price_per_1k_completion_tokens) / 1000
+        cost = (
+            prompt_tokens * judge_config.price_per_1k_prompt_tokens
+            + completion_tokens * judge_config.price_per_1k_completion_tokens
+        ) / 1000
         stats["estimated_cost"] = round(cost, 6) if cost else None
     if run:
         stats.update(run)
@@ -226,12 +266,15 @@ def judge_advice(stats: dict) -> Optional[str]:
         problems.append(f"{labels['tie']} of this run's {n} labels are ties")
     inconsistent = stats.get("run_inconsistent", 0)
     if inconsistent * 2 > n:
-        problems.append(f"in {inconsistent} of {n} pairs the judge picked a different response once the order "
-                        f"was swapped")
+        problems.append(
+            f"in {inconsistent} of {n} pairs the judge picked a different response once the order was swapped"
+        )
     if not problems:
         return None
-    return (f"Note: {' and '.join(problems)}: this judge cannot tell these responses apart, so these labels "
-            f"will not teach a preference. Use a more capable judge: {CAPABLE_JUDGES}.")
+    return (
+        f"Note: {' and '.join(problems)}: this judge cannot tell these responses apart, so these labels "
+        f"will not teach a preference. Use a more capable judge: {CAPABLE_JUDGES}."
+    )
 
 
 __all__ = ["LABELS", "LabelJob", "LabelJobError", "compute_stats", "judge_advice", "label"]

@@ -14,12 +14,15 @@ from typing import Optional, Sequence
 from ..constitution import Constitution, Principle
 from ..jobs.run import Planned
 from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
-from ..records import LabelRecord, Pair, Verdict, sha256_json
 from ..numbers import label_problem, probability_problem, weighted_mean
+from ..records import LabelRecord, Pair, Verdict, sha256_json
 from .preference import label_for, order_probabilities, position_consistent
 
-GENERIC = Constitution(name="generic", version="1", principles=[
-    Principle(id="better", text="Which response is the better reply to the user?")])
+GENERIC = Constitution(
+    name="generic",
+    version="1",
+    principles=[Principle(id="better", text="Which response is the better reply to the user?")],
+)
 INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
 OUT_OF_RANGE = "numbers out of range"
 # Probabilities summed from logprobs may pass 1 by rounding; beyond this the mass is flagged (a logprob above 0).
@@ -35,8 +38,17 @@ def is_input_failure(error: Optional[str]) -> bool:
 
 def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
     """The resume key: a content hash of what decides a label (pair, principles, constitution, judge)."""
-    return sha256_json([pair.id, pair.prompt, pair.response_a, pair.response_b, [p.id for p in principles],
-                        constitution_sha, judge_sha])[:32]
+    return sha256_json(
+        [
+            pair.id,
+            pair.prompt,
+            pair.response_a,
+            pair.response_b,
+            [p.id for p in principles],
+            constitution_sha,
+            judge_sha,
+        ]
+    )[:32]
 
 
 PlannedPair = Planned  # a pair before the judge sees it: the principles it is judged by (none for an invalid row)
@@ -75,7 +87,7 @@ def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
         if span is None:
             records.append(_failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.item.invalid}"))
             continue
-        vs = verdicts[span[0]:span[1]]
+        vs = verdicts[span[0] : span[1]]
         if any(v is None for v in vs):
             continue  # not fully answered before the cap: left for a resumed run, never a placeholder
         records.append(_record(pl, vs, constitution, judge, margin))
@@ -84,8 +96,9 @@ def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
     return records
 
 
-def judge_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None,
-                seed: int = 0) -> list[LabelRecord]:
+def judge_pairs(
+    judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None, seed: int = 0
+) -> list[LabelRecord]:
     """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
     constitution = constitution or GENERIC
     planned = [plan_pair(p, constitution, judge.info.settings_sha256, seed) for p in pairs]
@@ -95,26 +108,49 @@ def judge_pairs(judge: Judge, pairs: Sequence[Pair], constitution: Optional[Cons
 def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) -> dict:
     """What every record of this pair carries, whatever the verdict: the pair, its key, the constitution, the judge."""
     pair = planned.item
-    return dict(id=pair.id, key=planned.key, prompt=pair.prompt, response_a=pair.response_a,
-                response_b=pair.response_b, constitution_sha256=constitution.sha256, judge=judge.info,
-                human_label=pair.human_label, conversational=pair.conversational)
+    return dict(
+        id=pair.id,
+        key=planned.key,
+        prompt=pair.prompt,
+        response_a=pair.response_a,
+        response_b=pair.response_b,
+        constitution_sha256=constitution.sha256,
+        judge=judge.info,
+        human_label=pair.human_label,
+        conversational=pair.conversational,
+    )
 
 
-def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Constitution, judge: Judge,
-            tie_margin: float) -> LabelRecord:
+def _record(
+    planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Constitution, judge: Judge, tie_margin: float
+) -> LabelRecord:
     principles = planned.principles
-    base = dict(_provenance(planned, constitution, judge),
-                principle_id="all" if len(principles) > 1 else principles[0].id,
-                prompt_tokens=sum(v.prompt_tokens for v in verdicts),
-                completion_tokens=sum(v.completion_tokens for v in verdicts),
-                verdict_source=verdict_sources(verdicts), flags=verdict_flags(verdicts))
+    base = dict(
+        _provenance(planned, constitution, judge),
+        principle_id="all" if len(principles) > 1 else principles[0].id,
+        prompt_tokens=sum(v.prompt_tokens for v in verdicts),
+        completion_tokens=sum(v.completion_tokens for v in verdicts),
+        verdict_source=verdict_sources(verdicts),
+        flags=verdict_flags(verdicts),
+    )
     rationale = [v.rationale for v in verdicts] if any(v.rationale for v in verdicts) else None
     failed = [v for v in verdicts if v.p_first is None]
     if failed:
-        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
-                           error=failed[0].error or "the judge returned no verdict")
-    error = _out_of_range({f"p_first of '{p.id}' ({order})": verdicts[2 * k + j].p_first
-                           for k, p in enumerate(principles) for j, order in enumerate(("a first", "b first"))})
+        return LabelRecord(
+            **base,
+            p_a=None,
+            label=None,
+            status="failed",
+            rationale=rationale,
+            error=failed[0].error or "the judge returned no verdict",
+        )
+    error = _out_of_range(
+        {
+            f"p_first of '{p.id}' ({order})": verdicts[2 * k + j].p_first
+            for k, p in enumerate(principles)
+            for j, order in enumerate(("a first", "b first"))
+        }
+    )
     if error is None:
         per_orders = []
         for k, p in enumerate(principles):
@@ -122,30 +158,46 @@ def _record(planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Con
             per_orders.append(order_probabilities(ab.p_first, ba.p_first, p.invert, judge.config.clamp))
         weights = [p.weight for p in principles]
         try:  # weights are checked where a constitution is loaded; one built in code may still hold anything
-            orders = [weighted_mean([o[0] for o in per_orders], weights),
-                      weighted_mean([o[1] for o in per_orders], weights)]
+            orders = [
+                weighted_mean([o[0] for o in per_orders], weights),
+                weighted_mean([o[1] for o in per_orders], weights),
+            ]
         except ValueError as e:
             error = f"{OUT_OF_RANGE}: principle {e} (check the constitution's weights)"
         else:
             p_a = (orders[0] + orders[1]) / 2
-            per_principle = ({p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)}
-                             if len(principles) > 1 else None)
-            error = _out_of_range({"p_a": p_a, "p_a_orders[0]": orders[0], "p_a_orders[1]": orders[1],
-                                   **{f"per_principle '{i}'": v for i, v in (per_principle or {}).items()}})
+            per_principle = (
+                {p.id: (o[0] + o[1]) / 2 for p, o in zip(principles, per_orders)} if len(principles) > 1 else None
+            )
+            error = _out_of_range(
+                {
+                    "p_a": p_a,
+                    "p_a_orders[0]": orders[0],
+                    "p_a_orders[1]": orders[1],
+                    **{f"per_principle '{i}'": v for i, v in (per_principle or {}).items()},
+                }
+            )
     if error is not None:  # never an `ok` record with a number no reader can trust (or parse: NaN)
         return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale, error=error)
     masses = [v.label_mass for v in verdicts if v.label_mass is not None]
     if not all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses):  # NaN fails both comparisons
         base["flags"] = sorted({*(base["flags"] or ()), LABEL_MASS_FLAG})
     record = LabelRecord(
-        **base, p_a=p_a, label=label_for(p_a, tie_margin), status="ok",
-        position_consistent=position_consistent(orders), p_a_orders=orders, rationale=rationale,
+        **base,
+        p_a=p_a,
+        label=label_for(p_a, tie_margin),
+        status="ok",
+        position_consistent=position_consistent(orders),
+        p_a_orders=orders,
+        rationale=rationale,
         per_principle=per_principle,
-        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None)
+        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
+    )
     # the record as every reader will check it: what is stored as ok, a reader accepts
     if (problem := label_problem(record.to_json())) is not None:
-        return LabelRecord(**base, p_a=None, label=None, status="failed", rationale=rationale,
-                           error=f"{OUT_OF_RANGE}: {problem}")
+        return LabelRecord(
+            **base, p_a=None, label=None, status="failed", rationale=rationale, error=f"{OUT_OF_RANGE}: {problem}"
+        )
     return record
 
 
@@ -168,5 +220,4 @@ def _out_of_range(values: dict[str, float]) -> Optional[str]:
 
 
 def _failed(planned: PlannedPair, constitution: Constitution, judge: Judge, error: str) -> LabelRecord:
-    return LabelRecord(**_provenance(planned, constitution, judge), p_a=None, label=None, status="failed",
-                       error=error)
+    return LabelRecord(**_provenance(planned, constitution, judge), p_a=None, label=None, status="failed", error=error)

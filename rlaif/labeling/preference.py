@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 
-def order_probabilities(p_first_ab: float, p_first_ba: float, invert: bool = False,
-                        clamp: Optional[Sequence[float]] = None) -> tuple[float, float]:
+def order_probabilities(
+    p_first_ab: float, p_first_ba: float, invert: bool = False, clamp: Optional[Sequence[float]] = None
+) -> tuple[float, float]:
     """[P(a preferred | a shown first), P(a preferred | a shown second)]."""
     shown_first, shown_second = p_first_ab, 1.0 - p_first_ba
     if invert:

@@ -17,8 +17,11 @@ def chat_turns(prompt) -> list[dict]:
 def prompt_ids(tokenizer, prompt) -> list[int]:
     """Token ids of a prompt ready for the assistant's turn (chat template when the tokenizer has one)."""
     if tokenizer.chat_template:
-        return list(tokenizer.apply_chat_template(chat_turns(prompt), add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
+        return list(
+            tokenizer.apply_chat_template(
+                chat_turns(prompt), add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
     if not isinstance(prompt, str):
         raise ValueError("a conversational prompt needs a tokenizer with a chat template")
     return list(tokenizer(prompt)["input_ids"])
@@ -38,16 +41,18 @@ def encode(tokenizer, prompt, response: str) -> tuple[list[int], list[int]]:
     alone and of prompt+response stop agreeing (templates and merges can change the prompt's last tokens)."""
     alone = prompt_ids(tokenizer, prompt)
     if tokenizer.chat_template:
-        full = tokenizer.apply_chat_template(chat_turns(prompt) + [{"role": "assistant", "content": response}],
-                                             tokenize=True, return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(
+            chat_turns(prompt) + [{"role": "assistant", "content": response}], tokenize=True, return_dict=True
+        )["input_ids"]
     else:
         full = tokenizer(prompt + response + (tokenizer.eos_token or ""))["input_ids"]
     n = _common_prefix(alone, full)
     return list(full[:n]), list(full[n:])
 
 
-def encode_pair(tokenizer, prompt, response_a: str, response_b: str, max_length: int,
-                whole: bool) -> Optional[tuple[list[int], list[int], list[int]]]:
+def encode_pair(
+    tokenizer, prompt, response_a: str, response_b: str, max_length: int, whole: bool
+) -> Optional[tuple[list[int], list[int], list[int]]]:
     """(prompt ids, a ids, b ids) of a pair: the prompt is the tokens both encodings share, so prompt + a and
     prompt + b are each response's own encoding. None when the pair does not fit `max_length`: with `whole` a
     pair must fit entirely (a reward model reads the last token); otherwise only its prompt must, and responses

@@ -34,13 +34,20 @@ from ..records import Prompt, SampleRecord, derived_seed, sha256_json
 from .sampling import Sample, SavedPolicy
 
 SAMPLES_FILE = "samples.jsonl"
-SAMPLES = FolderKind(job="rlaif generate", records="samples", record="a prompt's samples", doing="sampled",
-                     file=SAMPLES_FILE,
-                     same_job=(("policy", "policy"), ("sampling_sha256", "sampling settings"), ("seed", "seed"),
-                               ("shard", "shard")),
-                     record_identity=lambda r: {"policy": r.get("policy"), "sampling_sha256": r.get("sampling_sha256"),
-                                                "seed": r.get("seed")},
-                     record_problem=lambda r, _: sample_problem(r))
+SAMPLES = FolderKind(
+    job="rlaif generate",
+    records="samples",
+    record="a prompt's samples",
+    doing="sampled",
+    file=SAMPLES_FILE,
+    same_job=(("policy", "policy"), ("sampling_sha256", "sampling settings"), ("seed", "seed"), ("shard", "shard")),
+    record_identity=lambda r: {
+        "policy": r.get("policy"),
+        "sampling_sha256": r.get("sampling_sha256"),
+        "seed": r.get("seed"),
+    },
+    record_problem=lambda r, _: sample_problem(r),
+)
 
 
 def job_folder(out: str | Path) -> Path:
@@ -49,8 +56,9 @@ def job_folder(out: str | Path) -> Path:
     return out.with_name(f"{out.stem if out.suffix else out.name}.job")
 
 
-def generate(policy: str, prompts: str | Path, out: str | Path, options: Optional[JobOptions] = None,
-             **settings) -> "GenerateResult":
+def generate(
+    policy: str, prompts: str | Path, out: str | Path, options: Optional[JobOptions] = None, **settings
+) -> "GenerateResult":
     """Sample `n` responses per prompt of the file `prompts` from `policy` and write every pair of them to `out`
     (JSONL); running it again resumes. `settings` are JobOptions fields (seed=, progress=, ray=, …) and this job's
     own: `n` (at least 2) and `config`, the sampling settings."""
@@ -58,8 +66,17 @@ def generate(policy: str, prompts: str | Path, out: str | Path, options: Optiona
     spec = GenerateJob(out=Path(out), **own)
     job = run_job(spec, prompts, None, str(policy), job_folder(out), JobOptions.of(options, **shared))
     s = job.stats
-    return GenerateResult(Path(out), s["prompts"], s["samples"], s["pairs"], s["empty_pairs"], s["unfinished"],
-                          s["wall_time_s"], s.get("ray"), job)
+    return GenerateResult(
+        Path(out),
+        s["prompts"],
+        s["samples"],
+        s["pairs"],
+        s["empty_pairs"],
+        s["unfinished"],
+        s["wall_time_s"],
+        s.get("ray"),
+        job,
+    )
 
 
 @dataclass
@@ -99,8 +116,14 @@ class GenerateJob(JobSpec):
     order: list[str] = field(default_factory=list, init=False)  # the prompt ids in input order
 
     kind = SAMPLES
-    item, unit, doing, done, rate, input_count = "prompt", "prompts", "sampling prompts", "sampled", "prompts", \
-        "input_prompts"
+    item, unit, doing, done, rate, input_count = (
+        "prompt",
+        "prompts",
+        "sampling prompts",
+        "sampled",
+        "prompts",
+        "input_prompts",
+    )
 
     def __post_init__(self):
         self.sampling = self.config or SamplingConfig()
@@ -120,20 +143,32 @@ class GenerateJob(JobSpec):
         require("--out", output_file_problem(self.out))
 
     def manifest(self) -> dict:
-        return {"policy": self.config.policy, "sampling": self.provenance()["sampling"],
-                "sampling_sha256": self.config.settings_sha256(), "pairs": str(self.out)}
+        return {
+            "policy": self.config.policy,
+            "sampling": self.provenance()["sampling"],
+            "sampling_sha256": self.config.settings_sha256(),
+            "pairs": str(self.out),
+        }
 
     def provenance(self) -> dict:
         """What every pair row carries: the policy and the sampling settings, n and seed."""
-        return {"policy": self.config.policy, "sampling": {**self.sampling.model_dump(mode="json"), "n": self.n,
-                                                           "seed": self.options.seed}}
+        return {
+            "policy": self.config.policy,
+            "sampling": {**self.sampling.model_dump(mode="json"), "n": self.n, "seed": self.options.seed},
+        }
 
     def loader(self):
         return partial(SavedPolicy, self.config.policy, self.sampling)
 
     def worker(self):
-        return partial(sample_batch, n=self.n, step=self.batch_size(), seed=self.options.seed,
-                       policy=self.config.policy, sampling_sha256=self.config.settings_sha256())
+        return partial(
+            sample_batch,
+            n=self.n,
+            step=self.batch_size(),
+            seed=self.options.seed,
+            policy=self.config.policy,
+            sampling_sha256=self.config.settings_sha256(),
+        )
 
     def batch_size(self) -> int:
         return max(1, self.sampling.batch_size // self.n)  # prompts per generate() call, n samples each
@@ -169,25 +204,51 @@ class GenerateJob(JobSpec):
         records = list(records)
         ok = [r for r in records if r.get("status") == "ok"]
         rows, empty = pair_rows([r["prompt"] for r in ok], [r["samples"] for r in ok])
-        return {"prompts": len(ok), "samples": sum(len(r["samples"]) for r in ok), "pairs": len(rows),
-                "empty_pairs": empty, "unfinished": sum(not f for r in ok for f in r["finished"]), "ok": len(ok),
-                "failed": len(records) - len(ok), "pairs_file": str(self.out), **(run or {})}
+        return {
+            "prompts": len(ok),
+            "samples": sum(len(r["samples"]) for r in ok),
+            "pairs": len(rows),
+            "empty_pairs": empty,
+            "unfinished": sum(not f for r in ok for f in r["finished"]),
+            "ok": len(ok),
+            "failed": len(records) - len(ok),
+            "pairs_file": str(self.out),
+            **(run or {}),
+        }
 
 
-def sample_batch(sampler: SavedPolicy, batch: Sequence[PlannedPrompt], n: int, step: int, seed: int, policy: str,
-                 sampling_sha256: str) -> tuple[list[SampleRecord], None]:
+def sample_batch(
+    sampler: SavedPolicy,
+    batch: Sequence[PlannedPrompt],
+    n: int,
+    step: int,
+    seed: int,
+    policy: str,
+    sampling_sha256: str,
+) -> tuple[list[SampleRecord], None]:
     """A batch of prompts sampled (here or on a Ray worker): one record per prompt, seeded by the place of the
     batch's first prompt, as sampling in-process always chunked and seeded its prompts."""
     groups = sampler.sample([p.prompt for p in batch], n, seed=derived_seed(seed, batch[0].place // step))
-    return [SampleRecord(id=p.id, key=p.key, prompt=p.prompt, samples=[s.text for s in group],
-                         finished=[s.finished for s in group], policy=policy, sampling_sha256=sampling_sha256,
-                         seed=seed, prompt_tokens=len(group[0].prompt_ids) if group else 0,
-                         completion_tokens=sum(len(s.response_ids) for s in group))
-            for p, group in zip(batch, groups)], None
+    return [
+        SampleRecord(
+            id=p.id,
+            key=p.key,
+            prompt=p.prompt,
+            samples=[s.text for s in group],
+            finished=[s.finished for s in group],
+            policy=policy,
+            sampling_sha256=sampling_sha256,
+            seed=seed,
+            prompt_tokens=len(group[0].prompt_ids) if group else 0,
+            completion_tokens=sum(len(s.response_ids) for s in group),
+        )
+        for p, group in zip(batch, groups)
+    ], None
 
 
-def pair_rows(prompts: Sequence[Prompt], samples: Sequence[Sequence[Any]],
-              provenance: Optional[dict] = None) -> tuple[list[dict], int]:
+def pair_rows(
+    prompts: Sequence[Prompt], samples: Sequence[Sequence[Any]], provenance: Optional[dict] = None
+) -> tuple[list[dict], int]:
     """Rows for `rlaif label`: every pair (i < j) of one prompt's samples (Sample objects or their texts). Pairs
     with an empty response are left out (a label needs two responses) and counted; returns (rows, pairs left
     out)."""
@@ -200,9 +261,18 @@ def pair_rows(prompts: Sequence[Prompt], samples: Sequence[Sequence[Any]],
             if not a.strip() or not b.strip():
                 empty += 1
                 continue
-            rows.append({"id": sha256_json([prompt, a, b, i, j])[:16], "prompt": prompt, "response_a": a,
-                         "response_b": b, "prompt_id": prompt_id, "sample_a": i, "sample_b": j,
-                         **(provenance or {})})
+            rows.append(
+                {
+                    "id": sha256_json([prompt, a, b, i, j])[:16],
+                    "prompt": prompt,
+                    "response_a": a,
+                    "response_b": b,
+                    "prompt_id": prompt_id,
+                    "sample_a": i,
+                    "sample_b": j,
+                    **(provenance or {}),
+                }
+            )
     return rows, empty
 
 
@@ -212,22 +282,29 @@ class GenerateResult:
     prompts: int
     samples: int
     pairs: int
-    empty_pairs: int      # pairs left out because a response was empty
-    unfinished: int       # samples cut at max_new_tokens
+    empty_pairs: int  # pairs left out because a response was empty
+    unfinished: int  # samples cut at max_new_tokens
     wall_s: float
     ray: Optional[dict] = None  # the Ray workers that sampled (None: in-process)
     job: Optional[JobResult] = None
 
     def summary(self) -> str:
         where = f" on {self.ray['workers']} Ray workers" if self.ray else ""
-        return (f"{self.pairs} pairs from {self.prompts} prompts ({self.samples} samples, {self.unfinished} cut at "
-                f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s"
-                f"{where} -> {self.out}")
+        return (
+            f"{self.pairs} pairs from {self.prompts} prompts ({self.samples} samples, {self.unfinished} cut at "
+            f"max_new_tokens, {self.empty_pairs} pairs left out for an empty response) in {self.wall_s:.1f}s"
+            f"{where} -> {self.out}"
+        )
 
 
-def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: SamplingConfig,
-                  seed: Optional[int] = None,
-                  on_batch: Optional[Callable[[int], None]] = None) -> list[list[Sample]]:
+def sample_policy(
+    policy: str,
+    prompts: Sequence[Prompt],
+    n: int,
+    config: SamplingConfig,
+    seed: Optional[int] = None,
+    on_batch: Optional[Callable[[int], None]] = None,
+) -> list[list[Sample]]:
     """`n` samples per prompt from a saved policy, in-process and without a job folder (`rlaif eval winrate`):
     chunks of `batch_size // n` prompts, chunk k seeded `derived_seed(seed, k)` (vLLM: all prompts in one call).
     `on_batch` gets the prompts done so far. The model is freed after."""
@@ -236,8 +313,13 @@ def sample_policy(policy: str, prompts: Sequence[Prompt], n: int, config: Sampli
         step = (len(prompts) or 1) if sampler.vllm is not None else max(1, config.batch_size // n)
         out: list[list[Sample]] = []
         for k, start in enumerate(range(0, len(prompts), step)):
-            out.extend(sampler.sample(prompts[start:start + step], n,
-                                      seed=None if seed is None else (seed if sampler.vllm else derived_seed(seed, k))))
+            out.extend(
+                sampler.sample(
+                    prompts[start : start + step],
+                    n,
+                    seed=None if seed is None else (seed if sampler.vllm else derived_seed(seed, k)),
+                )
+            )
             if on_batch:
                 on_batch(len(out))
         return out

@@ -19,11 +19,11 @@ from .chat import prompt_ids
 
 @dataclass
 class Sample:
-    prompt: object            # the prompt as given: text or a list of chat messages
+    prompt: object  # the prompt as given: text or a list of chat messages
     prompt_ids: list[int]
-    response_ids: list[int]   # sampled tokens, up to and including EOS when the response ended
-    text: str                 # the response decoded without special tokens
-    finished: bool            # ended with EOS (False: cut at max_new_tokens)
+    response_ids: list[int]  # sampled tokens, up to and including EOS when the response ended
+    text: str  # the response decoded without special tokens
+    finished: bool  # ended with EOS (False: cut at max_new_tokens)
 
 
 def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
@@ -53,8 +53,9 @@ def load_policy(policy: str):
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
-           seed: Optional[int] = None) -> list[list[Sample]]:
+def sample(
+    model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None
+) -> list[list[Sample]]:
     """`n` responses per prompt from an in-memory causal LM (transformers generate, left-padded batches).
     Returns one list of n samples per prompt. `seed` makes the draw repeatable."""
     device = next(model.parameters()).device
@@ -63,8 +64,9 @@ def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
     jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
     out: list[list[Optional[Sample]]] = [[None] * n for _ in prompts]
-    gen = dict(max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-               eos_token_id=tokenizer.eos_token_id)
+    gen = dict(
+        max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     if config.temperature > 0:
         gen.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
     else:
@@ -75,13 +77,13 @@ def sample(model, tokenizer, prompts: Sequence, n: int, config: SamplingConfig,
         torch.manual_seed(seed)
     try:
         for start in range(0, len(jobs), config.batch_size):
-            chunk = jobs[start:start + config.batch_size]
+            chunk = jobs[start : start + config.batch_size]
             width = max(len(encoded[i]) for i, _ in chunk)
             ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for r, (i, _) in enumerate(chunk):
-                ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[r, width - len(encoded[i]):] = 1
+                ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[r, width - len(encoded[i]) :] = 1
             rows = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
             for r, (i, j) in enumerate(chunk):
                 out[i][j] = _finish(tokenizer, prompts[i], encoded[i], rows[r, width:].tolist())
@@ -120,17 +122,22 @@ class VLLMSampler:
         self.llm.reset_prefix_cache()
         self.path = str(path)
 
-    def sample(self, prompts: Sequence, n: int, config: SamplingConfig,
-               seed: Optional[int] = None) -> list[list[Sample]]:
+    def sample(
+        self, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None
+    ) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
-        params = SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
-                                top_k=config.top_k if config.top_k > 0 else -1, max_tokens=config.max_new_tokens,
-                                seed=seed)
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params,
-                                    use_tqdm=False)
+        params = SamplingParams(
+            n=n,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k if config.top_k > 0 else -1,
+            max_tokens=config.max_new_tokens,
+            seed=seed,
+        )
+        results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
         out = []
         for prompt, ids, res in zip(prompts, encoded, results):
             row = []
@@ -187,8 +194,14 @@ class SavedPolicy:
             torch.cuda.empty_cache()
 
 
-def sample_vllm(path: str, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None,
-                engine_kwargs: Optional[dict] = None) -> list[list[Sample]]:
+def sample_vllm(
+    path: str,
+    prompts: Sequence,
+    n: int,
+    config: SamplingConfig,
+    seed: Optional[int] = None,
+    engine_kwargs: Optional[dict] = None,
+) -> list[list[Sample]]:
     """`n` responses per prompt from a saved model directory (or hub id), with an engine started for the call."""
     sampler = VLLMSampler(path, seed or 0, engine_kwargs)
     try:
@@ -211,8 +224,9 @@ class PolicySampler:
         self.engine: Optional[VLLMSampler] = None
         self.version: object = None
 
-    def __call__(self, model, tokenizer, prompts: Sequence, n: int, seed: Optional[int] = None,
-                 version: object = None) -> list[list[Sample]]:
+    def __call__(
+        self, model, tokenizer, prompts: Sequence, n: int, seed: Optional[int] = None, version: object = None
+    ) -> list[list[Sample]]:
         if not self.vllm:
             return sample(model, tokenizer, prompts, n, self.config, seed)
         if self.engine is None or version is None or version != self.version:
@@ -222,8 +236,9 @@ class PolicySampler:
 
     def _push(self, model, tokenizer) -> None:
         if getattr(model, "peft_config", None):
-            raise NotImplementedError("sampling a LoRA policy with vLLM is not supported: set sampling.backend: "
-                                      "transformers")
+            raise NotImplementedError(
+                "sampling a LoRA policy with vLLM is not supported: set sampling.backend: transformers"
+            )
         model.save_pretrained(self.dir, safe_serialization=True)
         tokenizer.save_pretrained(self.dir)
         if self.engine is None:
@@ -246,4 +261,4 @@ def use_vllm(config: SamplingConfig, model_is_path: bool) -> bool:
         if not vllm_available():
             raise RuntimeError("sampling backend vllm: vllm is not installed (pip install 'rlaif[vllm]')")
         return True
-    return (config.backend == "auto" and model_is_path and vllm_available() and torch.cuda.is_available())
+    return config.backend == "auto" and model_is_path and vllm_available() and torch.cuda.is_available()

@@ -12,26 +12,31 @@ from typing import Callable
 
 def _reward(config) -> Path:
     from .reward import train as reward_model
+
     return reward_model(config)
 
 
 def _dpo(config) -> Path:
     from .dpo import train as dpo
+
     return dpo(config)
 
 
 def _ppo(config) -> Path:
     from .ppo import train as ppo
+
     return ppo(config)
 
 
 def _sft(config) -> Path:
     from .sft import train as supervised_fine_tuning
+
     return supervised_fine_tuning(config)
 
 
 def _loop(config) -> Path:
     from .loop import train as self_feedback_loop
+
     return self_feedback_loop(config)
 
 

@@ -17,8 +17,15 @@ from ..train.dpo import dpo_step, evaluate, precompute_reference
 from ..train.losses import dpo_loss_fn
 from ..train.models import load_reference, load_trainable
 from ..train.preference import start_preference_run
-from ..train.run import (RunLog, frozen_dtype, global_batch, make_optimizer, prepare_for_training, total_steps,
-                         with_cpu_threads)
+from ..train.run import (
+    RunLog,
+    frozen_dtype,
+    global_batch,
+    make_optimizer,
+    prepare_for_training,
+    total_steps,
+    with_cpu_threads,
+)
 
 
 @with_cpu_threads
@@ -35,10 +42,30 @@ def train(config: DPOTrainConfig) -> Path:
 
     ref_train = ref_eval = None
     if config.precompute_reference:
-        ref_train = precompute_reference(acc, policy, reference, train_pairs, config.eval_batch_size, pad_id,
-                                         config.max_length, out / "reference_logps.pt")
-        ref_eval = precompute_reference(acc, policy, reference, eval_pairs, config.eval_batch_size, pad_id,
-                                        config.max_length, out / "reference_logps_eval.pt") if eval_pairs else None
+        ref_train = precompute_reference(
+            acc,
+            policy,
+            reference,
+            train_pairs,
+            config.eval_batch_size,
+            pad_id,
+            config.max_length,
+            out / "reference_logps.pt",
+        )
+        ref_eval = (
+            precompute_reference(
+                acc,
+                policy,
+                reference,
+                eval_pairs,
+                config.eval_batch_size,
+                pad_id,
+                config.max_length,
+                out / "reference_logps_eval.pt",
+            )
+            if eval_pairs
+            else None
+        )
         reference = None  # no longer needed: free its memory
         policy.train()
 
@@ -49,24 +76,49 @@ def train(config: DPOTrainConfig) -> Path:
     loss_fn = dpo_loss_fn(config.loss)
     gb = global_batch(config, acc.num_processes)
     if acc.is_main_process:
-        print(f"dpo: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
-              f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
-              + (f"; resuming at step {log.start}" if log.start else ""), flush=True)
+        print(
+            f"dpo: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
+            f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
+            + (f"; resuming at step {log.start}" if log.start else ""),
+            flush=True,
+        )
 
     # -- loop -----------------------------------------------------------------------------------------------
     policy.train()
     for step in range(log.start, steps):
         t0 = time.perf_counter()
-        micro = micro_batches(step_indices(step, len(train_pairs), gb, config.seed), acc.process_index,
-                              acc.num_processes, config.grad_accum)
+        micro = micro_batches(
+            step_indices(step, len(train_pairs), gb, config.seed),
+            acc.process_index,
+            acc.num_processes,
+            config.grad_accum,
+        )
         done = step + 1
-        row = dpo_step(acc, policy, reference, optimizer, scheduler, train_pairs, ref_train, micro, config, loss_fn,
-                       pad_id, log.checks(done, steps))
+        row = dpo_step(
+            acc,
+            policy,
+            reference,
+            optimizer,
+            scheduler,
+            train_pairs,
+            ref_train,
+            micro,
+            config,
+            loss_fn,
+            pad_id,
+            log.checks(done, steps),
+        )
         row.update(epoch=done * gb / len(train_pairs), step_time_s=time.perf_counter() - t0)
         if log.evaluates(done, steps):
             row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id))
-        log.end_step(policy, done, steps, row, f"loss {row['loss']:.4f} acc {row['reward_accuracy'] or 0:.3f} "
-                     f"margin {row['rewards_margin']:.4f}", {"epoch": row["epoch"]})
+        log.end_step(
+            policy,
+            done,
+            steps,
+            row,
+            f"loss {row['loss']:.4f} acc {row['reward_accuracy'] or 0:.3f} margin {row['rewards_margin']:.4f}",
+            {"epoch": row["epoch"]},
+        )
 
     # -- save -----------------------------------------------------------------------------------------------
     return log.finish(policy)

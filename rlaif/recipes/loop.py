@@ -70,16 +70,27 @@ def evaluate(run: LoopRun, reference, baseline: list[str], seed: int, version: i
         drawn = run.sampler(run.model, run.tokenizer, prompts, 1, seed=seed, version=version)
         texts = [g[0].text for g in drawn]
         win = judge_winrate(judge, run.constitution, prompts, texts, baseline, seed=config.seed)
-        eval_win = (judge_winrate(eval_judge, run.constitution, prompts, texts, baseline, seed=config.seed)
-                    if eval_judge is not None else None)
-        kl = kl_estimate(run.model, reference, [g[0] for g in drawn], run.tokenizer.pad_token_id,
-                         config.eval_batch_size)
-    out = {"win_rate": win.win_rate, "winrate": win.to_dict(),
-           "eval_win_rate": eval_win.win_rate if eval_win else None,
-           "eval_winrate": eval_win.to_dict() if eval_win else None, "kl": kl}
+        eval_win = (
+            judge_winrate(eval_judge, run.constitution, prompts, texts, baseline, seed=config.seed)
+            if eval_judge is not None
+            else None
+        )
+        kl = kl_estimate(
+            run.model, reference, [g[0] for g in drawn], run.tokenizer.pad_token_id, config.eval_batch_size
+        )
+    out = {
+        "win_rate": win.win_rate,
+        "winrate": win.to_dict(),
+        "eval_win_rate": eval_win.win_rate if eval_win else None,
+        "eval_winrate": eval_win.to_dict() if eval_win else None,
+        "kl": kl,
+    }
     if config.track_keyword:
-        out.update(keyword=config.track_keyword, keyword_share=keyword_share(texts, config.track_keyword),
-                   keyword_share_start=keyword_share(baseline, config.track_keyword))
+        out.update(
+            keyword=config.track_keyword,
+            keyword_share=keyword_share(texts, config.track_keyword),
+            keyword_share_start=keyword_share(baseline, config.track_keyword),
+        )
     return out
 
 
@@ -142,15 +153,21 @@ class LoopRun:
         self.judge_mode = judge_config.mode  # pairwise labels or d-RLAIF ratings; every process follows it
         self.acc, resume = start_run(config)
         self.main = main = self.acc.is_main_process
-        self.train_prompts, self.eval_prompts = split_prompts(read_prompts(config.prompts), config.eval_prompts,
-                                                              derived_seed(config.seed, "split"))
+        self.train_prompts, self.eval_prompts = split_prompts(
+            read_prompts(config.prompts), config.eval_prompts, derived_seed(config.seed, "split")
+        )
         self.constitution = load_constitution(config.constitution) if config.constitution else GENERIC
-        self.judges = (load_judge(judge_config) if main else None,
-                       load_judge(config.eval_judge) if config.eval_judge and main else None)
+        self.judges = (
+            load_judge(judge_config) if main else None,
+            load_judge(config.eval_judge) if config.eval_judge and main else None,
+        )
         self.tokenizer = load_tokenizer(config.model, resume)
         policy = load_trainable(config.model, config.lora, self.tokenizer, "lm", resume)
-        self.initial = (load_reference(config.model, self.tokenizer, self.acc.device)
-                        if not config.lora and config.reference == "initial" else None)
+        self.initial = (
+            load_reference(config.model, self.tokenizer, self.acc.device)
+            if not config.lora and config.reference == "initial"
+            else None
+        )
         prepare_for_training(policy, config)
         policy.to(self.acc.device)
         optimizer, scheduler = make_optimizer(policy, config.optim, config.iterations * config.steps_per_iteration)
@@ -175,8 +192,13 @@ def baseline_samples(run: LoopRun, seed: int) -> list[str]:
         return []
     if path.exists():
         return [json.loads(line)["text"] for line in path.read_text().splitlines()]
-    starting = run.model if run.step == 0 else (run.initial if run.initial is not None else
-                                                load_reference(run.config.model, run.tokenizer, run.acc.device))
+    starting = (
+        run.model
+        if run.step == 0
+        else (
+            run.initial if run.initial is not None else load_reference(run.config.model, run.tokenizer, run.acc.device)
+        )
+    )
     with run.acc.autocast():
         drawn = run.sampler(starting, run.tokenizer, run.eval_prompts, 1, seed=seed, version=0)  # step-0 weights
     baseline = [g[0].text for g in drawn]
@@ -198,8 +220,14 @@ def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
             raise FileNotFoundError(f"{pairs_path} is missing: the samples iteration {k} trained on are gone")
         prompts = iteration_prompts(run.train_prompts, config.prompts_per_iteration, config.seed, k)
         with run.acc.autocast():
-            drawn = run.sampler(run.model, run.tokenizer, prompts, config.samples_per_prompt,
-                                seed=derived_seed(config.seed, "sample", k), version=first)
+            drawn = run.sampler(
+                run.model,
+                run.tokenizer,
+                prompts,
+                config.samples_per_prompt,
+                seed=derived_seed(config.seed, "sample", k),
+                version=first,
+            )
         rows, _ = pair_rows(prompts, drawn, {"iteration": k, "policy_step": first})
         write_jsonl(rows, pairs_path)
     run.acc.wait_for_everyone()
@@ -213,19 +241,40 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
     last, world = first + config.steps_per_iteration, acc.num_processes
     total = config.iterations * config.steps_per_iteration
     pad_id = run.tokenizer.pad_token_id
-    ref_table = precompute_reference(acc, run.policy, reference, train_pairs, config.eval_batch_size, pad_id,
-                                     config.max_length, it_dir / "reference_logps.pt")
+    ref_table = precompute_reference(
+        acc,
+        run.policy,
+        reference,
+        train_pairs,
+        config.eval_batch_size,
+        pad_id,
+        config.max_length,
+        it_dir / "reference_logps.pt",
+    )
     run.policy.train()
     gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
     gb -= gb % (config.grad_accum * world)  # whole micro-batches on every process
     order_seed = derived_seed(config.seed, "order", k) % 2**31
     for step in range(max(run.step, first), last):
         t_step = time.perf_counter()
-        micro = micro_batches(step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index,
-                              world, config.grad_accum)
+        micro = micro_batches(
+            step_indices(step - first, len(train_pairs), gb, order_seed), acc.process_index, world, config.grad_accum
+        )
         done = step + 1
-        row = dpo_step(acc, run.policy, reference, run.optimizer, run.scheduler, train_pairs, ref_table, micro,
-                       config, run.loss_fn, pad_id, log.checks(done, total))
+        row = dpo_step(
+            acc,
+            run.policy,
+            reference,
+            run.optimizer,
+            run.scheduler,
+            train_pairs,
+            ref_table,
+            micro,
+            config,
+            run.loss_fn,
+            pad_id,
+            log.checks(done, total),
+        )
         row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_time_s=time.perf_counter() - t_step)
         log.metrics.log(done, row)
         if done % config.save_steps == 0 and done != last:
@@ -234,15 +283,27 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
                 prune(run.out, config.save_total_limit, first if config.reference == "previous" else None)
 
 
-def iteration_summary(run: LoopRun, k: int, reference, rows: list, labelled: Labelled, trained: tuple[int, int],
-                      baseline: list[str], eval_seed: int) -> dict:
+def iteration_summary(
+    run: LoopRun,
+    k: int,
+    reference,
+    rows: list,
+    labelled: Labelled,
+    trained: tuple[int, int],
+    baseline: list[str],
+    eval_seed: int,
+) -> dict:
     """4. The iteration's row of OUT/iterations.jsonl: its labels (the feedback step's fields) and losses, and the
     evaluation on the held-out prompts. `trained`: (pairs trained on, pairs too long)."""
     config, last = run.config, k * run.config.steps_per_iteration
     steps_rows = [r for r in read_metrics(run.out) if r.get("iteration") == k]
     summary = {
-        "iteration": k, "step": last, **labelled.fields, "train_pairs": trained[0],
-        "too_long": trained[1], "feedback": labelled.feedback.counts,
+        "iteration": k,
+        "step": last,
+        **labelled.fields,
+        "train_pairs": trained[0],
+        "too_long": trained[1],
+        "feedback": labelled.feedback.counts,
         "loss_first": steps_rows[0]["loss"] if steps_rows else None,
         "loss_last": steps_rows[-1]["loss"] if steps_rows else None,
         "reference": "initial" if config.lora else config.reference,
@@ -250,7 +311,8 @@ def iteration_summary(run: LoopRun, k: int, reference, rows: list, labelled: Lab
     }
     if config.track_keyword:
         summary["keyword_share_samples"] = keyword_share(
-            [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword)
+            [r[x] for r in rows for x in ("response_a", "response_b")], config.track_keyword
+        )
     return summary
 
 
@@ -265,9 +327,12 @@ def train(config: LoopConfig) -> Path:
     eval_seed = derived_seed(config.seed, "eval")
     baseline = baseline_samples(run, eval_seed)
     if run.main:
-        print(f"loop: {len(run.train_prompts)} training prompts, {len(run.eval_prompts)} held out; "
-              f"{config.iterations} iterations of {S} steps on {run.acc.num_processes} process(es)"
-              + (f"; resuming at step {run.step}" if run.step else ""), flush=True)
+        print(
+            f"loop: {len(run.train_prompts)} training prompts, {len(run.eval_prompts)} held out; "
+            f"{config.iterations} iterations of {S} steps on {run.acc.num_processes} process(es)"
+            + (f"; resuming at step {run.step}" if run.step else ""),
+            flush=True,
+        )
 
     # -- loop -----------------------------------------------------------------------------------------------
     for k in range(run.step // S + 1, config.iterations + 1):
@@ -279,13 +344,13 @@ def train(config: LoopConfig) -> Path:
         labelled = feedback_step(run, k, first, it_dir, rows)
         train_pairs, too_long = encode_pairs(run.tokenizer, labelled.feedback.train, config.max_length, whole=False)
         if len(train_pairs) < config.grad_accum * run.acc.num_processes:
-            raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: "
-                             f"{labelled.feedback.counts})")
+            raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {labelled.feedback.counts})")
         dpo_steps(run, k, first, reference, train_pairs, it_dir)
         if run.main:  # the other processes wait at the checkpoint
             with run.log.sampling(last, total):
-                summary = iteration_summary(run, k, reference, rows, labelled, (len(train_pairs), too_long),
-                                            baseline, eval_seed)
+                summary = iteration_summary(
+                    run, k, reference, rows, labelled, (len(train_pairs), too_long), baseline, eval_seed
+                )
             summary["time_s"] = round(time.perf_counter() - t0, 3)
             with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
                 f.write(json.dumps(summary) + "\n")
@@ -306,14 +371,17 @@ def train(config: LoopConfig) -> Path:
 def _summary(row: dict, iterations: int, labels: str) -> str:
     f = fmt
     win = row["winrate"]
-    line = (f"iteration {row['iteration']}/{iterations}: {labels}, {row['train_pairs']} trained on; loss "
-            f"{f(row['loss_first'], '.4f')} -> {f(row['loss_last'], '.4f')}; win rate vs start {f(row['win_rate'])} "
-            f"[{f(win['ci_low'])}, {f(win['ci_high'])}]")
+    line = (
+        f"iteration {row['iteration']}/{iterations}: {labels}, {row['train_pairs']} trained on; loss "
+        f"{f(row['loss_first'], '.4f')} -> {f(row['loss_last'], '.4f')}; win rate vs start {f(row['win_rate'])} "
+        f"[{f(win['ci_low'])}, {f(win['ci_high'])}]"
+    )
     if row["eval_winrate"] is not None:
         line += f" (eval judge {f(row['eval_win_rate'])})"
     line += f"; KL to reference {f(row['kl'])}"
     if "keyword_share" in row:
-        line += (f"; '{row['keyword']}' in {f(row['keyword_share'])} of samples (start "
-                 f"{f(row['keyword_share_start'])}, this iteration's pairs {f(row['keyword_share_samples'])})")
+        line += (
+            f"; '{row['keyword']}' in {f(row['keyword_share'])} of samples (start "
+            f"{f(row['keyword_share_start'])}, this iteration's pairs {f(row['keyword_share_samples'])})"
+        )
     return line
-

@@ -22,7 +22,7 @@ from ..policy.sampling import derived_seed
 from ..train.data import FeedbackData, read_feedback
 
 LABELS = Path("labels") / "labels.jsonl"  # a pairwise judge's label folder's records
-PREFERENCES = Path("preferences.jsonl")   # a score judge's binarised pairs
+PREFERENCES = Path("preferences.jsonl")  # a score judge's binarised pairs
 
 
 @dataclass
@@ -44,42 +44,81 @@ def label_pairs(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     """A pairwise judge: the labelling job over every pair (resumed after a kill)."""
     from ..labeling.job import label
 
-    job = label(it_dir / "pairs.jsonl", run.constitution, run.judges[0], it_dir / "labels", seed=run.config.seed,
-                skip_invalid=True, progress=False)
+    job = label(
+        it_dir / "pairs.jsonl",
+        run.constitution,
+        run.judges[0],
+        it_dir / "labels",
+        seed=run.config.seed,
+        skip_invalid=True,
+        progress=False,
+    )
     stats = job.stats
-    fields = {"pairs": len(rows), "labels_ok": stats["ok"], "labels_tie": stats["labels"]["tie"],
-              "labels_failed": stats["failed"], "position_consistency": stats["position_consistency"]}
-    return fields, (f"{len(rows)} pairs labelled (ok {stats['ok']}, tie {stats['labels']['tie']}, failed "
-                    f"{stats['failed']}; position consistency {fmt(stats['position_consistency'])})")
+    fields = {
+        "pairs": len(rows),
+        "labels_ok": stats["ok"],
+        "labels_tie": stats["labels"]["tie"],
+        "labels_failed": stats["failed"],
+        "position_consistency": stats["position_consistency"],
+    }
+    return fields, (
+        f"{len(rows)} pairs labelled (ok {stats['ok']}, tie {stats['labels']['tie']}, failed "
+        f"{stats['failed']}; position consistency {fmt(stats['position_consistency'])})"
+    )
 
 
 def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     """A score judge: the score job rates each sample once (resumed after a kill), then each prompt's samples are
     binarised by feedback.pairs_from (`rlaif.data.scores.binarize`, as `rlaif export --pairs-from`)."""
     from ..data.labels import read_scores
-    from ..files import write_jsonl
     from ..data.scores import binarized_labels
+    from ..files import write_jsonl
     from ..scoring.job import score
 
     config, judge = run.config, run.judges[0]
     fb = config.feedback
     # a sample too long for the judge is a failed rating, left out of the pairs (as the pairwise step does)
-    job = score(it_dir / "pairs.jsonl", run.constitution, judge, it_dir / "scores", seed=config.seed,
-                progress=False, skip_invalid=True)
+    job = score(
+        it_dir / "pairs.jsonl",
+        run.constitution,
+        judge,
+        it_dir / "scores",
+        seed=config.seed,
+        progress=False,
+        skip_invalid=True,
+    )
     stats = job.stats  # the scale, T and tie margin the folder's labels are derived with (scale_of)
-    labels = list(binarized_labels(read_scores(it_dir / "scores"), fb.pairs_from, tuple(stats["scale"]),
-                                   stats["temperature"], stats["tie_margin"],
-                                   seed=derived_seed(config.seed, "pairs_from", k), min_margin=fb.min_margin))
+    labels = list(
+        binarized_labels(
+            read_scores(it_dir / "scores"),
+            fb.pairs_from,
+            tuple(stats["scale"]),
+            stats["temperature"],
+            stats["tie_margin"],
+            seed=derived_seed(config.seed, "pairs_from", k),
+            min_margin=fb.min_margin,
+        )
+    )
     write_jsonl(labels, it_dir / PREFERENCES)  # a function of the scores: written again on resume, the same
     ties = sum(r["label"] == "tie" for r in labels)
     # labels_failed counts the judge's failed verdicts in either mode: here the ratings that failed (each leaves
     # its sample out of every pair), so the field means "the judge failed on this many" whatever the judge
-    fields = {"judge_mode": "score", "samples": stats["responses"], "ratings_ok": stats["ok"],
-              "ratings_failed": stats["failed"], "pairs_from": fb.pairs_from, "pairs": len(labels),
-              "labels_ok": len(labels), "labels_tie": ties, "labels_failed": stats["failed"]}
-    return fields, (f"{stats['responses']} samples of {stats['prompts']} prompts rated (ok {stats['ok']}, failed "
-                    f"{stats['failed']}; mean score {fmt(stats['mean_score'], '.2f')}), "
-                    f"{len(labels)} pairs {fb.pairs_from} ({ties} ties)")
+    fields = {
+        "judge_mode": "score",
+        "samples": stats["responses"],
+        "ratings_ok": stats["ok"],
+        "ratings_failed": stats["failed"],
+        "pairs_from": fb.pairs_from,
+        "pairs": len(labels),
+        "labels_ok": len(labels),
+        "labels_tie": ties,
+        "labels_failed": stats["failed"],
+    }
+    return fields, (
+        f"{stats['responses']} samples of {stats['prompts']} prompts rated (ok {stats['ok']}, failed "
+        f"{stats['failed']}; mean score {fmt(stats['mean_score'], '.2f')}), "
+        f"{len(labels)} pairs {fb.pairs_from} ({ties} ties)"
+    )
 
 
 def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:
@@ -100,23 +139,31 @@ def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled
     return Labelled(feedback, fields, phrase)
 
 
-def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = True,
-                       labels: Optional[Path] = None) -> FeedbackData:
+def iteration_feedback(
+    config: LoopConfig, it_dir: Path, k: int, write: bool = True, labels: Optional[Path] = None
+) -> FeedbackData:
     """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default)
     through `rlaif.feedback` (ai / human / mixed). `write`: write the queue for people and the iteration's human
     labels (the main process; the others read)."""
     from ..config.feedback import FeedbackConfig
     from ..data.labels import read_labels
-    from ..files import write_jsonl
     from ..feedback.sources import invalid_input, queue_row
+    from ..files import write_jsonl
 
     fb, labels = config.feedback, labels or it_dir / LABELS
     queue = it_dir / "human_queue.jsonl"
     if fb.source == "ai":
         source = FeedbackConfig(source="ai", ai=str(labels))
     elif fb.source == "mixed":
-        source = FeedbackConfig(source="mixed", ai=str(labels), human=fb.human, queue=str(queue), margin=fb.margin,
-                                require_consistent=fb.require_consistent, pending=fb.pending)
+        source = FeedbackConfig(
+            source="mixed",
+            ai=str(labels),
+            human=fb.human,
+            queue=str(queue),
+            margin=fb.margin,
+            require_consistent=fb.require_consistent,
+            pending=fb.pending,
+        )
     else:  # people label every pair; their labels of this iteration's pairs (by id) train
         if write:
             records = [r for r in read_labels(labels) if not invalid_input(r)]
@@ -130,9 +177,12 @@ def iteration_feedback(config: LoopConfig, it_dir: Path, k: int, write: bool = T
         return read_feedback(source, pairs, config.seed, write_queue=write)
     except ValueError as e:
         if fb.source == "ai":
-            hint = (" (every label a tie? min_margin: 0 trains on the soft p_a of all of them)"
-                    if "tie" in str(e) else "")
+            hint = (
+                " (every label a tie? min_margin: 0 trains on the soft p_a of all of them)" if "tie" in str(e) else ""
+            )
             raise ValueError(f"iteration {k}: {e}{hint}") from None
-        raise ValueError(f"iteration {k}: {e}. People's labels are needed for the pairs in {queue} (e.g. `rlaif "
-                         f"annotate serve --pairs {queue}`, exported into {fb.human}); then run the same command "
-                         "again to continue") from None
+        raise ValueError(
+            f"iteration {k}: {e}. People's labels are needed for the pairs in {queue} (e.g. `rlaif "
+            f"annotate serve --pairs {queue}`, exported into {fb.human}); then run the same command "
+            "again to continue"
+        ) from None

@@ -33,7 +33,8 @@ def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
         decided = p_a != 0.5
         a_wins = r_a > r_b
         terms = {
-            "pairs": torch.tensor(float(len(p_a))), "decided": decided.sum().float(),
+            "pairs": torch.tensor(float(len(p_a))),
+            "decided": decided.sum().float(),
             "correct": ((a_wins == (p_a > 0.5)) & decided).sum().float(),
             "human_pairs": (human >= 0).sum().float(),
             "human_correct": ((a_wins.long() == human) & (human >= 0)).sum().float(),
@@ -46,10 +47,12 @@ def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
 
 def summarise(sums: dict, prefix: str = "") -> dict:
     n = max(sums["pairs"], 1)
-    out = {"loss": sums["loss"] / n,
-           "accuracy": sums["correct"] / sums["decided"] if sums["decided"] else None,
-           "reward_mean": sums["reward_sum"] / (2 * n),
-           "margin": sums["margin_sum"] / n}  # preferred minus other response's score
+    out = {
+        "loss": sums["loss"] / n,
+        "accuracy": sums["correct"] / sums["decided"] if sums["decided"] else None,
+        "reward_mean": sums["reward_sum"] / (2 * n),
+        "margin": sums["margin_sum"] / n,
+    }  # preferred minus other response's score
     if sums.get("human_pairs"):
         out["human_accuracy"] = sums["human_correct"] / sums["human_pairs"]
     return {prefix + k: v for k, v in out.items()}
@@ -69,30 +72,43 @@ def train(config: RewardTrainConfig) -> Path:
     log = RunLog(acc, config, run.tokenizer, run.resume, keep=config.save_total_limit)
     gb = global_batch(config, acc.num_processes)
     if acc.is_main_process:
-        print(f"reward: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
-              f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
-              + (f"; resuming at step {log.start}" if log.start else ""), flush=True)
+        print(
+            f"reward: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
+            f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
+            + (f"; resuming at step {log.start}" if log.start else ""),
+            flush=True,
+        )
 
     def terms(pairs):
-        return lambda idx: pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device),
-                                      config)
+        return lambda idx: pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device), config)
 
     # -- loop -----------------------------------------------------------------------------------------------
     model.train()
     for step in range(log.start, steps):
         t0 = time.perf_counter()
-        micro = micro_batches(step_indices(step, len(train_pairs), gb, config.seed), acc.process_index,
-                              acc.num_processes, config.grad_accum)
+        micro = micro_batches(
+            step_indices(step, len(train_pairs), gb, config.seed),
+            acc.process_index,
+            acc.num_processes,
+            config.grad_accum,
+        )
         done = step + 1
-        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_pairs), STATS,
-                                             config, log.checks(done, steps))
-        row = {**summarise(sums), "lr": lr, "grad_norm": grad_norm, "epoch": done * gb / len(train_pairs),
-               "step_time_s": time.perf_counter() - t0}
+        sums, lr, grad_norm = optimizer_step(
+            acc, model, optimizer, scheduler, micro, terms(train_pairs), STATS, config, log.checks(done, steps)
+        )
+        row = {
+            **summarise(sums),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "epoch": done * gb / len(train_pairs),
+            "step_time_s": time.perf_counter() - t0,
+        }
         if log.evaluates(done, steps):
             held_out = evaluate_pairs(acc, model, len(eval_pairs), config.eval_batch_size, terms(eval_pairs), STATS)
             row.update(summarise(held_out, prefix="eval_") if held_out else {})
-        log.end_step(model, done, steps, row, f"loss {row['loss']:.4f} acc {row['accuracy'] or 0:.3f}",
-                     {"epoch": row["epoch"]})
+        log.end_step(
+            model, done, steps, row, f"loss {row['loss']:.4f} acc {row['accuracy'] or 0:.3f}", {"epoch": row["epoch"]}
+        )
 
     # -- save -----------------------------------------------------------------------------------------------
     return log.finish(model)

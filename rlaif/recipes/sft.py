@@ -21,8 +21,15 @@ from ..config.sft import SFTTrainConfig
 from ..train.data import micro_batches, step_indices
 from ..train.models import load_tokenizer, load_trainable
 from ..train.preference import evaluate_pairs, optimizer_step
-from ..train.run import (RunLog, global_batch, make_optimizer, prepare_for_training, start_run, total_steps,
-                         with_cpu_threads)
+from ..train.run import (
+    RunLog,
+    global_batch,
+    make_optimizer,
+    prepare_for_training,
+    start_run,
+    total_steps,
+    with_cpu_threads,
+)
 from ..train.sft import encode_examples, example_batch, read_examples, sft_terms
 
 STATS = ("loss", "tokens")
@@ -34,7 +41,7 @@ def _split(config: SFTTrainConfig, examples: list) -> tuple[list, list]:
         return examples, read_examples(config.data.eval_paths)
     order = list(range(len(examples)))
     random.Random(config.seed).shuffle(order)
-    held = set(order[:int(round(len(examples) * config.data.eval_fraction))])
+    held = set(order[: int(round(len(examples) * config.data.eval_fraction))])
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
 
@@ -48,8 +55,10 @@ def train(config: SFTTrainConfig) -> Path:
     train_set, too_long = encode_examples(tokenizer, train_rows, config.max_length)
     eval_set, _ = encode_examples(tokenizer, eval_rows, config.max_length)
     if not train_set:
-        raise ValueError(f"no training examples in {', '.join(config.data.paths)} ({too_long} longer than "
-                         f"max_length={config.max_length} in the prompt alone)")
+        raise ValueError(
+            f"no training examples in {', '.join(config.data.paths)} ({too_long} longer than "
+            f"max_length={config.max_length} in the prompt alone)"
+        )
     model = load_trainable(config.model, config.lora, tokenizer, "lm", resume)
     prepare_for_training(model, config)
     steps = total_steps(config, len(train_set), acc.num_processes)
@@ -58,8 +67,11 @@ def train(config: SFTTrainConfig) -> Path:
     log = RunLog(acc, config, tokenizer, resume, keep=config.save_total_limit)
     gb, pad_id = global_batch(config, acc.num_processes), tokenizer.pad_token_id
     if acc.is_main_process:
-        print(f"sft: {len(train_set)} training examples, {len(eval_set)} held out, {too_long} too long; {steps} "
-              f"steps of {gb} examples" + (f"; resuming at step {log.start}" if log.start else ""), flush=True)
+        print(
+            f"sft: {len(train_set)} training examples, {len(eval_set)} held out, {too_long} too long; {steps} "
+            f"steps of {gb} examples" + (f"; resuming at step {log.start}" if log.start else ""),
+            flush=True,
+        )
 
     def terms(examples):
         return lambda idx: sft_terms(model, example_batch(examples, idx, pad_id, config.max_length, acc.device))
@@ -74,11 +86,26 @@ def train(config: SFTTrainConfig) -> Path:
         n_tokens = max(1, sum(train_set[i].response_tokens(config.max_length) for i in indices))
         micro = micro_batches(indices, acc.process_index, acc.num_processes, config.grad_accum)
         done = step + 1
-        sums, lr, grad_norm = optimizer_step(acc, model, optimizer, scheduler, micro, terms(train_set), STATS,
-                                             config, log.checks(done, steps),
-                                             scale=lambda idx: acc.num_processes / n_tokens)
-        row = {"loss": sums["loss"] / max(sums["tokens"], 1), "tokens": sums["tokens"], "lr": lr,
-               "grad_norm": grad_norm, "epoch": done * gb / len(train_set), "step_time_s": time.perf_counter() - t0}
+        sums, lr, grad_norm = optimizer_step(
+            acc,
+            model,
+            optimizer,
+            scheduler,
+            micro,
+            terms(train_set),
+            STATS,
+            config,
+            log.checks(done, steps),
+            scale=lambda idx: acc.num_processes / n_tokens,
+        )
+        row = {
+            "loss": sums["loss"] / max(sums["tokens"], 1),
+            "tokens": sums["tokens"],
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "epoch": done * gb / len(train_set),
+            "step_time_s": time.perf_counter() - t0,
+        }
         if log.evaluates(done, steps) and eval_set:
             held = evaluate_pairs(acc, model, len(eval_set), config.eval_batch_size, terms(eval_set), STATS)
             row["eval_loss"] = held["loss"] / max(held["tokens"], 1)

@@ -28,17 +28,24 @@ def example_turns(example: RevisionExample, constitution: Constitution) -> list[
     """One worked example as the turns a chain takes: prompt, response, critique request and critique, revision
     request and revision."""
     p = constitution.principle(example.principle)
-    return [*chat_turns(example.prompt), {"role": "assistant", "content": example.response},
-            {"role": "user", "content": p.critique}, {"role": "assistant", "content": example.critique},
-            {"role": "user", "content": p.revision}, {"role": "assistant", "content": example.revision}]
+    return [
+        *chat_turns(example.prompt),
+        {"role": "assistant", "content": example.response},
+        {"role": "user", "content": p.critique},
+        {"role": "assistant", "content": example.critique},
+        {"role": "user", "content": p.revision},
+        {"role": "assistant", "content": example.revision},
+    ]
 
 
-def chain_key(row: PromptRow, constitution_sha: str, model_sha: str, generation_sha: str, rounds: int,
-              seed: int) -> str:
+def chain_key(
+    row: PromptRow, constitution_sha: str, model_sha: str, generation_sha: str, rounds: int, seed: int
+) -> str:
     """The resume key: a content hash of what decides a chain (prompt, starting response, constitution, model
     settings, generation settings, rounds, seed)."""
-    return sha256_json([row.id, row.prompt, row.response, constitution_sha, model_sha, generation_sha, rounds,
-                        seed])[:32]
+    return sha256_json([row.id, row.prompt, row.response, constitution_sha, model_sha, generation_sha, rounds, seed])[
+        :32
+    ]
 
 
 @dataclass
@@ -52,11 +59,11 @@ class PlannedChain:
     line = property(lambda self: self.row.line)
 
 
-def plan_chain(row: PromptRow, constitution: Constitution, rounds: int, seed: int, model_sha: str,
-               generation_sha: str) -> PlannedChain:
+def plan_chain(
+    row: PromptRow, constitution: Constitution, rounds: int, seed: int, model_sha: str, generation_sha: str
+) -> PlannedChain:
     principles = [constitution.revision_principle(row.id, k, seed) for k in range(rounds)]
-    return PlannedChain(row, principles, chain_key(row, constitution.sha256, model_sha, generation_sha, rounds,
-                                                   seed))
+    return PlannedChain(row, principles, chain_key(row, constitution.sha256, model_sha, generation_sha, rounds, seed))
 
 
 @dataclass
@@ -105,8 +112,10 @@ def run_chains(session: Session, planned: list[PlannedChain], settings: ChainSet
     """Run a batch of chains to their end through `session`; one record per chain, except those a spending cap
     left unanswered (a resumed run does them)."""
     few_shot = [t for ex in settings.constitution.revision_examples for t in example_turns(ex, settings.constitution)]
-    chains = [_Chain(pl, few_shot + chat_turns(pl.row.prompt), initial=pl.row.response, current=pl.row.response)
-              for pl in planned]
+    chains = [
+        _Chain(pl, few_shot + chat_turns(pl.row.prompt), initial=pl.row.response, current=pl.row.response)
+        for pl in planned
+    ]
     _ask(session, {i: c for i, c in enumerate(chains) if c.current is None}, "initial", None, settings.seed)
     for k in range(settings.rounds):
         for step in ("critique", "revision"):
@@ -124,10 +133,13 @@ def _ask(session: Session, asking: dict[int, _Chain], step: str, k: Optional[int
         if step == "critique":
             c.messages += [{"role": "assistant", "content": c.current}, {"role": "user", "content": principle.critique}]
         elif step == "revision":
-            c.messages += [{"role": "assistant", "content": c.critique[0]},
-                           {"role": "user", "content": principle.revision}]
-        requests[i] = Request(list(c.messages), step, principle.id if principle else None,
-                              derived_seed(seed, c.planned.row.id, step, k))
+            c.messages += [
+                {"role": "assistant", "content": c.critique[0]},
+                {"role": "user", "content": principle.revision},
+            ]
+        requests[i] = Request(
+            list(c.messages), step, principle.id if principle else None, derived_seed(seed, c.planned.row.id, step, k)
+        )
     for i, reply in session.step(requests).items():
         _take(asking[i], reply, step, k)
 
@@ -150,19 +162,37 @@ def _take(c: _Chain, reply: Optional[Reply], step: str, k: Optional[int]) -> Non
     elif step == "critique":
         c.critique = (reply.text, reply.finish)
     else:
-        c.rounds.append(RevisionRound(principle_id=c.planned.principles[k].id, critique=c.critique[0],
-                                      revision=reply.text, critique_finish=c.critique[1],
-                                      revision_finish=reply.finish))
+        c.rounds.append(
+            RevisionRound(
+                principle_id=c.planned.principles[k].id,
+                critique=c.critique[0],
+                revision=reply.text,
+                critique_finish=c.critique[1],
+                revision_finish=reply.finish,
+            )
+        )
         c.current, c.critique = reply.text, None
 
 
 def _record(c: _Chain, settings: ChainSettings) -> RevisionRecord:
     row = c.planned.row
     return RevisionRecord(
-        id=row.id, key=c.planned.key, prompt=row.prompt, initial=c.initial,
-        initial_source="input" if row.response is not None else "model", initial_finish=c.initial_finish,
-        rounds=c.rounds, final=c.current if c.error is None else None,
-        status="ok" if c.error is None else "failed", error=c.error, flags=sorted(c.flags) or None,
-        constitution_sha256=settings.constitution.sha256, model=settings.model, generation=settings.generation,
-        generation_sha256=settings.generation_sha256, seed=settings.seed, prompt_tokens=c.prompt_tokens,
-        completion_tokens=c.completion_tokens)
+        id=row.id,
+        key=c.planned.key,
+        prompt=row.prompt,
+        initial=c.initial,
+        initial_source="input" if row.response is not None else "model",
+        initial_finish=c.initial_finish,
+        rounds=c.rounds,
+        final=c.current if c.error is None else None,
+        status="ok" if c.error is None else "failed",
+        error=c.error,
+        flags=sorted(c.flags) or None,
+        constitution_sha256=settings.constitution.sha256,
+        model=settings.model,
+        generation=settings.generation,
+        generation_sha256=settings.generation_sha256,
+        seed=settings.seed,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+    )

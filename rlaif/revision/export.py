@@ -4,13 +4,15 @@
   for `rlaif train sft` (loss on that last turn only) or TRL's SFTTrainer, loadable with
   `datasets.load_dataset("json", data_files=...)`. This is what Constitutional AI fine-tunes on (SL-CAI).
 - `trl`: `prompt` / `chosen` (the final revision) / `rejected` (the first answer) preference rows, in TRL's
-  conversational form (the chain was a chat; a text prompt is one user turn). Straight to DPO (TRL's DPOTrainer reads them as they are), or through `rlaif label` first, so
-  that a judge checks each revision really is better (the label job reads `chosen` as a known choice, so its
-  stats' agreement with `human_label` is the share of pairs where the judge agrees the revision is better).
+  conversational form (the chain was a chat; a text prompt is one user turn). Straight to DPO (TRL's DPOTrainer reads
+  them as they are), or through `rlaif label` first, so that a judge checks each revision really is better (the label
+  job reads `chosen` as a known choice, so its stats' agreement with `human_label` is the share of pairs where the judge
+  agrees the revision is better).
 
-Failed chains, and chains whose final revision is the first answer unchanged (`trl` only), are left out and
-counted. The chains are read checked (rlaif.numbers.revision_problem: an ok chain has a final revision with text;
-one record per id), and a folder whose job still runs is refused. Every row keeps the chain's id and provenance (constitution hash, principles, model).
+Failed chains, and chains whose final revision is the first answer unchanged (`trl` only), are left out and counted. The
+chains are read checked (rlaif.numbers.revision_problem: an ok chain has a final revision with text; one record per id),
+and a folder whose job still runs is refused. Every row keeps the chain's id and provenance (constitution hash,
+principles, model).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.paths import output_file_problem, require
-from ..jobs.folder import refuse_running
 from ..data.labels import read_records
 from ..files import write_jsonl
+from ..jobs.folder import refuse_running
 from ..numbers import revision_problem
 from ..policy.chat import chat_turns
 from .job import REVISIONS_FILE
@@ -35,8 +37,12 @@ def revisions_file(path: str | Path) -> Path:
 
 
 def _provenance(r: dict) -> dict:
-    return {"id": r["id"], "constitution_sha256": r["constitution_sha256"],
-            "principle_ids": [rnd["principle_id"] for rnd in r["rounds"]], "model": r["model"]["model"]}
+    return {
+        "id": r["id"],
+        "constitution_sha256": r["constitution_sha256"],
+        "principle_ids": [rnd["principle_id"] for rnd in r["rounds"]],
+        "model": r["model"]["model"],
+    }
 
 
 def sft_row(r: dict) -> dict:
@@ -46,10 +52,16 @@ def sft_row(r: dict) -> dict:
 def trl_row(r: dict) -> dict:
     """Conversational always, as the chain was a chat: one file never mixes text and chat rows, which TRL reads by
     the first row's shape."""
+
     def turn(text: str) -> list[dict]:
         return [{"role": "assistant", "content": text}]
-    return {"prompt": chat_turns(r["prompt"]), "chosen": turn(r["final"]), "rejected": turn(r["initial"]),
-            **_provenance(r)}
+
+    return {
+        "prompt": chat_turns(r["prompt"]),
+        "chosen": turn(r["final"]),
+        "rejected": turn(r["initial"]),
+        **_provenance(r),
+    }
 
 
 def export_revisions(revisions: str | Path, out: str | Path, format: str = "sft") -> dict:
@@ -59,8 +71,7 @@ def export_revisions(revisions: str | Path, out: str | Path, format: str = "sft"
     require("--out", output_file_problem(out))
     source = revisions_file(revisions)
     if not source.exists():
-        raise FileNotFoundError(f"no revisions at {source} (a folder written by rlaif revise, or its "
-                                f"{REVISIONS_FILE})")
+        raise FileNotFoundError(f"no revisions at {source} (a folder written by rlaif revise, or its {REVISIONS_FILE})")
     refuse_running(source, "export")
     counts = {"written": 0, "skipped_failed": 0, "skipped_unchanged": 0}
 
@@ -73,5 +84,6 @@ def export_revisions(revisions: str | Path, out: str | Path, format: str = "sft"
             else:
                 counts["written"] += 1
                 yield sft_row(r) if format == "sft" else trl_row(r)
+
     write_jsonl(rows(), out)
     return counts

@@ -59,8 +59,11 @@ class Reply:
 
 
 def too_long(n_tokens: int, limit: int) -> Reply:
-    return Reply(None, error=f"{TOO_LONG}: {n_tokens} tokens with max_new_tokens, over max_length={limit}",
-                 prompt_tokens=n_tokens)
+    return Reply(
+        None,
+        error=f"{TOO_LONG}: {n_tokens} tokens with max_new_tokens, over max_length={limit}",
+        prompt_tokens=n_tokens,
+    )
 
 
 def generation_settings(sampling: SamplingConfig) -> dict:

@@ -62,8 +62,10 @@ class TransformersGenerator(Generator):
         super().__init__(config, sampling)
         self.model, self.tokenizer, self.device = load_causal_lm(config)
         if not self.tokenizer.chat_template:
-            raise ValueError(f"model {config.model} has no chat template: rlaif revise needs one to render the "
-                             f"conversation of critiques and revisions")
+            raise ValueError(
+                f"model {config.model} has no chat template: rlaif revise needs one to render the "
+                f"conversation of critiques and revisions"
+            )
         self.stop_ids = end_of_turn_ids(self.tokenizer, self.model)
         pad = self.tokenizer.pad_token_id
         self.pad = pad if pad is not None else min(self.stop_ids, default=0)
@@ -137,8 +139,12 @@ class CachedSession(Session):
         for chain, (tokens, finish) in out.items():
             gen.timing.decode_tokens += len(tokens)
             body = tokens[:-1] if finish == "eos" else tokens
-            replies[chain] = Reply(gen.tokenizer.decode(body, skip_special_tokens=True).strip(), finish,
-                                   prompt_tokens=len(todo[chain]), completion_tokens=len(tokens))
+            replies[chain] = Reply(
+                gen.tokenizer.decode(body, skip_special_tokens=True).strip(),
+                finish,
+                prompt_tokens=len(todo[chain]),
+                completion_tokens=len(tokens),
+            )
         return replies
 
     # -- the batch cache ---------------------------------------------------------------------------------------
@@ -176,7 +182,7 @@ class CachedSession(Session):
         if self.cache is not None:
             self.cache.batch_select_indices(torch.tensor([*range(self.valid.shape[0]), 0], device=self.gen.device))
         row = torch.zeros((1, width), dtype=torch.bool, device=self.gen.device)
-        row[0, :len(self.shared)] = True
+        row[0, : len(self.shared)] = True
         self.valid = torch.cat([self.valid, row])
         self.rows[chain] = _Row(list(self.shared), list(range(len(self.shared))))
 
@@ -206,9 +212,9 @@ class CachedSession(Session):
         fresh = torch.zeros((n_rows, width), dtype=torch.bool, device=dev)
         for chain, tokens in new.items():
             r, row = self.index[chain], self.rows[chain]
-            ids[r, width - len(tokens):] = torch.tensor(tokens, device=dev)
-            pos[r, width - len(tokens):] = torch.arange(len(row.ids), len(row.ids) + len(tokens), device=dev)
-            fresh[r, width - len(tokens):] = True
+            ids[r, width - len(tokens) :] = torch.tensor(tokens, device=dev)
+            pos[r, width - len(tokens) :] = torch.arange(len(row.ids), len(row.ids) + len(tokens), device=dev)
+            fresh[r, width - len(tokens) :] = True
             row.ids += tokens
             row.cols += range(past + width - len(tokens), past + width)
         self.valid = torch.cat([self.valid, fresh], dim=1)
@@ -219,8 +225,14 @@ class CachedSession(Session):
         allowed |= cols[None, None, :] == past + torch.arange(width, device=dev)[None, :, None]
         dtype = gen.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill_(~allowed, torch.finfo(dtype).min)
-        out = gen.model(input_ids=ids, position_ids=pos, attention_mask=mask[:, None], use_cache=True,
-                        logits_to_keep=1, **{gen.cache_arg: self.cache})
+        out = gen.model(
+            input_ids=ids,
+            position_ids=pos,
+            attention_mask=mask[:, None],
+            use_cache=True,
+            logits_to_keep=1,
+            **{gen.cache_arg: self.cache},
+        )
         self.cache = getattr(out, gen.cache_arg)
         return out.logits[[self.index[c] for c in new], -1].float()
 

@@ -36,21 +36,40 @@ MAX_ROUNDS = 16
 
 def _revision_identity(record: dict) -> dict:
     model = record.get("model")
-    return {"constitution_sha256": record.get("constitution_sha256"),
-            "model_settings_sha256": model.get("settings_sha256") if isinstance(model, dict) else None,
-            "generation_sha256": record.get("generation_sha256")}
+    return {
+        "constitution_sha256": record.get("constitution_sha256"),
+        "model_settings_sha256": model.get("settings_sha256") if isinstance(model, dict) else None,
+        "generation_sha256": record.get("generation_sha256"),
+    }
 
 
-REVISIONS = FolderKind(job="rlaif revise",
-                       records="revisions", record="a revision", doing="revised", file=REVISIONS_FILE,
-                       same_job=(("constitution_sha256", "constitution"), ("model_settings_sha256", "model settings"),
-                                 ("generation_sha256", "generation settings"), ("rounds", "number of rounds"),
-                                 ("seed", "seed"), ("shard", "shard")),
-                       record_identity=_revision_identity, record_problem=lambda r, _: revision_problem(r))
+REVISIONS = FolderKind(
+    job="rlaif revise",
+    records="revisions",
+    record="a revision",
+    doing="revised",
+    file=REVISIONS_FILE,
+    same_job=(
+        ("constitution_sha256", "constitution"),
+        ("model_settings_sha256", "model settings"),
+        ("generation_sha256", "generation settings"),
+        ("rounds", "number of rounds"),
+        ("seed", "seed"),
+        ("shard", "shard"),
+    ),
+    record_identity=_revision_identity,
+    record_problem=lambda r, _: revision_problem(r),
+)
 
 
-def revise(prompts: str | Path, constitution: str | Path | Constitution, model, out: str | Path,
-           options: Optional[JobOptions] = None, **settings) -> JobResult:
+def revise(
+    prompts: str | Path,
+    constitution: str | Path | Constitution,
+    model,
+    out: str | Path,
+    options: Optional[JobOptions] = None,
+    **settings,
+) -> JobResult:
     """Run the critique-revision chains of a file of prompts into `out`; running it again resumes. `model` is a
     Generator, a model config or a YAML path (judges/*.yaml); with Ray or caps, a config or a path. `settings` are
     JobOptions fields and this job's own: `rounds` (1 to MAX_ROUNDS) and `sampling`, the generation settings."""
@@ -68,8 +87,14 @@ class ReviseJob(JobSpec):
     repeats: int = field(default=0, init=False)  # rows that repeated an earlier row of the file, this run
 
     kind = REVISIONS
-    item, unit, doing, done, rate, input_count = "prompt", "prompts", "revising", "revised", "revisions", \
-        "input_prompts"
+    item, unit, doing, done, rate, input_count = (
+        "prompt",
+        "prompts",
+        "revising",
+        "revised",
+        "revisions",
+        "input_prompts",
+    )
 
     def __post_init__(self):
         self.sampling = self.sampling or SamplingConfig()
@@ -79,25 +104,39 @@ class ReviseJob(JobSpec):
 
     def check(self, model, built: bool) -> None:
         if self.rounds > MAX_ROUNDS:
-            raise JobError(f"--rounds must be at most {MAX_ROUNDS}, got {self.rounds}: each round is a critique and "
-                           f"a revision more per prompt, in a longer conversation (Constitutional AI used up to 4)")
+            raise JobError(
+                f"--rounds must be at most {MAX_ROUNDS}, got {self.rounds}: each round is a critique and "
+                f"a revision more per prompt, in a longer conversation (Constitutional AI used up to 4)"
+            )
         _check_revisable(self.constitution, self.constitution_path)
         o = self.options
         if built and (o.max_requests is not None or o.max_cost is not None or o.ray is not None):
-            raise JobError(f"{'ray' if o.ray is not None else 'max_requests / max_cost'}: give the model config (caps "
-                           f"are set, and workers load the model, from it), not a built generator")
+            raise JobError(
+                f"{'ray' if o.ray is not None else 'max_requests / max_cost'}: give the model config (caps "
+                f"are set, and workers load the model, from it), not a built generator"
+            )
 
     def manifest(self) -> dict:
-        return {"model": self.config.public_dict(), "model_settings_sha256": self.config.settings_sha256(),
-                "generation": generation_settings(self.sampling), "generation_sha256": generation_sha256(self.sampling),
-                "rounds": self.rounds}
+        return {
+            "model": self.config.public_dict(),
+            "model_settings_sha256": self.config.settings_sha256(),
+            "generation": generation_settings(self.sampling),
+            "generation_sha256": generation_sha256(self.sampling),
+            "rounds": self.rounds,
+        }
 
     def loader(self):
         return partial(build_generator, self.config, self.sampling)
 
     def worker(self):
-        settings = ChainSettings(self.constitution, self.rounds, self.options.seed, model_info(self.config),
-                                 generation_settings(self.sampling), generation_sha256(self.sampling))
+        settings = ChainSettings(
+            self.constitution,
+            self.rounds,
+            self.options.seed,
+            model_info(self.config),
+            generation_settings(self.sampling),
+            generation_sha256(self.sampling),
+        )
         return partial(revise_batch, settings=settings)
 
     def batch_size(self) -> int:
@@ -110,8 +149,14 @@ class ReviseJob(JobSpec):
         return read_prompt_rows(path, self.options.format)
 
     def plan(self, row: PromptRow) -> PlannedChain:
-        return plan_chain(row, self.constitution, self.rounds, self.options.seed, self.config.settings_sha256(),
-                          generation_sha256(self.sampling))
+        return plan_chain(
+            row,
+            self.constitution,
+            self.rounds,
+            self.options.seed,
+            self.config.settings_sha256(),
+            generation_sha256(self.sampling),
+        )
 
     def repeated(self, planned: PlannedChain) -> bool:
         """A row that repeats an id read before in this file is skipped when it is the same prompt, and an error
@@ -120,8 +165,12 @@ class ReviseJob(JobSpec):
         if first[0] == planned.line:
             return False
         if first[1] != planned.key:
-            raise DataError(self.path, planned.line, f"id '{planned.id}' is used before, at line {first[0]}, for "
-                            f"another prompt or response; give each prompt its own id")
+            raise DataError(
+                self.path,
+                planned.line,
+                f"id '{planned.id}' is used before, at line {first[0]}, for "
+                f"another prompt or response; give each prompt its own id",
+            )
         self.repeats += 1
         return True
 
@@ -133,13 +182,18 @@ class ReviseJob(JobSpec):
         # A conversation too long for the model is bad input: keep the rest, then report it.
         if TOO_LONG not in (record.error or ""):
             return None
-        return (f"prompt '{record.id}': {record.error} (fewer --rounds, a smaller max_new_tokens, or a model with "
-                f"a longer context)")
+        return (
+            f"prompt '{record.id}': {record.error} (fewer --rounds, a smaller max_new_tokens, or a model with "
+            f"a longer context)"
+        )
 
     def run_stats(self, job) -> dict:
         c, wall = job.counts, job.wall
-        return {**super().run_stats(job), "repeated_rows": self.repeats,
-                "tokens_per_s": round(c["completion_tokens"] / wall, 2) if wall > 0 else None}
+        return {
+            **super().run_stats(job),
+            "repeated_rows": self.repeats,
+            "tokens_per_s": round(c["completion_tokens"] / wall, 2) if wall > 0 else None,
+        }
 
     def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
         return compute_stats(records, manifest["rounds"], run)
@@ -149,8 +203,10 @@ def _check_revisable(constitution: Constitution, path: Optional[str]) -> None:
     """A constitution whose principles never have both requests cannot revise: FILE:LINE, before any work."""
     if constitution.revisable():
         return
-    message = ("no principle has both a critique and a revision request; rlaif revise draws each round's "
-               "principle among those that do (see constitutions/harmless.yaml)")
+    message = (
+        "no principle has both a critique and a revision request; rlaif revise draws each round's "
+        "principle among those that do (see constitutions/harmless.yaml)"
+    )
     if path is None:
         raise ValueError(f"constitution '{constitution.name}': {message}")
     raise field_errors(path, [(("principles",), message)])
@@ -189,13 +245,20 @@ def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = No
             chars[k] += len(r[k])
             words[k] += len(r[k].split())
     stats = {
-        "prompts": n, "ok": ok, "failed": n - ok, "rounds": rounds,
+        "prompts": n,
+        "ok": ok,
+        "failed": n - ok,
+        "rounds": rounds,
         "initial_from_input": from_input,
         "final_differs_from_initial": round(changed / ok, 4) if ok else None,
-        "mean_initial_chars": _mean(chars["initial"], ok), "mean_final_chars": _mean(chars["final"], ok),
-        "mean_initial_words": _mean(words["initial"], ok), "mean_final_words": _mean(words["final"], ok),
-        "cut_at_max_new_tokens": cut, "principles": dict(sorted(principles.items())),
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "mean_initial_chars": _mean(chars["initial"], ok),
+        "mean_final_chars": _mean(chars["final"], ok),
+        "mean_initial_words": _mean(words["initial"], ok),
+        "mean_final_words": _mean(words["final"], ok),
+        "cut_at_max_new_tokens": cut,
+        "principles": dict(sorted(principles.items())),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
         "failure_reasons": top_reasons(errors),
     }
     if run:

@@ -21,8 +21,10 @@ class OpenAIGenerator(Generator):
     def __init__(self, config: OpenAIJudgeConfig, sampling: SamplingConfig):
         super().__init__(config, sampling)
         if config.request == "completions":
-            raise ValueError("rlaif revise sends the conversation as chat messages: give the model config request: "
-                             "chat (the default), not completions")
+            raise ValueError(
+                "rlaif revise sends the conversation as chat messages: give the model config request: "
+                "chat (the default), not completions"
+            )
         self.client = OpenAIJudge(config)  # its HTTP plumbing (and its API key) only: no verdict is read here
         self._stopped: Optional[str] = None
 
@@ -36,9 +38,14 @@ class OpenAIGenerator(Generator):
 
     def _body(self, request: Request) -> dict[str, Any]:
         s = self.sampling
-        body: dict[str, Any] = {"model": self.config.model, "messages": request.messages,
-                                "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens,
-                                "seed": request.seed}
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": request.messages,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_new_tokens,
+            "seed": request.seed,
+        }
         if s.top_k:  # not in OpenAI's API; vLLM's server takes it
             body["top_k"] = s.top_k
         return body
@@ -61,7 +68,12 @@ def _reply(data: Optional[dict], error: Optional[str], attempts: int) -> Reply:
         return Reply(None, error=error)
     choice = data["choices"][0]  # the judge's plumbing checked it holds a text message
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    tokens = [int(usage.get(k) or 0) if isinstance(usage.get(k), int) else 0
-              for k in ("prompt_tokens", "completion_tokens")]
-    return Reply((choice["message"].get("content") or "").strip(),
-                 "length" if choice.get("finish_reason") == "length" else "eos", None, *tokens)
+    tokens = [
+        int(usage.get(k) or 0) if isinstance(usage.get(k), int) else 0 for k in ("prompt_tokens", "completion_tokens")
+    ]
+    return Reply(
+        (choice["message"].get("content") or "").strip(),
+        "length" if choice.get("finish_reason") == "length" else "eos",
+        None,
+        *tokens,
+    )

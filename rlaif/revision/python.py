@@ -26,8 +26,13 @@ class PythonGenerator(Generator):
 
     def _one(self, request: Request) -> Reply:
         # a user function's failure (SystemExit included) fails that step of that chain only
-        text, error = call_function(self.fn, [dict(m) for m in request.messages], step=request.step,
-                                    principle=request.principle_id, **self.config.kwargs)
+        text, error = call_function(
+            self.fn,
+            [dict(m) for m in request.messages],
+            step=request.step,
+            principle=request.principle_id,
+            **self.config.kwargs,
+        )
         if error is not None:
             return Reply(None, error=error)
         if not isinstance(text, str):

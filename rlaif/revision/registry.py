@@ -4,8 +4,14 @@ packages."""
 
 from __future__ import annotations
 
-from ..config.judge import (JudgeBase, OpenAIJudgeConfig, PolicyJudgeConfig, PythonJudgeConfig,
-                            TransformersJudgeConfig, VLLMJudgeConfig)
+from ..config.judge import (
+    JudgeBase,
+    OpenAIJudgeConfig,
+    PolicyJudgeConfig,
+    PythonJudgeConfig,
+    TransformersJudgeConfig,
+    VLLMJudgeConfig,
+)
 from ..config.sampling import SamplingConfig
 from .generators import Generator
 
@@ -15,17 +21,23 @@ def build_generator(config: JudgeBase, sampling: SamplingConfig) -> Generator:
     match config:
         case TransformersJudgeConfig():
             from .hf import TransformersGenerator
+
             return TransformersGenerator(config, sampling)
         case VLLMJudgeConfig():
             from .vllm import VLLMGenerator
+
             return VLLMGenerator(config, sampling)
         case OpenAIJudgeConfig():
             from .openai import OpenAIGenerator
+
             return OpenAIGenerator(config, sampling)
         case PythonJudgeConfig():
             from .python import PythonGenerator
+
             return PythonGenerator(config, sampling)
         case PolicyJudgeConfig():
-            raise ValueError("backend: policy has no model of its own (it judges with the policy `rlaif loop` "
-                             "trains); give rlaif revise a transformers, vllm, openai or python model config")
+            raise ValueError(
+                "backend: policy has no model of its own (it judges with the policy `rlaif loop` "
+                "trains); give rlaif revise a transformers, vllm, openai or python model config"
+            )
     raise TypeError(f"no generation backend runs a {type(config).__name__}")

@@ -26,10 +26,15 @@ class VLLMGenerator(Generator):
 
         path = resolve_model_dir(config.model, config.model_package, config.gguf_file)
         self.tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or path)
-        self.llm = LLM(model=path, tokenizer=config.tokenizer or path, dtype=config.dtype,
-                       tensor_parallel_size=config.tensor_parallel_size,
-                       gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-                       enable_prefix_caching=config.enable_prefix_caching)
+        self.llm = LLM(
+            model=path,
+            tokenizer=config.tokenizer or path,
+            dtype=config.dtype,
+            tensor_parallel_size=config.tensor_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            max_model_len=config.max_model_len,
+            enable_prefix_caching=config.enable_prefix_caching,
+        )
         self.max_length = config.max_model_len or self.llm.llm_engine.model_config.max_model_len
 
     def generate(self, requests: list[Request]) -> list[Optional[Reply]]:
@@ -45,13 +50,24 @@ class VLLMGenerator(Generator):
                 replies[i] = too_long(len(ids) + s.max_new_tokens, self.max_length)
                 continue
             prompts.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or -1,
-                                         max_tokens=s.max_new_tokens, seed=r.seed))
+            params.append(
+                SamplingParams(
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    top_k=s.top_k or -1,
+                    max_tokens=s.max_new_tokens,
+                    seed=r.seed,
+                )
+            )
             rows.append(i)
         for i, out in zip(rows, self.llm.generate(prompts, params, use_tqdm=False) if prompts else []):
             c = out.outputs[0]
-            replies[i] = Reply(c.text.strip(), "length" if c.finish_reason == "length" else "eos",
-                               prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids))
+            replies[i] = Reply(
+                c.text.strip(),
+                "length" if c.finish_reason == "length" else "eos",
+                prompt_tokens=len(out.prompt_token_ids),
+                completion_tokens=len(c.token_ids),
+            )
         return replies
 
     def close(self) -> None:

@@ -71,21 +71,32 @@ class JudgeReward:
     `log_metric` keyword GRPOTrainer passes).
     """
 
-    def __init__(self, judge, constitution=None, *, mode: Optional[Mode] = None,
-                 reference_column: str = "reference", reference_fn=None, seed: int = 0):
+    def __init__(
+        self,
+        judge,
+        constitution=None,
+        *,
+        mode: Optional[Mode] = None,
+        reference_column: str = "reference",
+        reference_fn=None,
+        seed: int = 0,
+    ):
         rates = getattr(judge.config, "mode", "pairwise") == "score"
         mode = mode or ("score" if rates else "reference")
         if mode not in ("reference", "group", "score"):
             raise ValueError(f"mode must be reference or group (score: for a score judge), got {mode!r}")
         if rates != (mode == "score"):
-            raise ValueError("a score judge (mode: score in its config) rates each response alone: its reward mode "
-                             "is score" if rates else "reward mode score needs a score judge (mode: score in the "
-                             "judge config); a pairwise judge takes mode reference or group")
+            raise ValueError(
+                "a score judge (mode: score in its config) rates each response alone: its reward mode is score"
+                if rates
+                else "reward mode score needs a score judge (mode: score in the "
+                "judge config); a pairwise judge takes mode reference or group"
+            )
         self.judge, self.constitution, self.mode = judge, constitution, mode
         self.reference_column, self.reference_fn, self.seed = reference_column, reference_fn, seed
-        self.failed = 0                # pairs whose verdict failed (reference: a response; group: a game)
-        self.position_consistent = 0   # pairs whose two orders agreed
-        self.judged = 0                # pairs judged
+        self.failed = 0  # pairs whose verdict failed (reference: a response; group: a game)
+        self.position_consistent = 0  # pairs whose two orders agreed
+        self.judged = 0  # pairs judged
         self._lock = threading.Lock()  # counters only; callers that share a judge across threads serialise it
         self.__name__ = f"rlaif_judge_{mode}"  # TRL logs each reward function under its __name__
 
@@ -117,16 +128,22 @@ class JudgeReward:
                 raise ValueError(f"mode reference: no '{self.reference_column}' column and no reference_fn")
             if len(references) != len(texts):
                 raise ValueError(f"{len(references)} references for {len(texts)} completions")
-            pairs = [Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
-                     for i, (p, t, r) in enumerate(zip(ps, texts, references))]
+            pairs = [
+                Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
+                for i, (p, t, r) in enumerate(zip(ps, texts, references))
+            ]
             probs = self._p_first(pairs)
             return RewardBatch([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
         return self._tournament(ps, texts)
 
     def score(self, prompts: Sequence, completions: Sequence, references: Optional[Sequence] = None) -> RewardBatch:
         """Deprecated: the old name of `rewards` (kept for one release; "score" now means a rating)."""
-        warnings.warn("JudgeReward.score is deprecated and will be removed in the next release: use "
-                      "JudgeReward.rewards (same arguments)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "JudgeReward.score is deprecated and will be removed in the next release: use "
+            "JudgeReward.rewards (same arguments)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.rewards(prompts, completions, references)
 
     def _rated(self, ps: list, texts: list[str]) -> RewardBatch:
@@ -152,8 +169,9 @@ class JudgeReward:
             for x in range(len(members)):
                 for y in range(x + 1, len(members)):
                     i, j = members[x], members[y]
-                    pairs.append(Pair(ps[i], texts[i], texts[j], id=f"g{i}-{j}",
-                                      conversational=isinstance(ps[i], list)))
+                    pairs.append(
+                        Pair(ps[i], texts[i], texts[j], id=f"g{i}-{j}", conversational=isinstance(ps[i], list))
+                    )
                     owners.append((i, j))
         wins = [0.0] * len(texts)
         games = [0] * len(texts)

@@ -30,8 +30,10 @@ def load_reward_model(model_dir: PathLike, dtype=None, device=None):
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}: not a saved model directory (no config.json); pass the model/ folder "
-                                f"`rlaif train reward` writes in its output directory")
+        raise FileNotFoundError(
+            f"{path}: not a saved model directory (no config.json); pass the model/ folder "
+            f"`rlaif train reward` writes in its output directory"
+        )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     device, dtype = device_and_dtype(device or "auto", dtype or "float32")
@@ -59,19 +61,26 @@ def score_sequences(reward_model, sequences: Sequence[list[int]], pad_id: int, b
     scores: list[float] = []
     with torch.no_grad():
         for start in range(0, len(sequences), batch_size):
-            chunk = sequences[start:start + batch_size]
+            chunk = sequences[start : start + batch_size]
             width = max(len(x) for x in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
             for i, x in enumerate(chunk):
-                ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-                attention[i, :len(x)] = 1
+                ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+                attention[i, : len(x)] = 1
             scores.extend(sequence_rewards(reward_model, ids.to(device), attention.to(device)).cpu().tolist())
     return scores
 
 
-def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLike] = None, batch_size: int = 16,
-                     max_length: Optional[int] = None, format: Optional[str] = None, seed: int = 0) -> dict:
+def score_pairs_file(
+    model_dir: PathLike,
+    pairs: PathLike,
+    out: Optional[PathLike] = None,
+    batch_size: int = 16,
+    max_length: Optional[int] = None,
+    format: Optional[str] = None,
+    seed: int = 0,
+) -> dict:
     """Score every pair of `pairs` (any input rlaif.data.pairs.read_pairs reads) and write one JSON line per pair to
     `out` (stdout when None). Pairs longer than `max_length` tokens (default: the model's context) are written
     with r_a = r_b = p_a = null and an error, and counted. Returns the counts and the human-label accuracy."""
@@ -88,7 +97,7 @@ def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLik
         # one forward over [every a; every b], as training batches a pair
         seqs = [prompt + a for _, (prompt, a, _) in batch] + [prompt + b for _, (prompt, _, b) in batch]
         scores = score_sequences(model, seqs, tokenizer.pad_token_id, len(seqs))
-        for (pair, _), a, b in zip(batch, scores[:len(batch)], scores[len(batch):]):
+        for (pair, _), a, b in zip(batch, scores[: len(batch)], scores[len(batch) :]):
             row = {"id": pair.id, "r_a": a, "r_b": b, "p_a": _sigmoid(a - b)}
             if pair.human_label in ("a", "b"):
                 row["human_label"] = pair.human_label
@@ -107,8 +116,12 @@ def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLik
             encoded = encode_pair(tokenizer, pair.prompt, pair.response_a, pair.response_b, limit, whole=True)
             if encoded is None:
                 counts["too_long"] += 1
-                sink.write(json.dumps({"id": pair.id, "r_a": None, "r_b": None, "p_a": None,
-                                       "error": f"longer than {limit} tokens"}) + "\n")
+                sink.write(
+                    json.dumps(
+                        {"id": pair.id, "r_a": None, "r_b": None, "p_a": None, "error": f"longer than {limit} tokens"}
+                    )
+                    + "\n"
+                )
                 continue
             batch.append((pair, encoded))
             if len(batch) == batch_size:
@@ -119,5 +132,10 @@ def score_pairs_file(model_dir: PathLike, pairs: PathLike, out: Optional[PathLik
         if out is not None:
             sink.close()
     n = counts["human_pairs"]
-    return {"pairs": counts["pairs"], "scored": counts["scored"], "too_long": counts["too_long"],
-            "human_pairs": n, "human_accuracy": counts["human_correct"] / n if n else None}
+    return {
+        "pairs": counts["pairs"],
+        "scored": counts["scored"],
+        "too_long": counts["too_long"],
+        "human_pairs": n,
+        "human_accuracy": counts["human_correct"] / n if n else None,
+    }

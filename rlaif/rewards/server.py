@@ -34,11 +34,26 @@ from ..numbers import positive_problem
 from .judge_reward import JudgeReward, prompt_key
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
-END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>",
-               "</s>", "<eos>", "<pad>", "<|pad|>")
+END_MARKERS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "</s>",
+    "<eos>",
+    "<pad>",
+    "<|pad|>",
+)
 # Where the assistant's turn starts in common chat templates (ChatML, Llama 3, Gemma, Phi-3/Zephyr, Mistral).
-ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
-                     "<start_of_turn>model\n", "<|assistant|>\n", "[/INST]")
+ASSISTANT_MARKERS = (
+    "<|im_start|>assistant\n",
+    "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "<start_of_turn>model\n",
+    "<|assistant|>\n",
+    "[/INST]",
+)
 _CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n?", re.S)
 _SPECIAL_ONLY = re.compile(r"^(\s|<\|?[^<>\s]{1,40}\|?>)*$")  # e.g. a BOS token the prompt text lacks
 
@@ -54,13 +69,19 @@ class RewardRequest(BaseModel):
 
     query: Optional[list[str]] = Field(None, description="Prompt + response texts (OpenRLHF's 'query').")
     prompts: Optional[list[Union[str, list[dict[str, Any]]]]] = Field(
-        None, description="The prompt of each query (text, or chat messages when `responses` is sent).")
-    responses: Optional[list[str]] = Field(None, description="Response texts, instead of `query`: nothing "
-                                           "needs splitting.")
-    labels: Optional[list[Any]] = Field(None, description="OpenRLHF's --data.label_key column ('' without one); "
-                                        "used as reference responses only with --labels-as-references.")
-    references: Optional[list[Optional[str]]] = Field(None, description="Reference responses (mode reference); "
-                                                      "null items come from the reference model.")
+        None, description="The prompt of each query (text, or chat messages when `responses` is sent)."
+    )
+    responses: Optional[list[str]] = Field(
+        None, description="Response texts, instead of `query`: nothing needs splitting."
+    )
+    labels: Optional[list[Any]] = Field(
+        None,
+        description="OpenRLHF's --data.label_key column ('' without one); "
+        "used as reference responses only with --labels-as-references.",
+    )
+    references: Optional[list[Optional[str]]] = Field(
+        None, description="Reference responses (mode reference); null items come from the reference model."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -71,7 +92,7 @@ def chatml_messages(text: str) -> Optional[list[dict[str, str]]]:
     text is not one, so the judge sees the conversation rather than template markup."""
     messages, pos = [], 0
     for m in _CHATML_TURN.finditer(text):
-        if not _SPECIAL_ONLY.match(text[pos:m.start()]):
+        if not _SPECIAL_ONLY.match(text[pos : m.start()]):
             return None
         messages.append({"role": m.group(1), "content": m.group(2)})
         pos = m.end()
@@ -87,7 +108,7 @@ def assistant_marker(tokenizer) -> Optional[str]:
     messages = [{"role": "user", "content": "x"}]
     closed = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     opened = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return opened[len(closed):] if opened.startswith(closed) and len(opened) > len(closed) else None
+    return opened[len(closed) :] if opened.startswith(closed) and len(opened) > len(closed) else None
 
 
 @dataclass
@@ -117,24 +138,28 @@ class Splitter:
             trimmed = False
             for m in self.end_markers:
                 if text.endswith(m):
-                    text, trimmed = text[:-len(m)].rstrip(), True
+                    text, trimmed = text[: -len(m)].rstrip(), True
         return text
 
     def split(self, index: int, query: str, prompt=None) -> tuple[Union[str, list], str]:
         if isinstance(prompt, str):
             at = query.find(prompt) if prompt else -1
             if at < 0 or not _SPECIAL_ONLY.match(query[:at]):
-                raise RequestError(f"query {index} does not start with its prompt (prompts[{index}]); send the "
-                                   f"exact prompt text the query was made from, or `responses` instead of `query`")
-            return chatml_messages(prompt) or prompt, self.response(query[at + len(prompt):])
+                raise RequestError(
+                    f"query {index} does not start with its prompt (prompts[{index}]); send the "
+                    f"exact prompt text the query was made from, or `responses` instead of `query`"
+                )
+            return chatml_messages(prompt) or prompt, self.response(query[at + len(prompt) :])
         for sep in self.separators:
             at = query.rfind(sep)
             if at >= 0:
-                head = query[:at + len(sep)]
+                head = query[: at + len(sep)]
                 found = prompt if prompt is not None else (chatml_messages(head) or query[:at].strip())
-                return found, self.response(query[at + len(sep):])
-        raise RequestError(f"query {index} cannot be split into prompt and response: send `prompts`, or start "
-                           f"the server with --separator (tried {', '.join(json.dumps(s) for s in self.separators)})")
+                return found, self.response(query[at + len(sep) :])
+        raise RequestError(
+            f"query {index} cannot be split into prompt and response: send `prompts`, or start "
+            f"the server with --separator (tried {', '.join(json.dumps(s) for s in self.separators)})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -144,8 +169,9 @@ class ReferenceSampler:
     """One response per prompt from a reference policy (rlaif.policy.sampling.sample), cached per prompt so a
     prompt's reference is sampled once and every response to it is judged against the same one."""
 
-    def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
-                 cache_size: int = 100_000):
+    def __init__(
+        self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0, cache_size: int = 100_000
+    ):
         from ..config.sampling import SamplingConfig
         from ..policy.sampling import load_policy
 
@@ -215,12 +241,15 @@ class RewardService:
     def references(self, req: RewardRequest, prompts: list) -> list[str]:
         refs: list[Optional[str]] = list(req.references) if req.references is not None else [None] * len(prompts)
         if self.labels_as_references and req.labels is not None:
-            refs = [r if r is not None else (lab if isinstance(lab, str) and lab else None)
-                    for r, lab in zip(refs, req.labels)]
+            refs = [
+                r if r is not None else (lab if isinstance(lab, str) and lab else None)
+                for r, lab in zip(refs, req.labels)
+            ]
         missing = [i for i, r in enumerate(refs) if r is None]
         if missing and self.sampler is None:
-            raise RequestError(f"query {missing[0]} has no reference response (mode reference): "
-                               f"{self._reference_fix(req.labels)}")
+            raise RequestError(
+                f"query {missing[0]} has no reference response (mode reference): {self._reference_fix(req.labels)}"
+            )
         if missing:
             for i, r in zip(missing, self.sampler.references([prompts[i] for i in missing])):
                 refs[i] = r
@@ -230,9 +259,11 @@ class RewardService:
         """How to give this server references, in the words of the client that sent `labels`."""
         fix = "send `references`, or start the server with --reference-model or --labels-as-references"
         if labels and all(label == "" for label in labels):  # OpenRLHF's labels without --data.label_key
-            return (f"OpenRLHF sends labels [\"\"] when started without --data.label_key: start it with "
-                    f"--data.label_key COLUMN (a dataset column of reference responses) and this server with "
-                    f"--labels-as-references, or start this server with --reference-model; or {fix}")
+            return (
+                f'OpenRLHF sends labels [""] when started without --data.label_key: start it with '
+                f"--data.label_key COLUMN (a dataset column of reference responses) and this server with "
+                f"--labels-as-references, or start this server with --reference-model; or {fix}"
+            )
         if labels and not self.labels_as_references:
             return f"the `labels` sent are used as references only with --labels-as-references; or {fix}"
         return fix
@@ -240,34 +271,53 @@ class RewardService:
     def rewards(self, req: RewardRequest) -> dict:
         prompts, responses = self.items(req)
         refs = self.references(req, prompts) if self.reward.mode == "reference" else None
-        if self.reward.mode == "group" and not self.warned_group and prompts and \
-                len({prompt_key(p) for p in prompts}) == len(prompts):
+        if (
+            self.reward.mode == "group"
+            and not self.warned_group
+            and prompts
+            and len({prompt_key(p) for p in prompts}) == len(prompts)
+        ):
             self.warned_group = True
-            _log("warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
-                 "prompt's responses in one request, or use mode reference")
+            _log(
+                "warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
+                "prompt's responses in one request, or use mode reference"
+            )
         with self._lock:  # one judge call at a time: backends hold one model or one connection pool
             batch = self.reward.rewards(prompts, responses, refs)
             self.requests += 1
-        return {"rewards": batch.rewards,
-                "scores": [(r + 1.0) / 2.0 for r in batch.rewards],  # P(better than the baseline), in [0, 1]
-                "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in batch.failed]}}
+        return {
+            "rewards": batch.rewards,
+            "scores": [(r + 1.0) / 2.0 for r in batch.rewards],  # P(better than the baseline), in [0, 1]
+            "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in batch.failed]},
+        }
 
     def health(self) -> dict:
         r = self.reward
-        return {"status": "ok", "mode": r.mode, "judge": r.judge.info.model, "backend": r.judge.info.backend,
-                "constitution": r.constitution.name if r.constitution is not None else None,
-                "requests": self.requests, "judged_pairs": r.judged, "failed": r.failed,
-                "reference_model": self.sampler is not None,
-                "references_sampled": self.sampler.sampled if self.sampler is not None else 0}
+        return {
+            "status": "ok",
+            "mode": r.mode,
+            "judge": r.judge.info.model,
+            "backend": r.judge.info.backend,
+            "constitution": r.constitution.name if r.constitution is not None else None,
+            "requests": self.requests,
+            "judged_pairs": r.judged,
+            "failed": r.failed,
+            "reference_model": self.sampler is not None,
+            "references_sampled": self.sampler.sampled if self.sampler is not None else 0,
+        }
 
 
 def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
     """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health; a body over `max_body_mb`
     gets 413 before it is read to the end."""
     app = FastAPI(title="rlaif reward", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2 ** 20), log=_log,
-                       hint=f" (--max-body-mb {max_body_mb:g}): send fewer queries per request, or start the "
-                            f"server with a larger --max-body-mb")
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(max_body_mb * 2**20),
+        log=_log,
+        hint=f" (--max-body-mb {max_body_mb:g}): send fewer queries per request, or start the "
+        f"server with a larger --max-body-mb",
+    )
 
     # Every refusal is logged with its reason: a client may show only the status (OpenRLHF does, then retries).
     @app.exception_handler(RequestValidationError)
@@ -307,10 +357,17 @@ def _refuse(request: Request, status: int, detail: str, headers: Optional[dict] 
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def build_service(judge, constitution=None, mode: Optional[str] = None, reference_model: Optional[str] = None,
-                  separator: Optional[str] = None, labels_as_references: bool = False,
-                  reference_max_new_tokens: int = 256, reference_temperature: float = 0.0,
-                  seed: int = 0) -> RewardService:
+def build_service(
+    judge,
+    constitution=None,
+    mode: Optional[str] = None,
+    reference_model: Optional[str] = None,
+    separator: Optional[str] = None,
+    labels_as_references: bool = False,
+    reference_max_new_tokens: int = 256,
+    reference_temperature: float = 0.0,
+    seed: int = 0,
+) -> RewardService:
     """A service from a judge (a YAML path, or its config read already) and a constitution YAML path, optionally
     with a reference model."""
     from .judge_reward import judge_reward
@@ -318,31 +375,47 @@ def build_service(judge, constitution=None, mode: Optional[str] = None, referenc
     reward = judge_reward(judge, constitution, mode=mode, seed=seed)  # None: score for a score judge, else reference
     if reference_model and reward.mode != "reference":
         raise ValueError("--reference-model is used in mode reference only")
-    sampler = (ReferenceSampler(reference_model, reference_max_new_tokens, reference_temperature, seed)
-               if reference_model else None)
+    sampler = (
+        ReferenceSampler(reference_model, reference_max_new_tokens, reference_temperature, seed)
+        if reference_model
+        else None
+    )
     splitter = Splitter.create(separator, sampler.tokenizer if sampler is not None else None)
     return RewardService(reward, splitter, sampler, labels_as_references)
 
 
-def serve(judge, constitution=None, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
-          max_body_mb: float = 16.0, **kwargs) -> None:
+def serve(
+    judge,
+    constitution=None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allow_remote: bool = False,
+    max_body_mb: float = 16.0,
+    **kwargs,
+) -> None:
     """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
     over plain HTTP) it needs `allow_remote`."""
     from ..config.judge import load_judge_config
     from ..config.paths import remote_host_refusal
 
-    refusal = remote_host_refusal(host, "the judge as a reward", "where anyone who reaches it can spend the judge",
-                                  allow_remote) or positive_problem(max_body_mb, "--max-body-mb")
+    refusal = remote_host_refusal(
+        host, "the judge as a reward", "where anyone who reaches it can spend the judge", allow_remote
+    ) or positive_problem(max_body_mb, "--max-body-mb")
     if refusal:  # refused before the judge is loaded
         raise ValueError(refusal)
     judge = load_judge_config(judge)  # a bad judge file is named first; a taken port before the judge's model loads
     with listening(host, port) as sockets:
         service = build_service(judge, constitution, **kwargs)
-        _log(f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
-             f"{url(host, sockets, '/get_reward')}")
+        _log(
+            f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
+            f"{url(host, sockets, '/get_reward')}"
+        )
         if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
-            _log("note: no --reference-model and no --labels-as-references: each request must send `references` "
-                 "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)")
+            _log(
+                "note: no --reference-model and no --labels-as-references: each request must send `references` "
+                "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)"
+            )
         if allow_remote:
             _log(f"warning: listening on {host} (--allow-remote): anyone who can reach it can spend the judge")
         run(create_app(service, max_body_mb), sockets)

@@ -32,7 +32,7 @@ class ModelRewardSource:
         seqs = []
         for s in samples:
             prompt, response = encode(self.tokenizer, s.prompt, s.text)
-            seqs.append((prompt + response)[-self.config.max_length:])  # the head reads the end: keep it
+            seqs.append((prompt + response)[-self.config.max_length :])  # the head reads the end: keep it
         return score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.config.batch_size)
 
 

@@ -27,18 +27,36 @@ from .rate import PlannedResponse, plan_response, rate_batch
 from .responses import ScoreItem, read_responses
 
 RESPONSES_PER_BATCH = 16
-PAIRWISE_JUDGE = ("{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
-                  "in the judge config, or label pairs with rlaif label")
+PAIRWISE_JUDGE = (
+    "{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
+    "in the judge config, or label pairs with rlaif label"
+)
 
-SCORES = FolderKind(job="rlaif score", records="scores", record="a score", doing="scored", file=SCORES_FILE,
-                    same_job=(("constitution_sha256", "constitution"), ("judge_settings_sha256", "judge settings"),
-                              ("seed", "seed"), ("shard", "shard")),
-                    record_identity=judged_identity,
-                    record_problem=lambda r, manifest: score_record_problem(r, scale_of(manifest)[0]))
+SCORES = FolderKind(
+    job="rlaif score",
+    records="scores",
+    record="a score",
+    doing="scored",
+    file=SCORES_FILE,
+    same_job=(
+        ("constitution_sha256", "constitution"),
+        ("judge_settings_sha256", "judge settings"),
+        ("seed", "seed"),
+        ("shard", "shard"),
+    ),
+    record_identity=judged_identity,
+    record_problem=lambda r, manifest: score_record_problem(r, scale_of(manifest)[0]),
+)
 
 
-def score(responses: str | Path, constitution: str | Path | Constitution, judge, out: str | Path,
-          options: Optional[JobOptions] = None, **settings) -> JobResult:
+def score(
+    responses: str | Path,
+    constitution: str | Path | Constitution,
+    judge,
+    out: str | Path,
+    options: Optional[JobOptions] = None,
+    **settings,
+) -> JobResult:
     """Rate every response of a file of pairs (or of `rlaif generate`'s samples) into `out`; running it again
     resumes. `judge` must be a score judge (mode: score): a Judge, a config or a YAML path (with Ray, a config or a
     path). `settings` are JobOptions fields (`limit` counts input rows; `skip_invalid` records a response too long
@@ -55,8 +73,14 @@ class ScoreJob(JudgedJob):
     rows: int = field(default=0, init=False)  # input rows read this run
 
     kind = SCORES
-    item, unit, doing, done, rate, input_count = "response", "responses", "scoring", "scored", "responses", \
-        "input_responses"
+    item, unit, doing, done, rate, input_count = (
+        "response",
+        "responses",
+        "scoring",
+        "scored",
+        "responses",
+        "input_responses",
+    )
     shard_field = "prompt_id"
     mode, wrong_mode = "score", PAIRWISE_JUDGE
 
@@ -96,9 +120,12 @@ class ScoreJob(JudgedJob):
     def plan(self, item: ScoreItem) -> PlannedResponse:
         known = {p.id for p in self.constitution.principles}
         if item.principle and item.principle not in known:
-            raise DataError(self.path, item.source_line,
-                            f"principle '{item.principle}' is not in constitution '{self.constitution.name}' "
-                            f"(its principles: {', '.join(sorted(known))})")
+            raise DataError(
+                self.path,
+                item.source_line,
+                f"principle '{item.principle}' is not in constitution '{self.constitution.name}' "
+                f"(its principles: {', '.join(sorted(known))})",
+            )
         return plan_response(item, self.constitution, self.config.settings_sha256(), self.options.seed)
 
     def requests_of(self, planned: PlannedResponse) -> int:
@@ -108,8 +135,10 @@ class ScoreJob(JudgedJob):
         return (error or "").startswith(TOO_LONG)
 
     def changed(self, planned: PlannedResponse, stored: Stored) -> str:
-        return (f"response '{planned.id}' was scored before with other content ({self.store_path}:{stored.line}); "
-                f"give the edited pair or prompt a new id")
+        return (
+            f"response '{planned.id}' was scored before with other content ({self.store_path}:{stored.line}); "
+            f"give the edited pair or prompt a new id"
+        )
 
     def bad_input(self, record: ScoreRecord) -> Optional[str]:
         # Without --skip-invalid a response too long for the judge is bad input: keep the rest, then report it.
@@ -124,8 +153,9 @@ class ScoreJob(JudgedJob):
 # -- the folder's stats: responses rated and failed (and why), the histogram of expected scores, the mean reward per
 # principle, and, where the input pairs carry a human choice, how often the preference derived from the two scores
 # agrees with it.
-def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float,
-                  run: Optional[dict] = None) -> dict:
+def compute_stats(
+    records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float, run: Optional[dict] = None
+) -> dict:
     records = list(records)
     low, high = scale
     histogram = {str(s): 0 for s in range(low, high + 1)}  # expected scores, rounded to the nearest score
@@ -152,15 +182,23 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
             decided += 1
             agree += pair["label"] == pair["human_label"]
     stats = {
-        "responses": len(records), "ok": ok, "failed": len(records) - ok,
-        "failed_input": failed_input, "failed_judge": len(records) - ok - failed_input,
-        "prompts": len({r["prompt_id"] for r in records}), "scale": [low, high], "temperature": temperature,
+        "responses": len(records),
+        "ok": ok,
+        "failed": len(records) - ok,
+        "failed_input": failed_input,
+        "failed_judge": len(records) - ok - failed_input,
+        "prompts": len({r["prompt_id"] for r in records}),
+        "scale": [low, high],
+        "temperature": temperature,
         "tie_margin": tie_margin,
-        "score_histogram": histogram, "mean_score": round(score_sum / ok, 4) if ok else None,
+        "score_histogram": histogram,
+        "mean_score": round(score_sum / ok, 4) if ok else None,
         "mean_reward_by_principle": {k: round(sum(v) / len(v), 4) for k, v in sorted(principles.items())},
         "human_pairs": decided,
         "agreement_with_human": round(agree / decided, 4) if decided else None,
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "failure_reasons": top_reasons(errors),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "failure_reasons": top_reasons(errors),
     }
     if run:
         stats.update(run)

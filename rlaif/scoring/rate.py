@@ -34,8 +34,9 @@ def principles_for(item: ScoreItem, constitution: Constitution, seed: int) -> li
 
 def record_key(item: ScoreItem, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:
     """The resume key: a content hash of what decides a score (response, prompt, principles, constitution, judge)."""
-    return sha256_json([item.id, item.prompt, item.response, [p.id for p in principles], constitution_sha,
-                        judge_sha])[:32]
+    return sha256_json([item.id, item.prompt, item.response, [p.id for p in principles], constitution_sha, judge_sha])[
+        :32
+    ]
 
 
 def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, seed: int) -> PlannedResponse:
@@ -49,8 +50,7 @@ def rate_batch(judge: Judge, planned: Sequence[PlannedResponse], constitution: C
     return until_cap(lambda: rate_planned(judge, planned, constitution))
 
 
-def rate_planned(judge: Judge, planned: Sequence[PlannedResponse],
-                 constitution: Constitution) -> list[ScoreRecord]:
+def rate_planned(judge: Judge, planned: Sequence[PlannedResponse], constitution: Constitution) -> list[ScoreRecord]:
     """Rate a batch (queries of one prompt next to each other: backends share its prefix); raises StoppedEarly
     carrying the records of the responses that were fully answered."""
     queries, spans = [], []
@@ -75,24 +75,43 @@ def rate_planned(judge: Judge, planned: Sequence[PlannedResponse],
     return records
 
 
-def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], constitution: Constitution,
-                 judge: Judge) -> ScoreRecord:
+def score_record(
+    planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], constitution: Constitution, judge: Judge
+) -> ScoreRecord:
     """The record of one response from its verdicts (one per principle): under several principles the
     distribution is their weighted mixture, the score and reward their weighted means."""
     item, principles = planned.item, planned.principles
     scale = judge.config.score
-    base = dict(id=item.id, key=planned.key, prompt_id=item.prompt_id, prompt=item.prompt, response=item.response,
-                pair_id=item.pair_id, side=item.side, sample=item.sample, human_label=item.human_label,
-                conversational=item.conversational, constitution_sha256=constitution.sha256, judge=judge.info,
-                principle_id="all" if len(principles) > 1 else principles[0].id,
-                invert=len(principles) == 1 and principles[0].invert,
-                prompt_tokens=sum(v.prompt_tokens for v in verdicts),
-                completion_tokens=sum(v.completion_tokens for v in verdicts),
-                raw=next((v.raw for v in verdicts if v.raw is not None), None), flags=verdict_flags(verdicts))
+    base = dict(
+        id=item.id,
+        key=planned.key,
+        prompt_id=item.prompt_id,
+        prompt=item.prompt,
+        response=item.response,
+        pair_id=item.pair_id,
+        side=item.side,
+        sample=item.sample,
+        human_label=item.human_label,
+        conversational=item.conversational,
+        constitution_sha256=constitution.sha256,
+        judge=judge.info,
+        principle_id="all" if len(principles) > 1 else principles[0].id,
+        invert=len(principles) == 1 and principles[0].invert,
+        prompt_tokens=sum(v.prompt_tokens for v in verdicts),
+        completion_tokens=sum(v.completion_tokens for v in verdicts),
+        raw=next((v.raw for v in verdicts if v.raw is not None), None),
+        flags=verdict_flags(verdicts),
+    )
     error = next((v.error or "the judge returned no score" for v in verdicts if v.probs is None), None)
     if error is None:
-        error = next((f"{OUT_OF_RANGE}: principle '{p.id}': {problem}" for p, v in zip(principles, verdicts)
-                      if (problem := _problem(v.probs, scale.values))), None)
+        error = next(
+            (
+                f"{OUT_OF_RANGE}: principle '{p.id}': {problem}"
+                for p, v in zip(principles, verdicts)
+                if (problem := _problem(v.probs, scale.values))
+            ),
+            None,
+        )
     if error is not None:
         return ScoreRecord(**base, status="failed", score=None, reward=None, error=error)
     relative = relative_weights([p.weight for p in principles])
@@ -104,11 +123,16 @@ def score_record(planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], con
     reward = max(-1.0, min(1.0, sum(w * r for w, r in zip(weights, rewards))))  # rounding only: checked above
     masses = [v.mass for v in verdicts if v.mass is not None and math.isfinite(v.mass)]
     sources = {v.source for v in verdicts} - {None}
-    record = ScoreRecord(**base, status="ok", score=score, reward=reward,
-                         distribution={str(s): p for s, p in zip(scale.values, mixture)},
-                         per_principle={p.id: r for p, r in zip(principles, rewards)} if len(principles) > 1 else None,
-                         score_mass=sum(masses) / len(masses) if masses else None,
-                         score_source="text" if "text" in sources else "logprobs" if sources else None)
+    record = ScoreRecord(
+        **base,
+        status="ok",
+        score=score,
+        reward=reward,
+        distribution={str(s): p for s, p in zip(scale.values, mixture)},
+        per_principle={p.id: r for p, r in zip(principles, rewards)} if len(principles) > 1 else None,
+        score_mass=sum(masses) / len(masses) if masses else None,
+        score_source="text" if "text" in sources else "logprobs" if sources else None,
+    )
     # the record as every reader will check it: what is stored as ok, a reader accepts
     if (problem := score_record_problem(record.to_json(), (scale.low, scale.high))) is not None:
         return ScoreRecord(**base, status="failed", score=None, reward=None, error=f"{OUT_OF_RANGE}: {problem}")
@@ -126,21 +150,27 @@ def _problem(probs: Sequence[float], values: Sequence[int]) -> Optional[str]:
     return problem
 
 
-def rate_responses(judge: Judge, prompt, responses: Sequence[str], constitution: Constitution,
-                   seed: int = 0) -> list[ScoreRecord]:
+def rate_responses(
+    judge: Judge, prompt, responses: Sequence[str], constitution: Constitution, seed: int = 0
+) -> list[ScoreRecord]:
     """Rate the responses to one prompt in-process (no files), under one principle drawn for the prompt."""
     return rate_groups(judge, [prompt], [responses], constitution, seed)[0]
 
 
-def rate_groups(judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution,
-                seed: int = 0) -> list[list[ScoreRecord]]:
+def rate_groups(
+    judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution, seed: int = 0
+) -> list[list[ScoreRecord]]:
     """Rate the responses of many prompts in-process (no files), in one batch: `groups[i]` holds responses to
     `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape; the
     id of a record is PROMPT_ID#j, its response's place in its group."""
-    items = [ScoreItem(id=f"{pid}#{j}", prompt_id=pid, prompt=prompt, response=r, sample=j,
-                       conversational=isinstance(prompt, list))
-             for prompt, group in zip(prompts, groups) for pid in [prompt_id_of(prompt)]
-             for j, r in enumerate(group)]
+    items = [
+        ScoreItem(
+            id=f"{pid}#{j}", prompt_id=pid, prompt=prompt, response=r, sample=j, conversational=isinstance(prompt, list)
+        )
+        for prompt, group in zip(prompts, groups)
+        for pid in [prompt_id_of(prompt)]
+        for j, r in enumerate(group)
+    ]
     planned = [plan_response(it, constitution, judge.info.settings_sha256, seed) for it in items]
     records = iter(rate_planned(judge, planned, constitution) if items else [])
     return [[next(records) for _ in group] for group in groups]

@@ -37,8 +37,9 @@ def prompt_id_of(prompt: Prompt) -> str:
     return sha256_json(prompt)[:16]
 
 
-def read_responses(path: str | Path, format: Optional[str] = None, seed: int = 0,
-                   max_chars: int = 100_000) -> Iterator[ScoreItem]:
+def read_responses(
+    path: str | Path, format: Optional[str] = None, seed: int = 0, max_chars: int = 100_000
+) -> Iterator[ScoreItem]:
     """Stream the responses to rate, in file order; a bad row is a DataError naming the file and line."""
     path = Path(path)
     pair_lines: dict[str, int] = {}
@@ -50,8 +51,13 @@ def read_responses(path: str | Path, format: Optional[str] = None, seed: int = 0
             pair = parse_row(row, seed=seed, max_chars=max_chars)
         except RowError as e:
             raise DataError(path, line, str(e)) from None
-        base = dict(prompt=pair.prompt, human_label=pair.human_label, conversational=pair.conversational,
-                    principle=pair.principle, source_line=line)
+        base = dict(
+            prompt=pair.prompt,
+            human_label=pair.human_label,
+            conversational=pair.conversational,
+            principle=pair.principle,
+            source_line=line,
+        )
         indices = (row.get("sample_a"), row.get("sample_b"))
         if all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
             prompt_id = str(row.get("prompt_id") or prompt_id_of(pair.prompt))
@@ -59,16 +65,23 @@ def read_responses(path: str | Path, format: Optional[str] = None, seed: int = 0
                 seen = samples.get((prompt_id, index))
                 if seen is None:
                     samples[(prompt_id, index)] = (line, text)
-                    yield ScoreItem(id=f"{prompt_id}#{index}", prompt_id=prompt_id, response=text, sample=index,
-                                    **{**base, "human_label": None})
+                    yield ScoreItem(
+                        id=f"{prompt_id}#{index}",
+                        prompt_id=prompt_id,
+                        response=text,
+                        sample=index,
+                        **{**base, "human_label": None},
+                    )
                 elif seen[1] != text:
-                    raise DataError(path, line, f"sample {index} of prompt '{prompt_id}' differs from the one on "
-                                    f"line {seen[0]}")
+                    raise DataError(
+                        path, line, f"sample {index} of prompt '{prompt_id}' differs from the one on line {seen[0]}"
+                    )
             continue
         if pair.id in pair_lines:
             raise DataError(path, line, f"duplicate id '{pair.id}' (first on line {pair_lines[pair.id]})")
         pair_lines[pair.id] = line
         prompt_id = prompt_id_of(pair.prompt)
         for side, text in (("a", pair.response_a), ("b", pair.response_b)):
-            yield ScoreItem(id=f"{pair.id}:{side}", prompt_id=prompt_id, response=text, pair_id=pair.id,
-                            side=side, **base)
+            yield ScoreItem(
+                id=f"{pair.id}:{side}", prompt_id=prompt_id, response=text, pair_id=pair.id, side=side, **base
+            )

@@ -83,5 +83,5 @@ class Checkpointer:
     def _prune(self) -> None:
         if self.keep is None:
             return
-        for _, p in list_checkpoints(self.out_dir)[:-self.keep]:
+        for _, p in list_checkpoints(self.out_dir)[: -self.keep]:
             shutil.rmtree(p, ignore_errors=True)

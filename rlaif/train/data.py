@@ -56,8 +56,14 @@ def _usable(record: dict, soft: bool, min_margin: Optional[float]) -> tuple[Opti
     human = record.get("human_label")
     if record.get("source") == "human" and record.get("label") in HUMAN_CODE:
         human = record["label"]
-    return Preference(record["id"], record["prompt"], record["response_a"], record["response_b"], float(p),
-                      human if human in HUMAN_CODE else None), "ok"
+    return Preference(
+        record["id"],
+        record["prompt"],
+        record["response_a"],
+        record["response_b"],
+        float(p),
+        human if human in HUMAN_CODE else None,
+    ), "ok"
 
 
 def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
@@ -90,7 +96,7 @@ def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = Tru
     else:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
-        chosen = set(order[:int(round(len(train) * pairs_config.eval_fraction))])
+        chosen = set(order[: int(round(len(train) * pairs_config.eval_fraction))])
         held_out = [p for i, p in enumerate(train) if i in chosen]
         train = [p for i, p in enumerate(train) if i not in chosen]
     if not train:
@@ -132,9 +138,9 @@ def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: i
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     completion = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, (s, m) in enumerate(zip(seqs, masks)):
-        input_ids[i, :len(s)] = torch.tensor(s)
-        attention[i, :len(s)] = 1
-        completion[i, :len(m)] = torch.tensor(m)
+        input_ids[i, : len(s)] = torch.tensor(s)
+        attention[i, : len(s)] = 1
+        completion[i, : len(m)] = torch.tensor(m)
     return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion}
 
 
@@ -142,8 +148,11 @@ def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str,
     """Right-padded [2B, L] batch: rows 0..B-1 are prompt+a, rows B..2B-1 prompt+b (see pad_rows), with each
     pair's p_a and known human choice."""
     rows = [(p.prompt_ids, p.a_ids) for p in pairs] + [(p.prompt_ids, p.b_ids) for p in pairs]
-    return {**pad_rows(rows, pad_id, max_length), "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
-            "human": torch.tensor([p.human for p in pairs], dtype=torch.long)}
+    return {
+        **pad_rows(rows, pad_id, max_length),
+        "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
+        "human": torch.tensor([p.human for p in pairs], dtype=torch.long),
+    }
 
 
 def pair_batch(pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device) -> dict:
@@ -157,16 +166,18 @@ def step_indices(step: int, n: int, global_batch: int, seed: int, what: str = "p
     into whole global batches, so any step's batch is known without replaying the ones before it (exact resume)."""
     per_epoch = n // global_batch
     if per_epoch == 0:
-        raise ValueError(f"{n} training {what} are fewer than one global batch of {global_batch} (batch_size x "
-                         f"grad_accum x processes)")
+        raise ValueError(
+            f"{n} training {what} are fewer than one global batch of {global_batch} (batch_size x "
+            f"grad_accum x processes)"
+        )
     epoch, k = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g).tolist()
-    return order[k * global_batch:(k + 1) * global_batch]
+    return order[k * global_batch : (k + 1) * global_batch]
 
 
 def micro_batches(indices: list[int], rank: int, world: int, grad_accum: int) -> list[list[int]]:
     """This process's micro-batches of one global batch: `grad_accum` equal slices, strided over processes."""
     mine = indices[rank::world]
     size = len(mine) // grad_accum
-    return [mine[j * size:(j + 1) * size] for j in range(grad_accum)]
+    return [mine[j * size : (j + 1) * size] for j in range(grad_accum)]

@@ -18,8 +18,20 @@ from .models import reference_mode
 from .preference import evaluate_pairs, optimizer_step
 from .run import Check
 
-STATS = ("loss", "pairs", "correct", "decided", "chosen", "rejected", "kl_data", "responses", "human_correct",
-         "human_pairs", "logps_chosen", "logps_rejected")
+STATS = (
+    "loss",
+    "pairs",
+    "correct",
+    "decided",
+    "chosen",
+    "rejected",
+    "kl_data",
+    "responses",
+    "human_correct",
+    "human_pairs",
+    "logps_chosen",
+    "logps_rejected",
+)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (Δ, p_a) -> loss per pair
 
 
@@ -31,9 +43,10 @@ def response_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, tor
     vocabulary projection over the shared prompt."""
     ids, completion = batch["input_ids"], batch["completion_mask"]
     start = int(completion.argmax(dim=1).min())  # first response position over the batch (≥ 1: prompts are
-    keep = ids.shape[1] - start + 1               # never empty), and the logits that predict from there on
-    logits = model(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False,
-                   logits_to_keep=keep).logits[:, :-1]
+    keep = ids.shape[1] - start + 1  # never empty), and the logits that predict from there on
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False, logits_to_keep=keep).logits[
+        :, :-1
+    ]
     return logits, ids[:, start:], completion[:, start:]
 
 
@@ -65,14 +78,17 @@ def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor]
         decided = p_a != 0.5
         human = batch["human"]
         terms = {
-            "pairs": torch.tensor(float(len(p_a))), "decided": decided.sum().float(),
+            "pairs": torch.tensor(float(len(p_a))),
+            "decided": decided.sum().float(),
             "correct": ((chosen > rejected) & decided).sum().float(),
-            "chosen": chosen.sum(), "rejected": rejected.sum(),
+            "chosen": chosen.sum(),
+            "rejected": rejected.sum(),
             "logps_chosen": torch.where(a_wins, logps_a, logps_b).sum(),
             "logps_rejected": torch.where(a_wins, logps_b, logps_a).sum(),
             # mean log π/π_ref over the labelled responses: the KL to the reference estimated on the data. It is
             # KL(π‖π_ref) only on the policy's own samples; on offline pairs it can go below zero
-            "kl_data": (ratio_a.sum() + ratio_b.sum()), "responses": torch.tensor(2.0 * len(p_a)),
+            "kl_data": (ratio_a.sum() + ratio_b.sum()),
+            "responses": torch.tensor(2.0 * len(p_a)),
             "human_pairs": (human >= 0).sum().float(),
             "human_correct": (((ratio_a > ratio_b).long() == human) & (human >= 0)).sum().float(),
         }
@@ -108,8 +124,9 @@ def reference_rows(table: Optional[torch.Tensor], idx: list[int]) -> Optional[to
     return None if table is None else torch.cat([table[idx, 0], table[idx, 1]])
 
 
-def precompute_reference(acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int,
-                         cache: Path) -> torch.Tensor:
+def precompute_reference(
+    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path
+) -> torch.Tensor:
     """log π_ref of both responses of every pair, [N, 2]: each process computes a strided share, all gather;
     cached in `cache` so a resumed run does not recompute them."""
     from accelerate.utils import gather_object
@@ -125,7 +142,7 @@ def precompute_reference(acc, policy, reference, pairs, batch_size: int, pad_id:
     with reference_mode(model, reference) as ref:
         ref.eval()
         for i in range(0, len(mine), batch_size):
-            chunk = mine[i:i + batch_size]
+            chunk = mine[i : i + batch_size]
             logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device))
             a, b = logps.float().cpu().chunk(2)
             rows.extend((j, x, y) for j, x, y in zip(chunk, a.tolist(), b.tolist()))
@@ -146,8 +163,20 @@ def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pa
     return terms
 
 
-def dpo_step(acc, policy, reference, optimizer, scheduler, pairs, ref_table, micro, config, loss_fn: LossFn,
-             pad_id: int, check: Check) -> dict:
+def dpo_step(
+    acc,
+    policy,
+    reference,
+    optimizer,
+    scheduler,
+    pairs,
+    ref_table,
+    micro,
+    config,
+    loss_fn: LossFn,
+    pad_id: int,
+    check: Check,
+) -> dict:
     """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`); returns the
     step's statistics (over all processes), lr and grad_norm. `ref_table` holds precomputed reference log-probs
     [N, 2], or None to run the reference on the fly; `check` stops a diverging run (see `optimizer_step`)."""

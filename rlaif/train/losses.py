@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from ..config.dpo import DPOLoss, IPOLoss, SigmoidDPOLoss
 
 
-def bradley_terry_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: float = 0.0,
-                       center_coef: float = 0.0) -> torch.Tensor:
+def bradley_terry_loss(
+    r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, margin: float = 0.0, center_coef: float = 0.0
+) -> torch.Tensor:
     """Bradley-Terry with soft targets (Lee et al. 2023, sec. 2.2; Ouyang et al. 2022, eq. 1 for p ∈ {0, 1}):
 
         loss = -[p · log σ(z) + (1 - p) · log σ(-z)],   z = r_a - r_b - m · sign(p - 1/2)
@@ -31,8 +32,7 @@ def bradley_terry_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor, 
     return loss
 
 
-def sigmoid_dpo_loss(delta: torch.Tensor, p_a: torch.Tensor, beta: float,
-                     label_smoothing: float = 0.0) -> torch.Tensor:
+def sigmoid_dpo_loss(delta: torch.Tensor, p_a: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """DPO (Rafailov et al. 2023, eq. 7) on soft labels, with cDPO label smoothing ε (Mitchell 2023):
 
         loss = -[q · log σ(βΔ) + (1 - q) · log σ(-βΔ)],   q = (1 - 2ε) · p + ε
@@ -89,8 +89,9 @@ def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, n_
 
 
 # -- PPO ---------------------------------------------------------------------------------------------------------
-def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
-                    clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ppo_policy_loss(
+    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate objective (Schulman et al. 2017, eq. 7), negated, per token:
 
         loss = max(−A · ρ, −A · clip(ρ, 1 − ε, 1 + ε)),   ρ = π(a|s) / π_old(a|s) = exp(log π − log π_old)
@@ -103,8 +104,9 @@ def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: to
     return torch.maximum(unclipped, clipped), clipped > unclipped
 
 
-def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                   clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ppo_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The clipped value loss of Ziegler et al. 2019 (OpenAI lm-human-preferences), per token:
 
         loss = ½ · max((V − R)², (V_clip − R)²),   V_clip = V_old + clip(V − V_old, −ε_v, ε_v)

@@ -38,8 +38,15 @@ def read_metrics(out_dir: str | Path) -> list[dict]:
 class MetricsLog:
     """Writes metrics on the main process only (`enabled`); other processes get a no-op logger."""
 
-    def __init__(self, out_dir: str | Path, report_to: list[str], project: str, config: dict,
-                 resume_step: int = 0, enabled: bool = True):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        report_to: list[str],
+        project: str,
+        config: dict,
+        resume_step: int = 0,
+        enabled: bool = True,
+    ):
         self.enabled = enabled
         self.sinks: list = []
         if not enabled:
@@ -118,8 +125,14 @@ class _WandB:
         id_file = out_dir / "wandb_run_id"  # the same W&B run continues after a resume
         if not id_file.exists():
             id_file.write_text(uuid.uuid4().hex[:16])
-        self.run = wandb.init(project=project, name=run_name, config=config, dir=str(out_dir),
-                              id=id_file.read_text().strip(), resume="allow")
+        self.run = wandb.init(
+            project=project,
+            name=run_name,
+            config=config,
+            dir=str(out_dir),
+            id=id_file.read_text().strip(),
+            resume="allow",
+        )
 
     def log(self, step: int, values: dict) -> None:
         self.run.log(values, step=step)
@@ -129,4 +142,3 @@ class _WandB:
 
 
 _SINKS = {"tensorboard": _TensorBoard, "trackio": _Trackio, "wandb": _WandB}
-

@@ -15,8 +15,10 @@ from ..config.paths import loading
 from ..config.run import LoraConfig, ModelSource, PretrainedModelConfig, TinyModelConfig
 
 Head = Literal["lm", "score"]
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 SPECIALS = ["<pad>", "<|im_start|>", "<|im_end|>", "<unk>"]
 
 
@@ -37,8 +39,9 @@ def build_tokenizer(config):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIALS)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>", unk_token="<unk>"
+    )
     fast.chat_template = CHATML
     return fast
 
@@ -47,12 +50,20 @@ def build_tiny(config, tokenizer, head: Head):
     """A random Llama of the configured size, seeded by `config.seed` so the same config gives the same model."""
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=config.hidden_size,
-                      intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
-                      num_attention_heads=config.num_heads, num_key_value_heads=config.num_kv_heads,
-                      max_position_embeddings=config.max_positions, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                      tie_word_embeddings=False, num_labels=1)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        max_position_embeddings=config.max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=False,
+        num_labels=1,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = LlamaForCausalLM(cfg) if head == "lm" else LlamaForSequenceClassification(cfg)
@@ -68,9 +79,10 @@ def load_tokenizer(source, path: Optional[Path] = None):
     if path is None and isinstance(source, TinyModelConfig):
         return build_tokenizer(source)
     with loading("model.path" if path is None else "checkpoint", path or source.path):
-        tok = AutoTokenizer.from_pretrained(str(path or source.path),
-                                            **({} if path else {"revision": source.revision,
-                                                                "trust_remote_code": source.trust_remote_code}))
+        tok = AutoTokenizer.from_pretrained(
+            str(path or source.path),
+            **({} if path else {"revision": source.revision, "trust_remote_code": source.trust_remote_code}),
+        )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -106,14 +118,19 @@ def add_lora(model, lora, head: Head, path: Optional[Path] = None):
         raise RuntimeError("lora: needs peft (pip install 'rlaif[train]')") from e
     if path is not None:
         return peft.PeftModel.from_pretrained(model, str(path), is_trainable=True)
-    cfg = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules,
-                          task_type="CAUSAL_LM" if head == "lm" else "SEQ_CLS")
+    cfg = peft.LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM" if head == "lm" else "SEQ_CLS",
+    )
     return peft.get_peft_model(model, cfg)
 
 
-def load_trainable(source: ModelSource, lora: Optional[LoraConfig], tokenizer, head: Head,
-                   resume: Optional[Path] = None):
+def load_trainable(
+    source: ModelSource, lora: Optional[LoraConfig], tokenizer, head: Head, resume: Optional[Path] = None
+):
     """The model a run trains: the source's model, or the one in checkpoint `resume`; under LoRA the base model
     is the source's and only the adapters come from the checkpoint."""
     if lora:

@@ -33,8 +33,7 @@ def rollout_prompts(config, tokenizer) -> tuple[list, list, int]:
     if config.prompts.eval_path:
         train, held_out = prompts, read_prompts(config.prompts.eval_path)
     else:
-        train, held_out = split_prompts(prompts, int(round(len(prompts) * config.prompts.eval_fraction)),
-                                        config.seed)
+        train, held_out = split_prompts(prompts, int(round(len(prompts) * config.prompts.eval_fraction)), config.seed)
     room = config.max_length - config.sampling.max_new_tokens
     fits = [p for p in train if len(prompt_ids(tokenizer, p)) <= room]
     return fits, [p for p in held_out if len(prompt_ids(tokenizer, p)) <= room], len(train) - len(fits)
@@ -70,8 +69,14 @@ class PolicyWithValueHead(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, logits_to_keep: int):
         """Logits and values of the last `logits_to_keep` positions."""
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          logits_to_keep=logits_to_keep, output_hidden_states=True, use_cache=False)
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=logits_to_keep,
+            output_hidden_states=True,
+            use_cache=False,
+        )
         hidden = out.hidden_states[-1][:, -logits_to_keep:]
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
         return out.logits, values
@@ -80,9 +85,12 @@ class PolicyWithValueHead(nn.Module):
         from safetensors.torch import save_file
 
         state_dict = self.state_dict() if state_dict is None else state_dict
-        policy = {k[len("policy."):]: v for k, v in state_dict.items() if k.startswith("policy.")}
-        head = {k[len("value_head."):]: v.detach().contiguous().cpu() for k, v in state_dict.items()
-                if k.startswith("value_head.")}
+        policy = {k[len("policy.") :]: v for k, v in state_dict.items() if k.startswith("policy.")}
+        head = {
+            k[len("value_head.") :]: v.detach().contiguous().cpu()
+            for k, v in state_dict.items()
+            if k.startswith("value_head.")
+        }
         self.policy.save_pretrained(path, state_dict=policy, **kwargs)
         save_file(head, str(Path(path) / VALUE_HEAD_FILE))
 
@@ -102,8 +110,9 @@ def policy_outputs(model, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tens
 
 
 # -- rewards and advantages --------------------------------------------------------------------------------------
-def kl_penalised_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor,
-                         kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_penalised_rewards(
+    scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards (Ziegler et al. 2019, eq. 2; Stiennon et al. 2020, eq. 1, spread over tokens):
 
         r_t = −β · (log π_old(a_t|s_t) − log π_ref(a_t|s_t))  +  [t = last response token] · score
@@ -118,8 +127,9 @@ def kl_penalised_rewards(scores: torch.Tensor, logps: torch.Tensor, ref_logps: t
     return rewards, kl
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, eq. 16), per response token:
 
         δ_t = r_t + γ·V(s_{t+1}) − V(s_t),   A_t = δ_t + γλ·A_{t+1},   returns R_t = A_t + V(s_t)
@@ -149,16 +159,16 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     var = masked_mean((x - mean) ** 2, mask)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
+
 def shape_scores(acc, scores: torch.Tensor, finished: torch.Tensor, config) -> torch.Tensor:
     """A reward config's score shaping, in order: the missing-EOS penalty, whitening over the rollout batch of all
     processes, clipping."""
     if config.missing_eos_penalty is not None:
         scores = scores - config.missing_eos_penalty * (~finished).float()
     if config.whiten:
-        s = reduce_sums(acc, {"n": torch.tensor(float(len(scores))), "sum": scores.sum(),
-                              "sq": (scores ** 2).sum()})
+        s = reduce_sums(acc, {"n": torch.tensor(float(len(scores))), "sum": scores.sum(), "sq": (scores**2).sum()})
         mean = s["sum"] / max(s["n"], 1)
-        std = max(s["sq"] / max(s["n"], 1) - mean ** 2, 0.0) ** 0.5
+        std = max(s["sq"] / max(s["n"], 1) - mean**2, 0.0) ** 0.5
         scores = (scores - mean) / (std + 1e-8)
     if config.clip is not None:
         scores = scores.clamp(-config.clip, config.clip)

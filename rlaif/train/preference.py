@@ -49,13 +49,21 @@ def start_preference_run(config, whole: bool) -> PreferenceRun:
     feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=whole)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=whole)
-    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs,
-                         too_long)
+    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs, too_long)
 
 
-def optimizer_step(acc, model, optimizer, scheduler, micro: list[list[int]], terms: Terms, stats: Sequence[str],
-                   config, check: Check,
-                   scale: Optional[Callable[[list[int]], float]] = None) -> tuple[dict, float, Optional[float]]:
+def optimizer_step(
+    acc,
+    model,
+    optimizer,
+    scheduler,
+    micro: list[list[int]],
+    terms: Terms,
+    stats: Sequence[str],
+    config,
+    check: Check,
+    scale: Optional[Callable[[list[int]], float]] = None,
+) -> tuple[dict, float, Optional[float]]:
     """One optimizer step over this process's micro-batches `micro` (lists of pair indices): the mean loss per pair
     of the global batch is back-propagated micro-batch by micro-batch, then clipped, checked and applied.
     `scale(idx)` replaces the per-pair mean's factor 1 / (pairs · grad_accum) (SFT's token mean). `check` (the
@@ -89,6 +97,6 @@ def evaluate_pairs(acc, model, n_pairs: int, batch_size: int, terms: Terms, stat
     mine = list(range(acc.process_index, n_pairs, acc.num_processes))
     with torch.no_grad():
         for i in range(0, len(mine), batch_size):
-            add_into(sums, terms(mine[i:i + batch_size]))
+            add_into(sums, terms(mine[i : i + batch_size]))
     model.train()
     return reduce_sums(acc, sums)

@@ -16,8 +16,17 @@ from typing import Callable, Optional
 from ..numbers import TrainingDiverged
 
 # Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
-RESUMABLE_CHANGES = {"max_steps", "num_epochs", "save_steps", "save_total_limit", "eval_steps", "report_to",
-                     "project", "eval_batch_size", "iterations"}
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "num_epochs",
+    "save_steps",
+    "save_total_limit",
+    "eval_steps",
+    "report_to",
+    "project",
+    "eval_batch_size",
+    "iterations",
+}
 
 
 def with_cpu_threads(train):
@@ -85,11 +94,14 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
         remove_partial(out)
         if saved.exists() and latest_checkpoint(out) is not None:
             old = _normalised(type(config), yaml.safe_load(saved.read_text()) or {})
-            changed = sorted(k for k in set(old) | set(resolved)
-                             if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k))
+            changed = sorted(
+                k for k in set(old) | set(resolved) if k not in RESUMABLE_CHANGES and old.get(k) != resolved.get(k)
+            )
             if changed:
-                raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)} changed); "
-                                 "use a new output_dir, or the same config to resume it")
+                raise ValueError(
+                    f"{out} holds a run with a different config ({', '.join(changed)} changed); "
+                    "use a new output_dir, or the same config to resume it"
+                )
         with atomic_write(saved) as f:
             f.write(yaml.safe_dump(resolved, sort_keys=False))
     accelerator.wait_for_everyone()
@@ -114,9 +126,12 @@ def start_run(config):
     resume = prepare_run_dir(config, acc)
     set_seed(config.seed)
     if acc.is_main_process:
-        print(f"{config.method}: on {_device_name(acc.device)}, "
-              f"{'bf16 mixed precision' if acc.mixed_precision == 'bf16' else 'fp32'}, {acc.num_processes} "
-              f"process{'es' if acc.num_processes > 1 else ''}", flush=True)
+        print(
+            f"{config.method}: on {_device_name(acc.device)}, "
+            f"{'bf16 mixed precision' if acc.mixed_precision == 'bf16' else 'fp32'}, {acc.num_processes} "
+            f"process{'es' if acc.num_processes > 1 else ''}",
+            flush=True,
+        )
     return acc, resume
 
 
@@ -147,8 +162,9 @@ def make_optimizer(model, optim, steps: int):
     # (left to the per-op kernel under FSDP / DeepSpeed, whose sharded parameters it may not support)
     sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
     fused = not sharded and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, eps=optim.eps,
-                                  weight_decay=optim.weight_decay, fused=fused or None)
+    optimizer = torch.optim.AdamW(
+        params, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay, fused=fused or None
+    )
     name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[optim.scheduler]
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=steps)
     return optimizer, scheduler
@@ -204,14 +220,22 @@ def save_final(accelerator, model, tokenizer, out_dir: Path) -> Path:
 Check = Callable[..., None]  # check(lr=…, loss=…, grad_norm=…): raises TrainingDiverged before a step is applied
 
 
-def diverged(where: str, what: str, lr: Optional[float], checkpoint: Optional[Path],
-             resumes: str = "the one the same command resumes from (other settings, e.g. a lower optim.lr, need a "
-                            "new output_dir)") -> TrainingDiverged:
+def diverged(
+    where: str,
+    what: str,
+    lr: Optional[float],
+    checkpoint: Optional[Path],
+    resumes: str = "the one the same command resumes from (other settings, e.g. a lower optim.lr, need a "
+    "new output_dir)",
+) -> TrainingDiverged:
     """The one message of a diverged run: where (the step), what is not finite, the learning rate, and the
     checkpoint a rerun resumes from (`resumes` says how), or that there is none."""
     rate = f" (lr {lr:g})" if lr is not None else ""
-    after = (f"{checkpoint} stays the last checkpoint, {resumes}" if checkpoint is not None else
-             "no checkpoint was written before it, so a rerun starts over")
+    after = (
+        f"{checkpoint} stays the last checkpoint, {resumes}"
+        if checkpoint is not None
+        else "no checkpoint was written before it, so a rerun starts over"
+    )
     return TrainingDiverged(f"{where}: {what}{rate}; nothing from this step on was saved: {after}")
 
 
@@ -267,8 +291,14 @@ class RunLog:
         self.checkpointer = Checkpointer(accelerator, self.out, tokenizer, keep=keep)
         self.state = self.checkpointer.load(resume) if resume else {"step": 0}
         self.start = self.state["step"]
-        self.metrics = MetricsLog(self.out, config.report_to, config.project, config.model_dump(mode="json"),
-                                  resume_step=self.start, enabled=accelerator.is_main_process)
+        self.metrics = MetricsLog(
+            self.out,
+            config.report_to,
+            config.project,
+            config.model_dump(mode="json"),
+            resume_step=self.start,
+            enabled=accelerator.is_main_process,
+        )
         self.where, self.lr = f"step {self.start}", None  # the step last checked, for the messages
 
     def evaluates(self, done: int, steps: int) -> bool:

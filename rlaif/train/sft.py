@@ -54,8 +54,10 @@ def parse_example(row: Any) -> SFTExample:
     if row.get("messages") is not None:
         messages = parse_prompt(row["messages"], "messages") if isinstance(row["messages"], list) else None
         if messages is None or len(messages) < 2 or messages[-1]["role"] != "assistant":
-            raise RowError("messages must be a list of chat messages ending with the assistant's turn, after at "
-                           "least one turn before it")
+            raise RowError(
+                "messages must be a list of chat messages ending with the assistant's turn, after at "
+                "least one turn before it"
+            )
         return SFTExample(messages[:-1], _assistant_text(messages[-1]["content"], "messages[-1].content"))
     if row.get("prompt") is not None and row.get("completion") is not None:
         return SFTExample(parse_prompt(row["prompt"]), _assistant_text(row["completion"], "completion"))

@@ -16,8 +16,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def run(*args, check=False):
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", *map(str, args)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check:
         assert p.returncode == 0, p.stderr[-3000:]
     return p
@@ -27,10 +33,12 @@ def test_help_lists_commands_without_importing_torch():
     p = run("--help", check=True)
     for cmd in ("label", "constitution", "export"):
         assert cmd in p.stdout
-    code = ("import sys, rlaif, rlaif.cli, rlaif.config, rlaif.labeling; "
-            "sys.argv=['rlaif','--help']\ntry:\n    rlaif.cli.main()\nexcept SystemExit:\n    pass\n"
-            "bad=[m for m in ('torch','transformers','vllm','httpx') if m in sys.modules]; print(bad); "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, rlaif, rlaif.cli, rlaif.config, rlaif.labeling; "
+        "sys.argv=['rlaif','--help']\ntry:\n    rlaif.cli.main()\nexcept SystemExit:\n    pass\n"
+        "bad=[m for m in ('torch','transformers','vllm','httpx') if m in sys.modules]; print(bad); "
+        "sys.exit(1 if bad else 0)"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
@@ -40,8 +48,10 @@ def test_constitution_check_ok_and_errors(tmp_path):
     assert p.stdout.count(": ok: ") == len(list((ROOT / "constitutions").glob("*.yaml")))
     assert "sha256=" in p.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nversion: '1'\nprinciples:\n  - id: a\n    text: Which?\n    wieght: 2\n"
-                   "  - id: b\nsampling: sometimes\n")
+    bad.write_text(
+        "name: x\nversion: '1'\nprinciples:\n  - id: a\n    text: Which?\n    wieght: 2\n"
+        "  - id: b\nsampling: sometimes\n"
+    )
     p = run("constitution", "check", bad)
     assert p.returncode == 2  # bad input (issue 9's exit-code table)
     lines = p.stderr.strip().splitlines()
@@ -78,14 +88,19 @@ def test_judge_config_errors_name_file_and_line(tmp_path):
 
 def test_label_and_export_through_the_cli(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"q{i}"}],
-                                         "response_a": f"please {i}", "response_b": f"no {i}"}) + "\n"
-                             for i in range(5)))
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": [{"role": "user", "content": f"q{i}"}], "response_a": f"please {i}", "response_b": f"no {i}"}
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
     const = ROOT / "constitutions" / "helpful.yaml"
-    p = run("label", "--pairs", pairs, "--constitution", const, "--judge", judge, "--out", tmp_path / "out",
-            check=True)
+    p = run("label", "--pairs", pairs, "--constitution", const, "--judge", judge, "--out", tmp_path / "out", check=True)
     assert "position consistency" in p.stdout
     p = run("export", "--labels", tmp_path / "out", "--out", tmp_path / "trl.jsonl", check=True)
     assert json.loads(p.stdout.strip().splitlines()[-1])["written"] == 5
@@ -97,8 +112,17 @@ def test_label_and_export_through_the_cli(tmp_path):
 def test_label_reports_missing_options_and_bad_files(tmp_path):
     p = run("label", "--pairs", "x.jsonl")
     assert p.returncode == 2 and "missing --constitution, --judge, --out" in p.stderr
-    p = run("label", "--pairs", tmp_path / "none.jsonl", "--constitution", ROOT / "constitutions/helpful.yaml",
-            "--judge", ROOT / "judges/rule-length.yaml", "--out", tmp_path / "o")
+    p = run(
+        "label",
+        "--pairs",
+        tmp_path / "none.jsonl",
+        "--constitution",
+        ROOT / "constitutions/helpful.yaml",
+        "--judge",
+        ROOT / "judges/rule-length.yaml",
+        "--out",
+        tmp_path / "o",
+    )
     assert p.returncode == 2 and "none.jsonl" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -119,8 +143,14 @@ def test_a_tensor_parallel_judge_on_ray_needs_one_gpu_per_rank(tmp_path):
 
 
 def test_ray_help_names_the_extra_to_install():
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "label", "--help"], cwd=ROOT,
-                       env={**ENV, "COLUMNS": "300"}, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "label", "--help"],
+        cwd=ROOT,
+        env={**ENV, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0 and "Needs pip install 'rlaif[ray]'." in p.stdout, p.stdout
 
 
@@ -144,6 +174,7 @@ def test_an_empty_out_is_refused_by_every_command(tmp_path, monkeypatch):
         for out in (["--out", ""], ["--out="]):
             result = CliRunner().invoke(app, [*path, *out])
             assert result.exit_code == 2, (path, result.output)
-            assert result.stderr.strip() == ("error: --out is empty: name the folder or file to write (--out . for "
-                                             "the working directory)")
+            assert result.stderr.strip() == (
+                "error: --out is empty: name the folder or file to write (--out . for the working directory)"
+            )
     assert list(tmp_path.iterdir()) == []

@@ -40,10 +40,18 @@ def one_clean_line(result, code: int = 2) -> str:
 def files(tmp_path) -> dict[str, Path]:
     """Bad inputs of every shape: a folder, an empty file, bytes that are not UTF-8, JSON of the wrong type."""
     (tmp_path / "folder").mkdir()
-    made = {"folder": tmp_path / "folder", "missing": tmp_path / "missing.jsonl", "empty": tmp_path / "empty.jsonl",
-            "latin1": tmp_path / "latin1.yaml", "deep": tmp_path / "deep.yaml", "numbers": tmp_path / "numbers.jsonl",
-            "a_file": tmp_path / "a_file", "pairs": tmp_path / "pairs.jsonl", "empty_yaml": tmp_path / "empty.yaml",
-            "list_json": tmp_path / "list.json"}
+    made = {
+        "folder": tmp_path / "folder",
+        "missing": tmp_path / "missing.jsonl",
+        "empty": tmp_path / "empty.jsonl",
+        "latin1": tmp_path / "latin1.yaml",
+        "deep": tmp_path / "deep.yaml",
+        "numbers": tmp_path / "numbers.jsonl",
+        "a_file": tmp_path / "a_file",
+        "pairs": tmp_path / "pairs.jsonl",
+        "empty_yaml": tmp_path / "empty.yaml",
+        "list_json": tmp_path / "list.json",
+    }
     made["empty"].write_text("")
     made["empty_yaml"].write_text("")
     made["latin1"].write_bytes(b"name: x\nversion: '1'\nprinciples:\n  - id: a\n    text: caf\xe9?\n")
@@ -56,22 +64,38 @@ def files(tmp_path) -> dict[str, Path]:
 
 
 # -- config files: constitutions, through check and through label --------------------------------------------------
-@pytest.mark.parametrize("kind, message", [("latin1", ":5: not UTF-8 text: byte 0xe9 at column 14"),
-                                           ("deep", ":2: yaml: nested deeper than 100 levels")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [("latin1", ":5: not UTF-8 text: byte 0xe9 at column 14"), ("deep", ":2: yaml: nested deeper than 100 levels")],
+)
 def test_constitution_files_that_yaml_cannot_read_are_one_line_naming_file_and_line(files, tmp_path, kind, message):
     line = one_clean_line(cli("constitution", "check", files[kind]))
     assert line.startswith(f"{files[kind]}{message}")
     out = tmp_path / "labels"
-    line = one_clean_line(cli("label", "--pairs", files["pairs"], "--constitution", files[kind], "--judge",
-                              RULE_JUDGE, "--out", out, "--quiet"))
+    line = one_clean_line(
+        cli(
+            "label",
+            "--pairs",
+            files["pairs"],
+            "--constitution",
+            files[kind],
+            "--judge",
+            RULE_JUDGE,
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     assert line.startswith(f"{files[kind]}{message}")
 
 
 def test_constitution_check_of_good_and_bad_files_exits_2_and_reports_each(files):
     result = cli("constitution", "check", HELPFUL, files["latin1"], files["folder"])
     assert result.exit_code == 2 and ": ok: " in result.stdout
-    assert [line.split(":")[0] for line in result.stderr.strip().splitlines()] == [str(files["latin1"]),
-                                                                                    str(files["folder"])]
+    assert [line.split(":")[0] for line in result.stderr.strip().splitlines()] == [
+        str(files["latin1"]),
+        str(files["folder"]),
+    ]
 
 
 # -- training: output_dir and model paths, refused before any model is built ---------------------------------------
@@ -93,36 +117,73 @@ def _no_tokenizer(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("path, message", [
-    ("{tmp}/nowhere", "no such folder: {tmp}/nowhere"),
-    ("someone/not-cached-anywhere", "'someone/not-cached-anywhere' is not a local folder, and not in the Hugging "
-                                    "Face cache while HF_HUB_OFFLINE is set"),
-    ("not a hub id", "no such folder: not a hub id"),
-    ("{folder}", "{folder} is not a saved model directory (an empty folder)"),
-    ("{a_file}", "{a_file} is a file, not a model folder"),
-    ("{no_tokenizer}", "{no_tokenizer} has no tokenizer files (tokenizer.json, tokenizer_config.json, ...)"),
-], ids=["missing-folder", "uncached-hub-id", "invalid-id", "empty-folder", "a-file", "no-tokenizer"])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("{tmp}/nowhere", "no such folder: {tmp}/nowhere"),
+        (
+            "someone/not-cached-anywhere",
+            "'someone/not-cached-anywhere' is not a local folder, and not in the Hugging "
+            "Face cache while HF_HUB_OFFLINE is set",
+        ),
+        ("not a hub id", "no such folder: not a hub id"),
+        ("{folder}", "{folder} is not a saved model directory (an empty folder)"),
+        ("{a_file}", "{a_file} is a file, not a model folder"),
+        ("{no_tokenizer}", "{no_tokenizer} has no tokenizer files (tokenizer.json, tokenizer_config.json, ...)"),
+    ],
+    ids=["missing-folder", "uncached-hub-id", "invalid-id", "empty-folder", "a-file", "no-tokenizer"],
+)
 def test_a_model_that_is_not_there_is_one_line_about_model_path(files, tmp_path, path, message):
-    names = {"tmp": tmp_path, "folder": files["folder"], "a_file": files["a_file"],
-             "no_tokenizer": _no_tokenizer(tmp_path)}
+    names = {
+        "tmp": tmp_path,
+        "folder": files["folder"],
+        "a_file": files["a_file"],
+        "no_tokenizer": _no_tokenizer(tmp_path),
+    }
     out = tmp_path / "run"
-    line = one_clean_line(cli("train", "dpo", "--config", DPO, f"output_dir={out}",
-                              f"model={{type: pretrained, path: '{path.format(**names)}'}}"))
-    assert line == f"{DPO}:7: model.path: {message.format(**names)}" or \
-        line.startswith(f"{DPO}:7: model.path: {message.format(**names)}")
+    line = one_clean_line(
+        cli(
+            "train",
+            "dpo",
+            "--config",
+            DPO,
+            f"output_dir={out}",
+            f"model={{type: pretrained, path: '{path.format(**names)}'}}",
+        )
+    )
+    assert line == f"{DPO}:7: model.path: {message.format(**names)}" or line.startswith(
+        f"{DPO}:7: model.path: {message.format(**names)}"
+    )
     assert not out.exists()  # refused before the run folder (or any model) was made
 
 
 def test_a_ppo_reward_model_must_be_a_reward_model(files, tmp_path):
     ppo = ROOT / "examples/tiny/ppo.yaml"
-    line = one_clean_line(cli("train", "ppo", "--config", ppo, f"output_dir={tmp_path / 'run'}",
-                              f"reward={{type: model, path: {files['folder']}}}"))
+    line = one_clean_line(
+        cli(
+            "train",
+            "ppo",
+            "--config",
+            ppo,
+            f"output_dir={tmp_path / 'run'}",
+            f"reward={{type: model, path: {files['folder']}}}",
+        )
+    )
     assert line.startswith(f"{ppo}:21: reward.path: {files['folder']} is not a saved model directory")
 
 
 def test_a_training_run_refused_for_its_input_exits_2_not_1(files, tmp_path):
-    line = one_clean_line(cli("train", "dpo", "--config", DPO, f"output_dir={tmp_path / 'run'}",
-                              f"feedback.ai={files['missing']}", "max_steps=1"))
+    line = one_clean_line(
+        cli(
+            "train",
+            "dpo",
+            "--config",
+            DPO,
+            f"output_dir={tmp_path / 'run'}",
+            f"feedback.ai={files['missing']}",
+            "max_steps=1",
+        )
+    )
     assert line == f"error: no labels at {files['missing']}"
 
 
@@ -143,62 +204,142 @@ def test_annotate_export_to_a_folder_is_refused_and_leaves_nothing_behind(files,
     assert result.exit_code == 0 and json.loads(result.stdout)["labels"] == 1
 
 
-@pytest.mark.parametrize("args", [
-    ["export", "--labels", LABELS, "--out", "{folder}"],
-    ["human", "import", LABELS, "--out", "{folder}"],
-    ["annotate", "select", "--labels", LABELS, "--budget", "2", "--out", "{folder}"],
-    ["calibrate", "fit", "--ai", LABELS, "--human", LABELS, "--out", "{folder}"],
-    ["generate", "--policy", "{folder}", "--prompts", "{pairs}", "--out", "{folder}"],
-    ["reward", "score", "--model", "{folder}", "--pairs", "{pairs}", "--out", "{folder}"],
-    ["eval", "winrate", "--policy", "{folder}", "--baseline", "{folder}", "--prompts", "{pairs}", "--judge",
-     RULE_JUDGE, "--constitution", HELPFUL, "--out", "{folder}"],
-], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--labels", LABELS, "--out", "{folder}"],
+        ["human", "import", LABELS, "--out", "{folder}"],
+        ["annotate", "select", "--labels", LABELS, "--budget", "2", "--out", "{folder}"],
+        ["calibrate", "fit", "--ai", LABELS, "--human", LABELS, "--out", "{folder}"],
+        ["generate", "--policy", "{folder}", "--prompts", "{pairs}", "--out", "{folder}"],
+        ["reward", "score", "--model", "{folder}", "--pairs", "{pairs}", "--out", "{folder}"],
+        [
+            "eval",
+            "winrate",
+            "--policy",
+            "{folder}",
+            "--baseline",
+            "{folder}",
+            "--prompts",
+            "{pairs}",
+            "--judge",
+            RULE_JUDGE,
+            "--constitution",
+            HELPFUL,
+            "--out",
+            "{folder}",
+        ],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
 def test_writing_a_file_where_a_folder_is_is_one_clean_line(files, args):
     line = one_clean_line(cli(*[a.format(**files) for a in args]))
     assert str(files["folder"]) in line and "Is a directory" not in line
 
 
-@pytest.mark.parametrize("args", [["calibrate", "--ai", LABELS, "--human", LABELS, "--out", "{a_file}"],
-                                  ["calibrate", "apply", "--map", "{a_file}", "--labels", LABELS, "--out", "{a_file}"]],
-                         ids=["calibrate", "calibrate apply"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["calibrate", "--ai", LABELS, "--human", LABELS, "--out", "{a_file}"],
+        ["calibrate", "apply", "--map", "{a_file}", "--labels", LABELS, "--out", "{a_file}"],
+    ],
+    ids=["calibrate", "calibrate apply"],
+)
 def test_an_output_folder_that_is_a_file_is_one_clean_line(files, args):
     line = one_clean_line(cli(*[a.format(**files) for a in args]))
     assert line == f"error: --out: {files['a_file']} is a file; give a folder (it is created if missing)"
 
 
 # -- the other commands: bad paths, folders for files, empty files, wrong types ------------------------------------
-@pytest.mark.parametrize("args, expected", [
-    (["generate", "--policy", "{missing}", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"], "--policy: no such"),
-    (["generate", "--policy", "{folder}", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"], "an empty folder"),
-    (["generate", "--policy", "org/not-cached", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"], "HF_HUB_OFFLINE"),
-    (["generate", "--policy", "{folder}", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl", "--config",
-      "{empty_yaml}"], "empty.yaml:1: (top level): the file is empty"),
-    (["generate", "--policy", "{folder}", "--prompts", "{empty}", "--out", "{tmp}/g.jsonl"], "holds no prompts"),
-    (["eval", "winrate", "--policy", "{folder}", "--baseline", "{folder}", "--prompts", "{pairs}", "--judge",
-      RULE_JUDGE, "--constitution", HELPFUL], "--policy: {folder} is not a saved model directory"),
-    (["eval", "winrate", "--policy", "{no_tokenizer}", "--baseline", "{no_tokenizer}", "--prompts", "{pairs}",
-      "--judge", RULE_JUDGE, "--constitution", HELPFUL], "--policy: {no_tokenizer} has no tokenizer files"),
-    (["reward", "score", "--model", "{missing}", "--pairs", "{pairs}"], "--model: no such folder"),
-    (["reward", "score", "--model", "{no_tokenizer}", "--pairs", "{pairs}"], "has no tokenizer files"),
-    (["reward", "score", "--model", "{a_file}", "--pairs", "{pairs}"], "is a file, not a model folder"),
-    (["serve", "reward", "--judge", "{folder}"], "folder: cannot read: Is a directory"),
-    (["serve", "reward", "--judge", "{latin1}"], "latin1.yaml:5: not UTF-8 text"),
-    (["serve", "reward", "--judge", "{empty_yaml}"], "empty.yaml:1: backend:"),
-    (["calibrate", "--ai", "{folder}", "--human", "{folder}", "--out", "{tmp}/c"], "no labels at"),
-    (["calibrate", "apply", "--map", "{folder}", "--labels", LABELS, "--out", "{tmp}/c"], "cannot read calibration"),
-    (["calibrate", "apply", "--map", "{list_json}", "--labels", LABELS, "--out", "{tmp}/c"], "not a calibration map"),
-    (["calibrate", "apply", "--map", "{numbers}", "--labels", LABELS, "--out", "{tmp}/c"], "numbers.jsonl:2: not JSON"),
-    (["human", "import", "{folder}", "--out", "{tmp}/h.jsonl"], "not one written by datasets' save_to_disk"),
-    (["human", "import", "{numbers}", "--out", "{tmp}/h.jsonl"], "numbers.jsonl:1: row must be a JSON object"),
-    (["human", "import", "{latin1}", "--out", "{tmp}/h.jsonl"], "latin1.yaml"),
-    (["export", "--labels", "{folder}", "--out", "{tmp}/e.jsonl"], "no labels at"),
-    (["export", "--feedback", "{empty_yaml}", "--out", "{tmp}/e.jsonl"], "empty.yaml:1: (top level)"),
-    (["export", "--feedback", "{deep}", "--out", "{tmp}/e.jsonl"], "deep.yaml:2: yaml: nested deeper"),
-    (["train", "dpo", "--config", "{folder}"], "folder: cannot read: Is a directory"),
-    (["train", "dpo", "--config", "{empty_yaml}"], "the file is empty"),
-    (["train", "dpo", "--config", DPO, "optim.lr=["], "override 'optim.lr=[': yaml:"),
-    (["train", "dpo", "--config", DPO, "optim.lr=" + "[" * 3000], "nested deeper than 100 levels"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["generate", "--policy", "{missing}", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"], "--policy: no such"),
+        (["generate", "--policy", "{folder}", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"], "an empty folder"),
+        (
+            ["generate", "--policy", "org/not-cached", "--prompts", "{pairs}", "--out", "{tmp}/g.jsonl"],
+            "HF_HUB_OFFLINE",
+        ),
+        (
+            [
+                "generate",
+                "--policy",
+                "{folder}",
+                "--prompts",
+                "{pairs}",
+                "--out",
+                "{tmp}/g.jsonl",
+                "--config",
+                "{empty_yaml}",
+            ],
+            "empty.yaml:1: (top level): the file is empty",
+        ),
+        (["generate", "--policy", "{folder}", "--prompts", "{empty}", "--out", "{tmp}/g.jsonl"], "holds no prompts"),
+        (
+            [
+                "eval",
+                "winrate",
+                "--policy",
+                "{folder}",
+                "--baseline",
+                "{folder}",
+                "--prompts",
+                "{pairs}",
+                "--judge",
+                RULE_JUDGE,
+                "--constitution",
+                HELPFUL,
+            ],
+            "--policy: {folder} is not a saved model directory",
+        ),
+        (
+            [
+                "eval",
+                "winrate",
+                "--policy",
+                "{no_tokenizer}",
+                "--baseline",
+                "{no_tokenizer}",
+                "--prompts",
+                "{pairs}",
+                "--judge",
+                RULE_JUDGE,
+                "--constitution",
+                HELPFUL,
+            ],
+            "--policy: {no_tokenizer} has no tokenizer files",
+        ),
+        (["reward", "score", "--model", "{missing}", "--pairs", "{pairs}"], "--model: no such folder"),
+        (["reward", "score", "--model", "{no_tokenizer}", "--pairs", "{pairs}"], "has no tokenizer files"),
+        (["reward", "score", "--model", "{a_file}", "--pairs", "{pairs}"], "is a file, not a model folder"),
+        (["serve", "reward", "--judge", "{folder}"], "folder: cannot read: Is a directory"),
+        (["serve", "reward", "--judge", "{latin1}"], "latin1.yaml:5: not UTF-8 text"),
+        (["serve", "reward", "--judge", "{empty_yaml}"], "empty.yaml:1: backend:"),
+        (["calibrate", "--ai", "{folder}", "--human", "{folder}", "--out", "{tmp}/c"], "no labels at"),
+        (
+            ["calibrate", "apply", "--map", "{folder}", "--labels", LABELS, "--out", "{tmp}/c"],
+            "cannot read calibration",
+        ),
+        (
+            ["calibrate", "apply", "--map", "{list_json}", "--labels", LABELS, "--out", "{tmp}/c"],
+            "not a calibration map",
+        ),
+        (
+            ["calibrate", "apply", "--map", "{numbers}", "--labels", LABELS, "--out", "{tmp}/c"],
+            "numbers.jsonl:2: not JSON",
+        ),
+        (["human", "import", "{folder}", "--out", "{tmp}/h.jsonl"], "not one written by datasets' save_to_disk"),
+        (["human", "import", "{numbers}", "--out", "{tmp}/h.jsonl"], "numbers.jsonl:1: row must be a JSON object"),
+        (["human", "import", "{latin1}", "--out", "{tmp}/h.jsonl"], "latin1.yaml"),
+        (["export", "--labels", "{folder}", "--out", "{tmp}/e.jsonl"], "no labels at"),
+        (["export", "--feedback", "{empty_yaml}", "--out", "{tmp}/e.jsonl"], "empty.yaml:1: (top level)"),
+        (["export", "--feedback", "{deep}", "--out", "{tmp}/e.jsonl"], "deep.yaml:2: yaml: nested deeper"),
+        (["train", "dpo", "--config", "{folder}"], "folder: cannot read: Is a directory"),
+        (["train", "dpo", "--config", "{empty_yaml}"], "the file is empty"),
+        (["train", "dpo", "--config", DPO, "optim.lr=["], "override 'optim.lr=[': yaml:"),
+        (["train", "dpo", "--config", DPO, "optim.lr=" + "[" * 3000], "nested deeper than 100 levels"),
+    ],
+)
 def test_every_command_answers_bad_input_with_one_clean_line(files, tmp_path, args, expected):
     names = {**files, "tmp": tmp_path, "no_tokenizer": _no_tokenizer(tmp_path)}
     line = one_clean_line(cli(*[a.format(**names) for a in args]))
@@ -227,14 +368,17 @@ def test_a_library_runtime_error_is_an_internal_error_and_ours_is_bad_input():
     assert error_lines(raised("torch.nn.functional", ValueError("bad value")))[1] == 2
     oom = type("OutOfMemoryError", (RuntimeError,), {})
     lines, code = error_lines(raised("torch.cuda", oom("CUDA out of memory.\nTried to allocate 2 GiB")))
-    assert code == 2 and lines == ["error: out of memory on the accelerator: lower batch_size or max_length (a "
-                                   "training run resumes from its last checkpoint)"]
+    assert code == 2 and lines == [
+        "error: out of memory on the accelerator: lower batch_size or max_length (a "
+        "training run resumes from its last checkpoint)"
+    ]
     lines, code = error_lines(raised("transformers.utils.hub", OSError("We couldn't connect.\nCheck your internet")))
     assert code == 2 and lines == ["error: We couldn't connect. Check your internet"]
 
 
-@pytest.mark.parametrize("option, value", [("--tie-margin", "nan"), ("--tie-margin", "5"), ("--tie-margin", "-1"),
-                                           ("--bins", "1000000")])
+@pytest.mark.parametrize(
+    "option, value", [("--tie-margin", "nan"), ("--tie-margin", "5"), ("--tie-margin", "-1"), ("--bins", "1000000")]
+)
 def test_calibration_options_out_of_range_are_refused_before_the_work(tmp_path, option, value):
     """A NaN tie margin made no label a tie, and a million bins wrote a 120 MB report for ten minutes."""
     from tests.feedback.test_calibration import _matched_files
@@ -248,11 +392,15 @@ def test_calibration_options_out_of_range_are_refused_before_the_work(tmp_path, 
 
 
 @pytest.mark.parametrize("kind", ["numbers", "latin1"])
-@pytest.mark.parametrize("args", [
-    ["export", "--labels", "{labels}", "--out", "{tmp}/e.jsonl"],
-    ["calibrate", "--ai", LABELS, "--human", "{labels}", "--out", "{tmp}/c"],
-    ["train", "dpo", "--config", DPO, "feedback.ai={labels}", "output_dir={tmp}/run"],
-], ids=["export", "calibrate", "train"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--labels", "{labels}", "--out", "{tmp}/e.jsonl"],
+        ["calibrate", "--ai", LABELS, "--human", "{labels}", "--out", "{tmp}/c"],
+        ["train", "dpo", "--config", DPO, "feedback.ai={labels}", "output_dir={tmp}/run"],
+    ],
+    ids=["export", "calibrate", "train"],
+)
 def test_label_files_that_are_not_label_records_are_one_line_naming_file_and_line(files, tmp_path, args, kind):
     line = one_clean_line(cli(*[a.format(labels=files[kind], tmp=tmp_path) for a in args]))
     assert f"{files[kind]}:" in line
@@ -291,26 +439,46 @@ def test_a_hub_id_that_is_not_cached_is_looked_up_once_not_retried_for_a_minute(
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"))
     started = time.time()
-    done = subprocess.run([sys.executable, "-m", "rlaif.cli", "train", "dpo", "--config", DPO,
-                           f"output_dir={tmp_path / 'run'}", "model={type: pretrained, path: someone/no-such-model}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "train",
+            "dpo",
+            "--config",
+            DPO,
+            f"output_dir={tmp_path / 'run'}",
+            "model={type: pretrained, path: someone/no-such-model}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if hub == "missing-model":
         server.shutdown()
     assert done.returncode == 2 and time.time() - started < 30, done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(f"{DPO}:7: model.path: 'someone/no-such-model' is not a "
-                                                          "local folder")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"{DPO}:7: model.path: 'someone/no-such-model' is not a local folder")
+    )
     expected = "the hub has no model of that name" if hub == "missing-model" else "the hub cannot be reached"
     assert expected in done.stderr and "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["label", "--bogus"], "error: rlaif label: No such option: --bogus"),
-    (["labl"], "error: rlaif: No such command 'labl'. Did you mean 'label'?"),
-    (["constitution", "check"], "error: rlaif constitution check: Missing argument 'files'."),
-    (["train", "dpo", "--config"], "requires an argument"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["label", "--bogus"], "error: rlaif label: No such option: --bogus"),
+        (["labl"], "error: rlaif: No such command 'labl'. Did you mean 'label'?"),
+        (["constitution", "check"], "error: rlaif constitution check: Missing argument 'files'."),
+        (["train", "dpo", "--config"], "requires an argument"),
+    ],
+)
 def test_a_usage_error_is_one_line_naming_the_command_and_its_help(args, expected):
     done = run_cli(*args, timeout=60)
     (line,) = done.stderr.splitlines()  # one line, not click's usage box
     assert done.returncode == 2 and expected in line and "--help" in line and done.stdout == ""
-

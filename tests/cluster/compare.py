@@ -10,8 +10,9 @@ TIMING = {"created_at", "finished_at", "wall_time_s", "pairs_per_s", "revisions_
 
 def close(a, b, where: str = "") -> None:
     if isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-6), \
+        assert isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-6), (
             f"{where}: {a!r} != {b!r}"
+        )
     elif isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
         for k in a:

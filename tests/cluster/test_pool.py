@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from rlaif.cluster.connect import RayOptions
+from rlaif.cluster.connect import ClusterError, RayOptions
 from rlaif.cluster.pool import Worker, WorkerPool
 from rlaif.config.judge import WorkerResources
-from rlaif.cluster.connect import ClusterError
 from rlaif.labeling.job import label
 from tests.labeling.jobfiles import job_files, polite_rows, rlaif_label
 
@@ -54,12 +53,21 @@ def test_more_workers_than_the_cluster_holds_are_capped_with_one_line(tmp_path, 
     """Ray would keep a million actors waiting for room (its control process growing past 1 GB): the job starts
     what fits now and says so."""
     files = job_files(tmp_path, polite_rows(4))
-    result = label(files["pairs"], files["constitution"], files["judge"], files["out"], batch_size=1,
-                   progress=False, ray=RayOptions(ray_cluster, workers=1_000_000))
+    result = label(
+        files["pairs"],
+        files["constitution"],
+        files["judge"],
+        files["out"],
+        batch_size=1,
+        progress=False,
+        ray=RayOptions(ray_cluster, workers=1_000_000),
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     started = result.stats["ray"]["workers"]
-    assert lines == [f"--workers 1000000: the Ray cluster has room for {started} now, at 1 CPU per worker; starting "
-                     f"{started} (nodes an autoscaling cluster adds later are not waited for)"]
+    assert lines == [
+        f"--workers 1000000: the Ray cluster has room for {started} now, at 1 CPU per worker; starting "
+        f"{started} (nodes an autoscaling cluster adds later are not waited for)"
+    ]
     assert started == 2 and result.labelled_now == 4  # the cluster's 2 CPUs
 
 
@@ -73,10 +81,17 @@ def test_a_worker_no_node_can_hold_is_refused_at_once(tmp_path, ray_cluster):
     assert done.stderr.strip().splitlines() == [
         "error: the Ray cluster has no room for one worker of 1 CPU and 4 GPU on one node (the most free on a node "
         "now: 2 CPU, 0 GPU): lower the judge config's resources, or add nodes (an autoscaling cluster: start them "
-        "first; workers are placed on what is free now)"]
+        "first; workers are placed on what is free now)"
+    ]
     assert not files["out"].exists()
     files["judge"].write_text(files["judge"].read_text() + "resources: {num_cpus: 3}\n")  # 2 CPUs a node
     with pytest.raises(ClusterError, match="no room for one worker of 3 CPU on one node"):
-        label(files["pairs"], files["constitution"], files["judge"], files["out"], progress=False,
-              ray=RayOptions(ray_cluster))
+        label(
+            files["pairs"],
+            files["constitution"],
+            files["judge"],
+            files["out"],
+            progress=False,
+            ray=RayOptions(ray_cluster),
+        )
     assert not files["out"].exists()

@@ -21,8 +21,10 @@ ROWS = [{"id": f"o{i}", "prompt": f"q{i}", "chosen": f"please {i}", "rejected": 
 
 def _judge(tmp_path: Path, server: FakeServer, cap: int) -> Path:
     path = tmp_path / f"judge{cap}.yaml"
-    path.write_text(f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\nmax_requests: {cap}\n"
-                    f"backoff_s: 0.01\nconcurrency: 2\nprice_per_1k_prompt_tokens: 0.5\n")
+    path.write_text(
+        f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\nmax_requests: {cap}\n"
+        f"backoff_s: 0.01\nconcurrency: 2\nprice_per_1k_prompt_tokens: 0.5\n"
+    )
     return path
 
 
@@ -37,14 +39,28 @@ def test_a_capped_job_on_ray_stops_at_the_cap_and_resumes(tmp_path, ray_cluster)
     try:
         files = job_files(tmp_path, ROWS)
         ray = RayOptions(ray_cluster, workers=2)
-        stopped = label(files["pairs"], files["constitution"], _judge(tmp_path, server, 7), files["out"],
-                        batch_size=2, progress=False, ray=ray)
+        stopped = label(
+            files["pairs"],
+            files["constitution"],
+            _judge(tmp_path, server, 7),
+            files["out"],
+            batch_size=2,
+            progress=False,
+            ray=ray,
+        )
         assert stopped.stopped and "max_requests" in stopped.stopped and _posts(server) == 7
         records = strict_records(files["out"] / "labels.jsonl")
         assert 0 < len(records) <= 3 and all(r["status"] == "ok" for r in records)
         assert json.loads((files["out"] / "spend.json").read_text())["requests"] == 7
-        done = label(files["pairs"], files["constitution"], _judge(tmp_path, server, 1000), files["out"],
-                     batch_size=2, progress=False, ray=ray)
+        done = label(
+            files["pairs"],
+            files["constitution"],
+            _judge(tmp_path, server, 1000),
+            files["out"],
+            batch_size=2,
+            progress=False,
+            ray=ray,
+        )
         assert not done.stopped
         assert sorted(r["id"] for r in strict_records(files["out"] / "labels.jsonl")) == [f"o{i}" for i in range(8)]
     finally:
@@ -81,15 +97,29 @@ def test_a_worker_killed_mid_batch_does_not_overrun_the_cap(tmp_path, ray_cluste
     try:
         files = job_files(tmp_path, ROWS)
         ray = RayOptions(ray_cluster, workers=1)
-        stopped = label(files["pairs"], files["constitution"], _judge(tmp_path, server, 7), files["out"],
-                        batch_size=2, progress=False, ray=ray)
+        stopped = label(
+            files["pairs"],
+            files["constitution"],
+            _judge(tmp_path, server, 7),
+            files["out"],
+            batch_size=2,
+            progress=False,
+            ray=ray,
+        )
         assert killed and 5 <= _posts(server) <= 7  # what reached the server: never more than the cap
         assert stopped.stopped and "a worker died mid-batch" in stopped.stopped
         assert json.loads((files["out"] / "spend.json").read_text())["requests"] == 7  # the bound, counted
         assert sorted(r["id"] for r in strict_records(files["out"] / "labels.jsonl")) == ["o0", "o1"]
         before = _posts(server)
-        done = label(files["pairs"], files["constitution"], _judge(tmp_path, server, 19), files["out"],
-                     batch_size=2, progress=False, ray=ray)  # 12 requests left for the 6 pairs still to label
+        done = label(
+            files["pairs"],
+            files["constitution"],
+            _judge(tmp_path, server, 19),
+            files["out"],
+            batch_size=2,
+            progress=False,
+            ray=ray,
+        )  # 12 requests left for the 6 pairs still to label
         assert not done.stopped and _posts(server) - before == 12
         assert sorted(r["id"] for r in strict_records(files["out"] / "labels.jsonl")) == [f"o{i}" for i in range(8)]
     finally:

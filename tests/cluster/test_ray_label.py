@@ -17,15 +17,16 @@ from tests.cluster.compare import TIMING, close
 from tests.helpers import ROOT
 from tests.labeling.jobfiles import job_files, label_command, polite_rows, stored, strict_records
 
-TWO_PRINCIPLES = ("name: c\nversion: '1'\nsampling: one_per_pair\nprinciples:\n"
-                  "  - id: polite\n    text: Which is more polite?\n"
-                  "  - id: ruder\n    text: Which is ruder?\n    invert: true\n")
+TWO_PRINCIPLES = (
+    "name: c\nversion: '1'\nsampling: one_per_pair\nprinciples:\n"
+    "  - id: polite\n    text: Which is more polite?\n"
+    "  - id: ruder\n    text: Which is ruder?\n    invert: true\n"
+)
 
 
 def _judge(tmp: Path, **kwargs) -> Path:
     path = tmp / "judge.yaml"
-    path.write_text("backend: python\nfunction: tests.labeling.fns:polite_in\n"
-                    f"kwargs: {json.dumps(kwargs)}\n")
+    path.write_text(f"backend: python\nfunction: tests.labeling.fns:polite_in\nkwargs: {json.dumps(kwargs)}\n")
     return path
 
 
@@ -40,31 +41,58 @@ def _same_job(here: Path, there: Path) -> None:
 
 
 def test_rule_judge_labels_as_in_process(tmp_path, ray_cluster):
-    files = job_files(tmp_path, polite_rows(30) + [{"id": "named", "prompt": "q", "response_a": "please",
-                                                    "response_b": "no", "principle": "ruder"}],
-                      constitution=TWO_PRINCIPLES)
+    files = job_files(
+        tmp_path,
+        polite_rows(30)
+        + [{"id": "named", "prompt": "q", "response_a": "please", "response_b": "no", "principle": "ruder"}],
+        constitution=TWO_PRINCIPLES,
+    )
     judge = _judge(tmp_path)
     here = label(files["pairs"], files["constitution"], judge, tmp_path / "here", seed=3, batch_size=4, progress=False)
-    there = label(files["pairs"], files["constitution"], judge, tmp_path / "there", seed=3, batch_size=4,
-                  progress=False, ray=RayOptions(ray_cluster))  # as many workers as 2 CPUs hold: 2
+    there = label(
+        files["pairs"],
+        files["constitution"],
+        judge,
+        tmp_path / "there",
+        seed=3,
+        batch_size=4,
+        progress=False,
+        ray=RayOptions(ray_cluster),
+    )  # as many workers as 2 CPUs hold: 2
     assert here.labelled_now == there.labelled_now == 31
     _same_job(tmp_path / "here", tmp_path / "there")
     per_worker = there.stats["ray"]["per_worker"]
     assert len(per_worker) == 2 and sum(w["pairs"] for w in per_worker) == 31
     # the same command again resumes: nothing is left to label
-    again = label(files["pairs"], files["constitution"], judge, tmp_path / "there", seed=3, batch_size=4,
-                  progress=False, ray=RayOptions(ray_cluster, workers=2))
+    again = label(
+        files["pairs"],
+        files["constitution"],
+        judge,
+        tmp_path / "there",
+        seed=3,
+        batch_size=4,
+        progress=False,
+        ray=RayOptions(ray_cluster, workers=2),
+    )
     assert again.labelled_now == 0 and again.skipped_done == 31
 
 
 def test_tiny_transformers_judge_labels_as_in_process(tmp_path, ray_cluster, tiny_model_dir):
     files = job_files(tmp_path, polite_rows(6))
     judge = tmp_path / "tiny.yaml"
-    judge.write_text(f"backend: transformers\nmodel: {tiny_model_dir}\ndevice: cpu\nbatch_size: 2\n"
-                     f"resources: {{num_cpus: 1}}\n")
+    judge.write_text(
+        f"backend: transformers\nmodel: {tiny_model_dir}\ndevice: cpu\nbatch_size: 2\nresources: {{num_cpus: 1}}\n"
+    )
     label(files["pairs"], files["constitution"], judge, tmp_path / "here", batch_size=2, progress=False)
-    label(files["pairs"], files["constitution"], judge, tmp_path / "there", batch_size=2, progress=False,
-          ray=RayOptions(ray_cluster, workers=2))
+    label(
+        files["pairs"],
+        files["constitution"],
+        judge,
+        tmp_path / "there",
+        batch_size=2,
+        progress=False,
+        ray=RayOptions(ray_cluster, workers=2),
+    )
     _same_job(tmp_path / "here", tmp_path / "there")
 
 
@@ -81,8 +109,16 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, ray_clus
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    result = label(files["pairs"], files["constitution"], judge, files["out"], batch_size=2, progress=False,
-                   on_batch=kill_one_worker, ray=RayOptions(ray_cluster, workers=2))
+    result = label(
+        files["pairs"],
+        files["constitution"],
+        judge,
+        files["out"],
+        batch_size=2,
+        progress=False,
+        on_batch=kill_one_worker,
+        ray=RayOptions(ray_cluster, workers=2),
+    )
     assert killed and result.labelled_now == n
     records = strict_records(files["out"] / "labels.jsonl")
     assert sorted(r["id"] for r in records) == sorted(f"p{i}" for i in range(n))  # each once
@@ -130,8 +166,16 @@ def test_a_judge_that_cannot_load_on_the_workers_is_one_line(tmp_path, ray_clust
 
     files = job_files(tmp_path, polite_rows(3), function="tests.nowhere:judge")
     with pytest.raises(ClusterError) as e:
-        label(files["pairs"], files["constitution"], files["judge"], files["out"], progress=False,
-              ray=RayOptions(ray_cluster, workers=1))
-    assert str(e.value) == ("a worker could not load its model: ValueError: judge function 'tests.nowhere:judge' "
-                            "cannot be imported: No module named 'tests.nowhere'")
+        label(
+            files["pairs"],
+            files["constitution"],
+            files["judge"],
+            files["out"],
+            progress=False,
+            ray=RayOptions(ray_cluster, workers=1),
+        )
+    assert str(e.value) == (
+        "a worker could not load its model: ValueError: judge function 'tests.nowhere:judge' "
+        "cannot be imported: No module named 'tests.nowhere'"
+    )
     assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"

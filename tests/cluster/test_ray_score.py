@@ -13,9 +13,25 @@ from tests.scoring.test_score_job import _files
 
 
 def _score(f: dict, out, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(rlaif_command("score", "--pairs", f["pairs"], "--constitution", f["constitution"],
-                                        "--judge", f["judge"], "--out", out, "--quiet", *extra),
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        rlaif_command(
+            "score",
+            "--pairs",
+            f["pairs"],
+            "--constitution",
+            f["constitution"],
+            "--judge",
+            f["judge"],
+            "--out",
+            out,
+            "--quiet",
+            *extra,
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_score_on_ray_writes_the_in_process_scores(tmp_path, ray_cluster):

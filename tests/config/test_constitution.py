@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from rlaif.config.yamlfile import ConfigFileError
 from rlaif.constitution import Constitution, constitution_schema, load_constitution
 from rlaif.judges.prompting import pair_queries
 from rlaif.records import Pair
-from rlaif.config.yamlfile import ConfigFileError
 from tests.helpers import ROOT
 
 CONSTITUTIONS = ROOT / "constitutions"
@@ -56,18 +56,25 @@ def assert_error(errors: list[str], path: Path, line: int, field: str) -> None:
 
 
 def pairs(n: int, tag: str = "p") -> list[Pair]:
-    return [Pair(prompt=f"{tag} prompt {i}", response_a=f"answer a{i}", response_b=f"answer b{i}")
-            for i in range(n)]
+    return [Pair(prompt=f"{tag} prompt {i}", response_a=f"answer a{i}", response_b=f"answer b{i}") for i in range(n)]
 
 
 def make(principles: list[tuple[str, float]], sampling: str = "one_per_pair") -> Constitution:
-    return Constitution.model_validate({
-        "name": "t", "version": "1", "sampling": sampling,
-        "principles": [{"id": pid, "text": f"Which of the two responses is better by {pid}?", "weight": w}
-                       for pid, w in principles]})
+    return Constitution.model_validate(
+        {
+            "name": "t",
+            "version": "1",
+            "sampling": sampling,
+            "principles": [
+                {"id": pid, "text": f"Which of the two responses is better by {pid}?", "weight": w}
+                for pid, w in principles
+            ],
+        }
+    )
 
 
 # -- the shipped constitutions ---------------------------------------------------------------------------------
+
 
 def test_the_three_constitutions_are_shipped():
     assert {p.stem for p in SHIPPED} >= set(MIN_PRINCIPLES)
@@ -157,13 +164,16 @@ def test_sha256_ignores_formatting_comments_key_order_and_defaults(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", a.sha256)
 
 
-@pytest.mark.parametrize("old,new", [
-    ("is kinder?", "is more polite?"),        # a principle's text
-    ("weight: 2", "weight: 3"),               # a weight
-    ("sampling: one_per_pair", "sampling: all"),
-    ('version: "2"', 'version: "3"'),
-    ("    weight: 2\n", "    weight: 2\n    invert: true\n"),
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("is kinder?", "is more polite?"),  # a principle's text
+        ("weight: 2", "weight: 3"),  # a weight
+        ("sampling: one_per_pair", "sampling: all"),
+        ('version: "2"', 'version: "3"'),
+        ("    weight: 2\n", "    weight: 2\n    invert: true\n"),
+    ],
+)
 def test_sha256_changes_with_content(tmp_path, old, new):
     assert old in BASE
     a = load_constitution(write(tmp_path, BASE, "a.yaml"))
@@ -181,19 +191,44 @@ KINDER = "  - id: b\n    text: Which of the two responses is kinder?\n"
 ONE_ERROR = {  # name: (file, line, field, at, words in the message)
     "unknown top-level field": (HEAD + "sampeling: all\n", 6, "sampeling", "sampeling", ["unknown field"]),
     "unknown field inside a principle": (HEAD + KINDER + "    wieght: 2\n", 8, "principles[1].wieght", "wieght", []),
-    "missing text in the third principle": (HEAD + KINDER + "  - id: c\n    weight: 2\n", 8, "principles[2].text",
-                                            "id: c", ["required"]),
-    "duplicate principle id": (HEAD + KINDER + "  - id: a\n    text: Which of the two responses is safer?\n", 8,
-                               "principles[2].id", None, ["duplicate", "'a'"]),
-    "sampling names an unknown principle": (HEAD + "sampling: b\ntie_margin: 0.1\n", 6, "sampling", "sampling",
-                                            ["'b'"]),
-    "few-shot names an unknown principle": (HEAD + "few_shot:\n  - prompt: hi\n    response_a: hello\n"
-                                            "    response_b: go away\n    preferred: a\n    principle: nope\n", 11,
-                                            "few_shot[0].principle", "nope", []),
+    "missing text in the third principle": (
+        HEAD + KINDER + "  - id: c\n    weight: 2\n",
+        8,
+        "principles[2].text",
+        "id: c",
+        ["required"],
+    ),
+    "duplicate principle id": (
+        HEAD + KINDER + "  - id: a\n    text: Which of the two responses is safer?\n",
+        8,
+        "principles[2].id",
+        None,
+        ["duplicate", "'a'"],
+    ),
+    "sampling names an unknown principle": (
+        HEAD + "sampling: b\ntie_margin: 0.1\n",
+        6,
+        "sampling",
+        "sampling",
+        ["'b'"],
+    ),
+    "few-shot names an unknown principle": (
+        HEAD + "few_shot:\n  - prompt: hi\n    response_a: hello\n"
+        "    response_b: go away\n    preferred: a\n    principle: nope\n",
+        11,
+        "few_shot[0].principle",
+        "nope",
+        [],
+    ),
     "negative weight": (HEAD + "    weight: -1\n", 6, "principles[0].weight", "weight", ["greater than 0"]),
     "yaml syntax error": (HEAD.replace("two responses", "two: responses"), 5, "yaml", "two: responses", []),
-    "top-level list": ("- id: a\n  text: Which of the two responses is better?\n", 1, "(top level)", "id: a",
-                       ["mapping"]),
+    "top-level list": (
+        "- id: a\n  text: Which of the two responses is better?\n",
+        1,
+        "(top level)",
+        "id: a",
+        ["mapping"],
+    ),
 }
 
 
@@ -219,7 +254,8 @@ def test_empty_file(tmp_path, text):
 # Every problem in a file is reported, each at its own line. Checks that compare fields (duplicate ids, sampling,
 # few-shot principle) run once every field is valid; then all of them are reported too.
 EVERY_ERROR = {
-    "field errors": ("""
+    "field errors": (
+        """
         name: t
         version: "1"
         colour: blue
@@ -232,9 +268,17 @@ EVERY_ERROR = {
             text: Which of the two responses is kinder?
             critic: too long
         tie_margin: 0.9
-        """, [(3, "colour"), (7, "principles[0].weight"), (8, "principles[1].text"), (11, "principles[2].critic"),
-              (12, "tie_margin")]),
-    "cross-field errors": ("""
+        """,
+        [
+            (3, "colour"),
+            (7, "principles[0].weight"),
+            (8, "principles[1].text"),
+            (11, "principles[2].critic"),
+            (12, "tie_margin"),
+        ],
+    ),
+    "cross-field errors": (
+        """
         name: t
         version: "1"
         principles:
@@ -253,7 +297,9 @@ EVERY_ERROR = {
             response_b: go away
             preferred: a
             principle: d
-        """, [(6, "principles[1].id"), (10, "principles[3].id"), (12, "sampling"), (18, "few_shot[0].principle")]),
+        """,
+        [(6, "principles[1].id"), (10, "principles[3].id"), (12, "sampling"), (18, "few_shot[0].principle")],
+    ),
 }
 
 
@@ -273,6 +319,7 @@ def test_missing_file(tmp_path):
 
 
 # -- principles_for --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sampling", ["one_per_pair", "all", "a"])
 def test_a_rows_own_principle_wins(sampling):
@@ -376,6 +423,7 @@ def test_one_per_pair_is_stable_across_processes():
 
 
 # -- the JSON schema -------------------------------------------------------------------------------------------
+
 
 def test_constitution_schema_is_json_and_lists_principles():
     schema = json.loads(constitution_schema())

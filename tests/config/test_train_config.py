@@ -43,12 +43,16 @@ def test_accelerate_configs_are_yaml_for_accelerate():
 
 
 def test_dotted_overrides_deep_merge_and_are_typed():
-    cfg = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo",
-                            ["output_dir=/tmp/x", "optim.lr=3e-4", "loss.beta=0.5", "pairs.soft=false"])
+    cfg = load_train_config(
+        ROOT / "examples/tiny/dpo.yaml",
+        "dpo",
+        ["output_dir=/tmp/x", "optim.lr=3e-4", "loss.beta=0.5", "pairs.soft=false"],
+    )
     assert cfg.output_dir == "/tmp/x" and cfg.optim.lr == 3e-4 and cfg.optim.warmup_steps == 10
     assert cfg.loss.beta == 0.5 and cfg.loss.type == "sigmoid" and cfg.pairs.soft is False
-    switched = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["model={type: pretrained, path: m}",
-                                                                           "loss={type: ipo}"])
+    switched = load_train_config(
+        ROOT / "examples/tiny/dpo.yaml", "dpo", ["model={type: pretrained, path: m}", "loss={type: ipo}"]
+    )
     assert switched.model.path == "m" and switched.loss.type == "ipo" and switched.loss.length_normalize
     # a feedback section whose source changes is replaced too: the ai source's path is not carried over
     human = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["feedback.source=human", "feedback.human=h"])
@@ -60,50 +64,69 @@ def test_dotted_overrides_deep_merge_and_are_typed():
 
 def test_unknown_fields_and_wrong_method_are_file_line_errors(tmp_path):
     bad = tmp_path / "dpo.yaml"
-    bad.write_text("method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n  source: ai\n  ai: x\n"
-                   "pairs:\n  sauce: 1\n")
+    bad.write_text(
+        "method: dpo\noutput_dir: o\nmodel: {type: tiny}\nfeedback:\n  source: ai\n  ai: x\npairs:\n  sauce: 1\n"
+    )
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
     # the hint lists the fields of the section the key is in, not another file's schema
-    assert e.value.errors == [f"{bad}:8: pairs.sauce: unknown field (check the spelling; fields here: soft, "
-                              "min_margin, eval_paths, eval_fraction)"]
+    assert e.value.errors == [
+        f"{bad}:8: pairs.sauce: unknown field (check the spelling; fields here: soft, "
+        "min_margin, eval_paths, eval_fraction)"
+    ]
     with pytest.raises(ConfigFileError, match="this is a 'dpo' config"):
         load_train_config(bad, "reward")
     with pytest.raises(ConfigFileError, match="optim.lr"):
         load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", ["optim.lr=-1"])
 
 
-@pytest.mark.parametrize("override, error", [
-    ("optim.lr=.inf", "optim.lr: Input should be a finite number"),
-    ("optim.lr=0", "optim.lr: Input should be greater than 0"),
-    ("optim.eps=.nan", "optim.eps: Input should be a finite number"),
-    ("optim.weight_decay=-0.1", "optim.weight_decay: Input should be greater than or equal to 0"),
-    ("optim.max_grad_norm=0", "optim.max_grad_norm: Input should be greater than 0"),
-    # at β = 1 Adam's bias correction divides by 0
-    ("optim.betas=[0.9, 1.0]", "optim.betas[1]: 1.0 is outside [0, 1): each beta is a decay rate below 1"),
-    ("optim.betas=[-0.5, 0.999]", "optim.betas[0]: -0.5 is outside [0, 1): each beta is a decay rate below 1"),
-])
+@pytest.mark.parametrize(
+    "override, error",
+    [
+        ("optim.lr=.inf", "optim.lr: Input should be a finite number"),
+        ("optim.lr=0", "optim.lr: Input should be greater than 0"),
+        ("optim.eps=.nan", "optim.eps: Input should be a finite number"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay: Input should be greater than or equal to 0"),
+        ("optim.max_grad_norm=0", "optim.max_grad_norm: Input should be greater than 0"),
+        # at β = 1 Adam's bias correction divides by 0
+        ("optim.betas=[0.9, 1.0]", "optim.betas[1]: 1.0 is outside [0, 1): each beta is a decay rate below 1"),
+        ("optim.betas=[-0.5, 0.999]", "optim.betas[0]: -0.5 is outside [0, 1): each beta is a decay rate below 1"),
+    ],
+)
 def test_optimiser_numbers_are_finite_and_in_range_at_their_line(tmp_path, override, error):
     config = tmp_path / "dpo.yaml"
     name, value = override.removeprefix("optim.").split("=", 1)
-    config.write_text(f"method: dpo\noutput_dir: o\nmodel: {{type: tiny}}\nfeedback: {{source: ai, ai: x}}\n"
-                      f"optim:\n  scheduler: linear\n  {name}: {value}\n")
+    config.write_text(
+        f"method: dpo\noutput_dir: o\nmodel: {{type: tiny}}\nfeedback: {{source: ai, ai: x}}\n"
+        f"optim:\n  scheduler: linear\n  {name}: {value}\n"
+    )
     with pytest.raises(ConfigFileError) as e:
         load_train_config(config, "dpo")
     assert e.value.errors == [f"{config}:7: {error}"]
 
 
 def test_importing_the_config_modules_does_not_import_torch():
-    code = ("import sys, rlaif.config.train, rlaif.config.sampling, rlaif.config.devices, rlaif.recipes, "
-            "rlaif.rewards, rlaif.cli.train; print('torch' in sys.modules)")
+    code = (
+        "import sys, rlaif.config.train, rlaif.config.sampling, rlaif.config.devices, rlaif.recipes, "
+        "rlaif.rewards, rlaif.cli.train; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
 
 # -- preferences from label records ------------------------------------------------------------------------------
 def _record(i, p_a, label, source="ai", status="ok", human=None):
-    r = {"id": f"r{i}", "key": f"k{i}", "prompt": f"q{i}", "response_a": "yes please", "response_b": "no",
-         "p_a": p_a, "label": label, "status": status, "source": source}
+    r = {
+        "id": f"r{i}",
+        "key": f"k{i}",
+        "prompt": f"q{i}",
+        "response_a": "yes please",
+        "response_b": "no",
+        "p_a": p_a,
+        "label": label,
+        "status": status,
+        "source": source,
+    }
     if human:
         r["human_label"] = human
     return r
@@ -115,11 +138,22 @@ def _write(path: Path, records) -> str:
 
 
 def test_read_feedback_keeps_soft_p_and_leaves_out_ties_and_failures(tmp_path):
-    f = _write(tmp_path / "l.jsonl", [_record(0, 0.9, "a"), _record(1, 0.2, "b", human="a"), _record(2, 0.5, "tie"),
-                                     _record(3, None, None, status="failed"), _record(4, 0.0, "b")])
+    f = _write(
+        tmp_path / "l.jsonl",
+        [
+            _record(0, 0.9, "a"),
+            _record(1, 0.2, "b", human="a"),
+            _record(2, 0.5, "tie"),
+            _record(3, None, None, status="failed"),
+            _record(4, 0.0, "b"),
+        ],
+    )
     data = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0))
-    assert [(p.id, p.p_a, p.human_label) for p in data.train] == [("r0", 0.9, None), ("r1", 0.2, "a"),
-                                                                   ("r4", 0.0, None)]
+    assert [(p.id, p.p_a, p.human_label) for p in data.train] == [
+        ("r0", 0.9, None),
+        ("r1", 0.2, "a"),
+        ("r4", 0.0, None),
+    ]
     assert data.counts["left_out"] == {"tie": 1, "failed": 1}
     hard = read_feedback(FeedbackConfig(source="ai", ai=f), PairsConfig(eval_fraction=0, soft=False, min_margin=0.25))
     assert [(p.id, p.p_a) for p in hard.train] == [("r0", 1.0), ("r1", 0.0), ("r4", 0.0)]
@@ -181,12 +215,19 @@ def test_step_order_is_a_seeded_permutation_per_epoch():
 BAD_REWARD = "method: reward\noutput_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nlr: 1\n"
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "reward", "--config", "{bad}", "batch_size=2"], "{bad}:5: lr: unknown field"),
-    (["train", "dpo", "--config", "{bad}"], "use `rlaif train reward`"),
-    (["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")], "this is a 'loop' config; use `rlaif loop`"),
-    (["train", "reward", "--config", "{bad}", "oops"], "not key=value"),
-], ids=["unknown-field", "wrong-command", "loop-config", "bad-override"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "reward", "--config", "{bad}", "batch_size=2"], "{bad}:5: lr: unknown field"),
+        (["train", "dpo", "--config", "{bad}"], "use `rlaif train reward`"),
+        (
+            ["train", "dpo", "--config", str(ROOT / "examples/tiny/loop.yaml")],
+            "this is a 'loop' config; use `rlaif loop`",
+        ),
+        (["train", "reward", "--config", "{bad}", "oops"], "not key=value"),
+    ],
+    ids=["unknown-field", "wrong-command", "loop-config", "bad-override"],
+)
 def test_cli_reports_config_errors_with_file_and_line(tmp_path, args, expected):
     from typer.testing import CliRunner
 
@@ -205,8 +246,17 @@ def test_a_run_dir_written_before_feedback_sources_split_still_resumes(tmp_path)
 
     cfg = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path}"])
     old = cfg.model_dump(mode="json")
-    old["feedback"] = {"source": "ai", "ai": cfg.feedback.root.ai, "human": None, "calibration": None, "margin": 0.1,
-                       "require_consistent": True, "queue": None, "pending": "drop", "human_combine": "mean"}
+    old["feedback"] = {
+        "source": "ai",
+        "ai": cfg.feedback.root.ai,
+        "human": None,
+        "calibration": None,
+        "margin": 0.1,
+        "require_consistent": True,
+        "queue": None,
+        "pending": "drop",
+        "human_combine": "mean",
+    }
     assert old != cfg.model_dump(mode="json")
     assert _normalised(DPOTrainConfig, old) == cfg.model_dump(mode="json")
 

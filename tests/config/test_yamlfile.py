@@ -37,20 +37,24 @@ def test_a_duplicate_key_is_an_error_at_its_second_line_in_every_config(tmp_path
     first_key = text.split(":")[0]
     f.write_text(text + f"{first_key}: again\n")
     line = text.count("\n") + 1
-    assert errors(load, f) == [f"{f}:{line}: {first_key}: duplicate key (first on line 1); YAML would keep only "
-                               "this one and drop the first"]
+    assert errors(load, f) == [
+        f"{f}:{line}: {first_key}: duplicate key (first on line 1); YAML would keep only this one and drop the first"
+    ]
 
 
 def test_a_second_principles_block_is_not_silently_dropped(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(CONSTITUTION + "principles:\n  - id: b\n    text: Which is safer?\n")
-    assert errors(load_constitution, f) == [f"{f}:6: principles: duplicate key (first on line 3); YAML would keep "
-                                            "only this one and drop the first"]
+    assert errors(load_constitution, f) == [
+        f"{f}:6: principles: duplicate key (first on line 3); YAML would keep only this one and drop the first"
+    ]
     f.write_text(CONSTITUTION + "    id: again\n")  # nested: named by its path
     assert errors(load_constitution, f)[0].startswith(f"{f}:6: principles[0].id: duplicate key (first on line 4)")
     # a merge key (`<<`) and the keys it brings in are not duplicates
-    f.write_text("base: &b\n  text: Which?\n  weight: 2\nname: x\nversion: '1'\nprinciples:\n  - <<: *b\n"
-                 "    id: a\n    weight: 3\n")
+    f.write_text(
+        "base: &b\n  text: Which?\n  weight: 2\nname: x\nversion: '1'\nprinciples:\n  - <<: *b\n"
+        "    id: a\n    weight: 3\n"
+    )
     with pytest.raises(ConfigFileError, match="base: unknown field"):
         load_constitution(f)
 
@@ -64,12 +68,15 @@ def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path):
     f.write_bytes(b"\xef\xbb\xbf" + CONSTITUTION.encode())  # a UTF-8 byte-order mark is fine
     assert load_constitution(f).name == "x"
     f.write_text(CONSTITUTION + "description: a\x00b\n")
-    assert errors(load_constitution, f) == [f"{f}:6: yaml: character #x0000 is not allowed in YAML (special "
-                                            "characters are not allowed)"]
+    assert errors(load_constitution, f) == [
+        f"{f}:6: yaml: character #x0000 is not allowed in YAML (special characters are not allowed)"
+    ]
 
 
-@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000,
-                                    "".join(f"\n{'  ' * i}- " for i in range(2000)) + "x"])
+@pytest.mark.parametrize(
+    "nested",
+    ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000, "".join(f"\n{'  ' * i}- " for i in range(2000)) + "x"],
+)
 def test_nesting_thousands_deep_is_an_error_not_a_recursion_error(tmp_path, nested):
     f = tmp_path / "deep.yaml"
     f.write_text("name: x\nprinciples: " + nested + "\n")
@@ -84,8 +91,9 @@ def test_aliases_that_expand_without_bound_are_refused(tmp_path):
     f.write_text("\n".join(rows) + "\n")
     assert errors(read_yaml, f) == [f"{f}:6: yaml: aliases expand this to over 1,000,000 values"]
     f.write_text("a: &a [*a]\n")
-    assert errors(read_yaml, f) == [f"{f}:1: yaml: an alias refers to the node that contains it (the data would "
-                                    "be infinite)"]
+    assert errors(read_yaml, f) == [
+        f"{f}:1: yaml: an alias refers to the node that contains it (the data would be infinite)"
+    ]
     f.write_text("shared: &s {id: a, text: Which}\nname: x\nversion: '1'\nprinciples: [*s]\n")
     assert read_yaml(f)[0]["principles"] == [{"id": "a", "text": "Which"}]  # ordinary aliases still work
 
@@ -93,8 +101,10 @@ def test_aliases_that_expand_without_bound_are_refused(tmp_path):
 def test_unknown_keys_are_hinted_with_the_fields_of_their_own_section(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(CONSTITUTION + "    wieght: 2\n")
-    assert errors(load_constitution, f) == [f"{f}:6: principles[0].wieght: unknown field; did you mean 'weight'? "
-                                            "(fields here: id, text, weight, invert, critique, revision, score_text)"]
+    assert errors(load_constitution, f) == [
+        f"{f}:6: principles[0].wieght: unknown field; did you mean 'weight'? "
+        "(fields here: id, text, weight, invert, critique, revision, score_text)"
+    ]
     f.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\nkwargz: {}\n")
     (line,) = errors(load_judge_config, f)
     assert line.startswith(f"{f}:3: kwargz: unknown field; did you mean 'kwargs'? (fields here: ")
@@ -105,7 +115,8 @@ def test_unknown_keys_are_hinted_with_the_fields_of_their_own_section(tmp_path):
     f.write_text(DPO.replace("{type: tiny}", "{type: tiny, vocabb: [a]}"))
     assert errors(lambda p: load_train_config(p, "dpo"), f) == [
         f"{f}:3: model.vocabb: unknown field; did you mean 'vocab'? (fields here: type, hidden_size, "
-        "intermediate_size, num_layers, num_heads, num_kv_heads, max_positions, vocab, seed)"]
+        "intermediate_size, num_layers, num_heads, num_kv_heads, max_positions, vocab, seed)"
+    ]
     f.write_text(DPO.replace("{type: tiny}", "{type: pretrained, path: m, revison: main}"))
     (line,) = errors(lambda p: load_train_config(p, "dpo"), f)
     assert line.startswith(f"{f}:3: model.revison: unknown field; did you mean 'revision'? (fields here: type, path")
@@ -120,8 +131,10 @@ def test_a_key_with_a_line_break_stays_on_one_line(tmp_path):
 
 def test_override_values_are_read_with_the_same_checks():
     assert parse_overrides(["optim.betas=[0.9, 0.99]"]) == {"optim": {"betas": [0.9, 0.99]}}
-    for bad, message in [("optim.lr=[", "override 'optim.lr=[': yaml: expected the node content"),
-                         ("x={a: 1, a: 2}", "override 'x={a: 1, a: 2}': a: duplicate key"),
-                         ("x=" + "[" * 3000, "nested deeper than 100 levels")]:
+    for bad, message in [
+        ("optim.lr=[", "override 'optim.lr=[': yaml: expected the node content"),
+        ("x={a: 1, a: 2}", "override 'x={a: 1, a: 2}': a: duplicate key"),
+        ("x=" + "[" * 3000, "nested deeper than 100 levels"),
+    ]:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("{", r"\{")):
             parse_overrides([bad])

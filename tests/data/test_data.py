@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HH_HARMLESS_TEST as REAL_HH
-
 from rlaif.data.formats import DataError, count_pairs, detect_format
 from rlaif.data.pairs import read_pairs
 from rlaif.records import sha256_json
-
+from tests.helpers import HH_HARMLESS_TEST as REAL_HH
 
 
 def user(text):
@@ -64,16 +62,22 @@ def chosen_first(pair) -> tuple[str, str]:
 
 
 AB_ROWS = [
-    {"id": "p1", "prompt": "What is 2+2?", "response_a": "4", "response_b": "5", "human_label": "a",
-     "principle": "honest"},
+    {
+        "id": "p1",
+        "prompt": "What is 2+2?",
+        "response_a": "4",
+        "response_b": "5",
+        "human_label": "a",
+        "principle": "honest",
+    },
     {"prompt": "Say hi", "response_a": "hi", "response_b": "hello"},
 ]
 
 HH_ROW = {
     "chosen": "\n\nHuman: Hi there \n\nAssistant:  Hello! How can I help?\n\nHuman: Tell me a joke.\n\n"
-              "Assistant:  Why did the chicken cross the road? ",
+    "Assistant:  Why did the chicken cross the road? ",
     "rejected": "\n\nHuman: Hi there \n\nAssistant:  Hello! How can I help?\n\nHuman: Tell me a joke.\n\n"
-                "Assistant: No.",
+    "Assistant: No.",
 }
 HH_PROMPT = [user("Hi there"), assistant("Hello! How can I help?"), user("Tell me a joke.")]
 
@@ -87,8 +91,13 @@ def test_prompt_response_rows(tmp_path):
     assert len(pairs) == 2
     p1, p2 = pairs
     assert (p1.id, p1.prompt, p1.response_a, p1.response_b) == ("p1", "What is 2+2?", "4", "5")
-    assert (p1.human_label, p1.principle, p1.conversational, p1.source_line, p1.invalid) == \
-        ("a", "honest", False, 1, None)
+    assert (p1.human_label, p1.principle, p1.conversational, p1.source_line, p1.invalid) == (
+        "a",
+        "honest",
+        False,
+        1,
+        None,
+    )
     # no id: derived from the content; blank lines skipped but still counted as lines
     assert p2.id == sha256_json(["Say hi", "hi", "hello"])[:16]
     assert (p2.human_label, p2.principle, p2.source_line) == (None, None, 4)
@@ -96,8 +105,9 @@ def test_prompt_response_rows(tmp_path):
 
 def test_chat_message_rows(tmp_path):
     prompt = [{"role": "system", "content": "Be brief."}, user("Capital of France?")]
-    rows = [{"id": "m1", "prompt": prompt, "response_a": "Paris", "response_b": [assistant("Lyon")],
-             "human_label": "tie"}]
+    rows = [
+        {"id": "m1", "prompt": prompt, "response_a": "Paris", "response_b": [assistant("Lyon")], "human_label": "tie"}
+    ]
     (pair,) = read_pairs(write_jsonl(tmp_path / "chat.jsonl", rows))
     assert pair.prompt == prompt
     assert (pair.response_a, pair.response_b, pair.human_label, pair.conversational) == ("Paris", "Lyon", "tie", True)
@@ -133,8 +143,13 @@ def test_trl_conversational_implicit_prompt(tmp_path):
 
 def test_trl_completion_that_repeats_the_prompt(tmp_path):
     # UltraFeedback-binarized style: a text prompt, and chosen/rejected holding the user turn again
-    rows = [{"prompt": "Sky color?", "chosen": [user("Sky color?"), assistant("Blue.")],
-             "rejected": [user("Sky color?"), assistant("Green.")]}]
+    rows = [
+        {
+            "prompt": "Sky color?",
+            "chosen": [user("Sky color?"), assistant("Blue.")],
+            "rejected": [user("Sky color?"), assistant("Green.")],
+        }
+    ]
     (pair,) = read_pairs(write_jsonl(tmp_path / "uf.jsonl", rows))
     assert pair.prompt == [user("Sky color?")]
     assert chosen_first(pair) == ("Blue.", "Green.")
@@ -168,9 +183,15 @@ def reference(tmp_path):
     return _summary(read_pairs(write_jsonl(tmp_path / "ref.jsonl", MIXED_ROWS)))
 
 
-@pytest.mark.parametrize("name,fmt", [
-    ("rows.jsonl.gz", "jsonl"), ("rows.json.gz", "jsonl"), ("rows.ndjson", "jsonl"), ("lines.json", "jsonl"),
-])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("rows.jsonl.gz", "jsonl"),
+        ("rows.json.gz", "jsonl"),
+        ("rows.ndjson", "jsonl"),
+        ("lines.json", "jsonl"),
+    ],
+)
 def test_jsonl_variants(tmp_path, reference, name, fmt):
     path = write_jsonl(tmp_path / name, MIXED_ROWS, gz=name.endswith(".gz"))
     assert detect_format(path) == fmt
@@ -289,29 +310,43 @@ ERROR_CASES = {
     "prompt type": ({"prompt": 3, "response_a": "a", "response_b": "b"}, "prompt must be a string"),
     "response type": ({"prompt": "p", "response_a": {"x": 1}, "response_b": "b"}, "response_a must be a string"),
     "bad message": ({"prompt": [{"content": "hi"}], "response_a": "a", "response_b": "b"}, "prompt[0] must be"),
-    "multi-message response": ({"prompt": "p", "response_a": [user("u"), assistant("a")], "response_b": "b"},
-                               "single assistant message"),
+    "multi-message response": (
+        {"prompt": "p", "response_a": [user("u"), assistant("a")], "response_b": "b"},
+        "single assistant message",
+    ),
     "empty response": ({"prompt": "p", "response_a": "", "response_b": "b"}, "response_a is empty"),
     "blank response": ({"prompt": "p", "response_a": "a", "response_b": " \n\t"}, "response_b is empty"),
     "empty chosen": ({"prompt": "p", "chosen": "  ", "rejected": "r"}, "chosen is empty"),
-    "empty hh turn": ({"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: x"},
-                      "chosen is empty"),
-    "hh not shared": ({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"},
-                      "chosen and rejected do not share a conversation"),
+    "empty hh turn": (
+        {"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: x"},
+        "chosen is empty",
+    ),
+    "hh not shared": (
+        {"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"},
+        "chosen and rejected do not share a conversation",
+    ),
     "not a transcript": ({"chosen": "a", "rejected": "b"}, "not an HH transcript"),
-    "messages not shared": ({"chosen": [user("x"), assistant("a")], "rejected": [user("y"), assistant("b")]},
-                            "do not share a conversation"),
-    "mixed chosen types": ({"prompt": "p", "chosen": [assistant("a")], "rejected": "b"},
-                           "must both be strings or both message lists"),
-    "ends with user": ({"prompt": "p", "chosen": [user("a")], "rejected": [assistant("b")]},
-                       "must end with an assistant message"),
+    "messages not shared": (
+        {"chosen": [user("x"), assistant("a")], "rejected": [user("y"), assistant("b")]},
+        "do not share a conversation",
+    ),
+    "mixed chosen types": (
+        {"prompt": "p", "chosen": [assistant("a")], "rejected": "b"},
+        "must both be strings or both message lists",
+    ),
+    "ends with user": (
+        {"prompt": "p", "chosen": [user("a")], "rejected": [assistant("b")]},
+        "must end with an assistant message",
+    ),
     "bad label": ({"prompt": "p", "response_a": "a", "response_b": "b", "human_label": "A"}, "human_label"),
     "bad principle": ({"prompt": "p", "response_a": "a", "response_b": "b", "principle": 1}, "principle must"),
     "bad id": ({"id": [1], "prompt": "p", "response_a": "a", "response_b": "b"}, "id must be"),
     "both shapes": ({"prompt": "p", "response_a": "a", "response_b": "b", "chosen": "c"}, "both"),
     "too long": ({"prompt": "p" * 5, "response_a": "a" * 5, "response_b": "b" * 5}, "over max_chars=12"),
-    "duplicate id": ({"id": "dup", "prompt": "p2", "response_a": "a", "response_b": "b"},
-                     "duplicate id 'dup' (first on line 1)"),
+    "duplicate id": (
+        {"id": "dup", "prompt": "p2", "response_a": "a", "response_b": "b"},
+        "duplicate id 'dup' (first on line 1)",
+    ),
     "duplicate content": ({"prompt": "p", "response_a": "a", "response_b": "b"}, "duplicate id"),
 }
 
@@ -388,8 +423,12 @@ def test_skip_invalid_yields_marked_pairs_and_goes_on(tmp_path):
 def test_an_unusable_row_repeating_an_id_gets_its_own_id(tmp_path):
     """Found by the fuzz test: an unusable row whose id is already taken (or taken later by a usable row) must not
     put a second record under that id."""
-    rows = [dict(GOOD, id="p0"), {"id": "p0", "prompt": "q", "response_a": "a", "response_b": None},
-            {"id": "p1", "prompt": "q", "response_a": "a", "response_b": ""}, dict(GOOD, id="p1")]
+    rows = [
+        dict(GOOD, id="p0"),
+        {"id": "p0", "prompt": "q", "response_a": "a", "response_b": None},
+        {"id": "p1", "prompt": "q", "response_a": "a", "response_b": ""},
+        dict(GOOD, id="p1"),
+    ]
     pairs = list(read_pairs(write_jsonl(tmp_path / "rows.jsonl", rows), skip_invalid=True))
     assert [p.id for p in pairs] == ["p0", "rlaif:line-2", "p1", "rlaif:line-4"]
     assert pairs[3].invalid == "duplicate id 'p1' (first on line 3)"
@@ -398,12 +437,17 @@ def test_an_unusable_row_repeating_an_id_gets_its_own_id(tmp_path):
 def test_line_separators_inside_strings_stay_on_one_line(tmp_path):
     """Found by the fuzz test: U+0085 / U+2028 / U+2029 are legal in JSON strings, but str.splitlines() breaks a
     line there; every label-file writer escapes them, so each record is one line for every reader."""
-    from rlaif.jobs.store import LabelStore
     from rlaif.data.labels import read_labels
     from rlaif.files import write_jsonl as write_labels
+    from rlaif.jobs.store import LabelStore
 
-    record = {"id": "x", "status": "failed", "prompt": "a\u0085b\u2028c\u2029d", "response_a": "\u2028",
-              "response_b": "\u0085"}
+    record = {
+        "id": "x",
+        "status": "failed",
+        "prompt": "a\u0085b\u2028c\u2029d",
+        "response_a": "\u2028",
+        "response_b": "\u0085",
+    }
     write_labels([record, {**record, "id": "y"}], tmp_path / "a.jsonl")
     store = LabelStore(tmp_path / "b.jsonl")
     store.open()
@@ -476,8 +520,11 @@ def test_failure_reasons_are_whole_one_line_and_bounded():
     count_reason(reasons, "HTTP 401 from http://h/v1: bad key\nsecond line")
     count_reason(reasons, "x" * 1000)
     count_reason(reasons, None)
-    assert list(reasons) == ["HTTP 401 from http://h/v1: bad key second line", "x" * (REASON_CHARS - 1) + "…",
-                             "unknown"]
+    assert list(reasons) == [
+        "HTTP 401 from http://h/v1: bad key second line",
+        "x" * (REASON_CHARS - 1) + "…",
+        "unknown",
+    ]
     for i in range(TOP_REASONS + 5):
         count_reason(reasons, f"reason {i}")
     count_reason(reasons, None)

@@ -35,16 +35,35 @@ def made(tmp_path_factory) -> Path:
     (root / "scores").mkdir()
     scored = score_files(root / "scores", n=PAIRS // 2)
     for i in range(2):
-        label(files["pairs"], str(files["constitution"]), files["judge"], root / "labels" / f"s{i}", shard=(i, 2),
-              progress=False)
-        score(scored["pairs"], scored["constitution"], scored["judge"], root / "scores" / f"s{i}", shard=(i, 2),
-              progress=False)
+        label(
+            files["pairs"],
+            str(files["constitution"]),
+            files["judge"],
+            root / "labels" / f"s{i}",
+            shard=(i, 2),
+            progress=False,
+        )
+        score(
+            scored["pairs"],
+            scored["constitution"],
+            scored["judge"],
+            root / "scores" / f"s{i}",
+            shard=(i, 2),
+            progress=False,
+        )
     return root
 
 
 def _rows(n: int, filler: str = "") -> list[dict]:
-    return [{"id": f"p{i}", "prompt": f"question {i}", "response_a": f"please, {i}{filler}",
-             "response_b": f"no {i}{filler}"} for i in range(n)]
+    return [
+        {
+            "id": f"p{i}",
+            "prompt": f"question {i}",
+            "response_a": f"please, {i}{filler}",
+            "response_b": f"no {i}{filler}",
+        }
+        for i in range(n)
+    ]
 
 
 def _shards(made: Path, tmp_path: Path, kind: str) -> list[Path]:
@@ -72,6 +91,7 @@ def _merge(kind: str):
     from rlaif.jobs.shards import merge_shards
     from rlaif.labeling.job import LabelJob
     from rlaif.scoring.job import ScoreJob
+
     return lambda dirs, out: merge_shards(dirs, out, LabelJob() if kind == "labels" else ScoreJob())
 
 
@@ -130,9 +150,10 @@ def _reward_nan(s0: Path, s1: Path, f: str) -> str:
     return rf"{s0 / f}:1: reward is nan, not a finite number"
 
 
-CASES = [("labels", e) for e in (_dup_across, _dup_within, _missing_one, _wrong_shard, _torn_tail, _waiting,
-                                 _p_a_off, _other_judge)] + \
-        [("scores", e) for e in (_dup_across, _missing_one, _wrong_shard, _torn_tail, _off_scale, _reward_nan)]
+CASES = [
+    ("labels", e)
+    for e in (_dup_across, _dup_within, _missing_one, _wrong_shard, _torn_tail, _waiting, _p_a_off, _other_judge)
+] + [("scores", e) for e in (_dup_across, _missing_one, _wrong_shard, _torn_tail, _off_scale, _reward_nan)]
 
 
 @pytest.mark.parametrize("kind, edit", CASES, ids=[f"{k}-{e.__name__.strip('_')}" for k, e in CASES])
@@ -210,7 +231,8 @@ def test_disk_full_in_process_leaves_nothing_and_the_rerun_merges(made, tmp_path
     assert _nothing_left(out)
     assert error_lines(failed.value)[0] == [
         f"error: no space left on the device writing {out}. Everything written before is kept: free some space "
-        f"and run the same command again to resume."]
+        f"and run the same command again to resume."
+    ]
     assert _merge("labels")([s0, s1], out)["pairs"] == PAIRS
 
 
@@ -224,8 +246,10 @@ def test_disk_full_on_a_real_small_disk_then_the_same_command_merges(tmp_path, s
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"error: no space left on the device writing {out}. Everything written before "
-                                   f"is kept: free some space and run the same command again to resume.")
+    assert done.stderr.strip() == (
+        f"error: no space left on the device writing {out}. Everything written before "
+        f"is kept: free some space and run the same command again to resume."
+    )
     assert list(small_disk.path.iterdir()) == []  # no half-written folder, no temp folder
     small_disk.grow()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

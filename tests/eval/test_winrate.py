@@ -37,8 +37,17 @@ def test_counts_by_hand_with_the_length_rule():
     assert wr.win_rate == pytest.approx((2 + 0.5) / 4)
     assert wr.position_consistency == pytest.approx(3 / 4)  # the tie picks neither response in either order
     assert 0.0 <= wr.ci_low <= wr.win_rate <= wr.ci_high <= 1.0
-    assert set(wr.to_dict()) == {"n", "wins", "losses", "ties", "failed", "win_rate", "ci_low", "ci_high",
-                                 "position_consistency"}
+    assert set(wr.to_dict()) == {
+        "n",
+        "wins",
+        "losses",
+        "ties",
+        "failed",
+        "win_rate",
+        "ci_low",
+        "ci_high",
+        "position_consistency",
+    }
     # the same under a constitution file (every principle of helpful.yaml asked, weights averaged)
     again = judge_winrate(_judge(SHORTER), HELPFUL, ["p0", "p1", "p2", "p3"], policy, baseline)
     assert (again.wins, again.losses, again.ties) == (2, 1, 1)
@@ -67,8 +76,9 @@ def test_a_pure_position_bias_wins_nothing():
 
 
 def test_failed_comparisons_are_counted_and_left_out():
-    wr = judge_winrate(_judge("tests.judge_fns:broken", 0.05), None, ["a", "b", "c"], ["x", "boom", "y"],
-                       ["u", "v", "w"])
+    wr = judge_winrate(
+        _judge("tests.judge_fns:broken", 0.05), None, ["a", "b", "c"], ["x", "boom", "y"], ["u", "v", "w"]
+    )
     assert (wr.n, wr.failed, wr.ties, wr.win_rate) == (2, 1, 2, 0.5)
     wr = judge_winrate(_judge("tests.judge_fns:broken"), None, ["a"], ["boom"], ["v"])
     assert wr == WinRate(0, 0, 0, 0, 1, None, None, None, None)
@@ -78,8 +88,14 @@ def test_bootstrap_resamples_prompts_not_comparisons():
     # prompt 0: three samples, all wins; prompt 1: one sample, a loss. Win rate 3/4. Over the two prompts a
     # resample holds prompt 1 twice (rate 0) a quarter of the time, so the 2.5% quantile is 0 exactly;
     # resampling the four comparisons would reach 0 only with probability 1/256.
-    wr = judge_winrate(_judge(SHORTER), None, ["p0", "p1"], [["a", "b", "c"], ["a long one"]],
-                       [["longer 1", "longer 2", "longer 3"], ["x"]], n_boot=2000)
+    wr = judge_winrate(
+        _judge(SHORTER),
+        None,
+        ["p0", "p1"],
+        [["a", "b", "c"], ["a long one"]],
+        [["longer 1", "longer 2", "longer 3"], ["x"]],
+        n_boot=2000,
+    )
     assert (wr.wins, wr.losses, wr.win_rate) == (3, 1, 0.75)
     assert (wr.ci_low, wr.ci_high) == (0.0, 1.0)
     all_wins = judge_winrate(_judge(SHORTER), None, ["p0", "p1"], ["a", "b"], ["longer", "longer"])
@@ -88,10 +104,13 @@ def test_bootstrap_resamples_prompts_not_comparisons():
     assert no_ci.ci_low is None and no_ci.win_rate == 1.0
 
 
-@pytest.mark.parametrize("prompts, policy, baseline, message", [
-    (["a", "b", "c"], ["x", "y"], ["x", "y", "z"], "2 entries for 3 prompts"),
-    (["a"], [["x", "y"]], [["x"]], "2 policy samples but 1 baseline"),
-])
+@pytest.mark.parametrize(
+    "prompts, policy, baseline, message",
+    [
+        (["a", "b", "c"], ["x", "y"], ["x", "y", "z"], "2 entries for 3 prompts"),
+        (["a"], [["x", "y"]], [["x"]], "2 policy samples but 1 baseline"),
+    ],
+)
 def test_mismatched_texts_are_refused(prompts, policy, baseline, message):
     with pytest.raises(ValueError, match=message):
         judge_winrate(_judge(SHORTER), None, prompts, policy, baseline)
@@ -117,17 +136,28 @@ def two_policies(tmp_path_factory):
 @pytest.fixture
 def prompts_file(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in
-                            ["How do I bake bread?", [{"role": "user", "content": "Hi"}], "Tell me a story."]))
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": p}) + "\n"
+            for p in ["How do I bake bread?", [{"role": "user", "content": "Hi"}], "Tell me a story."]
+        )
+    )
     return path
 
 
 def test_identical_models_sampled_alike_are_even(two_policies, prompts_file):
     from rlaif.config.sampling import SamplingConfig
 
-    wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[0]), prompts_file,
-                                  ROOT / "judges" / "rule-length.yaml", HELPFUL, n_samples=2,
-                                  config=SamplingConfig(max_new_tokens=8), seed=5)
+    wr, report = evaluate_winrate(
+        str(two_policies[0]),
+        str(two_policies[0]),
+        prompts_file,
+        ROOT / "judges" / "rule-length.yaml",
+        HELPFUL,
+        n_samples=2,
+        config=SamplingConfig(max_new_tokens=8),
+        seed=5,
+    )
     assert wr.win_rate == 0.5 and wr.ties == wr.n == 6 and wr.failed == 0
     assert all(c["policy"] == c["baseline"] for c in report["comparisons"])
 
@@ -135,11 +165,40 @@ def test_identical_models_sampled_alike_are_even(two_policies, prompts_file):
 def test_eval_winrate_cli_on_two_saved_models(two_policies, prompts_file, tmp_path):
     out = tmp_path / "report.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "eval", "winrate", "--policy", str(two_policies[0]),
-                        "--baseline", str(two_policies[1]), "--prompts", str(prompts_file), "--judge",
-                        str(ROOT / "judges" / "rule-length.yaml"), "--constitution", str(HELPFUL),
-                        "--n-samples", "2", "--max-new-tokens", "12", "--seed", "3", "--resamples", "500",
-                        "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "eval",
+            "winrate",
+            "--policy",
+            str(two_policies[0]),
+            "--baseline",
+            str(two_policies[1]),
+            "--prompts",
+            str(prompts_file),
+            "--judge",
+            str(ROOT / "judges" / "rule-length.yaml"),
+            "--constitution",
+            str(HELPFUL),
+            "--n-samples",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--seed",
+            "3",
+            "--resamples",
+            "500",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     report = json.loads(out.read_text())
     wr = report["winrate"]
@@ -161,9 +220,11 @@ def test_eval_winrate_cli_on_two_saved_models(two_policies, prompts_file, tmp_pa
 
 # -- a score judge (mode: score): each response rated once, P(policy ≻ baseline) = σ((s_p − s_b) / T) ----------
 
+
 def _score_judge(temperature: float = 1.0, tie_margin: float = 0.05, function="tests.judge_fns:counted_score_polite"):
-    return load_judge(PythonJudgeConfig(function=function, mode="score", tie_margin=tie_margin,
-                                        score={"temperature": temperature}))
+    return load_judge(
+        PythonJudgeConfig(function=function, mode="score", tie_margin=tie_margin, score={"temperature": temperature})
+    )
 
 
 def test_a_score_judge_rates_each_response_once_and_derives_the_preference():
@@ -180,8 +241,9 @@ def test_a_score_judge_rates_each_response_once_and_derives_the_preference():
 
     from rlaif.eval.winrate import judge_comparisons
 
-    records, groups = judge_comparisons(_score_judge(), None, ["p0", "p1"], [["please", "no"], ["no"]],
-                                        [["no", "no"], ["please"]])
+    records, groups = judge_comparisons(
+        _score_judge(), None, ["p0", "p1"], [["please", "no"], ["no"]], [["no", "no"], ["please"]]
+    )
     assert groups == [0, 0, 1] and [r.label for r in records] == ["a", "tie", "b"]
     sigma5 = 1 / (1 + math.exp(-5.0))  # (8 - 3) / T with T = 1
     assert [r.p_a for r in records] == pytest.approx([sigma5, 0.5, 1 - sigma5])
@@ -199,8 +261,13 @@ def test_a_score_judges_temperature_and_tie_margin_decide_ties():
 
 
 def test_a_failed_rating_fails_its_comparison():
-    wr = judge_winrate(_score_judge(function="tests.judge_fns:score_broken"), None, ["a", "b", "c"],
-                       ["boom", "fine", "eleven"], ["ok", "fine", "ok"])
+    wr = judge_winrate(
+        _score_judge(function="tests.judge_fns:score_broken"),
+        None,
+        ["a", "b", "c"],
+        ["boom", "fine", "eleven"],
+        ["ok", "fine", "ok"],
+    )
     assert (wr.n, wr.failed, wr.ties, wr.win_rate) == (1, 2, 1, 0.5)
 
 
@@ -211,8 +278,16 @@ def test_eval_winrate_with_a_score_judge_file(two_policies, prompts_file, tmp_pa
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:counted_score_polite\n")
     RATED.clear()
-    wr, report = evaluate_winrate(str(two_policies[0]), str(two_policies[1]), prompts_file, judge, None,
-                                  n_samples=2, config=SamplingConfig(max_new_tokens=8), seed=5)
+    wr, report = evaluate_winrate(
+        str(two_policies[0]),
+        str(two_policies[1]),
+        prompts_file,
+        judge,
+        None,
+        n_samples=2,
+        config=SamplingConfig(max_new_tokens=8),
+        seed=5,
+    )
     assert len(RATED) == 2 * 6  # one principle: each of the 6 policy and 6 baseline samples rated once
     assert wr.n + wr.failed == 6 and wr.failed == 0 and report["judge"]["mode"] == "score"
     for c in report["comparisons"]:

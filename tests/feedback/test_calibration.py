@@ -12,12 +12,30 @@ import numpy as np
 import pytest
 
 from rlaif.data.labels import read_labels
-from rlaif.feedback.calibration.maps import (METHODS, apply_map, fit_isotonic, fit_map, fit_platt, load_map,
-                                             predict, split_mask)
+from rlaif.feedback.calibration.maps import (
+    METHODS,
+    apply_map,
+    fit_isotonic,
+    fit_map,
+    fit_platt,
+    load_map,
+    predict,
+    split_mask,
+)
 from rlaif.feedback.calibration.match import human_labels, human_target, load_matched, majority, match
-from rlaif.feedback.calibration.metrics import (agreement, bootstrap_ci, brier, cohen_kappa, compare, ece,
-                                                length_bias, longer_choice_rates, pairwise_agreement, reliability,
-                                                tie_rate)
+from rlaif.feedback.calibration.metrics import (
+    agreement,
+    bootstrap_ci,
+    brier,
+    cohen_kappa,
+    compare,
+    ece,
+    length_bias,
+    longer_choice_rates,
+    pairwise_agreement,
+    reliability,
+    tie_rate,
+)
 from rlaif.feedback.human_records import IMPORTED_ANNOTATOR
 from rlaif.labeling.preference import label_for
 from tests.helpers import ai_record, human_record, run_cli, write_jsonl
@@ -58,8 +76,9 @@ def test_ece_and_reliability_hand_computed():
     assert brier(p, y) == pytest.approx((0.01 + 0.64 + 0.04 + 0.0) / 4)
 
 
-@pytest.mark.parametrize("votes, expected", [(["a", "a", "b"], "a"), (["a", "b"], "tie"), (["a", "tie"], "tie"),
-                                             (["b"], "b")])
+@pytest.mark.parametrize(
+    "votes, expected", [(["a", "a", "b"], "a"), (["a", "b"], "tie"), (["a", "tie"], "tie"), (["b"], "b")]
+)
 def test_human_majority(votes, expected):
     assert majority(votes) == expected
 
@@ -94,9 +113,13 @@ def test_bootstrap_interval_contains_estimate_and_is_seeded():
 
 
 def test_human_labels_from_human_records_and_from_human_label():
-    records = [ai_record("x", 0.9, human="a"), human_record("y", "b", "ann1"), human_record("y", "a", "ann2"),
-               human_record("y", "tie", "ann1"),  # ann1 revised their label: the later one counts
-               ai_record("z", 0.2)]
+    records = [
+        ai_record("x", 0.9, human="a"),
+        human_record("y", "b", "ann1"),
+        human_record("y", "a", "ann2"),
+        human_record("y", "tie", "ann1"),  # ann1 revised their label: the later one counts
+        ai_record("z", 0.2),
+    ]
     by_id = human_labels(records)
     assert set(by_id) == {"x", "y"}
     assert by_id["x"][0]["source"] == "human" and by_id["x"][0]["annotator"] == IMPORTED_ANNOTATOR
@@ -127,10 +150,14 @@ def test_human_labels_in_the_other_order_are_swapped_to_match():
 
 
 def test_compare_report_figures_on_crafted_pairs():
-    ai = [ai_record("1", 0.9, human="a"), ai_record("2", 0.8, human="b"), ai_record("3", 0.1, human="b"),
-          ai_record("4", 0.52, orders=[0.74, 0.3], human="a"),  # a tie that leans to a
-          ai_record("5", 0.7, principle="all", per_principle={"p1": 0.9, "p2": 0.2}, human="a"),
-          ai_record("6", None, status="failed", human="a")]
+    ai = [
+        ai_record("1", 0.9, human="a"),
+        ai_record("2", 0.8, human="b"),
+        ai_record("3", 0.1, human="b"),
+        ai_record("4", 0.52, orders=[0.74, 0.3], human="a"),  # a tie that leans to a
+        ai_record("5", 0.7, principle="all", per_principle={"p1": 0.9, "p2": 0.2}, human="a"),
+        ai_record("6", None, status="failed", human="a"),
+    ]
     humans = human_labels(ai)
     humans["1"].append(human_record("1", "b", "ann"))  # pair 1: one "a", one "b" -> majority tie
     m = match(ai, humans)
@@ -166,8 +193,10 @@ def _miscalibrated(n: int, seed: int):
 def test_fitted_maps_are_monotone_and_reduce_heldout_ece(method):
     p, y = _miscalibrated(4000, seed=0)
     p_test, y_test = _miscalibrated(4000, seed=1)
-    cmap = {"method": method, "params": fit_isotonic(p, y) if method == "isotonic"
-            else fit_platt(p, y, temperature=method == "temperature")}
+    cmap = {
+        "method": method,
+        "params": fit_isotonic(p, y) if method == "isotonic" else fit_platt(p, y, temperature=method == "temperature"),
+    }
     grid = np.linspace(0, 1, 501)
     assert np.all(np.diff(predict(cmap, grid)) >= -1e-12)
     before, after = ece(p_test, y_test), ece(predict(cmap, p_test), y_test)
@@ -193,8 +222,16 @@ def test_platt_never_reverses_an_anticorrelated_judge():
 def _matched_files(tmp_path: Path, n: int = 300, seed: int = 0) -> tuple[Path, Path]:
     p, y = _miscalibrated(n, seed)
     rng = np.random.default_rng(seed + 10)
-    ai = [ai_record(f"id{i}", float(p[i]), human="a" if y[i] else "b",
-                    a="x" * int(rng.integers(1, 50)), b="y" * int(rng.integers(1, 50))) for i in range(n)]
+    ai = [
+        ai_record(
+            f"id{i}",
+            float(p[i]),
+            human="a" if y[i] else "b",
+            a="x" * int(rng.integers(1, 50)),
+            b="y" * int(rng.integers(1, 50)),
+        )
+        for i in range(n)
+    ]
     ai.append(ai_record("failed", None, status="failed", error="judge: no verdict", human="a"))
     f = write_jsonl(tmp_path / "ai" / "labels.jsonl", ai)
     return f.parent, f
@@ -266,6 +303,7 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
 
     def same(i: int) -> dict:  # human labels of the same responses, in the same order
         return {"response_a": ai[f"id{i}"]["response_a"], "response_b": ai[f"id{i}"]["response_b"]}
+
     humans = [human_record(f"id{i}", "a" if i % 3 else "b", "ann1", **same(i)) for i in range(0, 120, 2)]
     humans += [human_record(f"id{i}", "a", "ann2", **same(i)) for i in range(0, 40, 2)]
     human_file = write_jsonl(tmp_path / "human.jsonl", humans)
@@ -274,8 +312,7 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     p = rlaif("calibrate", "--ai", ai_dir, "--human", human_file, "--out", out, "--resamples", "100")
     assert "agreement" in p.stdout
     report = json.loads((out / "report.json").read_text())
-    for key in ("agreement", "cohen_kappa", "human_human_agreement", "position_consistency", "ece",
-                "length_bias"):
+    for key in ("agreement", "cohen_kappa", "human_human_agreement", "position_consistency", "ece", "length_bias"):
         assert isinstance(report[key], float), key
         d = report["details"][key]
         assert d["n"] > 0 and d["ci95"][0] <= d["ci95"][1]
@@ -287,8 +324,9 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     assert "data:image/png;base64," + base64.b64encode(png).decode() in html
 
     # the AI file doubles as the human file: its records carry human_label
-    p = rlaif("calibrate", "fit", "--ai", ai_dir, "--human", ai_dir, "--out", tmp_path / "map.json",
-              "--method", "platt")
+    p = rlaif(
+        "calibrate", "fit", "--ai", ai_dir, "--human", ai_dir, "--out", tmp_path / "map.json", "--method", "platt"
+    )
     cmap = json.loads((tmp_path / "map.json").read_text())
     assert cmap["method"] == "platt" and cmap["evaluation"]["heldout"]["n"] > 0
     assert "heldout: ece" in p.stdout
@@ -299,14 +337,18 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     assert r2["ece"] < r2["ece_raw"]
 
 
-
-@pytest.mark.parametrize("args, message", [
-    (["--ai", "{tmp}/nowhere", "--human", "{ai}", "--out", "{tmp}/r"], "no labels at"),
-    (["--ai", "{ai}"], "missing --human, --out"),
-    (["fit", "--ai", "{ai}", "--human", "{ai}", "--out", "{tmp}/m.json", "--method", "x"],
-     "unknown calibration method 'x'"),
-    (["apply", "--map", "{tmp}/not-a-map.json", "--labels", "{ai}", "--out", "{tmp}/c"], "not a calibration map"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ai", "{tmp}/nowhere", "--human", "{ai}", "--out", "{tmp}/r"], "no labels at"),
+        (["--ai", "{ai}"], "missing --human, --out"),
+        (
+            ["fit", "--ai", "{ai}", "--human", "{ai}", "--out", "{tmp}/m.json", "--method", "x"],
+            "unknown calibration method 'x'",
+        ),
+        (["apply", "--map", "{tmp}/not-a-map.json", "--labels", "{ai}", "--out", "{tmp}/c"], "not a calibration map"),
+    ],
+)
 def test_cli_errors_are_one_clean_line(tmp_path, capsys, args, message):
     from typer.testing import CliRunner
 

@@ -21,26 +21,32 @@ from tests.helpers import ai_record, human_record, run_cli, write_jsonl
 def crafted(tmp_path: Path) -> tuple[Path, Path]:
     """AI labels of six pairs, one of each routing case, and human labels for two of them."""
     ai = [
-        ai_record("sure", 0.9, principle="physical-safety"),              # confident, consistent: AI
-        ai_record("close", 0.55, orders=[0.6, 0.5]),                      # |p_a - .5| < .1: people
-        ai_record("flip", 0.75, orders=[0.95, 0.45]),                     # orders disagree: people
-        ai_record("broke", None, status="failed", error="judge: no verdict"),   # failed: people
+        ai_record("sure", 0.9, principle="physical-safety"),  # confident, consistent: AI
+        ai_record("close", 0.55, orders=[0.6, 0.5]),  # |p_a - .5| < .1: people
+        ai_record("flip", 0.75, orders=[0.95, 0.45]),  # orders disagree: people
+        ai_record("broke", None, status="failed", error="judge: no verdict"),  # failed: people
         ai_record("bad", None, status="failed", error="invalid input: response_a is empty"),  # nobody
         ai_record("sure-b", 0.1, principle="all", per_principle={"p1": 0.1, "p2": 0.1}),  # confident: AI
     ]
-    human = [human_record("close", "b", "ann1"), human_record("close", "b", "ann2"),
-             human_record("sure-b", "a", "ann1")]
+    human = [
+        human_record("close", "b", "ann1"),
+        human_record("close", "b", "ann2"),
+        human_record("sure-b", "a", "ann1"),
+    ]
     return write_jsonl(tmp_path / "ai" / "labels.jsonl", ai).parent, write_jsonl(tmp_path / "human.jsonl", human)
 
 
-@pytest.mark.parametrize("record, require_consistent, reason", [
-    (ai_record("x", 0.9), True, None),
-    (ai_record("x", 0.59), True, "low_margin"),
-    (ai_record("x", 0.6), True, None),  # the margin itself is confident enough
-    (ai_record("x", 0.75, orders=[1.0, 0.5]), True, "inconsistent"),
-    (ai_record("x", 0.75, orders=[1.0, 0.5]), False, None),
-    (ai_record("x", None, status="failed"), True, "failed"),
-])
+@pytest.mark.parametrize(
+    "record, require_consistent, reason",
+    [
+        (ai_record("x", 0.9), True, None),
+        (ai_record("x", 0.59), True, "low_margin"),
+        (ai_record("x", 0.6), True, None),  # the margin itself is confident enough
+        (ai_record("x", 0.75, orders=[1.0, 0.5]), True, "inconsistent"),
+        (ai_record("x", 0.75, orders=[1.0, 0.5]), False, None),
+        (ai_record("x", None, status="failed"), True, "failed"),
+    ],
+)
 def test_route_reasons(record, require_consistent, reason):
     assert route(record, 0.1, require_consistent) == reason
 
@@ -87,8 +93,9 @@ def test_mixed_without_write_queue_reads_the_same_and_writes_nothing(tmp_path):
 def test_mixed_pending_ai_and_each_annotator(tmp_path):
     ai_dir, human = crafted(tmp_path)
     queue = tmp_path / "q" / "queue.jsonl"
-    cfg = FeedbackConfig(source="mixed", ai=str(ai_dir), human=str(human), pending="ai", human_combine="each",
-                         queue=str(queue))
+    cfg = FeedbackConfig(
+        source="mixed", ai=str(ai_dir), human=str(human), pending="ai", human_combine="each", queue=str(queue)
+    )
     got = list(load_feedback(cfg))
     ids = [r["id"] for r in got]
     assert ids.count("close") == 2  # one record per annotator
@@ -111,8 +118,14 @@ def test_mixed_without_human_labels_yet_and_an_abandoned_read(tmp_path):
 
 def test_ai_and_human_sources(tmp_path):
     ai_dir, human = crafted(tmp_path)
-    assert [r["id"] for r in load_feedback(FeedbackConfig(source="ai", ai=str(ai_dir)))] == \
-        ["sure", "close", "flip", "broke", "bad", "sure-b"]
+    assert [r["id"] for r in load_feedback(FeedbackConfig(source="ai", ai=str(ai_dir)))] == [
+        "sure",
+        "close",
+        "flip",
+        "broke",
+        "bad",
+        "sure-b",
+    ]
     stats: dict = {}
     got = list(load_feedback(FeedbackConfig(source="human", human=str(human)), stats))
     assert [(r["id"], r["source"]) for r in got] == [("close", "human"), ("sure-b", "human")]
@@ -154,8 +167,10 @@ def test_feedback_config_checks_and_files(tmp_path):
     f.write_text("recipe: dpo\nfeedback:\n  source: mixed\n  ai: runs/x\n  margn: 0.2\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
-    assert e.value.errors == [f"{f}:5: margn: unknown field; did you mean 'margin'? (fields here: source, ai, "
-                              "human, calibration, margin, require_consistent, queue, pending, human_combine)"]
+    assert e.value.errors == [
+        f"{f}:5: margn: unknown field; did you mean 'margin'? (fields here: source, ai, "
+        "human, calibration, margin, require_consistent, queue, pending, human_combine)"
+    ]
     f.write_text("source: human\nmargin: 2\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
@@ -167,16 +182,27 @@ def test_each_source_takes_its_own_fields(tmp_path):
     f.write_text("source: ai\nai: runs/x\nmargin: 0.3\nhuman: people.jsonl\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
-    assert e.value.errors == [f"{f}:3: margin: not used by source ai (only by source mixed)",
-                              f"{f}:4: human: not used by source ai (only by source human and mixed)"]
+    assert e.value.errors == [
+        f"{f}:3: margin: not used by source ai (only by source mixed)",
+        f"{f}:4: human: not used by source ai (only by source human and mixed)",
+    ]
     f.write_text("source: people\n")
     with pytest.raises(ConfigFileError) as e:
         load_feedback_config(f)
     assert e.value.errors == [f"{f}:1: source: Input should be 'ai', 'human' or 'mixed'"]
     # a run's config.yaml from before the sources had their own classes holds every field, the unused ones at
     # their defaults: it still loads, as the source it names
-    old = {"source": "human", "ai": None, "human": "h.jsonl", "calibration": None, "margin": 0.1,
-           "require_consistent": True, "queue": None, "pending": "drop", "human_combine": "each"}
+    old = {
+        "source": "human",
+        "ai": None,
+        "human": "h.jsonl",
+        "calibration": None,
+        "margin": 0.1,
+        "require_consistent": True,
+        "queue": None,
+        "pending": "drop",
+        "human_combine": "each",
+    }
     assert FeedbackConfig(**old).root == HumanFeedback(source="human", human="h.jsonl", human_combine="each")
 
 
@@ -188,9 +214,11 @@ def test_feedback_errors_in_a_training_config_point_at_the_field(tmp_path):
     bad.write_text(head + "  source: mixed\n  ai: runs/x\n  margn: 1\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
-    assert e.value.errors == [f"{bad}:7: feedback.margn: unknown field; did you mean 'margin'? (fields here: "
-                              "source, ai, human, calibration, margin, require_consistent, queue, pending, "
-                              "human_combine)"]
+    assert e.value.errors == [
+        f"{bad}:7: feedback.margn: unknown field; did you mean 'margin'? (fields here: "
+        "source, ai, human, calibration, margin, require_consistent, queue, pending, "
+        "human_combine)"
+    ]
     bad.write_text(head + "  source: mixed\n")
     with pytest.raises(ConfigFileError) as e:
         load_train_config(bad, "dpo")
@@ -199,13 +227,13 @@ def test_feedback_errors_in_a_training_config_point_at_the_field(tmp_path):
 
 def test_select_orders_by_priority(tmp_path):
     recs = [
-        ai_record("sure", 0.95),                                           # 0.1
-        ai_record("close", 0.55),                                          # 0.9
-        ai_record("flip", 0.5, orders=[0.8, 0.2]),                         # 1 + 0.6
+        ai_record("sure", 0.95),  # 0.1
+        ai_record("close", 0.55),  # 0.9
+        ai_record("flip", 0.5, orders=[0.8, 0.2]),  # 1 + 0.6
         ai_record("split", 0.6, principle="all", per_principle={"p1": 0.9, "p2": 0.3}),  # 0.8 + 0.6
         ai_record("broke", None, status="failed", error="judge: no verdict"),  # 3
         ai_record("bad", None, status="failed", error="invalid input: response_b is empty"),
-        ai_record("close2", 0.45),                                          # 0.9, after "close" by id
+        ai_record("close2", 0.45),  # 0.9, after "close" by id
     ]
     assert priority(recs[2])["order_disagreement"] == pytest.approx(0.6)
     assert priority(recs[3])["principle_disagreement"] == pytest.approx(0.6)
@@ -213,8 +241,13 @@ def test_select_orders_by_priority(tmp_path):
     labels = write_jsonl(tmp_path / "labels.jsonl", recs)
     out = tmp_path / "queue.jsonl"
     summary = select_pairs(labels, 5, out)
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == \
-        ["broke", "flip", "split", "close", "close2"]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [
+        "broke",
+        "flip",
+        "split",
+        "close",
+        "close2",
+    ]
     assert summary["selected"] == 5 and summary["skipped_invalid_input"] == 1 and summary["failed"] == 1
     human = write_jsonl(tmp_path / "human.jsonl", [human_record("flip", "a", "ann")])
     select_pairs(labels, 2, out, human=human)

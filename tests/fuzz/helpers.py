@@ -25,9 +25,14 @@ def fuzz_settings(examples: int, shrink: bool = True):
     """Derandomized (the same examples in CI every run), no example database, no deadline (a first training run
     imports torch); families expected to fail skip shrinking, which could take minutes."""
     phases = (Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ())
-    return settings(derandomize=True, database=None, deadline=None, max_examples=examples, phases=phases,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=examples,
+        phases=phases,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 def cli(*args):
@@ -63,6 +68,7 @@ def assert_clean_end(result, allowed=(0,)):
 def strict_json(text: str):
     def refuse(name):
         raise ValueError(f"not strict JSON: {name}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -77,10 +83,19 @@ def assert_store_valid(out: Path) -> None:
 
 # -- the pieces files are made of --------------------------------------------------------------------------------
 short_text = st.text(max_size=12)
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10),
-                    st.sampled_from([0, -1, 1e308, 10 ** 40, 1e-320]))
-anything = st.one_of(st.none(), st.booleans(), numbers, short_text, st.lists(short_text, max_size=2),
-                     st.dictionaries(short_text, short_text, max_size=2))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10, 10),
+    st.sampled_from([0, -1, 1e308, 10**40, 1e-320]),
+)
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    numbers,
+    short_text,
+    st.lists(short_text, max_size=2),
+    st.dictionaries(short_text, short_text, max_size=2),
+)
 
 
 def damaged(text: str, damage: str) -> bytes:
@@ -108,8 +123,9 @@ def damaged(text: str, damage: str) -> bytes:
     return raw
 
 
-DAMAGE = st.sampled_from(["none"] * 12 + ["truncated", "latin1", "utf16", "duplicate_key", "deep", "control",
-                                         "alias_bomb", "not_a_mapping"])
+DAMAGE = st.sampled_from(
+    ["none"] * 12 + ["truncated", "latin1", "utf16", "duplicate_key", "deep", "control", "alias_bomb", "not_a_mapping"]
+)
 
 
 def as_yaml(data) -> str:

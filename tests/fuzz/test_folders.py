@@ -30,13 +30,20 @@ from rlaif.scoring.rate import rate_responses
 from rlaif.train.data import read_feedback
 from tests.fuzz.helpers import anything, assert_clean_end, cli, fuzz_settings, numbers, strict_json
 from tests.labeling.jobfiles import polite_rows, write_rows
-from tests.revision.files import CONSTITUTION as REVISABLE, prompt_rows
+from tests.revision.files import CONSTITUTION as REVISABLE
+from tests.revision.files import prompt_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-TWO = Constitution(name="two", version="1", sampling="all", principles=[
-    Principle(id="polite", text="Which is more polite?", weight=2),
-    Principle(id="rude", text="Which is ruder?", invert=True)])
+TWO = Constitution(
+    name="two",
+    version="1",
+    sampling="all",
+    principles=[
+        Principle(id="polite", text="Which is more polite?", weight=2),
+        Principle(id="rude", text="Which is ruder?", invert=True),
+    ],
+)
 values = st.one_of(anything, numbers, st.sampled_from([0.5, 1.0, 0.0, -0.0, 1.0000001, "a", "b", "tie", "ok"]))
 
 
@@ -50,17 +57,53 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     pairs = write_rows(tmp / "pairs.jsonl", polite_rows(3) + [{**polite_rows(1, "t")[0], "response_b": "please"}])
     label(pairs, TWO, tmp / "judge.yaml", tmp / "labels", progress=False)
     score(pairs, tmp / "c.yaml", tmp / "score.yaml", tmp / "scores", progress=False)
-    revise(write_rows(tmp / "prompts.jsonl", prompt_rows(3)), tmp / "c.yaml", tmp / "reviser.yaml", tmp / "revisions",
-           progress=False)
+    revise(
+        write_rows(tmp / "prompts.jsonl", prompt_rows(3)),
+        tmp / "c.yaml",
+        tmp / "reviser.yaml",
+        tmp / "revisions",
+        progress=False,
+    )
     return {"labels": tmp / "labels", "scores": tmp / "scores", "revisions": tmp / "revisions"}
 
 
-edits = st.lists(st.tuples(st.sampled_from(["set", "set", "set", "drop", "repeat"]), st.integers(0, 7),
-                           st.sampled_from(["p_a", "label", "status", "id", "prompt", "response_a", "response_b",
-                                            "p_a_orders", "per_principle", "scores", "source", "p_a_raw",
-                                            "label_mass", "score", "reward", "distribution", "prompt_id", "response",
-                                            "invert", "principle_id", "final", "initial", "rounds", "annotator"]),
-                           values), min_size=1, max_size=3)
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "set", "set", "drop", "repeat"]),
+        st.integers(0, 7),
+        st.sampled_from(
+            [
+                "p_a",
+                "label",
+                "status",
+                "id",
+                "prompt",
+                "response_a",
+                "response_b",
+                "p_a_orders",
+                "per_principle",
+                "scores",
+                "source",
+                "p_a_raw",
+                "label_mass",
+                "score",
+                "reward",
+                "distribution",
+                "prompt_id",
+                "response",
+                "invert",
+                "principle_id",
+                "final",
+                "initial",
+                "rounds",
+                "annotator",
+            ]
+        ),
+        values,
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 def edited_copy(src: Path, dst: Path, name: str, changes) -> Path:
@@ -139,12 +182,26 @@ def test_fuzz_edited_revision_folders_through_export(folders, changes, fmt):
             assert isinstance(final, str) and final.strip()
 
 
-feedback_records = st.lists(st.fixed_dictionaries(
-    {"id": st.one_of(st.sampled_from(["a", "b", "c"]), values), "status": st.sampled_from(["ok"] * 4 + ["failed", 1]),
-     "prompt": st.sampled_from(["q", "r"]), "response_a": st.just("x"), "response_b": st.just("y"),
-     "p_a": st.one_of(st.floats(0, 1), values), "label": st.sampled_from(["a", "b", "tie", None, "x"])},
-    optional={"source": st.sampled_from(["ai", "human", "robot"]), "annotator": st.sampled_from(["ann", "bob"]),
-              "p_a_orders": st.lists(values, max_size=3)}), min_size=1, max_size=6)
+feedback_records = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.one_of(st.sampled_from(["a", "b", "c"]), values),
+            "status": st.sampled_from(["ok"] * 4 + ["failed", 1]),
+            "prompt": st.sampled_from(["q", "r"]),
+            "response_a": st.just("x"),
+            "response_b": st.just("y"),
+            "p_a": st.one_of(st.floats(0, 1), values),
+            "label": st.sampled_from(["a", "b", "tie", None, "x"]),
+        },
+        optional={
+            "source": st.sampled_from(["ai", "human", "robot"]),
+            "annotator": st.sampled_from(["ann", "bob"]),
+            "p_a_orders": st.lists(values, max_size=3),
+        },
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 @fuzz_settings(80)
@@ -167,21 +224,34 @@ class AnyJudge(Judge):
     """A judge whose every answer is drawn: any p_first and label mass, any score distribution and mass."""
 
     def __init__(self, data, mode: str = "pairwise"):
-        super().__init__(PythonJudgeConfig(function="tests.judge_fns:prefers_polite", mode=mode) if mode == "score"
-                         else PythonJudgeConfig(function="tests.judge_fns:prefers_polite"))
+        super().__init__(
+            PythonJudgeConfig(function="tests.judge_fns:prefers_polite", mode=mode)
+            if mode == "score"
+            else PythonJudgeConfig(function="tests.judge_fns:prefers_polite")
+        )
         self.data = data
 
     def judge(self, queries):
-        return [Verdict(self.data.draw(st.one_of(st.floats(0, 1), numbers, st.none())),
-                        label_mass=self.data.draw(st.one_of(st.none(), numbers))) for _ in queries]
+        return [
+            Verdict(
+                self.data.draw(st.one_of(st.floats(0, 1), numbers, st.none())),
+                label_mass=self.data.draw(st.one_of(st.none(), numbers)),
+            )
+            for _ in queries
+        ]
 
     def score(self, queries):
         n = len(self.config.score.values)
-        probs = st.one_of(st.lists(st.floats(0, 1), min_size=n, max_size=n).map(
-            lambda ps: [p / sum(ps) for p in ps] if sum(ps) > 0 else ps),
-            st.lists(st.one_of(numbers, st.floats(0, 1)), min_size=n - 1, max_size=n + 1), st.none())
-        return [ScoreVerdict(self.data.draw(probs), mass=self.data.draw(st.one_of(st.none(), numbers)))
-                for _ in queries]
+        probs = st.one_of(
+            st.lists(st.floats(0, 1), min_size=n, max_size=n).map(
+                lambda ps: [p / sum(ps) for p in ps] if sum(ps) > 0 else ps
+            ),
+            st.lists(st.one_of(numbers, st.floats(0, 1)), min_size=n - 1, max_size=n + 1),
+            st.none(),
+        )
+        return [
+            ScoreVerdict(self.data.draw(probs), mass=self.data.draw(st.one_of(st.none(), numbers))) for _ in queries
+        ]
 
 
 @fuzz_settings(80)

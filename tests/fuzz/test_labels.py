@@ -12,38 +12,88 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.helpers import (anything, as_yaml, assert_clean_end, assert_store_valid, cli, fuzz_settings, mostly,
-                                numbers)
+from tests.fuzz.helpers import (
+    anything,
+    as_yaml,
+    assert_clean_end,
+    assert_store_valid,
+    cli,
+    fuzz_settings,
+    mostly,
+    numbers,
+)
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # libraries warn per run: hundreds of runs bury the summary
 
-JUDGES = {"rule-length": ROOT / "judges/rule-length.yaml",
-          "polite": "backend: python\nfunction: tests.judge_fns:prefers_polite\n",
-          "broken": "backend: python\nfunction: tests.judge_fns:broken\n"}  # fails on pairs saying "boom"
-CONSTITUTIONS = {"one": {"name": "c", "version": "1", "principles": [{"id": "kind", "text": "Which is kinder?"},
-                                                                      {"id": "short", "text": "Which is shorter?",
-                                                                       "weight": 2}]},
-                 "all": {"name": "c", "version": "1", "sampling": "all",
-                         "principles": [{"id": "kind", "text": "Which is kinder?", "weight": 0.5},
-                                        {"id": "rude", "text": "Which is ruder?", "invert": True}]}}
-messages = st.lists(st.fixed_dictionaries({"role": mostly(st.sampled_from(["user", "assistant", "system"]),
-                                                          st.just("robot")),
-                                           "content": mostly(st.text(min_size=1, max_size=12), anything)}),
-                    min_size=1, max_size=3)
-responses = mostly(st.text(min_size=1, max_size=30).map(lambda t: t + "."),
-                   st.one_of(st.sampled_from(["please do", "boom", "", "  "]), anything))
+JUDGES = {
+    "rule-length": ROOT / "judges/rule-length.yaml",
+    "polite": "backend: python\nfunction: tests.judge_fns:prefers_polite\n",
+    "broken": "backend: python\nfunction: tests.judge_fns:broken\n",
+}  # fails on pairs saying "boom"
+CONSTITUTIONS = {
+    "one": {
+        "name": "c",
+        "version": "1",
+        "principles": [
+            {"id": "kind", "text": "Which is kinder?"},
+            {"id": "short", "text": "Which is shorter?", "weight": 2},
+        ],
+    },
+    "all": {
+        "name": "c",
+        "version": "1",
+        "sampling": "all",
+        "principles": [
+            {"id": "kind", "text": "Which is kinder?", "weight": 0.5},
+            {"id": "rude", "text": "Which is ruder?", "invert": True},
+        ],
+    },
+}
+messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": mostly(st.sampled_from(["user", "assistant", "system"]), st.just("robot")),
+            "content": mostly(st.text(min_size=1, max_size=12), anything),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+)
+responses = mostly(
+    st.text(min_size=1, max_size=30).map(lambda t: t + "."),
+    st.one_of(st.sampled_from(["please do", "boom", "", "  "]), anything),
+)
 rows = st.fixed_dictionaries(
-    {"prompt": mostly(st.one_of(st.text(min_size=1, max_size=20), messages), anything), "response_a": responses,
-     "response_b": responses},
-    optional={"principle": st.sampled_from(["kind", "short", "rude"]), "label": st.sampled_from(["a", "b", "tie", "x"]),
-              "p_a": numbers, "note": anything})
+    {
+        "prompt": mostly(st.one_of(st.text(min_size=1, max_size=20), messages), anything),
+        "response_a": responses,
+        "response_b": responses,
+    },
+    optional={
+        "principle": st.sampled_from(["kind", "short", "rude"]),
+        "label": st.sampled_from(["a", "b", "tie", "x"]),
+        "p_a": numbers,
+        "note": anything,
+    },
+)
 # lines that are not rows at all
-BROKEN_LINES = ["not json", '{"prompt": "q", "response_a": "a"', "[1, 2]", "3", '{"prompt": "q", "response_a": NaN, '
-                '"response_b": "b"}', "null", '"a string"', '{"prompt": "q", "response_a": "a", "response_b": "b", '
-                '"id": {"nested": 1}}']
-lines = st.one_of(rows.map(lambda r: ("row", r)), rows.map(lambda r: ("row", r)), rows.map(lambda r: ("row", r)),
-                  st.sampled_from(BROKEN_LINES).map(lambda line: ("raw", line)))
+BROKEN_LINES = [
+    "not json",
+    '{"prompt": "q", "response_a": "a"',
+    "[1, 2]",
+    "3",
+    '{"prompt": "q", "response_a": NaN, "response_b": "b"}',
+    "null",
+    '"a string"',
+    '{"prompt": "q", "response_a": "a", "response_b": "b", "id": {"nested": 1}}',
+]
+lines = st.one_of(
+    rows.map(lambda r: ("row", r)),
+    rows.map(lambda r: ("row", r)),
+    rows.map(lambda r: ("row", r)),
+    st.sampled_from(BROKEN_LINES).map(lambda line: ("raw", line)),
+)
 ID_STYLES = st.sampled_from(["str"] * 6 + ["none", "int", "empty"])
 
 
@@ -63,6 +113,7 @@ def pairs_bytes(items, id_styles, encoding: str) -> bytes:
         return text.encode() + b'{"prompt": "caf\xe9", "response_a": "a", "response_b": "b"}\n'
     if encoding == "truncated-gz":
         import gzip
+
         return gzip.compress(text.encode())[:-12]
     return text.encode("utf-8-sig" if encoding == "bom" else "utf-8")
 
@@ -75,13 +126,29 @@ def run_label(tmp: Path, data: bytes, gz: bool, judge: str, constitution: str, o
         judge_file.write_text(JUDGES[judge])
     const = tmp / "constitution.yaml"
     const.write_text(as_yaml(CONSTITUTIONS[constitution]))
-    return cli("label", "--pairs", pairs, "--constitution", const, "--judge", judge_file, "--out", tmp / "out",
-               "--quiet", *options)
+    return cli(
+        "label",
+        "--pairs",
+        pairs,
+        "--constitution",
+        const,
+        "--judge",
+        judge_file,
+        "--out",
+        tmp / "out",
+        "--quiet",
+        *options,
+    )
 
 
-options = st.tuples(st.sampled_from([True, True, False]), st.one_of(st.none(), st.none(), st.integers(-3, 6)),
-                    st.sampled_from([100_000] * 4 + [12, 0, -1]), st.one_of(st.none(), st.integers(-1, 3)),
-                    st.sampled_from([None] * 8 + ["jsonl", "json", "parquet"]), st.integers(0, 3))
+options = st.tuples(
+    st.sampled_from([True, True, False]),
+    st.one_of(st.none(), st.none(), st.integers(-3, 6)),
+    st.sampled_from([100_000] * 4 + [12, 0, -1]),
+    st.one_of(st.none(), st.integers(-1, 3)),
+    st.sampled_from([None] * 8 + ["jsonl", "json", "parquet"]),
+    st.integers(0, 3),
+)
 
 
 def label_options(skip_invalid, limit, max_chars, batch_size, fmt, seed) -> list[str]:
@@ -92,15 +159,24 @@ def label_options(skip_invalid, limit, max_chars, batch_size, fmt, seed) -> list
 
 
 @fuzz_settings(200)
-@given(items=st.lists(lines, min_size=1, max_size=6), id_styles=st.lists(ID_STYLES, min_size=6, max_size=6),
-       encoding=st.sampled_from(["utf-8"] * 8 + ["bom", "latin1-line", "truncated-gz"]),
-       judge=st.sampled_from(list(JUDGES)), constitution=st.sampled_from(list(CONSTITUTIONS)), opts=options,
-       rerun=st.booleans())
+@given(
+    items=st.lists(lines, min_size=1, max_size=6),
+    id_styles=st.lists(ID_STYLES, min_size=6, max_size=6),
+    encoding=st.sampled_from(["utf-8"] * 8 + ["bom", "latin1-line", "truncated-gz"]),
+    judge=st.sampled_from(list(JUDGES)),
+    constitution=st.sampled_from(list(CONSTITUTIONS)),
+    opts=options,
+    rerun=st.booleans(),
+)
 def test_fuzz_pair_rows_through_label(items, id_styles, encoding, judge, constitution, opts, rerun):
     """Rows of every shape (chat or text prompts, wrong types, empty responses, missing or repeated ids, lines that
     are not JSON), every judge outcome (ok, tie, judge failure) and the options; run again to resume."""
-    items = [(k, {key: v for key, v in r.items() if key != "principle" or constitution == "one" or v != "short"})
-             if k == "row" else (k, r) for k, r in items]  # a row names a principle of its constitution
+    items = [
+        (k, {key: v for key, v in r.items() if key != "principle" or constitution == "one" or v != "short"})
+        if k == "row"
+        else (k, r)
+        for k, r in items
+    ]  # a row names a principle of its constitution
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = pairs_bytes(items, id_styles, encoding)
@@ -111,9 +187,13 @@ def test_fuzz_pair_rows_through_label(items, id_styles, encoding, judge, constit
 
 
 # -- families that once broke the label store: each ends cleanly now, with one record per id -----------------------
-valid_rows = st.fixed_dictionaries({"prompt": st.text(min_size=1, max_size=20),
-                                    "response_a": st.text(min_size=1, max_size=20).map(lambda t: t + "."),
-                                    "response_b": st.text(min_size=1, max_size=20).map(lambda t: t + "!")})
+valid_rows = st.fixed_dictionaries(
+    {
+        "prompt": st.text(min_size=1, max_size=20),
+        "response_a": st.text(min_size=1, max_size=20).map(lambda t: t + "."),
+        "response_b": st.text(min_size=1, max_size=20).map(lambda t: t + "!"),
+    }
+)
 
 
 def label_twice(first: list[str], second: list[str], skip_invalid: bool) -> None:
@@ -123,15 +203,17 @@ def label_twice(first: list[str], second: list[str], skip_invalid: bool) -> None
         tmp = Path(tmp)
         opts = ["--skip-invalid"] if skip_invalid else []
         for text in (first, second):
-            result = run_label(tmp, "".join(line + "\n" for line in text).encode(), False, "rule-length", "one",
-                               opts)
+            result = run_label(tmp, "".join(line + "\n" for line in text).encode(), False, "rule-length", "one", opts)
             assert_clean_end(result, allowed=(0, 3, 4))
             assert_store_valid(tmp / "out")
 
 
 @fuzz_settings(20, shrink=False)
-@given(row=valid_rows, principle=st.text(min_size=1, max_size=8).filter(lambda p: p not in ("kind", "short")),
-       skip_invalid=st.booleans())
+@given(
+    row=valid_rows,
+    principle=st.text(min_size=1, max_size=8).filter(lambda p: p not in ("kind", "short")),
+    skip_invalid=st.booleans(),
+)
 def test_fuzz_rows_naming_a_principle_the_constitution_lacks(row, principle, skip_invalid):
     label_twice([json.dumps({**row, "id": "p0", "principle": principle})], [], skip_invalid)
 

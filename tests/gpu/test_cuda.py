@@ -18,11 +18,20 @@ from rlaif.config.sampling import SamplingConfig
 from rlaif.records import Pair
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu-check.sh)")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu-check.sh)"),
+]
 
-PAIRS = [Pair(id=f"p{i}", prompt=f"How do I bake bread? ({i})", response_a="Mix flour, water, yeast and salt.",
-              response_b="Response A is better than Response B." * (1 + i % 3)) for i in range(6)]
+PAIRS = [
+    Pair(
+        id=f"p{i}",
+        prompt=f"How do I bake bread? ({i})",
+        response_a="Mix flour, water, yeast and salt.",
+        response_b="Response A is better than Response B." * (1 + i % 3),
+    )
+    for i in range(6)
+]
 
 
 def _order_values(records) -> list[float]:
@@ -33,10 +42,14 @@ def test_the_judge_in_bf16_on_the_gpu_agrees_with_fp32_on_the_cpu(tiny_model_dir
     import rlaif
 
     runs = {}
-    for name, device, dtype in (("cpu", "cpu", "float32"), ("gpu-fp32", "cuda", "float32"), ("gpu-auto", "cuda",
-                                                                                              "auto")):
-        judge = rlaif.load_judge(TransformersJudgeConfig(model=str(tiny_model_dir), device=device, dtype=dtype,
-                                                          batch_size=4))
+    for name, device, dtype in (
+        ("cpu", "cpu", "float32"),
+        ("gpu-fp32", "cuda", "float32"),
+        ("gpu-auto", "cuda", "auto"),
+    ):
+        judge = rlaif.load_judge(
+            TransformersJudgeConfig(model=str(tiny_model_dir), device=device, dtype=dtype, batch_size=4)
+        )
         runs[name] = rlaif.judge_pairs(judge, PAIRS)
         assert all(r.status == "ok" for r in runs[name]), [r.error for r in runs[name]]
     assert runs["gpu-fp32"][0].judge == runs["cpu"][0].judge  # the device stays out of the judge hash
@@ -51,8 +64,8 @@ def test_the_kept_kv_cache_on_the_gpu_gives_the_naive_loops_chains(tiny_model_di
     from rlaif.revision.chain import ChainSettings, plan_chain, run_chains
     from rlaif.revision.generators import generation_settings, generation_sha256
     from rlaif.revision.registry import build_generator
-    from tests.revision.test_chain import ROWS, constitution
     from tests.revision.files import CONSTITUTION, EXAMPLE
+    from tests.revision.test_chain import ROWS, constitution
 
     c = constitution(CONSTITUTION + EXAMPLE)
     sampling = SamplingConfig(temperature=0, max_new_tokens=10)
@@ -76,9 +89,13 @@ def test_the_kept_kv_cache_on_the_gpu_gives_the_naive_loops_chains(tiny_model_di
 
 def _train(method: str, config: str, tmp_path, *overrides: str) -> list[dict]:
     out = tmp_path / method
-    result = subprocess.run([sys.executable, "-m", "rlaif.cli", "train", method, "--config", config,
-                             f"output_dir={out}", *overrides], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "train", method, "--config", config, f"output_dir={out}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert re.search(rf"^{method}: on cuda(:0)? \(.*\), bf16 mixed precision", result.stdout, re.M), result.stdout[:500]
@@ -89,18 +106,27 @@ def _losses(metrics: list[dict], key: str = "loss") -> list[float]:
     return [m[key] for m in metrics if key in m and m.get("split", "train") == "train"]
 
 
-@pytest.mark.parametrize("method,config,overrides,key", [
-    ("reward", "examples/tiny/reward.yaml", ("max_steps=60",), "loss"),
-    ("dpo", "examples/tiny/dpo.yaml", ("max_steps=60",), "loss"),
-    ("sft", "examples/tiny/cai/sft.yaml", ("max_steps=40",), "loss"),
-])
+@pytest.mark.parametrize(
+    "method,config,overrides,key",
+    [
+        ("reward", "examples/tiny/reward.yaml", ("max_steps=60",), "loss"),
+        ("dpo", "examples/tiny/dpo.yaml", ("max_steps=60",), "loss"),
+        ("sft", "examples/tiny/cai/sft.yaml", ("max_steps=40",), "loss"),
+    ],
+)
 def test_a_recipe_trains_in_bf16_mixed_precision_on_the_gpu(tmp_path, method, config, overrides, key):
     if method == "sft":  # the tiny CAI example's starting policy, fine-tuned on replies that begin "please"
-        subprocess.run([sys.executable, str(ROOT / "examples/tiny/cai/start.py"), str(tmp_path / "start")],
-                       cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "examples/tiny/cai/start.py"), str(tmp_path / "start")],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         prompts = [json.loads(x)["prompt"] for x in (ROOT / "examples/tiny/cai/prompts.jsonl").read_text().splitlines()]
-        rows = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": f"please {p}"}]}
-                for p in prompts]
+        rows = [
+            {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": f"please {p}"}]}
+            for p in prompts
+        ]
         (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         overrides = (*overrides, f"model.path={tmp_path / 'start'}", f"data.paths=[{tmp_path / 'sft.jsonl'}]")
     metrics = _train(method, config, tmp_path, *overrides)

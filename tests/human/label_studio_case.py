@@ -37,18 +37,37 @@ TIE_PROMPT, SKIP_PROMPT = "Tea or coffee?", "Will it rain tomorrow?"
 ALICE, BOB = "alice", "bob"  # alice labels every task; bob calls one a tie and skips another
 
 PAIR_ROWS = [
-    {"prompt": "How do I ask my neighbour to turn the music down?",
-     "chosen": "Knock and say: could you please turn it down a little?", "rejected": "Bang on the wall."},
-    {"prompt": [{"role": "system", "content": "You are terse."},
-                {"role": "user", "content": "Can you check my essay?"}],
-     "chosen": [{"role": "assistant", "content": "Yes, please paste it here."}],
-     "rejected": [{"role": "assistant", "content": "No."}]},
-    {"id": "markup", "prompt": "Where should I sit?",
-     "response_a": "Sit down.", "response_b": "<b>Please</b> take a seat <script>alert(1)</script> &amp; relax"},
-    {"id": "forced-ruder", "prompt": "Reply to a late delivery complaint.", "principle": "ruder",
-     "response_a": "We are sorry; please accept a refund.", "response_b": "Not our problem."},
-    {"prompt": "Say no to an invitation.", "chosen": "Thank you, but no.\n\n  Please invite me next time \u2026 \u2603",
-     "rejected": "no"},
+    {
+        "prompt": "How do I ask my neighbour to turn the music down?",
+        "chosen": "Knock and say: could you please turn it down a little?",
+        "rejected": "Bang on the wall.",
+    },
+    {
+        "prompt": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Can you check my essay?"},
+        ],
+        "chosen": [{"role": "assistant", "content": "Yes, please paste it here."}],
+        "rejected": [{"role": "assistant", "content": "No."}],
+    },
+    {
+        "id": "markup",
+        "prompt": "Where should I sit?",
+        "response_a": "Sit down.",
+        "response_b": "<b>Please</b> take a seat <script>alert(1)</script> &amp; relax",
+    },
+    {
+        "id": "forced-ruder",
+        "prompt": "Reply to a late delivery complaint.",
+        "principle": "ruder",
+        "response_a": "We are sorry; please accept a refund.",
+        "response_b": "Not our problem.",
+    },
+    {
+        "prompt": "Say no to an invitation.",
+        "chosen": "Thank you, but no.\n\n  Please invite me next time \u2026 \u2603",
+        "rejected": "no",
+    },
     {"prompt": TIE_PROMPT, "response_a": "Coffee, please.", "response_b": "Tea."},
     {"prompt": SKIP_PROMPT, "response_a": "Maybe.", "response_b": "Please check the forecast."},
     {"prompt": "Ask for the salt.", "chosen": "Could you pass the salt, please?", "rejected": "Salt. Now."},
@@ -97,8 +116,9 @@ def check_labels(records: list[dict], pairs: Path, constitution: Path, annotator
         assert r["p_a"] == {"a": 1.0, "b": 0.0, "tie": 0.5}[r["label"]]
     # alice labelled every pair; bob all but the one he skipped
     assert sorted(r["id"] for r in records if r["annotator"] == annotators[ALICE]) == sorted(by_id)
-    assert sorted(r["id"] for r in records if r["annotator"] == annotators[BOB]) == \
-        sorted(i for i, p in by_id.items() if p.prompt != SKIP_PROMPT)
+    assert sorted(r["id"] for r in records if r["annotator"] == annotators[BOB]) == sorted(
+        i for i, p in by_id.items() if p.prompt != SKIP_PROMPT
+    )
     assert len(records) == 2 * len(by_id) - 1
     covered = {(r["shown_order"], const.principle(r["principle_id"]).invert) for r in records}
     assert covered == {("ab", False), ("ab", True), ("ba", False), ("ba", True)}, covered

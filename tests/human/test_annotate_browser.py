@@ -23,11 +23,18 @@ SCRIPT = "<script>window.__pwned=1</script>"
 IMG = '<img src=x onerror="window.__pwned=1">'
 PROMPT_XSS = '<img src=x onerror="window.__pwned=2">Is <b>this</b> bold?'
 PAIRS = [
-    {"id": "p0", "prompt": "How do I boil an egg?", "response_a": "Simmer it for nine minutes.",
-     "response_b": "Microwave it in its shell."},
-    {"id": "p1", "prompt": [{"role": "system", "content": "Be brief."},
-                            {"role": "user", "content": "Capital of France?"}],
-     "response_a": "Paris.", "response_b": "Lyon."},
+    {
+        "id": "p0",
+        "prompt": "How do I boil an egg?",
+        "response_a": "Simmer it for nine minutes.",
+        "response_b": "Microwave it in its shell.",
+    },
+    {
+        "id": "p1",
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
+        "response_a": "Paris.",
+        "response_b": "Lyon.",
+    },
     {"id": "p2", "prompt": PROMPT_XSS, "response_a": f"Here: {SCRIPT} done", "response_b": f"{IMG} and <b>bold</b>"},
     {"id": "p3", "prompt": "Say hi.", "response_a": "Hi!", "response_b": "Hello there!"},
     {"id": "p4", "prompt": "2 + 2?", "response_a": "4", "response_b": "5"},
@@ -44,8 +51,11 @@ def test_annotator_labels_with_clicks_and_keys_and_markup_stays_text(tmp_path):
     pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     by_id = {p["id"]: p for p in PAIRS}
     with AnnotateServer(tmp_path, pairs) as server, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page()
             errors: list[str] = []

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 def test_a_host_beyond_loopback_is_refused_without_allow_remote(tmp_path, host):
     write_pairs(tmp_path / "pairs.jsonl", 2)
     db = tmp_path / "labels.sqlite"
-    done = run_cli("annotate", "serve", "--pairs", tmp_path / "pairs.jsonl", "--db", db, "--host", host,
-                   "--port", "0", timeout=60)
+    done = run_cli(
+        "annotate", "serve", "--pairs", tmp_path / "pairs.jsonl", "--db", db, "--host", host, "--port", "0", timeout=60
+    )
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error: --host {host} would serve the annotation app beyond this machine over plain HTTP")
@@ -46,6 +47,7 @@ def test_a_taken_port_or_an_address_it_cannot_have_exits_2_before_anything_is_wr
 
     def serve(*args):
         return run_cli("annotate", "serve", "--pairs", tmp_path / "pairs.jsonl", "--db", db, *args, timeout=60)
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -53,9 +55,12 @@ def test_a_taken_port_or_an_address_it_cannot_have_exits_2_before_anything_is_wr
         done = serve("--port", port)
     assert done.returncode == 2 and done.stderr.splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use (pick another --port, or --port 0 for a free "
-        "one)"]
-    for host, why in [("no-such-host.invalid", "the host does not resolve"),
-                      ("192.0.2.7", "that address is not one of this machine's")]:  # TEST-NET-1: never local
+        "one)"
+    ]
+    for host, why in [
+        ("no-such-host.invalid", "the host does not resolve"),
+        ("192.0.2.7", "that address is not one of this machine's"),
+    ]:  # TEST-NET-1: never local
         done = serve("--host", host, "--allow-remote", "--port", "8000")
         (line,) = done.stderr.splitlines()
         assert done.returncode == 2 and line.startswith(f"error: cannot listen on {host}:8000: {why}"), done.stderr
@@ -66,8 +71,18 @@ def test_port_0_announces_the_port_it_got(tmp_path):
     write_pairs(tmp_path / "pairs.jsonl", 2)
     (tmp_path / "tokens.txt").write_text(f"alice:{TOKENS['alice']}\n")
     log = tmp_path / "server.log"
-    cmd = rlaif_command("annotate", "serve", "--pairs", tmp_path / "pairs.jsonl", "--db", tmp_path / "l.sqlite",
-                        "--tokens", tmp_path / "tokens.txt", "--port", "0")
+    cmd = rlaif_command(
+        "annotate",
+        "serve",
+        "--pairs",
+        tmp_path / "pairs.jsonl",
+        "--db",
+        tmp_path / "l.sqlite",
+        "--tokens",
+        tmp_path / "tokens.txt",
+        "--port",
+        "0",
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=out, stderr=out)
     try:
@@ -77,8 +92,9 @@ def test_port_0_announces_the_port_it_got(tmp_path):
             time.sleep(0.05)
         port = int(announced.group(1))
         assert port != 0
-        reply = httpx.get(f"http://127.0.0.1:{port}/api/progress", timeout=10,
-                          headers={"Authorization": f"Bearer {TOKENS['alice']}"})
+        reply = httpx.get(
+            f"http://127.0.0.1:{port}/api/progress", timeout=10, headers={"Authorization": f"Bearer {TOKENS['alice']}"}
+        )
         assert reply.status_code == 200 and reply.json()["done"] == 0
     finally:
         proc.terminate()

@@ -142,12 +142,14 @@ def test_damaged_or_foreign_files_are_refused_and_left_untouched(tmp_path):
         page_size = c.execute("PRAGMA page_size").fetchone()[0]
         root = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'labels'").fetchone()[0]
     data = bytearray(damaged.read_bytes())
-    data[(root - 1) * page_size:root * page_size] = b"\xab" * page_size  # the labels table's root page
+    data[(root - 1) * page_size : root * page_size] = b"\xab" * page_size  # the labels table's root page
     damaged.write_bytes(bytes(data))
 
-    expected = {not_sqlite: "is not an SQLite database; it was left untouched",
-                foreign: "is an SQLite database of something else (tables: users); it was left untouched",
-                damaged: "is damaged"}
+    expected = {
+        not_sqlite: "is not an SQLite database; it was left untouched",
+        foreign: "is an SQLite database of something else (tables: users); it was left untouched",
+        damaged: "is damaged",
+    }
     for path, message in expected.items():
         before = path.read_bytes()
         serve = run_cli("annotate", "serve", "--pairs", pairs, "--db", path, "--port", free_port())

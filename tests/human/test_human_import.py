@@ -13,7 +13,9 @@ from rlaif.data.pairs import DataError, read_pairs
 from rlaif.feedback.human_records import human_record
 from rlaif.human.importer import import_labels, iter_human_labels
 from rlaif.records import LabelRecord
-from tests.helpers import HH_HARMLESS_TEST as HH, ROOT, run_cli, write_jsonl
+from tests.helpers import HH_HARMLESS_TEST as HH
+from tests.helpers import ROOT, run_cli, write_jsonl
+
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -21,8 +23,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def hh_row(i: int) -> dict:
     talk = f"\n\nHuman: How do I deal with problem {i}?\n\nAssistant: Tell me more.\n\nHuman: It is urgent."
-    return {"chosen": talk + f"\n\nAssistant: Calmly, step by step ({i}).",
-            "rejected": talk + f"\n\nAssistant: Panic ({i})."}
+    return {
+        "chosen": talk + f"\n\nAssistant: Calmly, step by step ({i}).",
+        "rejected": talk + f"\n\nAssistant: Panic ({i}).",
+    }
 
 
 def check_human(record: dict, annotator: str = "imported") -> None:
@@ -41,8 +45,12 @@ def test_hh_transcripts_keep_the_human_choice_in_the_pairs_seeded_order(tmp_path
     assert counts["labels"] == 12 and counts["a"] + counts["b"] == 12 and 0 < counts["a"] < 12
     for r, pair in zip(records, pairs):
         check_human(r)
-        assert (r["id"], r["response_a"], r["response_b"], r["prompt"]) == \
-            (pair.id, pair.response_a, pair.response_b, pair.prompt)
+        assert (r["id"], r["response_a"], r["response_b"], r["prompt"]) == (
+            pair.id,
+            pair.response_a,
+            pair.response_b,
+            pair.prompt,
+        )
         chosen = r["response_" + r["label"]]
         assert chosen.startswith("Calmly")  # the label points at the chosen response, whichever slot it is in
         assert r["prompt"][-1] == {"role": "user", "content": "It is urgent."}
@@ -68,11 +76,17 @@ def test_the_shared_hh_harmless_test_set_imports_whole(tmp_path):
 
 
 def test_trl_rows_get_the_ids_and_orders_rlaif_label_gives(tmp_path):
-    rows = [{"prompt": f"question {i}", "chosen": f"please, answer {i}", "rejected": f"no answer {i}"}
-            for i in range(6)]
-    rows += [{"prompt": [{"role": "user", "content": f"chat {i}"}],
-              "chosen": [{"role": "assistant", "content": f"please, chat answer {i}"}],
-              "rejected": [{"role": "assistant", "content": f"no chat answer {i}"}]} for i in range(4)]
+    rows = [
+        {"prompt": f"question {i}", "chosen": f"please, answer {i}", "rejected": f"no answer {i}"} for i in range(6)
+    ]
+    rows += [
+        {
+            "prompt": [{"role": "user", "content": f"chat {i}"}],
+            "chosen": [{"role": "assistant", "content": f"please, chat answer {i}"}],
+            "rejected": [{"role": "assistant", "content": f"no chat answer {i}"}],
+        }
+        for i in range(4)
+    ]
     rows.append({"id": "with-label", "prompt": "p", "response_a": "x", "response_b": "please y", "human_label": "b"})
     data = write_jsonl(tmp_path / "trl.jsonl", rows)
     p = run_cli("human", "import", data, "--out", tmp_path / "human.jsonl", "--seed", "3", "--annotator", "crowd")
@@ -80,8 +94,20 @@ def test_trl_rows_get_the_ids_and_orders_rlaif_label_gives(tmp_path):
     human = read_jsonl(tmp_path / "human.jsonl")
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
-    p = run_cli("label", "--pairs", data, "--constitution", ROOT / "constitutions" / "helpful.yaml", "--judge",
-                judge, "--out", tmp_path / "ai", "--seed", "3", "--quiet")
+    p = run_cli(
+        "label",
+        "--pairs",
+        data,
+        "--constitution",
+        ROOT / "constitutions" / "helpful.yaml",
+        "--judge",
+        judge,
+        "--out",
+        tmp_path / "ai",
+        "--seed",
+        "3",
+        "--quiet",
+    )
     assert p.returncode == 0, p.stderr
     ai = {r["id"]: r for r in read_jsonl(tmp_path / "ai" / "labels.jsonl")}
     assert [r["id"] for r in human] == list(ai)
@@ -95,8 +121,15 @@ def test_trl_rows_get_the_ids_and_orders_rlaif_label_gives(tmp_path):
 
 
 LABEL_ROWS = [
-    {"id": "x1", "prompt": "Hi?", "response_a": "Hello!", "response_b": "Go away.", "label": "a",
-     "annotator": "ann1", "p_a": 0.8},
+    {
+        "id": "x1",
+        "prompt": "Hi?",
+        "response_a": "Hello!",
+        "response_b": "Go away.",
+        "label": "a",
+        "annotator": "ann1",
+        "p_a": 0.8,
+    },
     {"prompt": "Hi?", "response_a": "Hello!", "response_b": "Go away.", "label": "b", "annotator": "ann2"},
     {"id": 7, "prompt": [{"role": "user", "content": "2+2?"}], "response_a": "5", "response_b": "4", "label": "tie"},
 ]
@@ -108,8 +141,9 @@ def test_label_files_in_jsonl_and_csv_import_alike(tmp_path):
         w = csv.DictWriter(f, ["id", "prompt", "response_a", "response_b", "label", "annotator", "p_a"])
         w.writeheader()
         for row in LABEL_ROWS:
-            w.writerow({**row, "prompt": json.dumps(row["prompt"]) if isinstance(row["prompt"], list)
-                        else row["prompt"]})
+            w.writerow(
+                {**row, "prompt": json.dumps(row["prompt"]) if isinstance(row["prompt"], list) else row["prompt"]}
+            )
     from_jsonl = [r.to_json() for r in iter_human_labels(jsonl)]
     from_csv = [r.to_json() for r in iter_human_labels(tmp_path / "labels.csv")]
     for r in from_jsonl + from_csv:
@@ -117,30 +151,56 @@ def test_label_files_in_jsonl_and_csv_import_alike(tmp_path):
     assert from_jsonl == from_csv
     # ids: given ones kept (as strings); a missing one is the content hash `rlaif label` uses for the row
     assert [r["id"] for r in from_jsonl] == [p.id for p in read_pairs(jsonl)] == ["x1", from_jsonl[1]["id"], "7"]
-    assert [(r["annotator"], r["label"], r["p_a"]) for r in from_jsonl] == \
-        [("ann1", "a", 0.8), ("ann2", "b", 0.0), ("imported", "tie", 0.5)]
+    assert [(r["annotator"], r["label"], r["p_a"]) for r in from_jsonl] == [
+        ("ann1", "a", 0.8),
+        ("ann2", "b", 0.0),
+        ("imported", "tie", 0.5),
+    ]
     assert from_jsonl[2]["prompt"] == [{"role": "user", "content": "2+2?"}] and from_jsonl[2]["conversational"]
 
 
 def test_exported_annotations_import_back_unchanged(tmp_path):
-    exported = [human_record(pair_id="q1", prompt="p", response_a="x", response_b="y", label="b", annotator="bob",
-                             created_at="2026-01-02T03:04:05.000+00:00", shown_order="ba",
-                             principle_id="polite").to_json()]
+    exported = [
+        human_record(
+            pair_id="q1",
+            prompt="p",
+            response_a="x",
+            response_b="y",
+            label="b",
+            annotator="bob",
+            created_at="2026-01-02T03:04:05.000+00:00",
+            shown_order="ba",
+            principle_id="polite",
+        ).to_json()
+    ]
     f = write_jsonl(tmp_path / "export.jsonl", exported)
     assert [r.to_json() for r in iter_human_labels(f)] == exported
 
 
-@pytest.mark.parametrize("rows, line, message", [
-    ([LABEL_ROWS[0], {**LABEL_ROWS[1], "label": "c"}], 2, "label: Input should be 'a', 'b' or 'tie'"),
-    ([{**LABEL_ROWS[0], "p_a": 0.3}], 1, "p_a = 0.3 contradicts label 'a'"),
-    ([{**LABEL_ROWS[0], "p_a": 1.5}], 1, "p_a: Input should be less than or equal to 1"),
-    ([LABEL_ROWS[0], {**LABEL_ROWS[0], "label": "b", "p_a": None}], 2,
-     "a second label for pair 'x1' by 'ann1' (first on line 1)"),
-    ([LABEL_ROWS[0], {k: v for k, v in LABEL_ROWS[1].items() if k != "response_b"}], 2, "response_b: Field required"),
-    ([{**LABEL_ROWS[2], "prompt": [{"content": "2+2?"}]}], 1, "prompt[0] must be a message with string 'role'"),
-    ([{"prompt": "p", "chosen": "x", "rejected": "y"}, {"prompt": "p2", "response_a": "x", "response_b": "y"}], 2,
-     "row carries no human choice"),
-])
+@pytest.mark.parametrize(
+    "rows, line, message",
+    [
+        ([LABEL_ROWS[0], {**LABEL_ROWS[1], "label": "c"}], 2, "label: Input should be 'a', 'b' or 'tie'"),
+        ([{**LABEL_ROWS[0], "p_a": 0.3}], 1, "p_a = 0.3 contradicts label 'a'"),
+        ([{**LABEL_ROWS[0], "p_a": 1.5}], 1, "p_a: Input should be less than or equal to 1"),
+        (
+            [LABEL_ROWS[0], {**LABEL_ROWS[0], "label": "b", "p_a": None}],
+            2,
+            "a second label for pair 'x1' by 'ann1' (first on line 1)",
+        ),
+        (
+            [LABEL_ROWS[0], {k: v for k, v in LABEL_ROWS[1].items() if k != "response_b"}],
+            2,
+            "response_b: Field required",
+        ),
+        ([{**LABEL_ROWS[2], "prompt": [{"content": "2+2?"}]}], 1, "prompt[0] must be a message with string 'role'"),
+        (
+            [{"prompt": "p", "chosen": "x", "rejected": "y"}, {"prompt": "p2", "response_a": "x", "response_b": "y"}],
+            2,
+            "row carries no human choice",
+        ),
+    ],
+)
 def test_bad_rows_are_reported_with_file_and_line(tmp_path, rows, line, message):
     data = write_jsonl(tmp_path / "labels.jsonl", rows)
     with pytest.raises(DataError) as e:
@@ -162,8 +222,12 @@ def test_cli_reports_bad_input_as_one_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("prompt,response_a,label\nq,x,a\n")
     p = run_cli("human", "import", bad, "--out", tmp_path / "out.jsonl")
-    assert p.returncode == 2 and p.stderr.strip() == f"error: {bad}:1: CSV header lacks response_b (needs prompt, " \
+    assert (
+        p.returncode == 2
+        and p.stderr.strip()
+        == f"error: {bad}:1: CSV header lacks response_b (needs prompt, "
         "response_a, response_b, label; optional id, annotator, p_a)"
+    )
     p = run_cli("human", "import", tmp_path / "missing.jsonl", "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and "missing.jsonl: no such file" in p.stderr
 

@@ -42,8 +42,9 @@ def write_pairs(path: Path, n: int, chat_at: Optional[int] = 1) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = [{"role": "user", "content": f"question {i}"}] if i == chat_at else f"question {i}"
-        rows.append({"id": f"p{i}", "prompt": prompt, "response_a": f"first answer {i}",
-                     "response_b": f"second answer {i}"})
+        rows.append(
+            {"id": f"p{i}", "prompt": prompt, "response_a": f"first answer {i}", "response_b": f"second answer {i}"}
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -51,8 +52,7 @@ def write_pairs(path: Path, n: int, chat_at: Optional[int] = 1) -> list[dict]:
 class AnnotateServer:
     """`rlaif annotate serve` as a subprocess on a free loopback port, with a tokens file."""
 
-    def __init__(self, tmp: Path, pairs: Path, *extra: str, db: Optional[Path] = None,
-                 tokens: dict[str, str] = TOKENS):
+    def __init__(self, tmp: Path, pairs: Path, *extra: str, db: Optional[Path] = None, tokens: dict[str, str] = TOKENS):
         self.tmp, self.pairs, self.db, self.tokens = tmp, pairs, db or tmp / "labels.sqlite", tokens
         self.extra = list(extra)
         self.tokens_file = tmp / "tokens.txt"
@@ -66,8 +66,19 @@ class AnnotateServer:
 
     def start(self, timeout: float = 30.0) -> "AnnotateServer":
         self.port = free_port()
-        cmd = rlaif_command("annotate", "serve", "--pairs", self.pairs, "--db", self.db, "--tokens", self.tokens_file,
-                            "--port", self.port, *self.extra)
+        cmd = rlaif_command(
+            "annotate",
+            "serve",
+            "--pairs",
+            self.pairs,
+            "--db",
+            self.db,
+            "--tokens",
+            self.tokens_file,
+            "--port",
+            self.port,
+            *self.extra,
+        )
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -143,15 +154,23 @@ def test_tokens_file_errors_name_file_and_line(tmp_path):
     f.write_text("alice:alice-token-0001\nbob\n")
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(pairs, 2)
-    p = run_cli("annotate", "serve", "--pairs", pairs, "--db", tmp_path / "x.sqlite", "--tokens", f, "--port",
-                free_port())
+    p = run_cli(
+        "annotate", "serve", "--pairs", pairs, "--db", tmp_path / "x.sqlite", "--tokens", f, "--port", free_port()
+    )
     assert p.returncode == 2 and p.stderr.strip() == f"error: {f}:2: expected annotator_name:token, found no ':'"
 
 
-@pytest.mark.parametrize("line, message", [
-    ("carol\n", "no ':'"), ("carol:short\n", "at least 8"), ("ca rol:carol-token-0003\n", "annotator name"),
-    ("alice:other-token-9\n", "already on line 2"), ("carol:alice-token-0001\n", "same token as 'alice'"),
-    (":carol-token-0003\n", "annotator name")])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("carol\n", "no ':'"),
+        ("carol:short\n", "at least 8"),
+        ("ca rol:carol-token-0003\n", "annotator name"),
+        ("alice:other-token-9\n", "already on line 2"),
+        ("carol:alice-token-0001\n", "same token as 'alice'"),
+        (":carol-token-0003\n", "annotator name"),
+    ],
+)
 def test_a_bad_tokens_line_is_named_by_file_and_line(tmp_path, line, message):
     from rlaif.human.tokens import TokensFileError, load_tokens
 
@@ -167,10 +186,18 @@ def test_a_bad_tokens_line_is_named_by_file_and_line(tmp_path, line, message):
 
 def test_every_api_route_needs_a_known_bearer_token(tmp_path, pairs_file):
     with AnnotateServer(tmp_path, pairs_file) as server:
-        routes = [("GET", "/api/pairs/next", None), ("POST", "/api/labels", {"pair_id": "p0", "choice": "a"}),
-                  ("GET", "/api/progress", None)]
-        bad_headers = [{}, {"Authorization": "Bearer wrong-token-000"}, {"Authorization": "Bearer"},
-                       {"Authorization": f"Basic {TOKENS['alice']}"}, {"Authorization": TOKENS["alice"]}]
+        routes = [
+            ("GET", "/api/pairs/next", None),
+            ("POST", "/api/labels", {"pair_id": "p0", "choice": "a"}),
+            ("GET", "/api/progress", None),
+        ]
+        bad_headers = [
+            {},
+            {"Authorization": "Bearer wrong-token-000"},
+            {"Authorization": "Bearer"},
+            {"Authorization": f"Basic {TOKENS['alice']}"},
+            {"Authorization": TOKENS["alice"]},
+        ]
         with httpx.Client(base_url=server.url) as anonymous:
             for method, path, body in routes:
                 for headers in bad_headers:
@@ -190,16 +217,24 @@ def test_bad_requests_get_clear_errors_and_store_nothing(tmp_path, pairs_file):
     with AnnotateServer(tmp_path, pairs_file) as server, server.client("alice") as alice:
         r = alice.post("/api/labels", json={"pair_id": "no-such-pair", "choice": "a"})
         assert r.status_code == 404 and "no-such-pair" in r.json()["detail"]
-        bodies = [{"pair_id": "p0", "choice": "A"}, {"pair_id": "p0", "choice": "left"}, {"choice": "a"},
-                  {"pair_id": "p0"}, {"pair_id": "p0", "choice": "a", "extra": 1}, {"pair_id": "", "choice": "a"},
-                  ["p0", "a"], "a"]
+        bodies = [
+            {"pair_id": "p0", "choice": "A"},
+            {"pair_id": "p0", "choice": "left"},
+            {"choice": "a"},
+            {"pair_id": "p0"},
+            {"pair_id": "p0", "choice": "a", "extra": 1},
+            {"pair_id": "", "choice": "a"},
+            ["p0", "a"],
+            "a",
+        ]
         replies = [alice.post("/api/labels", json=body) for body in bodies]
         for raw in (b'{"pair_id": "p0", "choice": ', b"\xff\xfe", b""):
             replies.append(alice.post("/api/labels", content=raw, headers={"Content-Type": "application/json"}))
         for r in replies:  # each one plain line, not pydantic's list of loc, type and input
             assert r.status_code == 422 and set(r.json()) == {"detail"} and isinstance(r.json()["detail"], str)
         assert [r.json()["detail"] for r in replies[:3]] == ["choice: must be 'a', 'b', 'tie' or 'skip'"] * 2 + [
-            "pair_id: is required"]
+            "pair_id: is required"
+        ]
         big = json.dumps({"pair_id": "p0", "choice": "a", "pad": "x" * 70_000})
         r = alice.post("/api/labels", content=big, headers={"Content-Type": "application/json"})
         assert r.status_code == 413 and "bytes" in r.json()["detail"]
@@ -207,6 +242,7 @@ def test_bad_requests_get_clear_errors_and_store_nothing(tmp_path, pairs_file):
         def chunks():  # no Content-Length: the cap must hold on the bytes actually sent
             for _ in range(20):
                 yield b"x" * 8192
+
         r = alice.post("/api/labels", content=chunks(), headers={"Content-Type": "application/json"})
         assert r.status_code == 413
         progress = alice.get("/api/progress").json()
@@ -285,8 +321,7 @@ def read_pairs_list(path: Path) -> list:
 
 
 def test_repeat_is_idempotent_a_change_is_a_revision_and_skips_pass_a_pair_on(tmp_path, pairs_file):
-    with AnnotateServer(tmp_path, pairs_file) as server, server.client("alice") as alice, \
-            server.client("bob") as bob:
+    with AnnotateServer(tmp_path, pairs_file) as server, server.client("alice") as alice, server.client("bob") as bob:
         assert alice.get("/api/pairs/next").json()["pair_id"] == "p0"
         first = alice.post("/api/labels", json={"pair_id": "p0", "choice": "a"})
         again = alice.post("/api/labels", json={"pair_id": "p0", "choice": "a"})
@@ -305,8 +340,9 @@ def test_repeat_is_idempotent_a_change_is_a_revision_and_skips_pass_a_pair_on(tm
         assert alice.get("/api/progress").json()["skipped"] == 1
         records = server.export()
     with sqlite3.connect(server.db) as db:
-        revisions = db.execute("SELECT pair_id, annotator, old_label, new_label, old_choice, new_choice "
-                               "FROM revisions").fetchall()
+        revisions = db.execute(
+            "SELECT pair_id, annotator, old_label, new_label, old_choice, new_choice FROM revisions"
+        ).fetchall()
     assert revisions == [("p0", "alice", first.json()["label"], "tie", "a", "tie")]
     mine = [(r["id"], r["label"]) for r in records if r["annotator"] == "alice"]
     assert mine == [("p0", "tie")]  # one record, the revised label; the skip is not exported
@@ -314,8 +350,11 @@ def test_repeat_is_idempotent_a_change_is_a_revision_and_skips_pass_a_pair_on(tm
 
 def test_a_lease_runs_out_and_the_pair_goes_to_someone_else(tmp_path, pairs_file):
     write_pairs(pairs_file, 1)
-    with AnnotateServer(tmp_path, pairs_file, "--lease-s", "1") as server, \
-            server.client("alice") as alice, server.client("bob") as bob:
+    with (
+        AnnotateServer(tmp_path, pairs_file, "--lease-s", "1") as server,
+        server.client("alice") as alice,
+        server.client("bob") as bob,
+    ):
         assert alice.get("/api/pairs/next").json()["pair_id"] == "p0"
         assert bob.get("/api/pairs/next").status_code == 204  # alice holds the only pair
         time.sleep(1.3)
@@ -331,20 +370,42 @@ def test_export_matches_rlaif_label_ids_orders_and_principles(tmp_path):
     """A TRL file served with a constitution and a seed: the export's ids, pair orders and principles are the
     ones `rlaif label` gives the same file with the same seed, so AI and human labels match by id."""
     trl = tmp_path / "trl.jsonl"
-    trl.write_text("".join(json.dumps({"prompt": f"question {i}", "chosen": f"please, answer {i}",
-                                       "rejected": f"no answer {i}"}) + "\n" for i in range(6)))
+    trl.write_text(
+        "".join(
+            json.dumps({"prompt": f"question {i}", "chosen": f"please, answer {i}", "rejected": f"no answer {i}"})
+            + "\n"
+            for i in range(6)
+        )
+    )
     const = tmp_path / "polite.yaml"
-    const.write_text("name: polite\nversion: '1'\nprinciples:\n  - id: polite\n    text: Which is more polite?\n"
-                     "  - id: ruder\n    text: Which is ruder?\n    invert: true\n")
+    const.write_text(
+        "name: polite\nversion: '1'\nprinciples:\n  - id: polite\n    text: Which is more polite?\n"
+        "  - id: ruder\n    text: Which is ruder?\n    invert: true\n"
+    )
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
-    p = run_cli("label", "--pairs", trl, "--constitution", const, "--judge", judge, "--out", tmp_path / "ai",
-                "--seed", "7", "--quiet", timeout=180)
+    p = run_cli(
+        "label",
+        "--pairs",
+        trl,
+        "--constitution",
+        const,
+        "--judge",
+        judge,
+        "--out",
+        tmp_path / "ai",
+        "--seed",
+        "7",
+        "--quiet",
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     ai = {r["id"]: r for r in map(json.loads, (tmp_path / "ai" / "labels.jsonl").read_text().splitlines())}
     constitution = load_constitution(const)
-    with AnnotateServer(tmp_path, trl, "--constitution", str(const), "--seed", "7") as server, \
-            server.client("alice") as alice:
+    with (
+        AnnotateServer(tmp_path, trl, "--constitution", str(const), "--seed", "7") as server,
+        server.client("alice") as alice,
+    ):
         while (r := alice.get("/api/pairs/next")).status_code == 200:
             shown = r.json()
             assert shown["principle"] == constitution.principle(ai[shown["pair_id"]]["principle_id"]).text

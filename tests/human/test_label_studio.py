@@ -41,8 +41,21 @@ def write_export(tmp_path: Path, tasks: list[dict]) -> Path:
 
 def export_tasks(tmp_path: Path, *extra: str, seed: int = case.SEED):
     pairs, constitution = case.write_inputs(tmp_path)
-    return run_cli("annotate", "export-tasks", "--format", "label-studio", "--pairs", pairs, "--constitution",
-                   constitution, "--out", tmp_path / "ls", "--seed", str(seed), *extra)
+    return run_cli(
+        "annotate",
+        "export-tasks",
+        "--format",
+        "label-studio",
+        "--pairs",
+        pairs,
+        "--constitution",
+        constitution,
+        "--out",
+        tmp_path / "ls",
+        "--seed",
+        str(seed),
+        *extra,
+    )
 
 
 def test_the_real_export_imports_with_every_choice_on_the_right_response_and_rlaif_labels_ids(tmp_path):
@@ -59,8 +72,20 @@ def test_the_real_export_imports_with_every_choice_on_the_right_response_and_rla
     # labels meet by id; the judge that prefers "please" agrees with both annotators
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:prefers_polite\n")
-    p = run_cli("label", "--pairs", pairs, "--constitution", constitution, "--judge", judge, "--out",
-                tmp_path / "ai", "--seed", str(case.SEED), "--quiet")
+    p = run_cli(
+        "label",
+        "--pairs",
+        pairs,
+        "--constitution",
+        constitution,
+        "--judge",
+        judge,
+        "--out",
+        tmp_path / "ai",
+        "--seed",
+        str(case.SEED),
+        "--quiet",
+    )
     assert p.returncode == 0, p.stderr
     ai = {r["id"]: r for r in read_jsonl(tmp_path / "ai" / "labels.jsonl")}
     assert {r["id"] for r in human} == set(ai)
@@ -86,13 +111,20 @@ def test_export_tasks_writes_what_label_studio_was_given(tmp_path):
         pair = by_id[known["pair_id"]]
         order = shown_order(case.SEED, ORDER_KEY, pair.id)  # seeded per task, stored in it
         principle = const.principles_for(pair, case.SEED)[0]  # the one the judge drew for the pair
-        assert (known["shown_order"], known["principle_id"], known["principle_invert"]) == \
-            (order, principle.id, principle.invert)
+        assert (known["shown_order"], known["principle_id"], known["principle_invert"]) == (
+            order,
+            principle.id,
+            principle.invert,
+        )
         assert data["principle"] == principle.text
-        assert (data["left"], data["right"]) == ((pair.response_a, pair.response_b) if order == "ab"
-                                                 else (pair.response_b, pair.response_a))
-        assert (known["prompt"], known["response_a"], known["response_b"]) == \
-            (pair.prompt, pair.response_a, pair.response_b)
+        assert (data["left"], data["right"]) == (
+            (pair.response_a, pair.response_b) if order == "ab" else (pair.response_b, pair.response_a)
+        )
+        assert (known["prompt"], known["response_a"], known["response_b"]) == (
+            pair.prompt,
+            pair.response_a,
+            pair.response_b,
+        )
     chat = next(t["data"] for t in tasks if t["data"]["rlaif"]["conversational"])
     assert chat["prompt"] == "System: You are terse.\n\nUser: Can you check my essay?"
     # another seed draws other orders
@@ -121,8 +153,12 @@ def test_a_user_named_in_full_by_the_export_is_the_same_annotator(tmp_path):
     tasks = fixture()
     for t in tasks:
         for a in t["annotations"]:
-            a["completed_by"] = {"id": a["completed_by"], "email": f"user{a['completed_by']}@x.test",
-                                 "first_name": "", "last_name": ""}
+            a["completed_by"] = {
+                "id": a["completed_by"],
+                "email": f"user{a['completed_by']}@x.test",
+                "first_name": "",
+                "last_name": "",
+            }
     import_labels(write_export(tmp_path, tasks), tmp_path / "expanded.jsonl")
     import_labels(case.FIXTURE, tmp_path / "plain.jsonl")
     assert read_jsonl(tmp_path / "expanded.jsonl") == read_jsonl(tmp_path / "plain.jsonl")
@@ -136,37 +172,49 @@ def alices(task: dict) -> dict:
 def _choice(value):
     def edit(task):
         alices(task)["result"][0]["value"]["choices"] = value
+
     return edit
 
 
 def _drop(key):
     def edit(task):
         del alices(task)[key]
+
     return edit
 
 
 def _known(key, value):
     def edit(task):
         task["data"]["rlaif"][key] = value
+
     return edit
 
 
-@pytest.mark.parametrize("edit, message", [
-    (_choice(["Maybe"]), "by label-studio:1: choice 'Maybe' is not one of A, B, Tie (was the labeling config "
-                         "changed?)"),
-    (_choice([]), "by label-studio:1: no choice (one of A, B, Tie is needed, or the task skipped)"),
-    (_choice(["A", "B"]), "more than one choice"),
-    (_drop("completed_by"), "completed_by names no Label Studio user"),
-    (_known("shown_order", "xy"), "data.rlaif: shown_order: Input should be 'ab' or 'ba'"),
-    (_known("response_a", 7), "data.rlaif: response_a: Input should be a valid string"),
-    (_known("shown_order", "ba"), "the task data was changed after `rlaif annotate export-tasks`"),
-    (lambda task: task["data"].update(left="edited in Label Studio"), "its left and right responses are not pair "
-     "'markup' in the order recorded (ab)"),
-    (lambda task: task["data"].pop("rlaif"), "was not written by `rlaif annotate export-tasks`"),
-    (lambda task: task["annotations"].append(copy.deepcopy(alices(task))),
-     "a second label for pair 'markup' by 'label-studio:1' (first on line 3); delete the extra "
-     "annotation in Label Studio, or import each project once"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            _choice(["Maybe"]),
+            "by label-studio:1: choice 'Maybe' is not one of A, B, Tie (was the labeling config changed?)",
+        ),
+        (_choice([]), "by label-studio:1: no choice (one of A, B, Tie is needed, or the task skipped)"),
+        (_choice(["A", "B"]), "more than one choice"),
+        (_drop("completed_by"), "completed_by names no Label Studio user"),
+        (_known("shown_order", "xy"), "data.rlaif: shown_order: Input should be 'ab' or 'ba'"),
+        (_known("response_a", 7), "data.rlaif: response_a: Input should be a valid string"),
+        (_known("shown_order", "ba"), "the task data was changed after `rlaif annotate export-tasks`"),
+        (
+            lambda task: task["data"].update(left="edited in Label Studio"),
+            "its left and right responses are not pair 'markup' in the order recorded (ab)",
+        ),
+        (lambda task: task["data"].pop("rlaif"), "was not written by `rlaif annotate export-tasks`"),
+        (
+            lambda task: task["annotations"].append(copy.deepcopy(alices(task))),
+            "a second label for pair 'markup' by 'label-studio:1' (first on line 3); delete the extra "
+            "annotation in Label Studio, or import each project once",
+        ),
+    ],
+)
 def test_a_bad_task_or_annotation_is_named_by_file_and_task_and_nothing_is_written(tmp_path, edit, message):
     tasks = fixture()
     edit(tasks[2])
@@ -197,10 +245,13 @@ def test_skip_invalid_leaves_bad_annotations_out_and_says_which(tmp_path):
     assert counts["labels"] == len(read_jsonl(tmp_path / "out.jsonl")) == 15 - 2 - 1
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([{"id": 1, "rlaif": {}, "annotation_id": 4, "annotator": 1, "choice": "A"}], "a Label Studio JSON-MIN export"),
-    ([{"data": {"left": "x", "rlaif": {}}}], "the tasks `rlaif annotate export-tasks` wrote, without annotations"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"id": 1, "rlaif": {}, "annotation_id": 4, "annotator": 1, "choice": "A"}], "a Label Studio JSON-MIN export"),
+        ([{"data": {"left": "x", "rlaif": {}}}], "the tasks `rlaif annotate export-tasks` wrote, without annotations"),
+    ],
+)
 def test_the_wrong_label_studio_file_is_named_as_such(tmp_path, rows, message):
     p = run_cli("human", "import", write_export(tmp_path, rows), "--out", tmp_path / "out.jsonl")
     assert p.returncode == 2 and p.stderr.startswith(f"error: {tmp_path / 'export.json'}: {message}")
@@ -210,21 +261,38 @@ def test_the_wrong_label_studio_file_is_named_as_such(tmp_path, rows, message):
 def test_export_tasks_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path):
     pairs, constitution = case.write_inputs(tmp_path)
     with open(pairs, "a", encoding="utf-8") as f:
-        f.write("not json\n" + json.dumps({"prompt": "p", "response_a": "x", "response_b": "y",
-                                           "principle": "kindest"}) + "\n")
+        f.write(
+            "not json\n"
+            + json.dumps({"prompt": "p", "response_a": "x", "response_b": "y", "principle": "kindest"})
+            + "\n"
+        )
     out = tmp_path / "ls"
-    args = ("annotate", "export-tasks", "--format", "label-studio", "--pairs", pairs, "--constitution",
-            constitution, "--out", out)
+    args = (
+        "annotate",
+        "export-tasks",
+        "--format",
+        "label-studio",
+        "--pairs",
+        pairs,
+        "--constitution",
+        constitution,
+        "--out",
+        out,
+    )
     p = run_cli(*args)
     assert p.returncode == 2 and p.stderr.strip() == f"error: {pairs}:9: malformed JSON: Expecting value (column 1)"
     assert not out.exists() or not any(out.iterdir())
     p = run_cli(*args, "--skip-invalid")
-    assert p.returncode == 2 and p.stderr.strip() == \
-        f"error: {pairs}:10: principle 'kindest' is not in constitution 'polite'"
+    assert (
+        p.returncode == 2
+        and p.stderr.strip() == f"error: {pairs}:10: principle 'kindest' is not in constitution 'polite'"
+    )
     (tmp_path / "file").write_text("")
     p = run_cli(*args[:-1], tmp_path / "file")
-    assert p.returncode == 2 and p.stderr.strip() == \
-        f"error: --out: {tmp_path / 'file'} is a file; give a folder (it is created if missing)"
+    assert (
+        p.returncode == 2
+        and p.stderr.strip() == f"error: --out: {tmp_path / 'file'} is a file; give a folder (it is created if missing)"
+    )
     p = run_cli(*args[:3], "csv", *args[4:])
     assert p.returncode == 2 and p.stderr.strip() == "error: --format: unknown task format 'csv' (known: label-studio)"
 
@@ -233,10 +301,23 @@ def test_skip_invalid_reports_each_row_left_out(tmp_path):
     pairs, constitution = case.write_inputs(tmp_path)
     with open(pairs, "a", encoding="utf-8") as f:
         f.write("not json\n" + json.dumps({**case.PAIR_ROWS[2], "response_a": "Stand."}) + "\n")
-    p = run_cli("annotate", "export-tasks", "--format", "label-studio", "--pairs", pairs, "--constitution",
-                constitution, "--out", tmp_path / "ls", "--skip-invalid")
+    p = run_cli(
+        "annotate",
+        "export-tasks",
+        "--format",
+        "label-studio",
+        "--pairs",
+        pairs,
+        "--constitution",
+        constitution,
+        "--out",
+        tmp_path / "ls",
+        "--skip-invalid",
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stderr.splitlines() == [f"skipped {pairs}:9: malformed JSON: Expecting value (column 1)",
-                                     f"skipped {pairs}:10: duplicate id 'markup' (first on line 3)"]
+    assert p.stderr.splitlines() == [
+        f"skipped {pairs}:9: malformed JSON: Expecting value (column 1)",
+        f"skipped {pairs}:10: duplicate id 'markup' (first on line 3)",
+    ]
     assert json.loads(p.stdout)["tasks"] == 8 and json.loads(p.stdout)["skipped_invalid"] == 2
     assert len(json.loads((tmp_path / "ls" / "tasks.json").read_text(encoding="utf-8"))) == 8

@@ -28,9 +28,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 CHROMIUM = shutil.which("chromium")
 URL = os.environ.get("RLAIF_LABEL_STUDIO_URL")
 TOKEN = os.environ.get("RLAIF_LABEL_STUDIO_TOKEN")
-pytestmark = [pytest.mark.skipif(not (URL and TOKEN), reason="needs a Label Studio server: run "
-                                 "bash scripts/test-label-studio.sh"),
-              pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: run bash scripts/setup-browser.sh")]
+pytestmark = [
+    pytest.mark.skipif(
+        not (URL and TOKEN), reason="needs a Label Studio server: run bash scripts/test-label-studio.sh"
+    ),
+    pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: run bash scripts/setup-browser.sh"),
+]
 MARKUP_PAIR = "markup"  # the pair labelled in the editor: its responses carry <b>, <script> and &amp;
 HOTKEYS = {"A": "1", "B": "2", "Tie": "3"}
 
@@ -47,8 +50,11 @@ def join_by_invite(admin, email: str, password: str) -> str:
     with httpx.Client(base_url=URL, timeout=60) as browser:
         assert browser.get(link).status_code == 200  # the sign-up page sets the CSRF cookie
         csrf = browser.cookies["csrftoken"]
-        r = browser.post(link, data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
-                         headers={"Referer": URL + link})
+        r = browser.post(
+            link,
+            data={"email": email, "password": password, "csrfmiddlewaretoken": csrf},
+            headers={"Referer": URL + link},
+        )
         assert r.status_code == 302, r.text[:500]  # signed up and logged in
         r = browser.get("/api/current-user/token")
         assert r.status_code == 200, r.text
@@ -61,9 +67,22 @@ def annotate(client, task_id: int, annotator: str) -> str:
     assert shown.status_code == 200, shown.text
     choice = case.answer(annotator, shown.json()["data"])
     # the bodies Label Studio's editor sends: a choices result, or a cancelled (skipped) annotation
-    body = {"was_cancelled": True, "result": []} if choice is None else {"result": [{
-        "id": uuid.uuid4().hex[:10], "from_name": "choice", "to_name": "prompt", "type": "choices",
-        "origin": "manual", "value": {"choices": [choice]}}]}
+    body = (
+        {"was_cancelled": True, "result": []}
+        if choice is None
+        else {
+            "result": [
+                {
+                    "id": uuid.uuid4().hex[:10],
+                    "from_name": "choice",
+                    "to_name": "prompt",
+                    "type": "choices",
+                    "origin": "manual",
+                    "value": {"choices": [choice]},
+                }
+            ]
+        }
+    )
     r = client.post(f"/api/tasks/{task_id}/annotations/", json=body)
     assert r.status_code == 201, r.text
     return choice or "skip"
@@ -83,9 +102,11 @@ def label_in_the_editor(email: str, password: str, project: int, task_id: int, a
         else:
             outside.append(route.request.url)
             route.abort()
+
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -117,15 +138,29 @@ def label_in_the_editor(email: str, password: str, project: int, task_id: int, a
 
 def test_tasks_labelled_in_label_studio_import_as_human_labels_in_the_pairs_own_order(tmp_path):
     pairs, constitution = case.write_inputs(tmp_path)
-    p = run_cli("annotate", "export-tasks", "--format", "label-studio", "--pairs", pairs, "--constitution",
-                constitution, "--out", tmp_path / "ls", "--seed", str(case.SEED))
+    p = run_cli(
+        "annotate",
+        "export-tasks",
+        "--format",
+        "label-studio",
+        "--pairs",
+        pairs,
+        "--constitution",
+        constitution,
+        "--out",
+        tmp_path / "ls",
+        "--seed",
+        str(case.SEED),
+    )
     assert p.returncode == 0, p.stderr
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text(encoding="utf-8"))
     config = (tmp_path / "ls" / "config.xml").read_text(encoding="utf-8")
 
     with api(TOKEN) as alice:
-        project = alice.post("/api/projects", json={"title": f"rlaif pairs {uuid.uuid4().hex[:6]}",
-                                                    "label_config": config, "maximum_annotations": 2})
+        project = alice.post(
+            "/api/projects",
+            json={"title": f"rlaif pairs {uuid.uuid4().hex[:6]}", "label_config": config, "maximum_annotations": 2},
+        )
         assert project.status_code == 201, project.text  # Label Studio checked the config
         pid = project.json()["id"]
         imported = alice.post(f"/api/projects/{pid}/import", json=tasks)
@@ -145,8 +180,10 @@ def test_tasks_labelled_in_label_studio_import_as_human_labels_in_the_pairs_own_
         with api(bob_token) as bob:
             for name, client in ((case.ALICE, alice), (case.BOB, bob)):
                 users[name] = f"label-studio:{client.get('/api/current-user/whoami').json()['id']}"
-                answers = [in_editor if (name, tid) == (case.BOB, by_pair[MARKUP_PAIR]) else
-                           annotate(client, tid, name) for tid in task_ids]
+                answers = [
+                    in_editor if (name, tid) == (case.BOB, by_pair[MARKUP_PAIR]) else annotate(client, tid, name)
+                    for tid in task_ids
+                ]
                 assert answers.count("skip") == (name == case.BOB) and answers.count("Tie") == (name == case.BOB)
 
         export = alice.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})

@@ -33,8 +33,11 @@ def conversational_labels(path: Path) -> Path:
     records = [json.loads(line) for line in (TINY / "data/labels.jsonl").read_text().splitlines()]
     records = [r for r in records if r["label"] in ("a", "b")][:N]
     for r, p in zip(records, P_CHOSEN):
-        r.update(prompt=[{"role": "user", "content": r["prompt"]}], conversational=True,
-                 p_a=p if r["label"] == "a" else 1.0 - p)
+        r.update(
+            prompt=[{"role": "user", "content": r["prompt"]}],
+            conversational=True,
+            p_a=p if r["label"] == "a" else 1.0 - p,
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
 
@@ -59,16 +62,43 @@ def ours(method: str, out: Path, model: Path, labels: Path, *overrides: str) -> 
     """`rlaif train METHOD` (the recipe) on the saved model: every step one batch of all N pairs."""
     from rlaif.recipes import run_recipe
 
-    run_recipe(load_train_config(TINY / f"{method}.yaml", method, [
-        f"output_dir={out}", f"feedback.ai={labels}", f"model={{type: pretrained, path: {model}}}",
-        f"batch_size={N}", "pairs.eval_fraction=0", "optim.warmup_steps=0", *overrides]))
+    run_recipe(
+        load_train_config(
+            TINY / f"{method}.yaml",
+            method,
+            [
+                f"output_dir={out}",
+                f"feedback.ai={labels}",
+                f"model={{type: pretrained, path: {model}}}",
+                f"batch_size={N}",
+                "pairs.eval_fraction=0",
+                "optim.warmup_steps=0",
+                *overrides,
+            ],
+        )
+    )
     return read_metrics(out)
 
 
 def trl_args(config_class, out: Path, **kw):
-    return config_class(**{**dict(output_dir=str(out), per_device_train_batch_size=N, max_steps=1, learning_rate=0.0,
-                                  bf16=False, gradient_checkpointing=False, logging_steps=1, report_to=[],
-                                  use_cpu=True, save_strategy="no", seed=0), **kw})
+    return config_class(
+        **{
+            **dict(
+                output_dir=str(out),
+                per_device_train_batch_size=N,
+                max_steps=1,
+                learning_rate=0.0,
+                bf16=False,
+                gradient_checkpointing=False,
+                logging_steps=1,
+                report_to=[],
+                use_cpu=True,
+                save_strategy="no",
+                seed=0,
+            ),
+            **kw,
+        }
+    )
 
 
 def first_loss(trainer) -> float:
@@ -91,15 +121,19 @@ def test_soft_dpo_in_trl_matches_rlaif_train_dpo_and_differs_from_trl_dpo(tmp_pa
     rows = export_rows(labels, tmp_path / "rows.jsonl")
     start = saved_tiny(tmp_path / "start", "dpo", "lm")
     # two steps of ours: step 2's loss is the policy after one update against the starting reference (Δ ≠ 0)
-    metrics = ours("dpo", tmp_path / "ours", start, labels, "max_steps=2", "save_steps=1", "optim.lr=1e-2",
-                   "loss.beta=0.1")
+    metrics = ours(
+        "dpo", tmp_path / "ours", start, labels, "max_steps=2", "save_steps=1", "optim.lr=1e-2", "loss.beta=0.1"
+    )
     policy_dir = tmp_path / "ours/checkpoint-1"
 
     def trainer(cls, dataset, **kw):
-        return cls(model=AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32),
-                   ref_model=AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32),
-                   args=trl_args(trl.DPOConfig, tmp_path / "trl", beta=0.1, **kw), train_dataset=dataset,
-                   processing_class=AutoTokenizer.from_pretrained(start))
+        return cls(
+            model=AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32),
+            ref_model=AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32),
+            args=trl_args(trl.DPOConfig, tmp_path / "trl", beta=0.1, **kw),
+            train_dataset=dataset,
+            processing_class=AutoTokenizer.from_pretrained(start),
+        )
 
     soft = trainer(SoftDPOTrainer, rows)
     batch = next(iter(soft.get_train_dataloader()))  # through the map, remove_unused_columns and the collator
@@ -111,7 +145,8 @@ def test_soft_dpo_in_trl_matches_rlaif_train_dpo_and_differs_from_trl_dpo(tmp_pa
     # at p_chosen = 1 the soft loss is TRL's, with TRL's reference log-probs precomputed this time
     ones = rows.map(lambda r: {"p_chosen": 1.0})
     assert first_loss(trainer(SoftDPOTrainer, ones, precompute_ref_log_probs=True)) == pytest.approx(
-        hard_loss, abs=1e-6)
+        hard_loss, abs=1e-6
+    )
 
 
 def test_soft_reward_trainer_matches_rlaif_train_reward_and_differs_from_trl(tmp_path):
@@ -123,10 +158,12 @@ def test_soft_reward_trainer_matches_rlaif_train_reward_and_differs_from_trl(tmp
     metrics = ours("reward", tmp_path / "ours", start, labels, "max_steps=1")
 
     def trainer(cls, dataset):
-        return cls(model=AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
-                                                                            dtype=torch.float32),
-                   args=trl_args(trl.RewardConfig, tmp_path / "trl"), train_dataset=dataset,
-                   processing_class=AutoTokenizer.from_pretrained(start))
+        return cls(
+            model=AutoModelForSequenceClassification.from_pretrained(start, num_labels=1, dtype=torch.float32),
+            args=trl_args(trl.RewardConfig, tmp_path / "trl"),
+            train_dataset=dataset,
+            processing_class=AutoTokenizer.from_pretrained(start),
+        )
 
     soft = trainer(SoftRewardTrainer, rows)
     assert sorted(next(iter(soft.get_train_dataloader()))["p_chosen"].tolist()) == pytest.approx(sorted(P_CHOSEN))
@@ -135,7 +172,8 @@ def test_soft_reward_trainer_matches_rlaif_train_reward_and_differs_from_trl(tmp
     hard_loss = first_loss(trainer(trl.RewardTrainer, rows))
     assert abs(soft_loss - hard_loss) > 1e-3
     assert first_loss(trainer(SoftRewardTrainer, rows.map(lambda r: {"p_chosen": 1.0}))) == pytest.approx(
-        hard_loss, abs=1e-6)
+        hard_loss, abs=1e-6
+    )
 
 
 def test_rows_without_p_chosen_and_unsupported_settings_are_refused(tmp_path):
@@ -145,9 +183,12 @@ def test_rows_without_p_chosen_and_unsupported_settings_are_refused(tmp_path):
     start = saved_tiny(tmp_path / "start", "dpo", "lm")
 
     def build(dataset, **kw):
-        return SoftDPOTrainer(model=AutoModelForCausalLM.from_pretrained(start), train_dataset=dataset,
-                              args=trl_args(trl.DPOConfig, tmp_path / "trl", **kw),
-                              processing_class=AutoTokenizer.from_pretrained(start))
+        return SoftDPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(start),
+            train_dataset=dataset,
+            args=trl_args(trl.DPOConfig, tmp_path / "trl", **kw),
+            processing_class=AutoTokenizer.from_pretrained(start),
+        )
 
     with pytest.raises(ValueError, match="train_dataset has no 'p_chosen' column"):
         build(rows.remove_columns("p_chosen"))
@@ -169,18 +210,23 @@ def test_a_diverging_trl_run_stops_before_the_step_and_never_saves_infinite_weig
     start = saved_tiny(tmp_path / "start", "dpo", "lm")
 
     def build(out: Path, lr: float, steps: int, **kw):
-        return SoftDPOTrainer(model=AutoModelForCausalLM.from_pretrained(start), train_dataset=rows,
-                              args=trl_args(trl.DPOConfig, out, learning_rate=lr, max_steps=steps,
-                                            lr_scheduler_type="constant", **kw),
-                              processing_class=AutoTokenizer.from_pretrained(start))
+        return SoftDPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(start),
+            train_dataset=rows,
+            args=trl_args(trl.DPOConfig, out, learning_rate=lr, max_steps=steps, lr_scheduler_type="constant", **kw),
+            processing_class=AutoTokenizer.from_pretrained(start),
+        )
 
     out = tmp_path / "nan"
     trainer = build(out, 1e30, 3, save_strategy="steps", save_steps=1)
     assert any(isinstance(c, StopOnDivergence) for c in trainer.callback_handler.callbacks)
     # the loss or the gradient, whichever is not finite first (here: the gradient)
-    with pytest.raises(TrainingDiverged, match=rf"^step 2/3: (loss is nan|the gradient of [\w.]+ is not finite) "
-                                               rf"\(lr 1e\+30\); .*: {out}/checkpoint-1 stays the last checkpoint, "
-                                               r"the one trainer.train\(resume_from_checkpoint=True\) resumes from$"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=rf"^step 2/3: (loss is nan|the gradient of [\w.]+ is not finite) "
+        rf"\(lr 1e\+30\); .*: {out}/checkpoint-1 stays the last checkpoint, "
+        r"the one trainer.train\(resume_from_checkpoint=True\) resumes from$",
+    ):
         trainer.train()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
 

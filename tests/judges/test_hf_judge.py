@@ -35,8 +35,8 @@ def _direct(judge, q):
     ids = judge._tokens(seg.prefix) + judge._tokens(seg.body) + judge._tokens(seg.tail)
     with torch.no_grad():
         logp = judge.model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
-    a = torch.logsumexp(logp[judge._label_ids[:judge._n_a]], 0)
-    b = torch.logsumexp(logp[judge._label_ids[judge._n_a:]], 0)
+    a = torch.logsumexp(logp[judge._label_ids[: judge._n_a]], 0)
+    b = torch.logsumexp(logp[judge._label_ids[judge._n_a :]], 0)
     return torch.sigmoid(a - b).item(), torch.exp(torch.logaddexp(a, b)).item()
 
 
@@ -105,8 +105,16 @@ def test_block_sparse_tree_attention_equals_the_dense_tree_mask(judge, monkeypat
     plan = judge._tree_plan
     monkeypatch.setattr(judge, "_tree_plan", lambda *a: used.append(plan(*a)) or used[-1])
     judge.config = judge.config.model_copy(update={"share_prefix": True, "batch_size": 2})
-    qs = _queries() + [Query("Hi", "Hello there, how can I help you today?", "Go away.", "p", PRINCIPLES[0],
-                             render_prefix_user("Hi", None))]
+    qs = _queries() + [
+        Query(
+            "Hi",
+            "Hello there, how can I help you today?",
+            "Go away.",
+            "p",
+            PRINCIPLES[0],
+            render_prefix_user("Hi", None),
+        )
+    ]
     sparse = judge.judge(qs)
     assert used and all(p is not None for p in used)
     monkeypatch.setattr(judge, "_tree_attention", False)

@@ -67,9 +67,15 @@ def write_tiny_gguf(path: Path):
     w.add_tensor("output_norm.weight", np.ones(HIDDEN, np.float32))
     w.add_tensor("output.weight", weight(vocab, HIDDEN))
     for i in range(LAYERS):
-        for name, shape in (("attn_q", (HIDDEN, HIDDEN)), ("attn_k", (KV_HEADS * head_dim, HIDDEN)),
-                            ("attn_v", (KV_HEADS * head_dim, HIDDEN)), ("attn_output", (HIDDEN, HIDDEN)),
-                            ("ffn_gate", (FFN, HIDDEN)), ("ffn_up", (FFN, HIDDEN)), ("ffn_down", (HIDDEN, FFN))):
+        for name, shape in (
+            ("attn_q", (HIDDEN, HIDDEN)),
+            ("attn_k", (KV_HEADS * head_dim, HIDDEN)),
+            ("attn_v", (KV_HEADS * head_dim, HIDDEN)),
+            ("attn_output", (HIDDEN, HIDDEN)),
+            ("ffn_gate", (FFN, HIDDEN)),
+            ("ffn_up", (FFN, HIDDEN)),
+            ("ffn_down", (HIDDEN, FFN)),
+        ):
             w.add_tensor(f"blk.{i}.{name}.weight", weight(*shape))
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(HIDDEN, np.float32))
         w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(HIDDEN, np.float32))
@@ -136,8 +142,17 @@ def test_two_processes_converting_at_once_both_succeed(tiny_gguf, tmp_path):
     (stale / "half").mkdir(parents=True)
     (stale / "half" / "model.safetensors").write_bytes(b"\0" * 100)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(folder), str(cache), str(gun)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(folder), str(cache), str(gun)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     time.sleep(1.0)  # let both finish importing torch (they wait for the gun either way)
     gun.touch()
     results = [r.communicate(timeout=300) for r in racers]

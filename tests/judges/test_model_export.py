@@ -34,8 +34,13 @@ def test_a_local_model_folder_is_exported_with_its_serve_command(tmp_path, tiny_
     command = serve_command(done.stdout)
     assert command[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
     flags = dict(zip(command[3::2], command[4::2]))
-    assert flags == {"--model": str(out), "--served-model-name": str(tiny_model_dir), "--host": "127.0.0.1",
-                     "--port": "8123", "--dtype": "float32"}
+    assert flags == {
+        "--model": str(out),
+        "--served-model-name": str(tiny_model_dir),
+        "--host": "127.0.0.1",
+        "--port": "8123",
+        "--dtype": "float32",
+    }
     before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     after = AutoModelForCausalLM.from_pretrained(out).state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -65,8 +65,11 @@ class FakeServer:
                     server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     reply = server.replies.pop(0) if server.replies else server.default(body)
                 time.sleep(reply.delay)
-                data = reply.body if isinstance(reply.body, bytes) else (
-                    reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+                data = (
+                    reply.body
+                    if isinstance(reply.body, bytes)
+                    else (reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+                )
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
@@ -117,28 +120,47 @@ def alt(token: str, p: float) -> dict:
 
 def position(token: str, top: Optional[list[dict]] = None) -> dict:
     top = top if top is not None else [alt(token, 0.9)]
-    return {"token": token, "logprob": next((a["logprob"] for a in top if a["token"] == token), -3.0),
-            "top_logprobs": top}
+    return {
+        "token": token,
+        "logprob": next((a["logprob"] for a in top if a["token"] == token), -3.0),
+        "top_logprobs": top,
+    }
 
 
 def completion(text: str, content: Optional[list[dict]] = None, usage=(100, 1), finish="stop") -> dict:
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-              "logprobs": {"content": content} if content is not None else None}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": finish,
+        "logprobs": {"content": content} if content is not None else None,
+    }
     out: dict[str, Any] = {"id": "x", "object": "chat.completion", "choices": [choice]}
     if usage is not None:
-        out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
-                        "total_tokens": usage[0] + usage[1]}
+        out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1]}
     return out
 
 
 def query(first: str = "Hello! How can I help?", second: str = "Go away.") -> Query:
-    return Query(prompt="Hi", first=first, second=second, principle_id="polite",
-                 principle_text="Which response is more polite?", prefix_user="Conversation:\nUser: Hi\n\n")
+    return Query(
+        prompt="Hi",
+        first=first,
+        second=second,
+        principle_id="polite",
+        principle_text="Which response is more polite?",
+        prefix_user="Conversation:\nUser: Hi\n\n",
+    )
 
 
 def make(urls: list[str], **kw) -> OpenAIJudge:
-    settings = dict(model="judge-model", base_urls=urls, backoff_s=0.01, max_backoff_s=0.5, timeout_s=5.0,
-                    max_retries=3, top_logprobs=5)
+    settings = dict(
+        model="judge-model",
+        base_urls=urls,
+        backoff_s=0.01,
+        max_backoff_s=0.5,
+        timeout_s=5.0,
+        max_retries=3,
+        top_logprobs=5,
+    )
     settings.update(kw)
     return OpenAIJudge(OpenAIJudgeConfig(**settings))
 
@@ -155,16 +177,29 @@ def test_probability_from_logprobs_and_request_body(server):
     assert (v.prompt_tokens, v.completion_tokens) == (123, 1)
     (req,) = server.requests
     assert req["path"] == "/v1/chat/completions"
-    assert req["body"] == {"model": "judge-model", "temperature": 0.0, "max_tokens": 1, "logprobs": True,
-                           "top_logprobs": 5,
-                           "messages": chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=False)}
+    assert req["body"] == {
+        "model": "judge-model",
+        "temperature": 0.0,
+        "max_tokens": 1,
+        "logprobs": True,
+        "top_logprobs": 5,
+        "messages": chat_messages(q.prefix_user, q.first, q.second, q.principle_text, cot=False),
+    }
     assert "authorization" not in {k.lower() for k in req["headers"]}
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("A", 1.0), (" B", 0.0), ("B.", 0.0), ("**A**", 1.0), ("Response A", 1.0),
-    ("Final answer: Response B", 0.0), ("The better response is Response B.", 0.0),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("A", 1.0),
+        (" B", 0.0),
+        ("B.", 0.0),
+        ("**A**", 1.0),
+        ("Response A", 1.0),
+        ("Final answer: Response B", 0.0),
+        ("The better response is Response B.", 0.0),
+    ],
+)
 def test_text_verdict_without_logprobs(server, text, expected):
     server.default = lambda body: Reply(body=completion(text))
     with make([server.url], logprobs=False, max_tokens=16) as judge:
@@ -191,18 +226,20 @@ def test_unreadable_verdict_is_a_failure(server, text):
 
 
 def test_retries_then_success(server):
-    server.replies = [Reply(500, b"boom"), Reply(503, b"busy"), Reply(200, b"{not json"),
-                      Reply(200, {"choices": []})]
+    server.replies = [Reply(500, b"boom"), Reply(503, b"busy"), Reply(200, b"{not json"), Reply(200, {"choices": []})]
     with make([server.url], max_retries=4) as judge:
         (v,) = judge.judge([query()])
     assert server.count == 5
     assert v.error is None and v.p_first == pytest.approx(1.0) and v.extra["attempts"] == 5
 
 
-@pytest.mark.parametrize("retry_after,max_backoff_s,least,most", [
-    ("1", 5.0, 0.95, None),  # honoured
-    ("30", 0.2, None, 5),    # capped by max_backoff_s
-])
+@pytest.mark.parametrize(
+    "retry_after,max_backoff_s,least,most",
+    [
+        ("1", 5.0, 0.95, None),  # honoured
+        ("30", 0.2, None, 5),  # capped by max_backoff_s
+    ],
+)
 def test_retry_after(server, retry_after, max_backoff_s, least, most):
     server.replies = [Reply(429, b"slow down", headers={"Retry-After": retry_after})]
     with make([server.url], backoff_s=0.01, max_backoff_s=max_backoff_s) as judge:
@@ -224,10 +261,13 @@ def test_timeout_is_retried(server):
     assert elapsed < 1.4  # the slow reply was abandoned, not waited for
 
 
-@pytest.mark.parametrize("reply,max_retries,count,words", [
-    (Reply(503, b"server overloaded"), 2, 3, ["3 attempts", "503", "overloaded"]),  # retries exhausted
-    (Reply(401, {"error": {"message": "invalid credentials"}}), 3, 1, ["401", "invalid credentials"]),  # at once
-])
+@pytest.mark.parametrize(
+    "reply,max_retries,count,words",
+    [
+        (Reply(503, b"server overloaded"), 2, 3, ["3 attempts", "503", "overloaded"]),  # retries exhausted
+        (Reply(401, {"error": {"message": "invalid credentials"}}), 3, 1, ["401", "invalid credentials"]),  # at once
+    ],
+)
 def test_a_failed_request_gives_a_failed_verdict(server, reply, max_retries, count, words):
     server.default = lambda body: reply
     with make([server.url], max_retries=max_retries) as judge:
@@ -266,10 +306,13 @@ def test_api_key_sent_but_never_leaked(server, monkeypatch, caplog):
     assert KEY not in json.dumps(judge.config.public_dict())
 
 
-@pytest.mark.parametrize("settings,match", [
-    ({"api_key_env": "RLAIF_MISSING_KEY"}, "RLAIF_MISSING_KEY"),  # an unset key variable
-    ({"max_cost": 1.0}, "price"),  # a cost cap without prices
-])
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"api_key_env": "RLAIF_MISSING_KEY"}, "RLAIF_MISSING_KEY"),  # an unset key variable
+        ({"max_cost": 1.0}, "price"),  # a cost cap without prices
+    ],
+)
 def test_a_judge_that_could_not_work_is_refused(monkeypatch, server, settings, match):
     monkeypatch.delenv("RLAIF_MISSING_KEY", raising=False)
     with pytest.raises(ValueError, match=match):
@@ -302,8 +345,13 @@ def test_max_requests_counts_retries_and_keeps_answers(server):
 
 def test_max_cost_stops_cleanly(server):
     server.default = _by_content  # each reply: 100 prompt tokens at 1.0 per 1k = 0.1
-    queries = [query(first="alpha"), query(first="beta"), query(first="alpha"), query(first="beta"),
-               query(first="alpha")]
+    queries = [
+        query(first="alpha"),
+        query(first="beta"),
+        query(first="alpha"),
+        query(first="beta"),
+        query(first="alpha"),
+    ]
     with make([server.url], concurrency=1, max_cost=0.25, price_per_1k_prompt_tokens=1.0) as judge:
         with pytest.raises(BudgetExhausted) as info:
             judge.judge(queries)
@@ -327,8 +375,10 @@ def test_cot_reads_logprobs_after_the_answer_cue(server):
 
 
 def test_cot_text_only(server):
-    server.replies = [Reply(body=completion("Both are fine, A is warmer.\n\n**Final answer: Response A**")),
-                      Reply(body=completion("Response A is kind but", finish="length"))]
+    server.replies = [
+        Reply(body=completion("Both are fine, A is warmer.\n\n**Final answer: Response A**")),
+        Reply(body=completion("Response A is kind but", finish="length")),
+    ]
     with make([server.url], logprobs=False, concurrency=1, cot={"enabled": True}) as judge:
         ok, cut = judge.judge([query(), query()])
     assert ok.p_first == 1.0 and ok.rationale == "Both are fine, A is warmer." and ok.extra["verdict_source"] == "text"
@@ -355,12 +405,16 @@ def test_close_stops_the_worker(server):
     judge.close()  # a second close is harmless
 
 
-@pytest.mark.parametrize("echo", [
-    "." * 150 + KEY + " rejected",                     # wholly before the 200-character cut
-    "." * 190 + KEY + " rejected",                     # across it
-    "." * 196 + KEY,                                   # across it, 4 characters in: the tag is cut too
-    "." * 10 + KEY[3:19] + " is not " + KEY[-9:],      # only parts of it
-], ids=["before-cut", "across-cut", "at-cut", "parts"])
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "." * 150 + KEY + " rejected",  # wholly before the 200-character cut
+        "." * 190 + KEY + " rejected",  # across it
+        "." * 196 + KEY,  # across it, 4 characters in: the tag is cut too
+        "." * 10 + KEY[3:19] + " is not " + KEY[-9:],  # only parts of it
+    ],
+    ids=["before-cut", "across-cut", "at-cut", "parts"],
+)
 def test_a_key_split_by_the_cut_or_echoed_in_part_is_scrubbed(server, monkeypatch, caplog, echo):
     monkeypatch.setenv("RLAIF_TEST_KEY", KEY)
     server.replies = [Reply(503, echo), Reply(401, echo)]
@@ -369,7 +423,7 @@ def test_a_key_split_by_the_cut_or_echoed_in_part_is_scrubbed(server, monkeypatc
         (v,) = judge.judge([query()])
     assert v.p_first is None and "401" in v.error and "[api" in v.error  # the tag itself may be cut
     for text in (v.error, caplog.text):
-        assert not any(KEY[i:i + 8] in text for i in range(len(KEY) - 7)), text
+        assert not any(KEY[i : i + 8] in text for i in range(len(KEY) - 7)), text
 
 
 @pytest.mark.parametrize("logprob", [float("inf"), float("nan"), 0.5, 1e-3])
@@ -399,8 +453,10 @@ def test_prices_and_cost_cap_must_be_finite(tmp_path, field, value):
 
     f = tmp_path / "judge.yaml"
     other = "price_per_1k_completion_tokens" if field == "price_per_1k_prompt_tokens" else "price_per_1k_prompt_tokens"
-    f.write_text(f"backend: openai\nmodel: m\nbase_urls: ['http://127.0.0.1:9/v1']\n{other}: 1.0\n"
-                 f"{field}: {'.inf' if value == float('inf') else '.nan'}\n")
+    f.write_text(
+        f"backend: openai\nmodel: m\nbase_urls: ['http://127.0.0.1:9/v1']\n{other}: 1.0\n"
+        f"{field}: {'.inf' if value == float('inf') else '.nan'}\n"
+    )
     with pytest.raises(ConfigFileError) as e:
         load_judge_config(f)
     assert any(f"{f.name}:5: {field}:" in line and "finite" in line for line in e.value.errors), e.value.errors

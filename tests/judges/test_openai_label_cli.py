@@ -24,11 +24,12 @@ CUT = 200  # characters of a reply body kept in an error message (rlaif/judges/o
 
 def key_runs(text: str, key: str = KEY, run: int = 8) -> list[str]:
     """The runs of `run` consecutive key characters found in `text`: what a leak looks like."""
-    return [key[i:i + run] for i in range(len(key) - run + 1) if key[i:i + run] in text]
+    return [key[i : i + run] for i in range(len(key) - run + 1) if key[i : i + run] in text]
 
 
 def strict_records(path: Path) -> list[dict]:
     """labels.jsonl read as strict JSON: NaN and Infinity are refused, as most JSON readers refuse them."""
+
     def refuse(name):
         raise ValueError(f"{path} holds {name}, which is not JSON")
 
@@ -37,17 +38,40 @@ def strict_records(path: Path) -> list[dict]:
 
 def label(tmp_path: Path, server_url: str, n_pairs: int, **judge_settings):
     """Run `rlaif label` on `n_pairs` pairs with an openai judge YAML pointing at `server_url`."""
-    settings = {"backend": "openai", "model": "judge-model", "base_urls": [server_url], "max_retries": 1,
-                "backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 10, "concurrency": 4, "top_logprobs": 5,
-                **judge_settings}
+    settings = {
+        "backend": "openai",
+        "model": "judge-model",
+        "base_urls": [server_url],
+        "max_retries": 1,
+        "backoff_s": 0.01,
+        "max_backoff_s": 0.05,
+        "timeout_s": 10,
+        "concurrency": 4,
+        "top_logprobs": 5,
+        **judge_settings,
+    }
     judge = tmp_path / "judge.yaml"
     judge.write_text(json.dumps(settings))  # JSON is YAML
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"id": f"p{i}", "prompt": f"question {i}", "response_a": f"answer {i}", "response_b": f"reply {i}"}
-        for i in range(n_pairs)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"id": f"p{i}", "prompt": f"question {i}", "response_a": f"answer {i}", "response_b": f"reply {i}"}
+            for i in range(n_pairs)
+        ],
+    )
     out = tmp_path / "out"
-    done = run_cli("label", "--pairs", pairs, "--constitution", ROOT / "constitutions" / "harmless.yaml",
-                   "--judge", judge, "--out", out, "--quiet")
+    done = run_cli(
+        "label",
+        "--pairs",
+        pairs,
+        "--constitution",
+        ROOT / "constitutions" / "harmless.yaml",
+        "--judge",
+        judge,
+        "--out",
+        out,
+        "--quiet",
+    )
     return done, out
 
 
@@ -76,7 +100,8 @@ def test_a_key_echoed_at_every_offset_across_the_cut_reaches_no_output(server, t
     assert server.count >= len(offsets)
     assert all(r["headers"].get("Authorization") == f"Bearer {KEY}" for r in server.requests)
     for where, text in [("stdout", done.stdout), ("stderr", done.stderr)] + [
-            (p.name, p.read_text()) for p in out.iterdir() if p.is_file()]:
+        (p.name, p.read_text()) for p in out.iterdir() if p.is_file()
+    ]:
         assert key_runs(text) == [], f"{where} holds part of the key"
     records = strict_records(out / "labels.jsonl")
     assert records and all(r["status"] == "failed" for r in records)
@@ -86,8 +111,11 @@ def test_a_key_echoed_at_every_offset_across_the_cut_reaches_no_output(server, t
 
 
 def logprob_reply(logprob) -> dict:
-    position = {"token": "A", "logprob": logprob,
-                "top_logprobs": [{"token": "A", "logprob": logprob}, {"token": "B", "logprob": -2.0}]}
+    position = {
+        "token": "A",
+        "logprob": logprob,
+        "top_logprobs": [{"token": "A", "logprob": logprob}, {"token": "B", "logprob": -2.0}],
+    }
     return completion("A", [position])
 
 
@@ -108,9 +136,21 @@ def test_a_base_url_that_is_no_url_is_refused_at_load(server, tmp_path):
     judge = tmp_path / "judge.yaml"
     judge.write_text(f"backend: openai\nmodel: judge-model\nbase_urls:\n  - {server.url}\n  - not a url\n")
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "response_a": "a", "response_b": "b"}])
-    done = run_cli("label", "--pairs", pairs, "--constitution", ROOT / "constitutions" / "harmless.yaml",
-                   "--judge", judge, "--out", tmp_path / "out", "--quiet")
+    done = run_cli(
+        "label",
+        "--pairs",
+        pairs,
+        "--constitution",
+        ROOT / "constitutions" / "harmless.yaml",
+        "--judge",
+        judge,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"{judge}:5: base_urls[1]: 'not a url' is not an http:// or https:// URL with a "
-                                   f"host; give the server's base URL, e.g. http://localhost:8000/v1")
+    assert done.stderr.strip() == (
+        f"{judge}:5: base_urls[1]: 'not a url' is not an http:// or https:// URL with a "
+        f"host; give the server's base URL, e.g. http://localhost:8000/v1"
+    )
     assert server.count == 0 and not (tmp_path / "out").exists()

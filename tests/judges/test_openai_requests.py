@@ -24,11 +24,18 @@ def server():
 
 def text_completion(text: str, top: dict[str, float], usage=(80, 1)) -> dict:
     """A /completions reply (the legacy API's shape: logprobs as parallel lists, alternatives as a dict)."""
-    logprobs = {"tokens": [text], "token_logprobs": [math.log(top.get(text, 0.5))], "text_offset": [0],
-                "top_logprobs": [{t: math.log(p) for t, p in top.items()}]}
-    return {"id": "x", "object": "text_completion", "choices": [
-        {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}
+    logprobs = {
+        "tokens": [text],
+        "token_logprobs": [math.log(top.get(text, 0.5))],
+        "text_offset": [0],
+        "top_logprobs": [{t: math.log(p) for t, p in top.items()}],
+    }
+    return {
+        "id": "x",
+        "object": "text_completion",
+        "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+    }
 
 
 def local_prompt_ids(tokenizer, q) -> list[int]:
@@ -44,7 +51,7 @@ def test_completions_sends_the_local_backends_prompt_and_reads_its_logprobs(serv
 
     server.default = lambda body: Reply(body=text_completion(" A", {" A": 0.6, "A": 0.1, " B": 0.2, "x": 0.1}))
     with make([server.url], request="completions", tokenizer=str(tiny_model_dir)) as judge:
-        v, = judge.judge([query()])
+        (v,) = judge.judge([query()])
     sent = server.requests[0]
     assert sent["path"] == "/v1/completions"
     assert sent["body"]["prompt"] == local_prompt_ids(AutoTokenizer.from_pretrained(tiny_model_dir), query())
@@ -58,7 +65,7 @@ def test_completions_without_logprobs_reads_the_text(server, tiny_model_dir):
     reply["choices"][0]["logprobs"] = None
     server.default = lambda body: Reply(body=reply)
     with make([server.url], request="completions", tokenizer=str(tiny_model_dir), logprobs=False) as judge:
-        v, = judge.judge([query()])
+        (v,) = judge.judge([query()])
     assert "logprobs" not in server.requests[0]["body"]
     assert v.p_first == 0.0 and v.extra["verdict_source"] == "text"
 
@@ -66,7 +73,7 @@ def test_completions_without_logprobs_reads_the_text(server, tiny_model_dir):
 def test_chat_prefill_continues_the_answer_cue(server):
     server.default = lambda body: Reply(body=completion(" A", [position(" A", [alt(" A", 0.3), alt(" B", 0.6)])]))
     with make([server.url], request="chat_prefill") as judge:
-        v, = judge.judge([query()])
+        (v,) = judge.judge([query()])
     body = server.requests[0]["body"]
     assert server.requests[0]["path"] == "/v1/chat/completions"
     assert [m["role"] for m in body["messages"]] == ["user", "assistant"]
@@ -84,9 +91,12 @@ def test_request_shape_is_hashed_only_when_not_the_default(tmp_path, tiny_model_
     chat = OpenAIJudgeConfig(**base)
     assert "request" not in chat.hashed_form() and "tokenizer" not in chat.hashed_form()
     assert chat.settings_sha256() == OpenAIJudgeConfig(**base, request="chat").settings_sha256()
-    hashes = {chat.settings_sha256(), OpenAIJudgeConfig(**base, request="chat_prefill").settings_sha256(),
-              OpenAIJudgeConfig(**base, request="completions").settings_sha256(),
-              OpenAIJudgeConfig(**base, request="completions", tokenizer=str(tiny_model_dir)).settings_sha256()}
+    hashes = {
+        chat.settings_sha256(),
+        OpenAIJudgeConfig(**base, request="chat_prefill").settings_sha256(),
+        OpenAIJudgeConfig(**base, request="completions").settings_sha256(),
+        OpenAIJudgeConfig(**base, request="completions", tokenizer=str(tiny_model_dir)).settings_sha256(),
+    }
     assert len(hashes) == 4
     f = tmp_path / "judge.yaml"
     f.write_text("backend: openai\nmodel: m\nbase_urls: [http://127.0.0.1:8000/v1]\ntokenizer: t\n")
@@ -103,7 +113,7 @@ def test_an_unset_key_variable_is_fine_for_a_server_that_needs_no_key(server, mo
     monkeypatch.delenv("RLAIF_UNSET_KEY", raising=False)
     server.models_status = 200  # like vLLM's server started without --api-key
     with make([server.url], api_key_env="RLAIF_UNSET_KEY") as judge:
-        v, = judge.judge([query()])
+        (v,) = judge.judge([query()])
     assert v.p_first is not None
     assert server.requests[0]["path"] == "/v1/models"
     assert all("Authorization" not in r["headers"] for r in server.requests)
@@ -113,14 +123,19 @@ def test_an_unset_key_variable_is_fine_for_a_server_that_needs_no_key(server, mo
         make([server.url], api_key_env="RLAIF_UNSET_KEY")
 
 
-@pytest.mark.parametrize("key,words", [(None, "no API key was sent: name the environment variable"),
-                                       ("sk-wrong-0123456789", "refused the API key in $RLAIF_SOME_KEY")])
+@pytest.mark.parametrize(
+    "key,words",
+    [
+        (None, "no API key was sent: name the environment variable"),
+        ("sk-wrong-0123456789", "refused the API key in $RLAIF_SOME_KEY"),
+    ],
+)
 def test_a_401_says_what_to_do_about_the_key(server, monkeypatch, key, words):
     if key:
         monkeypatch.setenv("RLAIF_SOME_KEY", key)
     server.default = lambda body: Reply(401, {"error": "Unauthorized"})
     with make([server.url], **({"api_key_env": "RLAIF_SOME_KEY"} if key else {})) as judge:
-        v, = judge.judge([query()])
+        (v,) = judge.judge([query()])
     assert v.p_first is None and "HTTP 401" in v.error and words in v.error
     assert server.count == 1  # no retries on a 401
 
@@ -137,12 +152,23 @@ def test_label_records_and_stats_keep_the_verdict_source_per_order(server, tmp_p
     server.default = _logprobs_then_text
     judge = tmp_path / "judge.yaml"
     judge.write_text(json.dumps({"backend": "openai", "model": "m", "base_urls": [server.url], "max_retries": 0}))
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"id": f"p{i}", "prompt": f"q{i}", "response_a": f"first {i}", "response_b": f"second {i}"}
-        for i in range(3)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"id": f"p{i}", "prompt": f"q{i}", "response_a": f"first {i}", "response_b": f"second {i}"} for i in range(3)],
+    )
     out = tmp_path / "out"
-    done = run_cli("label", "--pairs", pairs, "--constitution", ROOT / "constitutions" / "helpful.yaml",
-                   "--judge", judge, "--out", out, "--quiet")
+    done = run_cli(
+        "label",
+        "--pairs",
+        pairs,
+        "--constitution",
+        ROOT / "constitutions" / "helpful.yaml",
+        "--judge",
+        judge,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     assert [r["verdict_source"] for r in records] == [["logprobs", "text"]] * 3
@@ -157,12 +183,18 @@ def test_completions_with_chain_of_thought_reads_the_label_after_the_cue(server,
     tokens = ["A", " is", " kinder", ".\n", "Final", " answer", ":", " Response", " A"]
     reply = text_completion("".join(tokens), {})
     reply["choices"][0]["logprobs"] = {
-        "tokens": tokens, "token_logprobs": [-0.1] * len(tokens),
-        "top_logprobs": [{t: -0.1} for t in tokens[:-1]] + [{" A": math.log(0.8), " B": math.log(0.2)}]}
+        "tokens": tokens,
+        "token_logprobs": [-0.1] * len(tokens),
+        "top_logprobs": [{t: -0.1} for t in tokens[:-1]] + [{" A": math.log(0.8), " B": math.log(0.2)}],
+    }
     server.default = lambda body: Reply(body=reply)
-    with make([server.url], request="completions", tokenizer=str(tiny_model_dir),
-              cot=CoTConfig(enabled=True, max_new_tokens=64)) as judge:
-        v, = judge.judge([query()])
+    with make(
+        [server.url],
+        request="completions",
+        tokenizer=str(tiny_model_dir),
+        cot=CoTConfig(enabled=True, max_new_tokens=64),
+    ) as judge:
+        (v,) = judge.judge([query()])
     from transformers import AutoTokenizer
 
     sent = AutoTokenizer.from_pretrained(tiny_model_dir).decode(server.requests[0]["body"]["prompt"])

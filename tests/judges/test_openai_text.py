@@ -35,10 +35,21 @@ def utf8_records(path: Path) -> list[dict]:
 def judge_files(tmp_path: Path, url: str, extra: str) -> list:
     (tmp_path / "c.yaml").write_text(CONSTITUTION)
     (tmp_path / "judge.yaml").write_text(f"backend: openai\nmodel: m\nbase_urls: [{url}]\nmax_retries: 0\n{extra}")
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"id": f"p{i}", "prompt": f"q{i}", "response_a": f"a{i}", "response_b": f"b{i}"} for i in range(3)])
-    return ["--pairs", pairs, "--constitution", tmp_path / "c.yaml", "--judge", tmp_path / "judge.yaml",
-            "--out", tmp_path / "out", "--quiet"]
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"id": f"p{i}", "prompt": f"q{i}", "response_a": f"a{i}", "response_b": f"b{i}"} for i in range(3)],
+    )
+    return [
+        "--pairs",
+        pairs,
+        "--constitution",
+        tmp_path / "c.yaml",
+        "--judge",
+        tmp_path / "judge.yaml",
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    ]
 
 
 def test_label_with_a_cot_judge_whose_rationale_holds_a_lone_surrogate(tmp_path, server):

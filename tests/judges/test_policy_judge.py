@@ -4,24 +4,21 @@ saved to disk, follow the weights it is handed, and say it is for `rlaif loop` w
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import rlaif
-
 from rlaif.config.judge import PolicyJudgeConfig, TransformersJudgeConfig, load_judge_config
+from rlaif.config.run import TinyModelConfig
 from rlaif.constitution import load_constitution
-from rlaif.judges.registry import load_judge
 from rlaif.judges.hf import TransformersJudge
 from rlaif.judges.policy import PolicyJudge
 from rlaif.judges.prompting import render_prefix_user
+from rlaif.judges.registry import load_judge
 from rlaif.records import Pair, Query
-from rlaif.config.run import TinyModelConfig
 from rlaif.train.models import build_tiny, build_tokenizer
 from tests.helpers import ROOT
-
 
 
 def _policy(seed: int = 0):
@@ -76,7 +73,7 @@ def test_verdicts_follow_the_weights_it_is_handed(policy):
     judge = PolicyJudge(PolicyJudgeConfig()).attach(model, tokenizer)
     qs = _queries()[:4]
     before = _p(judge.judge(qs))
-    a_ids = judge._label_ids[:judge._n_a]
+    a_ids = judge._label_ids[: judge._n_a]
     with torch.no_grad():  # one "training step": push the lm head towards the label A
         model.lm_head.weight[a_ids] += 0.5 * model.model.norm.weight
     judge.attach(model, tokenizer)
@@ -138,9 +135,21 @@ def test_unattached_policy_judge_says_it_is_for_the_loop(tmp_path):
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n')
-    result = CliRunner().invoke(app, ["label", "--pairs", str(pairs), "--constitution",
-                                      str(ROOT / "constitutions" / "helpful.yaml"), "--judge",
-                                      str(ROOT / "judges" / "self.yaml"), "--out", str(tmp_path / "o"), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "label",
+            "--pairs",
+            str(pairs),
+            "--constitution",
+            str(ROOT / "constitutions" / "helpful.yaml"),
+            "--judge",
+            str(ROOT / "judges" / "self.yaml"),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 2
     assert "rlaif loop" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()  # refused before anything was written

@@ -21,9 +21,16 @@ SAMPLE_PROMPTS = {
     "helpful.yaml": "03ace0295d24bb0978dd0b6b2ccebac8f7a5b3d2849ca180bb0f1f7be28e0260",
     "summarization.yaml": "0567d8e40a4f48205595c304241628899814842f49c14f4614c6acedc95cee3b",
 }
-PAIR = Pair(prompt=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                    {"role": "user", "content": "Tell me a joke"}],
-            response_a="Why did the chicken cross the road?", response_b="No.", conversational=True)
+PAIR = Pair(
+    prompt=[
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Tell me a joke"},
+    ],
+    response_a="Why did the chicken cross the road?",
+    response_b="No.",
+    conversational=True,
+)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLE_PROMPTS))
@@ -38,21 +45,32 @@ def test_pair_queries_are_both_orders_of_each_principle_with_one_prefix():
     principles = c.principles[:2]
     qs = pair_queries(PAIR, principles, c)
     assert [(q.principle_id, q.first) for q in qs] == [
-        (principles[0].id, PAIR.response_a), (principles[0].id, PAIR.response_b),
-        (principles[1].id, PAIR.response_a), (principles[1].id, PAIR.response_b)]
+        (principles[0].id, PAIR.response_a),
+        (principles[0].id, PAIR.response_b),
+        (principles[1].id, PAIR.response_a),
+        (principles[1].id, PAIR.response_b),
+    ]
     assert all(q.second != q.first and q.prompt == PAIR.prompt for q in qs)
     assert [q.principle_text for q in qs[::2]] == [p.text for p in principles]
-    assert {q.prefix_user for q in qs} == {render_prefix_user(PAIR.prompt, c.instructions, c.few_shot,
-                                                               {p.id: p.text for p in c.principles})}
+    assert {q.prefix_user for q in qs} == {
+        render_prefix_user(PAIR.prompt, c.instructions, c.few_shot, {p.id: p.text for p in c.principles})
+    }
     assert qs[0].prefix_user.endswith("Conversation:\nUser: Hi\n\nAssistant: Hello\n\nUser: Tell me a joke\n\n")
 
 
-@pytest.mark.parametrize("constitution_says,judge_says,expected", [
-    (None, None, DEFAULT_INSTRUCTIONS), ("Compare summaries.", None, "Compare summaries."),
-    ("Compare summaries.", "Be strict.", "Be strict."), (None, "Be strict.", "Be strict.")])
+@pytest.mark.parametrize(
+    "constitution_says,judge_says,expected",
+    [
+        (None, None, DEFAULT_INSTRUCTIONS),
+        ("Compare summaries.", None, "Compare summaries."),
+        ("Compare summaries.", "Be strict.", "Be strict."),
+        (None, "Be strict.", "Be strict."),
+    ],
+)
 def test_the_judge_configs_instructions_win(constitution_says, judge_says, expected):
     c = load_constitution(ROOT / "constitutions" / "helpful.yaml").model_copy(
-        update={"instructions": constitution_says, "few_shot": []})
+        update={"instructions": constitution_says, "few_shot": []}
+    )
     judge = load_judge(PythonJudgeConfig(function="rlaif.rules:prefer_shorter", instructions=judge_says))
     (q, _) = judge.queries(PAIR, c.principles[:1], c)
     assert q.prefix_user.startswith(expected + "\n\n")

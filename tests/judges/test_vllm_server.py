@@ -48,9 +48,24 @@ def exported(tmp_path_factory) -> tuple[Path, list[str]]:
     if not (ROOT / "judges" / "default.yaml").exists():
         pytest.skip("no default judge")
     out = tmp_path_factory.mktemp("export") / "smollm2-judge"
-    done = subprocess.run([sys.executable, "-m", "rlaif.cli", "model", "export", "--judge",
-                           str(ROOT / "judges" / "default.yaml"), "--out", str(out)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "model",
+            "export",
+            "--judge",
+            str(ROOT / "judges" / "default.yaml"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if "not installed" in done.stderr:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr
@@ -97,8 +112,7 @@ def local():
     from rlaif.judges.hf import TransformersJudge
 
     config = load_judge_config(ROOT / "judges" / "default.yaml")
-    judge = TransformersJudge(TransformersJudgeConfig(**{**config.model_dump(), "dtype": "float32",
-                                                         "device": "cpu"}))
+    judge = TransformersJudge(TransformersJudgeConfig(**{**config.model_dump(), "dtype": "float32", "device": "cpu"}))
     yield judge
     judge.close()
 
@@ -106,8 +120,15 @@ def local():
 def served(url: str, folder: Path, request: str = "completions") -> OpenAIJudge:
     """judges/vllm-server.yaml pointed at this server and this export (its defaults: port 8000, models/...)."""
     config = load_judge_config(ROOT / "judges" / "vllm-server.yaml")
-    return OpenAIJudge(config.model_copy(update={
-        "base_urls": [url], "request": request, "tokenizer": str(folder) if request == "completions" else None}))
+    return OpenAIJudge(
+        config.model_copy(
+            update={
+                "base_urls": [url],
+                "request": request,
+                "tokenizer": str(folder) if request == "completions" else None,
+            }
+        )
+    )
 
 
 def test_the_printed_command_serves_the_name_vllm_server_yaml_asks_for(exported):
@@ -132,8 +153,12 @@ def test_served_judge_gives_the_transformers_judges_probabilities(server, export
         worst = max(abs(g.p_first - w.p_first) for g, w in zip(got, want))
         print(f"  {request:13s} {worst:.4f}  " + " ".join(f"{g.p_first:.3f}" for g in got))
     print(f"  {'transformers':13s} {'':6s}  " + " ".join(f"{w.p_first:.3f}" for w in want))
-    print("label mass: completions " + " ".join(f"{g.label_mass:.3f}" for g in rows["completions"])
-          + " | transformers " + " ".join(f"{w.label_mass:.3f}" for w in want))
+    print(
+        "label mass: completions "
+        + " ".join(f"{g.label_mass:.3f}" for g in rows["completions"])
+        + " | transformers "
+        + " ".join(f"{w.label_mass:.3f}" for w in want)
+    )
     for got, w in zip(rows["completions"], want):
         assert got.error is None and got.extra["verdict_source"] == "logprobs"
         assert got.p_first == pytest.approx(w.p_first, abs=TOL)

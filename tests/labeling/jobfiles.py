@@ -15,8 +15,10 @@ CONSTITUTION = "name: c\nversion: '1'\nprinciples:\n  - id: polite\n    text: Wh
 
 
 def polite_rows(n: int, prefix: str = "p") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "prompt": f"question {i}", "response_a": f"please, {i}",
-             "response_b": f"no {i}"} for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "prompt": f"question {i}", "response_a": f"please, {i}", "response_b": f"no {i}"}
+        for i in range(n)
+    ]
 
 
 def write_rows(path: Path, rows: Iterable) -> Path:
@@ -25,26 +27,44 @@ def write_rows(path: Path, rows: Iterable) -> Path:
     return path
 
 
-def job_files(tmp: Path, rows: Iterable, function: str = "tests.labeling.fns:flaky",
-              constitution: str = CONSTITUTION) -> dict[str, Path]:
+def job_files(
+    tmp: Path, rows: Iterable, function: str = "tests.labeling.fns:flaky", constitution: str = CONSTITUTION
+) -> dict[str, Path]:
     """pairs.jsonl, c.yaml and judge.yaml (a python judge) in `tmp`; `out` is where the labels go."""
     (tmp / "c.yaml").write_text(constitution)
     (tmp / "judge.yaml").write_text(f"backend: python\nfunction: {function}\n")
-    return {"pairs": write_rows(tmp / "pairs.jsonl", rows), "constitution": tmp / "c.yaml",
-            "judge": tmp / "judge.yaml", "out": tmp / "out"}
+    return {
+        "pairs": write_rows(tmp / "pairs.jsonl", rows),
+        "constitution": tmp / "c.yaml",
+        "judge": tmp / "judge.yaml",
+        "out": tmp / "out",
+    }
 
 
 def label_command(files: dict[str, Path], *extra) -> list[str]:
-    return rlaif_command("label", "--pairs", files["pairs"], "--constitution", files["constitution"], "--judge",
-                         files["judge"], "--out", files["out"], "--quiet", *extra)
+    return rlaif_command(
+        "label",
+        "--pairs",
+        files["pairs"],
+        "--constitution",
+        files["constitution"],
+        "--judge",
+        files["judge"],
+        "--out",
+        files["out"],
+        "--quiet",
+        *extra,
+    )
 
 
-def rlaif_label(files: dict[str, Path], *extra, env: Optional[dict] = None,
-                timeout: float = 120) -> subprocess.CompletedProcess:
+def rlaif_label(
+    files: dict[str, Path], *extra, env: Optional[dict] = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`rlaif label` on `files` as a subprocess (whatever its exit code); `env` is added to the environment."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(label_command(files, *extra), cwd=ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        label_command(files, *extra), cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _no_constant(name: str):

@@ -27,6 +27,12 @@ def _imports(path) -> set[str]:
 def test_labeling_renders_no_prompt_and_knows_no_backend(path):
     for name in _imports(path):
         module = name.split(":")[0].lstrip(".")
-        assert module not in ("judges.prompting", "judges.policy", "judges.hf", "judges.vllm", "judges.openai",
-                              "judges.python"), f"{path.name} imports {name}"
+        assert module not in (
+            "judges.prompting",
+            "judges.policy",
+            "judges.hf",
+            "judges.vllm",
+            "judges.openai",
+            "judges.python",
+        ), f"{path.name} imports {name}"
         assert not name.endswith((":render_prefix_user", ":NOT_ATTACHED")), f"{path.name} imports {name}"

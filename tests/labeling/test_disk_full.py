@@ -17,8 +17,9 @@ def small_disk(tmp_path):
     """A 64 KiB tmpfs; `small_disk.grow()` makes it 1 MiB (space freed)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
 
@@ -35,13 +36,22 @@ def small_disk(tmp_path):
 
 def big_rows(n: int, prefix: str = "b") -> list[dict]:
     """Pairs whose records take about 1.5 KB each."""
-    return [{"id": f"{prefix}{i}", "prompt": "q" * 100, "response_a": "please " + "x" * 600,
-             "response_b": "no " + "y" * 600} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "prompt": "q" * 100,
+            "response_a": "please " + "x" * 600,
+            "response_b": "no " + "y" * 600,
+        }
+        for i in range(n)
+    ]
 
 
 def no_space_line(path) -> str:
-    return (f"error: no space left on the device writing {path}. Everything written before is kept: free some "
-            f"space and run the same command again to resume.")
+    return (
+        f"error: no space left on the device writing {path}. Everything written before is kept: free some "
+        f"space and run the same command again to resume."
+    )
 
 
 def test_disk_full_while_appending_then_resume(tmp_path, small_disk):
@@ -58,7 +68,7 @@ def test_disk_full_while_appending_then_resume(tmp_path, small_disk):
     assert p.returncode == 0, p.stderr
     recs = stored(files["out"])
     assert len(recs) == 60 and all(r["status"] == "ok" for r in recs.values())
-    assert strict_records(files["out"] / "labels.jsonl")[:len(before)] == before  # nothing written was lost
+    assert strict_records(files["out"] / "labels.jsonl")[: len(before)] == before  # nothing written was lost
 
 
 def test_disk_full_writing_the_manifest_then_resume(tmp_path, small_disk):

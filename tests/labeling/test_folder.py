@@ -20,8 +20,9 @@ KINDER = CONSTITUTION.replace("more polite", "kinder")
 def test_a_second_process_on_the_same_folder_is_refused_naming_host_and_pid(tmp_path):
     files = job_files(tmp_path, polite_rows(40))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.05"}
-    first = subprocess.Popen(label_command(files, "--batch-size", "1"), cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        label_command(files, "--batch-size", "1"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         labels, deadline = files["out"] / "labels.jsonl", time.time() + 60
         while not (labels.exists() and labels.stat().st_size) and first.poll() is None and time.time() < deadline:
@@ -57,8 +58,10 @@ def test_a_deleted_manifest_does_not_let_another_job_in(tmp_path):
     (out / "job.json").unlink()
     p = rlaif_label(files)
     assert p.returncode == 2
-    assert p.stderr.strip() == (f"error: {out} holds labels, but neither manifest.json nor job.json says which "
-                                f"seed and shard made them: use a new --out directory")
+    assert p.stderr.strip() == (
+        f"error: {out} holds labels, but neither manifest.json nor job.json says which "
+        f"seed and shard made them: use a new --out directory"
+    )
     assert len(stored(out)) == 3
 
 
@@ -72,11 +75,10 @@ def test_labels_appended_from_another_job_are_refused_line_by_line(tmp_path):
         f.write((other["out"] / "labels.jsonl").read_text())
     p = rlaif_label(files)
     assert p.returncode == 2
-    assert p.stderr.startswith(f"error: {files['out'] / 'labels.jsonl'}:4: a label made with a different "
-                               f"constitution")
+    assert p.stderr.startswith(f"error: {files['out'] / 'labels.jsonl'}:4: a label made with a different constitution")
 
 
-@pytest.mark.parametrize("text", ["", "{\"seed\": 0"])
+@pytest.mark.parametrize("text", ["", '{"seed": 0'])
 def test_an_empty_or_corrupt_manifest_is_one_error_naming_it(tmp_path, text):
     files = job_files(tmp_path, polite_rows(2))
     assert rlaif_label(files).returncode == 0
@@ -94,8 +96,9 @@ def test_out_naming_a_file_and_bad_numbers_are_clean_errors(tmp_path):
     files["out"].write_text("not a folder")
     p = rlaif_label(files)
     assert p.returncode == 2
-    assert p.stderr.strip() == (f"error: --out {files['out']} is a file; name a folder for the labels (it is "
-                                f"created if missing)")
+    assert p.stderr.strip() == (
+        f"error: --out {files['out']} is a file; name a folder for the labels (it is created if missing)"
+    )
     files["out"] = tmp_path / "out2"
     for flag, value in (("--limit", "-3"), ("--batch-size", "0"), ("--max-chars", "-1")):
         p = rlaif_label(files, flag, value)
@@ -116,24 +119,33 @@ def test_another_kind_of_job_is_refused_naming_the_job_that_holds_or_made_the_fo
     pairs.write_text('{"id": "p0", "prompt": "q", "response_a": "please", "response_b": "no"}\n')
     out, lock = files["out"], files["out"] / "job.lock"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.2"}
-    reviser = subprocess.Popen(rlaif_command(*revise_args(files)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    reviser = subprocess.Popen(
+        rlaif_command(*revise_args(files)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.time() + 60
-        while not (lock.exists() and lock.read_text().endswith("revised\n")) and reviser.poll() is None \
-                and time.time() < deadline:
+        while (
+            not (lock.exists() and lock.read_text().endswith("revised\n"))
+            and reviser.poll() is None
+            and time.time() < deadline
+        ):
             time.sleep(0.01)
         assert reviser.poll() is None, reviser.stderr.read().decode()
-        with pytest.raises(JobError, match=rf"^{out} is being revised by another process \(host .*, PID "
-                                           rf"{reviser.pid}\)"):
+        with pytest.raises(
+            JobError,
+            match=rf"^{out} is being revised by another process \(host .*, PID "
+            rf"{reviser.pid}\)",
+        ):
             score(pairs, files["constitution"], tmp_path / "score.yaml", out, progress=False)
     finally:
         reviser.kill()
         reviser.wait()
     with pytest.raises(JobError) as e:
         score(pairs, files["constitution"], tmp_path / "score.yaml", out, progress=False)
-    assert str(e.value) == (f"{out} is the folder of an `rlaif revise` job (manifest.json says so): `rlaif score` "
-                            f"keeps its scores in a folder of its own. Use a new --out directory.")
+    assert str(e.value) == (
+        f"{out} is the folder of an `rlaif revise` job (manifest.json says so): `rlaif score` "
+        f"keeps its scores in a folder of its own. Use a new --out directory."
+    )
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.labeling.fns:flaky\n")
     label(pairs, files["constitution"], judge, tmp_path / "labels", progress=False)

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from tests.helpers import ROOT
 
+from tests.helpers import ROOT
 
 
 def _count_lines(path: Path) -> int:
@@ -26,15 +26,32 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     with open(pairs, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}",
-                                "response_b": f"no {i}"}) + "\n")
+            f.write(
+                json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}", "response_b": f"no {i}"})
+                + "\n"
+            )
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nfunction: tests.judge_fns:slow_polite\nkwargs: {delay: 0.02}\n")
     const = tmp_path / "polite.yaml"
     const.write_text("name: polite\nversion: '1'\nprinciples:\n  - id: polite\n    text: Which is more polite?\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rlaif.cli", "label", "--pairs", str(pairs), "--constitution", str(const),
-           "--judge", str(judge), "--out", str(out), "--batch-size", "3", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "label",
+        "--pairs",
+        str(pairs),
+        "--constitution",
+        str(const),
+        "--judge",
+        str(judge),
+        "--out",
+        str(out),
+        "--batch-size",
+        "3",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     labels = out / "labels.jsonl"
     kills = 0
@@ -69,8 +86,13 @@ def test_sigkill_while_superseding_then_resume_keeps_one_record_per_id(tmp_path)
     files = job_files(tmp_path, polite_rows(n))
     assert rlaif_label(files, env={"RLAIF_TEST_JUDGE_DOWN": "1"}).returncode == 4
     out, env = files["out"], {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.02"}
-    proc = subprocess.Popen(label_command(files, "--retry-failed", "--batch-size", "3"), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        label_command(files, "--retry-failed", "--batch-size", "3"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 60
     while _count_lines(out / "superseding.jsonl") < 15 and proc.poll() is None and time.time() < deadline:
         assert len(stored(out)) == n  # the reader's view while new attempts wait aside

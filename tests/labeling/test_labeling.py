@@ -16,9 +16,15 @@ from rlaif.labeling.job import LabelJobError, label
 from rlaif.records import Pair, Verdict
 
 POLITE = PythonJudgeConfig(function="tests.judge_fns:prefers_polite", tie_margin=0.05)
-CONST = Constitution(name="c", version="1", principles=[
-    Principle(id="polite", text="Which response is more polite?"),
-    Principle(id="rude", text="Which response is ruder?", invert=True, weight=2.0)], sampling="one_per_pair")
+CONST = Constitution(
+    name="c",
+    version="1",
+    principles=[
+        Principle(id="polite", text="Which response is more polite?"),
+        Principle(id="rude", text="Which response is ruder?", invert=True, weight=2.0),
+    ],
+    sampling="one_per_pair",
+)
 
 
 def write_pairs(path, n, polite_first=True, extra=()):
@@ -44,8 +50,11 @@ def test_records_carry_debiased_labels_and_provenance(tmp_path):
     for r in recs:
         assert r["status"] == "ok" and r["source"] == "ai"
         assert r["constitution_sha256"] == CONST.sha256
-        assert r["judge"] == {"backend": "python", "model": "tests.judge_fns:prefers_polite",
-                              "settings_sha256": POLITE.settings_sha256()}
+        assert r["judge"] == {
+            "backend": "python",
+            "model": "tests.judge_fns:prefers_polite",
+            "settings_sha256": POLITE.settings_sha256(),
+        }
         assert r["principle_id"] in ("polite", "rude")
         # the polite response wins in both orders under either principle (the inverted one is flipped back)
         polite_is_a = "please" in r["response_a"]
@@ -104,22 +113,28 @@ def test_partial_last_line_is_repaired_on_resume(tmp_path):
 def test_different_constitution_or_judge_is_refused(tmp_path):
     pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
     label(pairs, CONST, POLITE, tmp_path / "out", progress=False)
-    changed = CONST.model_copy(update={"principles": [Principle(id="polite", text="Which is kinder?")],
-                                       "sampling": "one_per_pair"})
+    changed = CONST.model_copy(
+        update={"principles": [Principle(id="polite", text="Which is kinder?")], "sampling": "one_per_pair"}
+    )
     with pytest.raises(LabelJobError, match="different constitution"):
         label(pairs, changed, POLITE, tmp_path / "out", progress=False)
     with pytest.raises(LabelJobError, match="different judge"):
         label(pairs, CONST, POLITE.model_copy(update={"tie_margin": 0.2}), tmp_path / "out", progress=False)
     # plumbing-only changes are not a different judge
-    label(pairs, CONST, POLITE.model_copy(update={"price_per_1k_prompt_tokens": 1.0}), tmp_path / "out",
-          progress=False)
+    label(pairs, CONST, POLITE.model_copy(update={"price_per_1k_prompt_tokens": 1.0}), tmp_path / "out", progress=False)
     assert len(read_labels(tmp_path / "out")) == 3
 
 
 def test_bad_input_names_file_and_line_and_keeps_work(tmp_path):
     from rlaif.data.pairs import DataError
 
-    pairs = write_pairs(tmp_path / "pairs.jsonl", 4, extra=['{"prompt": "x", "response_a": "y"', ])
+    pairs = write_pairs(
+        tmp_path / "pairs.jsonl",
+        4,
+        extra=[
+            '{"prompt": "x", "response_a": "y"',
+        ],
+    )
     with pytest.raises(DataError) as e:
         label(pairs, CONST, POLITE, tmp_path / "out", batch_size=3, progress=False)
     assert "pairs.jsonl:5" in str(e.value)
@@ -133,8 +148,12 @@ def test_bad_input_names_file_and_line_and_keeps_work(tmp_path):
 
 def test_failed_verdict_is_recorded_as_failed(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"prompt": "q", "response_a": "boom", "response_b": "fine"}) + "\n" +
-                     json.dumps({"prompt": "q", "response_a": "ok", "response_b": "fine"}) + "\n")
+    pairs.write_text(
+        json.dumps({"prompt": "q", "response_a": "boom", "response_b": "fine"})
+        + "\n"
+        + json.dumps({"prompt": "q", "response_a": "ok", "response_b": "fine"})
+        + "\n"
+    )
     cfg = PythonJudgeConfig(function="tests.judge_fns:broken")
     label(pairs, CONST, cfg, tmp_path / "out", progress=False)
     recs = read_labels(tmp_path / "out")
@@ -174,8 +193,11 @@ def test_export_trl_keeps_soft_label_and_skips_ties(tmp_path):
 
     from rlaif.feedback.export import export_trl
 
-    pairs = write_pairs(tmp_path / "pairs.jsonl", 6, extra=[
-        json.dumps({"id": "neutral", "prompt": "q", "response_a": "one", "response_b": "two"})])
+    pairs = write_pairs(
+        tmp_path / "pairs.jsonl",
+        6,
+        extra=[json.dumps({"id": "neutral", "prompt": "q", "response_a": "one", "response_b": "two"})],
+    )
     label(pairs, CONST.model_copy(update={"sampling": "polite"}), POLITE, tmp_path / "out", progress=False)
     counts = export_trl(tmp_path / "out", tmp_path / "train.jsonl")
     assert counts == {"written": 6, "skipped_tie": 1, "skipped_failed": 0}
@@ -239,9 +261,11 @@ def test_pair_too_long_for_the_judge_is_bad_input(tmp_path, tiny_model_dir):
     from rlaif.data.pairs import DataError
 
     pairs = tmp_path / "pairs.jsonl"
-    rows = [{"id": "short", "prompt": "q", "response_a": "please", "response_b": "no"},
-            {"id": "long", "prompt": "q " * 400, "response_a": "please", "response_b": "no"},
-            {"id": "after", "prompt": "q", "response_a": "ok", "response_b": "no"}]
+    rows = [
+        {"id": "short", "prompt": "q", "response_a": "please", "response_b": "no"},
+        {"id": "long", "prompt": "q " * 400, "response_a": "please", "response_b": "no"},
+        {"id": "after", "prompt": "q", "response_a": "ok", "response_b": "no"},
+    ]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = TransformersJudgeConfig(model=str(tiny_model_dir), max_length=300, batch_size=2)
     const = CONST.model_copy(update={"sampling": "polite"})

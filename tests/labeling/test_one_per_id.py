@@ -24,7 +24,8 @@ def test_an_edited_pair_is_refused_naming_both_lines_or_relabelled_on_request(tm
     assert p.stderr.strip() == (
         f"error: {files['pairs']}:3: pair 'p2' was labelled before with different content "
         f"({files['out'] / 'labels.jsonl'}:3). Give the edited pair a new id, or pass --relabel-changed to label "
-        f"it again (the old label moves to superseded.jsonl)")
+        f"it again (the old label moves to superseded.jsonl)"
+    )
     assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"
     assert stored(files["out"])["p2"]["response_a"] == "please, 2"
 
@@ -55,8 +56,9 @@ def test_a_fixed_invalid_row_supersedes_its_failed_record(tmp_path):
 
 def test_synthetic_ids_cannot_collide_with_real_ones(tmp_path):
     rows = polite_rows(4)
-    files = job_files(tmp_path, [rows[0], rows[1], "{not json", {**rows[3], "id": "line-3"},
-                                 {**rows[2], "id": "rlaif:line-9"}])
+    files = job_files(
+        tmp_path, [rows[0], rows[1], "{not json", {**rows[3], "id": "line-3"}, {**rows[2], "id": "rlaif:line-9"}]
+    )
     assert rlaif_label(files, "--skip-invalid").returncode == 0
     recs = stored(files["out"])
     assert set(recs) == {"p0", "p1", "rlaif:line-3", "line-3", "rlaif:line-5"}
@@ -70,8 +72,9 @@ def test_a_principle_the_constitution_lacks_is_file_line_or_a_failed_record(tmp_
     files = job_files(tmp_path, rows)
     p = rlaif_label(files, "--batch-size", "1")
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert p.stderr.strip() == (f"error: {files['pairs']}:2: principle 'honest' is not in constitution 'c' "
-                                f"(its principles: polite)")
+    assert p.stderr.strip() == (
+        f"error: {files['pairs']}:2: principle 'honest' is not in constitution 'c' (its principles: polite)"
+    )
     assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"
     assert list(stored(files["out"])) == ["p0"]  # the work before the bad row is kept
     p = rlaif_label(files, "--skip-invalid")

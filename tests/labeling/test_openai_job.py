@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from tests.judges.test_openai_judge import FakeServer, Reply, alt, completion, position
 from tests.helpers import ROOT
+from tests.judges.test_openai_judge import FakeServer, Reply, alt, completion, position
 
 KEY = "sk-job-SECRET-987654321"
 
@@ -28,23 +28,42 @@ def test_capped_job_stops_cleanly_and_resumes(tmp_path):
     server.default = _polite
     try:
         pairs = tmp_path / "pairs.jsonl"
-        pairs.write_text("".join(json.dumps({"id": f"o{i}", "prompt": f"q{i}", "chosen": f"please {i}",
-                                             "rejected": f"no {i}"}) + "\n" for i in range(8)))
+        pairs.write_text(
+            "".join(
+                json.dumps({"id": f"o{i}", "prompt": f"q{i}", "chosen": f"please {i}", "rejected": f"no {i}"}) + "\n"
+                for i in range(8)
+            )
+        )
         const = tmp_path / "c.yaml"
         const.write_text("name: c\nversion: '1'\nprinciples:\n  - id: p\n    text: Which is more polite?\n")
 
         def judge_file(cap):
             f = tmp_path / f"judge{cap}.yaml"
-            f.write_text(f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\napi_key_env: RLAIF_TEST_KEY\n"
-                         f"max_requests: {cap}\nbackoff_s: 0.01\nconcurrency: 2\n"
-                         f"price_per_1k_prompt_tokens: 0.5\n")
+            f.write_text(
+                f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\napi_key_env: RLAIF_TEST_KEY\n"
+                f"max_requests: {cap}\nbackoff_s: 0.01\nconcurrency: 2\n"
+                f"price_per_1k_prompt_tokens: 0.5\n"
+            )
             return f
 
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_KEY": KEY}
-        cmd = [sys.executable, "-m", "rlaif.cli", "label", "--pairs", str(pairs), "--constitution", str(const),
-               "--out", str(tmp_path / "out"), "--batch-size", "2", "--quiet", "--judge"]
-        p = subprocess.run(cmd + [str(judge_file(7))], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=120)
+        cmd = [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "label",
+            "--pairs",
+            str(pairs),
+            "--constitution",
+            str(const),
+            "--out",
+            str(tmp_path / "out"),
+            "--batch-size",
+            "2",
+            "--quiet",
+            "--judge",
+        ]
+        p = subprocess.run(cmd + [str(judge_file(7))], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 3, p.stderr[-2000:]
         assert "stopped early" in p.stderr and "max_requests" in p.stderr
         recs = [json.loads(x) for x in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
@@ -52,8 +71,9 @@ def test_capped_job_stops_cleanly_and_resumes(tmp_path):
         assert all(r["label"] == r["human_label"] for r in recs)
         assert server.count == 7
         # A bigger cap is plumbing, not a different judge: the same output directory resumes.
-        p = subprocess.run(cmd + [str(judge_file(1000))], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=120)
+        p = subprocess.run(
+            cmd + [str(judge_file(1000))], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert p.returncode == 0, p.stderr[-2000:]
         recs = [json.loads(x) for x in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
         assert sorted(r["id"] for r in recs) == [f"o{i}" for i in range(8)]

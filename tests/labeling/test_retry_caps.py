@@ -38,8 +38,10 @@ def server():
 
 def http_job(tmp_path, server, n: int, caps: str = "") -> dict:
     files = job_files(tmp_path, polite_rows(n))
-    files["judge"].write_text(f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\nmax_retries: 0\n"
-                              f"backoff_s: 0.01\nconcurrency: 2\nprice_per_1k_prompt_tokens: 0.5\n{caps}")
+    files["judge"].write_text(
+        f"backend: openai\nmodel: m\nbase_urls: ['{server.url}']\nmax_retries: 0\n"
+        f"backoff_s: 0.01\nconcurrency: 2\nprice_per_1k_prompt_tokens: 0.5\n{caps}"
+    )
     return files
 
 
@@ -48,8 +50,9 @@ def test_failed_pairs_exit_4_until_retried(tmp_path, server):
     files = http_job(tmp_path, server, 6)
     p = rlaif_label(files)
     assert p.returncode == 4, p.stderr
-    assert p.stderr.strip().startswith("6 pairs have no label because the judge failed (6 this run, 0 before; "
-                                       "most often: gave up after 1 attempts")
+    assert p.stderr.strip().startswith(
+        "6 pairs have no label because the judge failed (6 this run, 0 before; most often: gave up after 1 attempts"
+    )
     assert "run the same command with --retry-failed" in p.stderr
     server.default = _polite  # the server is back
     p = rlaif_label(files)  # without --retry-failed the failures stand, and still count
@@ -69,8 +72,10 @@ def test_the_exit_4_summary_gives_the_whole_reason(tmp_path, server):
     files = http_job(tmp_path, server, 2)
     p = rlaif_label(files)
     assert p.returncode == 4, p.stderr
-    reason = (f"HTTP 401 from {server.url}/chat/completions: invalid key: ask the admin (no API key was sent: name "
-              f"the environment variable that holds it in the judge's api_key_env)")
+    reason = (
+        f"HTTP 401 from {server.url}/chat/completions: invalid key: ask the admin (no API key was sent: name "
+        f"the environment variable that holds it in the judge's api_key_env)"
+    )
     assert f"most often: {reason}; all reasons in" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     stats = json.loads((files["out"] / "stats.json").read_text())
     assert stats["failure_reasons"] == {reason: 2}
@@ -106,8 +111,13 @@ def test_a_cap_holds_when_the_job_is_killed_with_a_batch_in_flight(tmp_path, ser
         return reply
 
     server.default = answer
-    proc = subprocess.Popen(label_command(files, "--batch-size", "2"), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        label_command(files, "--batch-size", "2"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 120
     while server.count < 6 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -135,8 +145,9 @@ def test_each_shard_folder_is_a_job_with_its_own_cap(tmp_path, server):
 def test_caps_on_a_judge_without_them_are_refused(tmp_path):
     files = job_files(tmp_path, polite_rows(2))
     p = rlaif_label(files, "--max-cost", "1.5")
-    assert p.returncode == 2 and p.stderr.strip() == ("error: --max-cost: a python judge has no spending caps "
-                                                      "(backend: openai has)")
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "error: --max-cost: a python judge has no spending caps (backend: openai has)"
+    )
 
 
 def test_an_infinite_logprob_is_a_failed_record_never_nan(tmp_path, server):

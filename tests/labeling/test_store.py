@@ -7,15 +7,24 @@ import json
 
 import pytest
 
-from rlaif.jobs.store import LabelStore
 from rlaif.data.labels import read_json_file, read_labels
 from rlaif.files import write_json_atomic
+from rlaif.jobs.store import LabelStore
 from tests.labeling.jobfiles import strict_records
 
 
 def rec(pid: str, status: str = "ok", key: str = "k", **extra) -> dict:
-    return {"id": pid, "key": f"{key}-{pid}", "status": status, "p_a": 0.9 if status == "ok" else None,
-            "label": "a" if status == "ok" else None, "prompt": "q", "response_a": "x", "response_b": "y", **extra}
+    return {
+        "id": pid,
+        "key": f"{key}-{pid}",
+        "status": status,
+        "p_a": 0.9 if status == "ok" else None,
+        "label": "a" if status == "ok" else None,
+        "prompt": "q",
+        "response_a": "x",
+        "response_b": "y",
+        **extra,
+    }
 
 
 def store_with(tmp_path, records, waiting=()) -> LabelStore:
@@ -32,8 +41,7 @@ def test_new_attempts_wait_aside_then_fold_in_one_rewrite(tmp_path):
     # until the fold, readers see the old records, one per id
     assert [r["status"] for r in read_labels(store.path)] == ["failed", "ok", "failed"]
     assert store.fold() == 2
-    assert [(r["id"], r["key"]) for r in strict_records(store.path)] == [("a", "new-a"), ("b", "k-b"),
-                                                                         ("c", "new-c")]
+    assert [(r["id"], r["key"]) for r in strict_records(store.path)] == [("a", "new-a"), ("b", "k-b"), ("c", "new-c")]
     assert [r["status"] for r in strict_records(store.superseded)] == ["failed", "failed"]
     assert not store.superseding.exists()
 
@@ -57,8 +65,11 @@ def test_ids_an_older_rlaif_stored_twice_keep_their_ok_record(tmp_path):
     # what the old job wrote after a --skip-invalid row was fixed (failed, then ok) and after an edited pair
     store = store_with(tmp_path, [rec("x", "failed"), rec("y"), rec("x"), rec("y", key="edited"), rec("z")])
     index = store.index()
-    assert {i: (s.key, s.status) for i, s in index.items()} == {"x": ("k-x", "ok"), "y": ("edited-y", "ok"),
-                                                                 "z": ("k-z", "ok")}
+    assert {i: (s.key, s.status) for i, s in index.items()} == {
+        "x": ("k-x", "ok"),
+        "y": ("edited-y", "ok"),
+        "z": ("k-z", "ok"),
+    }
     assert [r["id"] for r in strict_records(store.path)] == ["x", "y", "z"]
     assert [(r["id"], r["status"]) for r in strict_records(store.superseded)] == [("x", "failed"), ("y", "ok")]
 
@@ -90,7 +101,7 @@ def test_store_writes_strict_json_only(tmp_path):
     assert [r["id"] for r in strict_records(store.path)] == ["a"] and not (tmp_path / "stats.json").exists()
 
 
-@pytest.mark.parametrize("text, what", [("", "is empty"), ("{\"status\": ", "is not valid JSON")])
+@pytest.mark.parametrize("text, what", [("", "is empty"), ('{"status": ', "is not valid JSON")])
 def test_a_broken_json_document_is_one_error_naming_it(tmp_path, text, what):
     path = tmp_path / "manifest.json"
     path.write_text(text)

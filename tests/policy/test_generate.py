@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rlaif.config.sampling import SamplingConfig
 from rlaif.data.pairs import DataError, read_pairs
 from rlaif.data.prompts import read_prompts
 from rlaif.policy.generate import generate, pair_rows
-from rlaif.config.sampling import SamplingConfig
 from rlaif.policy.sampling import Sample
 from tests.helpers import ROOT
 
@@ -31,23 +31,35 @@ def _jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture
 def prompts_file(tmp_path):
-    return _jsonl(tmp_path / "prompts.jsonl", [
-        {"prompt": "How do I bake bread?"}, {"prompt": CHAT}, {"prompt": "How do I bake bread?", "id": "again"},
-        {"prompt": "Tell me a story."}])
+    return _jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt": "How do I bake bread?"},
+            {"prompt": CHAT},
+            {"prompt": "How do I bake bread?", "id": "again"},
+            {"prompt": "Tell me a story."},
+        ],
+    )
 
 
 def test_read_prompts_from_prompt_pair_and_label_files(tmp_path, prompts_file):
     assert read_prompts(prompts_file) == ["How do I bake bread?", CHAT, "Tell me a story."]
     demo = read_prompts(ROOT / "examples" / "pairs.jsonl")  # chosen/rejected rows with a prompt
     assert len(demo) == len({json.dumps(p) for p in demo}) > 3
-    hh = _jsonl(tmp_path / "hh.jsonl", [
-        {"chosen": "\n\nHuman: Hi?\n\nAssistant: Hello.", "rejected": "\n\nHuman: Hi?\n\nAssistant: Go away."},
-        {"prompt": "Q", "response_a": "a", "response_b": "b"}])
+    hh = _jsonl(
+        tmp_path / "hh.jsonl",
+        [
+            {"chosen": "\n\nHuman: Hi?\n\nAssistant: Hello.", "rejected": "\n\nHuman: Hi?\n\nAssistant: Go away."},
+            {"prompt": "Q", "response_a": "a", "response_b": "b"},
+        ],
+    )
     assert read_prompts(hh) == [[{"role": "user", "content": "Hi?"}], "Q"]
     labels = tmp_path / "run"
     labels.mkdir()
-    _jsonl(labels / "labels.jsonl", [{"id": "1", "prompt": "Q1", "response_a": "a", "response_b": "b",
-                                      "p_a": 0.5, "label": "tie", "status": "ok"}])
+    _jsonl(
+        labels / "labels.jsonl",
+        [{"id": "1", "prompt": "Q1", "response_a": "a", "response_b": "b", "p_a": 0.5, "label": "tie", "status": "ok"}],
+    )
     assert read_prompts(labels) == ["Q1"]
 
 
@@ -86,8 +98,13 @@ def test_generate_writes_pairs_that_label_reads(tiny_model_dir, prompts_file, tm
     pairs = list(read_pairs(out))
     assert [p.id for p in pairs] == [r["id"] for r in rows]
     assert any(p.conversational for p in pairs)
-    job = label(out, ROOT / "constitutions" / "helpful.yaml", ROOT / "judges" / "rule-length.yaml",
-                tmp_path / "labels", progress=False)
+    job = label(
+        out,
+        ROOT / "constitutions" / "helpful.yaml",
+        ROOT / "judges" / "rule-length.yaml",
+        tmp_path / "labels",
+        progress=False,
+    )
     assert job.stats["pairs"] == job.stats["ok"] == len(rows)
     # the same seed draws the same samples; another seed draws others
     again = tmp_path / "again.jsonl"
@@ -108,20 +125,62 @@ def test_generate_then_label_through_the_cli(tiny_model_dir, prompts_file, tmp_p
     sampling = tmp_path / "sampling.yaml"
     sampling.write_text("temperature: 0.7\nmax_new_tokens: 20\nbatch_size: 4\n")
     out = tmp_path / "pairs.jsonl"
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "generate", "--policy", str(tiny_model_dir),
-                        "--prompts", str(prompts_file), "--n", "2", "--out", str(out), "--config", str(sampling),
-                        "--max-new-tokens", "5", "--seed", "1", "--quiet"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "generate",
+            "--policy",
+            str(tiny_model_dir),
+            "--prompts",
+            str(prompts_file),
+            "--n",
+            "2",
+            "--out",
+            str(out),
+            "--config",
+            str(sampling),
+            "--max-new-tokens",
+            "5",
+            "--seed",
+            "1",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     m = re.search(r"(\d+) pairs from 3 prompts \(6 samples, .* (\d+) pairs left out", p.stdout)
     assert m and str(out) in p.stdout, p.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == int(m.group(1)) == 3 - int(m.group(2))
     assert rows[0]["sampling"]["temperature"] == 0.7 and rows[0]["sampling"]["max_new_tokens"] == 5
-    p = subprocess.run([sys.executable, "-m", "rlaif.cli", "label", "--pairs", str(out), "--constitution",
-                        str(ROOT / "constitutions" / "helpful.yaml"), "--judge",
-                        str(ROOT / "judges" / "rule-length.yaml"), "--out", str(tmp_path / "labels"), "--quiet"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "label",
+            "--pairs",
+            str(out),
+            "--constitution",
+            str(ROOT / "constitutions" / "helpful.yaml"),
+            "--judge",
+            str(ROOT / "judges" / "rule-length.yaml"),
+            "--out",
+            str(tmp_path / "labels"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert len((tmp_path / "labels" / "labels.jsonl").read_text().splitlines()) == len(rows)
 
@@ -130,9 +189,11 @@ def test_generate_cli_reports_bad_prompts_cleanly(tmp_path):
     from rlaif.cli import app
 
     bad = _jsonl(tmp_path / "bad.jsonl", [{"text": "no prompt here"}])
-    result = CliRunner().invoke(app, ["generate", "--policy", "unused", "--prompts", str(bad),
-                                      "--out", str(tmp_path / "o.jsonl")])
+    result = CliRunner().invoke(
+        app, ["generate", "--policy", "unused", "--prompts", str(bad), "--out", str(tmp_path / "o.jsonl")]
+    )
     assert result.exit_code == 2 and "bad.jsonl:1: row has no prompt" in result.output
-    result = CliRunner().invoke(app, ["generate", "--policy", "unused", "--prompts", str(bad), "--n", "1",
-                                      "--out", str(tmp_path / "o.jsonl")])
+    result = CliRunner().invoke(
+        app, ["generate", "--policy", "unused", "--prompts", str(bad), "--n", "1", "--out", str(tmp_path / "o.jsonl")]
+    )
     assert result.exit_code == 2

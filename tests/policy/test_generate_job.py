@@ -22,8 +22,23 @@ def _files(tmp_path, tiny_model_dir):
     sampling.write_text("max_new_tokens: 16\nbatch_size: 2\n")  # one prompt (n = 2 samples) per batch
 
     def command(out):
-        return rlaif_command("generate", "--policy", tiny_model_dir, "--prompts", prompts, "--n", "2", "--out", out,
-                             "--config", sampling, "--seed", "5", "--quiet")
+        return rlaif_command(
+            "generate",
+            "--policy",
+            tiny_model_dir,
+            "--prompts",
+            prompts,
+            "--n",
+            "2",
+            "--out",
+            out,
+            "--config",
+            sampling,
+            "--seed",
+            "5",
+            "--quiet",
+        )
+
     return command
 
 
@@ -61,8 +76,13 @@ def test_a_second_run_is_refused_while_the_lock_is_held_and_an_edited_record_at_
     out = tmp_path / "pairs.jsonl"
     assert cli(*command(out)[3:]).exit_code == 0
     folder = tmp_path / "pairs.job"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         refused = cli(*command(out)[3:])

@@ -16,26 +16,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlaif.train.checkpoint import list_checkpoints
 from rlaif.config.train import load_train_config
+from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.metrics import read_metrics
-
 from tests.helpers import ROOT, kill_when, rlaif_command, run_to_end
 
 EXAMPLE = ROOT / "examples/tiny/loop.yaml"
 PROMPTS = ROOT / "examples/tiny/data/labels.jsonl"
 LN2 = math.log(2)
 # a few seconds per loop on one CPU thread: small iterations of the tiny example
-SHORT = ["iterations=2", "steps_per_iteration=3", "prompts_per_iteration=24", "eval_prompts=16", "save_steps=2",
-         "batch_size=8", "save_total_limit=null"]
+SHORT = [
+    "iterations=2",
+    "steps_per_iteration=3",
+    "prompts_per_iteration=24",
+    "eval_prompts=16",
+    "save_steps=2",
+    "batch_size=8",
+    "save_total_limit=null",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def loop_config(out: Path, *overrides: str):
-    return load_train_config(EXAMPLE, "loop", [f"output_dir={out}", f"prompts={PROMPTS}",
-                                               f"judge={ROOT / 'judges/rule-keyword.yaml'}", *overrides])
+    return load_train_config(
+        EXAMPLE,
+        "loop",
+        [f"output_dir={out}", f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}", *overrides],
+    )
 
 
 def run(out: Path, *overrides: str) -> tuple[list[dict], list[dict]]:
@@ -106,9 +115,14 @@ def test_lora_trains_adapters_against_the_base_model(tmp_path):
     assert steps[0]["loss"] == pytest.approx(LN2, abs=1e-6) and abs(steps[3]["loss"] - LN2) > 1e-3
 
 
-@pytest.mark.parametrize("override, error", [("max_steps=10", "max_steps: does not apply"),
-                                             ("lora={r: 4}", "reference: under LoRA"),
-                                             ("feedback={source: human}", "human is required")])
+@pytest.mark.parametrize(
+    "override, error",
+    [
+        ("max_steps=10", "max_steps: does not apply"),
+        ("lora={r: 4}", "reference: under LoRA"),
+        ("feedback={source: human}", "human is required"),
+    ],
+)
 def test_config_rejects_fields_that_do_not_apply(override, error):
     from rlaif.config.yamlfile import ConfigFileError
 
@@ -118,9 +132,21 @@ def test_config_rejects_fields_that_do_not_apply(override, error):
 
 
 def _labels(it_dir: Path, p_as: list[float]) -> list[dict]:
-    records = [{"id": f"p{i}", "key": f"k{i}", "prompt": "q", "response_a": f"a{i}", "response_b": f"b{i}", "p_a": p,
-                "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie", "status": "ok", "source": "ai",
-                "position_consistent": p != 0.5} for i, p in enumerate(p_as)]
+    records = [
+        {
+            "id": f"p{i}",
+            "key": f"k{i}",
+            "prompt": "q",
+            "response_a": f"a{i}",
+            "response_b": f"b{i}",
+            "p_a": p,
+            "label": "a" if p > 0.5 else "b" if p < 0.5 else "tie",
+            "status": "ok",
+            "source": "ai",
+            "position_consistent": p != 0.5,
+        }
+        for i, p in enumerate(p_as)
+    ]
     (it_dir / "labels").mkdir(parents=True)
     (it_dir / "labels/labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return records
@@ -135,8 +161,9 @@ def test_feedback_sources_pick_an_iterations_training_labels(tmp_path):
     assert [p.id for p in ai.train] == ["p0", "p1", "p3"]  # the tie is left out
 
     human_file = tmp_path / "human.jsonl"
-    mixed = iteration_feedback(loop_config(tmp_path, "feedback={source: mixed, margin: 0.1}",
-                                           f"feedback.human={human_file}"), it_dir, 1)
+    mixed = iteration_feedback(
+        loop_config(tmp_path, "feedback={source: mixed, margin: 0.1}", f"feedback.human={human_file}"), it_dir, 1
+    )
     assert [p.id for p in mixed.train] == ["p0", "p1"]  # close calls wait for people
     assert [r["id"] for r in read_rows(it_dir / "human_queue.jsonl")] == ["p2", "p3"]
 
@@ -144,8 +171,21 @@ def test_feedback_sources_pick_an_iterations_training_labels(tmp_path):
     with pytest.raises(ValueError, match="human_queue.jsonl"):
         iteration_feedback(human, it_dir, 1)  # nobody has labelled this iteration yet
     assert len(read_rows(it_dir / "human_queue.jsonl")) == 4
-    human_file.write_text(json.dumps({"id": "p2", "prompt": "q", "response_a": "a2", "response_b": "b2",
-                                      "label": "b", "status": "ok", "source": "human", "annotator": "x"}) + "\n")
+    human_file.write_text(
+        json.dumps(
+            {
+                "id": "p2",
+                "prompt": "q",
+                "response_a": "a2",
+                "response_b": "b2",
+                "label": "b",
+                "status": "ok",
+                "source": "human",
+                "annotator": "x",
+            }
+        )
+        + "\n"
+    )
     got = iteration_feedback(human, it_dir, 1)
     assert [(p.id, p.p_a) for p in got.train] == [("p2", 0.0)]
 
@@ -157,10 +197,10 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     starting policy's (measured: about 0.11 before, 0.76-0.98 after, over loop seeds 0-3)."""
     from transformers import AutoModelForCausalLM
 
-    from rlaif.data.prompts import read_prompts, split_prompts
     from rlaif.config.sampling import SamplingConfig
-    from rlaif.train.models import build_tiny, build_tokenizer
+    from rlaif.data.prompts import read_prompts, split_prompts
     from rlaif.policy.sampling import derived_seed, sample
+    from rlaif.train.models import build_tiny, build_tokenizer
 
     out = tmp_path / "run"
     cfg = loop_config(out)
@@ -176,10 +216,12 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
     started = time.time()
     _, iterations = run(out)
     after = share(AutoModelForCausalLM.from_pretrained(out / "model"))
-    print(f"'please' in samples: before {before:.3f}, after {after:.3f}; per iteration (loop's own eval) "
-          f"{[round(r['keyword_share'], 3) for r in iterations]} from {iterations[0]['keyword_share_start']:.3f}; "
-          f"win rate {[round(r['win_rate'], 3) for r in iterations]}; KL {[round(r['kl'], 3) for r in iterations]}; "
-          f"{time.time() - started:.1f}s")
+    print(
+        f"'please' in samples: before {before:.3f}, after {after:.3f}; per iteration (loop's own eval) "
+        f"{[round(r['keyword_share'], 3) for r in iterations]} from {iterations[0]['keyword_share_start']:.3f}; "
+        f"win rate {[round(r['win_rate'], 3) for r in iterations]}; KL {[round(r['kl'], 3) for r in iterations]}; "
+        f"{time.time() - started:.1f}s"
+    )
     assert after >= before + 0.4, (before, after)
     assert iterations[-1]["keyword_share"] >= iterations[0]["keyword_share_start"] + 0.4
     assert iterations[-1]["win_rate"] > 0.6 and iterations[-1]["winrate"]["ci_low"] > 0.5
@@ -189,17 +231,23 @@ def test_loop_with_the_keyword_judge_makes_the_policy_say_please_more_often(tmp_
 def test_the_policy_can_be_its_own_judge_with_an_external_eval_judge(tmp_path):
     out = tmp_path / "run"
     # a random policy's verdicts are near 1/2 (ties under the judge's tie_margin): min_margin 0 trains on them
-    _, iterations = run(out, "iterations=1", "steps_per_iteration=2", "prompts_per_iteration=12", "eval_prompts=8",
-                        "batch_size=4", f"judge={ROOT / 'judges/self.yaml'}",
-                        f"eval_judge={ROOT / 'judges/rule-keyword.yaml'}", "min_margin=0")
+    _, iterations = run(
+        out,
+        "iterations=1",
+        "steps_per_iteration=2",
+        "prompts_per_iteration=12",
+        "eval_prompts=8",
+        "batch_size=4",
+        f"judge={ROOT / 'judges/self.yaml'}",
+        f"eval_judge={ROOT / 'judges/rule-keyword.yaml'}",
+        "min_margin=0",
+    )
     labels = read_rows(out / "iter-1/labels/labels.jsonl")
-    assert labels and all(r["judge"]["backend"] == "policy" and r["judge"]["model"] == "policy@step-0"
-                          for r in labels)
+    assert labels and all(r["judge"]["backend"] == "policy" and r["judge"]["model"] == "policy@step-0" for r in labels)
     assert all(r["status"] == "ok" and r["label_mass"] is not None for r in labels)  # read from A/B logits
     row = iterations[0]
     assert row["winrate"]["n"] == 8 and row["eval_winrate"]["n"] == 8
     assert row["eval_win_rate"] is not None and row["train_pairs"] == row["pairs"]
-
 
 
 @pytest.mark.slow
@@ -207,9 +255,17 @@ def test_sigkill_then_same_command_continues_the_loop(tmp_path):
     """Killed mid-iteration 2 (past its mid-iteration checkpoint-10), the same command resumes at step 10 with
     the iteration's reference checkpoint-8 kept despite save_total_limit=1, and ends as an uninterrupted run."""
     out = tmp_path / "run"
-    overrides = ["iterations=3", "steps_per_iteration=8", "save_steps=5", "save_total_limit=1",
-                 "prompts_per_iteration=32", "eval_prompts=16", "batch_size=8",
-                 f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}"]
+    overrides = [
+        "iterations=3",
+        "steps_per_iteration=8",
+        "save_steps=5",
+        "save_total_limit=1",
+        "prompts_per_iteration=32",
+        "eval_prompts=16",
+        "batch_size=8",
+        f"prompts={PROMPTS}",
+        f"judge={ROOT / 'judges/rule-keyword.yaml'}",
+    ]
     cmd = rlaif_command("loop", "--config", EXAMPLE, f"output_dir={out}", *overrides)
     kill_when(cmd, out / "metrics.jsonl", 11)  # past checkpoint-10
     killed_at = [r["step"] for r in read_metrics(out)]
@@ -237,12 +293,32 @@ def test_two_processes_match_one(tmp_path):
     data-parallel: losses, gradient norms and win rates equal one process on the same global batches."""
     from rlaif.recipes.loop import train
 
-    short = [f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}", "iterations=2",
-             "steps_per_iteration=3", "prompts_per_iteration=24", "eval_prompts=16", "save_steps=100"]
+    short = [
+        f"prompts={PROMPTS}",
+        f"judge={ROOT / 'judges/rule-keyword.yaml'}",
+        "iterations=2",
+        "steps_per_iteration=3",
+        "prompts_per_iteration=24",
+        "eval_prompts=16",
+        "save_steps=100",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "rlaif.cli", "loop", "--config", str(EXAMPLE), f"output_dir={tmp_path / 'ddp'}", "batch_size=4",
-           *short]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rlaif.cli",
+        "loop",
+        "--config",
+        str(EXAMPLE),
+        f"output_dir={tmp_path / 'ddp'}",
+        "batch_size=4",
+        *short,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "on 2 process(es)" in done.stdout
@@ -266,10 +342,21 @@ def test_human_feedback_loop_waits_for_people_then_continues(tmp_path):
     (a simulated annotator who prefers "please", imported with `rlaif human import`) arrive; the same command
     continues and trains on exactly those labels."""
     out, human = tmp_path / "run", tmp_path / "human.jsonl"
-    cmd = rlaif_command("loop", "--config", EXAMPLE, f"output_dir={out}", f"prompts={PROMPTS}",
-                        f"judge={ROOT / 'judges/rule-keyword.yaml'}", "iterations=1", "steps_per_iteration=2",
-                        "prompts_per_iteration=24", "eval_prompts=8", "batch_size=4", "feedback.source=human",
-                        f"feedback.human={human}")
+    cmd = rlaif_command(
+        "loop",
+        "--config",
+        EXAMPLE,
+        f"output_dir={out}",
+        f"prompts={PROMPTS}",
+        f"judge={ROOT / 'judges/rule-keyword.yaml'}",
+        "iterations=1",
+        "steps_per_iteration=2",
+        "prompts_per_iteration=24",
+        "eval_prompts=8",
+        "batch_size=4",
+        "feedback.source=human",
+        f"feedback.human={human}",
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     queue = out / "iter-1/human_queue.jsonl"
@@ -277,8 +364,11 @@ def test_human_feedback_loop_waits_for_people_then_continues(tmp_path):
     queued = read_rows(queue)
     assert len(queued) == 24 and not (out / "model").exists()
 
-    said = [{**r, "label": "a" if "please" in r["response_a"].split() else "b", "annotator": "ann1"}
-            for r in queued if ("please" in r["response_a"].split()) != ("please" in r["response_b"].split())]
+    said = [
+        {**r, "label": "a" if "please" in r["response_a"].split() else "b", "annotator": "ann1"}
+        for r in queued
+        if ("please" in r["response_a"].split()) != ("please" in r["response_b"].split())
+    ]
     assert 4 <= len(said) < len(queued)  # people skipped the pairs they could not tell apart
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps(r) + "\n" for r in said))

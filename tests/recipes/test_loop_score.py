@@ -38,8 +38,7 @@ def score_judge(tmp_path) -> Path:
 def run(out: Path, judge: Path, *overrides: str) -> list[dict]:
     from rlaif.recipes.loop import train
 
-    train(load_train_config(EXAMPLE, "loop", [f"output_dir={out}", f"prompts={PROMPTS}", f"judge={judge}",
-                                              *overrides]))
+    train(load_train_config(EXAMPLE, "loop", [f"output_dir={out}", f"prompts={PROMPTS}", f"judge={judge}", *overrides]))
     return read_rows(out / "iterations.jsonl")
 
 
@@ -58,8 +57,11 @@ def test_loop_with_a_score_judge_rates_each_sample_once_and_learns_to_say_please
     rated_in_loop = 0
     for k, row in enumerate(rows, 1):
         it_dir = out / f"iter-{k}"
-        samples = {(p["prompt_id"], p[f"sample_{s}"]): p[f"response_{s}"]
-                   for p in read_rows(it_dir / "pairs.jsonl") for s in ("a", "b")}
+        samples = {
+            (p["prompt_id"], p[f"sample_{s}"]): p[f"response_{s}"]
+            for p in read_rows(it_dir / "pairs.jsonl")
+            for s in ("a", "b")
+        }
         scores = read_rows(it_dir / "scores/scores.jsonl")
         # one rating per distinct sample, never one per pair or per order
         assert sorted((r["prompt_id"], r["sample"]) for r in scores) == sorted(samples)
@@ -74,7 +76,8 @@ def test_loop_with_a_score_judge_rates_each_sample_once_and_learns_to_say_please
         expected = [(c["id"], r["id"]) for c, r in binarize(scores, "best-vs-worst", (1, 10), 1.0)]
         assert [(p["response_a"], p["response_b"]) for p in prefs] == [
             (next(s["response"] for s in scores if s["id"] == c), next(s["response"] for s in scores if s["id"] == r))
-            for c, r in expected]
+            for c, r in expected
+        ]
         for p in prefs:
             assert p["scores"] == [8.0, 3.0] and p["label"] == "a" and p["source"] == "ai"
             assert p["p_a"] == pytest.approx(1 / (1 + math.exp(-5.0)))  # σ((8 − 3) / T), T = 1
@@ -84,9 +87,11 @@ def test_loop_with_a_score_judge_rates_each_sample_once_and_learns_to_say_please
     # the rest of the calls are the evaluation: 64 held-out policy samples and 64 baseline samples per iteration
     assert len(RATED) == rated_in_loop + 4 * 2 * 64
     before, after = rows[0]["keyword_share_start"], rows[-1]["keyword_share"]
-    print(f"'please' in held-out samples: start {before:.3f}, per iteration "
-          f"{[round(r['keyword_share'], 3) for r in rows]}; win rate {[round(r['win_rate'], 3) for r in rows]}; "
-          f"rating calls per prompt 4 (pairwise both orders: 12); {seconds:.1f}s")
+    print(
+        f"'please' in held-out samples: start {before:.3f}, per iteration "
+        f"{[round(r['keyword_share'], 3) for r in rows]}; win rate {[round(r['win_rate'], 3) for r in rows]}; "
+        f"rating calls per prompt 4 (pairwise both orders: 12); {seconds:.1f}s"
+    )
     assert after >= before + 0.4, (before, after)
     assert rows[-1]["win_rate"] > 0.6 and rows[-1]["winrate"]["ci_low"] > 0.5
     assert rows[-1]["winrate"]["position_consistency"] == 1.0  # the score judge's win rate shows no order
@@ -95,10 +100,20 @@ def test_loop_with_a_score_judge_rates_each_sample_once_and_learns_to_say_please
 def test_pairs_from_and_its_margin_follow_the_feedback_section(tmp_path, score_judge):
     # every gap is 5 points (8 against 3): a margin of 6 leaves no pair, and the iteration says so
     with pytest.raises(ValueError, match="iteration 1: no usable ai preferences"):
-        run(tmp_path / "run", score_judge, *SHORT, "samples_per_prompt=3",
-            "feedback={source: ai, pairs_from: all-above-margin, min_margin: 6}")
-    rows = run(tmp_path / "run2", score_judge, *SHORT, "samples_per_prompt=3",
-               "feedback={source: ai, pairs_from: all-above-margin}")
+        run(
+            tmp_path / "run",
+            score_judge,
+            *SHORT,
+            "samples_per_prompt=3",
+            "feedback={source: ai, pairs_from: all-above-margin, min_margin: 6}",
+        )
+    rows = run(
+        tmp_path / "run2",
+        score_judge,
+        *SHORT,
+        "samples_per_prompt=3",
+        "feedback={source: ai, pairs_from: all-above-margin}",
+    )
     for k, row in enumerate(rows, 1):
         scores = read_rows(tmp_path / f"run2/iter-{k}/scores/scores.jsonl")
         by_prompt: dict = {}
@@ -129,15 +144,23 @@ def test_failed_ratings_count_as_failed_labels(tmp_path):
         assert row["ratings_ok"] + row["ratings_failed"] == row["samples"]
 
 
-@pytest.mark.parametrize("override, error", [
-    ("feedback.pairs_from=best", "feedback.pairs_from: Input should be 'best-vs-worst'"),
-    ("feedback.min_margin=-1", "feedback.min_margin: Input should be greater than or equal to 0"),
-    ("samples_per_prompt=1", "samples_per_prompt: Input should be greater than or equal to 2"),
-    # the hint lists the loop's feedback fields, not the dpo feedback sources' (ai, queue, calibration, ...)
-    ("feedback.pairs_frm=best-vs-worst", (r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
-                                          r"here: source, human, margin, require_consistent, pending, pairs_from, "
-                                          r"min_margin\)$")),
-])
+@pytest.mark.parametrize(
+    "override, error",
+    [
+        ("feedback.pairs_from=best", "feedback.pairs_from: Input should be 'best-vs-worst'"),
+        ("feedback.min_margin=-1", "feedback.min_margin: Input should be greater than or equal to 0"),
+        ("samples_per_prompt=1", "samples_per_prompt: Input should be greater than or equal to 2"),
+        # the hint lists the loop's feedback fields, not the dpo feedback sources' (ai, queue, calibration, ...)
+        (
+            "feedback.pairs_frm=best-vs-worst",
+            (
+                r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
+                r"here: source, human, margin, require_consistent, pending, pairs_from, "
+                r"min_margin\)$"
+            ),
+        ),
+    ],
+)
 def test_bad_values_are_refused_at_their_line(override, error):
     with pytest.raises(ConfigFileError, match=error) as e:
         load_train_config(EXAMPLE, "loop", [override])
@@ -146,22 +169,32 @@ def test_bad_values_are_refused_at_their_line(override, error):
 
 def test_settings_that_do_not_fit_the_judges_mode_are_refused(tmp_path, score_judge):
     config = tmp_path / "loop.yaml"
-    config.write_text(EXAMPLE.read_text().replace("judge: judges/rule-keyword.yaml", f"judge: {score_judge}")
-                      .replace("  source: ai", "  source: mixed\n  human: h.jsonl"))
+    config.write_text(
+        EXAMPLE.read_text()
+        .replace("judge: judges/rule-keyword.yaml", f"judge: {score_judge}")
+        .replace("  source: ai", "  source: mixed\n  human: h.jsonl")
+    )
     line = next(i for i, t in enumerate(config.read_text().splitlines(), 1) if "source: mixed" in t)
     with pytest.raises(ConfigFileError, match=rf"^{config}:{line}: feedback.source: .* is a score judge"):
         check_run_paths(config, load_train_config(config, "loop"))
     with pytest.raises(ValueError, match="feedback.source: .* only source ai applies"):  # in-process, too
         run(tmp_path / "run", score_judge, "feedback={source: mixed, human: h.jsonl}")
 
-    pairwise = load_train_config(EXAMPLE, "loop", [f"judge={ROOT / 'judges/rule-keyword.yaml'}",
-                                                   "feedback.pairs_from=best-vs-random"])
+    pairwise = load_train_config(
+        EXAMPLE, "loop", [f"judge={ROOT / 'judges/rule-keyword.yaml'}", "feedback.pairs_from=best-vs-random"]
+    )
     with pytest.raises(ConfigFileError, match="feedback.pairs_from: applies to a score judge"):
         check_run_paths(EXAMPLE, pairwise)
     check_run_paths(EXAMPLE, load_train_config(EXAMPLE, "loop", [f"output_dir={tmp_path / 'x'}"]))  # defaults: fine
 
-    done = subprocess.run(rlaif_command("loop", "--config", config, f"output_dir={tmp_path / 'cli'}"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        rlaif_command("loop", "--config", config, f"output_dir={tmp_path / 'cli'}"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"{config}:{line}: feedback.source" in done.stderr
 
@@ -173,9 +206,17 @@ def test_sigkill_mid_rating_then_same_command_continues(tmp_path, monkeypatch):
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:slow_score_polite\n")
     out = tmp_path / "run"
-    overrides = [f"prompts={PROMPTS}", f"judge={judge}", "iterations=2", "steps_per_iteration=3",
-                 "prompts_per_iteration=24", "eval_prompts=8", "batch_size=8", "samples_per_prompt=4",
-                 "save_steps=100"]
+    overrides = [
+        f"prompts={PROMPTS}",
+        f"judge={judge}",
+        "iterations=2",
+        "steps_per_iteration=3",
+        "prompts_per_iteration=24",
+        "eval_prompts=8",
+        "batch_size=8",
+        "samples_per_prompt=4",
+        "save_steps=100",
+    ]
     cmd = rlaif_command("loop", "--config", EXAMPLE, f"output_dir={out}", *overrides)
     monkeypatch.setenv("RLAIF_TEST_DELAY", "0.02")
     kill_when(cmd, out / "iter-2/scores/scores.jsonl", 32)  # two batches of 16 stored, more in flight
@@ -197,8 +238,12 @@ def test_sigkill_mid_rating_then_same_command_continues(tmp_path, monkeypatch):
     for a, b in zip(resumed, straight):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5), a["step"]
     for a, b in zip(rows, straight_rows):
-        assert (a["samples"], a["pairs"], a["train_pairs"], a["win_rate"]) == \
-            (b["samples"], b["pairs"], b["train_pairs"], b["win_rate"])
+        assert (a["samples"], a["pairs"], a["train_pairs"], a["win_rate"]) == (
+            b["samples"],
+            b["pairs"],
+            b["train_pairs"],
+            b["win_rate"],
+        )
 
 
 def test_a_pairwise_judge_labels_every_pair_of_n_samples(tmp_path):

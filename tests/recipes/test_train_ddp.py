@@ -20,18 +20,35 @@ LABELS = ROOT / "examples/tiny/data/labels.jsonl"
 def test_two_processes_match_one(tmp_path):
     common = [f"feedback.ai={LABELS}", "max_steps=4", "save_steps=4", "eval_steps=4"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "rlaif.cli", "train", "dpo", "--config", str(ROOT / "examples/tiny/dpo.yaml"),
-           f"output_dir={tmp_path / 'ddp'}", "batch_size=4", *common]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rlaif.cli",
+        "train",
+        "dpo",
+        "--config",
+        str(ROOT / "examples/tiny/dpo.yaml"),
+        f"output_dir={tmp_path / 'ddp'}",
+        "batch_size=4",
+        *common,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "4 steps of 8 pairs" in done.stdout  # 4 pairs per process × 2 processes
 
-    from rlaif.recipes.dpo import train
     from rlaif.config.train import load_train_config
+    from rlaif.recipes.dpo import train
 
-    train(load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo",
-                            [f"output_dir={tmp_path / 'one'}", "batch_size=8", *common]))
+    train(
+        load_train_config(
+            ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path / 'one'}", "batch_size=8", *common]
+        )
+    )
     ddp, one = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
     assert [r["step"] for r in ddp] == [1, 2, 3, 4]
     for a, b in zip(ddp, one):

@@ -47,7 +47,8 @@ def test_a_diverging_dpo_run_exits_5_naming_the_step_and_resumes_from_its_last_c
     assert done.stderr.splitlines() == [
         f"error: training diverged: step 2/6: loss is nan; grad_norm is nan (lr 1e+30); nothing from this step on "
         f"was saved: {out}/checkpoint-1 stays the last checkpoint, the one the same command resumes from (other "
-        f"settings, e.g. a lower optim.lr, need a new output_dir)"]
+        f"settings, e.g. a lower optim.lr, need a new output_dir)"
+    ]
     assert "model saved" not in done.stdout
     assert_stopped_at(out, 2)
 
@@ -62,8 +63,9 @@ def test_a_diverging_dpo_run_exits_5_naming_the_step_and_resumes_from_its_last_c
 
 def _sft_rows(path: Path) -> Path:
     labels = [json.loads(line) for line in LABELS.read_text().splitlines()][:24]
-    path.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": r["response_a"] + " ok"}) + "\n"
-                            for r in labels))
+    path.write_text(
+        "".join(json.dumps({"prompt": r["prompt"], "completion": r["response_a"] + " ok"}) + "\n" for r in labels)
+    )
     return path
 
 
@@ -74,20 +76,50 @@ def test_every_training_path_stops_before_the_step_that_diverges(tmp_path, metho
     tiny_policy = load_train_config(TINY / "dpo.yaml", "dpo").model.model_dump()
     config, overrides = {
         # without clipping the gradient norm is still measured, and checked
-        "reward": (TINY / "reward.yaml", [f"feedback.ai={LABELS}", "max_steps=6", "batch_size=8",
-                                          "optim.max_grad_norm=null"]),
-        "sft": (TINY / "cai/sft.yaml", [f"data.paths=[{_sft_rows(tmp_path / 'sft.jsonl')}]",
-                                        f"model={json.dumps(tiny_policy)}", "max_steps=6", "batch_size=8"]),
-        "ppo": (TINY / "ppo.yaml", [f"prompts.path={LABELS}", f"reward.judge={ROOT / 'judges/rule-keyword.yaml'}",
-                                    "max_steps=4", "batch_size=4", "ppo_epochs=1", "num_mini_batches=1",
-                                    "prompts.eval_fraction=0"]),
-        "loop": (TINY / "loop.yaml", [f"prompts={LABELS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}",
-                                      "iterations=2", "steps_per_iteration=3", "prompts_per_iteration=8",
-                                      "eval_prompts=4", "batch_size=4"]),
+        "reward": (
+            TINY / "reward.yaml",
+            [f"feedback.ai={LABELS}", "max_steps=6", "batch_size=8", "optim.max_grad_norm=null"],
+        ),
+        "sft": (
+            TINY / "cai/sft.yaml",
+            [
+                f"data.paths=[{_sft_rows(tmp_path / 'sft.jsonl')}]",
+                f"model={json.dumps(tiny_policy)}",
+                "max_steps=6",
+                "batch_size=8",
+            ],
+        ),
+        "ppo": (
+            TINY / "ppo.yaml",
+            [
+                f"prompts.path={LABELS}",
+                f"reward.judge={ROOT / 'judges/rule-keyword.yaml'}",
+                "max_steps=4",
+                "batch_size=4",
+                "ppo_epochs=1",
+                "num_mini_batches=1",
+                "prompts.eval_fraction=0",
+            ],
+        ),
+        "loop": (
+            TINY / "loop.yaml",
+            [
+                f"prompts={LABELS}",
+                f"judge={ROOT / 'judges/rule-keyword.yaml'}",
+                "iterations=2",
+                "steps_per_iteration=3",
+                "prompts_per_iteration=8",
+                "eval_prompts=4",
+                "batch_size=4",
+            ],
+        ),
     }[method]
     out = tmp_path / "run"
-    with pytest.raises(TrainingDiverged, match=r"^step 2/\d+: ((loss|grad_norm) is nan|sampling the policy met "
-                                               r"next-token probabilities that are not finite)") as e:
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^step 2/\d+: ((loss|grad_norm) is nan|sampling the policy met "
+        r"next-token probabilities that are not finite)",
+    ) as e:
         run_recipe(load_train_config(config, method, [f"output_dir={out}", *overrides, *DIVERGING]))
     assert f"{out}/checkpoint-1 stays the last checkpoint" in str(e.value)
     assert_stopped_at(out, 2)
@@ -99,11 +131,26 @@ def test_weights_a_step_made_infinite_are_never_saved(tmp_path):
     from rlaif.recipes.dpo import train
 
     out = tmp_path / "run"
-    with pytest.raises(TrainingDiverged, match=r"^step 1/1: the weights after it are not finite \(model\.[\w.]+\) "
-                                               r"\(lr 1e\+300\); .* no checkpoint was written before it"):
-        train(load_train_config(TINY / "dpo.yaml", "dpo", [f"output_dir={out}", f"feedback.ai={LABELS}",
-                                                            "max_steps=1", "batch_size=8", "pairs.eval_fraction=0",
-                                                            "optim.lr=1e300", "optim.warmup_steps=0"]))
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^step 1/1: the weights after it are not finite \(model\.[\w.]+\) "
+        r"\(lr 1e\+300\); .* no checkpoint was written before it",
+    ):
+        train(
+            load_train_config(
+                TINY / "dpo.yaml",
+                "dpo",
+                [
+                    f"output_dir={out}",
+                    f"feedback.ai={LABELS}",
+                    "max_steps=1",
+                    "batch_size=8",
+                    "pairs.eval_fraction=0",
+                    "optim.lr=1e300",
+                    "optim.warmup_steps=0",
+                ],
+            )
+        )
     assert not list_checkpoints(out) and not (out / "model").exists()
     assert [r["step"] for r in read_metrics(out)] == [1]  # step 1's loss was finite, and is logged
 
@@ -135,18 +182,35 @@ def test_two_processes_stop_together_when_one_sees_a_nan(tmp_path):
     script.write_text(AGREE)
     (tmp_path / "run").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(TINY / "dpo.yaml"), str(tmp_path / "run")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(TINY / "dpo.yaml"),
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     tail = "nothing from this step on was saved: no checkpoint was written before it, so a rerun starts over"
     assert [(tmp_path / f"run/process-{i}.txt").read_text() for i in (0, 1)] == [
         f"step 2/4: another process's loss or gradient norm is not finite (lr 0.1); {tail}",
-        f"step 2/4: loss is nan (lr 0.1); {tail}"]
+        f"step 2/4: loss is nan (lr 0.1); {tail}",
+    ]
 
 
-@pytest.mark.parametrize("command", [["train", "reward"], ["train", "dpo"], ["train", "ppo"], ["train", "sft"],
-                                     ["loop"]])
+@pytest.mark.parametrize(
+    "command", [["train", "reward"], ["train", "dpo"], ["train", "ppo"], ["train", "sft"], ["loop"]]
+)
 def test_every_training_command_lists_exit_code_5_in_its_help(command):
     from typer.testing import CliRunner
 

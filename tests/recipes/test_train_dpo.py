@@ -12,7 +12,6 @@ import torch
 
 from rlaif.config.train import load_train_config
 from rlaif.train.metrics import read_metrics
-
 from tests.helpers import ROOT, shares_before_after
 
 TINY = ROOT / "examples/tiny/dpo.yaml"
@@ -41,18 +40,38 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
     cfg = tiny_config(tmp_path / "run")
     rows = run(tmp_path / "run", "max_steps=3", "save_steps=2", "batch_size=8")
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert all({"loss", "reward_accuracy", "rewards_chosen", "rewards_rejected", "rewards_margin", "kl_data",
-                "lr", "grad_norm"} <= set(r) for r in rows)
+    assert all(
+        {
+            "loss",
+            "reward_accuracy",
+            "rewards_chosen",
+            "rewards_rejected",
+            "rewards_margin",
+            "kl_data",
+            "lr",
+            "grad_norm",
+        }
+        <= set(r)
+        for r in rows
+    )
     assert "eval_loss" in rows[-1] and "eval_reward_accuracy" in rows[-1]
     assert rows[0]["loss"] == pytest.approx(0.6931472, abs=1e-6)  # policy = reference at the first step
     out = tmp_path / "run"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.bin", "scheduler.bin",
-                 "random_states_0.pkl", "trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "optimizer.bin",
+        "scheduler.bin",
+        "random_states_0.pkl",
+        "trainer_state.json",
+    ):
         assert (out / "checkpoint-2" / name).exists(), name
     assert json.loads((out / "checkpoint-2/trainer_state.json").read_text())["step"] == 2
     assert load_train_config(out / "config.yaml", "dpo") == cfg.model_copy(
-        update={"max_steps": 3, "save_steps": 2, "batch_size": 8})
+        update={"max_steps": 3, "save_steps": 2, "batch_size": 8}
+    )
     before = build_tiny(cfg.model, build_tokenizer(cfg.model), "lm").state_dict()
     after = AutoModelForCausalLM.from_pretrained(out / "model").state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -69,8 +88,15 @@ def test_reference_on_the_fly_equals_precomputed(tmp_path):
 
 
 def test_lora_trains_adapters_only_and_ipo_runs(tmp_path):
-    rows = run(tmp_path / "lora", "max_steps=2", "batch_size=8", "lora={r: 4, alpha: 8}", "loss={type: ipo}",
-               "optim.lr=1e-2", "optim.warmup_steps=0")
+    rows = run(
+        tmp_path / "lora",
+        "max_steps=2",
+        "batch_size=8",
+        "lora={r: 4, alpha: 8}",
+        "loss={type: ipo}",
+        "optim.lr=1e-2",
+        "optim.warmup_steps=0",
+    )
     assert (tmp_path / "lora/model/adapter_config.json").exists()
     assert not (tmp_path / "lora/model/model.safetensors").exists()
     # IPO at policy = reference: (0 - (p - 1/2)/beta)^2 with p ∈ {0.1, 0.9}, beta 0.1 → 16
@@ -99,23 +125,54 @@ def test_first_steps_match_trl_dpo_trainer(tmp_path):
 
     rows = []
     for r in map(trl_row, records):  # our tokenizer has a chat template, so ours reads them as conversations
-        rows.append({"prompt": [{"role": "user", "content": r["prompt"]}],
-                     "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                     "rejected": [{"role": "assistant", "content": r["rejected"]}]})
-    args = trl.DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=8, max_steps=2, bf16=False,
-                         gradient_checkpointing=False, logging_steps=1, report_to=[], beta=0.1,
-                         loss_type=["sigmoid"], use_cpu=True, save_strategy="no", learning_rate=1e-3,
-                         lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, seed=0)
-    trainer = trl.DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32),
-                             args=args, train_dataset=Dataset.from_list(rows),
-                             processing_class=AutoTokenizer.from_pretrained(tmp_path / "m"))
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+        )
+    args = trl.DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=8,
+        max_steps=2,
+        bf16=False,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        report_to=[],
+        beta=0.1,
+        loss_type=["sigmoid"],
+        use_cpu=True,
+        save_strategy="no",
+        learning_rate=1e-3,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        seed=0,
+    )
+    trainer = trl.DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(tmp_path / "m"),
+    )
     trainer.train()
     theirs = [h for h in trainer.state.log_history if "loss" in h]
 
-    ours = run(tmp_path / "ours", "max_steps=2", "batch_size=8", "optim.warmup_steps=0", "optim.lr=1e-3",
-               "optim.scheduler=linear", "optim.max_grad_norm=1.0", "loss.beta=0.1", "pairs.soft=false",
-               "pairs.eval_fraction=0", f"model={{type: pretrained, path: {tmp_path / 'm'}}}",
-               f"feedback.ai={tmp_path / 'labels.jsonl'}")
+    ours = run(
+        tmp_path / "ours",
+        "max_steps=2",
+        "batch_size=8",
+        "optim.warmup_steps=0",
+        "optim.lr=1e-3",
+        "optim.scheduler=linear",
+        "optim.max_grad_norm=1.0",
+        "loss.beta=0.1",
+        "pairs.soft=false",
+        "pairs.eval_fraction=0",
+        f"model={{type: pretrained, path: {tmp_path / 'm'}}}",
+        f"feedback.ai={tmp_path / 'labels.jsonl'}",
+    )
     assert len(theirs) == len(ours) == 2
     for t, o in zip(theirs, ours):
         assert o["loss"] == pytest.approx(t["loss"], abs=1e-4)
@@ -131,7 +188,9 @@ def test_dpo_on_rule_judge_labels_makes_the_policy_say_please_more_often(tmp_pat
     the share of policy samples containing "please" must rise well above the starting policy's."""
     rows = run(tmp_path / "run", "max_steps=30", "save_steps=30", "eval_steps=30")
     before, after = shares_before_after(tiny_config(tmp_path / "run").model, tmp_path / "run", LABELS)
-    print(f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
-          f"loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}")
+    print(
+        f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
+        f"loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}"
+    )
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.05
     assert after >= before + 0.2, (before, after)

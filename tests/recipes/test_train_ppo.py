@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlaif.train.checkpoint import list_checkpoints
 from rlaif.config.train import load_train_config
+from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.metrics import read_metrics
-
 from tests.helpers import ROOT, kill_then_resume, rlaif_command, shares_before_after
 
 TINY = ROOT / "examples/tiny/ppo.yaml"
@@ -47,9 +46,13 @@ def test_example_configs_parse():
     assert gpu.model.type == "pretrained" and gpu.precision in ("auto", "bf16") and gpu.kl.type == "adaptive"
 
 
-@pytest.mark.parametrize("overrides, error", [
-    (["reward.mode=group", "samples_per_prompt=1"], "samples_per_prompt: reward mode group needs"),
-    (["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"], "num_mini_batches: .* equal parts")])
+@pytest.mark.parametrize(
+    "overrides, error",
+    [
+        (["reward.mode=group", "samples_per_prompt=1"], "samples_per_prompt: reward mode group needs"),
+        (["batch_size=3", "samples_per_prompt=1", "num_mini_batches=2"], "num_mini_batches: .* equal parts"),
+    ],
+)
 def test_config_checks_its_shapes(overrides, error):
     from rlaif.config.yamlfile import ConfigFileError
 
@@ -60,19 +63,22 @@ def test_config_checks_its_shapes(overrides, error):
 def test_rollout_batch_log_probs_equal_those_of_each_sequence_alone():
     """Left-padded prompts, right-padded responses and real-token position ids give every response token the
     log-prob it has in its own unpadded sequence (and so the one it was sampled with)."""
-    from rlaif.train.models import build_tiny, build_tokenizer
+    from rlaif.policy.sampling import Sample
     from rlaif.train.losses import token_logps
+    from rlaif.train.models import build_tiny, build_tokenizer
     from rlaif.train.ppo import PolicyWithValueHead, policy_outputs
     from rlaif.train.rollout import build_batch
-    from rlaif.policy.sampling import Sample
 
     cfg = tiny_config(Path("unused"))
     tok = build_tokenizer(cfg.model)
     lm = build_tiny(cfg.model, tok, "lm").eval()
     model = PolicyWithValueHead(lm, 64)
     torch.nn.init.normal_(model.value_head.weight)
-    samples = [Sample("x", [1, 5, 6], [7, 8, 9, 2], "", True), Sample("y", [1, 5, 6, 10, 11, 12], [13], "", False),
-               Sample("z", [1, 14], [15, 0, 16], "", False)]  # a sampled pad id inside a response is a token
+    samples = [
+        Sample("x", [1, 5, 6], [7, 8, 9, 2], "", True),
+        Sample("y", [1, 5, 6, 10, 11, 12], [13], "", False),
+        Sample("z", [1, 14], [15, 0, 16], "", False),
+    ]  # a sampled pad id inside a response is a token
     batch = build_batch(samples, tok.pad_token_id)
     with torch.no_grad():
         _, logps, values = policy_outputs(model, batch)
@@ -80,9 +86,9 @@ def test_rollout_batch_log_probs_equal_those_of_each_sequence_alone():
             ids = torch.tensor([s.prompt_ids + s.response_ids])
             out = lm(input_ids=ids, output_hidden_states=True)
             r, p = len(s.response_ids), len(s.prompt_ids)
-            alone = token_logps(out.logits[0, p - 1:-1], ids[0, p:])
+            alone = token_logps(out.logits[0, p - 1 : -1], ids[0, p:])
             assert torch.allclose(logps[i, :r], alone, atol=1e-5)
-            head = model.value_head(out.hidden_states[-1][0, p - 1:-1]).squeeze(-1)
+            head = model.value_head(out.hidden_states[-1][0, p - 1 : -1]).squeeze(-1)
             assert torch.allclose(values[i, :r], head, atol=1e-5)
         sub = batch.rows(torch.tensor([2, 0]))  # a row subset drops the columns that are padding in all of them
         assert sub.prompt_width == 3 and sub.response_mask.shape == (2, 4)
@@ -98,15 +104,37 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
 
     out = tmp_path / "run"
     # one optimizer step per rollout: the update starts from the rollout's own policy, so no ratio is clipped
-    overrides = ["max_steps=3", "save_steps=2", "batch_size=4", "samples_per_prompt=2", "ppo_epochs=1",
-                 "num_mini_batches=1", "eval_steps=2", "prompts.eval_fraction=0.05",
-                 "kl={type: adaptive, coef: 0.1, target: 0.5, horizon: 100}"]
+    overrides = [
+        "max_steps=3",
+        "save_steps=2",
+        "batch_size=4",
+        "samples_per_prompt=2",
+        "ppo_epochs=1",
+        "num_mini_batches=1",
+        "eval_steps=2",
+        "prompts.eval_fraction=0.05",
+        "kl={type: adaptive, coef: 0.1, target: 0.5, horizon: 100}",
+    ]
     cfg = tiny_config(out, *overrides)
     rows = run(out, *overrides)
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
-        assert {"loss", "policy_loss", "value_loss", "score", "kl", "kl_coef", "entropy", "clipfrac", "approx_kl",
-                "response_length", "rollout_tokens_per_s", "update_tokens_per_s", "lr", "grad_norm"} <= set(r)
+        assert {
+            "loss",
+            "policy_loss",
+            "value_loss",
+            "score",
+            "kl",
+            "kl_coef",
+            "entropy",
+            "clipfrac",
+            "approx_kl",
+            "response_length",
+            "rollout_tokens_per_s",
+            "update_tokens_per_s",
+            "lr",
+            "grad_norm",
+        } <= set(r)
         assert r["clipfrac"] == 0 and r["approx_kl"] < 1e-9 and r["response_length"] > 0
         assert r["rollout_tokens_per_s"] > 0 and r["update_tokens_per_s"] > 0
     assert "eval_score" in rows[1] and "eval_kl" in rows[2] and "eval_score" not in rows[0]
@@ -116,8 +144,16 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
         error = min(max(prev["kl"] / 0.5 - 1, -0.2), 0.2)
         assert cur["kl_coef"] == pytest.approx(prev["kl_coef"] * (1 + error * 8 / 100), rel=1e-9)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "value_head.safetensors", "optimizer.bin",
-                 "scheduler.bin", "random_states_0.pkl", "trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "value_head.safetensors",
+        "optimizer.bin",
+        "scheduler.bin",
+        "random_states_0.pkl",
+        "trainer_state.json",
+    ):
         assert (out / "checkpoint-2" / name).exists(), name
     state = json.loads((out / "checkpoint-2/trainer_state.json").read_text())
     assert state["step"] == 2 and state["kl_coef"] == pytest.approx(rows[2]["kl_coef"])
@@ -131,8 +167,15 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
 
 
 def test_group_mode_and_lora_run(tmp_path):
-    rows = run(tmp_path / "lora", "max_steps=2", "batch_size=4", "reward.mode=group", "samples_per_prompt=2",
-               "lora={r: 4, alpha: 8}", "ppo_epochs=2")
+    rows = run(
+        tmp_path / "lora",
+        "max_steps=2",
+        "batch_size=4",
+        "reward.mode=group",
+        "samples_per_prompt=2",
+        "lora={r: 4, alpha: 8}",
+        "ppo_epochs=2",
+    )
     assert (tmp_path / "lora/model/adapter_config.json").exists()
     assert (tmp_path / "lora/model/value_head.safetensors").exists()
     assert not (tmp_path / "lora/model/model.safetensors").exists()
@@ -160,14 +203,16 @@ def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
 
     from rlaif.config.ppo import ModelRewardConfig
     from rlaif.policy.chat import encode
-    from rlaif.rewards.sources import ModelRewardSource
     from rlaif.policy.sampling import Sample
+    from rlaif.rewards.sources import ModelRewardSource
 
     path = _reward_model(tmp_path / "rm")
     scorer = ModelRewardSource(ModelRewardConfig(path=str(path), batch_size=2), torch.device("cpu"))
-    samples = [Sample("how do i fix my car", [], [], "please try this", True),
-               Sample([{"role": "user", "content": "why"}], [], [], "no", True),
-               Sample("tea", [], [], "here is a good plan you can try now maybe", False)]
+    samples = [
+        Sample("how do i fix my car", [], [], "please try this", True),
+        Sample([{"role": "user", "content": "why"}], [], [], "no", True),
+        Sample("tea", [], [], "here is a good plan you can try now maybe", False),
+    ]
     scores = scorer(samples)
     rm = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
     tok = AutoTokenizer.from_pretrained(path)
@@ -178,8 +223,13 @@ def test_a_reward_model_directory_scores_the_re_tokenised_text(tmp_path):
             assert got == pytest.approx(alone, abs=1e-5)
     assert len(set(round(x, 6) for x in scores)) == 3
 
-    rows = run(tmp_path / "run", "max_steps=2", "batch_size=4", "samples_per_prompt=2",
-               f"reward={{type: model, path: {path}, batch_size: 3}}")
+    rows = run(
+        tmp_path / "run",
+        "max_steps=2",
+        "batch_size=4",
+        "samples_per_prompt=2",
+        f"reward={{type: model, path: {path}, batch_size: 3}}",
+    )
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[0]["score_std"] > 0 and all(r["judge_failed"] == 0 for r in rows)
 
@@ -192,17 +242,25 @@ def test_ppo_with_the_rule_judge_as_reward_makes_the_policy_say_please_more_ofte
     before, after = shares_before_after(tiny_config(tmp_path / "run").model, tmp_path / "run", LABELS)
     first = sum(r["score"] for r in rows[:5]) / 5
     last = sum(r["score"] for r in rows[-5:]) / 5
-    print(f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
-          f"score (mean of 5 steps) {first:.3f} -> {last:.3f}; eval score {rows[-1]['eval_score']:.3f}")
+    print(
+        f"share of samples containing 'please': before {before:.3f}, after {after:.3f}; "
+        f"score (mean of 5 steps) {first:.3f} -> {last:.3f}; eval score {rows[-1]['eval_score']:.3f}"
+    )
     assert last > first + 0.25, (first, last)
     assert after >= before + 0.4, (before, after)
 
 
 # -- resume after SIGKILL (the pattern of tests/recipes/test_train_resume.py) ------------------------------------
 STEPS = 24
-RESUME = [*PATHS, f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "batch_size=8", "eval_steps=12",
-          "kl={type: adaptive, coef: 0.05, target: 1.0, horizon: 200}"]
-
+RESUME = [
+    *PATHS,
+    f"max_steps={STEPS}",
+    "save_steps=5",
+    "save_total_limit=2",
+    "batch_size=8",
+    "eval_steps=12",
+    "kl={type: adaptive, coef: 0.05, target: 1.0, horizon: 200}",
+]
 
 
 @pytest.mark.slow
@@ -229,9 +287,26 @@ def test_two_processes_share_a_rollout_and_checkpoint_together(tmp_path):
     rank) and the update all-reduces the gradients; metrics count both halves."""
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "rlaif.cli", "train", "ppo", "--config", str(TINY), f"output_dir={out}", *PATHS, "batch_size=4",
-           "max_steps=2", "save_steps=2", "eval_steps=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rlaif.cli",
+        "train",
+        "ppo",
+        "--config",
+        str(TINY),
+        f"output_dir={out}",
+        *PATHS,
+        "batch_size=4",
+        "max_steps=2",
+        "save_steps=2",
+        "eval_steps=2",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 iterations of 8 prompts x 4 samples" in done.stdout  # 4 prompts per process × 2 processes

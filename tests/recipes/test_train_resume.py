@@ -4,34 +4,37 @@ losses equal those of a run that was never interrupted (same weights, optimiser,
 
 from __future__ import annotations
 
-
 import pytest
 
 from rlaif.train.checkpoint import list_checkpoints
 from rlaif.train.metrics import read_metrics
-
 from tests.helpers import ROOT, kill_then_resume, rlaif_command
 
 LABELS = ROOT / "examples/tiny/data/labels.jsonl"
 STEPS = 24
-OVERRIDES = [f"feedback.ai={LABELS}", f"max_steps={STEPS}", "save_steps=5", "save_total_limit=2", "batch_size=8",
-             "eval_steps=12"]
-
+OVERRIDES = [
+    f"feedback.ai={LABELS}",
+    f"max_steps={STEPS}",
+    "save_steps=5",
+    "save_total_limit=2",
+    "batch_size=8",
+    "eval_steps=12",
+]
 
 
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_at_the_checkpoint_step(tmp_path):
     out = tmp_path / "run"
-    cmd = rlaif_command("train", "dpo", "--config", ROOT / "examples/tiny/dpo.yaml", f"output_dir={out}",
-                        *OVERRIDES)
+    cmd = rlaif_command("train", "dpo", "--config", ROOT / "examples/tiny/dpo.yaml", f"output_dir={out}", *OVERRIDES)
     resumed = kill_then_resume(cmd, out, STEPS)
     assert [s for s, _ in list_checkpoints(out)] == [20, 24]  # save_total_limit keeps the newest two
 
-    from rlaif.recipes.dpo import train
     from rlaif.config.train import load_train_config
+    from rlaif.recipes.dpo import train
 
-    train(load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path / 'straight'}",
-                                                                      *OVERRIDES]))
+    train(
+        load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path / 'straight'}", *OVERRIDES])
+    )
     straight = read_metrics(tmp_path / "straight")
     for a, b in zip(resumed, straight):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5), a["step"]
@@ -40,11 +43,14 @@ def test_sigkill_then_same_command_resumes_at_the_checkpoint_step(tmp_path):
 
 
 def test_a_run_directory_refuses_a_different_config(tmp_path):
-    from rlaif.recipes.dpo import train
     from rlaif.config.train import load_train_config
+    from rlaif.recipes.dpo import train
 
-    cfg = load_train_config(ROOT / "examples/tiny/dpo.yaml", "dpo", [f"output_dir={tmp_path}", f"feedback.ai={LABELS}",
-                                                                      "max_steps=1", "batch_size=4"])
+    cfg = load_train_config(
+        ROOT / "examples/tiny/dpo.yaml",
+        "dpo",
+        [f"output_dir={tmp_path}", f"feedback.ai={LABELS}", "max_steps=1", "batch_size=4"],
+    )
     train(cfg)
     with pytest.raises(ValueError, match="loss changed"):
         train(cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"beta": 0.5})}))

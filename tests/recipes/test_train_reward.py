@@ -47,13 +47,21 @@ def test_reward_model_learns_the_judges_preference_and_agrees_with_humans(tmp_pa
     train = [r for r in records if r not in held]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
     # the held-out pairs as human labels (the same choices, source human): the human-agreement accuracy
-    (tmp_path / "human.jsonl").write_text("".join(
-        json.dumps({**r, "source": "human", "p_a": 1.0 if r["label"] == "a" else 0.0}) + "\n" for r in held))
-    rows = run(tmp_path / "run", "max_steps=25", "eval_steps=25", f"feedback.ai={tmp_path / 'train.jsonl'}",
-               f"pairs.eval_paths=[{tmp_path / 'human.jsonl'}]")
+    (tmp_path / "human.jsonl").write_text(
+        "".join(json.dumps({**r, "source": "human", "p_a": 1.0 if r["label"] == "a" else 0.0}) + "\n" for r in held)
+    )
+    rows = run(
+        tmp_path / "run",
+        "max_steps=25",
+        "eval_steps=25",
+        f"feedback.ai={tmp_path / 'train.jsonl'}",
+        f"pairs.eval_paths=[{tmp_path / 'human.jsonl'}]",
+    )
     first, last = rows[0], rows[-1]
-    print(f"reward loss {first['loss']:.4f} -> {last['loss']:.4f}; eval accuracy {last['eval_accuracy']:.3f}, "
-          f"human accuracy {last['eval_human_accuracy']:.3f}")
+    print(
+        f"reward loss {first['loss']:.4f} -> {last['loss']:.4f}; eval accuracy {last['eval_accuracy']:.3f}, "
+        f"human accuracy {last['eval_human_accuracy']:.3f}"
+    )
     entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))  # the soft loss cannot go below H(0.9) = 0.325
     assert first["loss"] > 0.6 and last["loss"] < entropy + 0.05
     assert last["eval_accuracy"] >= 0.9 and last["eval_human_accuracy"] >= 0.9

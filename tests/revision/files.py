@@ -40,19 +40,39 @@ def prompt_rows(n: int, prefix: str = "q") -> list[dict]:
     return [{"id": f"{prefix}{i}", "prompt": f"how do i fix thing {i}"} for i in range(n)]
 
 
-def revise_files(tmp: Path, rows: Iterable, function: str = "tests.revision.revisers:polite",
-                 constitution: str = CONSTITUTION, model: str = "") -> dict[str, Path]:
+def revise_files(
+    tmp: Path,
+    rows: Iterable,
+    function: str = "tests.revision.revisers:polite",
+    constitution: str = CONSTITUTION,
+    model: str = "",
+) -> dict[str, Path]:
     """prompts.jsonl, c.yaml and model.yaml (a python reviser, unless `model` gives the YAML) in `tmp`; `out` is
     where the revisions go."""
     (tmp / "c.yaml").write_text(constitution)
     (tmp / "model.yaml").write_text(model or f"backend: python\nfunction: {function}\n")
-    return {"prompts": write_rows(tmp / "prompts.jsonl", rows), "constitution": tmp / "c.yaml",
-            "model": tmp / "model.yaml", "out": tmp / "out"}
+    return {
+        "prompts": write_rows(tmp / "prompts.jsonl", rows),
+        "constitution": tmp / "c.yaml",
+        "model": tmp / "model.yaml",
+        "out": tmp / "out",
+    }
 
 
 def revise_args(files: dict[str, Path], *extra) -> list[str]:
-    return ["revise", "--prompts", files["prompts"], "--constitution", files["constitution"], "--model",
-            files["model"], "--out", files["out"], "--quiet", *extra]
+    return [
+        "revise",
+        "--prompts",
+        files["prompts"],
+        "--constitution",
+        files["constitution"],
+        "--model",
+        files["model"],
+        "--out",
+        files["out"],
+        "--quiet",
+        *extra,
+    ]
 
 
 def cli(*args):

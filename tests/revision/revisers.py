@@ -31,8 +31,6 @@ def empty_revision(messages, step, principle):
     return "   " if step == "revision" else polite(messages, step, principle)
 
 
-
-
 def flaky(messages, step, principle):
     """Fails every step while RLAIF_TEST_REVISER_DOWN is set (a model server that is down)."""
     if os.environ.get("RLAIF_TEST_REVISER_DOWN"):

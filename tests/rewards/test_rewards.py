@@ -4,7 +4,6 @@ against the rule judge rlaif.rules:prefer_keyword (P = 0.9 for the response sayi
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 
@@ -12,7 +11,6 @@ from rlaif.config.judge import PythonJudgeConfig
 from rlaif.judges.registry import load_judge
 from rlaif.rewards.judge_reward import JudgeReward, judge_reward
 from tests.helpers import ROOT
-
 
 
 def keyword_judge():
@@ -28,9 +26,11 @@ def test_reference_mode_hand_checked():
     # please vs not: P(first) is 0.9 when it is shown first and 0.1 when shown second, so both orders say
     # P(response ≻ reference) = 0.9 and the reward is 2·0.9 − 1 = 0.8; the reverse gives −0.8; equal gives 0.
     reward = JudgeReward(keyword_judge(), mode="reference")
-    got = reward(["q1", "q2", "q3", "q4"],
-                 ["please do it", "do it", "please do it", "do it"],
-                 reference=["do it", "please do it", "please, fine", "no"])
+    got = reward(
+        ["q1", "q2", "q3", "q4"],
+        ["please do it", "do it", "please do it", "do it"],
+        reference=["do it", "please do it", "please, fine", "no"],
+    )
     assert got == approx([0.8, -0.8, 0.0, 0.0])
     assert reward.__name__ == "rlaif_judge_reference"
     # the two ties prefer neither order, so only the two decided pairs count as position-consistent
@@ -52,18 +52,22 @@ def test_reference_from_another_column_and_from_a_function():
 
 
 def test_conversational_prompts_and_completions_as_trl_passes_them():
-    prompts = [[{"role": "system", "content": "be kind"}, {"role": "user", "content": "fix my car"}],
-               [{"role": "user", "content": "make tea"}]]
+    prompts = [
+        [{"role": "system", "content": "be kind"}, {"role": "user", "content": "fix my car"}],
+        [{"role": "user", "content": "make tea"}],
+    ]
     completions = [[{"role": "assistant", "content": "please try this"}], [{"role": "assistant", "content": "no"}]]
     reference = [[{"role": "assistant", "content": "no"}], "please"]  # a reference column may hold either
     reward = JudgeReward(keyword_judge())
-    assert reward(prompts=prompts, completions=completions, reference=reference,
-                  completion_ids=[[1], [2]], trainer_state=None) == approx([0.8, -0.8])
+    assert reward(
+        prompts=prompts, completions=completions, reference=reference, completion_ids=[[1], [2]], trainer_state=None
+    ) == approx([0.8, -0.8])
 
 
 def test_judge_reward_from_yaml_files(tmp_path):
-    (tmp_path / "judge.yaml").write_text("backend: python\nfunction: rlaif.rules:prefer_keyword\n"
-                                         "kwargs: {keyword: thanks, confidence: 0.75}\n")
+    (tmp_path / "judge.yaml").write_text(
+        "backend: python\nfunction: rlaif.rules:prefer_keyword\nkwargs: {keyword: thanks, confidence: 0.75}\n"
+    )
     reward = judge_reward(tmp_path / "judge.yaml", ROOT / "constitutions" / "helpful.yaml", mode="reference")
     assert reward.constitution.name == "helpful"
     # 2·0.75 − 1 = 0.5, whichever principle of the constitution is drawn (the rule ignores the principle text,
@@ -78,8 +82,7 @@ def test_group_mode_round_robin_hand_checked():
     # A: (0.9 + 0.9)/2 = 0.9 → 0.8; B: (0.1 + 0.5)/2 = 0.3 → −0.4; C the same. Prompt q: its two responses
     # tie (0.5 → 0) and are never compared with p's. A prompt with one response has no one to beat: 0.
     reward = JudgeReward(keyword_judge(), mode="group")
-    got = reward(["p", "p", "q", "p", "q", "lonely"],
-                 ["please A", "B", "please x", "C", "please y", "anything"])
+    got = reward(["p", "p", "q", "p", "q", "lonely"], ["please A", "B", "please x", "C", "please y", "anything"])
     assert got == approx([0.8, -0.4, 0.0, -0.4, 0.0, 0.0])
     assert reward.judged == 4  # 3 games for p, 1 for q, none for the lonely prompt
     assert reward.__name__ == "rlaif_judge_group"
@@ -111,8 +114,12 @@ def test_failed_verdicts_give_zero_and_are_counted():
     judge = load_judge(PythonJudgeConfig(function="tests.judge_fns:broken"))  # raises on "boom", else 0.7
     logged = []
     reward = JudgeReward(judge)
-    got = reward(["q", "q", "q"], ["fine", "boom", "ok"], reference=["x", "x", "x"],
-                 log_metric=lambda name, value: logged.append((name, value)))
+    got = reward(
+        ["q", "q", "q"],
+        ["fine", "boom", "ok"],
+        reference=["x", "x", "x"],
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
     # 0.7 in both orders: P(response ≻ reference) = (0.7 + 0.3)/2 = 0.5 → 0; the failed one is 0 too, but counted
     assert got == approx([0.0, 0.0, 0.0])
     assert reward.failed == 1 and reward.judged == 3
@@ -149,8 +156,7 @@ def test_grpo_trainer_uses_the_judge_reward(tmp_path):
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]
-    cfg = TinyModelConfig(vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                          num_kv_heads=1)
+    cfg = TinyModelConfig(vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1)
     tokenizer = build_tokenizer(cfg)
     policy = build_tiny(cfg, tokenizer, "lm")
 
@@ -163,16 +169,32 @@ def test_grpo_trainer_uses_the_judge_reward(tmp_path):
         returned.extend(out.rewards)
         seen.extend(zip(completions, references))
         return out
+
     reward.rewards = spy
 
-    data = Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": "how do i fix my car"}], [{"role": "user", "content": "make tea"}]],
-        "reference": ["ok", "please try this"]})
-    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), max_steps=1, per_device_train_batch_size=4,
-                      num_generations=2, max_completion_length=6, use_cpu=True, bf16=False, fp16=False,
-                      report_to="none", logging_steps=1, save_strategy="no", seed=0)
-    trainer = GRPOTrainer(model=policy, processing_class=tokenizer, reward_funcs=[reward], train_dataset=data,
-                          args=args)
+    data = Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": "how do i fix my car"}], [{"role": "user", "content": "make tea"}]],
+            "reference": ["ok", "please try this"],
+        }
+    )
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=policy, processing_class=tokenizer, reward_funcs=[reward], train_dataset=data, args=args
+    )
     trainer.train()
 
     logged = next(row for row in trainer.state.log_history if "rewards/rlaif_judge_reference/mean" in row)

@@ -5,8 +5,8 @@ function from examples/verl called against it. Expected rewards come from JudgeR
 from __future__ import annotations
 
 import importlib.util
-import math
 import json
+import math
 import os
 import re
 import socket
@@ -27,8 +27,14 @@ uvicorn = pytest.importorskip("uvicorn", reason="the reward server needs the hum
 from rlaif.config.judge import PythonJudgeConfig  # noqa: E402
 from rlaif.judges.registry import load_judge  # noqa: E402
 from rlaif.rewards.judge_reward import JudgeReward  # noqa: E402
-from rlaif.rewards.server import (RewardService, Splitter, assistant_marker, build_service,  # noqa: E402
-                                chatml_messages, create_app)
+from rlaif.rewards.server import (  # noqa: E402
+    RewardService,
+    Splitter,
+    assistant_marker,
+    build_service,  # noqa: E402
+    chatml_messages,
+    create_app,
+)
 from tests.helpers import ROOT  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -46,8 +52,9 @@ class ThreadServer:
 
     def __init__(self, service: RewardService):
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -122,16 +129,24 @@ def test_split_by_prompt_by_marker_and_end_markers():
     prompt = CHAT.format("fix my car")
     # with its prompt: the rest is the response, end-of-turn tokens trimmed; a ChatML prompt becomes messages
     assert s.split(0, prompt + "please try this<|im_end|>", prompt) == (
-        [{"role": "user", "content": "fix my car"}], "please try this")
+        [{"role": "user", "content": "fix my car"}],
+        "please try this",
+    )
     # a BOS token the prompt text lacks is allowed in front
     assert s.split(0, "<s>" + "Q: hi\nA:" + " hello</s>", "Q: hi\nA:") == ("Q: hi\nA:", "hello")
     # no prompt: cut at the last assistant marker, so earlier assistant turns stay in the prompt
-    two_turns = ("<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n"
-                 "<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\nd<|im_end|><pad><pad>")
-    assert s.split(0, two_turns) == ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                      {"role": "user", "content": "c"}], "d")
-    llama3 = ("<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
-              "<|start_header_id|>assistant<|end_header_id|>\n\nhello<|eot_id|>")
+    two_turns = (
+        "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n"
+        "<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\nd<|im_end|><pad><pad>"
+    )
+    assert s.split(0, two_turns) == (
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+        "d",
+    )
+    llama3 = (
+        "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nhello<|eot_id|>"
+    )
     assert s.split(0, llama3)[1] == "hello"
     assert Splitter.create("### Answer:").split(0, "Q: x ### Answer: y") == ("Q: x", "y")
 
@@ -150,7 +165,9 @@ def test_chatml_messages_and_assistant_marker_from_a_tokenizer():
     from rlaif.train.models import build_tokenizer
 
     assert chatml_messages("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n") == [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
     assert chatml_messages("plain text") is None
     assert chatml_messages("x <|im_start|>user\nhi<|im_end|>\n") is None  # text outside the turns: keep as text
     assert assistant_marker(build_tokenizer(TinyModelConfig(vocab=["hi"]))) == "<|im_start|>assistant\n"
@@ -161,13 +178,23 @@ def test_openrlhf_request_gets_judge_reward_values():
     prompts = [CHAT.format("fix my car"), CHAT.format("make tea"), "Plain prompt:"]
     responses = ["please try this", "no", " ok please"]
     references = ["no", "please", "fine"]
-    expected = keyword_service().reward.rewards(
-        [[{"role": "user", "content": "fix my car"}], [{"role": "user", "content": "make tea"}], "Plain prompt:"],
-        ["please try this", "no", "ok please"], references).rewards
+    expected = (
+        keyword_service()
+        .reward.rewards(
+            [[{"role": "user", "content": "fix my car"}], [{"role": "user", "content": "make tea"}], "Plain prompt:"],
+            ["please try this", "no", "ok please"],
+            references,
+        )
+        .rewards
+    )
     assert expected == pytest.approx([0.8, -0.8, 0.8])
     with ThreadServer(keyword_service()) as srv:
-        body = {"query": [p + r + "<|im_end|>" for p, r in zip(prompts, responses)], "prompts": prompts,
-                "labels": ["", "", ""], "references": references}
+        body = {
+            "query": [p + r + "<|im_end|>" for p, r in zip(prompts, responses)],
+            "prompts": prompts,
+            "labels": ["", "", ""],
+            "references": references,
+        }
         reply = httpx.post(srv.url + "/get_reward", json=body, timeout=30)
         assert reply.status_code == 200, reply.text
         out = reply.json()
@@ -181,6 +208,7 @@ def test_openrlhf_request_gets_judge_reward_values():
 
 def test_malformed_and_unusable_requests_get_422():
     with ThreadServer(keyword_service()) as srv:
+
         def post(**kw):
             return httpx.post(srv.url + "/get_reward", timeout=10, **kw)
 
@@ -200,12 +228,16 @@ def test_malformed_and_unusable_requests_get_422():
         r = post(json={"prompts": [CHAT.format("q")], "query": ["elsewhere"], "references": ["r"]})
         assert r.status_code == 422 and "query 0 does not start with its prompt" in r.json()["detail"]
         # wrong types: one plain line naming the field, never pydantic's list of loc/type/input
-        for body, line in [({"query": ["a", 3]}, "query[1]: must be a valid string"),
-                           ({"prompts": [5], "responses": ["a"]}, "prompts[0]: must be a valid string or a valid list"),
-                           ({"prompts": [[5]], "responses": ["a"]},
-                            "prompts[0]: must be a valid string, or prompts[0][0] must be a JSON object"),
-                           ({"query": [7] * 5000}, "query[0]: must be a valid string (and 4999 more fields at fault)"),
-                           ([1, 2], "the request body must be a JSON object")]:
+        for body, line in [
+            ({"query": ["a", 3]}, "query[1]: must be a valid string"),
+            ({"prompts": [5], "responses": ["a"]}, "prompts[0]: must be a valid string or a valid list"),
+            (
+                {"prompts": [[5]], "responses": ["a"]},
+                "prompts[0]: must be a valid string, or prompts[0][0] must be a JSON object",
+            ),
+            ({"query": [7] * 5000}, "query[0]: must be a valid string (and 4999 more fields at fault)"),
+            ([1, 2], "the request body must be a JSON object"),
+        ]:
             r = post(json=body)
             assert r.status_code == 422 and r.json() == {"detail": f"malformed request: {line}"}, r.text
         r = post(content=b'{"query": ["a"],}', headers={"content-type": "application/json"})
@@ -217,10 +249,12 @@ def test_malformed_and_unusable_requests_get_422():
 def test_reference_sources_and_group_mode():
     with ThreadServer(keyword_service(labels_as_references=True)) as srv:
         # OpenRLHF's labels as references (--labels-as-references); an explicit reference wins over a label
-        body = {"query": [CHAT.format("q") + "please", CHAT.format("q") + "please"], "labels": ["no", "no"],
-                "references": [None, "please too"]}
-        assert httpx.post(srv.url + "/get_reward", json=body, timeout=10).json()["rewards"] == pytest.approx(
-            [0.8, 0.0])
+        body = {
+            "query": [CHAT.format("q") + "please", CHAT.format("q") + "please"],
+            "labels": ["no", "no"],
+            "references": [None, "please too"],
+        }
+        assert httpx.post(srv.url + "/get_reward", json=body, timeout=10).json()["rewards"] == pytest.approx([0.8, 0.0])
     with ThreadServer(keyword_service(mode="group")) as srv:
         # responses sent directly (no splitting); chat prompts as messages; A beats B and C, B and C tie
         p = [{"role": "user", "content": "q"}]
@@ -236,8 +270,7 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
     from rlaif.train.models import build_tiny, build_tokenizer
 
     vocab = yaml.safe_load((ROOT / "examples" / "tiny" / "dpo.yaml").read_text())["model"]["vocab"]
-    cfg = TinyModelConfig(vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                          num_kv_heads=1)
+    cfg = TinyModelConfig(vocab=vocab, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1)
     tokenizer = build_tokenizer(cfg)
     path = tmp_path_factory.mktemp("tiny-policy")
     build_tiny(cfg, tokenizer, "lm").save_pretrained(path)
@@ -249,28 +282,34 @@ def test_reference_model_samples_and_caches_references(tiny_policy_dir):
     """--reference-model: the server samples one greedy reference per prompt from the saved model, once. The
     length rule judge makes the reward 2·σ(0.05·(len(reference) − len(response))) − 1, which pins the
     reference text the server used to the one greedy decoding gives."""
-    from rlaif.train.models import load_model, load_tokenizer
     from rlaif.config.run import PretrainedModelConfig
     from rlaif.policy.sampling import SamplingConfig, sample
+    from rlaif.train.models import load_model, load_tokenizer
 
     source = PretrainedModelConfig(path=str(tiny_policy_dir))
     tokenizer = load_tokenizer(source)
     policy = load_model(source, tokenizer, "lm")
     prompts = [[{"role": "user", "content": "how do i fix my car"}], [{"role": "user", "content": "make tea"}]]
-    greedy = [row[0].text for row in sample(policy, tokenizer, prompts, 1, SamplingConfig(temperature=0,
-                                                                                            max_new_tokens=8))]
+    greedy = [
+        row[0].text for row in sample(policy, tokenizer, prompts, 1, SamplingConfig(temperature=0, max_new_tokens=8))
+    ]
     assert all(greedy)
     responses = ["a", "please try this now"]
 
     def expected(ref: str, resp: str) -> float:
         return 2.0 / (1.0 + math.exp(-0.05 * (len(ref) - len(resp)))) - 1.0
 
-    service = build_service(ROOT / "judges" / "rule-length.yaml", reference_model=str(tiny_policy_dir),
-                            reference_max_new_tokens=8)
+    service = build_service(
+        ROOT / "judges" / "rule-length.yaml", reference_model=str(tiny_policy_dir), reference_max_new_tokens=8
+    )
     with ThreadServer(service) as srv:
         # no `prompts`: the server splits at the model's assistant marker and reads the ChatML prompt back
-        body = {"query": [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) + r
-                          + "<|im_end|>" for p, r in zip(prompts, responses)]}
+        body = {
+            "query": [
+                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) + r + "<|im_end|>"
+                for p, r in zip(prompts, responses)
+            ]
+        }
         for _ in range(2):
             out = httpx.post(srv.url + "/get_reward", json=body, timeout=60)
             assert out.status_code == 200, out.text
@@ -296,21 +335,20 @@ def test_verl_compute_score_round_trip(tmp_path, monkeypatch):
         # verl passes the response, the ground truth (here: the reference response) and extra_info
         got = verl.compute_score("hh_rlhf", "please try this", "no idea", extra_info={"prompt": messages}, url=url)
         assert isinstance(got, float) and got == pytest.approx(0.8)
-        got = verl.compute_score("gsm8k", "no idea", "please", extra_info={"question": "q", "reference": "ok"},
-                                 url=url)
+        got = verl.compute_score("gsm8k", "no idea", "please", extra_info={"question": "q", "reference": "ok"}, url=url)
         assert got == pytest.approx(0.0)  # extra_info's reference wins over ground_truth
         monkeypatch.setenv("RLAIF_REWARD_URL", url)  # no url argument: the environment names the server
         assert verl.compute_score("x", "fine", "please", extra_info={"question": "q"}) == pytest.approx(-0.8)
         with pytest.raises(ValueError, match="put the prompt in the dataset's extra_info"):
             verl.compute_score("x", "fine", "please", extra_info={}, url=url)
         expected = JudgeReward(load_judge(judge_file(tmp_path)), mode="reference")(
-            [messages], ["please try this"], reference=["no idea"])
+            [messages], ["please try this"], reference=["no idea"]
+        )
         assert expected == pytest.approx([0.8])
 
     with CliServer(tmp_path, "--judge", judge, "--mode", "group") as srv:
         # a verl-style single response has no rival in mode group: reward 0, and the server says why in its log
-        assert verl.compute_score("x", "please", None, extra_info={"question": "q"},
-                                  url=srv.url + "/get_reward") == 0.0
+        assert verl.compute_score("x", "please", None, extra_info={"question": "q"}, url=srv.url + "/get_reward") == 0.0
     assert "mode group got a request with one response per prompt" in srv.log.read_text()
 
 
@@ -318,8 +356,15 @@ def test_cli_refuses_bad_options(tmp_path):
     judge = judge_file(tmp_path)
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args)], cwd=ROOT,
-                              env=ENV, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args)],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     p = run("--judge", judge, "--mode", "pairs")
     assert p.returncode == 2 and "--mode must be reference or group" in p.stderr
     p = run("--judge", judge, "--mode", "group", "--reference-model", tmp_path)
@@ -331,14 +376,21 @@ def test_cli_refuses_bad_options(tmp_path):
     for host in ("0.0.0.0", "192.0.2.7"):  # beyond loopback: refused in one line unless --allow-remote
         p = run("--judge", judge, "--host", host, "--port", "0")
         (line,) = p.stderr.splitlines()
-        assert p.returncode == 2 and line.startswith(f"error: --host {host} would serve the judge as a reward "
-                                                     "beyond this machine over plain HTTP")
+        assert p.returncode == 2 and line.startswith(
+            f"error: --host {host} would serve the judge as a reward beyond this machine over plain HTTP"
+        )
         assert "--allow-remote" in line and "TLS" in line
 
 
 def serve_reward(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "serve", "reward", *map(str, args)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_taken_port_or_a_bad_host_exits_2_in_one_line(tmp_path):
@@ -351,9 +403,12 @@ def test_a_taken_port_or_a_bad_host_exits_2_in_one_line(tmp_path):
         p = serve_reward("--judge", judge, "--port", port)
     assert p.returncode == 2 and p.stderr.splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use (pick another --port, or --port 0 for a free "
-        "one)"]
-    for host, why in [("no-such-host.invalid", "the host does not resolve"),
-                      ("192.0.2.7", "that address is not one of this machine's")]:  # TEST-NET-1: never local
+        "one)"
+    ]
+    for host, why in [
+        ("no-such-host.invalid", "the host does not resolve"),
+        ("192.0.2.7", "that address is not one of this machine's"),
+    ]:  # TEST-NET-1: never local
         p = serve_reward("--judge", judge, "--host", host, "--allow-remote", "--port", 8000)
         (line,) = p.stderr.splitlines()
         assert p.returncode == 2 and line.startswith(f"error: cannot listen on {host}:8000: {why}"), p.stderr
@@ -373,14 +428,15 @@ def raw_post(port: int, length: Optional[int] = None, megabytes: int = 0) -> tup
 
         def pour():
             nonlocal sent
-            chunk = b"100000\r\n" + b" " * 2 ** 20 + b"\r\n"
+            chunk = b"100000\r\n" + b" " * 2**20 + b"\r\n"
             try:
                 for _ in range(megabytes):
                     conn.sendall(chunk)
-                    sent += 2 ** 20
+                    sent += 2**20
                 conn.sendall(b"0\r\n\r\n")
             except OSError:  # the server answered and closed: the rest was never going to be read
                 pass
+
         pourer = threading.Thread(target=pour, daemon=True)
         if length is None:
             pourer.start()
@@ -409,15 +465,17 @@ def test_a_body_over_the_cap_gets_413_before_it_is_read(tmp_path):
         before = peak_rss(srv.proc.pid)
         # a declared length over the cap is refused at once, without a byte of the body
         started = time.monotonic()
-        status, reply, _ = raw_post(srv.port, length=17 * 2 ** 20)
+        status, reply, _ = raw_post(srv.port, length=17 * 2**20)
         assert status == 413 and time.monotonic() - started < 10
-        assert reply == {"detail": "the request body is over 16 MB (--max-body-mb 16): send fewer queries per "
-                                   "request, or start the server with a larger --max-body-mb"}
+        assert reply == {
+            "detail": "the request body is over 16 MB (--max-body-mb 16): send fewer queries per "
+            "request, or start the server with a larger --max-body-mb"
+        }
         # no length (chunked): counted as it arrives; of 256 MB offered, the server stops taking after 16
         status, reply, sent = raw_post(srv.port, megabytes=256)
         assert status == 413 and reply["detail"].startswith("the request body is over 16 MB")
-        assert sent < 128 * 2 ** 20
-        assert peak_rss(srv.proc.pid) - before < 96 * 2 ** 20  # without the cap: 256 MB and more
+        assert sent < 128 * 2**20
+        assert peak_rss(srv.proc.pid) - before < 96 * 2**20  # without the cap: 256 MB and more
         assert httpx.post(srv.url + "/get_reward", json=ok, timeout=30).json()["rewards"] == pytest.approx([0.8])
     assert srv.log.read_text().count("413 for POST /get_reward from 127.0.0.1:") == 2  # each refusal is logged
 

@@ -79,8 +79,9 @@ def test_the_prefix_is_encoded_once_per_prompt(judge):
     judge.config = judge.config.model_copy(update={"share_prefix": False})
     judge.tokens_processed = 0
     judge.score(qs)
-    prefix_tokens = [len(judge._tokens(judge.layout.score_segments(q.prefix_user, q.response).prefix))
-                     for q in qs[::len(RESPONSES)]]
+    prefix_tokens = [
+        len(judge._tokens(judge.layout.score_segments(q.prefix_user, q.response).prefix)) for q in qs[:: len(RESPONSES)]
+    ]
     # each prompt's prefix is encoded once instead of once per response, and nothing else changes
     assert judge.tokens_processed - shared == sum((len(RESPONSES) - 1) * n for n in prefix_tokens)
 

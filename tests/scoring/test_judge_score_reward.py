@@ -4,8 +4,6 @@ rule-based score function must teach a tiny policy to say "please" more often.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from rlaif.config.judge import PythonJudgeConfig
@@ -23,8 +21,10 @@ def score_judge(function="tests.judge_fns:score_polite"):
 def test_the_reward_is_the_rescaled_expected_score_one_call_per_response():
     reward = JudgeReward(score_judge())
     assert reward.mode == "score" and reward.__name__ == "rlaif_judge_score"
-    got = reward(["q1", "q1", [{"role": "user", "content": "q2"}]],
-                 ["please help", "no", [{"role": "assistant", "content": "please"}]])
+    got = reward(
+        ["q1", "q1", [{"role": "user", "content": "q2"}]],
+        ["please help", "no", [{"role": "assistant", "content": "please"}]],
+    )
     assert got == pytest.approx([HIGH, LOW, HIGH])
     assert reward.judged == 3 and reward.failed == 0
 
@@ -53,8 +53,11 @@ def test_serve_reward_with_a_score_judge(tmp_path):
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n")
     with CliServer(tmp_path, "--judge", judge) as srv:
-        reply = httpx.post(srv.url + "/get_reward", json={"query": ["Q: hi\nA: please do", "Q: hi\nA: no"],
-                                                          "prompts": ["Q: hi\nA:", "Q: hi\nA:"]}, timeout=30)
+        reply = httpx.post(
+            srv.url + "/get_reward",
+            json={"query": ["Q: hi\nA: please do", "Q: hi\nA: no"], "prompts": ["Q: hi\nA:", "Q: hi\nA:"]},
+            timeout=30,
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["rewards"] == pytest.approx([HIGH, LOW])  # no reference needed
         assert httpx.get(srv.url + "/health", timeout=5).json()["mode"] == "score"
@@ -73,9 +76,18 @@ def test_ppo_with_judge_score_makes_the_policy_say_please_more_often(tmp_path):
     judge = tmp_path / "judge.yaml"
     judge.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n")
     out = tmp_path / "run"
-    config = load_train_config(ROOT / "examples/tiny/ppo.yaml", "ppo", [
-        f"output_dir={out}", f"prompts.path={labels}", f"reward={{type: judge_score, judge: {judge}}}",
-        "max_steps=25", "save_steps=25", "eval_steps=25"])
+    config = load_train_config(
+        ROOT / "examples/tiny/ppo.yaml",
+        "ppo",
+        [
+            f"output_dir={out}",
+            f"prompts.path={labels}",
+            f"reward={{type: judge_score, judge: {judge}}}",
+            "max_steps=25",
+            "save_steps=25",
+            "eval_steps=25",
+        ],
+    )
     train(config)
     rows = read_metrics(out)
     before, after = shares_before_after(config.model, out, labels)

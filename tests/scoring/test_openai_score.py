@@ -5,7 +5,6 @@ broken numbers, retries on injected faults, and `rlaif score` over HTTP with its
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 
@@ -18,22 +17,37 @@ from rlaif.records import ScoreQuery
 from tests.helpers import ROOT
 from tests.judges.test_openai_judge import KEY, Reply, alt, completion, position, server  # noqa: F401
 
-QUERY = ScoreQuery(prompt="Hi", response="Hello! How can I help?", principle_id="polite",
-                   principle_text="How polite is the response?", prefix_user="Conversation:\nUser: Hi\n\n")
+QUERY = ScoreQuery(
+    prompt="Hi",
+    response="Hello! How can I help?",
+    principle_id="polite",
+    principle_text="How polite is the response?",
+    prefix_user="Conversation:\nUser: Hi\n\n",
+)
 
 
 def make(url: str, **kw) -> OpenAIJudge:
-    settings = dict(model="judge-model", base_urls=[url], backoff_s=0.01, max_backoff_s=0.2, timeout_s=5.0,
-                    max_retries=3, top_logprobs=5, mode="score")
+    settings = dict(
+        model="judge-model",
+        base_urls=[url],
+        backoff_s=0.01,
+        max_backoff_s=0.2,
+        timeout_s=5.0,
+        max_retries=3,
+        top_logprobs=5,
+        mode="score",
+    )
     settings.update(kw)
     return OpenAIJudge(OpenAIJudgeConfig(**settings))
 
 
 def test_distribution_from_logprobs_along_the_generated_path(server):
     # a space first, then "1" (or 7 or 9), then "0" after "1": P(10) = .5 * .6, P(1) = .5 * .4
-    content = [position(" ", [alt(" ", 0.9), alt("7", 0.05)]),
-               position("1", [alt("1", 0.5), alt(" 7", 0.2), alt("7", 0.1), alt("9", 0.1), alt("x", 0.1)]),
-               position("0", [alt("0", 0.6), alt(".", 0.3)])]
+    content = [
+        position(" ", [alt(" ", 0.9), alt("7", 0.05)]),
+        position("1", [alt("1", 0.5), alt(" 7", 0.2), alt("7", 0.1), alt("9", 0.1), alt("x", 0.1)]),
+        position("0", [alt("0", 0.6), alt(".", 0.3)]),
+    ]
     server.default = lambda body: Reply(body=completion(" 10", content, usage=(50, 3)))
     with make(server.url) as judge:
         (v,) = judge.score([QUERY])
@@ -47,8 +61,11 @@ def test_distribution_from_logprobs_along_the_generated_path(server):
 
 
 def test_the_number_is_read_where_the_reply_writes_it(server):
-    content = [position("Rating", [alt("Rating", 0.9)]), position(":", [alt(":", 1.0)]),
-               position(" 9", [alt(" 9", 0.6), alt(" 8", 0.3), alt(" I", 0.1)])]
+    content = [
+        position("Rating", [alt("Rating", 0.9)]),
+        position(":", [alt(":", 1.0)]),
+        position(" 9", [alt(" 9", 0.6), alt(" 8", 0.3), alt(" I", 0.1)]),
+    ]
     server.default = lambda body: Reply(body=completion("Rating: 9", content))
     with make(server.url) as judge:
         (v,) = judge.score([QUERY])
@@ -100,16 +117,35 @@ def test_retries_on_faults_then_reads_the_score(server):
 
 def _job(tmp_path, url, extra=""):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}",
-                                         "response_b": f"no {i}"}) + "\n" for i in range(5)))
+    pairs.write_text(
+        "".join(
+            json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}", "response_b": f"no {i}"}) + "\n"
+            for i in range(5)
+        )
+    )
     const = tmp_path / "c.yaml"
     const.write_text("name: c\nversion: '1'\nprinciples:\n  - id: polite\n    text: Which is more polite?\n")
     judge = tmp_path / "judge.yaml"
-    judge.write_text(f"backend: openai\nmode: score\nmodel: judge-model\nbase_urls: [{url}]\nmax_retries: 1\n"
-                     f"backoff_s: 0.01\napi_key_env: SCORE_TEST_KEY\n{extra}")
+    judge.write_text(
+        f"backend: openai\nmode: score\nmodel: judge-model\nbase_urls: [{url}]\nmax_retries: 1\n"
+        f"backoff_s: 0.01\napi_key_env: SCORE_TEST_KEY\n{extra}"
+    )
     out = tmp_path / "out"
-    cmd = [os.sys.executable, "-m", "rlaif.cli", "score", "--pairs", pairs, "--constitution", const, "--judge", judge,
-           "--out", out, "--quiet"]
+    cmd = [
+        os.sys.executable,
+        "-m",
+        "rlaif.cli",
+        "score",
+        "--pairs",
+        pairs,
+        "--constitution",
+        const,
+        "--judge",
+        judge,
+        "--out",
+        out,
+        "--quiet",
+    ]
     return [str(c) for c in cmd], out
 
 
@@ -118,9 +154,12 @@ def _rate_by_text(body):
     if "Response:\nboom" in response:
         return Reply(400, {"error": f"bad request, key {KEY}"})
     good = "Response:\nplease" in response
-    return Reply(body=completion("9" if good else "2", [position("9" if good else "2",
-                                                                 [alt("9", 0.8 if good else 0.1),
-                                                                  alt("2", 0.2 if good else 0.9)])]))
+    return Reply(
+        body=completion(
+            "9" if good else "2",
+            [position("9" if good else "2", [alt("9", 0.8 if good else 0.1), alt("2", 0.2 if good else 0.9)])],
+        )
+    )
 
 
 def test_rlaif_score_over_http(tmp_path, server):
@@ -132,8 +171,9 @@ def test_rlaif_score_over_http(tmp_path, server):
     assert done.returncode == 0, done.stderr
     recs = {r["id"]: r for r in map(json.loads, (out / "scores.jsonl").read_text().splitlines())}
     assert len(recs) == 10 and all(r["status"] == "ok" and r["score_source"] == "logprobs" for r in recs.values())
-    assert recs["k0:a"]["score"] == pytest.approx(0.8 * 9 + 0.2 * 2) and recs["k0:b"]["score"] == \
-        pytest.approx(0.1 * 9 + 0.9 * 2)
+    assert recs["k0:a"]["score"] == pytest.approx(0.8 * 9 + 0.2 * 2) and recs["k0:b"]["score"] == pytest.approx(
+        0.1 * 9 + 0.9 * 2
+    )
     assert all(r["headers"].get("Authorization") == f"Bearer {KEY}" for r in server.requests if r["body"])
     assert KEY not in (out / "manifest.json").read_text()
 
@@ -141,14 +181,18 @@ def test_rlaif_score_over_http(tmp_path, server):
 def test_failures_exit_4_with_the_key_scrubbed_and_the_cap_exits_3(tmp_path, server):
     server.default = _rate_by_text
     cmd, out = _job(tmp_path, server.url, "max_requests: 4\n")
-    (tmp_path / "pairs.jsonl").write_text((tmp_path / "pairs.jsonl").read_text() + json.dumps(
-        {"id": "kb", "prompt": "qb", "response_a": "boom", "response_b": "fine"}) + "\n")
+    (tmp_path / "pairs.jsonl").write_text(
+        (tmp_path / "pairs.jsonl").read_text()
+        + json.dumps({"id": "kb", "prompt": "qb", "response_a": "boom", "response_b": "fine"})
+        + "\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCORE_TEST_KEY": KEY}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "stopped early" in done.stderr, done.stderr
     assert len((out / "scores.jsonl").read_text().splitlines()) == 4  # answered before the cap, no placeholder
-    done = subprocess.run(cmd + ["--max-requests", "100"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        cmd + ["--max-requests", "100"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 4, done.stderr
     recs = {r["id"]: r for r in map(json.loads, (out / "scores.jsonl").read_text().splitlines())}
     assert len(recs) == 12 and recs["kb:a"]["status"] == "failed" and "HTTP 400" in recs["kb:a"]["error"]

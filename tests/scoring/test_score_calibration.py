@@ -48,8 +48,20 @@ def test_report_and_fitted_temperature_of_a_score_judge(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     assert "Expected scores (score judge)" in page and "<td>8</td><td>80</td>" in page
 
-    fit = _run("calibrate", "fit", "--ai", out, "--human", out, "--method", "temperature", "--holdout", "0",
-               "--out", tmp_path / "map.json")
+    fit = _run(
+        "calibrate",
+        "fit",
+        "--ai",
+        out,
+        "--human",
+        out,
+        "--method",
+        "temperature",
+        "--holdout",
+        "0",
+        "--out",
+        tmp_path / "map.json",
+    )
     t = json.loads((tmp_path / "map.json").read_text())["fit"]["score_temperature"]
     assert t == pytest.approx(5 / math.log(3), rel=0.02)  # σ(5 / T) = 0.75
     assert re.search(r"fitted T = 4\.5", fit.stdout)
@@ -57,8 +69,13 @@ def test_report_and_fitted_temperature_of_a_score_judge(tmp_path):
     applied = _run("calibrate", "apply", "--map", tmp_path / "map.json", "--labels", out, "--out", tmp_path / "cal")
     calibrated = [json.loads(line) for line in (tmp_path / "cal" / "labels.jsonl").read_text().splitlines()]
     assert len(calibrated) == 80 and json.loads(applied.stdout.strip().splitlines()[-1])
-    assert all(r["judge"]["mode"] == "score" and len(r["scores"]) == 2 and r["p_a_raw"] is not None and
-               abs(r["p_a"] - 0.5) < abs(r["p_a_raw"] - 0.5) for r in calibrated)  # T > 1: softer
+    assert all(
+        r["judge"]["mode"] == "score"
+        and len(r["scores"]) == 2
+        and r["p_a_raw"] is not None
+        and abs(r["p_a"] - 0.5) < abs(r["p_a_raw"] - 0.5)
+        for r in calibrated
+    )  # T > 1: softer
 
     judge.write_text(judge.read_text() + f"score: {{temperature: {t}}}\n")
     again = _run("score", "--pairs", pairs, "--constitution", const, "--judge", judge, "--out", out, "--quiet")

@@ -34,8 +34,12 @@ principles:
 
 def _files(tmp_path: Path, n: int = 6, function: str = "score_polite", extra: str = "") -> dict:
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}",
-                                         "response_b": f"no {i}"}) + "\n" for i in range(n)))
+    pairs.write_text(
+        "".join(
+            json.dumps({"id": f"k{i}", "prompt": f"q{i}", "response_a": f"please {i}", "response_b": f"no {i}"}) + "\n"
+            for i in range(n)
+        )
+    )
     const = tmp_path / "polite.yaml"
     const.write_text(CONSTITUTION)
     judge = tmp_path / "judge.yaml"
@@ -67,8 +71,7 @@ def test_one_record_per_response_with_provenance(tmp_path):
     assert all(len(ps) == 1 for ps in by_pair.values())  # both sides of a prompt: one principle
     labels = {r["id"]: r for r in read_labels(f["out"])}  # the pairwise view: 'please' always preferred
     assert set(labels) == {f"k{i}" for i in range(6)}
-    assert all(r["label"] == "a" and r["judge"]["mode"] == "score" and len(r["scores"]) == 2
-               for r in labels.values())
+    assert all(r["label"] == "a" and r["judge"]["mode"] == "score" and len(r["scores"]) == 2 for r in labels.values())
 
 
 def test_samples_of_rlaif_generate_are_rated_once(tmp_path):
@@ -105,16 +108,27 @@ def test_rlaif_score_merge_joins_the_shards(tmp_path, rlaif_cmd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for i in range(2):
         score(f["pairs"], f["constitution"], f["judge"], tmp_path / f"s{i}", shard=(i, 2), progress=False)
-    done = subprocess.run(rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     recs = _records(tmp_path / "m")
     assert sorted(r["id"] for r in recs) == sorted(f"k{i}:{s}" for i in range(12) for s in "ab")
     assert json.loads((tmp_path / "m" / "stats.json").read_text())["responses"] == 24
     assert len(list(read_labels(tmp_path / "m"))) == 12  # the merged folder reads as derived pairs
-    again = subprocess.run(rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s0", "--out",
-                                        tmp_path / "m2"], capture_output=True, text=True, env=env, cwd=ROOT,
-                           timeout=120)
+    again = subprocess.run(
+        rlaif_cmd + ["score", "merge", tmp_path / "s0", tmp_path / "s0", "--out", tmp_path / "m2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert again.returncode == 2 and "each once" in again.stderr
 
 
@@ -132,33 +146,80 @@ def test_temperature_is_no_part_of_the_job(tmp_path):
 def test_a_pairwise_judge_and_a_score_judge_refuse_the_other_command(tmp_path, rlaif_cmd):
     f = _files(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(rlaif_cmd + ["score", "--pairs", f["pairs"], "--constitution", f["constitution"],
-                                       "--judge", ROOT / "judges" / "rule-keyword.yaml", "--out", f["out"]],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        rlaif_cmd
+        + [
+            "score",
+            "--pairs",
+            f["pairs"],
+            "--constitution",
+            f["constitution"],
+            "--judge",
+            ROOT / "judges" / "rule-keyword.yaml",
+            "--out",
+            f["out"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 2 and "mode: score" in done.stderr and "Traceback" not in done.stderr
     assert not f["out"].exists()
-    done = subprocess.run(rlaif_cmd + ["label", "--pairs", f["pairs"], "--constitution", f["constitution"],
-                                       "--judge", f["judge"], "--out", tmp_path / "labels"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        rlaif_cmd
+        + [
+            "label",
+            "--pairs",
+            f["pairs"],
+            "--constitution",
+            f["constitution"],
+            "--judge",
+            f["judge"],
+            "--out",
+            tmp_path / "labels",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 2 and "rlaif score" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_judge_failures_are_failed_records_and_exit_4(tmp_path, rlaif_cmd):
     f = _files(tmp_path, function="score_broken")
-    f["pairs"].write_text("".join(json.dumps(r) + "\n" for r in [
-        {"id": "x", "prompt": "q", "response_a": "boom", "response_b": "fine"},
-        {"id": "y", "prompt": "q2", "response_a": "nan", "response_b": "eleven"}]))
+    f["pairs"].write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"id": "x", "prompt": "q", "response_a": "boom", "response_b": "fine"},
+                {"id": "y", "prompt": "q2", "response_a": "nan", "response_b": "eleven"},
+            ]
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = rlaif_cmd + ["score", "--pairs", f["pairs"], "--constitution", f["constitution"], "--judge", f["judge"],
-                       "--out", f["out"], "--quiet"]
+    cmd = rlaif_cmd + [
+        "score",
+        "--pairs",
+        f["pairs"],
+        "--constitution",
+        f["constitution"],
+        "--judge",
+        f["judge"],
+        "--out",
+        f["out"],
+        "--quiet",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 4, done.stderr
     recs = {r["id"]: r for r in _records(f["out"])}
     assert recs["x:b"]["status"] == "ok" and recs["x:b"]["score"] == 5
     for rid, why in (("x:a", "RuntimeError"), ("y:a", "not a score"), ("y:b", "not a score")):
         assert recs[rid]["status"] == "failed" and recs[rid]["score"] is None and why in recs[rid]["error"]
-    assert subprocess.run(cmd + ["--allow-failed"], env=env, cwd=ROOT, timeout=120,
-                          capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--allow-failed"], env=env, cwd=ROOT, timeout=120, capture_output=True).returncode == 0
 
 
 def test_a_bad_row_names_file_and_line_and_keeps_what_was_done(tmp_path, rlaif_cmd):
@@ -166,9 +227,28 @@ def test_a_bad_row_names_file_and_line_and_keeps_what_was_done(tmp_path, rlaif_c
     with open(f["pairs"], "a") as fh:
         fh.write('{"id": "bad", "prompt": "q"}\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(rlaif_cmd + ["score", "--pairs", f["pairs"], "--constitution", f["constitution"],
-                                       "--judge", f["judge"], "--out", f["out"], "--quiet", "--batch-size", "2"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        rlaif_cmd
+        + [
+            "score",
+            "--pairs",
+            f["pairs"],
+            "--constitution",
+            f["constitution"],
+            "--judge",
+            f["judge"],
+            "--out",
+            f["out"],
+            "--quiet",
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 2 and f"{f['pairs']}:4" in done.stderr and "Traceback" not in done.stderr
     assert len(_records(f["out"])) == 6  # the three good rows before it are kept
 
@@ -199,8 +279,20 @@ def test_sampling_all_mixes_the_principles(tmp_path):
 def test_sigkill_then_resume_keeps_one_record_per_response(tmp_path):
     n = 40
     f = _files(tmp_path, n=n, function="slow_score_polite", extra="kwargs: {delay: 0.02}\n")
-    cmd = rlaif_command("score", "--pairs", f["pairs"], "--constitution", f["constitution"], "--judge", f["judge"],
-                        "--out", f["out"], "--batch-size", "3", "--quiet")
+    cmd = rlaif_command(
+        "score",
+        "--pairs",
+        f["pairs"],
+        "--constitution",
+        f["constitution"],
+        "--judge",
+        f["judge"],
+        "--out",
+        f["out"],
+        "--batch-size",
+        "3",
+        "--quiet",
+    )
     kill_when(cmd, f["out"] / "scores.jsonl", 20)
     killed = len(_records(f["out"]))
     assert 20 <= killed < 2 * n
@@ -224,8 +316,8 @@ def test_rate_in_process_needs_no_files():
 
 def test_a_score_folder_is_a_feedback_source_for_training(tmp_path):
     from rlaif.config.feedback import FeedbackConfig
-    from rlaif.feedback.sources import load_feedback
     from rlaif.config.run import PairsConfig
+    from rlaif.feedback.sources import load_feedback
     from rlaif.train.data import read_feedback
 
     f = _files(tmp_path, n=4)
@@ -251,8 +343,7 @@ def test_a_response_too_long_for_the_judge_is_bad_input_unless_skipped(tmp_path,
     with pytest.raises(DataError, match="too long for the judge.*--skip-invalid"):
         score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False)
     assert len(_records(f["out"])) == 5 and "k1:b" not in {r["id"] for r in _records(f["out"])}  # the rest kept
-    result = score(f["pairs"], f["constitution"], f["judge"], tmp_path / "skipped", progress=False,
-                   skip_invalid=True)
+    result = score(f["pairs"], f["constitution"], f["judge"], tmp_path / "skipped", progress=False, skip_invalid=True)
     recs = {r["id"]: r for r in _records(tmp_path / "skipped")}
     assert recs["k1:b"]["status"] == "failed" and "too long" in recs["k1:b"]["error"]
     assert sum(r["status"] == "ok" for r in recs.values()) == 5 and result.stats["failed_judge"] == 0

@@ -9,8 +9,14 @@ import math
 import pytest
 
 from rlaif.data.scores import binarize, derived_labels, p_preferred, points
-from rlaif.judges.scores import (continuation_prefixes, distribution_problem, expected_score, normalised, rescaled,
-                                 value_masses)
+from rlaif.judges.scores import (
+    continuation_prefixes,
+    distribution_problem,
+    expected_score,
+    normalised,
+    rescaled,
+    value_masses,
+)
 
 TEXTS = [str(v) for v in range(1, 11)]
 L = math.log
@@ -65,9 +71,18 @@ def test_continuation_prefixes():
 
 
 def _rec(prompt_id, sample, reward, status="ok", **extra):
-    return {"id": f"{prompt_id}#{sample}", "key": f"k{prompt_id}{sample}", "prompt_id": prompt_id, "prompt": "q",
-            "response": f"r{sample}", "sample": sample, "status": status,
-            "score": None if reward is None else 1 + (reward + 1) * 4.5, "reward": reward, **extra}
+    return {
+        "id": f"{prompt_id}#{sample}",
+        "key": f"k{prompt_id}{sample}",
+        "prompt_id": prompt_id,
+        "prompt": "q",
+        "response": f"r{sample}",
+        "sample": sample,
+        "status": status,
+        "score": None if reward is None else 1 + (reward + 1) * 4.5,
+        "reward": reward,
+        **extra,
+    }
 
 
 def test_preference_from_two_scores():
@@ -94,7 +109,10 @@ def test_derived_pairs_of_input_pairs_keep_the_pair_id_and_human_label():
 def test_binarisation_rules():
     rewards = [0.1, 0.8, -0.6, 0.8, 0.0]  # samples 1 and 3 tie for best: sample 1 (earlier) wins
     group = [_rec("p", i, r) for i, r in enumerate(rewards)] + [_rec("p", 5, None, status="failed")]
-    pick = lambda how, **kw: [(c["sample"], r["sample"]) for c, r in binarize(group, how, (1, 10), 1.0, **kw)]
+
+    def pick(how, **kw):
+        return [(c["sample"], r["sample"]) for c, r in binarize(group, how, (1, 10), 1.0, **kw)]
+
     assert pick("best-vs-worst") == [(1, 2)]
     random_pick = pick("best-vs-random", seed=3)
     assert len(random_pick) == 1 and random_pick[0][0] == 1 and random_pick[0][1] in (0, 2, 4)  # never 3: a tie
@@ -112,9 +130,15 @@ def test_binarisation_rules():
 
 def test_a_response_shared_by_pairs_of_one_prompt_is_one_candidate():
     """Pairs (A, B) and (A, C) of one prompt: A is rated twice but binarised once, so no pair reaches DPO twice."""
-    recs = [{**_rec("p", None, r), "id": f"{pid}:{side}", "pair_id": pid, "side": side, "response": text}
-            for pid, side, text, r in (("k1", "a", "A", 0.8), ("k1", "b", "B", -0.6), ("k2", "a", "A", 0.8),
-                                       ("k2", "b", "C", 0.0))]
+    recs = [
+        {**_rec("p", None, r), "id": f"{pid}:{side}", "pair_id": pid, "side": side, "response": text}
+        for pid, side, text, r in (
+            ("k1", "a", "A", 0.8),
+            ("k1", "b", "B", -0.6),
+            ("k2", "a", "A", 0.8),
+            ("k2", "b", "C", 0.0),
+        )
+    ]
     rows = [(c["response"], r["response"]) for c, r in binarize(recs, "all-above-margin", (1, 10), 1.0)]
     assert sorted(rows) == [("A", "B"), ("A", "C"), ("C", "B")]
 

@@ -36,22 +36,27 @@ def test_bradley_terry_hard_labels_are_the_usual_pairwise_loss():
 def test_bradley_terry_margin_applies_in_the_direction_of_the_label():
     # r_a - r_b = 1, margin 0.5: a preferred → z = 0.5; b preferred → z = 1.5 with target 0; p = 1/2 → no margin
     assert bradley_terry_loss(t(1.0), t(0.0), t(1.0), margin=0.5).item() == pytest.approx(
-        math.log1p(math.exp(-0.5)), abs=1e-6)
+        math.log1p(math.exp(-0.5)), abs=1e-6
+    )
     assert bradley_terry_loss(t(1.0), t(0.0), t(0.0), margin=0.5).item() == pytest.approx(
-        math.log1p(math.exp(1.5)), abs=1e-6)
+        math.log1p(math.exp(1.5)), abs=1e-6
+    )
     assert bradley_terry_loss(t(1.0), t(0.0), t(0.5), margin=0.5).item() == pytest.approx(
-        bradley_terry_loss(t(1.0), t(0.0), t(0.5)).item(), abs=1e-7)
+        bradley_terry_loss(t(1.0), t(0.0), t(0.5)).item(), abs=1e-7
+    )
 
 
 def test_bradley_terry_centering_term():
     base = bradley_terry_loss(t(1.0), t(2.0), t(1.0))
     assert bradley_terry_loss(t(1.0), t(2.0), t(1.0), center_coef=0.01).item() == pytest.approx(
-        base.item() + 0.01 * 9.0, abs=1e-6)
+        base.item() + 0.01 * 9.0, abs=1e-6
+    )
 
 
 # -- DPO family --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("p, expected", [(1.0, -LS1), (0.0, -LSM1), (0.75, -(0.75 * LS1 + 0.25 * LSM1)),
-                                         (0.5, -(0.5 * LS1 + 0.5 * LSM1))])
+@pytest.mark.parametrize(
+    "p, expected", [(1.0, -LS1), (0.0, -LSM1), (0.75, -(0.75 * LS1 + 0.25 * LSM1)), (0.5, -(0.5 * LS1 + 0.5 * LSM1))]
+)
 def test_sigmoid_dpo_soft_label_hand_values(p, expected):
     # beta · delta = 0.5 · 2 = 1
     assert sigmoid_dpo_loss(t(2.0), t(p), beta=0.5).item() == pytest.approx(expected, abs=1e-6)
@@ -71,11 +76,11 @@ def test_sigmoid_dpo_is_symmetric_in_the_order_of_the_pair():
 
 def test_cdpo_label_smoothing_by_hand():
     # ε = 0.1, p = 1: -(0.9 log σ(1) + 0.1 log σ(-1)) = 0.4132617 (Mitchell 2023's conservative DPO)
-    assert sigmoid_dpo_loss(t(2.0), t(1.0), beta=0.5, label_smoothing=0.1).item() == pytest.approx(
-        0.4132617, abs=1e-6)
+    assert sigmoid_dpo_loss(t(2.0), t(1.0), beta=0.5, label_smoothing=0.1).item() == pytest.approx(0.4132617, abs=1e-6)
     # ε = 0.1 on a soft p = 0.75: target q = 0.8 · 0.75 + 0.1 = 0.7
     assert sigmoid_dpo_loss(t(2.0), t(0.75), beta=0.5, label_smoothing=0.1).item() == pytest.approx(
-        -(0.7 * LS1 + 0.3 * LSM1), abs=1e-6)
+        -(0.7 * LS1 + 0.3 * LSM1), abs=1e-6
+    )
 
 
 def test_soft_label_gradient_vanishes_where_the_policy_matches_p():
@@ -94,8 +99,7 @@ def test_ipo_hand_values(p, expected):
 
 def test_loss_registry_follows_the_config():
     d, p = t(2.0), t(1.0)
-    assert dpo_loss_fn(SigmoidDPOLoss(beta=0.5, label_smoothing=0.1))(d, p).item() == pytest.approx(0.4132617,
-                                                                                                    abs=1e-6)
+    assert dpo_loss_fn(SigmoidDPOLoss(beta=0.5, label_smoothing=0.1))(d, p).item() == pytest.approx(0.4132617, abs=1e-6)
     assert dpo_loss_fn(IPOLoss(beta=0.25))(t(3.0), p).item() == pytest.approx(1.0, abs=1e-6)
 
 

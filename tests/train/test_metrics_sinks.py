@@ -28,12 +28,17 @@ def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def test_a_run_reports_its_metrics_to_tensorboard(tmp_path):
-    from rlaif.recipes.reward import train
     from rlaif.config.train import load_train_config
+    from rlaif.recipes.reward import train
 
     out = tmp_path / "run"
-    train(load_train_config(ROOT / "examples/tiny/reward.yaml", "reward", [
-        f"output_dir={out}", f"feedback.ai={LABELS}", "max_steps=3", "save_steps=3", "report_to=[tensorboard]"]))
+    train(
+        load_train_config(
+            ROOT / "examples/tiny/reward.yaml",
+            "reward",
+            [f"output_dir={out}", f"feedback.ai={LABELS}", "max_steps=3", "save_steps=3", "report_to=[tensorboard]"],
+        )
+    )
     rows = read_metrics(out)
     got = scalars(out, "loss")
     assert [s for s, _ in got] == [1, 2, 3]
@@ -54,10 +59,12 @@ def test_resume_purges_events_past_the_checkpoint(tmp_path):
 
 
 def test_sink_packages_are_imported_only_when_named(tmp_path):
-    code = ("import sys; from rlaif.train.metrics import MetricsLog; "
-            f"m = MetricsLog({str(tmp_path)!r}, [], 'p', {{}}); m.log(1, {{'loss': 1.0}}); m.close(); "
-            "print(sorted(k for k in ('torch.utils.tensorboard', 'tensorboard', 'trackio', 'wandb') "
-            "if k in sys.modules))")
+    code = (
+        "import sys; from rlaif.train.metrics import MetricsLog; "
+        f"m = MetricsLog({str(tmp_path)!r}, [], 'p', {{}}); m.log(1, {{'loss': 1.0}}); m.close(); "
+        "print(sorted(k for k in ('torch.utils.tensorboard', 'tensorboard', 'trackio', 'wandb') "
+        "if k in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

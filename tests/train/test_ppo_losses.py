@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from rlaif.config.ppo import AdaptiveKLConfig, FixedKLConfig
-from rlaif.train.losses import ppo_policy_loss, ppo_value_loss
 from rlaif.data.prompts import read_prompts, split_prompts
+from rlaif.train.losses import ppo_policy_loss, ppo_value_loss
 from rlaif.train.ppo import gae, kl_penalised_rewards, make_kl_controller, masked_whiten
 from tests.helpers import ROOT
-
 
 
 def close(x: torch.Tensor, expected) -> None:
@@ -109,8 +108,14 @@ def test_prompts_come_from_prompt_pair_and_label_files(tmp_path):
     assert labels == list(dict.fromkeys(r["prompt"] for r in records))  # distinct, in file order
     chat = [{"role": "user", "content": "hi"}]
     f = tmp_path / "prompts.jsonl"
-    f.write_text(json.dumps({"prompt": "a"}) + "\n\n" + json.dumps({"prompt": chat, "extra": 1}) + "\n"
-                 + json.dumps({"prompt": "a"}) + "\n")
+    f.write_text(
+        json.dumps({"prompt": "a"})
+        + "\n\n"
+        + json.dumps({"prompt": chat, "extra": 1})
+        + "\n"
+        + json.dumps({"prompt": "a"})
+        + "\n"
+    )
     assert read_prompts(f) == ["a", chat]
     f.write_text(json.dumps({"prompt": "a"}) + "\n" + json.dumps({"text": "b"}) + "\n")
     with pytest.raises(ValueError, match=f"{f}:2: row has no prompt"):

@@ -49,7 +49,7 @@ def fit_platt(p: np.ndarray, y: np.ndarray, temperature: bool = False, l2: float
     kept >= 0 so the map never reverses the judge's ranking; a small L2 keeps it finite on separable data."""
     z = _logit(np.asarray(p, float))
     y = np.asarray(y, float)
-    X = np.stack([z, np.ones_like(z)], 1)[:, :1 if temperature else 2]
+    X = np.stack([z, np.ones_like(z)], 1)[:, : 1 if temperature else 2]
     w = np.zeros(X.shape[1])
     if not temperature:
         w[1] = float(_logit(np.array([y.mean()]))[0])
@@ -93,7 +93,7 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
             blocks[-1][1], blocks[-1][2], blocks[-1][3] = last[1], blocks[-1][2] + last[2], blocks[-1][3] + last[3]
     kx, ky = [], []
     for lo, hi, s, n in blocks:
-        for x in ((lo,) if lo == hi else (lo, hi)):
+        for x in (lo,) if lo == hi else (lo, hi):
             kx.append(float(x))
             ky.append(s / n)
     return {"x": kx, "y": ky}
@@ -115,8 +115,10 @@ def map_sha256(cmap: dict) -> str:
 
 def split_mask(ids: Sequence[str], holdout: float, seed: int) -> np.ndarray:
     """True for held-out pairs: a seeded hash of each id, so the split does not depend on file order."""
+
     def u(pid: str) -> float:
-        return int(hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()[:15], 16) / 16 ** 15
+        return int(hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()[:15], 16) / 16**15
+
     return np.array([u(pid) < holdout for pid in ids], dtype=bool)
 
 
@@ -126,14 +128,25 @@ def evaluate(m: Matched, p_after: np.ndarray, tie_margin: float, bins: int = 10)
     hu = m.human_label
     out = {"n": len(m)}
     for name, p, lab in (("before", m.p_a, m.ai_label), ("after", p_after, after)):
-        out[name] = {"ece": json_number(ece(p, m.human_p, bins)), "brier": json_number(brier(p, m.human_p)),
-                     "agreement": json_number(agreement(lab, hu)), "agreement_n": int(both_decided(lab, hu).sum()),
-                     "ai_tie_rate": json_number(tie_rate(lab, hu))}
+        out[name] = {
+            "ece": json_number(ece(p, m.human_p, bins)),
+            "brier": json_number(brier(p, m.human_p)),
+            "agreement": json_number(agreement(lab, hu)),
+            "agreement_n": int(both_decided(lab, hu).sum()),
+            "ai_tie_rate": json_number(tie_rate(lab, hu)),
+        }
     return out
 
 
-def fit_map(m: Matched, method: str = "isotonic", holdout: float = 0.5, seed: int = 0, tie_margin: float = 0.05,
-            symmetric: bool = True, bins: int = 10) -> dict:
+def fit_map(
+    m: Matched,
+    method: str = "isotonic",
+    holdout: float = 0.5,
+    seed: int = 0,
+    tie_margin: float = 0.05,
+    symmetric: bool = True,
+    bins: int = 10,
+) -> dict:
     """Fit a calibration map on the non-held-out pairs and report ECE and agreement before/after on both parts."""
     if method not in METHODS:
         raise ValueError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
@@ -148,11 +161,22 @@ def fit_map(m: Matched, method: str = "isotonic", holdout: float = 0.5, seed: in
     if symmetric:
         p, y = np.concatenate([p, 1 - p]), np.concatenate([y, 1 - y])
     params = fit_isotonic(p, y) if method == "isotonic" else fit_platt(p, y, temperature=method == "temperature")
-    cmap = {"format": MAP_FORMAT, "version": 1, "method": method, "params": params, "tie_margin": tie_margin,
-            "symmetric": symmetric}
+    cmap = {
+        "format": MAP_FORMAT,
+        "version": 1,
+        "method": method,
+        "params": params,
+        "tie_margin": tie_margin,
+        "symmetric": symmetric,
+    }
     cmap["sha256"] = map_sha256(cmap)
-    cmap["fit"] = {"pairs": len(fit_part), "holdout": holdout, "seed": seed, "split": "sha256(seed:id) < holdout",
-                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    cmap["fit"] = {
+        "pairs": len(fit_part),
+        "holdout": holdout,
+        "seed": seed,
+        "split": "sha256(seed:id) < holdout",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     cmap["evaluation"] = {"fit": evaluate(fit_part, predict(cmap, fit_part.p_a), tie_margin, bins)}
     if held.any():
         test = m.subset(held)
@@ -203,13 +227,16 @@ def calibrate_records(records: Iterable[dict], cmap: dict) -> Iterator[dict]:
             yield r
             continue
         if r.get("calibration_sha256"):
-            raise ValueError(f"pair {r['id']} is already calibrated (map {r['calibration_sha256'][:12]}); "
-                             f"apply maps to the judge's raw labels")
+            raise ValueError(
+                f"pair {r['id']} is already calibrated (map {r['calibration_sha256'][:12]}); "
+                f"apply maps to the judge's raw labels"
+            )
         p = float(predict(cmap, [r["p_a"]])[0])
         if (problem := probability_problem(p, "the calibrated p_a")) is not None:
             raise ValueError(f"pair {r['id']}: the calibration map gives {problem}; fit the map again")
-        yield LabelRecord.model_validate({**r, "p_a": p, "label": label_for(p, cmap["tie_margin"]),
-                                          "p_a_raw": r["p_a"], "calibration_sha256": sha}).to_json()
+        yield LabelRecord.model_validate(
+            {**r, "p_a": p, "label": label_for(p, cmap["tie_margin"]), "p_a_raw": r["p_a"], "calibration_sha256": sha}
+        ).to_json()
 
 
 def apply_map(map_path: str | Path, labels: str | Path, out_dir: str | Path) -> dict:
@@ -228,6 +255,7 @@ def apply_map(map_path: str | Path, labels: str | Path, out_dir: str | Path) -> 
         for r in calibrate_records(read_labels(src), cmap):
             counts["calibrated" if r.get("calibration_sha256") == cmap["sha256"] else "passed_through"] += 1
             yield r
+
     write_jsonl(rows(), dst)
     write_json_atomic(out_dir / "calibration.json", cmap)
     return {**counts, "map": cmap["method"], "calibration_sha256": cmap["sha256"], "out": str(dst)}

@@ -18,9 +18,16 @@ from ..human_records import HUMAN_P, IMPORTED_ANNOTATOR, SWAPPED, human_record
 
 def human_record_from(r: dict) -> dict:
     """The human choice a record carries in `human_label` (data such as HH-RLHF) as a human label record."""
-    return human_record(pair_id=r["id"], prompt=r["prompt"], response_a=r["response_a"], response_b=r["response_b"],
-                        label=r["human_label"], annotator=IMPORTED_ANNOTATOR, principle_id=r.get("principle_id"),
-                        conversational=r.get("conversational", False)).to_json()
+    return human_record(
+        pair_id=r["id"],
+        prompt=r["prompt"],
+        response_a=r["response_a"],
+        response_b=r["response_b"],
+        label=r["human_label"],
+        annotator=IMPORTED_ANNOTATOR,
+        principle_id=r.get("principle_id"),
+        conversational=r.get("conversational", False),
+    ).to_json()
 
 
 def human_labels(records: Iterable[dict]) -> dict[str, list[dict]]:
@@ -56,13 +63,13 @@ class Matched:
     """AI labels (status ok, source ai) that have human labels, as parallel arrays; one entry per pair."""
 
     ids: list[str]
-    p_a: np.ndarray                  # the judge's p_a
-    p_a_raw: Optional[np.ndarray]    # its raw p_a when the labels were calibrated
-    ai_label: np.ndarray             # 'a' | 'b' | 'tie'
-    human_label: np.ndarray          # majority of the human labels
-    human_p: np.ndarray              # mean human p_a (the calibration target)
-    human_votes: list[list[str]]     # every annotator's label
-    consistent: np.ndarray           # position_consistent
+    p_a: np.ndarray  # the judge's p_a
+    p_a_raw: Optional[np.ndarray]  # its raw p_a when the labels were calibrated
+    ai_label: np.ndarray  # 'a' | 'b' | 'tie'
+    human_label: np.ndarray  # majority of the human labels
+    human_p: np.ndarray  # mean human p_a (the calibration target)
+    human_votes: list[list[str]]  # every annotator's label
+    consistent: np.ndarray  # position_consistent
     len_a: np.ndarray
     len_b: np.ndarray
     principle: list[Optional[str]]
@@ -77,10 +84,22 @@ class Matched:
 
         def pick(xs: list) -> list:
             return [xs[i] for i in idx]
-        return Matched(pick(self.ids), self.p_a[idx], None if self.p_a_raw is None else self.p_a_raw[idx],
-                       self.ai_label[idx], self.human_label[idx], self.human_p[idx], pick(self.human_votes),
-                       self.consistent[idx], self.len_a[idx], self.len_b[idx], pick(self.principle),
-                       pick(self.per_principle), {**self.counts, "matched": len(idx)})
+
+        return Matched(
+            pick(self.ids),
+            self.p_a[idx],
+            None if self.p_a_raw is None else self.p_a_raw[idx],
+            self.ai_label[idx],
+            self.human_label[idx],
+            self.human_p[idx],
+            pick(self.human_votes),
+            self.consistent[idx],
+            self.len_a[idx],
+            self.len_b[idx],
+            pick(self.principle),
+            pick(self.per_principle),
+            {**self.counts, "matched": len(idx)},
+        )
 
 
 def aligned_label(human: dict, ai: dict) -> str:
@@ -91,8 +110,10 @@ def aligned_label(human: dict, ai: dict) -> str:
         return human["label"]
     if (ha, hb) == (ai["response_b"], ai["response_a"]):
         return SWAPPED[human["label"]]
-    raise ValueError(f"pair {ai['id']}: the human label (annotator {human.get('annotator')}) is for different "
-                     f"responses than the AI label; are they labels of the same data?")
+    raise ValueError(
+        f"pair {ai['id']}: the human label (annotator {human.get('annotator')}) is for different "
+        f"responses than the AI label; are they labels of the same data?"
+    )
 
 
 def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
@@ -130,14 +151,17 @@ def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
         len_b=np.array([len(r["response_b"]) for r, _ in rows], dtype=float),
         principle=[r.get("principle_id") for r, _ in rows],
         per_principle=[r.get("per_principle") for r, _ in rows],
-        counts=counts)
+        counts=counts,
+    )
 
 
 def load_matched(ai: str | Path, human: str | Path) -> Matched:
     """Read AI and human label files (or label directories) and match them; no match at all is an error."""
     m = match(read_labels(ai), human_labels(read_labels(human)))
     if not len(m):
-        raise ValueError(f"no pair id in {labels_file(ai)} has a human label in {labels_file(human)} "
-                         f"({m.counts['ai_records']} AI labels, {m.counts['ai_failed']} failed; "
-                         f"{m.counts['human_pairs']} pairs with human labels)")
+        raise ValueError(
+            f"no pair id in {labels_file(ai)} has a human label in {labels_file(human)} "
+            f"({m.counts['ai_records']} AI labels, {m.counts['ai_failed']} failed; "
+            f"{m.counts['human_pairs']} pairs with human labels)"
+        )
     return m

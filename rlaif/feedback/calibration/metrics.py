@@ -84,9 +84,15 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
     out = []
     for k in range(bins):
         m = b == k
-        out.append({"lo": k / bins, "hi": (k + 1) / bins, "n": int(m.sum()),
-                    "mean_p_a": float(p[m].mean()) if m.any() else None,
-                    "human_rate": float(y[m].mean()) if m.any() else None})
+        out.append(
+            {
+                "lo": k / bins,
+                "hi": (k + 1) / bins,
+                "n": int(m.sum()),
+                "mean_p_a": float(p[m].mean()) if m.any() else None,
+                "human_rate": float(y[m].mean()) if m.any() else None,
+            }
+        )
     return out
 
 
@@ -110,8 +116,9 @@ def length_bias(ai, human, len_a, len_b) -> float:
     return j - h
 
 
-def bootstrap_ci(stat: Callable[..., float], arrays: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> Optional[list[float]]:
+def bootstrap_ci(
+    stat: Callable[..., float], arrays: Sequence[np.ndarray], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> Optional[list[float]]:
     """Percentile bootstrap interval (Efron & Tibshirani 1993): resample pairs with replacement `n_boot` times
     with a seeded generator and take the middle `level` of the statistic. None with no data; resamples where the
     statistic is undefined are dropped."""
@@ -138,8 +145,12 @@ def json_number(x: float, digits: int = 4) -> Optional[float]:
 
 
 def _figure(value: float, n: int, ci: Optional[list[float]], **extra) -> dict:
-    return {"value": json_number(value), "n": int(n), "ci95": None if ci is None else [json_number(c) for c in ci],
-            **extra}
+    return {
+        "value": json_number(value),
+        "n": int(n),
+        "ci95": None if ci is None else [json_number(c) for c in ci],
+        **extra,
+    }
 
 
 def principle_labels(m: Matched, tie_margin: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -148,8 +159,11 @@ def principle_labels(m: Matched, tie_margin: float) -> dict[str, tuple[np.ndarra
     groups: dict[str, tuple[list, list]] = {}
     for i, pid in enumerate(m.principle):
         per = m.per_principle[i]
-        items = ([(k, label_for(v, tie_margin)) for k, v in per.items() if v is not None] if per
-                 else [(pid or "(none)", m.ai_label[i])])
+        items = (
+            [(k, label_for(v, tie_margin)) for k, v in per.items() if v is not None]
+            if per
+            else [(pid or "(none)", m.ai_label[i])]
+        )
         for k, lab in items:
             g = groups.setdefault(k, ([], []))
             g[0].append(lab)
@@ -176,29 +190,52 @@ def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_m
     j_long, h_long = longer_choice_rates(leans, hu, m.len_a, m.len_b)
     n_len = int((both_decided(leans, hu) & (m.len_a != m.len_b)).sum())
     details = {
-        "agreement": _figure(agreement(ai, hu), decided, ci(agreement, ai, hu),
-                             definition="AI label = human majority, over pairs both decided"),
-        "agreement_lean": _figure(agreement(leans, hu), int(both_decided(leans, hu).sum()),
-                                  ci(agreement, leans, hu),
-                                  definition="the side p_a leans to (no tie margin) = human majority"),
+        "agreement": _figure(
+            agreement(ai, hu),
+            decided,
+            ci(agreement, ai, hu),
+            definition="AI label = human majority, over pairs both decided",
+        ),
+        "agreement_lean": _figure(
+            agreement(leans, hu),
+            int(both_decided(leans, hu).sum()),
+            ci(agreement, leans, hu),
+            definition="the side p_a leans to (no tie margin) = human majority",
+        ),
         "cohen_kappa": _figure(cohen_kappa(ai, hu), decided, ci(cohen_kappa, ai, hu)),
-        "ai_tie_rate": _figure(tie_rate(ai, hu), int(np.isin(hu, ("a", "b")).sum()), ci(tie_rate, ai, hu),
-                               definition="judge said tie, over pairs people decided"),
-        "human_human_agreement": _figure(float(hh.mean()) if len(hh) else math.nan, len(hh),
-                                         ci(lambda x: float(x.mean()), hh) if len(hh) else None,
-                                         definition="pairwise, over pairs with >= 2 human labels"),
-        "position_consistency": _figure(float(m.consistent.mean()), len(m),
-                                        ci(lambda x: float(x.mean()), m.consistent)),
-        "ece": _figure(ece(m.p_a, m.human_p, bins), len(m), ci(lambda p, y: ece(p, y, bins), m.p_a, m.human_p),
-                       bins=bins),
+        "ai_tie_rate": _figure(
+            tie_rate(ai, hu),
+            int(np.isin(hu, ("a", "b")).sum()),
+            ci(tie_rate, ai, hu),
+            definition="judge said tie, over pairs people decided",
+        ),
+        "human_human_agreement": _figure(
+            float(hh.mean()) if len(hh) else math.nan,
+            len(hh),
+            ci(lambda x: float(x.mean()), hh) if len(hh) else None,
+            definition="pairwise, over pairs with >= 2 human labels",
+        ),
+        "position_consistency": _figure(
+            float(m.consistent.mean()), len(m), ci(lambda x: float(x.mean()), m.consistent)
+        ),
+        "ece": _figure(
+            ece(m.p_a, m.human_p, bins), len(m), ci(lambda p, y: ece(p, y, bins), m.p_a, m.human_p), bins=bins
+        ),
         "brier": _figure(brier(m.p_a, m.human_p), len(m), ci(brier, m.p_a, m.human_p)),
-        "length_bias": _figure(j_long - h_long, n_len, ci(length_bias, leans, hu, m.len_a, m.len_b),
-                               judge_prefers_longer=json_number(j_long), humans_prefer_longer=json_number(h_long),
-                               definition="rate the judge (side p_a leans to) minus rate people prefer the "
-                                          "longer response, over pairs both decided whose lengths differ"),
+        "length_bias": _figure(
+            j_long - h_long,
+            n_len,
+            ci(length_bias, leans, hu, m.len_a, m.len_b),
+            judge_prefers_longer=json_number(j_long),
+            humans_prefer_longer=json_number(h_long),
+            definition="rate the judge (side p_a leans to) minus rate people prefer the "
+            "longer response, over pairs both decided whose lengths differ",
+        ),
     }
-    per = {pid: _figure(agreement(a, h), int(both_decided(a, h).sum()), ci(agreement, a, h))
-           for pid, (a, h) in principle_labels(m, tie_margin).items()}
+    per = {
+        pid: _figure(agreement(a, h), int(both_decided(a, h).sum()), ci(agreement, a, h))
+        for pid, (a, h) in principle_labels(m, tie_margin).items()
+    }
     report = {name: d["value"] for name, d in details.items()}
     report["per_principle_agreement"] = {pid: d["value"] for pid, d in per.items()}
     report["n_pairs"] = len(m)
@@ -207,8 +244,9 @@ def compare(m: Matched, bins: int = 10, n_boot: int = 1000, seed: int = 0, tie_m
     report["reliability"] = reliability(m.p_a, m.human_p, bins)
     if m.p_a_raw is not None:  # calibrated labels: show what the judge said before the map
         report["ece_raw"] = json_number(ece(m.p_a_raw, m.human_p, bins))
-        details["ece_raw"] = _figure(ece(m.p_a_raw, m.human_p, bins), len(m),
-                                     ci(lambda p, y: ece(p, y, bins), m.p_a_raw, m.human_p), bins=bins)
+        details["ece_raw"] = _figure(
+            ece(m.p_a_raw, m.human_p, bins), len(m), ci(lambda p, y: ece(p, y, bins), m.p_a_raw, m.human_p), bins=bins
+        )
         report["reliability_raw"] = reliability(m.p_a_raw, m.human_p, bins)
     report["counts"] = m.counts
     report["bootstrap"] = {"resamples": n_boot, "seed": seed, "level": 0.95, "method": "percentile"}

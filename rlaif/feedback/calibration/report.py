@@ -56,10 +56,22 @@ def plot_reliability(report: dict, path: Path) -> None:
         pts = [b for b in report[key] if b["n"]]
         if pts:
             total = sum(b["n"] for b in pts)
-            top.plot([b["mean_p_a"] for b in pts], [b["human_rate"] for b in pts], color=color, marker="o",
-                     label=name, zorder=3)
-            top.scatter([b["mean_p_a"] for b in pts], [b["human_rate"] for b in pts], color=color,
-                        s=[20 + 400 * b["n"] / total for b in pts], alpha=0.3, zorder=2)
+            top.plot(
+                [b["mean_p_a"] for b in pts],
+                [b["human_rate"] for b in pts],
+                color=color,
+                marker="o",
+                label=name,
+                zorder=3,
+            )
+            top.scatter(
+                [b["mean_p_a"] for b in pts],
+                [b["human_rate"] for b in pts],
+                color=color,
+                s=[20 + 400 * b["n"] / total for b in pts],
+                alpha=0.3,
+                zorder=2,
+            )
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("people prefer response a (rate)")
@@ -69,8 +81,9 @@ def plot_reliability(report: dict, path: Path) -> None:
     top.grid(alpha=0.3)
     bins = report["reliability"]
     width = bins[0]["hi"] - bins[0]["lo"]
-    bottom.bar([b["lo"] for b in bins], [b["n"] for b in bins], width=width, align="edge", color="C0",
-               edgecolor="white")
+    bottom.bar(
+        [b["lo"] for b in bins], [b["n"] for b in bins], width=width, align="edge", color="C0", edgecolor="white"
+    )
     bottom.set_xlabel("judge p_a (bin)")
     bottom.set_ylabel("pairs")
     fig.tight_layout()
@@ -94,20 +107,36 @@ def render_html(report: dict, png: bytes) -> str:
         if key not in report:
             continue
         d = report["details"].get(key, {})
-        rows.append(f"<tr><td><code>{e(key)}</code></td><td>{e(what)}</td><td>{_fmt(report[key])}</td>"
-                    f"<td>{_ci(d)}</td><td>{d.get('n', '–')}</td></tr>")
+        rows.append(
+            f"<tr><td><code>{e(key)}</code></td><td>{e(what)}</td><td>{_fmt(report[key])}</td>"
+            f"<td>{_ci(d)}</td><td>{d.get('n', '–')}</td></tr>"
+        )
     lb = report["details"]["length_bias"]
-    per = [f"<tr><td>{e(pid)}</td><td>{_fmt(d['value'])}</td><td>{_ci(d)}</td><td>{d['n']}</td></tr>"
-           for pid, d in report["details"]["per_principle_agreement"].items()]
-    rel = [f"<tr><td>{b['lo']:.1f}–{b['hi']:.1f}</td><td>{b['n']}</td><td>{_fmt(b['mean_p_a'])}</td>"
-           f"<td>{_fmt(b['human_rate'])}</td></tr>" for b in report["reliability"]]
+    per = [
+        f"<tr><td>{e(pid)}</td><td>{_fmt(d['value'])}</td><td>{_ci(d)}</td><td>{d['n']}</td></tr>"
+        for pid, d in report["details"]["per_principle_agreement"].items()
+    ]
+    rel = [
+        f"<tr><td>{b['lo']:.1f}–{b['hi']:.1f}</td><td>{b['n']}</td><td>{_fmt(b['mean_p_a'])}</td>"
+        f"<td>{_fmt(b['human_rate'])}</td></tr>"
+        for b in report["reliability"]
+    ]
     hist = report.get("score_histogram") or {}
     most = max(hist.values(), default=0) or 1
-    bars = [f"<tr><td>{e(k)}</td><td>{v}</td><td><div style=\"background:#4a7;height:.9em;"
-            f"width:{20 * v / most:.2f}em\"></div></td></tr>" for k, v in hist.items()]
-    scores = ("<h2>Expected scores (score judge)</h2><p>Each response's expected score, rounded to the nearest score "
-              "of the scale; the pairs above are derived from two of them.</p><table><tr><th>score</th><th>responses"
-              f"</th><th></th></tr>{''.join(bars)}</table>") if hist else ""
+    bars = [
+        f'<tr><td>{e(k)}</td><td>{v}</td><td><div style="background:#4a7;height:.9em;'
+        f'width:{20 * v / most:.2f}em"></div></td></tr>'
+        for k, v in hist.items()
+    ]
+    scores = (
+        (
+            "<h2>Expected scores (score judge)</h2><p>Each response's expected score, rounded to the nearest score "
+            "of the scale; the pairs above are derived from two of them.</p><table><tr><th>score</th><th>responses"
+            f"</th><th></th></tr>{''.join(bars)}</table>"
+        )
+        if hist
+        else ""
+    )
     inputs = report.get("inputs", {})
     counts = ", ".join(f"{e(k)}={v}" for k, v in report.get("counts", {}).items())
     b = report["bootstrap"]
@@ -117,19 +146,19 @@ def render_html(report: dict, png: bytes) -> str:
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 th{{background:#f3f3f3}}</style></head><body>
 <h1>AI judge vs people</h1>
-<p>AI labels <code>{e(str(inputs.get('ai', '')))}</code>, human labels <code>{e(str(inputs.get('human', '')))}</code>;
-{report['n_pairs']} pairs matched by id ({counts}). Intervals: {b['level']:.0%} {e(b['method'])} bootstrap,
-{b['resamples']} resamples, seed {b['seed']}.</p>
+<p>AI labels <code>{e(str(inputs.get("ai", "")))}</code>, human labels <code>{e(str(inputs.get("human", "")))}</code>;
+{report["n_pairs"]} pairs matched by id ({counts}). Intervals: {b["level"]:.0%} {e(b["method"])} bootstrap,
+{b["resamples"]} resamples, seed {b["seed"]}.</p>
 <h2>Headline figures</h2>
 <table><tr><th>name</th><th>figure</th><th>value</th><th>95% interval</th><th>n</th></tr>
-{''.join(rows)}</table>
-<p>Longer response preferred: judge {_fmt(lb.get('judge_prefers_longer'))},
-people {_fmt(lb.get('humans_prefer_longer'))} (n={lb['n']}).</p>
+{"".join(rows)}</table>
+<p>Longer response preferred: judge {_fmt(lb.get("judge_prefers_longer"))},
+people {_fmt(lb.get("humans_prefer_longer"))} (n={lb["n"]}).</p>
 <h2>Reliability</h2>
-<img alt="reliability diagram" src="data:image/png;base64,{base64.b64encode(png).decode('ascii')}">
-<table><tr><th>p_a bin</th><th>pairs</th><th>mean p_a</th><th>people prefer a</th></tr>{''.join(rel)}</table>
+<img alt="reliability diagram" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">
+<table><tr><th>p_a bin</th><th>pairs</th><th>mean p_a</th><th>people prefer a</th></tr>{"".join(rel)}</table>
 <h2>Agreement per principle</h2>
-<table><tr><th>principle</th><th>agreement</th><th>95% interval</th><th>n</th></tr>{''.join(per)}</table>
+<table><tr><th>principle</th><th>agreement</th><th>95% interval</th><th>n</th></tr>{"".join(per)}</table>
 {scores}
 </body></html>
 """
@@ -147,8 +176,15 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def run_report(ai: str | Path, human: str | Path, out_dir: str | Path, bins: int = 10, n_boot: int = 1000,
-               seed: int = 0, tie_margin: float = 0.05) -> dict:
+def run_report(
+    ai: str | Path,
+    human: str | Path,
+    out_dir: str | Path,
+    bins: int = 10,
+    n_boot: int = 1000,
+    seed: int = 0,
+    tie_margin: float = 0.05,
+) -> dict:
     """Match AI and human labels by pair id, compute every figure and write the report files."""
     _need_matplotlib()  # fail before the work, not after it
     require("--out", output_dir_problem(out_dir))
@@ -177,8 +213,10 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-
 def fit_rows(cmap: dict) -> list[tuple[str, object, object, int]]:
     """(figure, before, after, pairs) for each part of a fitted map's evaluation (fit, heldout), for printing."""
-    return [(f"{part}: {figure}", ev["before"][figure], ev["after"][figure], ev["n"])
-            for part, ev in cmap["evaluation"].items() for figure in ("ece", "brier", "agreement", "ai_tie_rate")]
+    return [
+        (f"{part}: {figure}", ev["before"][figure], ev["after"][figure], ev["n"])
+        for part, ev in cmap["evaluation"].items()
+        for figure in ("ece", "brier", "agreement", "ai_tie_rate")
+    ]
