@@ -27,6 +27,7 @@ from .options import (
 
 
 def generate_cmd(
+    ctx: typer.Context,
     policy: str = typer.Option(..., help="Policy: a local model directory or a hub id."),
     prompts: Path = PROMPTS,
     n: int = typer.Option(
@@ -50,7 +51,7 @@ def generate_cmd(
     workers: Optional[int] = WORKERS,
 ) -> None:
     """Sample N responses per prompt from a policy; write every pair of them as input for rlaif label."""
-    options = job_options(seed=seed, quiet=quiet, ray=ray, ray_address=ray_address, workers=workers)
+    options = job_options(ctx.params)
 
     def run():
         from ..policy.generate import generate

@@ -100,37 +100,24 @@ def ray_options(ray: bool, address: Optional[str], workers: Optional[int]):
     return guard(lambda: RayOptions(address, workers))
 
 
-def job_options(
-    *,
-    limit: Optional[int] = None,
-    seed: int = 0,
-    batch_size: Optional[int] = None,
-    shard: Optional[str] = None,
-    fmt: Optional[str] = None,
-    skip_invalid: bool = False,
-    retry_failed: bool = False,
-    max_requests: Optional[int] = None,
-    max_cost: Optional[float] = None,
-    quiet: bool = False,
-    ray: bool = False,
-    ray_address: Optional[str] = None,
-    workers: Optional[int] = None,
-):
-    """The job options the flags of a job command give (rlaif.jobs.run.JobOptions)."""
+def job_options(flags: dict):
+    """The job options a job command's flags give (rlaif.jobs.run.JobOptions), from its parsed parameters
+    (`ctx.params`): the flags every job shares keep their names across the commands, and a command without one
+    (`rlaif revise` has no --batch-size) gets the default."""
     from ..jobs.run import JobOptions
 
     return JobOptions(
-        limit=limit,
-        seed=seed,
-        shard=parse_shard(shard),
-        format=fmt,
-        batch_size=batch_size,
-        skip_invalid=skip_invalid,
-        retry_failed=retry_failed,
-        max_requests=max_requests,
-        max_cost=max_cost,
-        progress=not quiet,
-        ray=ray_options(ray, ray_address, workers),
+        limit=flags.get("limit"),
+        seed=flags.get("seed", 0),
+        shard=parse_shard(flags.get("shard")),
+        format=flags.get("fmt"),
+        batch_size=flags.get("batch_size"),
+        skip_invalid=flags.get("skip_invalid", False),
+        retry_failed=flags.get("retry_failed", False),
+        max_requests=flags.get("max_requests"),
+        max_cost=flags.get("max_cost"),
+        progress=not flags.get("quiet", False),
+        ray=ray_options(flags.get("ray", False), flags.get("ray_address"), flags.get("workers")),
     )
 
 

@@ -30,6 +30,7 @@ from .options import (
 
 
 def revise_cmd(
+    ctx: typer.Context,
     prompts: Optional[Path] = typer.Option(
         None,
         help="Prompts: rows with `prompt` (text or chat "
@@ -69,19 +70,7 @@ def revise_cmd(
         "rlaif revise",
         [("--prompts", prompts), ("--constitution", constitution), ("--model", model), ("--out", out_dir)],
     )
-    options = job_options(
-        limit=limit,
-        seed=seed,
-        shard=shard,
-        fmt=fmt,
-        retry_failed=retry_failed,
-        max_requests=max_requests,
-        max_cost=max_cost,
-        quiet=quiet,
-        ray=ray,
-        ray_address=ray_address,
-        workers=workers,
-    )
+    options = job_options(ctx.params)
 
     def run():
         from ..jobs.run import run_job

@@ -63,21 +63,7 @@ def score_cmd(
     require_options(
         "rlaif score", [("--pairs", pairs), ("--constitution", constitution), ("--judge", judge), ("--out", out_dir)]
     )
-    options = job_options(
-        limit=limit,
-        seed=seed,
-        batch_size=batch_size,
-        shard=shard,
-        fmt=fmt,
-        skip_invalid=skip_invalid,
-        retry_failed=retry_failed,
-        max_requests=max_requests,
-        max_cost=max_cost,
-        quiet=quiet,
-        ray=ray,
-        ray_address=ray_address,
-        workers=workers,
-    )
+    options = job_options(ctx.params)
 
     def run():
         from ..jobs.run import run_job

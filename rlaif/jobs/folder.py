@@ -280,6 +280,15 @@ def refuse_running(path: Path, doing: str) -> None:
 
 
 # -- spending caps, per job ----------------------------------------------------------------------------------------
+# what a judged job's folder (labels, scores) shares with every run of the job: (manifest field, what it is)
+JUDGED_SAME_JOB = (
+    ("constitution_sha256", "constitution"),
+    ("judge_settings_sha256", "judge settings"),
+    ("seed", "seed"),
+    ("shard", "shard"),
+)
+
+
 def judged_identity(record: dict) -> dict:
     """The identity of a judged record (a label, a score): the constitution and judge settings it was made under."""
     judge = record.get("judge")

@@ -19,7 +19,7 @@ from ..constitution import Constitution
 from ..data.formats import DataError, count_pairs
 from ..data.labels import LABELS_FILE
 from ..data.pairs import read_pairs, synthetic_line
-from ..jobs.folder import FolderKind, JobError, judged_identity
+from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
 from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import TOO_LONG
@@ -35,12 +35,7 @@ LABELS = FolderKind(
     record="a label",
     doing="labelled",
     file=LABELS_FILE,
-    same_job=(
-        ("constitution_sha256", "constitution"),
-        ("judge_settings_sha256", "judge settings"),
-        ("seed", "seed"),
-        ("shard", "shard"),
-    ),
+    same_job=JUDGED_SAME_JOB,
     record_identity=judged_identity,
     record_problem=lambda r, _: label_problem(r),
 )

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Optional
 from ..constitution import Constitution
 from ..data.formats import DataError
 from ..data.scores import SCORES_FILE, derived_labels, scale_of
-from ..jobs.folder import FolderKind, JobError, judged_identity
+from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
 from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import TOO_LONG
@@ -38,12 +38,7 @@ SCORES = FolderKind(
     record="a score",
     doing="scored",
     file=SCORES_FILE,
-    same_job=(
-        ("constitution_sha256", "constitution"),
-        ("judge_settings_sha256", "judge settings"),
-        ("seed", "seed"),
-        ("shard", "shard"),
-    ),
+    same_job=JUDGED_SAME_JOB,
     record_identity=judged_identity,
     record_problem=lambda r, manifest: score_record_problem(r, scale_of(manifest)[0]),
 )
