@@ -39,9 +39,13 @@ def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
     from transformers.utils import logging as hf_logging
 
     from ..recipes import run_recipe
+    from ..train.run import end_processes
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
-    final = guard(lambda: run_recipe(cfg))
+    try:
+        final = guard(lambda: run_recipe(cfg))
+    finally:
+        end_processes()
     print(f"model saved to {final}")
 
 

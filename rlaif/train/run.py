@@ -29,6 +29,16 @@ RESUMABLE_CHANGES = {
 }
 
 
+def end_processes() -> None:
+    """Leave the process group of a multi-process run (torchrun, accelerate launch) before the process exits, however
+    the run ended: a group still alive at interpreter exit can abort it (gloo's threads: "terminate called without an
+    active exception", SIGABRT), turning the run's exit code (0, or 5 after a divergence) into -6."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def with_cpu_threads(train):
     """Run a recipe's `train(config)` with `config.cpu_threads` torch threads, restoring the count afterwards."""
 

@@ -160,7 +160,7 @@ import sys
 from pathlib import Path
 from rlaif.config.train import load_train_config
 from rlaif.numbers import TrainingDiverged
-from rlaif.train.run import RunLog, make_accelerator
+from rlaif.train.run import RunLog, end_processes, make_accelerator
 
 config = load_train_config(sys.argv[1], "dpo", [f"output_dir={sys.argv[2]}"])
 acc = make_accelerator(config)
@@ -173,6 +173,7 @@ try:  # only process 1 sees a NaN loss
 except TrainingDiverged as e:
     seen.write_text(str(e))
 acc.wait_for_everyone()  # a process that went on would wait here for one that left
+end_processes()  # as `rlaif train` does: a group left alive at exit can abort the process (SIGABRT)
 """
 
 
