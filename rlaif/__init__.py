@@ -62,7 +62,7 @@ def rate(judge, prompt, responses, constitution=None, seed: int = 0) -> list[Sco
     per response, in order, under one principle drawn for the prompt (default: one generic principle).
     (`judge_pairs` is the pairwise judge's; the job over a file is rlaif.scoring.job.score, the `rlaif score`
     command.)"""
-    from .labeling.pairwise import GENERIC
+    from .constitution import GENERIC
     from .scoring.rate import rate_responses
 
     return rate_responses(judge, prompt, list(responses), constitution or GENERIC, seed=seed)

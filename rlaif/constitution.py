@@ -202,6 +202,15 @@ class Constitution(Hashed):
         )
 
 
+# The constitution a judge uses when it is given none (`rlaif.judge_pairs`, `rlaif.rate`, win rates, the loop):
+# one generic principle.
+GENERIC = Constitution(
+    name="generic",
+    version="1",
+    principles=[Principle(id="better", text="Which response is the better reply to the user?")],
+)
+
+
 def load_constitution(path: str | Path) -> Constitution:
     """Load and check a constitution file; raises ConfigFileError with `FILE:LINE: field: message` lines."""
     return load_model(path, Constitution)

@@ -127,7 +127,7 @@ def ai_record(
     **extra,
 ) -> dict:
     """An AI label record as `rlaif label` writes it (only the fields calibration reads, plus the required)."""
-    from rlaif.labeling.preference import label_for
+    from rlaif.preference import label_for
 
     if orders is None and p_a is not None:
         orders = [p_a, p_a]
@@ -160,7 +160,7 @@ def ai_record(
 
 def human_record(pid: str, label: str, annotator: str, **extra) -> dict:
     """A human label record of the same pair `ai_record(pid, …)` makes, by `annotator`."""
-    from rlaif.feedback.human_records import HUMAN_P
+    from rlaif.records import HUMAN_P
 
     return {
         "id": pid,

@@ -82,9 +82,9 @@ def make_pairs(n: int, keyword: str, seed: int = 0) -> list[dict]:
 def make_labels(out: Path, n: int = 320, keyword: str = "please", seed: int = 0) -> Path:
     """Write `n` pairs labelled by the keyword judge to out/labels.jsonl; returns that file."""
     from rlaif.config.judge import PythonJudgeConfig
+    from rlaif.constitution import GENERIC
     from rlaif.judges.registry import load_judge
     from rlaif.labeling.job import label
-    from rlaif.labeling.pairwise import GENERIC
 
     judge = load_judge(
         PythonJudgeConfig(function="rlaif.rules:prefer_keyword", kwargs={"keyword": keyword, "confidence": 0.9})

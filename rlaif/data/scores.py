@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Iterable, Iterator, Optional, Sequence
 
 from ..numbers import positive_problem, range_problem
+from ..preference import label_for
 from ..records import sha256_json
 
 SCORES_FILE = "scores.jsonl"
@@ -33,11 +34,6 @@ def p_preferred(s_a: float, s_b: float, temperature: float) -> float:
     """σ((s_a − s_b) / T), computed without overflow."""
     z = (s_a - s_b) / temperature
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-
-def label_of(p_a: float, tie_margin: float) -> str:
-    """As rlaif.labeling.preference.label_for: 'tie' within the margin of ½ (with its float tolerance)."""
-    return "tie" if abs(p_a - 0.5) <= tie_margin + 1e-12 else "a" if p_a > 0.5 else "b"
 
 
 def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], temperature: float, tie_margin: float) -> dict:
@@ -65,7 +61,7 @@ def derived_pair(a: dict, b: dict, pair_id: str, scale: tuple[int, int], tempera
     if ok:
         p_a = p_preferred(points(a, scale), points(b, scale), temperature)
         # each response was rated alone: no order was shown, so position cannot sway the preference
-        record.update(p_a=p_a, label=label_of(p_a, tie_margin), position_consistent=True)
+        record.update(p_a=p_a, label=label_for(p_a, tie_margin), position_consistent=True)
     else:
         record.update(
             p_a=None, label=None, error=next(r.get("error") for r in (a, b) if r.get("status") != "ok") or "no score"

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..feedback.calibration.metrics import bootstrap_ci
+from ..intervals import bootstrap_ci
 from ..records import LabelRecord, Pair, Prompt
 
 Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt
@@ -133,7 +133,8 @@ def judge_comparisons(
     """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices. A
     pairwise judge judges each comparison in both orders; a score judge (`mode: score`) rates each response once
     and the preference is derived from the two scores (`rated_comparisons`)."""
-    from ..labeling.pairwise import GENERIC, judge_pairs
+    from ..constitution import GENERIC
+    from ..labeling.pairwise import judge_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     constitution = _constitution(constitution) or GENERIC
@@ -214,8 +215,8 @@ def evaluate_winrate(
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
     `out` as JSON when given."""
     from ..config.sampling import SamplingConfig
+    from ..constitution import GENERIC
     from ..data.prompts import read_prompts
-    from ..labeling.pairwise import GENERIC
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()

@@ -19,7 +19,7 @@ from ..data.labels import is_score_folder, read_labels, read_scores, score_scale
 from ..data.scores import binarize, check_pairs_from, trl_pair_row
 from ..files import write_jsonl
 from ..jobs.folder import refuse_running
-from .human_records import HUMAN_P
+from ..records import HUMAN_P
 from .sources import AnyFeedback, load_feedback
 
 FORMATS = ("trl",)

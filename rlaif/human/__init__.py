@@ -5,7 +5,7 @@ import`); `db.py` is the annotation app's SQLite store and `server.py` the app i
 export`), on `http.py`: what it shares with `rlaif serve reward` (sockets, body cap, plain 4xx lines);
 `label_studio.py` writes the pairs as Label Studio tasks and reads its export back; `presentation.py` is what both
 the app and Label Studio show a person for a pair. Each builds its records with
-`rlaif.feedback.human_records.human_record`, the one builder calibration uses too. Importing the package never
+`rlaif.records.human_record`, the one builder calibration uses too. Importing the package never
 imports fastapi, uvicorn or torch.
 """
 

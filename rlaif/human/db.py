@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 from ..config.paths import output_file_problem, require
-from ..feedback.human_records import human_record
 from ..files import write_jsonl
-from ..records import Prompt, sha256_json
+from ..records import Prompt, human_record, sha256_json
 from . import utc_now
 
 SCHEMA_VERSION = "1"

@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..config.paths import output_file_problem, require
 from ..data.formats import TOO_DEEP, RowError, detect_format, read_rows
 from ..data.pairs import DataError, read_pairs
-from ..feedback.human_records import IMPORTED_ANNOTATOR, HumanLabel, human_record
 from ..files import write_jsonl
-from ..records import LabelRecord, Pair, Prompt
+from ..records import IMPORTED_ANNOTATOR, HumanLabel, LabelRecord, Pair, Prompt, human_record
 from . import label_studio, utc_now, validation_problems
 
 PathLike = Union[str, Path]

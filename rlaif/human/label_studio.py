@@ -17,10 +17,9 @@ from ..config.paths import output_dir_problem, require
 from ..constitution import load_constitution
 from ..data.formats import RowError
 from ..data.pairs import DataError
-from ..feedback.human_records import human_record
 from ..files import atomic_write, json_line
 from ..judges.prompting import render_conversation
-from ..records import LabelRecord, Prompt
+from ..records import LabelRecord, Prompt, human_record
 from . import validation_problems
 from .db import ServedPair
 from .presentation import pair_order_label, served_pairs, shown_order

@@ -12,7 +12,7 @@ from typing import Iterator, Literal, Optional, Union
 
 from ..constitution import Constitution
 from ..data.pairs import DataError, read_pairs
-from ..feedback.human_records import SWAPPED
+from ..records import SWAPPED
 from .db import ServedPair
 
 FLIP = {**SWAPPED, "skip": "skip"}  # an answer read with the left and right responses trading places

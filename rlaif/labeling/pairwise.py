@@ -11,18 +11,13 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from ..constitution import Constitution, Principle
+from ..constitution import GENERIC, Constitution, Principle
 from ..jobs.run import Planned
 from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
 from ..numbers import label_problem, probability_problem, weighted_mean
+from ..preference import label_for, order_probabilities, position_consistent
 from ..records import LabelRecord, Pair, Verdict, sha256_json
-from .preference import label_for, order_probabilities, position_consistent
 
-GENERIC = Constitution(
-    name="generic",
-    version="1",
-    principles=[Principle(id="better", text="Which response is the better reply to the user?")],
-)
 INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
 OUT_OF_RANGE = "numbers out of range"
 # Probabilities summed from logprobs may pass 1 by rounding; beyond this the mass is flagged (a logprob above 0).

@@ -140,10 +140,9 @@ class LoopRun:
     batch)."""
 
     def __init__(self, config: LoopConfig):
-        from ..constitution import load_constitution
+        from ..constitution import GENERIC, load_constitution
         from ..data.prompts import read_prompts
         from ..judges.registry import load_judge
-        from ..labeling.pairwise import GENERIC
 
         self.config, self.out = config, Path(config.output_dir)
         judge_config = load_judge_config(config.judge)

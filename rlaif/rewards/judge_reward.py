@@ -149,7 +149,7 @@ class JudgeReward:
     def _rated(self, ps: list, texts: list[str]) -> RewardBatch:
         """Each response rated alone (one principle drawn per prompt): reward = the rescaled expected score; a
         failed rating gives 0 and is counted."""
-        from ..labeling.pairwise import GENERIC
+        from ..constitution import GENERIC
         from ..scoring.rate import rate_groups
 
         groups = rate_groups(self.judge, ps, [[t] for t in texts], self.constitution or GENERIC, self.seed)

@@ -14,9 +14,9 @@ from typing import Optional
 import torch
 
 from ..data.labels import read_labels
-from ..feedback.human_records import HUMAN_P
 from ..numbers import label_problem
 from ..policy.chat import encode_pair
+from ..records import HUMAN_P
 
 HUMAN_CODE = {"a": 1, "b": 0}
 

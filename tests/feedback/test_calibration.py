@@ -25,7 +25,6 @@ from rlaif.feedback.calibration.maps import (
 from rlaif.feedback.calibration.match import human_labels, human_target, load_matched, majority, match
 from rlaif.feedback.calibration.metrics import (
     agreement,
-    bootstrap_ci,
     brier,
     cohen_kappa,
     compare,
@@ -36,8 +35,9 @@ from rlaif.feedback.calibration.metrics import (
     reliability,
     tie_rate,
 )
-from rlaif.feedback.human_records import IMPORTED_ANNOTATOR
-from rlaif.labeling.preference import label_for
+from rlaif.intervals import bootstrap_ci
+from rlaif.preference import label_for
+from rlaif.records import IMPORTED_ANNOTATOR
 from tests.helpers import ai_record, human_record, run_cli, write_jsonl
 
 A = lambda *xs: np.array(xs, dtype=object)  # noqa: E731

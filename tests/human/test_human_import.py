@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from rlaif.data.pairs import DataError, read_pairs
-from rlaif.feedback.human_records import human_record
 from rlaif.human.importer import import_labels, iter_human_labels
-from rlaif.records import LabelRecord
+from rlaif.records import LabelRecord, human_record
 from tests.helpers import HH_HARMLESS_TEST as HH
 from tests.helpers import ROOT, run_cli, write_jsonl
 

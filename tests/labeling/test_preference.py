@@ -2,8 +2,8 @@
 
 import pytest
 
-from rlaif.labeling.preference import label_for, order_probabilities, position_consistent
 from rlaif.numbers import weighted_mean
+from rlaif.preference import label_for, order_probabilities, position_consistent
 
 
 def test_orders_unflip_the_second_view():

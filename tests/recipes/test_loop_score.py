@@ -17,8 +17,8 @@ import pytest
 
 from rlaif.config.train import check_run_paths, load_train_config
 from rlaif.config.yamlfile import ConfigFileError
+from rlaif.constitution import GENERIC
 from rlaif.data.scores import binarize
-from rlaif.labeling.pairwise import GENERIC
 from rlaif.train.metrics import read_metrics
 from tests.helpers import ROOT, kill_when, rlaif_command, run_to_end
 from tests.judge_fns import RATED, score_polite

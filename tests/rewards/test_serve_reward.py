@@ -31,7 +31,7 @@ from rlaif.rewards.server import (  # noqa: E402
     RewardService,
     Splitter,
     assistant_marker,
-    build_service,  # noqa: E402
+    build_service,
     chatml_messages,
     create_app,
 )

@@ -20,8 +20,8 @@ import numpy as np
 from ...config.paths import output_dir_problem, output_file_problem, require
 from ...data.labels import is_score_folder, labels_file, read_labels, score_scale
 from ...files import write_json_atomic, write_jsonl
-from ...labeling.preference import label_for
 from ...numbers import probability_problem
+from ...preference import label_for
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
 from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json_number, tie_rate

@@ -13,7 +13,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from ...data.labels import labels_file, read_labels
-from ..human_records import HUMAN_P, IMPORTED_ANNOTATOR, SWAPPED, human_record
+from ...records import HUMAN_P, IMPORTED_ANNOTATOR, SWAPPED, human_record
 
 
 def human_record_from(r: dict) -> dict:
