@@ -9,8 +9,13 @@ from __future__ import annotations
 import warnings
 
 from ._version import __version__
-from .constitution import Constitution, Principle, load_constitution
+from .constitution import GENERIC, Constitution, Principle, load_constitution
+from .data.pairs import read_pairs as _read
+from .judges.registry import load_judge as _load
+from .labeling.job import label as _label
+from .labeling.pairwise import judge_pairs as _judge
 from .records import LabelRecord, Pair, Query, ScoreRecord, Verdict
+from .scoring.rate import rate_responses
 
 __all__ = [
     "Constitution",
@@ -33,7 +38,6 @@ __all__ = [
 
 def load_judge(config):
     """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config.judge)."""
-    from .judges.registry import load_judge as _load
 
     return _load(config)
 
@@ -42,7 +46,6 @@ def judge_pairs(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRec
     """Judge pairs in-process, no files: each pair in both orders under the constitution's principles (default: one
     generic principle), debiased into one label record per pair, in order. `judge` comes from `load_judge`; `seed`
     draws the principle of each pair under `sampling: one_per_pair`."""
-    from .labeling.pairwise import judge_pairs as _judge
 
     return _judge(judge, list(pairs), constitution, seed=seed)
 
@@ -62,21 +65,17 @@ def rate(judge, prompt, responses, constitution=None, seed: int = 0) -> list[Sco
     per response, in order, under one principle drawn for the prompt (default: one generic principle).
     (`judge_pairs` is the pairwise judge's; the job over a file is rlaif.scoring.job.score, the `rlaif score`
     command.)"""
-    from .constitution import GENERIC
-    from .scoring.rate import rate_responses
 
     return rate_responses(judge, prompt, list(responses), constitution or GENERIC, seed=seed)
 
 
 def label(*args, **kwargs):
     """Run a resumable labelling job over a file into a label folder; see rlaif.labeling.job.label."""
-    from .labeling.job import label as _label
 
     return _label(*args, **kwargs)
 
 
 def read_pairs(*args, **kwargs):
     """Read pairs from any supported input; see rlaif.data.pairs.read_pairs."""
-    from .data.pairs import read_pairs as _read
 
     return _read(*args, **kwargs)

@@ -8,6 +8,8 @@ import re
 
 from pydantic import BaseModel
 
+from .config import dpo, loop, ppo, reward, run, sampling, sft
+from .config.feedback import source_classes, source_name
 from .config.judge import BACKENDS, CoTConfig, ScoreConfig
 from .constitution import Constitution, FewShotExample, Principle, RevisionExample
 
@@ -49,8 +51,6 @@ def render() -> str:
 
 def training_tables() -> list[str]:
     """The training configs: the fields every method shares, each method's own, then the sections."""
-    from .config import dpo, loop, ppo, reward, run, sampling, sft
-    from .config.feedback import source_classes, source_name
 
     shared = frozenset(run.RunConfig.model_fields)
     parts = [

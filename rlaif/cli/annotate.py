@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from ..human.db import export_labels
+from ..human.label_studio import export_tasks
 from .common import eprint, guard
 from .options import HOST, PORT
 
@@ -54,6 +56,7 @@ def annotate_serve(
     """Serve the annotation page and its JSON API until stopped (Ctrl-C)."""
 
     def run():
+        # lazy: fastapi (the human extra): rlaif --help does without it
         from ..human.server import serve
 
         serve(
@@ -81,7 +84,6 @@ def annotate_export(
     """Write the annotation database's labels as label records (skips left out); safe while serving."""
 
     def run():
-        from ..human.db import export_labels
 
         return export_labels(db, out)
 
@@ -113,7 +115,6 @@ def export_tasks_cmd(
     def run():
         if fmt != "label-studio":
             raise ValueError(f"--format: unknown task format '{fmt}' (known: label-studio)")
-        from ..human.label_studio import export_tasks
 
         return export_tasks(pairs, constitution, out, seed=seed, skip_invalid=skip_invalid)
 
@@ -138,6 +139,7 @@ def select_cmd(
     """Pick the N pairs where a human label is worth most: low confidence, orders or principles disagreeing."""
 
     def run():
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.select import select_pairs
 
         return select_pairs(labels, budget, out_file, human=human)

@@ -50,11 +50,13 @@ def calibrate_cmd(
         fail(f"error: missing {', '.join(missing)} (see rlaif calibrate --help)")
 
     def run():
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.calibration.report import run_report
 
         return run_report(ai, human, out_dir, bins=bins, n_boot=resamples, seed=seed, tie_margin=tie_margin)
 
     report = guard(run)
+    # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
     from ..feedback.calibration.report import summary_rows
 
     print_table(
@@ -85,6 +87,7 @@ def calibrate_fit(
     """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
 
     def run():
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.calibration.maps import fit_map_file
 
         return fit_map_file(
@@ -100,6 +103,7 @@ def calibrate_fit(
         )
 
     cmap = guard(run)
+    # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
     from ..feedback.calibration.report import fit_rows
 
     print_table(
@@ -128,6 +132,7 @@ def calibrate_apply(
     """Write calibrated labels: p_a through the map, the raw value in p_a_raw, the map's hash recorded."""
 
     def run():
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.calibration.maps import apply_map
 
         return apply_map(map_file, labels, out_dir)

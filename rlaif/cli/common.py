@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import typer
 from typer.exceptions import TyperException
 
+from ..config.yamlfile import ConfigFileError
 from ..numbers import TrainingDiverged
 
 T = TypeVar("T")
@@ -43,7 +44,6 @@ def fail(lines, code: int = BAD_INPUT) -> None:
 
 def error_lines(e: BaseException, code: int = BAD_INPUT) -> tuple[list[str], int]:
     """What the user sees for an exception, and the exit code: one line per problem."""
-    from ..config.yamlfile import ConfigFileError
 
     if isinstance(e, ConfigFileError):
         return list(e.errors), code

@@ -8,6 +8,10 @@ from typing import List, Optional
 
 import typer
 
+from ..config.yamlfile import ConfigFileError
+from ..constitution import constitution_schema as schema
+from ..constitution import load_constitution
+from ..judges.prompting import sample_prompt
 from .common import BAD_INPUT, eprint, guard
 
 app = typer.Typer(help="Check, show and describe constitution files.", no_args_is_help=True)
@@ -16,8 +20,6 @@ app = typer.Typer(help="Check, show and describe constitution files.", no_args_i
 @app.command("check")
 def constitution_check(files: List[Path] = typer.Argument(..., help="Constitution YAML files.")) -> None:
     """Check constitution files: one summary line each, or FILE:LINE: field: message for every error."""
-    from ..config.yamlfile import ConfigFileError
-    from ..constitution import load_constitution
 
     bad = False
     for f in files:
@@ -43,7 +45,6 @@ def constitution_show(
     """Print the judge prompt this constitution produces for a sample pair."""
 
     def run():
-        from ..judges.prompting import sample_prompt
 
         return sample_prompt(file, judge, principle)
 
@@ -53,6 +54,5 @@ def constitution_show(
 @app.command("schema")
 def constitution_schema() -> None:
     """Print the JSON Schema of the constitution format (for editors)."""
-    from ..constitution import constitution_schema as schema
 
     print(schema())

@@ -10,6 +10,9 @@ from typing import Optional
 
 import typer
 
+from ..config.judge import load_judge_config
+from ..config.paths import model_problem, output_file_problem, require
+from ..constitution import load_constitution
 from .common import fail, guard, print_table
 from .options import MAX_NEW, PROMPTS, SAMPLING, SEED, TEMPERATURE, TOP_P, sampling_config
 
@@ -41,9 +44,7 @@ def winrate_cmd(
     bootstrap interval over prompts."""
 
     def run():
-        from ..config.judge import load_judge_config
-        from ..config.paths import model_problem, output_file_problem, require
-        from ..constitution import load_constitution
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..eval.winrate import evaluate_winrate
 
         # everything a user can get wrong is checked before either model samples

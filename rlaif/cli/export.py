@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ..revision.export import export_revisions
 from .common import guard
 
 # TRL's trainers read which response is chosen and drop every other column: a TRL user would train on hard labels
@@ -60,9 +61,9 @@ def export_cmd(
         if revisions is not None:
             if labels is not None or feedback is not None:
                 raise ValueError("pass one of --labels, --feedback or --revisions")
-            from ..revision.export import export_revisions
 
             return export_revisions(revisions, out_file, fmt or "sft")
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.export import export
 
         return export(

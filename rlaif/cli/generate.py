@@ -54,6 +54,7 @@ def generate_cmd(
     options = job_options(ctx.params)
 
     def run():
+        # lazy: torch
         from ..policy.generate import generate
 
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)

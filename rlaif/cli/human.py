@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ..human.importer import import_labels
 from .common import guard
 
 app = typer.Typer(help="Human labels: import them from files.", no_args_is_help=True)
@@ -41,7 +42,6 @@ def human_import(
     """Import human labels as label records, matched to AI labels by pair id."""
 
     def run():
-        from ..human.importer import import_labels
 
         return import_labels(file, out, seed=seed, annotator=annotator, skip_invalid=skip_invalid)
 

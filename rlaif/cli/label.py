@@ -8,6 +8,9 @@ from typing import List, Optional
 
 import typer
 
+from ..jobs.run import run_job
+from ..jobs.shards import merge_shards
+from ..labeling.job import LabelJob, judge_advice
 from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
 from .options import (
     FORMAT,
@@ -62,15 +65,12 @@ def label_cmd(
     options = job_options(ctx.params)
 
     def run():
-        from ..jobs.run import run_job
-        from ..labeling.job import LabelJob
 
         return run_job(
             LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge, out_dir, options
         )
 
     result = guard(run)
-    from ..labeling.job import judge_advice
 
     stats = result.stats
     _summary(stats, f"labels in {out_dir}")
@@ -130,8 +130,6 @@ def label_merge(
     """Combine shard directories into one, checking they are disjoint and complete."""
 
     def run():
-        from ..jobs.shards import merge_shards
-        from ..labeling.job import LabelJob
 
         return merge_shards(dirs, out_dir, LabelJob())
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from ..config.judge import load_judge_config
+from ..judges.models import export_model, serve_command
 from .common import guard
 
 app = typer.Typer(help="The judge's model outside rlaif: export it for a server.", no_args_is_help=True)
@@ -25,8 +27,6 @@ def model_export(
     that serves it with vLLM's OpenAI-compatible server."""
 
     def run():
-        from ..config.judge import load_judge_config
-        from ..judges.models import export_model, serve_command
 
         config = load_judge_config(judge)
         return config, export_model(config, out), serve_command(config, out, port=port)

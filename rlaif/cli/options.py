@@ -11,6 +11,10 @@ from typing import Optional
 
 import typer
 
+from ..cluster.connect import RayOptions
+from ..config.sampling import SamplingConfig
+from ..config.yamlfile import load_model
+from ..jobs.run import JobOptions
 from .common import fail, guard
 
 FORMAT = typer.Option(None, "--format", help="jsonl, json, parquet or hf_dataset (default: detected).")
@@ -95,7 +99,6 @@ def ray_options(ray: bool, address: Optional[str], workers: Optional[int]):
         if address is not None or workers is not None:
             fail("error: --ray-address and --workers go with --ray")
         return None
-    from ..cluster.connect import RayOptions
 
     return guard(lambda: RayOptions(address, workers))
 
@@ -104,7 +107,6 @@ def job_options(flags: dict):
     """The job options a job command's flags give (rlaif.jobs.run.JobOptions), from its parsed parameters
     (`ctx.params`): the flags every job shares keep their names across the commands, and a command without one
     (`rlaif revise` has no --batch-size) gets the default."""
-    from ..jobs.run import JobOptions
 
     return JobOptions(
         limit=flags.get("limit"),
@@ -126,9 +128,6 @@ def sampling_config(
 ):
     """The sampling settings: the `--config` YAML (if any) with the flags that were given on top."""
     from transformers.utils import logging as hf_logging
-
-    from ..config.sampling import SamplingConfig
-    from ..config.yamlfile import load_model
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per model would drown our own progress
     overrides = {

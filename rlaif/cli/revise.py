@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..jobs.run import run_job
+from ..revision.job import ReviseJob
 from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
 from .options import (
     FORMAT,
@@ -73,8 +75,6 @@ def revise_cmd(
     options = job_options(ctx.params)
 
     def run():
-        from ..jobs.run import run_job
-        from ..revision.job import ReviseJob
 
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)
         return run_job(ReviseJob(rounds=rounds, sampling=sampling), prompts, constitution, model, out_dir, options)

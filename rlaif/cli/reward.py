@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from ..config.paths import model_problem, output_file_problem, require
+from ..rewards.reward_model import score_pairs_file
 from .common import guard
 
 app = typer.Typer(help="Trained reward models: score pairs with one.", no_args_is_help=True)
@@ -31,8 +33,6 @@ def reward_score(
     """Score pairs with a reward model: id, r_a, r_b, p_a = σ(r_a − r_b) per line; accuracy vs human labels."""
 
     def run():
-        from ..config.paths import model_problem, output_file_problem, require
-        from ..rewards.reward_model import score_pairs_file
 
         require("--model", model_problem(str(model), head="score", local_only=True))
         require("--out", out and output_file_problem(out))

@@ -8,6 +8,9 @@ from typing import List, Optional
 
 import typer
 
+from ..jobs.run import run_job
+from ..jobs.shards import merge_shards
+from ..scoring.job import ScoreJob
 from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
 from .options import (
     FORMAT,
@@ -66,8 +69,6 @@ def score_cmd(
     options = job_options(ctx.params)
 
     def run():
-        from ..jobs.run import run_job
-        from ..scoring.job import ScoreJob
 
         return run_job(ScoreJob(max_chars=max_chars), pairs, constitution, judge, out_dir, options)
 
@@ -112,8 +113,6 @@ def score_merge(
     """Combine the folders of a sharded score job into one, checking they are from one job, complete and disjoint."""
 
     def run():
-        from ..jobs.shards import merge_shards
-        from ..scoring.job import ScoreJob
 
         return merge_shards(dirs, out_dir, ScoreJob())
 

@@ -60,6 +60,7 @@ def serve_reward(
         fail(f"error: --mode must be reference or group, got {mode!r}")
 
     def run():
+        # lazy: fastapi (the human extra): rlaif --help does without it
         from ..rewards.server import serve
 
         serve(

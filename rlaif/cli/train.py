@@ -13,6 +13,9 @@ from typing import List, Optional
 
 import typer
 
+from ..config.train import check_run_paths, load_train_config
+from ..recipes import run_recipe
+from ..train.run import end_processes
 from .common import guard
 
 EXIT_CODES = (
@@ -32,14 +35,10 @@ _OVERRIDES = typer.Argument(
 
 
 def _run(method: str, config: Path, overrides: Optional[List[str]]) -> None:
-    from ..config.train import check_run_paths, load_train_config
 
     cfg = guard(lambda: load_train_config(config, method, overrides or []))
     guard(lambda: check_run_paths(config, cfg))  # before torch is imported or any model built
     from transformers.utils import logging as hf_logging
-
-    from ..recipes import run_recipe
-    from ..train.run import end_processes
 
     hf_logging.disable_progress_bar()  # one bar per checkpoint write would drown the step lines
     try:

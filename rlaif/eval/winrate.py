@@ -15,8 +15,17 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..config.sampling import SamplingConfig
+from ..constitution import GENERIC, Constitution, load_constitution
+from ..data.prompts import read_prompts
+from ..data.scores import derived_pair
+from ..files import write_json_atomic
 from ..intervals import bootstrap_ci
+from ..judges.base import Judge
+from ..judges.registry import load_judge
+from ..labeling.pairwise import judge_pairs
 from ..records import LabelRecord, Pair, Prompt
+from ..scoring.rate import rate_groups
 
 Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt
 POINTS = {"a": 1.0, "b": 0.0, "tie": 0.5}  # response_a is the policy's: a win, a loss, a tie counts half
@@ -120,7 +129,6 @@ def winrate_from_records(
 
 
 def _constitution(constitution):
-    from ..constitution import Constitution, load_constitution
 
     if constitution is None or isinstance(constitution, Constitution):
         return constitution
@@ -133,8 +141,6 @@ def judge_comparisons(
     """Label records of every (policy, baseline) comparison (response_a = policy) and their prompt indices. A
     pairwise judge judges each comparison in both orders; a score judge (`mode: score`) rates each response once
     and the preference is derived from the two scores (`rated_comparisons`)."""
-    from ..constitution import GENERIC
-    from ..labeling.pairwise import judge_pairs
 
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     constitution = _constitution(constitution) or GENERIC
@@ -151,8 +157,6 @@ def rated_comparisons(
     `score.temperature`, as `rlaif score` derives preferences (rlaif/data/scores.py). A tie is a P within the tie
     margin (the constitution's, else the judge's) of 1/2, so equal scores always tie; a failed rating fails its
     comparison. Position consistency is 1 by construction: no order is shown."""
-    from ..data.scores import derived_pair
-    from ..scoring.rate import rate_groups
 
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for k, g in enumerate(groups):
@@ -214,9 +218,6 @@ def evaluate_winrate(
     settings), judge them, and return the win rate and a JSON-ready report (provenance and every comparison).
     `judge` is a Judge or a judge YAML path; `log` (optional) gets progress lines; the report is also written to
     `out` as JSON when given."""
-    from ..config.sampling import SamplingConfig
-    from ..constitution import GENERIC
-    from ..data.prompts import read_prompts
 
     log = log or (lambda line: None)
     config = config or SamplingConfig()
@@ -245,14 +246,13 @@ def evaluate_winrate(
         "comparisons": [_comparison(r, g) for r, g in zip(records, groups)],
     }
     if out is not None:
-        from ..files import write_json_atomic
-
         write_json_atomic(out, report)
     return result, report
 
 
 def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: int, log) -> list[list[str]]:
     """`n_samples` responses per prompt from one of the two models."""
+    # lazy: torch
     from ..policy.generate import sample_policy
 
     log(f"sampling {n_samples} response(s) to {len(texts)} prompts from the {name} {model}")
@@ -262,8 +262,6 @@ def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: in
 def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
     """Every comparison judged: (records, prompt indices, the judge's info). A judge given as a YAML path is loaded
     here and closed again."""
-    from ..judges.base import Judge
-    from ..judges.registry import load_judge
 
     own_judge = not isinstance(judge, Judge)
     judge_obj = load_judge(judge) if own_judge else judge

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
 from ..cluster.connect import RayOptions
-from ..config.judge import JudgeBase
+from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.formats import DataError
 from ..files import write_json_atomic
@@ -114,7 +114,6 @@ class JobSpec:
     # -- before anything is written ----------------------------------------------------------------------------
     def model_config(self, model) -> Any:
         """The config of `model` (a built model, a config, or a YAML path)."""
-        from ..config.judge import load_judge_config
 
         if isinstance(model, JudgeBase):
             return model

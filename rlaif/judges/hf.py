@@ -65,6 +65,7 @@ class TransformersJudge(Judge):
     def _use_tree_attention(self) -> None:
         """Block-sparse tree attention for a model this judge loaded itself, on CPU, when the model's attention
         goes through transformers' attention interface (Llama, Qwen2, Mistral, SmolLM, ...)."""
+        # lazy: torch's attention kernels, with the model
         from .tree_attention import register, supports
 
         if self.device.type == "cpu" and self.config.share_prefix and supports(self.model):
@@ -243,6 +244,7 @@ class TransformersJudge(Judge):
 
     def _tree_forward(self, **inputs):
         """The decoder run with the "rlaif_tree" attention (rlaif/judges/tree_attention.py) for this call only."""
+        # lazy: torch's attention kernels, with the model
         from .tree_attention import NAME
 
         config = self.model.config
@@ -258,6 +260,7 @@ class TransformersJudge(Judge):
         whose attention does not go through transformers' attention interface, or for trees of another shape."""
         if not self._tree_attention:
             return None
+        # lazy: torch's attention kernels, with the model
         from .tree_attention import TreePlan, plan_rows
 
         rows = plan_rows(flat)

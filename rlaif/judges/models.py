@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
+from ..config.devices import device_and_dtype
+from ..config.paths import output_dir_problem, require
 from ..files import fsync_dir
 
 
@@ -72,8 +74,6 @@ def load_causal_lm(config):
     """The model (in eval mode, on its device) and tokenizer a `transformers` model config names, and the device:
     what the judge scores with and `rlaif revise` generates with."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..config.devices import device_and_dtype
 
     device, dtype = device_and_dtype(config.device, config.dtype)
     revision = None if config.gguf_file else config.revision
@@ -245,7 +245,6 @@ def export_model(config, out: str | os.PathLike) -> Path:
     """Write the model of a transformers or vllm judge config to OUT as a Hugging Face folder a server loads: the
     converted copy of its GGUF, its local folder, or its hub snapshot (cached, or downloaded once). OUT must not
     exist or be empty; it appears whole (copied beside it, then renamed) or not at all."""
-    from ..config.paths import output_dir_problem, require
 
     if not hasattr(config, "model_package"):
         raise ValueError(

@@ -22,6 +22,7 @@ from typing import Any, Optional
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, ScoreQuery
 from ..text import valid_text
+from .models import quiet_loading
 from .prompting import ANSWER_PREFILL, SCORE_PREFILL, ChatLayout, chat_messages, score_messages
 
 
@@ -39,8 +40,6 @@ class Reply:
 def load_prompt_tokenizer(config: OpenAIJudgeConfig):
     """The tokenizer whose chat template renders a completions request: `tokenizer`, else `model`."""
     from transformers import AutoTokenizer
-
-    from .models import quiet_loading
 
     name = config.tokenizer or config.model
     try:

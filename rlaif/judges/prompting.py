@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 from ..config.judge import load_judge_config
 from ..constitution import Constitution, Principle, load_constitution
 from ..records import Message, Pair, Prompt, Query, ScoreQuery
+from .models import resolve_model_dir
 
 DEFAULT_INSTRUCTIONS = (
     "You are a careful evaluator. You will see a conversation between a user and an AI assistant, then two "
@@ -247,8 +248,6 @@ def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] =
         instructions, cot = cfg.instructions, cfg.cot.enabled
         if cfg.backend in ("transformers", "vllm"):
             from transformers import AutoTokenizer
-
-            from .models import resolve_model_dir
 
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
     if judge_path is not None and cfg.mode == "score":  # a score judge's prompt for the sample's first response

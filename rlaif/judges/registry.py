@@ -23,6 +23,7 @@ from .base import Judge
 
 def judge_class(config: JudgeConfig) -> type[Judge]:
     """The Judge subclass that runs `config`; importing it loads no model and no heavy package."""
+    # lazy: each backend is imported when it is chosen, so a judge pulls in only its own packages (torch, httpx…)
     match config:
         case TransformersJudgeConfig():
             from .hf import TransformersJudge

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..config.devices import device_and_dtype
 from ..config.sampling import SamplingConfig
 from ..records import Spend, derived_seed  # noqa: F401 - derived_seed: rlaif.policy.sampling.derived_seed, as before
 from .chat import prompt_ids
@@ -40,8 +41,6 @@ def _finish(tokenizer, prompt, ids: list[int], row: list[int]) -> Sample:
 def load_policy(policy: str):
     """A causal LM and its tokenizer from a local directory or hub id: bf16 on a GPU, fp32 on a CPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..config.devices import device_and_dtype
 
     device, dtype = device_and_dtype()
     tokenizer = AutoTokenizer.from_pretrained(policy)

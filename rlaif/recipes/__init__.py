@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 
+# lazy: each recipe (and torch with it) is imported when it runs
 def _reward(config) -> Path:
     from .reward import train as reward_model
 

@@ -30,7 +30,12 @@ from typing import Optional
 from ..config.judge import load_judge_config
 from ..config.loop import LoopConfig, judge_mode_problems
 from ..config.yamlfile import FieldErrors
-from ..data.prompts import split_prompts
+from ..constitution import GENERIC, load_constitution
+from ..data.prompts import read_prompts, split_prompts
+from ..eval.winrate import judge_winrate
+from ..files import write_jsonl
+from ..judges.registry import load_judge
+from ..policy.generate import pair_rows
 from ..policy.sampling import PolicySampler, derived_seed
 from ..train.checkpoint import list_checkpoints
 from ..train.data import encode_pairs, micro_batches, step_indices
@@ -63,7 +68,6 @@ def keyword_share(texts: list[str], keyword: Optional[str]) -> Optional[float]:
 def evaluate(run: LoopRun, reference, baseline: list[str], seed: int, version: int) -> dict:
     """On the held-out prompts: the win rate against the starting policy's samples under the training judge and
     the eval judge, the KL to the reference on the policy's samples, and the keyword share."""
-    from ..eval.winrate import judge_winrate
 
     config, prompts, (judge, eval_judge) = run.config, run.eval_prompts, run.judges
     with run.acc.autocast():
@@ -140,9 +144,6 @@ class LoopRun:
     batch)."""
 
     def __init__(self, config: LoopConfig):
-        from ..constitution import GENERIC, load_constitution
-        from ..data.prompts import read_prompts
-        from ..judges.registry import load_judge
 
         self.config, self.out = config, Path(config.output_dir)
         judge_config = load_judge_config(config.judge)
@@ -184,7 +185,6 @@ class LoopRun:
 def baseline_samples(run: LoopRun, seed: int) -> list[str]:
     """The starting policy's samples on the held-out prompts, the baseline of every win rate (drawn once, kept in
     OUT/baseline_samples.jsonl); empty on the other processes."""
-    from ..files import write_jsonl
 
     path = run.out / BASELINE
     if not run.main:
@@ -210,8 +210,6 @@ def sample_pairs(run: LoopRun, k: int, first: int, it_dir: Path) -> list[dict]:
     """1. The policy samples `samples_per_prompt` responses per prompt → OUT/iter-K/pairs.jsonl, every pair of
     them with their sample indices, as `rlaif generate` writes (already there when the iteration is resumed).
     Returns the pair rows."""
-    from ..files import write_jsonl
-    from ..policy.generate import pair_rows
 
     config, pairs_path = run.config, it_dir / "pairs.jsonl"
     if run.main and not pairs_path.exists():

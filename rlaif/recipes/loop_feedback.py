@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..config.feedback import FeedbackConfig
 from ..config.loop import LoopConfig
 from ..config.run import PairsConfig
+from ..data.labels import read_labels, read_scores
+from ..data.scores import binarized_labels
+from ..feedback.sources import invalid_input, queue_row
+from ..files import write_jsonl
+from ..labeling.job import label
 from ..policy.sampling import derived_seed
+from ..scoring.job import score
 from ..train.data import FeedbackData, read_feedback
 
 LABELS = Path("labels") / "labels.jsonl"  # a pairwise judge's label folder's records
@@ -42,7 +49,6 @@ def fmt(x, spec=".3f") -> str:
 
 def label_pairs(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     """A pairwise judge: the labelling job over every pair (resumed after a kill)."""
-    from ..labeling.job import label
 
     job = label(
         it_dir / "pairs.jsonl",
@@ -70,10 +76,6 @@ def label_pairs(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
 def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     """A score judge: the score job rates each sample once (resumed after a kill), then each prompt's samples are
     binarised by feedback.pairs_from (`rlaif.data.scores.binarize`, as `rlaif export --pairs-from`)."""
-    from ..data.labels import read_scores
-    from ..data.scores import binarized_labels
-    from ..files import write_jsonl
-    from ..scoring.job import score
 
     config, judge = run.config, run.judges[0]
     fb = config.feedback
@@ -145,10 +147,6 @@ def iteration_feedback(
     """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default)
     through `rlaif.feedback` (ai / human / mixed). `write`: write the queue for people and the iteration's human
     labels (the main process; the others read)."""
-    from ..config.feedback import FeedbackConfig
-    from ..data.labels import read_labels
-    from ..feedback.sources import invalid_input, queue_row
-    from ..files import write_jsonl
 
     fb, labels = config.feedback, labels or it_dir / LABELS
     queue = it_dir / "human_queue.jsonl"

@@ -18,6 +18,7 @@ from .generators import Generator
 
 def build_generator(config: JudgeBase, sampling: SamplingConfig) -> Generator:
     """The generator that runs `config` (a member of the JudgeConfig union) under `sampling`."""
+    # lazy: each backend is imported when it is chosen, so a generator pulls in only its own packages
     match config:
         case TransformersJudgeConfig():
             from .hf import TransformersGenerator

@@ -27,7 +27,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
+from ..constitution import GENERIC, load_constitution
+from ..judges.registry import load_judge
+from ..labeling.pairwise import judge_pairs
 from ..records import Pair
+from ..scoring.rate import rate_groups
 
 Mode = Literal["reference", "group", "score"]
 
@@ -102,7 +106,6 @@ class JudgeReward:
 
     def _p_first(self, pairs: list[Pair]) -> list[Optional[float]]:
         """P(response_a ≻ response_b) per pair, debiased over both orders; None where the judge failed."""
-        from ..labeling.pairwise import judge_pairs
 
         if not pairs:
             return []
@@ -149,8 +152,6 @@ class JudgeReward:
     def _rated(self, ps: list, texts: list[str]) -> RewardBatch:
         """Each response rated alone (one principle drawn per prompt): reward = the rescaled expected score; a
         failed rating gives 0 and is counted."""
-        from ..constitution import GENERIC
-        from ..scoring.rate import rate_groups
 
         groups = rate_groups(self.judge, ps, [[t] for t in texts], self.constitution or GENERIC, self.seed)
         records = [group[0] for group in groups]
@@ -203,7 +204,5 @@ class JudgeReward:
 
 def judge_reward(judge: str, constitution: Optional[str] = None, **kwargs) -> JudgeReward:
     """A `JudgeReward` from a judge YAML file and a constitution YAML file (paths)."""
-    from ..constitution import load_constitution
-    from ..judges.registry import load_judge
 
     return JudgeReward(load_judge(judge), load_constitution(constitution) if constitution else None, **kwargs)

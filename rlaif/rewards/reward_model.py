@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO, Union
 
+from ..config.devices import device_and_dtype
+from ..data.pairs import read_pairs
+from ..policy.chat import encode_pair
+
 PathLike = Union[str, Path]
 
 
@@ -26,7 +30,6 @@ def load_reward_model(model_dir: PathLike, dtype=None, device=None):
     """(model, tokenizer) from a saved reward-model directory: a one-output sequence classifier, frozen, in eval
     mode, on `device` (default: auto, a GPU when there is one) in `dtype` (default fp32, on a GPU too: scores are
     compared to each other, so they keep full precision unless a caller asks otherwise)."""
-    from ..config.devices import device_and_dtype
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
@@ -84,8 +87,6 @@ def score_pairs_file(
     """Score every pair of `pairs` (any input rlaif.data.pairs.read_pairs reads) and write one JSON line per pair to
     `out` (stdout when None). Pairs longer than `max_length` tokens (default: the model's context) are written
     with r_a = r_b = p_a = null and an error, and counted. Returns the counts and the human-label accuracy."""
-    from ..data.pairs import read_pairs
-    from ..policy.chat import encode_pair
 
     if batch_size < 1:
         raise ValueError("--batch-size must be at least 1")

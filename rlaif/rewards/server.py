@@ -29,9 +29,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ..config.judge import load_judge_config
+from ..config.paths import remote_host_refusal
+from ..config.sampling import SamplingConfig
 from ..human.http import BodyLimit, listening, refusal_line, run, url, validation_line
 from ..numbers import positive_problem
-from .judge_reward import JudgeReward, prompt_key
+from .judge_reward import JudgeReward, judge_reward, prompt_key
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
 END_MARKERS = (
@@ -172,7 +175,7 @@ class ReferenceSampler:
     def __init__(
         self, path: str, max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0, cache_size: int = 100_000
     ):
-        from ..config.sampling import SamplingConfig
+        # lazy: torch
         from ..policy.sampling import load_policy
 
         try:
@@ -186,6 +189,7 @@ class ReferenceSampler:
         self._lock = threading.Lock()
 
     def references(self, prompts: Sequence) -> list[str]:
+        # lazy: torch
         from ..policy.sampling import sample
 
         with self._lock:
@@ -370,7 +374,6 @@ def build_service(
 ) -> RewardService:
     """A service from a judge (a YAML path, or its config read already) and a constitution YAML path, optionally
     with a reference model."""
-    from .judge_reward import judge_reward
 
     reward = judge_reward(judge, constitution, mode=mode, seed=seed)  # None: score for a score judge, else reference
     if reference_model and reward.mode != "reference":
@@ -396,8 +399,6 @@ def serve(
 ) -> None:
     """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
     over plain HTTP) it needs `allow_remote`."""
-    from ..config.judge import load_judge_config
-    from ..config.paths import remote_host_refusal
 
     refusal = remote_host_refusal(
         host, "the judge as a reward", "where anyone who reaches it can spend the judge", allow_remote

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from ..config.ppo import JudgeRewardConfig, JudgeScoreRewardConfig, ModelRewardConfig
+from ..policy.chat import encode
+from .judge_reward import judge_reward
+from .reward_model import load_reward_model, score_sequences
 
 
 class ModelRewardSource:
@@ -20,14 +23,11 @@ class ModelRewardSource:
     failed = 0  # a reward model always gives a score
 
     def __init__(self, config: ModelRewardConfig, device=None, dtype=None):
-        from .reward_model import load_reward_model
 
         self.config = config
         self.model, self.tokenizer = load_reward_model(config.path, dtype, device)
 
     def __call__(self, samples: Sequence, references: Optional[Sequence] = None) -> list[float]:
-        from ..policy.chat import encode
-        from .reward_model import score_sequences
 
         seqs = []
         for s in samples:
@@ -42,7 +42,6 @@ class JudgeRewardSource:
     responses (group); a score judge (`type: judge_score`) rating each response alone."""
 
     def __init__(self, config: JudgeRewardConfig | JudgeScoreRewardConfig, seed: int = 0):
-        from .judge_reward import judge_reward
 
         mode = config.mode if isinstance(config, JudgeRewardConfig) else "score"
         self.reward = judge_reward(config.judge, config.constitution, mode=mode, seed=seed)

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from ..data.labels import read_labels
+from ..feedback.sources import load_feedback
 from ..numbers import label_problem
 from ..policy.chat import encode_pair
 from ..records import HUMAN_P
@@ -86,7 +87,6 @@ def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
 def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = True) -> FeedbackData:
     """Training and held-out preferences: label records from the feedback source (`rlaif.feedback`: AI, human
     or mixed), failed pairs and ties left out, split by `pairs_config`."""
-    from ..feedback.sources import load_feedback
 
     stats: dict = {}
     counts: dict = {}

@@ -13,6 +13,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .data import encode_pairs, read_feedback
+from .models import load_tokenizer
 from .run import Check, add_into, clip_gradients, reduce_sums, start_run
 
 Terms = Callable[[list[int]], dict]  # pair indices -> {"loss": summed loss, statistic: summed tensor, ...}
@@ -40,8 +42,6 @@ class PreferenceRun:
 def start_preference_run(config, whole: bool) -> PreferenceRun:
     """Accelerator, run directory (resume point), seed, tokenizer and encoded pairs for a reward/DPO config.
     `whole`: a pair must fit max_length entirely (reward models read the last token)."""
-    from .data import encode_pairs, read_feedback
-    from .models import load_tokenizer
 
     acc, resume = start_run(config)
     tokenizer = load_tokenizer(config.model, resume)

@@ -13,7 +13,10 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..files import atomic_write
 from ..numbers import TrainingDiverged
+from .checkpoint import Checkpointer, latest_checkpoint, remove_partial
+from .metrics import MetricsLog
 
 # Fields a resumed run may change: they steer how long and how loudly it runs, not what it learns per step.
 RESUMABLE_CHANGES = {
@@ -92,9 +95,6 @@ def prepare_run_dir(config, accelerator) -> Optional[Path]:
     A run directory holds one run: restarting it with a config that would change what is learned is refused.
     """
     import yaml
-
-    from ..files import atomic_write
-    from .checkpoint import latest_checkpoint, remove_partial
 
     out = Path(config.output_dir)
     resolved = config.model_dump(mode="json")
@@ -294,8 +294,6 @@ class RunLog:
     optimiser needs the prepared one)."""
 
     def __init__(self, accelerator, config, tokenizer, resume: Optional[Path], keep: Optional[int]):
-        from .checkpoint import Checkpointer
-        from .metrics import MetricsLog
 
         self.acc, self.config, self.tokenizer, self.out = accelerator, config, tokenizer, Path(config.output_dir)
         self.checkpointer = Checkpointer(accelerator, self.out, tokenizer, keep=keep)
@@ -373,7 +371,6 @@ class RunLog:
             self._stop(f"the weights after it are not finite ({name or 'on another process'})")
 
     def _stop(self, what: str):
-        from .checkpoint import latest_checkpoint
 
         self.metrics.close()
         raise diverged(self.where, what, self.lr, latest_checkpoint(self.out))
