@@ -10,8 +10,9 @@ Writing is rlaif/files.py's; the store a job grows is rlaif/jobs/store.py.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 from ..numbers import label_problem, score_record_problem
 from .formats import TOO_DEEP
@@ -20,44 +21,58 @@ from .scores import SCORES_FILE, derived_labels, scale_of
 LABELS_FILE = "labels.jsonl"
 
 
-def labels_file(path: str | Path) -> Path:
-    """A labels JSONL file, or the labels.jsonl inside a label directory (the scores.jsonl inside a score folder,
-    `rlaif score`'s, which holds no labels.jsonl)."""
-    path = Path(path)
-    if path.is_dir():
-        return path / SCORES_FILE if is_score_folder(path) else path / LABELS_FILE
-    return path
+@dataclass(frozen=True)
+class LabelSource:
+    """A label file or folder, resolved once (`open_labels`): which kind it is and, for a score folder, the scale, T
+    and tie margin its preferences are derived with. Callers ask its `kind` instead of looking at the path."""
+
+    file: Path  # the records' file: labels.jsonl (or any label file) or scores.jsonl
+    kind: Literal["labels", "scores"]
+    scale: Optional[tuple[int, int]] = None  # the score judge's scale, T and tie margin (score folders)
+    temperature: Optional[float] = None
+    tie_margin: Optional[float] = None
+
+    def labels(self) -> Iterator[dict]:
+        """Label records, read-only and checked (`read_records` with rlaif.numbers.label_problem); a score folder's
+        are the preferences derived from its checked scores (rlaif/data/scores.py)."""
+        if self.kind == "scores":
+            yield from derived_labels(self.scores(), self.scale, self.temperature, self.tie_margin)
+        else:
+            yield from read_records(self.file, label_problem)
+
+    def scores(self) -> Iterator[dict]:
+        """A score folder's score records, read-only and checked on its scale."""
+        if self.kind != "scores":
+            raise ValueError(f"{self.file} holds labels, not scores (a folder written by rlaif score holds those)")
+        yield from read_records(self.file, lambda r: score_record_problem(r, self.scale))
 
 
-def is_score_folder(path: str | Path) -> bool:
+def open_labels(path: str | Path) -> LabelSource:
+    """What `path` holds, resolved once: a labels file, a label folder (its labels.jsonl), or a score folder
+    (`rlaif score`'s: its scores.jsonl, with no labels.jsonl beside it) or its scores.jsonl, whose manifest gives the
+    scale, T and tie margin. A path that holds none of these is an error naming it."""
     path = Path(path)
-    if not path.is_dir():
-        return path.name == SCORES_FILE
-    return (path / SCORES_FILE).exists() and not (path / LABELS_FILE).exists()
+    scores = path / SCORES_FILE if path.is_dir() else path
+    if scores.name == SCORES_FILE and not (path.is_dir() and (path / LABELS_FILE).exists()):
+        if not scores.exists():
+            raise FileNotFoundError(f"no scores at {scores}")
+        scale, temperature, tie_margin = scale_of(score_manifest(scores), scores.parent / "manifest.json")
+        return LabelSource(scores, "scores", scale, temperature, tie_margin)
+    f = path / LABELS_FILE if path.is_dir() else path
+    if not f.exists():
+        raise FileNotFoundError(f"no labels at {f}")
+    return LabelSource(f, "labels")
 
 
 def read_labels(path: str | Path) -> Iterator[dict]:
-    """Label records from a file or a label directory, read-only and checked (`read_records` with
-    rlaif.numbers.label_problem). A score folder (`rlaif score`) reads as the preferences derived from its checked
-    scores (rlaif/data/scores.py)."""
-    f = labels_file(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no labels at {f}")
-    if is_score_folder(path):
-        scale, temperature, tie_margin = score_scale(f)
-        yield from derived_labels(read_scores(f), scale, temperature, tie_margin)
-        return
-    yield from read_records(f, label_problem)
+    """The label records of a label file or folder, or the preferences derived from a score folder's scores
+    (`open_labels(path).labels()`)."""
+    return open_labels(path).labels()
 
 
 def read_scores(path: str | Path) -> Iterator[dict]:
-    """Score records (`rlaif score`) from a score folder or its scores.jsonl, read-only and checked on the scale
-    its manifest names (1..10 without one), as read_labels reads."""
-    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no scores at {f}")
-    scale = score_scale(f)[0]
-    yield from read_records(f, lambda r: score_record_problem(r, scale))
+    """The score records of a score folder or its scores.jsonl (`open_labels(path).scores()`)."""
+    return open_labels(path).scores()
 
 
 def read_records(f: Path, problem: Callable[[dict], Optional[str]]) -> Iterator[dict]:
@@ -78,16 +93,8 @@ def read_records(f: Path, problem: Callable[[dict], Optional[str]]) -> Iterator[
         yield record
 
 
-def score_scale(path: str | Path) -> tuple[tuple[int, int], float, float]:
-    """The scale, T and tie margin of a score folder (or its scores.jsonl), from its manifest (data/scores.py
-    `scale_of`)."""
-    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
-    return scale_of(score_manifest(f), f.parent / "manifest.json")
-
-
-def score_manifest(path: str | Path) -> Optional[dict]:
+def score_manifest(f: Path) -> Optional[dict]:
     """The manifest beside a score folder's scores.jsonl (its judge config names the scale and T), or None."""
-    f = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
     manifest = f.parent / "manifest.json"
     if not manifest.exists():
         return None

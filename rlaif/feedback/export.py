@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from ..config.feedback import load_feedback_config
 from ..config.paths import output_file_problem, require
-from ..data.labels import is_score_folder, read_labels, read_scores, score_scale
+from ..data.labels import open_labels, read_labels
 from ..data.scores import binarize, check_pairs_from, trl_pair_row
 from ..files import write_jsonl
 from ..jobs.folder import refuse_running
@@ -88,8 +88,9 @@ def export_binarized(
     """A score folder's responses binarised per prompt (best-vs-random, best-vs-worst, all-above-margin) as TRL
     rows, p_chosen from the two scores and T, both scores kept."""
     refuse_running(Path(scores), "export")
-    scale, temperature, _ = score_scale(scores)
-    records = list(read_scores(scores))
+    source = open_labels(scores)
+    scale, temperature = source.scale, source.temperature
+    records = list(source.scores())
     counts = {
         "written": 0,
         "prompts": len({r["prompt_id"] for r in records}),
@@ -121,7 +122,7 @@ def export(
     if format not in FORMATS:
         raise ValueError(f"unknown export format '{format}' (known: {', '.join(FORMATS)})")
     check_pairs_from(pairs_from, min_margin)
-    if pairs_from is not None and (labels is None or not is_score_folder(labels)):
+    if pairs_from is not None and (labels is None or open_labels(labels).kind != "scores"):
         raise ValueError(
             "--pairs-from binarises scored responses: give --labels a score folder (rlaif score) or its scores.jsonl"
         )

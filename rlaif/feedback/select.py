@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.paths import output_file_problem, require
-from ..data.labels import labels_file, read_labels
+from ..data.labels import open_labels, read_labels
 from ..files import write_jsonl
 from .calibration.match import human_labels
 from .sources import invalid_input, queue_row
@@ -65,7 +65,7 @@ def select_pairs(labels: str | Path, budget: int, out: str | Path, human: Option
     # only the best `budget` are kept in memory; scores rounded so that 0.55 and 0.45 count as equally close
     picked = heapq.nsmallest(budget, candidates(), key=lambda x: (-round(x[0]["score"], 9), x[1]["id"]))
     if not any(seen.values()):
-        raise ValueError(f"no AI labels in {labels_file(labels)}")
+        raise ValueError(f"no AI labels in {open_labels(labels).file}")
     write_jsonl((queue_row(r) for _, r in picked), out)
     reasons = {"failed": 0, "order_disagreement": 0, "principle_disagreement": 0, "low_confidence_only": 0}
     for parts, r in picked:

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ...config.paths import output_dir_problem, output_file_problem, require
-from ...data.labels import is_score_folder, labels_file, read_labels, score_scale
+from ...data.labels import open_labels, read_labels
 from ...files import write_json_atomic, write_jsonl
 from ...numbers import probability_problem
 from ...preference import label_for
@@ -190,10 +190,11 @@ def fit_map_file(ai: str | Path, human: str | Path, out: str | Path, **fit_optio
     require("--out", output_file_problem(out))
     cmap = fit_map(load_matched(ai, human), **fit_options)
     cmap["fit"].update(ai=str(ai), human=str(human))
-    if cmap["method"] == "temperature" and is_score_folder(ai):
+    source = open_labels(ai)
+    if cmap["method"] == "temperature" and source.kind == "scores":
         # p_a = σ(Δs / T0), so the map σ(a·logit p_a) is σ(Δs / (T0 / a)): the judge's fitted T, to set as its
         # score.temperature (a = 0, a judge whose scores say nothing, is T = ∞)
-        _, t0, _ = score_scale(ai)
+        t0 = source.temperature
         a = cmap["params"]["a"]
         cmap["fit"]["score_temperature"] = t0 / a if a > 0 else None
     write_json_atomic(out, cmap)
@@ -244,7 +245,7 @@ def apply_map(map_path: str | Path, labels: str | Path, out_dir: str | Path) -> 
     used)."""
     require("--out", output_dir_problem(out_dir))
     cmap = load_map(map_path)
-    src, out_dir = labels_file(labels), Path(out_dir)
+    src, out_dir = open_labels(labels).file, Path(out_dir)
     dst = out_dir / "labels.jsonl"
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError("--out must differ from the input labels: calibrated labels never overwrite raw ones")

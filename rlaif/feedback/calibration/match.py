@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ...data.labels import labels_file, read_labels
+from ...data.labels import open_labels, read_labels
 from ...records import HUMAN_P, IMPORTED_ANNOTATOR, SWAPPED, human_record
 
 
@@ -160,7 +160,7 @@ def load_matched(ai: str | Path, human: str | Path) -> Matched:
     m = match(read_labels(ai), human_labels(read_labels(human)))
     if not len(m):
         raise ValueError(
-            f"no pair id in {labels_file(ai)} has a human label in {labels_file(human)} "
+            f"no pair id in {open_labels(ai).file} has a human label in {open_labels(human).file} "
             f"({m.counts['ai_records']} AI labels, {m.counts['ai_failed']} failed; "
             f"{m.counts['human_pairs']} pairs with human labels)"
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...config.paths import output_dir_problem, require
-from ...data.labels import is_score_folder, labels_file, read_scores, score_scale
+from ...data.labels import open_labels
 from ...files import write_json_atomic
 from .match import load_matched
 from .metrics import compare
@@ -189,11 +189,12 @@ def run_report(
     _need_matplotlib()  # fail before the work, not after it
     require("--out", output_dir_problem(out_dir))
     report = compare(load_matched(ai, human), bins=bins, n_boot=n_boot, seed=seed, tie_margin=tie_margin)
-    report["inputs"] = {"ai": str(labels_file(ai)), "human": str(labels_file(human))}
-    if is_score_folder(ai):  # a score judge: how its expected scores spread
-        (low, high), _, _ = score_scale(ai)
+    source = open_labels(ai)
+    report["inputs"] = {"ai": str(source.file), "human": str(open_labels(human).file)}
+    if source.kind == "scores":  # a score judge: how its expected scores spread
+        low, high = source.scale
         hist = {str(v): 0 for v in range(low, high + 1)}
-        for r in read_scores(ai):
+        for r in source.scores():
             if r.get("status") == "ok":
                 hist[str(min(high, max(low, round(r["score"]))))] += 1
         report["score_histogram"] = hist
