@@ -84,7 +84,10 @@ def training_tables() -> list[str]:
         (ppo.FixedKLConfig, "`kl:` with `type: fixed` (ppo)"),
         (ppo.AdaptiveKLConfig, "`kl:` with `type: adaptive` (ppo)"),
         (ppo.PPOLossConfig, "`loss:` (ppo)"),
-        (loop.LoopFeedbackConfig, "`feedback:` (loop)"),
+        *(
+            (cls, f"`feedback:` with `source: {source_name(cls)}` (loop; `source` may be left out: ai)")
+            for cls in source_classes(loop.LoopFeedbackSource)
+        ),
         (sft.SFTDataConfig, "`data:` (sft)"),
     ):
         parts.append(table(cls, title))

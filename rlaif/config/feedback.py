@@ -1,7 +1,8 @@
 """Which preferences train a model: the `feedback:` section of a training config, or the file given to
 `rlaif export --feedback`. One config class per source, chosen by `source:` (ai: the judge's labels; human:
 people's; mixed: the judge's where it is sure, people's for the rest); `rlaif.feedback.sources.load_feedback`
-reads each. A new source is one class here, added to `FeedbackSource`, and one branch there.
+reads each. A new source is one class here, added to `FeedbackSource`, and one branch there. `rlaif loop` takes
+the same sources, applied to each iteration's own labels (rlaif/config/loop.py).
 
 Slim on purpose (pydantic and the YAML reader only), so training configs can embed `FeedbackConfig`.
 """
@@ -9,7 +10,7 @@ Slim on purpose (pydantic and the YAML reader only), so training configs can emb
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
@@ -47,6 +48,11 @@ HumanCombine = Annotated[
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @classmethod
+    def sources(cls) -> tuple[type[_Source], ...]:
+        """The sources this one is chosen among: their fields are the ones told apart below."""
+        return source_classes()
+
     @model_validator(mode="before")
     @classmethod
     def _fields_of_this_source(cls, data: Any) -> Any:
@@ -60,7 +66,7 @@ class _Source(BaseModel):
             if field.is_required() and name != "source" and not data.get(name):
                 errors.append(((name,), f"required when source is {source}"))
         for name, value in data.items():
-            users = [s for s in source_classes() if name in s.model_fields and name not in cls.model_fields]
+            users = [s for s in cls.sources() if name in s.model_fields and name not in cls.model_fields]
             if users and (value is None or any(value == s.model_fields[name].default for s in users)):
                 del kept[name]
             elif users:
@@ -137,9 +143,9 @@ class MixedFeedback(_Source):
 FeedbackSource = Annotated[Union[AIFeedback, HumanFeedback, MixedFeedback], Field(discriminator="source")]
 
 
-def source_classes() -> tuple[type[_Source], ...]:
+def source_classes(union: Any = FeedbackSource) -> tuple[type[_Source], ...]:
     """The source config classes, read from the union (so the union is the one list of sources)."""
-    return get_args(get_args(FeedbackSource)[0])
+    return get_args(get_args(union)[0] if get_origin(union) is Annotated else union)
 
 
 def source_name(cls: type[_Source]) -> str:
@@ -158,8 +164,9 @@ class FeedbackConfig(RootModel[FeedbackSource]):
             return handler(data)
         except ValidationError as e:
             tag = data.get("source") if isinstance(data, dict) else None
+            sources = source_classes(cls.model_fields["root"].annotation)
             raise ValidationError.from_exception_data(
-                e.title, [_at_the_field(err, tag) for err in e.errors()]
+                e.title, [_at_the_field(err, tag, sources) for err in e.errors()]
             ) from None
 
     @property
@@ -167,7 +174,7 @@ class FeedbackConfig(RootModel[FeedbackSource]):
         return self.root.source
 
 
-def _at_the_field(err: dict, tag: Optional[str]) -> dict:
+def _at_the_field(err: dict, tag: Optional[str], sources: tuple[type[_Source], ...]) -> dict:
     """A union error located at the field the user wrote. pydantic puts the union's tag in front of every location
     ('mixed', 'margn'); here the tags are also field names ('ai', 'human'), so it is dropped. A missing or unknown
     `source:` reads as it did before the sources had their own classes."""
@@ -175,7 +182,7 @@ def _at_the_field(err: dict, tag: Optional[str]) -> dict:
     if kind == "union_tag_not_found":
         return {"type": "missing", "loc": ("source",), "input": err["input"]}
     if kind == "union_tag_invalid":
-        names = [repr(source_name(c)) for c in source_classes()]
+        names = [repr(source_name(c)) for c in sources]
         expected = ", ".join(names[:-1]) + " or " + names[-1]
         return {"type": "literal_error", "loc": ("source",), "input": tag, "ctx": {"expected": expected}}
     if tag is not None and loc[:1] == (tag,):

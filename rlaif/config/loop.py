@@ -3,44 +3,52 @@ DPO trains on the labels, every iteration. Recipe: rlaif/recipes/loop.py."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .dpo import DPOLoss, SigmoidDPOLoss
+from .feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback, source_classes
 from .judge import JudgeBase
-from .run import LoraConfig, ModelSource, RunConfig, Strict
+from .run import LoraConfig, ModelSource, RunConfig
 from .sampling import SamplingConfig
 from .yamlfile import FieldErrors
 
+# The paths the loop gives each iteration's source itself (rlaif/recipes/loop_feedback.py): never a config's.
+_SET_BY_THE_LOOP = {
+    "ai": "each iteration's own labels, OUT/iter-K/labels/, or with a score judge the pairs binarised from its "
+    "ratings, OUT/iter-K/preferences.jsonl",
+    "queue": "each iteration's pairs for people, OUT/iter-K/human_queue.jsonl",
+}
 
-class LoopFeedbackConfig(Strict):
-    """Which of an iteration's labels train (the sources of `rlaif.feedback`, applied to each iteration's labels).
-    For human and mixed the pairs for people are written to OUT/iter-K/human_queue.jsonl and the labels already in
-    `human` are used, matched by pair id; an iteration left with no usable label stops the loop, which the same
-    command continues once people have labelled that queue."""
 
-    source: Literal["ai", "human", "mixed"] = Field(
-        "ai",
-        description="ai: the judge's labels; human: people's labels only (every pair is queued); mixed: the "
-        "judge's labels where it is confident and position-consistent, people's for the rest.",
-    )
-    human: Optional[str] = Field(
-        None,
-        description="Human labels (`rlaif human import` / `rlaif annotate export`) "
-        "of the queued pairs. Required for human; for mixed it may not exist yet.",
-    )
-    margin: float = Field(
-        0.1,
-        ge=0.0,
-        le=0.5,
-        description="mixed: an AI label is kept only when |p_a - 0.5| >= margin; closer calls go to people.",
-    )
-    require_consistent: bool = Field(True, description="mixed: also send pairs whose two orders disagree to people.")
-    pending: Literal["drop", "ai"] = Field(
-        "drop",
-        description="mixed: a queued pair with no human label yet is left out (drop) or keeps its AI label (ai).",
-    )
+def _set_by_the_loop(name: str) -> Any:
+    return Field(None, exclude=True, description=f"Set by the loop: {_SET_BY_THE_LOOP[name]}.")
+
+
+class _InTheLoop(BaseModel):
+    """A feedback source of rlaif/config/feedback.py applied to every iteration's labels: its fields mean what they
+    mean there, but the labels it reads and the queue it writes are each iteration's own, set by the loop."""
+
+    @classmethod
+    def sources(cls) -> tuple:
+        return source_classes(LoopFeedbackSource)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_are_the_loops(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = [name for name in _SET_BY_THE_LOOP if data.get(name) is not None]
+            if given:
+                raise FieldErrors([((n,), f"set by the loop ({_SET_BY_THE_LOOP[n]}); leave it out") for n in given])
+        return data
+
+
+class LoopAIFeedback(_InTheLoop, AIFeedback):
+    """The judge's labels of each iteration's samples; a score judge's ratings become pairs by `pairs_from` (only
+    this source fits a score judge: its rated samples are binarised, so there are no pairs to ask people about)."""
+
+    ai: Optional[str] = _set_by_the_loop("ai")
     pairs_from: Literal["best-vs-worst", "best-vs-random", "all-above-margin"] = Field(
         "best-vs-worst",
         description="A score judge (mode: score): how each prompt's rated samples become DPO "
@@ -56,36 +64,56 @@ class LoopFeedbackConfig(Strict):
         "--min-margin`; equal scores are always left out.",
     )
 
-    @model_validator(mode="after")
-    def _human_path(self):
-        if self.source == "human" and not self.human:
-            raise ValueError("feedback.human is required when feedback.source is human")
-        return self
+
+class LoopHumanFeedback(_InTheLoop, HumanFeedback):
+    """People's labels only: every pair of an iteration is queued for them (OUT/iter-K/human_queue.jsonl), and
+    their labels of those pairs, matched by id, train."""
+
+
+class LoopMixedFeedback(_InTheLoop, MixedFeedback):
+    """The judge's labels of each iteration where it is sure; the rest are queued for people
+    (OUT/iter-K/human_queue.jsonl), and their labels, matched by id, replace the judge's."""
+
+    ai: Optional[str] = _set_by_the_loop("ai")
+    queue: Optional[str] = _set_by_the_loop("queue")
+
+
+LoopFeedbackSource = Annotated[
+    Union[LoopAIFeedback, LoopHumanFeedback, LoopMixedFeedback], Field(discriminator="source")
+]
+
+
+class LoopFeedbackConfig(FeedbackConfig):
+    """Which of an iteration's labels train: one feedback source (`.root`), chosen by `source:`. For human and
+    mixed, an iteration left with no usable label stops the loop, which the same command continues once people
+    have labelled that iteration's queue."""
+
+    root: LoopFeedbackSource
 
 
 def judge_mode_problems(config: "LoopConfig", judge: JudgeBase) -> list[tuple[tuple, str]]:
     """(field, message) for loop settings that do not fit the judge's mode: a score judge's samples are
     binarised (feedback.pairs_from), so only the judge's own labels can train; pairs_from and the score margin
     mean nothing to a pairwise judge."""
-    fb = config.feedback
+    fb = config.feedback.root
     if judge.mode == "score":
-        if fb.source != "ai":
-            return [
+        if isinstance(fb, LoopAIFeedback):
+            return []
+        return [
+            (
+                ("feedback", "source"),
                 (
-                    ("feedback", "source"),
-                    (
-                        f"{config.judge} is a score judge (mode: score): its rated samples "
-                        "are binarised into pairs (feedback.pairs_from), so only source ai "
-                        "applies; human and mixed feedback need a pairwise judge"
-                    ),
-                )
-            ]
-        return []
-    defaults = LoopFeedbackConfig.model_fields
+                    f"{config.judge} is a score judge (mode: score): its rated samples "
+                    "are binarised into pairs (feedback.pairs_from), so only source ai "
+                    "applies; human and mixed feedback need a pairwise judge"
+                ),
+            )
+        ]
+    defaults = {name: field.default for name, field in LoopAIFeedback.model_fields.items()}
     return [
         (("feedback", name), f"applies to a score judge (mode: score); {config.judge} is pairwise")
         for name in ("pairs_from", "min_margin")
-        if getattr(fb, name) != defaults[name].default
+        if getattr(fb, name, defaults[name]) != defaults[name]
     ]
 
 
@@ -136,7 +164,9 @@ class LoopConfig(RunConfig):
         None, description="Constitution YAML the judges follow; None: one generic principle (which reply is better)."
     )
     feedback: LoopFeedbackConfig = Field(
-        default_factory=LoopFeedbackConfig, description="Which labels train: the judge's, people's, or a mix."
+        default_factory=lambda: LoopFeedbackConfig(source="ai"),
+        description="Which labels train: the judge's (`source: ai`, the default), people's (human) or a mix "
+        "(mixed); the sources of reward and dpo, applied to each iteration's labels.",
     )
     sampling: SamplingConfig = Field(
         default_factory=SamplingConfig,
@@ -163,6 +193,12 @@ class LoopConfig(RunConfig):
         description="Also log the share of samples containing this text "
         "(case-insensitive), e.g. the word a rule judge prefers.",
     )
+
+    @field_validator("feedback", mode="before")
+    @classmethod
+    def _ai_by_default(cls, value: Any) -> Any:
+        """`source:` may be left out of the loop's feedback: ai, as before the sources had their own classes."""
+        return {"source": "ai", **value} if isinstance(value, dict) and "source" not in value else value
 
     @model_validator(mode="after")
     def _loop_fields(self):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config.feedback import FeedbackConfig
+from ..config.feedback import HumanFeedback
 from ..config.loop import LoopConfig
 from ..config.run import PairsConfig
 from ..data.labels import read_labels, read_scores
@@ -78,7 +78,7 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     binarised by feedback.pairs_from (`rlaif.data.scores.binarize`, as `rlaif export --pairs-from`)."""
 
     config, judge = run.config, run.judges[0]
-    fb = config.feedback
+    fb = config.feedback.root  # source ai: the only one a score judge takes (judge_mode_problems)
     # a sample too long for the judge is a failed rating, left out of the pairs (as the pairwise step does)
     job = score(
         it_dir / "pairs.jsonl",
@@ -144,32 +144,24 @@ def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled
 def iteration_feedback(
     config: LoopConfig, it_dir: Path, k: int, write: bool = True, labels: Optional[Path] = None
 ) -> FeedbackData:
-    """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default)
-    through `rlaif.feedback` (ai / human / mixed). `write`: write the queue for people and the iteration's human
-    labels (the main process; the others read)."""
+    """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default):
+    the loop's feedback source given this iteration's paths, read by `rlaif.feedback` (ai / human / mixed).
+    `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
 
-    fb, labels = config.feedback, labels or it_dir / LABELS
+    fb, labels = config.feedback.root, labels or it_dir / LABELS
     queue = it_dir / "human_queue.jsonl"
-    if fb.source == "ai":
-        source = FeedbackConfig(source="ai", ai=str(labels))
-    elif fb.source == "mixed":
-        source = FeedbackConfig(
-            source="mixed",
-            ai=str(labels),
-            human=fb.human,
-            queue=str(queue),
-            margin=fb.margin,
-            require_consistent=fb.require_consistent,
-            pending=fb.pending,
-        )
-    else:  # people label every pair; their labels of this iteration's pairs (by id) train
+    if isinstance(fb, HumanFeedback):  # people label every pair; their labels of this iteration's pairs (by id) train
+        mine = it_dir / "human_labels.jsonl"
         if write:
             records = [r for r in read_labels(labels) if not invalid_input(r)]
             write_jsonl((queue_row(r) for r in records), queue)
             ids = {r["id"] for r in records}
-            mine = [r for r in read_labels(fb.human) if r.get("id") in ids] if Path(fb.human).exists() else []
-            write_jsonl(mine, it_dir / "human_labels.jsonl")
-        source = FeedbackConfig(source="human", human=str(it_dir / "human_labels.jsonl"))
+            people = read_labels(fb.human) if Path(fb.human).exists() else ()
+            write_jsonl((r for r in people if r.get("id") in ids), mine)
+        source = fb.model_copy(update={"human": str(mine)})
+    else:  # the judge's labels of this iteration, and (mixed) its queue for people
+        paths = {"ai": str(labels), "queue": str(queue)}
+        source = fb.model_copy(update={name: path for name, path in paths.items() if name in type(fb).model_fields})
     pairs = PairsConfig(soft=config.soft, min_margin=config.min_margin, eval_fraction=0.0)
     try:
         return read_feedback(source, pairs, config.seed, write_queue=write)

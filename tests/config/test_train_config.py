@@ -261,6 +261,49 @@ def test_a_run_dir_written_before_feedback_sources_split_still_resumes(tmp_path)
     assert _normalised(DPOTrainConfig, old) == cfg.model_dump(mode="json")
 
 
+# the loop's `feedback:` section before it was the feedback sources' union: its own seven fields, every one written
+# into a run's config.yaml whatever the source
+OLD_LOOP_FEEDBACK = {
+    "source": "ai",
+    "human": None,
+    "margin": 0.1,
+    "require_consistent": True,
+    "pending": "drop",
+    "pairs_from": "best-vs-worst",
+    "min_margin": 0.0,
+}
+
+
+@pytest.mark.parametrize(
+    "feedback",
+    [
+        {},
+        {"source": "ai", "pairs_from": "all-above-margin", "min_margin": 2.0},
+        {"source": "human", "human": "h.jsonl"},
+        {"source": "mixed", "human": "h.jsonl", "margin": 0.2, "require_consistent": False, "pending": "ai"},
+    ],
+    ids=["ai", "ai-score", "human", "mixed"],
+)
+def test_a_loop_config_from_before_the_shared_feedback_sources_loads_and_resumes(tmp_path, feedback):
+    """A loop config written with the loop's old feedback keys (all seven, as a saved config.yaml held them) loads
+    to the same config as one naming only its source's, and a run dir holding it compares equal (so it resumes)."""
+    import yaml
+
+    from rlaif.config.loop import LoopConfig
+    from rlaif.train.run import _normalised
+
+    new = load_train_config(ROOT / "examples/tiny/loop.yaml", "loop", [f"feedback={json.dumps(feedback)}"])
+    old = {**new.model_dump(mode="json"), "feedback": {**OLD_LOOP_FEEDBACK, **feedback}}
+    assert old != new.model_dump(mode="json")
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(old, sort_keys=False))
+    assert load_train_config(saved, "loop") == new
+    assert _normalised(LoopConfig, old) == new.model_dump(mode="json")
+    if feedback.get("source", "ai") != "ai":  # a score judge's settings away from their defaults stay refused
+        with pytest.raises(ConfigFileError, match="feedback.pairs_from: not used by source"):
+            load_train_config(saved, "loop", ["feedback.pairs_from=best-vs-random"])
+
+
 def test_seed_and_method_are_checked_where_they_are_written(tmp_path):
     bad = tmp_path / "dpo.yaml"
     bad.write_text("output_dir: o\nmodel: {type: tiny}\nfeedback: {source: ai, ai: x}\nseed: -1\n")

@@ -120,7 +120,7 @@ def test_lora_trains_adapters_against_the_base_model(tmp_path):
     [
         ("max_steps=10", "max_steps: does not apply"),
         ("lora={r: 4}", "reference: under LoRA"),
-        ("feedback={source: human}", "human is required"),
+        ("feedback={source: human}", "feedback.human: required when source is human"),
     ],
 )
 def test_config_rejects_fields_that_do_not_apply(override, error):
@@ -188,6 +188,48 @@ def test_feedback_sources_pick_an_iterations_training_labels(tmp_path):
     )
     got = iteration_feedback(human, it_dir, 1)
     assert [(p.id, p.p_a) for p in got.train] == [("p2", 0.0)]
+
+
+def test_a_run_started_with_the_loops_old_feedback_section_resumes(tmp_path):
+    """A run dir whose config.yaml holds the loop's feedback section as written before it was the feedback sources'
+    union (its seven fields, pairs_from and min_margin under source mixed too), continued by a config spelled the
+    old way: the run resumes where it stopped, not refused as "a different config"."""
+    import yaml
+
+    from tests.config.test_train_config import OLD_LOOP_FEEDBACK
+
+    out = tmp_path / "run"
+    # mixed, with every AI label kept: the iterations need no people
+    old_keys = {**OLD_LOOP_FEEDBACK, "source": "mixed", "margin": 0.0, "require_consistent": False}
+    mixed = f"feedback={json.dumps(old_keys)}"
+    run(out, *SHORT, "iterations=1", mixed)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["feedback"] != old_keys  # today's config.yaml: only the mixed source's fields
+    (out / "config.yaml").write_text(yaml.safe_dump({**saved, "feedback": old_keys}, sort_keys=False))
+    steps, iterations = run(out, *SHORT, mixed)  # iterations=2
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6] and [r["iteration"] for r in iterations] == [1, 2]
+    counts = iterations[1]["feedback"]  # the mixed source's (its ties left out of the training pairs)
+    assert counts["queued"] == counts["human_pairs"] == 0 and counts["ai_pairs"] >= iterations[1]["train_pairs"] > 0
+
+
+def test_the_loops_sources_take_the_fields_of_the_shared_sources(tmp_path):
+    """The loop's feedback section is the feedback sources' union: a field its own copy never had (calibration)
+    applies to each iteration's labels, as for reward and dpo."""
+    from rlaif.feedback.calibration.maps import fit_map
+    from rlaif.feedback.calibration.match import load_matched
+    from rlaif.recipes.loop import iteration_feedback
+    from tests.helpers import ai_record, write_jsonl
+
+    # the judge says 0.95 or 0.05; people agree with it three times in four
+    recs = [ai_record(f"i{i}", (0.95, 0.05)[i % 2], human="ab"[(i % 2) ^ (i % 8 >= 6)]) for i in range(40)]
+    known = write_jsonl(tmp_path / "known/labels.jsonl", recs).parent
+    cmap = fit_map(load_matched(known, known), method="platt", holdout=0.0)
+    (tmp_path / "map.json").write_text(json.dumps(cmap))
+    it_dir = tmp_path / "iter-1"
+    _labels(it_dir, [0.9, 0.1, 0.95])
+    got = iteration_feedback(loop_config(tmp_path, f"feedback.calibration={tmp_path / 'map.json'}"), it_dir, 1)
+    assert [p.id for p in got.train] == ["p0", "p1", "p2"]
+    assert all(0.05 < p.p_a < 0.95 and p.p_a not in (0.9, 0.1) for p in got.train)  # through the map
 
 
 @pytest.mark.slow

@@ -150,13 +150,12 @@ def test_failed_ratings_count_as_failed_labels(tmp_path):
         ("feedback.pairs_from=best", "feedback.pairs_from: Input should be 'best-vs-worst'"),
         ("feedback.min_margin=-1", "feedback.min_margin: Input should be greater than or equal to 0"),
         ("samples_per_prompt=1", "samples_per_prompt: Input should be greater than or equal to 2"),
-        # the hint lists the loop's feedback fields, not the dpo feedback sources' (ai, queue, calibration, ...)
+        # the hint lists the fields of the loop's source ai, not those of the other sources (human, margin, ...)
         (
             "feedback.pairs_frm=best-vs-worst",
             (
                 r"feedback.pairs_frm: unknown field; did you mean 'pairs_from'\? \(fields "
-                r"here: source, human, margin, require_consistent, pending, pairs_from, "
-                r"min_margin\)$"
+                r"here: source, ai, calibration, pairs_from, min_margin\)$"
             ),
         ),
     ],
