@@ -16,6 +16,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..feedback.calibration.metrics import bootstrap_ci
+from ..judges.base import Judge, ScoreJudge, kind_of
+from ..judges.registry import load_judge, refusal
 from ..records import LabelRecord, Pair, Prompt
 
 Texts = Sequence[Union[str, Sequence[str]]]  # one response per prompt, or a list of samples per prompt
@@ -135,15 +137,23 @@ def judge_comparisons(
     and the preference is derived from the two scores (`rated_comparisons`)."""
     from ..labeling.pairwise import GENERIC, judge_pairs
 
+    _refuse_unable(judge)
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     constitution = _constitution(constitution) or GENERIC
-    if judge.config.mode == "score":  # the one place a win rate's route follows the judge's mode
+    if kind_of(judge.config) is ScoreJudge:  # the one place a win rate's route follows the kind of judge
         return rated_comparisons(judge, constitution, pairs, groups, seed), groups
     return judge_pairs(judge, pairs, constitution, seed=seed), groups
 
 
+def _refuse_unable(judge) -> None:
+    """A win rate takes either kind of judge, but refuses (one line) one that cannot answer as its mode says."""
+    problem = refusal(judge, None, "a win rate")
+    if problem:
+        raise ValueError(problem)
+
+
 def rated_comparisons(
-    judge, constitution, pairs: Sequence[Pair], groups: Sequence[int], seed: int = 0
+    judge: ScoreJudge, constitution, pairs: Sequence[Pair], groups: Sequence[int], seed: int = 0
 ) -> list[LabelRecord]:
     """d-RLAIF comparisons: every policy and baseline response rated once (one principle drawn per prompt), and
     P(policy ≻ baseline) = σ((s_policy − s_baseline) / T) from the expected scores and the judge's
@@ -218,6 +228,8 @@ def evaluate_winrate(
     from ..labeling.pairwise import GENERIC
 
     log = log or (lambda line: None)
+    if isinstance(judge, Judge):  # a judge given loaded is asked before anything is sampled; a path, as it loads
+        _refuse_unable(judge)
     config = config or SamplingConfig()
     constitution = _constitution(constitution) or GENERIC
     texts = read_prompts(prompts, format)
@@ -261,9 +273,6 @@ def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: in
 def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
     """Every comparison judged: (records, prompt indices, the judge's info). A judge given as a YAML path is loaded
     here and closed again."""
-    from ..judges.base import Judge
-    from ..judges.registry import load_judge
-
     own_judge = not isinstance(judge, Judge)
     judge_obj = load_judge(judge) if own_judge else judge
     try:

@@ -31,6 +31,7 @@ from ..config.judge import load_judge_config
 from ..config.loop import LoopConfig, judge_mode_problems
 from ..config.yamlfile import FieldErrors
 from ..data.prompts import split_prompts
+from ..judges.base import kind_of
 from ..policy.sampling import PolicySampler, derived_seed
 from ..train.checkpoint import list_checkpoints
 from ..train.data import encode_pairs, micro_batches, step_indices
@@ -150,7 +151,7 @@ class LoopRun:
         problems = judge_mode_problems(config, judge_config)
         if problems:
             raise FieldErrors(problems)
-        self.judge_mode = judge_config.mode  # pairwise labels or d-RLAIF ratings; every process follows it
+        self.judge_kind = kind_of(judge_config)  # pairwise labels or d-RLAIF ratings; every process follows it
         self.acc, resume = start_run(config)
         self.main = main = self.acc.is_main_process
         self.train_prompts, self.eval_prompts = split_prompts(

@@ -18,6 +18,7 @@ from typing import Optional
 
 from ..config.loop import LoopConfig
 from ..config.run import PairsConfig
+from ..judges.base import ScoreJudge
 from ..policy.sampling import derived_seed
 from ..train.data import FeedbackData, read_feedback
 
@@ -123,8 +124,8 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
 
 def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:
     """The judge's verdicts on the iteration's samples (main process), then the preferences that train (every
-    process reads them): the one place the loop follows the judge's mode."""
-    score_judge = run.judge_mode == "score"
+    process reads them): the one place the loop follows the kind of judge."""
+    score_judge = run.judge_kind is ScoreJudge
     fields, phrase, labels = {}, "", it_dir / (PREFERENCES if score_judge else LABELS)
     if run.main:
         for j in run.judges:
