@@ -36,10 +36,12 @@ __all__ = [
 ]
 
 
-def load_judge(config):
-    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config.judge)."""
+def load_judge(config, kind=None):
+    """Load a judge from a `judges/*.yaml` file or a config object (see rlaif.config.judge): a pairwise judge or a
+    score judge, as its `mode` says. With `kind` (rlaif.judges.base.PairwiseJudge or ScoreJudge), a judge of the
+    other kind is refused before its model loads (ValueError, one line naming the file)."""
 
-    return _load(config)
+    return _load(config, kind)
 
 
 def judge_pairs(judge, pairs, constitution=None, seed: int = 0) -> list[LabelRecord]:

@@ -21,8 +21,8 @@ from ..data.prompts import read_prompts
 from ..data.scores import derived_pair
 from ..files import write_json_atomic
 from ..intervals import bootstrap_ci
-from ..judges.base import Judge
-from ..judges.registry import load_judge
+from ..judges.base import Judge, ScoreJudge, kind_of
+from ..judges.registry import load_judge, refusal
 from ..labeling.pairwise import judge_pairs
 from ..records import LabelRecord, Pair, Prompt
 from ..scoring.rate import rate_groups
@@ -142,15 +142,23 @@ def judge_comparisons(
     pairwise judge judges each comparison in both orders; a score judge (`mode: score`) rates each response once
     and the preference is derived from the two scores (`rated_comparisons`)."""
 
+    _refuse_unable(judge)
     pairs, groups = comparison_pairs(prompts, policy_texts, baseline_texts)
     constitution = _constitution(constitution) or GENERIC
-    if judge.config.mode == "score":  # the one place a win rate's route follows the judge's mode
+    if kind_of(judge.config) is ScoreJudge:  # the one place a win rate's route follows the kind of judge
         return rated_comparisons(judge, constitution, pairs, groups, seed), groups
     return judge_pairs(judge, pairs, constitution, seed=seed), groups
 
 
+def _refuse_unable(judge) -> None:
+    """A win rate takes either kind of judge, but refuses (one line) one that cannot answer as its mode says."""
+    problem = refusal(judge, None, "a win rate")
+    if problem:
+        raise ValueError(problem)
+
+
 def rated_comparisons(
-    judge, constitution, pairs: Sequence[Pair], groups: Sequence[int], seed: int = 0
+    judge: ScoreJudge, constitution, pairs: Sequence[Pair], groups: Sequence[int], seed: int = 0
 ) -> list[LabelRecord]:
     """d-RLAIF comparisons: every policy and baseline response rated once (one principle drawn per prompt), and
     P(policy ≻ baseline) = σ((s_policy − s_baseline) / T) from the expected scores and the judge's
@@ -220,6 +228,8 @@ def evaluate_winrate(
     `out` as JSON when given."""
 
     log = log or (lambda line: None)
+    if isinstance(judge, Judge):  # a judge given loaded is asked before anything is sampled; a path, as it loads
+        _refuse_unable(judge)
     config = config or SamplingConfig()
     constitution = _constitution(constitution) or GENERIC
     texts = read_prompts(prompts, format)
@@ -262,7 +272,6 @@ def _sample(name: str, model: str, texts: list, n_samples: int, config, seed: in
 def _judge_drawn(judge, constitution, texts: list, drawn: dict, seed: int, log):
     """Every comparison judged: (records, prompt indices, the judge's info). A judge given as a YAML path is loaded
     here and closed again."""
-
     own_judge = not isinstance(judge, Judge)
     judge_obj = load_judge(judge) if own_judge else judge
     try:

@@ -29,6 +29,7 @@ from ..data.formats import DataError
 from ..files import write_json_atomic
 from ..judges.base import not_ready
 from ..judges.registry import load_judge
+from ..judges.registry import refusal as judge_refusal
 from ..progress import progress as make_progress
 from ..records import Spend
 from .folder import (
@@ -239,24 +240,25 @@ class JobSpec:
 
 
 class JudgedJob(JobSpec):
-    """A job whose model is a judge (`rlaif label`, `rlaif score`): the one place a job asks for the judge mode it
-    needs (`mode`: "pairwise" or "score"). The judge is loaded from its config, here or on each Ray worker; one that
-    has the other mode, or cannot judge on its own, is refused before anything is written."""
+    """A job whose model is a judge (`rlaif label`, `rlaif score`): the one place a job asks for the kind of judge
+    it needs (`judge_kind`: PairwiseJudge or ScoreJudge). The judge is loaded from its config, here or on each Ray
+    worker; one of the other kind, or one that cannot judge on its own, is refused before anything is written."""
 
-    mode: str
-    wrong_mode: str  # the refusal of a judge of the other mode ("{judge}": the file, or "the judge")
+    judge_kind: type
+    other_kind: str  # what the refusal of a judge of the other kind suggests instead
 
     def check(self, judge, built: bool) -> None:
-        if (self.config.mode == "score") != (self.mode == "score"):
-            raise JobError(self.wrong_mode.format(judge=judge if isinstance(judge, (str, Path)) else "the judge"))
-        refusal = not_ready(self.config, judge if built else None)
+        given = judge if built else self.config  # a loaded judge: its own class must answer the kind asked for
+        source = str(judge) if isinstance(judge, (str, Path)) else "the judge"
+        refusal = judge_refusal(given, self.judge_kind, self.kind.job, source, self.other_kind)
+        refusal = refusal or not_ready(self.config, judge if built else None)
         if refusal is None and self.options.ray is not None and built:
             refusal = "with ray, give the judge as a config or a YAML path: each worker loads its own judge from it"
         if refusal:
             raise JobError(refusal)
 
     def loader(self):
-        return partial(load_judge, self.config)
+        return partial(load_judge, self.config, self.judge_kind, self.kind.job)
 
 
 def run_job(

@@ -1,19 +1,17 @@
-"""The judge interface: a batch of queries in, one verdict per query out.
+"""The judge interface: a batch of queries in, one verdict per query out, from a judge of one of two kinds.
 
-A score judge (mode: score) answers score queries instead: one response, rated on the judge's scale (`score`,
-with the distribution read by scores.py).
-
-A query asks which of two responses, shown in a given order, better satisfies one principle; its verdict is
-P(first preferred) read from the model. A judge also hands out the queries of a pair (`Judge.queries`, text from
-prompting.py); debiasing over both orders and combining principles happen above the backends (rlaif/labeling/), so
-every backend gets them for free. Backends live one per file, are built by registry.py, and import their heavy
-packages lazily; they are free to group queries that share a prompt prefix.
+A pairwise judge (`PairwiseJudge`, mode: pairwise) answers the queries of a pair (text from prompting.py) — which of
+two responses, shown in a given order, better satisfies one principle — with P(first preferred); a score judge
+(`ScoreJudge`, mode: score) rates one response on its scale (the distribution read by scores.py). The config's mode
+says which kind a judge is (`kind_of`, the one place that reads it) and callers ask for the kind they need
+(registry.py); a backend (one per file, built by registry.py, its heavy packages imported lazily, free to group
+queries that share a prompt prefix) subclasses `Judge` and answers one kind or both, while debiasing over both
+orders and combining principles happen above it (rlaif/labeling/).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 from ..config.judge import JudgeBase
 from ..constitution import Constitution, Principle
@@ -86,8 +84,62 @@ class BudgetExhausted(RuntimeError):
         self.verdicts = verdicts
 
 
-class Judge(ABC):
-    """A preference judge. Subclasses implement `judge`; `rlaif.judge_pairs` adds both orders and principles on top."""
+class _Shared(Protocol):
+    """What both kinds of judge have (`Judge` provides it)."""
+
+    config: JudgeBase
+
+    @property
+    def info(self) -> JudgeInfo: ...
+
+    def carry_spend(self, before: Spend) -> None: ...
+
+    def spent(self) -> Spend: ...
+
+    def close(self) -> None: ...
+
+
+class PairwiseJudge(_Shared, Protocol):
+    """A judge of pairs (mode: pairwise; `rlaif label`, `rlaif.judge_pairs`, a pairwise reward)."""
+
+    def queries(self, pair: Pair, principles: Sequence[Principle], constitution: Constitution) -> list[Query]:
+        """The queries of `pair`: both orders under each of `principles`."""
+        ...
+
+    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        """P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict with
+        p_first=None and an error; it never gets a made-up probability."""
+        ...
+
+
+class ScoreJudge(_Shared, Protocol):
+    """A judge that rates one response at a time (mode: score, d-RLAIF; `rlaif score`, `rlaif.rate`, a score
+    reward)."""
+
+    def score_queries(self, prompt: Prompt, responses: Sequence[str], principle: Principle) -> list[ScoreQuery]:
+        """The score queries of one prompt's responses under `principle`."""
+        ...
+
+    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
+        """The distribution over the score scale for each query, in order. A query that cannot be answered gets a
+        ScoreVerdict with probs=None and an error."""
+        ...
+
+
+KINDS = {"pairwise": PairwiseJudge, "score": ScoreJudge}  # each judge config `mode` and the kind it makes
+ANSWERS = {PairwiseJudge: "judge", ScoreJudge: "score"}  # the method that answers a kind's queries
+
+
+def kind_of(config: JudgeBase) -> type:
+    """The kind of judge `config` makes, PairwiseJudge or ScoreJudge: its `mode`, read here and nowhere else
+    outside the config."""
+    return KINDS[config.mode]
+
+
+class Judge:
+    """What every judge has, whichever kind it is: its config, its info, what it spent (caps), close; and the
+    queries of either kind, built from its config. A backend subclasses it and answers pairwise queries (`judge`),
+    score queries (`score`) or both; `rlaif.judge_pairs` adds both orders and principles on top."""
 
     config: JudgeBase
     _spent_before = Spend()  # a class default: subclasses that skip __init__ still have it
@@ -103,16 +155,6 @@ class Judge(ABC):
     def spent(self) -> Spend:
         """Everything spent so far, `carry_spend`'s share included. Local models spend nothing a cap counts."""
         return self._spent_before
-
-    @abstractmethod
-    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
-        """Return P(first preferred) for each query, in order. A query that cannot be answered gets a Verdict
-        with p_first=None and an error; it never gets a made-up probability."""
-
-    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
-        """Return the distribution over the score scale for each query, in order (mode: score). A query that
-        cannot be answered gets a ScoreVerdict with probs=None and an error."""
-        raise NotImplementedError(f"the {self.config.backend} backend has no score mode")
 
     def score_queries(self, prompt: Prompt, responses: Sequence[str], principle: Principle) -> list[ScoreQuery]:
         """The score queries of one prompt's responses under `principle` (rlaif/judges/prompting.py), with this
@@ -131,7 +173,7 @@ class Judge(ABC):
             backend=self.config.backend,
             model=self.config.model,
             settings_sha256=self.config.settings_sha256(),
-            mode="score" if self.config.mode == "score" else None,
+            mode="score" if kind_of(self.config) is ScoreJudge else None,
         )
 
     def close(self) -> None:

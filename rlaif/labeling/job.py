@@ -22,7 +22,7 @@ from ..data.pairs import read_pairs, synthetic_line
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
 from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
-from ..judges.base import TOO_LONG
+from ..judges.base import TOO_LONG, PairwiseJudge
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
 from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
@@ -70,11 +70,8 @@ class LabelJob(JudgedJob):
     kind = LABELS
     item, unit, doing, done, rate, input_count = "pair", "pairs", "labelling", "labelled", "pairs", "input_pairs"
     counters = ("relabelled", "consistent", "a", "b", "tie")
-    mode = "pairwise"
-    wrong_mode = (
-        "{judge} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with "
-        "rlaif score, or set `mode: pairwise` in the judge config"
-    )
+    judge_kind = PairwiseJudge
+    other_kind = "Rate responses with rlaif score, or set `mode: pairwise` in the judge config"
 
     def numbers(self):
         return (("--max-chars", self.max_chars),)

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from ..constitution import GENERIC, Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import TOO_LONG, BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
+from ..judges.base import TOO_LONG, BudgetExhausted, PairwiseJudge, StoppedEarly, until_cap, verdict_flags
 from ..numbers import label_problem, probability_problem, weighted_mean
 from ..preference import label_for, order_probabilities, position_consistent
 from ..records import LabelRecord, Pair, Verdict, sha256_json
@@ -56,12 +56,14 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
     return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha))
 
 
-def judge_batch(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution):
+def judge_batch(judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution):
     """A label job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
     return until_cap(lambda: judge_planned(judge, planned, constitution))
 
 
-def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Constitution) -> list[LabelRecord]:
+def judge_planned(
+    judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution
+) -> list[LabelRecord]:
     """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered."""
     margin = constitution.tie_margin_or(judge.config.tie_margin)
     queries, spans = [], []
@@ -92,7 +94,7 @@ def judge_planned(judge: Judge, planned: Sequence[PlannedPair], constitution: Co
 
 
 def judge_pairs(
-    judge: Judge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None, seed: int = 0
+    judge: PairwiseJudge, pairs: Sequence[Pair], constitution: Optional[Constitution] = None, seed: int = 0
 ) -> list[LabelRecord]:
     """Judge pairs in-process (no files): both orders, the constitution's principles, debiased records."""
     constitution = constitution or GENERIC
@@ -100,7 +102,7 @@ def judge_pairs(
     return judge_planned(judge, planned, constitution)
 
 
-def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) -> dict:
+def _provenance(planned: PlannedPair, constitution: Constitution, judge: PairwiseJudge) -> dict:
     """What every record of this pair carries, whatever the verdict: the pair, its key, the constitution, the judge."""
     pair = planned.item
     return dict(
@@ -117,7 +119,11 @@ def _provenance(planned: PlannedPair, constitution: Constitution, judge: Judge) 
 
 
 def _record(
-    planned: PlannedPair, verdicts: Sequence[Verdict], constitution: Constitution, judge: Judge, tie_margin: float
+    planned: PlannedPair,
+    verdicts: Sequence[Verdict],
+    constitution: Constitution,
+    judge: PairwiseJudge,
+    tie_margin: float,
 ) -> LabelRecord:
     principles = planned.principles
     base = dict(
@@ -214,5 +220,5 @@ def _out_of_range(values: dict[str, float]) -> Optional[str]:
     return None
 
 
-def _failed(planned: PlannedPair, constitution: Constitution, judge: Judge, error: str) -> LabelRecord:
+def _failed(planned: PlannedPair, constitution: Constitution, judge: PairwiseJudge, error: str) -> LabelRecord:
     return LabelRecord(**_provenance(planned, constitution, judge), p_a=None, label=None, status="failed", error=error)

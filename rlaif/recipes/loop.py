@@ -34,6 +34,7 @@ from ..constitution import GENERIC, load_constitution
 from ..data.prompts import read_prompts, split_prompts
 from ..eval.winrate import judge_winrate
 from ..files import write_jsonl
+from ..judges.base import kind_of
 from ..judges.registry import load_judge
 from ..policy.generate import pair_rows
 from ..policy.sampling import PolicySampler, derived_seed
@@ -150,7 +151,7 @@ class LoopRun:
         problems = judge_mode_problems(config, judge_config)
         if problems:
             raise FieldErrors(problems)
-        self.judge_mode = judge_config.mode  # pairwise labels or d-RLAIF ratings; every process follows it
+        self.judge_kind = kind_of(judge_config)  # pairwise labels or d-RLAIF ratings; every process follows it
         self.acc, resume = start_run(config)
         self.main = main = self.acc.is_main_process
         self.train_prompts, self.eval_prompts = split_prompts(

@@ -23,6 +23,7 @@ from ..data.labels import read_labels, read_scores
 from ..data.scores import binarized_labels
 from ..feedback.sources import invalid_input, queue_row
 from ..files import write_jsonl
+from ..judges.base import ScoreJudge
 from ..labeling.job import label
 from ..policy.sampling import derived_seed
 from ..scoring.job import score
@@ -125,8 +126,8 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
 
 def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:
     """The judge's verdicts on the iteration's samples (main process), then the preferences that train (every
-    process reads them): the one place the loop follows the judge's mode."""
-    score_judge = run.judge_mode == "score"
+    process reads them): the one place the loop follows the kind of judge."""
+    score_judge = run.judge_kind is ScoreJudge
     fields, phrase, labels = {}, "", it_dir / (PREFERENCES if score_judge else LABELS)
     if run.main:
         for j in run.judges:

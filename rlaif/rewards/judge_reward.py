@@ -25,15 +25,37 @@ import threading
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
+from ..config.judge import JudgeBase
 from ..constitution import GENERIC, load_constitution
-from ..judges.registry import load_judge
+from ..judges.base import PairwiseJudge, ScoreJudge, kind_of
+from ..judges.registry import load_judge, refusal
 from ..labeling.pairwise import judge_pairs
 from ..records import Pair
 from ..scoring.rate import rate_groups
 
 Mode = Literal["reference", "group", "score"]
+# what the refusal of a judge of the other kind suggests, by the kind the reward mode asked for
+OTHER_KIND = {
+    ScoreJudge: "Set `mode: score` in the judge config; a pairwise judge takes reward mode reference or group",
+    PairwiseJudge: "A score judge rates each response alone: its reward mode is score (leave the mode out; in a "
+    "PPO config, reward type judge_score)",
+}
+
+
+def reward_kind(mode: Optional[str]) -> Optional[type]:
+    """The kind of judge a reward mode asks for: a score judge for `score`, a pairwise judge for `reference` and
+    `group`; None when no mode is given (the judge's kind then decides it)."""
+    if mode is not None and mode not in get_args(Mode):
+        raise ValueError(f"mode must be reference or group (score: for a score judge), got {mode!r}")
+    return None if mode is None else ScoreJudge if mode == "score" else PairwiseJudge
+
+
+def reward_refusal(judge, mode: Optional[str], source: str = "the judge") -> Optional[str]:
+    """Why `judge` (a loaded judge or its config, read from `source`) cannot reward in `mode`: one line, or None."""
+    kind = reward_kind(mode)
+    return refusal(judge, kind, f"reward mode {mode}", source, OTHER_KIND.get(kind, ""))
 
 
 def _text(x) -> str:
@@ -85,17 +107,10 @@ class JudgeReward:
         reference_fn=None,
         seed: int = 0,
     ):
-        rates = getattr(judge.config, "mode", "pairwise") == "score"
-        mode = mode or ("score" if rates else "reference")
-        if mode not in ("reference", "group", "score"):
-            raise ValueError(f"mode must be reference or group (score: for a score judge), got {mode!r}")
-        if rates != (mode == "score"):
-            raise ValueError(
-                "a score judge (mode: score in its config) rates each response alone: its reward mode is score"
-                if rates
-                else "reward mode score needs a score judge (mode: score in the "
-                "judge config); a pairwise judge takes mode reference or group"
-            )
+        problem = reward_refusal(judge, mode)
+        if problem:
+            raise ValueError(problem)
+        mode = mode or ("score" if kind_of(judge.config) is ScoreJudge else "reference")
         self.judge, self.constitution, self.mode = judge, constitution, mode
         self.reference_column, self.reference_fn, self.seed = reference_column, reference_fn, seed
         self.failed = 0  # pairs whose verdict failed (reference: a response; group: a game)
@@ -202,7 +217,12 @@ class JudgeReward:
         return batch.rewards
 
 
-def judge_reward(judge: str, constitution: Optional[str] = None, **kwargs) -> JudgeReward:
-    """A `JudgeReward` from a judge YAML file and a constitution YAML file (paths)."""
+def judge_reward(
+    judge: str | JudgeBase, constitution: Optional[str] = None, mode: Optional[str] = None, **kwargs
+) -> JudgeReward:
+    """A `JudgeReward` from a judge YAML file (or its config) and a constitution YAML file (a path). A judge of the
+    kind `mode` does not take is refused before its model loads, in one line naming the file."""
 
-    return JudgeReward(load_judge(judge), load_constitution(constitution) if constitution else None, **kwargs)
+    kind = reward_kind(mode)
+    judge = load_judge(judge, kind, f"reward mode {mode}", OTHER_KIND.get(kind, ""))
+    return JudgeReward(judge, load_constitution(constitution) if constitution else None, mode=mode, **kwargs)

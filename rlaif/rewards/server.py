@@ -34,7 +34,7 @@ from ..config.paths import remote_host_refusal
 from ..config.sampling import SamplingConfig
 from ..human.http import BodyLimit, listening, refusal_line, run, url, validation_line
 from ..numbers import positive_problem
-from .judge_reward import JudgeReward, judge_reward, prompt_key
+from .judge_reward import JudgeReward, judge_reward, prompt_key, reward_refusal
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
 END_MARKERS = (
@@ -405,9 +405,13 @@ def serve(
     ) or positive_problem(max_body_mb, "--max-body-mb")
     if refusal:  # refused before the judge is loaded
         raise ValueError(refusal)
-    judge = load_judge_config(judge)  # a bad judge file is named first; a taken port before the judge's model loads
+    # a bad judge file, or one of the kind the mode does not take, is named first; a taken port before the model loads
+    config = load_judge_config(judge)
+    refusal = reward_refusal(config, kwargs.get("mode"), str(judge))
+    if refusal:
+        raise ValueError(refusal)
     with listening(host, port) as sockets:
-        service = build_service(judge, constitution, **kwargs)
+        service = build_service(config, constitution, **kwargs)
         _log(
             f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
             f"{url(host, sockets, '/get_reward')}"

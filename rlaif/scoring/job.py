@@ -20,17 +20,13 @@ from ..data.scores import SCORES_FILE, derived_labels, scale_of
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
 from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
 from ..jobs.store import Stored
-from ..judges.base import TOO_LONG
+from ..judges.base import TOO_LONG, ScoreJudge
 from ..numbers import score_record_problem
 from ..records import ScoreRecord
 from .rate import PlannedResponse, plan_response, rate_batch
 from .responses import ScoreItem, read_responses
 
 RESPONSES_PER_BATCH = 16
-PAIRWISE_JUDGE = (
-    "{judge} is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` "
-    "in the judge config, or label pairs with rlaif label"
-)
 
 SCORES = FolderKind(
     job="rlaif score",
@@ -77,7 +73,8 @@ class ScoreJob(JudgedJob):
         "input_responses",
     )
     shard_field = "prompt_id"
-    mode, wrong_mode = "score", PAIRWISE_JUDGE
+    judge_kind = ScoreJudge
+    other_kind = "Set `mode: score` in the judge config, or label pairs with rlaif label"
 
     def numbers(self):
         return (("--max-chars", self.max_chars),)

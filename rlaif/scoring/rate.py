@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import BudgetExhausted, Judge, StoppedEarly, until_cap, verdict_flags
+from ..judges.base import BudgetExhausted, ScoreJudge, StoppedEarly, until_cap, verdict_flags
 from ..judges.scores import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
@@ -45,12 +45,14 @@ def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, s
     return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256, judge_sha))
 
 
-def rate_batch(judge: Judge, planned: Sequence[PlannedResponse], constitution: Constitution):
+def rate_batch(judge: ScoreJudge, planned: Sequence[PlannedResponse], constitution: Constitution):
     """A score job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
     return until_cap(lambda: rate_planned(judge, planned, constitution))
 
 
-def rate_planned(judge: Judge, planned: Sequence[PlannedResponse], constitution: Constitution) -> list[ScoreRecord]:
+def rate_planned(
+    judge: ScoreJudge, planned: Sequence[PlannedResponse], constitution: Constitution
+) -> list[ScoreRecord]:
     """Rate a batch (queries of one prompt next to each other: backends share its prefix); raises StoppedEarly
     carrying the records of the responses that were fully answered."""
     queries, spans = [], []
@@ -76,7 +78,7 @@ def rate_planned(judge: Judge, planned: Sequence[PlannedResponse], constitution:
 
 
 def score_record(
-    planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], constitution: Constitution, judge: Judge
+    planned: PlannedResponse, verdicts: Sequence[ScoreVerdict], constitution: Constitution, judge: ScoreJudge
 ) -> ScoreRecord:
     """The record of one response from its verdicts (one per principle): under several principles the
     distribution is their weighted mixture, the score and reward their weighted means."""
@@ -151,14 +153,14 @@ def _problem(probs: Sequence[float], values: Sequence[int]) -> Optional[str]:
 
 
 def rate_responses(
-    judge: Judge, prompt, responses: Sequence[str], constitution: Constitution, seed: int = 0
+    judge: ScoreJudge, prompt, responses: Sequence[str], constitution: Constitution, seed: int = 0
 ) -> list[ScoreRecord]:
     """Rate the responses to one prompt in-process (no files), under one principle drawn for the prompt."""
     return rate_groups(judge, [prompt], [responses], constitution, seed)[0]
 
 
 def rate_groups(
-    judge: Judge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution, seed: int = 0
+    judge: ScoreJudge, prompts: Sequence, groups: Sequence[Sequence[str]], constitution: Constitution, seed: int = 0
 ) -> list[list[ScoreRecord]]:
     """Rate the responses of many prompts in-process (no files), in one batch: `groups[i]` holds responses to
     `prompts[i]`, all rated under the principle drawn for that prompt. Returns the records in the same shape; the

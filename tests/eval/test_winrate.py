@@ -15,7 +15,9 @@ import pytest
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import load_constitution
 from rlaif.eval import WinRate, evaluate_winrate, judge_winrate
+from rlaif.judges.base import Judge
 from rlaif.judges.registry import load_judge
+from rlaif.records import Verdict
 from tests.helpers import ROOT
 
 HELPFUL = ROOT / "constitutions" / "helpful.yaml"
@@ -293,3 +295,28 @@ def test_eval_winrate_with_a_score_judge_file(two_policies, prompts_file, tmp_pa
     for c in report["comparisons"]:
         polite = ("please" in c["policy"].lower(), "please" in c["baseline"].lower())
         assert c["label"] == ("tie" if polite[0] == polite[1] else "win" if polite[0] else "loss")
+
+
+class _PairsOnly(Judge):
+    """A judge class that answers pairwise queries only, whatever mode its config names."""
+
+    def judge(self, queries):
+        return [Verdict(0.5) for _ in queries]
+
+
+def test_a_judge_that_cannot_answer_as_its_mode_says_is_refused_in_one_line(tmp_path):
+    rater = _PairsOnly(PythonJudgeConfig(function=SHORTER, mode="score"))
+    line = (
+        "the judge is a score judge (mode: score), but its backend (_PairsOnly) has no `score` method to answer as "
+        "one: a win rate cannot use it"
+    )
+    with pytest.raises(ValueError) as e:
+        judge_winrate(rater, None, ["p"], ["a"], ["b"])
+    assert str(e.value) == line
+    with pytest.raises(ValueError) as e:  # before anything is sampled: neither model nor the prompts exist
+        evaluate_winrate(
+            str(tmp_path / "no-policy"), str(tmp_path / "no-baseline"), tmp_path / "none.jsonl", rater, None
+        )
+    assert str(e.value) == line
+    # the same class configured as a pairwise judge judges: a win rate takes either kind
+    assert judge_winrate(_PairsOnly(PythonJudgeConfig(function=SHORTER)), None, ["p"], ["a"], ["b"]).ties == 1

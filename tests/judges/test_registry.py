@@ -13,7 +13,7 @@ import pytest
 import rlaif.judges
 from rlaif.config.judge import BACKENDS, JudgeConfig, PythonJudgeConfig, TransformersJudgeConfig, load_judge_config
 from rlaif.config.yamlfile import ConfigFileError
-from rlaif.judges.base import Judge
+from rlaif.judges.base import Judge, PairwiseJudge, ScoreJudge, kind_of
 from rlaif.judges.registry import judge_class, load_judge
 
 
@@ -91,3 +91,25 @@ def test_only_a_policy_judge_without_a_policy_is_not_ready():
     assert not_ready(policy, load_judge(policy)) == NOT_ATTACHED  # built, nothing attached
     assert not_ready(policy, SimpleNamespace(model=object())) is None  # attached by `rlaif loop`
     assert not_ready(PythonJudgeConfig(function="rlaif.rules:prefer_shorter")) is None
+
+
+def test_a_judge_is_the_kind_its_mode_says_and_a_caller_asking_for_the_other_is_refused_before_it_loads(tmp_path):
+    import rlaif
+
+    rater, rule = tmp_path / "rater.yaml", tmp_path / "rule.yaml"
+    rater.write_text(f"backend: transformers\nmode: score\nmodel: {tmp_path / 'no-model'}\n")  # nothing to load
+    rule.write_text("backend: python\nfunction: rlaif.rules:prefer_shorter\n")
+    assert kind_of(load_judge_config(rater)) is ScoreJudge and kind_of(load_judge(rule).config) is PairwiseJudge
+    with pytest.raises(ValueError) as e:
+        load_judge(rater, PairwiseJudge, "rlaif label")
+    assert str(e.value) == (
+        f"{rater} is a score judge (mode: score): rlaif label needs a pairwise judge. Set `mode: pairwise` in the "
+        "judge config"
+    )
+    with pytest.raises(ValueError) as e:
+        rlaif.load_judge(rule, ScoreJudge)
+    assert str(e.value) == (
+        f"{rule} is a pairwise judge (mode: pairwise): this caller needs a score judge. Set `mode: score` in the judge "
+        "config"
+    )
+    assert rlaif.load_judge(rule, PairwiseJudge).fn("q", "a", "bb", "p") > 0.5  # the kind asked for: loaded

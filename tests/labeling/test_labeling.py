@@ -256,6 +256,48 @@ def test_budget_stop_keeps_whole_pairs_only_and_resumes(tmp_path):
     assert result.stopped is None and len(read_labels(tmp_path / "out")) == 10
 
 
+def test_a_judge_of_the_other_kind_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    from rlaif.scoring.job import score
+    from tests.helpers import ROOT
+
+    pairs, out = write_pairs(tmp_path / "pairs.jsonl", 2), tmp_path / "out"
+    helpful = ROOT / "constitutions" / "helpful.yaml"
+    rater = tmp_path / "rater.yaml"
+    rater.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n")
+    with pytest.raises(LabelJobError) as e:
+        label(pairs, CONST, rater, out, progress=False)
+    assert str(e.value) == (
+        f"{rater} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with rlaif "
+        "score, or set `mode: pairwise` in the judge config"
+    )
+    with pytest.raises(LabelJobError) as e:  # a judge given loaded has no file to name
+        score(pairs, CONST, load_judge(POLITE), out, progress=False)
+    assert str(e.value) == (
+        "the judge is a pairwise judge (mode: pairwise): rlaif score needs a score judge. Set `mode: score` in the "
+        "judge config, or label pairs with rlaif label"
+    )
+    rates_nothing = _CappedJudge(cap=1)  # its class answers pairs only
+    rates_nothing.config = POLITE.model_copy(update={"mode": "score"})
+    with pytest.raises(LabelJobError, match=r"^the judge is a score judge \(mode: score\), but its backend "):
+        score(pairs, CONST, rates_nothing, out, progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "label", "--pairs", pairs, "--constitution", helpful, "--judge", rater]
+        + ["--out", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"error: {rater} is a score judge (mode: score): rlaif label needs a pairwise judge. Rate responses with "
+        "rlaif score, or set `mode: pairwise` in the judge config"
+    ]
+    assert not out.exists()
+
+
 def test_pair_too_long_for_the_judge_is_bad_input(tmp_path, tiny_model_dir):
     from rlaif.config.judge import TransformersJudgeConfig
     from rlaif.data.pairs import DataError

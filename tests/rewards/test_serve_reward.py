@@ -416,6 +416,31 @@ def test_a_taken_port_or_a_bad_host_exits_2_in_one_line(tmp_path):
     assert p.returncode == 2 and p.stderr.splitlines() == ["error: --max-body-mb is nan, not a finite number above 0"]
 
 
+def test_a_judge_of_the_kind_the_mode_does_not_take_is_refused_in_one_line_naming_the_file(tmp_path):
+    """Before the port is taken (a taken port would say so) and before the judge loads."""
+    from rlaif.rewards.judge_reward import judge_reward
+
+    rater = tmp_path / "rater.yaml"
+    rater.write_text("backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        p = serve_reward("--judge", rater, "--mode", "reference", "--port", taken.getsockname()[1])
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        f"error: {rater} is a score judge (mode: score): reward mode reference needs a pairwise judge. A score judge "
+        "rates each response alone: its reward mode is score (leave the mode out; in a PPO config, reward type "
+        "judge_score)"
+    ]
+    pairwise = judge_file(tmp_path)
+    with pytest.raises(ValueError) as e:
+        judge_reward(str(pairwise), mode="score")
+    assert str(e.value) == (
+        f"{pairwise} is a pairwise judge (mode: pairwise): reward mode score needs a score judge. Set `mode: score` "
+        "in the judge config; a pairwise judge takes reward mode reference or group"
+    )
+    assert judge_reward(str(rater)).mode == "score" and judge_reward(str(pairwise)).mode == "reference"
+
+
 def raw_post(port: int, length: Optional[int] = None, megabytes: int = 0) -> tuple[int, dict, int]:
     """POST /get_reward on a bare socket: with `length`, only headers declaring that length; otherwise a chunked
     body of `megabytes` 1 MB chunks, poured from a thread, since the server may answer and close before it has
