@@ -52,8 +52,11 @@ def open_labels(path: str | Path) -> LabelSource:
     (`rlaif score`'s: its scores.jsonl, with no labels.jsonl beside it) or its scores.jsonl, whose manifest gives the
     scale, T and tie margin. A path that holds none of these is an error naming it."""
     path = Path(path)
-    scores = path / SCORES_FILE if path.is_dir() else path
-    if scores.name == SCORES_FILE and not (path.is_dir() and (path / LABELS_FILE).exists()):
+    if path.is_dir():
+        scores = path / SCORES_FILE if (path / SCORES_FILE).exists() and not (path / LABELS_FILE).exists() else None
+    else:
+        scores = path if path.name == SCORES_FILE else None
+    if scores is not None:
         if not scores.exists():
             raise FileNotFoundError(f"no scores at {scores}")
         scale, temperature, tie_margin = scale_of(score_manifest(scores), scores.parent / "manifest.json")
