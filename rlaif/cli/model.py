@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..config.judge import load_judge_config
-from ..judges.models import export_model, serve_command
+from ..models.loading import export_model, serve_command
 from .common import guard
 
 app = typer.Typer(help="The judge's model outside rlaif: export it for a server.", no_args_is_help=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..config.judge import TransformersJudgeConfig
+from ..models.loading import cache_argument, load_causal_lm
 from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import Judge, too_long
-from .models import cache_argument, load_causal_lm
 from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
 from .scores import ScoreTokens, normalised, value_masses
 

@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
+from ..models.loading import quiet_loading
 from ..records import Query, ScoreQuery
 from ..text import valid_text
-from .models import quiet_loading
 from .prompting import ANSWER_PREFILL, SCORE_PREFILL, ChatLayout, chat_messages, score_messages
 
 

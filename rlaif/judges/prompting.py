@@ -21,8 +21,8 @@ from typing import Any, Optional, Sequence
 
 from ..config.judge import load_judge_config
 from ..constitution import Constitution, Principle, load_constitution
+from ..models.loading import resolve_model_dir
 from ..records import Message, Pair, Prompt, Query, ScoreQuery
-from .models import resolve_model_dir
 
 DEFAULT_INSTRUCTIONS = (
     "You are a careful evaluator. You will see a conversation between a user and an AI assistant, then two "

@@ -23,10 +23,10 @@ import math
 from typing import Any, Optional, Sequence
 
 from ..config.judge import VLLMJudgeConfig
+from ..models.loading import quiet_loading, resolve_model_dir
 from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import Judge, too_long
 from .logprobs import InvalidLogprob, checked_logprob
-from .models import quiet_loading, resolve_model_dir
 from .prompting import COT_ANSWER_CUE, LABELS, ChatLayout, label_token_ids
 from .scores import ScoreTokens, normalised, value_masses
 

@@ -26,7 +26,7 @@ import torch
 
 from ..config.judge import TransformersJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..judges.models import cache_argument, load_causal_lm
+from ..models.loading import cache_argument, load_causal_lm
 from ..policy.chat import prompt_ids
 from .generators import Generator, Reply, Request, Session, too_long
 

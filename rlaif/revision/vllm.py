@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..config.judge import VLLMJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..judges.models import resolve_model_dir
+from ..models.loading import resolve_model_dir
 from ..policy.chat import prompt_ids
 from .generators import Generator, Reply, Request, too_long
 

@@ -1,4 +1,4 @@
-"""The GGUF conversion cache (rlaif/judges/models.py) on a tiny llama-architecture GGUF file written here with the
+"""The GGUF conversion cache (rlaif/models/loading.py) on a tiny llama-architecture GGUF file written here with the
 `gguf` package: a 2-layer, 32-wide model with a byte-level BPE tokenizer in its metadata. Conversion shows as one
 line of our own; two real processes converting at once both succeed and share one cache entry.
 """
@@ -105,7 +105,7 @@ def assert_converted(path: str, embedding) -> None:
 
 
 def test_conversion_is_one_line_of_ours_then_silent(tiny_gguf, tmp_path, capfd):
-    from rlaif.judges.models import resolve_model_dir
+    from rlaif.models.loading import resolve_model_dir
 
     folder, embedding = tiny_gguf
     path = resolve_model_dir(str(folder), gguf_file="tiny.gguf", cache_dir=str(tmp_path))
@@ -123,7 +123,7 @@ RACER = """
 import sys, time
 from pathlib import Path
 import torch, transformers
-from rlaif.judges.models import resolve_model_dir
+from rlaif.models.loading import resolve_model_dir
 folder, cache, gun = sys.argv[1:]
 while not Path(gun).exists():
     time.sleep(0.001)
@@ -133,7 +133,7 @@ print(resolve_model_dir(folder, gguf_file="tiny.gguf", cache_dir=cache))
 
 @pytest.mark.slow
 def test_two_processes_converting_at_once_both_succeed(tiny_gguf, tmp_path):
-    from rlaif.judges.models import conversion_dir
+    from rlaif.models.loading import conversion_dir
 
     folder, embedding = tiny_gguf
     cache, gun = tmp_path / "cache", tmp_path / "go"

@@ -68,7 +68,7 @@ def test_vllm_server_yaml_follows_its_own_serve_instructions():
 @pytest.mark.slow
 @requires_smollm2
 def test_the_embedded_judge_exports_its_converted_copy(tmp_path):
-    from rlaif.judges.models import resolve_model_dir
+    from rlaif.models.loading import resolve_model_dir
 
     default = load_judge_config(ROOT / "judges" / "default.yaml")
     out = tmp_path / "smollm2-judge"

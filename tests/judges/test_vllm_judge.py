@@ -19,8 +19,8 @@ import torch  # noqa: E402  (vllm brings torch)
 
 from rlaif.config.judge import CoTConfig, TransformersJudgeConfig, VLLMJudgeConfig  # noqa: E402
 from rlaif.judges.base import TOO_LONG  # noqa: E402
-from rlaif.judges.models import package_dir, resolve_model_dir  # noqa: E402
 from rlaif.judges.prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids, render_prefix_user  # noqa: E402
+from rlaif.models.loading import package_dir, resolve_model_dir  # noqa: E402
 from rlaif.records import Query  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
