@@ -2,7 +2,7 @@
 
 A pairwise judge (`PairwiseJudge`, mode: pairwise) answers the queries of a pair (text from prompting.py) — which of
 two responses, shown in a given order, better satisfies one principle — with P(first preferred); a score judge
-(`ScoreJudge`, mode: score) rates one response on its scale (the distribution read by scores.py). The config's mode
+(`ScoreJudge`, mode: score) rates one response on its scale (the distribution read by reading.py). The config's mode
 says which kind a judge is (`kind_of`, the one place that reads it) and callers ask for the kind they need
 (registry.py); a backend (one per file, built by registry.py, its heavy packages imported lazily, free to group
 queries that share a prompt prefix) subclasses `Judge` and answers one kind or both, while debiasing over both

@@ -3,40 +3,33 @@
 The queries of a pair form a tree — one prefix (instructions + conversation), two bodies (the two orders),
 one tail per principle. The prefix is encoded once; the rest of the tree follows in one more forward pass on
 its KV cache, flattened into a single row with a tree attention mask, so every token is encoded exactly once.
-The vocabulary projection is computed only where a label token is read.
-P(first) = Σ p(A-tokens) / Σ p(A- and B-tokens). A score judge (mode: score) builds the same trees, one prefix per
-prompt and one branch per response, and reads the score tokens (scores.py).
+The vocabulary projection is computed only where a token is read. This file gives the two primitives of a local
+judge, the next token's log-probabilities after given prompts and greedy generation; the verdicts are read from
+them by reading.py, as for vLLM. A score judge's prompts form the same trees (one prefix per prompt, one branch
+per response, a read per score prefix below it).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..config.judge import TransformersJudgeConfig
 from ..models.loading import cache_argument, load_causal_lm
-from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
-from .base import Judge, too_long
-from .prompting import COT_ANSWER_CUE, ChatLayout, label_token_ids
-from .scores import ScoreTokens, normalised, value_masses
+from .reading import LocalJudge, Segments
 
 
 @dataclass
 class _Node:
-    """A token segment continuing its parent's sequence; `reads` lists the queries answered at its end."""
+    """A token segment continuing its parent's sequence; `reads` lists the prompts read at its end."""
 
     ids: list[int]
     parent: Optional["_Node"] = None
     children: dict[tuple, "_Node"] = field(default_factory=dict)
     reads: list[int] = field(default_factory=list)
 
-    @property
-    def depth_tokens(self) -> int:
-        return len(self.ids) + (self.parent.depth_tokens if self.parent else 0)
 
-
-class TransformersJudge(Judge):
+class TransformersJudge(LocalJudge):
     def __init__(self, config: TransformersJudgeConfig):
         super().__init__(config)
         model, tokenizer, self.device = load_causal_lm(config)
@@ -45,20 +38,11 @@ class TransformersJudge(Judge):
 
     def _setup(self, model, tokenizer, device) -> None:
         """Judge with `model` and `tokenizer` (already on `device`). The policy judge calls this with the policy
-        being trained; the vocabulary scan for label tokens is redone only when the tokenizer changes."""
-        import torch
-
+        being trained; what depends on the tokenizer is redone only when it changes."""
         self.model, self.device = model, device
-        if tokenizer is not getattr(self, "tokenizer", None):
-            self.tokenizer = tokenizer
-            self.layout = ChatLayout(tokenizer)
-            self._label_lists = label_token_ids(tokenizer)
-            self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            self._tok_cache: OrderedDict[str, list[int]] = OrderedDict()
+        self.use_tokenizer(tokenizer)
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._cache_arg = cache_argument(model)
-        ids_a, ids_b = self._label_lists
-        self._label_ids = torch.tensor(ids_a + ids_b, device=device)
-        self._n_a = len(ids_a)
         self.tokens_processed = getattr(self, "tokens_processed", 0)  # tokens run through the model (benchmarks)
         self._tree_attention = False
 
@@ -72,55 +56,51 @@ class TransformersJudge(Judge):
             register()
             self._tree_attention = True
 
-    # -- tokenisation ------------------------------------------------------------------------------------------
-    def _tokens(self, text: str) -> list[int]:
-        """Segment-wise tokenisation with a small LRU: tails and instructions repeat across pairs."""
-        ids = self._tok_cache.get(text)
-        if ids is None:
-            ids = self.tokenizer(text, add_special_tokens=False).input_ids
-            self._tok_cache[text] = ids
-            if len(self._tok_cache) > 4096:
-                self._tok_cache.popitem(last=False)
-        else:
-            self._tok_cache.move_to_end(text)
-        return ids
+    # -- the two primitives -----------------------------------------------------------------------------------
+    def next_token(self, prompts: Sequence[Segments], read_ids: Sequence[int]) -> list[tuple[dict, Optional[str]]]:
+        """The prompts as trees (prompts that start with the same segments share those nodes), `batch_size` trees
+        per forward pass, shortest first so that similar lengths pad together; the log-probabilities of
+        `read_ids` at the end of each prompt."""
+        import torch
 
-    # -- the interface -----------------------------------------------------------------------------------------
-    def judge(self, queries: Sequence[Query]) -> list[Verdict]:
-        if self.config.cot.enabled:
-            return self._judge_cot(queries)
-        verdicts: list[Optional[Verdict]] = [None] * len(queries)
-        roots: dict[str, _Node] = {}
-        for i, q in enumerate(queries):
-            seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text, cot=False)
-            prefix, body, tail = self._tokens(seg.prefix), self._tokens(seg.body), self._tokens(seg.tail)
-            n = len(prefix) + len(body) + len(tail)
-            if n > self.config.max_length:
-                verdicts[i] = too_long(n, self.config.max_length)
+        roots: dict[tuple, _Node] = {}
+        for k, segments in enumerate(prompts):
+            node = roots.setdefault(tuple(segments[0]), _Node(list(segments[0])))
+            for seg in segments[1:]:
+                node = node.children.setdefault(tuple(seg), _Node(list(seg), node))
+            node.reads.append(k)
+        trees = sorted(roots.values(), key=lambda r: len(r.ids))
+        columns = torch.tensor(list(read_ids), dtype=torch.long, device=self.device)
+        out: list = [None] * len(prompts)
+        for start in range(0, len(trees), self.config.batch_size):
+            readers, states = self._tree_states(trees[start : start + self.config.batch_size])
+            if not readers:
                 continue
-            if not self.config.share_prefix:  # every query on its own: the unshared reference path
-                roots[f"{i}"] = _Node(prefix + body + tail, reads=[i])
-                continue
-            root = roots.setdefault(seg.prefix, _Node(prefix))
-            node = root.children.setdefault(tuple(body), _Node(body, root))
-            leaf = node.children.setdefault(tuple(tail), _Node(tail, node))
-            leaf.reads.append(i)
-        trees = sorted(roots.values(), key=lambda r: len(r.ids))  # similar lengths together: less padding
-        b = self.config.batch_size
-        for start in range(0, len(trees), b):
-            for i, (p_first, mass, n_tokens) in self._run_trees(trees[start : start + b]).items():
-                verdicts[i] = Verdict(
-                    p_first, label_mass=mass, prompt_tokens=n_tokens, extra={"verdict_source": "logprobs"}
+            for node, row in zip(readers, self._log_softmax(states)[:, columns].tolist()):
+                top = dict(zip(read_ids, row))
+                for k in node.reads:
+                    out[k] = (top, None)
+        return out
+
+    def greedy(self, prompts: Sequence[list[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
+        """One prompt at a time through `generate` (a rationale is long and its prompts differ)."""
+        import torch
+
+        out = []
+        for prompt, budget in zip(prompts, max_new_tokens):
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    torch.tensor([prompt], device=self.device),
+                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=self.device),
+                    max_new_tokens=budget,
+                    do_sample=False,
+                    pad_token_id=self._pad,
                 )
-        return verdicts  # type: ignore[return-value]
+            out.append(gen[0, len(prompt) :].tolist())
+            self.tokens_processed += len(prompt) + len(out[-1])
+        return out
 
     # -- the tree forward --------------------------------------------------------------------------------------
-    def _run_trees(self, roots: list[_Node]) -> dict[int, tuple[float, float, int]]:
-        """Label probabilities, label mass and prompt tokens of every query the trees answer."""
-        readers, states = self._tree_states(roots)
-        probs, mass = self._read(states) if readers else ([], [])
-        return {qi: (probs[k], mass[k], node.depth_tokens) for k, node in enumerate(readers) for qi in node.reads}
-
     def _tree_states(self, roots: list[_Node]):
         """Encode each tree in two forward passes: the prefixes (one row per tree, ordinary causal attention,
         kept as a KV cache), then each branch below a prefix (one order with all its principle tails) flattened
@@ -276,107 +256,6 @@ class TransformersJudge(Judge):
             if cap:
                 logits = torch.tanh(logits / cap) * cap
             return torch.log_softmax(logits, dim=-1)
-
-    def _read(self, hidden):
-        """Label probabilities from final hidden states."""
-        import torch
-
-        logp = self._log_softmax(hidden)[:, self._label_ids]
-        p_a = torch.logsumexp(logp[:, : self._n_a], dim=-1)
-        p_b = torch.logsumexp(logp[:, self._n_a :], dim=-1)
-        p_first = torch.sigmoid(p_a - p_b)  # = P(A) / (P(A) + P(B)), stable in log space
-        mass = torch.exp(torch.logaddexp(p_a, p_b))
-        return p_first.tolist(), mass.tolist()
-
-    # -- chain of thought --------------------------------------------------------------------------------------
-    def _judge_cot(self, queries: Sequence[Query]) -> list[Verdict]:
-        """Generate a rationale per query, then read the label after 'Final answer: Response'."""
-        import torch
-
-        verdicts: list[Verdict] = []
-        tok = self.tokenizer
-        for q in queries:
-            seg = self.layout.segments(q.prefix_user, q.first, q.second, q.principle_text, cot=True)
-            prompt = self._tokens(seg.prefix) + self._tokens(seg.body) + self._tokens(seg.tail)
-            budget = self.config.max_length - len(prompt) - 8
-            if budget <= 0:
-                verdicts.append(too_long(len(prompt), self.config.max_length))
-                continue
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    torch.tensor([prompt], device=self.device),
-                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=self.device),
-                    max_new_tokens=min(self.config.cot.max_new_tokens, budget),
-                    do_sample=False,
-                    pad_token_id=self._pad,
-                )
-            new = gen[0, len(prompt) :].tolist()
-            text = tok.decode(new, skip_special_tokens=True)
-            rationale = text.split("Final answer")[0].rstrip()
-            scored = prompt + self._tokens(rationale) + self._tokens(COT_ANSWER_CUE)
-            self.tokens_processed += len(prompt) + len(new)
-            ((p_first, mass, n),) = self._run_trees([_Node(scored, reads=[0])]).values()
-            verdicts.append(
-                Verdict(
-                    p_first,
-                    label_mass=mass,
-                    rationale=rationale,
-                    raw=text,
-                    prompt_tokens=len(prompt),
-                    completion_tokens=len(new),
-                    extra={"verdict_source": "logprobs"},
-                )
-            )
-        return verdicts
-
-    # -- score mode ----------------------------------------------------------------------------------------------
-    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
-        """Score queries as trees: one prefix per prompt (and principle), one body per response, the cue, and below
-        that a node per score prefix ("1" before "0"), read for the continuation of multi-token scores."""
-        tokens = self._score_tokens()
-        longest = max((len(ids) for ids in tokens.prefix_ids.values()), default=0)
-        verdicts: list[Optional[ScoreVerdict]] = [None] * len(queries)
-        roots: dict[str, _Node] = {}
-        for i, q in enumerate(queries):
-            seg = self.layout.score_segments(q.prefix_user, q.response)
-            prefix, body, tail = self._tokens(seg.prefix), self._tokens(seg.body), self._tokens(seg.tail)
-            n = len(prefix) + len(body) + len(tail)
-            if n + longest > self.config.max_length:
-                v = too_long(n + longest, self.config.max_length)
-                verdicts[i] = ScoreVerdict(None, error=v.error, prompt_tokens=v.prompt_tokens)
-                continue
-            if self.config.share_prefix:
-                root = roots.setdefault(seg.prefix, _Node(prefix))
-                node = root.children.setdefault(tuple(body), _Node(body, root))
-                leaf = node.children.setdefault(tuple(tail), _Node(tail, node))
-            else:  # every query on its own: the unshared reference path
-                leaf = roots[f"{i}"] = _Node(prefix + body + tail)
-            leaf.reads.append((i, ""))
-            for text, ids in tokens.prefix_ids.items():
-                leaf.children.setdefault(tuple(ids), _Node(ids, leaf)).reads.append((i, text))
-        trees = sorted(roots.values(), key=lambda r: len(r.ids))
-        rows: dict[int, dict[str, list[float]]] = {}
-        sizes: dict[int, int] = {}
-        for start in range(0, len(trees), self.config.batch_size):
-            readers, states = self._tree_states(trees[start : start + self.config.batch_size])
-            logp = self._log_softmax(states)[:, tokens.read_ids].tolist() if readers else []
-            for node, row in zip(readers, logp):
-                for qi, text in node.reads:
-                    rows.setdefault(qi, {})[text] = row
-                    if not text:
-                        sizes[qi] = node.depth_tokens
-        for qi, by_prefix in rows.items():
-            probs, mass, error = normalised(value_masses(tokens.texts, tokens.reads_from(by_prefix)))
-            verdicts[qi] = ScoreVerdict(probs, error=error, mass=mass, source="logprobs", prompt_tokens=sizes[qi])
-        return verdicts  # type: ignore[return-value]
-
-    def _score_tokens(self) -> ScoreTokens:
-        """The score pieces of this tokenizer and scale (scanned once per tokenizer)."""
-        key = (id(self.tokenizer), self.config.score.low, self.config.score.high)
-        if getattr(self, "_score_key", None) != key:
-            self._score_key = key
-            self._score_tokens_cached = ScoreTokens(self.tokenizer, self.config.score.values, self.layout.score_cue)
-        return self._score_tokens_cached
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

@@ -23,10 +23,10 @@ import tenacity
 from ..config.judge import OpenAIJudgeConfig
 from ..records import Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import BudgetExhausted, Judge, Spend, flag_repaired
-from .logprobs import InvalidLogprob
 from .openai_keys import read_key, scrub_key
 from .openai_requests import RequestShape
 from .prompting import LABELS
+from .reading import InvalidLogprob
 from .replies import FINAL, cue_position, label_probs, parse_text, read_score, split_rationale
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from ..config.judge import PolicyJudgeConfig
-from ..records import JudgeInfo, Query, Verdict
+from ..records import JudgeInfo, Query, ScoreQuery, ScoreVerdict, Verdict
 from .base import NOT_ATTACHED, Judge
 from .hf import TransformersJudge
 
@@ -38,14 +38,20 @@ class PolicyJudge(TransformersJudge):
         return info if self.name is None else info.model_copy(update={"model": self.name})
 
     def judge(self, queries: Sequence[Query]) -> list[Verdict]:
+        return self._evaluating(super().judge, queries)
+
+    def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreVerdict]:
+        return self._evaluating(super().score, queries)
+
+    def _evaluating(self, answer, queries):
+        """`answer(queries)` with the attached policy in eval mode (no dropout, no gradient checkpointing, which
+        would drop the prefix cache), then back in the mode the loop left it in; refused before `attach`."""
         if self.model is None:
             raise RuntimeError(NOT_ATTACHED)
-        # The policy may be mid-training: eval mode for the verdict (no dropout, no gradient checkpointing,
-        # which would drop the prefix cache), then back to the mode the loop left it in.
         was_training = self.model.training
         self.model.eval()
         try:
-            return super().judge(queries)
+            return answer(queries)
         finally:
             self.model.train(was_training)
 

@@ -11,9 +11,8 @@ import string
 from typing import Any, Optional
 
 from ..records import ScoreVerdict
-from .logprobs import InvalidLogprob, checked_logprob
 from .prompting import LABELS
-from .scores import normalised, pieces_after, value_masses
+from .reading import InvalidLogprob, checked_logprob, normalised, pieces_after, value_masses
 
 # "Final answer: Response B" (the CoT format), tolerant of markdown and case; the letter itself must be upper.
 FINAL = re.compile(r"final\s+answer\s*:?[\s*_]*(?:response\s*)?\(?(?-i:([AB]))\b", re.IGNORECASE)

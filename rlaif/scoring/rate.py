@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from ..constitution import Constitution, Principle
 from ..jobs.run import Planned
 from ..judges.base import BudgetExhausted, ScoreJudge, StoppedEarly, until_cap, verdict_flags
-from ..judges.scores import expected_score, rescaled
+from ..judges.reading import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
 from .responses import ScoreItem, prompt_id_of

@@ -35,8 +35,8 @@ def _direct(judge, q):
     ids = judge._tokens(seg.prefix) + judge._tokens(seg.body) + judge._tokens(seg.tail)
     with torch.no_grad():
         logp = judge.model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
-    a = torch.logsumexp(logp[judge._label_ids[: judge._n_a]], 0)
-    b = torch.logsumexp(logp[judge._label_ids[judge._n_a :]], 0)
+    a = torch.logsumexp(logp[judge.label_ids[0]], 0)
+    b = torch.logsumexp(logp[judge.label_ids[1]], 0)
     return torch.sigmoid(a - b).item(), torch.exp(torch.logaddexp(a, b)).item()
 
 
@@ -67,7 +67,7 @@ def test_sharing_processes_fewer_tokens(judge):
 
 
 def test_label_tokens_cover_spaced_variants(judge):
-    ids = judge._label_ids.tolist()
+    ids = judge.label_ids[0] + judge.label_ids[1]
     texts = [judge.tokenizer.decode([i]) for i in ids]
     assert {"A", "B"} <= {t.strip() for t in texts}
     assert all(t.strip() in ("A", "B") for t in texts)

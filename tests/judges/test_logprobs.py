@@ -1,5 +1,5 @@
 """How the vLLM backend reads the verdict position's log-probabilities (rlaif/judges/vllm.py, checked by
-rlaif/judges/logprobs.py): pure functions, so no vllm is needed. NaN, +inf or a positive logprob is a failed
+rlaif/judges/reading.py): pure functions, so no vllm is needed. NaN, +inf or a positive logprob is a failed
 verdict that says why; -inf is probability 0, and rounding just above 0 is 0."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from rlaif.judges.vllm import verdict_from_logprobs
+from rlaif.judges.reading import verdict_from_logprobs
 
 LABEL_IDS = ([10, 11], [20])  # 'A' and ' A', 'B'
 

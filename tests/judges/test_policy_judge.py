@@ -73,7 +73,7 @@ def test_verdicts_follow_the_weights_it_is_handed(policy):
     judge = PolicyJudge(PolicyJudgeConfig()).attach(model, tokenizer)
     qs = _queries()[:4]
     before = _p(judge.judge(qs))
-    a_ids = judge._label_ids[: judge._n_a]
+    a_ids = judge.label_ids[0]
     with torch.no_grad():  # one "training step": push the lm head towards the label A
         model.lm_head.weight[a_ids] += 0.5 * model.model.norm.weight
     judge.attach(model, tokenizer)

@@ -172,7 +172,7 @@ def test_backend_is_registered():
 def test_verdict_from_logprobs_reads_label_mass():
     from vllm.logprobs import Logprob
 
-    from rlaif.judges.vllm import verdict_from_logprobs
+    from rlaif.judges.reading import verdict_from_logprobs
 
     labels = ([10, 11], [20])
     top = {
@@ -190,7 +190,7 @@ def test_verdict_from_logprobs_reads_label_mass():
 def test_no_label_token_in_top_logprobs_fails():
     from vllm.logprobs import Logprob
 
-    from rlaif.judges.vllm import verdict_from_logprobs
+    from rlaif.judges.reading import verdict_from_logprobs
 
     v = verdict_from_logprobs(
         {99: Logprob(-0.1), 98: Logprob(-3.0)},
@@ -348,7 +348,7 @@ def test_score_mode_matches_a_direct_forward(judge, reference):
     rating cue and after "1" (SmolLM2 spells "10" as "1", "0"), restricted to the top log-probabilities as vLLM
     returns them."""
     from rlaif.constitution import Principle
-    from rlaif.judges.scores import ScoreTokens, normalised, value_masses
+    from rlaif.judges.reading import ScoreTokens, normalised, value_masses
 
     tok, model, _ = reference
     layout = ChatLayout(tok)

@@ -12,7 +12,7 @@ import torch
 from rlaif.config.judge import ScoreConfig, TransformersJudgeConfig
 from rlaif.constitution import Principle
 from rlaif.judges.hf import TransformersJudge
-from rlaif.judges.scores import ScoreTokens, normalised, value_masses
+from rlaif.judges.reading import ScoreTokens, normalised, value_masses
 
 PROMPTS = ["How do I bake bread?", "Tell me a long story about a dragon and a knight please."]
 RESPONSES = ["Mix flour and water.", "No.", "Knead the dough, let it rest, then bake it hot."]

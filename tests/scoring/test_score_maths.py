@@ -9,7 +9,7 @@ import math
 import pytest
 
 from rlaif.data.scores import binarize, derived_labels, p_preferred, points
-from rlaif.judges.scores import (
+from rlaif.judges.reading import (
     continuation_prefixes,
     distribution_problem,
     expected_score,
