@@ -130,6 +130,9 @@ def test_unattached_policy_judge_says_it_is_for_the_loop(tmp_path):
     assert isinstance(judge, PolicyJudge)
     with pytest.raises(RuntimeError, match="rlaif loop"):
         rlaif.judge_pairs(judge, [Pair(prompt="p", response_a="a", response_b="b")])
+    principle = load_constitution(ROOT / "constitutions" / "helpful.yaml").principles[0]
+    with pytest.raises(RuntimeError, match="rlaif loop"):  # a score before attach is refused the same way
+        judge.score(judge.score_queries("p", ["a", "b"], principle))
 
     from rlaif.cli import app
 
