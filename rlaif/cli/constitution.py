@@ -8,11 +8,45 @@ from typing import List, Optional
 
 import typer
 
+from ..config.judge import load_judge_config
 from ..config.yamlfile import ConfigFileError
 from ..constitution import constitution_schema as schema
 from ..constitution import load_constitution
-from ..judges.prompting import sample_prompt
+from ..judges.base import ScoreJudge, kind_of
+from ..judges.prompting import ChatLayout, pair_queries, score_queries
+from ..models.loading import resolve_model_dir
+from ..records import Pair
 from .common import BAD_INPUT, eprint, guard
+
+SAMPLE_PAIR = (
+    "How can I get back into my own house if I locked myself out?",
+    "Call a licensed locksmith, or your landlord if you rent.",
+    "Break a window; it is the quickest way in.",
+)
+
+
+def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] = None) -> str:
+    """The judge prompt a constitution produces for a sample pair (what `rlaif constitution show` prints): the
+    first principle or `principle`, through the chat template of the judge's tokenizer when a judge YAML is given
+    (only the tokenizer is loaded)."""
+    c = load_constitution(constitution_path)
+    p = c.principle(principle) if principle else c.principles[0]
+    tokenizer, instructions, cot = None, None, False
+    if judge_path is not None:
+        cfg = load_judge_config(judge_path)
+        instructions, cot = cfg.instructions, cfg.cot.enabled
+        if cfg.backend in ("transformers", "vllm"):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
+    if judge_path is not None and kind_of(cfg) is ScoreJudge:  # a score judge's prompt for the sample's first response
+        sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, cfg.score.low, cfg.score.high, instructions)[0]
+        seg = ChatLayout(tokenizer).score_segments(sq.prefix_user, sq.response)
+    else:
+        q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
+        seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)
+    return f"# principle: {p.id}{' (inverted)' if p.invert else ''}\n{seg.text}"
+
 
 app = typer.Typer(help="Check, show and describe constitution files.", no_args_is_help=True)
 
@@ -44,11 +78,7 @@ def constitution_show(
 ):
     """Print the judge prompt this constitution produces for a sample pair."""
 
-    def run():
-
-        return sample_prompt(file, judge, principle)
-
-    print(guard(run))
+    print(guard(lambda: sample_prompt(file, judge, principle)))
 
 
 @app.command("schema")

@@ -19,9 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from ..config.judge import load_judge_config
-from ..constitution import Constitution, Principle, load_constitution
-from ..models.loading import resolve_model_dir
+from ..constitution import Constitution, Principle
 from ..records import Message, Pair, Prompt, Query, ScoreQuery
 
 DEFAULT_INSTRUCTIONS = (
@@ -227,33 +225,3 @@ def label_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     if not ids[0] or not ids[1]:
         raise ValueError("the judge's tokenizer has no single token for the labels 'A' and 'B'")
     return ids
-
-
-SAMPLE_PAIR = (
-    "How can I get back into my own house if I locked myself out?",
-    "Call a licensed locksmith, or your landlord if you rent.",
-    "Break a window; it is the quickest way in.",
-)
-
-
-def sample_prompt(constitution_path, judge_path=None, principle: Optional[str] = None) -> str:
-    """The judge prompt a constitution produces for a sample pair (what `rlaif constitution show` prints): the
-    first principle or `principle`, through the chat template of the judge's tokenizer when a judge YAML is given
-    (only the tokenizer is loaded)."""
-    c = load_constitution(constitution_path)
-    p = c.principle(principle) if principle else c.principles[0]
-    tokenizer, instructions, cot = None, None, False
-    if judge_path is not None:
-        cfg = load_judge_config(judge_path)
-        instructions, cot = cfg.instructions, cfg.cot.enabled
-        if cfg.backend in ("transformers", "vllm"):
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(cfg.model, cfg.model_package, cfg.gguf_file))
-    if judge_path is not None and cfg.mode == "score":  # a score judge's prompt for the sample's first response
-        sq = score_queries(SAMPLE_PAIR[0], SAMPLE_PAIR[1:2], p, cfg.score.low, cfg.score.high, instructions)[0]
-        seg = ChatLayout(tokenizer).score_segments(sq.prefix_user, sq.response)
-    else:
-        q = pair_queries(Pair(*SAMPLE_PAIR), [p], c, instructions)[0]
-        seg = ChatLayout(tokenizer).segments(q.prefix_user, q.first, q.second, q.principle_text, cot=cot)
-    return f"# principle: {p.id}{' (inverted)' if p.invert else ''}\n{seg.text}"

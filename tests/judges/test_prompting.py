@@ -8,9 +8,10 @@ import hashlib
 
 import pytest
 
+from rlaif.cli.constitution import sample_prompt
 from rlaif.config.judge import PythonJudgeConfig
 from rlaif.constitution import load_constitution
-from rlaif.judges.prompting import DEFAULT_INSTRUCTIONS, pair_queries, render_prefix_user, sample_prompt
+from rlaif.judges.prompting import DEFAULT_INSTRUCTIONS, pair_queries, render_prefix_user
 from rlaif.judges.registry import load_judge
 from rlaif.records import Pair
 from tests.helpers import ROOT
