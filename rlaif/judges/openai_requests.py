@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
+from ..models.http import chat_text
 from ..models.loading import quiet_loading
 from ..records import Query, ScoreQuery
 from ..text import valid_text
@@ -120,16 +121,13 @@ class RequestShape:
         choice = data["choices"][0]
         if self.config.request == "completions":
             text = choice["text"]
+            if not isinstance(text, str):
+                raise TypeError("no text in the first choice")
             positions = _completion_positions(choice.get("logprobs"))
         else:
-            message = choice["message"]
-            if not isinstance(message, dict):
-                raise TypeError("no message in the first choice")
-            text = message.get("content") or ""
+            text = chat_text(data)
             logprobs = choice.get("logprobs")
             positions = logprobs.get("content") if isinstance(logprobs, dict) else None
-        if not isinstance(text, str):
-            raise TypeError("no text message in the first choice")
         text, repaired = valid_text(text)
         return Reply(text, positions if isinstance(positions, list) else [], choice.get("finish_reason"), repaired)
 

@@ -1,5 +1,5 @@
-"""Revising through any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API), with the openai
-judge's plumbing (rlaif/judges/openai.py): the same concurrency over several base URLs, retries with backoff on
+"""Revising through any OpenAI-compatible chat-completions endpoint (a vLLM server, a hosted API), through the HTTP
+client the openai judge uses too (rlaif/models/http.py): concurrency over several base URLs, retries with backoff on
 429/5xx/timeouts/unreadable bodies, spending caps that hold per job, and the API key scrubbed from every error.
 Generation settings come from the sampling config, not from the judge's verdict settings.
 """
@@ -10,12 +10,11 @@ from typing import Any, Optional
 
 from ..config.judge import OpenAIJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..judges.openai import OpenAIJudge
-from ..records import Spend
+from ..models.http import HTTPBacked, HTTPClient, chat_text, usage_tokens
 from .generators import Generator, Reply, Request
 
 
-class OpenAIGenerator(Generator):
+class OpenAIGenerator(HTTPBacked, Generator):
     config: OpenAIJudgeConfig
 
     def __init__(self, config: OpenAIJudgeConfig, sampling: SamplingConfig):
@@ -25,11 +24,11 @@ class OpenAIGenerator(Generator):
                 "rlaif revise sends the conversation as chat messages: give the model config request: "
                 "chat (the default), not completions"
             )
-        self.client = OpenAIJudge(config)  # its HTTP plumbing (and its API key) only: no verdict is read here
+        self.client = HTTPClient(config, "/chat/completions", "openai reviser")
         self._stopped: Optional[str] = None
 
     def generate(self, requests: list[Request]) -> list[Optional[Reply]]:
-        results, self._stopped = self.client.post([self._body(r) for r in requests])
+        results, self._stopped = self.client.post([self._body(r) for r in requests], chat_text)
         replies = [None if r is None else _reply(*r) for r in results]
         for reply in replies:  # a server that echoes the key does not get it into a record either
             if reply is not None and reply.text:
@@ -53,27 +52,9 @@ class OpenAIGenerator(Generator):
     def stopped(self) -> Optional[str]:
         return self._stopped
 
-    def carry_spend(self, before: Spend) -> None:
-        self.client.carry_spend(before)
-
-    def spent(self) -> Spend:
-        return self.client.spent()
-
-    def close(self) -> None:
-        self.client.close()
-
 
 def _reply(data: Optional[dict], error: Optional[str], attempts: int) -> Reply:
     if error is not None:
         return Reply(None, error=error)
-    choice = data["choices"][0]  # the judge's plumbing checked it holds a text message
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    tokens = [
-        int(usage.get(k) or 0) if isinstance(usage.get(k), int) else 0 for k in ("prompt_tokens", "completion_tokens")
-    ]
-    return Reply(
-        (choice["message"].get("content") or "").strip(),
-        "length" if choice.get("finish_reason") == "length" else "eos",
-        None,
-        *tokens,
-    )
+    finish = data["choices"][0].get("finish_reason")
+    return Reply(chat_text(data).strip(), "length" if finish == "length" else "eos", None, *usage_tokens(data))

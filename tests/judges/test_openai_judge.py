@@ -333,7 +333,7 @@ def test_max_requests_counts_retries_and_keeps_answers(server):
         with pytest.raises(BudgetExhausted) as info:
             judge.judge(queries)
         verdicts = info.value.verdicts
-        assert server.count == 3 and judge.requests_sent == 3
+        assert server.count == 3 and judge.spent().requests == 3
         assert len(verdicts) == 3 and sum(v is None for v in verdicts) == 1  # 3 requests: one went to a retry
         for q, v in zip(queries, verdicts):
             assert v is None or v.p_first == (1.0 if q.first.startswith("alpha") else 0.0)
@@ -341,6 +341,17 @@ def test_max_requests_counts_retries_and_keeps_answers(server):
         with pytest.raises(BudgetExhausted) as again:  # the cap holds across calls
             judge.judge(queries[:2])
         assert again.value.verdicts == [None, None] and server.count == 3
+
+
+@pytest.mark.parametrize("count, read", [("1e999", 0), ("-5", 0), ('"7"', 7)])
+def test_token_counts_that_are_no_counts_read_as_0(server, count, read):
+    """A server's usage that is infinite (1e999 in JSON), negative or a string is read safely, never crashes."""
+    body = json.dumps(completion("A", usage=(0, 1))).replace('"prompt_tokens": 0', f'"prompt_tokens": {count}')
+    server.default = lambda _: Reply(body=body)
+    with make([server.url], max_cost=1.0, price_per_1k_prompt_tokens=1.0) as judge:
+        (v,) = judge.judge([query()])
+        assert judge.spent().cost == pytest.approx(read / 1000)
+    assert v.error is None and (v.prompt_tokens, v.completion_tokens) == (read, 1)
 
 
 def test_max_cost_stops_cleanly(server):
@@ -355,7 +366,7 @@ def test_max_cost_stops_cleanly(server):
     with make([server.url], concurrency=1, max_cost=0.25, price_per_1k_prompt_tokens=1.0) as judge:
         with pytest.raises(BudgetExhausted) as info:
             judge.judge(queries)
-        assert judge.cost == pytest.approx(0.3) and server.count == 3
+        assert judge.spent().cost == pytest.approx(0.3) and server.count == 3
     verdicts = info.value.verdicts
     assert [v.p_first if v else None for v in verdicts] == [1.0, 0.0, 1.0, None, None]
     assert "max_cost" in str(info.value)
@@ -397,7 +408,7 @@ def test_works_inside_a_running_event_loop(server):
 def test_close_stops_the_worker(server):
     judge = make([server.url])
     judge.judge([query()])
-    thread = judge._thread
+    thread = judge.client._thread
     assert thread.is_alive()
     judge.close()
     thread.join(timeout=2)

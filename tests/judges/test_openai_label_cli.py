@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 # As long as a real OpenAI project key (164 characters), with no run of 8 characters that occurs in our own text.
 KEY = "sk-proj-" + "".join(hashlib.sha256(f"{i}".encode()).hexdigest()[:12] for i in range(13))
-CUT = 200  # characters of a reply body kept in an error message (rlaif/judges/openai.py _EXCERPT)
+CUT = 200  # characters of a reply body kept in an error message (rlaif/models/http.py _EXCERPT)
 
 
 def key_runs(text: str, key: str = KEY, run: int = 8) -> list[str]:

@@ -9,6 +9,10 @@ import json
 
 import pytest
 
+from rlaif.config.judge import OpenAIJudgeConfig
+from rlaif.config.sampling import SamplingConfig
+from rlaif.revision.generators import Request
+from rlaif.revision.openai import OpenAIGenerator
 from tests.judges.test_openai_judge import KEY, FakeServer, Reply, completion
 from tests.revision.files import cli, prompt_rows, revise_args, revise_files, revised, stats
 
@@ -103,3 +107,27 @@ def test_the_spending_cap_stops_cleanly_and_holds_over_runs(tmp_path, server, mo
     assert done.exit_code == 0, done.stderr
     # q1's chain, cut after its first answer, is run whole again: 4 requests before, 3 + 3 now
     assert sorted(revised(files["out"])) == ["q0", "q1", "q2"] and stats(files["out"])["spent_requests"] == 4 + 6
+
+
+def test_the_reviser_retries_what_it_cannot_read_and_says_so_as_the_reviser(server, monkeypatch, caplog):
+    """The reviser reads replies itself now (no judge lent it its reading): a body with no text message is retried,
+    and the retry lines name the reviser and never the key."""
+    monkeypatch.setenv("RLAIF_TEST_KEY", KEY)
+    caplog.set_level("WARNING")
+    server.replies = [
+        Reply(body={"choices": [{"message": f"no object {KEY}"}]}),
+        Reply(body={"choices": [{"message": {"content": [KEY]}}]}),
+        Reply(body=[KEY]),
+    ]
+    config = OpenAIJudgeConfig(
+        model="m", base_urls=[server.url], api_key_env="RLAIF_TEST_KEY", backoff_s=0.01, max_retries=3
+    )
+    generator = OpenAIGenerator(config, SamplingConfig())
+    try:
+        (reply,) = generator.generate([Request([{"role": "user", "content": "hi"}], "initial", None, 1)])
+    finally:
+        generator.close()
+    assert reply.text == "re: hi" and reply.finish == "length" and server.count == 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and all(line.startswith("openai reviser: unreadable response body") for line in lines)
+    assert KEY not in caplog.text and KEY[:8] not in caplog.text

@@ -1,4 +1,4 @@
-"""The API key of the openai backend (openai.py): read from its variable (refused when no HTTP header can carry
+"""The API key that the HTTP client (http.py) sends: read from its variable (refused when no HTTP header can carry
 it), scrubbed from every text that could reach output (an error, a log line, a record) in every form a server may
 echo it in, and, when its variable is not set, whether the servers answer without one.
 """
@@ -20,7 +20,7 @@ import httpx
 
 from ..config.judge import OpenAIJudgeConfig
 
-logger = logging.getLogger("rlaif.judges.openai")
+logger = logging.getLogger(__name__)
 
 # Any run of this many consecutive characters of the API key, in any of the forms a server may echo it in, is
 # scrubbed, not only the whole key: a server may echo part of it, and a cut may split it.
@@ -90,7 +90,7 @@ def scrub_key(text: Optional[str], key: Optional[str]) -> Optional[str]:
     return "".join(parts) + text[start:]
 
 
-def read_key(config: OpenAIJudgeConfig) -> Optional[str]:
+def read_key(config: OpenAIJudgeConfig, user: str) -> Optional[str]:
     """The API key in the config's `api_key_env`; None when it names none, or when the variable is not set and
     every server answers without a key (else ValueError, `check_keyless`). A key no HTTP header can carry (a line
     break, another control character, a character outside ASCII: a paste gone wrong) is refused with one line that
@@ -98,7 +98,7 @@ def read_key(config: OpenAIJudgeConfig) -> Optional[str]:
     name = config.api_key_env
     key = (os.environ.get(name) or None) if name else None
     if name and key is None:
-        check_keyless(config)
+        check_keyless(config, user)
     for i, char in enumerate(key or ""):
         what = (
             "a line break"
@@ -117,9 +117,10 @@ def read_key(config: OpenAIJudgeConfig) -> Optional[str]:
     return key
 
 
-def check_keyless(config: OpenAIJudgeConfig) -> None:
+def check_keyless(config: OpenAIJudgeConfig, user: str) -> None:
     """The key variable is not set: go on without a key when every server answers without one (a local vLLM
-    server started with no --api-key), else raise ValueError saying so. Asked once, with GET /models."""
+    server started with no --api-key), else raise ValueError saying so. Asked once, with GET /models; `user` names
+    the client's user in the log line."""
     timeout = min(config.timeout_s, 10.0)
     for base in config.base_urls:
         url = base.rstrip("/") + "/models"
@@ -142,5 +143,5 @@ def check_keyless(config: OpenAIJudgeConfig) -> None:
                 f"variable is not set (or empty), and {problem}"
             )
     logger.warning(
-        "openai judge: $%s is not set; the server answers without an API key, so none is sent", config.api_key_env
+        "%s: $%s is not set; the server answers without an API key, so none is sent", user, config.api_key_env
     )
