@@ -3,7 +3,8 @@
 
 The rule. A file counts when a *function* defined in it runs during the command (module and class bodies, which
 run at import, do not count: importing a file is not following it). For `rlaif label`, calls made while loading
-the constitution and the judge (`load_constitution`, `load_judge_config`, `load_judge` and everything below them)
+the constitution and the judge (`load_constitution`, `load_judge_config`, `load_judge`, and `refusal`, the check
+that the judge is the kind the job needs, with everything below them)
 are setup and do not count either: what is left is the path of a pair from the command line to its label on disk
 and the job's stats. `rlaif label` runs on one pair of examples/pairs.jsonl with the embedded judge
 (judges/default.yaml, the demo's); `rlaif train dpo` runs examples/tiny/dpo.yaml for 2 steps. Both write into a
@@ -31,6 +32,7 @@ LABEL_SETUP = {
     ("constitution.py", "load_constitution"),
     ("config/judge.py", "load_judge_config"),
     ("judges/registry.py", "load_judge"),
+    ("judges/registry.py", "refusal"),  # the job asks, before loading, whether the judge is the kind it needs
 }
 CO_NEWLOCALS = 0x0002  # set on function code, clear on module and class bodies
 
