@@ -1,14 +1,14 @@
 """How many of rlaif's files a reader must follow: the files one pair crosses in `rlaif label`, and the files one
 `rlaif train dpo` run executes, counted by tracing the two commands in-process (docs/layout.md quotes the figures).
 
-The rule. A file counts when a *function* defined in it runs during the command (module and class bodies, which
-run at import, do not count: importing a file is not following it). For `rlaif label`, calls made while loading
-the constitution and the judge (`load_constitution`, `load_judge_config`, `load_judge`, and `refusal`, the check
-that the judge is the kind the job needs, with everything below them)
-are setup and do not count either: what is left is the path of a pair from the command line to its label on disk
-and the job's stats. `rlaif label` runs on one pair of examples/pairs.jsonl with the embedded judge
-(judges/default.yaml, the demo's); `rlaif train dpo` runs examples/tiny/dpo.yaml for 2 steps. Both write into a
-temporary folder, and the run is the same on every machine, so the counts are too.
+The rule. A file counts when a *function* defined in it runs during the command (module and class bodies, which run
+at import, do not count: importing a file is not following it). For `rlaif label`, calls made while loading the
+constitution and the judge (`load_constitution`, `load_judge_config`, `load_judge`, and `refusal`, the check that
+the judge is the kind the job needs, with everything below them) are setup and do not count either: what is left is
+the path of a pair from the command line to its label on disk and the job's stats. `rlaif label` runs on one pair of
+examples/pairs.jsonl with the embedded judge (judges/default.yaml, the demo's); `rlaif train dpo` runs
+examples/tiny/dpo.yaml for 2 steps. Both write into a temporary folder, and the run is the same on every machine, so
+the counts are too.
 
     python benchmarks/path_files.py            # both counts, each with its files
     python benchmarks/path_files.py --json runs/path_files.json
