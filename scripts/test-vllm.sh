@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the vLLM tests (tests/judges/test_vllm_judge.py: the judge; tests/judges/test_vllm_server.py: the judge's
+# Run the vLLM tests (tests/models/test_vllm_engine.py: the one engine and its two primitives;
+# tests/judges/test_vllm_judge.py: the judge; tests/judges/test_vllm_server.py: the judge's
 # model served by vLLM's OpenAI-compatible server; tests/policy/test_vllm_sampling.py: policy sampling;
 # tests/revision/test_vllm_reviser.py: rlaif revise on the offline engine) in their own
 # virtualenv, .venv-vllm in the repo root.
@@ -54,5 +55,5 @@ export VLLM_TARGET_DEVICE=${VLLM_TARGET_DEVICE:-cpu}
 # Never reach for a model hub: the tests use the packaged model only.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 
-exec "$VENV/bin/python" -m pytest tests/judges/test_vllm_judge.py tests/judges/test_vllm_server.py \
-    tests/policy/test_vllm_sampling.py tests/revision/test_vllm_reviser.py -v "$@"
+exec "$VENV/bin/python" -m pytest tests/models/test_vllm_engine.py tests/judges/test_vllm_judge.py \
+    tests/judges/test_vllm_server.py tests/policy/test_vllm_sampling.py tests/revision/test_vllm_reviser.py -v "$@"

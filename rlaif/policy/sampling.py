@@ -14,6 +14,7 @@ import torch
 
 from ..config.devices import device_and_dtype
 from ..config.sampling import SamplingConfig
+from ..models.vllm import VLLMEngine
 from ..records import Spend, derived_seed  # noqa: F401 - derived_seed: rlaif.policy.sampling.derived_seed, as before
 from .chat import prompt_ids
 
@@ -100,32 +101,22 @@ def vllm_available() -> bool:
 
 
 class VLLMSampler:
-    """vLLM's offline engine kept alive across rollouts: started once from a saved model directory, then
-    `load(dir)` swaps in newer weights (the worker's in-place `reload_weights`, prefix cache reset) so a policy
-    that trains between rollouts is sampled without restarting the engine. Build it under
-    `if __name__ == "__main__":` (vLLM spawns worker processes)."""
+    """Policy samples from one vLLM engine (`VLLMEngine`) kept alive across rollouts: started once from a saved model
+    directory, then `load(dir)` swaps in newer weights in place, so a policy that trains between rollouts is sampled
+    without restarting the engine. Build it under `if __name__ == "__main__":` (vLLM spawns worker processes)."""
 
     def __init__(self, path: str, seed: int = 0, engine_kwargs: Optional[dict] = None):
-        from transformers import AutoTokenizer
-        from vllm import LLM
-
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.llm = LLM(model=str(path), seed=seed, **(engine_kwargs or {}))
-        self.path = str(path)
+        self.engine = VLLMEngine(str(path), **{"seed": seed, **(engine_kwargs or {})})
+        self.tokenizer = self.engine.tokenizer
 
     def load(self, path: str) -> None:
         """Replace the engine's weights with those saved (Hugging Face format) in `path`."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
-        self.llm.reset_prefix_cache()
-        self.path = str(path)
+        self.engine.load(path)
 
     def sample(
         self, prompts: Sequence, n: int, config: SamplingConfig, seed: Optional[int] = None
     ) -> list[list[Sample]]:
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
         params = SamplingParams(
@@ -136,7 +127,7 @@ class VLLMSampler:
             max_tokens=config.max_new_tokens,
             seed=seed,
         )
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
+        results = self.engine.generate(encoded, params)
         out = []
         for prompt, ids, res in zip(prompts, encoded, results):
             row = []
@@ -148,12 +139,7 @@ class VLLMSampler:
         return out
 
     def close(self) -> None:
-        import gc
-
-        self.llm = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.engine.close()
 
 
 class SavedPolicy:
@@ -241,10 +227,7 @@ class PolicySampler:
         model.save_pretrained(self.dir, safe_serialization=True)
         tokenizer.save_pretrained(self.dir)
         if self.engine is None:
-            kwargs = dict(self.config.vllm_engine)
-            if torch.cuda.is_available():
-                kwargs.setdefault("dtype", "bfloat16")
-            self.engine = VLLMSampler(str(self.dir), self.seed, kwargs)
+            self.engine = VLLMSampler(str(self.dir), self.seed, self.config.vllm_engine)
         else:
             self.engine.load(str(self.dir))
 

