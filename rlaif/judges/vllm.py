@@ -61,4 +61,6 @@ class VLLMJudge(LocalJudge):
         ]
 
     def close(self) -> None:
-        self._engine.close()
+        engine = getattr(self, "_engine", None)  # None when __init__ failed before the engine opened
+        if engine is not None:
+            engine.close()
