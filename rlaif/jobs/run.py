@@ -20,14 +20,14 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Optional, Protocol
 
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.formats import DataError
 from ..files import write_json_atomic
-from ..judges.base import not_ready
+from ..judges.base import TOO_LONG, not_ready, until_cap
 from ..judges.registry import load_judge
 from ..judges.registry import refusal as judge_refusal
 from ..progress import progress as make_progress
@@ -238,14 +238,37 @@ class JobSpec:
     path: Path = Path()
     store_path: Path = Path()
 
+    @classmethod
+    def run(cls, inputs, constitution, model, out, options: Optional[JobOptions] = None, /, **settings) -> "JobResult":
+        """`run_job` of this job with the keywords a job's entry function (`label(...)`) takes: the spec's own fields
+        and JobOptions fields (seed=, limit=, …) together; an unknown one is a TypeError, as for any function. The
+        arguments before them are positional, so a spec may have a field named like one (rlaif generate's `out`)."""
+        shared = {f.name for f in fields(JobOptions)}
+        own = {k: v for k, v in settings.items() if k not in shared}
+        unknown = set(own) - {f.name for f in fields(cls) if f.init}
+        if unknown:
+            s = "s" if len(unknown) > 1 else ""
+            raise TypeError(f"unexpected keyword argument{s}: {', '.join(sorted(unknown))}")
+        given = {k: v for k, v in settings.items() if k in shared}
+        return run_job(cls(**own), inputs, constitution, model, out, JobOptions.of(options, **given))
 
+
+@dataclass
 class JudgedJob(JobSpec):
     """A job whose model is a judge (`rlaif label`, `rlaif score`): the one place a job asks for the kind of judge
     it needs (`judge_kind`: PairwiseJudge or ScoreJudge). The judge is loaded from its config, here or on each Ray
-    worker; one of the other kind, or one that cannot judge on its own, is refused before anything is written."""
+    worker; one of the other kind, or one that cannot judge on its own, is refused before anything is written.
+    What else the two read alike is here too: a row's longest text, a row naming a principle the constitution
+    lacks, and an item too long for the judge (bad input, unless --skip-invalid)."""
 
-    judge_kind: type
-    other_kind: str  # what the refusal of a judge of the other kind suggests instead
+    max_chars: int = 100_000  # a row's longest text
+
+    judge_kind: ClassVar[type]
+    other_kind: ClassVar[str]  # what the refusal of a judge of the other kind suggests instead
+    judged: ClassVar[Callable]  # (judge, planned batch, constitution) -> records; raises StoppedEarly at a cap
+
+    def numbers(self):
+        return (("--max-chars", self.max_chars),)
 
     def check(self, judge, built: bool) -> None:
         given = judge if built else self.config  # a loaded judge: its own class must answer the kind asked for
@@ -259,6 +282,32 @@ class JudgedJob(JobSpec):
 
     def loader(self):
         return partial(load_judge, self.config, self.judge_kind, self.kind.job)
+
+    def worker(self):
+        return partial(judged_batch, self.judged, constitution=self.constitution)
+
+    def unknown_principle(self, principle: Optional[str]) -> Optional[str]:
+        """Why an item naming `principle` cannot be judged: the constitution lacks it (None: it can)."""
+        known = {p.id for p in self.constitution.principles}
+        if not principle or principle in known:
+            return None
+        return (
+            f"principle '{principle}' is not in constitution '{self.constitution.name}' "
+            f"(its principles: {', '.join(sorted(known))})"
+        )
+
+    def bad_input(self, record) -> Optional[str]:
+        # Without --skip-invalid an item too long for the judge is bad input: keep the rest, then report it.
+        if self.options.skip_invalid or not (record.error or "").startswith(TOO_LONG):
+            return None
+        return (
+            f"{self.item} '{record.id}': {record.error} (--skip-invalid records such {self.unit} as failed and goes on)"
+        )
+
+
+def judged_batch(judged: Callable, judge, planned: list, constitution: Constitution) -> tuple[list, Optional[str]]:
+    """A judged job's batch, here or on a Ray worker: (records, why it stopped early at a cap, or None)."""
+    return until_cap(lambda: judged(judge, planned, constitution))
 
 
 def run_job(
@@ -561,17 +610,6 @@ def in_folder(
         raise
     finally:
         folder.close()
-
-
-def split_settings(spec_type: type, given: dict) -> tuple[dict, dict]:
-    """The keywords of a job's entry function (`label(..., seed=1, relabel_changed=True)`) split into the spec's own
-    settings and JobOptions fields; an unknown keyword is a TypeError, as for any function."""
-    shared = {f.name for f in fields(JobOptions)}
-    own = {k: v for k, v in given.items() if k not in shared}
-    unknown = set(own) - {f.name for f in fields(spec_type) if f.init}
-    if unknown:
-        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
-    return own, {k: v for k, v in given.items() if k in shared}
 
 
 REASON_CHARS = 200  # a failure reason as stats.json and the exit-4 summary give it: at most this long, on one line

@@ -11,7 +11,6 @@ an error naming both lines, unless `relabel_changed`; an id-less row that could 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -20,12 +19,12 @@ from ..data.formats import DataError, count_pairs
 from ..data.labels import LABELS_FILE
 from ..data.pairs import read_pairs, synthetic_line
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, top_reasons
 from ..jobs.store import Stored
-from ..judges.base import TOO_LONG, PairwiseJudge
+from ..judges.base import PairwiseJudge
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
-from .pairwise import PlannedPair, is_input_failure, judge_batch, plan_pair
+from .pairwise import PlannedPair, is_input_failure, judge_planned, plan_pair
 
 LabelJobError = JobError  # the labelling job's name for it
 
@@ -53,8 +52,7 @@ def label(
     Ray, a config or a path, which each worker on the cluster loads. `settings` are JobOptions fields (seed=,
     limit=, progress=, retry_failed=, max_requests=, ray=, …) and this job's own: `relabel_changed` labels again a
     pair whose id was labelled with other content (without it that is an error), `max_chars` caps a row's text."""
-    own, shared = split_settings(LabelJob, settings)
-    return run_job(LabelJob(**own), pairs, constitution, judge, out, JobOptions.of(options, **shared))
+    return LabelJob.run(pairs, constitution, judge, out, options, **settings)
 
 
 @dataclass
@@ -62,7 +60,6 @@ class LabelJob(JudgedJob):
     """What the labelling job brings to the engine."""
 
     relabel_changed: bool = False
-    max_chars: int = 100_000
     live: set[str] = field(default_factory=set, init=False)  # ids of unreadable rows ("rlaif:line-N"), as read now
     last_line: int = field(default=0, init=False)  # the last input line read
     read_all: bool = field(default=False, init=False)  # whether this run read the input to its end
@@ -72,12 +69,7 @@ class LabelJob(JudgedJob):
     counters = ("relabelled", "consistent", "a", "b", "tie")
     judge_kind = PairwiseJudge
     other_kind = "Rate responses with rlaif score, or set `mode: pairwise` in the judge config"
-
-    def numbers(self):
-        return (("--max-chars", self.max_chars),)
-
-    def worker(self):
-        return partial(judge_batch, constitution=self.constitution)
+    judged = staticmethod(judge_planned)
 
     def total(self, path: Path) -> Optional[int]:
         return count_pairs(path, self.options.format)
@@ -97,12 +89,8 @@ class LabelJob(JudgedJob):
     def plan(self, pair: Pair) -> PlannedPair:
         """Plan a pair; a row naming a principle the constitution lacks is bad input (a failed record under
         --skip-invalid)."""
-        known = {p.id for p in self.constitution.principles}
-        if pair.principle and not pair.invalid and pair.principle not in known:
-            reason = (
-                f"principle '{pair.principle}' is not in constitution '{self.constitution.name}' "
-                f"(its principles: {', '.join(sorted(known))})"
-            )
+        reason = None if pair.invalid else self.unknown_principle(pair.principle)
+        if reason:
             if not self.options.skip_invalid:
                 raise DataError(self.path, pair.source_line, reason)
             pair.invalid = reason
@@ -125,12 +113,6 @@ class LabelJob(JudgedJob):
             f"{stored.line}). Give the edited pair a new id, or pass --relabel-changed to label it again (the "
             f"old label moves to superseded.jsonl)"
         )
-
-    def bad_input(self, record: LabelRecord) -> Optional[str]:
-        # Without --skip-invalid a pair too long for the judge is bad input: keep the rest, then report it.
-        if self.options.skip_invalid or not (record.error or "").startswith(TOO_LONG):
-            return None
-        return f"pair '{record.id}': {record.error} (--skip-invalid records such pairs as failed and goes on)"
 
     def count(self, counts: dict, record: LabelRecord, stored: Optional[Stored]) -> None:
         relabelled = stored is not None and stored.status == "ok"

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from ..constitution import GENERIC, Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import TOO_LONG, BudgetExhausted, PairwiseJudge, StoppedEarly, until_cap, verdict_flags
+from ..judges.base import TOO_LONG, BudgetExhausted, PairwiseJudge, StoppedEarly, verdict_flags
 from ..numbers import label_problem, probability_problem, weighted_mean
 from ..preference import label_for, order_probabilities, position_consistent
 from ..records import LabelRecord, Pair, Verdict, sha256_json
@@ -54,11 +54,6 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
     judge needed: a driver on a cluster plans pairs its workers judge)."""
     principles = constitution.principles_for(pair, seed) if not pair.invalid else []
     return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha))
-
-
-def judge_batch(judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution):
-    """A label job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
-    return until_cap(lambda: judge_planned(judge, planned, constitution))
 
 
 def judge_planned(

@@ -28,7 +28,7 @@ from ..data.formats import count_pairs
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..files import write_jsonl
 from ..jobs.folder import FolderKind
-from ..jobs.run import JobOptions, JobResult, JobSpec, run_job, split_settings
+from ..jobs.run import JobOptions, JobResult, JobSpec
 from ..numbers import sample_problem
 from ..records import Prompt, SampleRecord, derived_seed, sha256_json
 from .sampling import Sample, SavedPolicy
@@ -62,9 +62,7 @@ def generate(
     """Sample `n` responses per prompt of the file `prompts` from `policy` and write every pair of them to `out`
     (JSONL); running it again resumes. `settings` are JobOptions fields (seed=, progress=, ray=, …) and this job's
     own: `n` (at least 2) and `config`, the sampling settings."""
-    own, shared = split_settings(GenerateJob, settings)
-    spec = GenerateJob(out=Path(out), **own)
-    job = run_job(spec, prompts, None, str(policy), job_folder(out), JobOptions.of(options, **shared))
+    job = GenerateJob.run(prompts, None, str(policy), job_folder(out), options, out=Path(out), **settings)
     s = job.stats
     return GenerateResult(
         Path(out),

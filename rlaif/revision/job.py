@@ -20,7 +20,7 @@ from ..constitution import Constitution
 from ..data.formats import DataError, count_pairs
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..jobs.folder import FolderKind, JobError
-from ..jobs.run import JobOptions, JobResult, JobSpec, count_reason, run_job, split_settings, top_reasons
+from ..jobs.run import JobOptions, JobResult, JobSpec, count_reason, top_reasons
 from ..numbers import revision_problem
 from ..records import RevisionRecord
 from .chain import ChainSettings, PlannedChain, plan_chain, revise_batch
@@ -73,8 +73,7 @@ def revise(
     """Run the critique-revision chains of a file of prompts into `out`; running it again resumes. `model` is a
     Generator, a model config or a YAML path (judges/*.yaml); with Ray or caps, a config or a path. `settings` are
     JobOptions fields and this job's own: `rounds` (1 to MAX_ROUNDS) and `sampling`, the generation settings."""
-    own, shared = split_settings(ReviseJob, settings)
-    return run_job(ReviseJob(**own), prompts, constitution, model, out, JobOptions.of(options, **shared))
+    return ReviseJob.run(prompts, constitution, model, out, options, **settings)
 
 
 @dataclass

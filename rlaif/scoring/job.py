@@ -10,7 +10,6 @@ job: a new T in the judge config is taken up by running the job again, which rat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -18,12 +17,11 @@ from ..constitution import Constitution
 from ..data.formats import DataError
 from ..data.scores import SCORES_FILE, derived_labels, scale_of
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, run_job, split_settings, top_reasons
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import TOO_LONG, ScoreJudge
 from ..numbers import score_record_problem
-from ..records import ScoreRecord
-from .rate import PlannedResponse, plan_response, rate_batch
+from .rate import PlannedResponse, plan_response, rate_planned
 from .responses import ScoreItem, read_responses
 
 RESPONSES_PER_BATCH = 16
@@ -52,15 +50,13 @@ def score(
     resumes. `judge` must be a score judge (mode: score): a Judge, a config or a YAML path (with Ray, a config or a
     path). `settings` are JobOptions fields (`limit` counts input rows; `skip_invalid` records a response too long
     for the judge as failed and goes on, without it that is bad input) and `max_chars`, a row's longest text."""
-    own, shared = split_settings(ScoreJob, settings)
-    return run_job(ScoreJob(**own), responses, constitution, judge, out, JobOptions.of(options, **shared))
+    return ScoreJob.run(responses, constitution, judge, out, options, **settings)
 
 
 @dataclass
 class ScoreJob(JudgedJob):
     """What the score job brings to the engine."""
 
-    max_chars: int = 100_000
     rows: int = field(default=0, init=False)  # input rows read this run
 
     kind = SCORES
@@ -75,16 +71,11 @@ class ScoreJob(JudgedJob):
     shard_field = "prompt_id"
     judge_kind = ScoreJudge
     other_kind = "Set `mode: score` in the judge config, or label pairs with rlaif label"
-
-    def numbers(self):
-        return (("--max-chars", self.max_chars),)
+    judged = staticmethod(rate_planned)
 
     def manifest(self) -> dict:
         # the tie margin derived labels use: the constitution's when it sets one
         return {**super().manifest(), "tie_margin": self.constitution.tie_margin_or(self.config.tie_margin)}
-
-    def worker(self):
-        return partial(rate_batch, constitution=self.constitution)
 
     def batch_size(self) -> int:
         # a batch of responses, not of trees: the responses to one prompt go to the judge together, so a backend
@@ -110,14 +101,9 @@ class ScoreJob(JudgedJob):
         return {"input_rows": self.rows, "input_responses": items_seen}
 
     def plan(self, item: ScoreItem) -> PlannedResponse:
-        known = {p.id for p in self.constitution.principles}
-        if item.principle and item.principle not in known:
-            raise DataError(
-                self.path,
-                item.source_line,
-                f"principle '{item.principle}' is not in constitution '{self.constitution.name}' "
-                f"(its principles: {', '.join(sorted(known))})",
-            )
+        reason = self.unknown_principle(item.principle)
+        if reason:
+            raise DataError(self.path, item.source_line, reason)
         return plan_response(item, self.constitution, self.config.settings_sha256(), self.options.seed)
 
     def requests_of(self, planned: PlannedResponse) -> int:
@@ -131,12 +117,6 @@ class ScoreJob(JudgedJob):
             f"response '{planned.id}' was scored before with other content ({self.store_path}:{stored.line}); "
             f"give the edited pair or prompt a new id"
         )
-
-    def bad_input(self, record: ScoreRecord) -> Optional[str]:
-        # Without --skip-invalid a response too long for the judge is bad input: keep the rest, then report it.
-        if self.options.skip_invalid or not (record.error or "").startswith(TOO_LONG):
-            return None
-        return f"response '{record.id}': {record.error} (--skip-invalid records such responses as failed and goes on)"
 
     def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
         return compute_stats(records, *scale_of(manifest), run)

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import BudgetExhausted, ScoreJudge, StoppedEarly, until_cap, verdict_flags
+from ..judges.base import BudgetExhausted, ScoreJudge, StoppedEarly, verdict_flags
 from ..judges.reading import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
@@ -43,11 +43,6 @@ def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, s
     """The principles a response is rated under and its resume key; `judge_sha` is the judge's settings hash."""
     principles = principles_for(item, constitution, seed)
     return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256, judge_sha))
-
-
-def rate_batch(judge: ScoreJudge, planned: Sequence[PlannedResponse], constitution: Constitution):
-    """A score job's batch, in this process or on a Ray worker: (records, why it stopped early or None)."""
-    return until_cap(lambda: rate_planned(judge, planned, constitution))
 
 
 def rate_planned(
