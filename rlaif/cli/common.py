@@ -1,7 +1,7 @@
 """What every command module shares: the one error path (a user-facing error becomes one clean line and an exit
 code, never a traceback; `--debug` or RLAIF_DEBUG=1 shows the traceback), plain stderr lines (so no terminal
-width re-wraps a FILE:LINE message), the exits of a job that stopped at a cap or holds failures, and the one table
-printer.
+width re-wraps a FILE:LINE message), the exits of a job that stopped at a cap or holds failures, the one table
+printer and the rows every job's summary ends with, and the `merge` of a sharded job.
 
 Exit codes, for every command: 0 ok; 2 bad input or a refused job; 3 a spending cap stopped the job; 4 judge
 failures were recorded (unless --allow-failed); 5 training diverged (a non-finite loss or gradient norm); 1 an
@@ -14,12 +14,14 @@ import errno
 import os
 import sys
 import traceback
-from typing import Callable, Iterable, Sequence, TypeVar
+from pathlib import Path
+from typing import Callable, Iterable, List, Sequence, TypeVar
 
 import typer
 from typer.exceptions import TyperException
 
 from ..config.yamlfile import ConfigFileError
+from ..jobs.shards import merge_shards
 from ..numbers import TrainingDiverged
 
 T = TypeVar("T")
@@ -141,13 +143,42 @@ def exit_if_failed(
     raise typer.Exit(FAILED)
 
 
-def ray_rows(stats: dict, unit: str) -> list[tuple[str, object]]:
-    """The summary rows of a job run on Ray: its workers (alive at the end) and each one's rate."""
+def run_rows(stats: dict, job, *own: tuple[str, object]) -> list[tuple[str, object]]:
+    """The rows a job's summary ends with (`job`, its JobSpec, names the figures): what this run did, with the job's
+    `own` figures of it, the rates, the wall time, the Ray workers (alive at the end) and each one's rate, the
+    estimated cost and what the job has spent. A merged folder has no run: its rows are left out."""
     ray = stats.get("ray")
     return [
+        (f"{job.done} this run", stats.get(f"{job.done}_now")),
+        ("resumed (already done)", stats.get("resumed_skipped")),
+        *own,
+        (f"{job.rate}/s", stats.get(f"{job.rate}_per_s")),
+        ("tokens/s", stats.get("tokens_per_s") or None),
+        ("wall time s", stats.get("wall_time_s")),
         ("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
-        (f"{unit}/s per worker", " / ".join(str(w[f"{unit}_per_s"]) for w in ray["per_worker"]) if ray else None),
+        (
+            f"{job.unit}/s per worker",
+            " / ".join(str(w[f"{job.unit}_per_s"]) for w in ray["per_worker"]) if ray else None,
+        ),
+        ("estimated cost", stats.get("estimated_cost")),
+        ("spent by this job: requests", stats.get("spent_requests") or None),
     ]
+
+
+def merge_command(app: typer.Typer, job, summary: Callable[[dict, str], None]) -> None:
+    """Give a job's command group (`rlaif label`, `rlaif score`) its `merge`: the folders of a sharded job combined
+    into one (rlaif.jobs.shards.merge_shards, `job` its JobSpec), then the job's `summary` of the merged folder."""
+
+    @app.command(
+        "merge",
+        help=f"Combine the folders of a sharded {job.kind.job} job into one, checking they are "
+        "from one job, complete and disjoint.",
+    )
+    def merge(
+        dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
+        out_dir: Path = typer.Option(..., "--out", help="Merged output directory."),
+    ) -> None:
+        summary(guard(lambda: merge_shards(dirs, out_dir, job())), f"merged {job.kind.records} in {out_dir}")
 
 
 def print_table(title: str, rows: Iterable[Sequence], header: Sequence[str] = ("figure", "value")) -> None:

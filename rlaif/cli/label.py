@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from ..jobs.run import run_job
-from ..jobs.shards import merge_shards
 from ..labeling.job import LabelJob, judge_advice
-from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .common import exit_if_capped, exit_if_failed, guard, merge_command, print_table, run_rows
 from .options import (
     FORMAT,
     MAX_COST,
@@ -110,28 +109,9 @@ def _summary(stats: dict, title: str) -> None:
             ("position consistency", stats["position_consistency"]),
             ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
             ("agreement, single order", stats.get("agreement_single_order")),
-            ("labelled this run", stats.get("labelled_now")),
-            ("resumed (already done)", stats.get("resumed_skipped")),
-            ("pairs/s", stats.get("pairs_per_s")),
-            ("tokens/s", stats.get("tokens_per_s")),
-            *ray_rows(stats, "pairs"),
-            ("wall time s", stats.get("wall_time_s")),
-            ("estimated cost", stats.get("estimated_cost")),
-            ("spent by this job: requests", stats.get("spent_requests") or None),
+            *run_rows(stats, LabelJob),
         ],
     )
 
 
-@app.command("merge")
-def label_merge(
-    dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
-    out_dir: Path = typer.Option(..., "--out", help="Merged output directory."),
-) -> None:
-    """Combine shard directories into one, checking they are disjoint and complete."""
-
-    def run():
-
-        return merge_shards(dirs, out_dir, LabelJob())
-
-    stats = guard(run)
-    _summary(stats, f"merged labels in {out_dir}")
+merge_command(app, LabelJob, _summary)

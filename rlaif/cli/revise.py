@@ -10,7 +10,7 @@ import typer
 
 from ..jobs.run import run_job
 from ..revision.job import ReviseJob
-from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .common import exit_if_capped, exit_if_failed, guard, print_table, run_rows
 from .options import (
     FORMAT,
     MAX_COST,
@@ -117,14 +117,11 @@ def _summary(stats: dict, title: str) -> None:
                 "cut at max_new_tokens: answers / critiques / revisions",
                 f"{cut['initial']} / {cut['critique']} / {cut['revision']}",
             ),
-            ("revised this run", stats.get("revised_now")),
-            ("resumed (already done)", stats.get("resumed_skipped")),
-            ("retried this run", stats.get("retried_this_run") or None),
-            ("tokens generated this run", stats.get("run_completion_tokens") or None),
-            ("revisions/s", stats.get("revisions_per_s")),
-            ("tokens/s", stats.get("tokens_per_s") or None),
-            ("wall time s", stats.get("wall_time_s")),
-            *ray_rows(stats, "prompts"),
-            ("spent by this job: requests", stats.get("spent_requests") or None),
+            *run_rows(
+                stats,
+                ReviseJob,
+                ("retried this run", stats.get("retried_this_run") or None),
+                ("tokens generated this run", stats.get("run_completion_tokens") or None),
+            ),
         ],
     )

@@ -4,14 +4,13 @@ with a score judge (mode: score; d-RLAIF) into scores.jsonl, one record per resp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from ..jobs.run import run_job
-from ..jobs.shards import merge_shards
 from ..scoring.job import ScoreJob
-from .common import exit_if_capped, exit_if_failed, guard, print_table, ray_rows
+from .common import exit_if_capped, exit_if_failed, guard, merge_command, print_table, run_rows
 from .options import (
     FORMAT,
     MAX_COST,
@@ -95,25 +94,9 @@ def _summary(stats: dict, title: str) -> None:
                 ", ".join(f"{k} {v:+.3f}" for k, v in stats["mean_reward_by_principle"].items()) or None,
             ),
             ("agreement with human (derived pairs)", stats.get("agreement_with_human")),
-            ("scored this run", stats.get("scored_now")),
-            ("resumed (already done)", stats.get("resumed_skipped")),
-            ("responses/s", stats.get("responses_per_s")),
-            ("wall time s", stats.get("wall_time_s")),
-            *ray_rows(stats, "responses"),
-            ("spent by this job: requests", stats.get("spent_requests") or None),
+            *run_rows(stats, ScoreJob),
         ],
     )
 
 
-@app.command("merge")
-def score_merge(
-    dirs: List[Path] = typer.Argument(..., help="Shard output directories."),
-    out_dir: Path = typer.Option(..., "--out", help="Merged output directory."),
-) -> None:
-    """Combine the folders of a sharded score job into one, checking they are from one job, complete and disjoint."""
-
-    def run():
-
-        return merge_shards(dirs, out_dir, ScoreJob())
-
-    _summary(guard(run), f"merged scores in {out_dir}")
+merge_command(app, ScoreJob, _summary)
