@@ -12,20 +12,11 @@ import time
 from pathlib import Path
 
 from ..config.dpo import DPOTrainConfig
-from ..train.data import micro_batches, step_indices
 from ..train.dpo import dpo_step, evaluate, precompute_reference
 from ..train.losses import dpo_loss_fn
 from ..train.models import load_reference, load_trainable
 from ..train.preference import start_preference_run
-from ..train.run import (
-    RunLog,
-    frozen_dtype,
-    global_batch,
-    make_optimizer,
-    prepare_for_training,
-    total_steps,
-    with_cpu_threads,
-)
+from ..train.run import frozen_dtype, prepare_for_training, with_cpu_threads
 
 
 @with_cpu_threads
@@ -69,30 +60,15 @@ def train(config: DPOTrainConfig) -> Path:
         reference = None  # no longer needed: free its memory
         policy.train()
 
-    steps = total_steps(config, len(train_pairs), acc.num_processes)
-    optimizer, scheduler = make_optimizer(policy, config.optim, steps)
-    policy, optimizer, scheduler = acc.prepare(policy, optimizer, scheduler)
-    log = RunLog(acc, config, run.tokenizer, run.resume, keep=config.save_total_limit)
+    policy, optimizer, scheduler, log = run.prepare(policy)
     loss_fn = dpo_loss_fn(config.loss)
-    gb = global_batch(config, acc.num_processes)
-    if acc.is_main_process:
-        print(
-            f"dpo: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
-            f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
-            + (f"; resuming at step {log.start}" if log.start else ""),
-            flush=True,
-        )
+    steps = run.steps
 
     # -- loop -----------------------------------------------------------------------------------------------
     policy.train()
     for step in range(log.start, steps):
         t0 = time.perf_counter()
-        micro = micro_batches(
-            step_indices(step, len(train_pairs), gb, config.seed),
-            acc.process_index,
-            acc.num_processes,
-            config.grad_accum,
-        )
+        micro = run.micro_batches(step)
         done = step + 1
         row = dpo_step(
             acc,
@@ -108,7 +84,7 @@ def train(config: DPOTrainConfig) -> Path:
             pad_id,
             log.checks(done, steps),
         )
-        row.update(epoch=done * gb / len(train_pairs), step_time_s=time.perf_counter() - t0)
+        row.update(epoch=run.epoch(done), step_time_s=time.perf_counter() - t0)
         if log.evaluates(done, steps):
             row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id))
         log.end_step(

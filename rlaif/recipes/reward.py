@@ -15,11 +15,11 @@ import torch
 
 from ..config.reward import RewardTrainConfig
 from ..rewards.reward_model import sequence_rewards
-from ..train.data import micro_batches, pair_batch, step_indices
+from ..train.data import pair_batch
 from ..train.losses import bradley_terry_loss
 from ..train.models import load_trainable
 from ..train.preference import evaluate_pairs, optimizer_step, start_preference_run
-from ..train.run import RunLog, global_batch, make_optimizer, prepare_for_training, total_steps, with_cpu_threads
+from ..train.run import prepare_for_training, with_cpu_threads
 
 STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", "reward_sum", "margin_sum")
 
@@ -66,18 +66,8 @@ def train(config: RewardTrainConfig) -> Path:
     acc, train_pairs, eval_pairs = run.acc, run.train_pairs, run.eval_pairs
     model = load_trainable(config.model, config.lora, run.tokenizer, "score", run.resume)
     prepare_for_training(model, config)
-    steps = total_steps(config, len(train_pairs), acc.num_processes)
-    optimizer, scheduler = make_optimizer(model, config.optim, steps)
-    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
-    log = RunLog(acc, config, run.tokenizer, run.resume, keep=config.save_total_limit)
-    gb = global_batch(config, acc.num_processes)
-    if acc.is_main_process:
-        print(
-            f"reward: {len(train_pairs)} training pairs, {len(eval_pairs)} held out, {run.too_long} too long "
-            f"(feedback: {run.feedback.counts}); {steps} steps of {gb} pairs"
-            + (f"; resuming at step {log.start}" if log.start else ""),
-            flush=True,
-        )
+    model, optimizer, scheduler, log = run.prepare(model)
+    steps = run.steps
 
     def terms(pairs):
         return lambda idx: pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device), config)
@@ -86,12 +76,7 @@ def train(config: RewardTrainConfig) -> Path:
     model.train()
     for step in range(log.start, steps):
         t0 = time.perf_counter()
-        micro = micro_batches(
-            step_indices(step, len(train_pairs), gb, config.seed),
-            acc.process_index,
-            acc.num_processes,
-            config.grad_accum,
-        )
+        micro = run.micro_batches(step)
         done = step + 1
         sums, lr, grad_norm = optimizer_step(
             acc, model, optimizer, scheduler, micro, terms(train_pairs), STATS, config, log.checks(done, steps)
@@ -100,7 +85,7 @@ def train(config: RewardTrainConfig) -> Path:
             **summarise(sums),
             "lr": lr,
             "grad_norm": grad_norm,
-            "epoch": done * gb / len(train_pairs),
+            "epoch": run.epoch(done),
             "step_time_s": time.perf_counter() - t0,
         }
         if log.evaluates(done, steps):

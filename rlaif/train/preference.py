@@ -13,9 +13,19 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .data import encode_pairs, read_feedback
+from .data import encode_pairs, micro_batches, read_feedback, step_indices
 from .models import load_tokenizer
-from .run import Check, add_into, clip_gradients, reduce_sums, start_run
+from .run import (
+    Check,
+    RunLog,
+    add_into,
+    clip_gradients,
+    global_batch,
+    make_optimizer,
+    reduce_sums,
+    start_run,
+    total_steps,
+)
 
 Terms = Callable[[list[int]], dict]  # pair indices -> {"loss": summed loss, statistic: summed tensor, ...}
 
@@ -23,8 +33,10 @@ Terms = Callable[[list[int]], dict]  # pair indices -> {"loss": summed loss, sta
 @dataclass
 class PreferenceRun:
     """What the preference recipes (reward, DPO) set up alike: the accelerator, the run directory and its resume
-    point, the tokenizer, and the feedback encoded into training and held-out pairs."""
+    point, the tokenizer, and the feedback encoded into training and held-out pairs; then (`prepare`) the steps,
+    the optimizer and the run log, and each step's micro-batches of pairs."""
 
+    config: object
     acc: object
     out: Path
     resume: Optional[Path]
@@ -33,10 +45,40 @@ class PreferenceRun:
     train_pairs: list
     eval_pairs: list
     too_long: int
+    steps: int = 0  # optimizer steps of the whole run (set by `prepare`)
+    global_batch: int = 0  # pairs per optimizer step, over all processes
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
+
+    def prepare(self, model):
+        """The optimizer and its schedule over the run's steps, handed with `model` to the accelerator, and the run
+        log (which knows the step to resume at); the main process says what the run will do. Returns (model,
+        optimizer, scheduler, log)."""
+        acc, config = self.acc, self.config
+        self.steps = total_steps(config, len(self.train_pairs), acc.num_processes)
+        self.global_batch = global_batch(config, acc.num_processes)
+        optimizer, scheduler = make_optimizer(model, config.optim, self.steps)
+        model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+        log = RunLog(acc, config, self.tokenizer, self.resume, keep=config.save_total_limit)
+        if acc.is_main_process:
+            print(
+                f"{config.method}: {len(self.train_pairs)} training pairs, {len(self.eval_pairs)} held out, "
+                f"{self.too_long} too long (feedback: {self.feedback.counts}); {self.steps} steps of "
+                f"{self.global_batch} pairs" + (f"; resuming at step {log.start}" if log.start else ""),
+                flush=True,
+            )
+        return model, optimizer, scheduler, log
+
+    def micro_batches(self, step: int) -> list[list[int]]:
+        """This process's micro-batches (lists of training pair indices) of optimizer step `step`."""
+        indices = step_indices(step, len(self.train_pairs), self.global_batch, self.config.seed)
+        return micro_batches(indices, self.acc.process_index, self.acc.num_processes, self.config.grad_accum)
+
+    def epoch(self, done: int) -> float:
+        """The passes over the training pairs after `done` steps."""
+        return done * self.global_batch / len(self.train_pairs)
 
 
 def start_preference_run(config, whole: bool) -> PreferenceRun:
@@ -49,7 +91,9 @@ def start_preference_run(config, whole: bool) -> PreferenceRun:
     feedback = read_feedback(config.feedback, config.pairs, config.seed, write_queue=acc.is_main_process)
     train_pairs, too_long = encode_pairs(tokenizer, feedback.train, config.max_length, whole=whole)
     eval_pairs, _ = encode_pairs(tokenizer, feedback.eval, config.max_length, whole=whole)
-    return PreferenceRun(acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs, too_long)
+    return PreferenceRun(
+        config, acc, Path(config.output_dir), resume, tokenizer, feedback, train_pairs, eval_pairs, too_long
+    )
 
 
 def optimizer_step(
