@@ -67,6 +67,20 @@ class WorkerResources(BaseModel):
     )
 
 
+# The settings of the transformers forward pass, for both backends that read verdicts with it (transformers, policy).
+PairsPerPass = Annotated[int, Field(ge=1, description="Pairs encoded per forward pass.")]
+JudgePromptTokens = Annotated[
+    int, Field(ge=16, description="Longest judge prompt in tokens; longer pairs fail with a clear error.")
+]
+SharePrefix = Annotated[
+    bool,
+    Field(
+        description="Encode the instructions and conversation once per pair and branch the two orders and every "
+        "principle off that cache."
+    ),
+]
+
+
 class JudgeBase(Hashed):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     # Fields added after labels existed: hashed only when set, so every pairwise judge keeps its hash.
@@ -154,15 +168,9 @@ class TransformersJudgeConfig(JudgeBase):
         "auto", description="auto: float32 on CPU, bfloat16 on GPU."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
-    max_length: int = Field(
-        2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail with a clear error."
-    )
-    share_prefix: bool = Field(
-        True,
-        description="Encode the instructions and conversation once per pair and "
-        "branch the two orders and every principle off that cache.",
-    )
+    batch_size: PairsPerPass = 4
+    max_length: JudgePromptTokens = 2048
+    share_prefix: SharePrefix = True
     cache_dir: Optional[str] = Field(
         None, description="Where converted GGUF models are cached (default ~/.cache/rlaif/models)."
     )
@@ -339,15 +347,9 @@ class PolicyJudgeConfig(JudgeBase):
         description="Name recorded on labels; 'policy' means the policy being trained, "
         "whose weights `rlaif loop` hands over each iteration.",
     )
-    batch_size: int = Field(4, ge=1, description="Pairs encoded per forward pass.")
-    max_length: int = Field(
-        2048, ge=16, description="Longest judge prompt in tokens; longer pairs fail with a clear error."
-    )
-    share_prefix: bool = Field(
-        True,
-        description="Encode the instructions and conversation once per pair and "
-        "branch the two orders and every principle off that cache.",
-    )
+    batch_size: PairsPerPass = 4
+    max_length: JudgePromptTokens = 2048
+    share_prefix: SharePrefix = True
 
     _plumbing: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_prefix"})
 
