@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config.paths import is_loopback, remote_host_refusal
 from ..constitution import load_constitution
+from ..serving import BodyLimit, listening, reply, run, url, validation_line
 from .db import AnnotationDB, UnknownPair, error_kind
-from .http import BodyLimit, listening, reply, run, url, validation_line
 from .presentation import pair_order_label, served_pairs, shown_order
 from .tokens import load_tokens
 

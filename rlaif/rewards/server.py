@@ -32,8 +32,8 @@ from starlette.exceptions import HTTPException
 from ..config.judge import load_judge_config
 from ..config.paths import remote_host_refusal
 from ..config.sampling import SamplingConfig
-from ..human.http import BodyLimit, listening, refusal_line, run, url, validation_line
 from ..numbers import positive_problem
+from ..serving import BodyLimit, listening, refusal_line, run, url, validation_line
 from .judge_reward import JudgeReward, judge_reward, prompt_key, reward_refusal
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).

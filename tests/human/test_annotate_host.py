@@ -103,7 +103,7 @@ def test_port_0_announces_the_port_it_got(tmp_path):
 
 def test_an_app_that_fails_to_start_is_no_exit_3():
     """uvicorn exits 3 when the app's startup fails; the shared runner makes it an error line (exit 2) instead."""
-    from rlaif.human.http import listening, run
+    from rlaif.serving import listening, run
 
     async def failing(scope, receive, send):
         assert scope["type"] == "lifespan"

@@ -1,8 +1,9 @@
-"""What rlaif's two HTTP servers share: the annotation app (`server.py` here) and `rlaif serve reward`
-(rlaif.rewards.server), both on the `human` extra's fastapi and uvicorn. The listening sockets are bound before any
-work, so a taken port or an unknown host is one line and exit 2, and `--port 0` can announce the port it got;
-uvicorn serves the app on them; a body over the cap gets 413 before the app reads it; a refusal is one plain line.
-Importing this module imports neither fastapi nor uvicorn.
+"""What rlaif's two HTTP servers share: the annotation app (rlaif.human.server) and `rlaif serve reward`
+(rlaif.rewards.server), both on the `human` extra's fastapi and uvicorn. It sits below both, so that neither
+server's package imports the other's. The listening sockets are bound before any work, so a taken port or an unknown
+host is one line and exit 2, and `--port 0` can announce the port it got; uvicorn serves the app on them; a body
+over the cap gets 413 before the app reads it; a refusal is one plain line. Importing this module imports neither
+fastapi nor uvicorn.
 """
 
 from __future__ import annotations
