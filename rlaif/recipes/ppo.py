@@ -26,7 +26,7 @@ import torch
 
 from ..config.ppo import PPOTrainConfig
 from ..policy.sampling import PolicySampler, sample
-from ..rewards.sources import make_reward_source
+from ..rewards.sources import check_reward_source, make_reward_source
 from ..train.data import step_indices
 from ..train.losses import ppo_policy_loss, ppo_value_loss
 from ..train.models import load_reference, load_tokenizer, load_trainable, reference_mode
@@ -289,6 +289,7 @@ def evaluate(
 def train(config: PPOTrainConfig) -> Path:
     """Run (or resume) a PPO training run; returns the directory of the final model."""
     # -- setup ----------------------------------------------------------------------------------------------
+    check_reward_source(config.reward)  # a judge that cannot give the reward is refused before any model loads
     acc, resume = start_run(config)
     out = Path(config.output_dir)
     tokenizer = load_tokenizer(config.model, resume)

@@ -52,10 +52,11 @@ def reward_kind(mode: Optional[str]) -> Optional[type]:
     return None if mode is None else ScoreJudge if mode == "score" else PairwiseJudge
 
 
-def reward_refusal(judge, mode: Optional[str], source: str = "the judge") -> Optional[str]:
-    """Why `judge` (a loaded judge or its config, read from `source`) cannot reward in `mode`: one line, or None."""
+def reward_refusal(judge, mode: Optional[str], source: str = "the judge", user: Optional[str] = None) -> Optional[str]:
+    """Why `judge` (a loaded judge or its config, read from `source`) cannot reward in `mode` (for `user`, by
+    default "reward mode MODE"): one line, or None."""
     kind = reward_kind(mode)
-    return refusal(judge, kind, f"reward mode {mode}", source, OTHER_KIND.get(kind, ""))
+    return refusal(judge, kind, user or f"reward mode {mode}", source, OTHER_KIND.get(kind, ""))
 
 
 def _text(x) -> str:

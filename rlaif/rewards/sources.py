@@ -1,16 +1,18 @@
 """Reward sources: what rewards a response sampled in an RL rollout (PPO here), chosen by the config's `reward.type`
 — a trained reward model, or the judge itself (d-RLAIF). Each is `source(samples, references) -> list[float]`
 over `rlaif.policy.sampling.Sample`s, says whether it needs a reference-policy response per sample, and counts the
-verdicts that failed.
+verdicts that failed. A judge that cannot give its reward is refused at the start of the run (`check_reward_source`).
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ..config.judge import load_judge_config
 from ..config.ppo import JudgeRewardConfig, JudgeScoreRewardConfig, ModelRewardConfig
+from ..judges.base import not_ready
 from ..policy.chat import encode
-from .judge_reward import judge_reward
+from .judge_reward import judge_reward, reward_refusal
 from .reward_model import load_reward_model, score_sequences
 
 
@@ -43,7 +45,7 @@ class JudgeRewardSource:
 
     def __init__(self, config: JudgeRewardConfig | JudgeScoreRewardConfig, seed: int = 0):
 
-        mode = config.mode if isinstance(config, JudgeRewardConfig) else "score"
+        mode = _mode(config)
         self.reward = judge_reward(config.judge, config.constitution, mode=mode, seed=seed)
         self.needs_reference = mode == "reference"
 
@@ -55,6 +57,25 @@ class JudgeRewardSource:
     def failed(self) -> int:
         """Verdicts that failed so far (each gave reward 0)."""
         return self.reward.failed
+
+
+def _mode(config: JudgeRewardConfig | JudgeScoreRewardConfig) -> str:
+    """The JudgeReward mode of a judge reward: `reward.mode` (reference, group), or score for `type: judge_score`."""
+    return config.mode if isinstance(config, JudgeRewardConfig) else "score"
+
+
+def check_reward_source(config) -> None:
+    """Refuse, before any model loads, a judge reward whose judge cannot give it: a judge of the other kind (a
+    score judge for `type: judge`, a pairwise one for `judge_score`), or one that cannot judge on its own (the
+    policy judge, which only `rlaif loop` attaches a model to). A ValueError, one line naming the judge file."""
+    if isinstance(config, ModelRewardConfig):
+        return
+    judge = load_judge_config(config.judge)
+    problem = reward_refusal(judge, _mode(config), config.judge, f"reward type {config.type}")
+    if problem is None and (unready := not_ready(judge)):
+        problem = f"{config.judge}: {unready}"
+    if problem:
+        raise ValueError(problem)
 
 
 def make_reward_source(config, device=None, dtype=None, seed: int = 0):

@@ -172,6 +172,37 @@ def test_a_ppo_reward_model_must_be_a_reward_model(files, tmp_path):
     assert line.startswith(f"{ppo}:21: reward.path: {files['folder']} is not a saved model directory")
 
 
+@pytest.mark.parametrize(
+    "reward_type, judge_yaml, said",
+    [
+        ("judge", "backend: python\nmode: score\nfunction: tests.judge_fns:score_polite\n", "is a score judge"),
+        ("judge_score", "backend: python\nfunction: tests.judge_fns:prefers_polite\n", "is a pairwise judge"),
+        ("judge", "backend: policy\n", "has no model of its own"),
+    ],
+)
+def test_a_ppo_judge_that_cannot_give_the_reward_is_refused_before_any_model_loads(
+    tmp_path, reward_type, judge_yaml, said
+):
+    """A judge of the other kind for the reward type, or the policy judge (only `rlaif loop` attaches a model to
+    it), is refused as `rlaif label` refuses it: one line naming the judge file, exit 2, before the run folder or
+    any model is made."""
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(judge_yaml)
+    out = tmp_path / "run"
+    line = one_clean_line(
+        cli(
+            "train",
+            "ppo",
+            "--config",
+            ROOT / "examples/tiny/ppo.yaml",
+            f"output_dir={out}",
+            f"reward={{type: {reward_type}, judge: {judge}}}",
+        )
+    )
+    assert line.startswith(f"error: {judge}") and said in line, line
+    assert not out.exists()
+
+
 def test_a_training_run_refused_for_its_input_exits_2_not_1(files, tmp_path):
     line = one_clean_line(
         cli(
