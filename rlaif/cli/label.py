@@ -63,14 +63,8 @@ def label_cmd(
     )
     options = job_options(ctx.params)
 
-    def run():
-
-        return run_job(
-            LabelJob(relabel_changed=relabel_changed, max_chars=max_chars), pairs, constitution, judge, out_dir, options
-        )
-
-    result = guard(run)
-
+    job = LabelJob(relabel_changed=relabel_changed, max_chars=max_chars)
+    result = guard(lambda: run_job(job, pairs, constitution, judge, out_dir, options))
     stats = result.stats
     _summary(stats, f"labels in {out_dir}")
     advice = judge_advice(stats)

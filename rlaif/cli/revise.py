@@ -75,7 +75,6 @@ def revise_cmd(
     options = job_options(ctx.params)
 
     def run():
-
         sampling = sampling_config(config, temperature, top_p, max_new_tokens)
         return run_job(ReviseJob(rounds=rounds, sampling=sampling), prompts, constitution, model, out_dir, options)
 

@@ -67,13 +67,9 @@ def score_cmd(
     )
     options = job_options(ctx.params)
 
-    def run():
-
-        return run_job(ScoreJob(max_chars=max_chars), pairs, constitution, judge, out_dir, options)
-
-    result = guard(run)
-    _summary(result.stats, f"scores in {out_dir}")
+    result = guard(lambda: run_job(ScoreJob(max_chars=max_chars), pairs, constitution, judge, out_dir, options))
     stats = result.stats
+    _summary(stats, f"scores in {out_dir}")
     exit_if_capped(result, stats, "everything scored")
     exit_if_failed(
         stats["failed_judge"], allow_failed, stats, out_dir, "responses have no score", "the judge failed", "the judge"

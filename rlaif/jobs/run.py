@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Optional, Protoc
 from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
-from ..data.formats import DataError
+from ..data.formats import DataError, count_pairs
 from ..files import write_json_atomic
 from ..judges.base import TOO_LONG, not_ready, until_cap
 from ..judges.registry import load_judge
@@ -154,7 +154,7 @@ class JobSpec:
 
     def total(self, path: Path) -> Optional[int]:
         """How many input rows the progress line counts to (None: no total)."""
-        return None
+        return count_pairs(path, self.options.format)
 
     def limit(self) -> Optional[int]:
         """How many items the pass reads at most: --limit, unless the job counts it in input rows itself."""
@@ -230,8 +230,8 @@ class JobSpec:
             "run_completion_tokens": c["completion_tokens"],
         }
 
-    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
-        """stats.json of the folder's records (all runs), with this run's figures (`run`) when there was one."""
+    def stats(self, records: Iterable[dict], manifest: dict) -> dict:
+        """stats.json's figures of the folder's records (all runs); this run's (`run_stats`) go on top."""
         raise NotImplementedError
 
     # set by run_job for the hooks above
@@ -383,7 +383,7 @@ def _total(spec: JobSpec, options: JobOptions) -> Optional[int]:
 def _write_stats(folder: Folder, spec: JobSpec, manifest: dict, job: Optional["JobPass"], cluster=None) -> dict:
     """stats.json: the folder's records, this run's figures, the failures recorded before this run, why the run
     stopped, and the Ray workers' figures when it ran on Ray; written atomically."""
-    stats = spec.stats(folder.store, manifest, spec.run_stats(job) if job else None)
+    stats = {**spec.stats(folder.store, manifest), **(spec.run_stats(job) if job else {})}
     if job:
         stats["failed_before"] = max(0, stats["failed"] - job.counts["failed"])
         stats["stopped"] = job.stopped

@@ -44,7 +44,7 @@ def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: JobSpec) -> d
         spends = [read_spend(d) for d, _ in shards]
         write_spend(tmp, Spend(requests=sum(x.requests for x in spends), cost=sum(x.cost for x in spends)))
         merged = {**first, "shard": [0, 1], "merged_from": [str(d) for d, _ in shards], "status": "complete"}
-        stats = job.stats(LabelStore(target), merged, None)
+        stats = job.stats(LabelStore(target), merged)
         write_json_atomic(tmp / "stats.json", stats)
         write_json_atomic(tmp / MANIFEST_FILE, merged)
         _rename(tmp, out)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from ..constitution import Constitution
-from ..data.formats import DataError, count_pairs
+from ..data.formats import DataError
 from ..data.labels import LABELS_FILE
 from ..data.pairs import read_pairs, synthetic_line
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
@@ -70,9 +70,6 @@ class LabelJob(JudgedJob):
     judge_kind = PairwiseJudge
     other_kind = "Rate responses with rlaif score, or set `mode: pairwise` in the judge config"
     judged = staticmethod(judge_planned)
-
-    def total(self, path: Path) -> Optional[int]:
-        return count_pairs(path, self.options.format)
 
     def items(self, path: Path) -> Iterator[Pair]:
         """The input's pairs, noting how far this run reads and the rows that still have an id of a line."""
@@ -147,8 +144,8 @@ class LabelJob(JudgedJob):
             "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
         }
 
-    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
-        return compute_stats(records, self.config, run)
+    def stats(self, records: Iterable[dict], manifest: dict) -> dict:
+        return compute_stats(records, self.config)
 
 
 # -- the folder's stats ------------------------------------------------------------------------------------------
@@ -160,7 +157,7 @@ def _rate(num: int, den: int) -> Optional[float]:
     return round(num / den, 4) if den else None
 
 
-def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict] = None) -> dict:
+def compute_stats(records: Iterable[dict], judge_config=None) -> dict:
     n = ok = failed = failed_input = consistent = 0
     labels = {"a": 0, "b": 0, "tie": 0}
     human_n = agree = agree_decided = decided = first_only_agree = 0
@@ -223,8 +220,6 @@ def compute_stats(records: Iterable[dict], judge_config=None, run: Optional[dict
             + completion_tokens * judge_config.price_per_1k_completion_tokens
         ) / 1000
         stats["estimated_cost"] = round(cost, 6) if cost else None
-    if run:
-        stats.update(run)
     return stats
 
 

@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from ..config.judge import WorkerResources
 from ..config.paths import model_problem, output_file_problem, require
 from ..config.sampling import SamplingConfig
-from ..data.formats import count_pairs
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..files import write_jsonl
 from ..jobs.folder import FolderKind
@@ -171,9 +170,6 @@ class GenerateJob(JobSpec):
     def batch_size(self) -> int:
         return max(1, self.sampling.batch_size // self.n)  # prompts per generate() call, n samples each
 
-    def total(self, path: Path) -> Optional[int]:
-        return count_pairs(path, self.options.format)
-
     def items(self, path: Path) -> Iterable[PromptRow]:
         return read_prompt_rows(path, self.options.format)
 
@@ -198,7 +194,7 @@ class GenerateJob(JobSpec):
         rows, _ = pair_rows([r["prompt"] for r in done], [r["samples"] for r in done], self.provenance())
         write_jsonl(rows, self.out)
 
-    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
+    def stats(self, records: Iterable[dict], manifest: dict) -> dict:
         records = list(records)
         ok = [r for r in records if r.get("status") == "ok"]
         rows, empty = pair_rows([r["prompt"] for r in ok], [r["samples"] for r in ok])
@@ -211,7 +207,6 @@ class GenerateJob(JobSpec):
             "ok": len(ok),
             "failed": len(records) - len(ok),
             "pairs_file": str(self.out),
-            **(run or {}),
         }
 
 

@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 from ..config.sampling import SamplingConfig
 from ..config.yamlfile import field_errors
 from ..constitution import Constitution
-from ..data.formats import DataError, count_pairs
+from ..data.formats import DataError
 from ..data.prompts import PromptRow, read_prompt_rows
 from ..jobs.folder import FolderKind, JobError
 from ..jobs.run import JobOptions, JobResult, JobSpec, count_reason, top_reasons
@@ -141,9 +141,6 @@ class ReviseJob(JobSpec):
     def batch_size(self) -> int:
         return self.sampling.batch_size
 
-    def total(self, path: Path) -> Optional[int]:
-        return count_pairs(path, self.options.format)
-
     def items(self, path: Path) -> Iterable[PromptRow]:
         return read_prompt_rows(path, self.options.format)
 
@@ -194,8 +191,8 @@ class ReviseJob(JobSpec):
             "tokens_per_s": round(c["completion_tokens"] / wall, 2) if wall > 0 else None,
         }
 
-    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
-        return compute_stats(records, manifest["rounds"], run)
+    def stats(self, records: Iterable[dict], manifest: dict) -> dict:
+        return compute_stats(records, manifest["rounds"])
 
 
 def _check_revisable(constitution: Constitution, path: Optional[str]) -> None:
@@ -217,7 +214,7 @@ def _mean(total: float, n: int) -> Optional[float]:
     return round(total / n, 2) if n else None
 
 
-def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = None) -> dict:
+def compute_stats(records: Iterable[dict], rounds: int) -> dict:
     n = ok = 0
     prompt_tokens = completion_tokens = from_input = changed = 0
     chars = {"initial": 0, "final": 0}
@@ -243,7 +240,7 @@ def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = No
         for k in chars:
             chars[k] += len(r[k])
             words[k] += len(r[k].split())
-    stats = {
+    return {
         "prompts": n,
         "ok": ok,
         "failed": n - ok,
@@ -260,9 +257,6 @@ def compute_stats(records: Iterable[dict], rounds: int, run: Optional[dict] = No
         "completion_tokens": completion_tokens,
         "failure_reasons": top_reasons(errors),
     }
-    if run:
-        stats.update(run)
-    return stats
 
 
 __all__ = ["MAX_ROUNDS", "REVISIONS", "REVISIONS_FILE", "JobError", "JobResult", "ReviseJob", "compute_stats", "revise"]

@@ -65,9 +65,8 @@ def _mode(config: JudgeRewardConfig | JudgeScoreRewardConfig) -> str:
 
 
 def check_reward_source(config) -> None:
-    """Refuse, before any model loads, a judge reward whose judge cannot give it: a judge of the other kind (a
-    score judge for `type: judge`, a pairwise one for `judge_score`), or one that cannot judge on its own (the
-    policy judge, which only `rlaif loop` attaches a model to). A ValueError, one line naming the judge file."""
+    """Refuse (ValueError, one line naming the judge file) a judge reward whose judge cannot give it: one of the
+    other kind for its reward type, or one that cannot judge on its own (the policy judge)."""
     if isinstance(config, ModelRewardConfig):
         return
     judge = load_judge_config(config.judge)

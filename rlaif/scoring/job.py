@@ -118,16 +118,17 @@ class ScoreJob(JudgedJob):
             f"give the edited pair or prompt a new id"
         )
 
-    def stats(self, records: Iterable[dict], manifest: dict, run: Optional[dict]) -> dict:
-        return compute_stats(records, *scale_of(manifest), run)
+    def total(self, path: Path) -> Optional[int]:
+        return None  # the progress line counts responses, and a row of pairs holds two
+
+    def stats(self, records: Iterable[dict], manifest: dict) -> dict:
+        return compute_stats(records, *scale_of(manifest))
 
 
 # -- the folder's stats: responses rated and failed (and why), the histogram of expected scores, the mean reward per
 # principle, and, where the input pairs carry a human choice, how often the preference derived from the two scores
 # agrees with it.
-def compute_stats(
-    records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float, run: Optional[dict] = None
-) -> dict:
+def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: float, tie_margin: float) -> dict:
     records = list(records)
     low, high = scale
     histogram = {str(s): 0 for s in range(low, high + 1)}  # expected scores, rounded to the nearest score
@@ -153,7 +154,7 @@ def compute_stats(
         if pair["status"] == "ok" and pair.get("human_label") in ("a", "b"):
             decided += 1
             agree += pair["label"] == pair["human_label"]
-    stats = {
+    return {
         "responses": len(records),
         "ok": ok,
         "failed": len(records) - ok,
@@ -172,9 +173,6 @@ def compute_stats(
         "completion_tokens": completion_tokens,
         "failure_reasons": top_reasons(errors),
     }
-    if run:
-        stats.update(run)
-    return stats
 
 
 __all__ = ["SCORES", "JobError", "JobResult", "ScoreJob", "compute_stats", "score"]
