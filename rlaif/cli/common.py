@@ -148,6 +148,7 @@ def run_rows(stats: dict, job, *own: tuple[str, object]) -> list[tuple[str, obje
     `own` figures of it, the rates, the wall time, the Ray workers (alive at the end) and each one's rate, the
     estimated cost and what the job has spent. A merged folder has no run: its rows are left out."""
     ray = stats.get("ray")
+    workers = ray["per_worker"] if ray else []
     return [
         (f"{job.done} this run", stats.get(f"{job.done}_now")),
         ("resumed (already done)", stats.get("resumed_skipped")),
@@ -156,10 +157,7 @@ def run_rows(stats: dict, job, *own: tuple[str, object]) -> list[tuple[str, obje
         ("tokens/s", stats.get("tokens_per_s") or None),
         ("wall time s", stats.get("wall_time_s")),
         ("Ray workers (alive at the end)", f"{ray['workers']} ({ray['workers_alive']})" if ray else None),
-        (
-            f"{job.unit}/s per worker",
-            " / ".join(str(w[f"{job.unit}_per_s"]) for w in ray["per_worker"]) if ray else None,
-        ),
+        (f"{job.unit}/s per worker", " / ".join(str(w[f"{job.unit}_per_s"]) for w in workers) or None),
         ("estimated cost", stats.get("estimated_cost")),
         ("spent by this job: requests", stats.get("spent_requests") or None),
     ]
