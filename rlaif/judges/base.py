@@ -84,6 +84,25 @@ class BudgetExhausted(RuntimeError):
         self.verdicts = verdicts
 
 
+def answer_items(answer: Callable[[list], list], queries: list, spans: Sequence, build: Callable) -> list:
+    """A batch's records: `queries` answered in one call (`answer`: a judge's judge or score), then one record per
+    item, `build(k, verdicts)` over item k's queries (`spans[k]`: their (start, end), or None for an item with
+    none). An item a spending cap left partly unanswered gets no record (a resumed run answers it; never a
+    placeholder), and the records made are carried by StoppedEarly when the cap struck."""
+    try:
+        verdicts, exhausted = (list(answer(queries)) if queries else []), None
+    except BudgetExhausted as e:
+        verdicts, exhausted = e.verdicts, e
+    records = []
+    for k, span in enumerate(spans):
+        answered = [] if span is None else verdicts[span[0] : span[1]]
+        if all(v is not None for v in answered):
+            records.append(build(k, answered))
+    if exhausted is not None:
+        raise StoppedEarly(str(exhausted), records)
+    return records
+
+
 class _Shared(Protocol):
     """What both kinds of judge have (`Judge` provides it)."""
 

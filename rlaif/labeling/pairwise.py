@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from ..constitution import GENERIC, Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import TOO_LONG, BudgetExhausted, PairwiseJudge, StoppedEarly, verdict_flags
+from ..judges.base import TOO_LONG, PairwiseJudge, answer_items, verdict_flags
 from ..numbers import label_problem, probability_problem, weighted_mean
 from ..preference import label_for, order_probabilities, position_consistent
 from ..records import LabelRecord, Pair, Verdict, sha256_json
@@ -69,23 +69,14 @@ def judge_planned(
         q = judge.queries(pl.item, pl.principles, constitution)  # grouped per pair: backends share its prefix
         spans.append((len(queries), len(queries) + len(q)))
         queries.extend(q)
-    try:
-        verdicts: list[Optional[Verdict]] = list(judge.judge(queries)) if queries else []
-        exhausted = None
-    except BudgetExhausted as e:
-        verdicts, exhausted = e.verdicts, e
-    records = []
-    for pl, span in zip(planned, spans):
-        if span is None:
-            records.append(_failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.item.invalid}"))
-            continue
-        vs = verdicts[span[0] : span[1]]
-        if any(v is None for v in vs):
-            continue  # not fully answered before the cap: left for a resumed run, never a placeholder
-        records.append(_record(pl, vs, constitution, judge, margin))
-    if exhausted is not None:
-        raise StoppedEarly(str(exhausted), records)
-    return records
+
+    def build(k: int, verdicts: list[Verdict]) -> LabelRecord:
+        pl = planned[k]
+        if spans[k] is None:
+            return _failed(pl, constitution, judge, f"{INVALID_INPUT}: {pl.item.invalid}")
+        return _record(pl, verdicts, constitution, judge, margin)
+
+    return answer_items(judge.judge, queries, spans, build)
 
 
 def judge_pairs(

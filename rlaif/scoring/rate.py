@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import BudgetExhausted, ScoreJudge, StoppedEarly, verdict_flags
+from ..judges.base import ScoreJudge, answer_items, verdict_flags
 from ..judges.reading import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
 from ..records import Pair, ScoreRecord, ScoreVerdict, sha256_json
@@ -56,20 +56,9 @@ def rate_planned(
         for p in pl.principles:
             queries.extend(judge.score_queries(pl.item.prompt, [pl.item.response], p))
         spans.append((start, len(queries)))
-    try:
-        verdicts: list[Optional[ScoreVerdict]] = list(judge.score(queries)) if queries else []
-        exhausted = None
-    except BudgetExhausted as e:
-        verdicts, exhausted = e.verdicts, e
-    records = []
-    for pl, (start, end) in zip(planned, spans):
-        vs = verdicts[start:end]
-        if any(v is None for v in vs):
-            continue  # not fully answered before the cap: left for a resumed run, never a placeholder
-        records.append(score_record(pl, vs, constitution, judge))
-    if exhausted is not None:
-        raise StoppedEarly(str(exhausted), records)
-    return records
+    return answer_items(
+        judge.score, queries, spans, lambda k, verdicts: score_record(planned[k], verdicts, constitution, judge)
+    )
 
 
 def score_record(
