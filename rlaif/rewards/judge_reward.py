@@ -29,7 +29,7 @@ from typing import Literal, Optional, Sequence, get_args
 
 from ..config.judge import JudgeBase
 from ..constitution import GENERIC, load_constitution
-from ..judges.base import PairwiseJudge, ScoreJudge, kind_of
+from ..judges.base import PairwiseJudge, ScoreJudge, kind_of, not_ready
 from ..judges.registry import load_judge, refusal
 from ..labeling.pairwise import judge_pairs
 from ..records import Pair
@@ -54,9 +54,14 @@ def reward_kind(mode: Optional[str]) -> Optional[type]:
 
 def reward_refusal(judge, mode: Optional[str], source: str = "the judge", user: Optional[str] = None) -> Optional[str]:
     """Why `judge` (a loaded judge or its config, read from `source`) cannot reward in `mode` (for `user`, by
-    default "reward mode MODE"): one line, or None."""
+    default "reward mode MODE"): one of the other kind, or one that cannot judge on its own (the policy judge,
+    before `rlaif loop` attaches the policy); one line, or None."""
     kind = reward_kind(mode)
-    return refusal(judge, kind, user or f"reward mode {mode}", source, OTHER_KIND.get(kind, ""))
+    problem = refusal(judge, kind, user or f"reward mode {mode}", source, OTHER_KIND.get(kind, ""))
+    if problem is None:
+        unready = not_ready(judge) if isinstance(judge, JudgeBase) else not_ready(judge.config, judge)
+        problem = unready and f"{source}: {unready}"
+    return problem
 
 
 def _text(x) -> str:

@@ -10,7 +10,6 @@ from typing import Optional, Sequence
 
 from ..config.judge import load_judge_config
 from ..config.ppo import JudgeRewardConfig, JudgeScoreRewardConfig, ModelRewardConfig
-from ..judges.base import not_ready
 from ..policy.chat import encode
 from .judge_reward import judge_reward, reward_refusal
 from .reward_model import load_reward_model, score_sequences
@@ -71,8 +70,6 @@ def check_reward_source(config) -> None:
         return
     judge = load_judge_config(config.judge)
     problem = reward_refusal(judge, _mode(config), config.judge, f"reward type {config.type}")
-    if problem is None and (unready := not_ready(judge)):
-        problem = f"{config.judge}: {unready}"
     if problem:
         raise ValueError(problem)
 

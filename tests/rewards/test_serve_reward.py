@@ -441,6 +441,19 @@ def test_a_judge_of_the_kind_the_mode_does_not_take_is_refused_in_one_line_namin
     assert judge_reward(str(rater)).mode == "score" and judge_reward(str(pairwise)).mode == "reference"
 
 
+def test_the_policy_judge_is_refused_as_a_reward_in_one_line_naming_the_file(tmp_path):
+    """It has no model of its own (rlaif loop attaches the policy): the server and judge_reward() refuse it before
+    the port is taken, as rlaif label and rlaif train ppo do."""
+    from rlaif.rewards.judge_reward import judge_reward
+
+    policy = ROOT / "judges" / "self.yaml"
+    p = serve_reward("--judge", policy, "--port", 0)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"error: {policy}: the policy judge (backend: policy)") and "rlaif loop" in p.stderr
+    with pytest.raises(ValueError, match="rlaif loop"):
+        judge_reward(str(policy))
+
+
 def raw_post(port: int, length: Optional[int] = None, megabytes: int = 0) -> tuple[int, dict, int]:
     """POST /get_reward on a bare socket: with `length`, only headers declaring that length; otherwise a chunked
     body of `megabytes` 1 MB chunks, poured from a thread, since the server may answer and close before it has
