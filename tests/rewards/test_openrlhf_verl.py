@@ -6,13 +6,18 @@ SingleTurnAgentExecutor.execute (the query is the prompt's and the generated tok
 skip_special_tokens=False; the label is the --data.label_key column, "" without one) and _fetch_rewards_via_http
 (aiohttp's `session.post(url, json={"query": [...], "prompts": [...], "labels": [...]})`, one query per request,
 `raise_for_status()`, 5 tries). verl's side is its parquet data read back as verl reads it, with
-examples/verl/rlaif_reward.py and examples/verl/preprocess_hh.py."""
+examples/verl/rlaif_reward.py (its sync and async reward functions) and examples/verl/preprocess_hh.py; the async
+one's retries meet a small stand-in server that answers 503 or drops the connection on a first try."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -195,3 +200,112 @@ def test_preprocess_hh_writes_what_the_verl_reward_needs(tmp_path):
             for r, response in zip(rows, responses)
         ]
     assert got == pytest.approx(expected) and expected == pytest.approx([-0.8, 0.8])
+
+
+def verl_samples(n: int) -> list[dict]:
+    """`n` verl calls whose rewards differ from one to the next (0.8, 0 or -0.8), so an answer that reached the
+    wrong caller shows."""
+    responses = ["please try this", "no idea", "please, maybe"]
+    references = ["no idea", "please do", "also no idea", None]
+    return [
+        {
+            "solution_str": f"{responses[i % 3]} #{i}",
+            "ground_truth": "fallback" if references[i % 4] is None else references[i % 4],
+            "extra_info": {"prompt": CHAT} if i % 2 else {"question": f"question {i}"},
+        }
+        for i in range(n)
+    ]
+
+
+async def score_all(verl, samples: list[dict], **settings) -> list[float]:
+    return await asyncio.gather(*(verl.compute_score_async("hh", **s, **settings) for s in samples))
+
+
+def test_verl_async_reward_gives_the_sync_rewards_with_many_in_flight(tmp_path):
+    verl = load_verl_reward()
+    samples = verl_samples(48)
+    with CliServer(tmp_path, "--judge", judge_file(tmp_path)) as srv:
+        url = srv.url + "/get_reward"
+        expected = [verl.compute_score("hh", **s, url=url) for s in samples]
+        got = asyncio.run(score_all(verl, samples, url=url, max_in_flight=16))
+        no_reference = {"solution_str": "x", "ground_truth": None, "extra_info": {"question": "q"}}
+        with pytest.raises(ValueError, match="references"):  # a 422 says what to fix, and is not sent again
+            asyncio.run(score_all(verl, [no_reference], url=url))
+    assert sorted(set(expected)) == pytest.approx([-0.8, 0.0, 0.8])
+    assert got == expected
+    assert srv.log.read_text().count("422 for POST /get_reward") == 1
+
+
+class FlakyRewardServer(ThreadingHTTPServer):
+    """A stand-in for a busy reward server on 127.0.0.1: the first request for a response that starts with "busy"
+    gets 503 with Retry-After: 1, the first for "drop" a closed connection and no reply; every other request is
+    answered after 50 ms with reward len(response) / 100. It records when each response arrived and the most
+    requests it held at once."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), FlakyHandler)
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, list[float]] = {}
+        self.in_flight = self.peak = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/get_reward"
+
+
+class FlakyHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        srv = self.server
+        response = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["responses"][0]
+        with srv.lock:
+            srv.arrivals.setdefault(response, []).append(time.monotonic())
+            first = len(srv.arrivals[response]) == 1
+            srv.in_flight += 1
+            srv.peak = max(srv.peak, srv.in_flight)
+        try:
+            if first and response.startswith("drop"):
+                self.close_connection = True
+                return
+            status, reply = (503, {"detail": "queue full"}) if first and response.startswith("busy") else (200, None)
+            if reply is None:
+                time.sleep(0.05)
+                reply = {"rewards": [len(response) / 100], "scores": [0.5], "extra_logs": {}}
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.end_headers()
+            self.wfile.write(data)
+        finally:
+            with srv.lock:
+                srv.in_flight -= 1
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    srv = FlakyRewardServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_verl_async_reward_retries_a_503_after_retry_after_and_a_dropped_connection(flaky_server):
+    verl = load_verl_reward()
+    responses = ["busy one", "drop one"] + [f"fine {'x' * i}" for i in range(22)]
+    samples = [{"solution_str": r, "ground_truth": "ref", "extra_info": {"question": "q"}} for r in responses]
+    got = asyncio.run(score_all(verl, samples, url=flaky_server.url, max_in_flight=8))
+    assert got == pytest.approx([len(r) / 100 for r in responses])  # each caller got its own answer, once
+    busy, dropped = flaky_server.arrivals["busy one"], flaky_server.arrivals["drop one"]
+    assert len(busy) == 2 and busy[1] - busy[0] >= 0.95  # tried again once, no sooner than Retry-After said
+    assert len(dropped) == 2
+    assert 1 < flaky_server.peak <= 8  # many at once, never more than max_in_flight
+    # the sync function retries the same way
+    assert verl.compute_score("hh", "busy two", "ref", {"question": "q"}, url=flaky_server.url) == 0.08
+    assert len(flaky_server.arrivals["busy two"]) == 2
