@@ -129,9 +129,7 @@ class WorkerPool:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        share = {
-            k: v / self.bundles for k, v in (("CPU", self.resources.num_cpus), ("GPU", self.resources.num_gpus)) if v
-        }
+        share = bundle(self.resources, self.bundles)
         group = placement_group([share] * self.bundles, strategy="STRICT_PACK")
         self.groups.append(group)
         strategy = PlacementGroupSchedulingStrategy(
@@ -251,6 +249,12 @@ def _last_line(e: BaseException) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
+
+
+def bundle(resources: WorkerResources, bundles: int) -> dict:
+    """One device's share of a worker spanning `bundles` devices, as a placement group bundle ({"CPU": .., "GPU": ..});
+    the group packs all of them on one node (STRICT_PACK), the worker's own process taking bundle 0's CPUs."""
+    return {k: v / bundles for k, v in (("CPU", resources.num_cpus), ("GPU", resources.num_gpus)) if v}
 
 
 def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
