@@ -257,8 +257,9 @@ def bundle(resources: WorkerResources, bundles: int) -> dict:
     return {k: v / bundles for k, v in (("CPU", resources.num_cpus), ("GPU", resources.num_gpus)) if v}
 
 
-def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
-    """How many workers to start: `asked` (--workers), or as many as fit when None. What fits is counted on the
+def plan_workers(ray, resources: WorkerResources, asked: Optional[int], flag: str = "--workers") -> int:
+    """How many workers to start: `asked` (`flag`: --workers, or --replicas of a Ray Serve deployment), or as many
+    as fit when None. What fits is counted on the
     cluster's nodes as they are now, each worker on one node (its placement group too): more asked than that is
     capped, with one line saying so, and none fitting is a ClusterError. Nodes an autoscaling cluster would add later
     are not waited for; resources being freed (the workers of a job that just ended) are, for SETTLE_S at most."""
@@ -281,7 +282,7 @@ def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
         )
     if asked is not None and asked > fits:
         print(
-            f"--workers {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
+            f"{flag} {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
             f"(nodes an autoscaling cluster adds later are not waited for)",
             file=sys.stderr,
             flush=True,
