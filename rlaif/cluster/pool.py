@@ -258,11 +258,11 @@ def bundle(resources: WorkerResources, bundles: int) -> dict:
 
 
 def plan_workers(ray, resources: WorkerResources, asked: Optional[int], flag: str = "--workers") -> int:
-    """How many workers to start: `asked` (`flag`: --workers, or --replicas of a Ray Serve deployment), or as many
-    as fit when None. What fits is counted on the
-    cluster's nodes as they are now, each worker on one node (its placement group too): more asked than that is
-    capped, with one line saying so, and none fitting is a ClusterError. Nodes an autoscaling cluster would add later
-    are not waited for; resources being freed (the workers of a job that just ended) are, for SETTLE_S at most."""
+    """How many workers to start: `asked` (`flag`: --workers, or a Ray Serve deployment's --replicas), or as many
+    as fit when None. What fits is counted on the cluster's nodes as they are now, each worker on one node (its
+    placement group too): more asked than that is capped, with one line saying so, and none fitting is a
+    ClusterError. Nodes an autoscaling cluster would add later are not waited for; resources being freed (the
+    workers of a job that just ended) are, for SETTLE_S at most."""
     whole = sum(_fits(node.get("Resources", {}), resources) for node in ray.nodes() if node.get("Alive"))
     wanted, deadline = min(asked or whole, whole), time.time() + SETTLE_S
     while True:
