@@ -3,13 +3,14 @@ elsewhere (OpenRLHF, verl)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .common import fail, guard
-from .options import HOST, PORT
+from .options import HOST, PORT, RAY_ADDRESS
 
 app = typer.Typer(help="Serve rlaif over HTTP for RL engines that run elsewhere.", no_args_is_help=True)
 
@@ -54,14 +55,30 @@ def serve_reward(
     max_body_mb: float = typer.Option(
         16.0, help="Largest request body in MB (2^20 bytes); a larger one gets 413 before it is read."
     ),
+    # Scale-out on Ray Serve
+    ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Serve from a Ray Serve deployment: --replicas replicas, each holding one judge (its config's "
+        "`resources` each), behind Ray Serve's proxy on --host and --port. Needs pip install 'rlaif\\[ray]'.",
+    ),
+    ray_address: Optional[str] = RAY_ADDRESS,
+    replicas: Optional[int] = typer.Option(None, help="With --ray: how many replicas (default 1)."),
 ) -> None:
     """Serve the judge as a reward: POST /get_reward (OpenRLHF's remote reward shape), GET /health."""
     if mode not in (None, "reference", "group"):
         fail(f"error: --mode must be reference or group, got {mode!r}")
+    if not ray and (ray_address is not None or replicas is not None):
+        fail("error: --ray-address and --replicas go with --ray")
 
     def run():
-        # lazy: fastapi (the human extra): rlaif --help does without it
-        from ..rewards.server import serve
+        # lazy: fastapi (the human extra) and, with --ray, Ray Serve: rlaif --help does without them
+        if ray:
+            from ..rewards.ray_serve import serve_on_ray
+
+            serve = partial(serve_on_ray, address=ray_address, replicas=1 if replicas is None else replicas)
+        else:
+            from ..rewards.server import serve
 
         serve(
             judge,

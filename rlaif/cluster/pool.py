@@ -129,9 +129,7 @@ class WorkerPool:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        share = {
-            k: v / self.bundles for k, v in (("CPU", self.resources.num_cpus), ("GPU", self.resources.num_gpus)) if v
-        }
+        share = bundle(self.resources, self.bundles)
         group = placement_group([share] * self.bundles, strategy="STRICT_PACK")
         self.groups.append(group)
         strategy = PlacementGroupSchedulingStrategy(
@@ -253,11 +251,18 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
-    """How many workers to start: `asked` (--workers), or as many as fit when None. What fits is counted on the
-    cluster's nodes as they are now, each worker on one node (its placement group too): more asked than that is
-    capped, with one line saying so, and none fitting is a ClusterError. Nodes an autoscaling cluster would add later
-    are not waited for; resources being freed (the workers of a job that just ended) are, for SETTLE_S at most."""
+def bundle(resources: WorkerResources, bundles: int) -> dict:
+    """One device's share of a worker spanning `bundles` devices, as a placement group bundle ({"CPU": .., "GPU": ..});
+    the group packs all of them on one node (STRICT_PACK), the worker's own process taking bundle 0's CPUs."""
+    return {k: v / bundles for k, v in (("CPU", resources.num_cpus), ("GPU", resources.num_gpus)) if v}
+
+
+def plan_workers(ray, resources: WorkerResources, asked: Optional[int], flag: str = "--workers") -> int:
+    """How many workers to start: `asked` (`flag`: --workers, or a Ray Serve deployment's --replicas), or as many
+    as fit when None. What fits is counted on the cluster's nodes as they are now, each worker on one node (its
+    placement group too): more asked than that is capped, with one line saying so, and none fitting is a
+    ClusterError. Nodes an autoscaling cluster would add later are not waited for; resources being freed (the
+    workers of a job that just ended) are, for SETTLE_S at most."""
     whole = sum(_fits(node.get("Resources", {}), resources) for node in ray.nodes() if node.get("Alive"))
     wanted, deadline = min(asked or whole, whole), time.time() + SETTLE_S
     while True:
@@ -277,7 +282,7 @@ def plan_workers(ray, resources: WorkerResources, asked: Optional[int]) -> int:
         )
     if asked is not None and asked > fits:
         print(
-            f"--workers {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
+            f"{flag} {asked}: the Ray cluster has room for {fits} now, at {each} per worker; starting {fits} "
             f"(nodes an autoscaling cluster adds later are not waited for)",
             file=sys.stderr,
             flush=True,

@@ -34,7 +34,7 @@ from ..config.paths import remote_host_refusal
 from ..config.sampling import SamplingConfig
 from ..numbers import positive_problem
 from ..serving import BodyLimit, listening, refusal_line, run, url, validation_line
-from .judge_reward import JudgeReward, judge_reward, prompt_key, reward_refusal
+from .judge_reward import JudgeReward, RewardBatch, judge_reward, prompt_key, reward_refusal
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
 END_MARKERS = (
@@ -273,6 +273,14 @@ class RewardService:
         return fix
 
     def rewards(self, req: RewardRequest) -> dict:
+        prompts, responses, refs = self.inputs(req)
+        with self._lock:  # one judge call at a time: backends hold one model or one connection pool
+            batch = self.reward.rewards(prompts, responses, refs)
+            self.requests += 1
+        return self.reply(batch)
+
+    def inputs(self, req: RewardRequest) -> tuple[list, list[str], Optional[list[str]]]:
+        """What JudgeReward.rewards takes for a request: its prompts, responses and (mode reference) references."""
         prompts, responses = self.items(req)
         refs = self.references(req, prompts) if self.reward.mode == "reference" else None
         if (
@@ -286,9 +294,11 @@ class RewardService:
                 "warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
                 "prompt's responses in one request, or use mode reference"
             )
-        with self._lock:  # one judge call at a time: backends hold one model or one connection pool
-            batch = self.reward.rewards(prompts, responses, refs)
-            self.requests += 1
+        return prompts, responses, refs
+
+    @staticmethod
+    def reply(batch: RewardBatch) -> dict:
+        """A request's rewards in OpenRLHF's reply shape."""
         return {
             "rewards": batch.rewards,
             "scores": [(r + 1.0) / 2.0 for r in batch.rewards],  # P(better than the baseline), in [0, 1]
@@ -400,30 +410,40 @@ def serve(
     """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
     over plain HTTP) it needs `allow_remote`."""
 
+    config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"))
+    with listening(host, port) as sockets:  # a taken port is named before the model loads
+        service = build_service(config, constitution, **kwargs)
+        where = url(host, sockets, "/get_reward")
+        announce(service.health(), where, host if allow_remote else None, service.labels_as_references)
+        run(create_app(service, max_body_mb), sockets)
+
+
+def checked_config(judge, host: str, allow_remote: bool, max_body_mb: float, mode: Optional[str]):
+    """The judge's config, read once what `rlaif serve reward` refuses before any model loads (in-process or on
+    Ray Serve) is checked: a host beyond loopback without `allow_remote`, a body cap that is not positive, then a
+    bad judge file or one of the kind the mode does not take (the file named)."""
     refusal = remote_host_refusal(
         host, "the judge as a reward", "where anyone who reaches it can spend the judge", allow_remote
     ) or positive_problem(max_body_mb, "--max-body-mb")
-    if refusal:  # refused before the judge is loaded
-        raise ValueError(refusal)
-    # a bad judge file, or one of the kind the mode does not take, is named first; a taken port before the model loads
-    config = load_judge_config(judge)
-    refusal = reward_refusal(config, kwargs.get("mode"), str(judge))
     if refusal:
         raise ValueError(refusal)
-    with listening(host, port) as sockets:
-        service = build_service(config, constitution, **kwargs)
+    config = load_judge_config(judge)
+    refusal = reward_refusal(config, mode, str(judge))
+    if refusal:
+        raise ValueError(refusal)
+    return config
+
+
+def announce(health: dict, where: str, remote_host: Optional[str], labels_as_references: bool, scale: str = "") -> None:
+    """The startup lines: what serves (from the service's /health) and where, and what a user should know."""
+    _log(f"mode {health['mode']}, judge {health['judge']}{scale}; POST {where}")
+    if health["mode"] == "reference" and not health["reference_model"] and not labels_as_references:
         _log(
-            f"mode {service.reward.mode}, judge {service.reward.judge.info.model}; POST "
-            f"{url(host, sockets, '/get_reward')}"
+            "note: no --reference-model and no --labels-as-references: each request must send `references` "
+            "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)"
         )
-        if service.reward.mode == "reference" and service.sampler is None and not service.labels_as_references:
-            _log(
-                "note: no --reference-model and no --labels-as-references: each request must send `references` "
-                "(examples/verl/rlaif_reward.py does; OpenRLHF does not, and gets 422 until one of them is given)"
-            )
-        if allow_remote:
-            _log(f"warning: listening on {host} (--allow-remote): anyone who can reach it can spend the judge")
-        run(create_app(service, max_body_mb), sockets)
+    if remote_host is not None:
+        _log(f"warning: listening on {remote_host} (--allow-remote): anyone who can reach it can spend the judge")
 
 
 def _log(line: str) -> None:
