@@ -32,7 +32,7 @@ from ..constitution import GENERIC, load_constitution
 from ..judges.base import PairwiseJudge, ScoreJudge, kind_of, not_ready
 from ..judges.registry import load_judge, refusal
 from ..labeling.pairwise import judge_pairs
-from ..records import Pair
+from ..records import Pair, sha256_json
 from ..scoring.rate import rate_groups
 
 Mode = Literal["reference", "group", "score"]
@@ -62,6 +62,12 @@ def reward_refusal(judge, mode: Optional[str], source: str = "the judge", user: 
         unready = not_ready(judge) if isinstance(judge, JudgeBase) else not_ready(judge.config, judge)
         problem = unready and f"{source}: {unready}"
     return problem
+
+
+def _pair_id(kind: str, *judged) -> str:
+    """A pair's id from what is judged, not from where it sits in a call: the principle a constitution draws per
+    pair (`one_per_pair`) is seeded by it, so a reward does not depend on how requests were batched together."""
+    return f"{kind}-{sha256_json(judged)[:16]}"
 
 
 def _text(x) -> str:
@@ -153,8 +159,8 @@ class JudgeReward:
             if len(references) != len(texts):
                 raise ValueError(f"{len(references)} references for {len(texts)} completions")
             pairs = [
-                Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
-                for i, (p, t, r) in enumerate(zip(ps, texts, references))
+                Pair(p, t, ref, id=_pair_id("r", p, t, ref), conversational=isinstance(p, list))
+                for p, t, ref in zip(ps, texts, map(_text, references))
             ]
             probs = self._p_first(pairs)
             return RewardBatch([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
@@ -192,7 +198,13 @@ class JudgeReward:
                 for y in range(x + 1, len(members)):
                     i, j = members[x], members[y]
                     pairs.append(
-                        Pair(ps[i], texts[i], texts[j], id=f"g{i}-{j}", conversational=isinstance(ps[i], list))
+                        Pair(
+                            ps[i],
+                            texts[i],
+                            texts[j],
+                            id=_pair_id("g", ps[i], texts[i], texts[j]),
+                            conversational=isinstance(ps[i], list),
+                        )
                     )
                     owners.append((i, j))
         wins = [0.0] * len(texts)
