@@ -32,7 +32,7 @@ from ..constitution import GENERIC, load_constitution
 from ..judges.base import PairwiseJudge, ScoreJudge, kind_of
 from ..judges.registry import load_judge, refusal
 from ..labeling.pairwise import judge_pairs
-from ..records import Pair
+from ..records import Pair, sha256_json
 from ..scoring.rate import rate_groups
 
 Mode = Literal["reference", "group", "score"]
@@ -147,9 +147,12 @@ class JudgeReward:
                 raise ValueError(f"mode reference: no '{self.reference_column}' column and no reference_fn")
             if len(references) != len(texts):
                 raise ValueError(f"{len(references)} references for {len(texts)} completions")
+            # a pair's id, which seeds its principle draw, is its content: the same reward whatever else shares
+            # the batch (the reward server joins concurrent requests into one)
+            refs = [_text(r) for r in references]
             pairs = [
-                Pair(p, t, _text(r), id=f"r{i}", conversational=isinstance(p, list))
-                for i, (p, t, r) in enumerate(zip(ps, texts, references))
+                Pair(p, t, r, id=sha256_json([p, t, r])[:16], conversational=isinstance(p, list))
+                for p, t, r in zip(ps, texts, refs)
             ]
             probs = self._p_first(pairs)
             return RewardBatch([0.0 if p is None else 2.0 * p - 1.0 for p in probs], [int(p is None) for p in probs])
