@@ -63,12 +63,14 @@ class Traffic:
         self.answered: deque[tuple[float, int, float]] = deque()  # (when, queries, latency in s)
         self.batches: deque[tuple[float, int]] = deque()  # (when, queries)
         self.left_unjudged = 0  # requests whose client had gone before their batch ran
+        self.batches_judged = 0  # since the start, for a client that measures its own stretch of traffic
 
     def request(self, queries: int, latency: float) -> None:
         self.answered.append((time.monotonic(), queries, latency))
 
     def batch(self, queries: int) -> None:
         self.batches.append((time.monotonic(), queries))
+        self.batches_judged += 1
 
     def figures(self) -> dict:
         now = time.monotonic()
@@ -84,6 +86,7 @@ class Traffic:
             "latency_p50_ms": _percentile_ms(latencies, 0.50),
             "latency_p99_ms": _percentile_ms(latencies, 0.99),
             "left_unjudged": self.left_unjudged,
+            "batches_judged": self.batches_judged,
         }
 
 
