@@ -10,7 +10,8 @@ _fetch_rewards_via_http. It POSTs `{"query": [prompt+response text, decoded with
 logs only the status and retries (5 times, then drops the reward), so this server logs every refused request
 with its reason on its own stderr. One query per request is why `group` mode needs a client that sends a
 prompt's responses together. Beyond that shape this server accepts `responses` (the response texts, so nothing
-is split) and `references` (reference responses for mode reference).
+is split) and `references` (reference responses for mode reference). Concurrent requests are judged together in
+batches (rlaif/rewards/batcher.py), each answered with its own rewards.
 """
 
 from __future__ import annotations
