@@ -21,10 +21,9 @@ WINDOW_S = 60.0  # /health's figures and the log line cover the last minute
 
 @dataclass(frozen=True)
 class BatchLimits:
-    """How the server batches. The defaults come from benchmarks/bench_serve.py (docs/serving.md): 64 queries
-    fill a GPU judge's forward pass and cost a CPU one nothing over smaller batches; waiting 5 ms for company
-    adds little to a reward call of 50 ms or more, and only when a judge slot is free (a busy judge batches
-    whatever arrives meanwhile without waiting)."""
+    """How the server batches (docs/serving.md has the measurements): 64 queries fill a GPU judge's forward pass
+    and cost a CPU one nothing over smaller batches; waiting 5 ms for company adds little to a reward call of 50 ms
+    or more, and only when a judge slot is free (a busy judge batches whatever arrives meanwhile without waiting)."""
 
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
