@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..rewards.batcher import BatchLimits
 from .common import fail, guard
 from .options import HOST, PORT, RAY_ADDRESS
 
@@ -55,6 +56,16 @@ def serve_reward(
     max_body_mb: float = typer.Option(
         16.0, help="Largest request body in MB (2^20 bytes); a larger one gets 413 before it is read."
     ),
+    # batching concurrent requests (docs/serving.md)
+    max_batch_size: int = typer.Option(
+        BatchLimits.max_batch_size, help="Most queries judged in one batch (1: each request alone)."
+    ),
+    max_wait_ms: float = typer.Option(
+        BatchLimits.max_wait_ms, help="How long the oldest waiting query waits for more to fill its batch."
+    ),
+    max_queue: int = typer.Option(
+        BatchLimits.max_queue, help="Most queries waiting; past it a request gets 503 with Retry-After."
+    ),
     # Scale-out on Ray Serve
     ray: bool = typer.Option(
         False,
@@ -87,6 +98,7 @@ def serve_reward(
             port=port,
             allow_remote=allow_remote,
             max_body_mb=max_body_mb,
+            limits=BatchLimits(max_batch_size, max_wait_ms, max_queue),
             mode=mode,
             reference_model=reference_model,
             separator=separator,

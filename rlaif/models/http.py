@@ -111,6 +111,7 @@ class HTTPClient:
         self._client: Optional[httpx.AsyncClient] = None
         self._sem: Optional[asyncio.Semaphore] = None
         self._stop: Optional[asyncio.Event] = None
+        self._starting = threading.Lock()
 
     def post(self, bodies: Sequence[dict], check: Callable[[Any], Any]) -> tuple[list[Optional[Result]], Optional[str]]:
         """POST each of `bodies`: one Result per body, None where the spending cap stopped it before it was sent,
@@ -150,11 +151,12 @@ class HTTPClient:
     # ---- plumbing -----------------------------------------------------------------------------------------
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="rlaif-http", daemon=True)
-            self._thread.start()
-        return self._loop
+        with self._starting:  # post() may be called from several threads (the reward server's batches in flight)
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="rlaif-http", daemon=True)
+                self._thread.start()
+            return self._loop
 
     def _budget_reason(self) -> Optional[str]:
         c = self.config

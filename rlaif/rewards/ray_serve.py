@@ -12,114 +12,66 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Optional
+from typing import Optional
 
 from ..cluster.connect import ClusterError, RayOptions, connect
 from ..cluster.pool import bundle, plan_workers
 from ..numbers import positive_problem
 from ..serving import listening, port_of, url
-from .judge_reward import JudgeReward, RewardBatch
-from .server import RewardRequest, RewardService, announce, build_service, checked_config, create_app
+from .batcher import BatchLimits, answers_of
+from .server import RewardService, announce, build_service, checked_config, create_app
 
 APP = "rlaif-reward"  # the Serve application's name on the cluster: one reward server per cluster
-MAX_BATCH_SIZE = 32  # queries per judge call
-MAX_WAIT_MS = 10.0  # how long a batch waits to fill after its first request arrived
 
 
-class Inputs(NamedTuple):
-    """One request's share of a batch: what JudgeReward.rewards takes for it."""
+class ServeBatcher:
+    """A replica's batching by Ray Serve's `@serve.batch`, in the shape the app submits to (a Batcher's `submit`
+    and `figures`): up to `max_batch_size` queries per RewardService.judge call, a request counted as its queries
+    and never split (one larger than the maximum fills a batch alone), judged off the event loop so that requests
+    keep arriving meanwhile, one batch at a time (the replica holds one judge)."""
 
-    prompts: list
-    responses: list[str]
-    references: Optional[list[str]]
+    def __init__(self, service: RewardService, limits: BatchLimits):
+        from ray import serve
 
+        self.service, self.batches, self.queries = service, 0, 0
+        size = limits.max_batch_size
+        self._batch = serve.batch(
+            max_batch_size=size,
+            batch_wait_timeout_s=limits.max_wait_ms / 1000.0,
+            batch_size_fn=lambda items: sum(min(len(i), size) for i in items),
+        )(self._judge)
 
-def judge_together(reward: JudgeReward, requests: list[Inputs]) -> list:
-    """The requests of one batch judged in one JudgeReward.rewards call, each answered with its own slice (a
-    RewardBatch), or with the ValueError the judge raised for its inputs. Group mode judges each request alone: a
-    round-robin among a prompt's responses must not take in another request's. When the one call is refused (a
-    ValueError: something in one request's inputs), each request is judged alone, so only that one is refused."""
-    if reward.mode == "group" or len(requests) == 1:
-        return [_alone(reward, r) for r in requests]
-    prompts, responses = [x for r in requests for x in r.prompts], [x for r in requests for x in r.responses]
-    refs = [x for r in requests for x in r.references] if reward.mode == "reference" else None
-    try:
-        batch = reward.rewards(prompts, responses, refs)
-    except ValueError:
-        return [_alone(reward, r) for r in requests]
-    out, start = [], 0
-    for r in requests:
-        end = start + len(r.prompts)
-        out.append(RewardBatch(batch.rewards[start:end], batch.failed[start:end]))
-        start = end
-    return out
+    async def submit(self, item, size: int, gone) -> dict:
+        answer = await self._batch(item)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
+    async def _judge(self, items: list) -> list:
+        import asyncio
 
-def _alone(reward: JudgeReward, request: Inputs):
-    try:
-        return reward.rewards(*request)
-    except ValueError as e:
-        return e
+        out = await asyncio.to_thread(answers_of, self.service.judge, items)
+        self.batches += 1
+        self.queries += sum(map(len, items))
+        return out
 
-
-@dataclass
-class ReplicaService(RewardService):
-    """A replica's service: each request parsed and answered as in-process (RewardService.inputs and reply), its
-    judging handed to `judge`, the replica's @serve.batch method, run on the replica's event loop."""
-
-    judge: Optional[Callable] = None
-    batches: int = field(default=0, init=False)
-    batched_queries: int = field(default=0, init=False)
-
-    def rewards(self, req: RewardRequest) -> dict:
-        import anyio  # fastapi's: the app answers this request in one of anyio's worker threads
-
-        inputs = Inputs(*self.inputs(req))
-        batch = anyio.from_thread.run(self.judge, inputs)
-        if isinstance(batch, Exception):
-            raise batch
-        self.requests += 1
-        return self.reply(batch)
-
-    def health(self) -> dict:
-        mean = self.batched_queries / self.batches if self.batches else None
-        return {**super().health(), "batches": self.batches, "mean_batch_size": mean}
+    def figures(self) -> dict:
+        return {"batches": self.batches, "mean_batch_size": self.queries / self.batches if self.batches else None}
 
 
 class RewardReplica:
-    """One Ray Serve replica: a judge loaded into a ReplicaService, behind the in-process app (create_app), its
-    requests batched by @serve.batch up to `max_batch_size` queries; a request with more is judged alone."""
+    """One Ray Serve replica: a judge loaded into a RewardService, behind the in-process app (create_app) with its
+    requests batched by ServeBatcher."""
 
-    def __init__(self, config, constitution, max_body_mb: float, max_batch_size: int, max_wait_ms: float, options):
-        from ray import serve
-
-        base = build_service(config, constitution, **options)
-        self.service = ReplicaService(base.reward, base.splitter, base.sampler, base.labels_as_references)
-        self.max_body_mb = max_body_mb
-        # A request counts its queries, up to the maximum: one larger than that fills a batch alone (Ray Serve
-        # refuses an item larger than the batch), and a request is never split, so group mode keeps its responses.
-        self.service.judge = serve.batch(
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_s=max_wait_ms / 1000.0,
-            batch_size_fn=lambda items: sum(min(len(i.prompts), max_batch_size) for i in items),
-        )(self._judge)
-
-    async def _judge(self, requests: list[Inputs]) -> list:
-        import asyncio
-
-        # off the event loop, so that requests keep arriving (and filling the next batch) while this one is judged;
-        # one batch at a time (serve.batch's max_concurrent_batches=1): the judge holds one model
-        out = await asyncio.to_thread(judge_together, self.service.reward, requests)
-        self.service.batches += 1
-        self.service.batched_queries += sum(len(r.prompts) for r in requests)
-        return out
+    def __init__(self, config, constitution, max_body_mb: float, limits: BatchLimits, options):
+        self.service = build_service(config, constitution, **options)
+        self.app = create_app(self.service, max_body_mb, limits, ServeBatcher(self.service, limits))
 
     def health(self) -> dict:
         return self.service.health()
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.service, self.max_body_mb)
+        return self.app
 
 
 def serve_on_ray(
@@ -132,15 +84,14 @@ def serve_on_ray(
     max_body_mb: float = 16.0,
     address: Optional[str] = None,
     replicas: int = 1,
-    max_batch_size: int = MAX_BATCH_SIZE,
-    max_wait_ms: float = MAX_WAIT_MS,
+    limits: BatchLimits = BatchLimits(),
     **kwargs,
 ) -> None:
     """Deploy the reward server on the Ray cluster at `address` (None: RAY_ADDRESS, else one started here) as
     `replicas` replicas behind Ray Serve's proxy on host:port, and serve until Ctrl-C or SIGTERM, which take the
     deployment down (a Serve application outlives its driver otherwise, and would keep its judges loaded)."""
     config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"))
-    refusal = positive_problem(replicas, "--replicas") or positive_problem(max_batch_size, "--max-batch-size")
+    refusal = positive_problem(replicas, "--replicas") or limits.problem()
     if refusal:
         raise ValueError(refusal)
     with listening(host, port) as sockets:  # a taken port or a bad host is one line; --port 0 picks a free port,
@@ -162,11 +113,11 @@ def serve_on_ray(
         serve.ingress()(RewardReplica),
         name="reward",
         num_replicas=replicas,
-        max_ongoing_requests=2 * max_batch_size,  # one batch judged while the next fills
+        max_ongoing_requests=2 * limits.max_batch_size,  # one batch judged while the next fills
         ray_actor_options=actor,
         **group,
     )
-    app = deployment.bind(config, constitution, max_body_mb, max_batch_size, max_wait_ms, kwargs)
+    app = deployment.bind(config, constitution, max_body_mb, limits, kwargs)
     stop = _stop_on_signals()
     try:
         handle = serve.run(app, name=APP, route_prefix="/", blocking=False)

@@ -10,7 +10,8 @@ _fetch_rewards_via_http. It POSTs `{"query": [prompt+response text, decoded with
 logs only the status and retries (5 times, then drops the reward), so this server logs every refused request
 with its reason on its own stderr. One query per request is why `group` mode needs a client that sends a
 prompt's responses together. Beyond that shape this server accepts `responses` (the response texts, so nothing
-is split) and `references` (reference responses for mode reference).
+is split) and `references` (reference responses for mode reference). Concurrent requests are judged together in
+batches (rlaif/rewards/batcher.py), each answered with its own rewards.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..config.judge import load_judge_config
+from ..config.judge import OpenAIJudgeConfig, load_judge_config
 from ..config.paths import remote_host_refusal
 from ..config.sampling import SamplingConfig
 from ..numbers import positive_problem
 from ..serving import BodyLimit, listening, refusal_line, run, url, validation_line
-from .judge_reward import JudgeReward, RewardBatch, judge_reward, prompt_key, reward_refusal
+from .batcher import Batcher, BatchLimits, ClientGone, QueueFull
+from .judge_reward import JudgeReward, judge_reward, prompt_key, reward_refusal
 
 # End-of-turn and padding tokens a decoded query may end with (OpenRLHF decodes with skip_special_tokens=False).
 END_MARKERS = (
@@ -211,6 +214,18 @@ class ReferenceSampler:
 
 
 @dataclass
+class Prepared:
+    """A request's items as the judge takes them: prompts, responses, and references in mode reference."""
+
+    prompts: list
+    responses: list[str]
+    refs: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+
+@dataclass
 class RewardService:
     """Request → (prompt, response, reference) per item → JudgeReward.rewards → OpenRLHF's reply shape."""
 
@@ -220,7 +235,8 @@ class RewardService:
     labels_as_references: bool = False
     requests: int = field(default=0, init=False)
     warned_group: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)  # the counters
+    _judging: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def items(self, req: RewardRequest) -> tuple[list, list[str]]:
         if (req.query is None) == (req.responses is None):
@@ -272,15 +288,9 @@ class RewardService:
             return f"the `labels` sent are used as references only with --labels-as-references; or {fix}"
         return fix
 
-    def rewards(self, req: RewardRequest) -> dict:
-        prompts, responses, refs = self.inputs(req)
-        with self._lock:  # one judge call at a time: backends hold one model or one connection pool
-            batch = self.reward.rewards(prompts, responses, refs)
-            self.requests += 1
-        return self.reply(batch)
-
-    def inputs(self, req: RewardRequest) -> tuple[list, list[str], Optional[list[str]]]:
-        """What JudgeReward.rewards takes for a request: its prompts, responses and (mode reference) references."""
+    def prepare(self, req: RewardRequest) -> "Prepared":
+        """A request's items, ready to judge: split, and in mode reference with their references (a sampled one
+        is taken per request, before the request waits for a batch). RequestError for a request that cannot be."""
         prompts, responses = self.items(req)
         refs = self.references(req, prompts) if self.reward.mode == "reference" else None
         if (
@@ -294,16 +304,49 @@ class RewardService:
                 "warning: mode group got a request with one response per prompt; those rewards are 0. Send a "
                 "prompt's responses in one request, or use mode reference"
             )
-        return prompts, responses, refs
+        return Prepared(prompts, responses, refs)
 
-    @staticmethod
-    def reply(batch: RewardBatch) -> dict:
-        """A request's rewards in OpenRLHF's reply shape."""
-        return {
-            "rewards": batch.rewards,
-            "scores": [(r + 1.0) / 2.0 for r in batch.rewards],  # P(better than the baseline), in [0, 1]
-            "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in batch.failed]},
-        }
+    def judge(self, batch: Sequence["Prepared"]) -> list[dict]:
+        """Requests judged together in one JudgeReward.rewards call, each answered with its own slice. In mode group
+        each request is a call of its own: a tournament is among one request's responses, never regrouped with
+        another request's answers to the same prompt. Callers serialise this where the backend needs it."""
+        if self.reward.mode == "group":
+            batches = [self.reward.rewards(p.prompts, p.responses) for p in batch]
+            rewards = [r for b in batches for r in b.rewards]
+            failed = [f for b in batches for f in b.failed]
+        else:
+            joined = self.reward.rewards(
+                [x for p in batch for x in p.prompts],
+                [x for p in batch for x in p.responses],
+                [x for p in batch for x in p.refs] if self.reward.mode == "reference" else None,
+            )
+            rewards, failed = joined.rewards, joined.failed
+        with self._lock:
+            self.requests += len(batch)
+        out, start = [], 0
+        for p in batch:
+            mine, mine_failed = rewards[start : start + len(p)], failed[start : start + len(p)]
+            start += len(p)
+            out.append(
+                {
+                    "rewards": mine,
+                    "scores": [(r + 1.0) / 2.0 for r in mine],  # P(better than the baseline), in [0, 1]
+                    "extra_logs": {"rlaif_judge_failed": [float(f > 0) for f in mine_failed]},
+                }
+            )
+        return out
+
+    def rewards(self, req: RewardRequest) -> dict:
+        """One request judged alone, one at a time (the HTTP server batches requests instead: create_app)."""
+        prepared = self.prepare(req)
+        with self._judging:  # one judge call at a time: a local backend holds one model
+            return self.judge([prepared])[0]
+
+    def in_flight(self) -> int:
+        """How many batches may be judged at once: an HTTP judge's `concurrency` (its client holds that many calls
+        in flight across batches); one for a local backend, which holds one model in memory."""
+        config = self.reward.judge.config
+        return config.concurrency if isinstance(config, OpenAIJudgeConfig) else 1
 
     def health(self) -> dict:
         r = self.reward
@@ -321,9 +364,12 @@ class RewardService:
         }
 
 
-def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
+def create_app(
+    service: RewardService, max_body_mb: float = 16.0, limits: BatchLimits = BatchLimits(), batcher=None
+) -> FastAPI:
     """POST /get_reward (OpenRLHF's path for a remote reward model) and GET /health; a body over `max_body_mb`
-    gets 413 before it is read to the end."""
+    gets 413 before it is read to the end. Concurrent requests are judged together in batches: by `batcher` (its
+    `submit` and `figures`: a Ray Serve replica's), by default a Batcher within `limits`."""
     app = FastAPI(title="rlaif reward", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
         BodyLimit,
@@ -332,6 +378,7 @@ def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
         hint=f" (--max-body-mb {max_body_mb:g}): send fewer queries per request, or start the "
         f"server with a larger --max-body-mb",
     )
+    batcher = batcher or Batcher(service.judge, limits, service.in_flight(), _log)
 
     # Every refusal is logged with its reason: a client may show only the status (OpenRLHF does, then retries).
     @app.exception_handler(RequestValidationError)
@@ -348,17 +395,23 @@ def create_app(service: RewardService, max_body_mb: float = 16.0) -> FastAPI:
         return _refuse(request, e.status_code, f"{e.detail}{hint}", getattr(e, "headers", None))
 
     @app.get("/health")
-    def health():
-        return service.health()
+    async def health():  # on the event loop, where the batcher's figures change
+        return {**service.health(), **batcher.figures()}
 
     @app.post("/get_reward")
-    def get_reward(body: RewardRequest):
+    async def get_reward(body: RewardRequest, request: Request):
         try:
-            return service.rewards(body)
+            # in a thread: splitting is quick, but sampling a reference is a model call
+            prepared = await run_in_threadpool(service.prepare, body)
+            return await batcher.submit(prepared, len(prepared), request.is_disconnected)
         except RequestError:
             raise
         except ValueError as e:  # what JudgeReward refuses (e.g. a malformed prompt) is the request's fault
             raise RequestError(str(e)) from None
+        except QueueFull as e:  # OpenRLHF retries on any error; Retry-After tells other clients when
+            return _refuse(request, 503, str(e), {"Retry-After": "1"})
+        except ClientGone:
+            return JSONResponse({"detail": "the client left before its batch was judged"}, status_code=499)
 
     return app
 
@@ -405,17 +458,22 @@ def serve(
     port: int = 8000,
     allow_remote: bool = False,
     max_body_mb: float = 16.0,
+    limits: BatchLimits = BatchLimits(),
     **kwargs,
 ) -> None:
-    """Build the service and serve it until stopped. Beyond loopback (anyone who reaches it can spend the judge,
-    over plain HTTP) it needs `allow_remote`."""
+    """Build the service and serve it until stopped, batching concurrent requests within `limits`. Beyond
+    loopback (anyone who reaches it can spend the judge, over plain HTTP) it needs `allow_remote`."""
 
+    refusal = limits.problem()
+    if refusal:
+        raise ValueError(refusal)
     config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"))
     with listening(host, port) as sockets:  # a taken port is named before the model loads
         service = build_service(config, constitution, **kwargs)
         where = url(host, sockets, "/get_reward")
-        announce(service.health(), where, host if allow_remote else None, service.labels_as_references)
-        run(create_app(service, max_body_mb), sockets)
+        batching = f", batches of up to {limits.max_batch_size} queries, {service.in_flight()} in flight"
+        announce(service.health(), where, host if allow_remote else None, service.labels_as_references, batching)
+        run(create_app(service, max_body_mb, limits), sockets)
 
 
 def checked_config(judge, host: str, allow_remote: bool, max_body_mb: float, mode: Optional[str]):

@@ -50,10 +50,11 @@ def free_port() -> int:
 class ThreadServer:
     """A RewardService behind a real uvicorn server on 127.0.0.1, in a thread of the test process."""
 
-    def __init__(self, service: RewardService):
+    def __init__(self, service: RewardService, **app_options):
         self.port = free_port()
+        app = create_app(service, **app_options)
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
