@@ -15,7 +15,8 @@ flight, so the server can judge them in batches.
 Settings come from verl's `custom_reward_function.reward_kwargs` (passed here as keyword arguments) or from the
 environment: RLAIF_REWARD_URL (default http://127.0.0.1:8000/get_reward), RLAIF_REWARD_TIMEOUT (seconds) and, for
 the async function, RLAIF_REWARD_MAX_IN_FLIGHT (requests at once per verl worker, default 64). A 503 (the server's
-queue is full) is retried after its Retry-After, and a lost connection after a backoff, up to 8 tries. Needs only
+queue is full) is retried after its Retry-After, and a 500, 502 or 504 (a Ray Serve replica that died) or a lost
+connection after a backoff, up to 8 tries. Needs only
 httpx.
 """
 
@@ -62,9 +63,9 @@ def _request(solution_str, ground_truth, extra_info, url, timeout) -> tuple[str,
 
 def _retry_wait(tries: int, reply: httpx.Response | None) -> float | None:
     """Seconds to wait before trying again after try number `tries` got `reply` (None: a lost connection), or None
-    when that reply stands. A 503's Retry-After says when the server's queue has room; otherwise the wait starts
-    at 0.5 s and doubles, up to 30 s."""
-    if tries >= TRIES or (reply is not None and reply.status_code != 503):
+    when that reply stands. A 503's Retry-After says when the server's queue has room; a 500, 502 or 504 (a Ray
+    Serve replica that died mid-request, a proxy between) and a lost connection wait 0.5 s, doubling up to 30 s."""
+    if tries >= TRIES or (reply is not None and reply.status_code not in (500, 502, 503, 504)):
         return None
     after = reply.headers.get("Retry-After", "") if reply is not None else ""
     return float(after) if after.isdigit() else min(0.5 * 2 ** (tries - 1), 30.0)

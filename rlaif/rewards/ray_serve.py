@@ -65,13 +65,13 @@ class RewardReplica:
 
     def __init__(self, config, constitution, max_body_mb: float, limits: BatchLimits, options):
         self.service = build_service(config, constitution, **options)
-        self.app = create_app(self.service, max_body_mb, limits, ServeBatcher(self.service, limits))
+        self.asgi = create_app(self.service, max_body_mb, limits, ServeBatcher(self.service, limits))
 
     def health(self) -> dict:
         return self.service.health()
 
     def __serve_build_asgi_app__(self):
-        return self.app
+        return self.asgi
 
 
 def serve_on_ray(
