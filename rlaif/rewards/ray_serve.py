@@ -19,7 +19,7 @@ from ..cluster.pool import bundle, plan_workers
 from ..numbers import positive_problem
 from ..serving import listening, port_of, url
 from .batcher import BatchLimits, answers_of
-from .server import RewardService, announce, build_service, checked_config, create_app
+from .server import RewardService, announce, batches_in_flight, build_service, checked_config, create_app
 
 APP = "rlaif-reward"  # the Serve application's name on the cluster: one reward server per cluster
 
@@ -28,7 +28,7 @@ class ServeBatcher:
     """A replica's batching by Ray Serve's `@serve.batch`, in the shape the app submits to (a Batcher's `submit`
     and `figures`): up to `max_batch_size` queries per RewardService.judge call, a request counted as its queries
     and never split (one larger than the maximum fills a batch alone), judged off the event loop so that requests
-    keep arriving meanwhile, one batch at a time (the replica holds one judge)."""
+    keep arriving meanwhile, as many batches at once as the judge takes (server.batches_in_flight)."""
 
     def __init__(self, service: RewardService, limits: BatchLimits):
         from ray import serve
@@ -39,6 +39,7 @@ class ServeBatcher:
             max_batch_size=size,
             batch_wait_timeout_s=limits.max_wait_ms / 1000.0,
             batch_size_fn=lambda items: sum(min(len(i), size) for i in items),
+            max_concurrent_batches=service.in_flight(),
         )(self._judge)
 
     async def submit(self, item, size: int, gone) -> dict:
@@ -113,7 +114,8 @@ def serve_on_ray(
         serve.ingress()(RewardReplica),
         name="reward",
         num_replicas=replicas,
-        max_ongoing_requests=2 * limits.max_batch_size,  # one batch judged while the next fills
+        # the batches being judged, and the next one filling meanwhile
+        max_ongoing_requests=(batches_in_flight(config) + 1) * limits.max_batch_size,
         ray_actor_options=actor,
         **group,
     )

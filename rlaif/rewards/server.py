@@ -225,6 +225,12 @@ class Prepared:
         return len(self.responses)
 
 
+def batches_in_flight(config) -> int:
+    """How many batches a judge may have judged at once: an HTTP judge's `concurrency` (its client holds that many
+    calls in flight across batches); one for a local backend, which holds one model in memory."""
+    return config.concurrency if isinstance(config, OpenAIJudgeConfig) else 1
+
+
 @dataclass
 class RewardService:
     """Request → (prompt, response, reference) per item → JudgeReward.rewards → OpenRLHF's reply shape."""
@@ -343,10 +349,7 @@ class RewardService:
             return self.judge([prepared])[0]
 
     def in_flight(self) -> int:
-        """How many batches may be judged at once: an HTTP judge's `concurrency` (its client holds that many calls
-        in flight across batches); one for a local backend, which holds one model in memory."""
-        config = self.reward.judge.config
-        return config.concurrency if isinstance(config, OpenAIJudgeConfig) else 1
+        return batches_in_flight(self.reward.judge.config)
 
     def health(self) -> dict:
         r = self.reward
