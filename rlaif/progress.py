@@ -21,9 +21,6 @@ class _Lines:
         if time.time() - self.last >= self.every:
             self._line()
 
-    def set_total(self, total: Optional[int]) -> None:
-        self.total = total
-
     def set_note(self, note: str) -> None:
         self.note = note
 
@@ -76,9 +73,6 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         self.bar.advance(self.task, n)
 
-    def set_total(self, total: Optional[int]) -> None:
-        self.bar.update(self.task, total=total)
-
     def set_note(self, note: str) -> None:
         """A few words after the rate, e.g. how many of a cluster's workers are alive."""
         self.bar.update(self.task, note=note)
@@ -88,7 +82,7 @@ class _Bar:
 
 
 def progress(description: str, total: Optional[int], enabled: bool = True, unit: str = "pairs"):
-    """A progress reporter with advance(n), set_total(n), set_note(text) and stop(); None when disabled. `unit`
+    """A progress reporter with advance(n), set_note(text) and stop(); None when disabled. `unit`
     names what is counted, in the rate ("pairs/s")."""
     if not enabled:
         return None

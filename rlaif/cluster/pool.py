@@ -220,9 +220,6 @@ class WorkerPool:
         self._alive = (time.time(), count)
         return count
 
-    def pids(self) -> list[int]:
-        return self.get([a.pid.remote() for a in self.actors])
-
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
