@@ -305,12 +305,7 @@ def _fits(free: dict, resources: WorkerResources) -> int:
 
 
 class Worker:
-    """What every worker class shares: `ready` (answered once the model is loaded) and `pid` (its process)."""
+    """What every worker class shares: `ready`, answered once the model is loaded."""
 
     def ready(self) -> bool:
         return True
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
