@@ -99,3 +99,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """One real Ray cluster on 127.0.0.1 for the session (2 CPUs, no dashboard), started by this pytest process and
+    shut down with it: a pytest process can join only one, so every Ray test shares it. Drivers started as
+    subprocesses join it by this address (HOST:PORT of its GCS), as a user's driver joins a cluster started with
+    `ray start --head`; the workers import `tests.*` (PYTHONPATH)."""
+    ray = pytest.importorskip("ray", reason="the Ray tests need ray (the dev extra)")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a token file in ~/.ray is not this test's to make
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -1,4 +1,4 @@
-"""Tier 4: `rlaif serve reward --ray` on a real Ray cluster on 127.0.0.1, started by this module (2 CPUs, no
+"""Tier 4: `rlaif serve reward --ray` on the session's real Ray cluster on 127.0.0.1 (tests/conftest.py: 2 CPUs, no
 dashboard) and joined by the CLI as a subprocess, as a user's server joins a cluster started with `ray start
 --head`: 2 replicas of a python judge behind Ray Serve's proxy, real HTTP requests in OpenRLHF's shape, one replica
 SIGKILLed mid-load."""
@@ -18,7 +18,6 @@ ray = pytest.importorskip("ray", reason="the Ray Serve tests need ray[serve] (th
 pytest.importorskip("ray.serve", reason="the Ray Serve tests need ray[serve] (the dev extra)")
 
 from rlaif.rewards.ray_serve import APP  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
 from tests.rewards.test_serve_reward import CliServer, keyword_service, serve_reward  # noqa: E402
 
 PROMPTS = [f"Question {i}:" for i in range(24)]
@@ -35,32 +34,12 @@ def body(items) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> str:
-    """One local cluster for the module; its address (the GCS's HOST:PORT) for the server to join."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def server(cluster, tmp_path_factory):
-    """`rlaif serve reward --ray --replicas 2` on the module's cluster, each replica reserving half a CPU."""
+def server(ray_cluster, tmp_path_factory):
+    """`rlaif serve reward --ray --replicas 2` on the session's cluster, each replica reserving half a CPU."""
     tmp = tmp_path_factory.mktemp("ray_serve")
     judge = tmp / "judge.yaml"
     judge.write_text("backend: python\nfunction: rlaif.rules:prefer_keyword\nresources: {num_cpus: 0.5}\n")
-    with CliServer(tmp, "--judge", judge, "--ray", "--ray-address", cluster, "--replicas", "2") as srv:
+    with CliServer(tmp, "--judge", judge, "--ray", "--ray-address", ray_cluster, "--replicas", "2") as srv:
         yield srv
 
 
@@ -104,7 +83,7 @@ def test_bad_flag_combinations_are_refused_in_one_line(tmp_path):
         assert p.returncode == 2 and p.stderr.splitlines() == [line], p.stderr
 
 
-def test_two_replicas_give_the_in_process_rewards_batched(server, cluster):
+def test_two_replicas_give_the_in_process_rewards_batched(server, ray_cluster):
     expected = keyword_service().reward.rewards(PROMPTS, RESPONSES, REFERENCES).rewards
     assert sorted(set(expected)) == [-0.8, 0.0, 0.8]  # the keyword judge tells these apart
     whole, _ = post(server.url, body(range(24)))
