@@ -5,7 +5,7 @@ For each judge, the server runs as the CLI runs it (`python -m rlaif.cli serve r
 here sends the same N score queries:
 
   (1) one request   one request of the N queries (a batch the engine built itself)
-  (2) concurrent    N single-query requests at once, one thread each (OpenRLHF's pattern), default batching
+  (2) concurrent    N single-query requests at once, from one event loop (OpenRLHF's pattern), default batching
   (3) batch size 1  the same concurrent load against a server started with --max-batch-size 1 (batching off;
                     an openai judge still has `concurrency` single-query batches in flight)
   (4) before        with --before CHECKOUT: the same concurrent load against that checkout's server (before
@@ -28,6 +28,7 @@ Each server gets one warm-up request before anything is timed. Progress goes to 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -113,26 +113,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, round(q * len(ordered) + 0.5) - 1)]
 
 
+async def _at_once(url: str, bodies: list[dict]) -> tuple[list, float]:
+    """Every body in a request of its own, all at once from one event loop (a light client: 64 client threads
+    would take the 2 cores the judge needs); the replies in order, and the wall time from the first send."""
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=None)) as client:
+
+        async def one(body):
+            sent = time.perf_counter()
+            reply = await client.post(url + "/get_reward", json=body)
+            reply.raise_for_status()
+            return reply.json()["rewards"], time.perf_counter() - sent
+
+        started = time.perf_counter()
+        replies = await asyncio.gather(*(one(b) for b in bodies))
+        return replies, time.perf_counter() - started
+
+
 def way(server: Server, bodies: list[dict], together: bool) -> dict:
-    """One way of sending `bodies`: joined into one request, or each from its own thread at once."""
+    """One way of sending `bodies`: joined into one request, or each as a request of its own, all at once."""
     before = server.health()
-    started = time.perf_counter()
     if together:
         joined = {k: [x for b in bodies for x in b[k]] for k in bodies[0]}
-        rewards, latency = server.post(joined)
-        latencies = [latency]
+        rewards, wall = server.post(joined)
+        latencies = [wall]
     else:
-        barrier = threading.Barrier(len(bodies))
-
-        def one(body):
-            barrier.wait()
-            return server.post(body)
-
-        with ThreadPoolExecutor(len(bodies)) as pool:
-            replies = list(pool.map(one, bodies))
+        replies, wall = asyncio.run(_at_once(server.url, bodies))
         rewards = [r[0][0] for r in replies]
         latencies = [r[1] for r in replies]
-    wall = time.perf_counter() - started
     after = server.health()
     # a server from before batching (--before) has no batch count: it judged one request at a time
     batches = after.get("batches_judged", after["requests"]) - before.get("batches_judged", before["requests"])
