@@ -1,6 +1,7 @@
-"""The folder of a job over an input file (`rlaif label`, `rlaif revise`): its lock, which job it belongs to, what
-the job has spent towards its caps, and the manifest's closing word. Each job names what its folder holds in a
-`FolderKind`; the records themselves go through the one-record-per-id store of labels.py.
+"""The folder of a job over an input file (over 400 lines because it is one idea: what a job's folder is): its
+lock, which job it belongs to, what the job has spent towards its caps, and the manifest's closing word. Each job
+names what its folder holds in a `FolderKind`; the records themselves go through the one-record-per-id store
+(store.py).
 
 A folder belongs to one job (for labels: one constitution, one judge, one seed, one shard). manifest.json says so,
 and so does the store itself: every record carries the hashes of what made it, and job.json keeps the rest, so

@@ -27,14 +27,8 @@ uvicorn = pytest.importorskip("uvicorn", reason="the reward server needs the hum
 from rlaif.config.judge import PythonJudgeConfig  # noqa: E402
 from rlaif.judges.registry import load_judge  # noqa: E402
 from rlaif.rewards.judge_reward import JudgeReward  # noqa: E402
-from rlaif.rewards.server import (  # noqa: E402
-    RewardService,
-    Splitter,
-    assistant_marker,
-    build_service,
-    chatml_messages,
-    create_app,
-)
+from rlaif.rewards.queries import Splitter, assistant_marker, chatml_messages  # noqa: E402
+from rlaif.rewards.server import RewardService, build_service, create_app  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -153,7 +147,7 @@ def test_split_by_prompt_by_marker_and_end_markers():
 
 
 def test_split_errors_name_the_query():
-    from rlaif.rewards.server import RequestError
+    from rlaif.rewards.queries import RequestError
 
     with pytest.raises(RequestError, match="query 3 does not start with its prompt"):
         Splitter().split(3, "something else entirely", "the prompt")
