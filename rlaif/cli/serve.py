@@ -66,6 +66,11 @@ def serve_reward(
     max_queue: int = typer.Option(
         BatchLimits.max_queue, help="Most queries waiting; past it a request gets 503 with Retry-After."
     ),
+    max_in_flight: Optional[int] = typer.Option(
+        None,
+        help="Most batches judged at once (default: the judge's `concurrency` for an openai judge, 1 for a "
+        "local one). --max-batch-size 1 --max-in-flight 1 judges one query at a time.",
+    ),
     # Scale-out on Ray Serve
     ray: bool = typer.Option(
         False,
@@ -98,7 +103,7 @@ def serve_reward(
             port=port,
             allow_remote=allow_remote,
             max_body_mb=max_body_mb,
-            limits=BatchLimits(max_batch_size, max_wait_ms, max_queue),
+            limits=BatchLimits(max_batch_size, max_wait_ms, max_queue, max_in_flight),
             mode=mode,
             reference_model=reference_model,
             separator=separator,

@@ -28,12 +28,14 @@ class BatchLimits:
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
     max_queue: int = 4096
+    max_in_flight: Optional[int] = None  # batches judged at once; None: as many as the judge takes
 
     def problem(self) -> Optional[str]:
         return (
             positive_problem(self.max_batch_size, "--max-batch-size")
             or range_problem(self.max_wait_ms, "--max-wait-ms", 0, 60_000)
             or positive_problem(self.max_queue, "--max-queue")
+            or (None if self.max_in_flight is None else positive_problem(self.max_in_flight, "--max-in-flight"))
         )
 
 

@@ -39,7 +39,7 @@ class ServeBatcher:
             max_batch_size=size,
             batch_wait_timeout_s=limits.max_wait_ms / 1000.0,
             batch_size_fn=lambda items: sum(min(len(i), size) for i in items),
-            max_concurrent_batches=service.in_flight(),
+            max_concurrent_batches=batches_in_flight(service.reward.judge.config, limits),
         )(self._judge)
 
     async def submit(self, item, size: int, gone) -> dict:
@@ -91,8 +91,8 @@ def serve_on_ray(
     """Deploy the reward server on the Ray cluster at `address` (None: RAY_ADDRESS, else one started here) as
     `replicas` replicas behind Ray Serve's proxy on host:port, and serve until Ctrl-C or SIGTERM, which take the
     deployment down (a Serve application outlives its driver otherwise, and would keep its judges loaded)."""
-    config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"))
-    refusal = positive_problem(replicas, "--replicas") or limits.problem()
+    config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"), limits)
+    refusal = positive_problem(replicas, "--replicas")
     if refusal:
         raise ValueError(refusal)
     with listening(host, port) as sockets:  # a taken port or a bad host is one line; --port 0 picks a free port,
@@ -115,7 +115,7 @@ def serve_on_ray(
         name="reward",
         num_replicas=replicas,
         # the batches being judged, and the next one filling meanwhile
-        max_ongoing_requests=(batches_in_flight(config) + 1) * limits.max_batch_size,
+        max_ongoing_requests=(batches_in_flight(config, limits) + 1) * limits.max_batch_size,
         ray_actor_options=actor,
         **group,
     )

@@ -116,10 +116,12 @@ class Prepared:
         return len(self.responses)
 
 
-def batches_in_flight(config) -> int:
+def batches_in_flight(config, limits: BatchLimits = BatchLimits()) -> int:
     """How many batches a judge may have judged at once: an HTTP judge's `concurrency` (its client holds that many
-    calls in flight across batches); one for a local backend, which holds one model in memory."""
-    return config.concurrency if isinstance(config, OpenAIJudgeConfig) else 1
+    calls in flight across batches), one for a local backend, which holds one model in memory; fewer when
+    `limits.max_in_flight` says so."""
+    most = config.concurrency if isinstance(config, OpenAIJudgeConfig) else 1
+    return most if limits.max_in_flight is None else min(most, limits.max_in_flight)
 
 
 @dataclass
@@ -236,9 +238,6 @@ class RewardService:
         with self._judging:  # one judge call at a time: a local backend holds one model
             return self.judge([prepared])[0]
 
-    def in_flight(self) -> int:
-        return batches_in_flight(self.reward.judge.config)
-
     def health(self) -> dict:
         r = self.reward
         return {
@@ -269,7 +268,7 @@ def create_app(
         hint=f" (--max-body-mb {max_body_mb:g}): send fewer queries per request, or start the "
         f"server with a larger --max-body-mb",
     )
-    batcher = batcher or Batcher(service.judge, limits, service.in_flight(), _log)
+    batcher = batcher or Batcher(service.judge, limits, batches_in_flight(service.reward.judge.config, limits), _log)
 
     # Every refusal is logged with its reason: a client may show only the status (OpenRLHF does, then retries).
     @app.exception_handler(RequestValidationError)
@@ -292,8 +291,11 @@ def create_app(
     @app.post("/get_reward")
     async def get_reward(body: RewardRequest, request: Request):
         try:
-            # in a thread: splitting is quick, but sampling a reference is a model call
-            prepared = await run_in_threadpool(service.prepare, body)
+            # splitting is quick, on the event loop; sampling a reference is a model call, in a thread
+            if service.sampler is None:
+                prepared = service.prepare(body)
+            else:
+                prepared = await run_in_threadpool(service.prepare, body)
             return await batcher.submit(prepared, len(prepared), request.is_disconnected)
         except RequestError:
             raise
@@ -354,30 +356,36 @@ def serve(
 ) -> None:
     """Build the service and serve it until stopped, batching concurrent requests within `limits`. Beyond
     loopback (anyone who reaches it can spend the judge, over plain HTTP) it needs `allow_remote`."""
-
-    refusal = limits.problem()
-    if refusal:
-        raise ValueError(refusal)
-    config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"))
+    config = checked_config(judge, host, allow_remote, max_body_mb, kwargs.get("mode"), limits)
     with listening(host, port) as sockets:  # a taken port is named before the model loads
         service = build_service(config, constitution, **kwargs)
         where = url(host, sockets, "/get_reward")
-        batching = f", batches of up to {limits.max_batch_size} queries, {service.in_flight()} in flight"
+        batching = f", batches of up to {limits.max_batch_size} queries, {batches_in_flight(config, limits)} in flight"
         announce(service.health(), where, host if allow_remote else None, service.labels_as_references, batching)
         run(create_app(service, max_body_mb, limits), sockets)
 
 
-def checked_config(judge, host: str, allow_remote: bool, max_body_mb: float, mode: Optional[str]):
+def checked_config(judge, host: str, allow_remote: bool, max_body_mb: float, mode: Optional[str], limits: BatchLimits):
     """The judge's config, read once what `rlaif serve reward` refuses before any model loads (in-process or on
-    Ray Serve) is checked: a host beyond loopback without `allow_remote`, a body cap that is not positive, then a
-    bad judge file or one of the kind the mode does not take (the file named)."""
-    refusal = remote_host_refusal(
-        host, "the judge as a reward", "where anyone who reaches it can spend the judge", allow_remote
-    ) or positive_problem(max_body_mb, "--max-body-mb")
+    Ray Serve) is checked: a host beyond loopback without `allow_remote`, a body cap or batch limit out of range,
+    then a bad judge file, one of the kind the mode does not take (the file named), or more batches in flight
+    than the judge takes."""
+    refusal = (
+        remote_host_refusal(
+            host, "the judge as a reward", "where anyone who reaches it can spend the judge", allow_remote
+        )
+        or positive_problem(max_body_mb, "--max-body-mb")
+        or limits.problem()
+    )
     if refusal:
         raise ValueError(refusal)
     config = load_judge_config(judge)
     refusal = reward_refusal(config, mode, str(judge))
+    most = batches_in_flight(config)
+    if refusal is None and (limits.max_in_flight or 0) > most:
+        refusal = f"--max-in-flight {limits.max_in_flight}: {judge} judges at most {most} batch" + (
+            "es at once (its `concurrency`)" if most > 1 else " at a time"
+        )
     if refusal:
         raise ValueError(refusal)
     return config

@@ -16,12 +16,12 @@ from tests.rewards.test_serve_reward import CHAT, ROOT, CliServer, ThreadServer,
 
 httpx = pytest.importorskip("httpx")
 
-from rlaif.config.judge import PythonJudgeConfig, TransformersJudgeConfig  # noqa: E402
+from rlaif.config.judge import OpenAIJudgeConfig, PythonJudgeConfig, TransformersJudgeConfig  # noqa: E402
 from rlaif.constitution import load_constitution  # noqa: E402
 from rlaif.judges.registry import load_judge  # noqa: E402
 from rlaif.rewards.batcher import Batcher, BatchLimits, ClientGone  # noqa: E402
 from rlaif.rewards.judge_reward import JudgeReward  # noqa: E402
-from rlaif.rewards.server import RewardService  # noqa: E402
+from rlaif.rewards.server import RewardService, batches_in_flight  # noqa: E402
 
 HELPFUL = ROOT / "constitutions" / "helpful.yaml"  # several principles: one drawn per pair, by its content
 WAIT = BatchLimits(max_wait_ms=300)  # long enough that threads started together share batches on a busy machine
@@ -262,12 +262,21 @@ def test_batcher_keeps_requests_whole_and_faults_per_request():
     assert calls == [["a"], ["b", "bad"], ["b"], ["bad"], ["c"]]
 
 
+def test_batches_in_flight_follow_the_judge_and_max_in_flight():
+    hosted = OpenAIJudgeConfig(model="m", base_urls=["http://127.0.0.1:9/v1"], concurrency=16)
+    local = PythonJudgeConfig(function="rlaif.rules:prefer_keyword")
+    assert batches_in_flight(hosted) == 16 and batches_in_flight(hosted, BatchLimits(max_in_flight=1)) == 1
+    assert batches_in_flight(local) == 1 and batches_in_flight(local, BatchLimits(max_in_flight=4)) == 1
+
+
 def test_bad_batch_options_exit_2_in_one_line(tmp_path):
     judge = judge_file(tmp_path)
     for flag, value, line in [
         ("--max-batch-size", "0", "error: --max-batch-size is 0, not a finite number above 0"),
         ("--max-wait-ms", "-1", "error: --max-wait-ms = -1.0 is outside [0, 60000]"),
         ("--max-queue", "0", "error: --max-queue is 0, not a finite number above 0"),
+        ("--max-in-flight", "0", "error: --max-in-flight is 0, not a finite number above 0"),
+        ("--max-in-flight", "2", f"error: --max-in-flight 2: {judge} judges at most 1 batch at a time"),
     ]:
         p = serve_reward("--judge", judge, flag, value, "--port", "0")
         assert p.returncode == 2 and p.stderr.splitlines() == [line], p.stderr
