@@ -57,13 +57,15 @@ def calibrate_cmd(
 
     report = guard(run)
     # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
-    from ..feedback.calibration.report import summary_rows
+    from ..feedback.calibration.report import resolution_warning, summary_rows
 
     print_table(
         f"judge vs people, {report['n_pairs']} pairs (report in {out_dir})",
         summary_rows(report),
         header=("figure", "value", "95% interval", "n"),
     )
+    if (warning := resolution_warning(report)) is not None:
+        print(warning)
 
 
 @app.command("fit")

@@ -25,12 +25,14 @@ from rlaif.feedback.calibration.maps import (
 from rlaif.feedback.calibration.match import human_labels, human_target, load_matched, majority, match
 from rlaif.feedback.calibration.metrics import (
     agreement,
+    auc,
     brier,
     cohen_kappa,
     compare,
     ece,
     length_bias,
     longer_choice_rates,
+    murphy,
     pairwise_agreement,
     reliability,
     tie_rate,
@@ -74,6 +76,39 @@ def test_ece_and_reliability_hand_computed():
     assert rel[1]["mean_p_a"] == pytest.approx(0.9) and rel[1]["human_rate"] == pytest.approx(1.0)
     assert ece(np.array([0.3, 0.7]), np.array([0.3, 0.7])) == pytest.approx(0.0)
     assert brier(p, y) == pytest.approx((0.01 + 0.64 + 0.04 + 0.0) / 4)
+
+
+def test_murphy_decomposition_hand_computed():
+    p = np.array([0.1, 0.1, 0.3, 0.7, 0.7, 0.9])
+    y = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    # 2 bins: [0, .5) mean p 1/6, people 1/3; [.5, 1] mean p 23/30, people 1; base rate o = 2/3
+    rel, res, unc, within = murphy(p, y, bins=2)
+    assert rel == pytest.approx((3 * (1 / 6) ** 2 + 3 * (7 / 30) ** 2) / 6)
+    assert res == pytest.approx((3 * (1 / 3) ** 2 + 3 * (1 / 3) ** 2) / 6)  # 1/9
+    assert unc == pytest.approx(2 / 9)  # o(1 - o)
+    # the binning's remainder: within-bin variance of p minus twice its covariance with y, per pair
+    # bin 0: p - f = (-1/15, -1/15, 2/15), y - o_k = (-1/3, 2/3, -1/3); bin 1: p - f the same, y - o_k = 0
+    var = 2 * (1 / 225 + 1 / 225 + 4 / 225)
+    cov = (1 / 45) - (2 / 45) - (2 / 45)
+    assert within == pytest.approx((var - 2 * cov) / 6)
+    assert rel - res + unc + within == pytest.approx(brier(p, y))  # 1.1 / 6
+    # one p_a per bin: the decomposition is Murphy's exactly, with soft targets' variance as uncertainty
+    p, y = np.array([0.2, 0.2, 0.8, 0.8]), np.array([0.0, 0.5, 1.0, 1.0])
+    rel, res, unc, within = murphy(p, y, bins=10)
+    assert within == pytest.approx(0.0, abs=1e-15)
+    assert (rel, res, unc) == pytest.approx(((0.05**2 + 0.2**2) / 2, 0.375**2, np.var(y)))
+    assert rel - res + unc == pytest.approx(brier(p, y))
+    # a constant judge puts every pair in one bin: no resolution whatever people chose
+    assert murphy(np.full(5, 0.5), np.array([1.0, 0, 1, 1, 0]))[1] == 0.0
+
+
+def test_auc_is_mann_whitney_with_ties_half():
+    human = A("a", "a", "b", "b", "tie")
+    # positives .9, .5; negatives .5, .1: pairs (.9>.5) (.9>.1) (.5=.5 half) (.5>.1) -> 3.5 / 4; the tie is left out
+    assert auc(np.array([0.9, 0.5, 0.5, 0.1, 0.99]), human) == pytest.approx(3.5 / 4)
+    assert auc(np.full(5, 0.5), human) == 0.5
+    assert auc(np.array([0.1, 0.2, 0.8, 0.9, 0.5]), human) == 0.0
+    assert math.isnan(auc(np.array([0.3, 0.4]), A("a", "a")))
 
 
 @pytest.mark.parametrize(
@@ -310,9 +345,11 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
 
     out = tmp_path / "report"
     p = rlaif("calibrate", "--ai", ai_dir, "--human", human_file, "--out", out, "--resamples", "100")
-    assert "agreement" in p.stdout
+    assert "agreement" in p.stdout and "brier_resolution" in p.stdout and "auc" in p.stdout
+    assert "warning: resolution" not in p.stdout
     report = json.loads((out / "report.json").read_text())
-    for key in ("agreement", "cohen_kappa", "human_human_agreement", "position_consistency", "ece", "length_bias"):
+    figures = ("agreement", "cohen_kappa", "human_human_agreement", "position_consistency", "ece", "length_bias")
+    for key in (*figures, "brier_reliability", "brier_resolution", "brier_uncertainty", "auc"):
         assert isinstance(report[key], float), key
         d = report["details"][key]
         assert d["n"] > 0 and d["ci95"][0] <= d["ci95"][1]
@@ -335,6 +372,21 @@ def test_cli_calibrate_fit_apply_end_to_end(tmp_path):
     rlaif("calibrate", "--ai", tmp_path / "cal", "--human", ai_dir, "--out", out2, "--resamples", "0")
     r2 = json.loads((out2 / "report.json").read_text())
     assert r2["ece"] < r2["ece_raw"]
+
+
+def test_cli_constant_judge_is_calibrated_and_flagged_useless(tmp_path):
+    """A judge that always says 0.5 has a near-perfect ECE on balanced pairs; the summary says it has no
+    resolution, in one line, and its AUC is 0.5."""
+    f = write_jsonl(tmp_path / "labels.jsonl", [ai_record(f"id{i}", 0.5, human="ab"[i % 2]) for i in range(40)])
+    out = tmp_path / "report"
+    p = rlaif("calibrate", "--ai", f, "--human", f, "--out", out, "--resamples", "20")
+    warnings = [line for line in p.stdout.splitlines() if line.startswith("warning: resolution")]
+    assert len(warnings) == 1 and "a constant 0.5 is calibrated and useless" in warnings[0], p.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["ece"] == 0.0 and report["brier_resolution"] == 0.0 and report["auc"] == 0.5
+    assert report["brier_uncertainty"] == 0.25 and report["details"]["brier_resolution"]["near_zero"] is True
+    assert report["p_a_histogram"][25] == 40 and sum(report["p_a_histogram"]) == 40  # one spike at 0.5
+    assert "resolution" in (out / "report.html").read_text() and (out / "reliability.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

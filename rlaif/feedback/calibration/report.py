@@ -1,6 +1,6 @@
 """`rlaif calibrate` output: report.json (headline figures at the top level, intervals under `details`), the
-reliability diagram as reliability.png, a self-contained report.html with the plot embedded, and the rows the
-command prints (for the report and for a fitted map).
+reliability diagram with the histogram of p_a under it as reliability.png, a self-contained report.html with the
+plot embedded, and the rows the command prints (for the report and for a fitted map).
 
 matplotlib is imported only when a plot is drawn (extra `rlaif[calibration]`), through its Agg canvas.
 """
@@ -16,7 +16,7 @@ from ...config.paths import output_dir_problem, require
 from ...data.labels import open_labels
 from ...files import write_json_atomic
 from .match import load_matched
-from .metrics import compare
+from .metrics import RESOLUTION_FLOOR, compare, resolution_near_zero
 
 HEADLINES = [  # (report key, what it is)
     ("agreement", "agreement with the human majority (pairs both decided)"),
@@ -28,6 +28,10 @@ HEADLINES = [  # (report key, what it is)
     ("ece", "expected calibration error of p_a"),
     ("ece_raw", "expected calibration error of the raw p_a (before calibration)"),
     ("brier", "Brier score of p_a"),
+    ("brier_reliability", "Brier reliability: p_a's distance from people's rate in its bin (lower is better)"),
+    ("brier_resolution", "Brier resolution: how far the bins' rates differ from the base rate (higher is better)"),
+    ("brier_uncertainty", "Brier uncertainty: the variance of people's preference"),
+    ("auc", "AUC of p_a against the human choice (0.5: no discrimination)"),
     ("length_bias", "length bias: judge minus people, rate of preferring the longer response"),
 ]
 
@@ -40,7 +44,7 @@ def _need_matplotlib():
 
 
 def plot_reliability(report: dict, path: Path) -> None:
-    """Reliability diagram (mean p_a vs the people's rate of preferring a, per bin) above a count histogram."""
+    """Reliability diagram (mean p_a vs the people's rate of preferring a, per bin) above the histogram of p_a."""
     _need_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -75,17 +79,25 @@ def plot_reliability(report: dict, path: Path) -> None:
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("people prefer response a (rate)")
-    ece = report.get("ece")
-    top.set_title(f"Reliability of the judge's p_a (n={report['n_pairs']}, ECE={ece if ece is not None else '–'})")
+    title = f"Reliability of the judge's p_a (n={report['n_pairs']}, ECE={_fmt(report.get('ece'))}"
+    title += f", resolution={_fmt(report.get('brier_resolution'))}, AUC={_fmt(report.get('auc'))})"
+    top.set_title(title, fontsize=9)
     top.legend(loc="upper left", fontsize=8)
     top.grid(alpha=0.3)
-    bins = report["reliability"]
-    width = bins[0]["hi"] - bins[0]["lo"]
-    bottom.bar(
-        [b["lo"] for b in bins], [b["n"] for b in bins], width=width, align="edge", color="C0", edgecolor="white"
-    )
-    bottom.set_xlabel("judge p_a (bin)")
+    # the histogram of p_a under it, finer than the bins: a judge held near 0.5 shows as one spike there
+    counts = report["p_a_histogram"]
+    edges = [k / len(counts) for k in range(len(counts))]
+    hist = [("p_a_histogram", curves[-1][1], curves[-1][2])]
+    if "p_a_raw_histogram" in report:
+        hist.insert(0, ("p_a_raw_histogram", "raw p_a", "C1"))
+    for key, name, color in hist:
+        bottom.bar(edges, report[key], width=1 / len(counts), align="edge", color=color, alpha=0.6, label=name)
+    bottom.set_xlabel("judge p_a")
     bottom.set_ylabel("pairs")
+    if len(hist) > 1:
+        bottom.legend(loc="upper left", fontsize=8)
+    if resolution_warning(report) is not None:
+        bottom.set_title("resolution near 0: p_a does not tell people's choices apart", fontsize=8, color="C3")
     fig.tight_layout()
     fig.savefig(path, format="png")
 
@@ -137,6 +149,8 @@ def render_html(report: dict, png: bytes) -> str:
         if hist
         else ""
     )
+    warning = resolution_warning(report)
+    warning = f'<p style="color:#b00">{e(warning)}</p>' if warning else ""
     inputs = report.get("inputs", {})
     counts = ", ".join(f"{e(k)}={v}" for k, v in report.get("counts", {}).items())
     b = report["bootstrap"]
@@ -152,6 +166,7 @@ th{{background:#f3f3f3}}</style></head><body>
 <h2>Headline figures</h2>
 <table><tr><th>name</th><th>figure</th><th>value</th><th>95% interval</th><th>n</th></tr>
 {"".join(rows)}</table>
+{warning}
 <p>Longer response preferred: judge {_fmt(lb.get("judge_prefers_longer"))},
 people {_fmt(lb.get("humans_prefer_longer"))} (n={lb["n"]}).</p>
 <h2>Reliability</h2>
@@ -212,6 +227,17 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str]]:
     for pid, d in report["details"]["per_principle_agreement"].items():
         out.append((f"agreement[{pid}]", _fmt(d["value"]), _ci(d), str(d["n"])))
     return out
+
+
+def resolution_warning(report: dict) -> Optional[str]:
+    """The one line the summary adds when p_a has no resolution (RESOLUTION_FLOOR): calibrated and useless."""
+    res, unc = report.get("brier_resolution"), report.get("brier_uncertainty")
+    if not resolution_near_zero(res, unc):
+        return None
+    return (
+        f"warning: resolution {res:.4f} is under {RESOLUTION_FLOOR:.0%} of the uncertainty {unc:.4f}: p_a does not "
+        f"tell people's choices apart, however low its ECE (a constant 0.5 is calibrated and useless); see the AUC"
+    )
 
 
 def fit_rows(cmap: dict) -> list[tuple[str, object, object, int]]:
