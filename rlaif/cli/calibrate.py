@@ -1,5 +1,6 @@
 """`rlaif calibrate` (how far the judge agrees with people), `rlaif calibrate fit` and `rlaif calibrate apply` (a
-monotone map from the judge's p_a to people's preference, and labels passed through it).
+monotone map from the judge's p_a to people's preference, and labels passed through it); `rlaif calibrate fit
+--method jury` (the weights of a jury of judges, for a `backend: jury` judge).
 
 LABELS arguments take a labels JSONL file or a directory holding labels.jsonl. Human labels are records with
 `source: "human"` (`rlaif human import`, `rlaif annotate export`); AI label files of data with a known human
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -70,32 +71,50 @@ def calibrate_cmd(
 
 @app.command("fit")
 def calibrate_fit(
-    ai: Path = typer.Option(..., help=_AI_HELP),
+    ai: List[Path] = typer.Option(
+        ..., help=_AI_HELP + " With --method jury, one --ai per member (a label run of each judge)."
+    ),
     human: Path = typer.Option(..., help=_HUMAN_HELP),
-    out_file: Path = typer.Option(..., "--out", help="The map, as JSON (MAP.json)."),
-    method: str = typer.Option("isotonic", help="isotonic, platt or temperature."),
+    out: Path = typer.Option(
+        ..., "--out", help="The map, as JSON (MAP.json); with --method jury a directory: weights.json, report.json."
+    ),
+    method: str = typer.Option(
+        "isotonic", help="isotonic, platt or temperature (a map of one judge's p_a), or jury (weights of several)."
+    ),
     holdout: float = typer.Option(
         0.5, help="Share of pairs held out (by a seeded hash of the id) to measure the map on; 0 fits on all."
     ),
-    seed: int = typer.Option(0, help="Seed of the held-out split."),
+    seed: int = typer.Option(0, help="Seed of the held-out split (and of the jury's bootstrap)."),
     tie_margin: float = typer.Option(
         0.05, help="Calibrated labels are 'tie' when |p_a - 0.5| <= this (used by apply, and for agreement after)."
     ),
     symmetric: bool = typer.Option(
-        True, help="Also fit on each pair swapped, so the map treats response a and b alike."
+        True, help="Also fit on each pair swapped, so the map treats response a and b alike (a jury: no intercept)."
     ),
     bins: int = typer.Option(10, min=2, max=1000, help="Bins for ECE."),
+    resamples: int = typer.Option(
+        1000, min=0, help="--method jury: bootstrap resamples for the weights' and the held-out figures' intervals."
+    ),
+    l2: float = typer.Option(
+        1.0,
+        help="--method jury: the penalty l2·|w|² on the log-likelihood summed over pairs (prior variance 1/(2·l2)).",
+    ),
 ) -> None:
-    """Fit a monotone map from the judge's p_a to P(people prefer response_a) and report held-out figures."""
+    """Fit a monotone map from the judge's p_a to P(people prefer response_a), or a jury's weights (--method jury,
+    one --ai per member), and report held-out figures."""
+    if method == "jury":
+        return _fit_jury(ai, human, out, holdout, seed, tie_margin, symmetric, bins, resamples, l2)
+    if len(ai) != 1:
+        fail(f"error: --method {method} maps one judge's labels: give one --ai (several are for --method jury)")
 
     def run():
         # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
         from ..feedback.calibration.maps import fit_map_file
 
         return fit_map_file(
-            ai,
+            ai[0],
             human,
-            out_file,
+            out,
             method=method,
             holdout=holdout,
             seed=seed,
@@ -109,7 +128,7 @@ def calibrate_fit(
     from ..feedback.calibration.report import fit_rows
 
     print_table(
-        f"{cmap['method']} map written to {out_file} (sha256 {cmap['sha256'][:12]})",
+        f"{cmap['method']} map written to {out} (sha256 {cmap['sha256'][:12]})",
         fit_rows(cmap),
         header=("figure", "before", "after", "pairs"),
     )
@@ -121,6 +140,47 @@ def calibrate_fit(
             if t is not None
             else "score judge: its score gaps do not predict the human choice (T = infinity)"
         )
+
+
+def _fit_jury(ai, human, out, holdout, seed, tie_margin, symmetric, bins, resamples, l2) -> None:
+    """`rlaif calibrate fit --method jury`: the weights with their intervals, the members and the jury side by side
+    on the held-out pairs, and the line naming the members with no signal."""
+
+    def run():
+        # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
+        from ..feedback.calibration.jury import fit_jury_files
+
+        return fit_jury_files(
+            ai,
+            human,
+            out,
+            holdout=holdout,
+            seed=seed,
+            symmetric=symmetric,
+            l2=l2,
+            n_boot=resamples,
+            tie_margin=tie_margin,
+            bins=bins,
+        )
+
+    doc = guard(run)
+    # lazy: numpy and the command's own modules, only when it runs: rlaif --help stays fast
+    from ..feedback.calibration.report import JURY_COLUMNS, jury_figure_rows, jury_weight_rows, no_signal_line
+
+    print_table(
+        f"jury of {len(doc['members'])} fitted on {doc['n_pairs']} pairs: {out}/weights.json "
+        f"(sha256 {doc['sha256'][:12]})",
+        jury_weight_rows(doc),
+        header=("member", "weight", "95% interval", "judge hash"),
+    )
+    part = "heldout" if "heldout" in doc["evaluation"] else "fit"
+    title = "held-out pairs" if part == "heldout" else "the fit pairs (no held-out split: --holdout 0)"
+    print_table(
+        f"members and jury on {doc['evaluation'][part]['n']} {title}, labels with tie margin {tie_margin}",
+        jury_figure_rows(doc, part),
+        header=("judge", *(h for _, h in JURY_COLUMNS), "decided"),
+    )
+    print(no_signal_line(doc))
 
 
 @app.command("apply")

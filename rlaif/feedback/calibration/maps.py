@@ -13,7 +13,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -28,51 +28,64 @@ from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json
 
 METHODS = ("isotonic", "platt", "temperature")
 MAP_FORMAT = "rlaif-calibration-map"
-_EPS = 1e-6
+# p_a is clipped to [EPS, 1 - EPS] before its logit: a judge that says 0 or 1 gives a finite log-odds
+EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- fitting
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
+def logit(p: np.ndarray) -> np.ndarray:
+    """The log-odds of p_a, clipped to [EPS, 1 - EPS]."""
+    p = np.clip(p, EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def fit_platt(p: np.ndarray, y: np.ndarray, temperature: bool = False, l2: float = 1e-4) -> dict:
-    """Platt scaling (Platt 1999) on the judge's logit: f(p) = σ(a·logit(p) + b), fitted by Newton's method on
-    the cross-entropy with soft targets y. `temperature` fixes b = 0 (Guo et al. 2017; T = 1/a). The slope is
-    kept >= 0 so the map never reverses the judge's ranking; a small L2 keeps it finite on separable data."""
-    z = _logit(np.asarray(p, float))
-    y = np.asarray(y, float)
-    X = np.stack([z, np.ones_like(z)], 1)[:, : 1 if temperature else 2]
-    w = np.zeros(X.shape[1])
-    if not temperature:
-        w[1] = float(_logit(np.array([y.mean()]))[0])
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2, w0: Optional[np.ndarray] = None) -> np.ndarray:
+    """Logistic regression with soft targets y in [0, 1]: the w minimising the mean cross-entropy of σ(X·w) plus
+    Σ l2_j·w_j² (`l2` one number, or one per column: 0 leaves that column free), by Newton's method with a
+    halving line search. The penalty keeps w finite on separable data."""
+    l2 = np.broadcast_to(np.asarray(l2, float), (X.shape[1],))
+    w = np.zeros(X.shape[1]) if w0 is None else np.asarray(w0, float).copy()
 
     def loss(w):
-        s = np.clip(_sigmoid(X @ w), 1e-12, 1 - 1e-12)
-        return -np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)) + l2 * float(w @ w)
+        s = np.clip(sigmoid(X @ w), 1e-12, 1 - 1e-12)
+        return -np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)) + float(l2 @ (w * w))
 
     for _ in range(100):
-        s = _sigmoid(X @ w)
+        s = sigmoid(X @ w)
         g = X.T @ (s - y) / len(y) + 2 * l2 * w
-        H = (X * (s * (1 - s))[:, None]).T @ X / len(y) + 2 * l2 * np.eye(len(w))
-        step = np.linalg.solve(H, g)
+        H = (X * (s * (1 - s))[:, None]).T @ X / len(y) + 2 * np.diag(l2)
+        step = np.linalg.lstsq(H, g, rcond=None)[0]  # singular only for collinear, unpenalised columns
         t, before = 1.0, loss(w)
         while loss(w - t * step) > before and t > 1e-8:
             t /= 2
         w = w - t * step
         if np.abs(t * step).max() < 1e-10:
             break
+    return w
+
+
+def fit_platt(p: np.ndarray, y: np.ndarray, temperature: bool = False, l2: float = 1e-4) -> dict:
+    """Platt scaling (Platt 1999) on the judge's logit: f(p) = σ(a·logit(p) + b), fitted by Newton's method on
+    the cross-entropy with soft targets y (`fit_logistic`). `temperature` fixes b = 0 (Guo et al. 2017; T = 1/a).
+    The slope is kept >= 0 so the map never reverses the judge's ranking; a small L2 keeps it finite on separable
+    data."""
+    z = logit(np.asarray(p, float))
+    y = np.asarray(y, float)
+    X = np.stack([z, np.ones_like(z)], 1)[:, : 1 if temperature else 2]
+    w0 = np.zeros(X.shape[1])
+    if not temperature:
+        w0[1] = float(logit(np.array([y.mean()]))[0])
+    w = fit_logistic(X, y, l2, w0)
     if w[0] < 0:  # anti-correlated judge: the best non-decreasing map of this family is a constant
         w[0] = 0.0
         if not temperature:
-            w[1] = float(_logit(np.array([y.mean()]))[0])
+            w[1] = float(logit(np.array([y.mean()]))[0])
     return {"a": float(w[0]), "b": 0.0 if temperature else float(w[1])}
 
 
@@ -105,7 +118,7 @@ def predict(cmap: dict, p) -> np.ndarray:
     params = cmap["params"]
     if cmap["method"] == "isotonic":
         return np.interp(p, params["x"], params["y"])
-    return _sigmoid(params["a"] * _logit(p) + params["b"])
+    return sigmoid(params["a"] * logit(p) + params["b"])
 
 
 def map_sha256(cmap: dict) -> str:
@@ -120,6 +133,12 @@ def split_mask(ids: Sequence[str], holdout: float, seed: int) -> np.ndarray:
         return int(hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()[:15], 16) / 16**15
 
     return np.array([u(pid) < holdout for pid in ids], dtype=bool)
+
+
+def check_holdout(holdout: float) -> None:
+    """The held-out share of a fit: in [0, 1), since some pairs must be left to fit on."""
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"--holdout must be in [0, 1), got {holdout}")
 
 
 def evaluate(m: Matched, p_after: np.ndarray, tie_margin: float, bins: int = 10) -> dict:
@@ -150,8 +169,7 @@ def fit_map(
     """Fit a calibration map on the non-held-out pairs and report ECE and agreement before/after on both parts."""
     if method not in METHODS:
         raise ValueError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
-    if not 0.0 <= holdout < 1.0:
-        raise ValueError("holdout must be in [0, 1)")
+    check_holdout(holdout)
     check_tie_margin(tie_margin)
     held = split_mask(m.ids, holdout, seed)
     fit_part = m.subset(~held)

@@ -1,7 +1,8 @@
 """AI labels matched to human labels by pair id: the first step of every comparison of the judge with people.
 
 Human labels are read by pair id, one per annotator; each usable AI label is paired with them in its own response
-order, and `Matched` holds the result as parallel arrays for the metrics and the calibration maps.
+order, and `Matched` holds the result as parallel arrays for the metrics and the calibration maps. A jury's members
+are matched together (`match_members`): the pairs every member and people labelled, in one response order.
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ def aligned_label(human: dict, ai: dict) -> str:
     )
 
 
-def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
-    """Pair each usable AI label with the human labels of the same pair id, in the AI label's order."""
-    rows = []
+def usable_labels(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> tuple[dict[str, dict], dict]:
+    """The AI labels (source ai, status ok, with p_a) that have human labels, by pair id in file order, and the
+    counts of what was left out on the way."""
+    rows: dict[str, dict] = {}
     counts = {"ai_records": 0, "ai_failed": 0, "ai_without_human": 0, "human_pairs": len(humans)}
-    seen = set()
     for r in ai_records:
         if r.get("source", "ai") != "ai":
             continue
@@ -131,28 +132,81 @@ def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
         if r["id"] not in humans:
             counts["ai_without_human"] += 1
             continue
-        if r["id"] in seen:
+        if r["id"] in rows:
             raise ValueError(f"two AI labels for pair id {r['id']}: pass one label run at a time")
-        seen.add(r["id"])
-        rows.append((r, humans[r["id"]]))
+        rows[r["id"]] = r
     counts["matched"] = len(rows)
-    votes = [[aligned_label(h, r) for h in hs] for r, hs in rows]
-    raw = [r.get("p_a_raw") for r, _ in rows]
+    return rows, counts
+
+
+def matched(rows: Sequence[dict], humans: dict[str, list[dict]], counts: dict) -> Matched:
+    """Usable AI labels (`usable_labels`) and their human labels as parallel arrays, in the AI labels' order."""
+    votes = [[aligned_label(h, r) for h in humans[r["id"]]] for r in rows]
+    raw = [r.get("p_a_raw") for r in rows]
     return Matched(
-        ids=[r["id"] for r, _ in rows],
-        p_a=np.array([r["p_a"] for r, _ in rows], dtype=float),
+        ids=[r["id"] for r in rows],
+        p_a=np.array([r["p_a"] for r in rows], dtype=float),
         p_a_raw=np.array(raw, dtype=float) if rows and all(x is not None for x in raw) else None,
-        ai_label=np.array([r["label"] for r, _ in rows], dtype=object),
+        ai_label=np.array([r["label"] for r in rows], dtype=object),
         human_label=np.array([majority(v) for v in votes], dtype=object),
         human_p=np.array([np.mean([HUMAN_P[v] for v in vs]) for vs in votes], dtype=float),
         human_votes=votes,
-        consistent=np.array([bool(r.get("position_consistent")) for r, _ in rows], dtype=bool),
-        len_a=np.array([len(r["response_a"]) for r, _ in rows], dtype=float),
-        len_b=np.array([len(r["response_b"]) for r, _ in rows], dtype=float),
-        principle=[r.get("principle_id") for r, _ in rows],
-        per_principle=[r.get("per_principle") for r, _ in rows],
+        consistent=np.array([bool(r.get("position_consistent")) for r in rows], dtype=bool),
+        len_a=np.array([len(r["response_a"]) for r in rows], dtype=float),
+        len_b=np.array([len(r["response_b"]) for r in rows], dtype=float),
+        principle=[r.get("principle_id") for r in rows],
+        per_principle=[r.get("per_principle") for r in rows],
         counts=counts,
     )
+
+
+def match(ai_records: Iterable[dict], humans: dict[str, list[dict]]) -> Matched:
+    """Pair each usable AI label with the human labels of the same pair id, in the AI label's order."""
+    rows, counts = usable_labels(ai_records, humans)
+    return matched(list(rows.values()), humans, counts)
+
+
+def oriented(r: dict, ref: dict, member: int) -> dict:
+    """AI label `r` in the response order of `ref`, another judge's label of the same pair: the same pair id can
+    come in the other order (data read with another seed); then a and b trade places and each p_a becomes 1 - p_a.
+    Different responses are an error."""
+    if (r["response_a"], r["response_b"]) == (ref["response_a"], ref["response_b"]):
+        return r
+    if (r["response_a"], r["response_b"]) != (ref["response_b"], ref["response_a"]):
+        raise ValueError(
+            f"pair {r['id']}: member {member + 1}'s label is for different responses than member 1's; are they "
+            f"labels of the same data?"
+        )
+    flip = lambda p: None if p is None else 1.0 - p  # noqa: E731
+    per = r.get("per_principle")
+    return {
+        **r,
+        "response_a": r["response_b"],
+        "response_b": r["response_a"],
+        "p_a": flip(r["p_a"]),
+        "p_a_raw": flip(r.get("p_a_raw")),
+        "label": SWAPPED[r["label"]],
+        "p_a_orders": None,
+        "per_principle": None if per is None else {k: flip(v) for k, v in per.items()},
+    }
+
+
+def match_members(members: Sequence[Iterable[dict]], humans: dict[str, list[dict]]) -> list[Matched]:
+    """Several judges' labels of the same pairs (a jury's members) matched with people's: one Matched per member,
+    all over the same pairs in the same order and response order (member 1's), so row i is one pair throughout.
+    A pair is kept when every member labelled it (status ok) and people did; each member's counts say how many of
+    its usable labels were left out because another member failed or lacked the pair."""
+    found = [usable_labels(records, humans) for records in members]
+    first = found[0][0]
+    common = [pid for pid in first if all(pid in rows for rows, _ in found[1:])]
+    return [
+        matched(
+            [oriented(rows[pid], first[pid], k) for pid in common],
+            humans,
+            {**counts, "left_out_by_other_members": counts["matched"] - len(common), "matched": len(common)},
+        )
+        for k, (rows, counts) in enumerate(found)
+    ]
 
 
 def load_matched(ai: str | Path, human: str | Path) -> Matched:

@@ -247,3 +247,48 @@ def fit_rows(cmap: dict) -> list[tuple[str, object, object, int]]:
         for part, ev in cmap["evaluation"].items()
         for figure in ("ece", "brier", "agreement", "ai_tie_rate")
     ]
+
+
+# the side-by-side columns of a jury fit: (figure, header)
+JURY_COLUMNS = (
+    ("agreement", "agreement"),
+    ("cohen_kappa", "kappa"),
+    ("ece", "ECE"),
+    ("brier_resolution", "resolution"),
+)
+JURY_COLUMNS += (("auc", "AUC"),)
+
+
+def jury_weight_rows(doc: dict) -> list[tuple[str, str, str, str]]:
+    """(member, weight, 95% interval, judge hash) for each member of a fitted jury, then the intercept."""
+    intervals = doc["intervals"] or [None] * len(doc["weights"])
+    rows = [
+        (m["name"], _fmt(w), _ci({"ci95": ci}), m["judge_hash"][:12])
+        for m, w, ci in zip(doc["members"], doc["weights"], intervals)
+    ]
+    rows.append(
+        (
+            "intercept",
+            _fmt(doc["intercept"]),
+            _ci({"ci95": doc["intercept_interval"]}),
+            "0 by symmetry" if doc["symmetric"] else "",
+        )
+    )
+    return rows
+
+
+def jury_figure_rows(doc: dict, part: str) -> list[tuple]:
+    """(name, figure..., pairs both decided) for each member and the jury on one part of the split."""
+    return [
+        (row["name"], *(_fmt(row[key]) for key, _ in JURY_COLUMNS), str(row["details"]["agreement"]["n"]))
+        for row in doc["evaluation"][part]["rows"]
+    ]
+
+
+def no_signal_line(doc: dict) -> str:
+    """The one line naming the members whose weight's interval contains 0."""
+    if doc["no_signal"] is None:
+        return "no signal: not tested (no bootstrap intervals: --resamples 0)"
+    if not doc["no_signal"]:
+        return "no signal: none; every member's weight interval excludes 0"
+    return f"no signal (weight interval contains 0): {', '.join(doc['no_signal'])}"
