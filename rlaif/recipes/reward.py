@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config.reward import RewardTrainConfig
-from ..rewards.reward_model import sequence_rewards
+from ..rewards.reward_model import pair_rewards
 from ..train.data import pair_batch
 from ..train.losses import bradley_terry_loss
 from ..train.models import load_trainable
@@ -26,7 +26,7 @@ STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", 
 
 def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
     """The loss and its statistics (sums over the pairs of this micro-batch)."""
-    r_a, r_b = sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).chunk(2)
+    r_a, r_b = pair_rewards(model, batch)
     p_a, human = batch["p_a"], batch["human"]
     losses = bradley_terry_loss(r_a, r_b, p_a, config.loss.margin, config.loss.center_coef)
     with torch.no_grad():

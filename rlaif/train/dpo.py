@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..models import prefix
 from .data import pair_batch
 from .losses import sequence_logps
 from .models import reference_mode
@@ -51,9 +52,33 @@ def response_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(response | prompt) for every row of a collated batch, and each response's token count."""
+    """log π(response | prompt) of every response of a collated batch, [all a; all b], and each response's token
+    count; from shared-prefix rows (`collate_shared`) when the batch is one."""
+    if "branch" in batch:
+        return shared_response_logps(model, batch)
     logits, targets, mask = response_logits(model, batch)
     return sequence_logps(logits, targets, mask), mask.sum(dim=1)
+
+
+def shared_response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """`response_logps` of shared-prefix rows [prompt, a, b] (rlaif.models.prefix): both responses' log-probs
+    from one forward. b's first token is predicted from the last prompt position, as in b's own row. The
+    vocabulary projection runs only from the first position that predicts a response token on
+    (`logits_to_keep`), and the log-softmax is read at the predicting positions without copying logits."""
+    ids, plan = batch["input_ids"], prefix.PrefixPlan(batch["segment"], batch["branch"])
+    response = plan.branch > prefix.PROMPT
+    predictors = plan.predictors()
+    first = int(predictors[response].min()) if bool(response.any()) else ids.shape[1] - 1
+    logits = prefix.forward(model, ids, plan, logits_to_keep=ids.shape[1] - first).logits
+    # the token at position t (t > first) is predicted by the logits of position predictors[t] (row first + k
+    # of `logits` is position first + k); prompt and padding positions are read too and masked out
+    at = (predictors[:, first + 1 :] - first).clamp(min=0)
+    targets = ids[:, first + 1 :]
+    rows = torch.arange(len(ids), device=ids.device)[:, None]
+    token_logps = logits[rows, at, targets].float() - torch.logsumexp(logits.float(), dim=-1).gather(1, at)
+    part = plan.branch[:, first + 1 :]
+    masks = [part == prefix.A, part == prefix.B]
+    return torch.cat([(token_logps * m).sum(dim=1) for m in masks]), torch.cat([m.sum(dim=1) for m in masks])
 
 
 def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor], config, loss_fn: LossFn) -> dict:
