@@ -32,6 +32,7 @@ STATS = (
     "human_pairs",
     "logps_chosen",
     "logps_rejected",
+    "tokens",
 )
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (Δ, p_a) -> loss per pair
 
@@ -116,6 +117,7 @@ def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor]
             "responses": torch.tensor(2.0 * len(p_a)),
             "human_pairs": (human >= 0).sum().float(),
             "human_correct": (((ratio_a > ratio_b).long() == human) & (human >= 0)).sum().float(),
+            "tokens": batch["attention_mask"].sum().float(),  # what the policy encoded: fewer with shared rows
         }
     terms["loss"] = losses.sum()
     return terms
@@ -150,10 +152,11 @@ def reference_rows(table: Optional[torch.Tensor], idx: list[int]) -> Optional[to
 
 
 def precompute_reference(
-    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path
+    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path, shared: bool = False
 ) -> torch.Tensor:
     """log π_ref of both responses of every pair, [N, 2]: each process computes a strided share, all gather;
-    cached in `cache` so a resumed run does not recompute them."""
+    cached in `cache` so a resumed run does not recompute them. `shared`: from shared-prefix rows (the same
+    numbers, so the cache serves either)."""
     from accelerate.utils import gather_object
 
     key = _table_key(pairs)
@@ -168,7 +171,7 @@ def precompute_reference(
         ref.eval()
         for i in range(0, len(mine), batch_size):
             chunk = mine[i : i + batch_size]
-            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device))
+            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device, shared))
             a, b = logps.float().cpu().chunk(2)
             rows.extend((j, x, y) for j, x, y in zip(chunk, a.tolist(), b.tolist()))
     table = torch.zeros(len(pairs), 2)
@@ -180,9 +183,9 @@ def precompute_reference(
     return table
 
 
-def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int):
+def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool):
     def terms(idx: list[int]) -> dict:
-        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device)
+        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device, shared)
         return pair_terms(policy, reference, batch, reference_rows(ref_table, idx), config, loss_fn)
 
     return terms
@@ -201,17 +204,21 @@ def dpo_step(
     loss_fn: LossFn,
     pad_id: int,
     check: Check,
+    shared: bool = False,
 ) -> dict:
     """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`); returns the
-    step's statistics (over all processes), lr and grad_norm. `ref_table` holds precomputed reference log-probs
-    [N, 2], or None to run the reference on the fly; `check` stops a diverging run (see `optimizer_step`)."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id)
+    step's statistics (over all processes), lr, grad_norm and the tokens the policy encoded. `ref_table` holds
+    precomputed reference log-probs [N, 2], or None to run the reference on the fly; `check` stops a diverging
+    run (see `optimizer_step`); `shared`: each pair is one shared-prefix row (rlaif.train.models.share_prefix)."""
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
     sums, lr, grad_norm = optimizer_step(acc, policy, optimizer, scheduler, micro, terms, STATS, config, check)
-    return {**summarise(sums), "lr": lr, "grad_norm": grad_norm}
+    return {**summarise(sums), "lr": lr, "grad_norm": grad_norm, "tokens": int(sums["tokens"])}
 
 
-def evaluate(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int) -> dict:
+def evaluate(
+    acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool = False
+) -> dict:
     """The DPO statistics of the held-out pairs, as eval_* metrics."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id)
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
     sums = evaluate_pairs(acc, policy, len(pairs), config.eval_batch_size, terms, STATS)
     return summarise(sums, prefix="eval_") if sums else {}

@@ -90,7 +90,9 @@ def test_the_terms_of_a_batch_are_the_masked_loss_of_a_plain_forward(tiny_model_
         )
     picked = logp.gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
     mask = batch["completion_mask"][:, 1:]
-    assert dropped == 0 and terms["tokens"].item() == mask.sum().item() == sum(len(e.response_ids) for e in examples)
+    n_responses = sum(len(e.response_ids) for e in examples)
+    assert dropped == 0 and terms["response_tokens"].item() == mask.sum().item() == n_responses
+    assert terms["tokens"].item() == batch["attention_mask"].sum().item() > n_responses  # prompts too
     assert terms["loss"].item() == pytest.approx(-(picked * mask).sum().item(), abs=1e-4)
 
 
