@@ -170,7 +170,9 @@ def share_prefix(setting, models: list) -> tuple[bool, str]:
         return False, "prefix sharing off (prefix_sharing: false)"
     if why is not None:
         if setting is True:
-            raise ValueError(f"prefix_sharing: true, but shared-prefix rows would not be exact here: {why}; use auto")
+            raise ValueError(
+                f"prefix_sharing: true, but shared-prefix rows would not be exact here: {why}; use auto or false"
+            )
         return False, f"prefix sharing off: not exact for this model ({why})"
     for model in held:
         prefix.enable(model)

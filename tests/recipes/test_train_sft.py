@@ -195,6 +195,8 @@ def test_sft_on_revisions_makes_the_policy_say_please_more_often(tmp_path, sft_r
     )
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
     assert after >= before + 0.3, (before, after)
+    # every method logs step_s and tokens: here the prompts' tokens as well as the responses'
+    assert all(r["step_s"] > 0 and r["tokens"] > r["response_tokens"] > 0 for r in rows)
 
 
 def test_lora_trains_adapters_only(tmp_path, sft_rows):
