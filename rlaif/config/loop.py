@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from .dpo import DPOLoss, SigmoidDPOLoss
 from .feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback, source_classes
 from .judge import JudgeBase
-from .run import LoraConfig, ModelSource, RunConfig
+from .run import LoraConfig, ModelSource, PrefixSharing, RunConfig
 from .sampling import SamplingConfig
 from .yamlfile import FieldErrors
 
@@ -188,6 +188,7 @@ class LoopConfig(RunConfig):
         description="Leave out pairs with |p_a - 0.5| <= min_margin. None: leave out the pairs labelled as ties.",
     )
     lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters only; the base is the reference.")
+    prefix_sharing: PrefixSharing
     track_keyword: Optional[str] = Field(
         None,
         description="Also log the share of samples containing this text "

@@ -75,6 +75,18 @@ class LoraConfig(Strict):
 
 
 # -- preferences -------------------------------------------------------------------------------------------------
+PrefixSharing = Annotated[
+    Literal["auto", True, False],
+    Field(
+        "auto",
+        description="Encode each pair as one row, the prompt once, then response a and response b "
+        "(rlaif/models/prefix.py): the same losses and gradients for fewer tokens. auto: on wherever it is "
+        "exact (Llama, Mistral, Qwen2, Qwen3 with SDPA attention and no sliding window); true: refuse a model "
+        "it cannot make exact; false: two rows per pair.",
+    ),
+]
+
+
 class PairsConfig(Strict):
     """How the feedback's label records become training pairs, and which pairs are held out for evaluation."""
 
@@ -174,3 +186,4 @@ class PreferenceRunConfig(RunConfig):
     model: ModelSource = Field(description="The model training starts from.")
     feedback: FeedbackConfig = Field(description="Where the preference labels come from (AI, human or mixed).")
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="Labels → training and held-out pairs.")
+    prefix_sharing: PrefixSharing

@@ -19,6 +19,9 @@ it), and the collator is wrapped to hand it to the loss as a float tensor.
     rows = load_dataset("json", data_files="prefs.jsonl", split="train")   # rlaif export --format trl
     SoftDPOTrainer(model="path/to/sft", args=DPOConfig(output_dir="out"), train_dataset=rows).train()
 
+Both encode two rows per pair, as TRL does: prefix sharing (rlaif/models/prefix.py, on in `rlaif train`) would
+need TRL's collators, truncation modes and reference pass rewritten here, so these trainers stay TRL's.
+
 Needs trl (tested with 1.16). SoftDPOTrainer supports DPOConfig's default `loss_type=["sigmoid"]` only, and
 refuses the settings that would change that loss (other loss types, ld_alpha, f-divergences, WPO weighting,
 label_smoothing, a MoE auxiliary loss): it says so at construction rather than train on another loss.

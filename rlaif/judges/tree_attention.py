@@ -24,6 +24,8 @@ from typing import Optional
 
 import torch
 
+from ..models.prefix import causal_family_problem
+
 NAME = "rlaif_tree"
 
 
@@ -129,16 +131,10 @@ def tree_attention(
     return out.transpose(1, 2).contiguous(), None
 
 
-# Decoder families whose attention layers call transformers' attention interface with plain causal attention
-# (no softcapping, no attention sinks); a sliding window is allowed only when it is off.
-FAMILIES = {"llama", "mistral", "qwen2", "qwen3"}
-
-
 def supports(model) -> bool:
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "model_type", None) not in FAMILIES:
-        return False
-    return not getattr(config, "sliding_window", None) or getattr(config, "use_sliding_window", True) is False
+    """Whether `model`'s attention is plain causal attention through transformers' interface (the families
+    rlaif.models.prefix lists), so this function can stand in for it."""
+    return causal_family_problem(model) is None
 
 
 def register() -> None:

@@ -36,6 +36,7 @@ from ..eval.winrate import judge_winrate
 from ..files import write_jsonl
 from ..judges.base import kind_of
 from ..judges.registry import load_judge
+from ..models import prefix
 from ..policy.generate import pair_rows
 from ..policy.sampling import PolicySampler, derived_seed
 from ..train.checkpoint import list_checkpoints
@@ -43,7 +44,7 @@ from ..train.data import encode_pairs, micro_batches, step_indices
 from ..train.dpo import dpo_step, precompute_reference
 from ..train.losses import dpo_loss_fn
 from ..train.metrics import read_metrics, truncate_after
-from ..train.models import load_model, load_reference, load_tokenizer, load_trainable
+from ..train.models import load_model, load_reference, load_tokenizer, load_trainable, share_prefix
 from ..train.rollout import kl_estimate
 from ..train.run import RunLog, make_optimizer, prepare_for_training, start_run, with_cpu_threads
 from .loop_feedback import Labelled, feedback_step, fmt, iteration_feedback  # noqa: F401 (iteration_feedback: API)
@@ -121,12 +122,14 @@ def iteration_reference(run: LoopRun, first: int):
     if run.step == first:
         reference = copy.deepcopy(run.model)
     elif first == 0:
-        return load_reference(config.model, run.tokenizer, device)
+        reference = load_reference(config.model, run.tokenizer, device)
     else:
         path = run.out / f"checkpoint-{first}"
         if not path.exists():
             raise FileNotFoundError(f"{path} (this iteration's reference) is gone; resume needs it")
         reference = load_model(config.model, run.tokenizer, "lm", path=path).to(device)
+    if run.shared:
+        prefix.enable(reference)
     reference.eval().requires_grad_(False)
     return reference
 
@@ -171,6 +174,8 @@ class LoopRun:
         )
         prepare_for_training(policy, config)
         policy.to(self.acc.device)
+        # every later reference is the policy's copy or checkpoint: the same model type and attention
+        self.shared, self.sharing = share_prefix(config.prefix_sharing, [policy, self.initial])
         optimizer, scheduler = make_optimizer(policy, config.optim, config.iterations * config.steps_per_iteration)
         self.policy, self.optimizer, self.scheduler = self.acc.prepare(policy, optimizer, scheduler)
         self.model = self.acc.unwrap_model(self.policy)
@@ -248,6 +253,7 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
         pad_id,
         config.max_length,
         it_dir / "reference_logps.pt",
+        run.shared,
     )
     run.policy.train()
     gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
@@ -272,8 +278,9 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
             run.loss_fn,
             pad_id,
             log.checks(done, total),
+            run.shared,
         )
-        row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_time_s=time.perf_counter() - t_step)
+        row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_s=time.perf_counter() - t_step)
         log.metrics.log(done, row)
         if done % config.save_steps == 0 and done != last:
             log.save(run.policy, done, {"total_steps": total, "iteration": k, "iteration_done": False})
@@ -327,7 +334,7 @@ def train(config: LoopConfig) -> Path:
     if run.main:
         print(
             f"loop: {len(run.train_prompts)} training prompts, {len(run.eval_prompts)} held out; "
-            f"{config.iterations} iterations of {S} steps on {run.acc.num_processes} process(es)"
+            f"{config.iterations} iterations of {S} steps on {run.acc.num_processes} process(es); {run.sharing}"
             + (f"; resuming at step {run.step}" if run.step else ""),
             flush=True,
         )

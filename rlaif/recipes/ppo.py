@@ -12,7 +12,9 @@ Metrics per step: `score` (mean raw score, before shaping), `reward` (mean Σ_t 
 minus β·KL), `kl` (mean Σ_t log π_old/π_ref per response), `kl_coef` (β of this rollout), `entropy` (of π_old per
 response token), `loss` / `policy_loss` / `value_loss`, `clipfrac` and `approx_kl` (½·mean (log π − log π_old)²)
 over all update tokens, `response_length`, `rollout_tokens_per_s` (response tokens sampled / rollout time) and
-`update_tokens_per_s` (prompt + response tokens through forward and backward over all epochs / update time).
+`update_tokens_per_s` (prompt + response tokens through forward and backward over all epochs / update time),
+`tokens` (those tokens: the update's, as every method's `tokens` counts the tokens its optimizer steps encoded) and
+`step_s` (the rollout and the update).
 """
 
 from __future__ import annotations
@@ -364,6 +366,8 @@ def train(config: PPOTrainConfig) -> Path:
             update_tokens_per_s=u["seen_tokens"] / (t2 - t1),
             rollout_time_s=t1 - t0,
             update_time_s=t2 - t1,
+            step_s=t2 - t0,
+            tokens=int(u["seen_tokens"]),
             epoch=done * per_step / len(train_prompts),
         )
         if log.evaluates(done, steps):

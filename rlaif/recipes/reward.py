@@ -14,19 +14,19 @@ from pathlib import Path
 import torch
 
 from ..config.reward import RewardTrainConfig
-from ..rewards.reward_model import sequence_rewards
+from ..rewards.reward_model import pair_rewards
 from ..train.data import pair_batch
 from ..train.losses import bradley_terry_loss
 from ..train.models import load_trainable
 from ..train.preference import evaluate_pairs, optimizer_step, start_preference_run
 from ..train.run import prepare_for_training, with_cpu_threads
 
-STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", "reward_sum", "margin_sum")
+STATS = ("loss", "pairs", "correct", "decided", "human_correct", "human_pairs", "reward_sum", "margin_sum", "tokens")
 
 
 def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
     """The loss and its statistics (sums over the pairs of this micro-batch)."""
-    r_a, r_b = sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).chunk(2)
+    r_a, r_b = pair_rewards(model, batch)
     p_a, human = batch["p_a"], batch["human"]
     losses = bradley_terry_loss(r_a, r_b, p_a, config.loss.margin, config.loss.center_coef)
     with torch.no_grad():
@@ -40,6 +40,7 @@ def pair_terms(model, batch: dict, config: RewardTrainConfig) -> dict:
             "human_correct": ((a_wins.long() == human) & (human >= 0)).sum().float(),
             "reward_sum": (r_a + r_b).sum(),
             "margin_sum": torch.where(p_a >= 0.5, r_a - r_b, r_b - r_a).sum(),
+            "tokens": batch["attention_mask"].sum().float(),  # what the model encoded: fewer with shared rows
         }
     terms["loss"] = losses.sum()
     return terms
@@ -66,11 +67,15 @@ def train(config: RewardTrainConfig) -> Path:
     acc, train_pairs, eval_pairs = run.acc, run.train_pairs, run.eval_pairs
     model = load_trainable(config.model, config.lora, run.tokenizer, "score", run.resume)
     prepare_for_training(model, config)
+    shared = run.share_prefix(model)
     model, optimizer, scheduler, log = run.prepare(model)
     steps = run.steps
 
     def terms(pairs):
-        return lambda idx: pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device), config)
+        def of(idx):
+            return pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device, shared), config)
+
+        return of
 
     # -- loop -----------------------------------------------------------------------------------------------
     model.train()
@@ -86,7 +91,8 @@ def train(config: RewardTrainConfig) -> Path:
             "lr": lr,
             "grad_norm": grad_norm,
             "epoch": run.epoch(done),
-            "step_time_s": time.perf_counter() - t0,
+            "step_s": time.perf_counter() - t0,
+            "tokens": int(sums["tokens"]),
         }
         if log.evaluates(done, steps):
             held_out = evaluate_pairs(acc, model, len(eval_pairs), config.eval_batch_size, terms(eval_pairs), STATS)

@@ -32,7 +32,7 @@ from ..train.run import (
 )
 from ..train.sft import encode_examples, example_batch, read_examples, sft_terms
 
-STATS = ("loss", "tokens")
+STATS = ("loss", "response_tokens", "tokens")
 
 
 def _split(config: SFTTrainConfig, examples: list) -> tuple[list, list]:
@@ -99,16 +99,17 @@ def train(config: SFTTrainConfig) -> Path:
             scale=lambda idx: acc.num_processes / n_tokens,
         )
         row = {
-            "loss": sums["loss"] / max(sums["tokens"], 1),
-            "tokens": sums["tokens"],
+            "loss": sums["loss"] / max(sums["response_tokens"], 1),
+            "response_tokens": int(sums["response_tokens"]),
+            "tokens": int(sums["tokens"]),
             "lr": lr,
             "grad_norm": grad_norm,
             "epoch": done * gb / len(train_set),
-            "step_time_s": time.perf_counter() - t0,
+            "step_s": time.perf_counter() - t0,
         }
         if log.evaluates(done, steps) and eval_set:
             held = evaluate_pairs(acc, model, len(eval_set), config.eval_batch_size, terms(eval_set), STATS)
-            row["eval_loss"] = held["loss"] / max(held["tokens"], 1)
+            row["eval_loss"] = held["loss"] / max(held["response_tokens"], 1)
         log.end_step(model, done, steps, row, f"loss {row['loss']:.4f}", {"epoch": row["epoch"]})
 
     # -- save -----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Preference data for training: label records → `Preference`s (the feedback source seam) → token ids → padded
-batches, keeping the soft preference p_a of every pair. Batches are laid out [all a responses; all b responses].
+batches, keeping the soft preference p_a of every pair. Batches are laid out [all a responses; all b responses],
+or, with prefix sharing, one row per pair, [prompt, a, b] (rlaif.models.prefix).
 
 Prompts and responses are encoded by rlaif.policy.chat (the tokenizer's chat template when it has one), as
 sampling and reward-model scoring encode them. The order of pairs per step is a function of the step alone.
@@ -15,6 +16,7 @@ import torch
 
 from ..data.labels import read_labels
 from ..feedback.sources import load_feedback
+from ..models.prefix import one_pair_rows
 from ..numbers import label_problem
 from ..policy.chat import encode_pair
 from ..records import HUMAN_P
@@ -148,16 +150,45 @@ def collate(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str,
     """Right-padded [2B, L] batch: rows 0..B-1 are prompt+a, rows B..2B-1 prompt+b (see pad_rows), with each
     pair's p_a and known human choice."""
     rows = [(p.prompt_ids, p.a_ids) for p in pairs] + [(p.prompt_ids, p.b_ids) for p in pairs]
+    return {**pad_rows(rows, pad_id, max_length), **_labels(pairs)}
+
+
+def _labels(pairs: list[EncodedPair]) -> dict[str, torch.Tensor]:
     return {
-        **pad_rows(rows, pad_id, max_length),
         "p_a": torch.tensor([p.p_a for p in pairs], dtype=torch.float32),
         "human": torch.tensor([p.human for p in pairs], dtype=torch.long),
     }
 
 
-def pair_batch(pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device) -> dict:
-    """`collate` of the pairs `idx`, on `device`."""
-    return {k: v.to(device) for k, v in collate([pairs[i] for i in idx], pad_id, max_length).items()}
+def collate_shared(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded [B, L] batch of shared-prefix rows, [prompt, a, b]: the prompt once, then each response cut
+    where `pad_rows` cuts it in its own row (at max_length − len(prompt)). `segment` and `branch` are the rows'
+    plan (rlaif.models.prefix.PrefixPlan); `attention_mask` marks the real tokens."""
+    rows = []
+    for p in pairs:
+        prompt = p.prompt_ids[:max_length]
+        room = max_length - len(prompt)
+        rows.append((prompt, p.a_ids[:room], p.b_ids[:room]))
+    width = max(sum(map(len, row)) for row in rows)
+    plan = one_pair_rows([tuple(map(len, row)) for row in rows], width)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, (prompt, a, b) in enumerate(rows):
+        input_ids[i, : len(prompt) + len(a) + len(b)] = torch.tensor(prompt + a + b)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (plan.segment >= 0).long(),
+        "segment": plan.segment,
+        "branch": plan.branch,
+        **_labels(pairs),
+    }
+
+
+def pair_batch(
+    pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device, shared: bool = False
+) -> dict:
+    """`collate` (or, `shared`, `collate_shared`) of the pairs `idx`, on `device`."""
+    rows = (collate_shared if shared else collate)([pairs[i] for i in idx], pad_id, max_length)
+    return {k: v.to(device) for k, v in rows.items()}
 
 
 # -- order -------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..models import prefix
 from .data import pair_batch
 from .losses import sequence_logps
 from .models import reference_mode
@@ -31,6 +32,7 @@ STATS = (
     "human_pairs",
     "logps_chosen",
     "logps_rejected",
+    "tokens",
 )
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (Δ, p_a) -> loss per pair
 
@@ -51,9 +53,33 @@ def response_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(response | prompt) for every row of a collated batch, and each response's token count."""
+    """log π(response | prompt) of every response of a collated batch, [all a; all b], and each response's token
+    count; from shared-prefix rows (`collate_shared`) when the batch is one."""
+    if "branch" in batch:
+        return shared_response_logps(model, batch)
     logits, targets, mask = response_logits(model, batch)
     return sequence_logps(logits, targets, mask), mask.sum(dim=1)
+
+
+def shared_response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """`response_logps` of shared-prefix rows [prompt, a, b] (rlaif.models.prefix): both responses' log-probs
+    from one forward. b's first token is predicted from the last prompt position, as in b's own row. The
+    vocabulary projection runs only from the first position that predicts a response token on
+    (`logits_to_keep`), and the log-softmax is read at the predicting positions without copying logits."""
+    ids, plan = batch["input_ids"], prefix.PrefixPlan(batch["segment"], batch["branch"])
+    response = plan.branch > prefix.PROMPT
+    predictors = plan.predictors()
+    first = int(predictors[response].min()) if bool(response.any()) else ids.shape[1] - 1
+    logits = prefix.forward(model, ids, plan, logits_to_keep=ids.shape[1] - first).logits
+    # the token at position t (t > first) is predicted by the logits of position predictors[t] (row first + k
+    # of `logits` is position first + k); prompt and padding positions are read too and masked out
+    at = (predictors[:, first + 1 :] - first).clamp(min=0)
+    targets = ids[:, first + 1 :]
+    rows = torch.arange(len(ids), device=ids.device)[:, None]
+    token_logps = logits[rows, at, targets].float() - torch.logsumexp(logits.float(), dim=-1).gather(1, at)
+    part = plan.branch[:, first + 1 :]
+    masks = [part == prefix.A, part == prefix.B]
+    return torch.cat([(token_logps * m).sum(dim=1) for m in masks]), torch.cat([m.sum(dim=1) for m in masks])
 
 
 def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor], config, loss_fn: LossFn) -> dict:
@@ -91,6 +117,7 @@ def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor]
             "responses": torch.tensor(2.0 * len(p_a)),
             "human_pairs": (human >= 0).sum().float(),
             "human_correct": (((ratio_a > ratio_b).long() == human) & (human >= 0)).sum().float(),
+            "tokens": batch["attention_mask"].sum().float(),  # what the policy encoded: fewer with shared rows
         }
     terms["loss"] = losses.sum()
     return terms
@@ -125,10 +152,11 @@ def reference_rows(table: Optional[torch.Tensor], idx: list[int]) -> Optional[to
 
 
 def precompute_reference(
-    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path
+    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path, shared: bool = False
 ) -> torch.Tensor:
     """log π_ref of both responses of every pair, [N, 2]: each process computes a strided share, all gather;
-    cached in `cache` so a resumed run does not recompute them."""
+    cached in `cache` so a resumed run does not recompute them. `shared`: from shared-prefix rows (the same
+    numbers, so the cache serves either)."""
     from accelerate.utils import gather_object
 
     key = _table_key(pairs)
@@ -143,7 +171,7 @@ def precompute_reference(
         ref.eval()
         for i in range(0, len(mine), batch_size):
             chunk = mine[i : i + batch_size]
-            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device))
+            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device, shared))
             a, b = logps.float().cpu().chunk(2)
             rows.extend((j, x, y) for j, x, y in zip(chunk, a.tolist(), b.tolist()))
     table = torch.zeros(len(pairs), 2)
@@ -155,9 +183,9 @@ def precompute_reference(
     return table
 
 
-def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int):
+def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool):
     def terms(idx: list[int]) -> dict:
-        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device)
+        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device, shared)
         return pair_terms(policy, reference, batch, reference_rows(ref_table, idx), config, loss_fn)
 
     return terms
@@ -176,17 +204,21 @@ def dpo_step(
     loss_fn: LossFn,
     pad_id: int,
     check: Check,
+    shared: bool = False,
 ) -> dict:
     """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`); returns the
-    step's statistics (over all processes), lr and grad_norm. `ref_table` holds precomputed reference log-probs
-    [N, 2], or None to run the reference on the fly; `check` stops a diverging run (see `optimizer_step`)."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id)
+    step's statistics (over all processes), lr, grad_norm and the tokens the policy encoded. `ref_table` holds
+    precomputed reference log-probs [N, 2], or None to run the reference on the fly; `check` stops a diverging
+    run (see `optimizer_step`); `shared`: each pair is one shared-prefix row (rlaif.train.models.share_prefix)."""
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
     sums, lr, grad_norm = optimizer_step(acc, policy, optimizer, scheduler, micro, terms, STATS, config, check)
-    return {**summarise(sums), "lr": lr, "grad_norm": grad_norm}
+    return {**summarise(sums), "lr": lr, "grad_norm": grad_norm, "tokens": int(sums["tokens"])}
 
 
-def evaluate(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int) -> dict:
+def evaluate(
+    acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool = False
+) -> dict:
     """The DPO statistics of the held-out pairs, as eval_* metrics."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id)
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
     sums = evaluate_pairs(acc, policy, len(pairs), config.eval_batch_size, terms, STATS)
     return summarise(sums, prefix="eval_") if sums else {}

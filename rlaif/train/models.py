@@ -1,6 +1,7 @@
 """Models for training: a tiny random Llama and its tokenizer built from a config (tests and CPU examples, no
 download), or a hub id / local directory loaded with transformers; as a causal LM (policy, reference) or with a
-one-output score head (reward model); optionally wrapped in LoRA adapters.
+one-output score head (reward model); optionally wrapped in LoRA adapters; and whether a run's pairs are shared-
+prefix rows (rlaif.models.prefix) for them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from ..config.paths import loading
 from ..config.run import LoraConfig, ModelSource, PretrainedModelConfig, TinyModelConfig
+from ..models import prefix
 
 Head = Literal["lm", "score"]
 CHATML = (
@@ -155,3 +157,23 @@ def reference_mode(policy, reference):
         peft_model = getattr(policy, "module", policy)  # under DDP the adapters live on the wrapped module
         with peft_model.disable_adapter():
             yield policy
+
+
+def share_prefix(setting, models: list) -> tuple[bool, str]:
+    """Whether a run encodes each pair as one shared-prefix row for `models` (the models that read its pairs:
+    policy and reference, or the reward model; unwrapped; None for one it does not hold), and what the run says
+    about it. `setting` is the config's prefix_sharing: auto turns it on where it is exact; true on a model it
+    cannot make exact is refused (ValueError: one line, exit 2) rather than run on two rows per pair unasked."""
+    held = [m for m in models if m is not None]
+    why = next((w for w in map(prefix.problem, held) if w is not None), None)
+    if setting is False:
+        return False, "prefix sharing off (prefix_sharing: false)"
+    if why is not None:
+        if setting is True:
+            raise ValueError(
+                f"prefix_sharing: true, but shared-prefix rows would not be exact here: {why}; use auto or false"
+            )
+        return False, f"prefix sharing off: not exact for this model ({why})"
+    for model in held:
+        prefix.enable(model)
+    return True, "prefix sharing on: one row per pair, its prompt encoded once"

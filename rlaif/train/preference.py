@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .data import encode_pairs, micro_batches, read_feedback, step_indices
-from .models import load_tokenizer
+from .models import load_tokenizer, share_prefix
 from .run import (
     Check,
     RunLog,
@@ -47,10 +47,18 @@ class PreferenceRun:
     too_long: int
     steps: int = 0  # optimizer steps of the whole run (set by `prepare`)
     global_batch: int = 0  # pairs per optimizer step, over all processes
+    shared: bool = False  # each pair one shared-prefix row (set by `share_prefix`)
+    sharing: str = ""  # what the run says about it
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
+
+    def share_prefix(self, *models) -> bool:
+        """Decide, from the config's prefix_sharing, whether the pairs are shared-prefix rows for `models` (the
+        unwrapped models that read them, None for one the run does not hold); see rlaif.train.models."""
+        self.shared, self.sharing = share_prefix(self.config.prefix_sharing, list(models))
+        return self.shared
 
     def prepare(self, model):
         """The optimizer and its schedule over the run's steps, handed with `model` to the accelerator, and the run
@@ -66,7 +74,8 @@ class PreferenceRun:
             print(
                 f"{config.method}: {len(self.train_pairs)} training pairs, {len(self.eval_pairs)} held out, "
                 f"{self.too_long} too long (feedback: {self.feedback.counts}); {self.steps} steps of "
-                f"{self.global_batch} pairs" + (f"; resuming at step {log.start}" if log.start else ""),
+                f"{self.global_batch} pairs; {self.sharing or 'two rows per pair'}"
+                + (f"; resuming at step {log.start}" if log.start else ""),
                 flush=True,
             )
         return model, optimizer, scheduler, log

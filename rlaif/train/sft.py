@@ -96,6 +96,10 @@ def example_batch(examples: list[EncodedExample], idx: list[int], pad_id: int, m
 
 
 def sft_terms(model, batch: dict) -> dict:
-    """The summed negative log-likelihood of the batch's response tokens, and their count."""
+    """The summed negative log-likelihood of the batch's response tokens, their count, and the tokens encoded."""
     logits, targets, mask = response_logits(model, batch)
-    return {"loss": sft_loss(logits, targets, mask, 1.0), "tokens": mask.sum().float()}
+    return {
+        "loss": sft_loss(logits, targets, mask, 1.0),
+        "response_tokens": mask.sum().float(),
+        "tokens": batch["attention_mask"].sum().float(),
+    }

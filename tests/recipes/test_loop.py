@@ -69,6 +69,7 @@ def test_a_short_loop_writes_its_files_and_moves_the_weights(tmp_path):
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     assert [r["iteration"] for r in steps] == [1, 1, 1, 2, 2, 2]
     assert all({"loss", "reward_accuracy", "rewards_margin", "lr", "grad_norm"} <= set(r) for r in steps)
+    assert all(r["step_s"] > 0 and r["tokens"] > 0 for r in steps)
     # reference: previous: each iteration starts with policy = reference, so its first loss is ln 2
     assert steps[0]["loss"] == pytest.approx(LN2, abs=1e-6) and steps[3]["loss"] == pytest.approx(LN2, abs=1e-6)
     assert steps[2]["loss"] < LN2

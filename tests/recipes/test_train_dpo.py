@@ -50,6 +50,8 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
             "kl_data",
             "lr",
             "grad_norm",
+            "step_s",
+            "tokens",
         }
         <= set(r)
         for r in rows

@@ -137,6 +137,7 @@ def test_a_short_run_writes_its_files_and_changes_the_weights(tmp_path):
         } <= set(r)
         assert r["clipfrac"] == 0 and r["approx_kl"] < 1e-9 and r["response_length"] > 0
         assert r["rollout_tokens_per_s"] > 0 and r["update_tokens_per_s"] > 0
+        assert r["tokens"] > 0 and 0 < r["update_time_s"] < r["step_s"]  # every method logs step_s and tokens
     assert "eval_score" in rows[1] and "eval_kl" in rows[2] and "eval_score" not in rows[0]
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the policy is the reference at the first rollout
     # the adaptive controller (Ziegler et al. 2019) from the logged KL of each step: 8 responses, horizon 100

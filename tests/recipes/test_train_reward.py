@@ -33,7 +33,8 @@ def test_one_step_moves_every_weight_and_writes_a_checkpoint(tmp_path):
 
     cfg = load_train_config(TINY, "reward")
     rows = run(tmp_path / "run", "max_steps=1", "batch_size=8", "optim.warmup_steps=0")
-    assert [r["step"] for r in rows] == [1] and {"loss", "accuracy", "margin", "eval_accuracy"} <= set(rows[0])
+    assert [r["step"] for r in rows] == [1]
+    assert {"loss", "accuracy", "margin", "eval_accuracy", "step_s", "tokens"} <= set(rows[0])
     before = build_tiny(cfg.model, build_tokenizer(cfg.model), "score").state_dict()
     after = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run/checkpoint-1").state_dict()
     assert after["score.weight"].shape == (1, cfg.model.hidden_size)

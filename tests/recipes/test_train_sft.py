@@ -90,7 +90,9 @@ def test_the_terms_of_a_batch_are_the_masked_loss_of_a_plain_forward(tiny_model_
         )
     picked = logp.gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
     mask = batch["completion_mask"][:, 1:]
-    assert dropped == 0 and terms["tokens"].item() == mask.sum().item() == sum(len(e.response_ids) for e in examples)
+    n_responses = sum(len(e.response_ids) for e in examples)
+    assert dropped == 0 and terms["response_tokens"].item() == mask.sum().item() == n_responses
+    assert terms["tokens"].item() == batch["attention_mask"].sum().item() > n_responses  # prompts too
     assert terms["loss"].item() == pytest.approx(-(picked * mask).sum().item(), abs=1e-4)
 
 
@@ -193,6 +195,8 @@ def test_sft_on_revisions_makes_the_policy_say_please_more_often(tmp_path, sft_r
     )
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
     assert after >= before + 0.3, (before, after)
+    # every method logs step_s and tokens: here the prompts' tokens as well as the responses'
+    assert all(r["step_s"] > 0 and r["tokens"] > r["response_tokens"] > 0 for r in rows)
 
 
 def test_lora_trains_adapters_only(tmp_path, sft_rows):
