@@ -139,3 +139,31 @@ def test_a_recipe_trains_in_bf16_mixed_precision_on_the_gpu(tmp_path, method, co
 def test_ppo_runs_on_the_gpu(tmp_path):
     metrics = _train("ppo", "examples/tiny/ppo.yaml", tmp_path, "max_steps=6")
     assert metrics and all(math.isfinite(v) for m in metrics for v in m.values() if isinstance(v, float))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_shared_prefix_rows_match_two_rows_per_pair_on_cuda(dtype):
+    """Issue 20's exactness on the GPU: the rlaif_prefix attention as written (SDPA with its mask, keys and values
+    repeated for GQA on CUDA) against two rows per pair, log-probs and every gradient of one DPO step, in fp32 to
+    the CPU test's tolerances and in bf16 to bf16's (8 bits of mantissa: a few 1e-2 on sums of ~10 log-probs)."""
+    from rlaif.models import prefix
+    from rlaif.train.data import collate, collate_shared
+    from rlaif.train.dpo import response_logps
+    from tests.train.test_prefix_sharing import MAX_LENGTH, PAD, model, pairs, relative
+
+    logp_tol, grad_tol = (1e-4, 1e-4) if dtype == torch.float32 else (0.25, 0.05)
+    policy = model("smollm2-shape").to("cuda", dtype)
+
+    def step(batch):
+        logps, n = response_logps(policy, {k: v.to("cuda") for k, v in batch.items()})
+        logps.float().sum().backward()
+        grads = {k: p.grad.float().clone() for k, p in policy.named_parameters()}
+        policy.zero_grad(set_to_none=True)
+        return logps.detach().float(), n, grads
+
+    unshared, n_unshared, g_unshared = step(collate(pairs(), PAD, MAX_LENGTH))
+    prefix.enable(policy)
+    shared, n_shared, g_shared = step(collate_shared(pairs(), PAD, MAX_LENGTH))
+    assert n_shared.tolist() == n_unshared.tolist()
+    assert float((shared - unshared).abs().max()) <= logp_tol
+    assert max(relative(g_shared[k], g_unshared[k]) for k in g_unshared) <= grad_tol
