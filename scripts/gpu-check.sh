@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU paths, on a machine with a CUDA GPU and rlaif importable (CI has no GPU; this is run by hand):
-#   gpu-tests     tests/gpu: the judge in bf16 on the GPU against fp32 on the CPU, the revise chain's kept KV cache on
+#   gpu-tests     tests/gpu: the judge in bf16 on the GPU against fp32 on the CPU, shared-prefix training rows against
+#                 two rows per pair (fp32 and bf16), the revise chain's kept KV cache on
 #                 the GPU, reward/DPO/SFT in bf16 mixed precision learning, PPO
 #   cai           examples/tiny/cai end to end (revise → SFT → generate → label → DPO → win rate) on the GPU
 #   bench-*       benchmarks/bench_revise.py (fp32 and bf16), bench_label.py and bench_train.py on the GPU
@@ -59,6 +60,9 @@ EOF
     -n 16 --max-new-tokens 48 --arms 2,3 --prompts "$HH"
   TAIL=16 step bench-label 90 $PY benchmarks/bench_label.py --judge "$(dirname "$RANDOM_MODEL")/bfloat16.yaml" \
     --skip-memory --pairs "$HH"
+  # issue 20: DPO with shared-prefix rows against two rows per pair and TRL, SmolLM2's shape, HH rows, on the GPU
+  TAIL=16 step bench-train-prefix 150 $PY benchmarks/bench_train.py --shape smollm2 --data hh --methods dpo \
+    --rounds 1 --steps 6 --warmup 1 --memory-steps 2 --hh "$HH"
 else
   echo "== benchmarks skipped: no SHAPE folder (set SHAPE to a model folder with config.json and a tokenizer)"
   failed=1
