@@ -135,6 +135,8 @@ def label_problem(r: dict) -> Optional[str]:
         return problem
     if (problem := _per_principle(r, probability_problem, "probabilities")) is not None:
         return problem
+    if (problem := _per_member(r)) is not None:
+        return problem
     scores = r.get("scores")
     if scores is not None:
         if not isinstance(scores, list) or len(scores) != 2 or any(real(s) is None for s in scores):
@@ -220,6 +222,26 @@ def _per_principle(r: dict, rule, what: str, allow_null: bool = True) -> Optiona
     for pid, v in per.items():
         if (v is not None or not allow_null) and (problem := rule(v, f"per_principle '{pid}'")) is not None:
             return problem
+    return None
+
+
+def _per_member(r: dict) -> Optional[str]:
+    """Why an ok jury record's `per_member` (each member's name, status and p_a) cannot be read, or None: a member
+    that answered has a probability, one that failed has none, and at least one answered."""
+    members = r.get("per_member")
+    if members is None:
+        return None
+    if not isinstance(members, list) or not members:
+        return f"per_member is {_shown(members)}, not a list of the jury members' verdicts"
+    for k, m in enumerate(members):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or m.get("status") not in ("ok", "failed"):
+            return f"per_member[{k}] is {_shown(m)}, not a member's name, status (ok or failed) and p_a"
+        if m["status"] == "ok" and (problem := probability_problem(m.get("p_a"), f"per_member[{k}].p_a")):
+            return f"{problem} (member {m['name']})"
+        if m["status"] == "failed" and m.get("p_a") is not None:
+            return f"per_member[{k}] (member {m['name']}) failed, yet has p_a = {_shown(m['p_a'])}"
+    if all(m["status"] == "failed" for m in members):
+        return "every member in per_member failed, yet the jury's label is ok"
     return None
 
 

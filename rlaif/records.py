@@ -23,6 +23,15 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def weights_sha256(doc: dict) -> str:
+    """What a jury's weights decide (weights.json, `rlaif calibrate fit --method jury`), hashed: sha256_json of
+    {"members": [each member's judge_hash, in order], "weights": [...], "intercept": b}, over the numbers as
+    weights.json stores them. The fit writes it; a `backend: jury` judge checks it and carries it in its hash."""
+    return sha256_json(
+        {"members": [m["judge_hash"] for m in doc["members"]], "weights": doc["weights"], "intercept": doc["intercept"]}
+    )
+
+
 def derived_seed(seed: int, *parts) -> int:
     """An independent seed for one purpose (e.g. `derived_seed(seed, "sample", iteration)`): a function of its
     parts only, so a resumed run or a later batch draws exactly what it drew the first time."""
@@ -142,10 +151,31 @@ class ScoreVerdict:
 
 @dataclass(frozen=True)
 class Spend:
-    """What a job has spent towards its spending caps: requests sent (retries included) and estimated cost."""
+    """What a job has spent towards its spending caps: requests sent (retries included) and estimated cost. A
+    jury's spend also keeps each member's share (`members`: (name, Spend) pairs), since each member's caps hold
+    for that member alone; the totals are their sums."""
 
     requests: int = 0
     cost: float = 0.0
+    members: tuple[tuple[str, "Spend"], ...] = ()
+
+    def member(self, name: str) -> "Spend":
+        """One member's share (nothing spent when it has none yet)."""
+        return dict(self.members).get(name, Spend())
+
+    def __add__(self, other: "Spend") -> "Spend":
+        return self._combine(other, 1)
+
+    def __sub__(self, other: "Spend") -> "Spend":
+        return self._combine(other, -1)
+
+    def _combine(self, other: "Spend", sign: int) -> "Spend":
+        names = list(dict.fromkeys(n for n, _ in (*self.members, *other.members)))
+        return Spend(
+            self.requests + sign * other.requests,
+            self.cost + sign * other.cost,
+            tuple((n, self.member(n)._combine(other.member(n), sign)) for n in names),
+        )
 
 
 class JudgeInfo(BaseModel):
@@ -156,6 +186,18 @@ class JudgeInfo(BaseModel):
     model: str
     settings_sha256: str
     mode: Optional[Literal["score"]] = None  # set on score records and the preferences derived from them
+
+
+class MemberLabel(BaseModel):
+    """A jury member's verdict on one pair, kept on the jury's record (`per_member`): its name, its p_a (debiased
+    over both orders, or derived from its two scores) and whether it answered (a failed member has no p_a, and says
+    why)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    p_a: Optional[float]
+    status: Literal["ok", "failed"]
+    error: Optional[str] = None
 
 
 class LabelRecord(BaseModel):
@@ -199,10 +241,17 @@ class LabelRecord(BaseModel):
     # calibrated labels keep what the judge said
     p_a_raw: Optional[float] = None
     calibration_sha256: Optional[str] = None
+    # a jury's labels (backend: jury): each member's verdict, and the sha256 of the fitted weights that combined them
+    per_member: Optional[list[MemberLabel]] = None
+    jury_weights_sha256: Optional[str] = None
 
     def to_json(self) -> dict:
-        """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure)."""
-        return {**self.model_dump(mode="json", exclude_none=True), "p_a": self.p_a, "label": self.label}
+        """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure),
+        a jury member's `p_a` too."""
+        data = {**self.model_dump(mode="json", exclude_none=True), "p_a": self.p_a, "label": self.label}
+        if self.per_member is not None:
+            data["per_member"] = [{**m, "p_a": m.get("p_a")} for m in data["per_member"]]
+        return data
 
 
 class ScoreRecord(BaseModel):

@@ -23,9 +23,11 @@ CONSTITUTIONS = {
 JUDGES = {
     "default.yaml": "371c62e3838804a9bfe0f6f26b5bb926f39a4ec7bf40ad7d118887486ce582c6",
     "default-score.yaml": "e7e7f1de4a47d53ab23266268d2bf7cbd65f2da6906db1f8cecc5c16906e2df6",  # added with #11
+    "jury.yaml": "14fcfffc5a95ad90c03bd851e6dfb95bc86081a87504ea1fbbe9cd9d96992cce",  # added with #21
     "openai.yaml": "8f39914d130220e281955d7804663ceac2760d382036840ec3cdde4c2d98dad7",
     "rule-keyword.yaml": "59d1e9254570279a51405976172f7bd7495567a05ff64f071b99228c89408aec",
     "rule-length.yaml": "b70a0802f5210a920fe84d45508430473d0b24b4a296c0d8f7ad14beb9996150",
+    "rule-length-longer.yaml": "03d8e288104c1176dc256772aa7ca67dd21ac45ea66867305f56717fe29e4405",  # added with #21
     "self.yaml": "c2f5d53e5f5e68cb2e36cafd0834806127dab07c942deed551853d86ababd61a",
     "transformers-hub.yaml": "e6e225d2e9e814ec6d401240ba7e55d6427c0470b558409e874ba395be476cab",
     "vllm.yaml": "d07de2242c2edaa27154306c5e9b58846d984924cbd509bdd1d03839881810f6",

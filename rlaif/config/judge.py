@@ -6,14 +6,16 @@ module never imports torch, transformers or vllm.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, model_validator
 
-from ..records import Hashed, sha256_json
-from .yamlfile import ConfigFileError, FieldErrors, load_model, read_yaml
+from ..numbers import real
+from ..records import Hashed, sha256_json, weights_sha256
+from .yamlfile import ConfigFileError, FieldErrors, field_errors, load_model, read_yaml
 
 
 class CoTConfig(Hashed):
@@ -137,13 +139,17 @@ class JudgeBase(Hashed):
 
     def settings_sha256(self) -> str:
         """Hash of every setting that can change a verdict: two runs with the same hash label alike."""
+        return sha256_json(self.hashed_settings())
+
+    def hashed_settings(self) -> dict:
+        """What `settings_sha256` hashes."""
         data = self.hashed_form(
             exclude=set(self._plumbing)
             | {"price_per_1k_prompt_tokens", "price_per_1k_completion_tokens", "resources", "score"}
         )
         if self.mode == "score":  # the scale decides a score; T only what is derived from scores later
             data["score"] = self.score.hashed_form(exclude={"temperature"})
-        return sha256_json(data)
+        return data
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to manifests: never holds a secret (keys are named by env var only)."""
@@ -354,8 +360,218 @@ class PolicyJudgeConfig(JudgeBase):
     _plumbing: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_prefix"})
 
 
+class JuryJudgeConfig(JudgeBase):
+    """A panel of judges whose verdicts combine into one label per pair (Verga et al. 2024, "Replacing Judges with
+    Juries"): each member judges the pair as it would alone, and the jury combines the members' p_a
+    (rlaif.preference.jury_p_a). Members are named by path, relative to the jury file; they are read with it
+    (`seat`), and their hashes, `aggregate` and the fitted weights' sha256 make the jury's hash."""
+
+    backend: Literal["jury"] = Field("jury", description="Which backend runs the judge.")
+    model: str = Field("jury", description="Name recorded on labels.")
+    members: list[str] = Field(
+        min_length=1,
+        description="The member judges' YAML files, relative to the jury file: pairwise judges, score judges "
+        "(through the preference derived from two scores, σ((s_a − s_b)/T)) or python rules; not juries.",
+    )
+    aggregate: Literal["mean", "majority", "fitted"] = Field(
+        "mean",
+        description="How the members' p_a combine per pair: mean; majority (the share of members with p_a above "
+        "0.5, a p_a of exactly 0.5 counting half); fitted (σ(b + Σ w_i·logit(p_i)), with `weights`). A member that "
+        "failed on a pair is left out of that pair's combination; every member failing fails the pair.",
+    )
+    weights: Optional[str] = Field(
+        None,
+        description="aggregate: fitted: the weights.json of `rlaif calibrate fit --method jury`, relative to the "
+        "jury file; its members are matched to these by judge hash.",
+    )
+
+    _seated: Optional[list[tuple[str, JudgeBase]]] = PrivateAttr(None)  # (name, config) per member, in order
+    _fitted: Optional[dict] = PrivateAttr(None)  # weights and intercept in member order, and the file's sha256
+
+    @model_validator(mode="after")
+    def _check_jury(self):
+        problems = []
+        if (self.aggregate == "fitted") != (self.weights is not None):
+            problems.append(
+                (
+                    ("weights",) if self.weights is not None else ("aggregate",),
+                    "aggregate: fitted needs `weights` (a weights.json), and only it reads one",
+                )
+            )
+        unused = {
+            "mode": self.mode != "pairwise",
+            "cot": self.cot.enabled,
+            "instructions": self.instructions is not None,
+            "clamp": self.clamp is not None,
+        }
+        problems += [
+            ((name,), "a jury's members judge as their own files say; set it in a member's file")
+            for name, is_set in unused.items()
+            if is_set
+        ]
+        if problems:
+            raise FieldErrors(problems)
+        return self
+
+    def seat(self, path: Optional[Path] = None) -> "JuryJudgeConfig":
+        """Read the members' files and the weights file, named relative to the jury file at `path` (None: a jury
+        built in code, its paths relative to the working directory). A member that cannot be read, is a jury, or
+        repeats another, and weights that are not this jury's, are refused in one line naming the jury file (and
+        line) and the member. Without its own `resources`, a worker on Ray (which holds every member, judging with
+        one at a time) reserves the most any member does."""
+        base = Path(path).parent if path is not None else Path.cwd()
+        source = str(path) if path is not None else "the jury"
+
+        def refuse(loc: tuple, message: str) -> ConfigFileError:
+            if path is None:
+                return ConfigFileError([f"{source}: {'.'.join(map(str, loc))}: {message}"])
+            return field_errors(path, [(loc, message)])
+
+        seated, where = [], {}
+        for i, name in enumerate(self.members):
+            member_path = base / name
+            try:
+                config = _read_judge_config(member_path)
+            except ConfigFileError as e:
+                more = f" (and {len(e.errors) - 1} more problems in it)" if len(e.errors) > 1 else ""
+                raise refuse(("members", i), f"{e.errors[0]}{more}") from None
+            if isinstance(config, JuryJudgeConfig):
+                raise refuse(
+                    ("members", i),
+                    f"{member_path} is a jury: a jury of juries is not supported; list its members instead",
+                )
+            if isinstance(config, PolicyJudgeConfig):
+                raise refuse(
+                    ("members", i),
+                    f"{member_path} is the policy judge, which only `rlaif loop` can run "
+                    "(it attaches the policy): it cannot sit on a jury",
+                )
+            sha = config.settings_sha256()
+            if sha in where:
+                j = where[sha]
+                raise refuse(
+                    ("members", i),
+                    f"{name} is the same judge as members[{j}] ({self.members[j]}; settings hash {sha[:12]}): "
+                    f"list each member once",
+                )
+            where[sha] = i
+            seated.append([Path(name).stem, config])
+        stems = [n for n, _ in seated]
+        for k, (stem, _) in enumerate(seated):
+            if stems.count(stem) > 1:  # two members' files of one name: their paths as written tell them apart
+                seated[k][0] = self.members[k]
+        self._seated = [(n, c) for n, c in seated]
+        self._fitted = None
+        if self.weights is not None:
+            try:
+                self._fitted = fitted_weights(base / self.weights, self._seated)
+            except ValueError as e:
+                raise refuse(("weights",), f"{base / self.weights}: {e}") from None
+        if "resources" not in self.model_fields_set:  # members run one after another: the largest one's needs
+            self.resources = WorkerResources(
+                num_cpus=max(c.resources.num_cpus for _, c in self._seated),
+                num_gpus=max(c.resources.num_gpus for _, c in self._seated),
+            )
+        return self
+
+    def seated(self) -> list[tuple[str, JudgeBase]]:
+        """The members, (name, config) in order: a member's name is its file's stem (its path as written when two
+        share one)."""
+        if self._seated is None:
+            self.seat()
+        return self._seated
+
+    def fitted(self) -> Optional[dict]:
+        """aggregate: fitted: {"weights": [one per member, in member order], "intercept": b, "sha256": the weights
+        file's}; None otherwise."""
+        self.seated()
+        return self._fitted
+
+    def hashed_settings(self) -> dict:
+        data = super().hashed_settings()
+        data["members"] = [c.settings_sha256() for _, c in self.seated()]
+        if self.fitted() is not None:
+            data["weights"] = self.fitted()["sha256"]
+        return data
+
+    def public_dict(self) -> dict[str, Any]:
+        """The jury as written, and each member's config as the manifest keeps a judge's."""
+        return {
+            **super().public_dict(),
+            "member_judges": [
+                {"name": n, "settings_sha256": c.settings_sha256(), "config": c.public_dict()} for n, c in self.seated()
+            ],
+            **({"weights_sha256": self.fitted()["sha256"]} if self.fitted() is not None else {}),
+        }
+
+
+JURY_WEIGHTS_FORMAT = "rlaif-jury-weights"
+
+
+def fitted_weights(path: Path, members: list[tuple[str, JudgeBase]]) -> dict:
+    """A jury's weights from the weights.json at `path` (written by `rlaif calibrate fit --method jury`), in the
+    order of `members`, matched by judge hash; ValueError in one line when the file is not such a file, was edited
+    (its sha256 no longer matches), or weighs other members than these (a score member's weights hold only for the
+    `score.temperature` they were fitted with)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"cannot read: {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != JURY_WEIGHTS_FORMAT or doc.get("version") != 1:
+        raise ValueError(f"not a jury's weights file (format {JURY_WEIGHTS_FORMAT!r}, version 1)")
+    entries, weights = doc.get("members"), doc.get("weights")
+    if (
+        not isinstance(entries, list)
+        or not all(isinstance(m, dict) and isinstance(m.get("judge_hash"), str) for m in entries)
+        or not isinstance(weights, list)
+        or len(weights) != len(entries)
+        or any(real(w) is None for w in weights)
+        or real(doc.get("intercept")) is None
+    ):
+        raise ValueError(
+            "members, weights and intercept must be one judge_hash and one finite weight per member, and a finite "
+            "intercept"
+        )
+    if doc.get("sha256") != weights_sha256(doc):
+        raise ValueError(
+            "its sha256 does not match its members, weights and intercept: the file was edited. Fit the jury again"
+        )
+    by_hash = {m["judge_hash"]: (m, float(w)) for m, w in zip(entries, weights)}
+    mine = {c.settings_sha256(): (n, c) for n, c in members}
+    missing = [f"{n} ({h[:12]})" for h, (n, _) in mine.items() if h not in by_hash]
+    extra = [f"{m.get('name', '?')} ({h[:12]})" for h, (m, _) in by_hash.items() if h not in mine]
+    if missing or extra:
+        said = [f"no weight for member {', '.join(missing)}"] if missing else []
+        said += [f"a weight for {', '.join(extra)}, which is no member of this jury"] if extra else []
+        raise ValueError(
+            f"fitted for other members than this jury's: {'; '.join(said)}. Fit it with one label run per member "
+            f"(matched by judge hash)"
+        )
+    for h, (n, c) in mine.items():
+        fitted_t = by_hash[h][0].get("score_temperature")
+        if c.mode == "score" and fitted_t != c.score.temperature:
+            raise ValueError(
+                f"member {n}'s weight was fitted on preferences derived with score_temperature {fitted_t}, but its "
+                f"file says score.temperature {c.score.temperature:g}: set that T back, or fit the jury again"
+            )
+    return {
+        "weights": [by_hash[c.settings_sha256()][1] for _, c in members],
+        "intercept": float(doc["intercept"]),
+        "sha256": doc["sha256"],
+    }
+
+
 JudgeConfig = Annotated[
-    Union[TransformersJudgeConfig, VLLMJudgeConfig, OpenAIJudgeConfig, PythonJudgeConfig, PolicyJudgeConfig],
+    Union[
+        TransformersJudgeConfig,
+        VLLMJudgeConfig,
+        OpenAIJudgeConfig,
+        PythonJudgeConfig,
+        PolicyJudgeConfig,
+        JuryJudgeConfig,
+    ],
     Field(discriminator="backend"),
 ]
 
@@ -372,7 +588,14 @@ _VALIDATOR: TypeAdapter[JudgeBase] = TypeAdapter(JudgeConfig)
 
 def load_judge_config(path: str | Path) -> JudgeBase:
     """Read a judge YAML through the JudgeConfig union (errors as `FILE:LINE: field: message`). A file without
-    `backend:` is a transformers judge."""
+    `backend:` is a transformers judge; a jury's members and weights are read with it."""
+    config = _read_judge_config(path)
+    if isinstance(config, JuryJudgeConfig):
+        config.seat(Path(path))
+    return config
+
+
+def _read_judge_config(path: str | Path) -> JudgeBase:
     data, _ = read_yaml(path)
     backend = data.get("backend", "transformers") if isinstance(data, dict) else None
     if backend not in BACKENDS:

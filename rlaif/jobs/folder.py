@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence
 from pydantic import ValidationError
 
 from .._version import __version__
-from ..config.judge import JudgeBase
+from ..config.judge import JudgeBase, JuryJudgeConfig
 from ..data.labels import read_json_file
 from ..files import fsync_dir, write_json_atomic
 from ..records import Spend
@@ -300,30 +300,76 @@ def judged_identity(record: dict) -> dict:
 
 
 def read_spend(out_dir: Path) -> Spend:
-    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job. Requests
-    still held for a batch in flight (`reserved_requests`: its run was killed before the batch came back) count as
-    sent: how many of them went out is unknown, and a cap must not be passed."""
+    """What the job has spent in its earlier runs (OUT/spend.json), towards the caps that hold per job; a jury's
+    job also has each member's share (`members`). Requests still held for a batch in flight (`reserved_requests`:
+    its run was killed before the batch came back) count as sent: how many of them went out is unknown, and a cap
+    must not be passed."""
     path = out_dir / SPEND_FILE
     if not path.exists():
         return Spend()
     data = _read(path, "fix or delete it (deleting it forgets what the job has spent)")
+    members = data.get("members", {})
+    spend = _spend(data) if isinstance(members, dict) else None
+    parts = [(name, _spend(part)) for name, part in members.items()] if spend is not None else []
+    if spend is None or any(part is None for _, part in parts):
+        raise JobError(
+            f"{path}: requests, reserved_requests and cost (a jury's too, per member) must be finite numbers >= 0; "
+            f"fix the file"
+        )
+    return Spend(spend.requests, spend.cost, tuple(parts))
+
+
+def _spend(data) -> Optional[Spend]:
+    """A spend as spend.json keeps it (reserved requests counted as sent), or None when it is no such thing."""
     try:
         requests, reserved = int(data.get("requests", 0)), int(data.get("reserved_requests", 0))
-        spend = Spend(requests=requests + reserved, cost=float(data.get("cost", 0.0)))
-    except (TypeError, ValueError, OverflowError):
-        spend = requests = reserved = None
-    if spend is None or requests < 0 or reserved < 0 or not 0 <= spend.cost < math.inf:
-        raise JobError(f"{path}: requests, reserved_requests and cost must be finite numbers >= 0; fix the file")
-    return spend
+        cost = float(data.get("cost", 0.0))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None
+    return Spend(requests + reserved, cost) if requests >= 0 and reserved >= 0 and 0 <= cost < math.inf else None
 
 
-def write_spend(out_dir: Path, spend: Spend, reserved: int = 0) -> None:
+def write_spend(out_dir: Path, spend: Spend, reserved: Spend = Spend()) -> None:
     """spend.json: what the job has spent, and the requests held for its batches in flight
-    (rlaif.jobs.run.JobPass.reserve)."""
-    write_json_atomic(
-        out_dir / SPEND_FILE,
-        {"requests": spend.requests, "cost": spend.cost, **({"reserved_requests": reserved} if reserved else {})},
-    )
+    (rlaif.jobs.run.JobPass.reserve), in total and, for a jury, per member."""
+
+    def entry(spent: Spend, held: Spend) -> dict:
+        reserved = {"reserved_requests": held.requests} if held.requests else {}
+        return {"requests": spent.requests, "cost": spent.cost, **reserved}
+
+    names = list(dict.fromkeys(n for n, _ in (*spend.members, *reserved.members)))
+    members = {name: entry(spend.member(name), reserved.member(name)) for name in names}
+    write_json_atomic(out_dir / SPEND_FILE, {**entry(spend, reserved), **({"members": members} if members else {})})
+
+
+def caps(config: JudgeBase) -> dict[str, float]:
+    """The spending caps set for this model ({"max_requests": 7}), none when it has no cap."""
+    return {cap: value for cap in ("max_requests", "max_cost") if (value := getattr(config, cap, None)) is not None}
+
+
+def cap_holders(config: JudgeBase) -> list[tuple[Optional[str], JudgeBase]]:
+    """Who spends under a cap in a job, with the name its share of the spend goes by: the model itself (None), or
+    each member of a jury that has a cap of its own (a jury's caps are its members': each holds for that member)."""
+    members = config.seated() if isinstance(config, JuryJudgeConfig) else [(None, config)]
+    return [(name, c) for name, c in members if caps(c)]
+
+
+def share(spend: Spend, name: Optional[str]) -> Spend:
+    """What `name` (None: the model itself) has spent of `spend`."""
+    return spend if name is None else spend.member(name)
+
+
+def up_to_caps(spent: Spend, config: JudgeBase) -> Spend:
+    """`spent` raised to each cap set (a jury's: each capped member's share to its own caps, the totals with it):
+    the most that an attempt started from `spent` can have spent."""
+    for name, c in cap_holders(config):
+        limits, was = caps(c), share(spent, name)
+        raised = Spend(max(was.requests, limits.get("max_requests", 0)), max(was.cost, limits.get("max_cost", 0.0)))
+        if name is None:
+            return Spend(raised.requests, raised.cost, spent.members)
+        more = raised - was
+        spent = spent + Spend(more.requests, more.cost, ((name, more),))
+    return spent
 
 
 def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional[float]) -> JudgeBase:
@@ -332,6 +378,8 @@ def with_caps(config: JudgeBase, max_requests: Optional[int], max_cost: Optional
     if not caps:
         return config
     flag = "--" + next(iter(caps)).replace("_", "-")
+    if isinstance(config, JuryJudgeConfig):
+        raise JobError(f"{flag}: a jury's caps are its members': set them in a member's file (backend: openai)")
     if any(k not in type(config).model_fields for k in caps):
         raise JobError(f"{flag}: a {config.backend} judge has no spending caps (backend: openai has)")
     try:

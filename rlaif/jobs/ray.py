@@ -25,6 +25,7 @@ from ..cluster.connect import RayOptions, cluster_address, connect
 from ..cluster.pool import Finished, Worker, WorkerPool, plan_workers
 from ..config.judge import JudgeBase, WorkerResources
 from ..records import Spend
+from .folder import cap_holders, caps, up_to_caps
 
 
 @dataclass
@@ -56,7 +57,7 @@ def timed(spent_before: Spend, work: Callable[[], tuple[list, Optional[str]]], s
     return Worked(
         records,
         stopped,
-        Spend(now.requests - spent_before.requests, now.cost - spent_before.cost),
+        now - spent_before,
         time.perf_counter() - started,
     )
 
@@ -72,16 +73,6 @@ class ModelWorker(Worker):
     def work_batch(self, batch: list, spent_before: Spend) -> Worked:
         self.model.carry_spend(spent_before)  # the cap counts what the job spent before this batch
         return timed(spent_before, lambda: self.work(self.model, batch), self.model.spent)
-
-
-def caps(config: JudgeBase) -> dict[str, float]:
-    """The spending caps set for this model ({"max_requests": 7}), none when it has no cap."""
-    return {cap: value for cap in ("max_requests", "max_cost") if (value := getattr(config, cap, None)) is not None}
-
-
-def up_to_caps(spent: Spend, limits: dict[str, float]) -> Spend:
-    """`spent` raised to each cap set: the most that an attempt started from `spent` can have spent."""
-    return Spend(max(spent.requests, limits.get("max_requests", 0)), max(spent.cost, limits.get("max_cost", 0.0)))
 
 
 class RayRunner:
@@ -105,7 +96,7 @@ class RayRunner:
         )
         self.resources = resources
         self.bundles = getattr(config, "tensor_parallel_size", 1)  # a worker spanning N GPUs: a placement group
-        self.caps = caps(config)
+        self.config = config
         self.workers = plan_workers(self.ray, resources, self.options.workers)
         return {
             "address": cluster_address(self.ray),
@@ -119,7 +110,7 @@ class RayRunner:
         partial of the job's loader and of its batch function); the job has spent `spent` in its earlier runs
         (with a cap, one batch is out at a time)."""
         self._spent = spent
-        capped = bool(self.caps)
+        capped = bool(cap_holders(self.config))
         self.pool = WorkerPool(
             self.ray,
             ModelWorker,
@@ -142,8 +133,12 @@ class RayRunner:
 
     def _done(self, finished: Finished) -> Done:
         if finished.lost:  # a capped batch (see the module's docstring)
-            self._spent = up_to_caps(self._spent, self.caps)
-            limits = ", ".join(f"{cap}={value:g}" for cap, value in self.caps.items())
+            self._spent = up_to_caps(self._spent, self.config)
+            limits = ", ".join(
+                f"{f'{name}: ' if name else ''}{cap}={value:g}"
+                for name, c in cap_holders(self.config)
+                for cap, value in caps(c).items()
+            )
             return Done(
                 finished.payload,
                 [],
@@ -151,7 +146,7 @@ class RayRunner:
                 f"known: the rest of the cap ({limits}) counts as spent",
             )
         worked: Worked = finished.result
-        self._spent = Spend(self._spent.requests + worked.spent.requests, self._spent.cost + worked.spent.cost)
+        self._spent = self._spent + worked.spent
         self.pool.record(finished.worker, len(worked.records), worked.busy_s)
         return Done(finished.payload, worked.records, worked.stopped)
 

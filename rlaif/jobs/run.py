@@ -36,6 +36,7 @@ from .folder import (
     Folder,
     FolderKind,
     JobError,
+    cap_holders,
     check_numbers,
     close_after_error,
     close_manifest,
@@ -43,6 +44,7 @@ from .folder import (
     job_manifest,
     open_folder,
     read_spend,
+    share,
     with_caps,
     write_spend,
 )
@@ -76,11 +78,13 @@ class JobOptions:
 @dataclass
 class Planned:
     """An input item ready for work: the item (a Pair, a ScoreItem), the principles it is judged or rated by, and
-    its content key (the resume key); its id and input line are the item's."""
+    its content key (the resume key); its id and input line are the item's. `seed` is the one the principles were
+    drawn with (a jury's score member draws its own with it, per prompt, as `rlaif score` does)."""
 
     item: Any
     principles: list
     key: str
+    seed: int = 0
 
     @property
     def id(self) -> str:
@@ -465,8 +469,8 @@ class JobPass:
     skipped: int = 0  # items whose stored record stands
     superseding: int = 0  # records this run wrote for ids the store held (folded in when the pass ends)
     wall: float = 0.0  # seconds `run` took
-    reserved: dict[tuple, int] = field(default_factory=dict)  # requests held for each batch out (see `reserve`)
-    reserved_saved: int = 0
+    reserved: dict[tuple, Spend] = field(default_factory=dict)  # requests held for each batch out (see `reserve`)
+    reserved_saved: Spend = Spend()
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -556,17 +560,23 @@ class JobPass:
 
     def reserve(self, batch: list) -> None:
         """Under a request cap, hold the most requests `batch` can send (each item's, times the attempts a request
-        gets, within what the cap leaves) in spend.json before it goes out. A SIGKILL mid-batch, which runs no
-        `finally`, then leaves the job counted at or above what it sent, so a resumed job never passes the cap;
-        it may stop short of it by what the batch did not send. `settle` puts the real spend in its place."""
-        cap = getattr(self.spec.config, "max_requests", None)
-        if cap is None:
-            return
-        attempts = getattr(self.spec.config, "max_retries", 0) + 1
-        most = sum(self.spec.requests_of(pl) for pl, _ in batch) * attempts
-        room = cap - self.runner.spent().requests - sum(self.reserved.values())
-        self.reserved[_batch_key(batch)] = max(0, min(most, room))
-        self.save_spend()
+        gets, within what the cap leaves) in spend.json before it goes out; a jury holds them per member with a
+        cap, each member sending an item's requests. A SIGKILL mid-batch, which runs no `finally`, then leaves the
+        job counted at or above what it sent, so a resumed job never passes the cap; it may stop short of it by
+        what the batch did not send. `settle` puts the real spend in its place."""
+        items = sum(self.spec.requests_of(pl) for pl, _ in batch)
+        spent, held = self.runner.spent(), sum(self.reserved.values(), Spend())
+        reserved = Spend()
+        for name, config in cap_holders(self.spec.config):
+            cap = getattr(config, "max_requests", None)
+            if cap is None:
+                continue
+            room = cap - share(spent, name).requests - share(held, name).requests
+            n = max(0, min(items * (getattr(config, "max_retries", 0) + 1), room))
+            reserved = reserved + Spend(n, 0.0, () if name is None else ((name, Spend(n)),))
+        if reserved != Spend():
+            self.reserved[_batch_key(batch)] = reserved
+            self.save_spend()
 
     def settle(self, batch: list) -> None:
         """A batch is back (or failed): what it spent is in the runner's count now, in place of its reservation."""
@@ -574,7 +584,7 @@ class JobPass:
         self.save_spend()
 
     def save_spend(self) -> None:
-        spent, reserved = self.runner.spent(), sum(self.reserved.values())
+        spent, reserved = self.runner.spent(), sum(self.reserved.values(), Spend())
         if (spent, reserved) != (self.spent_saved, self.reserved_saved):
             write_spend(self.folder.path, spent, reserved)
             self.spent_saved, self.reserved_saved = spent, reserved

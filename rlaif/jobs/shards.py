@@ -42,7 +42,7 @@ def merge_shards(dirs: Sequence[str | Path], out: str | Path, job: JobSpec) -> d
         _check_count(n, first.get(job.input_count), job.item)
         # what the shards spent is the merged job's: its caps hold over the whole job if it is ever run again
         spends = [read_spend(d) for d, _ in shards]
-        write_spend(tmp, Spend(requests=sum(x.requests for x in spends), cost=sum(x.cost for x in spends)))
+        write_spend(tmp, sum(spends, Spend()))
         merged = {**first, "shard": [0, 1], "merged_from": [str(d) for d, _ in shards], "status": "complete"}
         stats = job.stats(LabelStore(target), merged)
         write_json_atomic(tmp / "stats.json", stats)

@@ -13,6 +13,7 @@ from typing import Optional
 from ..config.judge import (
     JudgeBase,
     JudgeConfig,
+    JuryJudgeConfig,
     OpenAIJudgeConfig,
     PolicyJudgeConfig,
     PythonJudgeConfig,
@@ -47,11 +48,28 @@ def judge_class(config: JudgeConfig) -> type[Judge]:
             from .policy import PolicyJudge
 
             return PolicyJudge
+        case JuryJudgeConfig():
+            from .jury import JuryJudge
+
+            return JuryJudge
     raise TypeError(f"no judge backend runs a {type(config).__name__}")
 
 
 def build_judge(config: JudgeConfig) -> Judge:
-    return judge_class(config)(config)
+    """The judge `config` makes, its model loaded; a jury's members are built here too, one after another (those
+    built are closed again when a later one cannot be)."""
+    if not isinstance(config, JuryJudgeConfig):
+        return judge_class(config)(config)
+    from .jury import JuryJudge, close_all
+
+    members: list = []
+    try:
+        for name, member in config.seated():
+            members.append((name, build_judge(member)))
+    except BaseException:
+        close_all(judge for _, judge in members)
+        raise
+    return JuryJudge(config, members)
 
 
 def refusal(
@@ -68,6 +86,15 @@ def refusal(
         return (
             f"{source} is a {have} judge (mode: {have}): {user} needs a {want} judge. "
             f"{hint or f'Set `mode: {want}` in the judge config'}"
+        )
+    if isinstance(config, JuryJudgeConfig):  # a jury answers pairs through its members, each as its mode says
+        return next(
+            (
+                f"{source}: member {name}: {problem}"
+                for name, member in config.seated()
+                if (problem := refusal(member, None, f"a jury for {user}", "it"))
+            ),
+            None,
         )
     answer = ANSWERS[kind_of(config)]
     if not callable(getattr(backend, answer, None)):

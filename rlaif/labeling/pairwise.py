@@ -1,6 +1,7 @@
 """Judging pairs: each pair is planned (the principles it is judged by, its resume key), the judge is asked its
 queries (both orders of every principle, prompt text from rlaif/judges/prompting.py), and the verdicts come back
-as one debiased label record per pair (preference.py), with its provenance.
+as one debiased label record per pair (preference.py), with its provenance. A jury's members each judge the
+pair so (or rate it, a score member: jury.py), and its record combines their p_a.
 
 `judge_pairs` does this in-process (`rlaif.judge_pairs`); the labelling job (job.py) does it batch by batch into a label
 folder, resuming by `record_key`.
@@ -13,10 +14,12 @@ from typing import Optional, Sequence
 
 from ..constitution import GENERIC, Constitution, Principle
 from ..jobs.run import Planned
-from ..judges.base import TOO_LONG, PairwiseJudge, answer_items, verdict_flags
+from ..judges.base import TOO_LONG, PairwiseJudge, StoppedEarly, answer_items, verdict_flags
+from ..judges.jury import JuryJudge
 from ..numbers import label_problem, probability_problem, weighted_mean
 from ..preference import label_for, order_probabilities, position_consistent
-from ..records import LabelRecord, Pair, Verdict, sha256_json
+from ..records import LabelRecord, MemberLabel, Pair, Verdict, sha256_json
+from .jury import MemberVerdict, member_verdicts
 
 INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
 OUT_OF_RANGE = "numbers out of range"
@@ -53,14 +56,17 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
     """The principles `pair` is judged by and its resume key; `judge_sha` is the judge's settings hash (no loaded
     judge needed: a driver on a cluster plans pairs its workers judge)."""
     principles = constitution.principles_for(pair, seed) if not pair.invalid else []
-    return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha))
+    return PlannedPair(pair, principles, record_key(pair, principles, constitution.sha256, judge_sha), seed)
 
 
 def judge_planned(
     judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution
 ) -> list[LabelRecord]:
-    """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered."""
+    """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered. A jury's
+    members each judge the batch as they would alone (jury.py), and each pair's record combines them."""
     margin = constitution.tie_margin_or(judge.config.tie_margin)
+    if isinstance(judge, JuryJudge):
+        return _judged_by_jury(judge, planned, constitution, margin)
     queries, spans = [], []
     for pl in planned:
         if pl.item.invalid:
@@ -185,6 +191,65 @@ def _record(
         return LabelRecord(
             **base, p_a=None, label=None, status="failed", rationale=rationale, error=f"{OUT_OF_RANGE}: {problem}"
         )
+    return record
+
+
+def _judged_by_jury(
+    jury: JuryJudge, planned: Sequence[PlannedPair], constitution: Constitution, tie_margin: float
+) -> list[LabelRecord]:
+    """A jury's batch: the members' verdicts (jury.py, each member's batch being `judge_planned`'s as for a judge
+    alone), then one record per pair whose members all answered or failed."""
+    valid = [pl for pl in planned if not pl.item.invalid]
+    verdicts, stopped = member_verdicts(jury, valid, constitution, judge_planned)
+    of_valid = iter(verdicts)
+    records = []
+    for pl in planned:
+        if pl.item.invalid:
+            records.append(_failed(pl, constitution, jury, f"{INVALID_INPUT}: {pl.item.invalid}"))
+        elif (members := next(of_valid)) is not None:
+            records.append(_jury_record(pl, members, constitution, jury, tie_margin))
+    if stopped is not None:
+        raise StoppedEarly(stopped, records)
+    return records
+
+
+def _jury_record(
+    planned: PlannedPair, members: Sequence[MemberVerdict], constitution: Constitution, jury: JuryJudge, margin: float
+) -> LabelRecord:
+    """A pair's record from its members' verdicts: p_a the jury's combination of the members that answered (so a
+    failed member is left out of this pair's), each order's likewise, and every member's verdict in `per_member`;
+    failed when every member failed."""
+    principles = planned.principles
+    base = dict(
+        _provenance(planned, constitution, jury),
+        principle_id="all" if len(principles) > 1 else principles[0].id,
+        prompt_tokens=sum(m.prompt_tokens for m in members),
+        completion_tokens=sum(m.completion_tokens for m in members),
+        flags=sorted({f for m in members for f in m.flags}) or None,
+        per_member=[
+            MemberLabel(name=m.name, p_a=m.p_a, status="failed" if m.p_a is None else "ok", error=m.error)
+            for m in members
+        ],
+        jury_weights_sha256=jury.weights_sha256,
+    )
+    p_a = jury.combine([m.p_a for m in members])
+    if p_a is None:
+        said = "; ".join(f"{m.name}: {m.error or 'no verdict'}" for m in members)
+        error = f"every member of the jury failed ({said})"
+        if all(is_input_failure(m.error) for m in members):  # bad input for all of them: bad input for the jury
+            error = f"{members[0].error} ({error})"
+        return LabelRecord(**base, p_a=None, label=None, status="failed", error=error)
+    orders = [jury.combine([m.orders[j] if m.p_a is not None else None for m in members]) for j in (0, 1)]
+    record = LabelRecord(
+        **base,
+        p_a=p_a,
+        label=label_for(p_a, margin),
+        status="ok",
+        position_consistent=position_consistent(orders),
+        p_a_orders=orders,
+    )
+    if (problem := label_problem(record.to_json())) is not None:  # as for a judge alone: never an untrusted ok
+        return LabelRecord(**base, p_a=None, label=None, status="failed", error=f"{OUT_OF_RANGE}: {problem}")
     return record
 
 

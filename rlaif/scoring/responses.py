@@ -12,7 +12,7 @@ from typing import Iterator, Literal, Optional
 
 from ..data.formats import DataError, RowError, read_rows
 from ..data.pairs import parse_row
-from ..records import Prompt, sha256_json
+from ..records import Pair, Prompt, sha256_json
 
 
 @dataclass
@@ -80,8 +80,23 @@ def read_responses(
         if pair.id in pair_lines:
             raise DataError(path, line, f"duplicate id '{pair.id}' (first on line {pair_lines[pair.id]})")
         pair_lines[pair.id] = line
-        prompt_id = prompt_id_of(pair.prompt)
-        for side, text in (("a", pair.response_a), ("b", pair.response_b)):
-            yield ScoreItem(
-                id=f"{pair.id}:{side}", prompt_id=prompt_id, response=text, pair_id=pair.id, side=side, **base
-            )
+        yield from pair_items(pair, line)
+
+
+def pair_items(pair: Pair, line: Optional[int] = None) -> tuple[ScoreItem, ScoreItem]:
+    """The two responses of a pair to rate, "PAIR:a" and "PAIR:b" (what a jury's score member rates, too)."""
+    return tuple(
+        ScoreItem(
+            id=f"{pair.id}:{side}",
+            prompt_id=prompt_id_of(pair.prompt),
+            prompt=pair.prompt,
+            response=text,
+            pair_id=pair.id,
+            side=side,
+            human_label=pair.human_label,
+            conversational=pair.conversational,
+            principle=pair.principle,
+            source_line=line,
+        )
+        for side, text in (("a", pair.response_a), ("b", pair.response_b))
+    )

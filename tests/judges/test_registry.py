@@ -26,7 +26,7 @@ def test_every_judges_module_imports():
 
 def test_backend_names_follow_the_union():
     assert tuple(BACKENDS.values()) == get_args(get_args(JudgeConfig)[0])
-    assert list(BACKENDS) == ["transformers", "vllm", "openai", "python", "policy"]
+    assert list(BACKENDS) == ["transformers", "vllm", "openai", "python", "policy", "jury"]
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -65,7 +65,8 @@ def test_an_unknown_backend_is_refused_at_line_one(tmp_path, text, got):
     f.write_text(text)
     with pytest.raises(ConfigFileError) as e:
         load_judge_config(f)
-    assert e.value.errors == [f"{f}:1: backend: must be one of transformers, vllm, openai, python, policy, got {got}"]
+    backends = "transformers, vllm, openai, python, policy, jury"
+    assert e.value.errors == [f"{f}:1: backend: must be one of {backends}, got {got}"]
 
 
 def test_errors_name_the_field_without_the_union_tag(tmp_path):

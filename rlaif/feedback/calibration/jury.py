@@ -22,7 +22,7 @@ from ...files import write_json_atomic
 from ...intervals import bootstrap_ci, bootstrap_intervals
 from ...numbers import range_problem
 from ...preference import label_for
-from ...records import sha256_json
+from ...records import weights_sha256
 from .maps import check_holdout, fit_logistic, logit, sigmoid, split_mask
 from .match import Matched, human_labels, match_members
 from .metrics import check_tie_margin, judged_figures
@@ -67,14 +67,6 @@ def fit_weights(z: np.ndarray, y: np.ndarray, symmetric: bool = True, l2: float 
 def jury_p(p: np.ndarray, weights: Sequence[float], intercept: float) -> np.ndarray:
     """The jury's p_a from its members' (one column each): σ(b + Σ_i w_i · logit(p_i))."""
     return sigmoid(intercept + logit(np.asarray(p, float)) @ np.asarray(weights, float))
-
-
-def weights_sha256(doc: dict) -> str:
-    """What a jury's weights decide, hashed: sha256_json({"members": [each member's judge_hash, in order],
-    "weights": [...], "intercept": b}) over the numbers as weights.json stores them."""
-    return sha256_json(
-        {"members": [m["judge_hash"] for m in doc["members"]], "weights": doc["weights"], "intercept": doc["intercept"]}
-    )
 
 
 def _side_by_side(
