@@ -15,8 +15,8 @@ import math
 from typing import Optional, Sequence
 
 AGGREGATES = ("mean", "majority", "fitted")  # how a jury combines its members' p_a
-# A member's p_a is clipped to [EPS, 1 - EPS] before its log-odds, as the fit clips it
-# (rlaif/feedback/calibration/maps.py EPS): a member that says 0 or 1 has a finite say.
+# A member's p_a is clipped to [EPS, 1 - EPS] before its log-odds, here and in the fit of its weights
+# (rlaif/feedback/calibration/maps.py imports it): a member that says 0 or 1 has a finite say.
 JURY_EPS = 1e-6
 
 

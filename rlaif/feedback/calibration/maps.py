@@ -21,15 +21,15 @@ from ...config.paths import output_dir_problem, output_file_problem, require
 from ...data.labels import open_labels, read_labels
 from ...files import write_json_atomic, write_jsonl
 from ...numbers import probability_problem
-from ...preference import label_for
+from ...preference import JURY_EPS, label_for
 from ...records import LabelRecord, sha256_json
 from .match import Matched, load_matched
 from .metrics import agreement, both_decided, brier, check_tie_margin, ece, json_number, tie_rate
 
 METHODS = ("isotonic", "platt", "temperature")
 MAP_FORMAT = "rlaif-calibration-map"
-# p_a is clipped to [EPS, 1 - EPS] before its logit: a judge that says 0 or 1 gives a finite log-odds
-EPS = 1e-6
+# p_a is clipped to [EPS, 1 - EPS] before its logit, as a jury clips its members (one value: rlaif.preference)
+EPS = JURY_EPS
 
 
 # ---------------------------------------------------------------------------------------------- fitting
