@@ -314,17 +314,17 @@ def served_in_background(
     host = "127.0.0.1"
     tokens = load_tokens(tokens_file) if tokens_file else None
     with listening(host, port) as sockets, contextlib.closing(AnnotationDB(db_path)) as db:
-        tokens = tokens or _one_annotator()
+        tokens = tokens or _one_annotator("no feedback.annotate.tokens")
         app = create_app(Annotation(db, seed=seed), tokens)
         _log(f"serving the pairs of {db_path} to {len(tokens)} annotator(s): open {url(host, sockets)}")
         with in_background(app, sockets, name="annotation app"):
             yield url(host, sockets)
 
 
-def _one_annotator() -> dict[str, str]:
+def _one_annotator(why: str = "no --tokens file") -> dict[str, str]:
     """With no tokens file: one annotator, whose fresh token is printed (the only place it can be read)."""
     token = secrets.token_urlsafe(16)
-    _log(f"no --tokens file: sign in as 'annotator' with the token {token}")
+    _log(f"{why}: sign in as 'annotator' with the token {token}")
     return {token: "annotator"}
 
 
