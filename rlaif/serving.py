@@ -94,6 +94,30 @@ def run(app, sockets: Sequence[socket.socket]) -> None:
         raise RuntimeError("the server stopped while starting (the lines above say why)") from None
 
 
+@contextlib.contextmanager
+def in_background(app, sockets: Sequence[socket.socket], name: str = "server") -> Iterator[None]:
+    """Serve the ASGI `app` on `sockets` from a thread while the block runs (`rlaif loop` serving its annotation
+    app); on leaving, it stops the way Ctrl-C stops `run`, requests in flight finishing first."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # uvicorn installs no signal handlers outside the main thread: the owner's Ctrl-C stays the owner's
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name=name, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        if not server.started:
+            raise RuntimeError(f"the {name} stopped while starting (the lines above say why)")
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 # ---------------------------------------------------------------------------------------------- refusals
 
 

@@ -10,9 +10,9 @@ Slim on purpose (pydantic and the YAML reader only), so training configs can emb
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_serializer, model_validator
 
 from .yamlfile import ConfigFileError, FieldErrors, read_yaml, validation_messages
 
@@ -97,8 +97,13 @@ class HumanFeedback(_Source):
     human_combine: HumanCombine = "mean"
 
 
+# The mixed source's three ways of choosing the pairs for people: at most one is given (margin 0.1 when none is).
+ROUTING = ("margin", "budget", "budget_fraction")
+
+
 class MixedFeedback(_Source):
-    """The judge's labels where it is confident and position-consistent; the rest go to people, and a human label
+    """The judge's labels where it is confident and position-consistent (`margin`), or everywhere but on a budget
+    of pairs of highest priority (`budget`, `budget_fraction`); the pairs left go to people, and a human label
     replaces the judge's wherever there is one."""
 
     source: Literal["mixed"] = Field(
@@ -114,16 +119,33 @@ class MixedFeedback(_Source):
         0.1,
         ge=0.0,
         le=0.5,
-        description="An AI label is kept only when |p_a - 0.5| >= margin; closer calls go to people.",
+        description="An AI label is kept only when |p_a - 0.5| >= margin; closer calls go to people. One of "
+        "margin, budget and budget_fraction (margin 0.1 when none is given).",
+    )
+    budget: Optional[int] = Field(
+        None,
+        ge=0,
+        description="Instead of margin: send exactly this many pairs to people, those of highest `rlaif annotate "
+        "select` priority (failed labels first, then low confidence and orders or principles disagreeing; ties by "
+        "id), whether or not people have answered yet; every other pair keeps its AI label.",
+    )
+    budget_fraction: Optional[float] = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Instead of margin: as budget, this share of the pairs (those whose input could be read), "
+        "rounded to the nearest pair.",
     )
     require_consistent: bool = Field(
-        True, description="Also send pairs whose two orders disagree (position_consistent false) to people."
+        True,
+        description="With margin: also send pairs whose two orders disagree (position_consistent false) to "
+        "people. (A budget ranks order disagreement in its priority.)",
     )
     queue: Optional[str] = Field(
         None,
         description="Where to write the pairs sent to people, in `rlaif label` input format with their id "
-        "(serve them with `rlaif annotate serve --pairs QUEUE`). Default: human_queue.jsonl next "
-        "to the AI labels.",
+        "(serve them with `rlaif annotate serve --pairs QUEUE`); on a budget, highest priority first. Default: "
+        "human_queue.jsonl next to the AI labels.",
     )
     pending: Literal["drop", "ai"] = Field(
         "drop",
@@ -131,6 +153,8 @@ class MixedFeedback(_Source):
         "one arrives (ai).",
     )
     human_combine: HumanCombine = "mean"
+    # fields newer than the first config.yaml files: written only when set, so an older run's stays as it was
+    _left_out_unset: ClassVar[tuple[str, ...]] = ("budget", "budget_fraction")
 
     def queue_path(self) -> Path:
         """The file the pairs for people are written to."""
@@ -138,6 +162,36 @@ class MixedFeedback(_Source):
             return Path(self.queue)
         ai = Path(self.ai)
         return (ai if ai.is_dir() else ai.parent) / "human_queue.jsonl"
+
+    def budget_for(self, pairs: int) -> Optional[int]:
+        """How many of `pairs` go to people on a budget; None when the margin routes them."""
+        if self.budget_fraction is not None:
+            return min(pairs, int(self.budget_fraction * pairs + 0.5))
+        return self.budget
+
+    @model_validator(mode="after")
+    def _one_way_to_route(self):
+        given = [n for n in ROUTING if n in self.model_fields_set and getattr(self, n) is not None]
+        if len(given) > 1:
+            why = f"{given[0]} is given too: give one of margin, budget and budget_fraction"
+            raise FieldErrors([((given[1],), why)])
+        if given and given[0] != "margin" and "require_consistent" in self.model_fields_set:
+            why = f"applies to margin routing, not to {given[0]} (its priority ranks order disagreement)"
+            raise FieldErrors([(("require_consistent",), why)])
+        return self
+
+    @model_serializer(mode="wrap")
+    def _written(self, handler) -> dict:
+        """As saved in a run's config.yaml: the budget fields only when set (a run started before they existed
+        keeps its config.yaml as it was), and the margin routing's fields only when it routes."""
+        data = handler(self)
+        for name in self._left_out_unset:
+            if data.get(name) is None:
+                data.pop(name, None)
+        if self.budget is not None or self.budget_fraction is not None:
+            data.pop("margin", None)
+            data.pop("require_consistent", None)
+        return data
 
 
 FeedbackSource = Annotated[Union[AIFeedback, HumanFeedback, MixedFeedback], Field(discriminator="source")]

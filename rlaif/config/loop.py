@@ -3,9 +3,9 @@ DPO trains on the labels, every iteration. Recipe: rlaif/recipes/loop.py."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .dpo import DPOLoss, SigmoidDPOLoss
 from .feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback, source_classes
@@ -70,12 +70,63 @@ class LoopHumanFeedback(_InTheLoop, HumanFeedback):
     their labels of those pairs, matched by id, train."""
 
 
+class LoopAnnotate(BaseModel):
+    """People inside the loop: each iteration's queue goes to the annotation app, the loop waits for answers, trains
+    on those that arrived, and carries later ones into the next iteration. The annotation database is the record
+    of every answer and of the iteration that trained on it (once per run)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    serve: bool = Field(
+        True,
+        description="Serve the queues on the annotation app (`rlaif annotate serve`'s, on 127.0.0.1) from the loop "
+        "for the whole run. false: a running `rlaif annotate serve --db DB` serves them (started with the loop's "
+        "--seed and --constitution); the loop adds each queue to its database.",
+    )
+    wait_s: float = Field(
+        ge=0,
+        description="Seconds each iteration waits for people to label its queue (less once every pair of it is "
+        "labelled); answers that come later train in the next iteration.",
+    )
+    db: Optional[str] = Field(
+        None,
+        description="The annotation SQLite file. Default: OUT/annotations.sqlite (with serve: false, the running "
+        "server's --db: required).",
+    )
+    port: int = Field(0, ge=0, le=65535, description="serve: the loopback port; 0: a free one (printed).")
+    tokens: Optional[str] = Field(
+        None,
+        description="serve: the annotators' `name:token` lines, as `rlaif annotate serve --tokens`; default: one "
+        "annotator, whose token is printed.",
+    )
+
+    @model_validator(mode="after")
+    def _db_of_the_running_server(self):
+        if not self.serve and self.db is None:
+            raise FieldErrors([(("db",), "required with serve: false (the running `rlaif annotate serve`'s --db)")])
+        if not self.serve and self.tokens is not None:
+            raise FieldErrors([(("tokens",), "applies to serve: true (the running server has its own)")])
+        return self
+
+
 class LoopMixedFeedback(_InTheLoop, MixedFeedback):
-    """The judge's labels of each iteration where it is sure; the rest are queued for people
+    """The judge's labels of each iteration where it is sure (or off its budget); the rest are queued for people
     (OUT/iter-K/human_queue.jsonl), and their labels, matched by id, replace the judge's."""
 
     ai: Optional[str] = _set_by_the_loop("ai")
     queue: Optional[str] = _set_by_the_loop("queue")
+    annotate: Optional[LoopAnnotate] = Field(
+        None,
+        description="People inside the loop, live: {serve: true, wait_s: S}. Each iteration serves its queue, "
+        "waits up to S seconds, trains on the answers that arrived and carries later ones into the next "
+        "iteration (people's labels then come from the annotation database, not `human`).",
+    )
+    _left_out_unset: ClassVar[tuple[str, ...]] = (*MixedFeedback._left_out_unset, "annotate")
+
+    @model_validator(mode="after")
+    def _people_from_one_place(self):
+        if self.annotate is not None and self.human is not None:
+            raise FieldErrors([(("human",), "leave it out with annotate: people's labels come from annotate.db")])
+        return self
 
 
 LoopFeedbackSource = Annotated[

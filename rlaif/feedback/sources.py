@@ -7,17 +7,17 @@ source's config is a class in `rlaif.config.feedback`, and `load_feedback` is th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback
 from ..data.labels import read_labels
-from ..files import atomic_write, json_line
+from ..files import write_jsonl
 from ..jobs.folder import refuse_running
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target
+from .priority import priority, top
 
 AnyFeedback = Union[FeedbackConfig, AIFeedback, HumanFeedback, MixedFeedback]
 
@@ -118,6 +118,7 @@ def _mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[di
         "queued_failed",
         "queued_low_margin",
         "queued_inconsistent",
+        "queued_priority",
         "pending_ai",
         "pending_dropped",
         "invalid_input",
@@ -127,29 +128,52 @@ def _mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[di
     return _route_mixed(config, stats, write_queue)
 
 
+def budgeted(config: MixedFeedback) -> Optional[dict[str, int]]:
+    """On a budget, the pairs for people: {pair id: rank}, the `budget` of highest priority (rlaif/feedback/
+    priority.py, as `rlaif annotate select` ranks them; ties by id) among the AI labels whose input could be read.
+    A function of the AI labels alone, so the queue stays the same as people answer it. None: margin routing."""
+    if config.budget is None and config.budget_fraction is None:
+        return None
+    ranked = [
+        (priority(r)["score"], r["id"], None)
+        for r in _ai_labels(config.ai, config.calibration)
+        if r.get("source", "ai") == "ai" and not invalid_input(r)
+    ]
+    return {pid: rank for rank, (_, pid, _) in enumerate(top(config.budget_for(len(ranked)), ranked))}
+
+
 def _route_mixed(config: MixedFeedback, stats: dict, write_queue: bool) -> Iterator[dict]:
     humans = _human_labels(config.human, config.human_combine, required=False)
-    # the queue file appears only once every AI label has been read (an abandoned read leaves the old one)
-    with atomic_write(config.queue_path()) if write_queue else open(os.devnull, "w") as q:
-        for r in _ai_labels(config.ai, config.calibration):
-            if r.get("source", "ai") != "ai":
-                continue
-            if invalid_input(r):
-                stats["invalid_input"] += 1
-                continue
+    to_people = budgeted(config)
+    if to_people is not None:
+        stats["budget"] = len(to_people)
+    queued: list[tuple[int, dict]] = []  # (place in the queue, row)
+    for r in _ai_labels(config.ai, config.calibration):
+        if r.get("source", "ai") != "ai":
+            continue
+        if invalid_input(r):
+            stats["invalid_input"] += 1
+            continue
+        if to_people is None:
             reason = route(r, config.margin, config.require_consistent)
-            if reason:
-                q.write(json_line(queue_row(r)) + "\n")
-                stats["queued"] += 1
-                stats[f"queued_{reason}"] += 1
-            if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not
-                stats["human_pairs"] += 1
-                yield from humans[r["id"]]
-            elif reason is None:
-                stats["ai_pairs"] += 1
-                yield r
-            elif config.pending == "ai" and reason != "failed":
-                stats["pending_ai"] += 1
-                yield r
-            else:
-                stats["pending_dropped"] += 1
+        else:
+            reason = (route(r, 0.0, False) or "priority") if r["id"] in to_people else None
+        if reason:
+            queued.append((len(queued) if to_people is None else to_people[r["id"]], queue_row(r)))
+            stats["queued"] += 1
+            stats[f"queued_{reason}"] += 1
+        if r["id"] in humans:  # a human label wins wherever there is one, queued pair or not
+            stats["human_pairs"] += 1
+            yield from humans[r["id"]]
+        elif reason is None:
+            stats["ai_pairs"] += 1
+            yield r
+        elif config.pending == "ai" and reason != "failed":
+            stats["pending_ai"] += 1
+            yield r
+        else:
+            stats["pending_dropped"] += 1
+    if write_queue:
+        # written whole once every AI label has been read (an abandoned read leaves the old queue); on a budget,
+        # highest priority first, the order the annotation app hands pairs out in
+        write_jsonl((row for _, row in sorted(queued, key=lambda x: x[0])), config.queue_path())

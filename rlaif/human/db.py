@@ -1,5 +1,6 @@
 """The annotation app's store: the pairs as annotators see them, their labels and every revision, in one SQLite
-file that `rlaif annotate export` turns into label records.
+file that `rlaif annotate export` turns into label records; for `rlaif loop` with people in it, also which
+iteration of which run trained on each answer, so that none is lost or used twice.
 
 Each label is committed before the server acknowledges it, so a killed server loses no acknowledged label. A file
 that is not an annotation database, or is damaged, is refused and left exactly as it was.
@@ -24,6 +25,13 @@ SCHEMA_VERSION = "1"
 APPLICATION_ID = 0x726C6166  # "rlaf" in the file header: tells our databases from other SQLite files
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# An answer that a run's iteration trained on: one row per (run, pair, annotator), so each answer is used once per
+# run; `label` as it was taken (a revision after that goes to `revisions`, and is not used again). Added after
+# schema version 1 was released, so a database made before gets it when opened for writing.
+_USES = """CREATE TABLE IF NOT EXISTS uses (
+         run TEXT NOT NULL, pair_id TEXT NOT NULL, annotator TEXT NOT NULL, iteration INTEGER NOT NULL,
+         label TEXT NOT NULL, used_at TEXT NOT NULL, PRIMARY KEY (run, pair_id, annotator))"""
+
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # seq is the load order: pairs are handed out in file order, so a queue sorted by priority stays sorted
@@ -46,6 +54,7 @@ _SCHEMA = (
          id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT NOT NULL, annotator TEXT NOT NULL,
          old_label TEXT NOT NULL, new_label TEXT NOT NULL, old_choice TEXT NOT NULL, new_choice TEXT NOT NULL,
          shown_order TEXT NOT NULL, old_at TEXT NOT NULL, revised_at TEXT NOT NULL)""",
+    _USES,
 )
 
 
@@ -273,16 +282,59 @@ class AnnotationDB:
                 c.execute("UPDATE pairs SET n_labels = n_labels + ? WHERE id = ?", (counted, pair_id))
             return result
 
+    # -- a loop's use of the answers -----------------------------------------------------------------------------
+    def labelled(self, pair_ids: list[str]) -> int:
+        """How many of `pair_ids` have a label (a skip is none)."""
+        with self._lock, self._wanted(pair_ids) as c:
+            sql = "SELECT COUNT(DISTINCT l.pair_id) FROM labels l JOIN temp.wanted w ON w.id = l.pair_id"
+            return c.execute(sql + " WHERE l.label != 'skip'").fetchone()[0]
+
+    def claim(self, run: str, iteration: int, pair_ids: list[str]) -> int:
+        """Mark every answer to `pair_ids` (skips aside) that `run` has not used yet as used by `iteration`, in one
+        transaction; returns how many were marked now."""
+        try:
+            with self._transaction() as c, self._wanted(pair_ids, c):
+                return c.execute(
+                    "INSERT INTO uses (run, pair_id, annotator, iteration, label, used_at) SELECT ?, l.pair_id, "
+                    "l.annotator, ?, l.label, ? FROM labels l JOIN temp.wanted w ON w.id = l.pair_id WHERE "
+                    "l.label != 'skip' AND NOT EXISTS (SELECT 1 FROM uses u WHERE u.run = ? AND u.pair_id = "
+                    "l.pair_id AND u.annotator = l.annotator)",
+                    (run, iteration, utc_now(), run),
+                ).rowcount
+        except sqlite3.Error as e:  # rolled back: nothing marked, every answer still there to take
+            raise _file_error(self.path, e, self.busy_timeout_s) from e
+
+    @contextmanager
+    def _wanted(self, pair_ids: list[str], conn: Optional[sqlite3.Connection] = None):
+        """The pair ids as a temporary table `wanted` (any number of them, where `IN (?, ...)` has a limit)."""
+        c = conn or self._conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (id TEXT PRIMARY KEY)")
+        c.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", ((i,) for i in pair_ids))
+        try:
+            yield c
+        finally:
+            c.execute("DELETE FROM temp.wanted")
+
     # -- export -------------------------------------------------------------------------------------------------
-    def label_records(self) -> Iterator[dict]:
-        """Every label (skips left out) as a LabelRecord JSON object, in load order then by annotator."""
+    def label_records(self, used_by: Optional[tuple[str, int]] = None) -> Iterator[dict]:
+        """Every label (skips left out) as a LabelRecord JSON object, in load order then by annotator; with
+        `used_by` (run, iteration), the answers that iteration took, as it took them (`claim`)."""
         constitution_sha = self.meta().get("constitution_sha256") or None
+        columns = (
+            "l.pair_id, l.annotator, {label}, l.shown_order, l.updated_at, p.prompt, p.response_a, p.response_b, "
+            "p.conversational, p.principle_id"
+        )
+        if used_by is None:
+            sql = f"SELECT {columns.format(label='l.label')} FROM labels l JOIN pairs p ON p.id = l.pair_id "
+            sql += "WHERE l.label != 'skip' ORDER BY p.seq, l.annotator"
+        else:
+            sql = (
+                f"SELECT {columns.format(label='u.label')} FROM uses u JOIN labels l ON l.pair_id = u.pair_id AND "
+                "l.annotator = u.annotator JOIN pairs p ON p.id = u.pair_id WHERE u.run = ? AND u.iteration = ? "
+                "ORDER BY p.seq, l.annotator"
+            )
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT l.pair_id, l.annotator, l.label, l.shown_order, l.updated_at, p.prompt, p.response_a, "
-                "p.response_b, p.conversational, p.principle_id FROM labels l JOIN pairs p ON p.id = l.pair_id "
-                "WHERE l.label != 'skip' ORDER BY p.seq, l.annotator"
-            ).fetchall()
+            rows = self._conn.execute(sql, used_by or ()).fetchall()
         for pid, annotator, label, order, at, prompt, a, b, conversational, principle_id in rows:
             # created_at is when the answer held now was given: after a revision, the revision's time
             yield human_record(
@@ -374,6 +426,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, create: bool) -> None:
     version = dict(conn.execute("SELECT key, value FROM meta")).get("schema_version")
     if version != SCHEMA_VERSION:
         raise AnnotationDBError(f"{path} has schema version {version}; this rlaif reads version {SCHEMA_VERSION}")
+    if create:  # opened for writing: a database from before the loop used answers gets their table
+        conn.execute(_USES)
 
 
 def export_labels(db_path: Union[str, Path], out: Union[str, Path]) -> dict:

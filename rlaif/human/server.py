@@ -1,5 +1,6 @@
 """The annotation app behind `rlaif annotate serve`: a FastAPI app over the SQLite store, and the static page.
-Imported only by that command (fastapi and uvicorn are the `human` extra).
+Imported only by that command and by `rlaif loop` with people in it, which serves it from a thread (fastapi and
+uvicorn are the `human` extra).
 
 Annotators sign in with a bearer token, fetch one pair at a time with the two responses in their own seeded
 left/right order, and post which one answers the principle shown; the label is committed before the 201 goes
@@ -17,7 +18,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Iterator, Literal, Optional, Union
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config.paths import is_loopback, remote_host_refusal
 from ..constitution import load_constitution
-from ..serving import BodyLimit, listening, reply, run, url, validation_line
+from ..serving import BodyLimit, in_background, listening, reply, run, url, validation_line
 from .db import AnnotationDB, UnknownPair, error_kind
 from .presentation import pair_order_label, served_pairs, shown_order
 from .tokens import load_tokens
@@ -290,10 +291,7 @@ def serve(
         )
         for line in invalid or []:
             _log(f"skipped {line}")
-        if tokens is None:
-            token = secrets.token_urlsafe(16)
-            tokens = {token: "annotator"}
-            _log(f"no --tokens file: sign in as 'annotator' with the token {token}")
+        tokens = tokens or _one_annotator()
         app = create_app(Annotation(db, overlap=overlap, seed=seed, lease_s=lease_s), tokens)
         _log(
             f"{total} pairs in {db_path} ({added} new), {len(tokens)} annotator(s), {overlap} label(s) per pair; "
@@ -305,6 +303,29 @@ def serve(
                 f"reverse proxy adds TLS in front"
             )
         run(app, sockets)
+
+
+@contextlib.contextmanager
+def served_in_background(
+    db_path: Union[str, Path], seed: int, port: int = 0, tokens_file: Optional[Union[str, Path]] = None
+) -> Iterator[str]:
+    """The app on loopback, served from a thread while the block runs, over the database `db_path`, whose pairs
+    its owner adds as it goes (`rlaif loop`, each iteration's queue); yields the address to open."""
+    host = "127.0.0.1"
+    tokens = load_tokens(tokens_file) if tokens_file else None
+    with listening(host, port) as sockets, contextlib.closing(AnnotationDB(db_path)) as db:
+        tokens = tokens or _one_annotator("no feedback.annotate.tokens")
+        app = create_app(Annotation(db, seed=seed), tokens)
+        _log(f"serving the pairs of {db_path} to {len(tokens)} annotator(s): open {url(host, sockets)}")
+        with in_background(app, sockets, name="annotation app"):
+            yield url(host, sockets)
+
+
+def _one_annotator(why: str = "no --tokens file") -> dict[str, str]:
+    """With no tokens file: one annotator, whose fresh token is printed (the only place it can be read)."""
+    token = secrets.token_urlsafe(16)
+    _log(f"{why}: sign in as 'annotator' with the token {token}")
+    return {token: "annotator"}
 
 
 def _log(line: str) -> None:

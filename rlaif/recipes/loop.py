@@ -5,11 +5,12 @@ prompt (seeded by seed and k) → pairs.jsonl; the judge labels every pair in bo
 through the ordinary labelling job (labels/, resumed after a kill) — with `backend: policy` the current policy is
 its own judge (Yuan et al. 2024, Self-Rewarding Language Models) — or a score judge rates each sample once and
 the pairs are binarised from the scores (loop_feedback.py); the feedback source picks the labels that train
-(human_queue.jsonl holds the pairs for people) → `steps_per_iteration` DPO steps against the reference (the
-policy the iteration started from, or the starting policy) → evaluation on held-out prompts → a row of
-OUT/iterations.jsonl and OUT/checkpoint-STEP/. Labelling fresh samples of the current policy every round is what
-makes DPO on-policy (Xu et al. 2023, "Some things are more CRINGE than others", iterative DPO; Guo et al. 2024,
-OAIF). One AdamW and schedule run over all iterations' steps, one continuous run as in OAIF.
+(human_queue.jsonl holds the pairs for people, who answer it live with feedback.annotate: loop_people.py) →
+`steps_per_iteration` DPO steps against the reference (the policy the iteration started from, or the starting
+policy) → evaluation on held-out prompts → a row of OUT/iterations.jsonl and OUT/checkpoint-STEP/. Labelling
+fresh samples of the current policy every round is what makes DPO on-policy (Xu et al. 2023, "Some things are
+more CRINGE than others", iterative DPO; Guo et al. 2024, OAIF). One AdamW and schedule run over all
+iterations' steps, one continuous run as in OAIF.
 
 Evaluation per iteration: the judge's win rate of the current policy against the starting policy's samples on
 the held-out prompts (and a fixed `eval_judge`'s, so a self-judge cannot inflate it by preferring its own style),
@@ -48,6 +49,7 @@ from ..train.models import load_model, load_reference, load_tokenizer, load_trai
 from ..train.rollout import kl_estimate
 from ..train.run import RunLog, make_optimizer, prepare_for_training, start_run, with_cpu_threads
 from .loop_feedback import Labelled, feedback_step, fmt, iteration_feedback  # noqa: F401 (iteration_feedback: API)
+from .loop_people import People, people_in_the_loop
 
 ITERATIONS = "iterations.jsonl"
 BASELINE = "baseline_samples.jsonl"
@@ -328,7 +330,6 @@ def train(config: LoopConfig) -> Path:
     # -- setup ----------------------------------------------------------------------------------------------
     run = LoopRun(config)
     S = config.steps_per_iteration
-    total = config.iterations * S
     eval_seed = derived_seed(config.seed, "eval")
     baseline = baseline_samples(run, eval_seed)
     if run.main:
@@ -339,31 +340,10 @@ def train(config: LoopConfig) -> Path:
             flush=True,
         )
 
-    # -- loop -----------------------------------------------------------------------------------------------
-    for k in range(run.step // S + 1, config.iterations + 1):
-        t0 = time.perf_counter()
-        first, last, it_dir = (k - 1) * S, k * S, run.out / f"iter-{k}"
-        reference = iteration_reference(run, first)
-        with run.log.sampling(first + 1, total):
-            rows = sample_pairs(run, k, first, it_dir)
-        labelled = feedback_step(run, k, first, it_dir, rows)
-        train_pairs, too_long = encode_pairs(run.tokenizer, labelled.feedback.train, config.max_length, whole=False)
-        if len(train_pairs) < config.grad_accum * run.acc.num_processes:
-            raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {labelled.feedback.counts})")
-        dpo_steps(run, k, first, reference, train_pairs, it_dir)
-        if run.main:  # the other processes wait at the checkpoint
-            with run.log.sampling(last, total):
-                summary = iteration_summary(
-                    run, k, reference, rows, labelled, (len(train_pairs), too_long), baseline, eval_seed
-                )
-            summary["time_s"] = round(time.perf_counter() - t0, 3)
-            with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
-                f.write(json.dumps(summary) + "\n")
-            print(_summary(summary, config.iterations, labelled.phrase), flush=True)
-        run.log.save(run.policy, last, {"total_steps": total, "iteration": k, "iteration_done": True})
-        if run.main:
-            prune(run.out, config.save_total_limit, None)
-        run.step, reference = last, None  # the next iteration's reference replaces this one
+    # -- loop (people inside it, when feedback.annotate says so, for its whole length) -------------------------
+    with people_in_the_loop(config, run.main) as people:
+        for k in range(run.step // S + 1, config.iterations + 1):
+            iteration(run, k, people, baseline, eval_seed)
 
     # -- save -----------------------------------------------------------------------------------------------
     run.sampler.close()
@@ -371,6 +351,35 @@ def train(config: LoopConfig) -> Path:
         if j is not None:
             j.close()
     return run.log.finish(run.policy)
+
+
+def iteration(run: LoopRun, k: int, people: Optional[People], baseline: list[str], eval_seed: int) -> None:
+    """Iteration k: sample, label (and people's answers), DPO steps, its row of iterations.jsonl, the checkpoint."""
+    config, S = run.config, run.config.steps_per_iteration
+    total = config.iterations * S
+    t0 = time.perf_counter()
+    first, last, it_dir = (k - 1) * S, k * S, run.out / f"iter-{k}"
+    reference = iteration_reference(run, first)
+    with run.log.sampling(first + 1, total):
+        rows = sample_pairs(run, k, first, it_dir)
+    labelled = feedback_step(run, k, first, it_dir, rows, people)
+    train_pairs, too_long = encode_pairs(run.tokenizer, labelled.feedback.train, config.max_length, whole=False)
+    if len(train_pairs) < config.grad_accum * run.acc.num_processes:
+        raise ValueError(f"iteration {k}: {len(train_pairs)} usable pairs (feedback: {labelled.feedback.counts})")
+    dpo_steps(run, k, first, reference, train_pairs, it_dir)
+    if run.main:  # the other processes wait at the checkpoint
+        with run.log.sampling(last, total):
+            summary = iteration_summary(
+                run, k, reference, rows, labelled, (len(train_pairs), too_long), baseline, eval_seed
+            )
+        summary["time_s"] = round(time.perf_counter() - t0, 3)
+        with open(run.out / ITERATIONS, "a", encoding="utf-8") as f:  # before the checkpoint that marks it done
+            f.write(json.dumps(summary) + "\n")
+        print(_summary(summary, config.iterations, labelled.phrase), flush=True)
+    run.log.save(run.policy, last, {"total_steps": total, "iteration": k, "iteration_done": True})
+    if run.main:
+        prune(run.out, config.save_total_limit, None)
+    run.step = last
 
 
 def _summary(row: dict, iterations: int, labels: str) -> str:

@@ -21,13 +21,14 @@ from ..config.loop import LoopConfig
 from ..config.run import PairsConfig
 from ..data.labels import read_labels, read_scores
 from ..data.scores import binarized_labels
-from ..feedback.sources import invalid_input, queue_row
+from ..feedback.sources import invalid_input, load_feedback, queue_row
 from ..files import write_jsonl
 from ..judges.base import ScoreJudge
 from ..labeling.job import label
 from ..policy.sampling import derived_seed
 from ..scoring.job import score
 from ..train.data import FeedbackData, read_feedback
+from .loop_people import CARRIED_LABELS, HUMAN_LABELS, QUEUE, People
 
 LABELS = Path("labels") / "labels.jsonl"  # a pairwise judge's label folder's records
 PREFERENCES = Path("preferences.jsonl")  # a score judge's binarised pairs
@@ -124,9 +125,10 @@ def rate_samples(run, k: int, it_dir: Path, rows: list) -> tuple[dict, str]:
     )
 
 
-def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled:
-    """The judge's verdicts on the iteration's samples (main process), then the preferences that train (every
-    process reads them): the one place the loop follows the kind of judge."""
+def feedback_step(run, k: int, first: int, it_dir: Path, rows: list, people: Optional[People] = None) -> Labelled:
+    """The judge's verdicts on the iteration's samples (main process), with people inside the loop their answers
+    (loop_people.py), then the preferences that train (every process reads them): the one place the loop follows
+    the kind of judge."""
     score_judge = run.judge_kind is ScoreJudge
     fields, phrase, labels = {}, "", it_dir / (PREFERENCES if score_judge else LABELS)
     if run.main:
@@ -135,6 +137,10 @@ def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled
                 j.attach(run.model, run.tokenizer, name=f"policy@step-{first}")
         with run.acc.autocast():
             fields, phrase = (rate_samples if score_judge else label_pairs)(run, k, it_dir, rows)
+        if people is not None:
+            for _ in load_feedback(iteration_source(run.config, it_dir, labels)):
+                pass  # routed once through, for the queue people are shown
+            fields["people"] = people.take(k, it_dir, {r["id"] for r in rows}, resumed=run.step > first)
         feedback = iteration_feedback(run.config, it_dir, k, labels=labels)
     run.acc.wait_for_everyone()
     if not run.main:
@@ -142,17 +148,25 @@ def feedback_step(run, k: int, first: int, it_dir: Path, rows: list) -> Labelled
     return Labelled(feedback, fields, phrase)
 
 
+def iteration_source(config: LoopConfig, it_dir: Path, labels: Path):
+    """The loop's feedback source given this iteration's paths (ai or mixed: its labels and its queue)."""
+    fb, paths = config.feedback.root, {"ai": str(labels), "queue": str(it_dir / QUEUE)}
+    return fb.model_copy(update={name: path for name, path in paths.items() if name in type(fb).model_fields})
+
+
 def iteration_feedback(
     config: LoopConfig, it_dir: Path, k: int, write: bool = True, labels: Optional[Path] = None
 ) -> FeedbackData:
     """The iteration's training preferences from its labels (`labels`, the pairwise label folder's by default):
-    the loop's feedback source given this iteration's paths, read by `rlaif.feedback` (ai / human / mixed).
-    `write`: write the queue for people and the iteration's human labels (the main process; the others read)."""
+    the loop's feedback source given this iteration's paths, read by `rlaif.feedback` (ai / human / mixed), and with
+    people inside the loop the answers the iteration took (loop_people.py): to its own pairs through the mixed
+    source, late ones to earlier pairs beside it. `write`: write the queue for people and the iteration's human
+    labels (the main process; the others read)."""
 
     fb, labels = config.feedback.root, labels or it_dir / LABELS
-    queue = it_dir / "human_queue.jsonl"
+    queue, also = it_dir / QUEUE, None
     if isinstance(fb, HumanFeedback):  # people label every pair; their labels of this iteration's pairs (by id) train
-        mine = it_dir / "human_labels.jsonl"
+        mine = it_dir / HUMAN_LABELS
         if write:
             records = [r for r in read_labels(labels) if not invalid_input(r)]
             write_jsonl((queue_row(r) for r in records), queue)
@@ -161,17 +175,26 @@ def iteration_feedback(
             write_jsonl((r for r in people if r.get("id") in ids), mine)
         source = fb.model_copy(update={"human": str(mine)})
     else:  # the judge's labels of this iteration, and (mixed) its queue for people
-        paths = {"ai": str(labels), "queue": str(queue)}
-        source = fb.model_copy(update={name: path for name, path in paths.items() if name in type(fb).model_fields})
+        source = iteration_source(config, it_dir, labels)
+        if getattr(fb, "annotate", None) is not None:
+            source = source.model_copy(update={"human": str(it_dir / HUMAN_LABELS)})
+            if (it_dir / CARRIED_LABELS).exists() and (it_dir / CARRIED_LABELS).stat().st_size:
+                late = HumanFeedback(source="human", human=str(it_dir / CARRIED_LABELS), human_combine=fb.human_combine)
+                also = ("carried", late)
     pairs = PairsConfig(soft=config.soft, min_margin=config.min_margin, eval_fraction=0.0)
     try:
-        return read_feedback(source, pairs, config.seed, write_queue=write)
+        return read_feedback(source, pairs, config.seed, write_queue=write, also=also)
     except ValueError as e:
         if fb.source == "ai":
             hint = (
                 " (every label a tie? min_margin: 0 trains on the soft p_a of all of them)" if "tie" in str(e) else ""
             )
             raise ValueError(f"iteration {k}: {e}{hint}") from None
+        if also is not None or getattr(fb, "annotate", None) is not None:
+            raise ValueError(
+                f"iteration {k}: {e}. Nothing to train on yet: the pairs in {queue} wait for people's answers "
+                "(feedback.annotate); run the same command again to wait for them again"
+            ) from None
         raise ValueError(
             f"iteration {k}: {e}. People's labels are needed for the pairs in {queue} (e.g. `rlaif "
             f"annotate serve --pairs {queue}`, exported into {fb.human}); then run the same command "

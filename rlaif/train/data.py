@@ -8,6 +8,7 @@ sampling and reward-model scoring encode them. The order of pairs per step is a 
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Optional
@@ -86,13 +87,18 @@ def _pairs(records, pairs_config, counts: dict) -> list[Preference]:
     return out
 
 
-def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = True) -> FeedbackData:
+def read_feedback(feedback, pairs_config, seed: int = 0, write_queue: bool = True, also=None) -> FeedbackData:
     """Training and held-out preferences: label records from the feedback source (`rlaif.feedback`: AI, human
-    or mixed), failed pairs and ties left out, split by `pairs_config`."""
+    or mixed), and from a second source `also` = (name, source) if given (the loop's late human answers, counted
+    under `name`), failed pairs and ties left out, split by `pairs_config`. A pair both sources give is refused,
+    never trained on twice."""
 
     stats: dict = {}
     counts: dict = {}
-    train = _pairs(load_feedback(feedback, stats, write_queue), pairs_config, counts)
+    records = load_feedback(feedback, stats, write_queue)
+    if also is not None:
+        records = itertools.chain(records, load_feedback(also[1], stats.setdefault(also[0], {})))
+    train = _pairs(records, pairs_config, counts)
     if pairs_config.eval_paths:
         held_out = _pairs((r for path in pairs_config.eval_paths for r in read_labels(path)), pairs_config, {})
     else:

@@ -13,7 +13,8 @@ from rlaif.config.yamlfile import ConfigFileError
 from rlaif.data.pairs import read_pairs
 from rlaif.feedback.calibration.maps import fit_map
 from rlaif.feedback.calibration.match import load_matched
-from rlaif.feedback.select import priority, select_pairs
+from rlaif.feedback.priority import priority
+from rlaif.feedback.select import select_pairs
 from rlaif.feedback.sources import combine_human, load_feedback, route
 from tests.helpers import ai_record, human_record, run_cli, write_jsonl
 
@@ -169,7 +170,7 @@ def test_feedback_config_checks_and_files(tmp_path):
         load_feedback_config(f)
     assert e.value.errors == [
         f"{f}:5: margn: unknown field; did you mean 'margin'? (fields here: source, ai, "
-        "human, calibration, margin, require_consistent, queue, pending, human_combine)"
+        "human, calibration, margin, budget, budget_fraction, require_consistent, queue, pending, human_combine)"
     ]
     f.write_text("source: human\nmargin: 2\n")
     with pytest.raises(ConfigFileError) as e:
@@ -216,7 +217,7 @@ def test_feedback_errors_in_a_training_config_point_at_the_field(tmp_path):
         load_train_config(bad, "dpo")
     assert e.value.errors == [
         f"{bad}:7: feedback.margn: unknown field; did you mean 'margin'? (fields here: "
-        "source, ai, human, calibration, margin, require_consistent, queue, pending, "
+        "source, ai, human, calibration, margin, budget, budget_fraction, require_consistent, queue, pending, "
         "human_combine)"
     ]
     bad.write_text(head + "  source: mixed\n")
