@@ -196,17 +196,27 @@ def prefix_attention(
         )
 
     if not plan.packed():
-        out = attend(query, key, value, plan.mask())
-    else:
-        # packed rows: one call per pair over its own span, so no pair computes scores against another's tokens
-        # (a dense call over a packed row would, then mask them); padding, which nothing reads, stays zero
-        out = torch.zeros_like(query)
-        for r, start, end, mask in plan.blocks():
-            span = slice(start, end)
-            out[r : r + 1, :, span] = attend(
-                query[r : r + 1, :, span], key[r : r + 1, :, span], value[r : r + 1, :, span], mask
-            )
-    return out.transpose(1, 2).contiguous(), None
+        return attend(query, key, value, plan.mask()).transpose(1, 2).contiguous(), None
+    # packed rows: one call per pair over its own span, so no pair computes scores against another's tokens (a
+    # dense call over a packed row would, then mask them); the spans' outputs are joined in order, and padding,
+    # which nothing reads, gets zeros
+    rows, width = query.shape[0], query.shape[2]
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    done = [0] * rows
+
+    def gap(r: int, until: int) -> None:
+        if until > done[r]:
+            pieces[r].append(query.new_zeros(1, until - done[r], query.shape[1], query.shape[3]))
+
+    for r, start, end, mask in plan.blocks():
+        gap(r, start)
+        span = slice(start, end)
+        q, k, v = query[r : r + 1, :, span], key[r : r + 1, :, span], value[r : r + 1, :, span]
+        pieces[r].append(attend(q, k, v, mask).transpose(1, 2))
+        done[r] = end
+    for r in range(rows):
+        gap(r, width)
+    return torch.cat([torch.cat(row, dim=1) for row in pieces]), None
 
 
 def enable(model) -> None:

@@ -100,12 +100,29 @@ def left_padded(batch: dict) -> dict:
     return out
 
 
-LAYOUTS = ["right", "left", "packed"]  # one pair per row, right- or left-padded; every pair in one row
+# one pair per row, right- or left-padded; every pair in one row; half the pairs in each of two right-padded rows
+LAYOUTS = ["right", "left", "packed", "two packed rows"]
 
 
 def shared_batch(layout: str) -> dict:
+    if layout == "two packed rows":
+        return two_packed_rows()
     batch = collate_shared(pairs(), PAD, MAX_LENGTH, packed=layout == "packed")
     return left_padded(batch) if layout == "left" else batch
+
+
+def two_packed_rows() -> dict:
+    """The first three pairs packed in one row and the other three in another, right-padded to the longer."""
+    first, second = (collate_shared(part, PAD, MAX_LENGTH, packed=True) for part in (pairs()[:3], pairs()[3:]))
+    second["segment"] = torch.where(second["segment"] >= 0, second["segment"] + 3, -1)  # pairs 3, 4, 5
+    width = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    fill = {"input_ids": PAD, "attention_mask": 0, "segment": -1, "branch": -1}
+    out = {k: torch.cat([first[k], second[k]]) for k in first if k not in fill}
+    for key, value in fill.items():
+        rows = [torch.nn.functional.pad(x[key], (0, width - x[key].shape[1]), value=value) for x in (first, second)]
+        out[key] = torch.cat(rows)
+    assert (out["segment"] < 0).any()  # one row has padding
+    return out
 
 
 @pytest.fixture(scope="module", autouse=True)
