@@ -194,3 +194,10 @@ class PreferenceRunConfig(RunConfig):
         "padding: the same losses and gradients, faster where pairs differ in length. Refused when prefix "
         "sharing is off.",
     )
+
+    @model_validator(mode="after")
+    def _packing_needs_sharing(self):
+        # where auto turns sharing off for a model, the run refuses packing when it loads it (train/models.py)
+        if self.packing and self.prefix_sharing is False:
+            raise FieldErrors([(("packing",), "true needs prefix sharing, which prefix_sharing: false turns off")])
+        return self

@@ -221,13 +221,14 @@ def test_per_pair_logps_match_two_rows_per_pair(family, layout):
     assert note("log-probs", float((shared - unshared).abs().max())) <= LOGP_TOL
 
 
-def dpo_config(loss) -> DPOTrainConfig:
+def dpo_config(loss, **extra) -> DPOTrainConfig:
     return DPOTrainConfig(
         output_dir="unused",
         model={"type": "tiny"},
         feedback={"source": "ai", "ai": "unused.jsonl"},
         max_length=MAX_LENGTH,
         loss=loss,
+        **extra,
     )
 
 
@@ -336,6 +337,8 @@ def test_auto_is_off_where_the_rows_would_not_be_exact_and_true_is_refused_there
     with pytest.raises(ValueError, match=r"packing: true needs prefix sharing, .*\(prefix_sharing: false\)"):
         share_prefix(False, [model("llama-gqa")], packing=True)
     assert share_prefix("auto", [model("llama-gqa")], packing=True)[0] == "packed"
+    with pytest.raises(ValueError, match="packing: true needs prefix sharing, which prefix_sharing: false turns off"):
+        dpo_config(LOSSES["sigmoid"], prefix_sharing=False, packing=True)  # refused when the config is read
     mistral_without_window = model("mistral-sliding")
     mistral_without_window.config.sliding_window = None
     assert share_prefix("auto", [mistral_without_window])[0] == "shared"
