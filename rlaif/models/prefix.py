@@ -58,6 +58,7 @@ class PrefixPlan:
         self.segment, self.branch = segment, branch
         self._mask: Optional[torch.Tensor] = None
         self._blocks: Optional[list] = None
+        self._pairs: Optional[int] = None
 
     def mask(self) -> torch.Tensor:
         """[rows, 1, width, width] bool, built once per forward: a position sees the earlier positions of its own
@@ -116,7 +117,10 @@ class PrefixPlan:
         return torch.where(follows, index - 1, last_prompt)
 
     def pairs(self) -> int:
-        return int(self.segment.max()) + 1
+        """How many pairs the batch holds (read once: on a GPU, reading it waits for the device)."""
+        if self._pairs is None:
+            self._pairs = int(self.segment.max()) + 1
+        return self._pairs
 
     def per_pair(self, values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         """[2 × pairs]: the sums of `values` ([rows, width]) over each pair's a positions, then over its b
