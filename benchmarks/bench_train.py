@@ -36,8 +36,9 @@ the reference precomputed in both DPO arms, gradient checkpointing off; per data
   short   --pairs synthetic pairs: a prompt of about 20 tokens, responses of about 100
 
   and per method (--methods) the arms (--arms): ours shared (`prefix_sharing: true`), ours unshared
-  (`prefix_sharing: false`) and TRL (on hh only). A checkout whose configs have no `prefix_sharing` runs
-  today's (unshared) path as "ours unshared" and says that the shared arms are not available.
+  (`prefix_sharing: false`), ours packed (`packing: true`: each batch's shared rows in one row) and TRL (on hh
+  only). A checkout whose configs have no `prefix_sharing` (or `packing`) runs today's (unshared) path as "ours
+  unshared" and says that the other arms are not available.
   Time: the sum of the --steps steps after --warmup (every variant trains on the same batches, of unequal
   lengths), best of --rounds; reported as steps/s and pairs/s.
 
@@ -50,7 +51,7 @@ reset first), and the absolute peak; with CUDA, the peak allocated.
     python benchmarks/bench_train.py [--steps 10] [--warmup 3] [--rounds 2] [--threads 1] [--skip-defaults]
                                      [--json FILE]
     python benchmarks/bench_train.py --shape smollm2 [--data hh,short] [--methods dpo,reward]
-                                     [--arms shared,unshared,trl] [--pairs 64] [--layers 30] [--hh FILE]
+                                     [--arms shared,unshared,packed,trl] [--pairs 64] [--layers 30] [--hh FILE]
 """
 
 from __future__ import annotations
@@ -189,12 +190,12 @@ def _tiny_setup(tmp: Path) -> tuple[Setup, int]:
     return Setup({"source": "ai", "ai": str(labels)}, lm, score, BATCH, 1024), n_params
 
 
-def sharing_available(method: str) -> bool:
-    """Whether this checkout's config for `method` has `prefix_sharing` (issue 20)."""
+def sharing_available(method: str, field: str = "prefix_sharing") -> bool:
+    """Whether this checkout's config for `method` has `field` (issue 20: prefix_sharing, packing)."""
     from rlaif.config.dpo import DPOTrainConfig
     from rlaif.config.reward import RewardTrainConfig
 
-    return "prefix_sharing" in (DPOTrainConfig if method == "dpo" else RewardTrainConfig).model_fields
+    return field in (DPOTrainConfig if method == "dpo" else RewardTrainConfig).model_fields
 
 
 # -- ours: the recipe, its optimizer steps clocked ---------------------------------------------------------------
@@ -223,9 +224,11 @@ def _clock_steps(clock: StepClock, n: int) -> None:
             module.optimizer_step = step
 
 
-def run_ours(method: str, setup: Setup, tmp: Path, steps: int, warmup: int, precompute: bool = True, sharing=None):
+def run_ours(
+    method: str, setup: Setup, tmp: Path, steps: int, warmup: int, precompute=True, sharing=None, packing=False
+):
     """Our recipe on the setup's pairs for `steps` optimizer steps. `sharing`: the config's `prefix_sharing`
-    (None: the field left at its default, as in a checkout without it)."""
+    (None: the field left at its default, as in a checkout without it); `packing`: the config's `packing`."""
     import torch
 
     import rlaif.recipes.dpo  # noqa: F401  (the recipes bind optimizer_step by name: imported before it is clocked)
@@ -237,6 +240,8 @@ def run_ours(method: str, setup: Setup, tmp: Path, steps: int, warmup: int, prec
     extra = {"precompute_reference": precompute} if method == "dpo" else {}
     if sharing is not None and (sharing or sharing_available(method)):
         extra["prefix_sharing"] = sharing
+    if packing:
+        extra["packing"] = True
     out = tmp / f"ours-{os.getpid()}"
     config = (DPOTrainConfig if method == "dpo" else RewardTrainConfig)(
         output_dir=str(out),
@@ -414,6 +419,8 @@ VARIANTS = {
     "ours dpo unshared": lambda *a: run_ours("dpo", *a, sharing=False),
     "ours reward shared": lambda *a: run_ours("reward", *a, sharing=True),
     "ours reward unshared": lambda *a: run_ours("reward", *a, sharing=False),
+    "ours dpo packed": lambda *a: run_ours("dpo", *a, sharing=True, packing=True),
+    "ours reward packed": lambda *a: run_ours("reward", *a, sharing=True, packing=True),
 }
 PAIRS = [
     ("dpo, precomputed reference", "ours dpo (precomputed ref)", "trl dpo (precomputed ref)"),
@@ -661,11 +668,13 @@ def _smol_arms(data: str, methods: list[str], arms: list[str]) -> list[str]:
     names = []
     for method in methods:
         trl = "trl dpo (precomputed ref)" if method == "dpo" else "trl reward"
-        wanted = {"shared": f"ours {method} shared", "unshared": f"ours {method} unshared", "trl": trl}
+        wanted = {arm: f"ours {method} {arm}" for arm in ("shared", "unshared", "packed")} | {"trl": trl}
         for arm in arms:
             if arm == "trl" and data != "hh":
-                continue  # the short set compares shared with unshared only
+                continue  # the short set compares ours with ours only
             if arm == "shared" and not sharing_available(method):
+                continue
+            if arm == "packed" and not sharing_available(method, "packing"):
                 continue
             names.append(wanted[arm])
     return names
@@ -684,6 +693,14 @@ SMOL_RATIOS = [
     ("short", "dpo pairs/s: shared / unshared", "ours dpo shared", "ours dpo unshared", "pairs", 1.0),
     ("short", "dpo peak step memory: shared / unshared", "ours dpo shared", "ours dpo unshared", "memory", None),
     ("short", "reward pairs/s: shared / unshared", "ours reward shared", "ours reward unshared", "pairs", 1.0),
+    # packing (packing: true): several pairs' shared rows in one row, no padding
+    ("hh", "dpo pairs/s: ours packed / ours shared", "ours dpo packed", "ours dpo shared", "pairs", 1.05),
+    ("hh", "dpo pairs/s: ours packed / TRL", "ours dpo packed", "trl dpo (precomputed ref)", "pairs", None),
+    ("hh", "dpo peak step memory: packed / shared", "ours dpo packed", "ours dpo shared", "memory", None),
+    ("hh", "reward pairs/s: ours packed / ours shared", "ours reward packed", "ours reward shared", "pairs", 1.05),
+    ("hh", "reward pairs/s: ours packed / TRL", "ours reward packed", "trl reward", "pairs", None),
+    ("short", "dpo pairs/s: packed / shared", "ours dpo packed", "ours dpo shared", "pairs", 1.0),
+    ("short", "reward pairs/s: packed / shared", "ours reward packed", "ours reward shared", "pairs", 1.0),
 ]
 
 
@@ -702,8 +719,9 @@ def smol_main(a, tmp: Path) -> dict:
         flush=True,
     )
     for method in methods:
-        if "shared" in arms and not sharing_available(method):
-            print(f"ours shared ({method}): not available in this checkout", flush=True)
+        for arm, field in (("shared", "prefix_sharing"), ("packed", "packing")):
+            if arm in arms and not sharing_available(method, field):
+                print(f"ours {arm} ({method}): not available in this checkout", flush=True)
     shares, jobs = {}, []
     for data in datas:
         records = _hh_records(Path(a.hh), a.pairs, tok) if data == "hh" else _short_records(a.pairs, tok)
@@ -763,7 +781,9 @@ def main() -> None:
     ap.add_argument("--skip-defaults", action="store_true", help="tiny: leave out TRL's bf16 default runs")
     ap.add_argument("--data", default="hh,short", help="smollm2: data sets, of hh, short")
     ap.add_argument("--methods", default="dpo,reward", help="smollm2: methods, of dpo, reward")
-    ap.add_argument("--arms", default="shared,unshared,trl", help="smollm2: arms, of shared, unshared, trl")
+    ap.add_argument(
+        "--arms", default="shared,unshared,packed,trl", help="smollm2: arms, of shared, unshared, packed, trl"
+    )
     ap.add_argument("--pairs", type=int, default=64, help="smollm2: pairs per data set")
     ap.add_argument("--layers", type=int, default=30, help="smollm2: layers (30 is SmolLM2-135M's; fewer to try)")
     ap.add_argument("--hh", default=str(HH), help="smollm2: the HH-RLHF harmless file (its first 500 rows are read)")

@@ -30,7 +30,7 @@ def train(config: DPOTrainConfig) -> Path:
     reference = None if config.lora else load_reference(config.model, run.tokenizer, acc.device, frozen_dtype(acc))
     prepare_for_training(policy, config)
     policy.to(acc.device)
-    shared = run.share_prefix(policy, reference)
+    layout = run.share_prefix(policy, reference)
 
     ref_train = ref_eval = None
     if config.precompute_reference:
@@ -43,7 +43,7 @@ def train(config: DPOTrainConfig) -> Path:
             pad_id,
             config.max_length,
             out / "reference_logps.pt",
-            shared,
+            layout,
         )
         ref_eval = (
             precompute_reference(
@@ -55,7 +55,7 @@ def train(config: DPOTrainConfig) -> Path:
                 pad_id,
                 config.max_length,
                 out / "reference_logps_eval.pt",
-                shared,
+                layout,
             )
             if eval_pairs
             else None
@@ -86,11 +86,11 @@ def train(config: DPOTrainConfig) -> Path:
             loss_fn,
             pad_id,
             log.checks(done, steps),
-            shared,
+            layout,
         )
         row.update(epoch=run.epoch(done), step_s=time.perf_counter() - t0)
         if log.evaluates(done, steps):
-            row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id, shared))
+            row.update(evaluate(acc, policy, reference, eval_pairs, ref_eval, config, loss_fn, pad_id, layout))
         log.end_step(
             policy,
             done,

@@ -130,7 +130,7 @@ def iteration_reference(run: LoopRun, first: int):
         if not path.exists():
             raise FileNotFoundError(f"{path} (this iteration's reference) is gone; resume needs it")
         reference = load_model(config.model, run.tokenizer, "lm", path=path).to(device)
-    if run.shared:
+    if run.layout != "two":
         prefix.enable(reference)
     reference.eval().requires_grad_(False)
     return reference
@@ -177,7 +177,7 @@ class LoopRun:
         prepare_for_training(policy, config)
         policy.to(self.acc.device)
         # every later reference is the policy's copy or checkpoint: the same model type and attention
-        self.shared, self.sharing = share_prefix(config.prefix_sharing, [policy, self.initial])
+        self.layout, self.sharing = share_prefix(config.prefix_sharing, [policy, self.initial])
         optimizer, scheduler = make_optimizer(policy, config.optim, config.iterations * config.steps_per_iteration)
         self.policy, self.optimizer, self.scheduler = self.acc.prepare(policy, optimizer, scheduler)
         self.model = self.acc.unwrap_model(self.policy)
@@ -255,7 +255,7 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
         pad_id,
         config.max_length,
         it_dir / "reference_logps.pt",
-        run.shared,
+        run.layout,
     )
     run.policy.train()
     gb = min(config.batch_size * config.grad_accum * world, len(train_pairs))
@@ -280,7 +280,7 @@ def dpo_steps(run: LoopRun, k: int, first: int, reference, train_pairs: list, it
             run.loss_fn,
             pad_id,
             log.checks(done, total),
-            run.shared,
+            run.layout,
         )
         row.update(iteration=k, epoch=(done - first) * gb / len(train_pairs), step_s=time.perf_counter() - t_step)
         log.metrics.log(done, row)

@@ -67,13 +67,13 @@ def train(config: RewardTrainConfig) -> Path:
     acc, train_pairs, eval_pairs = run.acc, run.train_pairs, run.eval_pairs
     model = load_trainable(config.model, config.lora, run.tokenizer, "score", run.resume)
     prepare_for_training(model, config)
-    shared = run.share_prefix(model)
+    layout = run.share_prefix(model)
     model, optimizer, scheduler, log = run.prepare(model)
     steps = run.steps
 
     def terms(pairs):
         def of(idx):
-            return pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device, shared), config)
+            return pair_terms(model, pair_batch(pairs, idx, run.pad_id, config.max_length, acc.device, layout), config)
 
         return of
 

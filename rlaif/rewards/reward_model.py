@@ -58,13 +58,12 @@ def sequence_rewards(reward_model, input_ids, attention_mask):
 
 def pair_rewards(reward_model, batch: dict):
     """(r_a, r_b) of a collated batch of pairs, in fp32 (with gradients when the caller trains): rows [all a; all
-    b] (rlaif.train.data.collate), or one shared-prefix row [prompt, a, b] per pair (`collate_shared`), where the
-    score head is read at a's last token and at b's last one. Either way a response's score is read where its
-    own row's is: at the last token of prompt + response that is not the pad token."""
+    b] (rlaif.train.data.collate), or shared-prefix rows [prompt, a, b], one pair or several packed per row
+    (`collate_shared`), where the score head is read at each pair's a-last token and at its b-last one. Either way
+    a response's score is read where its own row's is: at the last token of prompt + response that is not the pad
+    token."""
     if "branch" not in batch:
         return sequence_rewards(reward_model, batch["input_ids"], batch["attention_mask"]).chunk(2)
-    import torch
-
     from ..models import prefix  # lazy: torch
 
     ids, plan = batch["input_ids"], prefix.PrefixPlan(batch["segment"], batch["branch"])
@@ -78,16 +77,9 @@ def pair_rewards(reward_model, batch: dict):
         prefix.forward(reward_model, ids, plan)
     finally:
         hook.remove()
-    per_position = scores[0][..., 0].float()
-    index = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    per_position = scores[0][..., 0].float().flatten()
     real = ids != inner.config.get_text_config().pad_token_id
-    rows = torch.arange(len(ids), device=ids.device)
-
-    def last(part: int) -> torch.Tensor:
-        seen = (plan.branch == prefix.PROMPT) | (plan.branch == part)
-        return per_position[rows, torch.where(seen & real, index, 0).amax(dim=1)]
-
-    return last(prefix.A), last(prefix.B)
+    return per_position[plan.last(prefix.A, real)], per_position[plan.last(prefix.B, real)]
 
 
 def score_sequences(reward_model, sequences: Sequence[list[int]], pad_id: int, batch_size: int) -> list[float]:

@@ -11,18 +11,21 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
 from ..data.labels import read_labels
 from ..feedback.sources import load_feedback
-from ..models.prefix import one_pair_rows
+from ..models.prefix import packed_rows
 from ..numbers import label_problem
 from ..policy.chat import encode_pair
 from ..records import HUMAN_P
 
 HUMAN_CODE = {"a": 1, "b": 0}
+# how a batch lays out its pairs: two rows per pair ([all a; all b]), one shared-prefix row per pair, or each
+# micro-batch's shared rows packed into one row (rlaif.train.models.share_prefix decides)
+Layout = Literal["two", "shared", "packed"]
 
 
 @dataclass
@@ -166,20 +169,23 @@ def _labels(pairs: list[EncodedPair]) -> dict[str, torch.Tensor]:
     }
 
 
-def collate_shared(pairs: list[EncodedPair], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
-    """Right-padded [B, L] batch of shared-prefix rows, [prompt, a, b]: the prompt once, then each response cut
-    where `pad_rows` cuts it in its own row (at max_length − len(prompt)). `segment` and `branch` are the rows'
-    plan (rlaif.models.prefix.PrefixPlan); `attention_mask` marks the real tokens."""
-    rows = []
+def collate_shared(pairs: list[EncodedPair], pad_id: int, max_length: int, packed: bool = False) -> dict:
+    """Right-padded batch of shared-prefix rows, [prompt, a, b]: the prompt once, then each response cut where
+    `pad_rows` cuts it in its own row (at max_length − len(prompt)). One row per pair, [B, L]; `packed`: the
+    pairs one after another in one row, [1, total], with no padding. `segment` and `branch` are the rows' plan
+    (rlaif.models.prefix.PrefixPlan); `attention_mask` marks the real tokens."""
+    parts = []
     for p in pairs:
         prompt = p.prompt_ids[:max_length]
         room = max_length - len(prompt)
-        rows.append((prompt, p.a_ids[:room], p.b_ids[:room]))
-    width = max(sum(map(len, row)) for row in rows)
-    plan = one_pair_rows([tuple(map(len, row)) for row in rows], width)
+        parts.append((prompt, p.a_ids[:room], p.b_ids[:room]))
+    rows = [parts] if packed else [[pair] for pair in parts]
+    width = max(sum(len(x) for pair in row for x in pair) for row in rows)
+    plan = packed_rows([[tuple(map(len, pair)) for pair in row] for row in rows], width)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    for i, (prompt, a, b) in enumerate(rows):
-        input_ids[i, : len(prompt) + len(a) + len(b)] = torch.tensor(prompt + a + b)
+    for i, row in enumerate(rows):
+        ids = [t for pair in row for x in pair for t in x]
+        input_ids[i, : len(ids)] = torch.tensor(ids)
     return {
         "input_ids": input_ids,
         "attention_mask": (plan.segment >= 0).long(),
@@ -190,11 +196,15 @@ def collate_shared(pairs: list[EncodedPair], pad_id: int, max_length: int) -> di
 
 
 def pair_batch(
-    pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device, shared: bool = False
-) -> dict:
-    """`collate` (or, `shared`, `collate_shared`) of the pairs `idx`, on `device`."""
-    rows = (collate_shared if shared else collate)([pairs[i] for i in idx], pad_id, max_length)
-    return {k: v.to(device) for k, v in rows.items()}
+    pairs: list[EncodedPair], idx: list[int], pad_id: int, max_length: int, device, layout: Layout = "two"
+) -> dict[str, torch.Tensor]:
+    """The pairs `idx` laid out as `layout` says (`collate`, or `collate_shared`, packed or not), on `device`."""
+    chosen = [pairs[i] for i in idx]
+    if layout == "two":
+        batch = collate(chosen, pad_id, max_length)
+    else:
+        batch = collate_shared(chosen, pad_id, max_length, packed=layout == "packed")
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 # -- order -------------------------------------------------------------------------------------------------------

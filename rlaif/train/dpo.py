@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 from ..models import prefix
-from .data import pair_batch
+from .data import Layout, pair_batch
 from .losses import sequence_logps
 from .models import reference_mode
 from .preference import evaluate_pairs, optimizer_step
@@ -62,24 +62,25 @@ def response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def shared_response_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """`response_logps` of shared-prefix rows [prompt, a, b] (rlaif.models.prefix): both responses' log-probs
-    from one forward. b's first token is predicted from the last prompt position, as in b's own row. The
-    vocabulary projection runs only from the first position that predicts a response token on
-    (`logits_to_keep`), and the log-softmax is read at the predicting positions without copying logits."""
+    """`response_logps` of shared-prefix rows [prompt, a, b] (rlaif.models.prefix), one pair or several packed
+    per row: both responses' log-probs from one forward. b's first token is predicted from the last prompt
+    position, as in b's own row. The vocabulary projection runs only at the positions that predict a response
+    token (a boolean `logits_to_keep`: their hidden states gathered, then the output embedding)."""
     ids, plan = batch["input_ids"], prefix.PrefixPlan(batch["segment"], batch["branch"])
     response = plan.branch > prefix.PROMPT
-    predictors = plan.predictors()
-    first = int(predictors[response].min()) if bool(response.any()) else ids.shape[1] - 1
-    logits = prefix.forward(model, ids, plan, logits_to_keep=ids.shape[1] - first).logits
-    # the token at position t (t > first) is predicted by the logits of position predictors[t] (row first + k
-    # of `logits` is position first + k); prompt and padding positions are read too and masked out
-    at = (predictors[:, first + 1 :] - first).clamp(min=0)
-    targets = ids[:, first + 1 :]
-    rows = torch.arange(len(ids), device=ids.device)[:, None]
-    token_logps = logits[rows, at, targets].float() - torch.logsumexp(logits.float(), dim=-1).gather(1, at)
-    part = plan.branch[:, first + 1 :]
-    masks = [part == prefix.A, part == prefix.B]
-    return torch.cat([(token_logps * m).sum(dim=1) for m in masks]), torch.cat([m.sum(dim=1) for m in masks])
+    rows, at = response.nonzero(as_tuple=True)
+    predictor = plan.predictors()[rows, at]
+    keep = torch.zeros_like(response)
+    keep[rows, predictor] = True
+    logits = prefix.forward(model, ids, plan, logits_to_keep=keep).logits  # [kept positions, vocabulary]
+    # the kept positions come flattened row by row: a position's logits are at the count of kept ones before it
+    kept = keep.flatten().cumsum(0).view_as(keep) - 1
+    which = kept[rows, predictor]
+    token_logps = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    token_logps = token_logps.index_put(
+        (rows, at), logits[which, ids[rows, at]].float() - torch.logsumexp(logits.float(), dim=-1)[which]
+    )
+    return plan.per_pair(token_logps, response), plan.per_pair(response.long(), response)
 
 
 def pair_terms(policy, reference, batch: dict, ref_logps: Optional[torch.Tensor], config, loss_fn: LossFn) -> dict:
@@ -152,11 +153,11 @@ def reference_rows(table: Optional[torch.Tensor], idx: list[int]) -> Optional[to
 
 
 def precompute_reference(
-    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path, shared: bool = False
+    acc, policy, reference, pairs, batch_size: int, pad_id: int, max_length: int, cache: Path, layout: Layout = "two"
 ) -> torch.Tensor:
     """log π_ref of both responses of every pair, [N, 2]: each process computes a strided share, all gather;
-    cached in `cache` so a resumed run does not recompute them. `shared`: from shared-prefix rows (the same
-    numbers, so the cache serves either)."""
+    cached in `cache` so a resumed run does not recompute them. `layout`: the batches' layout (the same numbers
+    from any, so the cache serves every one)."""
     from accelerate.utils import gather_object
 
     key = _table_key(pairs)
@@ -171,7 +172,7 @@ def precompute_reference(
         ref.eval()
         for i in range(0, len(mine), batch_size):
             chunk = mine[i : i + batch_size]
-            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device, shared))
+            logps, _ = response_logps(ref, pair_batch(pairs, chunk, pad_id, max_length, acc.device, layout))
             a, b = logps.float().cpu().chunk(2)
             rows.extend((j, x, y) for j, x, y in zip(chunk, a.tolist(), b.tolist()))
     table = torch.zeros(len(pairs), 2)
@@ -183,9 +184,9 @@ def precompute_reference(
     return table
 
 
-def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool):
+def _terms(acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, layout: Layout):
     def terms(idx: list[int]) -> dict:
-        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device, shared)
+        batch = pair_batch(pairs, idx, pad_id, config.max_length, acc.device, layout)
         return pair_terms(policy, reference, batch, reference_rows(ref_table, idx), config, loss_fn)
 
     return terms
@@ -204,21 +205,21 @@ def dpo_step(
     loss_fn: LossFn,
     pad_id: int,
     check: Check,
-    shared: bool = False,
+    layout: Layout = "two",
 ) -> dict:
     """One optimizer step over this process's micro-batches `micro` (lists of indices into `pairs`); returns the
     step's statistics (over all processes), lr, grad_norm and the tokens the policy encoded. `ref_table` holds
     precomputed reference log-probs [N, 2], or None to run the reference on the fly; `check` stops a diverging
-    run (see `optimizer_step`); `shared`: each pair is one shared-prefix row (rlaif.train.models.share_prefix)."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
+    run (see `optimizer_step`); `layout`: the batches' layout (rlaif.train.models.share_prefix)."""
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, layout)
     sums, lr, grad_norm = optimizer_step(acc, policy, optimizer, scheduler, micro, terms, STATS, config, check)
     return {**summarise(sums), "lr": lr, "grad_norm": grad_norm, "tokens": int(sums["tokens"])}
 
 
 def evaluate(
-    acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, shared: bool = False
+    acc, policy, reference, pairs, ref_table, config, loss_fn: LossFn, pad_id: int, layout: Layout = "two"
 ) -> dict:
     """The DPO statistics of the held-out pairs, as eval_* metrics."""
-    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, shared)
+    terms = _terms(acc, policy, reference, pairs, ref_table, config, loss_fn, pad_id, layout)
     sums = evaluate_pairs(acc, policy, len(pairs), config.eval_batch_size, terms, STATS)
     return summarise(sums, prefix="eval_") if sums else {}

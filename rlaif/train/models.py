@@ -15,6 +15,7 @@ import torch
 from ..config.paths import loading
 from ..config.run import LoraConfig, ModelSource, PretrainedModelConfig, TinyModelConfig
 from ..models import prefix
+from .data import Layout
 
 Head = Literal["lm", "score"]
 CHATML = (
@@ -159,21 +160,26 @@ def reference_mode(policy, reference):
             yield policy
 
 
-def share_prefix(setting, models: list) -> tuple[bool, str]:
-    """Whether a run encodes each pair as one shared-prefix row for `models` (the models that read its pairs:
-    policy and reference, or the reward model; unwrapped; None for one it does not hold), and what the run says
-    about it. `setting` is the config's prefix_sharing: auto turns it on where it is exact; true on a model it
-    cannot make exact is refused (ValueError: one line, exit 2) rather than run on two rows per pair unasked."""
+def share_prefix(setting, models: list, packing: bool = False) -> tuple[Layout, str]:
+    """How a run lays out its pairs for `models` (the models that read its pairs: policy and reference, or the
+    reward model; unwrapped; None for one it does not hold), and what the run says about it. `setting` is the
+    config's prefix_sharing: auto turns it on where it is exact; true on a model it cannot make exact is refused
+    (ValueError: one line, exit 2) rather than run on two rows per pair unasked. `packing` (the config's) puts a
+    micro-batch's shared rows in one row; it needs prefix sharing on and is refused where it is off."""
     held = [m for m in models if m is not None]
-    why = next((w for w in map(prefix.problem, held) if w is not None), None)
+    why = "prefix_sharing: false" if setting is False else next(filter(None, map(prefix.problem, held)), None)
+    if why is not None and setting is True:
+        raise ValueError(
+            f"prefix_sharing: true, but shared-prefix rows would not be exact here: {why}; use auto or false"
+        )
+    if why is not None and packing:
+        raise ValueError(f"packing: true needs prefix sharing, which is off here ({why}); set packing: false")
     if setting is False:
-        return False, "prefix sharing off (prefix_sharing: false)"
+        return "two", "prefix sharing off (prefix_sharing: false)"
     if why is not None:
-        if setting is True:
-            raise ValueError(
-                f"prefix_sharing: true, but shared-prefix rows would not be exact here: {why}; use auto or false"
-            )
-        return False, f"prefix sharing off: not exact for this model ({why})"
+        return "two", f"prefix sharing off: not exact for this model ({why})"
     for model in held:
         prefix.enable(model)
-    return True, "prefix sharing on: one row per pair, its prompt encoded once"
+    if packing:
+        return "packed", "prefix sharing on, packed: each micro-batch's pairs in one row, each prompt encoded once"
+    return "shared", "prefix sharing on: one row per pair, its prompt encoded once"

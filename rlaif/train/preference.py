@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .data import encode_pairs, micro_batches, read_feedback, step_indices
+from .data import Layout, encode_pairs, micro_batches, read_feedback, step_indices
 from .models import load_tokenizer, share_prefix
 from .run import (
     Check,
@@ -47,18 +47,18 @@ class PreferenceRun:
     too_long: int
     steps: int = 0  # optimizer steps of the whole run (set by `prepare`)
     global_batch: int = 0  # pairs per optimizer step, over all processes
-    shared: bool = False  # each pair one shared-prefix row (set by `share_prefix`)
+    layout: Layout = "two"  # the batches' layout (set by `share_prefix`)
     sharing: str = ""  # what the run says about it
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
-    def share_prefix(self, *models) -> bool:
-        """Decide, from the config's prefix_sharing, whether the pairs are shared-prefix rows for `models` (the
+    def share_prefix(self, *models) -> Layout:
+        """Decide, from the config's prefix_sharing and packing, how the pairs are laid out for `models` (the
         unwrapped models that read them, None for one the run does not hold); see rlaif.train.models."""
-        self.shared, self.sharing = share_prefix(self.config.prefix_sharing, list(models))
-        return self.shared
+        self.layout, self.sharing = share_prefix(self.config.prefix_sharing, list(models), self.config.packing)
+        return self.layout
 
     def prepare(self, model):
         """The optimizer and its schedule over the run's steps, handed with `model` to the accelerator, and the run

@@ -18,10 +18,11 @@ from ..numbers import TrainingDiverged
 from .checkpoint import Checkpointer, latest_checkpoint, remove_partial
 from .metrics import MetricsLog
 
-# Fields a resumed run may change: they steer how long and how loudly it runs, or (prefix_sharing, exact either
-# way) how it computes, not what it learns per step.
+# Fields a resumed run may change: they steer how long and how loudly it runs, or (prefix_sharing, packing: exact
+# either way) how it computes, not what it learns per step.
 RESUMABLE_CHANGES = {
     "prefix_sharing",
+    "packing",
     "max_steps",
     "num_epochs",
     "save_steps",

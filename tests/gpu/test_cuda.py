@@ -144,8 +144,9 @@ def test_ppo_runs_on_the_gpu(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_shared_prefix_rows_match_two_rows_per_pair_on_cuda(dtype):
     """Issue 20's exactness on the GPU: the rlaif_prefix attention as written (SDPA with its mask, keys and values
-    repeated for GQA on CUDA) against two rows per pair, log-probs and every gradient of one DPO step, in fp32 to
-    the CPU test's tolerances and in bf16 to bf16's (8 bits of mantissa: a few 1e-2 on sums of ~10 log-probs)."""
+    repeated for GQA on CUDA), one pair per row and packed, against two rows per pair, log-probs and every gradient
+    of one DPO step, in fp32 to the CPU test's tolerances and in bf16 to bf16's (8 bits of mantissa: a few 1e-2 on
+    sums of ~10 log-probs)."""
     from rlaif.models import prefix
     from rlaif.train.data import collate, collate_shared
     from rlaif.train.dpo import response_logps
@@ -163,7 +164,8 @@ def test_shared_prefix_rows_match_two_rows_per_pair_on_cuda(dtype):
 
     unshared, n_unshared, g_unshared = step(collate(pairs(), PAD, MAX_LENGTH))
     prefix.enable(policy)
-    shared, n_shared, g_shared = step(collate_shared(pairs(), PAD, MAX_LENGTH))
-    assert n_shared.tolist() == n_unshared.tolist()
-    assert float((shared - unshared).abs().max()) <= logp_tol
-    assert max(relative(g_shared[k], g_unshared[k]) for k in g_unshared) <= grad_tol
+    for packed in (False, True):  # one row per pair; every pair in one row (one SDPA call per pair)
+        shared, n_shared, g_shared = step(collate_shared(pairs(), PAD, MAX_LENGTH, packed=packed))
+        assert n_shared.tolist() == n_unshared.tolist()
+        assert float((shared - unshared).abs().max()) <= logp_tol
+        assert max(relative(g_shared[k], g_unshared[k]) for k in g_unshared) <= grad_tol

@@ -2,14 +2,15 @@
 compute, in fp32, on tiny random models built here: a Llama with grouped-query attention and rotary positions, a
 model of SmolLM2-135M's shape (its head, width and tying ratios, scaled down), and a Qwen2 (biased projections).
 Pairs have prompts and responses of unequal lengths, some cut by max_length; shared rows are right- and
-left-padded. Per-pair log-probs (policy and reference) agree within 1e-5, losses within 1e-6 (relative above 1),
-every parameter's gradient within 1e-5 relative error (one DPO step, one reward-model step), and ten DPO steps of
-the tiny example log the same losses. `auto` stays off where the rows would not be exact (a sliding window, eager
-attention), and `true` is refused there."""
+left-padded, or packed (every pair of the batch in one row). Per-pair log-probs (policy and reference) agree
+within 1e-5, losses within 1e-6 (relative above 1), every parameter's gradient within 1e-5 relative error (one DPO
+step, one reward-model step), and ten DPO steps of the tiny example log the same losses. `auto` stays off where
+the rows would not be exact (a sliding window, eager attention), and `true` (or `packing: true`) is refused there."""
 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -99,6 +100,31 @@ def left_padded(batch: dict) -> dict:
     return out
 
 
+# one pair per row, right- or left-padded; every pair in one row; half the pairs in each of two right-padded rows
+LAYOUTS = ["right", "left", "packed", "two packed rows"]
+
+
+def shared_batch(layout: str) -> dict:
+    if layout == "two packed rows":
+        return two_packed_rows()
+    batch = collate_shared(pairs(), PAD, MAX_LENGTH, packed=layout == "packed")
+    return left_padded(batch) if layout == "left" else batch
+
+
+def two_packed_rows() -> dict:
+    """The first three pairs packed in one row and the other three in another, right-padded to the longer."""
+    first, second = (collate_shared(part, PAD, MAX_LENGTH, packed=True) for part in (pairs()[:3], pairs()[3:]))
+    second["segment"] = torch.where(second["segment"] >= 0, second["segment"] + 3, -1)  # pairs 3, 4, 5
+    width = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    fill = {"input_ids": PAD, "attention_mask": 0, "segment": -1, "branch": -1}
+    out = {k: torch.cat([first[k], second[k]]) for k in first if k not in fill}
+    for key, value in fill.items():
+        rows = [torch.nn.functional.pad(x[key], (0, width - x[key].shape[1]), value=value) for x in (first, second)]
+        out[key] = torch.cat(rows)
+    assert (out["segment"] < 0).any()  # one row has padding
+    return out
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _report():
     """The largest differences the tests measured, printed after them (shown with pytest -s)."""
@@ -144,6 +170,24 @@ def test_the_plan_hides_a_from_b_and_puts_b_after_the_prompt():
     assert left.position_ids().tolist() == [[0, 0, 0, 1, 1, 2]]
 
 
+def test_packed_rows_restart_positions_per_pair_and_keep_each_pair_to_itself():
+    plan = prefix.packed_rows([[(2, 2, 1), (1, 1, 2)], [(1, 2, 1)]], width=9)
+    P, A, B = prefix.PROMPT, prefix.A, prefix.B
+    assert plan.packed() and plan.pairs() == 3
+    assert plan.segment.tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1], [2, 2, 2, 2, -1, -1, -1, -1, -1]]
+    assert plan.branch[0].tolist() == [P, P, A, A, B, P, A, B, B]
+    assert plan.position_ids().tolist() == [[0, 1, 2, 3, 2, 0, 1, 1, 2], [0, 1, 2, 1, 0, 0, 0, 0, 0]]
+    # how many positions each sees, less one, as the one-pair rows define it
+    assert torch.equal(plan.position_ids(), plan.mask()[:, 0].sum(dim=-1) - 1)
+    assert plan.predictors()[0, 5:9].tolist() == [5, 5, 5, 7]  # the second pair's b starts from its own prompt
+    mask = plan.mask()[0, 0].int()
+    assert mask[5:, :5].sum() == 0 and mask[:5, 5:].sum() == 0  # no pair sees another
+    assert [(r, start, end) for r, start, end, _ in plan.blocks()] == [(0, 0, 5), (0, 5, 9), (1, 0, 4)]
+    for r, start, end, block in plan.blocks():
+        assert torch.equal(block[0, 0], plan.mask()[r, 0, start:end, start:end])
+    assert not prefix.one_pair_rows([(2, 2, 1), (1, 1, 2)], width=6).packed()
+
+
 def test_shared_rows_cut_each_response_as_its_own_row_is_cut():
     batch, shared = collate(pairs(), PAD, MAX_LENGTH), collate_shared(pairs(), PAD, MAX_LENGTH)
     rows = batch["input_ids"].tolist()
@@ -166,25 +210,25 @@ FAMILIES = ["llama-gqa", "smollm2-shape", "qwen2"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("padding", ["right", "left"])
-def test_per_pair_logps_match_two_rows_per_pair(family, padding):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_per_pair_logps_match_two_rows_per_pair(family, layout):
     policy = model(family).eval()
     with torch.no_grad():
         unshared, n_unshared = response_logps(policy, collate(pairs(), PAD, MAX_LENGTH))
         prefix.enable(policy)
-        batch = collate_shared(pairs(), PAD, MAX_LENGTH)
-        shared, n_shared = response_logps(policy, left_padded(batch) if padding == "left" else batch)
+        shared, n_shared = response_logps(policy, shared_batch(layout))
     assert n_shared.tolist() == n_unshared.tolist()
     assert note("log-probs", float((shared - unshared).abs().max())) <= LOGP_TOL
 
 
-def dpo_config(loss) -> DPOTrainConfig:
+def dpo_config(loss, **extra) -> DPOTrainConfig:
     return DPOTrainConfig(
         output_dir="unused",
         model={"type": "tiny"},
         feedback={"source": "ai", "ai": "unused.jsonl"},
         max_length=MAX_LENGTH,
         loss=loss,
+        **extra,
     )
 
 
@@ -196,10 +240,8 @@ LOSSES = {
 }
 
 
-def dpo_terms(policy, reference, shared: bool, config, padding: str = "right") -> dict:
-    batch = (collate_shared if shared else collate)(pairs(), PAD, MAX_LENGTH)
-    if shared and padding == "left":
-        batch = left_padded(batch)
+def dpo_terms(policy, reference, shared: bool, config, layout: str = "right") -> dict:
+    batch = shared_batch(layout) if shared else collate(pairs(), PAD, MAX_LENGTH)
     return pair_terms(policy, reference, batch, None, config, dpo_loss_fn(config.loss))
 
 
@@ -212,13 +254,14 @@ def test_dpo_losses_and_the_reference_logps_match(loss):
         unshared = dpo_terms(policy, reference, False, config)
         ref_unshared, _ = response_logps(reference, collate(pairs(), PAD, MAX_LENGTH))
         prefix.enable(policy), prefix.enable(reference)
-        shared = dpo_terms(policy, reference, True, config)
-        ref_shared, _ = response_logps(reference, collate_shared(pairs(), PAD, MAX_LENGTH))
-    assert note("reference log-probs", float((ref_shared - ref_unshared).abs().max())) <= LOGP_TOL
-    assert note("DPO loss", loss_error(shared["loss"], unshared["loss"])) <= LOSS_TOL
-    for key in ("chosen", "rejected", "kl_data", "logps_chosen", "logps_rejected"):
-        assert float(shared[key]) == pytest.approx(float(unshared[key]), abs=1e-4), key
-    assert shared["correct"] == unshared["correct"] and shared["tokens"] < unshared["tokens"]
+        for layout in ("right", "packed"):
+            shared = dpo_terms(policy, reference, True, config, layout)
+            ref_shared, _ = response_logps(reference, shared_batch(layout))
+            assert note("reference log-probs", float((ref_shared - ref_unshared).abs().max())) <= LOGP_TOL
+            assert note("DPO loss", loss_error(shared["loss"], unshared["loss"])) <= LOSS_TOL
+            for key in ("chosen", "rejected", "kl_data", "logps_chosen", "logps_rejected"):
+                assert float(shared[key]) == pytest.approx(float(unshared[key]), abs=1e-4), key
+            assert shared["correct"] == unshared["correct"] and shared["tokens"] < unshared["tokens"]
 
 
 def gradients(module) -> dict[str, torch.Tensor]:
@@ -234,8 +277,8 @@ def test_one_dpo_step_has_the_same_gradient_for_every_parameter(family):
     dpo_terms(policy, reference, False, config)["loss"].backward()
     unshared = gradients(policy)
     prefix.enable(policy), prefix.enable(reference)
-    for padding in ("right", "left"):
-        dpo_terms(policy, reference, True, config, padding)["loss"].backward()
+    for layout in LAYOUTS:
+        dpo_terms(policy, reference, True, config, layout)["loss"].backward()
         shared = gradients(policy)
         assert shared.keys() == unshared.keys() and len(shared) == len(list(policy.parameters()))
         worst = max(relative(shared[k], unshared[k]) for k in unshared)
@@ -260,9 +303,8 @@ def test_one_reward_model_step_has_the_same_rewards_loss_and_gradients(family):
     with torch.no_grad():
         r_unshared = torch.cat(pair_rewards(reward_model, unshared_batch))
     prefix.enable(reward_model)
-    for padding in ("right", "left"):
-        batch = collate_shared(pairs(), PAD, MAX_LENGTH)
-        batch = left_padded(batch) if padding == "left" else batch
+    for layout in LAYOUTS:
+        batch = shared_batch(layout)
         shared_terms = reward_terms(reward_model, batch, config)
         shared_terms["loss"].backward()
         shared = gradients(reward_model)
@@ -277,21 +319,29 @@ def test_one_reward_model_step_has_the_same_rewards_loss_and_gradients(family):
 
 # -- where it is exact ------------------------------------------------------------------------------------------------
 def test_auto_is_off_where_the_rows_would_not_be_exact_and_true_is_refused_there():
-    on, line = share_prefix("auto", [model("llama-gqa"), model("llama-gqa", seed=1)])
-    assert on and "on" in line
+    rows, line = share_prefix("auto", [model("llama-gqa"), model("llama-gqa", seed=1)])
+    assert rows == "shared" and "on" in line
     for unexact, why in (
         (model("mistral-sliding"), "sliding window (8 tokens)"),
         (model("llama-gqa", attn_implementation="eager"), "'eager', not sdpa"),
     ):
-        on, line = share_prefix("auto", [unexact])
-        assert not on and why in line
+        rows, line = share_prefix("auto", [unexact])
+        assert rows == "two" and why in line
         assert unexact.config._attn_implementation != prefix.NAME  # left as it was
         with pytest.raises(ValueError, match=f"prefix_sharing: true, but .*{why.split()[0]}"):
             share_prefix(True, [unexact])
-    assert share_prefix(False, [model("llama-gqa")]) == (False, "prefix sharing off (prefix_sharing: false)")
+        refused = f"packing: true needs prefix sharing, which is off here .*{re.escape(why)}"
+        with pytest.raises(ValueError, match=refused):
+            share_prefix("auto", [unexact], packing=True)
+    assert share_prefix(False, [model("llama-gqa")]) == ("two", "prefix sharing off (prefix_sharing: false)")
+    with pytest.raises(ValueError, match=r"packing: true needs prefix sharing, .*\(prefix_sharing: false\)"):
+        share_prefix(False, [model("llama-gqa")], packing=True)
+    assert share_prefix("auto", [model("llama-gqa")], packing=True)[0] == "packed"
+    with pytest.raises(ValueError, match="packing: true needs prefix sharing, which prefix_sharing: false turns off"):
+        dpo_config(LOSSES["sigmoid"], prefix_sharing=False, packing=True)  # refused when the config is read
     mistral_without_window = model("mistral-sliding")
     mistral_without_window.config.sliding_window = None
-    assert share_prefix("auto", [mistral_without_window])[0]
+    assert share_prefix("auto", [mistral_without_window])[0] == "shared"
 
 
 def test_the_attention_without_a_plan_is_the_models_own():
@@ -326,12 +376,15 @@ def test_ten_dpo_steps_log_the_same_losses_with_fewer_tokens(tmp_path, capsys):
     assert "prefix sharing on" in capsys.readouterr().out
     unshared = run("dpo", tmp_path / "unshared", "prefix_sharing=false", *common)
     assert "prefix sharing off (prefix_sharing: false)" in capsys.readouterr().out
-    assert [r["step"] for r in shared] == list(range(1, 11))
-    for a, b in zip(shared, unshared):
+    packed = run("dpo", tmp_path / "packed", "prefix_sharing=true", "packing=true", *common)
+    assert "prefix sharing on, packed" in capsys.readouterr().out
+    assert [r["step"] for r in shared] == [r["step"] for r in packed] == list(range(1, 11))
+    for a, p, b in zip(shared, packed, unshared):
         for key in ("loss", "eval_loss"):
             if key in b:
                 assert note("DPO run loss", abs(a[key] - b[key])) <= 1e-4, (a["step"], key)
-        assert a["step_s"] > 0 and 0 < a["tokens"] < b["tokens"]
+                assert note("DPO run loss", abs(p[key] - b[key])) <= 1e-4, (p["step"], key)
+        assert a["step_s"] > 0 and 0 < a["tokens"] == p["tokens"] < b["tokens"]
 
 
 def test_reward_steps_log_the_same_losses_and_an_old_run_without_the_field_resumes(tmp_path, capsys):
@@ -340,9 +393,12 @@ def test_reward_steps_log_the_same_losses_and_an_old_run_without_the_field_resum
     shared = run("reward", tmp_path / "shared", "max_steps=2", "save_steps=2", "batch_size=8")
     assert "prefix sharing on" in capsys.readouterr().out  # auto
     unshared = run("reward", tmp_path / "unshared", "max_steps=2", "batch_size=8", "prefix_sharing=false")
-    for a, b in zip(shared, unshared):
-        assert note("reward run loss", abs(a["loss"] - b["loss"])) <= 1e-4
-        assert a["tokens"] < b["tokens"] and a["step_s"] > 0
+    packed = run("reward", tmp_path / "packed", "max_steps=2", "batch_size=8", "packing=true")
+    assert "prefix sharing on, packed" in capsys.readouterr().out
+    for a, p, b in zip(shared, packed, unshared):
+        for run_ in (a, p):
+            assert note("reward run loss", abs(run_["loss"] - b["loss"])) <= 1e-4
+        assert a["tokens"] == p["tokens"] < b["tokens"] and a["step_s"] > 0
     # a run started before the field existed: its config.yaml has no prefix_sharing, and it resumes
     saved = tmp_path / "shared" / "config.yaml"
     old = yaml.safe_load(saved.read_text())
