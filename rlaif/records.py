@@ -1,4 +1,6 @@
-"""The data that flows through a labelling job: pairs in, judge queries and verdicts inside, label records out; and
+"""The data that flows through a labelling job (over 400 lines because it is one idea: the records and hashes).
+
+Pairs in, judge queries and verdicts inside, label records out; and
 the content hashing (`sha256_json`, `Hashed`) that constitutions and judge configs use for the resume keys.
 
 No heavy imports here: these types are shared by the readers, the judges, the store and the CLI.

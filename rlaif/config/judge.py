@@ -1,7 +1,9 @@
-"""Typed judge configs (the `judges/*.yaml` files): one pydantic model per backend, joined in the `JudgeConfig`
-union on `backend:`. The union is the one list of backends: loading a file validates through it, and the backend
-names (for messages and docs) and rlaif.judges.registry's builder follow it. Slim on purpose: importing this
-module never imports torch, transformers or vllm.
+"""Typed judge configs (over 400 lines because it is one idea: the judge files, every backend and the jury).
+
+The `judges/*.yaml` files: one pydantic model per backend, joined in the `JudgeConfig` union on `backend:`. The
+union is the one list of backends: loading a file validates through it, and the backend names (for messages and
+docs) and rlaif.judges.registry's builder follow it. Slim on purpose: importing this module never imports torch,
+transformers or vllm.
 """
 
 from __future__ import annotations

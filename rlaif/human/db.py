@@ -1,4 +1,6 @@
-"""The annotation app's store: the pairs as annotators see them, their labels and every revision, in one SQLite
+"""The annotation app's store (over 400 lines because it is one idea: one SQLite file and its schema).
+
+The pairs as annotators see them, their labels and every revision, in one SQLite
 file that `rlaif annotate export` turns into label records; for `rlaif loop` with people in it, also which
 iteration of which run trained on each answer, so that none is lost or used twice.
 

@@ -1,4 +1,6 @@
-"""Iterative (online) DPO with self-feedback (`rlaif loop`): the policy learns from labels of its own samples.
+"""Iterative (online) DPO with self-feedback (`rlaif loop`; over 400 lines because it is one recipe, read down).
+
+The policy learns from labels of its own samples.
 
 Each iteration k (files in OUT/iter-K/): the current policy samples `samples_per_prompt` responses per training
 prompt (seeded by seed and k) → pairs.jsonl; the judge labels every pair in both orders under the constitution

@@ -1,4 +1,6 @@
-"""`rlaif serve reward`: the judge as an HTTP reward endpoint for RL engines that run elsewhere (OpenRLHF's
+"""`rlaif serve reward` (over 400 lines because it is one idea: the reward endpoint, in-process or on Ray Serve).
+
+The judge as an HTTP reward endpoint for RL engines that run elsewhere (OpenRLHF's
 remote reward model, verl through a custom reward function). Imported only by that command (fastapi and uvicorn
 are the `human` extra); the rewards themselves come from `rlaif.rewards.JudgeReward`.
 
