@@ -175,6 +175,20 @@ def _record(
     masses = [v.label_mass for v in verdicts if v.label_mass is not None]
     if not all(0.0 <= m <= 1.0 + LABEL_MASS_TOLERANCE for m in masses):  # NaN fails both comparisons
         base["flags"] = sorted({*(base["flags"] or ()), LABEL_MASS_FLAG})
+    return _ok_record(
+        base,
+        p_a,
+        tie_margin,
+        orders,
+        rationale=rationale,
+        per_principle=per_principle,
+        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
+    )
+
+
+def _ok_record(base: dict, p_a: float, tie_margin: float, orders: list, **extra) -> LabelRecord:
+    """The ok record of a pair (a judge's or a jury's), or a failed one when it is not what every reader will
+    accept when it checks the record: what is stored as ok, a reader accepts."""
     record = LabelRecord(
         **base,
         p_a=p_a,
@@ -182,12 +196,10 @@ def _record(
         status="ok",
         position_consistent=position_consistent(orders),
         p_a_orders=orders,
-        rationale=rationale,
-        per_principle=per_principle,
-        label_mass=sum(masses) / len(masses) if masses and all(map(math.isfinite, masses)) else None,
+        **extra,
     )
-    # the record as every reader will check it: what is stored as ok, a reader accepts
     if (problem := label_problem(record.to_json())) is not None:
+        rationale = extra.get("rationale")
         return LabelRecord(
             **base, p_a=None, label=None, status="failed", rationale=rationale, error=f"{OUT_OF_RANGE}: {problem}"
         )
@@ -240,17 +252,7 @@ def _jury_record(
             error = f"{members[0].error} ({error})"
         return LabelRecord(**base, p_a=None, label=None, status="failed", error=error)
     orders = [jury.combine([m.orders[j] if m.p_a is not None else None for m in members]) for j in (0, 1)]
-    record = LabelRecord(
-        **base,
-        p_a=p_a,
-        label=label_for(p_a, margin),
-        status="ok",
-        position_consistent=position_consistent(orders),
-        p_a_orders=orders,
-    )
-    if (problem := label_problem(record.to_json())) is not None:  # as for a judge alone: never an untrusted ok
-        return LabelRecord(**base, p_a=None, label=None, status="failed", error=f"{OUT_OF_RANGE}: {problem}")
-    return record
+    return _ok_record(base, p_a, margin, orders)  # as for a judge alone: never an untrusted ok
 
 
 def verdict_sources(verdicts: Sequence[Verdict]) -> Optional[list[Optional[str]]]:
