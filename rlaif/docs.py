@@ -88,6 +88,7 @@ def training_tables() -> list[str]:
             (cls, f"`feedback:` with `source: {source_name(cls)}` (loop; `source` may be left out: ai)")
             for cls in source_classes(loop.LoopFeedbackSource)
         ),
+        (loop.LoopAnnotate, "`feedback.annotate:` (loop, with `source: mixed`)"),
         (sft.SFTDataConfig, "`data:` (sft)"),
     ):
         parts.append(table(cls, title))

@@ -71,16 +71,26 @@ class LoopHumanFeedback(_InTheLoop, HumanFeedback):
 
 
 class LoopAnnotate(BaseModel):
-    """People inside the loop: each iteration's queue goes to the annotation app, the loop waits for answers, trains
-    on those that arrived, and carries later ones into the next iteration. The annotation database is the record
-    of every answer and of the iteration that trained on it (once per run)."""
+    """People inside the loop: each iteration's queue goes to the annotation app (or to Label Studio, through its
+    tasks and exports), the loop waits for answers, trains on those that arrived, and carries later ones into the
+    next iteration. The annotation database is the record of every answer and of the iteration that trained on it
+    (once per run)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     serve: bool = Field(
         True,
         description="Serve the queues on the annotation app (`rlaif annotate serve`'s, on 127.0.0.1) from the loop "
         "for the whole run. false: a running `rlaif annotate serve --db DB` serves them (started with the loop's "
-        "--seed and --constitution); the loop adds each queue to its database.",
+        "--seed and --constitution); the loop adds each queue to its database. Default: false with "
+        "label_studio_export, true otherwise.",
+    )
+    label_studio_export: Optional[str] = Field(
+        None,
+        description="Instead of the app: people label in Label Studio. Each iteration writes its queue as Label "
+        "Studio tasks, OUT/iter-K/label_studio_tasks.json (labeling config: OUT/label_studio_config.xml), and while "
+        "it waits re-reads this file, the project's JSON export, whenever it changes, adding its annotations to the "
+        "annotation database (one label per task and Label Studio user; a changed answer is a revision). A file or "
+        "annotation that cannot be read is reported in one line and left out; the rest are taken.",
     )
     wait_s: float = Field(
         ge=0,
@@ -89,8 +99,8 @@ class LoopAnnotate(BaseModel):
     )
     db: Optional[str] = Field(
         None,
-        description="The annotation SQLite file. Default: OUT/annotations.sqlite (with serve: false, the running "
-        "server's --db: required).",
+        description="The annotation SQLite file. Default: OUT/annotations.sqlite (with serve: false and no "
+        "label_studio_export, the running server's --db: required).",
     )
     port: int = Field(0, ge=0, le=65535, description="serve: the loopback port; 0: a free one (printed).")
     tokens: Optional[str] = Field(
@@ -99,12 +109,25 @@ class LoopAnnotate(BaseModel):
         "annotator, whose token is printed.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_place_to_label(cls, data: Any) -> Any:
+        """Label Studio replaces the app: serve defaults to false with it, and serve: true beside it is refused
+        (the same pairs in two tools would be labelled twice over, and the wait would end on either)."""
+        if not isinstance(data, dict) or data.get("label_studio_export") is None:
+            return data
+        if data.get("serve") not in (None, False):
+            why = "give serve: true (the loop's app) or label_studio_export (Label Studio), not both"
+            raise FieldErrors([(("label_studio_export",), why)])
+        return {**data, "serve": False}
+
     @model_validator(mode="after")
     def _db_of_the_running_server(self):
-        if not self.serve and self.db is None:
+        if not self.serve and self.db is None and self.label_studio_export is None:
             raise FieldErrors([(("db",), "required with serve: false (the running `rlaif annotate serve`'s --db)")])
         if not self.serve and self.tokens is not None:
-            raise FieldErrors([(("tokens",), "applies to serve: true (the running server has its own)")])
+            where = "Label Studio has its own users" if self.label_studio_export else "the running server has its own"
+            raise FieldErrors([(("tokens",), f"applies to serve: true ({where})")])
         return self
 
 
@@ -116,7 +139,8 @@ class LoopMixedFeedback(_InTheLoop, MixedFeedback):
     queue: Optional[str] = _set_by_the_loop("queue")
     annotate: Optional[LoopAnnotate] = Field(
         None,
-        description="People inside the loop, live: {serve: true, wait_s: S}. Each iteration serves its queue, "
+        description="People inside the loop, live: {serve: true, wait_s: S}. Each iteration serves its queue "
+        "(or writes it as Label Studio tasks and reads the project's export: {label_studio_export: PATH, wait_s: S}), "
         "waits up to S seconds, trains on the answers that arrived and carries later ones into the next "
         "iteration (people's labels then come from the annotation database, not `human`).",
     )

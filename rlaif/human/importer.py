@@ -4,7 +4,8 @@ Three kinds of input: label files (JSONL, JSON or CSV rows with `prompt`, `respo
 optionally `id`, `annotator`, `p_a`); Label Studio's JSON export of a project made from `rlaif annotate
 export-tasks` (read by `label_studio.py`); and data that carries a human choice (TRL chosen/rejected, Anthropic HH
 transcripts, rows with `human_label`), read by `rlaif.data.pairs.read_pairs` so pair ids and orders match `rlaif label`
-run with the same seed.
+run with the same seed. `rlaif loop` with people in Label Studio adds each new export of the project to its
+annotation database through `add_label_studio_export`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..data.pairs import DataError, read_pairs
 from ..files import write_jsonl
 from ..records import IMPORTED_ANNOTATOR, HumanLabel, LabelRecord, Pair, Prompt, human_record
 from . import label_studio, utc_now, validation_problems
+from .db import AnnotationDB
+from .presentation import pair_order_label
 
 PathLike = Union[str, Path]
 
@@ -85,16 +88,49 @@ def iter_human_labels(
     path = Path(path)
     kind, rows = _label_file_rows(path)
     now = utc_now()  # one import, one time: the rows carry no time of their own
-    seen: dict[tuple[str, str], int] = {}
     if kind == "label-studio":
         records = label_studio.export_records(path, rows, now)
+    elif kind == "labels":
+        records = _from_label_rows(path, rows, annotator, now)
+    else:
+        records = _from_choice_data(path, seed, annotator, now)
+    for _, record in _once_each(path, records, kind, invalid):
+        yield record
+
+
+def add_label_studio_export(db: AnnotationDB, path: PathLike, invalid: list[DataError]) -> dict[str, int]:
+    """Add the annotations of a Label Studio JSON export of tasks made from `db`'s pairs to `db`, checked as
+    `rlaif human import` checks them: one label per pair and Label Studio user, so reading the same export again
+    adds nothing and a changed answer is a revision (`AnnotationDB.record`). Annotations that cannot be used
+    (unreadable, or to a pair `db` does not hold as the task shows it) go to `invalid` and are left out; a file
+    that is no such export is a DataError. Returns how many labels were created, revised and unchanged."""
+    path = Path(path)
+    counts = {"created": 0, "revised": 0, "unchanged": 0}
+    kind, rows = _label_file_rows(path)
+    if kind != "label-studio":
+        if path.is_file() and detect_format(path) in ("json", "jsonl") and next(_json_rows(path), None) is None:
+            return counts  # a project with no tasks yet, or a file only just created
+        raise DataError(path, None, "not a Label Studio JSON export (in Label Studio: Export → JSON)")
+    for line, record in _once_each(path, label_studio.export_records(path, rows, utc_now()), kind, invalid):
+        stored = db.pair(record.id)
+        shown = (record.to_json()["prompt"], record.response_a, record.response_b, record.principle_id)
+        if stored is None or (stored.prompt, stored.response_a, stored.response_b, stored.principle_id) != shown:
+            why = "is not in" if stored is None else "differs from the pair with that id in"
+            invalid.append(DataError(path, line, f"pair '{record.id}' {why} {db.path} (a task of another run?)"))
+            continue
+        # the answer as shown: reading a label back into the pair's order is its own inverse
+        choice = pair_order_label(record.label, record.shown_order, stored.principle_invert)
+        counts[db.record(record.id, record.annotator, record.label, choice, record.shown_order).status] += 1
+    return counts
+
+
+def _once_each(path: Path, records, kind: Optional[str], invalid: Optional[list[DataError]]):
+    """(line, record) for the records, a second label by one annotator to one pair refused at its line (or, with
+    an `invalid` list, put there and left out), as every other unreadable row."""
+    seen: dict[tuple[str, str], int] = {}
+    if kind == "label-studio":
         fix = "delete the extra annotation in Label Studio, or import each project once"
     else:
-        records = (
-            _from_label_rows(path, rows, annotator, now)
-            if kind == "labels"
-            else _from_choice_data(path, seed, annotator, now)
-        )
         fix = "give each annotator their own name"
     for line, record in records:
         if isinstance(record, DataError) or (record.id, record.annotator) in seen:
@@ -113,7 +149,7 @@ def iter_human_labels(
             invalid.append(error)
             continue
         seen[(record.id, record.annotator)] = line
-        yield record
+        yield line, record
 
 
 def _from_label_rows(path: Path, rows, annotator: Optional[str], now: str):

@@ -9,7 +9,7 @@ it. An annotation is read back through the same order logic as `rlaif annotate s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional, Union
+from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -79,7 +79,7 @@ class TaskPair(BaseModel):
 # ---------------------------------------------------------------------------------------------- export
 
 
-def task(pair: ServedPair, seed: int, constitution_sha256: str) -> dict:
+def task(pair: ServedPair, seed: int, constitution_sha256: Optional[str]) -> dict:
     """One Label Studio task: what the annotator sees (prompt, principle, left, right), and the pair as rlaif
     knows it under `rlaif`."""
     order = shown_order(seed, ORDER_KEY, pair.id)
@@ -115,23 +115,36 @@ def export_tasks(
     require("--out", output_dir_problem(out))
     const = load_constitution(constitution)
     invalid: Optional[list[str]] = [] if skip_invalid else None
-    counts: dict[str, Any] = {"tasks": 0, "shown_ab": 0, "shown_ba": 0}
-
-    def tasks() -> Iterator[dict]:
-        # a repeated pair id is refused (or, with skip_invalid, left out) by the reader, as in `rlaif label`
-        for pair in served_pairs(pairs, const, seed, invalid):
-            made = task(pair, seed, const.sha256)
-            counts["tasks"] += 1
-            counts["shown_" + made["data"][DATA_KEY]["shown_order"]] += 1
-            yield made
-
-    _write_json_list(tasks(), Path(out) / TASKS_FILE)
-    with atomic_write(Path(out) / CONFIG_FILE) as f:
-        f.write(LABEL_CONFIG)
+    # a repeated pair id is refused (or, with skip_invalid, left out) by the reader, as in `rlaif label`
+    served = served_pairs(pairs, const, seed, invalid)
+    counts: dict[str, Any] = write_tasks(served, seed, const.sha256, Path(out) / TASKS_FILE)
+    write_label_config(Path(out) / CONFIG_FILE)
     if invalid is not None:
         counts["skipped_invalid"] = len(invalid)
         counts["invalid"] = invalid
     return counts
+
+
+def write_tasks(pairs: Iterable[ServedPair], seed: int, constitution_sha256: Optional[str], path: Path) -> dict:
+    """Write the pairs as Label Studio tasks to `path` (a JSON list, through a temp file); returns the counts of
+    tasks and of each order shown. `rlaif loop` writes each iteration's queue for people with it."""
+    counts = {"tasks": 0, "shown_ab": 0, "shown_ba": 0}
+
+    def tasks() -> Iterator[dict]:
+        for pair in pairs:
+            made = task(pair, seed, constitution_sha256)
+            counts["tasks"] += 1
+            counts["shown_" + made["data"][DATA_KEY]["shown_order"]] += 1
+            yield made
+
+    _write_json_list(tasks(), path)
+    return counts
+
+
+def write_label_config(path: Path) -> None:
+    """The project's labeling config (LABEL_CONFIG), through a temp file."""
+    with atomic_write(path) as f:
+        f.write(LABEL_CONFIG)
 
 
 def _write_json_list(rows: Iterator[dict], path: Path) -> None:

@@ -14,24 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config.train import load_train_config
 from rlaif.config.yamlfile import ConfigFileError
-from tests.helpers import ROOT, write_jsonl
+from tests.helpers import write_jsonl
+from tests.recipes.loop_case import ids_in, loop_config
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="the annotation app needs the human extra: pip install -e '.[human]'")
 
-EXAMPLE = ROOT / "examples/tiny/loop.yaml"
-PROMPTS = ROOT / "examples/tiny/data/labels.jsonl"
 TOKEN = "alice-token-0001"
-
-
-def loop_config(out: Path, *overrides: str):
-    return load_train_config(
-        EXAMPLE,
-        "loop",
-        [f"output_dir={out}", f"prompts={PROMPTS}", f"judge={ROOT / 'judges/rule-keyword.yaml'}", *overrides],
-    )
 
 
 def free_port() -> int:
@@ -40,10 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ids_in(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
 
 
 class Annotator(threading.Thread):
