@@ -49,7 +49,9 @@ def score_cmd(
     shard: Optional[str] = typer.Option(None, help="I/N: rate a disjoint 1/N share of the prompts."),
     fmt: Optional[str] = FORMAT,
     max_chars: int = typer.Option(100_000, help="Reject rows longer than this many characters."),
-    skip_invalid: bool = typer.Option(False, help="Record a response too long for the judge as failed and go on."),
+    skip_invalid: bool = typer.Option(
+        False, help="Record the responses of invalid rows, and those too long for the judge, as failed and go on."
+    ),
     retry_failed: bool = retry_failed_option("responses"),
     allow_failed: bool = allow_failed_option("responses"),
     max_requests: Optional[int] = MAX_REQUESTS,
@@ -84,6 +86,11 @@ def _summary(stats: dict, title: str) -> None:
             ("prompts", stats["prompts"]),
             ("ok", stats["ok"]),
             ("failed", stats["failed"] or None),
+            (
+                "  in the judge / bad input",
+                f"{stats['failed_judge']} / {stats['failed_input']}" if stats["failed"] else None,
+            ),
+            ("rows skipped as invalid", stats.get("invalid_rows") or None),
             ("expected score histogram", " ".join(f"{k}:{v}" for k, v in stats["score_histogram"].items())),
             (
                 "mean reward by principle",

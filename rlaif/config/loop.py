@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .dpo import DPOLoss, SigmoidDPOLoss
 from .feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFeedback, source_classes
 from .judge import JudgeBase
-from .run import LoraConfig, ModelSource, PrefixSharing, RunConfig
+from .run import LoraConfig, ModelSource, Packing, PrefixSharing, RunConfig, packing_problems
 from .sampling import SamplingConfig
 from .yamlfile import FieldErrors
 
@@ -264,6 +264,7 @@ class LoopConfig(RunConfig):
     )
     lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters only; the base is the reference.")
     prefix_sharing: PrefixSharing
+    packing: Packing
     track_keyword: Optional[str] = Field(
         None,
         description="Also log the share of samples containing this text "
@@ -289,6 +290,7 @@ class LoopConfig(RunConfig):
         ]
         if self.lora is not None and self.reference == "previous":
             errors.append((("reference",), "under LoRA the reference is the base model: use reference: initial"))
+        errors += packing_problems(self)
         if errors:
             raise FieldErrors(errors)
         return self

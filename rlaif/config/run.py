@@ -85,6 +85,25 @@ PrefixSharing = Annotated[
         "it cannot make exact; false: two rows per pair.",
     ),
 ]
+Packing = Annotated[
+    bool,
+    Field(
+        False,
+        description="With prefix sharing on: put each micro-batch's pairs one after another in one row (each "
+        "pair's positions start again at 0 and its tokens attend only within their pair), so that no position is "
+        "padding: the same losses and gradients, faster where pairs differ in length. Refused when prefix "
+        "sharing is off.",
+    ),
+]
+
+
+def packing_problems(config) -> list[tuple[tuple, str]]:
+    """(field, message) when a run that trains on pairs (reward, DPO, the loop) asks for packing with prefix
+    sharing turned off; where auto turns sharing off for a model, the run refuses packing when it loads it
+    (train/models.py)."""
+    if config.packing and config.prefix_sharing is False:
+        return [(("packing",), "true needs prefix sharing, which prefix_sharing: false turns off")]
+    return []
 
 
 class PairsConfig(Strict):
@@ -187,17 +206,10 @@ class PreferenceRunConfig(RunConfig):
     feedback: FeedbackConfig = Field(description="Where the preference labels come from (AI, human or mixed).")
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="Labels → training and held-out pairs.")
     prefix_sharing: PrefixSharing
-    packing: bool = Field(
-        False,
-        description="With prefix sharing on: put each micro-batch's pairs one after another in one row (each "
-        "pair's positions start again at 0 and its tokens attend only within their pair), so that no position is "
-        "padding: the same losses and gradients, faster where pairs differ in length. Refused when prefix "
-        "sharing is off.",
-    )
+    packing: Packing
 
     @model_validator(mode="after")
     def _packing_needs_sharing(self):
-        # where auto turns sharing off for a model, the run refuses packing when it loads it (train/models.py)
-        if self.packing and self.prefix_sharing is False:
-            raise FieldErrors([(("packing",), "true needs prefix sharing, which prefix_sharing: false turns off")])
+        if problems := packing_problems(self):
+            raise FieldErrors(problems)
         return self

@@ -39,12 +39,20 @@ def read_pairs(
     The format is checked now (a missing file fails at the call); rows are read as they are consumed. Rows that
     name the human's choice (chosen/rejected) are stored in a random order seeded by `seed` and the pair id.
     """
+    return (pair for _, pair in pairs_with_rows(path, format, seed, skip_invalid, max_chars))
+
+
+def pairs_with_rows(
+    path: PathLike, format: Optional[str] = None, seed: int = 0, skip_invalid: bool = False, max_chars: int = 100_000
+) -> Iterator[tuple[Any, Pair]]:
+    """`read_pairs`, each pair with the row it was read from, for a reader of more of a row than its pair (the
+    score job: the sample indices of `rlaif generate`'s rows)."""
     return _pairs(Path(path), read_rows(path, format), seed, skip_invalid, max_chars)
 
 
 def _pairs(
     path: Path, rows: Iterator[tuple[int, Any]], seed: int, skip_invalid: bool, max_chars: int
-) -> Iterator[Pair]:
+) -> Iterator[tuple[Any, Pair]]:
     first_seen: dict[str, int] = {}  # id -> line: duplicate ids would collide in the label store
     for line, row in rows:
         try:
@@ -60,11 +68,11 @@ def _pairs(
             if invalid.id in first_seen:  # an unusable row repeating an id: its failed record must not be a second
                 invalid.id = f"{SYNTHETIC_ID_PREFIX}line-{line}"
             first_seen.setdefault(invalid.id, line)
-            yield invalid
+            yield row, invalid
             continue
         first_seen[pair.id] = line
         pair.source_line = line
-        yield pair
+        yield row, pair
 
 
 def synthetic_line(pair_id: str) -> Optional[int]:

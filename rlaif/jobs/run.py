@@ -26,6 +26,7 @@ from ..cluster.connect import RayOptions
 from ..config.judge import JudgeBase, load_judge_config
 from ..constitution import Constitution, load_constitution
 from ..data.formats import DataError, count_pairs
+from ..data.pairs import synthetic_line
 from ..files import write_json_atomic
 from ..judges.base import TOO_LONG, not_ready, until_cap
 from ..judges.registry import load_judge
@@ -257,15 +258,28 @@ class JobSpec:
         return run_job(cls(**own), inputs, constitution, model, out, JobOptions.of(options, **given))
 
 
+INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
+
+
+def is_input_failure(error: Optional[str]) -> bool:
+    """A failed record that says the input is bad (an unreadable row, an item too long for the judge), not the
+    judge: another try fails the same way, so --retry-failed leaves it and it never makes the exit code 4."""
+    return (error or "").startswith((INVALID_INPUT, TOO_LONG))
+
+
 @dataclass
 class JudgedJob(JobSpec):
     """A job whose model is a judge (`rlaif label`, `rlaif score`): the one place a job asks for the kind of judge
     it needs (`judge_kind`: PairwiseJudge or ScoreJudge). The judge is loaded from its config, here or on each Ray
     worker; one of the other kind, or one that cannot judge on its own, is refused before anything is written.
     What else the two read alike is here too: a row's longest text, a row naming a principle the constitution
-    lacks, and an item too long for the judge (bad input, unless --skip-invalid)."""
+    lacks, an item too long for the judge (bad input, unless --skip-invalid), and the failed records an unreadable
+    row leaves under --skip-invalid (an id of its line, "rlaif:line-N", retired once that line holds another row)."""
 
     max_chars: int = 100_000  # a row's longest text
+    live: set[str] = field(default_factory=set, init=False)  # ids of unreadable rows' items, as read now
+    last_line: int = field(default=0, init=False)  # the last input line read
+    read_all: bool = field(default=False, init=False)  # whether this run read the input to its end
 
     judge_kind: ClassVar[type]
     other_kind: ClassVar[str]  # what the refusal of a judge of the other kind suggests instead
@@ -299,6 +313,34 @@ class JudgedJob(JobSpec):
             f"principle '{principle}' is not in constitution '{self.constitution.name}' "
             f"(its principles: {', '.join(sorted(known))})"
         )
+
+    def input_failure(self, error: Optional[str]) -> bool:
+        return is_input_failure(error)
+
+    def noting(self, items: Iterable) -> Iterator:
+        """`items` as read, noting how far this run reads and the items of rows that still have an id of a line."""
+        for item in items:
+            self.last_line = item.source_line or self.last_line
+            if self.row_line(item.id) is not None:
+                self.live.add(item.id)
+            yield item
+        self.read_all = True
+
+    def row_line(self, item_id: str) -> Optional[int]:
+        """The input line of the unreadable row an item stands for (its id "rlaif:line-N"); None for any other."""
+        return synthetic_line(item_id)
+
+    def retired(self, stored: dict[str, Stored]) -> set[str]:
+        """The failed records of unreadable rows (kept by --skip-invalid) whose line holds no such row any more: it
+        was fixed (and has its own id now), removed, or the file ends before it. Only lines this run read are
+        judged; one past a --limit keeps its record."""
+        return {
+            i
+            for i in stored
+            if (line := self.row_line(i)) is not None
+            and i not in self.live
+            and (self.read_all or line <= self.last_line)
+        }
 
     def bad_input(self, record) -> Optional[str]:
         # Without --skip-invalid an item too long for the judge is bad input: keep the rest, then report it.

@@ -10,21 +10,21 @@ an error naming both lines, unless `relabel_changed`; an id-less row that could 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from ..constitution import Constitution
 from ..data.formats import DataError
 from ..data.labels import LABELS_FILE
-from ..data.pairs import read_pairs, synthetic_line
+from ..data.pairs import read_pairs
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, top_reasons
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, is_input_failure, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import PairwiseJudge
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
-from .pairwise import PlannedPair, is_input_failure, judge_planned, plan_pair
+from .pairwise import PlannedPair, judge_planned, plan_pair
 
 LabelJobError = JobError  # the labelling job's name for it
 
@@ -60,9 +60,6 @@ class LabelJob(JudgedJob):
     """What the labelling job brings to the engine."""
 
     relabel_changed: bool = False
-    live: set[str] = field(default_factory=set, init=False)  # ids of unreadable rows ("rlaif:line-N"), as read now
-    last_line: int = field(default=0, init=False)  # the last input line read
-    read_all: bool = field(default=False, init=False)  # whether this run read the input to its end
 
     kind = LABELS
     item, unit, doing, done, rate, input_count = "pair", "pairs", "labelling", "labelled", "pairs", "input_pairs"
@@ -72,16 +69,10 @@ class LabelJob(JudgedJob):
     judged = staticmethod(judge_planned)
 
     def items(self, path: Path) -> Iterator[Pair]:
-        """The input's pairs, noting how far this run reads and the rows that still have an id of a line."""
         o = self.options
-        for pair in read_pairs(
-            path, format=o.format, seed=o.seed, skip_invalid=o.skip_invalid, max_chars=self.max_chars
-        ):
-            self.last_line = pair.source_line or self.last_line
-            if synthetic_line(pair.id) is not None:
-                self.live.add(pair.id)
-            yield pair
-        self.read_all = True
+        yield from self.noting(
+            read_pairs(path, format=o.format, seed=o.seed, skip_invalid=o.skip_invalid, max_chars=self.max_chars)
+        )
 
     def plan(self, pair: Pair) -> PlannedPair:
         """Plan a pair; a row naming a principle the constitution lacks is bad input (a failed record under
@@ -95,9 +86,6 @@ class LabelJob(JudgedJob):
 
     def requests_of(self, planned: PlannedPair) -> int:
         return 2 * len(planned.principles)  # both orders of each principle (judges/prompting.pair_queries)
-
-    def input_failure(self, error: Optional[str]) -> bool:
-        return is_input_failure(error)
 
     def attempt_again(self, planned: PlannedPair, stored: Stored) -> bool:
         if stored.key != planned.key and stored.status == "ok" and self.relabel_changed:
@@ -118,18 +106,6 @@ class LabelJob(JudgedJob):
         if record.status == "ok":
             counts[record.label] += 1
             counts["consistent"] += bool(record.position_consistent)
-
-    def retired(self, stored: dict[str, Stored]) -> set[str]:
-        """The failed records of unreadable rows ("rlaif:line-N", kept by --skip-invalid) whose line holds no such
-        row any more: it was fixed (and has its own id now), removed, or the file ends before it. Only lines this
-        run read are judged; one past a --limit keeps its record."""
-        return {
-            i
-            for i in stored
-            if (line := synthetic_line(i)) is not None
-            and i not in self.live
-            and (self.read_all or line <= self.last_line)
-        }
 
     def run_stats(self, job) -> dict:
         c, wall = job.counts, job.wall

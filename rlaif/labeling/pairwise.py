@@ -13,25 +13,18 @@ import math
 from typing import Optional, Sequence
 
 from ..constitution import GENERIC, Constitution, Principle
-from ..jobs.run import Planned
-from ..judges.base import TOO_LONG, PairwiseJudge, StoppedEarly, answer_items, verdict_flags
+from ..jobs.run import INVALID_INPUT, Planned, is_input_failure
+from ..judges.base import PairwiseJudge, StoppedEarly, answer_items, verdict_flags
 from ..judges.jury import JuryJudge
 from ..numbers import label_problem, probability_problem, weighted_mean
 from ..preference import label_for, order_probabilities, position_consistent
 from ..records import LabelRecord, MemberLabel, Pair, Verdict, sha256_json
 from .jury import MemberVerdict, member_verdicts
 
-INVALID_INPUT = "invalid input"  # the error of a row that could not be read (kept by --skip-invalid)
 OUT_OF_RANGE = "numbers out of range"
 # Probabilities summed from logprobs may pass 1 by rounding; beyond this the mass is flagged (a logprob above 0).
 LABEL_MASS_TOLERANCE = 1e-4
 LABEL_MASS_FLAG = "label_mass_out_of_range"
-
-
-def is_input_failure(error: Optional[str]) -> bool:
-    """A failed record that says the input is bad (an unreadable row, a pair too long for the judge), not the
-    judge: another try fails the same way, so --retry-failed leaves it and it never makes the exit code 4."""
-    return (error or "").startswith((INVALID_INPUT, TOO_LONG))
 
 
 def record_key(pair: Pair, principles: Sequence[Principle], constitution_sha: str, judge_sha: str) -> str:

@@ -179,7 +179,7 @@ class LoopRun:
         prepare_for_training(policy, config)
         policy.to(self.acc.device)
         # every later reference is the policy's copy or checkpoint: the same model type and attention
-        self.layout, self.sharing = share_prefix(config.prefix_sharing, [policy, self.initial])
+        self.layout, self.sharing = share_prefix(config.prefix_sharing, [policy, self.initial], config.packing)
         optimizer, scheduler = make_optimizer(policy, config.optim, config.iterations * config.steps_per_iteration)
         self.policy, self.optimizer, self.scheduler = self.acc.prepare(policy, optimizer, scheduler)
         self.model = self.acc.unwrap_model(self.policy)

@@ -17,9 +17,9 @@ from ..constitution import Constitution
 from ..data.formats import DataError
 from ..data.scores import SCORES_FILE, derived_labels, scale_of
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, top_reasons
+from ..jobs.run import INVALID_INPUT, JobOptions, JobResult, JudgedJob, count_reason, is_input_failure, top_reasons
 from ..jobs.store import Stored
-from ..judges.base import TOO_LONG, ScoreJudge
+from ..judges.base import ScoreJudge
 from ..numbers import score_record_problem
 from .rate import PlannedResponse, plan_response, rate_planned
 from .responses import ScoreItem, read_responses
@@ -48,8 +48,9 @@ def score(
 ) -> JobResult:
     """Rate every response of a file of pairs (or of `rlaif generate`'s samples) into `out`; running it again
     resumes. `judge` must be a score judge (mode: score): a Judge, a config or a YAML path (with Ray, a config or a
-    path). `settings` are JobOptions fields (`limit` counts input rows; `skip_invalid` records a response too long
-    for the judge as failed and goes on, without it that is bad input) and `max_chars`, a row's longest text."""
+    path). `settings` are JobOptions fields (`limit` counts input rows; `skip_invalid` records the responses of a row
+    that cannot be read, and a response too long for the judge, as failed and goes on, as `rlaif label` does: without
+    it that is bad input) and `max_chars`, a row's longest text."""
     return ScoreJob.run(responses, constitution, judge, out, options, **settings)
 
 
@@ -87,11 +88,12 @@ class ScoreJob(JudgedJob):
 
     def items(self, path: Path) -> Iterator[ScoreItem]:
         """The responses of the first --limit input rows."""
-        last, limit = None, self.options.limit
-        for item in read_responses(path, self.options.format, seed=self.options.seed, max_chars=self.max_chars):
+        last, o = None, self.options
+        responses = read_responses(path, o.format, seed=o.seed, max_chars=self.max_chars, skip_invalid=o.skip_invalid)
+        for item in self.noting(responses):
             if item.source_line != last:
                 last = item.source_line
-                if limit is not None and self.rows >= limit:
+                if o.limit is not None and self.rows >= o.limit:
                     return
                 self.rows += 1
             yield item
@@ -101,16 +103,20 @@ class ScoreJob(JudgedJob):
         return {"input_rows": self.rows, "input_responses": items_seen}
 
     def plan(self, item: ScoreItem) -> PlannedResponse:
-        reason = self.unknown_principle(item.principle)
+        """Plan a response; one whose row names a principle the constitution lacks is bad input (a failed record
+        under --skip-invalid)."""
+        reason = None if item.invalid else self.unknown_principle(item.principle)
         if reason:
-            raise DataError(self.path, item.source_line, reason)
+            if not self.options.skip_invalid:
+                raise DataError(self.path, item.source_line, reason)
+            item.invalid = reason
         return plan_response(item, self.constitution, self.config.settings_sha256(), self.options.seed)
 
     def requests_of(self, planned: PlannedResponse) -> int:
         return len(planned.principles)  # one query per principle (rate.rate_planned)
 
-    def input_failure(self, error: Optional[str]) -> bool:
-        return (error or "").startswith(TOO_LONG)
+    def row_line(self, item_id: str) -> Optional[int]:
+        return super().row_line(item_id.rpartition(":")[0])  # "rlaif:line-N:a": a side of the row's pair
 
     def changed(self, planned: PlannedResponse, stored: Stored) -> str:
         return (
@@ -134,6 +140,7 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
     histogram = {str(s): 0 for s in range(low, high + 1)}  # expected scores, rounded to the nearest score
     principles: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
+    invalid_rows: set[str] = set()  # the input rows that could not be read (their pair ids), kept by --skip-invalid
     ok = failed_input = prompt_tokens = completion_tokens = 0
     score_sum = 0.0
     for r in records:
@@ -141,7 +148,9 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
         completion_tokens += r.get("completion_tokens", 0)
         if r["status"] != "ok":
             count_reason(errors, r.get("error"))
-            failed_input += (r.get("error") or "").startswith(TOO_LONG)
+            failed_input += is_input_failure(r.get("error"))
+            if (r.get("error") or "").startswith(INVALID_INPUT):
+                invalid_rows.add(r.get("pair_id") or r["id"])
             continue
         ok += 1
         score_sum += r["score"]
@@ -160,6 +169,7 @@ def compute_stats(records: Iterable[dict], scale: tuple[int, int], temperature: 
         "failed": len(records) - ok,
         "failed_input": failed_input,
         "failed_judge": len(records) - ok - failed_input,
+        "invalid_rows": len(invalid_rows),
         "prompts": len({r["prompt_id"] for r in records}),
         "scale": [low, high],
         "temperature": temperature,

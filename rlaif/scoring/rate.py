@@ -4,7 +4,8 @@ back as one score record per response (rlaif.records.ScoreRecord) with the expec
 and their provenance.
 
 A record is `ok` only when every distribution is finite, within [0, 1] and sums to 1, and the expected score lies
-on the scale; otherwise it is `failed` with the reason, never a placeholder score.
+on the scale; otherwise it is `failed` with the reason, never a placeholder score (as is a response of a row that
+could not be read, kept by --skip-invalid).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from typing import Optional, Sequence
 
 from ..constitution import Constitution, Principle
-from ..jobs.run import Planned
+from ..jobs.run import INVALID_INPUT, Planned
 from ..judges.base import ScoreJudge, answer_items, verdict_flags
 from ..judges.reading import expected_score, rescaled
 from ..numbers import distribution_problem, relative_weights, score_record_problem
@@ -40,8 +41,9 @@ def record_key(item: ScoreItem, principles: Sequence[Principle], constitution_sh
 
 
 def plan_response(item: ScoreItem, constitution: Constitution, judge_sha: str, seed: int) -> PlannedResponse:
-    """The principles a response is rated under and its resume key; `judge_sha` is the judge's settings hash."""
-    principles = principles_for(item, constitution, seed)
+    """The principles a response is rated under (none for one of an unreadable row) and its resume key; `judge_sha`
+    is the judge's settings hash."""
+    principles = principles_for(item, constitution, seed) if not item.invalid else []
     return PlannedResponse(item, principles, record_key(item, principles, constitution.sha256, judge_sha))
 
 
@@ -55,7 +57,7 @@ def rate_planned(
         start = len(queries)
         for p in pl.principles:
             queries.extend(judge.score_queries(pl.item.prompt, [pl.item.response], p))
-        spans.append((start, len(queries)))
+        spans.append((start, len(queries)) if not pl.item.invalid else None)
     return answer_items(
         judge.score, queries, spans, lambda k, verdicts: score_record(planned[k], verdicts, constitution, judge)
     )
@@ -81,14 +83,15 @@ def score_record(
         conversational=item.conversational,
         constitution_sha256=constitution.sha256,
         judge=judge.info,
-        principle_id="all" if len(principles) > 1 else principles[0].id,
+        principle_id="all" if len(principles) > 1 else principles[0].id if principles else None,
         invert=len(principles) == 1 and principles[0].invert,
         prompt_tokens=sum(v.prompt_tokens for v in verdicts),
         completion_tokens=sum(v.completion_tokens for v in verdicts),
         raw=next((v.raw for v in verdicts if v.raw is not None), None),
         flags=verdict_flags(verdicts),
     )
-    error = next((v.error or "the judge returned no score" for v in verdicts if v.probs is None), None)
+    error = f"{INVALID_INPUT}: {item.invalid}" if item.invalid else None  # its row could not be read: no verdicts
+    error = error or next((v.error or "the judge returned no score" for v in verdicts if v.probs is None), None)
     if error is None:
         error = next(
             (

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
-from ..data.formats import DataError, RowError, read_rows
-from ..data.pairs import parse_row
+from ..data.formats import DataError, RowError
+from ..data.pairs import pairs_with_rows
 from ..records import Pair, Prompt, sha256_json
 
 
@@ -30,6 +30,7 @@ class ScoreItem:
     conversational: bool = False
     principle: Optional[str] = None  # a principle id named by the input row
     source_line: Optional[int] = None
+    invalid: Optional[str] = None  # why its row could not be read (kept only with --skip-invalid)
 
 
 def prompt_id_of(prompt: Prompt) -> str:
@@ -38,49 +39,50 @@ def prompt_id_of(prompt: Prompt) -> str:
 
 
 def read_responses(
-    path: str | Path, format: Optional[str] = None, seed: int = 0, max_chars: int = 100_000
+    path: str | Path, format: Optional[str] = None, seed: int = 0, max_chars: int = 100_000, skip_invalid: bool = False
 ) -> Iterator[ScoreItem]:
-    """Stream the responses to rate, in file order; a bad row is a DataError naming the file and line."""
+    """Stream the responses to rate, in file order, read as `rlaif label` reads pairs (rlaif/data/pairs.py): a bad
+    row is a DataError naming the file and line, or, with `skip_invalid`, its two responses marked `invalid`."""
     path = Path(path)
-    pair_lines: dict[str, int] = {}
-    samples: dict[tuple[str, int], tuple[int, str]] = {}  # (prompt id, sample) -> (line, text)
-    for line, row in read_rows(path, format):
+    seen: dict[tuple[str, int], tuple[int, str]] = {}  # (prompt id, sample) -> (line, text)
+    for row, pair in pairs_with_rows(path, format, seed=seed, skip_invalid=skip_invalid, max_chars=max_chars):
         try:
-            if isinstance(row, RowError):
-                raise row
-            pair = parse_row(row, seed=seed, max_chars=max_chars)
+            samples = None if pair.invalid else _new_samples(row, pair, seen)
         except RowError as e:
-            raise DataError(path, line, str(e)) from None
-        base = dict(
+            if not skip_invalid:
+                raise DataError(path, pair.source_line, str(e)) from None
+            pair.invalid, samples = str(e), None
+        yield from pair_items(pair, pair.source_line) if samples is None else samples
+
+
+def _new_samples(row: dict, pair: Pair, seen: dict[tuple[str, int], tuple[int, str]]) -> Optional[list[ScoreItem]]:
+    """The samples of a row of `rlaif generate`'s not read before (None: a row of pairs); a sample whose text
+    differs from the one read before under its index is a RowError."""
+    indices = (row.get("sample_a"), row.get("sample_b"))
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        return None
+    prompt_id = str(row.get("prompt_id") or prompt_id_of(pair.prompt))
+    new: dict[int, str] = {}
+    for index, text in zip(indices, (pair.response_a, pair.response_b)):
+        line, before = seen.get((prompt_id, index), (pair.source_line, new.get(index, text)))
+        if before != text:
+            raise RowError(f"sample {index} of prompt '{prompt_id}' differs from the one on line {line}")
+        if (prompt_id, index) not in seen:
+            new[index] = text
+    seen.update({(prompt_id, index): (pair.source_line, text) for index, text in new.items()})
+    return [
+        ScoreItem(
+            id=f"{prompt_id}#{index}",
+            prompt_id=prompt_id,
             prompt=pair.prompt,
-            human_label=pair.human_label,
+            response=text,
+            sample=index,
             conversational=pair.conversational,
             principle=pair.principle,
-            source_line=line,
+            source_line=pair.source_line,
         )
-        indices = (row.get("sample_a"), row.get("sample_b"))
-        if all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
-            prompt_id = str(row.get("prompt_id") or prompt_id_of(pair.prompt))
-            for index, text in zip(indices, (pair.response_a, pair.response_b)):
-                seen = samples.get((prompt_id, index))
-                if seen is None:
-                    samples[(prompt_id, index)] = (line, text)
-                    yield ScoreItem(
-                        id=f"{prompt_id}#{index}",
-                        prompt_id=prompt_id,
-                        response=text,
-                        sample=index,
-                        **{**base, "human_label": None},
-                    )
-                elif seen[1] != text:
-                    raise DataError(
-                        path, line, f"sample {index} of prompt '{prompt_id}' differs from the one on line {seen[0]}"
-                    )
-            continue
-        if pair.id in pair_lines:
-            raise DataError(path, line, f"duplicate id '{pair.id}' (first on line {pair_lines[pair.id]})")
-        pair_lines[pair.id] = line
-        yield from pair_items(pair, line)
+        for index, text in new.items()
+    ]
 
 
 def pair_items(pair: Pair, line: Optional[int] = None) -> tuple[ScoreItem, ScoreItem]:
@@ -97,6 +99,7 @@ def pair_items(pair: Pair, line: Optional[int] = None) -> tuple[ScoreItem, Score
             conversational=pair.conversational,
             principle=pair.principle,
             source_line=line,
+            invalid=pair.invalid,
         )
         for side, text in (("a", pair.response_a), ("b", pair.response_b))
     )

@@ -132,6 +132,35 @@ def test_config_rejects_fields_that_do_not_apply(override, error):
         loop_config(Path("x"), override)
 
 
+def test_packing_gives_the_loops_dpo_steps_the_losses_of_unpacked_rows(tmp_path, capsys):
+    """`packing: true` puts each micro-batch's pairs in one row, as in `rlaif train dpo`: an iteration runs on the
+    tiny model with the same losses and gradient norms as one pair per row (the same samples and labels), and the
+    same real tokens; packing with prefix sharing off is refused when the config is read."""
+    import yaml
+
+    from rlaif.config.yamlfile import ConfigFileError
+
+    common = [*SHORT, "iterations=1", "prefix_sharing=true"]
+    unpacked, _ = run(tmp_path / "unpacked", *common)
+    assert "prefix sharing on: one row per pair" in capsys.readouterr().out
+    packed, iterations = run(tmp_path / "packed", *common, "packing=true")
+    assert "prefix sharing on, packed" in capsys.readouterr().out
+    assert [r["step"] for r in packed] == [r["step"] for r in unpacked] == [1, 2, 3] and iterations[0]["pairs"] > 0
+    assert abs(packed[0]["loss"] - unpacked[0]["loss"]) <= 1e-5
+    for p, u in zip(packed, unpacked):
+        assert abs(p["loss"] - u["loss"]) <= 1e-5 and p["grad_norm"] == pytest.approx(u["grad_norm"], rel=1e-4)
+        assert p["tokens"] == u["tokens"] > 0
+    # as in `rlaif train dpo`: a run whose config.yaml predates the field resumes, and packing may change on resume
+    saved = tmp_path / "unpacked/config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    assert old.pop("packing") is False
+    saved.write_text(yaml.safe_dump(old, sort_keys=False))
+    resumed, _ = run(tmp_path / "unpacked", *SHORT, "prefix_sharing=true", "packing=true")  # iterations=2
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6] and "resuming at step 3" in capsys.readouterr().out
+    with pytest.raises(ConfigFileError, match="packing: true needs prefix sharing, which prefix_sharing: false"):
+        loop_config(tmp_path / "x", "prefix_sharing=false", "packing=true")
+
+
 def _labels(it_dir: Path, p_as: list[float]) -> list[dict]:
     records = [
         {

@@ -359,3 +359,41 @@ def test_the_constitutions_tie_margin_decides_derived_ties(tmp_path):
     f["constitution"].write_text(CONSTITUTION + "tie_margin: 0.5\n")
     score(f["pairs"], f["constitution"], f["judge"], tmp_path / "wide", progress=False)
     assert {r["label"] for r in read_labels(tmp_path / "wide")} == {"tie"}  # every |p_a − ½| ≤ 0.5
+
+
+def test_skip_invalid_records_a_malformed_row_as_failed_input_and_resumes(tmp_path, rlaif_cmd):
+    """An HH row whose chosen reply is empty: without --skip-invalid one FILE:LINE line and exit 2, keeping what was
+    rated; with it, as `rlaif label` does, both its responses are failed input, the summary counts the row, a rerun
+    rates nothing anew, and once the row is fixed its old records are retired."""
+    f = _files(tmp_path, n=3)
+    rows = f["pairs"].read_text().splitlines()
+    hh = {"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant: no"}
+    f["pairs"].write_text("\n".join(rows[:2] + [json.dumps(hh)] + rows[2:]) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["score", "--pairs", f["pairs"], "--constitution", f["constitution"], "--judge", f["judge"]]
+    cmd = rlaif_cmd + args + ["--out", f["out"], "--batch-size", "2", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: {f['pairs']}:3: chosen is empty", done.stderr
+    assert sorted(r["id"] for r in _records(f["out"])) == ["k0:a", "k0:b", "k1:a", "k1:b"]
+
+    done = subprocess.run(cmd + ["--skip-invalid"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "rows skipped as invalid" in done.stdout and "0 / 2" in done.stdout  # in the judge / bad input
+    recs = {r["id"]: r for r in _records(f["out"])}
+    assert [recs[f"rlaif:line-3:{s}"]["error"] for s in "ab"] == ["invalid input: chosen is empty"] * 2
+    assert all(recs[f"k{i}:{s}"]["status"] == "ok" for i in range(3) for s in "ab") and len(recs) == 8
+    stats = json.loads((f["out"] / "stats.json").read_text())
+    assert (stats["invalid_rows"], stats["failed_input"], stats["failed_judge"]) == (1, 2, 0)
+    assert (stats["resumed_skipped"], stats["scored_now"]) == (4, 4)
+
+    again = score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False, skip_invalid=True)
+    assert (again.stats["resumed_skipped"], again.stats["scored_now"]) == (8, 0)  # failed input is not retried
+
+    hh["chosen"] = "\n\nHuman: hi\n\nAssistant: please"
+    f["pairs"].write_text("\n".join(rows[:2] + [json.dumps(hh)] + rows[2:]) + "\n")
+    fixed = score(f["pairs"], f["constitution"], f["judge"], f["out"], progress=False, skip_invalid=True)
+    recs = _records(f["out"])
+    assert fixed.stats["scored_now"] == 2 and fixed.stats["invalid_rows"] == 0 and len(recs) == 8
+    assert all(r["status"] == "ok" and not r["id"].startswith("rlaif:") for r in recs)
+    superseded = (f["out"] / "superseded.jsonl").read_text()
+    assert "rlaif:line-3:a" in superseded and "rlaif:line-3:b" in superseded
