@@ -25,6 +25,7 @@ from rlaif.feedback.calibration.maps import (
 from rlaif.feedback.calibration.match import human_labels, human_target, load_matched, majority, match
 from rlaif.feedback.calibration.metrics import (
     agreement,
+    agreement_ties_half,
     auc,
     brier,
     cohen_kappa,
@@ -109,6 +110,17 @@ def test_auc_is_mann_whitney_with_ties_half():
     assert auc(np.full(5, 0.5), human) == 0.5
     assert auc(np.array([0.1, 0.2, 0.8, 0.9, 0.5]), human) == 0.0
     assert math.isnan(auc(np.array([0.3, 0.4]), A("a", "a")))
+
+
+def test_agreement_ties_half_counts_every_pair_people_decided():
+    ai, human = A("a", "tie", "b", "tie", "a"), A("a", "a", "a", "b", "tie")
+    # people decided 4: right 1, tie 1/2, wrong 0, tie 1/2 -> 2 / 4; the pair people tied is left out
+    assert agreement_ties_half(ai, human) == pytest.approx(0.5)
+    assert agreement(ai, human) == pytest.approx(0.5)  # over the 2 both decided
+    # a judge that always ties earns exactly a coin's 1/2, where agreement over decided pairs has no pairs at all
+    assert agreement_ties_half(A("tie", "tie"), A("a", "b")) == 0.5
+    assert math.isnan(agreement(A("tie", "tie"), A("a", "b")))
+    assert math.isnan(agreement_ties_half(A("a"), A("tie")))
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def jury_p(p: np.ndarray, weights: Sequence[float], intercept: float) -> np.ndar
     return sigmoid(intercept + logit(np.asarray(p, float)) @ np.asarray(weights, float))
 
 
-def _side_by_side(
+def side_by_side(
     ms: list[Matched], names: list[str], weights, intercept: float, tie_margin: float, bins: int, n_boot: int, seed: int
 ) -> dict:
     """Each member's figures and the jury's on one set of pairs: agreement, kappa, ECE, Brier (Murphy) and AUC, all
@@ -144,10 +144,10 @@ def fit_jury(
     }
     names = [m["name"] for m in members]
     # intervals on the held-out figures only: those are the ones to compare
-    doc["evaluation"] = {"fit": _side_by_side(fit_part, names, weights, intercept, tie_margin, bins, 0, seed)}
+    doc["evaluation"] = {"fit": side_by_side(fit_part, names, weights, intercept, tie_margin, bins, 0, seed)}
     if held.any():
         test = [m.subset(held) for m in ms]
-        doc["evaluation"]["heldout"] = _side_by_side(test, names, weights, intercept, tie_margin, bins, n_boot, seed)
+        doc["evaluation"]["heldout"] = side_by_side(test, names, weights, intercept, tie_margin, bins, n_boot, seed)
     return doc
 
 
@@ -165,11 +165,9 @@ def _member(path: Path, records: list[dict], kind: str, temperature: Optional[fl
     return member
 
 
-def fit_jury_files(ai: Sequence[str | Path], human: str | Path, out_dir: str | Path, **fit_options) -> dict:
-    """`rlaif calibrate fit --method jury`: read each member's label run (one --ai each) and the human labels,
-    match them by pair id (`match_members`), fit (`fit_jury`), and write OUT/weights.json and OUT/report.json (the
-    same document with every figure's interval)."""
-    require("--out", output_dir_problem(out_dir))
+def read_members(ai: Sequence[str | Path]) -> tuple[list[list[dict]], list[dict]]:
+    """Each member's label run (a label or score folder or file, one per member) and its entry in weights.json;
+    ValueError in one line when two runs are labels of one judge."""
     sources = [open_labels(path) for path in ai]
     runs = [list(source.labels()) for source in sources]
     members = [_member(Path(p), r, s.kind, s.temperature) for p, r, s in zip(ai, runs, sources)]
@@ -183,13 +181,28 @@ def fit_jury_files(ai: Sequence[str | Path], human: str | Path, out_dir: str | P
     if len({m["name"] for m in members}) < len(members):  # two runs in folders of one name: their paths tell them apart
         for m in members:
             m["name"] = m["labels"]
-    doc = fit_jury(match_members(runs, human_labels(read_labels(human))), members, **fit_options)
-    doc["fit"]["human"] = str(human)
+    return runs, members
+
+
+def write_fit(doc: dict, out_dir: str | Path) -> None:
+    """OUT/report.json (the fit with every figure's interval) and OUT/weights.json (the same without them), which a
+    `backend: jury` judge with `aggregate: fitted` reads."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "report.json", doc)
     summary = {**doc, "evaluation": {part: _values(ev) for part, ev in doc["evaluation"].items()}}
     write_json_atomic(out_dir / "weights.json", summary)
+
+
+def fit_jury_files(ai: Sequence[str | Path], human: str | Path, out_dir: str | Path, **fit_options) -> dict:
+    """`rlaif calibrate fit --method jury`: read each member's label run (one --ai each) and the human labels,
+    match them by pair id (`match_members`), fit (`fit_jury`), and write OUT/weights.json and OUT/report.json
+    (`write_fit`)."""
+    require("--out", output_dir_problem(out_dir))
+    runs, members = read_members(ai)
+    doc = fit_jury(match_members(runs, human_labels(read_labels(human))), members, **fit_options)
+    doc["fit"]["human"] = str(human)
+    write_fit(doc, out_dir)
     return doc
 
 

@@ -31,6 +31,13 @@ def agreement(ai: np.ndarray, human: np.ndarray) -> float:
     return float(np.mean(ai[d] == human[d])) if d.any() else math.nan
 
 
+def agreement_ties_half(ai: np.ndarray, human: np.ndarray) -> float:
+    """Share of the pairs people decided where the AI label equals theirs, an AI tie counting ½: one figure that
+    compares judges which tie on different pairs (agreement alone is over each judge's own decided pairs)."""
+    d = np.isin(human, ("a", "b"))
+    return float(np.mean(np.where(ai[d] == "tie", 0.5, ai[d] == human[d]))) if d.any() else math.nan
+
+
 def lean(p: np.ndarray) -> np.ndarray:
     """The side p_a leans to with no tie margin ('tie' only at exactly 0.5): what a soft label says."""
     return np.where(p > 0.5, "a", np.where(p < 0.5, "b", "tie")).astype(object)
@@ -236,6 +243,12 @@ def judged_figures(p: np.ndarray, ai: np.ndarray, hu: np.ndarray, y: np.ndarray,
             decided,
             ci(agreement, ai, hu),
             definition="AI label = human majority, over pairs both decided",
+        ),
+        "agreement_ties_half": _figure(
+            agreement_ties_half(ai, hu),
+            int(people_decided.sum()),
+            ci(agreement_ties_half, ai, hu),
+            definition="AI label = human majority over pairs people decided, an AI tie counting 1/2",
         ),
         "cohen_kappa": _figure(cohen_kappa(ai, hu), decided, ci(cohen_kappa, ai, hu)),
         "ece": _figure(ece(p, y, bins), len(p), ci(lambda p, y: ece(p, y, bins), p, y), bins=bins),
