@@ -303,9 +303,7 @@ def reward_models(args, work: Path, records: list[dict], base: dict, sets: dict)
             f"{accs_r.mean():.3f} ± {accs_r.std(ddof=1):.3f} |"
         )
         out.append(f"| {f:.0%} to people by priority | {acc_u.mean():.3f}{_fmt(ci(acc_u))} |")
-    out.append(
-        f"| people's labels on every pair | {acc_people.mean():.3f}{_fmt(ci(acc_people))} |"
-    )
+    out.append(f"| people's labels on every pair | {acc_people.mean():.3f}{_fmt(ci(acc_people))} |")
     return out
 
 
