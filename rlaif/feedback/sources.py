@@ -14,6 +14,7 @@ from ..config.feedback import AIFeedback, FeedbackConfig, HumanFeedback, MixedFe
 from ..data.labels import read_labels
 from ..files import write_jsonl
 from ..jobs.folder import refuse_running
+from ..jobs.run import INVALID_INPUT
 from ..records import sha256_json
 from .calibration.maps import calibrate_records, load_map
 from .calibration.match import human_labels, human_target
@@ -96,7 +97,7 @@ def queue_row(r: dict) -> dict:
 
 def invalid_input(r: dict) -> bool:
     """A pair that could not be read (e.g. an empty response): no one can label it, so it is never queued."""
-    return r.get("status") != "ok" and (r.get("error") or "").startswith("invalid input")
+    return r.get("status") != "ok" and (r.get("error") or "").startswith(INVALID_INPUT)
 
 
 def route(r: dict, margin: float, require_consistent: bool) -> Optional[str]:
