@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Collection, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 Message = dict[str, str]
 Prompt = Union[str, list[Message]]
@@ -246,6 +246,8 @@ class LabelRecord(BaseModel):
     # a jury's labels (backend: jury): each member's verdict, and the sha256 of the fitted weights that combined them
     per_member: Optional[list[MemberLabel]] = None
     jury_weights_sha256: Optional[str] = None
+    # not written: the jury members whose verdicts came from their own runs (--member-labels), for the job's counts
+    _reused: tuple[str, ...] = PrivateAttr(())
 
     def to_json(self) -> dict:
         """The JSONL form: unset optional fields left out, but `p_a` and `label` always present (null on failure),

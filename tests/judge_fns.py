@@ -12,6 +12,15 @@ def prefers_polite(prompt, first, second, principle):
     return 1.0 - p if "ruder" in principle.lower() else p
 
 
+JUDGED: list = []  # every (first, second) counted_polite was shown, in order (tests clear it)
+
+
+def counted_polite(prompt, first, second, principle):
+    """prefers_polite, keeping a record of each call in JUDGED (to count the judge calls of a job)."""
+    JUDGED.append((first, second))
+    return prefers_polite(prompt, first, second, principle)
+
+
 def first_slot(prompt, first, second, principle):
     """A judge with pure position bias: always prefers whatever is shown first."""
     return 0.85

@@ -48,6 +48,12 @@ def label_cmd(
         False,
         help="Label again a pair whose id was labelled with other content; the old label moves to superseded.jsonl.",
     ),
+    member_labels: Optional[list[Path]] = typer.Option(
+        None,
+        "--member-labels",
+        help="With a jury: one member's own label or score folder (repeatable); its verdicts are taken from there "
+        "instead of judging again, where the stored record is what the member would write now.",
+    ),
     max_requests: Optional[int] = MAX_REQUESTS,
     max_cost: Optional[float] = MAX_COST,
     quiet: bool = QUIET,
@@ -63,7 +69,7 @@ def label_cmd(
     )
     options = job_options(ctx.params)
 
-    job = LabelJob(relabel_changed=relabel_changed, max_chars=max_chars)
+    job = LabelJob(relabel_changed=relabel_changed, max_chars=max_chars, member_labels=tuple(member_labels or ()))
     result = guard(lambda: run_job(job, pairs, constitution, judge, out_dir, options))
     stats = result.stats
     _summary(stats, f"labels in {out_dir}")
@@ -103,6 +109,12 @@ def _summary(stats: dict, title: str) -> None:
             ("position consistency", stats["position_consistency"]),
             ("agreement with human (ties = disagree)", stats.get("agreement_with_human")),
             ("agreement, single order", stats.get("agreement_single_order")),
+            (
+                "member verdicts reused",
+                ", ".join(f"{name} {n}" for name, n in stats["member_verdicts_reused"].items())
+                if "member_verdicts_reused" in stats
+                else None,
+            ),
             *run_rows(stats, LabelJob),
         ],
     )

@@ -10,7 +10,8 @@ an error naming both lines, unless `relabel_changed`; an id-less row that could 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -19,12 +20,13 @@ from ..data.formats import DataError
 from ..data.labels import LABELS_FILE
 from ..data.pairs import read_pairs
 from ..jobs.folder import JUDGED_SAME_JOB, FolderKind, JobError, judged_identity
-from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, is_input_failure, top_reasons
+from ..jobs.run import JobOptions, JobResult, JudgedJob, count_reason, is_input_failure, judged_batch, top_reasons
 from ..jobs.store import Stored
 from ..judges.base import PairwiseJudge
 from ..numbers import label_problem
 from ..records import LabelRecord, Pair
 from .pairwise import PlannedPair, judge_planned, plan_pair
+from .reuse import MemberRuns
 
 LabelJobError = JobError  # the labelling job's name for it
 
@@ -51,7 +53,9 @@ def label(
     """Label a file of pairs into `out`; running it again resumes. `judge` is a Judge, a config or a YAML path; with
     Ray, a config or a path, which each worker on the cluster loads. `settings` are JobOptions fields (seed=,
     limit=, progress=, retry_failed=, max_requests=, ray=, …) and this job's own: `relabel_changed` labels again a
-    pair whose id was labelled with other content (without it that is an error), `max_chars` caps a row's text."""
+    pair whose id was labelled with other content (without it that is an error), `max_chars` caps a row's text,
+    `member_labels` (with a jury) lists its members' own label or score folders, whose verdicts it takes instead
+    of judging again (reuse.py)."""
     return LabelJob.run(pairs, constitution, judge, out, options, **settings)
 
 
@@ -60,6 +64,9 @@ class LabelJob(JudgedJob):
     """What the labelling job brings to the engine."""
 
     relabel_changed: bool = False
+    member_labels: tuple = ()  # a jury's members' own runs (reuse.py)
+    runs: Optional[MemberRuns] = field(default=None, init=False)
+    reused: dict[str, int] = field(default_factory=dict, init=False)  # member verdicts taken from them this run
 
     kind = LABELS
     item, unit, doing, done, rate, input_count = "pair", "pairs", "labelling", "labelled", "pairs", "input_pairs"
@@ -67,6 +74,19 @@ class LabelJob(JudgedJob):
     judge_kind = PairwiseJudge
     other_kind = "Rate responses with rlaif score, or set `mode: pairwise` in the judge config"
     judged = staticmethod(judge_planned)
+
+    def check(self, judge, built: bool) -> None:
+        """The judge's checks, then the members' runs, read and matched to the jury's members (a refusal is one
+        ValueError, before anything is written)."""
+        super().check(judge, built)
+        if self.member_labels:
+            self.runs = MemberRuns.open(self.config, self.member_labels)
+            self.reused = dict.fromkeys(self.runs.records, 0)
+
+    def worker(self):
+        if self.runs is None:
+            return super().worker()
+        return partial(judged_batch, partial(judge_planned, reuse=self.runs), constitution=self.constitution)
 
     def items(self, path: Path) -> Iterator[Pair]:
         o = self.options
@@ -103,6 +123,8 @@ class LabelJob(JudgedJob):
         relabelled = stored is not None and stored.status == "ok"
         super().count(counts, record, None if relabelled else stored)
         counts["relabelled"] += relabelled
+        for name in getattr(record, "_reused", ()):
+            self.reused[name] = self.reused.get(name, 0) + 1
         if record.status == "ok":
             counts[record.label] += 1
             counts["consistent"] += bool(record.position_consistent)
@@ -118,6 +140,7 @@ class LabelJob(JudgedJob):
             "run_position_consistency": round(c["consistent"] / decided, 4) if decided else None,
             "run_inconsistent": decided - c["consistent"],
             "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
+            **({"member_verdicts_reused": dict(self.reused)} if self.runs is not None else {}),
         }
 
     def stats(self, records: Iterable[dict], manifest: dict) -> dict:

@@ -2,7 +2,8 @@
 each exactly as it would alone — a pairwise member in both orders, debiased (pairwise.py, which hands its own batch
 function in as `alone`), a score member by rating both responses under the principles `rlaif score` would draw and
 deriving p_a = σ((s_a − s_b)/T) from the two scores (rlaif/scoring, rlaif/data/scores.py) — and each pair keeps
-every member's verdict for the jury to combine (pairwise.py builds the record).
+every member's verdict for the jury to combine (pairwise.py builds the record). A member with a run of its own
+(`--member-labels`, reuse.py) takes its verdicts on the pairs that run holds from it instead of judging them.
 """
 
 from __future__ import annotations
@@ -30,23 +31,32 @@ class MemberVerdict:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     flags: list[str] = field(default_factory=list)
+    reused: bool = False  # taken from the member's own run (reuse.py), not judged now
 
 
 def member_verdicts(
-    jury: JuryJudge, planned: Sequence, constitution: Constitution, alone: Callable
+    jury: JuryJudge, planned: Sequence, constitution: Constitution, alone: Callable, reuse=None
 ) -> tuple[list[Optional[list[MemberVerdict]]], Optional[str]]:
     """Every member's verdict on each planned pair, in member order, and why the batch stopped early (a member's
     spending cap; None when it did not). A pair a member left unanswered at its cap has None (it gets no record;
-    a resumed job judges it again), and the members after it judge only the pairs still whole."""
+    a resumed job judges it again), and the members after it judge only the pairs still whole. `reuse`
+    (reuse.MemberRuns) gives the verdicts members take from their own runs; they judge only the other pairs."""
     verdicts: list[Optional[list[MemberVerdict]]] = [[] for _ in planned]
     stopped = None
     for name, member in jury.members:
         live = [k for k, v in enumerate(verdicts) if v is not None]
         if not live:
             break
-        score = kind_of(member.config) is ScoreJudge
-        answered, why = (_scored if score else _judged)(name, member, [planned[k] for k in live], constitution, alone)
-        for k, verdict in zip(live, answered):
+        kept = reuse.verdicts(name, member, [planned[k] for k in live], constitution) if reuse else [None] * len(live)
+        todo = [k for k, v in zip(live, kept) if v is None]
+        answered, why = [], None
+        if todo:
+            score = kind_of(member.config) is ScoreJudge
+            judged = _scored if score else _judged
+            answered, why = judged(name, member, [planned[k] for k in todo], constitution, alone)
+        fresh = iter(answered)
+        for k, verdict in zip(live, kept):
+            verdict = verdict if verdict is not None else next(fresh)
             if verdict is None:
                 verdicts[k] = None
             else:
@@ -68,19 +78,23 @@ def _judged(name, member, batch, constitution, alone) -> tuple[list[Optional[Mem
         if record is None or record.id != pl.id:
             out.append(None)
             continue
-        out.append(
-            MemberVerdict(
-                name,
-                record.p_a,
-                record.p_a_orders,
-                record.error,
-                record.prompt_tokens,
-                record.completion_tokens,
-                record.flags or [],
-            )
-        )
+        out.append(label_verdict(name, record.to_json()))
         record = next(made, None)
     return out, stopped
+
+
+def label_verdict(name: str, record: dict, reused: bool = False) -> MemberVerdict:
+    """A pairwise member's verdict from its label record (the labels.jsonl form)."""
+    return MemberVerdict(
+        name,
+        record["p_a"],
+        record.get("p_a_orders"),
+        record.get("error"),
+        record.get("prompt_tokens", 0),
+        record.get("completion_tokens", 0),
+        record.get("flags") or [],
+        reused,
+    )
 
 
 def _scored(name, member, batch, constitution, alone) -> tuple[list[Optional[MemberVerdict]], Optional[str]]:
@@ -94,25 +108,27 @@ def _scored(name, member, batch, constitution, alone) -> tuple[list[Optional[Mem
     except StoppedEarly as e:
         rated, stopped = e.records, str(e)
     by_id = {r.id: r.to_json() for r in rated}
-    cfg = member.config
-    scale, margin = (cfg.score.low, cfg.score.high), constitution.tie_margin_or(cfg.tie_margin)
     out = []
     for pl in batch:
         a, b = by_id.get(f"{pl.id}:a"), by_id.get(f"{pl.id}:b")
-        if a is None or b is None:
-            out.append(None)
-            continue
-        derived = derived_pair(a, b, pl.id, scale, cfg.score.temperature, margin)
-        p_a = derived["p_a"]
-        out.append(
-            MemberVerdict(
-                name,
-                p_a,
-                None if p_a is None else (p_a, p_a),
-                derived.get("error"),
-                derived["prompt_tokens"],
-                derived["completion_tokens"],
-                sorted({*(a.get("flags") or ()), *(b.get("flags") or ())}),
-            )
-        )
+        found = a is not None and b is not None
+        out.append(score_verdict(name, member.config, constitution, pl.id, a, b) if found else None)
     return out, stopped
+
+
+def score_verdict(name, cfg, constitution, pair_id: str, a: dict, b: dict, reused: bool = False) -> MemberVerdict:
+    """A score member's verdict from the score records of the pair's two responses: p_a derived with the member's
+    own scale, T and tie margin."""
+    scale, margin = (cfg.score.low, cfg.score.high), constitution.tie_margin_or(cfg.tie_margin)
+    derived = derived_pair(a, b, pair_id, scale, cfg.score.temperature, margin)
+    p_a = derived["p_a"]
+    return MemberVerdict(
+        name,
+        p_a,
+        None if p_a is None else (p_a, p_a),
+        derived.get("error"),
+        derived["prompt_tokens"],
+        derived["completion_tokens"],
+        sorted({*(a.get("flags") or ()), *(b.get("flags") or ())}),
+        reused,
+    )

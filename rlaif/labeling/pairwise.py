@@ -53,13 +53,14 @@ def plan_pair(pair: Pair, constitution: Constitution, judge_sha: str, seed: int)
 
 
 def judge_planned(
-    judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution
+    judge: PairwiseJudge, planned: Sequence[PlannedPair], constitution: Constitution, reuse=None
 ) -> list[LabelRecord]:
     """Judge a batch; raises StoppedEarly carrying the records of the pairs that were fully answered. A jury's
-    members each judge the batch as they would alone (jury.py), and each pair's record combines them."""
+    members each judge the batch as they would alone (jury.py), or take their verdicts from their own runs
+    (`reuse`: reuse.MemberRuns), and each pair's record combines them."""
     margin = constitution.tie_margin_or(judge.config.tie_margin)
     if isinstance(judge, JuryJudge):
-        return _judged_by_jury(judge, planned, constitution, margin)
+        return _judged_by_jury(judge, planned, constitution, margin, reuse)
     queries, spans = [], []
     for pl in planned:
         if pl.item.invalid:
@@ -200,12 +201,13 @@ def _ok_record(base: dict, p_a: float, tie_margin: float, orders: list, **extra)
 
 
 def _judged_by_jury(
-    jury: JuryJudge, planned: Sequence[PlannedPair], constitution: Constitution, tie_margin: float
+    jury: JuryJudge, planned: Sequence[PlannedPair], constitution: Constitution, tie_margin: float, reuse=None
 ) -> list[LabelRecord]:
     """A jury's batch: the members' verdicts (jury.py, each member's batch being `judge_planned`'s as for a judge
-    alone), then one record per pair whose members all answered or failed."""
+    alone), then one record per pair whose members all answered or failed. Each record notes (unwritten) the
+    members whose verdicts came from their own runs, for the job's counts."""
     valid = [pl for pl in planned if not pl.item.invalid]
-    verdicts, stopped = member_verdicts(jury, valid, constitution, judge_planned)
+    verdicts, stopped = member_verdicts(jury, valid, constitution, judge_planned, reuse)
     of_valid = iter(verdicts)
     records = []
     for pl in planned:
@@ -213,6 +215,7 @@ def _judged_by_jury(
             records.append(_failed(pl, constitution, jury, f"{INVALID_INPUT}: {pl.item.invalid}"))
         elif (members := next(of_valid)) is not None:
             records.append(_jury_record(pl, members, constitution, jury, tie_margin))
+            records[-1]._reused = tuple(m.name for m in members if m.reused)
     if stopped is not None:
         raise StoppedEarly(stopped, records)
     return records
