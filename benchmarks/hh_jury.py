@@ -8,8 +8,9 @@ response) are left out of both. The jury's weights are fitted on the tuning spli
 --method jury`'s fit, nothing held out there); the report split is used for nothing but the figures.
 
 Then the fitted jury itself (`backend: jury`, `aggregate: fitted`, written to WORK/jury.yaml) labels the report split
-through `rlaif label`, the path a user takes: its p_a must equal the combination of the members' runs (printed as
-the largest difference). `benchmarks/bench_budget.py` reads those labels.
+through `rlaif label`, the path a user takes, its members' verdicts taken from their runs (`--member-labels`;
+--rejudge judges every pair again): its p_a must equal the combination of the members' runs (printed as the largest
+difference). `benchmarks/bench_budget.py` reads those labels.
 
   python benchmarks/hh_jury.py --work runs/hh-jury
 
@@ -120,6 +121,11 @@ def main() -> None:
         help="NAME=JUDGE_YAML,... (default: the four above)",
     )
     ap.add_argument("--no-jury-run", action="store_true", help="skip labelling the report split with the jury")
+    ap.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="the jury judges the report split again (default: its members' verdicts from their runs, --member-labels)",
+    )
     args = ap.parse_args()
     if not 0 < args.fit_rows <= REPORT[0]:
         ap.error(f"--fit-rows must be in 1..{REPORT[0]}: rows after {REPORT[0]} are the report split")
@@ -171,7 +177,15 @@ def main() -> None:
     check = None
     if not args.no_jury_run:
         print(f"the fitted jury ({jury_yaml}) labels the report split")
-        label(work / "report.jsonl", args.constitution, jury_yaml, work / "report" / "jury", skip_invalid=True)
+        reuse = () if args.rejudge else tuple(runs["report"])  # the members' verdicts from their runs
+        label(
+            work / "report.jsonl",
+            args.constitution,
+            jury_yaml,
+            work / "report" / "jury",
+            skip_invalid=True,
+            member_labels=reuse,
+        )
         got = {r["id"]: r["p_a"] for r in read_labels(work / "report" / "jury") if r.get("status") == "ok"}
         both = [pid for pid in offline if pid in got]
         check = {
