@@ -21,7 +21,7 @@ from rlaif.human.label_studio import LABEL_CONFIG
 from rlaif.human.presentation import pair_order_label
 from tests.helpers import write_jsonl
 from tests.human.label_studio_case import FIXTURE
-from tests.recipes.loop_case import ids_in, loop_config
+from tests.recipes.loop_case import ids_in, loop_config, two_iterations_with_people
 
 TASKS = "label_studio_tasks.json"
 REAL = json.loads(FIXTURE.read_text(encoding="utf-8"))  # a real Label Studio export, for its task and annotation
@@ -103,15 +103,7 @@ def test_a_loop_labelled_in_label_studio_trains_on_each_answer_once(tmp_path, on
 
     out, export = tmp_path / "run", tmp_path / "ls-export.json"
     annotate = {"label_studio_export": str(export), "wait_s": 4}
-    config = loop_config(
-        out,
-        "iterations=2",
-        "steps_per_iteration=2",
-        "prompts_per_iteration=16",
-        "eval_prompts=8",
-        "batch_size=4",
-        f"feedback={json.dumps({'source': 'mixed', 'budget': 3, 'annotate': annotate})}",
-    )
+    config = two_iterations_with_people(out, annotate)
     project = Project(out, export)
     project.start()
     train(config)

@@ -16,7 +16,7 @@ import pytest
 
 from rlaif.config.yamlfile import ConfigFileError
 from tests.helpers import write_jsonl
-from tests.recipes.loop_case import ids_in, loop_config
+from tests.recipes.loop_case import ids_in, loop_config, two_iterations_with_people
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="the annotation app needs the human extra: pip install -e '.[human]'")
@@ -73,15 +73,7 @@ def test_a_live_loop_trains_on_answers_within_the_wait_and_carries_late_ones_onc
     out, port, tokens = tmp_path / "run", free_port(), tmp_path / "tokens.txt"
     tokens.write_text(f"alice:{TOKEN}\n")
     annotate = {"wait_s": 4, "port": port, "tokens": str(tokens)}
-    config = loop_config(
-        out,
-        "iterations=2",
-        "steps_per_iteration=2",
-        "prompts_per_iteration=16",
-        "eval_prompts=8",
-        "batch_size=4",
-        f"feedback={json.dumps({'source': 'mixed', 'budget': 3, 'annotate': annotate})}",
-    )
+    config = two_iterations_with_people(out, annotate)
     alice = Annotator(f"http://127.0.0.1:{port}", out, on_time=2, answers=6)
     alice.start()
     train(config)
